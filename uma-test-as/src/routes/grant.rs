@@ -1,0 +1,344 @@
+//! The UMA grant (`grant_type=urn:ietf:params:oauth:grant-type:uma-ticket`, UMA Grant §3.3).
+//!
+//! 1. The ticket is redeemed first and is then spent whatever the outcome (Grant §5.5):
+//!    unknown, used, expired, or issued to another client → 400 `invalid_grant`.
+//! 2. The requesting party is the `sub` of the pushed ID token (`claim_token` with
+//!    `claim_token_format` = the OIDC ID-token URI), or the one learnt from an earlier claim
+//!    token for the same request. An ID token this server did not issue → 400 `invalid_grant`.
+//! 3. `scope` may only name scopes registered for a resource in the ticket (else 400
+//!    `invalid_scope`). No client has pre-registered scopes, so it never widens the request
+//!    (Grant §3.3.4): the granted scopes are exactly those the ticket asked for.
+//! 4. The policies assess every (resource, scope) pair (see [`crate::policy`]); the outcome
+//!    is all-or-nothing:
+//!    any denied pair → 403 `request_denied`; else a pair that needs an identity → 403
+//!    `need_info` with a new ticket and `required_claims`; else pairs awaiting the owner →
+//!    403 `request_submitted` with a new ticket (the approval request is created once and
+//!    re-used by the following tickets); else an RPT.
+//! 5. `rpt` upgrades: when it names an unrevoked RPT issued to the same client, the new RPT
+//!    carries its permissions too, the old one is revoked and the answer says
+//!    `"upgraded": true`; any other `rpt` value yields `"upgraded": false`.
+//!
+//! Tickets re-issued by `need_info`/`request_submitted` are bound to the client that got them.
+
+use std::time::Instant;
+
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::Form;
+use crate::dialect::names::ID_TOKEN_FORMAT;
+use crate::error::{OAuthError, json_response};
+use crate::model::{PendingRequest, RptPermission, RptSpec, unix_now_secs};
+use crate::policy::{Outcome, assess};
+use crate::state::{
+    Decision, PendingRecord, Shared, Store, Ticket, TokenRecord, expires_in, random_id,
+};
+
+/// Runs the grant for an authenticated client.
+pub(super) fn uma_ticket(
+    shared: &Shared,
+    client_id: &str,
+    form: &Form,
+) -> Result<axum::response::Response, OAuthError> {
+    let ticket_id = form.required("ticket")?;
+    let claim_token = match (form.get("claim_token"), form.get("claim_token_format")) {
+        (None, None) => None,
+        (Some(token), Some(format)) if format == ID_TOKEN_FORMAT => Some(token),
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(format!(
+                "unsupported claim_token_format; this server accepts {ID_TOKEN_FORMAT}"
+            )));
+        }
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "claim_token and claim_token_format must be sent together",
+            ));
+        }
+    };
+    let requested_scopes: Vec<&str> = form
+        .get("scope")
+        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+
+    let ticket = redeem(shared, ticket_id, client_id)?;
+
+    let requester = match claim_token {
+        Some(token) => Some(
+            shared
+                .keys
+                .verify_id_token(token, &shared.issuer)
+                .ok_or_else(|| {
+                    OAuthError::invalid_grant(
+                        "the claim token is not a valid ID token issued by this server",
+                    )
+                })?
+                .sub,
+        ),
+        None => ticket.requester.clone(),
+    };
+
+    let mut store = shared.store();
+    for scope in &requested_scopes {
+        let offered = ticket.permissions.iter().any(|p| {
+            store
+                .resource(&p.resource_id)
+                .is_some_and(|r| r.desc.resource_scopes.iter().any(|s| s == scope))
+        });
+        if !offered {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope `{scope}` is not available for the resources of this ticket"
+            )));
+        }
+    }
+
+    let assessment = assess_ticket(shared, &store, &ticket, requester.as_deref(), client_id);
+    if assessment.denied {
+        tracing::debug!(client_id, "uma grant denied");
+        return Err(OAuthError::new(StatusCode::FORBIDDEN, "request_denied")
+            .describe("the policies do not grant the requested permissions"));
+    }
+    if assessment.need_info {
+        let next = shared.new_ticket(
+            &mut store,
+            Ticket {
+                bound_client: Some(client_id.to_owned()),
+                requester,
+                ..ticket
+            },
+        );
+        return Err(OAuthError::new(StatusCode::FORBIDDEN, "need_info")
+            .describe("the requesting party must identify itself with an ID token")
+            .with("ticket", next)
+            .with(
+                "required_claims",
+                json!([{
+                    "claim_token_format": [ID_TOKEN_FORMAT],
+                    "claim_type": "string",
+                    "friendly_name": "subject",
+                    "issuer": [shared.issuer],
+                    "name": "sub",
+                }]),
+            ));
+    }
+    if assessment.waiting || !assessment.new_requests.is_empty() {
+        let mut approvals = ticket.approvals.clone();
+        for request in assessment.new_requests {
+            approvals.push(request.id.clone());
+            store.requests.push(PendingRecord {
+                request,
+                decision: Decision::Pending,
+            });
+        }
+        let next = shared.new_ticket(
+            &mut store,
+            Ticket {
+                bound_client: Some(client_id.to_owned()),
+                requester,
+                approvals,
+                ..ticket
+            },
+        );
+        return Err(OAuthError::new(StatusCode::FORBIDDEN, "request_submitted")
+            .describe("the resource owner has been asked to approve the request")
+            .with("ticket", next));
+    }
+
+    let exp = Shared::exp_after(shared.settings.rpt_ttl);
+    let mut permissions: Vec<RptPermission> = ticket
+        .permissions
+        .iter()
+        .map(|p| RptPermission {
+            exp: Some(exp),
+            ..RptPermission::new(p.resource_id.as_str(), p.scopes.iter().map(String::as_str))
+        })
+        .collect();
+    let upgraded = form
+        .get("rpt")
+        .map(|rpt| match take_for_upgrade(&mut store, rpt, client_id) {
+            Some(old) => {
+                merge(&mut permissions, old, exp);
+                true
+            }
+            None => false,
+        });
+    drop(store);
+
+    let spec = RptSpec {
+        sub: requester,
+        client_id: Some(client_id.to_owned()),
+        exp: Some(exp),
+        iat: Some(unix_now_secs()),
+        nbf: None,
+        permissions,
+        extra: Map::new(),
+    };
+    let rpt = shared
+        .store_rpt(spec)
+        .map_err(|_| OAuthError::server_error("cannot sign the RPT"))?;
+    let mut body = Map::new();
+    body.insert("access_token".to_owned(), Value::from(rpt));
+    body.insert("token_type".to_owned(), Value::from("Bearer"));
+    body.insert(
+        "expires_in".to_owned(),
+        Value::from(expires_in(shared.settings.rpt_ttl)),
+    );
+    if let Some(upgraded) = upgraded {
+        body.insert("upgraded".to_owned(), Value::Bool(upgraded));
+    }
+    tracing::debug!(client_id, upgraded, "rpt issued");
+    Ok(json_response(StatusCode::OK, &Value::Object(body)))
+}
+
+/// Spends a ticket and returns it, or says why it cannot be used.
+fn redeem(shared: &Shared, ticket_id: &str, client_id: &str) -> Result<Ticket, OAuthError> {
+    let mut store = shared.store();
+    let Some(ticket) = store.tickets.get_mut(ticket_id) else {
+        return Err(OAuthError::invalid_grant("unknown ticket"));
+    };
+    if ticket.used {
+        return Err(OAuthError::invalid_grant(
+            "the ticket has already been used",
+        ));
+    }
+    ticket.used = true;
+    if ticket.expires_at <= Instant::now() {
+        return Err(OAuthError::invalid_grant("the ticket has expired"));
+    }
+    if ticket
+        .bound_client
+        .as_deref()
+        .is_some_and(|bound| bound != client_id)
+    {
+        return Err(OAuthError::invalid_grant(
+            "the ticket was issued to another client",
+        ));
+    }
+    Ok(ticket.clone())
+}
+
+/// What the policies say about a whole ticket.
+#[derive(Debug, Default)]
+struct Assessment {
+    denied: bool,
+    need_info: bool,
+    /// Some approval request of this ticket is still pending.
+    waiting: bool,
+    /// Approval requests to create.
+    new_requests: Vec<PendingRequest>,
+}
+
+fn assess_ticket(
+    shared: &Shared,
+    store: &Store,
+    ticket: &Ticket,
+    requester: Option<&str>,
+    client_id: &str,
+) -> Assessment {
+    let mut result = Assessment::default();
+    for permission in &ticket.permissions {
+        let Some(resource) = store.resource(&permission.resource_id) else {
+            // Deleted since the ticket was issued.
+            result.denied = true;
+            continue;
+        };
+        let checks: Vec<Option<&str>> = if permission.scopes.is_empty() {
+            vec![None]
+        } else {
+            permission.scopes.iter().map(|s| Some(s.as_str())).collect()
+        };
+        let mut approval: Option<Vec<String>> = None;
+        for scope in checks {
+            match assess(
+                &shared.settings.policies,
+                &resource.id,
+                &resource.desc,
+                scope,
+                requester,
+            ) {
+                Outcome::Granted => {}
+                Outcome::NeedInfo => result.need_info = true,
+                Outcome::Denied => result.denied = true,
+                Outcome::Approval => approval
+                    .get_or_insert_with(Vec::new)
+                    .extend(scope.map(str::to_owned)),
+            }
+        }
+        let Some(scopes) = approval else {
+            continue;
+        };
+        let existing = store.requests.iter().find(|r| {
+            ticket.approvals.contains(&r.request.id)
+                && r.request.resource_id == permission.resource_id
+                && scopes.iter().all(|s| r.request.scopes.contains(s))
+        });
+        match existing.map(|r| r.decision) {
+            Some(Decision::Approved) => {}
+            Some(Decision::Denied) => result.denied = true,
+            Some(Decision::Pending) => result.waiting = true,
+            None => result.new_requests.push(PendingRequest {
+                id: random_id(16),
+                owner: resource.desc.owner.clone().unwrap_or_default(),
+                requester: requester.unwrap_or(client_id).to_owned(),
+                client_id: client_id.to_owned(),
+                resource_id: resource.id.clone(),
+                scopes,
+            }),
+        }
+    }
+    result
+}
+
+/// Revokes an RPT being upgraded and returns its permissions, if it may be upgraded.
+fn take_for_upgrade(store: &mut Store, rpt: &str, client_id: &str) -> Option<Vec<RptPermission>> {
+    match store.tokens.get_mut(rpt) {
+        Some(TokenRecord::Rpt { spec, revoked })
+            if !*revoked && spec.client_id.as_deref() == Some(client_id) =>
+        {
+            *revoked = true;
+            Some(spec.permissions.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Adds the old RPT's permissions to the new ones (scopes are merged per resource).
+fn merge(permissions: &mut Vec<RptPermission>, old: Vec<RptPermission>, exp: i64) {
+    for old in old {
+        if let Some(current) = permissions
+            .iter_mut()
+            .find(|p| p.resource_id == old.resource_id)
+        {
+            for scope in old.resource_scopes {
+                if !current.resource_scopes.contains(&scope) {
+                    current.resource_scopes.push(scope);
+                }
+            }
+        } else {
+            permissions.push(RptPermission {
+                exp: Some(exp),
+                ..old
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_unions_scopes_per_resource_and_keeps_other_resources() {
+        let mut new = vec![RptPermission::new("a", ["view"])];
+        merge(
+            &mut new,
+            vec![
+                RptPermission::new("a", ["edit", "view"]),
+                RptPermission::new("b", ["x"]),
+            ],
+            9,
+        );
+        assert_eq!(new[0].resource_scopes, ["view", "edit"]);
+        assert_eq!(new[1].resource_id, "b");
+        assert_eq!(new[1].exp, Some(9));
+    }
+}
