@@ -1,0 +1,285 @@
+//! The layer's client for the AS's protection API: introspection (RFC 7662, FedAuthz §5),
+//! permission tickets (FedAuthz §4) and resource registration (FedAuthz §3), each
+//! authenticated with the PAT and retried exactly once with a fresh PAT after a 401.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::error::describe_transport;
+use crate::introspect::{IntrospectError, Introspection};
+use crate::pat::{ClientAuth, PatProvider};
+use crate::token::{ClientSecret, Pat, Rpt};
+
+/// How the layer authenticates itself at the introspection endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IntrospectionAuth {
+    /// The PAT as a bearer token (FedAuthz §5; standard, WSO2, Janssen, PingAM).
+    #[default]
+    BearerPat,
+    /// The layer's client credentials with HTTP Basic (Keycloak, uma-wire §13 item 3).
+    ClientCredentials,
+}
+
+/// The JSON shape of a permission request (FedAuthz §4.1 allows both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PermissionBody {
+    /// An array of one or more request objects; Keycloak, WSO2 and PingAM need it.
+    #[default]
+    Array,
+    /// A single request object.
+    Object,
+}
+
+/// Why no ticket could be had. Every variant ends in `403` + `Warning` for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TicketError {
+    #[error("permission endpoint unreachable")]
+    Unreachable,
+    #[error("permission request timed out")]
+    Timeout,
+    #[error("permission endpoint answered {0}")]
+    Status(u16),
+    #[error("permission endpoint answered without a usable ticket")]
+    NoTicket,
+    #[error("no protection API token")]
+    NoPat,
+}
+
+#[derive(Debug)]
+pub(crate) struct AsClient {
+    pub(crate) http: reqwest::Client,
+    pub(crate) pat: Arc<PatProvider>,
+    pub(crate) introspection_endpoint: String,
+    pub(crate) permission_endpoint: String,
+    pub(crate) resource_registration_endpoint: Option<String>,
+    pub(crate) introspection_auth: IntrospectionAuth,
+    pub(crate) token_type_hint: Option<String>,
+    pub(crate) permission_body: PermissionBody,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: ClientSecret,
+    pub(crate) client_auth: ClientAuth,
+}
+
+/// The failure of one protection call.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    NoPat,
+    Transport(reqwest::Error),
+}
+
+#[derive(Serialize)]
+struct PermissionRequest<'a> {
+    resource_id: &'a str,
+    resource_scopes: &'a [String],
+}
+
+impl AsClient {
+    /// Sends a PAT-authenticated request built by `build`; on 401 drops the PAT, gets a new
+    /// one and sends once more. Returns the final response.
+    pub(crate) async fn protected<F>(&self, build: F) -> Result<reqwest::Response, CallError>
+    where
+        F: Fn(&Pat) -> reqwest::RequestBuilder,
+    {
+        let pat = self.pat.get().await.map_err(|_| CallError::NoPat)?;
+        let resp = build(&pat).send().await.map_err(CallError::Transport)?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        tracing::debug!("AS answered 401 to the PAT; refreshing it and retrying once");
+        self.pat.invalidate(&pat);
+        let fresh = self.pat.get().await.map_err(|_| CallError::NoPat)?;
+        build(&fresh).send().await.map_err(CallError::Transport)
+    }
+
+    /// Introspects `token`.
+    pub(crate) async fn introspect(&self, token: &Rpt) -> Result<Introspection, IntrospectError> {
+        let span = tracing::debug_span!(
+            "uma.introspect",
+            token.fingerprint = %token.fingerprint(),
+            http.status_code = tracing::field::Empty,
+            uma.active = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.introspect_inner(token).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(i) if i.active => "active",
+            Ok(_) => "inactive",
+            Err(IntrospectError::Unreachable) => "unreachable",
+            Err(IntrospectError::Timeout) => "timeout",
+            Err(IntrospectError::Status(_)) => "status",
+            Err(IntrospectError::Unparsable) => "unparsable",
+            Err(IntrospectError::NoPat) => "no_pat",
+        };
+        crate::metrics::introspection(outcome, started.elapsed().as_secs_f64());
+        match &result {
+            Ok(i) => {
+                span.record("uma.active", i.active);
+            }
+            Err(e) => {
+                span.record("error", tracing::field::display(e));
+                tracing::warn!(parent: &span, error = %e, "introspection failed");
+            }
+        }
+        result
+    }
+
+    async fn introspect_inner(&self, token: &Rpt) -> Result<Introspection, IntrospectError> {
+        let mut form: Vec<(&str, &str)> = vec![("token", token.secret())];
+        if let Some(hint) = &self.token_type_hint {
+            form.push(("token_type_hint", hint));
+        }
+        let resp = match self.introspection_auth {
+            IntrospectionAuth::BearerPat => {
+                self.protected(|pat| {
+                    self.http
+                        .post(&self.introspection_endpoint)
+                        .bearer_auth(pat.secret())
+                        .header(http::header::ACCEPT, "application/json")
+                        .form(&form)
+                })
+                .await
+            }
+            IntrospectionAuth::ClientCredentials => {
+                let mut req = self
+                    .http
+                    .post(&self.introspection_endpoint)
+                    .header(http::header::ACCEPT, "application/json");
+                let mut form = form.clone();
+                match self.client_auth {
+                    ClientAuth::Basic => {
+                        req = req.basic_auth(
+                            form_urlencode(&self.client_id),
+                            Some(form_urlencode(self.client_secret.secret())),
+                        );
+                    }
+                    ClientAuth::Post => {
+                        form.push(("client_id", &self.client_id));
+                        form.push(("client_secret", self.client_secret.secret()));
+                    }
+                }
+                req.form(&form).send().await.map_err(CallError::Transport)
+            }
+        };
+        let resp = resp.map_err(|e| match e {
+            CallError::NoPat => IntrospectError::NoPat,
+            CallError::Transport(e) if e.is_timeout() => IntrospectError::Timeout,
+            CallError::Transport(_) => IntrospectError::Unreachable,
+        })?;
+        let status = resp.status();
+        tracing::Span::current().record("http.status_code", status.as_u16());
+        if status != StatusCode::OK {
+            return Err(IntrospectError::Status(status.as_u16()));
+        }
+        let body = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                IntrospectError::Timeout
+            } else {
+                IntrospectError::Unreachable
+            }
+        })?;
+        Introspection::from_json(&body).map_err(|_| IntrospectError::Unparsable)
+    }
+
+    /// Asks the permission endpoint for one ticket covering `resource_id` and `scopes`.
+    /// Tickets are never cached or reused (Grant §5.5).
+    pub(crate) async fn ticket(
+        &self,
+        resource_id: &str,
+        scopes: &[String],
+    ) -> Result<String, TicketError> {
+        let span = tracing::debug_span!(
+            "uma.ticket",
+            uma.resource_id = %resource_id,
+            uma.scopes = ?scopes,
+            http.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let result = self
+            .ticket_inner(resource_id, scopes)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(_) => crate::metrics::ticket("issued"),
+            Err(e) => {
+                crate::metrics::ticket("failed");
+                span.record("error", tracing::field::display(e));
+                tracing::warn!(parent: &span, error = %e, "could not obtain a permission ticket");
+            }
+        }
+        result
+    }
+
+    async fn ticket_inner(
+        &self,
+        resource_id: &str,
+        scopes: &[String],
+    ) -> Result<String, TicketError> {
+        let one = PermissionRequest {
+            resource_id,
+            resource_scopes: scopes,
+        };
+        let body = match self.permission_body {
+            PermissionBody::Array => serde_json::to_vec(&[&one]),
+            PermissionBody::Object => serde_json::to_vec(&one),
+        }
+        .map_err(|_| TicketError::NoTicket)?;
+        let resp = self
+            .protected(|pat| {
+                self.http
+                    .post(&self.permission_endpoint)
+                    .bearer_auth(pat.secret())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header(http::header::ACCEPT, "application/json")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(|e| match e {
+                CallError::NoPat => TicketError::NoPat,
+                CallError::Transport(e) if e.is_timeout() => TicketError::Timeout,
+                CallError::Transport(e) => {
+                    tracing::debug!(cause = describe_transport(&e), "permission request failed");
+                    TicketError::Unreachable
+                }
+            })?;
+        let status = resp.status();
+        tracing::Span::current().record("http.status_code", status.as_u16());
+        if status != StatusCode::CREATED && status != StatusCode::OK {
+            return Err(TicketError::Status(status.as_u16()));
+        }
+        let body = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                TicketError::Timeout
+            } else {
+                TicketError::Unreachable
+            }
+        })?;
+        let value: Value = serde_json::from_slice(&body).map_err(|_| TicketError::NoTicket)?;
+        match value.get("ticket").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => Ok(t.to_owned()),
+            _ => Err(TicketError::NoTicket),
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: the client id and secret are form-urlencoded before Basic encoding.
+pub(crate) fn form_urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_are_form_encoded() {
+        assert_eq!(form_urlencode("a b:c"), "a+b%3Ac");
+    }
+}

@@ -1,0 +1,277 @@
+//! The access decision: does an introspection result grant this request?
+//!
+//! A pure function of the (possibly cached) result, the resource and scopes the request needs,
+//! and the clock. It runs on every request, so a cached "yes" for one resource or scope never
+//! authorises another, and token and permission `exp`/`nbf` are checked at request time, not
+//! only when the result was fetched (FedAuthz §5.1.1, RFC 7662 §4).
+
+use crate::introspect::{Introspection, Permission};
+use crate::resources::ScopeMode;
+
+/// What the decision needs to know about the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requirement<'a> {
+    pub(crate) resource_id: &'a str,
+    pub(crate) scopes: &'a [String],
+    pub(crate) mode: ScopeMode,
+}
+
+/// Knobs of the decision that depend on the AS or the deployment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    /// Seconds of tolerance for clock differences with the AS.
+    pub(crate) leeway: i64,
+    /// Keycloak's reading: a permission with no scopes grants every scope of its resource
+    /// (uma-wire §13 item 6). Off by default: the spec reading is "no scopes granted".
+    pub(crate) empty_scopes_grant_all: bool,
+}
+
+/// Why a result did not grant the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denial {
+    Inactive,
+    Expired,
+    NotYetValid,
+    NoPermission,
+    InsufficientScope,
+}
+
+impl Denial {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Inactive => "inactive",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::NoPermission => "no_permission",
+            Self::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+/// Whether a time window [`nbf`, `exp`) holds at `now`, with `leeway` on both sides.
+fn in_window(now: i64, exp: Option<i64>, nbf: Option<i64>, leeway: i64) -> Result<(), Denial> {
+    if let Some(exp) = exp
+        && now >= exp.saturating_add(leeway)
+    {
+        return Err(Denial::Expired);
+    }
+    if let Some(nbf) = nbf
+        && now.saturating_add(leeway) < nbf
+    {
+        return Err(Denial::NotYetValid);
+    }
+    Ok(())
+}
+
+/// Decides; on success returns the permissions of this resource that are valid now.
+pub(crate) fn decide<'i>(
+    intro: &'i Introspection,
+    req: Requirement<'_>,
+    now: i64,
+    rules: Rules,
+) -> Result<Vec<&'i Permission>, Denial> {
+    if !intro.active {
+        return Err(Denial::Inactive);
+    }
+    in_window(now, intro.exp, intro.nbf, rules.leeway)?;
+    let mut any_for_resource = false;
+    let valid: Vec<&Permission> = intro
+        .permissions
+        .iter()
+        .filter(|p| p.resource_id == req.resource_id)
+        .inspect(|_| any_for_resource = true)
+        .filter(|p| in_window(now, p.exp, p.nbf, rules.leeway).is_ok())
+        .collect();
+    if valid.is_empty() {
+        return Err(if any_for_resource {
+            Denial::Expired
+        } else {
+            Denial::NoPermission
+        });
+    }
+    if rules.empty_scopes_grant_all && valid.iter().any(|p| p.resource_scopes.is_empty()) {
+        return Ok(valid);
+    }
+    let granted = |s: &String| valid.iter().any(|p| p.resource_scopes.contains(s));
+    let ok = match req.mode {
+        ScopeMode::All => req.scopes.iter().all(granted),
+        // With no scopes required, a valid permission for the resource is enough.
+        ScopeMode::Any => req.scopes.is_empty() || req.scopes.iter().any(granted),
+    };
+    if ok {
+        Ok(valid)
+    } else {
+        Err(Denial::InsufficientScope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_767_225_600;
+    const RULES: Rules = Rules {
+        leeway: 0,
+        empty_scopes_grant_all: false,
+    };
+
+    fn scopes(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn check(
+        intro: &Introspection,
+        resource: &str,
+        need: &[&str],
+        mode: ScopeMode,
+    ) -> Result<usize, Denial> {
+        let need = scopes(need);
+        decide(
+            intro,
+            Requirement {
+                resource_id: resource,
+                scopes: &need,
+                mode,
+            },
+            NOW,
+            RULES,
+        )
+        .map(|v| v.len())
+    }
+
+    fn perm(id: &str, s: &[&str]) -> Permission {
+        Permission::new(id, s.iter().copied())
+    }
+
+    #[test]
+    fn grants_exactly_the_permission_held() {
+        // uma-wire §14 checks 11, 14, 15
+        let i = Introspection::active(vec![perm("R", &["read"])], Some(NOW + 60));
+        assert_eq!(check(&i, "R", &["read"], ScopeMode::All), Ok(1));
+        assert_eq!(
+            check(&i, "R", &["write"], ScopeMode::All),
+            Err(Denial::InsufficientScope)
+        );
+        assert_eq!(
+            check(&i, "R", &["read", "write"], ScopeMode::All),
+            Err(Denial::InsufficientScope)
+        );
+        assert_eq!(check(&i, "R", &["read", "write"], ScopeMode::Any), Ok(1));
+        assert_eq!(
+            check(&i, "other", &["read"], ScopeMode::All),
+            Err(Denial::NoPermission)
+        );
+    }
+
+    #[test]
+    fn inactive_and_no_permissions_deny() {
+        // uma-wire §14 checks 13, 16
+        assert_eq!(
+            check(&Introspection::inactive(), "R", &[], ScopeMode::All),
+            Err(Denial::Inactive)
+        );
+        let i = Introspection::active(vec![], Some(NOW + 60));
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::NoPermission)
+        );
+    }
+
+    #[test]
+    fn token_times_are_checked() {
+        // uma-wire §14 checks 18, 19
+        let mut i = Introspection::active(vec![perm("R", &["read"])], Some(NOW));
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::Expired)
+        );
+        i.exp = Some(NOW + 1);
+        i.nbf = Some(NOW + 10);
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::NotYetValid)
+        );
+        i.nbf = None; // nbf: 0 parses as None
+        assert_eq!(check(&i, "R", &["read"], ScopeMode::All), Ok(1));
+    }
+
+    #[test]
+    fn permission_times_are_checked() {
+        // uma-wire §14 checks 17, 19; FedAuthz §5.1.1 precedence: the stricter bound wins
+        let mut p = perm("R", &["read"]);
+        p.exp = Some(NOW - 1);
+        let i = Introspection::active(vec![p.clone()], Some(NOW + 60));
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::Expired)
+        );
+        p.exp = Some(NOW + 600);
+        p.nbf = Some(NOW + 5);
+        let i = Introspection::active(vec![p.clone()], Some(NOW + 60));
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::Expired)
+        );
+        // A permission exp later than the token's does not extend the token.
+        p.nbf = None;
+        let i = Introspection::active(vec![p], Some(NOW - 1));
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::Expired)
+        );
+    }
+
+    #[test]
+    fn expired_permission_does_not_mask_a_valid_one() {
+        let mut old = perm("R", &["read", "write"]);
+        old.exp = Some(NOW - 1);
+        let i = Introspection::active(vec![old, perm("R", &["read"])], None);
+        assert_eq!(check(&i, "R", &["read"], ScopeMode::All), Ok(1));
+        assert_eq!(
+            check(&i, "R", &["write"], ScopeMode::All),
+            Err(Denial::InsufficientScope)
+        );
+    }
+
+    #[test]
+    fn scopes_union_across_permissions_of_one_resource() {
+        let i = Introspection::active(vec![perm("R", &["read"]), perm("R", &["write"])], None);
+        assert_eq!(check(&i, "R", &["read", "write"], ScopeMode::All), Ok(2));
+    }
+
+    #[test]
+    fn leeway_applies_both_ways() {
+        let i = Introspection::active(vec![perm("R", &["read"])], Some(NOW - 2));
+        let need = scopes(&["read"]);
+        let req = Requirement {
+            resource_id: "R",
+            scopes: &need,
+            mode: ScopeMode::All,
+        };
+        let lenient = Rules { leeway: 5, ..RULES };
+        assert!(decide(&i, req, NOW, lenient).is_ok());
+        assert_eq!(decide(&i, req, NOW, RULES), Err(Denial::Expired));
+    }
+
+    #[test]
+    fn empty_scope_sets() {
+        // uma-wire §13 item 6: spec reading by default, Keycloak's on request
+        let i = Introspection::active(vec![perm("R", &[])], None);
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::InsufficientScope)
+        );
+        assert_eq!(check(&i, "R", &[], ScopeMode::All), Ok(1));
+        let need = scopes(&["read"]);
+        let kc = Rules {
+            empty_scopes_grant_all: true,
+            ..RULES
+        };
+        let req = Requirement {
+            resource_id: "R",
+            scopes: &need,
+            mode: ScopeMode::All,
+        };
+        assert!(decide(&i, req, NOW, kc).is_ok());
+    }
+}
