@@ -1,0 +1,1163 @@
+//! From a request to the UMA resource and the scopes it needs: [`ResourceMap`], [`Route`] and
+//! the [`ResourceResolver`] trait.
+//!
+//! A [`ResourceMap`] is a table of path templates. Each [`Route`] names the resource it
+//! protects (a registered `_id`, or a [`ResourceDecl`] the layer registers at start-up) and the
+//! scopes each HTTP method needs. For each request the layer asks the map for a [`Resolution`]:
+//! [`Protected`](Resolution::Protected) (check the RPT for this resource and these scopes),
+//! [`Public`](Resolution::Public) (no token needed) or [`Unmapped`](Resolution::Unmapped)
+//! (denied in [`EnforcementMode::Enforcing`]). A route, or the whole map, can hand the decision
+//! to a [`ResourceResolver`], for example to protect each album as its own resource.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{HeaderMap, Method};
+//! use tower_uma::{Resolution, ResourceDecl, ResourceMap, ResourceRef, Route};
+//!
+//! let map = ResourceMap::new()
+//!     .route(Route::public("/health"))
+//!     .route(
+//!         Route::new("/albums/{id}")
+//!             .declare(ResourceDecl::new("albums", ["view", "edit"]))
+//!             .scopes(Method::GET, ["view"])
+//!             .scopes(Method::PUT, ["edit"]),
+//!     );
+//! map.validate()?;
+//!
+//! let headers = HeaderMap::new();
+//! assert_eq!(map.resolve_request(&Method::GET, "/health", &headers)?, Resolution::Public);
+//! match map.resolve_request(&Method::PUT, "/Albums//7/", &headers)? {
+//!     Resolution::Protected { resource, scopes, .. } => {
+//!         assert_eq!(resource, ResourceRef::Name("albums".to_owned()));
+//!         assert_eq!(scopes, ["edit"]);
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! // No entry for DELETE, no `any_method` and no `method_as_scope`: unmapped.
+//! assert_eq!(map.resolve_request(&Method::DELETE, "/albums/7", &headers)?, Resolution::Unmapped);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The matching rules, the precedence between templates and the reasons for both are
+//! documented on [`ResourceMap`], where users of the re-exported types can read them.
+
+mod path;
+mod template;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+use serde::Serialize;
+
+pub use self::path::PathError;
+pub(crate) use self::path::{NormalizedPath, normalize_path};
+use self::template::{Spelling, Template};
+
+/// Which resource a route protects.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::{ResourceRef, Route};
+///
+/// let by_id = Route::new("/invoices/{id}").resource(ResourceRef::Id("4d3c9f".to_owned()));
+/// let by_name = Route::new("/albums/{id}").resource_name("albums");
+/// # let _ = (by_id, by_name);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResourceRef {
+    /// A resource already registered at the authorization server, by its `_id`
+    /// ([FedAuthz §3.2](https://docs.kantarainitiative.org/uma/wg/rec-oauth-uma-federated-authz-2.0.html#reg-api)).
+    Id(String),
+    /// A resource named in a [`ResourceDecl`] (or registered by someone else under that name);
+    /// the layer maps the name to its `_id` after registering or looking it up.
+    Name(String),
+}
+
+/// A resource description the layer declares, and registers at the authorization server at
+/// start-up when it is missing
+/// ([FedAuthz §3.1](https://docs.kantarainitiative.org/uma/wg/rec-oauth-uma-federated-authz-2.0.html#resource-set-desc)).
+///
+/// It serialises as the resource description JSON object: optional fields that are `None` are
+/// left out.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::ResourceDecl;
+///
+/// let decl = ResourceDecl::new("albums", ["view", "edit"])
+///     .with_type("https://photoz.test/album")
+///     .with_description("Photo albums");
+/// assert_eq!(decl.resource_scopes, ["view", "edit"]);
+/// assert_eq!(decl.icon_uri, None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ResourceDecl {
+    /// The resource's name, unique among the resources this layer declares.
+    pub name: String,
+    /// A string identifying the semantics of the resource (`type`), usually a URI.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// A human-readable description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A URI for a graphic icon representing the resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon_uri: Option<String>,
+    /// The scopes the resource can be accessed with (`resource_scopes`, required, non-empty).
+    pub resource_scopes: Vec<String>,
+    /// The resource owner, for authorization servers that take one at registration (Keycloak's
+    /// `owner`); not part of the UMA resource description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl ResourceDecl {
+    /// A declaration with a name and its resource scopes, and no optional fields.
+    pub fn new(
+        name: impl Into<String>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            resource_scopes: scopes.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the resource `type`. Defaults to none.
+    #[must_use]
+    pub fn with_type(mut self, r#type: impl Into<String>) -> Self {
+        self.r#type = Some(r#type.into());
+        self
+    }
+
+    /// Sets the human-readable `description`. Defaults to none.
+    #[must_use]
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Sets the `icon_uri`. Defaults to none.
+    #[must_use]
+    pub fn with_icon_uri(mut self, icon_uri: impl Into<String>) -> Self {
+        self.icon_uri = Some(icon_uri.into());
+        self
+    }
+
+    /// Sets the resource `owner`. Defaults to none (the owner is whoever the authorization
+    /// server makes of the PAT).
+    #[must_use]
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+}
+
+/// What the layer does with its decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EnforcementMode {
+    /// Requests are let through only when the RPT grants what they need; unmapped requests are
+    /// denied.
+    #[default]
+    Enforcing,
+    /// Requests are decided and the decision is logged, but every request is let through.
+    Permissive,
+    /// No check at all: no token is read and the authorization server is not called.
+    Disabled,
+}
+
+/// How the scopes a request needs are matched against the scopes an RPT grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ScopeMode {
+    /// Every required scope must be granted.
+    #[default]
+    All,
+    /// At least one of the required scopes must be granted.
+    Any,
+}
+
+/// One mapped path template: which resource it protects and which scopes each method needs.
+///
+/// Routes are checked when they are added to a [`ResourceMap`]; see the
+/// [matching rules](ResourceMap#matching-rules) for the template grammar, precedence and
+/// scope rules.
+///
+/// # Examples
+///
+/// Scopes per method, with `HEAD` following `GET`:
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_uma::{Resolution, ResourceMap, Route};
+///
+/// let map = ResourceMap::new().route(
+///     Route::new("/invoices/{id}")
+///         .resource_id("4d3c9f")
+///         .scopes(Method::GET, ["read"])
+///         .scopes(Method::POST, ["write"]),
+/// );
+/// let head = map.resolve_request(&Method::HEAD, "/invoices/42", &HeaderMap::new())?;
+/// assert!(matches!(head, Resolution::Protected { scopes, .. } if scopes == ["read"]));
+/// # Ok::<(), tower_uma::PathError>(())
+/// ```
+///
+/// The HTTP method as the scope, with `ANY` matching and a per-route enforcement mode:
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_uma::{EnforcementMode, Resolution, ResourceMap, Route, ScopeMode};
+///
+/// let map = ResourceMap::new().route(
+///     Route::new("/reports/*")
+///         .resource_name("reports")
+///         .method_as_scope()
+///         .scope_mode(ScopeMode::Any)
+///         .enforcement(EnforcementMode::Permissive),
+/// );
+/// match map.resolve_request(&Method::DELETE, "/reports/2024/q1", &HeaderMap::new())? {
+///     Resolution::Protected { scopes, scope_mode, enforcement, .. } => {
+///         assert_eq!(scopes, ["DELETE"]);
+///         assert_eq!(scope_mode, ScopeMode::Any);
+///         assert_eq!(enforcement, Some(EnforcementMode::Permissive));
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), tower_uma::PathError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct Route {
+    template: String,
+    public: bool,
+    resource: Option<ResourceRef>,
+    decl: Option<ResourceDecl>,
+    methods: Vec<(Method, Vec<String>)>,
+    any_method: Option<Vec<String>>,
+    method_as_scope: bool,
+    scope_mode: ScopeMode,
+    enforcement: Option<EnforcementMode>,
+    resolver: Option<Arc<dyn ResourceResolver>>,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("template", &self.template)
+            .field("public", &self.public)
+            .field("resource", &self.resource)
+            .field("decl", &self.decl)
+            .field("methods", &self.methods)
+            .field("any_method", &self.any_method)
+            .field("method_as_scope", &self.method_as_scope)
+            .field("scope_mode", &self.scope_mode)
+            .field("enforcement", &self.enforcement)
+            .field("resolver", &self.resolver.as_ref().map(|_| "<resolver>"))
+            .finish()
+    }
+}
+
+impl Route {
+    /// A protected route for a path template such as `/albums/{id}` or `/static/*`.
+    ///
+    /// The template is checked by [`ResourceMap::validate`]; the route needs a resource (or a
+    /// [`resolver`](Self::resolver)) and at least one way of finding scopes.
+    pub fn new(template: &str) -> Self {
+        Self {
+            template: template.to_owned(),
+            public: false,
+            resource: None,
+            decl: None,
+            methods: Vec::new(),
+            any_method: None,
+            method_as_scope: false,
+            scope_mode: ScopeMode::default(),
+            enforcement: None,
+            resolver: None,
+        }
+    }
+
+    /// A route whose requests pass without any token, for every method.
+    ///
+    /// A public route may not also carry a resource, scopes or a resolver.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::{HeaderMap, Method};
+    /// use tower_uma::{Resolution, ResourceMap, Route};
+    ///
+    /// let map = ResourceMap::new().route(Route::public("/static/*"));
+    /// let resolution = map.resolve_request(&Method::POST, "/static/app.js", &HeaderMap::new())?;
+    /// assert_eq!(resolution, Resolution::Public);
+    /// # Ok::<(), tower_uma::PathError>(())
+    /// ```
+    pub fn public(template: &str) -> Self {
+        Self {
+            public: true,
+            ..Self::new(template)
+        }
+    }
+
+    /// Protects a resource registered at the authorization server under this `_id`.
+    ///
+    /// Replaces any earlier resource or declaration. Defaults to none.
+    pub fn resource_id(self, id: impl Into<String>) -> Self {
+        self.resource(ResourceRef::Id(id.into()))
+    }
+
+    /// Protects a resource known by name; the layer looks its `_id` up at start-up.
+    ///
+    /// Replaces any earlier resource or declaration. Defaults to none.
+    pub fn resource_name(self, name: impl Into<String>) -> Self {
+        self.resource(ResourceRef::Name(name.into()))
+    }
+
+    /// Protects the given resource.
+    ///
+    /// Replaces any earlier resource or declaration. Defaults to none.
+    pub fn resource(mut self, resource: ResourceRef) -> Self {
+        self.resource = Some(resource);
+        self.decl = None;
+        self
+    }
+
+    /// Protects the declared resource, which the layer registers at start-up when the
+    /// authorization server does not have it yet ([`ResourceRef::Name`] of `decl.name`).
+    ///
+    /// Scopes given to this route must be among `decl.resource_scopes`. Replaces any earlier
+    /// resource or declaration. Defaults to none.
+    pub fn declare(mut self, decl: ResourceDecl) -> Self {
+        self.resource = Some(ResourceRef::Name(decl.name.clone()));
+        self.decl = Some(decl);
+        self
+    }
+
+    /// The scopes a request with this method needs.
+    ///
+    /// Calling it again for the same method replaces the earlier scopes; duplicate scopes are
+    /// dropped. Defaults to no entry for any method.
+    pub fn scopes(
+        mut self,
+        method: Method,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        let scopes = collect_scopes(scopes);
+        if let Some(entry) = self.methods.iter_mut().find(|(m, _)| *m == method) {
+            entry.1 = scopes;
+        } else {
+            self.methods.push((method, scopes));
+        }
+        self
+    }
+
+    /// The scopes for methods without an entry of their own (after `HEAD` has fallen back to
+    /// `GET`).
+    ///
+    /// Duplicate scopes are dropped. Defaults to none.
+    pub fn any_method(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.any_method = Some(collect_scopes(scopes));
+        self
+    }
+
+    /// Uses the method name (`GET`, `DELETE`, …) as the scope for methods with neither an entry
+    /// of their own nor [`any_method`](Self::any_method) scopes.
+    ///
+    /// Defaults to off: such methods are unmapped.
+    pub fn method_as_scope(mut self) -> Self {
+        self.method_as_scope = true;
+        self
+    }
+
+    /// How this route's scopes are matched. Defaults to [`ScopeMode::All`].
+    pub fn scope_mode(mut self, mode: ScopeMode) -> Self {
+        self.scope_mode = mode;
+        self
+    }
+
+    /// Overrides the layer's enforcement mode for this route. Defaults to the layer's mode.
+    pub fn enforcement(mut self, mode: EnforcementMode) -> Self {
+        self.enforcement = Some(mode);
+        self
+    }
+
+    /// Lets a resolver decide for requests matching this route, instead of the route's own
+    /// resource and scopes; it receives the decoded captures in [`RequestInfo::params`].
+    ///
+    /// Defaults to none.
+    ///
+    /// # Example
+    ///
+    /// One resource per album:
+    ///
+    /// ```
+    /// use http::{HeaderMap, Method};
+    /// use tower_uma::{RequestInfo, Resolution, ResourceMap, ResourceRef, Route};
+    ///
+    /// let map = ResourceMap::new().route(Route::new("/albums/{id}/*").resolver(
+    ///     |req: &RequestInfo<'_>| match req.param("id") {
+    ///         Some(id) => {
+    ///             Resolution::protected(ResourceRef::Name(format!("album-{id}")), ["view"])
+    ///         }
+    ///         None => Resolution::Unmapped,
+    ///     },
+    /// ));
+    /// let headers = HeaderMap::new();
+    /// let resolution = map.resolve_request(&Method::GET, "/albums/7/photos/1", &headers)?;
+    /// let album_7 = ResourceRef::Name("album-7".to_owned());
+    /// assert_eq!(resolution, Resolution::protected(album_7, ["view"]));
+    /// # Ok::<(), tower_uma::PathError>(())
+    /// ```
+    pub fn resolver(mut self, resolver: impl ResourceResolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// The scopes for `method`, following the [scope rules](ResourceMap#scopes).
+    fn scopes_for(&self, method: &Method) -> Option<Vec<String>> {
+        let entry = |m: &Method| {
+            self.methods
+                .iter()
+                .find(|(own, _)| own == m)
+                .map(|(_, scopes)| scopes)
+        };
+        let from_head = || {
+            (*method == Method::HEAD)
+                .then(|| entry(&Method::GET))
+                .flatten()
+        };
+        entry(method)
+            .or_else(from_head)
+            .or(self.any_method.as_ref())
+            .cloned()
+            .or_else(|| {
+                self.method_as_scope
+                    .then(|| vec![method.as_str().to_owned()])
+            })
+    }
+
+    /// Every explicit scope list of this route.
+    fn scope_lists(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.methods
+            .iter()
+            .map(|(_, scopes)| scopes)
+            .chain(self.any_method.as_ref())
+    }
+
+    /// Checks the route on its own.
+    fn check(&self) -> Result<(), ResourceMapError> {
+        let template = || self.template.clone();
+        if self.public {
+            if self.resource.is_some()
+                || self.resolver.is_some()
+                || self.method_as_scope
+                || self.scope_lists().next().is_some()
+            {
+                return Err(ResourceMapError::PublicRouteWithRules {
+                    template: template(),
+                });
+            }
+            return Ok(());
+        }
+        if self.resolver.is_none() {
+            if self.resource.is_none() {
+                return Err(ResourceMapError::MissingResource {
+                    template: template(),
+                });
+            }
+            if !self.method_as_scope && self.scope_lists().next().is_none() {
+                return Err(ResourceMapError::NoScopes {
+                    template: template(),
+                });
+            }
+        }
+        if self
+            .scope_lists()
+            .any(|scopes| scopes.is_empty() || scopes.iter().any(String::is_empty))
+        {
+            return Err(ResourceMapError::EmptyScope {
+                template: template(),
+            });
+        }
+        if let Some(decl) = &self.decl {
+            check_decl(decl)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a request that matched this route.
+    fn resolve(
+        &self,
+        template: &Template,
+        method: &Method,
+        path: &NormalizedPath,
+        headers: &HeaderMap,
+    ) -> Resolution {
+        if self.public {
+            return Resolution::Public;
+        }
+        if let Some(resolver) = &self.resolver {
+            let params = template.captures(path.segments());
+            return resolver.resolve(&RequestInfo {
+                method,
+                path: path.as_str(),
+                headers,
+                params: &params,
+            });
+        }
+        match (&self.resource, self.scopes_for(method)) {
+            (Some(resource), Some(scopes)) => Resolution::Protected {
+                resource: resource.clone(),
+                scopes,
+                scope_mode: self.scope_mode,
+                enforcement: self.enforcement,
+            },
+            _ => Resolution::Unmapped,
+        }
+    }
+}
+
+fn collect_scopes(scopes: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for scope in scopes {
+        let scope = scope.into();
+        if !out.contains(&scope) {
+            out.push(scope);
+        }
+    }
+    out
+}
+
+fn check_decl(decl: &ResourceDecl) -> Result<(), ResourceMapError> {
+    let invalid = |reason| ResourceMapError::InvalidDeclaration {
+        name: decl.name.clone(),
+        reason,
+    };
+    if decl.name.is_empty() {
+        return Err(invalid("the name is empty"));
+    }
+    if decl.resource_scopes.is_empty() {
+        return Err(invalid("it has no resource scopes"));
+    }
+    if decl.resource_scopes.iter().any(String::is_empty) {
+        return Err(invalid("it has an empty scope name"));
+    }
+    Ok(())
+}
+
+/// Why a [`ResourceMap`] is not usable.
+///
+/// Returned by [`ResourceMap::validate`]; the layer's builder refuses such a map.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResourceMapError {
+    /// A template breaks the [grammar](ResourceMap#matching-rules).
+    #[error("invalid route template `{template}`: {reason}")]
+    #[non_exhaustive]
+    InvalidTemplate {
+        /// The template as written.
+        template: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two routes match exactly the same paths (`/a/{x}` and `/A/{y}`).
+    #[error("routes `{first}` and `{second}` match the same paths")]
+    #[non_exhaustive]
+    DuplicateRoute {
+        /// The template added first.
+        first: String,
+        /// The template added later.
+        second: String,
+    },
+    /// A protected route without a resolver names no resource.
+    #[error("route `{template}` names no resource")]
+    #[non_exhaustive]
+    MissingResource {
+        /// The route's template.
+        template: String,
+    },
+    /// A protected route without a resolver has no scopes for any method and no
+    /// `method_as_scope`, so every request to it would be unmapped.
+    #[error("route `{template}` maps no method to scopes")]
+    #[non_exhaustive]
+    NoScopes {
+        /// The route's template.
+        template: String,
+    },
+    /// A scope list is empty or holds an empty scope name.
+    #[error("route `{template}` has an empty scope list or scope name")]
+    #[non_exhaustive]
+    EmptyScope {
+        /// The route's template.
+        template: String,
+    },
+    /// A public route also carries a resource, scopes or a resolver.
+    #[error("public route `{template}` also carries a resource, scopes or a resolver")]
+    #[non_exhaustive]
+    PublicRouteWithRules {
+        /// The route's template.
+        template: String,
+    },
+    /// A route requires a scope that the resource's declaration does not list.
+    #[error(
+        "route `{template}` requires scope `{scope}`, which resource `{resource}` does not declare"
+    )]
+    #[non_exhaustive]
+    UndeclaredScope {
+        /// The route's template.
+        template: String,
+        /// The scope missing from the declaration.
+        scope: String,
+        /// The declared resource's name.
+        resource: String,
+    },
+    /// A resource declaration cannot be registered.
+    #[error("invalid declaration of resource `{name}`: {reason}")]
+    #[non_exhaustive]
+    InvalidDeclaration {
+        /// The declared name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Two routes declare the same resource name with different descriptions.
+    #[error("resource `{name}` is declared twice with different descriptions")]
+    #[non_exhaustive]
+    ConflictingDeclaration {
+        /// The declared name.
+        name: String,
+    },
+}
+
+/// A route together with its parsed template (`None` when the template is invalid).
+#[derive(Clone, Debug)]
+struct Entry {
+    route: Route,
+    template: Option<Template>,
+}
+
+/// The table that maps requests to resources and scopes.
+///
+/// Routes are added with [`route`](Self::route) and checked as they are added;
+/// [`validate`](Self::validate) reports the first problem, and the layer's builder refuses a
+/// map that does not validate. A map with a problem resolves every request to
+/// [`Resolution::Unmapped`], which enforcing mode denies.
+///
+/// # Matching rules
+///
+/// **Path normalisation.** The request path (`Uri::path`, without the query) is brought into one
+/// canonical form before any route is looked at, or refused with a [`PathError`], which the
+/// layer answers with `400 Bad Request`:
+///
+/// - Escapes of unreserved characters (`ALPHA DIGIT - . _ ~`) are decoded (`%41` is `A`); all
+///   other escapes stay encoded, in upper-case hex. Characters that may not appear literally in
+///   a path (space, `"`, `{`, non-ASCII, …) are spelled as their escape.
+/// - Refused: invalid escapes (`%zz`, a truncated `%4`); a `.` or `..` segment in any spelling
+///   (`..`, `%2e%2e`, `.%2E`, `%2E`); an encoded slash (`%2F`, `%2f`); a backslash, literal or
+///   `%5C`; control characters, literal or encoded (`%00`, `%0A`, `%7F`); a `;`, literal or
+///   `%3B` (path parameters); an encoded `%` that starts another escape (`%252e`, double
+///   encoding); `?` or `#`; escapes that do not decode to UTF-8; a path not starting with `/`.
+/// - Empty segments and a trailing slash are dropped: `//albums/1`, `/albums//1` and
+///   `/albums/1/` are all `/albums/1` and get its rule.
+///
+/// **Templates.** A template starts with `/` and is made of literal segments, `{name}`
+/// segments (exactly one non-empty segment; names use ASCII letters, digits, `_` and `-`, each
+/// at most once) and an optional final `*`, which matches zero or more remaining segments
+/// (`/static/*` matches `/static` and `/static/a/b`). `{` or `}` elsewhere, a `*` that is not
+/// the whole last segment, or a literal segment that the normalisation above would refuse make
+/// the map invalid ([`ResourceMap::validate`]). Empty segments of templates are dropped as well.
+///
+/// - Literal segments match ASCII-case-insensitively: `/Albums/1` gets the rule of `/albums/1`.
+///   Captured parameters keep the request's spelling, percent-decoded.
+/// - A request whose canonical and fully decoded spellings would select different routes (a
+///   literal `a!b` route and a request for `/a%21b`) is refused as
+///   [`PathError::Ambiguous`].
+/// - Two routes that match exactly the same paths (`/a/{x}` and `/A/{y}`) make the map invalid.
+///
+/// # Precedence
+///
+/// When several templates match, the winner is decided the same way every time:
+///
+/// 1. A template without `*` beats any template with `*`.
+/// 2. Otherwise segments are compared left to right, and at the first position where the two
+///    templates differ, a literal beats a `{param}`, which beats the `*`. So, among wildcard
+///    templates, the one with more matching segments wins (`/a/b/*` over `/a/*`).
+///
+/// For `/albums/new`, `/albums/new` beats `/albums/{id}`, which beats `/albums/*`, which beats
+/// `/*`. `/{x}/b` beats `/a/*` (rule 1), and `/a/{x}` beats `/{y}/b` (rule 2).
+///
+/// # Scopes
+///
+/// For a matched [`Route`]:
+///
+/// 1. a route built with [`Route::public`] gives [`Resolution::Public`] for every method;
+/// 2. a route with its own [`resolver`](Route::resolver) returns whatever the resolver returns;
+///    it sees the decoded captures in [`RequestInfo::params`];
+/// 3. otherwise the scopes are the route's entry for the method, for `HEAD` without an entry of
+///    its own the `GET` entry, else the [`any_method`](Route::any_method) scopes, else the method
+///    name if [`method_as_scope`](Route::method_as_scope) is set, else the request is
+///    [`Resolution::Unmapped`]. A path no route matches is unmapped too.
+///
+/// # Why it works this way
+///
+/// The middleware decides on the path it sees, while the upstream service routes on the path
+/// *it* sees: if the two disagree about which handler a request reaches, a protected handler
+/// can be reached under a spelling that the middleware filed under a weaker rule. That is how
+/// `..;/` let requests past Tomcat path filters and how `%2e%2e` and `%2F` have bypassed
+/// reverse-proxy rules. The principle here is that **a path that could reach a protected route
+/// under another spelling must never be let through on a weaker rule**: every spelling that
+/// some common upstream treats as the same path (case, duplicate and trailing slashes, escapes
+/// of unreserved characters) gets the same rule, and every spelling whose meaning differs
+/// between upstreams (dot segments, encoded slashes, backslashes, path parameters, double
+/// encoding) is refused outright rather than guessed at. Refusing costs a `400` for requests
+/// that well-behaved clients do not send; guessing costs a bypass.
+///
+/// Known limits: the map cannot see rewrites the upstream does on its own (trailing-dot
+/// stripping on Windows file servers, Unicode case folding, routing on the query string). For
+/// such upstreams, map the whole prefix with a wildcard route.
+///
+/// # Examples
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_uma::{PathError, Resolution, ResourceMap, ResourceRef, Route};
+///
+/// let map = ResourceMap::new()
+///     .route(Route::new("/albums/{id}").resource_id("albums").any_method(["view"]))
+///     .route(Route::new("/albums/new").resource_id("album-factory").any_method(["create"]))
+///     .route(Route::new("/admin/*").resource_id("admin").any_method(["admin"]));
+/// map.validate()?;
+///
+/// let headers = HeaderMap::new();
+/// let resolve = |path| map.resolve_request(&Method::GET, path, &headers);
+/// let resource = |path| match resolve(path) {
+///     Ok(Resolution::Protected { resource, .. }) => Some(resource),
+///     _ => None,
+/// };
+/// assert_eq!(resource("/albums/new"), Some(ResourceRef::Id("album-factory".to_owned())));
+/// assert_eq!(resource("/albums/%6Eew"), Some(ResourceRef::Id("album-factory".to_owned())));
+/// assert_eq!(resource("//ADMIN/users/"), Some(ResourceRef::Id("admin".to_owned())));
+/// assert_eq!(resolve("/albums/../admin"), Err(PathError::DotSegment));
+/// assert_eq!(resolve("/admin;x=1"), Err(PathError::Semicolon));
+/// assert_eq!(resolve("/elsewhere")?, Resolution::Unmapped);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A map that does not validate:
+///
+/// ```
+/// use tower_uma::{ResourceMap, ResourceMapError, Route};
+///
+/// let map = ResourceMap::new()
+///     .route(Route::new("/a/{x}").resource_id("a").any_method(["read"]))
+///     .route(Route::new("/A/{y}").resource_id("b").any_method(["read"]));
+/// assert!(matches!(map.validate(), Err(ResourceMapError::DuplicateRoute { .. })));
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct ResourceMap {
+    entries: Vec<Entry>,
+    /// The first problem found, if any.
+    error: Option<ResourceMapError>,
+    /// Whether some literal template segment keeps an escape.
+    escaped_literals: bool,
+}
+
+impl ResourceMap {
+    /// An empty map: every request is unmapped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route. Problems with it are reported by [`validate`](Self::validate).
+    pub fn route(mut self, route: Route) -> Self {
+        let template = match Template::parse(&route.template) {
+            Ok(template) => Some(template),
+            Err(reason) => {
+                self.note(ResourceMapError::InvalidTemplate {
+                    template: route.template.clone(),
+                    reason,
+                });
+                None
+            }
+        };
+        if let Err(error) = route.check() {
+            self.note(error);
+        }
+        if let Some(template) = &template {
+            self.escaped_literals |= template.has_escaped_literals();
+            if let Err(error) = self.check_against_existing(&route, template) {
+                self.note(error);
+            }
+        }
+        if let Err(error) = self.check_declared_scopes(&route) {
+            self.note(error);
+        }
+        self.entries.push(Entry { route, template });
+        self
+    }
+
+    /// Every resource declared with [`Route::declare`], once per name, in the order the routes
+    /// were added.
+    #[must_use]
+    pub fn declared(&self) -> Vec<ResourceDecl> {
+        let mut out: Vec<ResourceDecl> = Vec::new();
+        for decl in self.entries.iter().filter_map(|e| e.route.decl.as_ref()) {
+            if !out.iter().any(|d| d.name == decl.name) {
+                out.push(decl.clone());
+            }
+        }
+        out
+    }
+
+    /// Checks the map: every template well formed, no two routes for the same paths, every
+    /// protected route with a resource and scopes, every declaration registrable and consistent.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first problem found, in the order the routes were added.
+    pub fn validate(&self) -> Result<(), ResourceMapError> {
+        self.error.clone().map_or(Ok(()), Err)
+    }
+
+    /// Normalises a request path and resolves the request: the entry point the layer uses.
+    ///
+    /// `raw_path` is the path as received (`Uri::path`). A map that does not
+    /// [`validate`](Self::validate) resolves everything to [`Resolution::Unmapped`].
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`PathError`] when the path is refused by the normalisation rules or is
+    /// [ambiguous](PathError::Ambiguous); the layer answers `400 Bad Request`.
+    pub fn resolve_request(
+        &self,
+        method: &Method,
+        raw_path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Resolution, PathError> {
+        let path = normalize_path(raw_path)?;
+        self.resolve_normalized(method, &path, headers)
+    }
+
+    /// Resolves a request whose path is already normalised.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`PathError::Ambiguous`] when the canonical and the decoded spelling of the path
+    /// select different routes.
+    pub(crate) fn resolve_normalized(
+        &self,
+        method: &Method,
+        path: &NormalizedPath,
+        headers: &HeaderMap,
+    ) -> Result<Resolution, PathError> {
+        if self.error.is_some() {
+            return Ok(Resolution::Unmapped);
+        }
+        let selected = self.select(path, Spelling::Canonical);
+        if (path.has_escapes() || self.escaped_literals)
+            && self.select(path, Spelling::Decoded) != selected
+        {
+            return Err(PathError::Ambiguous);
+        }
+        Ok(match selected {
+            Some(index) => {
+                let entry = &self.entries[index];
+                match &entry.template {
+                    Some(template) => entry.route.resolve(template, method, path, headers),
+                    None => Resolution::Unmapped,
+                }
+            }
+            None => Resolution::Unmapped,
+        })
+    }
+
+    /// The index of the best matching route, by the precedence rules.
+    fn select(&self, path: &NormalizedPath, spelling: Spelling) -> Option<usize> {
+        let mut best: Option<(usize, &Template)> = None;
+        for (index, entry) in self.entries.iter().enumerate() {
+            let Some(template) = &entry.template else {
+                continue;
+            };
+            if template.matches(path.segments(), spelling)
+                && best.is_none_or(|(_, b)| template.precedence() > b.precedence())
+            {
+                best = Some((index, template));
+            }
+        }
+        best.map(|(index, _)| index)
+    }
+
+    fn note(&mut self, error: ResourceMapError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
+    /// Duplicate routes and conflicting declarations.
+    fn check_against_existing(
+        &self,
+        route: &Route,
+        template: &Template,
+    ) -> Result<(), ResourceMapError> {
+        for entry in &self.entries {
+            if entry
+                .template
+                .as_ref()
+                .is_some_and(|t| t.same_shape(template))
+            {
+                return Err(ResourceMapError::DuplicateRoute {
+                    first: entry.route.template.clone(),
+                    second: route.template.clone(),
+                });
+            }
+            if let (Some(new), Some(old)) = (&route.decl, &entry.route.decl)
+                && new.name == old.name
+                && new != old
+            {
+                return Err(ResourceMapError::ConflictingDeclaration {
+                    name: new.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every explicit scope of a route that names a declared resource must be declared, whether
+    /// the declaration comes with this route or with another one, before or after it.
+    fn check_declared_scopes(&self, route: &Route) -> Result<(), ResourceMapError> {
+        let undeclared = |route: &Route, decl: &ResourceDecl| {
+            route
+                .scope_lists()
+                .flatten()
+                .find(|scope| !decl.resource_scopes.contains(scope))
+                .map(|scope| ResourceMapError::UndeclaredScope {
+                    template: route.template.clone(),
+                    scope: scope.clone(),
+                    resource: decl.name.clone(),
+                })
+        };
+        let named =
+            |route: &Route, name: &str| route.resource == Some(ResourceRef::Name(name.to_owned()));
+        let earlier_decls = self.entries.iter().filter_map(|e| e.route.decl.as_ref());
+        let own_or_earlier = route.decl.as_ref().into_iter().chain(earlier_decls);
+        for decl in own_or_earlier {
+            if named(route, &decl.name)
+                && let Some(error) = undeclared(route, decl)
+            {
+                return Err(error);
+            }
+        }
+        if let Some(decl) = &route.decl {
+            for entry in &self.entries {
+                if named(&entry.route, &decl.name)
+                    && let Some(error) = undeclared(&entry.route, decl)
+                {
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a [`ResourceResolver`] may look at.
+///
+/// Its `Debug` output lists header names only, since header values carry the bearer token.
+///
+/// # Example
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_uma::{RequestInfo, Resolution, ResourceRef, ResourceResolver};
+///
+/// let resolver = |req: &RequestInfo<'_>| match req.headers.get("x-tenant") {
+///     Some(_) => Resolution::protected(ResourceRef::Name("tenant-data".to_owned()), ["read"]),
+///     None => Resolution::Unmapped,
+/// };
+/// let params = [("id".to_owned(), "7".to_owned())];
+/// let headers = HeaderMap::new();
+/// let info = RequestInfo::new(&Method::GET, "/albums/7", &headers, &params);
+/// assert_eq!(info.param("id"), Some("7"));
+/// assert_eq!(resolver.resolve(&info), Resolution::Unmapped);
+/// ```
+#[non_exhaustive]
+pub struct RequestInfo<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The normalised path (see the [matching rules](ResourceMap#matching-rules)): no empty,
+    /// `.` or `..` segments, no trailing slash, only escapes of reserved and non-ASCII
+    /// characters left.
+    pub path: &'a str,
+    /// The request headers, `Authorization` included: never log their values.
+    pub headers: &'a HeaderMap,
+    /// The matched route's captures, percent-decoded, in template order: each `{name}`, then
+    /// `*` (the rest of the path, decoded segments joined with `/`) for a template ending in
+    /// `*`. Empty when no route template is involved.
+    pub params: &'a [(String, String)],
+}
+
+impl fmt::Debug for RequestInfo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Header names without their values.
+        struct Names<'h>(&'h HeaderMap);
+        impl fmt::Debug for Names<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.keys()).finish()
+            }
+        }
+        f.debug_struct("RequestInfo")
+            .field("method", self.method)
+            .field("path", &self.path)
+            .field("headers", &Names(self.headers))
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl<'a> RequestInfo<'a> {
+    /// Request data for a resolver, for example to test one. `path` should be normalised.
+    #[must_use]
+    pub fn new(
+        method: &'a Method,
+        path: &'a str,
+        headers: &'a HeaderMap,
+        params: &'a [(String, String)],
+    ) -> Self {
+        Self {
+            method,
+            path,
+            headers,
+            params,
+        }
+    }
+
+    /// The decoded value captured for `{name}` (or `*`), if any.
+    #[must_use]
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// What a request needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resolution {
+    /// The request needs an RPT granting `scopes` on `resource`.
+    Protected {
+        /// The resource the request touches.
+        resource: ResourceRef,
+        /// The scopes required. Routes always give a non-empty list; a custom resolver must
+        /// not return an empty one either.
+        scopes: Vec<String>,
+        /// Whether all or any of `scopes` must be granted.
+        scope_mode: ScopeMode,
+        /// An override of the layer's enforcement mode, if any.
+        enforcement: Option<EnforcementMode>,
+    },
+    /// The request passes without a token.
+    Public,
+    /// Nothing maps the request; the layer's enforcement mode decides (enforcing denies).
+    Unmapped,
+}
+
+impl Resolution {
+    /// [`Resolution::Protected`] with [`ScopeMode::All`] and the layer's enforcement mode.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_uma::{Resolution, ResourceRef, ScopeMode};
+    ///
+    /// let resolution = Resolution::protected(ResourceRef::Id("4d3c9f".to_owned()), ["read"]);
+    /// assert!(matches!(
+    ///     resolution,
+    ///     Resolution::Protected { scope_mode: ScopeMode::All, enforcement: None, .. }
+    /// ));
+    /// ```
+    #[must_use]
+    pub fn protected(
+        resource: ResourceRef,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self::Protected {
+            resource,
+            scopes: collect_scopes(scopes),
+            scope_mode: ScopeMode::All,
+            enforcement: None,
+        }
+    }
+}
+
+/// Decides what a request needs. Implemented by [`ResourceMap`], by closures
+/// `Fn(&RequestInfo<'_>) -> Resolution`, and by your own types.
+///
+/// A resolver given to [`Route::resolver`] sees the route's captures; one that replaces the
+/// whole map sees the normalised path and no captures. Resolvers run on every request, so they
+/// should be quick and must not block.
+///
+/// # Example
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_uma::{RequestInfo, Resolution, ResourceRef, ResourceResolver};
+///
+/// /// Every tenant's data is its own resource, named after the first path segment.
+/// struct PerTenant;
+///
+/// impl ResourceResolver for PerTenant {
+///     fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
+///         match req.path.trim_start_matches('/').split('/').next() {
+///             Some(tenant) if !tenant.is_empty() => {
+///                 let scope = if req.method == Method::GET { "read" } else { "write" };
+///                 Resolution::protected(ResourceRef::Name(format!("tenant-{tenant}")), [scope])
+///             }
+///             _ => Resolution::Unmapped,
+///         }
+///     }
+/// }
+///
+/// let headers = HeaderMap::new();
+/// let info = RequestInfo::new(&Method::POST, "/acme/orders", &headers, &[]);
+/// assert_eq!(
+///     PerTenant.resolve(&info),
+///     Resolution::protected(ResourceRef::Name("tenant-acme".to_owned()), ["write"]),
+/// );
+/// ```
+pub trait ResourceResolver: Send + Sync + 'static {
+    /// What `req` needs.
+    fn resolve(&self, req: &RequestInfo<'_>) -> Resolution;
+}
+
+impl<F> ResourceResolver for F
+where
+    F: Fn(&RequestInfo<'_>) -> Resolution + Send + Sync + 'static,
+{
+    fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
+        self(req)
+    }
+}
+
+impl ResourceResolver for ResourceMap {
+    /// Normalises `req.path` and matches it; refused or ambiguous paths resolve to
+    /// [`Resolution::Unmapped`] (use [`ResourceMap::resolve_request`] to tell them apart).
+    fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
+        normalize_path(req.path)
+            .and_then(|path| self.resolve_normalized(req.method, &path, req.headers))
+            .unwrap_or(Resolution::Unmapped)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! Route templates: parsing, matching against a [`NormalizedPath`] and precedence.
+//!
+//! See the [parent module](super) for the grammar and the precedence rules.
+
+use super::path::{PathSegment, normalize_segment};
+
+/// The name under which a trailing `*` captures the rest of the path.
+pub(crate) const WILDCARD_PARAM: &str = "*";
+
+/// Which spelling of a segment literal template segments are compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spelling {
+    /// Unreserved characters decoded, other escapes kept (what the request says).
+    Canonical,
+    /// Fully percent-decoded (what an upstream that decodes paths sees).
+    Decoded,
+}
+
+#[derive(Clone, Debug)]
+enum TemplateSegment {
+    Literal(PathSegment),
+    Param(String),
+}
+
+/// A parsed route template such as `/albums/{id}/photos/*`.
+#[derive(Clone, Debug)]
+pub(crate) struct Template {
+    segments: Vec<TemplateSegment>,
+    wildcard: bool,
+    /// Per position: 2 for a literal, 1 for a parameter, then 0 for a trailing wildcard.
+    rank: Vec<u8>,
+}
+
+impl Template {
+    /// Parses a template, or says what is wrong with it.
+    pub(crate) fn parse(source: &str) -> Result<Self, String> {
+        let Some(rest) = source.strip_prefix('/') else {
+            return Err("a template must start with `/`".to_owned());
+        };
+        let raw_segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let mut segments = Vec::with_capacity(raw_segments.len());
+        let mut rank = Vec::with_capacity(raw_segments.len() + 1);
+        let mut wildcard = false;
+        for (index, raw) in raw_segments.iter().enumerate() {
+            if *raw == "*" {
+                if index + 1 != raw_segments.len() {
+                    return Err("`*` is only allowed as the last segment".to_owned());
+                }
+                wildcard = true;
+                rank.push(0);
+            } else if let Some(inner) = raw.strip_prefix('{') {
+                let name = inner.strip_suffix('}').ok_or_else(|| {
+                    format!("`{raw}`: a parameter must be a whole `{{name}}` segment")
+                })?;
+                check_param_name(name)?;
+                let duplicate = segments
+                    .iter()
+                    .any(|s| matches!(s, TemplateSegment::Param(other) if other == name));
+                if duplicate {
+                    return Err(format!("parameter `{name}` appears twice"));
+                }
+                segments.push(TemplateSegment::Param(name.to_owned()));
+                rank.push(1);
+            } else {
+                if raw.contains(['{', '}']) {
+                    return Err(format!(
+                        "`{raw}`: a parameter must be a whole `{{name}}` segment"
+                    ));
+                }
+                if raw.contains('*') {
+                    return Err(format!(
+                        "`{raw}`: `*` is only allowed as a whole last segment"
+                    ));
+                }
+                let literal = normalize_segment(raw)
+                    .map_err(|e| format!("`{raw}`: {e}"))?
+                    .ok_or_else(|| "empty segment".to_owned())?;
+                segments.push(TemplateSegment::Literal(literal));
+                rank.push(2);
+            }
+        }
+        Ok(Self {
+            segments,
+            wildcard,
+            rank,
+        })
+    }
+
+    /// Whether the template matches these path segments, comparing literals (ASCII
+    /// case-insensitively) in the given spelling.
+    pub(crate) fn matches(&self, path: &[PathSegment], spelling: Spelling) -> bool {
+        let length_fits = if self.wildcard {
+            path.len() >= self.segments.len()
+        } else {
+            path.len() == self.segments.len()
+        };
+        length_fits
+            && self.segments.iter().zip(path).all(|(t, p)| match t {
+                TemplateSegment::Param(_) => true,
+                TemplateSegment::Literal(literal) => match spelling {
+                    Spelling::Canonical => literal.canonical().eq_ignore_ascii_case(p.canonical()),
+                    Spelling::Decoded => literal.decoded().eq_ignore_ascii_case(p.decoded()),
+                },
+            })
+    }
+
+    /// The decoded captures of a matching path: each `{name}`, then `*` (the rest of the path,
+    /// decoded segments joined with `/`) for a wildcard template.
+    pub(crate) fn captures(&self, path: &[PathSegment]) -> Vec<(String, String)> {
+        let mut captures: Vec<(String, String)> = self
+            .segments
+            .iter()
+            .zip(path)
+            .filter_map(|(t, p)| match t {
+                TemplateSegment::Param(name) => Some((name.clone(), p.decoded().to_owned())),
+                TemplateSegment::Literal(_) => None,
+            })
+            .collect();
+        if self.wildcard {
+            let rest: Vec<&str> = path
+                .iter()
+                .skip(self.segments.len())
+                .map(PathSegment::decoded)
+                .collect();
+            captures.push((WILDCARD_PARAM.to_owned(), rest.join("/")));
+        }
+        captures
+    }
+
+    /// The precedence key: among templates matching one path, the greatest key wins.
+    ///
+    /// Non-wildcard templates beat wildcard ones; then positions are compared left to right,
+    /// literal (2) over parameter (1) over wildcard (0). Two matching templates with equal
+    /// keys have the same shape.
+    pub(crate) fn precedence(&self) -> (bool, &[u8]) {
+        (!self.wildcard, &self.rank)
+    }
+
+    /// Whether both templates match exactly the same paths (`/a/{x}` and `/A/{y}`).
+    pub(crate) fn same_shape(&self, other: &Self) -> bool {
+        self.wildcard == other.wildcard
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|pair| match pair {
+                    (TemplateSegment::Param(_), TemplateSegment::Param(_)) => true,
+                    (TemplateSegment::Literal(a), TemplateSegment::Literal(b)) => {
+                        a.decoded().eq_ignore_ascii_case(b.decoded())
+                    }
+                    _ => false,
+                })
+    }
+
+    /// Whether a literal segment keeps an escape (`%21`), so that the canonical and the
+    /// decoded spelling of a path may select different routes.
+    pub(crate) fn has_escaped_literals(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, TemplateSegment::Literal(l) if l.has_escapes()))
+    }
+}
+
+fn check_param_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty parameter name".to_owned());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "parameter name `{name}` may only hold ASCII letters, digits, `_` and `-`"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,941 @@
+use http::{HeaderMap, HeaderValue, Method};
+
+use super::path::PathSegment;
+use super::*;
+
+fn id(s: &str) -> ResourceRef {
+    ResourceRef::Id(s.to_owned())
+}
+
+fn name(s: &str) -> ResourceRef {
+    ResourceRef::Name(s.to_owned())
+}
+
+fn get(map: &ResourceMap, path: &str) -> Result<Resolution, PathError> {
+    map.resolve_request(&Method::GET, path, &HeaderMap::new())
+}
+
+/// The resource a GET on `path` resolves to, or a short label for the other outcomes.
+fn resource_of(map: &ResourceMap, path: &str) -> String {
+    match get(map, path) {
+        Ok(Resolution::Protected {
+            resource: ResourceRef::Id(id),
+            ..
+        }) => id,
+        Ok(Resolution::Protected {
+            resource: ResourceRef::Name(name),
+            ..
+        }) => format!("name:{name}"),
+        Ok(Resolution::Public) => "PUBLIC".to_owned(),
+        Ok(Resolution::Unmapped) => "UNMAPPED".to_owned(),
+        Err(e) => format!("ERR:{e:?}"),
+    }
+}
+
+fn scopes_of(map: &ResourceMap, method: &Method, path: &str) -> Option<Vec<String>> {
+    match map.resolve_request(method, path, &HeaderMap::new()) {
+        Ok(Resolution::Protected { scopes, .. }) => Some(scopes),
+        Ok(_) => None,
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+fn protect(template: &str, resource: &str) -> Route {
+    Route::new(template)
+        .resource_id(resource)
+        .any_method(["read"])
+}
+
+/// A map shaped like the issue's example: public albums listing, protected album items and a
+/// protected admin area.
+fn albums_map() -> ResourceMap {
+    let map = ResourceMap::new()
+        .route(Route::public("/albums"))
+        .route(protect("/albums/{id}", "album"))
+        .route(protect("/admin", "admin"))
+        .route(protect("/admin/*", "admin-area"))
+        .route(Route::public("/*"));
+    map.validate().unwrap();
+    map
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalisation
+
+#[test]
+fn canonical_form_decodes_only_unreserved_characters() {
+    let path = normalize_path("/%41%62c/%7e%2D%2e%5f/x%3a%40%21%3d/%c3%A9/a%20b").unwrap();
+    assert_eq!(path.as_str(), "/Abc/~-._/x%3A%40%21%3D/%C3%A9/a%20b");
+    let decoded: Vec<&str> = path.segments().iter().map(PathSegment::decoded).collect();
+    assert_eq!(decoded, ["Abc", "~-._", "x:@!=", "\u{e9}", "a b"]);
+}
+
+#[test]
+fn literal_characters_that_need_escaping_are_spelled_as_escapes() {
+    let literal = normalize_path("/caf\u{e9}/a b/\"q\"/{x}").unwrap();
+    let escaped = normalize_path("/caf%C3%A9/a%20b/%22q%22/%7Bx%7D").unwrap();
+    assert_eq!(literal.as_str(), "/caf%C3%A9/a%20b/%22q%22/%7Bx%7D");
+    assert_eq!(literal, escaped);
+    // Sub-delims, `:` and `@` stay literal.
+    assert_eq!(
+        normalize_path("/a!$&'()*+,=:@b").unwrap().as_str(),
+        "/a!$&'()*+,=:@b"
+    );
+}
+
+#[test]
+fn empty_segments_and_trailing_slashes_are_dropped() {
+    for raw in [
+        "/albums/1",
+        "//albums/1",
+        "/albums//1",
+        "/albums/1/",
+        "///albums///1///",
+    ] {
+        let path = normalize_path(raw).unwrap();
+        assert_eq!(path.as_str(), "/albums/1", "{raw}");
+        assert_eq!(path.segments().len(), 2, "{raw}");
+    }
+    assert_eq!(normalize_path("/").unwrap().as_str(), "/");
+    assert_eq!(normalize_path("//").unwrap().as_str(), "/");
+    assert!(normalize_path("/").unwrap().segments().is_empty());
+}
+
+#[test]
+fn refused_spellings() {
+    let cases: &[(&str, PathError)] = &[
+        ("", PathError::NotAbsolute),
+        ("*", PathError::NotAbsolute),
+        ("albums/1", PathError::NotAbsolute),
+        ("/albums/../admin", PathError::DotSegment),
+        ("/albums/./1", PathError::DotSegment),
+        ("/..", PathError::DotSegment),
+        ("/albums/%2e%2e/admin", PathError::DotSegment),
+        ("/albums/%2E%2E/admin", PathError::DotSegment),
+        ("/albums/.%2E/admin", PathError::DotSegment),
+        ("/albums/%2e./admin", PathError::DotSegment),
+        ("/albums/%2E/1", PathError::DotSegment),
+        ("/albums/1/..", PathError::DotSegment),
+        ("/albums%2F..%2Fadmin", PathError::EncodedSlash),
+        ("/albums%2fadmin", PathError::EncodedSlash),
+        ("/albums\\..\\admin", PathError::Backslash),
+        ("/albums%5C1", PathError::Backslash),
+        ("/albums%5c1", PathError::Backslash),
+        ("/admin;jsessionid=1", PathError::Semicolon),
+        ("/albums/..;/admin", PathError::Semicolon),
+        ("/admin%3B", PathError::Semicolon),
+        ("/admin%00", PathError::ControlCharacter),
+        ("/admin%0d%0a", PathError::ControlCharacter),
+        ("/admin%7F", PathError::ControlCharacter),
+        ("/admin\u{1}", PathError::ControlCharacter),
+        ("/admin\t", PathError::ControlCharacter),
+        ("/albums/%zz", PathError::InvalidEscape),
+        ("/albums/%4", PathError::InvalidEscape),
+        ("/albums/%", PathError::InvalidEscape),
+        ("/albums/%4g", PathError::InvalidEscape),
+        ("/albums/%%41", PathError::InvalidEscape),
+        ("/albums/%252e%252e/admin", PathError::DoubleEncoding),
+        ("/albums/%2541", PathError::DoubleEncoding),
+        ("/albums?x", PathError::InvalidCharacter),
+        ("/albums#x", PathError::InvalidCharacter),
+        ("/albums/%FF", PathError::InvalidUtf8),
+        ("/albums/%C3", PathError::InvalidUtf8),
+    ];
+    for (raw, expected) in cases {
+        assert_eq!(normalize_path(raw), Err(*expected), "{raw:?}");
+    }
+}
+
+#[test]
+fn a_lone_encoded_percent_is_kept() {
+    let path = normalize_path("/files/100%25").unwrap();
+    assert_eq!(path.as_str(), "/files/100%25");
+    assert_eq!(path.segments()[1].decoded(), "100%");
+    assert_eq!(
+        normalize_path("/files/%25zz").unwrap().segments()[1].decoded(),
+        "%zz"
+    );
+}
+
+#[test]
+fn dots_inside_segments_are_fine() {
+    assert_eq!(
+        normalize_path("/a/.../b.c/.d").unwrap().as_str(),
+        "/a/.../b.c/.d"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spellings from the issue: each gets the protected rule or a refusal, never a weaker rule
+
+#[test]
+fn issue_spellings_never_reach_a_weaker_rule() {
+    let map = albums_map();
+    assert_eq!(resource_of(&map, "/albums"), "PUBLIC");
+    assert_eq!(resource_of(&map, "/albums/1"), "album");
+    assert_eq!(resource_of(&map, "/admin"), "admin");
+    assert_eq!(resource_of(&map, "/elsewhere"), "PUBLIC");
+
+    assert_eq!(resource_of(&map, "/Albums/1"), "album");
+    assert_eq!(resource_of(&map, "/ALBUMS/1"), "album");
+    assert_eq!(resource_of(&map, "//albums/1"), "album");
+    assert_eq!(resource_of(&map, "/albums//1"), "album");
+    assert_eq!(resource_of(&map, "/albums/1/"), "album");
+    assert_eq!(resource_of(&map, "/%41dmin"), "admin");
+    assert_eq!(resource_of(&map, "/%61dmin"), "admin");
+    assert_eq!(resource_of(&map, "/ADMIN/"), "admin");
+    assert_eq!(resource_of(&map, "/Admin/users"), "admin-area");
+    assert_eq!(resource_of(&map, "/albums/../admin"), "ERR:DotSegment");
+    assert_eq!(resource_of(&map, "/albums/%2e%2e/admin"), "ERR:DotSegment");
+    assert_eq!(
+        resource_of(&map, "/albums%2F..%2Fadmin"),
+        "ERR:EncodedSlash"
+    );
+    assert_eq!(resource_of(&map, "/admin;x=1"), "ERR:Semicolon");
+    assert_eq!(resource_of(&map, "/albums/%zz"), "ERR:InvalidEscape");
+}
+
+#[test]
+fn params_keep_the_request_spelling_decoded() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let map = ResourceMap::new().route(Route::new("/Users/{user}/files/{file}").resolver(
+        move |req: &RequestInfo<'_>| {
+            record
+                .lock()
+                .unwrap()
+                .push((req.path.to_owned(), req.params.to_vec()));
+            Resolution::Public
+        },
+    ));
+    map.validate().unwrap();
+    assert_eq!(
+        get(&map, "//users/Alice%40Example.org/FILES/my%20doc%2Etxt/").unwrap(),
+        Resolution::Public
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, "/users/Alice%40Example.org/FILES/my%20doc.txt");
+    assert_eq!(
+        seen[0].1,
+        [
+            ("user".to_owned(), "Alice@Example.org".to_owned()),
+            ("file".to_owned(), "my doc.txt".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn escaped_literals_that_select_another_route_are_ambiguous() {
+    let map = ResourceMap::new()
+        .route(Route::public("/files/{name}"))
+        .route(protect("/files/a!b", "bang"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/files/a!b"), "bang");
+    assert_eq!(resource_of(&map, "/files/a%21b"), "ERR:Ambiguous");
+    // An escape that does not change the selected route is fine.
+    assert_eq!(resource_of(&map, "/files/a%20b"), "PUBLIC");
+
+    // A literal that itself needs an escape matches both spellings of the request.
+    let map = ResourceMap::new()
+        .route(Route::public("/{name}"))
+        .route(protect("/caf\u{e9}", "cafe"))
+        .route(protect("/a%21b", "bang"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/caf%C3%A9"), "cafe");
+    assert_eq!(resource_of(&map, "/CAF%c3%a9"), "cafe");
+    // The template's own spelling selects it either way; the literal `!` selects the public
+    // route as sent but the protected one once decoded.
+    assert_eq!(resource_of(&map, "/a%21b"), "bang");
+    assert_eq!(resource_of(&map, "/a!b"), "ERR:Ambiguous");
+    assert_eq!(resource_of(&map, "/other"), "PUBLIC");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Precedence and wildcards
+
+#[test]
+fn literal_beats_param_beats_wildcard() {
+    let map = ResourceMap::new()
+        .route(protect("/*", "root-wild"))
+        .route(protect("/albums/*", "albums-wild"))
+        .route(protect("/albums/{id}", "album"))
+        .route(protect("/albums/new", "new"))
+        .route(protect("/albums/{id}/photos/{photo}", "photo"))
+        .route(protect("/albums/{id}/photos/*", "photos-wild"))
+        .route(protect("/albums/{id}/{sub}/cover", "cover"))
+        .route(protect("/albums/new/photos/{photo}", "new-photo"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/albums/new"), "new");
+    assert_eq!(resource_of(&map, "/albums/7"), "album");
+    assert_eq!(resource_of(&map, "/albums"), "albums-wild");
+    assert_eq!(resource_of(&map, "/albums/7/photos"), "photos-wild");
+    assert_eq!(resource_of(&map, "/albums/7/photos/3"), "photo");
+    assert_eq!(resource_of(&map, "/albums/new/photos/3"), "new-photo");
+    assert_eq!(resource_of(&map, "/albums/7/photos/3/raw"), "photos-wild");
+    assert_eq!(resource_of(&map, "/albums/7/x/cover"), "cover");
+    // `/albums/{id}/photos/{photo}` and `/albums/{id}/{sub}/cover` both match: the literal
+    // `photos` at the third position decides.
+    assert_eq!(resource_of(&map, "/albums/7/photos/cover"), "photo");
+    assert_eq!(resource_of(&map, "/"), "root-wild");
+    assert_eq!(resource_of(&map, "/other/deep/path"), "root-wild");
+}
+
+#[test]
+fn precedence_does_not_depend_on_insertion_order() {
+    let routes = [
+        protect("/a/{x}", "a-param"),
+        protect("/{y}/b", "param-b"),
+        protect("/a/*", "a-wild"),
+        protect("/a/b/*", "ab-wild"),
+        protect("/{z}/*", "param-wild"),
+    ];
+    let expectations = [
+        ("/a/b", "a-param"),   // both non-wildcard: literal first segment wins
+        ("/c/b", "param-b"),   // only one non-wildcard matches
+        ("/a/b/c", "ab-wild"), // more matching literal segments
+        ("/a", "a-wild"),      // `*` matches zero segments
+        ("/c/d/e", "param-wild"),
+        ("/a/c/d", "a-wild"), // literal beats param at the first segment
+    ];
+    for reverse in [false, true] {
+        let mut ordered = routes.to_vec();
+        if reverse {
+            ordered.reverse();
+        }
+        let map = ordered
+            .into_iter()
+            .fold(ResourceMap::new(), ResourceMap::route);
+        map.validate().unwrap();
+        for (path, expected) in expectations {
+            assert_eq!(
+                resource_of(&map, path),
+                expected,
+                "{path} (reversed: {reverse})"
+            );
+        }
+    }
+}
+
+#[test]
+fn non_wildcard_beats_wildcard_even_with_an_earlier_literal() {
+    let map = ResourceMap::new()
+        .route(protect("/a/*", "a-wild"))
+        .route(protect("/{x}/b", "param-b"));
+    assert_eq!(resource_of(&map, "/a/b"), "param-b");
+    assert_eq!(resource_of(&map, "/a/c"), "a-wild");
+}
+
+#[test]
+fn wildcard_matches_bare_prefix_and_captures_rest() {
+    let map =
+        ResourceMap::new().route(Route::new("/static/*").resolver(|req: &RequestInfo<'_>| {
+            Resolution::protected(
+                ResourceRef::Name(format!("static:{}", req.param("*").unwrap_or("<none>"))),
+                ["read"],
+            )
+        }));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/static"), "name:static:");
+    assert_eq!(resource_of(&map, "/static/"), "name:static:");
+    assert_eq!(resource_of(&map, "/static/a//b%20c/"), "name:static:a/b c");
+    assert_eq!(resource_of(&map, "/staticx"), "UNMAPPED");
+    assert_eq!(resource_of(&map, "/"), "UNMAPPED");
+}
+
+#[test]
+fn root_template_matches_only_root() {
+    let map = ResourceMap::new().route(protect("/", "root"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/"), "root");
+    assert_eq!(resource_of(&map, "//"), "root");
+    assert_eq!(resource_of(&map, "/x"), "UNMAPPED");
+}
+
+#[test]
+fn param_needs_exactly_one_segment() {
+    let map = ResourceMap::new().route(protect("/albums/{id}", "album"));
+    assert_eq!(resource_of(&map, "/albums"), "UNMAPPED");
+    assert_eq!(resource_of(&map, "/albums/"), "UNMAPPED");
+    assert_eq!(resource_of(&map, "/albums/1/2"), "UNMAPPED");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scopes per method
+
+#[test]
+fn scopes_per_method_with_head_any_and_method_as_scope() {
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/invoices/{id}")
+                .resource_id("R")
+                .scopes(Method::GET, ["read"])
+                .scopes(Method::POST, ["write", "write", "audit"]),
+        )
+        .route(
+            Route::new("/reports")
+                .resource_id("reports")
+                .scopes(Method::GET, ["view"])
+                .any_method(["manage"]),
+        )
+        .route(Route::new("/raw").resource_id("raw").method_as_scope())
+        .route(
+            Route::new("/mixed")
+                .resource_id("mixed")
+                .scopes(Method::PUT, ["put-scope"])
+                .method_as_scope(),
+        )
+        .route(
+            Route::new("/anyfirst")
+                .resource_id("anyfirst")
+                .any_method(["any"])
+                .method_as_scope(),
+        );
+    map.validate().unwrap();
+    let s = |m: Method, p: &str| scopes_of(&map, &m, p);
+
+    assert_eq!(s(Method::GET, "/invoices/42").unwrap(), ["read"]);
+    assert_eq!(s(Method::HEAD, "/invoices/42").unwrap(), ["read"]);
+    assert_eq!(s(Method::POST, "/invoices/42").unwrap(), ["write", "audit"]);
+    assert_eq!(s(Method::DELETE, "/invoices/42"), None);
+    assert_eq!(
+        map.resolve_request(&Method::DELETE, "/invoices/42", &HeaderMap::new()),
+        Ok(Resolution::Unmapped)
+    );
+
+    assert_eq!(s(Method::GET, "/reports").unwrap(), ["view"]);
+    assert_eq!(s(Method::HEAD, "/reports").unwrap(), ["view"]);
+    assert_eq!(s(Method::DELETE, "/reports").unwrap(), ["manage"]);
+
+    assert_eq!(s(Method::GET, "/raw").unwrap(), ["GET"]);
+    assert_eq!(s(Method::HEAD, "/raw").unwrap(), ["HEAD"]);
+    let purge = Method::from_bytes(b"PURGE").unwrap();
+    assert_eq!(s(purge, "/raw").unwrap(), ["PURGE"]);
+
+    assert_eq!(s(Method::PUT, "/mixed").unwrap(), ["put-scope"]);
+    assert_eq!(s(Method::PATCH, "/mixed").unwrap(), ["PATCH"]);
+    assert_eq!(s(Method::PATCH, "/anyfirst").unwrap(), ["any"]);
+}
+
+#[test]
+fn head_with_its_own_entry_does_not_use_get() {
+    let map = ResourceMap::new().route(
+        Route::new("/x")
+            .resource_id("x")
+            .scopes(Method::GET, ["read"])
+            .scopes(Method::HEAD, ["peek"]),
+    );
+    assert_eq!(scopes_of(&map, &Method::HEAD, "/x").unwrap(), ["peek"]);
+}
+
+#[test]
+fn scopes_for_a_method_can_be_replaced() {
+    let map = ResourceMap::new().route(
+        Route::new("/x")
+            .resource_id("x")
+            .scopes(Method::GET, ["old"])
+            .scopes(Method::GET, ["new"]),
+    );
+    assert_eq!(scopes_of(&map, &Method::GET, "/x").unwrap(), ["new"]);
+}
+
+#[test]
+fn protected_carries_scope_mode_enforcement_and_resource() {
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/a")
+                .declare(ResourceDecl::new("alpha", ["r"]))
+                .any_method(["r"])
+                .scope_mode(ScopeMode::Any)
+                .enforcement(EnforcementMode::Disabled),
+        )
+        .route(protect("/b", "beta"));
+    assert_eq!(
+        get(&map, "/a").unwrap(),
+        Resolution::Protected {
+            resource: name("alpha"),
+            scopes: vec!["r".to_owned()],
+            scope_mode: ScopeMode::Any,
+            enforcement: Some(EnforcementMode::Disabled),
+        }
+    );
+    assert_eq!(
+        get(&map, "/b").unwrap(),
+        Resolution::Protected {
+            resource: id("beta"),
+            scopes: vec!["read".to_owned()],
+            scope_mode: ScopeMode::All,
+            enforcement: None,
+        }
+    );
+}
+
+#[test]
+fn public_routes_are_public_for_every_method() {
+    let map = ResourceMap::new().route(Route::public("/health"));
+    for method in [Method::GET, Method::POST, Method::DELETE, Method::OPTIONS] {
+        assert_eq!(
+            map.resolve_request(&method, "/HEALTH/", &HeaderMap::new()),
+            Ok(Resolution::Public)
+        );
+    }
+}
+
+#[test]
+fn empty_map_is_unmapped() {
+    assert_eq!(get(&ResourceMap::new(), "/x"), Ok(Resolution::Unmapped));
+    assert_eq!(
+        get(&ResourceMap::new(), "/x/../y"),
+        Err(PathError::DotSegment)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolvers
+
+#[test]
+fn route_resolver_takes_precedence_and_is_returned_as_is() {
+    let map = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .resource_id("ignored")
+            .any_method(["ignored"])
+            .resolver(|req: &RequestInfo<'_>| match req.param("id") {
+                Some("0") => Resolution::Unmapped,
+                Some("pub") => Resolution::Public,
+                Some(id) => Resolution::Protected {
+                    resource: ResourceRef::Id(format!("album-{id}")),
+                    scopes: vec![req.method.as_str().to_ascii_lowercase()],
+                    scope_mode: ScopeMode::Any,
+                    enforcement: Some(EnforcementMode::Permissive),
+                },
+                None => Resolution::Public,
+            }),
+    );
+    map.validate().unwrap();
+    assert_eq!(get(&map, "/albums/0"), Ok(Resolution::Unmapped));
+    assert_eq!(get(&map, "/albums/pub"), Ok(Resolution::Public));
+    assert_eq!(
+        map.resolve_request(&Method::PUT, "/albums/7", &HeaderMap::new()),
+        Ok(Resolution::Protected {
+            resource: id("album-7"),
+            scopes: vec!["put".to_owned()],
+            scope_mode: ScopeMode::Any,
+            enforcement: Some(EnforcementMode::Permissive),
+        })
+    );
+}
+
+#[test]
+fn route_resolver_sees_headers_and_method() {
+    let map = ResourceMap::new().route(Route::new("/t/*").resolver(|req: &RequestInfo<'_>| {
+        match req.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
+            Some(tenant) if *req.method == Method::GET => {
+                Resolution::protected(ResourceRef::Name(tenant.to_owned()), ["read"])
+            }
+            _ => Resolution::Unmapped,
+        }
+    }));
+    let mut headers = HeaderMap::new();
+    headers.insert("x-tenant", HeaderValue::from_static("acme"));
+    assert_eq!(
+        map.resolve_request(&Method::GET, "/t/x", &headers),
+        Ok(Resolution::protected(name("acme"), ["read"]))
+    );
+    assert_eq!(
+        map.resolve_request(&Method::POST, "/t/x", &headers),
+        Ok(Resolution::Unmapped)
+    );
+    assert_eq!(
+        map.resolve_request(&Method::GET, "/t/x", &HeaderMap::new()),
+        Ok(Resolution::Unmapped)
+    );
+}
+
+#[test]
+fn map_as_a_resolver_and_closure_as_a_whole_resolver() {
+    fn assert_resolver(resolver: &dyn ResourceResolver, path: &str, expected: &Resolution) {
+        let headers = HeaderMap::new();
+        let info = RequestInfo::new(&Method::GET, path, &headers, &[]);
+        assert_eq!(&resolver.resolve(&info), expected, "{path}");
+    }
+    let map = albums_map();
+    assert_resolver(
+        &map,
+        "/albums/1",
+        &Resolution::protected(id("album"), ["read"]),
+    );
+    assert_resolver(
+        &map,
+        "/Albums//1/",
+        &Resolution::protected(id("album"), ["read"]),
+    );
+    // Refused spellings become unmapped through the trait, never a weaker rule.
+    assert_resolver(&map, "/albums/../admin", &Resolution::Unmapped);
+    assert_resolver(&map, "/admin;x", &Resolution::Unmapped);
+
+    let closure = |req: &RequestInfo<'_>| {
+        if req.path.starts_with("/open") {
+            Resolution::Public
+        } else {
+            Resolution::Unmapped
+        }
+    };
+    assert_resolver(&closure, "/open/x", &Resolution::Public);
+    assert_resolver(&closure, "/closed", &Resolution::Unmapped);
+    let boxed: Arc<dyn ResourceResolver> = Arc::new(map);
+    assert_resolver(
+        boxed.as_ref(),
+        "/admin/x",
+        &Resolution::protected(id("admin-area"), ["read"]),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+fn template_error(template: &str) -> Option<String> {
+    match ResourceMap::new().route(protect(template, "r")).validate() {
+        Ok(()) => None,
+        Err(ResourceMapError::InvalidTemplate {
+            template: t,
+            reason,
+        }) => {
+            assert_eq!(t, template);
+            Some(reason)
+        }
+        Err(other) => panic!("{template}: unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn template_errors() {
+    for bad in [
+        "",
+        "albums/{id}",
+        "*",
+        "/albums/{id",
+        "/albums/id}",
+        "/albums/x{id}",
+        "/albums/{id}x",
+        "/albums/{}",
+        "/albums/{a b}",
+        "/albums/{{id}}",
+        "/albums/{id}/{id}",
+        "/*/albums",
+        "/albums/*/x",
+        "/albums/x*",
+        "/albums/*.jpg",
+        "/albums/../admin",
+        "/albums/%2e",
+        "/albums/a%2Fb",
+        "/albums;x",
+        "/albums/%zz",
+        "/albums\\x",
+    ] {
+        assert!(template_error(bad).is_some(), "{bad:?} should be refused");
+    }
+    for good in [
+        "/",
+        "/*",
+        "/albums",
+        "/albums/",
+        "/albums//{id}",
+        "/albums/{album_id}/photos/{photo-id}/*",
+        "/v1/things:search",
+        "/%41lbums",
+        "/caf\u{e9}",
+    ] {
+        assert_eq!(template_error(good), None, "{good:?} should be accepted");
+    }
+    assert!(
+        template_error("/albums/{id}/{id}")
+            .unwrap()
+            .contains("twice")
+    );
+}
+
+#[test]
+fn duplicate_routes_are_refused() {
+    let duplicates = [
+        ("/a/{x}", "/a/{y}"),
+        ("/albums", "/Albums"),
+        ("/albums", "/albums/"),
+        ("/albums", "//albums"),
+        ("/%41", "/a"),
+        ("/a!b", "/a%21b"),
+        ("/static/*", "/STATIC/*"),
+        ("/{a}/*", "/{b}/*"),
+    ];
+    for (first, second) in duplicates {
+        let map = ResourceMap::new()
+            .route(protect(first, "one"))
+            .route(Route::public(second));
+        assert_eq!(
+            map.validate(),
+            Err(ResourceMapError::DuplicateRoute {
+                first: first.to_owned(),
+                second: second.to_owned()
+            }),
+            "{first} / {second}"
+        );
+    }
+    let distinct = [
+        ("/a/{x}", "/a/*"),
+        ("/a", "/a/*"),
+        ("/a/{x}", "/{x}/a"),
+        ("/a/b", "/a/c"),
+    ];
+    for (first, second) in distinct {
+        let map = ResourceMap::new()
+            .route(protect(first, "one"))
+            .route(protect(second, "two"));
+        assert_eq!(map.validate(), Ok(()), "{first} / {second}");
+    }
+}
+
+#[test]
+fn route_configuration_errors() {
+    let err = |route: Route| ResourceMap::new().route(route).validate().unwrap_err();
+    assert!(matches!(
+        err(Route::new("/a").any_method(["read"])),
+        ResourceMapError::MissingResource { .. }
+    ));
+    assert!(matches!(
+        err(Route::new("/a").resource_id("a")),
+        ResourceMapError::NoScopes { .. }
+    ));
+    assert!(matches!(
+        err(Route::new("/a")
+            .resource_id("a")
+            .scopes(Method::GET, Vec::<String>::new())),
+        ResourceMapError::EmptyScope { .. }
+    ));
+    assert!(matches!(
+        err(Route::new("/a").resource_id("a").any_method([""])),
+        ResourceMapError::EmptyScope { .. }
+    ));
+    assert!(matches!(
+        err(Route::public("/a").resource_id("a")),
+        ResourceMapError::PublicRouteWithRules { .. }
+    ));
+    assert!(matches!(
+        err(Route::public("/a").any_method(["read"])),
+        ResourceMapError::PublicRouteWithRules { .. }
+    ));
+    assert!(matches!(
+        err(Route::public("/a").resolver(|_: &RequestInfo<'_>| Resolution::Public)),
+        ResourceMapError::PublicRouteWithRules { .. }
+    ));
+    assert!(matches!(
+        err(Route::new("/a")
+            .declare(ResourceDecl::new("", ["r"]))
+            .any_method(["r"])),
+        ResourceMapError::InvalidDeclaration { .. }
+    ));
+    assert!(matches!(
+        err(Route::new("/a")
+            .declare(ResourceDecl::new("a", Vec::<String>::new()))
+            .method_as_scope()),
+        ResourceMapError::InvalidDeclaration { .. }
+    ));
+    // A resolver stands in for resource and scopes.
+    let with_resolver = Route::new("/a").resolver(|_: &RequestInfo<'_>| Resolution::Unmapped);
+    assert_eq!(ResourceMap::new().route(with_resolver).validate(), Ok(()));
+}
+
+#[test]
+fn scopes_must_be_declared_by_the_declared_resource() {
+    let decl = ResourceDecl::new("albums", ["view", "edit"]);
+    let ok = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(decl.clone())
+            .scopes(Method::GET, ["view"])
+            .any_method(["edit"]),
+    );
+    assert_eq!(ok.validate(), Ok(()));
+
+    let own = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(decl.clone())
+            .scopes(Method::DELETE, ["delete"]),
+    );
+    assert_eq!(
+        own.validate(),
+        Err(ResourceMapError::UndeclaredScope {
+            template: "/albums/{id}".to_owned(),
+            scope: "delete".to_owned(),
+            resource: "albums".to_owned(),
+        })
+    );
+
+    // A route naming the resource, added before or after the declaring route.
+    let by_name = Route::new("/gallery/{id}")
+        .resource_name("albums")
+        .any_method(["share"]);
+    let declaring = Route::new("/albums/{id}")
+        .declare(decl)
+        .any_method(["view"]);
+    for map in [
+        ResourceMap::new()
+            .route(by_name.clone())
+            .route(declaring.clone()),
+        ResourceMap::new().route(declaring).route(by_name),
+    ] {
+        assert!(
+            matches!(
+                map.validate(),
+                Err(ResourceMapError::UndeclaredScope { ref scope, .. }) if scope == "share"
+            ),
+            "{:?}",
+            map.validate()
+        );
+    }
+}
+
+#[test]
+fn declared_deduplicates_and_refuses_conflicts() {
+    let albums = ResourceDecl::new("albums", ["view"]).with_type("urn:album");
+    let photos = ResourceDecl::new("photos", ["view"]);
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/albums/{id}")
+                .declare(albums.clone())
+                .any_method(["view"]),
+        )
+        .route(
+            Route::new("/photos/{id}")
+                .declare(photos.clone())
+                .any_method(["view"]),
+        )
+        .route(
+            Route::new("/albums")
+                .declare(albums.clone())
+                .any_method(["view"]),
+        )
+        .route(protect("/other", "x"));
+    assert_eq!(map.validate(), Ok(()));
+    assert_eq!(map.declared(), [albums.clone(), photos]);
+
+    let conflicting = map.route(
+        Route::new("/old-albums")
+            .declare(albums.with_description("different"))
+            .any_method(["view"]),
+    );
+    assert_eq!(
+        conflicting.validate(),
+        Err(ResourceMapError::ConflictingDeclaration {
+            name: "albums".to_owned()
+        })
+    );
+}
+
+#[test]
+fn later_resource_replaces_declaration() {
+    let map = ResourceMap::new().route(
+        Route::new("/a")
+            .declare(ResourceDecl::new("alpha", ["r"]))
+            .resource_id("registered-elsewhere")
+            .any_method(["r"]),
+    );
+    assert!(map.declared().is_empty());
+    assert_eq!(
+        get(&map, "/a"),
+        Ok(Resolution::protected(id("registered-elsewhere"), ["r"]))
+    );
+}
+
+#[test]
+fn an_invalid_map_resolves_nothing() {
+    // The broken route would have been the more specific (protected) one: resolving with it
+    // skipped would hand its paths to the public wildcard.
+    let map = ResourceMap::new()
+        .route(Route::public("/*"))
+        .route(protect("/admin/{id", "admin"));
+    assert!(map.validate().is_err());
+    assert_eq!(get(&map, "/admin/x"), Ok(Resolution::Unmapped));
+    assert_eq!(get(&map, "/anything"), Ok(Resolution::Unmapped));
+    assert_eq!(get(&map, "/admin/../x"), Err(PathError::DotSegment));
+}
+
+#[test]
+fn validate_reports_the_first_problem() {
+    let map = ResourceMap::new()
+        .route(Route::new("/a").any_method(["r"]))
+        .route(protect("/b/{", "b"));
+    assert!(matches!(
+        map.validate(),
+        Err(ResourceMapError::MissingResource { .. })
+    ));
+}
+
+#[test]
+fn decl_serialises_as_a_resource_description() {
+    let minimal = serde_json::to_value(ResourceDecl::new("albums", ["view"])).unwrap();
+    assert_eq!(
+        minimal,
+        serde_json::json!({"name": "albums", "resource_scopes": ["view"]})
+    );
+    let full = ResourceDecl::new("albums", ["view", "edit"])
+        .with_type("urn:photoz:album")
+        .with_description("Albums")
+        .with_icon_uri("https://photoz.test/icon.png")
+        .with_owner("alice");
+    assert_eq!(
+        serde_json::to_value(full).unwrap(),
+        serde_json::json!({
+            "name": "albums",
+            "type": "urn:photoz:album",
+            "description": "Albums",
+            "icon_uri": "https://photoz.test/icon.png",
+            "resource_scopes": ["view", "edit"],
+            "owner": "alice",
+        })
+    );
+}
+
+#[test]
+fn route_debug_does_not_need_resolver_debug() {
+    let route = Route::new("/a").resolver(|_: &RequestInfo<'_>| Resolution::Public);
+    let debug = format!("{route:?}");
+    assert!(
+        debug.contains("\"/a\"") && debug.contains("<resolver>"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn http_uri_paths_normalise() {
+    // What the layer actually receives: `Uri::path()` of parsed request targets.
+    for (target, expected) in [
+        ("/Albums//1/?q=%2e%2e", Ok("/Albums/1")),
+        ("http://h.test/a/%2e%2e/b?x", Err(PathError::DotSegment)),
+        ("http://h.test", Ok("/")),
+        ("/a/%7B%7d", Ok("/a/%7B%7D")),
+    ] {
+        let uri: http::Uri = target.parse().unwrap();
+        assert_eq!(
+            normalize_path(uri.path())
+                .as_ref()
+                .map(NormalizedPath::as_str),
+            expected.as_ref().map(|s| *s),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn request_info_debug_hides_header_values() {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer rpt-s3cr3t"),
+    );
+    let params = [("id".to_owned(), "7".to_owned())];
+    let info = RequestInfo::new(&Method::GET, "/albums/7", &headers, &params);
+    let debug = format!("{info:?}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(
+        debug.contains("authorization") && debug.contains("/albums/7") && debug.contains("\"7\""),
+        "{debug}"
+    );
+}
