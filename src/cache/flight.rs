@@ -1,0 +1,219 @@
+//! Single flight: at most one introspection call per key at a time, run in its own task so
+//! that no waiter's cancellation can cancel, fail or delay it.
+//!
+//! The map is only touched on a miss; a hit never locks it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use super::{Key, KeyRef};
+use crate::introspect::{IntrospectError, Introspection};
+
+/// What every waiter of one flight receives.
+pub(super) type FlightResult = Result<Arc<Introspection>, IntrospectError>;
+
+/// A handle on a flight's result that any number of waiters can await and drop.
+pub(super) type SharedFlight = Shared<BoxFuture<'static, FlightResult>>;
+
+/// One introspection call in progress.
+struct Flight {
+    /// Tells this flight apart from a later one on the same key.
+    id: u64,
+    future: SharedFlight,
+    /// Set when the key is invalidated while the call runs: the flight must not leave its
+    /// (pre-revocation) result in the cache.
+    revoked: Arc<AtomicBool>,
+}
+
+/// How a miss proceeds.
+pub(super) enum Begin<Fut> {
+    /// Another request's call is in flight: wait for it.
+    Joined(SharedFlight),
+    /// This request started the call.
+    Led(SharedFlight),
+    /// A flight finished between this request's cache lookup and now, so the cache may hold
+    /// the answer: look again before starting a call. Gives the unused fetch future back.
+    Recheck(Fut),
+}
+
+/// What a started flight is told about itself.
+pub(super) struct Ticket {
+    pub(super) id: u64,
+    pub(super) revoked: Arc<AtomicBool>,
+}
+
+/// The most issuers interned; more (which a layer never needs) are simply not shared.
+const MAX_INTERNED: usize = 32;
+
+#[derive(Default)]
+struct State {
+    map: HashMap<Key, Flight>,
+    /// The issuers seen, so that keys (and the cache entries made from them) share one copy.
+    namespaces: Vec<Arc<str>>,
+}
+
+impl State {
+    /// The owned key for `key`, with its issuer interned.
+    fn key(&mut self, key: KeyRef<'_>) -> Key {
+        let namespace = match self.namespaces.iter().find(|n| &***n == key.namespace) {
+            Some(interned) => Arc::clone(interned),
+            None => {
+                let fresh: Arc<str> = Arc::from(key.namespace);
+                if self.namespaces.len() < MAX_INTERNED {
+                    self.namespaces.push(Arc::clone(&fresh));
+                }
+                fresh
+            }
+        };
+        Key {
+            digest: *key.digest,
+            namespace,
+        }
+    }
+}
+
+/// The flights in progress, by key.
+#[derive(Default)]
+pub(super) struct Flights {
+    state: Mutex<State>,
+    /// Bumped by every finished flight after it stored its result and before it left the map.
+    completions: AtomicU64,
+    next_id: AtomicU64,
+}
+
+impl Flights {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every critical section is a
+        // single lookup, insert or removal.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A snapshot to hand back to [`begin`](Self::begin): read it *before* the cache lookup.
+    pub(super) fn completions(&self) -> u64 {
+        self.completions.load(Ordering::SeqCst)
+    }
+
+    /// Joins the flight on `key` or starts one.
+    ///
+    /// With `seen` (the [`completions`](Self::completions) read before the cache lookup), a
+    /// flight that finished since then makes this return [`Begin::Recheck`], so that a request
+    /// whose lookup raced with a flight's completion does not start a second call. Without it,
+    /// this never returns `Recheck`.
+    ///
+    /// `start` turns the fetch future into the flight's shared future; it runs under the lock
+    /// and must not block (spawning is fine). The fetch future of a request that joins is
+    /// dropped, unpolled, after the lock is released.
+    pub(super) fn begin<Fut>(
+        &self,
+        key: KeyRef<'_>,
+        seen: Option<u64>,
+        fetch: Fut,
+        start: impl FnOnce(Key, Ticket, Fut) -> SharedFlight,
+    ) -> Begin<Fut> {
+        let mut state = self.lock();
+        let key = state.key(key);
+        if let Some(flight) = state.map.get(&key) {
+            let joined = flight.future.clone();
+            drop(state);
+            drop(fetch);
+            return Begin::Joined(joined);
+        }
+        if seen.is_some_and(|seen| seen != self.completions.load(Ordering::SeqCst)) {
+            return Begin::Recheck(fetch);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let revoked = Arc::new(AtomicBool::new(false));
+        let future = start(
+            key.clone(),
+            Ticket {
+                id,
+                revoked: Arc::clone(&revoked),
+            },
+            fetch,
+        );
+        state.map.insert(
+            key,
+            Flight {
+                id,
+                future: future.clone(),
+                revoked,
+            },
+        );
+        Begin::Led(future)
+    }
+
+    /// Called by the flight `id` when it is over (finished, failed, panicked or cancelled),
+    /// after it stored its result.
+    pub(super) fn finish(&self, key: &Key, id: u64) {
+        self.completions.fetch_add(1, Ordering::SeqCst);
+        let mut state = self.lock();
+        if state.map.get(key).is_some_and(|f| f.id == id) {
+            state.map.remove(key);
+        }
+    }
+
+    /// Detaches the flight on `key`, if any: later requests start a new call, and the detached
+    /// one removes what it stores. Its current waiters still receive its result.
+    pub(super) fn revoke(&self, key: KeyRef<'_>) {
+        let mut state = self.lock();
+        let key = state.key(key);
+        if let Some(flight) = state.map.remove(&key) {
+            flight.revoked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// [`revoke`](Self::revoke) for every flight.
+    pub(super) fn revoke_all(&self) {
+        for (_, flight) in self.lock().map.drain() {
+            flight.revoked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// How many flights are in progress.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// How many issuers are interned.
+    #[cfg(test)]
+    pub(super) fn namespaces(&self) -> usize {
+        self.lock().namespaces.len()
+    }
+}
+
+/// Runs `task` to completion on its own and returns a shareable handle on its result.
+///
+/// In a tokio runtime the task is spawned, so it completes (and fills the cache) even if every
+/// waiter is dropped. Outside one there is nothing to spawn on: the waiters then drive the
+/// task themselves through the shared future, and it pauses while none is polling.
+pub(super) fn spawn<T>(task: T) -> SharedFlight
+where
+    T: Future<Output = FlightResult> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let handle = runtime.spawn(task);
+            async move {
+                handle.await.unwrap_or_else(|join_error| {
+                    // The fetch panicked or the runtime is shutting down. No answer: fail
+                    // closed, like an unreachable AS.
+                    // The panic payload is not logged: it could quote anything, secrets included.
+                    tracing::warn!(
+                        panicked = join_error.is_panic(),
+                        "introspection task did not complete; treating the AS as unreachable"
+                    );
+                    Err(IntrospectError::Unreachable)
+                })
+            }
+            .boxed()
+            .shared()
+        }
+        Err(_) => task.boxed().shared(),
+    }
+}

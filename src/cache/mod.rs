@@ -1,0 +1,917 @@
+//! The introspection cache: parsed RFC 7662 answers kept per token, with single flight,
+//! `exp`-capped lifetimes, an opt-in negative cache and opt-in stale-if-error.
+//!
+//! [`IntrospectionCache`] sits between the layer and the authorization server's introspection
+//! endpoint. It stores the parsed [`Introspection`], never an access decision: the layer decides
+//! on every request from the cached result, so permission-level `exp` and `nbf` are checked
+//! at decision time, not only when the cache was filled ([FedAuthz §5.1.1]). The user-facing
+//! rules (lifetime, bounds, negative cache, stale-if-error, revocation) are documented on
+//! [`IntrospectionCache`].
+//!
+//! [FedAuthz §5.1.1]: https://docs.kantarainitiative.org/uma/wg/rec-oauth-uma-federated-authz-2.0.html#uma-bearer-token-profile
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_uma::IntrospectionCache;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let cache = IntrospectionCache::builder()
+//!     .max_entries(50_000)
+//!     .max_ttl(Duration::from_secs(30))
+//!     .negative_ttl(Duration::from_secs(2))
+//!     .stale_if_error(Duration::from_secs(120))
+//!     .build();
+//!
+//! // Clones share their entries, so one cache can serve several layers; keys are
+//! // namespaced by the AS issuer.
+//! let shared = cache.clone();
+//!
+//! // A revocation hook can forget one token, or everything.
+//! shared.invalidate("https://as.example", "rpt-Zk31");
+//! cache.invalidate_all();
+//! assert_eq!(cache.entry_count().await, 0);
+//! # }
+//! ```
+//!
+#![doc = include_str!("concurrent-calls.md")]
+//!
+//! # Why it works this way
+//!
+//! - **Single flight without `try_get_with`.** The house style names moka's `try_get_with`
+//!   for single flight; it is not used because of its behaviour on cancellation (see above).
+//!   The in-flight map is ours, the storage is moka's.
+//! - **Two clocks.** moka expires entries on `std::time::Instant`; the token's `exp` is wall
+//!   time. Each entry therefore gets moka's per-entry expiry (`Expiry::expire_after_create`)
+//!   *and* stores its wall-clock `fresh_until`/`stale_until`, re-checked on every read against
+//!   the injectable [`Clock`]. A [`FixedClock`](crate::FixedClock)-driven test and a real
+//!   clock both behave, and nothing is served past `exp − skew` even if the two clocks
+//!   disagree. The arithmetic is the pure function `lifetime::entry_lifetime`.
+//! - **moka's `future` cache, not `sync`.** The `sync` cache's `get` is cheaper (about 400
+//!   instructions), but the crate builds moka with the `future` feature only, whose
+//!   maintenance never blocks a runtime thread. `invalidate` stays synchronous all the same
+//!   (see its docs). A hit costs one SHA-256 of the token, one clock read, one moka `get`
+//!   (which hashes the 32-byte digest) and an `Arc` clone.
+//! - **Key.** The pair (issuer, SHA-256 of the token): the token's [`Fingerprint`] digest,
+//!   namespaced by the issuer string compared exactly. Hashing the issuer into the digest
+//!   (`SHA-256(issuer || 0x00 || token)`) would cost an extra SHA-256 block per request and
+//!   rule out sharing the digest: the layer can pass the fingerprint it computes for its
+//!   `token.fingerprint` span field to `get_or_fetch_by_fingerprint`, so a request hashes its
+//!   token once. moka hashes the digest alone (it is uniform already); equality also compares
+//!   the issuer, which is interned, so entries do not each hold a copy of it. Raw tokens are
+//!   never stored.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use moka::{Equivalent, Expiry};
+
+use crate::clock::{Clock, SystemClock};
+use crate::introspect::{IntrospectError, Introspection};
+use crate::metrics;
+use crate::token::{Fingerprint, Rpt};
+
+mod flight;
+mod lifetime;
+#[cfg(test)]
+mod tests;
+
+use flight::{Begin, Flights, SharedFlight, Ticket};
+
+/// A shared, bounded cache of token introspection results.
+///
+/// The layer looks every RPT up here before calling the AS's introspection endpoint
+/// ([RFC 7662]). Build one with [`builder`](Self::builder), or use [`Default`] (the defaults
+/// below) or [`disabled`](Self::disabled). Cloning is cheap and clones share their entries,
+/// so one cache can back several layers; entries are namespaced by the AS issuer, so layers
+/// talking to different authorization servers never see each other's entries.
+///
+/// # What is cached, and for how long
+///
+/// - **Keys** are the AS issuer and a SHA-256 of the token; raw tokens are never stored.
+/// - **Active results** live `min(max_ttl, exp − now − skew)`: never past the token's `exp`
+///   ([RFC 7662 §4]). A result whose `exp` is within the skew is not cached; one without
+///   `exp` is cached only with [`cache_without_exp(true)`](IntrospectionCacheBuilder::cache_without_exp).
+///   Freshness is checked against the configured [`Clock`] on every read.
+/// - **Inactive results** (`active: false`) are not cached unless a
+///   [`negative_ttl`](IntrospectionCacheBuilder::negative_ttl) is set; then they live that
+///   long in a separate, separately bounded cache, so a flood of junk tokens can neither grow
+///   memory nor evict active entries.
+/// - **Errors** (AS unreachable, timeout, error status, unparsable answer, no PAT) are never
+///   cached.
+/// - **Stale-if-error** (opt-in, [`stale_if_error`](IntrospectionCacheBuilder::stale_if_error)):
+///   when the AS call fails, an active result whose cache lifetime ended less than the grace
+///   ago may be served, as long as the token's `exp − skew` has not passed. Every such serve
+///   is counted and logged at WARN. Never for inactive results.
+///
+/// A revoked RPT stays usable for as long as its entry is fresh (RFC 7662 §4 names this
+/// trade-off): keep `max_ttl` short, call [`invalidate`](Self::invalidate) from a revocation
+/// hook, or turn caching off.
+///
+/// # Bounds
+///
+/// The active-result cache holds at most [`max_entries`](IntrospectionCacheBuilder::max_entries)
+/// "typical entries" (10,000 by default): each entry weighs `1 + bytes / 512`, where `bytes`
+/// approximates the parsed result's size, so an AS answer with thousands of permissions counts
+/// as many entries. Memory is thus bounded by about `max_entries × 512` bytes of introspection
+/// data plus about 400 bytes of bookkeeping per entry: roughly 9 MB at the default (measured:
+/// 5 to 7 MB of live heap once full, for results carrying anywhere from 0 to 1,000
+/// permissions). The negative cache holds at most
+/// [`negative_max_entries`](IntrospectionCacheBuilder::negative_max_entries) entries (1,000 by
+/// default, about 0.5 MB). Like any moka cache, the bound is enforced by maintenance that runs
+/// as the cache is used, so it can be exceeded briefly while new entries await admission.
+///
+#[doc = include_str!("concurrent-calls.md")]
+///
+/// # Metrics and tracing
+///
+/// The cache records `uma_cache_hits_total`, `uma_cache_misses_total`,
+/// `uma_cache_coalesced_total`, `uma_cache_negative_hits_total`,
+/// `uma_cache_stale_served_total` and `uma_cache_evictions_total{cache, cause}` through the
+/// `metrics` facade, and a WARN event `uma.cache.stale_served` with `token.fingerprint` for
+/// each stale serve. A disabled cache records nothing.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_uma::IntrospectionCache;
+///
+/// // Short-lived entries, and no caching of tokens that carry no `exp`.
+/// let strict = IntrospectionCache::builder()
+///     .max_ttl(Duration::from_secs(10))
+///     .build();
+///
+/// // Every request asks the AS.
+/// let off = IntrospectionCache::disabled();
+/// # let _ = (strict, off);
+/// ```
+///
+/// [RFC 7662]: https://www.rfc-editor.org/rfc/rfc7662
+/// [RFC 7662 §4]: https://www.rfc-editor.org/rfc/rfc7662#section-4
+#[derive(Clone)]
+pub struct IntrospectionCache {
+    /// `None` when disabled.
+    inner: Option<Arc<Inner>>,
+}
+
+/// Builds an [`IntrospectionCache`]; see its docs for what each setting does.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower_uma::{FixedClock, IntrospectionCache};
+///
+/// let clock = Arc::new(FixedClock::new(1_767_225_600));
+/// let cache = IntrospectionCache::builder()
+///     .max_entries(1_000)
+///     .max_ttl(Duration::from_secs(120))
+///     .skew(Duration::from_secs(10))
+///     .cache_without_exp(false)
+///     .negative_ttl(Duration::from_secs(5))
+///     .negative_max_entries(500)
+///     .stale_if_error(Duration::from_secs(300))
+///     .clock(clock)
+///     .build();
+/// # let _ = cache;
+/// ```
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct IntrospectionCacheBuilder {
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    max_entries: u64,
+    max_ttl: Duration,
+    skew: Duration,
+    cache_without_exp: bool,
+    negative_ttl: Duration,
+    negative_max_entries: u64,
+    stale_if_error: Duration,
+}
+
+impl Default for IntrospectionCacheBuilder {
+    fn default() -> Self {
+        Self {
+            settings: Settings {
+                max_entries: 10_000,
+                max_ttl: Duration::from_secs(60),
+                skew: Duration::from_secs(5),
+                cache_without_exp: false,
+                negative_ttl: Duration::ZERO,
+                negative_max_entries: 1_000,
+                stale_if_error: Duration::ZERO,
+            },
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl IntrospectionCacheBuilder {
+    /// The most active results kept, counted in typical entries: an entry weighs
+    /// `1 + bytes / 512`, `bytes` being the approximate size of the parsed result, so results
+    /// with long permission lists count as several. Memory stays under about
+    /// `max_entries × 512` bytes of results plus about 400 bytes of bookkeeping per entry.
+    ///
+    /// `0` keeps nothing (concurrent misses are still coalesced).
+    ///
+    /// Defaults to 10,000 (roughly 9 MB).
+    pub fn max_entries(mut self, max_entries: u64) -> Self {
+        self.settings.max_entries = max_entries;
+        self
+    }
+
+    /// The longest an active result is served from the cache. Results with an `exp` are kept
+    /// at most until `exp` minus the [`skew`](Self::skew), whichever comes first.
+    ///
+    /// A revoked RPT stays usable for up to this long, so keep it short ([RFC 7662 §4]).
+    /// `Duration::ZERO` keeps no active results (concurrent misses are still coalesced).
+    ///
+    /// Defaults to 60 seconds.
+    ///
+    /// [RFC 7662 §4]: https://www.rfc-editor.org/rfc/rfc7662#section-4
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.settings.max_ttl = max_ttl;
+        self
+    }
+
+    /// The margin kept before a token's `exp`: a result is not served from the cache once less
+    /// than this remains, and is not cached at all if less than this remains when it arrives.
+    /// It absorbs clock differences between the AS and this server and the time the request
+    /// itself takes. Rounded up to whole seconds, the unit of `exp`.
+    ///
+    /// Defaults to 5 seconds.
+    pub fn skew(mut self, skew: Duration) -> Self {
+        self.settings.skew = skew;
+        self
+    }
+
+    /// Whether an active result without `exp` may be cached (for [`max_ttl`](Self::max_ttl)).
+    ///
+    /// `exp` is optional in RFC 7662; without it the cache cannot know when the token dies,
+    /// so such results are by default not cached and every request with that token calls the
+    /// AS.
+    ///
+    /// Defaults to `false`.
+    pub fn cache_without_exp(mut self, allow: bool) -> Self {
+        self.settings.cache_without_exp = allow;
+        self
+    }
+
+    /// How long an inactive answer (`active: false`) is remembered, so that repeated requests
+    /// with the same dead or junk token do not each call the AS.
+    ///
+    /// Inactive answers live in a cache of their own, bounded by
+    /// [`negative_max_entries`](Self::negative_max_entries), so a flood of junk tokens can
+    /// neither grow memory nor evict active results. A token that the AS reported inactive is
+    /// refused for up to this long even if it becomes active meanwhile: keep it short.
+    /// `Duration::ZERO` turns negative caching off.
+    ///
+    /// Defaults to `Duration::ZERO` (off).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.negative_ttl = ttl;
+        self
+    }
+
+    /// The most inactive answers kept when [`negative_ttl`](Self::negative_ttl) is set.
+    ///
+    /// Defaults to 1,000.
+    pub fn negative_max_entries(mut self, max_entries: u64) -> Self {
+        self.settings.negative_max_entries = max_entries;
+        self
+    }
+
+    /// Enables stale-if-error with a `grace` period.
+    ///
+    /// When the introspection call fails (AS unreachable, timeout, error status, unparsable
+    /// answer, no PAT), an active result whose cache lifetime ended less than `grace` ago is
+    /// served instead of failing, provided the token's `exp` minus the [`skew`](Self::skew)
+    /// has not passed and not all of its permissions have expired. Each such serve increments
+    /// `uma_cache_stale_served_total` and emits a WARN event `uma.cache.stale_served` carrying
+    /// the token's fingerprint. Inactive answers are never served stale.
+    ///
+    /// Active results then stay in memory for up to `max_ttl + grace`. While stale-if-error is
+    /// on, freshness is tracked in whole seconds of the [`clock`](Self::clock), so a sub-second
+    /// `max_ttl` effectively becomes one second. `Duration::ZERO` turns it off.
+    ///
+    /// Defaults to `Duration::ZERO` (off).
+    pub fn stale_if_error(mut self, grace: Duration) -> Self {
+        self.settings.stale_if_error = grace;
+        self
+    }
+
+    /// The wall clock used for `exp` arithmetic and freshness checks; tests pass a
+    /// [`FixedClock`](crate::FixedClock). moka's own timers keep running on the monotonic
+    /// clock: an entry is served only while both consider it alive.
+    ///
+    /// Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the cache.
+    #[must_use]
+    pub fn build(self) -> IntrospectionCache {
+        metrics::describe();
+        let s = self.settings;
+        let positive = Cache::builder()
+            .name("tower-uma introspection")
+            .max_capacity(s.max_entries)
+            .weigher(|_: &Key, entry: &Entry| lifetime::weight(&entry.value))
+            .expire_after(EntryExpiry)
+            .support_invalidation_closures()
+            .eviction_listener(|_, _, cause| {
+                metrics::cache_eviction("positive", cause_label(cause))
+            })
+            .build();
+        let negative = (!s.negative_ttl.is_zero()).then(|| {
+            Cache::builder()
+                .name("tower-uma introspection (inactive)")
+                .max_capacity(s.negative_max_entries)
+                .weigher(|_: &Key, entry: &Entry| lifetime::weight(&entry.value))
+                .expire_after(EntryExpiry)
+                .support_invalidation_closures()
+                .eviction_listener(|_, _, cause| {
+                    metrics::cache_eviction("negative", cause_label(cause))
+                })
+                .build()
+        });
+        IntrospectionCache {
+            inner: Some(Arc::new(Inner {
+                settings: s,
+                policy: lifetime::Policy {
+                    max_ttl: s.max_ttl,
+                    skew: s.skew,
+                    allow_without_exp: s.cache_without_exp,
+                    negative_ttl: s.negative_ttl,
+                    stale_grace: s.stale_if_error,
+                },
+                clock: self.clock,
+                positive,
+                negative,
+                flights: Flights::default(),
+            })),
+        }
+    }
+}
+
+fn cause_label(cause: RemovalCause) -> &'static str {
+    match cause {
+        RemovalCause::Expired => "expired",
+        RemovalCause::Explicit => "explicit",
+        RemovalCause::Replaced => "replaced",
+        RemovalCause::Size => "size",
+    }
+}
+
+/// Where the answer to one lookup came from. The layer records it on the `uma.authorize` span
+/// as `cache.source` (see [`as_str`](Self::as_str)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheSource {
+    /// A fresh active result from the cache; no AS call.
+    Hit,
+    /// This request's own introspection call.
+    Miss,
+    /// An introspection call another request had started (single flight).
+    Coalesced,
+    /// The introspection call failed and an expired active result was served under
+    /// stale-if-error.
+    Stale,
+    /// A recent inactive answer from the negative cache; no AS call.
+    NegativeHit,
+    /// The cache is disabled: this request called the AS itself.
+    Disabled,
+}
+
+impl CacheSource {
+    /// The value recorded as `cache.source`: `"hit"`, `"miss"`, `"coalesced"`, `"stale"`,
+    /// `"negative_hit"` or `"disabled"`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_uma::CacheSource;
+    ///
+    /// assert_eq!(CacheSource::NegativeHit.as_str(), "negative_hit");
+    /// assert!(CacheSource::Stale.is_hit());
+    /// assert!(!CacheSource::Coalesced.is_hit());
+    /// ```
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Coalesced => "coalesced",
+            Self::Stale => "stale",
+            Self::NegativeHit => "negative_hit",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// Whether the answer came from a stored entry without waiting for the AS (the layer's
+    /// `cache.hit`): true for [`Hit`](Self::Hit), [`NegativeHit`](Self::NegativeHit) and
+    /// [`Stale`](Self::Stale).
+    #[must_use]
+    pub fn is_hit(self) -> bool {
+        matches!(self, Self::Hit | Self::NegativeHit | Self::Stale)
+    }
+}
+
+/// One lookup's answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached {
+    /// The introspection result to decide on.
+    pub(crate) value: Arc<Introspection>,
+    /// Where it came from.
+    pub(crate) source: CacheSource,
+}
+
+/// What entries and flights are keyed by: a token's SHA-256 and the AS issuer.
+///
+/// Hashes the digest only (uniform already, and the issuer rarely differs); equality compares
+/// both.
+#[derive(Clone, PartialEq, Eq)]
+struct Key {
+    digest: [u8; 32],
+    /// Interned by the flights map, so entries share it.
+    namespace: Arc<str>,
+}
+
+impl Key {
+    fn borrowed(&self) -> KeyRef<'_> {
+        KeyRef {
+            digest: &self.digest,
+            namespace: &self.namespace,
+        }
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.digest);
+    }
+}
+
+/// A [`Key`] made of borrowed parts, for lookups that need no allocation.
+#[derive(Clone, Copy)]
+struct KeyRef<'a> {
+    digest: &'a [u8; 32],
+    namespace: &'a str,
+}
+
+impl<'a> KeyRef<'a> {
+    fn new(namespace: &'a str, fingerprint: &'a Fingerprint) -> Self {
+        Self {
+            digest: fingerprint.as_bytes(),
+            namespace,
+        }
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.digest);
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self.digest == key.digest && self.namespace == &*key.namespace
+    }
+}
+
+/// What moka stores: the shared result plus its wall-clock bookkeeping. Cloned on every hit,
+/// so it is an `Arc` and three words.
+#[derive(Clone)]
+struct Entry {
+    value: Arc<Introspection>,
+    fresh_until: i64,
+    stale_until: i64,
+    /// moka's lifetime for the entry.
+    ttl: Duration,
+}
+
+impl Entry {
+    fn new(value: &Arc<Introspection>, times: lifetime::Times) -> Self {
+        Self {
+            value: Arc::clone(value),
+            fresh_until: times.fresh_until,
+            stale_until: times.stale_until,
+            ttl: times.ttl,
+        }
+    }
+}
+
+/// Per-entry moka expiry: the lifetime computed when the entry was stored.
+struct EntryExpiry;
+
+impl Expiry<Key, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _: &Key, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        entry: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+struct Inner {
+    settings: Settings,
+    policy: lifetime::Policy,
+    clock: Arc<dyn Clock>,
+    /// Active results.
+    positive: Cache<Key, Entry>,
+    /// Inactive results; `None` when negative caching is off.
+    negative: Option<Cache<Key, Entry>>,
+    flights: Flights,
+}
+
+impl IntrospectionCache {
+    /// A builder with the defaults documented on each setter.
+    pub fn builder() -> IntrospectionCacheBuilder {
+        IntrospectionCacheBuilder::default()
+    }
+
+    /// A cache that stores nothing and does not coalesce: every request calls the AS.
+    ///
+    /// For deployments where a revoked token must stop working at once ([RFC 7662 §4]).
+    ///
+    /// [RFC 7662 §4]: https://www.rfc-editor.org/rfc/rfc7662#section-4
+    #[must_use]
+    pub fn disabled() -> Self {
+        metrics::describe();
+        Self { inner: None }
+    }
+
+    /// Forgets what is cached for `token` at the AS whose issuer is `namespace`, for example
+    /// from a revocation hook. Requests that arrive after this returns call the AS again; an
+    /// introspection call already in flight for the token still answers the requests waiting
+    /// for it, but its result is not kept.
+    ///
+    /// Does not block: moka's removal normally completes on the spot; when it would have to
+    /// wait (a concurrent write on the same key), an invalidation predicate hides the entry at
+    /// once and moka's maintenance removes it later.
+    pub fn invalidate(&self, namespace: &str, token: &str) {
+        let Some(inner) = &self.inner else { return };
+        let fingerprint = Fingerprint::of(token.as_bytes());
+        let key = KeyRef::new(namespace, &fingerprint);
+        inner.flights.revoke(key);
+        invalidate_now(&inner.positive, key);
+        if let Some(negative) = &inner.negative {
+            invalidate_now(negative, key);
+        }
+    }
+
+    /// Forgets every cached result, for every AS sharing this cache. Calls in flight behave as
+    /// described for [`invalidate`](Self::invalidate).
+    pub fn invalidate_all(&self) {
+        let Some(inner) = &self.inner else { return };
+        inner.flights.revoke_all();
+        inner.positive.invalidate_all();
+        if let Some(negative) = &inner.negative {
+            negative.invalidate_all();
+        }
+    }
+
+    /// How many entries (active and inactive) the cache holds, after running moka's pending
+    /// maintenance (expiry, eviction, invalidation). For tests and benchmarks; `0` when
+    /// disabled.
+    pub async fn entry_count(&self) -> u64 {
+        let Some(inner) = &self.inner else { return 0 };
+        inner.positive.run_pending_tasks().await;
+        let mut count = inner.positive.entry_count();
+        if let Some(negative) = &inner.negative {
+            negative.run_pending_tasks().await;
+            count = count.saturating_add(negative.entry_count());
+        }
+        count
+    }
+
+    /// The introspection result for `token` at the AS `namespace` (its issuer): from the cache
+    /// when fresh, otherwise from `fetch`, coalesced with any concurrent miss on the same key.
+    ///
+    /// `fetch` is called on a miss to make the introspection future; the future is only
+    /// polled if this request leads the call, so creating it must have no side effects. It
+    /// runs in a task of its own (see "Concurrent calls" on [`IntrospectionCache`]), hence
+    /// `Send + 'static`.
+    ///
+    /// Computes the token's fingerprint (one SHA-256); a caller that already has it should
+    /// use [`get_or_fetch_by_fingerprint`](Self::get_or_fetch_by_fingerprint).
+    ///
+    /// # Errors
+    ///
+    /// The error of the introspection call this request waited for, unless stale-if-error
+    /// served an expired entry instead.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "the layer hashes once and calls get_or_fetch_by_fingerprint"
+        )
+    )]
+    pub(crate) async fn get_or_fetch<F, Fut>(
+        &self,
+        namespace: &str,
+        token: &Rpt,
+        fetch: F,
+    ) -> Result<Cached, IntrospectError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+    {
+        if self.inner.is_none() {
+            return fetch_uncached(fetch).await;
+        }
+        self.get_or_fetch_by_fingerprint(namespace, &token.fingerprint(), fetch)
+            .await
+    }
+
+    /// [`get_or_fetch`](Self::get_or_fetch) for a token known by its fingerprint
+    /// ([`Rpt::fingerprint`]), so that a request hashes its token only once.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_or_fetch`](Self::get_or_fetch).
+    pub(crate) async fn get_or_fetch_by_fingerprint<F, Fut>(
+        &self,
+        namespace: &str,
+        fingerprint: &Fingerprint,
+        fetch: F,
+    ) -> Result<Cached, IntrospectError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+    {
+        match &self.inner {
+            None => fetch_uncached(fetch).await,
+            Some(inner) => inner.get_or_fetch(namespace, fingerprint, fetch).await,
+        }
+    }
+}
+
+/// Removes `key` from `cache` without waiting.
+fn invalidate_now(cache: &Cache<Key, Entry>, key: KeyRef<'_>) {
+    // moka's removal is cancellation safe: once it has taken the entry out of the map,
+    // dropping the future leaves the rest of the bookkeeping to maintenance. If it is still
+    // pending it has not removed anything yet (it waits for a retried operation or for the
+    // key's lock), and the predicate takes over.
+    if cache.invalidate(&key).now_or_never().is_none() {
+        invalidate_by_predicate(cache, key);
+    }
+}
+
+/// Makes moka ignore `key`'s current entry from now on (`get` applies registered predicates)
+/// and remove it during maintenance. An entry stored later for the key is not affected.
+fn invalidate_by_predicate(cache: &Cache<Key, Entry>, key: KeyRef<'_>) {
+    let target = Key {
+        digest: *key.digest,
+        namespace: Arc::from(key.namespace),
+    };
+    if let Err(error) = cache.invalidate_entries_if(move |k, _| *k == target) {
+        // Cannot happen: `build` enables invalidation closures on every cache.
+        tracing::error!(%error, "could not invalidate an introspection cache entry");
+    }
+}
+
+/// A disabled cache's lookup: the call itself.
+async fn fetch_uncached<F, Fut>(fetch: F) -> Result<Cached, IntrospectError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Introspection, IntrospectError>>,
+{
+    let value = fetch().await?;
+    Ok(Cached {
+        value: Arc::new(value),
+        source: CacheSource::Disabled,
+    })
+}
+
+impl Default for IntrospectionCache {
+    /// `IntrospectionCache::builder().build()`.
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl fmt::Debug for IntrospectionCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("IntrospectionCache");
+        match &self.inner {
+            None => d.field("enabled", &false).finish(),
+            Some(inner) => d
+                .field("enabled", &true)
+                .field("settings", &inner.settings)
+                .field("clock", &inner.clock)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Inner {
+    async fn get_or_fetch<F, Fut>(
+        self: &Arc<Self>,
+        namespace: &str,
+        fingerprint: &Fingerprint,
+        fetch: F,
+    ) -> Result<Cached, IntrospectError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+    {
+        let key = KeyRef::new(namespace, fingerprint);
+        let seen = self.flights.completions();
+        if let Some(hit) = self.lookup(&key).await {
+            return Ok(hit);
+        }
+
+        let mut fetch = fetch();
+        let mut seen = Some(seen);
+        let (flight, source) = loop {
+            match self
+                .flights
+                .begin(key, seen.take(), fetch, |key, ticket, fut| {
+                    self.start(key, ticket, fut)
+                }) {
+                Begin::Joined(flight) => {
+                    metrics::cache_coalesced();
+                    break (flight, CacheSource::Coalesced);
+                }
+                Begin::Led(flight) => {
+                    metrics::cache_miss();
+                    break (flight, CacheSource::Miss);
+                }
+                Begin::Recheck(unused) => {
+                    fetch = unused;
+                    if let Some(hit) = self.lookup(&key).await {
+                        return Ok(hit);
+                    }
+                }
+            }
+        };
+        match flight.await {
+            Ok(value) => Ok(Cached { value, source }),
+            Err(error) => self.stale_or(&key, fingerprint, error).await,
+        }
+    }
+
+    /// A fresh entry for `key`, if any: the hit path.
+    async fn lookup(&self, key: &KeyRef<'_>) -> Option<Cached> {
+        let now = self.clock.now_unix();
+        if let Some(entry) = self.positive.get(key).await
+            && now < entry.fresh_until
+        {
+            metrics::cache_hit();
+            return Some(Cached {
+                value: entry.value,
+                source: CacheSource::Hit,
+            });
+        }
+        let entry = self.negative.as_ref()?.get(key).await?;
+        (now < entry.fresh_until).then(|| {
+            metrics::cache_negative_hit();
+            Cached {
+                value: entry.value,
+                source: CacheSource::NegativeHit,
+            }
+        })
+    }
+
+    /// Starts the flight that runs `fetch` and stores its result.
+    fn start<Fut>(self: &Arc<Self>, key: Key, ticket: Ticket, fetch: Fut) -> SharedFlight
+    where
+        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+    {
+        // Created outside the task so that it runs even if the task is dropped unpolled.
+        let finish = FinishGuard {
+            inner: Arc::clone(self),
+            key,
+            id: ticket.id,
+        };
+        flight::spawn(async move {
+            let result = fetch.await.map(Arc::new);
+            if let Ok(value) = &result {
+                finish
+                    .inner
+                    .store(&finish.key, value, &ticket.revoked)
+                    .await;
+            }
+            drop(finish);
+            result
+        })
+    }
+
+    /// Stores a fresh answer: active results in the positive cache when their lifetime allows,
+    /// inactive ones in the negative cache when it is on. Whatever the answer, it replaces
+    /// what was stored for the key before.
+    async fn store(&self, key: &Key, value: &Arc<Introspection>, revoked: &AtomicBool) {
+        if revoked.load(Ordering::SeqCst) {
+            // Invalidated while in flight: what was stored before is gone already.
+            return;
+        }
+        let now = self.clock.now_unix();
+        if value.active {
+            if let Some(negative) = &self.negative {
+                negative.invalidate(&key.borrowed()).await;
+            }
+            match self.policy.positive(now, value) {
+                Some(times) => {
+                    self.positive
+                        .insert(key.clone(), Entry::new(value, times))
+                        .await
+                }
+                None => self.positive.invalidate(&key.borrowed()).await,
+            }
+        } else {
+            // An inactive answer retires any earlier active entry, so that stale-if-error can
+            // never resurrect it.
+            self.positive.invalidate(&key.borrowed()).await;
+            if let (Some(negative), Some(times)) = (&self.negative, self.policy.negative(now)) {
+                negative.insert(key.clone(), Entry::new(value, times)).await;
+            }
+        }
+        // Checked again after inserting: an invalidation that set the flag since is seen here,
+        // and one that sets it later removes what was just inserted itself.
+        if revoked.load(Ordering::SeqCst) {
+            self.positive.invalidate(&key.borrowed()).await;
+            if let Some(negative) = &self.negative {
+                negative.invalidate(&key.borrowed()).await;
+            }
+        }
+    }
+
+    /// After a failed call: an expired active entry still within stale-if-error, or the error.
+    async fn stale_or(
+        &self,
+        key: &KeyRef<'_>,
+        fingerprint: &Fingerprint,
+        error: IntrospectError,
+    ) -> Result<Cached, IntrospectError> {
+        if self.policy.stale_grace.is_zero() {
+            return Err(error);
+        }
+        let Some(entry) = self.positive.get(key).await else {
+            return Err(error);
+        };
+        let now = self.clock.now_unix();
+        if now < entry.fresh_until {
+            // Another call refreshed the entry meanwhile.
+            return Ok(Cached {
+                value: entry.value,
+                source: CacheSource::Hit,
+            });
+        }
+        if now < entry.stale_until && lifetime::usable_when_stale(&entry.value, now) {
+            metrics::cache_stale_served();
+            tracing::warn!(
+                name: "uma.cache.stale_served",
+                {
+                    token.fingerprint = %fingerprint,
+                    error = %error,
+                    stale_for_secs = now - entry.fresh_until,
+                },
+                "introspection failed; serving an expired cache entry under stale-if-error"
+            );
+            return Ok(Cached {
+                value: entry.value,
+                source: CacheSource::Stale,
+            });
+        }
+        Err(error)
+    }
+}
+
+/// Takes a flight out of the in-flight map when the flight is over, however it ends.
+struct FinishGuard {
+    inner: Arc<Inner>,
+    key: Key,
+    id: u64,
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        self.inner.flights.finish(&self.key, self.id);
+    }
+}

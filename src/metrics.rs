@@ -1,0 +1,474 @@
+//! Metric names and recording helpers for the whole crate, through the [`metrics`] facade.
+//!
+//! tower-uma records metrics but installs no exporter. Install a recorder in the application
+//! (for example `metrics-exporter-prometheus`) and the series below appear; without one every
+//! call here is a no-op costing a thread-local read and an atomic load.
+//!
+//! | Metric | Type | Labels | What is counted |
+//! |---|---|---|---|
+//! | `uma_cache_hits_total` | counter | — | Requests answered from a fresh positive cache entry. |
+//! | `uma_cache_misses_total` | counter | — | Introspection calls started by the cache (one per single-flight group). |
+//! | `uma_cache_coalesced_total` | counter | — | Requests that waited for an introspection call another request had started. |
+//! | `uma_cache_stale_served_total` | counter | — | Requests answered from an expired positive entry because the AS call failed (stale-if-error). |
+//! | `uma_cache_negative_hits_total` | counter | — | Requests answered from the negative (`active: false`) cache. |
+//! | `uma_cache_evictions_total` | counter | `cache`: `positive` \| `negative`; `cause`: `expired` \| `size` \| `explicit` \| `replaced` | Entries removed from a cache, by reason (moka's removal cause). |
+//! | `uma_introspection_requests_total` | counter | `outcome`: `active` \| `inactive` \| `unreachable` \| `timeout` \| `status` \| `unparsable` \| `no_pat` | Calls to the AS introspection endpoint, by result (`status`: an answer other than 200). |
+//! | `uma_introspection_duration_seconds` | histogram | `outcome`: as above | Latency of those calls, in seconds. |
+//! | `uma_tickets_total` | counter | `outcome`: `issued` \| `failed` | Permission-ticket requests to the AS. |
+//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `public` \| `permissive` \| `disabled` | Access decisions, one per request the layer sees. |
+//! | `uma_pat_refreshes_total` | counter | `outcome`: `ok` \| `error` | Attempts to obtain a new PAT. |
+//!
+//! A request served through the cache increments exactly one of hits, misses, coalesced and
+//! negative hits; a stale serve additionally increments `uma_cache_stale_served_total` (the
+//! request was first counted as a miss or coalesced). A disabled cache records no cache
+//! metrics.
+//!
+//! # Why the helpers look like this
+//!
+//! The facade's macros build their [`Key`] at every call unless name and labels are literals,
+//! and a label whose value is a variable costs a `Vec` allocation. The decision counter is
+//! recorded on every request, so each helper maps the known label values onto `static` keys
+//! (no allocation, no hashing) and falls back to a dynamic key only for a value outside the
+//! table above.
+
+use metrics::{Key, Label, Level, Metadata};
+
+/// Counter: requests answered from a fresh positive cache entry.
+pub(crate) const CACHE_HITS: &str = "uma_cache_hits_total";
+/// Counter: introspection calls started by the cache.
+pub(crate) const CACHE_MISSES: &str = "uma_cache_misses_total";
+/// Counter: requests coalesced onto another request's introspection call.
+pub(crate) const CACHE_COALESCED: &str = "uma_cache_coalesced_total";
+/// Counter: stale entries served because the AS call failed.
+pub(crate) const CACHE_STALE_SERVED: &str = "uma_cache_stale_served_total";
+/// Counter: requests answered from the negative cache.
+pub(crate) const CACHE_NEGATIVE_HITS: &str = "uma_cache_negative_hits_total";
+/// Counter with labels `cache` and `cause`: entries removed from a cache.
+pub(crate) const CACHE_EVICTIONS: &str = "uma_cache_evictions_total";
+/// Counter with label `outcome`: introspection calls.
+pub(crate) const INTROSPECTION_REQUESTS: &str = "uma_introspection_requests_total";
+/// Histogram with label `outcome`: introspection call latency in seconds.
+pub(crate) const INTROSPECTION_DURATION: &str = "uma_introspection_duration_seconds";
+/// Counter with label `outcome`: permission-ticket requests.
+pub(crate) const TICKETS: &str = "uma_tickets_total";
+/// Counter with label `outcome`: access decisions.
+pub(crate) const DECISIONS: &str = "uma_decisions_total";
+/// Counter with label `outcome`: PAT refresh attempts.
+pub(crate) const PAT_REFRESHES: &str = "uma_pat_refreshes_total";
+
+/// The label name used by every per-outcome metric.
+const OUTCOME: &str = "outcome";
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// A `static` key without labels.
+macro_rules! static_key {
+    ($name:expr) => {{
+        static KEY: Key = Key::from_static_name($name);
+        &KEY
+    }};
+}
+
+/// A function mapping each known value of one label to a `static` key.
+macro_rules! label_keys {
+    ($(#[$meta:meta])* fn $fn_name:ident($metric:expr, $label:expr) { $($value:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        fn $fn_name(value: &str) -> Option<&'static Key> {
+            match value {
+                $($value => {
+                    static LABELS: [Label; 1] = [Label::from_static_parts($label, $value)];
+                    static KEY: Key = Key::from_static_parts($metric, &LABELS);
+                    Some(&KEY)
+                })+
+                _ => None,
+            }
+        }
+    };
+}
+
+/// Increments a counter by one.
+fn increment(key: &Key) {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
+}
+
+/// Increments a one-label counter, through a `static` key when the value is a known one.
+fn increment_labelled(
+    known: fn(&str) -> Option<&'static Key>,
+    metric: &'static str,
+    label: &'static str,
+    value: &'static str,
+) {
+    match known(value) {
+        Some(key) => increment(key),
+        None => increment(&Key::from_parts(
+            metric,
+            vec![Label::from_static_parts(label, value)],
+        )),
+    }
+}
+
+/// Registers the descriptions (and the histogram's unit) of every metric above with the
+/// installed recorder, if any. Called whenever an [`IntrospectionCache`] is made, which every
+/// layer does once; the helpers work without it.
+///
+/// [`IntrospectionCache`]: crate::IntrospectionCache
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+
+    describe_counter!(
+        CACHE_HITS,
+        "Requests answered from a fresh positive introspection-cache entry"
+    );
+    describe_counter!(
+        CACHE_MISSES,
+        "Introspection calls started by the cache (one per single-flight group)"
+    );
+    describe_counter!(
+        CACHE_COALESCED,
+        "Requests that waited for an introspection call started by another request"
+    );
+    describe_counter!(
+        CACHE_STALE_SERVED,
+        "Expired positive entries served because the AS call failed (stale-if-error)"
+    );
+    describe_counter!(
+        CACHE_NEGATIVE_HITS,
+        "Requests answered from the negative (inactive token) cache"
+    );
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "Entries removed from an introspection cache, by cache and cause"
+    );
+    describe_counter!(
+        INTROSPECTION_REQUESTS,
+        "Calls to the AS introspection endpoint, by outcome"
+    );
+    describe_histogram!(
+        INTROSPECTION_DURATION,
+        Unit::Seconds,
+        "Latency of AS introspection calls, by outcome"
+    );
+    describe_counter!(TICKETS, "Permission-ticket requests to the AS, by outcome");
+    describe_counter!(DECISIONS, "Access decisions made by the layer, by outcome");
+    describe_counter!(
+        PAT_REFRESHES,
+        "Attempts to obtain a new protection API token, by outcome"
+    );
+}
+
+/// One request answered from a fresh positive cache entry.
+pub(crate) fn cache_hit() {
+    increment(static_key!(CACHE_HITS));
+}
+
+/// One introspection call started by the cache.
+pub(crate) fn cache_miss() {
+    increment(static_key!(CACHE_MISSES));
+}
+
+/// One request coalesced onto an introspection call already in flight.
+pub(crate) fn cache_coalesced() {
+    increment(static_key!(CACHE_COALESCED));
+}
+
+/// One expired positive entry served because the AS call failed.
+pub(crate) fn cache_stale_served() {
+    increment(static_key!(CACHE_STALE_SERVED));
+}
+
+/// One request answered from the negative cache.
+pub(crate) fn cache_negative_hit() {
+    increment(static_key!(CACHE_NEGATIVE_HITS));
+}
+
+/// One entry removed from the `cache` (`"positive"` or `"negative"`) for `cause`
+/// (`"expired"`, `"size"`, `"explicit"` or `"replaced"`).
+pub(crate) fn cache_eviction(cache: &'static str, cause: &'static str) {
+    macro_rules! pairs {
+        ($($c:literal, $r:literal);+ $(;)?) => {
+            match (cache, cause) {
+                $(($c, $r) => {
+                    static LABELS: [Label; 2] =
+                        [Label::from_static_parts("cache", $c), Label::from_static_parts("cause", $r)];
+                    static KEY: Key = Key::from_static_parts(CACHE_EVICTIONS, &LABELS);
+                    increment(&KEY);
+                })+
+                _ => increment(&Key::from_parts(
+                    CACHE_EVICTIONS,
+                    vec![Label::from_static_parts("cache", cache), Label::from_static_parts("cause", cause)],
+                )),
+            }
+        };
+    }
+    pairs!(
+        "positive", "expired"; "positive", "size"; "positive", "explicit"; "positive", "replaced";
+        "negative", "expired"; "negative", "size"; "negative", "explicit"; "negative", "replaced";
+    );
+}
+
+label_keys!(
+    /// Static keys of `uma_introspection_requests_total`.
+    fn introspection_request_key(INTROSPECTION_REQUESTS, OUTCOME) {
+        "active", "inactive", "unreachable", "timeout", "status",
+        "unparsable", "no_pat",
+    }
+);
+label_keys!(
+    /// Static keys of `uma_introspection_duration_seconds`.
+    fn introspection_duration_key(INTROSPECTION_DURATION, OUTCOME) {
+        "active", "inactive", "unreachable", "timeout", "status",
+        "unparsable", "no_pat",
+    }
+);
+label_keys!(
+    /// Static keys of `uma_tickets_total`.
+    fn ticket_key(TICKETS, OUTCOME) { "issued", "failed" }
+);
+label_keys!(
+    /// Static keys of `uma_decisions_total`.
+    fn decision_key(DECISIONS, OUTCOME) {
+        "allowed", "challenged", "unreachable", "unmapped", "bad_request", "public", "permissive",
+        "disabled",
+    }
+);
+label_keys!(
+    /// Static keys of `uma_pat_refreshes_total`.
+    fn pat_refresh_key(PAT_REFRESHES, OUTCOME) { "ok", "error" }
+);
+
+/// One introspection call that ended with `outcome` (`"active"`, `"inactive"`, or the error
+/// kind: `"unreachable"`, `"timeout"`, `"status"`, `"unparsable"`, `"no_pat"`) after `seconds`.
+pub(crate) fn introspection(outcome: &'static str, seconds: f64) {
+    increment_labelled(
+        introspection_request_key,
+        INTROSPECTION_REQUESTS,
+        OUTCOME,
+        outcome,
+    );
+    let histogram = |key: &Key| {
+        metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+            .record(seconds);
+    };
+    match introspection_duration_key(outcome) {
+        Some(key) => histogram(key),
+        None => histogram(&Key::from_parts(
+            INTROSPECTION_DURATION,
+            vec![Label::from_static_parts(OUTCOME, outcome)],
+        )),
+    }
+}
+
+/// One permission-ticket request that ended with `outcome` (`"issued"` or `"failed"`).
+pub(crate) fn ticket(outcome: &'static str) {
+    increment_labelled(ticket_key, TICKETS, OUTCOME, outcome);
+}
+
+/// One access decision with `outcome` (`"allowed"`, `"challenged"`, `"unreachable"`,
+/// `"unmapped"`, `"bad_request"`, `"public"`, `"permissive"` or `"disabled"`).
+pub(crate) fn decision(outcome: &'static str) {
+    increment_labelled(decision_key, DECISIONS, OUTCOME, outcome);
+}
+
+/// One PAT refresh attempt that ended with `outcome` (`"ok"` or `"error"`).
+pub(crate) fn pat_refresh(outcome: &'static str) {
+    increment_labelled(pat_refresh_key, PAT_REFRESHES, OUTCOME, outcome);
+}
+
+/// A recorder that keeps counters and histogram sample counts in memory, for tests.
+#[cfg(test)]
+pub(crate) mod test_recorder {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+
+    /// Counts histogram samples (their values are not kept).
+    #[derive(Debug, Default)]
+    struct Samples(AtomicU64);
+
+    impl HistogramFn for Samples {
+        fn record(&self, _value: f64) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Series are named `name{label=value,…}` with labels in the order given.
+    #[derive(Debug, Default)]
+    pub(crate) struct TestRecorder {
+        counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
+        histograms: Mutex<HashMap<String, Arc<Samples>>>,
+    }
+
+    fn series(key: &Key) -> String {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        if labels.is_empty() {
+            key.name().to_owned()
+        } else {
+            format!("{}{{{}}}", key.name(), labels.join(","))
+        }
+    }
+
+    impl TestRecorder {
+        /// The value of a counter series (0 when never incremented).
+        pub(crate) fn counter(&self, series: &str) -> u64 {
+            let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+            counters.get(series).map_or(0, |c| c.load(Ordering::SeqCst))
+        }
+
+        /// How many samples a histogram series received.
+        pub(crate) fn samples(&self, series: &str) -> u64 {
+            let histograms = self
+                .histograms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            histograms
+                .get(series)
+                .map_or(0, |h| h.0.load(Ordering::SeqCst))
+        }
+    }
+
+    impl Recorder for TestRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+            let c: Arc<AtomicU64> = Arc::clone(counters.entry(series(key)).or_default());
+            Counter::from_arc(c)
+        }
+
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let mut histograms = self
+                .histograms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let h: Arc<Samples> = Arc::clone(histograms.entry(series(key)).or_default());
+            Histogram::from_arc(h)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_recorder::TestRecorder;
+    use super::*;
+
+    #[test]
+    fn known_and_unknown_outcomes_are_recorded_with_their_label() {
+        let rec = TestRecorder::default();
+        metrics::with_local_recorder(&rec, || {
+            decision("allowed");
+            decision("allowed");
+            decision("challenged");
+            decision("something_new");
+            ticket("issued");
+            ticket("failed");
+            pat_refresh("ok");
+            introspection("active", 0.01);
+            introspection("status", 0.2);
+            introspection("brand_new", 0.2);
+            cache_hit();
+            cache_miss();
+            cache_coalesced();
+            cache_stale_served();
+            cache_negative_hit();
+            cache_eviction("positive", "size");
+            cache_eviction("negative", "odd");
+            describe();
+        });
+        assert_eq!(rec.counter("uma_decisions_total{outcome=allowed}"), 2);
+        assert_eq!(rec.counter("uma_decisions_total{outcome=challenged}"), 1);
+        assert_eq!(rec.counter("uma_decisions_total{outcome=something_new}"), 1);
+        assert_eq!(rec.counter("uma_tickets_total{outcome=issued}"), 1);
+        assert_eq!(rec.counter("uma_tickets_total{outcome=failed}"), 1);
+        assert_eq!(rec.counter("uma_pat_refreshes_total{outcome=ok}"), 1);
+        assert_eq!(
+            rec.counter("uma_introspection_requests_total{outcome=active}"),
+            1
+        );
+        assert_eq!(
+            rec.counter("uma_introspection_requests_total{outcome=status}"),
+            1
+        );
+        assert_eq!(
+            rec.counter("uma_introspection_requests_total{outcome=brand_new}"),
+            1
+        );
+        assert_eq!(
+            rec.samples("uma_introspection_duration_seconds{outcome=active}"),
+            1
+        );
+        assert_eq!(
+            rec.samples("uma_introspection_duration_seconds{outcome=status}"),
+            1
+        );
+        assert_eq!(
+            rec.samples("uma_introspection_duration_seconds{outcome=brand_new}"),
+            1
+        );
+        for name in [
+            CACHE_HITS,
+            CACHE_MISSES,
+            CACHE_COALESCED,
+            CACHE_STALE_SERVED,
+            CACHE_NEGATIVE_HITS,
+        ] {
+            assert_eq!(rec.counter(name), 1, "{name}");
+        }
+        assert_eq!(
+            rec.counter("uma_cache_evictions_total{cache=positive,cause=size}"),
+            1
+        );
+        assert_eq!(
+            rec.counter("uma_cache_evictions_total{cache=negative,cause=odd}"),
+            1
+        );
+    }
+
+    #[test]
+    fn every_tabled_label_value_has_a_static_key() {
+        let outcomes = [
+            "active",
+            "inactive",
+            "unreachable",
+            "timeout",
+            "status",
+            "unparsable",
+            "no_pat",
+        ];
+        for o in outcomes {
+            assert!(introspection_request_key(o).is_some(), "{o}");
+            assert!(introspection_duration_key(o).is_some(), "{o}");
+        }
+        for o in [
+            "allowed",
+            "challenged",
+            "unreachable",
+            "unmapped",
+            "bad_request",
+            "public",
+            "permissive",
+            "disabled",
+        ] {
+            let key = decision_key(o).expect("static key");
+            assert_eq!(key.name(), DECISIONS);
+            assert_eq!(key.labels().map(|l| l.value()).collect::<Vec<_>>(), [o]);
+        }
+        assert!(ticket_key("issued").is_some() && ticket_key("failed").is_some());
+        assert!(pat_refresh_key("ok").is_some() && pat_refresh_key("error").is_some());
+        assert!(decision_key("nope").is_none());
+    }
+}
