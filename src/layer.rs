@@ -1,0 +1,664 @@
+//! [`UmaLayer`] and its builder.
+//!
+//! See the [crate documentation](crate) for the request path and an example.
+
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::client::{AsClient, IntrospectionAuth, PermissionBody};
+use crate::clock::{Clock, SystemClock};
+use crate::decision::Rules;
+use crate::discovery::{self, DiscoveryDocument, trim_issuer};
+use crate::error::Error;
+use crate::pat::{ClientAuth, PatConfig, PatGrant, PatProvider};
+use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
+use crate::service::Uma;
+use crate::token::ClientSecret;
+use crate::{IntrospectionCache, registration};
+
+/// What happens to a request that matches no mapped route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Unmapped {
+    /// Refuse it with `403 Forbidden` (no UMA challenge: there is no resource to ask for).
+    #[default]
+    Deny,
+    /// Let it through unchecked.
+    Allow,
+}
+
+/// A Tower layer that protects a service as a UMA 2.0 resource server.
+///
+/// Build one with [`UmaLayer::discover`] (reads the AS's discovery document) or
+/// [`UmaLayer::builder`] (endpoints configured by hand), then wrap a service with
+/// [`Layer::layer`] or axum's `Router::layer`. Cloning is an `Arc` clone. See the
+/// [crate documentation](crate) for the request path.
+#[derive(Clone)]
+#[must_use]
+pub struct UmaLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for UmaLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UmaLayer")
+            .field("realm", &self.shared.realm)
+            .field("as_uri", &self.shared.as_uri)
+            .field("enforcement", &self.shared.enforcement)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How requests are mapped: the resource map (which also detects ambiguous spellings) or a
+/// user's resolver.
+pub(crate) enum Resolver {
+    Map(ResourceMap),
+    Custom(Arc<dyn ResourceResolver>),
+}
+
+/// Everything the request path needs, shared by every clone of the layer and service.
+pub(crate) struct Shared {
+    pub(crate) realm: String,
+    pub(crate) as_uri: String,
+    pub(crate) namespace: String,
+    pub(crate) client: AsClient,
+    pub(crate) cache: IntrospectionCache,
+    pub(crate) resolver: Resolver,
+    pub(crate) resource_ids: HashMap<String, String>,
+    pub(crate) enforcement: EnforcementMode,
+    pub(crate) unmapped: Unmapped,
+    pub(crate) rules: Rules,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl<S> Layer<S> for UmaLayer {
+    type Service = Uma<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Uma::new(inner, self.clone())
+    }
+}
+
+impl UmaLayer {
+    /// Starts a configuration by discovery: awaiting it reads
+    /// `{issuer}/.well-known/uma2-configuration`, checks that the document's `issuer` equals
+    /// `issuer`, and returns a builder with the endpoints filled in.
+    ///
+    /// Plain `http://` issuers are refused unless [`Discover::insecure_allow_http`] is called
+    /// before awaiting.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_uma::{ResourceMap, Route, UmaLayer};
+    ///
+    /// # async fn run() -> Result<(), tower_uma::Error> {
+    /// let layer = UmaLayer::discover("https://as.example.com", "photo-api", "photo-api-secret")
+    ///     .await?
+    ///     .realm("photos")
+    ///     .resources(ResourceMap::new().route(
+    ///         Route::new("/albums/{id}").resource_id("r-9f1c").scopes(http::Method::GET, ["view"]),
+    ///     ))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn discover(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Discover {
+        Discover {
+            builder: Self::builder(issuer, client_id, client_secret),
+        }
+    }
+
+    /// Starts a configuration with endpoints set by hand (no discovery), for servers without a
+    /// discovery document (WSO2) or whose document is elsewhere (PingAM).
+    ///
+    /// `issuer` is the `as_uri` of challenges. Set at least the token, introspection and
+    /// permission endpoints, or call [`UmaLayerBuilder::discover`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_uma::{ResourceMap, Route, UmaLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_uma::Error> {
+    /// let layer = UmaLayer::builder("https://is.example.com/oauth2/token", "photo-api", "secret")
+    ///     .token_endpoint("https://is.example.com/oauth2/token")
+    ///     .introspection_endpoint("https://is.example.com/oauth2/introspect")
+    ///     .permission_endpoint("https://is.example.com/api/identity/oauth2/uma/permission/v1.0/permission")
+    ///     .resources(ResourceMap::new().route(
+    ///         Route::new("/albums/{id}").resource_id("5e0b").scopes(http::Method::GET, ["view"]),
+    ///     ))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn builder(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> UmaLayerBuilder {
+        UmaLayerBuilder::new(
+            issuer.into(),
+            client_id.into(),
+            ClientSecret::new(client_secret),
+        )
+    }
+
+    /// Forgets the cached introspection result of `token` (for revocation hooks).
+    pub fn forget_token(&self, token: &str) {
+        self.shared.cache.invalidate(&self.shared.namespace, token);
+    }
+
+    /// Forgets every cached introspection result (of every layer sharing this cache).
+    pub fn forget_all_tokens(&self) {
+        self.shared.cache.invalidate_all();
+    }
+
+    /// The introspection cache this layer uses.
+    #[must_use]
+    pub fn cache(&self) -> &IntrospectionCache {
+        &self.shared.cache
+    }
+
+    /// The AS-assigned id of a resource declared by name, once registered.
+    #[must_use]
+    pub fn resource_id(&self, name: &str) -> Option<&str> {
+        self.shared.resource_ids.get(name).map(String::as_str)
+    }
+
+    /// The `as_uri` this layer puts in its challenges.
+    #[must_use]
+    pub fn as_uri(&self) -> &str {
+        &self.shared.as_uri
+    }
+}
+
+/// The pending discovery of [`UmaLayer::discover`]; await it for a [`UmaLayerBuilder`].
+#[must_use = "await it to run discovery"]
+#[derive(Debug)]
+pub struct Discover {
+    builder: UmaLayerBuilder,
+}
+
+impl Discover {
+    /// Allows a plain `http://` issuer and endpoints. For tests and local development only.
+    /// Defaults to refusing them.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.builder = self.builder.insecure_allow_http();
+        self
+    }
+
+    /// The TCP connect timeout for every AS call. Defaults to 2 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.builder = self.builder.connect_timeout(timeout);
+        self
+    }
+
+    /// The whole-request timeout for every AS call. Defaults to 3 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.builder = self.builder.request_timeout(timeout);
+        self
+    }
+}
+
+impl IntoFuture for Discover {
+    type Output = Result<UmaLayerBuilder, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.builder.discover())
+    }
+}
+
+/// Configures an [`UmaLayer`]. Every setter documents its default; [`build`](Self::build)
+/// validates everything once and says what to fix.
+#[must_use]
+pub struct UmaLayerBuilder {
+    issuer: String,
+    client_id: String,
+    client_secret: ClientSecret,
+    as_uri: Option<String>,
+    realm: Option<String>,
+    token_endpoint: Option<String>,
+    introspection_endpoint: Option<String>,
+    permission_endpoint: Option<String>,
+    resource_registration_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    resources: ResourceMap,
+    resolver: Option<Arc<dyn ResourceResolver>>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    token_type_hint: Option<String>,
+    introspection_auth: IntrospectionAuth,
+    client_auth: ClientAuth,
+    pat_grant: PatGrant,
+    pat_scope: Option<String>,
+    permission_body: PermissionBody,
+    enforcement: EnforcementMode,
+    unmapped: Unmapped,
+    leeway: Duration,
+    empty_scopes_grant_all: bool,
+    cache: Option<IntrospectionCache>,
+    clock: Arc<dyn Clock>,
+    http_client: Option<reqwest::Client>,
+    allow_http: bool,
+}
+
+impl std::fmt::Debug for UmaLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UmaLayerBuilder")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("realm", &self.realm)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("introspection_endpoint", &self.introspection_endpoint)
+            .field("permission_endpoint", &self.permission_endpoint)
+            .field(
+                "resource_registration_endpoint",
+                &self.resource_registration_endpoint,
+            )
+            .field("enforcement", &self.enforcement)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UmaLayerBuilder {
+    fn new(issuer: String, client_id: String, client_secret: ClientSecret) -> Self {
+        Self {
+            issuer,
+            client_id,
+            client_secret,
+            as_uri: None,
+            realm: None,
+            token_endpoint: None,
+            introspection_endpoint: None,
+            permission_endpoint: None,
+            resource_registration_endpoint: None,
+            jwks_uri: None,
+            resources: ResourceMap::new(),
+            resolver: None,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(3),
+            token_type_hint: None,
+            introspection_auth: IntrospectionAuth::BearerPat,
+            client_auth: ClientAuth::Basic,
+            pat_grant: PatGrant::ClientCredentials,
+            pat_scope: Some("uma_protection".to_owned()),
+            permission_body: PermissionBody::Array,
+            enforcement: EnforcementMode::Enforcing,
+            unmapped: Unmapped::Deny,
+            leeway: Duration::ZERO,
+            empty_scopes_grant_all: false,
+            cache: None,
+            clock: Arc::new(SystemClock),
+            http_client: None,
+            allow_http: false,
+        }
+    }
+
+    /// Reads `{issuer}/.well-known/uma2-configuration` and fills in every endpoint not set
+    /// by hand. Fails when the document's `issuer` differs from the configured one.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an unusable issuer URL,
+    /// [`ErrorKind::Transport`](crate::ErrorKind::Transport) when the AS cannot be reached,
+    /// [`ErrorKind::Discovery`](crate::ErrorKind::Discovery) for a bad document.
+    pub async fn discover(mut self) -> Result<Self, Error> {
+        check_url("issuer", &self.issuer, self.allow_http)?;
+        let http = self.make_http_client()?;
+        let doc: DiscoveryDocument = discovery::fetch(&http, &self.issuer).await?;
+        let take = |mine: &mut Option<String>, theirs: Option<&str>| {
+            if mine.is_none() {
+                *mine = theirs.map(str::to_owned);
+            }
+        };
+        take(&mut self.token_endpoint, doc.token_endpoint.as_deref());
+        take(
+            &mut self.introspection_endpoint,
+            doc.introspection_endpoint(),
+        );
+        take(
+            &mut self.permission_endpoint,
+            doc.permission_endpoint.as_deref(),
+        );
+        take(
+            &mut self.resource_registration_endpoint,
+            doc.resource_registration_endpoint.as_deref(),
+        );
+        take(&mut self.jwks_uri, doc.jwks_uri.as_deref());
+        if self.as_uri.is_none() {
+            self.as_uri = Some(doc.issuer);
+        }
+        Ok(self)
+    }
+
+    /// The `realm` of the UMA challenge. Defaults to the client id.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// The `as_uri` of the UMA challenge. Defaults to the discovered `issuer`, or the
+    /// configured issuer without discovery.
+    pub fn as_uri(mut self, as_uri: impl Into<String>) -> Self {
+        self.as_uri = Some(as_uri.into());
+        self
+    }
+
+    /// The token endpoint (PATs). Defaults to the discovered one.
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The introspection endpoint. Defaults to the discovered one.
+    pub fn introspection_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.introspection_endpoint = Some(url.into());
+        self
+    }
+
+    /// The permission endpoint (tickets). Defaults to the discovered one.
+    pub fn permission_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.permission_endpoint = Some(url.into());
+        self
+    }
+
+    /// The resource registration endpoint, needed when resources are declared by name.
+    /// Defaults to the discovered one.
+    pub fn resource_registration_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.resource_registration_endpoint = Some(url.into());
+        self
+    }
+
+    /// The map from method and path to resource and scopes. Defaults to an empty map (every
+    /// request is unmapped).
+    pub fn resources(mut self, map: ResourceMap) -> Self {
+        self.resources = map;
+        self
+    }
+
+    /// Replaces the resource map with a resolver of your own (a closure
+    /// `Fn(&RequestInfo) -> Resolution` works). Resources it names by name must still be
+    /// declared in the map to be registered. Defaults to the resource map.
+    pub fn resolver(mut self, resolver: impl ResourceResolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// The TCP connect timeout for every AS call. Defaults to 2 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The whole-request timeout for every AS call. Defaults to 3 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The `token_type_hint` sent with introspection requests (Keycloak needs
+    /// `requesting_party_token`). Defaults to none.
+    pub fn token_type_hint(mut self, hint: impl Into<String>) -> Self {
+        self.token_type_hint = Some(hint.into());
+        self
+    }
+
+    /// How introspection calls authenticate. Defaults to [`IntrospectionAuth::BearerPat`].
+    pub fn introspection_auth(mut self, auth: IntrospectionAuth) -> Self {
+        self.introspection_auth = auth;
+        self
+    }
+
+    /// How the layer authenticates at the token endpoint (and at introspection with client
+    /// credentials). Defaults to [`ClientAuth::Basic`].
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Which grant obtains the PAT. Defaults to [`PatGrant::ClientCredentials`].
+    pub fn pat_grant(mut self, grant: PatGrant) -> Self {
+        self.pat_grant = grant;
+        self
+    }
+
+    /// The scope requested with the PAT; `None` sends none. Defaults to `uma_protection`.
+    pub fn pat_scope(mut self, scope: Option<String>) -> Self {
+        self.pat_scope = scope;
+        self
+    }
+
+    /// The JSON shape of permission requests. Defaults to [`PermissionBody::Array`].
+    pub fn permission_body(mut self, body: PermissionBody) -> Self {
+        self.permission_body = body;
+        self
+    }
+
+    /// The global enforcement mode; routes may override it. Defaults to
+    /// [`EnforcementMode::Enforcing`].
+    pub fn enforcement(mut self, mode: EnforcementMode) -> Self {
+        self.enforcement = mode;
+        self
+    }
+
+    /// What to do with requests that match no route. Defaults to [`Unmapped::Deny`].
+    pub fn unmapped(mut self, unmapped: Unmapped) -> Self {
+        self.unmapped = unmapped;
+        self
+    }
+
+    /// Tolerance for clock differences with the AS when checking `exp` and `nbf`.
+    /// Defaults to 0 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Treat a permission with no scopes as granting every scope of its resource, as
+    /// Keycloak's enforcer does (uma-wire §13 item 6). Weakens the spec reading, hence the
+    /// name. Defaults to off.
+    pub fn insecure_empty_scopes_grant_all(mut self) -> Self {
+        self.empty_scopes_grant_all = true;
+        self
+    }
+
+    /// The introspection cache; pass a clone of one cache to several layers to share it, or
+    /// [`IntrospectionCache::disabled`] to turn caching off. Defaults to a new cache with
+    /// [`IntrospectionCache::builder`]'s defaults.
+    pub fn cache(mut self, cache: IntrospectionCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The clock used for `exp`/`nbf` decisions. Defaults to the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses your own `reqwest::Client` for every AS call (proxies, custom roots). The
+    /// timeouts of this builder are then not applied: configure them on the client.
+    ///
+    /// This couples your code to reqwest's major version (0.13); it is the one place the
+    /// public API exposes a reqwest type. Defaults to a client built from this builder's
+    /// timeouts that follows no redirects.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Allows a plain `http://` issuer and endpoints. For tests and local development only:
+    /// tokens and the PAT would cross the network in the clear. Defaults to refusing them.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.allow_http = true;
+        self
+    }
+
+    fn make_http_client(&self) -> Result<reqwest::Client, Error> {
+        if let Some(c) = &self.http_client {
+            return Ok(c.clone());
+        }
+        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(Error::config(
+                "timeouts must be greater than zero; set connect_timeout and request_timeout",
+            ));
+        }
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tower-uma/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                Error::config(format!("could not build the HTTP client: {e}")).with_source(e)
+            })
+    }
+
+    /// Validates the configuration, registers resources declared by name that the AS does
+    /// not have yet, and returns the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message saying what to fix; when
+    /// resources are declared by name, also the errors of registration (PAT, transport, AS
+    /// answers).
+    pub async fn build(self) -> Result<UmaLayer, Error> {
+        check_url("issuer", &self.issuer, self.allow_http)?;
+        let need = |name: &str, v: &Option<String>| -> Result<String, Error> {
+            let v = v.clone().ok_or_else(|| {
+                Error::config(format!(
+                    "no {name}: use UmaLayer::discover or set it with .{name}(url)"
+                ))
+            })?;
+            check_url(name, &v, self.allow_http)?;
+            Ok(v)
+        };
+        let token_endpoint = need("token_endpoint", &self.token_endpoint)?;
+        let introspection_endpoint = need("introspection_endpoint", &self.introspection_endpoint)?;
+        let permission_endpoint = need("permission_endpoint", &self.permission_endpoint)?;
+        if let Some(u) = &self.resource_registration_endpoint {
+            check_url("resource_registration_endpoint", u, self.allow_http)?;
+        }
+        if self.client_id.is_empty() {
+            return Err(Error::config("the client id is empty"));
+        }
+        let realm = self.realm.clone().unwrap_or_else(|| self.client_id.clone());
+        let as_uri = self
+            .as_uri
+            .clone()
+            .unwrap_or_else(|| trim_issuer(&self.issuer).to_owned());
+        for (name, v) in [("realm", &realm), ("as_uri", &as_uri)] {
+            crate::challenge::render_challenge(v, "x", "x").map_err(|_| {
+                Error::config(format!(
+                    "the {name} {v:?} cannot be sent in a challenge: use visible ASCII without control characters"
+                ))
+            })?;
+        }
+        self.resources
+            .validate()
+            .map_err(|e| Error::config(format!("invalid resource map: {e}")))?;
+        if self.request_timeout.is_zero() {
+            return Err(Error::config("request_timeout must be greater than zero"));
+        }
+        let http = self.make_http_client()?;
+        let pat = Arc::new(PatProvider::new(
+            http.clone(),
+            PatConfig {
+                token_endpoint,
+                client_id: self.client_id.clone(),
+                client_secret: self.client_secret.clone(),
+                client_auth: self.client_auth,
+                grant: self.pat_grant.clone(),
+                scope: self.pat_scope.clone(),
+            },
+        ));
+        let client = AsClient {
+            http,
+            pat,
+            introspection_endpoint,
+            permission_endpoint,
+            resource_registration_endpoint: self.resource_registration_endpoint.clone(),
+            introspection_auth: self.introspection_auth,
+            token_type_hint: self.token_type_hint.clone(),
+            permission_body: self.permission_body,
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            client_auth: self.client_auth,
+        };
+        let resource_ids = registration::ensure(&client, &self.resources.declared()).await?;
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let resolver = match self.resolver {
+            Some(r) => Resolver::Custom(r),
+            None => Resolver::Map(self.resources),
+        };
+        Ok(UmaLayer {
+            shared: Arc::new(Shared {
+                realm,
+                namespace: trim_issuer(&self.issuer).to_owned(),
+                as_uri,
+                client,
+                cache: self.cache.unwrap_or_default(),
+                resolver,
+                resource_ids,
+                enforcement: self.enforcement,
+                unmapped: self.unmapped,
+                rules: Rules {
+                    leeway,
+                    empty_scopes_grant_all: self.empty_scopes_grant_all,
+                },
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// Checks that `value` is an absolute http(s) URL with a host, and https unless allowed.
+fn check_url(name: &str, value: &str, allow_http: bool) -> Result<(), Error> {
+    let url = url::Url::parse(value)
+        .map_err(|e| Error::config(format!("the {name} {value:?} is not an absolute URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return Err(Error::config(format!(
+                "the {name} {value:?} uses plain http; use https, or call insecure_allow_http() for tests"
+            )));
+        }
+        other => {
+            return Err(Error::config(format!(
+                "the {name} {value:?} has scheme {other:?}; use https"
+            )));
+        }
+    }
+    if url.host().is_none() {
+        return Err(Error::config(format!("the {name} {value:?} has no host")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("issuer", "https://as.test", false).is_ok());
+        let e = check_url("issuer", "http://as.test", false).unwrap_err();
+        assert!(e.to_string().contains("insecure_allow_http"), "{e}");
+        assert!(check_url("issuer", "http://as.test", true).is_ok());
+        assert!(check_url("issuer", "as.test", true).is_err());
+        assert!(check_url("issuer", "ftp://as.test", true).is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! A Tower layer that turns any HTTP API into a [UMA 2.0] resource server.
+//!
+//! [UMA 2.0]: https://docs.kantarainitiative.org/uma/wg/rec-oauth-uma-grant-2.0.html
+//!
+//! [`UmaLayer`] wraps an axum `Router` or any Tower/hyper service. For each request it:
+//!
+//! 1. normalises the path and finds the protected resource and the scopes this method needs
+//!    ([`ResourceMap`], or your own [`ResourceResolver`]); an unusable path is refused with
+//!    `400`, an unmapped one with `403` (or let through, if configured);
+//! 2. reads the RPT from the `Authorization: Bearer` header only (RFC 6750 §2.1);
+//! 3. introspects it at the authorization server (AS) through the [`IntrospectionCache`];
+//! 4. lets the request through when the RPT holds a valid permission for that resource with
+//!    those scopes, with a [`UmaPrincipal`] in the request extensions;
+//! 5. otherwise asks the AS's permission endpoint for a ticket and answers `401` with
+//!    `WWW-Authenticate: UMA realm="…", as_uri="…", ticket="…"`, or `403` with
+//!    `Warning: 199 - "UMA Authorization Server Unreachable"` when no ticket (or no
+//!    introspection answer) can be had. The inner service is never called on these paths.
+//!
+//! The service keeps the inner service's error type; every refusal is a response carrying a
+//! [`Rejection`] in its extensions. The PAT is obtained with client credentials (scope
+//! `uma_protection`), reused until shortly before it expires, refreshed by one call for all
+//! concurrent callers, and replaced (with one retry) when a protection call gets `401`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use http::Method;
+//! use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let uma = UmaLayer::discover("https://as.example.com", "photo-api", "photo-api-secret")
+//!     .await?
+//!     .realm("photos")
+//!     .resources(ResourceMap::new().route(
+//!         Route::new("/albums/{id}")
+//!             .declare(ResourceDecl::new("album", ["view", "delete"]))
+//!             .scopes(Method::GET, ["view"])
+//!             .scopes(Method::DELETE, ["delete"]),
+//!     ))
+//!     .build()
+//!     .await?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/albums/{id}", get(|| async { "an album" }))
+//!     .layer(uma);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `rustls` (default): TLS to the AS with rustls.
+//! - `native-tls`: TLS to the AS with the platform's library.
+//! - `axum`: [`UmaPrincipal`] as an axum extractor.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+mod challenge;
+mod client;
+mod clock;
+mod decision;
+mod discovery;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod introspect;
+mod layer;
+mod metrics;
+mod pat;
+mod principal;
+mod registration;
+mod resources;
+mod service;
+mod token;
+
+pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
+pub use challenge::{ChallengeError, UNREACHABLE_WARNING, UmaChallenge, parse_uma_challenge};
+pub use client::{IntrospectionAuth, PermissionBody};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use discovery::{DiscoveryDocument, WELL_KNOWN_PATH};
+pub use error::{Error, ErrorKind};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::MissingPrincipal;
+pub use future::ResponseFuture;
+pub use introspect::{Introspection, ParseError, Permission};
+pub use layer::{Discover, UmaLayer, UmaLayerBuilder, Unmapped};
+pub use pat::{ClientAuth, PatGrant};
+pub use principal::{Rejection, UmaPrincipal};
+pub use resources::{
+    EnforcementMode, PathError, RequestInfo, Resolution, ResourceDecl, ResourceMap,
+    ResourceMapError, ResourceRef, ResourceResolver, Route, ScopeMode,
+};
+pub use service::Uma;
+pub use token::{ClientSecret, Fingerprint, MAX_TOKEN_LEN, Pat, Rpt};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

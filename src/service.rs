@@ -1,0 +1,358 @@
+//! [`Uma`], the service that [`UmaLayer`] wraps around an inner service.
+//!
+//! See the [crate documentation](crate) for the request path.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower_service::Service;
+use tracing::{Instrument, field};
+
+use crate::challenge::{render_challenge, unreachable_warning};
+use crate::decision::{Requirement, decide};
+use crate::future::ResponseFuture;
+use crate::layer::{Resolver, Shared, UmaLayer, Unmapped};
+use crate::principal::{Rejection, UmaPrincipal};
+use crate::resources::{
+    EnforcementMode, RequestInfo, Resolution, ResourceRef, ScopeMode, normalize_path,
+};
+use crate::token::{Bearer, Rpt, bearer_from_headers};
+
+/// A service protected by UMA 2.0; made by [`UmaLayer`].
+///
+/// It keeps the inner service's error type: every refusal is a response. The inner service
+/// must be `Clone` (axum's `Router` is) because the ready service is moved into the response
+/// future while the authorisation runs.
+#[derive(Clone, Debug)]
+pub struct Uma<S> {
+    inner: S,
+    layer: UmaLayer,
+}
+
+impl<S> Uma<S> {
+    /// Wraps `inner` with the protection configured in `layer`.
+    pub fn new(inner: S, layer: UmaLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The layer; a shortcut for building [`Uma`] with `tower::ServiceBuilder`.
+    pub fn layer(layer: UmaLayer) -> UmaLayer {
+        layer
+    }
+}
+
+/// What the request needs after the synchronous checks.
+enum Step {
+    Pass,
+    Respond(StatusCode, Rejection),
+    Authorize(Box<AuthCtx>),
+}
+
+struct AuthCtx {
+    resource: ResourceRef,
+    scopes: Vec<String>,
+    mode: ScopeMode,
+    enforcement: EnforcementMode,
+    token: Option<Rpt>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Uma<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = &self.layer.shared;
+        match precheck(shared, &req) {
+            Step::Pass => ResponseFuture::calling(inner.call(req)),
+            Step::Respond(status, rejection) => {
+                ResponseFuture::ready(refusal(status, rejection, None))
+            }
+            Step::Authorize(ctx) => {
+                let span = tracing::debug_span!(
+                    "uma.authorize",
+                    http.method = %req.method(),
+                    url.path = %req.uri().path(),
+                    uma.resource_id = field::Empty,
+                    uma.scopes = ?ctx.scopes,
+                    uma.decision = field::Empty,
+                    cache.hit = field::Empty,
+                    cache.source = field::Empty,
+                    token.fingerprint = field::Empty,
+                );
+                let auth = authorize(Arc::clone(shared), req, *ctx).instrument(span);
+                ResponseFuture::authorizing(Box::pin(auth), inner)
+            }
+        }
+    }
+}
+
+/// The synchronous part: path, route, enforcement mode and bearer syntax.
+fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
+    if shared.enforcement == EnforcementMode::Disabled {
+        crate::metrics::decision("disabled");
+        return Step::Pass;
+    }
+    let permissive = shared.enforcement == EnforcementMode::Permissive;
+    let path = match normalize_path(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, url.path = %req.uri().path(), "refusing an unusable path");
+            return if permissive {
+                crate::metrics::decision("permissive");
+                Step::Pass
+            } else {
+                crate::metrics::decision("bad_request");
+                Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
+            };
+        }
+    };
+    let resolution = match &shared.resolver {
+        Resolver::Map(map) => map.resolve_normalized(req.method(), &path, req.headers()),
+        Resolver::Custom(r) => Ok(r.resolve(&RequestInfo::new(
+            req.method(),
+            path.as_str(),
+            req.headers(),
+            &[],
+        ))),
+    };
+    let resolution = match resolution {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, url.path = %req.uri().path(), "refusing an ambiguous path");
+            crate::metrics::decision("bad_request");
+            return if permissive {
+                Step::Pass
+            } else {
+                Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
+            };
+        }
+    };
+    let (resource, scopes, mode, enforcement) = match resolution {
+        Resolution::Public => {
+            crate::metrics::decision("public");
+            return Step::Pass;
+        }
+        Resolution::Unmapped => {
+            return if permissive || shared.unmapped == Unmapped::Allow {
+                tracing::trace!(url.path = %req.uri().path(), "unmapped request let through");
+                crate::metrics::decision("unmapped");
+                Step::Pass
+            } else {
+                tracing::debug!(http.method = %req.method(), url.path = %req.uri().path(), "refusing an unmapped request");
+                crate::metrics::decision("unmapped");
+                Step::Respond(StatusCode::FORBIDDEN, Rejection::Unmapped)
+            };
+        }
+        Resolution::Protected {
+            resource,
+            scopes,
+            scope_mode,
+            enforcement,
+        } => (
+            resource,
+            scopes,
+            scope_mode,
+            enforcement.unwrap_or(shared.enforcement),
+        ),
+    };
+    if enforcement == EnforcementMode::Disabled {
+        crate::metrics::decision("disabled");
+        return Step::Pass;
+    }
+    let token = match bearer_from_headers(req.headers()) {
+        Bearer::Token(t) => Some(t),
+        Bearer::Absent => None,
+        Bearer::Malformed(why) => {
+            tracing::debug!(reason = why, "refusing malformed credentials");
+            if enforcement == EnforcementMode::Permissive {
+                crate::metrics::decision("permissive");
+                return Step::Pass;
+            }
+            crate::metrics::decision("bad_request");
+            return Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest);
+        }
+    };
+    Step::Authorize(Box::new(AuthCtx {
+        resource,
+        scopes,
+        mode,
+        enforcement,
+        token,
+    }))
+}
+
+/// The asynchronous part: introspect through the cache, decide, or get a ticket.
+async fn authorize<B, R>(
+    shared: Arc<Shared>,
+    mut req: Request<B>,
+    ctx: AuthCtx,
+) -> Result<Request<B>, Response<R>>
+where
+    R: Default,
+{
+    let span = tracing::Span::current();
+    let permissive = ctx.enforcement == EnforcementMode::Permissive;
+    let resource_id = match &ctx.resource {
+        ResourceRef::Id(id) => id.clone(),
+        ResourceRef::Name(name) => {
+            if let Some(id) = shared.resource_ids.get(name) {
+                id.clone()
+            } else {
+                tracing::error!(resource = %name, "route names a resource that was never registered");
+                return fail_closed(permissive, req);
+            }
+        }
+    };
+    span.record("uma.resource_id", resource_id.as_str());
+
+    if let Some(token) = &ctx.token {
+        let fingerprint = token.fingerprint();
+        span.record("token.fingerprint", field::display(fingerprint));
+        let fetch_shared = Arc::clone(&shared);
+        let fetch_token = token.clone();
+        let fetched = shared
+            .cache
+            .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, move || async move {
+                fetch_shared.client.introspect(&fetch_token).await
+            })
+            .await;
+        match fetched {
+            Ok(cached) => {
+                span.record("cache.hit", cached.source.is_hit());
+                span.record("cache.source", cached.source.as_str());
+                let requirement = Requirement {
+                    resource_id: &resource_id,
+                    scopes: &ctx.scopes,
+                    mode: ctx.mode,
+                };
+                match decide(
+                    &cached.value,
+                    requirement,
+                    shared.clock.now_unix(),
+                    shared.rules,
+                ) {
+                    Ok(permissions) => {
+                        span.record("uma.decision", "allowed");
+                        crate::metrics::decision("allowed");
+                        let principal = UmaPrincipal {
+                            subject: cached.value.sub.clone(),
+                            client_id: cached.value.client_id.clone(),
+                            resource_id,
+                            permissions: permissions.into_iter().cloned().collect(),
+                            token_fingerprint: fingerprint,
+                        };
+                        req.extensions_mut().insert(principal);
+                        return Ok(req);
+                    }
+                    Err(denial) => {
+                        tracing::debug!(
+                            reason = denial.as_str(),
+                            "the RPT does not grant this request"
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no introspection answer");
+                return fail_closed(permissive, req);
+            }
+        }
+    }
+
+    if permissive {
+        span.record("uma.decision", "permissive");
+        tracing::debug!("permissive mode: letting an unauthorised request through");
+        crate::metrics::decision("permissive");
+        return Ok(req);
+    }
+    let Ok(ticket) = shared.client.ticket(&resource_id, &ctx.scopes).await else {
+        return fail_closed(false, req);
+    };
+    match render_challenge(&shared.realm, &shared.as_uri, &ticket) {
+        Ok(header) => {
+            span.record("uma.decision", "challenged");
+            crate::metrics::decision("challenged");
+            Err(refusal(
+                StatusCode::UNAUTHORIZED,
+                Rejection::Challenged,
+                Some(header),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the AS issued a ticket that cannot be sent in a header");
+            fail_closed(false, req)
+        }
+    }
+}
+
+/// The AS could not help: 403 + Warning, or through in permissive mode.
+fn fail_closed<B, R: Default>(
+    permissive: bool,
+    req: Request<B>,
+) -> Result<Request<B>, Response<R>> {
+    let span = tracing::Span::current();
+    if permissive {
+        span.record("uma.decision", "permissive");
+        crate::metrics::decision("permissive");
+        return Ok(req);
+    }
+    span.record("uma.decision", "unreachable");
+    crate::metrics::decision("unreachable");
+    Err(refusal(
+        StatusCode::FORBIDDEN,
+        Rejection::AsUnreachable,
+        None,
+    ))
+}
+
+/// A refusal made by the layer: empty body, the rejection in the extensions.
+fn refusal<R: Default>(
+    status: StatusCode,
+    rejection: Rejection,
+    challenge: Option<HeaderValue>,
+) -> Response<R> {
+    let mut resp = Response::new(R::default());
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    if let Some(challenge) = challenge {
+        headers.insert(http::header::WWW_AUTHENTICATE, challenge);
+    }
+    if rejection == Rejection::AsUnreachable {
+        headers.insert(http::header::WARNING, unreachable_warning());
+    }
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp.extensions_mut().insert(rejection);
+    resp
+}
