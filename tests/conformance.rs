@@ -1,0 +1,848 @@
+//! End-to-end conformance checks of uma-wire.md §14 (checks 1–31 and 38–40) against a real
+//! `uma-test-as` per test, using its fault knobs for the failure cases.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+use tower_uma::{IntrospectionCache, ResourceMap, Route, UmaLayer, Unmapped};
+use uma_test_as::{Endpoint, RptPermission, RptSpec};
+
+struct Env {
+    as_: uma_test_as::TestAs,
+    r: String,
+    url: String,
+    calls: Calls,
+    http: reqwest::Client,
+}
+
+async fn env_with(
+    configure: impl FnOnce(tower_uma::UmaLayerBuilder) -> tower_uma::UmaLayerBuilder,
+) -> Env {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let layer = configure(discover(&as_).await.resources(invoice_map(&r)))
+        .build()
+        .await
+        .expect("layer builds");
+    let (url, calls) = protected(layer).await;
+    Env {
+        as_,
+        r,
+        url,
+        calls,
+        http: http(),
+    }
+}
+
+async fn env() -> Env {
+    env_with(|b| b).await
+}
+
+impl Env {
+    async fn get(&self, path: &str, auth: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(a) = auth {
+            req = req.header(http::header::AUTHORIZATION, a);
+        }
+        let resp = req.send().await.expect("the app answers");
+        assert_hygiene(&resp);
+        resp
+    }
+
+    fn current_pat(&self) -> String {
+        let reqs = self.as_.requests(Endpoint::Permission);
+        let last = reqs.last().expect("a permission request");
+        header(last, "authorization")
+            .expect("authorization")
+            .to_owned()
+    }
+}
+
+// ---- Tokenless requests ----
+
+#[tokio::test]
+async fn check_01_02_tokenless_request_gets_one_uma_challenge() {
+    let e = env().await;
+    let resp = e.get("/invoices/42", None).await;
+    let ticket = expect_challenge(&resp, &e.as_);
+    assert!(!ticket.is_empty());
+    // Check 2: exactly one permission request, Bearer PAT, JSON, for R/read; no introspection.
+    let reqs = e.as_.requests(Endpoint::Permission);
+    assert_eq!(reqs.len(), 1);
+    let auth = header(&reqs[0], "authorization").expect("authorization header");
+    assert!(auth.starts_with("Bearer "), "{auth}");
+    assert_eq!(header(&reqs[0], "content-type"), Some("application/json"));
+    assert_eq!(reqs[0].method, "POST");
+    let body: serde_json::Value = serde_json::from_slice(&reqs[0].body).expect("JSON");
+    assert_eq!(
+        body,
+        json!([{"resource_id": e.r, "resource_scopes": ["read"]}])
+    );
+    assert_eq!(e.as_.count(Endpoint::Introspection), 0);
+    assert_eq!(e.calls.get(), 0);
+    // The ticket is the AS's own: it works at the token endpoint (byte-for-byte, check 1).
+    let client = UmaClient::new(&e.as_);
+    let id_token = client.id_token("bob", BOB_PW).await;
+    let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn check_03_post_asks_for_write() {
+    let e = env().await;
+    let resp = e
+        .http
+        .post(format!("{}/invoices/42", e.url))
+        .send()
+        .await
+        .expect("answer");
+    expect_challenge(&resp, &e.as_);
+    assert_eq!(
+        permission_bodies(&e.as_),
+        vec![json!([{"resource_id": e.r, "resource_scopes": ["write"]}])]
+    );
+}
+
+#[tokio::test]
+async fn check_04_tickets_are_never_reused() {
+    let e = env().await;
+    let t1 = expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
+    let t2 = expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
+    assert_ne!(t1, t2);
+    assert_eq!(e.as_.count(Endpoint::Permission), 2);
+}
+
+#[tokio::test]
+async fn check_05_unmapped_routes_are_denied_in_enforcing_mode() {
+    let e = env().await;
+    let resp = e.get("/elsewhere", None).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get(http::header::WARNING).is_none());
+    assert!(resp.headers().get(http::header::WWW_AUTHENTICATE).is_none());
+    assert_eq!(e.calls.get(), 0);
+    assert_eq!(
+        e.as_.count(Endpoint::Permission) + e.as_.count(Endpoint::Introspection),
+        0
+    );
+}
+
+#[tokio::test]
+async fn check_05_unmapped_routes_pass_when_configured() {
+    let e = env_with(|b| b.unmapped(Unmapped::Allow)).await;
+    let resp = e.get("/elsewhere", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(e.calls.get(), 1);
+    assert_eq!(
+        e.as_.count(Endpoint::Permission) + e.as_.count(Endpoint::Introspection),
+        0
+    );
+}
+
+// ---- AS failure while getting a ticket ----
+
+#[tokio::test]
+async fn check_06_permission_endpoint_refusing_connections() {
+    let e = env().await;
+    e.as_.set_down(Endpoint::Permission, true);
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    assert_eq!(e.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn check_06_whole_as_gone() {
+    let e = env().await;
+    let Env {
+        as_,
+        url,
+        calls,
+        http,
+        ..
+    } = e;
+    as_.shutdown().await;
+    let resp = http
+        .get(format!("{url}/invoices/42"))
+        .send()
+        .await
+        .expect("answer");
+    expect_unreachable(&resp);
+    assert_eq!(calls.get(), 0);
+}
+
+#[tokio::test]
+async fn check_07_permission_endpoint_bad_answers() {
+    let e = env().await;
+    e.as_.fail_next(Endpoint::Permission, 1, 500);
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    e.as_.respond_next(
+        Endpoint::Permission,
+        1,
+        400,
+        "application/json",
+        r#"{"error":"invalid_resource_id"}"#,
+    );
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    e.as_.ticketless_next(1);
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    e.as_.respond_next(
+        Endpoint::Permission,
+        1,
+        201,
+        "text/html",
+        "<html>ticket</html>",
+    );
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    e.as_.respond_next(
+        Endpoint::Permission,
+        1,
+        201,
+        "application/json",
+        r#"{"ticket":""}"#,
+    );
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    e.as_.close_next(Endpoint::Permission, 1);
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    assert_eq!(e.calls.get(), 0);
+    // And the AS body never reaches the client.
+    e.as_.respond_next(
+        Endpoint::Permission,
+        1,
+        502,
+        "text/plain",
+        "secret-as-detail",
+    );
+    let resp = e.get("/invoices/42", None).await;
+    expect_unreachable(&resp);
+    assert!(
+        !resp
+            .text()
+            .await
+            .expect("body")
+            .contains("secret-as-detail")
+    );
+    // The next request, with the AS healthy again, is challenged normally.
+    expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
+}
+
+#[tokio::test]
+async fn check_08_stalled_permission_endpoint_times_out() {
+    let e = env().await;
+    e.as_
+        .set_latency(Endpoint::Permission, Duration::from_secs(5));
+    let started = Instant::now();
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    let elapsed = started.elapsed();
+    // The configured request timeout is 800 ms (plus one PAT fetch).
+    assert!(elapsed < Duration::from_millis(2500), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn check_09_permission_401_once_refreshes_the_pat_and_retries() {
+    let e = env().await;
+    // Warm up: one PAT in use.
+    expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
+    assert_eq!(e.as_.pats_issued(), 1);
+    e.as_.reject_next_pat(1);
+    expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
+    assert_eq!(e.as_.pats_issued(), 2, "one extra token request");
+    assert_eq!(e.as_.count(Endpoint::Permission), 3, "one retry");
+}
+
+#[tokio::test]
+async fn check_10_permission_401_twice_fails_closed_without_looping() {
+    let e = env().await;
+    e.as_.reject_next_pat(2);
+    expect_unreachable(&e.get("/invoices/42", None).await);
+    assert_eq!(
+        e.as_.count(Endpoint::Permission),
+        2,
+        "at most two permission requests"
+    );
+}
+
+// ---- Requests with an RPT ----
+
+#[tokio::test]
+async fn check_11_active_rpt_reaches_the_service() {
+    let e = env().await;
+    let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    let resp = e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers().get("x-inner").map(|v| v.as_bytes()),
+        Some(&b"yes"[..])
+    );
+    assert_eq!(resp.text().await.expect("body"), "hello from /invoices/42");
+    assert_eq!(e.calls.get(), 1);
+    let intro = e.as_.requests(Endpoint::Introspection);
+    assert_eq!(intro.len(), 1);
+    assert_eq!(intro[0].method, "POST");
+    assert!(!intro[0].uri.contains(&rpt), "token in the URL");
+    assert!(
+        header(&intro[0], "authorization")
+            .expect("auth")
+            .starts_with("Bearer ")
+    );
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&intro[0].body).expect("form");
+    assert!(form.contains(&("token".into(), rpt.clone())));
+    assert_eq!(e.as_.count(Endpoint::Permission), 0);
+}
+
+#[tokio::test]
+async fn check_12_lowercase_scheme_and_header_name() {
+    let e = env().await;
+    let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    let resp = e
+        .http
+        .get(format!("{}/invoices/42", e.url))
+        .header("authorization", format!("bearer {rpt}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = e
+        .get("/invoices/42", Some(&format!("BEARER    {rpt}")))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn check_13_inactive_rpt_gets_a_fresh_challenge() {
+    let e = env().await;
+    let resp = e.get("/invoices/42", Some("Bearer not-a-token")).await;
+    expect_challenge(&resp, &e.as_);
+    assert_eq!(
+        permission_bodies(&e.as_),
+        vec![json!([{"resource_id": e.r, "resource_scopes": ["read"]}])]
+    );
+    assert_eq!(e.calls.get(), 0);
+    assert_eq!(resp.text().await.expect("body"), "");
+}
+
+#[tokio::test]
+async fn check_14_rpt_for_another_resource_is_challenged() {
+    let e = env().await;
+    let other = register_invoice_named(&e.as_, "other");
+    let rpt = rpt_for(&e.as_, &other, &["read"]);
+    expect_challenge(
+        &e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await,
+        &e.as_,
+    );
+    assert_eq!(
+        permission_bodies(&e.as_),
+        vec![json!([{"resource_id": e.r, "resource_scopes": ["read"]}])]
+    );
+}
+
+fn register_invoice_named(as_: &uma_test_as::TestAs, name: &str) -> String {
+    as_.register_resource(
+        "alice",
+        uma_test_as::ResourceDescription {
+            name: Some(name.into()),
+            resource_scopes: vec!["read".into()],
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn check_15_wrong_scope_is_challenged_for_the_needed_one() {
+    let e = env().await;
+    let rpt = rpt_for(&e.as_, &e.r, &["write"]);
+    expect_challenge(
+        &e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await,
+        &e.as_,
+    );
+    assert_eq!(
+        permission_bodies(&e.as_),
+        vec![json!([{"resource_id": e.r, "resource_scopes": ["read"]}])]
+    );
+    assert_eq!(e.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn check_16_top_level_scope_is_not_a_uma_grant() {
+    let e = env().await;
+    let mut extra = serde_json::Map::new();
+    extra.insert("scope".into(), json!("read"));
+    let rpt = e.as_.mint_rpt(RptSpec {
+        exp: Some(now() + 60),
+        extra,
+        ..RptSpec::default()
+    });
+    expect_challenge(
+        &e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await,
+        &e.as_,
+    );
+    assert_eq!(e.calls.get(), 0);
+}
+
+fn spec(
+    r: &str,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    perm_exp: Option<i64>,
+    perm_nbf: Option<i64>,
+) -> RptSpec {
+    RptSpec {
+        sub: Some("bob".into()),
+        exp,
+        nbf,
+        permissions: vec![RptPermission {
+            resource_id: r.into(),
+            resource_scopes: vec!["read".into()],
+            exp: perm_exp,
+            nbf: perm_nbf,
+            ..RptPermission::default()
+        }],
+        ..RptSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn check_17_expired_permission_is_challenged() {
+    let e = env().await;
+    let rpt = e
+        .as_
+        .mint_rpt(spec(&e.r, Some(now() + 60), None, Some(now() - 10), None));
+    expect_challenge(
+        &e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await,
+        &e.as_,
+    );
+    assert_eq!(e.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn check_18_active_but_expired_token_is_challenged() {
+    let e = env().await;
+    // The AS itself would say inactive; make it claim active with a past exp.
+    let body = json!({"active": true, "exp": now() - 10,
+        "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
+    e.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &body.to_string(),
+    );
+    expect_challenge(&e.get("/invoices/42", Some("Bearer rpt-18")).await, &e.as_);
+    assert_eq!(e.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn check_19_future_nbf_is_challenged_and_zero_nbf_ignored() {
+    let e = env().await;
+    let future_token = e
+        .as_
+        .mint_rpt(spec(&e.r, Some(now() + 60), Some(now() + 600), None, None));
+    expect_challenge(
+        &e.get("/invoices/42", Some(&format!("Bearer {future_token}")))
+            .await,
+        &e.as_,
+    );
+    let future_perm = e
+        .as_
+        .mint_rpt(spec(&e.r, Some(now() + 60), None, None, Some(now() + 600)));
+    expect_challenge(
+        &e.get("/invoices/42", Some(&format!("Bearer {future_perm}")))
+            .await,
+        &e.as_,
+    );
+    let body = json!({"active": true, "exp": now() + 60, "nbf": 0,
+        "permissions": [{"resource_id": e.r, "resource_scopes": ["read"], "nbf": 0}]});
+    e.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &body.to_string(),
+    );
+    let resp = e.get("/invoices/42", Some("Bearer rpt-19")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(e.calls.get(), 1);
+}
+
+#[tokio::test]
+async fn check_20_keycloak_permission_names() {
+    let e = env().await;
+    let only_kc = json!({"active": true, "exp": now() + 60,
+        "permissions": [{"rsid": e.r, "rsname": "invoice", "scopes": ["read"]}]});
+    e.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &only_kc.to_string(),
+    );
+    assert_eq!(
+        e.get("/invoices/42", Some("Bearer kc-1")).await.status(),
+        StatusCode::OK
+    );
+    let both = json!({"active": true, "exp": now() + 60,
+        "permissions": [{"rsid": e.r, "rsname": "invoice", "scopes": ["read"],
+                         "resource_id": e.r, "resource_scopes": ["read"]}]});
+    e.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &both.to_string(),
+    );
+    let resp = e.get("/invoices/42", Some("Bearer kc-2")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(e.calls.get(), 2);
+}
+
+#[tokio::test]
+async fn check_21_empty_bearer_or_basic_is_tokenless() {
+    let e = env().await;
+    for auth in ["Bearer", "Bearer    ", "Basic YWxpY2U6YWxpY2UtcHc="] {
+        expect_challenge(&e.get("/invoices/42", Some(auth)).await, &e.as_);
+    }
+    assert_eq!(e.as_.count(Endpoint::Introspection), 0);
+    assert_eq!(e.as_.count(Endpoint::Permission), 3);
+}
+
+#[tokio::test]
+async fn check_21_malformed_credentials_are_bad_requests() {
+    // Our documented choice for credentials that cannot be a b64token: 400, no AS call.
+    let e = env().await;
+    for auth in [
+        "Bearer a b",
+        "Bearer a\"b",
+        &format!("Bearer {}", "a".repeat(10_000)),
+    ] {
+        let resp = e.get("/invoices/42", Some(auth)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{auth:.20}");
+    }
+    assert_eq!(
+        e.as_.count(Endpoint::Introspection) + e.as_.count(Endpoint::Permission),
+        0
+    );
+    assert_eq!(e.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn check_22_query_string_tokens_are_ignored() {
+    let e = env().await;
+    let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    expect_challenge(
+        &e.get(&format!("/invoices/42?access_token={rpt}"), None)
+            .await,
+        &e.as_,
+    );
+    assert_eq!(e.as_.count(Endpoint::Introspection), 0);
+    assert_eq!(e.calls.get(), 0);
+}
+
+// ---- Introspection caching ----
+
+#[tokio::test]
+async fn check_23_same_rpt_is_introspected_once() {
+    let e = env().await;
+    let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    for _ in 0..3 {
+        assert_eq!(
+            e.get("/invoices/42", Some(&format!("Bearer {rpt}")))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(e.as_.count(Endpoint::Introspection), 1);
+}
+
+#[tokio::test]
+async fn check_24_cached_result_never_outlives_exp() {
+    let e = env_with(|b| {
+        b.cache(
+            IntrospectionCache::builder()
+                .max_ttl(Duration::from_secs(60))
+                .build(),
+        )
+    })
+    .await;
+    let rpt = e
+        .as_
+        .mint_rpt(spec(&e.r, Some(now() + 2), None, None, None));
+    assert_eq!(
+        e.get("/invoices/42", Some(&format!("Bearer {rpt}")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await; // time passing, not start-up
+    expect_challenge(
+        &e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await,
+        &e.as_,
+    );
+    assert_eq!(e.calls.get(), 1);
+}
+
+#[tokio::test]
+async fn check_25_different_rpts_are_introspected_separately() {
+    let e = env().await;
+    let a = rpt_for(&e.as_, &e.r, &["read"]);
+    let b = rpt_for(&e.as_, &e.r, &["read"]);
+    assert_eq!(
+        e.get("/invoices/42", Some(&format!("Bearer {a}")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        e.get("/invoices/42", Some(&format!("Bearer {b}")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(e.as_.count(Endpoint::Introspection), 2);
+}
+
+#[tokio::test]
+async fn check_26_introspection_failures_fail_closed_and_are_not_cached() {
+    let e = env().await;
+    let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    let auth = format!("Bearer {rpt}");
+    e.as_.fail_next(Endpoint::Introspection, 1, 500);
+    expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
+    e.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "text/html",
+        "<html>oops</html>",
+    );
+    expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
+    e.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        r#"{"no":"active"}"#,
+    );
+    expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
+    assert_eq!(e.calls.get(), 0);
+    assert_eq!(
+        e.get("/invoices/42", Some(&auth)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(e.as_.count(Endpoint::Introspection), 4);
+}
+
+#[tokio::test]
+async fn check_27_as_down_with_an_uncached_rpt() {
+    let e = env().await;
+    let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    e.as_.set_down(Endpoint::Introspection, true);
+    e.as_.set_down(Endpoint::Permission, true);
+    expect_unreachable(&e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await);
+    assert_eq!(e.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn check_28_introspection_401_refreshes_the_pat_once() {
+    let e = env().await;
+    expect_challenge(&e.get("/invoices/42", None).await, &e.as_); // a PAT in use
+    let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    e.as_.reject_next_pat(1);
+    assert_eq!(
+        e.get("/invoices/42", Some(&format!("Bearer {rpt}")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(e.as_.pats_issued(), 2);
+    assert_eq!(e.as_.count(Endpoint::Introspection), 2);
+}
+
+// ---- Discovery and PAT ----
+
+#[tokio::test]
+async fn check_29_issuer_mismatch_fails_start_up_without_protection_calls() {
+    let as_ = start_as().await;
+    let doc = json!({"issuer": "http://127.0.0.1:1", "token_endpoint": as_.endpoint_url(Endpoint::Token),
+        "introspection_endpoint": as_.endpoint_url(Endpoint::Introspection),
+        "permission_endpoint": as_.endpoint_url(Endpoint::Permission)});
+    as_.respond_next(
+        Endpoint::Discovery,
+        1,
+        200,
+        "application/json",
+        &doc.to_string(),
+    );
+    let err = UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
+        .insecure_allow_http()
+        .await
+        .expect_err("mismatch is an error");
+    assert_eq!(err.kind(), tower_uma::ErrorKind::Discovery);
+    assert!(err.to_string().contains("issuer"), "{err}");
+    assert_eq!(as_.count(Endpoint::Discovery), 1);
+    for ep in [
+        Endpoint::Token,
+        Endpoint::Permission,
+        Endpoint::Introspection,
+        Endpoint::ResourceRegistration,
+    ] {
+        assert_eq!(as_.count(ep), 0, "{ep:?}");
+    }
+}
+
+#[tokio::test]
+async fn check_29_discovery_requires_https_unless_allowed() {
+    let as_ = start_as().await;
+    let err = UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
+        .await
+        .expect_err("http refused");
+    assert!(err.is_config());
+    assert_eq!(as_.count(Endpoint::Discovery), 0);
+}
+
+#[tokio::test]
+async fn check_30_legacy_introspection_key() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let doc = json!({"issuer": as_.issuer(), "token_endpoint": as_.endpoint_url(Endpoint::Token),
+        "token_introspection_endpoint": as_.endpoint_url(Endpoint::Introspection),
+        "permission_endpoint": as_.endpoint_url(Endpoint::Permission)});
+    as_.respond_next(
+        Endpoint::Discovery,
+        1,
+        200,
+        "application/json",
+        &doc.to_string(),
+    );
+    let layer = discover(&as_)
+        .await
+        .resources(invoice_map(&r))
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    let resp = http()
+        .get(format!("{url}/invoices/42"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Introspection), 1);
+}
+
+#[tokio::test]
+async fn check_31_pat_request_shape_and_reuse() {
+    let e = env().await;
+    for _ in 0..3 {
+        expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
+    }
+    let token_reqs = e.as_.requests(Endpoint::Token);
+    assert_eq!(token_reqs.len(), 1, "the PAT is reused");
+    let t = &token_reqs[0];
+    assert_eq!(t.method, "POST");
+    assert!(
+        header(t, "authorization")
+            .expect("client auth")
+            .starts_with("Basic ")
+    );
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&t.body).expect("form");
+    assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
+    assert!(form.contains(&("scope".into(), "uma_protection".into())));
+    let pats: std::collections::HashSet<_> = e
+        .as_
+        .requests(Endpoint::Permission)
+        .iter()
+        .map(|r| header(r, "authorization").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(pats.len(), 1, "every permission request used the same PAT");
+    assert!(pats.contains(&e.current_pat()));
+}
+
+#[tokio::test]
+async fn check_31_lowercase_bearer_token_type_is_accepted() {
+    let e = env().await;
+    e.as_.respond_next(
+        Endpoint::Token,
+        1,
+        200,
+        "application/json",
+        r#"{"access_token":"pat-lowercase","token_type":"bearer","expires_in":300}"#,
+    );
+    // The AS does not know this PAT: the layer uses it, gets 401, refreshes and retries.
+    expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
+    let reqs = e.as_.requests(Endpoint::Permission);
+    assert_eq!(
+        header(&reqs[0], "authorization"),
+        Some("Bearer pat-lowercase")
+    );
+    assert_eq!(reqs.len(), 2);
+}
+
+// ---- Header hygiene ----
+
+#[tokio::test]
+async fn check_39_jwt_tickets_pass_byte_for_byte() {
+    let e = env().await;
+    let ticket = "eyJhbGciOiJSUzI1NiJ9.eyJhIjoxfQ.c2ln-X_y";
+    e.as_.respond_next(
+        Endpoint::Permission,
+        1,
+        201,
+        "application/json",
+        &json!({ "ticket": ticket }).to_string(),
+    );
+    let resp = e.get("/invoices/42", None).await;
+    assert_eq!(expect_challenge(&resp, &e.as_), ticket);
+    let raw = resp.headers()[http::header::WWW_AUTHENTICATE]
+        .to_str()
+        .expect("ascii");
+    assert_eq!(
+        raw,
+        format!(
+            "UMA realm=\"invoices\", as_uri=\"{}\", ticket=\"{ticket}\"",
+            e.as_.issuer()
+        )
+    );
+}
+
+#[tokio::test]
+async fn check_40_inner_401_and_403_pass_through_untouched() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map =
+        ResourceMap::new().route(Route::new("/teapot/*").resource_id(&r).any_method(["read"]));
+    let layer = discover(&as_)
+        .await
+        .resources(map)
+        .build()
+        .await
+        .expect("builds");
+    let (url, calls) = protected(layer).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    let resp = http()
+        .get(format!("{url}/teapot/401"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()[http::header::WWW_AUTHENTICATE],
+        "Basic realm=\"inner\""
+    );
+    assert_eq!(resp.text().await.expect("body"), "inner 401");
+    let resp = http()
+        .get(format!("{url}/teapot/403"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get(http::header::WARNING).is_none());
+    assert_eq!(resp.text().await.expect("body"), "inner 403");
+    assert_eq!(calls.get(), 2);
+    assert_eq!(as_.count(Endpoint::Permission), 0);
+}

@@ -1,0 +1,486 @@
+//! End-to-end behaviour of `UmaLayer` beyond the numbered checks: the whole UMA flow, path
+//! spellings, enforcement modes, start-up registration and PAT refresh under concurrency.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::{Method, StatusCode};
+use tower_uma::{EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, Unmapped};
+use uma_test_as::Endpoint;
+
+/// The whole grant: 401 + ticket → ID token → RPT → 200 (Grant §3).
+#[tokio::test]
+async fn whole_uma_flow_with_a_declared_resource() {
+    let as_ = start_as().await;
+    let map = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(ResourceDecl::new("album", ["view", "delete"]).with_owner("alice"))
+            .scopes(Method::GET, ["view"])
+            .scopes(Method::DELETE, ["delete"]),
+    );
+    let layer = discover(&as_)
+        .await
+        .resources(map)
+        .build()
+        .await
+        .expect("builds");
+    let album_id = layer
+        .resource_id("album")
+        .expect("registered at start-up")
+        .to_owned();
+    assert_eq!(as_.resource_id("album").as_deref(), Some(album_id.as_str()));
+    let (url, calls) = protected(layer).await;
+    let http = http();
+
+    let resp = http
+        .get(format!("{url}/albums/1"))
+        .send()
+        .await
+        .expect("answer");
+    let ticket = expect_challenge_any_realm(&resp, &as_);
+    let client = UmaClient::new(&as_);
+    let id_token = client.id_token("bob", BOB_PW).await;
+    let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let rpt = answer["access_token"].as_str().expect("an RPT").to_owned();
+
+    let resp = http
+        .get(format!("{url}/albums/1"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(calls.get(), 1);
+
+    // bob may view but not delete: the RPT does not cover delete, and the AS denies it.
+    let resp = http
+        .delete(format!("{url}/albums/1"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    let ticket = expect_challenge_any_realm(&resp, &as_);
+    let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["error"], "request_denied");
+    assert_eq!(calls.get(), 1);
+}
+
+fn expect_challenge_any_realm(resp: &reqwest::Response, as_: &uma_test_as::TestAs) -> String {
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let value = resp.headers()[http::header::WWW_AUTHENTICATE]
+        .to_str()
+        .expect("ascii");
+    let c = tower_uma::parse_uma_challenge(value).expect("UMA challenge");
+    assert_eq!(c.as_uri, as_.issuer());
+    c.ticket
+}
+
+#[tokio::test]
+async fn second_start_registers_nothing_new() {
+    let as_ = start_as().await;
+    let map = || {
+        ResourceMap::new().route(
+            Route::new("/albums/{id}")
+                .declare(ResourceDecl::new("album", ["view"]))
+                .scopes(Method::GET, ["view"]),
+        )
+    };
+    let first = discover(&as_)
+        .await
+        .resources(map())
+        .build()
+        .await
+        .expect("builds");
+    let posts = |as_: &uma_test_as::TestAs| {
+        as_.requests(Endpoint::ResourceRegistration)
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    };
+    assert_eq!(posts(&as_), 1);
+    let second = discover(&as_)
+        .await
+        .resources(map())
+        .build()
+        .await
+        .expect("builds");
+    assert_eq!(posts(&as_), 1, "no duplicate POST");
+    assert_eq!(first.resource_id("album"), second.resource_id("album"));
+}
+
+/// Every alternative spelling of a protected path gets the protected rule or a 400; none is
+/// let through on the unmapped rule (which here allows everything).
+#[tokio::test]
+async fn path_spellings_never_weaken_the_rule() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/albums/{id}")
+                .resource_id(&r)
+                .scopes(Method::GET, ["read"]),
+        )
+        .route(
+            Route::new("/admin")
+                .resource_id(&r)
+                .scopes(Method::GET, ["write"]),
+        )
+        .route(Route::public("/health"));
+    let layer = discover(&as_)
+        .await
+        .resources(map)
+        .unmapped(Unmapped::Allow)
+        .build()
+        .await
+        .expect("builds");
+    let (url, calls) = protected(layer).await;
+    // reqwest would normalise dot segments, so send raw HTTP/1.1 requests.
+    let addr = url.trim_start_matches("http://").to_owned();
+    for (path, want) in [
+        ("/albums/1", 401),
+        ("/Albums/1", 401),
+        ("/ALBUMS/1", 401),
+        ("//albums/1", 401),
+        ("/albums//1", 401),
+        ("/albums/1/", 401),
+        ("/%61lbums/1", 401),
+        ("/albums/../admin", 400),
+        ("/albums/1/..", 400),
+        ("/albums/%2e%2e/admin", 400),
+        ("/albums/.%2E/admin", 400),
+        ("/albums/./1", 400),
+        ("/albums%2F1", 400),
+        ("/albums/1%2f", 400),
+        ("/albums;jsessionid=1/1", 400),
+        ("/albums/%zz", 400),
+        ("/albums\\1", 400),
+        ("/health", 200),
+        ("/elsewhere", 200),
+    ] {
+        let status = raw_get(&addr, path).await;
+        assert_eq!(status, want, "{path}");
+    }
+    assert_eq!(
+        calls.get(),
+        2,
+        "only /health and /elsewhere reached the service"
+    );
+}
+
+async fn raw_get(addr: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let head = String::from_utf8_lossy(&buf);
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn permissive_mode_lets_everything_through_and_asks_for_no_ticket() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let layer = discover(&as_)
+        .await
+        .resources(invoice_map(&r))
+        .enforcement(EnforcementMode::Permissive)
+        .build()
+        .await
+        .expect("builds");
+    let (url, calls) = protected(layer).await;
+    let http = http();
+    let resp = http
+        .get(format!("{url}/invoices/1"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = http
+        .get(format!("{url}/invoices/1"))
+        .bearer_auth("junk")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        as_.count(Endpoint::Introspection),
+        1,
+        "the decision is still made and logged"
+    );
+    assert_eq!(as_.count(Endpoint::Permission), 0);
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn per_route_modes_override_the_global_one() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/open/*")
+                .resource_id(&r)
+                .any_method(["read"])
+                .enforcement(EnforcementMode::Disabled),
+        )
+        .route(
+            Route::new("/strict/*")
+                .resource_id(&r)
+                .any_method(["read"])
+                .enforcement(EnforcementMode::Enforcing),
+        );
+    let layer = discover(&as_)
+        .await
+        .resources(map)
+        .enforcement(EnforcementMode::Permissive)
+        .build()
+        .await
+        .expect("builds");
+    let (url, calls) = protected(layer).await;
+    let http = http();
+    let resp = http
+        .get(format!("{url}/open/x"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = http
+        .get(format!("{url}/strict/x"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.get(), 1);
+    assert_eq!(as_.count(Endpoint::Introspection), 0);
+}
+
+#[tokio::test]
+async fn disabled_mode_makes_no_as_calls() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let layer = discover(&as_)
+        .await
+        .resources(invoice_map(&r))
+        .enforcement(EnforcementMode::Disabled)
+        .build()
+        .await
+        .expect("builds");
+    let (url, calls) = protected(layer).await;
+    let resp = http()
+        .get(format!("{url}/invoices/1"))
+        .bearer_auth("x")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(calls.get(), 1);
+    assert_eq!(
+        as_.count(Endpoint::Introspection)
+            + as_.count(Endpoint::Permission)
+            + as_.count(Endpoint::Token),
+        0
+    );
+}
+
+/// Many requests while the PAT expires → one token request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pat_refresh_is_single_flight_under_concurrency() {
+    let as_ = as_builder()
+        .pat_ttl(Duration::from_secs(2))
+        .spawn()
+        .await
+        .expect("AS");
+    let r = register_invoice(&as_);
+    let layer = discover(&as_)
+        .await
+        .resources(invoice_map(&r))
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer).await;
+    let http = http();
+    let resp = http
+        .get(format!("{url}/invoices/1"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(as_.pats_issued(), 1);
+    // The PAT lives 2 s and is refreshed 0.2 s early: after 2 s it is due.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let http = http.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            http.get(format!("{url}/invoices/1"))
+                .send()
+                .await
+                .expect("answer")
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        as_.pats_issued(),
+        2,
+        "one refresh for 50 concurrent requests"
+    );
+}
+
+#[tokio::test]
+async fn misconfiguration_fails_in_build_with_a_message() {
+    let as_ = start_as().await;
+    // A route naming a resource that has no registration endpoint to be created at.
+    let err = UmaLayer::builder(as_.issuer(), RS_ID, RS_SECRET)
+        .insecure_allow_http()
+        .token_endpoint(as_.endpoint_url(Endpoint::Token))
+        .introspection_endpoint(as_.endpoint_url(Endpoint::Introspection))
+        .permission_endpoint(as_.endpoint_url(Endpoint::Permission))
+        .resources(
+            ResourceMap::new().route(
+                Route::new("/a")
+                    .declare(ResourceDecl::new("a", ["x"]))
+                    .any_method(["x"]),
+            ),
+        )
+        .build()
+        .await
+        .expect_err("no registration endpoint");
+    assert!(err.is_config());
+    assert!(
+        err.to_string().contains("resource_registration_endpoint"),
+        "{err}"
+    );
+
+    let err = UmaLayer::builder(as_.issuer(), RS_ID, RS_SECRET)
+        .insecure_allow_http()
+        .token_endpoint(as_.endpoint_url(Endpoint::Token))
+        .build()
+        .await
+        .expect_err("no introspection endpoint");
+    assert!(err.to_string().contains("introspection_endpoint"), "{err}");
+
+    let err = discover(&as_)
+        .await
+        .resources(
+            ResourceMap::new().route(
+                Route::new("/a/{x}/{x}")
+                    .resource_id("r")
+                    .any_method(["read"]),
+            ),
+        )
+        .build()
+        .await
+        .expect_err("bad template");
+    assert!(err.is_config(), "{err}");
+
+    let err = discover(&as_)
+        .await
+        .realm("bad\nrealm")
+        .build()
+        .await
+        .expect_err("bad realm");
+    assert!(err.to_string().contains("realm"), "{err}");
+}
+
+#[tokio::test]
+async fn static_configuration_without_discovery() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let layer = UmaLayer::builder(as_.issuer(), RS_ID, RS_SECRET)
+        .insecure_allow_http()
+        .realm("invoices")
+        .token_endpoint(as_.endpoint_url(Endpoint::Token))
+        .introspection_endpoint(as_.endpoint_url(Endpoint::Introspection))
+        .permission_endpoint(as_.endpoint_url(Endpoint::Permission))
+        .resources(invoice_map(&r))
+        .build()
+        .await
+        .expect("builds");
+    assert_eq!(layer.as_uri(), as_.issuer());
+    let (url, _) = protected(layer).await;
+    let resp = http()
+        .get(format!("{url}/invoices/1"))
+        .send()
+        .await
+        .expect("answer");
+    expect_challenge(&resp, &as_);
+    assert_eq!(as_.count(Endpoint::Discovery), 0);
+}
+
+#[tokio::test]
+async fn client_credentials_introspection() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let layer = discover(&as_)
+        .await
+        .resources(invoice_map(&r))
+        .introspection_auth(tower_uma::IntrospectionAuth::ClientCredentials)
+        .token_type_hint("access_token")
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    let resp = http()
+        .get(format!("{url}/invoices/1"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let intro = as_.requests(Endpoint::Introspection);
+    assert!(
+        header(&intro[0], "authorization")
+            .expect("auth")
+            .starts_with("Basic ")
+    );
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&intro[0].body).expect("form");
+    assert!(form.contains(&("token_type_hint".into(), "access_token".into())));
+    assert_eq!(as_.pats_issued(), 0, "no PAT needed");
+}
+
+#[tokio::test]
+async fn forgetting_a_token_makes_the_layer_ask_again() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let layer = discover(&as_)
+        .await
+        .resources(invoice_map(&r))
+        .build()
+        .await
+        .expect("builds");
+    let handle = layer.clone();
+    let (url, _) = protected(layer).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    let get = || {
+        http()
+            .get(format!("{url}/invoices/1"))
+            .bearer_auth(&rpt)
+            .send()
+    };
+    assert_eq!(get().await.expect("answer").status(), StatusCode::OK);
+    as_.revoke(&rpt);
+    assert_eq!(
+        get().await.expect("answer").status(),
+        StatusCode::OK,
+        "still cached"
+    );
+    handle.forget_token(&rpt);
+    assert_eq!(
+        get().await.expect("answer").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(as_.count(Endpoint::Introspection), 2);
+}

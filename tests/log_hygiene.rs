@@ -1,0 +1,149 @@
+//! Captures every tracing event and span field (TRACE level, layer and AS alike) during a full
+//! UMA flow, including failures and a PAT refresh, and checks that no token, PAT, ID token,
+//! password or client secret appears in it.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use http::{Method, StatusCode};
+use tower_uma::{ResourceDecl, ResourceMap, Route};
+use tracing_subscriber::fmt::MakeWriter;
+use uma_test_as::Endpoint;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only subscriber in this binary");
+
+    let as_ = start_as().await;
+    let map = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(ResourceDecl::new("album", ["view", "delete"]).with_owner("alice"))
+            .scopes(Method::GET, ["view"])
+            .scopes(Method::DELETE, ["delete"]),
+    );
+    let layer = discover(&as_)
+        .await
+        .resources(map)
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer).await;
+    let http = http();
+    let client = UmaClient::new(&as_);
+
+    let resp = http
+        .get(format!("{url}/albums/1"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let header = resp.headers()[http::header::WWW_AUTHENTICATE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let ticket = tower_uma::parse_uma_challenge(&header)
+        .expect("challenge")
+        .ticket;
+    let id_token = client.id_token("bob", BOB_PW).await;
+    let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let rpt = answer["access_token"].as_str().expect("RPT").to_owned();
+    let resp = http
+        .get(format!("{url}/albums/1"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Failures: introspection 500, a rejected PAT, a junk token, a denied delete.
+    as_.fail_next(Endpoint::Introspection, 1, 500);
+    let _ = http
+        .get(format!("{url}/albums/2"))
+        .bearer_auth("junk-token-abc")
+        .send()
+        .await;
+    as_.reject_next_pat(1);
+    let _ = http
+        .get(format!("{url}/albums/2"))
+        .bearer_auth("junk-token-def")
+        .send()
+        .await;
+    let _ = http
+        .delete(format!("{url}/albums/1"))
+        .bearer_auth(&rpt)
+        .send()
+        .await;
+
+    let pats: Vec<String> = as_
+        .requests(Endpoint::Permission)
+        .iter()
+        .chain(as_.requests(Endpoint::Introspection).iter())
+        .filter_map(|r| header_value(r, "authorization"))
+        .filter_map(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+        .collect();
+    assert!(!pats.is_empty());
+
+    let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf-8 logs");
+    assert!(
+        logs.contains("uma.authorize"),
+        "the capture saw the layer's spans"
+    );
+    assert!(logs.contains("uma.introspect"));
+    let mut secrets = vec![
+        rpt.clone(),
+        id_token.clone(),
+        ticket.clone(),
+        RS_SECRET.to_owned(),
+        APP_SECRET.to_owned(),
+        BOB_PW.to_owned(),
+        ALICE_PW.to_owned(),
+        "junk-token-abc".to_owned(),
+        "junk-token-def".to_owned(),
+    ];
+    secrets.extend(pats);
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret reached the logs: {}…",
+            &secret[..4.min(secret.len())]
+        );
+    }
+}
+
+fn header_value(r: &uma_test_as::RecordedRequest, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
