@@ -58,7 +58,6 @@ pub(crate) struct AsClient {
     pub(crate) pat: Arc<PatProvider>,
     pub(crate) introspection_endpoint: String,
     pub(crate) permission_endpoint: String,
-    pub(crate) resource_registration_endpoint: Option<String>,
     pub(crate) introspection_auth: IntrospectionAuth,
     pub(crate) token_type_hint: Option<String>,
     pub(crate) permission_body: PermissionBody,

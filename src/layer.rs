@@ -19,7 +19,9 @@ use crate::pat::{ClientAuth, PatConfig, PatGrant, PatProvider};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
 use crate::service::Uma;
 use crate::token::ClientSecret;
-use crate::{IntrospectionCache, registration};
+use crate::IntrospectionCache;
+use crate::dialect::Dialect;
+use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 
 /// What happens to a request that matches no mapped route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -66,10 +68,10 @@ pub(crate) struct Shared {
     pub(crate) realm: String,
     pub(crate) as_uri: String,
     pub(crate) namespace: String,
-    pub(crate) client: AsClient,
+    pub(crate) client: Arc<AsClient>,
     pub(crate) cache: IntrospectionCache,
     pub(crate) resolver: Resolver,
-    pub(crate) resource_ids: HashMap<String, String>,
+    pub(crate) registry: ResourceRegistry,
     pub(crate) enforcement: EnforcementMode,
     pub(crate) unmapped: Unmapped,
     pub(crate) rules: Rules,
@@ -171,8 +173,14 @@ impl UmaLayer {
 
     /// The AS-assigned id of a resource declared by name, once registered.
     #[must_use]
-    pub fn resource_id(&self, name: &str) -> Option<&str> {
-        self.shared.resource_ids.get(name).map(String::as_str)
+    pub fn resource_id(&self, name: &str) -> Option<String> {
+        self.shared.registry.id(name)
+    }
+
+    /// The registry of resources by name: look ids up, register resources at run time.
+    #[must_use]
+    pub fn registry(&self) -> &ResourceRegistry {
+        &self.shared.registry
     }
 
     /// The `as_uri` this layer puts in its challenges.
@@ -210,6 +218,16 @@ impl Discover {
     }
 }
 
+impl Discover {
+    /// The kind of AS (see [`UmaLayerBuilder::dialect`]); with [`Dialect::Wso2`], which
+    /// publishes no discovery document, awaiting makes no request. Defaults to
+    /// [`Dialect::Standard`].
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.builder = self.builder.dialect(dialect);
+        self
+    }
+}
+
 impl IntoFuture for Discover {
     type Output = Result<UmaLayerBuilder, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
@@ -222,6 +240,7 @@ impl IntoFuture for Discover {
 /// Configures an [`UmaLayer`]. Every setter documents its default; [`build`](Self::build)
 /// validates everything once and says what to fix.
 #[must_use]
+#[derive(Clone)]
 pub struct UmaLayerBuilder {
     issuer: String,
     client_id: String,
@@ -237,16 +256,18 @@ pub struct UmaLayerBuilder {
     resolver: Option<Arc<dyn ResourceResolver>>,
     connect_timeout: Duration,
     request_timeout: Duration,
-    token_type_hint: Option<String>,
-    introspection_auth: IntrospectionAuth,
+    dialect: Dialect,
+    token_type_hint: Option<Option<String>>,
+    introspection_auth: Option<IntrospectionAuth>,
     client_auth: ClientAuth,
     pat_grant: PatGrant,
-    pat_scope: Option<String>,
-    permission_body: PermissionBody,
+    pat_scope: Option<Option<String>>,
+    permission_body: Option<PermissionBody>,
     enforcement: EnforcementMode,
     unmapped: Unmapped,
     leeway: Duration,
-    empty_scopes_grant_all: bool,
+    empty_scopes_grant_all: Option<bool>,
+    sync: ResourceSyncMode,
     cache: Option<IntrospectionCache>,
     clock: Arc<dyn Clock>,
     http_client: Option<reqwest::Client>,
@@ -289,16 +310,18 @@ impl UmaLayerBuilder {
             resolver: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
+            dialect: Dialect::Standard,
             token_type_hint: None,
-            introspection_auth: IntrospectionAuth::BearerPat,
+            introspection_auth: None,
             client_auth: ClientAuth::Basic,
             pat_grant: PatGrant::ClientCredentials,
-            pat_scope: Some("uma_protection".to_owned()),
-            permission_body: PermissionBody::Array,
+            pat_scope: None,
+            permission_body: None,
             enforcement: EnforcementMode::Enforcing,
             unmapped: Unmapped::Deny,
             leeway: Duration::ZERO,
-            empty_scopes_grant_all: false,
+            empty_scopes_grant_all: None,
+            sync: ResourceSyncMode::default(),
             cache: None,
             clock: Arc::new(SystemClock),
             http_client: None,
@@ -316,6 +339,10 @@ impl UmaLayerBuilder {
     /// [`ErrorKind::Discovery`](crate::ErrorKind::Discovery) for a bad document.
     pub async fn discover(mut self) -> Result<Self, Error> {
         check_url("issuer", &self.issuer, self.allow_http)?;
+        if !self.dialect.has_discovery() {
+            // WSO2 publishes no discovery document; its endpoints are derived in build().
+            return Ok(self);
+        }
         let http = self.make_http_client()?;
         let doc: DiscoveryDocument = discovery::fetch(&http, &self.issuer).await?;
         let take = |mine: &mut Option<String>, theirs: Option<&str>| {
@@ -381,6 +408,13 @@ impl UmaLayerBuilder {
         self
     }
 
+    /// The AS's JSON Web Key Set, for local validation of JWT RPTs. Defaults to the
+    /// discovered one.
+    pub fn jwks_uri(mut self, url: impl Into<String>) -> Self {
+        self.jwks_uri = Some(url.into());
+        self
+    }
+
     /// The map from method and path to resource and scopes. Defaults to an empty map (every
     /// request is unmapped).
     pub fn resources(mut self, map: ResourceMap) -> Self {
@@ -408,16 +442,31 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// The `token_type_hint` sent with introspection requests (Keycloak needs
-    /// `requesting_party_token`). Defaults to none.
-    pub fn token_type_hint(mut self, hint: impl Into<String>) -> Self {
-        self.token_type_hint = Some(hint.into());
+    /// The kind of AS: sets the defaults of every setting marked "the dialect's" below, and
+    /// the endpoints when neither discovery nor the builder names them. See [`Dialect`].
+    /// Defaults to [`Dialect::Standard`].
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
         self
     }
 
-    /// How introspection calls authenticate. Defaults to [`IntrospectionAuth::BearerPat`].
+    /// The `token_type_hint` sent with introspection requests (Keycloak needs
+    /// `requesting_party_token`). Defaults to the dialect's (none for the standard dialect).
+    pub fn token_type_hint(mut self, hint: impl Into<String>) -> Self {
+        self.token_type_hint = Some(Some(hint.into()));
+        self
+    }
+
+    /// Sends no `token_type_hint`, whatever the dialect. Defaults to the dialect's hint.
+    pub fn no_token_type_hint(mut self) -> Self {
+        self.token_type_hint = Some(None);
+        self
+    }
+
+    /// How introspection calls authenticate. Defaults to the dialect's
+    /// ([`IntrospectionAuth::BearerPat`] for the standard dialect).
     pub fn introspection_auth(mut self, auth: IntrospectionAuth) -> Self {
-        self.introspection_auth = auth;
+        self.introspection_auth = Some(auth);
         self
     }
 
@@ -434,15 +483,25 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// The scope requested with the PAT; `None` sends none. Defaults to `uma_protection`.
+    /// The scope requested with the PAT; `None` sends none. Defaults to the dialect's
+    /// (`uma_protection`; none for Keycloak).
     pub fn pat_scope(mut self, scope: Option<String>) -> Self {
-        self.pat_scope = scope;
+        self.pat_scope = Some(scope);
         self
     }
 
-    /// The JSON shape of permission requests. Defaults to [`PermissionBody::Array`].
+    /// The JSON shape of permission requests. Defaults to the dialect's
+    /// ([`PermissionBody::Array`] for all three).
     pub fn permission_body(mut self, body: PermissionBody) -> Self {
-        self.permission_body = body;
+        self.permission_body = Some(body);
+        self
+    }
+
+    /// How resources declared by name are reconciled with the AS at start-up. Defaults to
+    /// [`ResourceSyncMode::Reconcile`] (create what is missing, update what changed, delete
+    /// nothing).
+    pub fn resource_sync(mut self, mode: ResourceSyncMode) -> Self {
+        self.sync = mode;
         self
     }
 
@@ -468,9 +527,16 @@ impl UmaLayerBuilder {
 
     /// Treat a permission with no scopes as granting every scope of its resource, as
     /// Keycloak's enforcer does (uma-wire §13 item 6). Weakens the spec reading, hence the
-    /// name. Defaults to off.
+    /// name. Defaults to the dialect's (on for Keycloak, off otherwise).
     pub fn insecure_empty_scopes_grant_all(mut self) -> Self {
-        self.empty_scopes_grant_all = true;
+        self.empty_scopes_grant_all = Some(true);
+        self
+    }
+
+    /// Read a permission with no scopes as granting none (the spec reading), whatever the
+    /// dialect. Defaults to the dialect's (off only for Keycloak).
+    pub fn require_scopes_in_permissions(mut self) -> Self {
+        self.empty_scopes_grant_all = Some(false);
         self
     }
 
@@ -526,33 +592,87 @@ impl UmaLayerBuilder {
             })
     }
 
-    /// Validates the configuration, registers resources declared by name that the AS does
-    /// not have yet, and returns the layer.
+    /// Validates the configuration, reconciles the declared resources with the AS (see
+    /// [`resource_sync`](Self::resource_sync)), and returns the layer.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message saying what to fix; when
-    /// resources are declared by name, also the errors of registration (PAT, transport, AS
-    /// answers).
+    /// resources are declared by name, also the errors of the sync (PAT, transport, AS
+    /// answers), which say what was already changed.
     pub async fn build(self) -> Result<UmaLayer, Error> {
+        let prepared = self.prepare()?;
+        let decls = prepared.map_decls();
+        let ids = match &prepared.registrar {
+            Some(r) if !decls.is_empty() => r.sync(&decls, prepared.sync).await?.1,
+            None if !decls.is_empty() => {
+                return Err(Error::config(
+                    "resources are declared by name but there is no resource registration endpoint; \
+                     set one with .resource_registration_endpoint(url) or name resources by id",
+                ));
+            }
+            _ => HashMap::new(),
+        };
+        Ok(prepared.into_layer(ids))
+    }
+
+    /// A dry run of the start-up resource sync: lists the AS's resources and returns what
+    /// [`build`](Self::build) would create, update or delete, without writing anything.
+    /// `Display` prints it as a diff.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub async fn check_resources(&self) -> Result<ResourceSync, Error> {
+        let prepared = self.clone().prepare()?;
+        let decls = prepared.map_decls();
+        let Some(registrar) = &prepared.registrar else {
+            return Err(Error::config(
+                "no resource registration endpoint: set one with .resource_registration_endpoint(url)",
+            ));
+        };
+        Ok(registrar.plan(&decls, prepared.sync).await?.0)
+    }
+
+    /// Everything [`build`](Self::build) checks that needs no AS call.
+    fn prepare(mut self) -> Result<Prepared, Error> {
         check_url("issuer", &self.issuer, self.allow_http)?;
+        let dialect = self.dialect;
+        let derived = dialect.derive_endpoints(&self.issuer);
+        let fill = |mine: &mut Option<String>, theirs: Option<String>| {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        };
+        fill(&mut self.token_endpoint, derived.token);
+        fill(&mut self.introspection_endpoint, derived.introspection);
+        fill(&mut self.permission_endpoint, derived.permission);
+        fill(&mut self.resource_registration_endpoint, derived.registration);
+        fill(&mut self.jwks_uri, derived.jwks);
+        let allow_http = self.allow_http;
         let need = |name: &str, v: &Option<String>| -> Result<String, Error> {
             let v = v.clone().ok_or_else(|| {
                 Error::config(format!(
-                    "no {name}: use UmaLayer::discover or set it with .{name}(url)"
+                    "no {name}: use UmaLayer::discover, a dialect that knows it, or set it with .{name}(url)"
                 ))
             })?;
-            check_url(name, &v, self.allow_http)?;
+            check_url(name, &v, allow_http)?;
             Ok(v)
         };
         let token_endpoint = need("token_endpoint", &self.token_endpoint)?;
         let introspection_endpoint = need("introspection_endpoint", &self.introspection_endpoint)?;
         let permission_endpoint = need("permission_endpoint", &self.permission_endpoint)?;
         if let Some(u) = &self.resource_registration_endpoint {
-            check_url("resource_registration_endpoint", u, self.allow_http)?;
+            check_url("resource_registration_endpoint", u, allow_http)?;
         }
         if self.client_id.is_empty() {
             return Err(Error::config("the client id is empty"));
+        }
+        if dialect == Dialect::Wso2 && self.pat_grant == PatGrant::ClientCredentials {
+            return Err(Error::config(
+                "the WSO2 dialect needs a PAT bound to the resource owner: \
+                 set .pat_grant(PatGrant::Password { username, password })",
+            ));
         }
         let realm = self.realm.clone().unwrap_or_else(|| self.client_id.clone());
         let as_uri = self
@@ -569,9 +689,6 @@ impl UmaLayerBuilder {
         self.resources
             .validate()
             .map_err(|e| Error::config(format!("invalid resource map: {e}")))?;
-        if self.request_timeout.is_zero() {
-            return Err(Error::config("request_timeout must be greater than zero"));
-        }
         let http = self.make_http_client()?;
         let pat = Arc::new(PatProvider::new(
             http.clone(),
@@ -581,46 +698,97 @@ impl UmaLayerBuilder {
                 client_secret: self.client_secret.clone(),
                 client_auth: self.client_auth,
                 grant: self.pat_grant.clone(),
-                scope: self.pat_scope.clone(),
+                scope: self.pat_scope.clone().unwrap_or_else(|| dialect.pat_scope()),
             },
         ));
-        let client = AsClient {
+        let client = Arc::new(AsClient {
             http,
             pat,
             introspection_endpoint,
             permission_endpoint,
-            resource_registration_endpoint: self.resource_registration_endpoint.clone(),
-            introspection_auth: self.introspection_auth,
-            token_type_hint: self.token_type_hint.clone(),
-            permission_body: self.permission_body,
+            introspection_auth: self
+                .introspection_auth
+                .unwrap_or_else(|| dialect.introspection_auth()),
+            token_type_hint: self
+                .token_type_hint
+                .clone()
+                .unwrap_or_else(|| dialect.token_type_hint()),
+            permission_body: self.permission_body.unwrap_or_default(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
             client_auth: self.client_auth,
-        };
-        let resource_ids = registration::ensure(&client, &self.resources.declared()).await?;
+        });
+        let registrar = self.resource_registration_endpoint.clone().map(|endpoint| Registrar {
+            client: Arc::clone(&client),
+            endpoint,
+            dialect,
+        });
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
-        let resolver = match self.resolver {
-            Some(r) => Resolver::Custom(r),
-            None => Resolver::Map(self.resources),
-        };
-        Ok(UmaLayer {
+        Ok(Prepared {
+            rules: Rules {
+                leeway,
+                empty_scopes_grant_all: self
+                    .empty_scopes_grant_all
+                    .unwrap_or_else(|| dialect.empty_scopes_grant_all()),
+            },
+            realm,
+            as_uri,
+            namespace: trim_issuer(&self.issuer).to_owned(),
+            client,
+            registrar,
+            sync: self.sync,
+            cache: self.cache.unwrap_or_default(),
+            resolver: match self.resolver {
+                Some(r) => Resolver::Custom(r),
+                None => Resolver::Map(self.resources),
+            },
+            enforcement: self.enforcement,
+            unmapped: self.unmapped,
+            clock: self.clock,
+        })
+    }
+}
+
+/// A validated configuration, before the resource sync.
+struct Prepared {
+    realm: String,
+    as_uri: String,
+    namespace: String,
+    client: Arc<AsClient>,
+    registrar: Option<Registrar>,
+    sync: ResourceSyncMode,
+    cache: IntrospectionCache,
+    resolver: Resolver,
+    enforcement: EnforcementMode,
+    unmapped: Unmapped,
+    rules: Rules,
+    clock: Arc<dyn Clock>,
+}
+
+impl Prepared {
+    fn map_decls(&self) -> Vec<crate::resources::ResourceDecl> {
+        match &self.resolver {
+            Resolver::Map(map) => map.declared(),
+            Resolver::Custom(_) => Vec::new(),
+        }
+    }
+
+    fn into_layer(self, ids: HashMap<String, String>) -> UmaLayer {
+        UmaLayer {
             shared: Arc::new(Shared {
-                realm,
-                namespace: trim_issuer(&self.issuer).to_owned(),
-                as_uri,
-                client,
-                cache: self.cache.unwrap_or_default(),
-                resolver,
-                resource_ids,
+                realm: self.realm,
+                namespace: self.namespace,
+                as_uri: self.as_uri,
+                client: self.client,
+                cache: self.cache,
+                resolver: self.resolver,
+                registry: ResourceRegistry::new(self.registrar, ids),
                 enforcement: self.enforcement,
                 unmapped: self.unmapped,
-                rules: Rules {
-                    leeway,
-                    empty_scopes_grant_all: self.empty_scopes_grant_all,
-                },
+                rules: self.rules,
                 clock: self.clock,
             }),
-        })
+        }
     }
 }
 

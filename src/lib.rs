@@ -61,6 +61,7 @@ mod challenge;
 mod client;
 mod clock;
 mod decision;
+mod dialect;
 mod discovery;
 mod error;
 #[cfg(feature = "axum")]
@@ -80,6 +81,7 @@ pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
 pub use challenge::{ChallengeError, UNREACHABLE_WARNING, UmaChallenge, parse_uma_challenge};
 pub use client::{IntrospectionAuth, PermissionBody};
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use dialect::Dialect;
 pub use discovery::{DiscoveryDocument, WELL_KNOWN_PATH};
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "axum")]
@@ -90,6 +92,9 @@ pub use introspect::{Introspection, ParseError, Permission};
 pub use layer::{Discover, UmaLayer, UmaLayerBuilder, Unmapped};
 pub use pat::{ClientAuth, PatGrant};
 pub use principal::{Rejection, UmaPrincipal};
+pub use registration::{
+    RegisteredResource, ResourceChange, ResourceRegistry, ResourceSync, ResourceSyncMode,
+};
 pub use resources::{
     EnforcementMode, PathError, RequestInfo, Resolution, ResourceDecl, ResourceMap,
     ResourceMapError, ResourceRef, ResourceResolver, Route, ScopeMode,

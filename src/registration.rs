@@ -1,17 +1,153 @@
-//! Resource registration at start-up (FedAuthz §3): resources declared by name are looked up
-//! at the AS and created when missing, so routes can name them instead of their `_id`.
+//! Resource registration (FedAuthz §3): the start-up sync that keeps the AS in step with the
+//! declared resources, its dry run, and the [`ResourceRegistry`] for resources created at run
+//! time.
 //!
-//! This is create-only: it never updates or deletes what the AS holds.
+//! The sync lists the resources the AS holds for this resource server (FedAuthz §3.2.5: the
+//! list names the resources registered with this PAT), reads each, then creates what is
+//! missing, updates what changed (a full description in the `PUT`, §3.2.3) and, only when asked
+//! to, deletes what this resource server registered and no longer declares. A second start
+//! against the same AS writes nothing. Every answer shape of uma-wire §13 items 12–19 is
+//! accepted: `Location` or not, `_id` only or the whole object, `200`/`201`/`204` to a `PUT`,
+//! `200`/`204`/`404` to a `DELETE`, scopes as strings or `{"name": …}` objects, `409` on a
+//! duplicate name (then the resource is looked up), `code`/`description` error bodies. A
+//! failure names the resource and the AS's answer; nothing half-done is hidden: the error
+//! says which changes were already made.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tower_uma::{ResourceDecl, ResourceMap, ResourceSyncMode, Route, UmaLayer};
+//!
+//! # async fn run() -> Result<(), tower_uma::Error> {
+//! let builder = UmaLayer::discover("https://as.example.com", "photo-api", "secret")
+//!     .await?
+//!     .resources(ResourceMap::new().route(
+//!         Route::new("/albums/{id}").declare(ResourceDecl::new("album", ["view"])).any_method(["view"]),
+//!     ))
+//!     .resource_sync(ResourceSyncMode::ReconcileAndDelete);
+//! // A dry run: what the sync would change, without writing.
+//! println!("{}", builder.check_resources().await?);
+//! let layer = builder.build().await?;
+//! // Resources made at run time (one per album, say):
+//! let id = layer
+//!     .registry()
+//!     .register(ResourceDecl::new("album-7", ["view"]).with_owner("alice"))
+//!     .await?;
+//! # let _ = id; Ok(()) }
+//! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::Value;
 use tracing::Instrument;
 
 use crate::client::{AsClient, CallError};
+use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, describe_transport, snippet};
 use crate::resources::ResourceDecl;
+
+/// How the start-up sync treats the AS's resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ResourceSyncMode {
+    /// Create missing resources only.
+    CreateOnly,
+    /// Create missing resources and update changed ones.
+    #[default]
+    Reconcile,
+    /// Also delete resources this resource server registered and no longer declares.
+    ReconcileAndDelete,
+}
+
+/// A resource as the AS describes it (FedAuthz §3.1), read tolerantly.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RegisteredResource {
+    /// The AS-assigned `_id`.
+    pub id: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// `type`.
+    pub r#type: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `icon_uri`.
+    pub icon_uri: Option<String>,
+    /// `resource_scopes`, sorted.
+    pub resource_scopes: Vec<String>,
+}
+
+/// One change of a sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResourceChange {
+    /// A declared resource the AS does not have.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its scopes.
+        scopes: Vec<String>,
+    },
+    /// A resource whose description differs from the declaration.
+    Update {
+        /// Its id at the AS.
+        id: String,
+        /// Its name.
+        name: String,
+        /// The members that differ.
+        fields: Vec<&'static str>,
+    },
+    /// A resource this resource server registered and no longer declares.
+    Delete {
+        /// Its id at the AS.
+        id: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// The outcome (or, for [`check_resources`](crate::UmaLayerBuilder::check_resources), the
+/// plan) of a resource sync. `Display` prints it as a diff.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResourceSync {
+    /// What was (or would be) changed, in order.
+    pub changes: Vec<ResourceChange>,
+    /// Declared resources that already match the AS.
+    pub unchanged: Vec<String>,
+}
+
+impl ResourceSync {
+    /// Whether the sync changes (or changed) nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+impl fmt::Display for ResourceSync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.changes {
+            match c {
+                ResourceChange::Create { name, scopes } => {
+                    writeln!(f, "+ {name} [{}]", scopes.join(", "))?;
+                }
+                ResourceChange::Update { id, name, fields } => {
+                    writeln!(f, "~ {name} ({id}): {}", fields.join(", "))?;
+                }
+                ResourceChange::Delete { id, name } => writeln!(f, "- {name} ({id})")?,
+            }
+        }
+        for name in &self.unchanged {
+            writeln!(f, "  {name}")?;
+        }
+        Ok(())
+    }
+}
 
 fn item_url(endpoint: &str, id: &str) -> String {
     let id: String =
@@ -30,171 +166,547 @@ fn call_error(what: &str, e: CallError) -> Error {
     }
 }
 
-/// Reads a JSON answer of a successful registration call.
-async fn json_body(what: &str, resp: reqwest::Response) -> Result<(StatusCode, Value), Error> {
+/// A registration answer: its status, `Location`, and body (JSON, or `Null`).
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    body: Value,
+    raw: bytes::Bytes,
+}
+
+async fn answer(what: &str, resp: reqwest::Response) -> Result<Answer, Error> {
     let status = resp.status();
     let location = resp
         .headers()
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let bytes = resp.bytes().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Transport,
-            format!("{what}: {}", describe_transport(&e)),
-        )
+    let raw = resp.bytes().await.map_err(|e| {
+        Error::new(ErrorKind::Transport, format!("{what}: {}", describe_transport(&e)))
     })?;
-    if !status.is_success() && status != StatusCode::CONFLICT {
-        return Err(Error::new(
-            ErrorKind::Registration,
-            format!("{what}: the AS answered {status}: {}", snippet(&bytes)),
-        ));
-    }
-    let mut value: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    // A create answered with `Location` but no `_id` body still names the id.
-    if value.get("_id").is_none()
-        && let Some(id) = location
-            .as_deref()
-            .and_then(|l| l.trim_end_matches('/').rsplit('/').next())
-    {
-        if let Value::Object(map) = &mut value {
-            map.insert("_id".into(), Value::String(id.to_owned()));
-        } else if status == StatusCode::CREATED {
-            value = serde_json::json!({ "_id": id });
-        }
-    }
-    Ok((status, value))
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Ok(Answer {
+        status,
+        location,
+        body,
+        raw,
+    })
 }
 
-/// Lists the AS's resources as a map from name to id.
-pub(crate) async fn existing(
-    client: &AsClient,
-    endpoint: &str,
-) -> Result<HashMap<String, String>, Error> {
-    let what = "listing registered resources";
-    let resp = client
-        .protected(|pat| {
-            client
-                .http
-                .get(endpoint)
-                .bearer_auth(pat.secret())
-                .header(http::header::ACCEPT, "application/json")
+fn refused(what: &str, a: &Answer) -> Error {
+    Error::new(
+        ErrorKind::Registration,
+        format!("{what}: the AS answered {}: {}", a.status, snippet(&a.raw)),
+    )
+}
+
+/// Scopes as strings or `{"name": …}` objects (uma-wire §13 item 14).
+fn scopes_of(v: Option<&Value>) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| {
+                    s.as_str()
+                        .or_else(|| s.get("name").and_then(Value::as_str))
+                        .map(str::to_owned)
+                })
+                .collect()
         })
-        .await
-        .map_err(|e| call_error(what, e))?;
-    let (_, list) = json_body(what, resp).await?;
-    let ids: Vec<String> = list
-        .as_array()
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Registration,
-                format!("{what}: the AS did not answer a JSON array"),
-            )
-        })?
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-    let mut out = HashMap::with_capacity(ids.len());
-    for id in ids {
-        let url = item_url(endpoint, &id);
-        let what = format!("reading resource {id}");
-        let resp = client
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+impl RegisteredResource {
+    fn from_json(id: &str, v: &Value) -> Self {
+        Self {
+            id: text(v, "_id").unwrap_or_else(|| id.to_owned()),
+            name: text(v, "name"),
+            r#type: text(v, "type"),
+            description: text(v, "description"),
+            icon_uri: text(v, "icon_uri"),
+            resource_scopes: scopes_of(v.get("resource_scopes")),
+        }
+    }
+
+    /// The members of `decl` this description does not match.
+    fn differences(&self, decl: &ResourceDecl) -> Vec<&'static str> {
+        let same = |a: &Option<String>, b: &Option<String>| {
+            a.as_deref().filter(|s| !s.is_empty()) == b.as_deref().filter(|s| !s.is_empty())
+        };
+        let mut out = Vec::new();
+        if !same(&self.r#type, &decl.r#type) {
+            out.push("type");
+        }
+        if !same(&self.description, &decl.description) {
+            out.push("description");
+        }
+        if !same(&self.icon_uri, &decl.icon_uri) {
+            out.push("icon_uri");
+        }
+        let declared: BTreeSet<&str> = decl.resource_scopes.iter().map(String::as_str).collect();
+        let held: BTreeSet<&str> = self.resource_scopes.iter().map(String::as_str).collect();
+        if declared != held {
+            out.push("resource_scopes");
+        }
+        out
+    }
+}
+
+/// Talks to the registration endpoint.
+#[derive(Debug)]
+pub(crate) struct Registrar {
+    pub(crate) client: Arc<AsClient>,
+    pub(crate) endpoint: String,
+    pub(crate) dialect: Dialect,
+}
+
+impl Registrar {
+    /// The JSON description sent on create and update.
+    fn body(&self, decl: &ResourceDecl) -> Result<Vec<u8>, Error> {
+        let mut v = serde_json::to_value(decl).map_err(|e| {
+            Error::new(ErrorKind::Registration, format!("resource {:?}: {e}", decl.name))
+        })?;
+        if self.dialect.sends_all_resource_fields()
+            && let Value::Object(map) = &mut v
+        {
+            for key in ["type", "icon_uri", "description"] {
+                map.entry(key).or_insert_with(|| Value::String(String::new()));
+            }
+        }
+        serde_json::to_vec(&v).map_err(|e| {
+            Error::new(ErrorKind::Registration, format!("resource {:?}: {e}", decl.name))
+        })
+    }
+
+    async fn send(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, Error> {
+        let resp = self
+            .client
             .protected(|pat| {
-                client
+                let mut req = self
+                    .client
                     .http
-                    .get(&url)
+                    .request(method.clone(), url)
                     .bearer_auth(pat.secret())
-                    .header(http::header::ACCEPT, "application/json")
+                    .header(http::header::ACCEPT, "application/json");
+                if let Some(b) = body {
+                    req = req
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(b.to_vec());
+                }
+                req
             })
             .await
-            .map_err(|e| call_error(&what, e))?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            continue; // deleted between list and read
+            .map_err(|e| call_error(what, e))?;
+        answer(what, resp).await
+    }
+
+    /// Every resource the AS lists for this resource server, read one by one.
+    pub(crate) async fn list(&self) -> Result<Vec<RegisteredResource>, Error> {
+        let what = "listing registered resources";
+        let a = self.send(what, reqwest::Method::GET, &self.endpoint, None).await?;
+        if !a.status.is_success() {
+            return Err(refused(what, &a));
         }
-        let (_, desc) = json_body(&what, resp).await?;
-        if let Some(name) = desc.get("name").and_then(Value::as_str) {
-            out.entry(name.to_owned()).or_insert(id);
+        let ids: Vec<String> = a
+            .body
+            .as_array()
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Registration, format!("{what}: the AS did not answer a JSON array"))
+            })?
+            .iter()
+            .filter_map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| text(v, "_id"))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let what = format!("reading resource {id}");
+            let a = self
+                .send(&what, reqwest::Method::GET, &item_url(&self.endpoint, &id), None)
+                .await?;
+            if a.status == StatusCode::NOT_FOUND {
+                continue; // deleted between list and read
+            }
+            if !a.status.is_success() {
+                return Err(refused(&what, &a));
+            }
+            out.push(RegisteredResource::from_json(&id, &a.body));
+        }
+        Ok(out)
+    }
+
+    /// The id of the resource named `name`, listing the AS.
+    async fn find(&self, name: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .find(|r| r.name.as_deref() == Some(name))
+            .map(|r| r.id))
+    }
+
+    /// Creates `decl`; a `409` (duplicate name) is answered by looking the resource up.
+    pub(crate) async fn create(&self, decl: &ResourceDecl) -> Result<String, Error> {
+        let what = format!("registering resource {:?}", decl.name);
+        let body = self.body(decl)?;
+        let a = self
+            .send(&what, reqwest::Method::POST, &self.endpoint, Some(&body))
+            .await?;
+        if a.status == StatusCode::CONFLICT {
+            return self.find(&decl.name).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Registration,
+                    format!("{what}: the AS answered 409 but lists no resource of that name"),
+                )
+            });
+        }
+        if !a.status.is_success() {
+            return Err(refused(&what, &a));
+        }
+        text(&a.body, "_id")
+            .or_else(|| {
+                a.location
+                    .as_deref()
+                    .and_then(|l| l.trim_end_matches('/').rsplit('/').next())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Registration,
+                    format!("{what}: the AS answered {} without an `_id`", a.status),
+                )
+            })
+    }
+
+    async fn update(&self, id: &str, decl: &ResourceDecl) -> Result<(), Error> {
+        let what = format!("updating resource {:?} ({id})", decl.name);
+        let body = self.body(decl)?;
+        let a = self
+            .send(&what, reqwest::Method::PUT, &item_url(&self.endpoint, id), Some(&body))
+            .await?;
+        if a.status.is_success() {
+            Ok(())
+        } else {
+            Err(refused(&what, &a))
         }
     }
-    Ok(out)
+
+    pub(crate) async fn delete(&self, id: &str, name: &str) -> Result<(), Error> {
+        let what = format!("deleting resource {name:?} ({id})");
+        let a = self
+            .send(&what, reqwest::Method::DELETE, &item_url(&self.endpoint, id), None)
+            .await?;
+        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(refused(&what, &a))
+        }
+    }
+
+    /// Works out the changes without writing; returns them with name → id of what exists.
+    pub(crate) async fn plan(
+        &self,
+        decls: &[ResourceDecl],
+        mode: ResourceSyncMode,
+    ) -> Result<(ResourceSync, HashMap<String, String>), Error> {
+        let held = self.list().await?;
+        let mut ids = HashMap::new();
+        let mut plan = ResourceSync::default();
+        for decl in decls {
+            match held.iter().find(|r| r.name.as_deref() == Some(decl.name.as_str())) {
+                None => plan.changes.push(ResourceChange::Create {
+                    name: decl.name.clone(),
+                    scopes: decl.resource_scopes.clone(),
+                }),
+                Some(r) => {
+                    ids.insert(decl.name.clone(), r.id.clone());
+                    let fields = r.differences(decl);
+                    if fields.is_empty() || mode == ResourceSyncMode::CreateOnly {
+                        plan.unchanged.push(decl.name.clone());
+                    } else {
+                        plan.changes.push(ResourceChange::Update {
+                            id: r.id.clone(),
+                            name: decl.name.clone(),
+                            fields,
+                        });
+                    }
+                }
+            }
+        }
+        if mode == ResourceSyncMode::ReconcileAndDelete {
+            for r in &held {
+                let Some(name) = &r.name else { continue };
+                if !decls.iter().any(|d| &d.name == name) {
+                    plan.changes.push(ResourceChange::Delete {
+                        id: r.id.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        Ok((plan, ids))
+    }
+
+    /// Applies the plan; returns what was done and name → id of every declared resource.
+    pub(crate) async fn sync(
+        &self,
+        decls: &[ResourceDecl],
+        mode: ResourceSyncMode,
+    ) -> Result<(ResourceSync, HashMap<String, String>), Error> {
+        let span = tracing::debug_span!("uma.register", resources = decls.len());
+        async {
+            let (plan, mut ids) = self.plan(decls, mode).await?;
+            let mut done = ResourceSync {
+                changes: Vec::new(),
+                unchanged: plan.unchanged.clone(),
+            };
+            for change in plan.changes {
+                let result = match &change {
+                    ResourceChange::Create { name, .. } => {
+                        let decl = decls.iter().find(|d| &d.name == name);
+                        match decl {
+                            Some(d) => self.create(d).await.map(|id| {
+                                ids.insert(name.clone(), id);
+                            }),
+                            None => Ok(()),
+                        }
+                    }
+                    ResourceChange::Update { id, name, .. } => match decls.iter().find(|d| &d.name == name) {
+                        Some(d) => self.update(id, d).await,
+                        None => Ok(()),
+                    },
+                    ResourceChange::Delete { id, name } => self.delete(id, name).await,
+                };
+                if let Err(e) = result {
+                    let made = if done.changes.is_empty() {
+                        "no change was made before it".to_owned()
+                    } else {
+                        format!("changes already made:\n{done}")
+                    };
+                    return Err(Error::new(e.kind(), format!("resource sync failed: {e}; {made}")));
+                }
+                tracing::debug!(change = ?change, "resource sync");
+                done.changes.push(change);
+            }
+            Ok((done, ids))
+        }
+        .instrument(span)
+        .await
+    }
 }
 
-/// Makes sure every declared resource exists at the AS; returns name → id for all of them.
-pub(crate) async fn ensure(
-    client: &AsClient,
-    decls: &[ResourceDecl],
-) -> Result<HashMap<String, String>, Error> {
-    if decls.is_empty() {
-        return Ok(HashMap::new());
+/// Name → id of the resources this layer knows, for routes and resolvers that name resources;
+/// registers resources at run time.
+///
+/// Cloning is an `Arc` clone. Lookups of unknown names refresh the list from the AS at most
+/// once per refresh interval (default 5 s), so a client cannot make the layer flood the AS.
+#[derive(Clone)]
+pub struct ResourceRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+struct RegistryInner {
+    registrar: Option<Registrar>,
+    ids: RwLock<HashMap<String, String>>,
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    refresh_interval: Duration,
+}
+
+impl fmt::Debug for ResourceRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceRegistry")
+            .field(
+                "known",
+                &self.inner.ids.read().unwrap_or_else(PoisonError::into_inner).len(),
+            )
+            .finish_non_exhaustive()
     }
-    let Some(endpoint) = client.resource_registration_endpoint.clone() else {
-        return Err(Error::config(
-            "resources are declared by name but there is no resource registration endpoint; \
-             set one with .resource_registration_endpoint(url) or name resources by id",
-        ));
-    };
-    let span = tracing::debug_span!("uma.register", resources = decls.len());
-    async {
-        let mut ids = existing(client, &endpoint).await?;
-        for decl in decls {
-            if ids.contains_key(&decl.name) {
-                continue;
-            }
-            let what = format!("registering resource {:?}", decl.name);
-            let body = serde_json::to_vec(decl)
-                .map_err(|e| Error::new(ErrorKind::Registration, format!("{what}: {e}")))?;
-            let resp = client
-                .protected(|pat| {
-                    client
-                        .http
-                        .post(&endpoint)
-                        .bearer_auth(pat.secret())
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .header(http::header::ACCEPT, "application/json")
-                        .body(body.clone())
-                })
-                .await
-                .map_err(|e| call_error(&what, e))?;
-            let (status, created) = json_body(&what, resp).await?;
-            let id = if status == StatusCode::CONFLICT {
-                // Keycloak and WSO2 refuse a duplicate name: someone else created it; look it up.
-                existing(client, &endpoint).await?.remove(&decl.name)
-            } else {
-                created
-                    .get("_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            };
-            let Some(id) = id else {
-                return Err(Error::new(
-                    ErrorKind::Registration,
-                    format!("{what}: the AS answered {status} without an `_id`"),
-                ));
-            };
-            tracing::debug!(name = %decl.name, uma.resource_id = %id, "registered resource");
-            ids.insert(decl.name.clone(), id);
+}
+
+impl ResourceRegistry {
+    pub(crate) fn new(registrar: Option<Registrar>, ids: HashMap<String, String>) -> Self {
+        Self {
+            inner: Arc::new(RegistryInner {
+                registrar,
+                ids: RwLock::new(ids),
+                last_refresh: tokio::sync::Mutex::new(None),
+                refresh_interval: Duration::from_secs(5),
+            }),
         }
-        ids.retain(|name, _| decls.iter().any(|d| &d.name == name));
-        Ok(ids)
     }
-    .instrument(span)
-    .await
+
+    /// The id of the resource named `name`, if this layer knows it (no AS call).
+    #[must_use]
+    pub fn id(&self, name: &str) -> Option<String> {
+        self.inner
+            .ids
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The id of the resource named `name`: from memory, or by listing the AS's resources
+    /// (at most once per refresh interval).
+    ///
+    /// # Errors
+    ///
+    /// When the AS cannot be listed.
+    pub async fn lookup(&self, name: &str) -> Result<Option<String>, Error> {
+        if let Some(id) = self.id(name) {
+            return Ok(Some(id));
+        }
+        let Some(registrar) = &self.inner.registrar else {
+            return Ok(None);
+        };
+        let mut last = self.inner.last_refresh.lock().await;
+        if let Some(id) = self.id(name) {
+            return Ok(Some(id)); // another task refreshed while we waited
+        }
+        if last.is_some_and(|t| t.elapsed() < self.inner.refresh_interval) {
+            return Ok(None);
+        }
+        *last = Some(Instant::now());
+        let held = registrar.list().await?;
+        let mut ids = self.inner.ids.write().unwrap_or_else(PoisonError::into_inner);
+        for r in held {
+            if let Some(n) = r.name {
+                ids.entry(n).or_insert(r.id);
+            }
+        }
+        Ok(ids.get(name).cloned())
+    }
+
+    /// Registers `decl` at the AS (or finds it, when the AS already has that name) and
+    /// remembers its id.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] without a registration endpoint; otherwise the AS's refusal.
+    pub async fn register(&self, decl: ResourceDecl) -> Result<String, Error> {
+        if let Some(id) = self.id(&decl.name) {
+            return Ok(id);
+        }
+        let registrar = self.registrar()?;
+        let id = registrar.create(&decl).await?;
+        self.inner
+            .ids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(decl.name, id.clone());
+        Ok(id)
+    }
+
+    /// Deletes the resource named `name` at the AS and forgets it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] without a registration endpoint; otherwise the AS's refusal.
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        let registrar = self.registrar()?;
+        let Some(id) = self.lookup(name).await? else {
+            return Ok(());
+        };
+        registrar.delete(&id, name).await?;
+        self.inner
+            .ids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        Ok(())
+    }
+
+    fn registrar(&self) -> Result<&Registrar, Error> {
+        self.inner.registrar.as_ref().ok_or_else(|| {
+            Error::config("no resource registration endpoint: set .resource_registration_endpoint(url)")
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn item_urls_escape_ids() {
-        assert_eq!(
-            item_url("https://as/rreg/", "a b/c"),
-            "https://as/rreg/a%20b%2Fc"
-        );
+        assert_eq!(item_url("https://as/rreg/", "a b/c"), "https://as/rreg/a%20b%2Fc");
         assert_eq!(item_url("https://as/rreg", "r1"), "https://as/rreg/r1");
+    }
+
+    #[test]
+    fn reads_scope_objects_and_full_objects() {
+        // uma-wire §14 check 35, §13 items 12 and 14
+        let r = RegisteredResource::from_json(
+            "x",
+            &json!({"_id": "0d3c", "name": "Invoice", "resource_scopes": [{"name": "write"}, {"name": "read"}],
+                    "owner": {"id": "o"}, "uris": ["/i"]}),
+        );
+        assert_eq!(r.id, "0d3c");
+        assert_eq!(r.resource_scopes, ["read", "write"]);
+        assert_eq!(r.name.as_deref(), Some("Invoice"));
+    }
+
+    #[test]
+    fn differences_ignore_scope_order_and_empty_strings() {
+        let r = RegisteredResource {
+            id: "1".into(),
+            name: Some("a".into()),
+            r#type: None,
+            description: Some(String::new()),
+            icon_uri: None,
+            resource_scopes: vec!["read".into(), "write".into()],
+        };
+        assert!(r.differences(&ResourceDecl::new("a", ["write", "read"])).is_empty());
+        assert_eq!(
+            r.differences(&ResourceDecl::new("a", ["read"]).with_type("t")),
+            ["type", "resource_scopes"]
+        );
+    }
+
+    #[test]
+    fn the_diff_reads_well() {
+        let sync = ResourceSync {
+            changes: vec![
+                ResourceChange::Create {
+                    name: "album".into(),
+                    scopes: vec!["view".into(), "delete".into()],
+                },
+                ResourceChange::Update {
+                    id: "r1".into(),
+                    name: "photo".into(),
+                    fields: vec!["resource_scopes"],
+                },
+                ResourceChange::Delete {
+                    id: "r2".into(),
+                    name: "old".into(),
+                },
+            ],
+            unchanged: vec!["health".into()],
+        };
+        assert_eq!(
+            sync.to_string(),
+            "+ album [view, delete]\n~ photo (r1): resource_scopes\n- old (r2)\n  health\n"
+        );
     }
 }

@@ -222,14 +222,23 @@ where
     let permissive = ctx.enforcement == EnforcementMode::Permissive;
     let resource_id = match &ctx.resource {
         ResourceRef::Id(id) => id.clone(),
-        ResourceRef::Name(name) => {
-            if let Some(id) = shared.resource_ids.get(name) {
-                id.clone()
-            } else {
-                tracing::error!(resource = %name, "route names a resource that was never registered");
+        ResourceRef::Name(name) => match shared.registry.lookup(name).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                // A resolver named a resource the AS does not have: nothing can grant it.
+                tracing::debug!(resource = %name, "no resource of that name at the AS");
+                span.record("uma.decision", "unmapped");
+                crate::metrics::decision("unmapped");
+                if permissive {
+                    return Ok(req);
+                }
+                return Err(refusal(StatusCode::FORBIDDEN, Rejection::Unmapped, None));
+            }
+            Err(e) => {
+                tracing::warn!(resource = %name, error = %e, "could not look the resource up");
                 return fail_closed(permissive, req);
             }
-        }
+        },
     };
     span.record("uma.resource_id", resource_id.as_str());
 

@@ -26,10 +26,7 @@ async fn whole_uma_flow_with_a_declared_resource() {
         .build()
         .await
         .expect("builds");
-    let album_id = layer
-        .resource_id("album")
-        .expect("registered at start-up")
-        .to_owned();
+    let album_id = layer.resource_id("album").expect("registered at start-up");
     assert_eq!(as_.resource_id("album").as_deref(), Some(album_id.as_str()));
     let (url, calls) = protected(layer).await;
     let http = http();

@@ -1,0 +1,181 @@
+//! Dialects: the defaults that make the layer work against the authorization servers people
+//! run (uma-wire §2–§9, §13). Every default a dialect sets can still be overridden on the
+//! builder.
+//!
+//! | | `Standard` | `Keycloak` | `Wso2` |
+//! |---|---|---|---|
+//! | issuer as written | `https://as.example` | `https://kc.example/realms/acme` | `https://is.example` (or its `/oauth2/token`) |
+//! | discovery | `{issuer}/.well-known/uma2-configuration` | same (realm issuer) | none: endpoints derived from the host |
+//! | endpoints without discovery | set by hand | `{issuer}/protocol/openid-connect/token`, `…/token/introspect`, `{issuer}/authz/protection/permission`, `…/resource_set`, `…/certs` | `/oauth2/token`, `/oauth2/introspect`, `/api/identity/oauth2/uma/permission/v1.0/permission`, `/api/identity/oauth2/uma/resourceregistration/v1.0/resource`, `/oauth2/jwks` |
+//! | PAT | client credentials, `scope=uma_protection` | client credentials, no scope (Keycloak checks a client role) | the resource owner's password grant, `scope=uma_protection` (required) |
+//! | introspection | Bearer PAT, no hint | client credentials (Basic), `token_type_hint=requesting_party_token` | Bearer PAT, no hint |
+//! | permission body | array | array | array |
+//! | permission with no scopes | grants nothing | grants every scope of its resource (Keycloak's enforcer) | grants nothing |
+//! | resource registration | as declared | as declared | `name`, `type`, `icon_uri`, `description` always sent (WSO2 requires them) |
+//!
+//! Answers are read tolerantly whatever the dialect: both permission namings (`resource_id`
+//! and Keycloak's `rsid`), scope lists as strings or `{"name": …}` objects, `Location` or
+//! not, `200`/`201`/`204` to updates, `409` on duplicate names, `code`/`description` errors.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_uma::{Dialect, UmaLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_uma::Error> {
+//! // Keycloak, configured the way its users write the issuer, without discovery:
+//! let layer = UmaLayer::builder("https://kc.example/realms/acme", "photo-api", "secret")
+//!     .dialect(Dialect::Keycloak)
+//!     .build()
+//!     .await?;
+//! assert_eq!(layer.as_uri(), "https://kc.example/realms/acme");
+//! # Ok(()) }
+//! ```
+
+use crate::client::IntrospectionAuth;
+
+/// The family of authorization server the layer talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// UMA 2.0 as specified (Grant, FedAuthz, RFC 7662).
+    #[default]
+    Standard,
+    /// Keycloak's authorization services.
+    Keycloak,
+    /// WSO2 Identity Server's UMA connector.
+    Wso2,
+}
+
+/// Endpoints a dialect derives from the issuer when neither discovery nor the user sets them.
+#[derive(Debug, Default)]
+pub(crate) struct DerivedEndpoints {
+    pub(crate) token: Option<String>,
+    pub(crate) introspection: Option<String>,
+    pub(crate) permission: Option<String>,
+    pub(crate) registration: Option<String>,
+    pub(crate) jwks: Option<String>,
+}
+
+impl Dialect {
+    /// Parses `standard`, `keycloak` or `wso2` (case-insensitive).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the accepted values.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "standard" | "uma" => Ok(Self::Standard),
+            "keycloak" => Ok(Self::Keycloak),
+            "wso2" => Ok(Self::Wso2),
+            other => Err(format!(
+                "unknown dialect {other:?}: use \"standard\", \"keycloak\" or \"wso2\""
+            )),
+        }
+    }
+
+    /// Whether the AS publishes a UMA discovery document.
+    pub(crate) fn has_discovery(self) -> bool {
+        self != Self::Wso2
+    }
+
+    pub(crate) fn introspection_auth(self) -> IntrospectionAuth {
+        match self {
+            Self::Keycloak => IntrospectionAuth::ClientCredentials,
+            Self::Standard | Self::Wso2 => IntrospectionAuth::BearerPat,
+        }
+    }
+
+    pub(crate) fn token_type_hint(self) -> Option<String> {
+        match self {
+            Self::Keycloak => Some("requesting_party_token".to_owned()),
+            Self::Standard | Self::Wso2 => None,
+        }
+    }
+
+    pub(crate) fn pat_scope(self) -> Option<String> {
+        match self {
+            Self::Keycloak => None,
+            Self::Standard | Self::Wso2 => Some("uma_protection".to_owned()),
+        }
+    }
+
+    pub(crate) fn empty_scopes_grant_all(self) -> bool {
+        self == Self::Keycloak
+    }
+
+    /// WSO2 declares `name`, `type`, `icon_uri` and `description` required.
+    pub(crate) fn sends_all_resource_fields(self) -> bool {
+        self == Self::Wso2
+    }
+
+    /// The endpoints this dialect's servers have under `issuer`.
+    pub(crate) fn derive_endpoints(self, issuer: &str) -> DerivedEndpoints {
+        let issuer = issuer.trim_end_matches('/');
+        match self {
+            Self::Standard => DerivedEndpoints::default(),
+            Self::Keycloak => DerivedEndpoints {
+                token: Some(format!("{issuer}/protocol/openid-connect/token")),
+                introspection: Some(format!("{issuer}/protocol/openid-connect/token/introspect")),
+                permission: Some(format!("{issuer}/authz/protection/permission")),
+                registration: Some(format!("{issuer}/authz/protection/resource_set")),
+                jwks: Some(format!("{issuer}/protocol/openid-connect/certs")),
+            },
+            Self::Wso2 => {
+                let base = origin(issuer);
+                DerivedEndpoints {
+                    token: Some(format!("{base}/oauth2/token")),
+                    introspection: Some(format!("{base}/oauth2/introspect")),
+                    permission: Some(format!("{base}/api/identity/oauth2/uma/permission/v1.0/permission")),
+                    registration: Some(format!(
+                        "{base}/api/identity/oauth2/uma/resourceregistration/v1.0/resource"
+                    )),
+                    jwks: Some(format!("{base}/oauth2/jwks")),
+                }
+            }
+        }
+    }
+}
+
+/// `scheme://host[:port]` of a URL (the whole string when it does not parse).
+fn origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keycloak_paths_hang_off_the_realm_issuer() {
+        let e = Dialect::Keycloak.derive_endpoints("https://kc.test/realms/acme/");
+        assert_eq!(
+            e.introspection.as_deref(),
+            Some("https://kc.test/realms/acme/protocol/openid-connect/token/introspect")
+        );
+        assert_eq!(
+            e.registration.as_deref(),
+            Some("https://kc.test/realms/acme/authz/protection/resource_set")
+        );
+    }
+
+    #[test]
+    fn wso2_paths_hang_off_the_host() {
+        let e = Dialect::Wso2.derive_endpoints("https://is.test:9443/oauth2/token");
+        assert_eq!(e.token.as_deref(), Some("https://is.test:9443/oauth2/token"));
+        assert_eq!(
+            e.permission.as_deref(),
+            Some("https://is.test:9443/api/identity/oauth2/uma/permission/v1.0/permission")
+        );
+    }
+
+    #[test]
+    fn parse_names() {
+        assert_eq!(Dialect::parse("Keycloak"), Ok(Dialect::Keycloak));
+        assert_eq!(Dialect::parse("wso2"), Ok(Dialect::Wso2));
+        assert!(Dialect::parse("gluu").unwrap_err().contains("keycloak"));
+    }
+}

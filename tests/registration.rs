@@ -1,0 +1,345 @@
+//! Resource registration that reconciles (uma-wire §14 checks 32–37, §13 items 12–19), the
+//! dry run, and resources registered at run time, against `uma-test-as`.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use tower_uma::{
+    ErrorKind, RequestInfo, Resolution, ResourceChange, ResourceDecl, ResourceMap, ResourceRef,
+    ResourceSyncMode, Route,
+};
+use uma_test_as::{Endpoint, TestAs};
+
+fn map(scopes: &[&str], with_photo: bool) -> ResourceMap {
+    let mut m = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(
+                ResourceDecl::new("album", scopes.iter().copied())
+                    .with_type("https://example.com/rsrc/album")
+                    .with_description("A photo album")
+                    .with_icon_uri("https://example.com/album.png")
+                    .with_owner("alice"),
+            )
+            .any_method([scopes[0]]),
+    );
+    if with_photo {
+        m = m.route(
+            Route::new("/photos/{id}")
+                .declare(ResourceDecl::new("photo", ["view"]))
+                .any_method(["view"]),
+        );
+    }
+    m
+}
+
+fn writes(as_: &TestAs) -> Vec<String> {
+    as_.requests(Endpoint::ResourceRegistration)
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect()
+}
+
+#[tokio::test]
+async fn check_32_first_start_creates_each_resource_with_its_description() {
+    let as_ = start_as().await;
+    let layer = discover(&as_)
+        .await
+        .resources(map(&["view", "delete"], true))
+        .build()
+        .await
+        .expect("builds");
+    let posts: Vec<_> = as_
+        .requests(Endpoint::ResourceRegistration)
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 2);
+    let album: serde_json::Value = serde_json::from_slice(&posts[0].body).expect("JSON");
+    assert_eq!(album["name"], "album");
+    assert_eq!(album["type"], "https://example.com/rsrc/album");
+    assert_eq!(album["description"], "A photo album");
+    assert_eq!(album["icon_uri"], "https://example.com/album.png");
+    assert_eq!(
+        album["resource_scopes"],
+        serde_json::json!(["view", "delete"])
+    );
+    assert!(
+        header(&posts[0], "authorization")
+            .expect("PAT")
+            .starts_with("Bearer ")
+    );
+    assert_eq!(header(&posts[0], "content-type"), Some("application/json"));
+    // The returned _id is the one used in permission requests.
+    let id = layer.resource_id("album").expect("id");
+    assert_eq!(as_.resource_id("album"), Some(id.clone()));
+    let (url, _) = protected(layer).await;
+    let _ = http()
+        .get(format!("{url}/albums/1"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(permission_bodies(&as_)[0][0]["resource_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn check_34_36_second_start_writes_nothing_and_changes_are_put() {
+    let as_ = start_as().await;
+    let _ = discover(&as_)
+        .await
+        .resources(map(&["view"], true))
+        .build()
+        .await
+        .expect("first");
+    let after_first = writes(&as_).len();
+    let _ = discover(&as_)
+        .await
+        .resources(map(&["view"], true))
+        .build()
+        .await
+        .expect("second");
+    assert_eq!(
+        writes(&as_).len(),
+        after_first,
+        "idempotent: {:?}",
+        writes(&as_)
+    );
+
+    // A changed scope set → one PUT with the full description.
+    let builder = discover(&as_)
+        .await
+        .resources(map(&["view", "delete"], true));
+    let plan = builder.check_resources().await.expect("dry run");
+    assert_eq!(
+        writes(&as_).len(),
+        after_first,
+        "the dry run writes nothing"
+    );
+    assert_eq!(
+        plan.to_string().lines().next(),
+        Some(
+            format!(
+                "~ album ({}): resource_scopes",
+                as_.resource_id("album").expect("id")
+            )
+            .as_str()
+        )
+    );
+    let _ = builder.build().await.expect("third");
+    let w = writes(&as_);
+    assert_eq!(w.len(), after_first + 1);
+    assert!(w.last().expect("a write").starts_with("PUT "), "{w:?}");
+    let id = as_.resource_id("album").expect("id");
+    let mut scopes = as_.resource(&id).expect("resource").resource_scopes;
+    scopes.sort();
+    assert_eq!(scopes, ["delete", "view"]);
+}
+
+#[tokio::test]
+async fn deletes_only_when_asked_and_only_undeclared_resources() {
+    let as_ = start_as().await;
+    let _ = discover(&as_)
+        .await
+        .resources(map(&["view"], true))
+        .build()
+        .await
+        .expect("first");
+    // photo is no longer declared: kept by default…
+    let _ = discover(&as_)
+        .await
+        .resources(map(&["view"], false))
+        .build()
+        .await
+        .expect("reconcile");
+    assert!(as_.resource_id("photo").is_some());
+    // …and deleted on request.
+    let builder = discover(&as_)
+        .await
+        .resources(map(&["view"], false))
+        .resource_sync(ResourceSyncMode::ReconcileAndDelete);
+    let plan = builder.check_resources().await.expect("plan");
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| matches!(c, ResourceChange::Delete { name, .. } if name == "photo")),
+        "{plan}"
+    );
+    let _ = builder.build().await.expect("delete");
+    assert!(as_.resource_id("photo").is_none());
+    assert!(as_.resource_id("album").is_some());
+}
+
+#[tokio::test]
+async fn check_33_tolerates_create_shapes() {
+    let as_ = start_as().await;
+    // 201 with the full object and no Location (Keycloak): the list answers empty, the
+    // create answers the whole representation with scope objects.
+    as_.respond_next(
+        Endpoint::ResourceRegistration,
+        1,
+        200,
+        "application/json",
+        "[]",
+    );
+    as_.respond_next(
+        Endpoint::ResourceRegistration,
+        1,
+        201,
+        "application/json",
+        r#"{"_id":"kc-1","name":"album","resource_scopes":[{"name":"view"}],"owner":{"id":"o"}}"#,
+    );
+    let layer = discover(&as_)
+        .await
+        .resources(map(&["view"], false))
+        .build()
+        .await
+        .expect("builds");
+    assert_eq!(layer.resource_id("album").as_deref(), Some("kc-1"));
+    // 201 with `Location` and `_id` is the AS's own standard answer (check_32).
+}
+
+#[tokio::test]
+async fn check_34_conflict_on_create_looks_the_resource_up() {
+    let as_ = start_as().await;
+    let existing = as_.register_resource(
+        "alice",
+        uma_test_as::ResourceDescription {
+            name: Some("album".into()),
+            resource_scopes: vec!["view".into()],
+            ..Default::default()
+        },
+    );
+    // The list answers empty (a stale view), the create gets 409, the lookup finds it.
+    as_.respond_next(
+        Endpoint::ResourceRegistration,
+        1,
+        200,
+        "application/json",
+        "[]",
+    );
+    as_.respond_next(
+        Endpoint::ResourceRegistration,
+        1,
+        409,
+        "application/json",
+        r#"{"error":"invalid_request","error_description":"Resource with name [album] already exists."}"#,
+    );
+    let layer = discover(&as_)
+        .await
+        .resources(map(&["view"], false))
+        .build()
+        .await
+        .expect("builds");
+    assert_eq!(layer.resource_id("album"), Some(existing));
+}
+
+#[tokio::test]
+async fn check_37_error_bodies_are_surfaced() {
+    let as_ = start_as().await;
+    let _ = discover(&as_)
+        .await
+        .resources(map(&["view"], false))
+        .build()
+        .await
+        .expect("first");
+    let id = as_.resource_id("album").expect("id");
+    // WSO2-style error body on create → a registration error naming the resource.
+    as_.respond_next(
+        Endpoint::ResourceRegistration,
+        1,
+        200,
+        "application/json",
+        "[]",
+    );
+    as_.respond_next(
+        Endpoint::ResourceRegistration,
+        1,
+        400,
+        "application/json",
+        r#"{"code":"invalid_request","description":"Resource scopes are missing"}"#,
+    );
+    let err = discover(&as_)
+        .await
+        .resources(map(&["view"], false))
+        .build()
+        .await
+        .expect_err("a registration error");
+    assert_eq!(err.kind(), ErrorKind::Registration);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("album") && msg.contains("400") && msg.contains("Resource scopes are missing"),
+        "{msg}"
+    );
+    assert!(as_.resource(&id).is_some(), "nothing was deleted");
+}
+
+#[tokio::test]
+async fn resources_created_at_run_time_are_resolved_by_name() {
+    let as_ = start_as().await;
+    let map = ResourceMap::new().route(Route::new("/albums/{id}").resolver(
+        |req: &RequestInfo<'_>| match req.param("id") {
+            Some(id) => Resolution::protected(ResourceRef::Name(format!("album-{id}")), ["view"]),
+            None => Resolution::Unmapped,
+        },
+    ));
+    let layer = discover(&as_)
+        .await
+        .resources(map)
+        .build()
+        .await
+        .expect("builds");
+    let id7 = layer
+        .registry()
+        .register(ResourceDecl::new("album-7", ["view"]).with_owner("alice"))
+        .await
+        .expect("registered");
+    assert_eq!(layer.registry().id("album-7"), Some(id7.clone()));
+    let (url, calls) = protected(layer.clone()).await;
+    let rpt = rpt_for(&as_, &id7, &["view"]);
+    let resp = http()
+        .get(format!("{url}/albums/7"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The same RPT does not open another album's resource.
+    let id8 = as_.register_resource(
+        "alice",
+        uma_test_as::ResourceDescription {
+            name: Some("album-8".into()),
+            resource_scopes: vec!["view".into()],
+            ..Default::default()
+        },
+    );
+    let resp = http()
+        .get(format!("{url}/albums/8"))
+        .bearer_auth(&rpt)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "album-8 was found at the AS by name"
+    );
+    assert_eq!(layer.registry().id("album-8"), Some(id8));
+    // A name the AS does not have: nothing can grant it (and lookups are rate-limited).
+    let before = as_.count(Endpoint::ResourceRegistration);
+    for _ in 0..5 {
+        let resp = http()
+            .get(format!("{url}/albums/404"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+    assert!(
+        as_.count(Endpoint::ResourceRegistration) - before <= 3,
+        "at most one refresh"
+    );
+    assert_eq!(calls.get(), 1);
+    layer.registry().delete("album-7").await.expect("deleted");
+    assert!(as_.resource(&id7).is_none());
+}
