@@ -1,0 +1,576 @@
+//! The forwarding service: one request in, the same request to the upstream, its response
+//! back, bodies streamed both ways.
+//!
+//! [`forwarding_service`] builds a [`Forward`], a Tower service over
+//! `Request<hyper::body::Incoming>`. It is the inner service of the UMA proxy
+//! (`UmaLayer::layer(forward)`) and, on its own, a bare forwarding proxy (what the benches
+//! compare the UMA proxy with). For each request it:
+//!
+//! - rewrites the target to the upstream (`upstream` base path + the request's path and query);
+//! - removes hop-by-hop headers (`Connection` and every header it names, `Keep-Alive`,
+//!   `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
+//!   `Transfer-Encoding`, `Upgrade`) in both directions, and `Host` (the client sets the
+//!   upstream's);
+//! - sets `X-Forwarded-For` (the client's IP appended to any list the client sent),
+//!   `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the `Host` the client used);
+//! - removes any `X-Uma-Subject`, `X-Uma-Client-Id` and `X-Uma-Permissions` and, when the
+//!   request carries a [`UmaPrincipal`], sets them from it; drops `Authorization` unless
+//!   [`ForwardOptions::forward_authorization`];
+//! - sends it over a pooled HTTP/1.1 keep-alive connection and answers `502 Bad Gateway` when
+//!   the upstream cannot be reached or fails, `504 Gateway Timeout` when its response head does
+//!   not arrive within [`ForwardOptions::timeout`].
+//!
+//! Bodies are never collected: the request's `Incoming` body is handed to the upstream client
+//! as it is, and the upstream's `Incoming` response body is boxed ([`ProxyBody`]) and streamed
+//! back frame by frame.
+//!
+//! # Example
+//!
+//! A bare forwarding proxy (no UMA), served with [`serve`](crate::serve):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use uma_proxy::{ForwardOptions, Upstream, forwarding_service, serve};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let upstream = Upstream::parse("http://127.0.0.1:9000")?;
+//! let forward = forwarding_service(upstream, ForwardOptions::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! serve(listener, forward, std::future::pending(), Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Serialize;
+use tower_service::Service;
+use tower_uma::UmaPrincipal;
+
+use crate::metrics as m;
+
+/// The error type of proxy bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response the proxy sends: the upstream's streamed body, the layer's empty
+/// refusals, or the proxy's own short error texts.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// `X-Uma-Subject`: the RPT's `sub`.
+pub const X_UMA_SUBJECT: HeaderName = HeaderName::from_static("x-uma-subject");
+/// `X-Uma-Client-Id`: the RPT's `client_id`.
+pub const X_UMA_CLIENT_ID: HeaderName = HeaderName::from_static("x-uma-client-id");
+/// `X-Uma-Permissions`: a JSON array of `{"resource_id", "resource_scopes"}` objects (ASCII
+/// only: other characters are `\u` escapes).
+pub const X_UMA_PERMISSIONS: HeaderName = HeaderName::from_static("x-uma-permissions");
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The headers the proxy alone may set; whatever a client sends under these names is removed
+/// before anything else sees the request.
+pub const UMA_HEADERS: [HeaderName; 3] = [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS];
+
+/// The address of the client a request came from, inserted into the request extensions by
+/// [`serve`](crate::serve) (used for `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Where requests go: `http://HOST:PORT` with an optional base path.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    authority: Authority,
+    /// Empty, or starts with `/` and has no trailing `/`.
+    base_path: String,
+}
+
+impl Upstream {
+    /// Parses `http://HOST:PORT[/BASE]`.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong: not a URL, not `http`, user info, a query or a
+    /// fragment.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use uma_proxy::Upstream;
+    ///
+    /// let up = Upstream::parse("http://127.0.0.1:9000/api/")?;
+    /// assert_eq!(up.to_string(), "http://127.0.0.1:9000/api");
+    /// assert!(Upstream::parse("https://example.com").is_err());
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url =
+            url::Url::parse(text).map_err(|e| format!("{text:?} is not an absolute URL: {e}"))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "{text:?}: only http:// upstreams are supported (scheme {:?})",
+                url.scheme()
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "{text:?}: user info is not allowed in the upstream URL"
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "{text:?}: the upstream URL may not have a query or a fragment"
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("{text:?} has no host"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let authority: Authority = format!("{host}:{port}")
+            .parse()
+            .map_err(|e| format!("{text:?}: unusable host: {e}"))?;
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            authority,
+            base_path,
+        })
+    }
+
+    /// The upstream URI for a request's path and query.
+    fn uri_for(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        let pq = pq.map_or("/", PathAndQuery::as_str);
+        let pq = if self.base_path.is_empty() {
+            PathAndQuery::try_from(pq)?
+        } else {
+            PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
+        };
+        Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.base_path)
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Upstream({self})")
+    }
+}
+
+/// Settings of [`forwarding_service`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ForwardOptions {
+    /// How long the upstream may take, from sending the request (body included) to its
+    /// response head; then `504`. The response body that follows is not timed. Defaults to
+    /// 30 s.
+    pub timeout: Duration,
+    /// Whether the client's `Authorization` header reaches the upstream. Defaults to `true`.
+    pub forward_authorization: bool,
+    /// How long an idle pooled upstream connection is kept. Defaults to 90 s.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        Self {
+            timeout: crate::config::DEFAULT_UPSTREAM_TIMEOUT,
+            forward_authorization: true,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl ForwardOptions {
+    /// Sets [`timeout`](Self::timeout). Defaults to 30 s.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`forward_authorization`](Self::forward_authorization). Defaults to `true`.
+    #[must_use]
+    pub fn forward_authorization(mut self, forward: bool) -> Self {
+        self.forward_authorization = forward;
+        self
+    }
+}
+
+/// Builds the forwarding service to `upstream`: the proxy without `UmaLayer`. See the
+/// [module docs](crate::forward) for what it does to each request.
+///
+/// Must be called inside a Tokio runtime (the connection pool spawns its tasks there).
+pub fn forwarding_service(upstream: Upstream, options: ForwardOptions) -> Forward {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(options.pool_idle_timeout)
+        .build(connector);
+    Forward {
+        client,
+        shared: Arc::new(Shared { upstream, options }),
+    }
+}
+
+/// The forwarding service; see [`forwarding_service`]. Cloning is cheap (a pooled client and
+/// an `Arc`).
+#[derive(Clone)]
+pub struct Forward {
+    client: Client<HttpConnector, Incoming>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    upstream: Upstream,
+    options: ForwardOptions,
+}
+
+impl fmt::Debug for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forward")
+            .field("upstream", &self.shared.upstream)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<Request<Incoming>> for Forward {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.forward(req).await) })
+    }
+}
+
+impl Forward {
+    async fn forward(self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let (mut parts, body) = req.into_parts();
+        let uri = match self.shared.upstream.uri_for(parts.uri.path_and_query()) {
+            Ok(uri) => uri,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the upstream URI");
+                return error_response(StatusCode::BAD_GATEWAY);
+            }
+        };
+        let client_addr = parts.extensions.get::<ClientAddr>().copied();
+        let principal = parts.extensions.remove::<UmaPrincipal>();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        headers.remove(header::HOST);
+        for name in &UMA_HEADERS {
+            headers.remove(name);
+        }
+        if !self.shared.options.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        if let Some(p) = &principal
+            && let Err(what) = set_principal_headers(headers, p)
+        {
+            tracing::warn!(
+                token.fingerprint = %p.token_fingerprint,
+                "the RPT's {what} cannot be sent in a header (control characters); refusing the request"
+            );
+            return error_response(StatusCode::BAD_GATEWAY);
+        }
+        set_forwarded(headers, client_addr, original_host);
+
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let upstream_req = Request::from_parts(parts, body);
+
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(
+            self.shared.options.timeout,
+            self.client.request(upstream_req),
+        )
+        .await
+        {
+            Err(_) => {
+                m::upstream("timeout", started.elapsed());
+                tracing::warn!(
+                    upstream = %self.shared.upstream,
+                    timeout_ms = self.shared.options.timeout.as_millis() as u64,
+                    "the upstream did not answer in time"
+                );
+                error_response(StatusCode::GATEWAY_TIMEOUT)
+            }
+            Ok(Err(e)) => {
+                m::upstream("error", started.elapsed());
+                tracing::warn!(upstream = %self.shared.upstream, error = %error_chain(&e), "the upstream request failed");
+                error_response(StatusCode::BAD_GATEWAY)
+            }
+            Ok(Ok(resp)) => {
+                m::upstream("ok", started.elapsed());
+                let (mut parts, body) = resp.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+            }
+        }
+    }
+}
+
+/// `error: cause: cause…`, for logs.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The proxy's own answer: the status and its reason as plain text.
+pub(crate) fn error_response(status: StatusCode) -> Response<ProxyBody> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("error"));
+    let mut resp = Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The hop-by-hop headers of RFC 9110 §7.6.1 (and the old `Keep-Alive`/`Proxy-Connection`).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes the hop-by-hop headers, those named by `Connection` included, and `Upgrade`.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: Option<ClientAddr>,
+    original_host: Option<HeaderValue>,
+) {
+    if let Some(ClientAddr(addr)) = client {
+        let ip = addr.ip().to_canonical().to_string();
+        let prior: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = if prior.is_empty() {
+            ip
+        } else {
+            format!("{}, {ip}", prior.join(", "))
+        };
+        headers.remove(&X_FORWARDED_FOR);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match original_host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PermissionHeader<'a> {
+    resource_id: &'a str,
+    resource_scopes: &'a [String],
+}
+
+/// Sets the three `X-Uma-*` headers; `Err(field)` when a value holds control characters.
+fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<(), &'static str> {
+    if let Some(sub) = &p.subject {
+        let v = HeaderValue::from_bytes(sub.as_bytes()).map_err(|_| "sub")?;
+        headers.insert(X_UMA_SUBJECT, v);
+    }
+    if let Some(client_id) = &p.client_id {
+        let v = HeaderValue::from_bytes(client_id.as_bytes()).map_err(|_| "client_id")?;
+        headers.insert(X_UMA_CLIENT_ID, v);
+    }
+    let perms: Vec<PermissionHeader<'_>> = p
+        .permissions
+        .iter()
+        .map(|p| PermissionHeader {
+            resource_id: &p.resource_id,
+            resource_scopes: &p.resource_scopes,
+        })
+        .collect();
+    let json = serde_json::to_string(&perms).map_err(|_| "permissions")?;
+    let v = HeaderValue::from_str(&ascii_json(&json)).map_err(|_| "permissions")?;
+    headers.insert(X_UMA_PERMISSIONS, v);
+    Ok(())
+}
+
+/// Escapes every non-ASCII character of serialised JSON as `\uXXXX` (surrogate pairs above
+/// the BMP). Outside strings JSON is ASCII already, so the result is equivalent JSON that fits
+/// a header value.
+fn ascii_json(json: &str) -> String {
+    if json.is_ascii() {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        let up = Upstream::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(
+            up.uri_for(Some(&PathAndQuery::from_static("/a/b?c=d")))
+                .unwrap(),
+            "http://127.0.0.1:9000/a/b?c=d"
+        );
+        let up = Upstream::parse("http://localhost/api/").unwrap();
+        assert_eq!(up.to_string(), "http://localhost:80/api");
+        assert_eq!(
+            up.uri_for(Some(&PathAndQuery::from_static("/x?y")))
+                .unwrap(),
+            "http://localhost:80/api/x?y"
+        );
+        assert_eq!(up.uri_for(None).unwrap(), "http://localhost:80/api/");
+        for bad in [
+            "https://a.test",
+            "a.test:80",
+            "http://u:p@a.test",
+            "http://a.test/?q",
+            "ftp://a",
+        ] {
+            assert!(Upstream::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic x"),
+        );
+        h.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-end-to-end"));
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let addr = ClientAddr("127.0.0.1:5555".parse().unwrap());
+        set_forwarded(
+            &mut h,
+            Some(addr),
+            Some(HeaderValue::from_static("proxy:8080")),
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert_eq!(h[X_FORWARDED_HOST], "proxy:8080");
+    }
+
+    #[test]
+    fn non_ascii_json_is_escaped() {
+        let json = serde_json::to_string(&["é", "𝄞", "a\"b"]).unwrap();
+        let ascii = ascii_json(&json);
+        assert!(ascii.is_ascii());
+        let back: Vec<String> = serde_json::from_str(&ascii).unwrap();
+        assert_eq!(back, ["é", "𝄞", "a\"b"]);
+    }
+}

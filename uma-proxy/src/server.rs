@@ -1,0 +1,358 @@
+//! Serving: the accept loop with graceful shutdown, the admin listener, and [`run`], the whole
+//! proxy from a [`Config`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use uma_proxy::{Config, Overrides, run};
+//!
+//! # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_path("proxy.toml".as_ref(), &Overrides::default())?;
+//! let ctrl_c = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! run(config, None, |addr| eprintln!("serving on {addr}"), ctrl_c).await?;
+//! # Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_service::Service;
+use tower_uma::UmaLayer;
+
+use crate::config::Config;
+use crate::forward::{ClientAddr, ForwardOptions, ProxyBody, UMA_HEADERS, forwarding_service};
+use crate::metrics as m;
+
+/// How [`serve`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Drain {
+    /// Every request in flight finished.
+    Complete,
+    /// The grace period ended first; the remaining connections were dropped.
+    TimedOut,
+}
+
+/// Serves HTTP/1.1 on `listener` with `service` until `shutdown` completes; then stops
+/// accepting, lets requests in flight finish for at most `grace`, and returns.
+///
+/// Before `service` sees a request, every `X-Uma-Subject`, `X-Uma-Client-Id` and
+/// `X-Uma-Permissions` header the client sent is removed (so they cannot be spoofed, whatever
+/// route the request takes), and a [`ClientAddr`] is put in its extensions. Connections keep
+/// alive; an idle one is closed at shutdown, a busy one after its current response.
+///
+/// `service` is the UMA proxy (`UmaLayer::layer(forward)`) or the bare
+/// [`forwarding_service`]; see the [`forward`](crate::forward) module for an example.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Drain
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let per_request = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            for name in &UMA_HEADERS {
+                req.headers_mut().remove(name);
+            }
+            req.extensions_mut().insert(ClientAddr(peer));
+            service.clone().oneshot(req)
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), per_request));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, client = %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => Drain::Complete,
+        Err(_) => Drain::TimedOut,
+    }
+}
+
+/// The admin service: `GET /healthz` (`200 ok` once `ready`, `503 starting` before) and
+/// `GET /metrics` (the Prometheus text rendering of `metrics`; `404` without a handle).
+pub fn admin_service(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |req: Request<Incoming>| {
+        let ready = ready.load(Ordering::Acquire);
+        let metrics = metrics.clone();
+        async move {
+            let get = req.method() == Method::GET || req.method() == Method::HEAD;
+            let (status, content_type, body) = match (get, req.uri().path()) {
+                (true, "/healthz") if ready => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+                (true, "/healthz") => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "starting: the first sync with the authorization server has not succeeded yet\n"
+                        .to_owned(),
+                ),
+                (true, "/metrics") => match &metrics {
+                    Some(handle) => {
+                        handle.run_upkeep();
+                        (
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4",
+                            handle.render(),
+                        )
+                    }
+                    None => (StatusCode::NOT_FOUND, "text/plain", "no metrics recorder\n".to_owned()),
+                },
+                (false, "/healthz" | "/metrics") => (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "method not allowed\n".to_owned(),
+                ),
+                _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+            };
+            let mut resp = Response::new(
+                Full::new(Bytes::from(body))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            *resp.status_mut() = status;
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            Ok::<_, Infallible>(resp)
+        }
+    })
+}
+
+/// Why [`run`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// An address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// `listen` or `admin_listen`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The layer refused its configuration (a problem no retry can fix).
+    #[error("the UMA configuration is not usable: {0}")]
+    Layer(#[source] tower_uma::Error),
+}
+
+impl RunError {
+    /// Whether the configuration is at fault (the binary exits with 2, else 1).
+    #[must_use]
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Layer(_))
+    }
+}
+
+/// The first retry delay while the AS cannot be reached at start.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Builds the layer, retrying with exponential backoff (0.2 s doubling up to 10 s) while the
+/// AS cannot be reached or refuses to cooperate (discovery, PAT, registration); each failure
+/// is a WARN event saying so. A configuration error is returned at once.
+///
+/// # Errors
+///
+/// The layer's configuration errors ([`tower_uma::ErrorKind::Config`]).
+pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_uma::Error> {
+    let mut delay = FIRST_BACKOFF;
+    let mut attempt: u32 = 1;
+    loop {
+        match crate::uma::build_layer(config).await {
+            Ok(layer) => return Ok(layer),
+            Err(e) if e.is_config() => return Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %e,
+                    "the authorization server is not reachable or not ready; retrying in {:.1}s",
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Runs the proxy of `config` until `shutdown` completes.
+///
+/// 1. Binds `listen` (and `admin_listen`, whose `/healthz` answers `503` until step 3).
+/// 2. Discovers the AS and registers the resources, retrying while the AS cannot be reached
+///    (see [`build_layer_with_retry`]); `shutdown` during this step ends the run cleanly.
+/// 3. Calls `on_listening` with the bound address and serves: `X-Uma-*` stripping, then the
+///    layer, then the [`forwarding_service`].
+/// 4. On `shutdown`: stops accepting, waits at most `shutdown_timeout` for requests in flight.
+///
+/// `metrics` is the handle of an installed Prometheus recorder, rendered on `/metrics`.
+///
+/// # Errors
+///
+/// [`RunError::Bind`] when an address cannot be bound, [`RunError::Layer`] for a
+/// configuration the layer refuses.
+pub async fn run(
+    config: Config,
+    metrics: Option<PrometheusHandle>,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            what: "listen",
+            addr: config.listen,
+            source,
+        })?;
+    let ready = Arc::new(AtomicBool::new(false));
+    m::describe();
+    m::ready(false);
+
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            let admin_listener =
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| RunError::Bind {
+                        what: "admin_listen",
+                        addr,
+                        source,
+                    })?;
+            if let Ok(local) = admin_listener.local_addr() {
+                tracing::info!(address = %local, "admin listening on http://{local}");
+            }
+            let service = admin_service(Arc::clone(&ready), metrics);
+            Some(tokio::spawn(serve(
+                admin_listener,
+                service,
+                async {
+                    let _ = admin_stopped.await;
+                },
+                Duration::from_secs(1),
+            )))
+        }
+        None => None,
+    };
+    let stop_admin = move || async move {
+        let _ = admin_stop.send(());
+        if let Some(task) = admin {
+            let _ = task.await;
+        }
+    };
+
+    tokio::pin!(shutdown);
+    tracing::info!(
+        issuer = config.authorization_server.issuer.as_deref().unwrap_or("(endpoints set one by one)"),
+        client_id = %config.authorization_server.client_id,
+        "connecting to the authorization server"
+    );
+    let layer = tokio::select! {
+        () = &mut shutdown => {
+            tracing::info!("shutdown requested before the first sync; stopping");
+            stop_admin().await;
+            return Ok(());
+        }
+        built = build_layer_with_retry(&config) => match built {
+            Ok(layer) => layer,
+            Err(e) => {
+                stop_admin().await;
+                return Err(RunError::Layer(e));
+            }
+        },
+    };
+    let declared = config.resources.iter().filter(|r| r.decl.is_some()).count();
+    tracing::info!(
+        resources = declared,
+        upstream = %config.upstream,
+        "resources synced with the authorization server; ready"
+    );
+    ready.store(true, Ordering::Release);
+    m::ready(true);
+
+    let options = ForwardOptions::default()
+        .timeout(config.upstream_timeout)
+        .forward_authorization(config.forward_authorization);
+    let service = tower::Layer::layer(&layer, forwarding_service(config.upstream.clone(), options));
+    let local = listener.local_addr().map_err(|source| RunError::Bind {
+        what: "listen",
+        addr: config.listen,
+        source,
+    })?;
+    on_listening(local);
+
+    let grace = config.shutdown_timeout;
+    let announced = async move {
+        shutdown.await;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: no new connections; finishing requests in flight"
+        );
+    };
+    let drained = serve(listener, service, announced, grace).await;
+    ready.store(false, Ordering::Release);
+    m::ready(false);
+    stop_admin().await;
+    match drained {
+        Drain::Complete => tracing::info!("stopped"),
+        Drain::TimedOut => tracing::warn!(
+            "stopped: shutdown_timeout passed with requests still in flight; their connections were closed"
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! From a [`Config`] to an [`UmaLayer`]: discovery or endpoints named one by one, the dialect,
+//! the cache and the resources.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use uma_proxy::{Config, Overrides, build_layer};
+//!
+//! # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_path("proxy.toml".as_ref(), &Overrides::default())?;
+//! let layer = build_layer(&config).await?; // discovery and resource registration, once
+//! # let _ = layer; Ok(()) }
+//! ```
+
+use tower_uma::{PatGrant, UmaLayer, UmaLayerBuilder};
+
+use crate::config::{AsConfig, Config, Dialect, PatGrantConfig};
+
+/// Builds the layer once: discovery (when `issuer` is set; explicit endpoints override the
+/// discovered ones), the settings of the file, then resource registration.
+///
+/// # Errors
+///
+/// The layer's errors: configuration, transport, discovery, PAT or registration.
+pub async fn build_layer(config: &Config) -> Result<UmaLayer, tower_uma::Error> {
+    let a = &config.authorization_server;
+    let secret = a.client_secret.secret().to_owned();
+    let mut builder = match &a.issuer {
+        Some(issuer) => {
+            let mut discover = UmaLayer::discover(issuer.clone(), a.client_id.clone(), secret)
+                .dialect(layer_dialect(a.dialect))
+                .request_timeout(a.timeout);
+            if a.allow_http {
+                discover = discover.insecure_allow_http();
+            }
+            discover.await?
+        }
+        None => UmaLayer::builder(a.builder_issuer(), a.client_id.clone(), secret),
+    };
+    if let Some(u) = &a.token_endpoint {
+        builder = builder.token_endpoint(u.clone());
+    }
+    if let Some(u) = &a.introspection_endpoint {
+        builder = builder.introspection_endpoint(u.clone());
+    }
+    if let Some(u) = &a.permission_endpoint {
+        builder = builder.permission_endpoint(u.clone());
+    }
+    if let Some(u) = &a.resource_registration_endpoint {
+        builder = builder.resource_registration_endpoint(u.clone());
+    }
+    if let Some(u) = &a.jwks_uri {
+        builder = builder.jwks_uri(u.clone());
+    }
+    if let Some(u) = &a.as_uri {
+        builder = builder.as_uri(u.clone());
+    }
+    if let Some(realm) = &config.realm {
+        builder = builder.realm(realm.clone());
+    }
+    if a.allow_http {
+        builder = builder.insecure_allow_http();
+    }
+    builder = builder
+        .request_timeout(a.timeout)
+        .enforcement(config.enforcement)
+        .unmapped(config.unmapped)
+        .cache(config.cache.build())
+        .resources(config.resource_map());
+    apply_dialect(builder, a).build().await
+}
+
+/// The layer's [`tower_uma::Dialect`] for the file's `dialect`.
+fn layer_dialect(d: Dialect) -> tower_uma::Dialect {
+    match d {
+        Dialect::Standard => tower_uma::Dialect::Standard,
+        Dialect::Keycloak => tower_uma::Dialect::Keycloak,
+        Dialect::Wso2 => tower_uma::Dialect::Wso2,
+    }
+}
+
+/// The one place where `dialect` and `pat_grant` become builder settings.
+///
+/// `dialect` selects the layer's [`tower_uma::Dialect`], which sets its defaults (Keycloak:
+/// introspection with client credentials and `token_type_hint = requesting_party_token`, no
+/// `scope` on the PAT request, scope-less permissions granting every scope of their resource;
+/// WSO2: no discovery, endpoints derived from the issuer's host). `pat_grant = "password"`
+/// (any dialect; WSO2 requires it) obtains the PAT for `resource_owner`.
+pub fn apply_dialect(builder: UmaLayerBuilder, a: &AsConfig) -> UmaLayerBuilder {
+    let mut builder = builder.dialect(layer_dialect(a.dialect));
+    if let PatGrantConfig::Password {
+        resource_owner,
+        password,
+    } = &a.pat_grant
+    {
+        builder = builder.pat_grant(PatGrant::Password {
+            username: resource_owner.clone(),
+            password: password.clone(),
+        });
+    }
+    builder
+}

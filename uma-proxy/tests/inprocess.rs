@@ -1,0 +1,184 @@
+//! The library pieces in-process: `serve`'s header stripping, and the dialect mapping as the
+//! AS sees it.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a test failure"
+)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use tower::{Layer, ServiceExt};
+use uma_proxy::{ClientAddr, Config, Overrides, ProxyBody, build_layer, serve};
+use uma_test_as::{Endpoint, RecordedRequest, RptSpec};
+
+use common::*;
+
+/// The headers and client address a service received.
+type Received = (HeaderMap, Option<ClientAddr>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_strips_uma_headers_before_the_service_sees_the_request() {
+    let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let sink = Arc::clone(&sink);
+        async move {
+            let addr = req.extensions().get::<ClientAddr>().copied();
+            sink.lock().unwrap().push((req.headers().clone(), addr));
+            Ok::<_, Infallible>(Response::new(ProxyBody::default()))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        service,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    let r = send(
+        Method::GET,
+        &format!("http://{addr}/x"),
+        &[
+            ("x-uma-subject", "mallory"),
+            ("X-UMA-CLIENT-ID", "evil"),
+            ("x-uma-permissions", "[]"),
+            ("x-other", "kept"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let _ = stop.send(());
+    assert_eq!(server.await.unwrap(), uma_proxy::Drain::Complete);
+
+    let seen = seen.lock().unwrap();
+    let (headers, client) = &seen[0];
+    for name in ["x-uma-subject", "x-uma-client-id", "x-uma-permissions"] {
+        assert!(headers.get(name).is_none(), "{name} reached the service");
+    }
+    assert_eq!(headers["x-other"], "kept");
+    assert_eq!(
+        client.map(|c| c.0.ip().to_string()).as_deref(),
+        Some("127.0.0.1")
+    );
+}
+
+fn form_value(r: &RecordedRequest, key: &str) -> Option<String> {
+    r.form().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// Calls `layer` around a trivial service with `rpt`; returns the status.
+async fn through_layer(layer: &tower_uma::UmaLayer, rpt: &str) -> StatusCode {
+    let svc = layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    let req = Request::get("/albums/1")
+        .header("authorization", format!("Bearer {rpt}"))
+        .body(())
+        .unwrap();
+    svc.oneshot(req).await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keycloak_dialect_changes_introspection_and_the_pat_request() {
+    let as_ = start_as().await;
+    let text = config(&as_, "http://127.0.0.1:9", "").replace(
+        "allow_http = true",
+        "allow_http = true\ndialect = \"keycloak\"",
+    );
+    let env = |n: &str| (n == SECRET_ENV).then(|| RS_SECRET.to_owned());
+    let config = Config::from_toml_str(&text, "proxy.toml", &Overrides::default(), env).unwrap();
+    let layer = build_layer(&config).await.unwrap();
+    let album = layer.resource_id("album").unwrap();
+    let rpt = as_.mint_rpt(RptSpec::active_for(album, ["view"], 300));
+    assert_eq!(through_layer(&layer, &rpt).await, StatusCode::OK);
+
+    let pat_request = &as_.requests(Endpoint::Token)[0];
+    assert_eq!(
+        form_value(pat_request, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(
+        form_value(pat_request, "scope"),
+        None,
+        "keycloak: no scope on the PAT request"
+    );
+    let introspection = &as_.requests(Endpoint::Introspection)[0];
+    assert!(
+        introspection
+            .header("authorization")
+            .is_some_and(|v| v.starts_with("Basic ")),
+        "keycloak: introspection with client credentials"
+    );
+    assert_eq!(
+        form_value(introspection, "token_type_hint").as_deref(),
+        Some("requesting_party_token")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wso2_with_endpoints_one_by_one_binds_the_pat_to_the_owner() {
+    let as_ = start_as().await;
+    let text = format!(
+        r#"upstream = "http://127.0.0.1:9"
+[authorization_server]
+dialect = "wso2"
+token_endpoint = "{token}"
+introspection_endpoint = "{introspect}"
+permission_endpoint = "{permission}"
+resource_registration_endpoint = "{rreg}"
+allow_http = true
+client_id = "{RS_ID}"
+client_secret_env = "{SECRET_ENV}"
+resource_owner = "alice"
+resource_owner_password_env = "ALICE_PW"
+[[resources]]
+name = "album"
+path = "/albums/{{id}}"
+scopes = {{ GET = ["view"] }}
+"#,
+        token = as_.endpoint_url(Endpoint::Token),
+        introspect = as_.endpoint_url(Endpoint::Introspection),
+        permission = as_.endpoint_url(Endpoint::Permission),
+        rreg = as_.endpoint_url(Endpoint::ResourceRegistration),
+    );
+    let env = |n: &str| match n {
+        SECRET_ENV => Some(RS_SECRET.to_owned()),
+        "ALICE_PW" => Some(ALICE_PW.to_owned()),
+        _ => None,
+    };
+    let config = Config::from_toml_str(&text, "proxy.toml", &Overrides::default(), env).unwrap();
+    let layer = build_layer(&config).await.unwrap();
+    assert_eq!(as_.count(Endpoint::Discovery), 0);
+    assert_eq!(
+        layer.as_uri(),
+        as_.issuer(),
+        "as_uri defaults to the token endpoint's origin"
+    );
+
+    let pat_request = &as_.requests(Endpoint::Token)[0];
+    assert_eq!(
+        form_value(pat_request, "grant_type").as_deref(),
+        Some("password")
+    );
+    assert_eq!(
+        form_value(pat_request, "username").as_deref(),
+        Some("alice")
+    );
+    let album = layer.resource_id("album").unwrap();
+    assert_eq!(
+        as_.resource(&album).unwrap().owner.as_deref(),
+        Some("alice")
+    );
+
+    let rpt = as_.mint_rpt(RptSpec::active_for(album, ["view"], 300));
+    assert_eq!(through_layer(&layer, &rpt).await, StatusCode::OK);
+}
