@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::IntrospectionCache;
 use crate::client::{AsClient, IntrospectionAuth, PermissionBody};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Rules;
+use crate::dialect::Dialect;
 use crate::discovery::{self, DiscoveryDocument, trim_issuer};
 use crate::error::Error;
 use crate::pat::{ClientAuth, PatConfig, PatGrant, PatProvider};
+use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
 use crate::service::Uma;
 use crate::token::ClientSecret;
-use crate::IntrospectionCache;
-use crate::dialect::Dialect;
-use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 
 /// What happens to a request that matches no mapped route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -76,6 +76,32 @@ pub(crate) struct Shared {
     pub(crate) unmapped: Unmapped,
     pub(crate) rules: Rules,
     pub(crate) clock: Arc<dyn Clock>,
+    #[cfg(feature = "jwt")]
+    pub(crate) rpt_validation: crate::jwt::RptValidation,
+    #[cfg(feature = "jwt")]
+    pub(crate) jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+}
+
+impl Shared {
+    /// Checks an RPT as configured: by introspection, or locally when it is a JWT.
+    pub(crate) async fn check_rpt(
+        &self,
+        token: &crate::token::Rpt,
+    ) -> Result<crate::introspect::Introspection, crate::introspect::IntrospectError> {
+        #[cfg(feature = "jwt")]
+        if let Some(verifier) = &self.jwt {
+            use crate::jwt::RptValidation;
+            match (self.rpt_validation, verifier.verify(token).await?) {
+                (_, Some(result)) => return Ok(result),
+                // Local only: a token that is not a JWT cannot be valid.
+                (RptValidation::Local, None) => {
+                    return Ok(crate::introspect::Introspection::inactive());
+                }
+                _ => {}
+            }
+        }
+        self.client.introspect(token).await
+    }
 }
 
 impl<S> Layer<S> for UmaLayer {
@@ -268,6 +294,10 @@ pub struct UmaLayerBuilder {
     leeway: Duration,
     empty_scopes_grant_all: Option<bool>,
     sync: ResourceSyncMode,
+    #[cfg(feature = "jwt")]
+    rpt_validation: crate::jwt::RptValidation,
+    #[cfg(feature = "jwt")]
+    jwt: crate::jwt::JwtValidation,
     cache: Option<IntrospectionCache>,
     clock: Arc<dyn Clock>,
     http_client: Option<reqwest::Client>,
@@ -322,6 +352,10 @@ impl UmaLayerBuilder {
             leeway: Duration::ZERO,
             empty_scopes_grant_all: None,
             sync: ResourceSyncMode::default(),
+            #[cfg(feature = "jwt")]
+            rpt_validation: crate::jwt::RptValidation::default(),
+            #[cfg(feature = "jwt")]
+            jwt: crate::jwt::JwtValidation::new(),
             cache: None,
             clock: Arc::new(SystemClock),
             http_client: None,
@@ -412,6 +446,28 @@ impl UmaLayerBuilder {
     /// discovered one.
     pub fn jwks_uri(mut self, url: impl Into<String>) -> Self {
         self.jwks_uri = Some(url.into());
+        self
+    }
+
+    /// How RPTs are checked: by introspection, by verifying JWT RPTs locally against the
+    /// AS's keys, or locally for JWTs and by introspection for the rest. Local results go
+    /// through the same cache and decision as introspected ones. Defaults to
+    /// [`RptValidation::Introspect`](crate::RptValidation::Introspect).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn rpt_validation(mut self, mode: crate::jwt::RptValidation) -> Self {
+        self.rpt_validation = mode;
+        self
+    }
+
+    /// The checks of local JWT validation (issuer, audiences, algorithms, key refetch
+    /// interval). Unset values are filled in at build: the JWKS from discovery or
+    /// [`jwks_uri`](Self::jwks_uri), the issuer, and the client id as audience. Defaults to
+    /// [`JwtValidation::new`](crate::JwtValidation::new).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn jwt_validation(mut self, validation: crate::jwt::JwtValidation) -> Self {
+        self.jwt = validation;
         self
     }
 
@@ -647,7 +703,10 @@ impl UmaLayerBuilder {
         fill(&mut self.token_endpoint, derived.token);
         fill(&mut self.introspection_endpoint, derived.introspection);
         fill(&mut self.permission_endpoint, derived.permission);
-        fill(&mut self.resource_registration_endpoint, derived.registration);
+        fill(
+            &mut self.resource_registration_endpoint,
+            derived.registration,
+        );
         fill(&mut self.jwks_uri, derived.jwks);
         let allow_http = self.allow_http;
         let need = |name: &str, v: &Option<String>| -> Result<String, Error> {
@@ -698,7 +757,10 @@ impl UmaLayerBuilder {
                 client_secret: self.client_secret.clone(),
                 client_auth: self.client_auth,
                 grant: self.pat_grant.clone(),
-                scope: self.pat_scope.clone().unwrap_or_else(|| dialect.pat_scope()),
+                scope: self
+                    .pat_scope
+                    .clone()
+                    .unwrap_or_else(|| dialect.pat_scope()),
             },
         ));
         let client = Arc::new(AsClient {
@@ -718,13 +780,41 @@ impl UmaLayerBuilder {
             client_secret: self.client_secret.clone(),
             client_auth: self.client_auth,
         });
-        let registrar = self.resource_registration_endpoint.clone().map(|endpoint| Registrar {
-            client: Arc::clone(&client),
-            endpoint,
-            dialect,
-        });
+        #[cfg(feature = "jwt")]
+        let jwt = if self.rpt_validation == crate::jwt::RptValidation::Introspect {
+            None
+        } else {
+            let mut v = self.jwt.clone();
+            v.fill_defaults(
+                self.jwks_uri.as_deref(),
+                trim_issuer(&self.issuer),
+                &self.client_id,
+            );
+            v.validate()
+                .map_err(|e| Error::config(format!("invalid JWT validation: {e}")))?;
+            if let Some(u) = v.configured_jwks_uri() {
+                check_url("jwks_uri", u, allow_http)?;
+            }
+            Some(Arc::new(crate::jwt::JwtVerifier::new(
+                client.http.clone(),
+                v,
+                Arc::clone(&self.clock),
+            )))
+        };
+        let registrar = self
+            .resource_registration_endpoint
+            .clone()
+            .map(|endpoint| Registrar {
+                client: Arc::clone(&client),
+                endpoint,
+                dialect,
+            });
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
         Ok(Prepared {
+            #[cfg(feature = "jwt")]
+            rpt_validation: self.rpt_validation,
+            #[cfg(feature = "jwt")]
+            jwt,
             rules: Rules {
                 leeway,
                 empty_scopes_grant_all: self
@@ -751,6 +841,10 @@ impl UmaLayerBuilder {
 
 /// A validated configuration, before the resource sync.
 struct Prepared {
+    #[cfg(feature = "jwt")]
+    rpt_validation: crate::jwt::RptValidation,
+    #[cfg(feature = "jwt")]
+    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     realm: String,
     as_uri: String,
     namespace: String,
@@ -787,6 +881,10 @@ impl Prepared {
                 unmapped: self.unmapped,
                 rules: self.rules,
                 clock: self.clock,
+                #[cfg(feature = "jwt")]
+                rpt_validation: self.rpt_validation,
+                #[cfg(feature = "jwt")]
+                jwt: self.jwt,
             }),
         }
     }

@@ -54,6 +54,8 @@
 //! - `rustls` (default): TLS to the AS with rustls.
 //! - `native-tls`: TLS to the AS with the platform's library.
 //! - `axum`: [`UmaPrincipal`] as an axum extractor.
+//! - `jwt`: local validation of JWT RPTs against the AS's JWKS (`RptValidation`,
+//!   `JwtValidation`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
@@ -68,6 +70,8 @@ mod error;
 mod extract;
 mod future;
 mod introspect;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod layer;
 mod metrics;
 mod pat;
@@ -89,6 +93,9 @@ pub use error::{Error, ErrorKind};
 pub use extract::MissingPrincipal;
 pub use future::ResponseFuture;
 pub use introspect::{Introspection, ParseError, Permission};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jwt::{JwtValidation, RptValidation};
 pub use layer::{Discover, UmaLayer, UmaLayerBuilder, Unmapped};
 pub use pat::{ClientAuth, PatGrant};
 pub use principal::{Rejection, UmaPrincipal};

@@ -250,7 +250,7 @@ where
         let fetched = shared
             .cache
             .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, move || async move {
-                fetch_shared.client.introspect(&fetch_token).await
+                fetch_shared.check_rpt(&fetch_token).await
             })
             .await;
         match fetched {

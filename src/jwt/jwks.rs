@@ -1,0 +1,349 @@
+//! The AS's JSON Web Key Set (RFC 7517 §5): fetched lazily, cached by `kid`, refetched when a
+//! token names a key the cache does not hold, at most once per refetch interval.
+//!
+//! # Concurrent calls
+//!
+//! Lookups read the cache under a short, never-awaited `std` lock. A lookup that misses and
+//! may refetch takes an async mutex; whoever gets it first fetches, and everyone who waited
+//! behind it sees that fetch's result instead of fetching again (one fetch per burst). Every
+//! attempt, successful or not, starts the interval anew, so neither a stream of tokens with
+//! invented `kid`s nor an unreachable JWKS can make the layer call the AS more often than
+//! once per interval. A failed attempt keeps the keys already cached.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::error::describe_transport;
+use crate::introspect::IntrospectError;
+
+/// The largest JWKS document read, in bytes; a larger answer is treated as unparsable.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// Counter with label `outcome` (`ok` | `unreachable` | `timeout` | `status` | `unparsable`):
+/// JWKS fetches.
+const JWKS_FETCHES: &str = "uma_jwks_fetches_total";
+
+const RSA_ALGS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// One usable verification key.
+pub(super) struct Key {
+    pub(super) kid: Option<String>,
+    pub(super) key: DecodingKey,
+    /// The algorithms this key type and curve can verify.
+    algs: &'static [Algorithm],
+    /// The JWK's own `alg`, if it has one: then only that algorithm is accepted.
+    pinned: Option<Algorithm>,
+}
+
+impl Key {
+    /// Whether a token signed with `alg` may be checked with this key.
+    pub(super) fn fits(&self, alg: Algorithm) -> bool {
+        self.algs.contains(&alg)
+            && self.pinned.is_none_or(|p| p == alg)
+            && self.key.family() == alg.family()
+    }
+
+    /// Turns one JWK into a verification key, or says why it is skipped.
+    fn from_jwk(jwk: &Jwk) -> Result<Self, &'static str> {
+        match &jwk.common.public_key_use {
+            None | Some(PublicKeyUse::Signature) => {}
+            Some(_) => return Err("not a signature key (`use`)"),
+        }
+        if let Some(ops) = &jwk.common.key_operations
+            && !ops.contains(&KeyOperations::Verify)
+        {
+            return Err("`key_ops` does not include verify");
+        }
+        let algs: &'static [Algorithm] = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => RSA_ALGS,
+            AlgorithmParameters::EllipticCurve(p) => match p.curve {
+                EllipticCurve::P256 => &[Algorithm::ES256],
+                EllipticCurve::P384 => &[Algorithm::ES384],
+                _ => return Err("unsupported EC curve"),
+            },
+            AlgorithmParameters::OctetKeyPair(p) => match p.curve {
+                EllipticCurve::Ed25519 => &[Algorithm::EdDSA],
+                _ => return Err("unsupported OKP curve"),
+            },
+            // A symmetric key has no business in a public key set; never verify with one.
+            AlgorithmParameters::OctetKey(_) => return Err("symmetric key"),
+            _ => return Err("unsupported key type"),
+        };
+        let pinned = match jwk.common.key_algorithm {
+            None => None,
+            Some(a) => {
+                let alg = Algorithm::try_from(a).map_err(|_| "unsupported `alg`")?;
+                if !algs.contains(&alg) {
+                    return Err("`alg` does not fit the key type");
+                }
+                Some(alg)
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|_| "unreadable key material")?;
+        Ok(Self {
+            kid: jwk.common.key_id.clone(),
+            key,
+            algs,
+            pinned,
+        })
+    }
+}
+
+/// What the cache holds for a token's `kid` and `alg`.
+pub(super) enum Lookup {
+    /// A key that fits.
+    Found(Arc<Key>),
+    /// The key exists but its type, curve or `alg` does not fit the token's `alg`.
+    Incompatible,
+    /// No such key (or, for a token without `kid`, not exactly one key to try).
+    Missing,
+}
+
+#[derive(Default)]
+struct Cached {
+    keys: Vec<Arc<Key>>,
+    /// When the last fetch attempt ended, successful or not.
+    attempted: Option<Instant>,
+    /// Why the last attempt failed; `None` after a success.
+    last_error: Option<IntrospectError>,
+    /// Counts finished attempts, so that a waiter can tell that someone else fetched.
+    generation: u64,
+}
+
+impl Cached {
+    fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
+        let candidate = match kid {
+            Some(kid) => {
+                let mut named = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .peekable();
+                if named.peek().is_none() {
+                    return Lookup::Missing;
+                }
+                named.find(|k| k.fits(alg))
+            }
+            None => match self.keys.as_slice() {
+                [only] => Some(only).filter(|k| k.fits(alg)),
+                _ => return Lookup::Missing,
+            },
+        };
+        candidate.map_or(Lookup::Incompatible, |k| Lookup::Found(Arc::clone(k)))
+    }
+
+    /// The answer for a key the cache does not hold: the last attempt's error if it failed.
+    fn miss(&self) -> Result<Lookup, IntrospectError> {
+        match &self.last_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(Lookup::Missing),
+        }
+    }
+}
+
+/// The cached key set of one AS.
+pub(super) struct KeySet {
+    http: reqwest::Client,
+    uri: String,
+    refetch_interval: Duration,
+    cached: RwLock<Cached>,
+    refetch: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cached = self.read();
+        let kids: Vec<&str> = cached
+            .keys
+            .iter()
+            .map(|k| k.kid.as_deref().unwrap_or("-"))
+            .collect();
+        f.debug_struct("KeySet")
+            .field("uri", &self.uri)
+            .field("refetch_interval", &self.refetch_interval)
+            .field("kids", &kids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    pub(super) fn new(http: reqwest::Client, uri: String, refetch_interval: Duration) -> Self {
+        Self {
+            http,
+            uri,
+            refetch_interval,
+            cached: RwLock::new(Cached::default()),
+            refetch: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cached> {
+        // Nothing panics while holding the lock; a poisoned lock still holds a consistent set.
+        self.cached.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Finds the key for `kid` and `alg`, fetching the set the first time and refetching it
+    /// on a miss when the last attempt is at least one refetch interval old.
+    ///
+    /// `Err` only when the key is not cached and the last fetch attempt failed.
+    pub(super) async fn find(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Lookup, IntrospectError> {
+        let seen = {
+            let cached = self.read();
+            match cached.lookup(kid, alg) {
+                Lookup::Missing => {}
+                hit => return Ok(hit),
+            }
+            if !self.may_fetch(&cached) {
+                return cached.miss();
+            }
+            cached.generation
+        };
+        let _one_fetch = self.refetch.lock().await;
+        let fetched_meanwhile = self.read().generation != seen;
+        if !fetched_meanwhile {
+            self.fetch().await;
+        }
+        let cached = self.read();
+        match cached.lookup(kid, alg) {
+            Lookup::Missing => cached.miss(),
+            hit => Ok(hit),
+        }
+    }
+
+    fn may_fetch(&self, cached: &Cached) -> bool {
+        cached
+            .attempted
+            .is_none_or(|at| at.elapsed() >= self.refetch_interval)
+    }
+
+    /// The number of keys cached (for tests and `Debug`).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.read().keys.len()
+    }
+
+    /// Fetches the set once and records the outcome.
+    async fn fetch(&self) {
+        let span = tracing::debug_span!(
+            "uma.jwks.fetch",
+            url.full = %self.uri,
+            http.status_code = tracing::field::Empty,
+            uma.jwks.keys = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let result = self.fetch_inner().instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(IntrospectError::Timeout) => "timeout",
+            Err(IntrospectError::Status(_)) => "status",
+            Err(IntrospectError::Unparsable) => "unparsable",
+            Err(_) => "unreachable",
+        };
+        metrics::counter!(JWKS_FETCHES, "outcome" => outcome).increment(1);
+        match &result {
+            Ok(keys) => {
+                span.record("uma.jwks.keys", keys.len());
+                if keys.is_empty() {
+                    tracing::warn!(parent: &span, "the JWKS holds no usable signature key");
+                }
+            }
+            Err(e) => {
+                span.record("error", tracing::field::display(e));
+                tracing::warn!(
+                    parent: &span,
+                    error = %e,
+                    "JWKS fetch failed; keeping the keys already cached"
+                );
+            }
+        }
+        // The write lock is taken last and held only to swap the state.
+        let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+        cached.attempted = Some(Instant::now());
+        cached.generation = cached.generation.wrapping_add(1);
+        match result {
+            Ok(keys) => {
+                cached.keys = keys;
+                cached.last_error = None;
+            }
+            Err(e) => cached.last_error = Some(e),
+        }
+    }
+
+    async fn fetch_inner(&self) -> Result<Vec<Arc<Key>>, IntrospectError> {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                IntrospectError::Timeout
+            } else {
+                tracing::debug!(cause = describe_transport(&e), "JWKS request failed");
+                IntrospectError::Unreachable
+            }
+        };
+        let mut resp = self
+            .http
+            .get(&self.uri)
+            .header(
+                http::header::ACCEPT,
+                "application/jwk-set+json, application/json",
+            )
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        tracing::Span::current().record("http.status_code", status.as_u16());
+        if status != http::StatusCode::OK {
+            return Err(IntrospectError::Status(status.as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                tracing::debug!(limit = MAX_JWKS_BYTES, "JWKS document too large");
+                return Err(IntrospectError::Unparsable);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_key_set(&body)
+    }
+}
+
+/// Reads a JWKS document, keeping the keys usable for signature verification. Keys that are
+/// unusable (encryption keys, symmetric keys, unknown types or curves, an `alg` that does not
+/// fit) are skipped; a document that is not `{"keys": [...]}` is an error.
+pub(super) fn parse_key_set(body: &[u8]) -> Result<Vec<Arc<Key>>, IntrospectError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| IntrospectError::Unparsable)?;
+    let items = value
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(IntrospectError::Unparsable)?;
+    let mut keys = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let parsed = serde_json::from_value::<Jwk>(item.clone())
+            .map_err(|_| "not a JWK")
+            .and_then(|jwk| Key::from_jwk(&jwk));
+        match parsed {
+            Ok(key) => keys.push(Arc::new(key)),
+            Err(why) => {
+                let kid = item.get("kid").and_then(Value::as_str).unwrap_or("-");
+                tracing::debug!(index, kid, why, "skipping a JWKS key");
+            }
+        }
+    }
+    Ok(keys)
+}

@@ -1,0 +1,599 @@
+//! Local validation of JWT RPTs: the signature against the AS's JSON Web Key Set, then
+//! `iss`, `aud`, `exp` and `nbf`, then the permissions the token carries (uma-wire §8).
+//!
+//! FedAuthz §5 lets a resource server determine an RPT's status "by local validation of a
+//! self-contained RPT" instead of introspection. Keycloak RPTs are always signed JWTs and
+//! Janssen's can be; opaque RPTs (WSO2, Janssen's default) still need introspection, hence
+//! [`RptValidation::LocalThenIntrospect`].
+//!
+//! What is checked, in order (the first failure makes the token inactive):
+//!
+//! 1. the token is a compact JWS: three base64url parts whose first decodes to a JSON object
+//!    (anything else is "not a JWT" and left to introspection);
+//! 2. the header `alg` is in the allow-list; `none` and the HMAC family (`HS*`) are always
+//!    refused, whatever the allow-list says, so a token "signed" with the AS's public key as
+//!    an HMAC secret cannot pass (key confusion); `crit` extensions are refused;
+//! 3. the key: found by `kid` in the JWKS from the configured `jwks_uri` (never from the
+//!    token's `jku`, `jwk`, `x5u` or `x5c`); a token without `kid` is tried only when the set
+//!    holds exactly one key; the key's type and curve, and its JWK `alg` when it has one, must
+//!    fit the header `alg`;
+//! 4. the signature;
+//! 5. `iss` equals the configured issuer (a trailing `/` is ignored, as in discovery);
+//! 6. `aud` is present and names one of the accepted audiences (RFC 7519 §4.1.3);
+//! 7. `exp` is present and in the future, `nbf` (if any) is not, both within the leeway,
+//!    measured with the layer's [`Clock`];
+//! 8. `sub`, `client_id`, `azp` and `iat`, where present, have the right types.
+//!
+//! Permissions are read from a top-level `permissions` array (UMA naming, Janssen) or, when
+//! there is none, from Keycloak's `authorization.permissions` (`rsid`/`scopes`); each
+//! permission accepts both namings, like an introspection answer.
+//!
+//! Local validation cannot see revocation: a revoked JWT RPT stays usable until its `exp`.
+
+mod jwks;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
+use serde_json::{Map, Value};
+
+use crate::clock::Clock;
+use crate::introspect::{IntrospectError, Introspection};
+use crate::token::Rpt;
+
+use self::jwks::{KeySet, Lookup};
+
+/// How the layer checks RPTs.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::RptValidation;
+///
+/// // Opaque RPTs (WSO2, default Janssen) can only be introspected.
+/// assert_eq!(RptValidation::default(), RptValidation::Introspect);
+/// // Keycloak issues signed JWTs: verify them locally, introspect anything else.
+/// let _kc = RptValidation::LocalThenIntrospect;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RptValidation {
+    /// Ask the AS's introspection endpoint (RFC 7662, FedAuthz §5.1) about every RPT, through
+    /// the cache. Sees revocation; costs one AS call per RPT per cache lifetime.
+    #[default]
+    Introspect,
+    /// Verify every RPT locally as a signed JWT (see [`JwtValidation`]); a token that is not
+    /// a JWT is refused like an inactive one. No AS call except for the key set; a revoked
+    /// RPT stays usable until its `exp`.
+    Local,
+    /// Verify JWTs locally and introspect tokens that are not JWTs. A JWT that fails
+    /// verification is refused, not introspected.
+    LocalThenIntrospect,
+}
+
+/// The algorithms accepted when none are configured.
+const DEFAULT_ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The largest leeway [`JwtValidation::leeway`] accepts.
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// The shortest refetch interval [`JwtValidation::refetch_interval`] accepts.
+const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Settings of local JWT RPT verification, used with [`RptValidation::Local`] and
+/// [`RptValidation::LocalThenIntrospect`].
+///
+/// The layer fills in what is left unset: the `jwks_uri` from the discovery document, the
+/// issuer from its own issuer, and its client id as the audience. A Keycloak RPT carries the
+/// resource server's client id in `aud`, so the defaults fit Keycloak.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use jsonwebtoken::Algorithm;
+/// use tower_uma::JwtValidation;
+///
+/// let jwt = JwtValidation::new()
+///     .issuer("https://kc.example.com/realms/acme")
+///     .audience("photo-api")
+///     .audience("photo-api-v2")
+///     .algorithms([Algorithm::RS256, Algorithm::PS256])
+///     .refetch_interval(Duration::from_secs(60))
+///     .leeway(Duration::from_secs(5));
+/// // The JWKS location normally comes from discovery; set it when the AS publishes none.
+/// let jwt = jwt.jwks_uri("https://kc.example.com/realms/acme/protocol/openid-connect/certs");
+/// # let _ = jwt;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct JwtValidation {
+    jwks_uri: Option<String>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    refetch_interval: Duration,
+    leeway: Duration,
+}
+
+impl Default for JwtValidation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JwtValidation {
+    /// Settings with every default; see each setter.
+    pub fn new() -> Self {
+        Self {
+            jwks_uri: None,
+            issuer: None,
+            audiences: Vec::new(),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            refetch_interval: Duration::from_secs(30),
+            leeway: Duration::ZERO,
+        }
+    }
+
+    /// The URL of the AS's JSON Web Key Set (RFC 7517 §5), fetched with `GET` on the first
+    /// verification. Keys are only ever taken from here, never from a token header. Plain
+    /// `http` is refused unless the layer allows it for tests. Defaults to the discovery
+    /// document's `jwks_uri`; required.
+    pub fn jwks_uri(mut self, url: impl Into<String>) -> Self {
+        self.jwks_uri = Some(url.into());
+        self
+    }
+
+    /// The required `iss` (RFC 7519 §4.1.1), compared exactly except for a trailing `/`.
+    /// Defaults to the layer's issuer.
+    pub fn issuer(mut self, iss: impl Into<String>) -> Self {
+        self.issuer = Some(iss.into());
+        self
+    }
+
+    /// Adds an accepted `aud` value (RFC 7519 §4.1.3); a token is accepted when its `aud`
+    /// names any of them, and refused when it has no `aud`. Call it once per value. Defaults
+    /// to the layer's client id.
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+
+    /// The allow-list of header `alg` values, replacing the default one. The HMAC algorithms
+    /// (`HS256`, `HS384`, `HS512`) are refused here (the layer does not build) and at
+    /// verification: a resource server never shares a secret with the AS, and accepting them
+    /// would let a token signed with the AS's public key pass. `none` cannot be expressed.
+    /// Defaults to `RS256`, `PS256`, `ES256`, `ES384` and `EdDSA`.
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algs.into_iter().collect();
+        self.algorithms.dedup();
+        self
+    }
+
+    /// How often an unknown `kid` may trigger a refetch of the key set (and how long a
+    /// failed fetch is not retried). Concurrent misses share one fetch. At least one second.
+    /// Defaults to 30 s.
+    pub fn refetch_interval(mut self, d: Duration) -> Self {
+        self.refetch_interval = d;
+        self
+    }
+
+    /// Clock skew allowed on `exp` and `nbf`. At most five minutes. Defaults to 0 s.
+    pub fn leeway(mut self, d: Duration) -> Self {
+        self.leeway = d;
+        self
+    }
+
+    /// The configured JWKS URL, for the layer's `https` check.
+    pub(crate) fn configured_jwks_uri(&self) -> Option<&str> {
+        self.jwks_uri.as_deref()
+    }
+
+    /// Checks the settings; the error says what to fix.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let Some(uri) = self.jwks_uri.as_deref() else {
+            return Err(
+                "local JWT validation needs a jwks_uri: the discovery document names none; \
+                 set JwtValidation::jwks_uri"
+                    .to_owned(),
+            );
+        };
+        match url::Url::parse(uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(format!(
+                    "the jwks_uri {uri:?} is not an absolute http(s) URL with a host"
+                ));
+            }
+        }
+        if self.issuer.as_deref().is_none_or(str::is_empty) {
+            return Err(
+                "local JWT validation needs an issuer; set JwtValidation::issuer".to_owned(),
+            );
+        }
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return Err(
+                "local JWT validation needs at least one non-empty audience; \
+                 set JwtValidation::audience"
+                    .to_owned(),
+            );
+        }
+        if self.algorithms.is_empty() {
+            return Err(
+                "JwtValidation::algorithms is empty; allow at least one asymmetric algorithm"
+                    .to_owned(),
+            );
+        }
+        if let Some(alg) = self
+            .algorithms
+            .iter()
+            .find(|a| a.family() == AlgorithmFamily::Hmac)
+        {
+            return Err(format!(
+                "JwtValidation::algorithms contains {alg:?}: HMAC algorithms are never accepted \
+                 for RPTs (the AS's public key would work as the secret); use RS*, PS*, ES* or EdDSA"
+            ));
+        }
+        if self.refetch_interval < MIN_REFETCH_INTERVAL {
+            return Err(format!(
+                "JwtValidation::refetch_interval is {:?}; use at least {MIN_REFETCH_INTERVAL:?}, \
+                 or tokens with invented kids make the layer hammer the JWKS",
+                self.refetch_interval
+            ));
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(format!(
+                "JwtValidation::leeway is {:?}; use at most {MAX_LEEWAY:?}",
+                self.leeway
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fills in what is unset: the JWKS URL from discovery, the layer's issuer, and its
+    /// client id as the only audience.
+    pub(crate) fn fill_defaults(&mut self, jwks_uri: Option<&str>, issuer: &str, client_id: &str) {
+        if self.jwks_uri.is_none() {
+            self.jwks_uri = jwks_uri.map(str::to_owned);
+        }
+        if self.issuer.is_none() {
+            self.issuer = Some(issuer.to_owned());
+        }
+        if self.audiences.is_empty() {
+            self.audiences.push(client_id.to_owned());
+        }
+    }
+}
+
+/// Why a JWT was refused; logged at DEBUG, never with the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    MalformedHeader,
+    AlgNone,
+    AlgUnsupported,
+    AlgSymmetric,
+    AlgNotAllowed,
+    UnknownKid,
+    NoKid,
+    KeyMismatch,
+    Signature,
+    MalformedToken,
+    Issuer,
+    Audience,
+    NoExp,
+    Expired,
+    NotYetValid,
+    MalformedClaims,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedHeader => "malformed header",
+            Self::AlgNone => "alg none",
+            Self::AlgUnsupported => "alg not supported",
+            Self::AlgSymmetric => "symmetric alg refused (key confusion)",
+            Self::AlgNotAllowed => "alg not in the allow-list",
+            Self::UnknownKid => "unknown kid",
+            Self::NoKid => "no kid and not exactly one key in the set",
+            Self::KeyMismatch => "key type or JWK alg does not fit the header alg",
+            Self::Signature => "signature",
+            Self::MalformedToken => "malformed token",
+            Self::Issuer => "iss",
+            Self::Audience => "aud",
+            Self::NoExp => "no exp",
+            Self::Expired => "exp",
+            Self::NotYetValid => "nbf",
+            Self::MalformedClaims => "malformed claims",
+        }
+    }
+}
+
+/// The outcome of checking one token.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    NotJwt,
+    Refused(Refusal),
+    Verified(Introspection),
+}
+
+/// Verifies JWT RPTs locally; shared by all clones of the layer.
+pub(crate) struct JwtVerifier {
+    config: JwtValidation,
+    /// One prepared `jsonwebtoken` validation per allowed algorithm: signature only, since
+    /// the claims are checked here against the injectable clock.
+    validations: Vec<(Algorithm, Validation)>,
+    keys: KeySet,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &self.config.issuer)
+            .field("audiences", &self.config.audiences)
+            .field("algorithms", &self.config.algorithms)
+            .field("leeway", &self.config.leeway)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// A verifier for `config`, which should have passed [`JwtValidation::validate`] (a
+    /// missing `jwks_uri` makes every key fetch fail). Fetches nothing yet.
+    pub(crate) fn new(http: reqwest::Client, config: JwtValidation, clock: Arc<dyn Clock>) -> Self {
+        let validations = config
+            .algorithms
+            .iter()
+            .filter(|a| a.family() != AlgorithmFamily::Hmac)
+            .map(|&alg| {
+                let mut v = Validation::new(alg);
+                v.required_spec_claims.clear();
+                v.validate_exp = false;
+                v.validate_nbf = false;
+                v.validate_aud = false;
+                v.leeway = 0;
+                (alg, v)
+            })
+            .collect();
+        let keys = KeySet::new(
+            http,
+            config.jwks_uri.clone().unwrap_or_default(),
+            config.refetch_interval,
+        );
+        Self {
+            config,
+            validations,
+            keys,
+            clock,
+        }
+    }
+
+    /// Checks `token` locally.
+    ///
+    /// `Ok(None)`: not a JWT (three base64url parts with a JSON object header); the caller may
+    /// introspect it. `Ok(Some(_))`: a JWT, verified (active, with its claims and permissions)
+    /// or refused for any reason (inactive; the reason is logged at DEBUG with the token's
+    /// fingerprint). `Err`: the key set could not be fetched and no cached key fits.
+    pub(crate) async fn verify(
+        &self,
+        token: &Rpt,
+    ) -> Result<Option<Introspection>, IntrospectError> {
+        match self.check(token.secret()).await? {
+            Verdict::NotJwt => Ok(None),
+            Verdict::Verified(intro) => Ok(Some(intro)),
+            Verdict::Refused(why) => {
+                tracing::debug!(
+                    token.fingerprint = %token.fingerprint(),
+                    check = why.as_str(),
+                    "JWT RPT refused"
+                );
+                Ok(Some(Introspection::inactive()))
+            }
+        }
+    }
+
+    async fn check(&self, token: &str) -> Result<Verdict, IntrospectError> {
+        let Some(header) = jose_header(token) else {
+            return Ok(Verdict::NotJwt);
+        };
+        let alg = match self.header_alg(&header) {
+            Ok(alg) => alg,
+            Err(why) => return Ok(Verdict::Refused(why)),
+        };
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Ok(Verdict::Refused(Refusal::MalformedHeader)),
+        };
+        let key = match self.keys.find(kid, alg).await? {
+            Lookup::Found(key) => key,
+            Lookup::Incompatible => return Ok(Verdict::Refused(Refusal::KeyMismatch)),
+            Lookup::Missing if kid.is_none() => return Ok(Verdict::Refused(Refusal::NoKid)),
+            Lookup::Missing => return Ok(Verdict::Refused(Refusal::UnknownKid)),
+        };
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == alg) else {
+            return Ok(Verdict::Refused(Refusal::AlgNotAllowed));
+        };
+        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+            Ok(data) => data.claims,
+            Err(e) => {
+                let why = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => Refusal::Signature,
+                    _ => Refusal::MalformedToken,
+                };
+                return Ok(Verdict::Refused(why));
+            }
+        };
+        Ok(
+            match check_claims(&claims, &self.config, self.clock.now_unix()) {
+                Ok(intro) => Verdict::Verified(intro),
+                Err(why) => Verdict::Refused(why),
+            },
+        )
+    }
+
+    /// The header's `alg`, if it is one this verifier accepts.
+    fn header_alg(&self, header: &Map<String, Value>) -> Result<Algorithm, Refusal> {
+        let Some(Value::String(name)) = header.get("alg") else {
+            return Err(Refusal::MalformedHeader);
+        };
+        if name.eq_ignore_ascii_case("none") {
+            return Err(Refusal::AlgNone);
+        }
+        let alg = Algorithm::from_str(name).map_err(|_| Refusal::AlgUnsupported)?;
+        if alg.family() == AlgorithmFamily::Hmac {
+            return Err(Refusal::AlgSymmetric);
+        }
+        if !self.config.algorithms.contains(&alg) {
+            return Err(Refusal::AlgNotAllowed);
+        }
+        Ok(alg)
+    }
+}
+
+/// The JOSE header of a compact JWS: exactly three base64url parts (the signature may be
+/// empty) whose first decodes to a JSON object. `None` for anything else.
+fn jose_header(token: &str) -> Option<Map<String, Value>> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let b64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if header.is_empty() || payload.is_empty() || !b64url(header) || !b64url(payload) {
+        return None;
+    }
+    if !b64url(signature) {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
+    match serde_json::from_slice::<Value>(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): an integer or a finite number of seconds, floored.
+fn numeric_date(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite())
+            .map(|f| f.floor() as i64)
+    })
+}
+
+/// An optional claim that must be a string when present.
+fn optional_str<'a>(
+    claims: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, Refusal> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Refusal::MalformedClaims),
+    }
+}
+
+/// An optional NumericDate claim.
+fn optional_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Refusal> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => numeric_date(v).map(Some).ok_or(Refusal::MalformedClaims),
+    }
+}
+
+/// Checks the claims of a token whose signature is valid, at `now` (Unix seconds), and turns
+/// them into an active [`Introspection`].
+fn check_claims(
+    claims: &Map<String, Value>,
+    config: &JwtValidation,
+    now: i64,
+) -> Result<Introspection, Refusal> {
+    // iss (RFC 7519 §4.1.1): required, exactly the configured issuer.
+    let expected_iss = config.issuer.as_deref().ok_or(Refusal::Issuer)?;
+    match claims.get("iss") {
+        Some(Value::String(iss))
+            if iss.trim_end_matches('/') == expected_iss.trim_end_matches('/') => {}
+        Some(Value::String(_)) | None => return Err(Refusal::Issuer),
+        Some(_) => return Err(Refusal::MalformedClaims),
+    }
+    // aud (§4.1.3): required, a string or an array of strings naming an accepted audience.
+    let accepted = |a: &str| config.audiences.iter().any(|ok| ok == a);
+    match claims.get("aud") {
+        Some(Value::String(aud)) if accepted(aud) => {}
+        Some(Value::Array(auds)) => {
+            let mut names = Vec::with_capacity(auds.len());
+            for aud in auds {
+                names.push(aud.as_str().ok_or(Refusal::MalformedClaims)?);
+            }
+            if !names.into_iter().any(accepted) {
+                return Err(Refusal::Audience);
+            }
+        }
+        Some(Value::String(_)) | None => return Err(Refusal::Audience),
+        Some(_) => return Err(Refusal::MalformedClaims),
+    }
+    // exp (§4.1.4): required; valid while now < exp + leeway. nbf (§4.1.5): now >= nbf - leeway.
+    let leeway = i64::try_from(config.leeway.as_secs()).unwrap_or(i64::MAX);
+    let exp = optional_date(claims, "exp")?.ok_or(Refusal::NoExp)?;
+    if now >= exp.saturating_add(leeway) {
+        return Err(Refusal::Expired);
+    }
+    let nbf = optional_date(claims, "nbf")?;
+    if nbf.is_some_and(|nbf| now < nbf.saturating_sub(leeway)) {
+        return Err(Refusal::NotYetValid);
+    }
+    let iat = optional_date(claims, "iat")?;
+    let sub = optional_str(claims, "sub")?;
+    let client_id = match optional_str(claims, "client_id")? {
+        Some(id) => Some(id),
+        None => optional_str(claims, "azp")?,
+    };
+    // Permissions: top-level (UMA naming, Janssen), else Keycloak's `authorization.permissions`.
+    let permissions = claims
+        .get("permissions")
+        .filter(|p| p.is_array())
+        .or_else(|| {
+            claims
+                .get("authorization")
+                .and_then(|a| a.get("permissions"))
+        })
+        .cloned()
+        .unwrap_or_else(|| Value::Array(Vec::new()));
+    let mut answer = Map::new();
+    answer.insert("active".to_owned(), Value::Bool(true));
+    answer.insert("exp".to_owned(), Value::from(exp));
+    if let Some(iat) = iat {
+        answer.insert("iat".to_owned(), Value::from(iat));
+    }
+    if let Some(nbf) = nbf {
+        answer.insert("nbf".to_owned(), Value::from(nbf));
+    }
+    if let Some(sub) = sub {
+        answer.insert("sub".to_owned(), Value::from(sub));
+    }
+    if let Some(client_id) = client_id {
+        answer.insert("client_id".to_owned(), Value::from(client_id));
+    }
+    answer.insert("permissions".to_owned(), permissions);
+    Introspection::from_value(&Value::Object(answer)).map_err(|_| Refusal::MalformedClaims)
+}

