@@ -109,7 +109,8 @@ pub(crate) async fn fetch(
             return Err(Error::new(
                 ErrorKind::Discovery,
                 format!("discovery at {url} answered {status}: {}", snippet(&body)),
-            ));
+            )
+            .transient(status.is_server_error()));
         }
         let doc: DiscoveryDocument = serde_json::from_slice(&body).map_err(|e| {
             Error::new(

@@ -43,6 +43,7 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    transient: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -51,8 +52,14 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            transient: kind == ErrorKind::Transport,
             source: None,
         }
+    }
+
+    pub(crate) fn transient(mut self, transient: bool) -> Self {
+        self.transient = transient;
+        self
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
@@ -73,6 +80,15 @@ impl Error {
         self.kind
     }
 
+    /// Whether trying again later may succeed: the AS could not be reached, timed out or
+    /// answered with a server error. `false` for errors that need a change of configuration
+    /// (bad credentials, an issuer mismatch, a refusing AS). A process starting up can retry
+    /// transient errors with backoff and exit on the others.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
     /// Whether this is a configuration error.
     #[must_use]
     pub fn is_config(&self) -> bool {
@@ -83,7 +99,9 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
+        d.field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("transient", &self.transient);
         if let Some(s) = &self.source {
             d.field("source", s);
         }

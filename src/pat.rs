@@ -67,7 +67,19 @@ struct State {
 
 /// Why no PAT could be had; cloneable so one failed refresh is shared by its waiters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PatFailure(pub(crate) String);
+pub(crate) struct PatFailure(pub(crate) String, pub(crate) bool);
+
+impl PatFailure {
+    /// A failure that may go away by itself (transport, timeout, 5xx).
+    fn transient(message: String) -> Self {
+        Self(message, true)
+    }
+
+    /// A failure that needs a configuration change (bad credentials, a refusing AS).
+    fn permanent(message: String) -> Self {
+        Self(message, false)
+    }
+}
 
 /// Hands out the current PAT, refreshing it when needed. Cheap to share behind an `Arc`.
 pub(crate) struct PatProvider {
@@ -111,8 +123,9 @@ impl PatProvider {
                 let this = Arc::clone(self);
                 let task = tokio::spawn(async move { this.fetch().await });
                 let flight: Flight = async move {
-                    task.await
-                        .unwrap_or_else(|_| Err(PatFailure("PAT refresh task failed".into())))
+                    task.await.unwrap_or_else(|_| {
+                        Err(PatFailure::transient("PAT refresh task failed".into()))
+                    })
                 }
                 .boxed()
                 .shared();
@@ -186,33 +199,40 @@ impl PatProvider {
             }
         }
         let started = Instant::now();
-        let resp = req
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| PatFailure(format!("token endpoint {}", describe_transport(&e))))?;
+        let resp = req.form(&form).send().await.map_err(|e| {
+            PatFailure::transient(format!("token endpoint {}", describe_transport(&e)))
+        })?;
         let status = resp.status();
         tracing::Span::current().record("http.status_code", status.as_u16());
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| PatFailure(format!("token endpoint {}", describe_transport(&e))))?;
+        let body = resp.bytes().await.map_err(|e| {
+            PatFailure::transient(format!("token endpoint {}", describe_transport(&e)))
+        })?;
         if !status.is_success() {
-            return Err(PatFailure(format!(
+            let message = format!(
                 "token endpoint answered {status}: {}",
                 redact_token_body(&body)
-            )));
+            );
+            return Err(
+                if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+                    PatFailure::transient(message)
+                } else {
+                    PatFailure::permanent(message)
+                },
+            );
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|_| PatFailure("token endpoint answer is not a token response".into()))?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            PatFailure::permanent("token endpoint answer is not a token response".into())
+        })?;
         if !parsed.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(PatFailure(format!(
+            return Err(PatFailure::permanent(format!(
                 "token endpoint issued a {:?} token, not a bearer token",
                 parsed.token_type
             )));
         }
         if parsed.access_token.is_empty() {
-            return Err(PatFailure("token endpoint issued an empty token".into()));
+            return Err(PatFailure::permanent(
+                "token endpoint issued an empty token".into(),
+            ));
         }
         let refresh_at = parsed
             .expires_in
@@ -246,7 +266,7 @@ struct TokenResponse {
 
 impl From<PatFailure> for Error {
     fn from(e: PatFailure) -> Self {
-        Self::new(ErrorKind::Pat, format!("could not obtain a PAT: {}", e.0))
+        Self::new(ErrorKind::Pat, format!("could not obtain a PAT: {}", e.0)).transient(e.1)
     }
 }
 

@@ -182,7 +182,10 @@ async fn answer(what: &str, resp: reqwest::Response) -> Result<Answer, Error> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let raw = resp.bytes().await.map_err(|e| {
-        Error::new(ErrorKind::Transport, format!("{what}: {}", describe_transport(&e)))
+        Error::new(
+            ErrorKind::Transport,
+            format!("{what}: {}", describe_transport(&e)),
+        )
     })?;
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     Ok(Answer {
@@ -198,6 +201,7 @@ fn refused(what: &str, a: &Answer) -> Error {
         ErrorKind::Registration,
         format!("{what}: the AS answered {}: {}", a.status, snippet(&a.raw)),
     )
+    .transient(a.status.is_server_error())
 }
 
 /// Scopes as strings or `{"name": …}` objects (uma-wire §13 item 14).
@@ -275,17 +279,24 @@ impl Registrar {
     /// The JSON description sent on create and update.
     fn body(&self, decl: &ResourceDecl) -> Result<Vec<u8>, Error> {
         let mut v = serde_json::to_value(decl).map_err(|e| {
-            Error::new(ErrorKind::Registration, format!("resource {:?}: {e}", decl.name))
+            Error::new(
+                ErrorKind::Registration,
+                format!("resource {:?}: {e}", decl.name),
+            )
         })?;
         if self.dialect.sends_all_resource_fields()
             && let Value::Object(map) = &mut v
         {
             for key in ["type", "icon_uri", "description"] {
-                map.entry(key).or_insert_with(|| Value::String(String::new()));
+                map.entry(key)
+                    .or_insert_with(|| Value::String(String::new()));
             }
         }
         serde_json::to_vec(&v).map_err(|e| {
-            Error::new(ErrorKind::Registration, format!("resource {:?}: {e}", decl.name))
+            Error::new(
+                ErrorKind::Registration,
+                format!("resource {:?}: {e}", decl.name),
+            )
         })
     }
 
@@ -320,7 +331,9 @@ impl Registrar {
     /// Every resource the AS lists for this resource server, read one by one.
     pub(crate) async fn list(&self) -> Result<Vec<RegisteredResource>, Error> {
         let what = "listing registered resources";
-        let a = self.send(what, reqwest::Method::GET, &self.endpoint, None).await?;
+        let a = self
+            .send(what, reqwest::Method::GET, &self.endpoint, None)
+            .await?;
         if !a.status.is_success() {
             return Err(refused(what, &a));
         }
@@ -328,20 +341,24 @@ impl Registrar {
             .body
             .as_array()
             .ok_or_else(|| {
-                Error::new(ErrorKind::Registration, format!("{what}: the AS did not answer a JSON array"))
+                Error::new(
+                    ErrorKind::Registration,
+                    format!("{what}: the AS did not answer a JSON array"),
+                )
             })?
             .iter()
-            .filter_map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .or_else(|| text(v, "_id"))
-            })
+            .filter_map(|v| v.as_str().map(str::to_owned).or_else(|| text(v, "_id")))
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let what = format!("reading resource {id}");
             let a = self
-                .send(&what, reqwest::Method::GET, &item_url(&self.endpoint, &id), None)
+                .send(
+                    &what,
+                    reqwest::Method::GET,
+                    &item_url(&self.endpoint, &id),
+                    None,
+                )
                 .await?;
             if a.status == StatusCode::NOT_FOUND {
                 continue; // deleted between list and read
@@ -402,7 +419,12 @@ impl Registrar {
         let what = format!("updating resource {:?} ({id})", decl.name);
         let body = self.body(decl)?;
         let a = self
-            .send(&what, reqwest::Method::PUT, &item_url(&self.endpoint, id), Some(&body))
+            .send(
+                &what,
+                reqwest::Method::PUT,
+                &item_url(&self.endpoint, id),
+                Some(&body),
+            )
             .await?;
         if a.status.is_success() {
             Ok(())
@@ -414,7 +436,12 @@ impl Registrar {
     pub(crate) async fn delete(&self, id: &str, name: &str) -> Result<(), Error> {
         let what = format!("deleting resource {name:?} ({id})");
         let a = self
-            .send(&what, reqwest::Method::DELETE, &item_url(&self.endpoint, id), None)
+            .send(
+                &what,
+                reqwest::Method::DELETE,
+                &item_url(&self.endpoint, id),
+                None,
+            )
             .await?;
         if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
             Ok(())
@@ -433,7 +460,10 @@ impl Registrar {
         let mut ids = HashMap::new();
         let mut plan = ResourceSync::default();
         for decl in decls {
-            match held.iter().find(|r| r.name.as_deref() == Some(decl.name.as_str())) {
+            match held
+                .iter()
+                .find(|r| r.name.as_deref() == Some(decl.name.as_str()))
+            {
                 None => plan.changes.push(ResourceChange::Create {
                     name: decl.name.clone(),
                     scopes: decl.resource_scopes.clone(),
@@ -491,10 +521,12 @@ impl Registrar {
                             None => Ok(()),
                         }
                     }
-                    ResourceChange::Update { id, name, .. } => match decls.iter().find(|d| &d.name == name) {
-                        Some(d) => self.update(id, d).await,
-                        None => Ok(()),
-                    },
+                    ResourceChange::Update { id, name, .. } => {
+                        match decls.iter().find(|d| &d.name == name) {
+                            Some(d) => self.update(id, d).await,
+                            None => Ok(()),
+                        }
+                    }
                     ResourceChange::Delete { id, name } => self.delete(id, name).await,
                 };
                 if let Err(e) = result {
@@ -503,7 +535,11 @@ impl Registrar {
                     } else {
                         format!("changes already made:\n{done}")
                     };
-                    return Err(Error::new(e.kind(), format!("resource sync failed: {e}; {made}")));
+                    let transient = e.is_transient();
+                    return Err(
+                        Error::new(e.kind(), format!("resource sync failed: {e}; {made}"))
+                            .transient(transient),
+                    );
                 }
                 tracing::debug!(change = ?change, "resource sync");
                 done.changes.push(change);
@@ -537,7 +573,12 @@ impl fmt::Debug for ResourceRegistry {
         f.debug_struct("ResourceRegistry")
             .field(
                 "known",
-                &self.inner.ids.read().unwrap_or_else(PoisonError::into_inner).len(),
+                &self
+                    .inner
+                    .ids
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len(),
             )
             .finish_non_exhaustive()
     }
@@ -588,7 +629,11 @@ impl ResourceRegistry {
         }
         *last = Some(Instant::now());
         let held = registrar.list().await?;
-        let mut ids = self.inner.ids.write().unwrap_or_else(PoisonError::into_inner);
+        let mut ids = self
+            .inner
+            .ids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         for r in held {
             if let Some(n) = r.name {
                 ids.entry(n).or_insert(r.id);
@@ -638,7 +683,9 @@ impl ResourceRegistry {
 
     fn registrar(&self) -> Result<&Registrar, Error> {
         self.inner.registrar.as_ref().ok_or_else(|| {
-            Error::config("no resource registration endpoint: set .resource_registration_endpoint(url)")
+            Error::config(
+                "no resource registration endpoint: set .resource_registration_endpoint(url)",
+            )
         })
     }
 }
@@ -650,7 +697,10 @@ mod tests {
 
     #[test]
     fn item_urls_escape_ids() {
-        assert_eq!(item_url("https://as/rreg/", "a b/c"), "https://as/rreg/a%20b%2Fc");
+        assert_eq!(
+            item_url("https://as/rreg/", "a b/c"),
+            "https://as/rreg/a%20b%2Fc"
+        );
         assert_eq!(item_url("https://as/rreg", "r1"), "https://as/rreg/r1");
     }
 
@@ -677,7 +727,10 @@ mod tests {
             icon_uri: None,
             resource_scopes: vec!["read".into(), "write".into()],
         };
-        assert!(r.differences(&ResourceDecl::new("a", ["write", "read"])).is_empty());
+        assert!(
+            r.differences(&ResourceDecl::new("a", ["write", "read"]))
+                .is_empty()
+        );
         assert_eq!(
             r.differences(&ResourceDecl::new("a", ["read"]).with_type("t")),
             ["type", "resource_scopes"]

@@ -202,19 +202,21 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Builds the layer, retrying with exponential backoff (0.2 s doubling up to 10 s) while the
-/// AS cannot be reached or refuses to cooperate (discovery, PAT, registration); each failure
-/// is a WARN event saying so. A configuration error is returned at once.
+/// AS cannot be reached, times out or answers with server errors
+/// ([`tower_uma::Error::is_transient`]); each failure is a WARN event saying so. A
+/// configuration error, or an AS that refuses the configuration (wrong client secret, issuer
+/// mismatch, a rejected resource), is returned at once.
 ///
 /// # Errors
 ///
-/// The layer's configuration errors ([`tower_uma::ErrorKind::Config`]).
+/// The layer's configuration errors and the AS's permanent refusals.
 pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_uma::Error> {
     let mut delay = FIRST_BACKOFF;
     let mut attempt: u32 = 1;
     loop {
         match crate::uma::build_layer(config).await {
             Ok(layer) => return Ok(layer),
-            Err(e) if e.is_config() => return Err(e),
+            Err(e) if e.is_config() || !e.is_transient() => return Err(e),
             Err(e) => {
                 tracing::warn!(
                     attempt,
