@@ -126,7 +126,9 @@ impl Dialect {
                 DerivedEndpoints {
                     token: Some(format!("{base}/oauth2/token")),
                     introspection: Some(format!("{base}/oauth2/introspect")),
-                    permission: Some(format!("{base}/api/identity/oauth2/uma/permission/v1.0/permission")),
+                    permission: Some(format!(
+                        "{base}/api/identity/oauth2/uma/permission/v1.0/permission"
+                    )),
                     registration: Some(format!(
                         "{base}/api/identity/oauth2/uma/resourceregistration/v1.0/resource"
                     )),
@@ -165,7 +167,10 @@ mod tests {
     #[test]
     fn wso2_paths_hang_off_the_host() {
         let e = Dialect::Wso2.derive_endpoints("https://is.test:9443/oauth2/token");
-        assert_eq!(e.token.as_deref(), Some("https://is.test:9443/oauth2/token"));
+        assert_eq!(
+            e.token.as_deref(),
+            Some("https://is.test:9443/oauth2/token")
+        );
         assert_eq!(
             e.permission.as_deref(),
             Some("https://is.test:9443/api/identity/oauth2/uma/permission/v1.0/permission")

@@ -20,11 +20,12 @@ struct Env {
 }
 
 async fn env_with(
+    f: Flavor,
     configure: impl FnOnce(tower_uma::UmaLayerBuilder) -> tower_uma::UmaLayerBuilder,
 ) -> Env {
-    let as_ = start_as().await;
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
-    let layer = configure(discover(&as_).await.resources(invoice_map(&r)))
+    let layer = configure(layer_builder(&as_, f).await.resources(invoice_map(&r)))
         .build()
         .await
         .expect("layer builds");
@@ -38,8 +39,8 @@ async fn env_with(
     }
 }
 
-async fn env() -> Env {
-    env_with(|b| b).await
+async fn env(f: Flavor) -> Env {
+    env_with(f, |b| b).await
 }
 
 impl Env {
@@ -64,9 +65,8 @@ impl Env {
 
 // ---- Tokenless requests ----
 
-#[tokio::test]
-async fn check_01_02_tokenless_request_gets_one_uma_challenge() {
-    let e = env().await;
+async fn check_01_02_tokenless_request_gets_one_uma_challenge(f: Flavor) {
+    let e = env(f).await;
     let resp = e.get("/invoices/42", None).await;
     let ticket = expect_challenge(&resp, &e.as_);
     assert!(!ticket.is_empty());
@@ -91,9 +91,8 @@ async fn check_01_02_tokenless_request_gets_one_uma_challenge() {
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
-#[tokio::test]
-async fn check_03_post_asks_for_write() {
-    let e = env().await;
+async fn check_03_post_asks_for_write(f: Flavor) {
+    let e = env(f).await;
     let resp = e
         .http
         .post(format!("{}/invoices/42", e.url))
@@ -107,18 +106,16 @@ async fn check_03_post_asks_for_write() {
     );
 }
 
-#[tokio::test]
-async fn check_04_tickets_are_never_reused() {
-    let e = env().await;
+async fn check_04_tickets_are_never_reused(f: Flavor) {
+    let e = env(f).await;
     let t1 = expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
     let t2 = expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
     assert_ne!(t1, t2);
     assert_eq!(e.as_.count(Endpoint::Permission), 2);
 }
 
-#[tokio::test]
-async fn check_05_unmapped_routes_are_denied_in_enforcing_mode() {
-    let e = env().await;
+async fn check_05_unmapped_routes_are_denied_in_enforcing_mode(f: Flavor) {
+    let e = env(f).await;
     let resp = e.get("/elsewhere", None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(resp.headers().get(http::header::WARNING).is_none());
@@ -130,9 +127,8 @@ async fn check_05_unmapped_routes_are_denied_in_enforcing_mode() {
     );
 }
 
-#[tokio::test]
-async fn check_05_unmapped_routes_pass_when_configured() {
-    let e = env_with(|b| b.unmapped(Unmapped::Allow)).await;
+async fn check_05_unmapped_routes_pass_when_configured(f: Flavor) {
+    let e = env_with(f, |b| b.unmapped(Unmapped::Allow)).await;
     let resp = e.get("/elsewhere", None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(e.calls.get(), 1);
@@ -144,17 +140,15 @@ async fn check_05_unmapped_routes_pass_when_configured() {
 
 // ---- AS failure while getting a ticket ----
 
-#[tokio::test]
-async fn check_06_permission_endpoint_refusing_connections() {
-    let e = env().await;
+async fn check_06_permission_endpoint_refusing_connections(f: Flavor) {
+    let e = env(f).await;
     e.as_.set_down(Endpoint::Permission, true);
     expect_unreachable(&e.get("/invoices/42", None).await);
     assert_eq!(e.calls.get(), 0);
 }
 
-#[tokio::test]
-async fn check_06_whole_as_gone() {
-    let e = env().await;
+async fn check_06_whole_as_gone(f: Flavor) {
+    let e = env(f).await;
     let Env {
         as_,
         url,
@@ -172,9 +166,8 @@ async fn check_06_whole_as_gone() {
     assert_eq!(calls.get(), 0);
 }
 
-#[tokio::test]
-async fn check_07_permission_endpoint_bad_answers() {
-    let e = env().await;
+async fn check_07_permission_endpoint_bad_answers(f: Flavor) {
+    let e = env(f).await;
     e.as_.fail_next(Endpoint::Permission, 1, 500);
     expect_unreachable(&e.get("/invoices/42", None).await);
     e.as_.respond_next(
@@ -227,9 +220,8 @@ async fn check_07_permission_endpoint_bad_answers() {
     expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
 }
 
-#[tokio::test]
-async fn check_08_stalled_permission_endpoint_times_out() {
-    let e = env().await;
+async fn check_08_stalled_permission_endpoint_times_out(f: Flavor) {
+    let e = env(f).await;
     e.as_
         .set_latency(Endpoint::Permission, Duration::from_secs(5));
     let started = Instant::now();
@@ -239,9 +231,8 @@ async fn check_08_stalled_permission_endpoint_times_out() {
     assert!(elapsed < Duration::from_millis(2500), "took {elapsed:?}");
 }
 
-#[tokio::test]
-async fn check_09_permission_401_once_refreshes_the_pat_and_retries() {
-    let e = env().await;
+async fn check_09_permission_401_once_refreshes_the_pat_and_retries(f: Flavor) {
+    let e = env(f).await;
     // Warm up: one PAT in use.
     expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
     assert_eq!(e.as_.pats_issued(), 1);
@@ -251,9 +242,8 @@ async fn check_09_permission_401_once_refreshes_the_pat_and_retries() {
     assert_eq!(e.as_.count(Endpoint::Permission), 3, "one retry");
 }
 
-#[tokio::test]
-async fn check_10_permission_401_twice_fails_closed_without_looping() {
-    let e = env().await;
+async fn check_10_permission_401_twice_fails_closed_without_looping(f: Flavor) {
+    let e = env(f).await;
     e.as_.reject_next_pat(2);
     expect_unreachable(&e.get("/invoices/42", None).await);
     assert_eq!(
@@ -265,9 +255,8 @@ async fn check_10_permission_401_twice_fails_closed_without_looping() {
 
 // ---- Requests with an RPT ----
 
-#[tokio::test]
-async fn check_11_active_rpt_reaches_the_service() {
-    let e = env().await;
+async fn check_11_active_rpt_reaches_the_service(f: Flavor) {
+    let e = env(f).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     let resp = e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -281,19 +270,21 @@ async fn check_11_active_rpt_reaches_the_service() {
     assert_eq!(intro.len(), 1);
     assert_eq!(intro[0].method, "POST");
     assert!(!intro[0].uri.contains(&rpt), "token in the URL");
-    assert!(
-        header(&intro[0], "authorization")
-            .expect("auth")
-            .starts_with("Bearer ")
-    );
+    let auth = header(&intro[0], "authorization").expect("auth");
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&intro[0].body).expect("form");
     assert!(form.contains(&("token".into(), rpt.clone())));
+    if f == Flavor::Keycloak {
+        // uma-wire §7.3: client authentication and the RPT hint.
+        assert!(auth.starts_with("Basic "), "{auth}");
+        assert!(form.contains(&("token_type_hint".into(), "requesting_party_token".into())));
+    } else {
+        assert!(auth.starts_with("Bearer "), "{auth}");
+    }
     assert_eq!(e.as_.count(Endpoint::Permission), 0);
 }
 
-#[tokio::test]
-async fn check_12_lowercase_scheme_and_header_name() {
-    let e = env().await;
+async fn check_12_lowercase_scheme_and_header_name(f: Flavor) {
+    let e = env(f).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     let resp = e
         .http
@@ -309,9 +300,8 @@ async fn check_12_lowercase_scheme_and_header_name() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn check_13_inactive_rpt_gets_a_fresh_challenge() {
-    let e = env().await;
+async fn check_13_inactive_rpt_gets_a_fresh_challenge(f: Flavor) {
+    let e = env(f).await;
     let resp = e.get("/invoices/42", Some("Bearer not-a-token")).await;
     expect_challenge(&resp, &e.as_);
     assert_eq!(
@@ -322,9 +312,8 @@ async fn check_13_inactive_rpt_gets_a_fresh_challenge() {
     assert_eq!(resp.text().await.expect("body"), "");
 }
 
-#[tokio::test]
-async fn check_14_rpt_for_another_resource_is_challenged() {
-    let e = env().await;
+async fn check_14_rpt_for_another_resource_is_challenged(f: Flavor) {
+    let e = env(f).await;
     let other = register_invoice_named(&e.as_, "other");
     let rpt = rpt_for(&e.as_, &other, &["read"]);
     expect_challenge(
@@ -348,9 +337,8 @@ fn register_invoice_named(as_: &uma_test_as::TestAs, name: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn check_15_wrong_scope_is_challenged_for_the_needed_one() {
-    let e = env().await;
+async fn check_15_wrong_scope_is_challenged_for_the_needed_one(f: Flavor) {
+    let e = env(f).await;
     let rpt = rpt_for(&e.as_, &e.r, &["write"]);
     expect_challenge(
         &e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await,
@@ -363,9 +351,8 @@ async fn check_15_wrong_scope_is_challenged_for_the_needed_one() {
     assert_eq!(e.calls.get(), 0);
 }
 
-#[tokio::test]
-async fn check_16_top_level_scope_is_not_a_uma_grant() {
-    let e = env().await;
+async fn check_16_top_level_scope_is_not_a_uma_grant(f: Flavor) {
+    let e = env(f).await;
     let mut extra = serde_json::Map::new();
     extra.insert("scope".into(), json!("read"));
     let rpt = e.as_.mint_rpt(RptSpec {
@@ -402,9 +389,8 @@ fn spec(
     }
 }
 
-#[tokio::test]
-async fn check_17_expired_permission_is_challenged() {
-    let e = env().await;
+async fn check_17_expired_permission_is_challenged(f: Flavor) {
+    let e = env(f).await;
     let rpt = e
         .as_
         .mint_rpt(spec(&e.r, Some(now() + 60), None, Some(now() - 10), None));
@@ -415,9 +401,8 @@ async fn check_17_expired_permission_is_challenged() {
     assert_eq!(e.calls.get(), 0);
 }
 
-#[tokio::test]
-async fn check_18_active_but_expired_token_is_challenged() {
-    let e = env().await;
+async fn check_18_active_but_expired_token_is_challenged(f: Flavor) {
+    let e = env(f).await;
     // The AS itself would say inactive; make it claim active with a past exp.
     let body = json!({"active": true, "exp": now() - 10,
         "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
@@ -432,9 +417,8 @@ async fn check_18_active_but_expired_token_is_challenged() {
     assert_eq!(e.calls.get(), 0);
 }
 
-#[tokio::test]
-async fn check_19_future_nbf_is_challenged_and_zero_nbf_ignored() {
-    let e = env().await;
+async fn check_19_future_nbf_is_challenged_and_zero_nbf_ignored(f: Flavor) {
+    let e = env(f).await;
     let future_token = e
         .as_
         .mint_rpt(spec(&e.r, Some(now() + 60), Some(now() + 600), None, None));
@@ -465,9 +449,8 @@ async fn check_19_future_nbf_is_challenged_and_zero_nbf_ignored() {
     assert_eq!(e.calls.get(), 1);
 }
 
-#[tokio::test]
-async fn check_20_keycloak_permission_names() {
-    let e = env().await;
+async fn check_20_keycloak_permission_names(f: Flavor) {
+    let e = env(f).await;
     let only_kc = json!({"active": true, "exp": now() + 60,
         "permissions": [{"rsid": e.r, "rsname": "invoice", "scopes": ["read"]}]});
     e.as_.respond_next(
@@ -496,9 +479,8 @@ async fn check_20_keycloak_permission_names() {
     assert_eq!(e.calls.get(), 2);
 }
 
-#[tokio::test]
-async fn check_21_empty_bearer_or_basic_is_tokenless() {
-    let e = env().await;
+async fn check_21_empty_bearer_or_basic_is_tokenless(f: Flavor) {
+    let e = env(f).await;
     for auth in ["Bearer", "Bearer    ", "Basic YWxpY2U6YWxpY2UtcHc="] {
         expect_challenge(&e.get("/invoices/42", Some(auth)).await, &e.as_);
     }
@@ -506,10 +488,9 @@ async fn check_21_empty_bearer_or_basic_is_tokenless() {
     assert_eq!(e.as_.count(Endpoint::Permission), 3);
 }
 
-#[tokio::test]
-async fn check_21_malformed_credentials_are_bad_requests() {
+async fn check_21_malformed_credentials_are_bad_requests(f: Flavor) {
     // Our documented choice for credentials that cannot be a b64token: 400, no AS call.
-    let e = env().await;
+    let e = env(f).await;
     for auth in [
         "Bearer a b",
         "Bearer a\"b",
@@ -525,9 +506,8 @@ async fn check_21_malformed_credentials_are_bad_requests() {
     assert_eq!(e.calls.get(), 0);
 }
 
-#[tokio::test]
-async fn check_22_query_string_tokens_are_ignored() {
-    let e = env().await;
+async fn check_22_query_string_tokens_are_ignored(f: Flavor) {
+    let e = env(f).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     expect_challenge(
         &e.get(&format!("/invoices/42?access_token={rpt}"), None)
@@ -540,9 +520,8 @@ async fn check_22_query_string_tokens_are_ignored() {
 
 // ---- Introspection caching ----
 
-#[tokio::test]
-async fn check_23_same_rpt_is_introspected_once() {
-    let e = env().await;
+async fn check_23_same_rpt_is_introspected_once(f: Flavor) {
+    let e = env(f).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     for _ in 0..3 {
         assert_eq!(
@@ -555,9 +534,8 @@ async fn check_23_same_rpt_is_introspected_once() {
     assert_eq!(e.as_.count(Endpoint::Introspection), 1);
 }
 
-#[tokio::test]
-async fn check_24_cached_result_never_outlives_exp() {
-    let e = env_with(|b| {
+async fn check_24_cached_result_never_outlives_exp(f: Flavor) {
+    let e = env_with(f, |b| {
         b.cache(
             IntrospectionCache::builder()
                 .max_ttl(Duration::from_secs(60))
@@ -582,9 +560,8 @@ async fn check_24_cached_result_never_outlives_exp() {
     assert_eq!(e.calls.get(), 1);
 }
 
-#[tokio::test]
-async fn check_25_different_rpts_are_introspected_separately() {
-    let e = env().await;
+async fn check_25_different_rpts_are_introspected_separately(f: Flavor) {
+    let e = env(f).await;
     let a = rpt_for(&e.as_, &e.r, &["read"]);
     let b = rpt_for(&e.as_, &e.r, &["read"]);
     assert_eq!(
@@ -602,9 +579,8 @@ async fn check_25_different_rpts_are_introspected_separately() {
     assert_eq!(e.as_.count(Endpoint::Introspection), 2);
 }
 
-#[tokio::test]
-async fn check_26_introspection_failures_fail_closed_and_are_not_cached() {
-    let e = env().await;
+async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavor) {
+    let e = env(f).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     let auth = format!("Bearer {rpt}");
     e.as_.fail_next(Endpoint::Introspection, 1, 500);
@@ -633,9 +609,8 @@ async fn check_26_introspection_failures_fail_closed_and_are_not_cached() {
     assert_eq!(e.as_.count(Endpoint::Introspection), 4);
 }
 
-#[tokio::test]
-async fn check_27_as_down_with_an_uncached_rpt() {
-    let e = env().await;
+async fn check_27_as_down_with_an_uncached_rpt(f: Flavor) {
+    let e = env(f).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     e.as_.set_down(Endpoint::Introspection, true);
     e.as_.set_down(Endpoint::Permission, true);
@@ -643,11 +618,24 @@ async fn check_27_as_down_with_an_uncached_rpt() {
     assert_eq!(e.calls.get(), 0);
 }
 
-#[tokio::test]
-async fn check_28_introspection_401_refreshes_the_pat_once() {
-    let e = env().await;
+async fn check_28_introspection_401_refreshes_the_pat_once(f: Flavor) {
+    let e = env(f).await;
     expect_challenge(&e.get("/invoices/42", None).await, &e.as_); // a PAT in use
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
+    if f == Flavor::Keycloak {
+        // Keycloak's introspection is authenticated by client credentials, not the PAT: a
+        // 401 there is a refusal of the client, so it fails closed without a PAT refresh.
+        e.as_.fail_next(Endpoint::Introspection, 1, 401);
+        expect_unreachable(&e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await);
+        assert_eq!(e.as_.pats_issued(), 1);
+        assert_eq!(
+            e.get("/invoices/42", Some(&format!("Bearer {rpt}")))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        return;
+    }
     e.as_.reject_next_pat(1);
     assert_eq!(
         e.get("/invoices/42", Some(&format!("Bearer {rpt}")))
@@ -661,9 +649,8 @@ async fn check_28_introspection_401_refreshes_the_pat_once() {
 
 // ---- Discovery and PAT ----
 
-#[tokio::test]
-async fn check_29_issuer_mismatch_fails_start_up_without_protection_calls() {
-    let as_ = start_as().await;
+async fn check_29_issuer_mismatch_fails_start_up_without_protection_calls(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let doc = json!({"issuer": "http://127.0.0.1:1", "token_endpoint": as_.endpoint_url(Endpoint::Token),
         "introspection_endpoint": as_.endpoint_url(Endpoint::Introspection),
         "permission_endpoint": as_.endpoint_url(Endpoint::Permission)});
@@ -675,6 +662,7 @@ async fn check_29_issuer_mismatch_fails_start_up_without_protection_calls() {
         &doc.to_string(),
     );
     let err = UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
+        .dialect(f.layer_dialect())
         .insecure_allow_http()
         .await
         .expect_err("mismatch is an error");
@@ -691,19 +679,18 @@ async fn check_29_issuer_mismatch_fails_start_up_without_protection_calls() {
     }
 }
 
-#[tokio::test]
-async fn check_29_discovery_requires_https_unless_allowed() {
-    let as_ = start_as().await;
+async fn check_29_discovery_requires_https_unless_allowed(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let err = UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
+        .dialect(f.layer_dialect())
         .await
         .expect_err("http refused");
     assert!(err.is_config());
     assert_eq!(as_.count(Endpoint::Discovery), 0);
 }
 
-#[tokio::test]
-async fn check_30_legacy_introspection_key() {
-    let as_ = start_as().await;
+async fn check_30_legacy_introspection_key(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
     let doc = json!({"issuer": as_.issuer(), "token_endpoint": as_.endpoint_url(Endpoint::Token),
         "token_introspection_endpoint": as_.endpoint_url(Endpoint::Introspection),
@@ -715,7 +702,7 @@ async fn check_30_legacy_introspection_key() {
         "application/json",
         &doc.to_string(),
     );
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(invoice_map(&r))
         .build()
@@ -733,9 +720,8 @@ async fn check_30_legacy_introspection_key() {
     assert_eq!(as_.count(Endpoint::Introspection), 1);
 }
 
-#[tokio::test]
-async fn check_31_pat_request_shape_and_reuse() {
-    let e = env().await;
+async fn check_31_pat_request_shape_and_reuse(f: Flavor) {
+    let e = env(f).await;
     for _ in 0..3 {
         expect_challenge(&e.get("/invoices/42", None).await, &e.as_);
     }
@@ -749,8 +735,22 @@ async fn check_31_pat_request_shape_and_reuse() {
             .starts_with("Basic ")
     );
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&t.body).expect("form");
-    assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
-    assert!(form.contains(&("scope".into(), "uma_protection".into())));
+    let has = |k: &str, v: &str| form.contains(&(k.to_owned(), v.to_owned()));
+    match f {
+        Flavor::Standard => {
+            assert!(has("grant_type", "client_credentials") && has("scope", "uma_protection"));
+        }
+        // Keycloak checks a client role, not a scope (uma-wire §3.2).
+        Flavor::Keycloak => {
+            assert!(has("grant_type", "client_credentials"));
+            assert!(!form.iter().any(|(k, _)| k == "scope"), "{form:?}");
+        }
+        // WSO2 needs a PAT bound to the resource owner (uma-wire §3.2).
+        Flavor::Wso2 => {
+            assert!(has("grant_type", "password") && has("username", "alice"));
+            assert!(has("scope", "uma_protection"));
+        }
+    }
     let pats: std::collections::HashSet<_> = e
         .as_
         .requests(Endpoint::Permission)
@@ -761,9 +761,8 @@ async fn check_31_pat_request_shape_and_reuse() {
     assert!(pats.contains(&e.current_pat()));
 }
 
-#[tokio::test]
-async fn check_31_lowercase_bearer_token_type_is_accepted() {
-    let e = env().await;
+async fn check_31_lowercase_bearer_token_type_is_accepted(f: Flavor) {
+    let e = env(f).await;
     e.as_.respond_next(
         Endpoint::Token,
         1,
@@ -783,9 +782,8 @@ async fn check_31_lowercase_bearer_token_type_is_accepted() {
 
 // ---- Header hygiene ----
 
-#[tokio::test]
-async fn check_39_jwt_tickets_pass_byte_for_byte() {
-    let e = env().await;
+async fn check_39_jwt_tickets_pass_byte_for_byte(f: Flavor) {
+    let e = env(f).await;
     let ticket = "eyJhbGciOiJSUzI1NiJ9.eyJhIjoxfQ.c2ln-X_y";
     e.as_.respond_next(
         Endpoint::Permission,
@@ -808,13 +806,12 @@ async fn check_39_jwt_tickets_pass_byte_for_byte() {
     );
 }
 
-#[tokio::test]
-async fn check_40_inner_401_and_403_pass_through_untouched() {
-    let as_ = start_as().await;
+async fn check_40_inner_401_and_403_pass_through_untouched(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
     let map =
         ResourceMap::new().route(Route::new("/teapot/*").resource_id(&r).any_method(["read"]));
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(map)
         .build()
@@ -845,4 +842,66 @@ async fn check_40_inner_401_and_403_pass_through_untouched() {
     assert_eq!(resp.text().await.expect("body"), "inner 403");
     assert_eq!(calls.get(), 2);
     assert_eq!(as_.count(Endpoint::Permission), 0);
+}
+
+per_dialect!(
+    check_01_02_tokenless_request_gets_one_uma_challenge,
+    check_03_post_asks_for_write,
+    check_04_tickets_are_never_reused,
+    check_05_unmapped_routes_are_denied_in_enforcing_mode,
+    check_05_unmapped_routes_pass_when_configured,
+    check_06_permission_endpoint_refusing_connections,
+    check_06_whole_as_gone,
+    check_07_permission_endpoint_bad_answers,
+    check_08_stalled_permission_endpoint_times_out,
+    check_09_permission_401_once_refreshes_the_pat_and_retries,
+    check_10_permission_401_twice_fails_closed_without_looping,
+    check_11_active_rpt_reaches_the_service,
+    check_12_lowercase_scheme_and_header_name,
+    check_13_inactive_rpt_gets_a_fresh_challenge,
+    check_14_rpt_for_another_resource_is_challenged,
+    check_15_wrong_scope_is_challenged_for_the_needed_one,
+    check_16_top_level_scope_is_not_a_uma_grant,
+    check_17_expired_permission_is_challenged,
+    check_18_active_but_expired_token_is_challenged,
+    check_19_future_nbf_is_challenged_and_zero_nbf_ignored,
+    check_20_keycloak_permission_names,
+    check_21_empty_bearer_or_basic_is_tokenless,
+    check_21_malformed_credentials_are_bad_requests,
+    check_22_query_string_tokens_are_ignored,
+    check_23_same_rpt_is_introspected_once,
+    check_24_cached_result_never_outlives_exp,
+    check_25_different_rpts_are_introspected_separately,
+    check_26_introspection_failures_fail_closed_and_are_not_cached,
+    check_27_as_down_with_an_uncached_rpt,
+    check_28_introspection_401_refreshes_the_pat_once,
+    check_31_pat_request_shape_and_reuse,
+    check_31_lowercase_bearer_token_type_is_accepted,
+    check_39_jwt_tickets_pass_byte_for_byte,
+    check_40_inner_401_and_403_pass_through_untouched,
+);
+
+/// Discovery checks run against the dialects that publish a discovery document (WSO2 has
+/// none; its static configuration is exercised by every other check above).
+mod discovery {
+    use super::*;
+
+    macro_rules! with_discovery {
+        ($($name:ident),* $(,)?) => {
+            $(
+                mod $name {
+                    #[tokio::test]
+                    async fn standard() { super::super::$name(crate::common::Flavor::Standard).await }
+                    #[tokio::test]
+                    async fn keycloak() { super::super::$name(crate::common::Flavor::Keycloak).await }
+                }
+            )*
+        };
+    }
+
+    with_discovery!(
+        check_29_issuer_mismatch_fails_start_up_without_protection_calls,
+        check_29_discovery_requires_https_unless_allowed,
+        check_30_legacy_introspection_key,
+    );
 }

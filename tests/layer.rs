@@ -11,16 +11,15 @@ use tower_uma::{EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, Unm
 use uma_test_as::Endpoint;
 
 /// The whole grant: 401 + ticket → ID token → RPT → 200 (Grant §3).
-#[tokio::test]
-async fn whole_uma_flow_with_a_declared_resource() {
-    let as_ = start_as().await;
+async fn whole_uma_flow_with_a_declared_resource(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let map = ResourceMap::new().route(
         Route::new("/albums/{id}")
             .declare(ResourceDecl::new("album", ["view", "delete"]).with_owner("alice"))
             .scopes(Method::GET, ["view"])
             .scopes(Method::DELETE, ["delete"]),
     );
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(map)
         .build()
@@ -61,8 +60,14 @@ async fn whole_uma_flow_with_a_declared_resource() {
         .expect("answer");
     let ticket = expect_challenge_any_realm(&resp, &as_);
     let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(answer["error"], "request_denied");
+    // Grant §3.3.6, and each server's own denial (uma-wire §9.5).
+    let (want_status, want_error) = match f {
+        Flavor::Standard => (StatusCode::FORBIDDEN, "request_denied"),
+        Flavor::Keycloak => (StatusCode::FORBIDDEN, "access_denied"),
+        Flavor::Wso2 => (StatusCode::BAD_REQUEST, "invalid_grant"),
+    };
+    assert_eq!(status, want_status, "{answer}");
+    assert_eq!(answer["error"], want_error);
     assert_eq!(calls.get(), 1);
 }
 
@@ -481,3 +486,5 @@ async fn forgetting_a_token_makes_the_layer_ask_again() {
     );
     assert_eq!(as_.count(Endpoint::Introspection), 2);
 }
+
+per_dialect!(whole_uma_flow_with_a_declared_resource);

@@ -41,10 +41,9 @@ fn writes(as_: &TestAs) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn check_32_first_start_creates_each_resource_with_its_description() {
-    let as_ = start_as().await;
-    let layer = discover(&as_)
+async fn check_32_first_start_creates_each_resource_with_its_description(f: Flavor) {
+    let as_ = start_as_in(f).await;
+    let layer = layer_builder(&as_, f)
         .await
         .resources(map(&["view", "delete"], true))
         .build()
@@ -83,17 +82,16 @@ async fn check_32_first_start_creates_each_resource_with_its_description() {
     assert_eq!(permission_bodies(&as_)[0][0]["resource_id"], id.as_str());
 }
 
-#[tokio::test]
-async fn check_34_36_second_start_writes_nothing_and_changes_are_put() {
-    let as_ = start_as().await;
-    let _ = discover(&as_)
+async fn check_34_36_second_start_writes_nothing_and_changes_are_put(f: Flavor) {
+    let as_ = start_as_in(f).await;
+    let _ = layer_builder(&as_, f)
         .await
         .resources(map(&["view"], true))
         .build()
         .await
         .expect("first");
     let after_first = writes(&as_).len();
-    let _ = discover(&as_)
+    let _ = layer_builder(&as_, f)
         .await
         .resources(map(&["view"], true))
         .build()
@@ -107,7 +105,7 @@ async fn check_34_36_second_start_writes_nothing_and_changes_are_put() {
     );
 
     // A changed scope set → one PUT with the full description.
-    let builder = discover(&as_)
+    let builder = layer_builder(&as_, f)
         .await
         .resources(map(&["view", "delete"], true));
     let plan = builder.check_resources().await.expect("dry run");
@@ -136,17 +134,16 @@ async fn check_34_36_second_start_writes_nothing_and_changes_are_put() {
     assert_eq!(scopes, ["delete", "view"]);
 }
 
-#[tokio::test]
-async fn deletes_only_when_asked_and_only_undeclared_resources() {
-    let as_ = start_as().await;
-    let _ = discover(&as_)
+async fn deletes_only_when_asked_and_only_undeclared_resources(f: Flavor) {
+    let as_ = start_as_in(f).await;
+    let _ = layer_builder(&as_, f)
         .await
         .resources(map(&["view"], true))
         .build()
         .await
         .expect("first");
     // photo is no longer declared: kept by default…
-    let _ = discover(&as_)
+    let _ = layer_builder(&as_, f)
         .await
         .resources(map(&["view"], false))
         .build()
@@ -154,7 +151,7 @@ async fn deletes_only_when_asked_and_only_undeclared_resources() {
         .expect("reconcile");
     assert!(as_.resource_id("photo").is_some());
     // …and deleted on request.
-    let builder = discover(&as_)
+    let builder = layer_builder(&as_, f)
         .await
         .resources(map(&["view"], false))
         .resource_sync(ResourceSyncMode::ReconcileAndDelete);
@@ -343,3 +340,9 @@ async fn resources_created_at_run_time_are_resolved_by_name() {
     layer.registry().delete("album-7").await.expect("deleted");
     assert!(as_.resource(&id7).is_none());
 }
+
+per_dialect!(
+    check_32_first_start_creates_each_resource_with_its_description,
+    check_34_36_second_start_writes_nothing_and_changes_are_put,
+    deletes_only_when_asked_and_only_undeclared_resources,
+);

@@ -71,6 +71,82 @@ pub fn invoice_map(resource_id: &str) -> ResourceMap {
     )
 }
 
+/// The kind of AS a parametrised test runs against: `uma-test-as` in that dialect, and the
+/// layer configured the way a user of that server would (issue "real authorization servers").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Standard,
+    Keycloak,
+    Wso2,
+}
+
+impl Flavor {
+    pub fn as_dialect(self) -> uma_test_as::Dialect {
+        match self {
+            Self::Standard => uma_test_as::Dialect::Standard,
+            Self::Keycloak => uma_test_as::Dialect::Keycloak,
+            Self::Wso2 => uma_test_as::Dialect::Wso2,
+        }
+    }
+
+    pub fn layer_dialect(self) -> tower_uma::Dialect {
+        match self {
+            Self::Standard => tower_uma::Dialect::Standard,
+            Self::Keycloak => tower_uma::Dialect::Keycloak,
+            Self::Wso2 => tower_uma::Dialect::Wso2,
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per dialect for each `async fn name(f: Flavor)` listed, in
+/// modules `standard`, `keycloak` and `wso2`: the suite is parametrised, not copied.
+#[macro_export]
+macro_rules! per_dialect {
+    ($($name:ident),* $(,)?) => {
+        mod standard {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Flavor::Standard).await } )*
+        }
+        mod keycloak {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Flavor::Keycloak).await } )*
+        }
+        mod wso2 {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Flavor::Wso2).await } )*
+        }
+    };
+}
+
+pub async fn start_as_in(f: Flavor) -> TestAs {
+    as_builder()
+        .dialect(f.as_dialect())
+        .spawn()
+        .await
+        .expect("the test AS starts")
+}
+
+/// A layer builder for the AS of flavor `f`: discovery for the standard and Keycloak
+/// dialects (Keycloak from its realm issuer), endpoints derived from the host and an
+/// owner-bound PAT for WSO2; short timeouts so failure tests end quickly.
+pub async fn layer_builder(as_: &TestAs, f: Flavor) -> UmaLayerBuilder {
+    let builder = match f {
+        Flavor::Standard | Flavor::Keycloak => UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
+            .dialect(f.layer_dialect())
+            .insecure_allow_http()
+            .await
+            .expect("discovery succeeds"),
+        Flavor::Wso2 => UmaLayer::builder(as_.issuer(), RS_ID, RS_SECRET)
+            .dialect(tower_uma::Dialect::Wso2)
+            .insecure_allow_http()
+            .pat_grant(tower_uma::PatGrant::Password {
+                username: "alice".into(),
+                password: tower_uma::ClientSecret::new(ALICE_PW),
+            }),
+    };
+    builder
+        .realm("invoices")
+        .request_timeout(Duration::from_millis(800))
+        .connect_timeout(Duration::from_millis(500))
+}
+
 /// A builder by discovery, with short timeouts so failure tests end quickly.
 pub async fn discover(as_: &TestAs) -> UmaLayerBuilder {
     UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
