@@ -5,9 +5,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use http::{Method, StatusCode};
-use tower_uma::{ResourceDecl, ResourceMap, Route, RptValidation, UmaLayer};
+
+use tower_uma::{JwtValidation, ResourceDecl, ResourceMap, Route, RptValidation, UmaLayer};
 use uma_test_as::{Endpoint, RptFormat, RptPermission, RptSpec, TestAs};
 
 fn album_map() -> ResourceMap {
@@ -19,6 +22,10 @@ fn album_map() -> ResourceMap {
 }
 
 async fn setup(mode: RptValidation) -> (TestAs, UmaLayer, String) {
+    setup_with(mode, JwtValidation::new()).await
+}
+
+async fn setup_with(mode: RptValidation, jwt: JwtValidation) -> (TestAs, UmaLayer, String) {
     let as_ = as_builder()
         .rpt_format(RptFormat::Jwt)
         .spawn()
@@ -28,6 +35,7 @@ async fn setup(mode: RptValidation) -> (TestAs, UmaLayer, String) {
         .await
         .resources(album_map())
         .rpt_validation(mode)
+        .jwt_validation(jwt)
         .build()
         .await
         .expect("builds");
@@ -103,4 +111,45 @@ async fn revoked_jwt_is_still_refused_when_introspecting() {
     as_.revoke(&rpt);
     assert_eq!(get(&url, &rpt).await, StatusCode::UNAUTHORIZED);
     assert_eq!(as_.count(Endpoint::Jwks), 0);
+}
+
+#[tokio::test]
+async fn key_rotation_needs_exactly_one_refetch() {
+    let jwt = JwtValidation::new().refetch_interval(Duration::from_secs(1));
+    let (as_, layer, url) = setup_with(RptValidation::Local, jwt).await;
+    let before = jwt_rpt(&as_, &layer);
+    assert_eq!(get(&url, &before).await, StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Jwks), 1);
+    as_.rotate_signing_key();
+    let after = jwt_rpt(&as_, &layer);
+    assert_ne!(
+        after.split('.').next(),
+        before.split('.').next(),
+        "a new kid in the header"
+    );
+    // Within the refetch interval an unknown kid is refused without asking the AS again…
+    assert_eq!(get(&url, &after).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_.count(Endpoint::Jwks), 1, "rate-limited");
+    // …and once it has passed, one refetch makes the new key known.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the interval passing
+    layer.forget_token(&after);
+    let fresh = jwt_rpt(&as_, &layer);
+    assert_eq!(
+        get(&url, &fresh).await,
+        StatusCode::OK,
+        "verifies after a refetch"
+    );
+    assert_eq!(as_.count(Endpoint::Jwks), 2, "exactly one refetch");
+    assert_eq!(
+        get(&url, &after).await,
+        StatusCode::OK,
+        "forgotten, re-verified with the new key"
+    );
+    assert_eq!(
+        get(&url, &before).await,
+        StatusCode::OK,
+        "old keys stay published"
+    );
+    assert_eq!(as_.count(Endpoint::Jwks), 2, "the new key is cached");
+    assert_eq!(as_.count(Endpoint::Introspection), 0);
 }
