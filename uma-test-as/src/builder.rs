@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::conn::{ConnKill, KillableListener};
+use crate::dialect::{Dialect, Layout, valid_realm};
 use crate::handle::TestAs;
 use crate::jwt::Keys;
 use crate::model::RptFormat;
@@ -131,6 +132,42 @@ impl AuthServerBuilder {
         self
     }
 
+    /// The authorization server to imitate (see [`Dialect`] and the crate README). Defaults to
+    /// [`Dialect::Standard`].
+    ///
+    /// ```
+    /// use uma_test_as::{AuthServer, Dialect, Endpoint};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let auth = AuthServer::builder()
+    ///     .dialect(Dialect::Keycloak)
+    ///     .realm("acme")
+    ///     .client("photo-api", "photo-api-secret")
+    ///     .spawn()
+    ///     .await?;
+    /// assert_eq!(auth.issuer(), format!("{}/realms/acme", auth.base_url()));
+    /// assert_eq!(
+    ///     auth.endpoint_url(Endpoint::Permission),
+    ///     format!("{}/authz/protection/permission", auth.issuer())
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.config.dialect = dialect;
+        self
+    }
+
+    /// The Keycloak realm: every path lives under `/realms/{realm}` and the issuer is
+    /// `{base}/realms/{realm}`. Ignored by the other dialects. It must be 1 to 64 of `A-Z`,
+    /// `a-z`, `0-9`, `-`, `_` and `.` ([`spawn`](Self::spawn) fails otherwise). Defaults to
+    /// `uma`.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.config.realm = realm.into();
+        self
+    }
+
     /// A builder holding everything a [`Config`] says.
     pub fn from_config(config: Config) -> Self {
         Self { config }
@@ -141,24 +178,37 @@ impl AuthServerBuilder {
     ///
     /// # Errors
     ///
-    /// Binding fails, or the signing key cannot be generated.
+    /// Binding fails, the realm is not a valid path segment (`InvalidInput`), or the signing
+    /// key cannot be generated.
     pub async fn spawn(self) -> io::Result<TestAs> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         self.spawn_on(listener).await
     }
 
-    /// Starts the server on an already bound listener. The issuer is `http://` plus the
+    /// Starts the server on an already bound listener. The base URL is `http://` plus the
     /// listener's address (`127.0.0.1` for an unspecified IPv4 address, `[::1]` for an
-    /// unspecified IPv6 one).
+    /// unspecified IPv6 one); the issuer is the base URL, or `{base}/realms/{realm}` for
+    /// Keycloak.
     ///
     /// # Errors
     ///
-    /// The listener has no local address, or the signing key cannot be generated.
+    /// The listener has no local address, the realm is not a valid path segment
+    /// (`InvalidInput`), or the signing key cannot be generated.
     pub async fn spawn_on(self, listener: TcpListener) -> io::Result<TestAs> {
-        let addr = listener.local_addr()?;
-        let issuer = format!("http://{}", public_addr(addr));
-        let keys = Keys::generate()?;
         let config = self.config;
+        if config.dialect == Dialect::Keycloak && !valid_realm(&config.realm) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "invalid realm `{}`: use 1 to 64 of A-Z, a-z, 0-9, `-`, `_` and `.`",
+                    config.realm
+                ),
+            ));
+        }
+        let addr = listener.local_addr()?;
+        let base = format!("http://{}", public_addr(addr));
+        let layout = Layout::new(config.dialect, &config.realm);
+        let keys = Keys::generate()?;
         let settings = Settings {
             rpt_format: config.rpt_format,
             ticket_ttl: config.ticket_ttl,
@@ -169,7 +219,7 @@ impl AuthServerBuilder {
             policies: config.policies,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::new(issuer, settings, keys, stop_rx.clone()));
+        let shared = Arc::new(Shared::new(base, layout, settings, keys, stop_rx.clone()));
         let app = routes::router(&shared);
         let mut stop = stop_rx;
         let serve = axum::serve(
@@ -228,6 +278,19 @@ mod tests {
             public_addr("10.0.0.1:80".parse().unwrap()).to_string(),
             "10.0.0.1:80"
         );
+    }
+
+    #[tokio::test]
+    async fn invalid_realms_are_refused_for_keycloak_only() {
+        let error = AuthServer::builder()
+            .dialect(Dialect::Keycloak)
+            .realm("a/b")
+            .spawn()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        let auth = AuthServer::builder().realm("a/b").spawn().await.unwrap();
+        assert_eq!(auth.issuer(), auth.base_url());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
+use crate::dialect::{DEFAULT_REALM, Dialect, valid_realm};
 use crate::model::RptFormat;
 use crate::policy::Policy;
 
@@ -31,6 +32,8 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// use uma_test_as::{Config, RptFormat};
 ///
 /// let config = Config::from_toml_str(r#"
+///     dialect = "keycloak"
+///     realm = "acme"
 ///     rpt_format = "jwt"
 ///     ticket_ttl = "1s"
 ///     [[clients]]
@@ -44,6 +47,8 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(300);
 ///     scopes = ["view"]
 ///     users = ["bob"]
 /// "#)?;
+/// assert_eq!(config.dialect(), uma_test_as::Dialect::Keycloak);
+/// assert_eq!(config.realm(), "acme");
 /// assert_eq!(config.rpt_format(), RptFormat::Jwt);
 /// assert_eq!(config.ticket_ttl(), Duration::from_secs(1));
 /// assert_eq!(config.rpt_ttl(), Duration::from_secs(300));
@@ -55,6 +60,8 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// ```
 #[derive(Clone)]
 pub struct Config {
+    pub(crate) dialect: Dialect,
+    pub(crate) realm: String,
     pub(crate) rpt_format: RptFormat,
     pub(crate) ticket_ttl: Duration,
     pub(crate) rpt_ttl: Duration,
@@ -68,6 +75,8 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Secrets and passwords are left out.
         f.debug_struct("Config")
+            .field("dialect", &self.dialect)
+            .field("realm", &self.realm)
             .field("rpt_format", &self.rpt_format)
             .field("ticket_ttl", &self.ticket_ttl)
             .field("rpt_ttl", &self.rpt_ttl)
@@ -80,9 +89,12 @@ impl fmt::Debug for Config {
 }
 
 impl Default for Config {
-    /// No clients, users or policies; opaque RPTs; every lifetime 300 s.
+    /// The standard dialect (realm `uma` if switched to Keycloak); no clients, users or
+    /// policies; opaque RPTs; every lifetime 300 s.
     fn default() -> Self {
         Self {
+            dialect: Dialect::Standard,
+            realm: DEFAULT_REALM.to_owned(),
             rpt_format: RptFormat::Opaque,
             ticket_ttl: DEFAULT_TTL,
             rpt_ttl: DEFAULT_TTL,
@@ -100,8 +112,10 @@ impl Config {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the line for invalid TOML, unknown keys, wrong types, bad
-    /// durations, repeated client ids or user names, and policies that name no resource,
-    /// both `resource` and `resource_id`, no rule or several rules, or unknown users.
+    /// durations, an unknown `dialect`, a `realm` that is not a plain path segment or is given
+    /// without `dialect = "keycloak"`, repeated client ids or user names, and policies that
+    /// name no resource, both `resource` and `resource_id`, no rule or several rules, or
+    /// unknown users.
     pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(s).map_err(|e| {
             let (line, column) = e.span().map_or((None, None), |span| {
@@ -139,6 +153,16 @@ impl Config {
     /// standalone server uses it when started without `--config`.
     pub fn example() -> Self {
         Self::from_toml_str(EXAMPLE).expect("examples/as.toml is valid: the unit tests parse it")
+    }
+
+    /// The dialect the server speaks.
+    pub const fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The Keycloak realm (`uma` unless configured); only used by [`Dialect::Keycloak`].
+    pub fn realm(&self) -> &str {
+        &self.realm
     }
 
     /// How RPTs are encoded.
@@ -254,6 +278,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
+    dialect: Dialect,
+    #[serde(default)]
+    realm: Option<Spanned<String>>,
+    #[serde(default)]
     rpt_format: RptFormat,
     #[serde(default, deserialize_with = "duration")]
     ticket_ttl: Option<Duration>,
@@ -300,6 +328,28 @@ impl RawConfig {
             let (line, column) = line_col(text, span.start);
             ConfigError::new(message, Some(line), Some(column))
         };
+        let realm = match self.realm {
+            None => DEFAULT_REALM.to_owned(),
+            Some(realm) => {
+                let span = realm.span();
+                let realm = realm.into_inner();
+                if self.dialect != Dialect::Keycloak {
+                    return Err(at(
+                        span,
+                        "`realm` only applies to dialect = \"keycloak\"".to_owned(),
+                    ));
+                }
+                if !valid_realm(&realm) {
+                    return Err(at(
+                        span,
+                        format!(
+                            "invalid realm `{realm}`: use 1 to 64 of A-Z, a-z, 0-9, `-`, `_` and `.`"
+                        ),
+                    ));
+                }
+                realm
+            }
+        };
         let mut clients: Vec<(String, String)> = Vec::new();
         for client in self.clients {
             let span = client.span();
@@ -328,6 +378,8 @@ impl RawConfig {
             policies.push(policy);
         }
         Ok(Config {
+            dialect: self.dialect,
+            realm,
             rpt_format: self.rpt_format,
             ticket_ttl: self.ticket_ttl.unwrap_or(DEFAULT_TTL),
             rpt_ttl: self.rpt_ttl.unwrap_or(DEFAULT_TTL),
@@ -546,6 +598,26 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ok.policies(), [Policy::resource_id("r").owner_approval()]);
+    }
+
+    #[test]
+    fn dialect_and_realm() {
+        let config = Config::from_toml_str("dialect = \"wso2\"").unwrap();
+        assert_eq!(config.dialect(), Dialect::Wso2);
+        assert_eq!(config.realm(), "uma");
+        let config = Config::from_toml_str("dialect = \"Keycloak\"\nrealm = \"acme\"").unwrap();
+        assert_eq!(config.dialect(), Dialect::Keycloak);
+        assert_eq!(config.realm(), "acme");
+        assert_eq!(Config::example().dialect(), Dialect::Standard);
+        let e = error("rpt_format = \"jwt\"\ndialect = \"gluu\"\n");
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(e.to_string().contains("gluu"), "{e}");
+        let e = error("dialect = \"keycloak\"\nrealm = \"a/b\"\n");
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(e.to_string().contains("invalid realm"), "{e}");
+        let e = error("realm = \"acme\"\n");
+        assert_eq!(e.line(), Some(1), "{e}");
+        assert!(e.to_string().contains("keycloak"), "{e}");
     }
 
     #[test]

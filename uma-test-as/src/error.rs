@@ -1,7 +1,10 @@
 //! OAuth-style error answers (RFC 6749 §5.2, UMA Grant §3.3.6, FedAuthz §6).
 //!
 //! Every error the server produces is a JSON object with `error` and, usually,
-//! `error_description`, sent with `Cache-Control: no-store` and `Pragma: no-cache`.
+//! `error_description`, sent with `Cache-Control: no-store` and `Pragma: no-cache` — except
+//! where a dialect answers otherwise: Keycloak's resource API sends 404 without a body
+//! ([`OAuthError::empty`]), WSO2's resource API writes `code`/`description`
+//! ([`OAuthError::into_wso2_response`]).
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -17,6 +20,8 @@ pub(crate) struct OAuthError {
     description: Option<String>,
     extra: Map<String, Value>,
     challenge: Option<String>,
+    /// Send the status alone, without a body (Keycloak's resource API 404s).
+    empty: bool,
 }
 
 impl OAuthError {
@@ -28,6 +33,15 @@ impl OAuthError {
             description: None,
             extra: Map::new(),
             challenge: None,
+            empty: false,
+        }
+    }
+
+    /// A status without a body (the `code` is only for logs).
+    pub(crate) fn empty(status: StatusCode, code: &'static str) -> Self {
+        Self {
+            empty: true,
+            ..Self::new(status, code)
         }
     }
 
@@ -52,6 +66,11 @@ impl OAuthError {
     /// The `error` code, for logs.
     pub(crate) const fn code(&self) -> &'static str {
         self.code
+    }
+
+    /// The `WWW-Authenticate` challenge, if any.
+    pub(crate) fn challenge_value(&self) -> Option<String> {
+        self.challenge.clone()
     }
 
     /// The HTTP status, for logs.
@@ -107,6 +126,38 @@ impl OAuthError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error").describe(description)
     }
 
+    /// The answer in the shape of WSO2's resource API (its `ErrorDTO`): `{"code": …,
+    /// "description": …}` with the same status, headers and challenge.
+    pub(crate) fn into_wso2_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("code".to_owned(), Value::from(self.code));
+        body.insert(
+            "description".to_owned(),
+            Value::from(self.description.clone().unwrap_or_default()),
+        );
+        self.respond_with(&Value::Object(body))
+    }
+
+    fn respond_with(self, body: &Value) -> Response {
+        let mut response = if self.empty {
+            let mut response = self.status.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            response
+        } else {
+            json_response(self.status, body)
+        };
+        if let Some(challenge) = self.challenge
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
     /// The JSON body.
     fn body(&self) -> Value {
         let mut body = Map::new();
@@ -127,15 +178,7 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let body = self.body();
-        let mut response = json_response(self.status, &body);
-        if let Some(challenge) = self.challenge
-            && let Ok(value) = HeaderValue::from_str(&challenge)
-        {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
-        }
-        response
+        self.respond_with(&body)
     }
 }
 
@@ -185,6 +228,18 @@ mod tests {
         let response = error.into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn dialect_shapes() {
+        let wso2 = OAuthError::new(StatusCode::CONFLICT, "conflict")
+            .describe("dup")
+            .into_wso2_response();
+        assert_eq!(wso2.status(), StatusCode::CONFLICT);
+        assert_eq!(wso2.headers()[header::CONTENT_TYPE], "application/json");
+        let empty = OAuthError::empty(StatusCode::NOT_FOUND, "not_found").into_response();
+        assert_eq!(empty.status(), StatusCode::NOT_FOUND);
+        assert!(empty.headers().get(header::CONTENT_TYPE).is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::dialect::Endpoint;
+use crate::dialect::{Dialect, Endpoint};
 use crate::model::{PendingRequest, RecordedRequest, ResourceDescription, RptSpec};
 use crate::state::{Ruling, Shared, TokenRecord};
 
@@ -64,6 +64,7 @@ impl fmt::Debug for TestAs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestAs")
             .field("issuer", &self.shared.issuer)
+            .field("dialect", &self.shared.dialect)
             .finish_non_exhaustive()
     }
 }
@@ -83,10 +84,32 @@ impl TestAs {
         }
     }
 
-    /// The issuer URL, e.g. `http://127.0.0.1:41234` (no trailing slash); the discovery
-    /// document is at issuer + `/.well-known/uma2-configuration`.
+    /// The issuer URL (no trailing slash): the base URL, e.g. `http://127.0.0.1:41234`, or for
+    /// Keycloak `{base}/realms/{realm}`. It is what discovery announces and what a resource
+    /// server puts in `as_uri`; the standard and Keycloak discovery documents are at issuer +
+    /// `/.well-known/uma2-configuration`. WSO2 has no discovery document and its tokens'
+    /// `iss` is different (see [`jwt_issuer`](Self::jwt_issuer)), so for WSO2 this is simply
+    /// the base URL.
     pub fn issuer(&self) -> String {
         self.shared.issuer.clone()
+    }
+
+    /// `http://` + the bound address, e.g. `http://127.0.0.1:41234` (what the binary prints
+    /// after `listening on`). Every path of every dialect is relative to it.
+    pub fn base_url(&self) -> String {
+        self.shared.base.clone()
+    }
+
+    /// The `iss` of the JWTs the server signs (ID tokens, JWT RPTs, Keycloak access tokens
+    /// and tickets): the [`issuer`](Self::issuer), except for WSO2, whose tokens name its
+    /// token endpoint, `{base}/oauth2/token` (uma-wire §2.3).
+    pub fn jwt_issuer(&self) -> String {
+        self.shared.token_issuer.clone()
+    }
+
+    /// The dialect the server speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.shared.dialect
     }
 
     /// The address the server listens on.
@@ -94,9 +117,11 @@ impl TestAs {
         self.addr
     }
 
-    /// The absolute URL of an endpoint, e.g. issuer + `/permission`.
+    /// The absolute URL of an endpoint in the server's dialect, e.g. issuer + `/permission`,
+    /// or `{base}/realms/{realm}/authz/protection/permission` for Keycloak. For WSO2,
+    /// [`Endpoint::Discovery`] names the standard path, which answers 404.
     pub fn endpoint_url(&self, endpoint: Endpoint) -> String {
-        self.shared.dialect.url(&self.shared.issuer, endpoint)
+        self.shared.url(endpoint)
     }
 
     /// Every request received at the endpoint so far, faulted ones included.
@@ -239,9 +264,37 @@ impl TestAs {
         let now = crate::model::unix_now_ms();
         match self.shared.store().tokens.get(token) {
             Some(TokenRecord::Access(access)) => access.is_active_at(now),
-            Some(TokenRecord::Rpt { spec, revoked }) => !revoked && spec.is_active_at(now),
+            Some(TokenRecord::Rpt { spec, revoked, .. }) => !revoked && spec.is_active_at(now),
             None => false,
         }
+    }
+
+    /// Generates a new signing key with a new `kid` and publishes it in the JWKS before the
+    /// old ones, which stay published (tokens they signed still verify) until
+    /// [`retire_old_keys`](Self::retire_old_keys). Every token signed from now on — ID tokens,
+    /// JWT RPTs, Keycloak access tokens and tickets — carries the new `kid`. Returns it.
+    ///
+    /// # Panics
+    ///
+    /// Only if the system cannot generate a P-256 key, which would be a bug.
+    pub fn rotate_signing_key(&self) -> String {
+        self.shared
+            .keys
+            .rotate()
+            .expect("generating a P-256 key with aws-lc-rs does not fail")
+    }
+
+    /// Removes every key but the current signing key from the JWKS. Tokens signed by the
+    /// removed keys no longer verify, here (ID tokens as claim tokens) or for a resource
+    /// server that refetches the JWKS; opaque tokens and introspection are unaffected.
+    pub fn retire_old_keys(&self) {
+        let retired = self.shared.keys.retire_old();
+        tracing::debug!(retired, "signing keys retired");
+    }
+
+    /// The `kid` of the key that signs new tokens.
+    pub fn signing_kid(&self) -> String {
+        self.shared.keys.current_kid()
     }
 
     /// Stops accepting connections, lets open ones finish (at most 5 s), and waits for the

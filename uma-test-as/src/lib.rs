@@ -8,6 +8,13 @@
 //! own serde models and does not depend on `tower-uma`, so the middleware and this server are
 //! independent implementations of the same messages.
 //!
+//! With [`AuthServerBuilder::dialect`] (or `dialect = "…"` in the configuration, or
+//! `--dialect` on the command line) it imitates Keycloak or WSO2 Identity Server instead
+//! ([`Dialect`]): their paths (Keycloak's under `/realms/{realm}`), discovery documents (or
+//! none), PATs, JWT tickets, introspection rules, resource representations, status codes and
+//! error bodies (uma-wire §13). [`TestAs::rotate_signing_key`] and
+//! [`TestAs::retire_old_keys`] exercise JWKS key rotation.
+//!
 //! It runs in two ways:
 //!
 //! * **in-process**, for tests: [`AuthServer::builder`] configures clients, users, policies and
@@ -81,7 +88,7 @@ mod state;
 
 pub use builder::{AuthServer, AuthServerBuilder};
 pub use config::{Config, ConfigError};
-pub use dialect::Endpoint;
+pub use dialect::{Dialect, Endpoint, ParseDialectError};
 pub use handle::TestAs;
 pub use model::{
     PendingRequest, RecordedRequest, ResourceDescription, RptFormat, RptPermission, RptSpec,

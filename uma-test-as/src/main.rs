@@ -1,11 +1,13 @@
 //! The standalone `uma-test-as` server.
 //!
 //! ```text
-//! uma-test-as [--listen 127.0.0.1:8180] [--config as.toml]
+//! uma-test-as [--listen 127.0.0.1:8180] [--config as.toml] [--dialect standard|keycloak|wso2]
+//!             [--realm NAME]
 //! ```
 //!
 //! The first line on standard output is `listening on http://ADDR` (with the real port when
-//! `--listen` asks for port 0). Logs go to standard error (filter with `RUST_LOG`, default
+//! `--listen` asks for port 0) — the base URL, also for Keycloak, whose issuer is
+//! `http://ADDR/realms/{realm}`. `--dialect` and `--realm` override the configuration file. Logs go to standard error (filter with `RUST_LOG`, default
 //! `info`). Without `--config` the server uses the sample configuration
 //! (`examples/as.toml`). Exit codes: 0 after Ctrl-C/SIGTERM, 1 if the address cannot be
 //! bound, 2 for a bad configuration or command line.
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use uma_test_as::{AuthServerBuilder, Config};
+use uma_test_as::{AuthServerBuilder, Config, Dialect};
 
 /// A small UMA 2.0 authorization server for tests, demos and local development.
 #[derive(Debug, Parser)]
@@ -31,6 +33,14 @@ struct Args {
     /// alice and bob).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The authorization server to imitate: standard, keycloak or wso2 (default: the
+    /// configuration's `dialect`, else standard).
+    #[arg(long)]
+    dialect: Option<Dialect>,
+    /// The Keycloak realm (default: the configuration's `realm`, else `uma`); only with the
+    /// keycloak dialect.
+    #[arg(long)]
+    realm: Option<String>,
 }
 
 #[tokio::main]
@@ -53,6 +63,15 @@ async fn main() -> ExitCode {
         },
         None => Config::example(),
     };
+    let dialect = args.dialect.unwrap_or(config.dialect());
+    let mut builder = AuthServerBuilder::from_config(config).dialect(dialect);
+    if let Some(realm) = args.realm {
+        if dialect != Dialect::Keycloak {
+            eprintln!("error: --realm only applies to --dialect keycloak");
+            return ExitCode::from(2);
+        }
+        builder = builder.realm(realm);
+    }
     let listener = match TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -60,14 +79,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let server = match AuthServerBuilder::from_config(config)
-        .spawn_on(listener)
-        .await
-    {
+    let server = match builder.spawn_on(listener).await {
         Ok(server) => server,
         Err(error) => {
             report(&error);
-            return ExitCode::from(1);
+            let code = if error.kind() == std::io::ErrorKind::InvalidInput {
+                2
+            } else {
+                1
+            };
+            return ExitCode::from(code);
         }
     };
 
@@ -82,7 +103,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    tracing::info!(issuer = %server.issuer(), "uma-test-as ready");
+    tracing::info!(issuer = %server.issuer(), dialect = %server.dialect(), "uma-test-as ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -184,6 +184,33 @@ impl RptSpec {
         body
     }
 
+    /// The claims of a Keycloak JWT RPT, without `iss`, `jti`, `aud` and `extra`: `exp`,
+    /// `iat`, `nbf`, `sub`, `typ: Bearer`, `azp` (the client) and
+    /// `authorization.permissions` with `rsid`, `rsname` (looked up by `name_of`) and `scopes`
+    /// (left out when empty), plus any per-permission `exp`/`nbf`/`iat` of a minted spec.
+    pub(crate) fn keycloak_claims(
+        &self,
+        name_of: impl Fn(&str) -> Option<String>,
+    ) -> Map<String, Value> {
+        let mut claims = Map::new();
+        insert_opt(&mut claims, "exp", self.exp.map(Value::from));
+        insert_opt(&mut claims, "iat", self.iat.map(Value::from));
+        insert_opt(&mut claims, "nbf", self.nbf.map(Value::from));
+        insert_opt(&mut claims, "sub", self.sub.clone().map(Value::from));
+        claims.insert("typ".to_owned(), Value::from("Bearer"));
+        insert_opt(&mut claims, "azp", self.client_id.clone().map(Value::from));
+        let permissions: Vec<Value> = self
+            .permissions
+            .iter()
+            .map(|p| p.keycloak_json(name_of(&p.resource_id).as_deref(), false))
+            .collect();
+        claims.insert(
+            "authorization".to_owned(),
+            serde_json::json!({ "permissions": permissions }),
+        );
+        claims
+    }
+
     /// The members shared by introspection and JWT claims, without `active` and `extra`.
     pub(crate) fn common_claims(&self) -> Map<String, Value> {
         let mut body = Map::new();
@@ -237,7 +264,37 @@ impl RptPermission {
         }
     }
 
-    fn to_json(&self) -> Value {
+    /// A Keycloak permission: `rsid`, `rsname` (when known), `scopes` (left out when empty),
+    /// and with `uma_names` also `resource_id` and `resource_scopes` (always present), as
+    /// Keycloak's RPT introspection answers (uma-wire §7.3). Per-permission `exp`/`nbf`/`iat`
+    /// of a minted spec are kept.
+    pub(crate) fn keycloak_json(&self, name: Option<&str>, uma_names: bool) -> Value {
+        let mut permission = Map::new();
+        permission.insert("rsid".to_owned(), Value::from(self.resource_id.as_str()));
+        insert_opt(&mut permission, "rsname", name.map(Value::from));
+        if !self.resource_scopes.is_empty() {
+            permission.insert(
+                "scopes".to_owned(),
+                Value::from(self.resource_scopes.clone()),
+            );
+        }
+        if uma_names {
+            permission.insert(
+                "resource_id".to_owned(),
+                Value::from(self.resource_id.as_str()),
+            );
+            permission.insert(
+                "resource_scopes".to_owned(),
+                Value::from(self.resource_scopes.clone()),
+            );
+        }
+        insert_opt(&mut permission, "exp", self.exp.map(Value::from));
+        insert_opt(&mut permission, "nbf", self.nbf.map(Value::from));
+        insert_opt(&mut permission, "iat", self.iat.map(Value::from));
+        Value::Object(permission)
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
         let mut permission = Map::new();
         permission.insert(
             "resource_id".to_owned(),
@@ -353,6 +410,32 @@ mod tests {
             Value::Object(spec.introspection()),
             json!({"active": true, "sub": "bob", "scope": "view",
                    "permissions": [{"resource_id": "r1", "resource_scopes": ["view"], "exp": 5}]})
+        );
+    }
+
+    #[test]
+    fn keycloak_permissions_carry_both_namings_and_omit_empty_scopes() {
+        let full = RptPermission::new("r1", ["view"]).keycloak_json(Some("album"), true);
+        assert_eq!(
+            full,
+            json!({"rsid": "r1", "rsname": "album", "scopes": ["view"],
+                   "resource_id": "r1", "resource_scopes": ["view"]})
+        );
+        let empty = RptPermission::new("r2", Vec::<String>::new()).keycloak_json(None, true);
+        assert_eq!(
+            empty,
+            json!({"rsid": "r2", "resource_id": "r2", "resource_scopes": []})
+        );
+        let spec = RptSpec {
+            client_id: Some("app".into()),
+            permissions: vec![RptPermission::new("r1", ["view"])],
+            ..RptSpec::default()
+        };
+        let claims = Value::Object(spec.keycloak_claims(|_| Some("album".into())));
+        assert_eq!(
+            claims,
+            json!({"typ": "Bearer", "azp": "app", "authorization": {"permissions": [
+                {"rsid": "r1", "rsname": "album", "scopes": ["view"]}]}})
         );
     }
 

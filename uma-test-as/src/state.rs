@@ -15,8 +15,10 @@ use rand::RngCore;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use crate::dialect::Dialect;
-use crate::dialect::names::{ID_TOKEN_TYP, RPT_TYP, UMA_PROTECTION};
+use crate::dialect::names::{
+    ID_TOKEN_TYP, KEYCLOAK_ACCESS_TYP, KEYCLOAK_ID_TYP, RPT_TYP, UMA_PROTECTION,
+};
+use crate::dialect::{Dialect, Endpoint, Layout};
 use crate::faults::Faults;
 use crate::jwt::Keys;
 use crate::model::{PendingRequest, ResourceDescription, RptFormat, RptSpec, unix_now_ms};
@@ -40,8 +42,14 @@ pub(crate) struct Settings {
 /// Everything a handler needs.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// `http://HOST:PORT`: where every path is served.
+    pub(crate) base: String,
+    /// The issuer: the base, or `{base}/realms/{realm}` for Keycloak.
     pub(crate) issuer: String,
+    /// The `iss` of signed tokens: the issuer, or WSO2's token endpoint URL.
+    pub(crate) token_issuer: String,
     pub(crate) dialect: Dialect,
+    pub(crate) layout: Layout,
     pub(crate) settings: Settings,
     pub(crate) keys: Keys,
     pub(crate) faults: Faults,
@@ -65,7 +73,30 @@ pub(crate) enum TokenRecord {
     /// A PAT (scope `uma_protection`) or another plain access token.
     Access(AccessToken),
     /// An RPT.
-    Rpt { spec: RptSpec, revoked: bool },
+    Rpt {
+        spec: RptSpec,
+        revoked: bool,
+        meta: RptMeta,
+    },
+}
+
+/// What the server adds to an RPT's spec when it stores it: a `jti` and the audience.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RptMeta {
+    pub(crate) jti: String,
+    /// The clients whose PATs registered the resources, else the RPT's client.
+    pub(crate) aud: Vec<String>,
+}
+
+impl RptMeta {
+    /// `aud` as JWTs and Keycloak write it: a string for one audience, else an array.
+    pub(crate) fn aud_value(&self) -> Option<Value> {
+        match self.aud.as_slice() {
+            [] => None,
+            [one] => Some(Value::from(one.as_str())),
+            many => Some(Value::from(many.to_vec())),
+        }
+    }
 }
 
 /// A plain OAuth access token.
@@ -77,6 +108,10 @@ pub(crate) struct AccessToken {
     pub(crate) iat: i64,
     pub(crate) exp: i64,
     pub(crate) revoked: bool,
+    /// Issued to a user (password grant) rather than to the client itself.
+    pub(crate) user: bool,
+    /// The `jti` of a JWT access token (Keycloak), for introspection.
+    pub(crate) jti: Option<String>,
 }
 
 impl AccessToken {
@@ -97,6 +132,9 @@ pub(crate) struct Resource {
     pub(crate) desc: ResourceDescription,
     /// The client whose PAT registered it (the RS), for the `aud` of JWT RPTs.
     pub(crate) registered_by: Option<String>,
+    /// Keycloak members kept for reads (`uris`, `ownerManagedAccess`, `displayName`,
+    /// `attributes`).
+    pub(crate) extra: Map<String, Value>,
 }
 
 /// One requested permission: a resource and the scopes asked for.
@@ -118,6 +156,9 @@ pub(crate) struct Ticket {
     pub(crate) requester: Option<String>,
     /// Approval requests this ticket is waiting for.
     pub(crate) approvals: Vec<String>,
+    /// The subject and client of the PAT that asked for the ticket (claims of Keycloak's JWT
+    /// tickets).
+    pub(crate) origin: Option<(String, String)>,
 }
 
 /// An approval request and its state.
@@ -142,6 +183,23 @@ pub(crate) fn random_id(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// A random UUID (version 4), the shape of WSO2's opaque tokens and tickets.
+pub(crate) fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// `ceil(ms / 1000)` for non-negative millisecond counts.
 const fn ceil_secs(ms: i64) -> i64 {
     (ms + 999).div_euclid(1000)
@@ -159,20 +217,38 @@ pub(crate) fn expires_in(d: Duration) -> i64 {
 
 impl Shared {
     pub(crate) fn new(
-        issuer: String,
+        base: String,
+        layout: Layout,
         settings: Settings,
         keys: Keys,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            issuer,
-            dialect: Dialect::default(),
+            issuer: layout.issuer(&base),
+            token_issuer: layout.token_issuer(&base),
+            dialect: layout.dialect,
+            layout,
+            base,
             settings,
             keys,
             faults: Faults::default(),
             store: Mutex::new(Store::default()),
             pats_issued: AtomicU64::new(0),
             stop,
+        }
+    }
+
+    /// The absolute URL of an endpoint.
+    pub(crate) fn url(&self, endpoint: Endpoint) -> String {
+        self.layout.url(&self.base, endpoint)
+    }
+
+    /// A fresh opaque token in the dialect's shape: 256 random bits base64url, or a UUID for
+    /// WSO2.
+    pub(crate) fn opaque_token(&self) -> String {
+        match self.dialect {
+            Dialect::Wso2 => uuid_v4(),
+            Dialect::Standard | Dialect::Keycloak => random_id(32),
         }
     }
 
@@ -195,21 +271,47 @@ impl Shared {
         ceil_secs(unix_now_ms().saturating_add(duration_ms(ttl)))
     }
 
-    /// Issues an access token (a PAT when `scopes` contains `uma_protection`).
+    /// Issues an access token (a PAT when `scopes` contains `uma_protection`); `user` says
+    /// it was issued to the user `sub` (password grant). Keycloak's are JWTs (its client
+    /// library decodes them), WSO2's UUIDs, the others random strings.
     pub(crate) fn issue_access_token(
         &self,
         sub: &str,
         client_id: &str,
         scopes: Vec<String>,
-    ) -> String {
-        let token = random_id(32);
-        let record = AccessToken {
+        user: bool,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut record = AccessToken {
             sub: sub.to_owned(),
             client_id: client_id.to_owned(),
             scopes,
             iat: unix_now_ms().div_euclid(1000),
             exp: Self::exp_after(self.settings.pat_ttl),
             revoked: false,
+            user,
+            jti: None,
+        };
+        let token = match self.dialect {
+            Dialect::Keycloak => {
+                let jti = random_id(16);
+                let mut claims = Map::new();
+                claims.insert("exp".to_owned(), Value::from(record.exp));
+                claims.insert("iat".to_owned(), Value::from(record.iat));
+                claims.insert("jti".to_owned(), Value::from(jti.as_str()));
+                claims.insert("iss".to_owned(), Value::from(self.token_issuer.as_str()));
+                claims.insert("sub".to_owned(), Value::from(sub));
+                claims.insert("typ".to_owned(), Value::from(KEYCLOAK_ACCESS_TYP));
+                claims.insert("azp".to_owned(), Value::from(client_id));
+                claims.insert("scope".to_owned(), Value::from(record.scopes.join(" ")));
+                if user {
+                    claims.insert("preferred_username".to_owned(), Value::from(sub));
+                } else {
+                    claims.insert("client_id".to_owned(), Value::from(client_id));
+                }
+                record.jti = Some(jti);
+                self.keys.sign(ID_TOKEN_TYP, &claims)?
+            }
+            Dialect::Standard | Dialect::Wso2 => self.opaque_token(),
         };
         if record.is_pat() {
             self.pats_issued.fetch_add(1, Ordering::SeqCst);
@@ -217,31 +319,39 @@ impl Shared {
         self.store()
             .tokens
             .insert(token.clone(), TokenRecord::Access(record));
-        token
+        Ok(token)
     }
 
     /// Stores an RPT for `spec`, encoded per the configured format.
     pub(crate) fn store_rpt(&self, spec: RptSpec) -> Result<String, jsonwebtoken::errors::Error> {
+        let meta = RptMeta {
+            jti: random_id(16),
+            aud: self.rpt_audience(&spec),
+        };
         let token = match self.settings.rpt_format {
-            RptFormat::Opaque => random_id(32),
-            RptFormat::Jwt => self.keys.sign(RPT_TYP, &self.rpt_claims(&spec))?,
+            RptFormat::Opaque => self.opaque_token(),
+            RptFormat::Jwt => {
+                let claims = self.rpt_claims(&spec, &meta);
+                let typ = match self.dialect {
+                    Dialect::Keycloak => ID_TOKEN_TYP,
+                    Dialect::Standard | Dialect::Wso2 => RPT_TYP,
+                };
+                self.keys.sign(typ, &claims)?
+            }
         };
         self.store().tokens.insert(
             token.clone(),
             TokenRecord::Rpt {
                 spec,
                 revoked: false,
+                meta,
             },
         );
         Ok(token)
     }
 
-    /// The claims of a JWT RPT: the spec's members plus `iss`, `jti` and `aud` (the clients
-    /// that registered the resources, else the RPT's client).
-    fn rpt_claims(&self, spec: &RptSpec) -> Map<String, Value> {
-        let mut claims = spec.common_claims();
-        claims.insert("iss".to_owned(), Value::from(self.issuer.as_str()));
-        claims.insert("jti".to_owned(), Value::from(random_id(16)));
+    /// The clients that registered the resources of an RPT, else its client.
+    fn rpt_audience(&self, spec: &RptSpec) -> Vec<String> {
         let mut aud: Vec<String> = Vec::new();
         {
             let store = self.store();
@@ -260,14 +370,24 @@ impl Shared {
         {
             aud.push(client.clone());
         }
-        match aud.len() {
-            0 => {}
-            1 => {
-                claims.insert("aud".to_owned(), Value::from(aud.remove(0)));
+        aud
+    }
+
+    /// The claims of a JWT RPT: the spec's members plus `iss`, `jti` and `aud`. Keycloak's
+    /// carry `authorization.permissions` (`rsid`, `rsname`, `scopes`), `typ` and `azp` instead
+    /// of `permissions` and `client_id`.
+    fn rpt_claims(&self, spec: &RptSpec, meta: &RptMeta) -> Map<String, Value> {
+        let mut claims = match self.dialect {
+            Dialect::Keycloak => {
+                let store = self.store();
+                spec.keycloak_claims(|id| store.resource_name(id))
             }
-            _ => {
-                claims.insert("aud".to_owned(), Value::from(aud));
-            }
+            Dialect::Standard | Dialect::Wso2 => spec.common_claims(),
+        };
+        claims.insert("iss".to_owned(), Value::from(self.token_issuer.as_str()));
+        claims.insert("jti".to_owned(), Value::from(meta.jti.as_str()));
+        if let Some(aud) = meta.aud_value() {
+            claims.insert("aud".to_owned(), aud);
         }
         for (key, value) in &spec.extra {
             claims.insert(key.clone(), value.clone());
@@ -283,14 +403,27 @@ impl Shared {
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = unix_now_ms().div_euclid(1000);
         let mut claims = Map::new();
-        claims.insert("iss".to_owned(), Value::from(self.issuer.as_str()));
+        claims.insert("iss".to_owned(), Value::from(self.token_issuer.as_str()));
         claims.insert("sub".to_owned(), Value::from(sub));
         claims.insert("aud".to_owned(), Value::from(aud));
         claims.insert("iat".to_owned(), Value::from(now));
         claims.insert("auth_time".to_owned(), Value::from(now));
         claims.insert("exp".to_owned(), Value::from(Self::exp_after(ID_TOKEN_TTL)));
         claims.insert("preferred_username".to_owned(), Value::from(sub));
+        if self.dialect == Dialect::Keycloak {
+            claims.insert("typ".to_owned(), Value::from(KEYCLOAK_ID_TYP));
+            claims.insert("azp".to_owned(), Value::from(aud));
+            claims.insert("jti".to_owned(), Value::from(random_id(16)));
+        }
         self.keys.sign(ID_TOKEN_TYP, &claims)
+    }
+
+    /// A fresh resource id: a UUID like Keycloak's and WSO2's, or 128 random bits.
+    pub(crate) fn resource_id(&self) -> String {
+        match self.dialect {
+            Dialect::Keycloak | Dialect::Wso2 => uuid_v4(),
+            Dialect::Standard => random_id(16),
+        }
     }
 
     /// Registers a resource; `desc.owner` must already be filled in.
@@ -299,22 +432,62 @@ impl Shared {
         desc: ResourceDescription,
         registered_by: Option<String>,
     ) -> String {
-        let id = random_id(16);
+        let id = self.resource_id();
         self.store().resources.push(Resource {
             id: id.clone(),
             desc,
             registered_by,
+            extra: Map::new(),
         });
         id
     }
 
-    /// Stores a new live ticket.
-    pub(crate) fn new_ticket(&self, store: &mut Store, mut ticket: Ticket) -> String {
-        let id = random_id(32);
+    /// Stores a new live ticket: 256 random bits, a UUID for WSO2, or for Keycloak an ES256
+    /// JWT (`iss`, `aud` = the issuer, `iat`, `exp`, `jti`, `sub` and `azp` of the PAT, and
+    /// `permissions` as `rsid` + `scopes`). The store keeps every ticket, whatever its shape.
+    pub(crate) fn new_ticket(
+        &self,
+        store: &mut Store,
+        mut ticket: Ticket,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let id = match self.dialect {
+            Dialect::Standard => random_id(32),
+            Dialect::Wso2 => uuid_v4(),
+            Dialect::Keycloak => {
+                let now = unix_now_ms().div_euclid(1000);
+                let mut claims = Map::new();
+                claims.insert("iss".to_owned(), Value::from(self.token_issuer.as_str()));
+                claims.insert("aud".to_owned(), Value::from(self.issuer.as_str()));
+                claims.insert("iat".to_owned(), Value::from(now));
+                claims.insert(
+                    "exp".to_owned(),
+                    Value::from(Self::exp_after(self.settings.ticket_ttl)),
+                );
+                claims.insert("jti".to_owned(), Value::from(random_id(16)));
+                if let Some((sub, azp)) = &ticket.origin {
+                    claims.insert("sub".to_owned(), Value::from(sub.as_str()));
+                    claims.insert("azp".to_owned(), Value::from(azp.as_str()));
+                }
+                let permissions: Vec<Value> = ticket
+                    .permissions
+                    .iter()
+                    .map(|p| {
+                        let mut permission = Map::new();
+                        permission.insert("rsid".to_owned(), Value::from(p.resource_id.as_str()));
+                        if !p.scopes.is_empty() {
+                            permission.insert("scopes".to_owned(), Value::from(p.scopes.clone()));
+                        }
+                        Value::Object(permission)
+                    })
+                    .collect();
+                claims.insert("permissions".to_owned(), Value::from(permissions));
+                self.keys.sign(ID_TOKEN_TYP, &claims)?
+            }
+        };
         ticket.expires_at = Instant::now() + self.settings.ticket_ttl;
         ticket.used = false;
         store.tickets.insert(id.clone(), ticket);
-        id
+        Ok(id)
     }
 
     /// Records the owner's decision; false if the request is unknown or already decided.
@@ -374,6 +547,11 @@ impl Store {
         self.resources.iter().find(|r| r.id == id)
     }
 
+    /// The name of a registered resource, if it has one.
+    pub(crate) fn resource_name(&self, id: &str) -> Option<String> {
+        self.resource(id).and_then(|r| r.desc.name.clone())
+    }
+
     pub(crate) fn resource_mut(&mut self, id: &str) -> Option<&mut Resource> {
         self.resources.iter_mut().find(|r| r.id == id)
     }
@@ -392,6 +570,20 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
         assert_ne!(id, random_id(32));
+    }
+
+    #[test]
+    fn uuids_have_version_4_shape() {
+        let id = uuid_v4();
+        assert_eq!(id.len(), 36);
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4'));
+        assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
+        assert_ne!(id, uuid_v4());
     }
 
     #[test]

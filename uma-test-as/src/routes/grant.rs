@@ -19,6 +19,27 @@
 //!    `"upgraded": true`; any other `rpt` value yields `"upgraded": false`.
 //!
 //! Tickets re-issued by `need_info`/`request_submitted` are bound to the client that got them.
+//!
+//! The dialects answer differently (uma-wire §9.5):
+//!
+//! * **Keycloak**: the ticket (a JWT) is reusable until it expires, like Keycloak's stateless
+//!   tickets; without a ticket, `permission=RESOURCE[#scope,…]` parameters (id or name)
+//!   name the permissions. Unknown or expired ticket → 403 `invalid_ticket`; a resource that
+//!   does not exist → 400 `invalid_resource`. There is no `need_info`: a pair that would
+//!   need an identity is denied. Denied → 403 `access_denied` / `not_authorized`. A pair
+//!   awaiting its owner creates an approval request only with `submit_request=true`
+//!   (403 `access_denied` / `request_submitted`, no new ticket); without it, or while the
+//!   request is pending and `submit_request` is not repeated, → `not_authorized`. Approvals
+//!   belong to (resource, requesting party) like Keycloak's permission tickets, so after the
+//!   owner approves, the client presents the **same** ticket again. `claim_token` with the
+//!   ID-token format identifies the requesting party; with Keycloak's JWT format (or none)
+//!   it is pushed claims and ignored. `scope` is ignored; `response_mode=decision` answers
+//!   `{"result": true}` and `response_mode=permissions` the granted permissions instead of
+//!   an RPT.
+//! * **WSO2**: `claim_token` (an ID token; `claim_token_format` ignored) is required; the
+//!   ticket is single-use; every failure — missing claim token, bad ticket, denial, a pair
+//!   that would need approval — is 400 `invalid_grant` "Provided Authorization Grant is
+//!   invalid"; `rpt` is ignored (no upgrade).
 
 use std::time::Instant;
 
@@ -26,16 +47,31 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::Form;
-use crate::dialect::names::ID_TOKEN_FORMAT;
+use super::token::{Caller, token_body};
+use crate::dialect::Dialect;
+use crate::dialect::names::{ID_TOKEN_FORMAT, JWT_CLAIM_FORMAT};
 use crate::error::{OAuthError, json_response};
 use crate::model::{PendingRequest, RptPermission, RptSpec, unix_now_secs};
 use crate::policy::{Outcome, assess};
 use crate::state::{
-    Decision, PendingRecord, Shared, Store, Ticket, TokenRecord, expires_in, random_id,
+    Decision, PendingRecord, Requested, Shared, Store, Ticket, TokenRecord, expires_in, random_id,
 };
 
-/// Runs the grant for an authenticated client.
+/// Runs the grant for an authenticated caller.
 pub(super) fn uma_ticket(
+    shared: &Shared,
+    caller: &Caller,
+    form: &Form,
+) -> Result<axum::response::Response, OAuthError> {
+    match shared.dialect {
+        Dialect::Standard => standard(shared, &caller.client_id, form),
+        Dialect::Keycloak => keycloak(shared, caller, form),
+        Dialect::Wso2 => wso2(shared, &caller.client_id, form),
+    }
+}
+
+/// The standard grant (UMA Grant §3.3), see the module docs.
+fn standard(
     shared: &Shared,
     client_id: &str,
     form: &Form,
@@ -63,17 +99,7 @@ pub(super) fn uma_ticket(
     let ticket = redeem(shared, ticket_id, client_id)?;
 
     let requester = match claim_token {
-        Some(token) => Some(
-            shared
-                .keys
-                .verify_id_token(token, &shared.issuer)
-                .ok_or_else(|| {
-                    OAuthError::invalid_grant(
-                        "the claim token is not a valid ID token issued by this server",
-                    )
-                })?
-                .sub,
-        ),
+        Some(token) => Some(identify(shared, token)?),
         None => ticket.requester.clone(),
     };
 
@@ -98,14 +124,16 @@ pub(super) fn uma_ticket(
             .describe("the policies do not grant the requested permissions"));
     }
     if assessment.need_info {
-        let next = shared.new_ticket(
-            &mut store,
-            Ticket {
-                bound_client: Some(client_id.to_owned()),
-                requester,
-                ..ticket
-            },
-        );
+        let next = shared
+            .new_ticket(
+                &mut store,
+                Ticket {
+                    bound_client: Some(client_id.to_owned()),
+                    requester,
+                    ..ticket
+                },
+            )
+            .map_err(|_| OAuthError::server_error("cannot sign the ticket"))?;
         return Err(OAuthError::new(StatusCode::FORBIDDEN, "need_info")
             .describe("the requesting party must identify itself with an ID token")
             .with("ticket", next)
@@ -115,7 +143,7 @@ pub(super) fn uma_ticket(
                     "claim_token_format": [ID_TOKEN_FORMAT],
                     "claim_type": "string",
                     "friendly_name": "subject",
-                    "issuer": [shared.issuer],
+                    "issuer": [shared.token_issuer],
                     "name": "sub",
                 }]),
             ));
@@ -129,15 +157,17 @@ pub(super) fn uma_ticket(
                 decision: Decision::Pending,
             });
         }
-        let next = shared.new_ticket(
-            &mut store,
-            Ticket {
-                bound_client: Some(client_id.to_owned()),
-                requester,
-                approvals,
-                ..ticket
-            },
-        );
+        let next = shared
+            .new_ticket(
+                &mut store,
+                Ticket {
+                    bound_client: Some(client_id.to_owned()),
+                    requester,
+                    approvals,
+                    ..ticket
+                },
+            )
+            .map_err(|_| OAuthError::server_error("cannot sign the ticket"))?;
         return Err(OAuthError::new(StatusCode::FORBIDDEN, "request_submitted")
             .describe("the resource owner has been asked to approve the request")
             .with("ticket", next));
@@ -156,13 +186,25 @@ pub(super) fn uma_ticket(
         .get("rpt")
         .map(|rpt| match take_for_upgrade(&mut store, rpt, client_id) {
             Some(old) => {
-                merge(&mut permissions, old, exp);
+                merge(&mut permissions, old, Some(exp));
                 true
             }
             None => false,
         });
     drop(store);
+    issue_rpt(shared, requester, client_id, exp, permissions, upgraded)
+}
 
+/// Stores and answers an RPT (`access_token`, `token_type`, `expires_in`, `upgraded` when
+/// an `rpt` was sent).
+fn issue_rpt(
+    shared: &Shared,
+    requester: Option<String>,
+    client_id: &str,
+    exp: i64,
+    permissions: Vec<RptPermission>,
+    upgraded: Option<bool>,
+) -> Result<axum::response::Response, OAuthError> {
     let spec = RptSpec {
         sub: requester,
         client_id: Some(client_id.to_owned()),
@@ -175,18 +217,299 @@ pub(super) fn uma_ticket(
     let rpt = shared
         .store_rpt(spec)
         .map_err(|_| OAuthError::server_error("cannot sign the RPT"))?;
-    let mut body = Map::new();
-    body.insert("access_token".to_owned(), Value::from(rpt));
-    body.insert("token_type".to_owned(), Value::from("Bearer"));
-    body.insert(
-        "expires_in".to_owned(),
-        Value::from(expires_in(shared.settings.rpt_ttl)),
-    );
+    let mut body = token_body(shared, &rpt, expires_in(shared.settings.rpt_ttl));
     if let Some(upgraded) = upgraded {
         body.insert("upgraded".to_owned(), Value::Bool(upgraded));
     }
     tracing::debug!(client_id, upgraded, "rpt issued");
     Ok(json_response(StatusCode::OK, &Value::Object(body)))
+}
+
+/// The requesting party named by an ID token this server issued.
+fn identify(shared: &Shared, id_token: &str) -> Result<String, OAuthError> {
+    shared
+        .keys
+        .verify_id_token(id_token, &shared.token_issuer)
+        .map(|claims| claims.sub)
+        .ok_or_else(|| {
+            OAuthError::invalid_grant(
+                "the claim token is not a valid ID token issued by this server",
+            )
+        })
+}
+
+/// Keycloak's grant, see the module docs.
+fn keycloak(
+    shared: &Shared,
+    caller: &Caller,
+    form: &Form,
+) -> Result<axum::response::Response, OAuthError> {
+    let client_id = caller.client_id.as_str();
+    let denied =
+        || OAuthError::new(StatusCode::FORBIDDEN, "access_denied").describe("not_authorized");
+    let requester = match (form.get("claim_token"), form.get("claim_token_format")) {
+        (Some(token), Some(ID_TOKEN_FORMAT)) => Some(identify(shared, token)?),
+        // Pushed claims (Keycloak's default format): accepted, not an identity.
+        (Some(_), None | Some(JWT_CLAIM_FORMAT)) | (None, _) => caller.user.clone(),
+        (Some(_), Some(format)) => {
+            return Err(OAuthError::invalid_request(format!(
+                "Claim token format [{format}] not supported"
+            )));
+        }
+    };
+    let submit = form.get("submit_request") == Some("true");
+
+    let mut store = shared.store();
+    let requested = match form.get("ticket") {
+        Some(ticket_id) => {
+            let ticket = store
+                .tickets
+                .get(ticket_id)
+                .filter(|t| t.expires_at > Instant::now())
+                .ok_or_else(|| {
+                    OAuthError::new(StatusCode::FORBIDDEN, "invalid_ticket")
+                        .describe("Ticket verification failed")
+                })?;
+            ticket.permissions.clone()
+        }
+        None => keycloak_permissions(&store, &form.all("permission"))?,
+    };
+    if let Some(missing) = requested
+        .iter()
+        .find(|p| store.resource(&p.resource_id).is_none())
+    {
+        return Err(
+            OAuthError::new(StatusCode::BAD_REQUEST, "invalid_resource").describe(format!(
+                "Resource with id [{}] does not exist.",
+                missing.resource_id
+            )),
+        );
+    }
+
+    let who = requester.as_deref().unwrap_or(client_id).to_owned();
+    let mut refused = false;
+    let mut waiting = false;
+    let mut new_requests: Vec<PendingRequest> = Vec::new();
+    for PairOutcomes {
+        resource_id,
+        owner,
+        outcomes,
+    } in pair_outcomes(shared, &store, &requested, requester.as_deref())
+    {
+        let mut approval: Option<Vec<String>> = None;
+        for (scope, outcome) in outcomes {
+            match outcome {
+                Outcome::Granted => {}
+                Outcome::NeedInfo | Outcome::Denied => refused = true,
+                Outcome::Approval => approval.get_or_insert_with(Vec::new).extend(scope),
+            }
+        }
+        let Some(approval) = approval else {
+            continue;
+        };
+        // Keycloak's permission tickets belong to (resource, requester): the latest one that
+        // covers these scopes decides.
+        let existing = store.requests.iter().rev().find(|r| {
+            r.request.resource_id == resource_id
+                && r.request.requester == who
+                && approval.iter().all(|s| r.request.scopes.contains(s))
+        });
+        match existing.map(|r| r.decision) {
+            Some(Decision::Approved) => {}
+            Some(Decision::Denied) => refused = true,
+            Some(Decision::Pending) => waiting = true,
+            None => new_requests.push(PendingRequest {
+                id: random_id(16),
+                owner,
+                requester: who.clone(),
+                client_id: client_id.to_owned(),
+                resource_id,
+                scopes: approval,
+            }),
+        }
+    }
+    if refused || ((waiting || !new_requests.is_empty()) && !submit) {
+        tracing::debug!(client_id, "uma grant denied");
+        return Err(denied());
+    }
+    if waiting || !new_requests.is_empty() {
+        for request in new_requests {
+            store.requests.push(PendingRecord {
+                request,
+                decision: Decision::Pending,
+            });
+        }
+        return Err(
+            OAuthError::new(StatusCode::FORBIDDEN, "access_denied").describe("request_submitted")
+        );
+    }
+
+    let mut permissions: Vec<RptPermission> = requested
+        .iter()
+        .map(|p| RptPermission::new(p.resource_id.as_str(), p.scopes.iter().map(String::as_str)))
+        .collect();
+    match form.get("response_mode") {
+        Some("decision") => {
+            return Ok(json_response(StatusCode::OK, &json!({"result": true})));
+        }
+        Some("permissions") => {
+            let list: Vec<Value> = permissions
+                .iter()
+                .map(|p| p.keycloak_json(store.resource_name(&p.resource_id).as_deref(), false))
+                .collect();
+            return Ok(json_response(StatusCode::OK, &Value::Array(list)));
+        }
+        _ => {}
+    }
+    let upgraded = form
+        .get("rpt")
+        .map(|rpt| match take_for_upgrade(&mut store, rpt, client_id) {
+            Some(old) => {
+                merge(&mut permissions, old, None);
+                true
+            }
+            None => false,
+        });
+    drop(store);
+    let exp = Shared::exp_after(shared.settings.rpt_ttl);
+    issue_rpt(shared, requester, client_id, exp, permissions, upgraded)
+}
+
+/// Keycloak's ticketless request: `permission=RESOURCE[#scope1,scope2]`, the resource by id
+/// or by name; repeated resources are merged.
+fn keycloak_permissions(store: &Store, values: &[&str]) -> Result<Vec<Requested>, OAuthError> {
+    if values.is_empty() {
+        return Err(OAuthError::invalid_request(
+            "send a ticket or at least one permission",
+        ));
+    }
+    let mut requested: Vec<Requested> = Vec::new();
+    for value in values {
+        let (resource, scopes) = value.split_once('#').unwrap_or((value, ""));
+        let Some(resource) = store
+            .resources
+            .iter()
+            .find(|r| r.id == resource)
+            .or_else(|| {
+                store
+                    .resources
+                    .iter()
+                    .find(|r| r.desc.name.as_deref() == Some(resource))
+            })
+        else {
+            return Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_resource")
+                .describe(format!("Resource with id [{resource}] does not exist.")));
+        };
+        let scopes: Vec<String> = scopes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(unknown) = scopes
+            .iter()
+            .find(|s| !resource.desc.resource_scopes.contains(s))
+        {
+            return Err(OAuthError::invalid_scope(format!(
+                "Invalid scopes [{unknown}] for resource [{}]",
+                resource.id
+            )));
+        }
+        match requested.iter_mut().find(|r| r.resource_id == resource.id) {
+            Some(existing) => {
+                for scope in scopes {
+                    if !existing.scopes.contains(&scope) {
+                        existing.scopes.push(scope);
+                    }
+                }
+            }
+            None => requested.push(Requested {
+                resource_id: resource.id.clone(),
+                scopes,
+            }),
+        }
+    }
+    Ok(requested)
+}
+
+/// WSO2's grant, see the module docs.
+fn wso2(
+    shared: &Shared,
+    client_id: &str,
+    form: &Form,
+) -> Result<axum::response::Response, OAuthError> {
+    let invalid = || OAuthError::invalid_grant("Provided Authorization Grant is invalid");
+    let (Some(ticket_id), Some(claim_token)) = (form.get("ticket"), form.get("claim_token")) else {
+        return Err(invalid());
+    };
+    let ticket = redeem(shared, ticket_id, client_id).map_err(|_| invalid())?;
+    let requester = identify(shared, claim_token).map_err(|_| invalid())?;
+    let store = shared.store();
+    let all_granted = ticket
+        .permissions
+        .iter()
+        .all(|p| store.resource(&p.resource_id).is_some())
+        && pair_outcomes(shared, &store, &ticket.permissions, Some(&requester))
+            .iter()
+            .all(|p| p.outcomes.iter().all(|(_, o)| *o == Outcome::Granted));
+    drop(store);
+    if !all_granted {
+        tracing::debug!(client_id, "uma grant denied");
+        return Err(invalid());
+    }
+    let permissions = ticket
+        .permissions
+        .iter()
+        .map(|p| RptPermission::new(p.resource_id.as_str(), p.scopes.iter().map(String::as_str)))
+        .collect();
+    let exp = Shared::exp_after(shared.settings.rpt_ttl);
+    issue_rpt(shared, Some(requester), client_id, exp, permissions, None)
+}
+
+/// The assessment of one requested resource.
+#[derive(Debug)]
+struct PairOutcomes {
+    resource_id: String,
+    owner: String,
+    /// `(scope, outcome)` pairs; one `None` scope for an empty scope list.
+    outcomes: Vec<(Option<String>, Outcome)>,
+}
+
+/// The policy outcome of every (resource, scope) pair, per existing resource.
+fn pair_outcomes(
+    shared: &Shared,
+    store: &Store,
+    permissions: &[Requested],
+    requester: Option<&str>,
+) -> Vec<PairOutcomes> {
+    permissions
+        .iter()
+        .filter_map(|permission| {
+            let resource = store.resource(&permission.resource_id)?;
+            let checks: Vec<Option<&str>> = if permission.scopes.is_empty() {
+                vec![None]
+            } else {
+                permission.scopes.iter().map(|s| Some(s.as_str())).collect()
+            };
+            let outcomes = checks
+                .into_iter()
+                .map(|scope| {
+                    let outcome = assess(
+                        &shared.settings.policies,
+                        &resource.id,
+                        &resource.desc,
+                        scope,
+                        requester,
+                    );
+                    (scope.map(str::to_owned), outcome)
+                })
+                .collect();
+            Some(PairOutcomes {
+                resource_id: resource.id.clone(),
+                owner: resource.desc.owner.clone().unwrap_or_default(),
+                outcomes,
+            })
+        })
+        .collect()
 }
 
 /// Spends a ticket and returns it, or says why it cannot be used.
@@ -291,7 +614,7 @@ fn assess_ticket(
 /// Revokes an RPT being upgraded and returns its permissions, if it may be upgraded.
 fn take_for_upgrade(store: &mut Store, rpt: &str, client_id: &str) -> Option<Vec<RptPermission>> {
     match store.tokens.get_mut(rpt) {
-        Some(TokenRecord::Rpt { spec, revoked })
+        Some(TokenRecord::Rpt { spec, revoked, .. })
             if !*revoked && spec.client_id.as_deref() == Some(client_id) =>
         {
             *revoked = true;
@@ -302,7 +625,7 @@ fn take_for_upgrade(store: &mut Store, rpt: &str, client_id: &str) -> Option<Vec
 }
 
 /// Adds the old RPT's permissions to the new ones (scopes are merged per resource).
-fn merge(permissions: &mut Vec<RptPermission>, old: Vec<RptPermission>, exp: i64) {
+fn merge(permissions: &mut Vec<RptPermission>, old: Vec<RptPermission>, exp: Option<i64>) {
     for old in old {
         if let Some(current) = permissions
             .iter_mut()
@@ -314,10 +637,7 @@ fn merge(permissions: &mut Vec<RptPermission>, old: Vec<RptPermission>, exp: i64
                 }
             }
         } else {
-            permissions.push(RptPermission {
-                exp: Some(exp),
-                ..old
-            });
+            permissions.push(RptPermission { exp, ..old });
         }
     }
 }
@@ -335,7 +655,7 @@ mod tests {
                 RptPermission::new("a", ["edit", "view"]),
                 RptPermission::new("b", ["x"]),
             ],
-            9,
+            Some(9),
         );
         assert_eq!(new[0].resource_scopes, ["view", "edit"]);
         assert_eq!(new[1].resource_id, "b");

@@ -11,6 +11,22 @@
 //!   `exp`, `iat`, `token_type` and no `permissions` (it is not an RPT);
 //! * anything else (unknown, expired, revoked) → exactly `{"active":false}`.
 //!
+//! The dialects (uma-wire §7.3, §7.4):
+//!
+//! * **Keycloak** requires client authentication (a bearer PAT alone → 401), checks `token`
+//!   first (400 "Token not provided."), then the hint: none or `access_token` → a plain
+//!   access-token answer without `permissions` (`exp`, `iat`, `nbf`, `jti`, `iss`, `aud`,
+//!   `sub`, `typ`, `azp`, `scope`, `client_id`, `username`, `token_type`);
+//!   `requesting_party_token` → Keycloak's RPT answer: `jti`, `typ`, `exp`, `iat`, `nbf`,
+//!   `aud` and `permissions` with both namings (`rsid`/`rsname`/`scopes` and
+//!   `resource_id`/`resource_scopes`) — no `permissions` for a token that is not an RPT; any
+//!   other hint → 400 `invalid_request` "Unsupported token type.".
+//! * **WSO2** answers like WSO2's `/oauth2/introspect`: `token_type`, `exp`, `iat`, `nbf`,
+//!   `client_id`, `username` (`{sub}@carbon.super`), `aut`, `scope` for plain tokens and
+//!   `permissions` (`resource_id`, `resource_scopes`) for RPTs; no `sub`.
+//!
+//! A minted spec's `extra` members are added last in every dialect.
+//!
 //! Revocation needs client authentication, accepts any token this server issued (RPT, PAT,
 //! access token) from any authenticated client, and answers 200 with an empty body for every
 //! well-formed request, known token or not.
@@ -24,11 +40,14 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::{Authorization, Form, authenticate_client, authorization, bearer_pat, reject};
-use crate::dialect::Endpoint;
+use super::{
+    Authorization, Form, Protection, authenticate_client, authorization, bearer_pat, reject,
+};
+use crate::dialect::names::{ACCESS_TOKEN_HINT, RPT_HINT, WSO2_TENANT};
+use crate::dialect::{Dialect, Endpoint};
 use crate::error::{OAuthError, json_response};
-use crate::model::unix_now_ms;
-use crate::state::{Shared, TokenRecord};
+use crate::model::{RptSpec, unix_now_ms};
+use crate::state::{AccessToken, RptMeta, Shared, Store, TokenRecord};
 
 type Body = Result<Bytes, BytesRejection>;
 
@@ -46,9 +65,13 @@ fn introspect_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
+    let keycloak = shared.dialect == Dialect::Keycloak;
     // A bearer PAT is checked before the body, so a bad PAT is a 401 whatever the body.
+    // Keycloak only knows client authentication.
     let by_pat = match authorization(headers) {
-        Authorization::Bearer(token) => Some(bearer_pat(shared, &token)?),
+        Authorization::Bearer(token) if !keycloak => {
+            Some(bearer_pat(shared, &token, Protection::Introspection)?)
+        }
         _ => None,
     };
     let body = body.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
@@ -56,30 +79,181 @@ fn introspect_inner(
     if by_pat.is_none() {
         authenticate_client(shared, headers, &form)?;
     }
-    let token = form.required("token")?;
-    let answer = match shared.store().tokens.get(token) {
-        Some(TokenRecord::Rpt { spec, revoked })
-            if !revoked && spec.is_active_at(unix_now_ms()) =>
-        {
-            Value::Object(spec.introspection())
+    let token = if keycloak {
+        form.get("token")
+            .ok_or_else(|| OAuthError::invalid_request("Token not provided."))?
+    } else {
+        form.required("token")?
+    };
+    let rpt_view = match form.get("token_type_hint") {
+        Some(RPT_HINT) => true,
+        None | Some(ACCESS_TOKEN_HINT) => false,
+        Some(_) if keycloak => {
+            return Err(OAuthError::invalid_request("Unsupported token type."));
         }
-        Some(TokenRecord::Access(access)) if access.is_active_at(unix_now_ms()) => {
-            let mut body = Map::new();
-            body.insert("active".to_owned(), Value::Bool(true));
-            body.insert("scope".to_owned(), Value::from(access.scopes.join(" ")));
-            body.insert(
-                "client_id".to_owned(),
-                Value::from(access.client_id.as_str()),
-            );
-            body.insert("sub".to_owned(), Value::from(access.sub.as_str()));
-            body.insert("exp".to_owned(), Value::from(access.exp));
-            body.insert("iat".to_owned(), Value::from(access.iat));
-            body.insert("token_type".to_owned(), Value::from("Bearer"));
-            Value::Object(body)
-        }
+        Some(_) => false,
+    };
+    let now = unix_now_ms();
+    let store = shared.store();
+    let answer = match store.tokens.get(token) {
+        Some(TokenRecord::Rpt {
+            spec,
+            revoked,
+            meta,
+        }) if !revoked && spec.is_active_at(now) => match shared.dialect {
+            Dialect::Standard => Value::Object(spec.introspection()),
+            Dialect::Keycloak if rpt_view => keycloak_rpt(spec, meta, &store),
+            Dialect::Keycloak => keycloak_plain_rpt(shared, spec, meta),
+            Dialect::Wso2 => wso2_rpt(spec),
+        },
+        Some(TokenRecord::Access(access)) if access.is_active_at(now) => match shared.dialect {
+            Dialect::Standard => standard_access(access),
+            Dialect::Keycloak if rpt_view => keycloak_access_as_rpt(access),
+            Dialect::Keycloak => keycloak_access(shared, access),
+            Dialect::Wso2 => wso2_access(access),
+        },
         _ => json!({"active": false}),
     };
+    drop(store);
     Ok(json_response(StatusCode::OK, &answer))
+}
+
+fn put(body: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
+    body.insert(key.to_owned(), value.into());
+}
+
+fn put_opt(body: &mut Map<String, Value>, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        body.insert(key.to_owned(), value.into());
+    }
+}
+
+/// Adds a minted spec's `extra` members, then `active: true`.
+fn finish(mut body: Map<String, Value>, spec: Option<&RptSpec>) -> Value {
+    if let Some(spec) = spec {
+        for (key, value) in &spec.extra {
+            body.insert(key.clone(), value.clone());
+        }
+    }
+    body.insert("active".to_owned(), Value::Bool(true));
+    Value::Object(body)
+}
+
+/// A PAT or other access token, standard dialect: not an RPT, so no `permissions`.
+fn standard_access(access: &AccessToken) -> Value {
+    let mut body = Map::new();
+    put(&mut body, "active", true);
+    put(&mut body, "scope", access.scopes.join(" "));
+    put(&mut body, "client_id", access.client_id.as_str());
+    put(&mut body, "sub", access.sub.as_str());
+    put(&mut body, "exp", access.exp);
+    put(&mut body, "iat", access.iat);
+    put(&mut body, "token_type", "Bearer");
+    Value::Object(body)
+}
+
+/// Keycloak's RPT introspection (`RPTIntrospectionProvider`): token metadata and
+/// `permissions` with both namings.
+fn keycloak_rpt(spec: &RptSpec, meta: &RptMeta, store: &Store) -> Value {
+    let mut body = Map::new();
+    put(&mut body, "jti", meta.jti.as_str());
+    put(&mut body, "typ", "Bearer");
+    put_opt(&mut body, "exp", spec.exp);
+    put_opt(&mut body, "iat", spec.iat);
+    put_opt(&mut body, "nbf", spec.nbf);
+    put_opt(&mut body, "aud", meta.aud_value());
+    let permissions: Vec<Value> = spec
+        .permissions
+        .iter()
+        .map(|p| p.keycloak_json(store.resource_name(&p.resource_id).as_deref(), true))
+        .collect();
+    put(&mut body, "permissions", permissions);
+    finish(body, Some(spec))
+}
+
+/// Keycloak's plain access-token introspection of an RPT: its claims, no `permissions`.
+fn keycloak_plain_rpt(shared: &Shared, spec: &RptSpec, meta: &RptMeta) -> Value {
+    let mut body = Map::new();
+    put_opt(&mut body, "exp", spec.exp);
+    put_opt(&mut body, "iat", spec.iat);
+    put_opt(&mut body, "nbf", spec.nbf);
+    put(&mut body, "jti", meta.jti.as_str());
+    put(&mut body, "iss", shared.token_issuer.as_str());
+    put_opt(&mut body, "aud", meta.aud_value());
+    put_opt(&mut body, "sub", spec.sub.as_deref());
+    put(&mut body, "typ", "Bearer");
+    put_opt(&mut body, "azp", spec.client_id.as_deref());
+    put_opt(&mut body, "client_id", spec.client_id.as_deref());
+    put_opt(&mut body, "username", spec.sub.as_deref());
+    put(&mut body, "token_type", "Bearer");
+    finish(body, Some(spec))
+}
+
+/// A Keycloak access token introspected with the RPT hint: metadata, no `permissions`.
+fn keycloak_access_as_rpt(access: &AccessToken) -> Value {
+    let mut body = Map::new();
+    put_opt(&mut body, "jti", access.jti.as_deref());
+    put(&mut body, "typ", "Bearer");
+    put(&mut body, "exp", access.exp);
+    put(&mut body, "iat", access.iat);
+    finish(body, None)
+}
+
+/// Keycloak's plain access-token introspection.
+fn keycloak_access(shared: &Shared, access: &AccessToken) -> Value {
+    let mut body = Map::new();
+    put(&mut body, "exp", access.exp);
+    put(&mut body, "iat", access.iat);
+    put_opt(&mut body, "jti", access.jti.as_deref());
+    put(&mut body, "iss", shared.token_issuer.as_str());
+    put(&mut body, "sub", access.sub.as_str());
+    put(&mut body, "typ", "Bearer");
+    put(&mut body, "azp", access.client_id.as_str());
+    put(&mut body, "scope", access.scopes.join(" "));
+    put(&mut body, "client_id", access.client_id.as_str());
+    if access.user {
+        put(&mut body, "username", access.sub.as_str());
+    }
+    put(&mut body, "token_type", "Bearer");
+    finish(body, None)
+}
+
+/// `username` and `aut` as WSO2 writes them.
+fn wso2_identity(body: &mut Map<String, Value>, user: Option<&str>) {
+    match user {
+        Some(user) => {
+            put(body, "username", format!("{user}@{WSO2_TENANT}"));
+            put(body, "aut", "APPLICATION_USER");
+        }
+        None => put(body, "aut", "APPLICATION"),
+    }
+}
+
+/// WSO2's introspection of an RPT: the usual members plus `permissions`.
+fn wso2_rpt(spec: &RptSpec) -> Value {
+    let mut body = Map::new();
+    put(&mut body, "token_type", "Bearer");
+    put_opt(&mut body, "exp", spec.exp);
+    put_opt(&mut body, "iat", spec.iat);
+    put_opt(&mut body, "nbf", spec.nbf.or(spec.iat));
+    put_opt(&mut body, "client_id", spec.client_id.as_deref());
+    wso2_identity(&mut body, spec.sub.as_deref());
+    let permissions: Vec<Value> = spec.permissions.iter().map(|p| p.to_json()).collect();
+    put(&mut body, "permissions", permissions);
+    finish(body, Some(spec))
+}
+
+/// WSO2's introspection of a plain access token.
+fn wso2_access(access: &AccessToken) -> Value {
+    let mut body = Map::new();
+    put(&mut body, "token_type", "Bearer");
+    put(&mut body, "scope", access.scopes.join(" "));
+    put(&mut body, "exp", access.exp);
+    put(&mut body, "iat", access.iat);
+    put(&mut body, "nbf", access.iat);
+    put(&mut body, "client_id", access.client_id.as_str());
+    wso2_identity(&mut body, access.user.then_some(access.sub.as_str()));
+    finish(body, None)
 }
 
 /// The revocation endpoint.

@@ -23,29 +23,31 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use http::{HeaderMap, StatusCode, header};
 
-use crate::dialect::Endpoint;
+use crate::dialect::{Dialect, Endpoint};
 use crate::error::OAuthError;
 use crate::faults::fault_layer;
 use crate::model::unix_now_ms;
 use crate::state::{Shared, TokenRecord};
 
-/// Builds the router of one server.
+/// Builds the router of one server: every endpoint at its dialect's paths, each behind the
+/// fault layer of its [`Endpoint`].
 pub(crate) fn router(shared: &Arc<Shared>) -> Router {
-    let dialect = shared.dialect;
+    let layout = &shared.layout;
     let endpoint = |e: Endpoint, router: Router<Arc<Shared>>| {
         router.layer(from_fn_with_state((Arc::clone(shared), e), fault_layer))
     };
     let route = |e: Endpoint, method_router: MethodRouter<Arc<Shared>>| {
         endpoint(
             e,
-            Router::new().route(dialect.path(e), with_405(method_router)),
+            Router::new().route(&layout.path(e), with_405(method_router)),
         )
     };
 
-    let collection = dialect.path(Endpoint::ResourceRegistration);
+    let collection = layout.path(Endpoint::ResourceRegistration);
+    let item = layout.resource_item_route();
     let registration = Router::new()
         .route(
-            collection,
+            &collection,
             with_405(get(resource::list).post(resource::create)),
         )
         .route(
@@ -53,7 +55,7 @@ pub(crate) fn router(shared: &Arc<Shared>) -> Router {
             with_405(get(resource::list).post(resource::create)),
         )
         .route(
-            dialect.resource_item_route(),
+            &item,
             with_405(
                 get(resource::read)
                     .put(resource::update)
@@ -61,21 +63,28 @@ pub(crate) fn router(shared: &Arc<Shared>) -> Router {
             ),
         )
         .route(
-            &format!("{}/", dialect.resource_item_route()),
+            &format!("{item}/"),
             with_405(
                 get(resource::read)
                     .put(resource::update)
                     .delete(resource::delete),
             ),
         );
-    let (approve, deny) = dialect.admin_decision_routes();
+    let (approve, deny) = layout.admin_decision_routes();
     let admin = Router::new()
-        .route(dialect.path(Endpoint::Admin), with_405(get(admin::list)))
-        .route(approve, with_405(post(admin::approve)))
-        .route(deny, with_405(post(admin::deny)));
+        .route(&layout.path(Endpoint::Admin), with_405(get(admin::list)))
+        .route(&approve, with_405(post(admin::approve)))
+        .route(&deny, with_405(post(admin::deny)));
+    let mut discovery = Router::new().route(
+        &layout.path(Endpoint::Discovery),
+        with_405(get(discovery::discovery)),
+    );
+    if let Some(alias) = layout.alias(Endpoint::Discovery) {
+        discovery = discovery.route(&alias, with_405(get(discovery::openid_configuration)));
+    }
 
     Router::new()
-        .merge(route(Endpoint::Discovery, get(discovery::discovery)))
+        .merge(endpoint(Endpoint::Discovery, discovery))
         .merge(route(Endpoint::Jwks, get(discovery::jwks)))
         .merge(route(Endpoint::Token, post(token::token)))
         .merge(route(Endpoint::Introspection, post(introspect::introspect)))
@@ -128,6 +137,16 @@ pub(crate) struct Form(Vec<(String, String)>);
 impl Form {
     /// Parses the body; a wrong content type, bad encoding or repeated parameter is a 400.
     pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        Self::parse_repeatable(headers, body, &[])
+    }
+
+    /// Parses the body, allowing the parameters in `repeatable` to appear more than once
+    /// (Keycloak's `permission`).
+    pub(crate) fn parse_repeatable(
+        headers: &HeaderMap,
+        body: &[u8],
+        repeatable: &[&str],
+    ) -> Result<Self, OAuthError> {
         if !content_type_is(headers, |ct| ct == "application/x-www-form-urlencoded") {
             return Err(OAuthError::invalid_request(
                 "the body must be application/x-www-form-urlencoded",
@@ -136,7 +155,7 @@ impl Form {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|_| OAuthError::invalid_request("the form body is malformed"))?;
         for (i, (name, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(n, _)| n == name) {
+            if !repeatable.contains(&name.as_str()) && pairs[..i].iter().any(|(n, _)| n == name) {
                 // RFC 6749 §3.1: request parameters must not be repeated.
                 return Err(OAuthError::invalid_request(format!(
                     "parameter `{name}` is repeated"
@@ -152,6 +171,15 @@ impl Form {
             .iter()
             .find(|(n, v)| n == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every non-empty value of a (repeatable) parameter, in order.
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A required parameter.
@@ -256,15 +284,34 @@ fn check_credentials(
 
 /// Authenticates a client with HTTP Basic or `client_id`/`client_secret` in the form;
 /// returns its id.
+///
+/// Keycloak also accepts what its client libraries send: a `client_id` in the body next to
+/// matching Basic credentials, and body credentials next to an unrelated `Bearer` header.
 fn authenticate_client(
     shared: &Shared,
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<String, OAuthError> {
-    let in_body = form.get("client_id").is_some() || form.get("client_secret").is_some();
+    let keycloak = shared.dialect == Dialect::Keycloak;
+    let (body_id, body_secret) = (form.get("client_id"), form.get("client_secret"));
+    let in_body = body_id.is_some() || body_secret.is_some();
+    let from_body = || {
+        let (Some(id), Some(secret)) = (body_id, body_secret) else {
+            return Err(OAuthError::invalid_client(
+                "client authentication is required",
+                true,
+            ));
+        };
+        check_credentials(&shared.settings.clients, id, secret)
+            .ok_or_else(|| OAuthError::invalid_client("client authentication failed", false))
+    };
     match authorization(headers) {
         Authorization::Basic(id, secret) => {
-            if in_body {
+            let same_id = || {
+                body_secret.is_none()
+                    && body_id.is_some_and(|b| b == id || form_decode(&id).as_deref() == Some(b))
+            };
+            if in_body && !(keycloak && same_id()) {
                 // RFC 6749 §2.3: one authentication method per request.
                 return Err(OAuthError::invalid_request(
                     "use either HTTP Basic or client_id/client_secret, not both",
@@ -273,17 +320,8 @@ fn authenticate_client(
             check_credentials(&shared.settings.clients, &id, &secret)
                 .ok_or_else(|| OAuthError::invalid_client("client authentication failed", true))
         }
-        Authorization::None => {
-            let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret"))
-            else {
-                return Err(OAuthError::invalid_client(
-                    "client authentication is required",
-                    true,
-                ));
-            };
-            check_credentials(&shared.settings.clients, id, secret)
-                .ok_or_else(|| OAuthError::invalid_client("client authentication failed", false))
-        }
+        Authorization::None => from_body(),
+        Authorization::Bearer(_) if keycloak && in_body => from_body(),
         Authorization::Bearer(_) | Authorization::Unusable => Err(OAuthError::invalid_client(
             "client authentication needs HTTP Basic or client_id/client_secret",
             true,
@@ -298,11 +336,26 @@ pub(crate) struct PatInfo {
     pub(crate) client_id: String,
 }
 
+/// What a bearer token authenticates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protection {
+    /// The resource registration API.
+    Registration,
+    /// The permission endpoint.
+    Permission,
+    /// Introspection by PAT (standard and WSO2).
+    Introspection,
+}
+
 /// Authenticates a protection-API call by its bearer PAT (FedAuthz §1.3); applies the
 /// `reject_next_pat` knob to requests that carry a valid PAT.
-fn require_pat(shared: &Shared, headers: &HeaderMap) -> Result<PatInfo, OAuthError> {
+fn require_pat(
+    shared: &Shared,
+    headers: &HeaderMap,
+    purpose: Protection,
+) -> Result<PatInfo, OAuthError> {
     match authorization(headers) {
-        Authorization::Bearer(token) => bearer_pat(shared, &token),
+        Authorization::Bearer(token) => bearer_pat(shared, &token, purpose),
         Authorization::None => Err(OAuthError::invalid_token("a bearer PAT is required", true)),
         Authorization::Basic(..) | Authorization::Unusable => {
             Err(OAuthError::invalid_token("a bearer PAT is required", false))
@@ -310,19 +363,40 @@ fn require_pat(shared: &Shared, headers: &HeaderMap) -> Result<PatInfo, OAuthErr
     }
 }
 
-fn bearer_pat(shared: &Shared, token: &str) -> Result<PatInfo, OAuthError> {
+/// Checks a bearer token for `purpose`, per dialect:
+///
+/// * standard: an active access token with `uma_protection`;
+/// * Keycloak: the same for registration (a token without it → 403 `invalid_scope`
+///   "Requires uma_protection scope."), any active access token at the permission endpoint;
+/// * WSO2: an active `uma_protection` token issued to a user (password grant) for
+///   registration and permissions — a client-credentials PAT has no resource owner → 401.
+fn bearer_pat(shared: &Shared, token: &str, purpose: Protection) -> Result<PatInfo, OAuthError> {
     let info = match shared.store().tokens.get(token) {
         Some(TokenRecord::Access(access)) if access.is_active_at(unix_now_ms()) => {
-            if access.is_pat() {
-                PatInfo {
-                    sub: access.sub.clone(),
-                    client_id: access.client_id.clone(),
+            let keycloak = shared.dialect == Dialect::Keycloak;
+            let accepted = access.is_pat() || (keycloak && purpose == Protection::Permission);
+            if !accepted {
+                if keycloak {
+                    return Err(OAuthError::new(StatusCode::FORBIDDEN, "invalid_scope")
+                        .describe("Requires uma_protection scope."));
                 }
-            } else {
                 return Err(OAuthError::invalid_token(
                     "the token lacks the uma_protection scope",
                     false,
                 ));
+            }
+            if shared.dialect == Dialect::Wso2
+                && purpose != Protection::Introspection
+                && !access.user
+            {
+                return Err(OAuthError::invalid_token(
+                    "the PAT must belong to a resource owner (a user's password grant)",
+                    false,
+                ));
+            }
+            PatInfo {
+                sub: access.sub.clone(),
+                client_id: access.client_id.clone(),
             }
         }
         _ => {
@@ -394,6 +468,9 @@ mod tests {
         assert_eq!(form.get("b"), None);
         assert!(form.required("b").is_err());
         assert!(Form::parse(&form_type, b"a=1&a=2").is_err());
+        let repeated = Form::parse_repeatable(&form_type, b"p=1&p=&p=2&a=x", &["p"]).unwrap();
+        assert_eq!(repeated.all("p"), ["1", "2"]);
+        assert!(Form::parse_repeatable(&form_type, b"p=1&a=1&a=2", &["p"]).is_err());
         assert!(Form::parse(&headers(&[("content-type", "application/json")]), b"a=1").is_err());
         assert!(Form::parse(&headers(&[]), b"a=1").is_err());
     }

@@ -6,6 +6,14 @@
 //! same resource are merged); 400 `invalid_resource_id` / `invalid_scope` /
 //! `invalid_request`; 401 without a valid PAT. Any valid PAT may ask about any resource.
 //! Tickets are 256-bit random URL-safe strings, single-use, expiring after `ticket_ttl`.
+//!
+//! Dialects (uma-wire §5.2, §5.3): Keycloak and WSO2 take **arrays only** (a bare object →
+//! 400 `invalid_request`). Keycloak accepts any valid access token of the realm (it does not
+//! check `uma_protection` here), resolves an unknown `resource_id` as a resource *name*
+//! (the caller's resources first), answers an empty array with 400
+//! `invalid_permission_request`, and issues JWT tickets. WSO2 needs a PAT issued to a user
+//! (401 `{"error":"unauthorized","error_description":"Unauthorized user"}` otherwise), only
+//! accepts that user's resources (else 400 `invalid_resource_id`) and issues UUID tickets.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,10 +25,10 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::{parse_json, reject, require_pat};
-use crate::dialect::Endpoint;
+use super::{Protection, parse_json, reject, require_pat};
+use crate::dialect::{Dialect, Endpoint};
 use crate::error::{OAuthError, json_response};
-use crate::state::{Requested, Shared, Ticket};
+use crate::state::{Requested, Shared, Store, Ticket};
 
 /// The permission endpoint.
 pub(super) async fn permission(
@@ -28,7 +36,18 @@ pub(super) async fn permission(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    permission_inner(&shared, &headers, body).unwrap_or_else(|e| reject(Endpoint::Permission, e))
+    permission_inner(&shared, &headers, body).unwrap_or_else(|e| {
+        if shared.dialect == Dialect::Wso2 && e.status() == StatusCode::UNAUTHORIZED {
+            // WSO2's permission API: `error`/`error_description`, but its own words.
+            let mut wso2 = OAuthError::new(StatusCode::UNAUTHORIZED, "unauthorized")
+                .describe("Unauthorized user");
+            if let Some(challenge) = e.challenge_value() {
+                wso2 = wso2.challenge(challenge);
+            }
+            return reject(Endpoint::Permission, wso2);
+        }
+        reject(Endpoint::Permission, e)
+    })
 }
 
 fn permission_inner(
@@ -36,13 +55,34 @@ fn permission_inner(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
-    let pat = require_pat(shared, headers)?;
+    let pat = require_pat(shared, headers, Protection::Permission)?;
     let body = body.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
-    let requested = parse_permissions(&parse_json(headers, &body)?)?;
+    let body = parse_json(headers, &body)?;
+    let dialect = shared.dialect;
+    match &body {
+        Value::Array(items) if items.is_empty() && dialect == Dialect::Keycloak => {
+            return Err(
+                OAuthError::new(StatusCode::BAD_REQUEST, "invalid_permission_request")
+                    .describe("Invalid permission request"),
+            );
+        }
+        Value::Object(_) if dialect != Dialect::Standard => {
+            return Err(OAuthError::invalid_request(
+                "the body must be an array of permission objects",
+            ));
+        }
+        _ => {}
+    }
+    let mut requested = parse_permissions(&body)?;
 
     let mut store = shared.store();
+    if dialect == Dialect::Keycloak {
+        resolve_names(&store, &mut requested, &pat.sub);
+    }
     for permission in &requested {
-        let Some(resource) = store.resource(&permission.resource_id) else {
+        let Some(resource) = store.resource(&permission.resource_id).filter(|r| {
+            dialect != Dialect::Wso2 || r.desc.owner.as_deref() == Some(pat.sub.as_str())
+        }) else {
             return Err(
                 OAuthError::new(StatusCode::BAD_REQUEST, "invalid_resource_id")
                     .describe(format!("no resource with id `{}`", permission.resource_id)),
@@ -59,17 +99,20 @@ fn permission_inner(
             )));
         }
     }
-    let ticket = shared.new_ticket(
-        &mut store,
-        Ticket {
-            permissions: requested,
-            expires_at: Instant::now(),
-            used: false,
-            bound_client: None,
-            requester: None,
-            approvals: Vec::new(),
-        },
-    );
+    let ticket = shared
+        .new_ticket(
+            &mut store,
+            Ticket {
+                permissions: requested,
+                expires_at: Instant::now(),
+                used: false,
+                bound_client: None,
+                requester: None,
+                approvals: Vec::new(),
+                origin: Some((pat.sub.clone(), pat.client_id.clone())),
+            },
+        )
+        .map_err(|_| OAuthError::server_error("cannot sign the ticket"))?;
     drop(store);
     tracing::debug!(
         client_id = pat.client_id,
@@ -80,6 +123,28 @@ fn permission_inner(
         StatusCode::CREATED,
         &json!({"ticket": ticket}),
     ))
+}
+
+/// Keycloak retries an unknown `resource_id` as a resource name: first among the resources
+/// of the PAT's subject, then among all (uma-wire §5.2).
+fn resolve_names(store: &Store, requested: &mut [Requested], owner: &str) {
+    for permission in requested {
+        if store.resource(&permission.resource_id).is_some() {
+            continue;
+        }
+        let named = |r: &&crate::state::Resource| {
+            r.desc.name.as_deref() == Some(permission.resource_id.as_str())
+        };
+        let found = store
+            .resources
+            .iter()
+            .filter(named)
+            .find(|r| r.desc.owner.as_deref() == Some(owner))
+            .or_else(|| store.resources.iter().find(named));
+        if let Some(resource) = found {
+            permission.resource_id.clone_from(&resource.id);
+        }
+    }
 }
 
 /// Reads the object-or-array body (FedAuthz §4.1), merging repeated resources.

@@ -1,5 +1,7 @@
 //! The resource registration API (FedAuthz §3.2), authenticated by a bearer PAT.
 //!
+//! Standard dialect:
+//!
 //! * `POST /resource_set` → 201, `Location: {issuer}/resource_set/{id}`, `{"_id": …}`;
 //! * `GET /resource_set[?name=X]` → 200, array of ids (creation order; `name` filters by
 //!   exact name);
@@ -12,6 +14,24 @@
 //! `invalid_request`; other methods → 405 `unsupported_method_type`. A resource's owner is the
 //! body's `owner` or else the PAT's subject. Any valid PAT may manage any resource, and names
 //! need not be unique (the spec has no such rule).
+//!
+//! Keycloak (uma-wire §4.2): `resource_scopes` may be left out; `uris` (or the legacy `uri`),
+//! `ownerManagedAccess`, `displayName` and `attributes` are kept; `owner` may be a string or
+//! an object with `id`/`name`. Create → 201 with the full representation and no `Location`;
+//! a second resource with the same name for the same owner → 409 `invalid_request` "Resource
+//! with name [X] already exists."; reads return `resource_scopes` as `{"name": …}` objects
+//! and `owner` as `{"id", "name"}`; PUT → 204; DELETE → 204; unknown id → 404 with an empty
+//! body. The list takes `_id`, `name` (case-insensitive substring unless `exactName=true`),
+//! `owner`, `type`, `uri` (with `matchingUri=true`, `*` in registered patterns matches
+//! anything), `scope`, `first`, `max` and `deep=true` (full representations instead of ids).
+//!
+//! WSO2 (uma-wire §4.3): only PATs issued to a user (the resource owner); create and PUT
+//! require `name`, `type`, `icon_uri` and `description` (strings, possibly empty) and a
+//! non-empty `resource_scopes`; create → 201 + absolute `Location` + `{"_id"}`; PUT → 201
+//! `{"_id"}`; DELETE → 204; the list holds the owner's resources only; another owner's
+//! resource → 401; a duplicate name for the owner → 409 `conflict`. Every error of this API is
+//! `{"code": …, "description": …}`: 400 `invalid_request`, 401 `Unauthorized` "Unauthorized
+//! User.", 404 `not_found`, 409 `conflict`.
 
 use std::sync::Arc;
 
@@ -20,37 +40,210 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{PatInfo, parse_json, reject, require_pat};
-use crate::dialect::Endpoint;
+use super::{PatInfo, Protection, parse_json, reject, require_pat};
+use crate::dialect::{Dialect, Endpoint};
 use crate::error::{OAuthError, json_response};
 use crate::model::ResourceDescription;
-use crate::state::Shared;
+use crate::state::{Resource, Shared, Store};
 
 type Body = Result<Bytes, BytesRejection>;
 type Id = Result<Path<String>, PathRejection>;
 
-fn respond(result: Result<Response, OAuthError>) -> Response {
-    result.unwrap_or_else(|e| reject(Endpoint::ResourceRegistration, e))
+/// Keycloak members kept next to the description.
+const KEYCLOAK_EXTRA: [&str; 4] = ["uris", "ownerManagedAccess", "displayName", "attributes"];
+
+/// The fields WSO2 declares required besides `resource_scopes`.
+const WSO2_REQUIRED: [&str; 4] = ["name", "type", "icon_uri", "description"];
+
+/// Turns a handler's result into the dialect's answer.
+fn respond(shared: &Shared, result: Result<Response, OAuthError>) -> Response {
+    match result {
+        Ok(response) => response,
+        Err(error) if shared.dialect == Dialect::Wso2 => {
+            let error = if error.status() == StatusCode::UNAUTHORIZED {
+                OAuthError::new(StatusCode::UNAUTHORIZED, "Unauthorized")
+                    .describe("Unauthorized User.")
+            } else {
+                error
+            };
+            tracing::debug!(
+                endpoint = ?Endpoint::ResourceRegistration,
+                error = error.code(),
+                http.status_code = error.status().as_u16(),
+                "request rejected"
+            );
+            error.into_wso2_response()
+        }
+        Err(error) => reject(Endpoint::ResourceRegistration, error),
+    }
 }
 
-/// Parses a description; `resource_scopes` is required.
-fn description(headers: &HeaderMap, body: Body) -> Result<ResourceDescription, OAuthError> {
+/// A parsed description plus the Keycloak members to keep.
+struct Parsed {
+    desc: ResourceDescription,
+    extra: Map<String, Value>,
+}
+
+/// Parses a description per dialect (see the module docs).
+fn description(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Parsed, OAuthError> {
     let body = body.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
     let value = parse_json(headers, &body)?;
-    if !value.is_object() {
+    let Value::Object(mut object) = value else {
         return Err(OAuthError::invalid_request(
             "the resource description must be a JSON object",
         ));
+    };
+    let mut extra = Map::new();
+    match shared.dialect {
+        Dialect::Standard => {}
+        Dialect::Keycloak => {
+            object
+                .entry("resource_scopes")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(Value::Object(owner)) = object.get("owner") {
+                let name = owner
+                    .get("name")
+                    .or_else(|| owner.get("id"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                object.insert("owner".to_owned(), name);
+            }
+            if let Some(uri) = object.remove("uri")
+                && !object.contains_key("uris")
+            {
+                object.insert("uris".to_owned(), Value::Array(vec![uri]));
+            }
+            for key in KEYCLOAK_EXTRA {
+                if let Some(value) = object.get(key).filter(|v| !v.is_null()) {
+                    extra.insert(key.to_owned(), value.clone());
+                }
+            }
+        }
+        Dialect::Wso2 => {
+            for key in WSO2_REQUIRED {
+                if !object.get(key).is_some_and(Value::is_string) {
+                    return Err(OAuthError::invalid_request(format!(
+                        "Resource {key} is missing"
+                    )));
+                }
+            }
+            if object
+                .get("resource_scopes")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
+                return Err(OAuthError::invalid_request("Resource scopes are missing"));
+            }
+            // The owner is the PAT's user, whatever the body says.
+            object.remove("owner");
+        }
     }
-    serde_json::from_value(value)
-        .map_err(|e| OAuthError::invalid_request(format!("invalid resource description: {e}")))
+    let desc = serde_json::from_value(Value::Object(object))
+        .map_err(|e| OAuthError::invalid_request(format!("invalid resource description: {e}")))?;
+    Ok(Parsed { desc, extra })
 }
 
 fn path_id(id: Id) -> Result<String, OAuthError> {
     id.map(|Path(id)| id)
         .map_err(|_| OAuthError::invalid_request("invalid resource id in the path"))
+}
+
+/// The dialect's answer for an unknown id.
+fn unknown(shared: &Shared, id: &str) -> OAuthError {
+    match shared.dialect {
+        Dialect::Keycloak => OAuthError::empty(StatusCode::NOT_FOUND, "not_found"),
+        Dialect::Standard | Dialect::Wso2 => {
+            OAuthError::not_found(format!("no resource with id `{id}`"))
+        }
+    }
+}
+
+/// A resource an operation may touch: any for the standard dialect and Keycloak, only the
+/// PAT user's own for WSO2 (another owner's → 401).
+fn owned<'s>(
+    shared: &Shared,
+    store: &'s Store,
+    pat: &PatInfo,
+    id: &str,
+) -> Result<&'s Resource, OAuthError> {
+    let resource = store.resource(id).ok_or_else(|| unknown(shared, id))?;
+    if shared.dialect == Dialect::Wso2 && resource.desc.owner.as_deref() != Some(&pat.sub) {
+        return Err(OAuthError::invalid_token(
+            "the resource belongs to another owner",
+            false,
+        ));
+    }
+    Ok(resource)
+}
+
+/// A 409 if `owner` already has another resource called `name` (Keycloak and WSO2).
+fn check_duplicate(
+    shared: &Shared,
+    store: &Store,
+    desc: &ResourceDescription,
+    except: Option<&str>,
+) -> Result<(), OAuthError> {
+    let Some(name) = desc.name.as_deref() else {
+        return Ok(());
+    };
+    let taken = store.resources.iter().any(|r| {
+        Some(r.id.as_str()) != except
+            && r.desc.name.as_deref() == Some(name)
+            && r.desc.owner == desc.owner
+    });
+    if !taken {
+        return Ok(());
+    }
+    match shared.dialect {
+        Dialect::Standard => Ok(()),
+        Dialect::Keycloak => Err(OAuthError::new(StatusCode::CONFLICT, "invalid_request")
+            .describe(format!("Resource with name [{name}] already exists."))),
+        Dialect::Wso2 => Err(OAuthError::new(StatusCode::CONFLICT, "conflict")
+            .describe(format!("Resource with name {name} already exists"))),
+    }
+}
+
+/// Keycloak's representation of a resource.
+fn keycloak_representation(resource: &Resource) -> Value {
+    let desc = &resource.desc;
+    let mut body = Map::new();
+    body.insert("_id".to_owned(), Value::from(resource.id.as_str()));
+    let mut put = |key: &str, value: Option<&String>| {
+        if let Some(value) = value {
+            body.insert(key.to_owned(), Value::from(value.as_str()));
+        }
+    };
+    put("name", desc.name.as_ref());
+    put("type", desc.r#type.as_ref());
+    put("icon_uri", desc.icon_uri.as_ref());
+    put("description", desc.description.as_ref());
+    if let Some(owner) = &desc.owner {
+        body.insert("owner".to_owned(), json!({"id": owner, "name": owner}));
+    }
+    body.insert("ownerManagedAccess".to_owned(), Value::Bool(false));
+    body.insert("uris".to_owned(), Value::Array(Vec::new()));
+    for (key, value) in &resource.extra {
+        body.insert(key.clone(), value.clone());
+    }
+    let scopes: Vec<Value> = desc
+        .resource_scopes
+        .iter()
+        .map(|s| json!({"name": s}))
+        .collect();
+    body.insert("resource_scopes".to_owned(), Value::Array(scopes));
+    Value::Object(body)
+}
+
+/// The standard (and WSO2) representation: the description plus `_id`.
+fn plain_representation(resource: &Resource) -> Result<Value, OAuthError> {
+    let mut body = serde_json::to_value(&resource.desc)
+        .map_err(|_| OAuthError::server_error("cannot encode the resource"))?;
+    if let Some(object) = body.as_object_mut() {
+        object.insert("_id".to_owned(), Value::from(resource.id.as_str()));
+    }
+    Ok(body)
 }
 
 /// `POST`: registers a resource.
@@ -59,29 +252,45 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(create_inner(&shared, &headers, body))
+    respond(&shared, create_inner(&shared, &headers, body))
 }
 
 fn create_inner(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Response, OAuthError> {
-    let pat = require_pat(shared, headers)?;
-    let mut desc = description(headers, body)?;
+    let pat = require_pat(shared, headers, Protection::Registration)?;
+    let Parsed { mut desc, extra } = description(shared, headers, body)?;
     let PatInfo { sub, client_id } = pat;
     desc.owner.get_or_insert(sub);
-    let id = shared.add_resource(desc, Some(client_id));
+    let id = shared.resource_id();
+    let mut store = shared.store();
+    check_duplicate(shared, &store, &desc, None)?;
+    store.resources.push(Resource {
+        id: id.clone(),
+        desc,
+        registered_by: Some(client_id),
+        extra,
+    });
+    if shared.dialect == Dialect::Keycloak {
+        let body = store
+            .resource(&id)
+            .map(keycloak_representation)
+            .unwrap_or_default();
+        return Ok(json_response(StatusCode::CREATED, &body));
+    }
+    drop(store);
     let mut response = json_response(StatusCode::CREATED, &json!({"_id": id}));
-    if let Ok(location) = HeaderValue::from_str(&shared.dialect.resource_url(&shared.issuer, &id)) {
+    if let Ok(location) = HeaderValue::from_str(&shared.layout.resource_url(&shared.base, &id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
 }
 
-/// `GET` on the collection: the ids, optionally filtered by `?name=`.
+/// `GET` on the collection: the ids, filtered per dialect.
 pub(super) async fn list(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    respond(list_inner(&shared, &headers, query.as_deref()))
+    respond(&shared, list_inner(&shared, &headers, query.as_deref()))
 }
 
 fn list_inner(
@@ -89,21 +298,123 @@ fn list_inner(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Response, OAuthError> {
-    require_pat(shared, headers)?;
+    let pat = require_pat(shared, headers, Protection::Registration)?;
     let params: Vec<(String, String)> = query
         .map(serde_urlencoded::from_str)
         .transpose()
         .map_err(|_| OAuthError::invalid_request("the query string is malformed"))?
         .unwrap_or_default();
-    let name = params.iter().find(|(k, _)| k == "name").map(|(_, v)| v);
-    let ids: Vec<Value> = shared
-        .store()
+    let param = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let store = shared.store();
+    let body = match shared.dialect {
+        Dialect::Standard => {
+            let name = param("name");
+            store
+                .resources
+                .iter()
+                .filter(|r| name.is_none_or(|n| r.desc.name.as_deref() == Some(n)))
+                .map(|r| Value::from(r.id.as_str()))
+                .collect()
+        }
+        Dialect::Wso2 => store
+            .resources
+            .iter()
+            .filter(|r| r.desc.owner.as_deref() == Some(pat.sub.as_str()))
+            .map(|r| Value::from(r.id.as_str()))
+            .collect(),
+        Dialect::Keycloak => keycloak_list(&store, &param)?,
+    };
+    Ok(json_response(StatusCode::OK, &Value::Array(body)))
+}
+
+/// Keycloak's list filters (see the module docs).
+fn keycloak_list<'q>(
+    store: &Store,
+    param: &impl Fn(&str) -> Option<&'q str>,
+) -> Result<Vec<Value>, OAuthError> {
+    let number = |key: &str| -> Result<Option<usize>, OAuthError> {
+        param(key)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| OAuthError::invalid_request(format!("`{key}` must be a number")))
+            })
+            .transpose()
+            .map(|n| n.and_then(|n| usize::try_from(n).ok()))
+    };
+    let (first, max) = (number("first")?.unwrap_or(0), number("max")?);
+    let flag = |key: &str| param(key) == Some("true");
+    let name = param("name").map(str::to_lowercase);
+    let matches = |r: &&Resource| {
+        let desc = &r.desc;
+        param("_id").is_none_or(|id| r.id == id)
+            && name.as_deref().is_none_or(|n| {
+                desc.name.as_deref().is_some_and(|name| {
+                    if flag("exactName") {
+                        param("name") == Some(name)
+                    } else {
+                        name.to_lowercase().contains(n)
+                    }
+                })
+            })
+            && param("owner").is_none_or(|o| desc.owner.as_deref() == Some(o))
+            && param("type").is_none_or(|t| desc.r#type.as_deref() == Some(t))
+            && param("scope").is_none_or(|s| desc.resource_scopes.iter().any(|x| x == s))
+            && param("uri").is_none_or(|uri| {
+                r.extra
+                    .get("uris")
+                    .and_then(Value::as_array)
+                    .is_some_and(|uris| {
+                        uris.iter().filter_map(Value::as_str).any(|pattern| {
+                            if flag("matchingUri") {
+                                wildcard_match(pattern, uri)
+                            } else {
+                                pattern == uri
+                            }
+                        })
+                    })
+            })
+    };
+    Ok(store
         .resources
         .iter()
-        .filter(|r| name.is_none_or(|n| r.desc.name.as_ref() == Some(n)))
-        .map(|r| Value::from(r.id.as_str()))
-        .collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(ids)))
+        .filter(matches)
+        .skip(first)
+        .take(max.unwrap_or(usize::MAX))
+        .map(|r| {
+            if flag("deep") {
+                keycloak_representation(r)
+            } else {
+                Value::from(r.id.as_str())
+            }
+        })
+        .collect())
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(head) = parts.next() else {
+        return true;
+    };
+    let Some(mut rest) = text.strip_prefix(head) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
 }
 
 /// `GET` on an item.
@@ -112,19 +423,18 @@ pub(super) async fn read(
     headers: HeaderMap,
     id: Id,
 ) -> Response {
-    respond(read_inner(&shared, &headers, id))
+    respond(&shared, read_inner(&shared, &headers, id))
 }
 
 fn read_inner(shared: &Shared, headers: &HeaderMap, id: Id) -> Result<Response, OAuthError> {
-    require_pat(shared, headers)?;
+    let pat = require_pat(shared, headers, Protection::Registration)?;
     let id = path_id(id)?;
     let store = shared.store();
-    let resource = store.resource(&id).ok_or_else(|| unknown(&id))?;
-    let mut body = serde_json::to_value(&resource.desc)
-        .map_err(|_| OAuthError::server_error("cannot encode the resource"))?;
-    if let Some(object) = body.as_object_mut() {
-        object.insert("_id".to_owned(), Value::from(id.as_str()));
-    }
+    let resource = owned(shared, &store, &pat, &id)?;
+    let body = match shared.dialect {
+        Dialect::Keycloak => keycloak_representation(resource),
+        Dialect::Standard | Dialect::Wso2 => plain_representation(resource)?,
+    };
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -135,7 +445,7 @@ pub(super) async fn update(
     id: Id,
     body: Body,
 ) -> Response {
-    respond(update_inner(&shared, &headers, id, body))
+    respond(&shared, update_inner(&shared, &headers, id, body))
 }
 
 fn update_inner(
@@ -144,16 +454,26 @@ fn update_inner(
     id: Id,
     body: Body,
 ) -> Result<Response, OAuthError> {
-    require_pat(shared, headers)?;
+    let pat = require_pat(shared, headers, Protection::Registration)?;
     let id = path_id(id)?;
-    let mut desc = description(headers, body)?;
+    let Parsed { mut desc, extra } = description(shared, headers, body)?;
     let mut store = shared.store();
-    let resource = store.resource_mut(&id).ok_or_else(|| unknown(&id))?;
+    let current_owner = owned(shared, &store, &pat, &id)?.desc.owner.clone();
     if desc.owner.is_none() {
-        desc.owner.clone_from(&resource.desc.owner);
+        desc.owner = current_owner;
     }
+    check_duplicate(shared, &store, &desc, Some(&id))?;
+    let resource = store
+        .resource_mut(&id)
+        .ok_or_else(|| unknown(shared, &id))?;
     resource.desc = desc;
-    Ok(json_response(StatusCode::OK, &json!({"_id": id})))
+    resource.extra = extra;
+    drop(store);
+    Ok(match shared.dialect {
+        Dialect::Standard => json_response(StatusCode::OK, &json!({"_id": id})),
+        Dialect::Keycloak => StatusCode::NO_CONTENT.into_response(),
+        Dialect::Wso2 => json_response(StatusCode::CREATED, &json!({"_id": id})),
+    })
 }
 
 /// `DELETE` on an item.
@@ -162,21 +482,31 @@ pub(super) async fn delete(
     headers: HeaderMap,
     id: Id,
 ) -> Response {
-    respond(delete_inner(&shared, &headers, id))
+    respond(&shared, delete_inner(&shared, &headers, id))
 }
 
 fn delete_inner(shared: &Shared, headers: &HeaderMap, id: Id) -> Result<Response, OAuthError> {
-    require_pat(shared, headers)?;
+    let pat = require_pat(shared, headers, Protection::Registration)?;
     let id = path_id(id)?;
     let mut store = shared.store();
-    let before = store.resources.len();
+    owned(shared, &store, &pat, &id)?;
     store.resources.retain(|r| r.id != id);
-    if store.resources.len() == before {
-        return Err(unknown(&id));
-    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn unknown(id: &str) -> OAuthError {
-    OAuthError::not_found(format!("no resource with id `{id}`"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("/albums/*", "/albums/1"));
+        assert!(wildcard_match("/albums/*", "/albums/"));
+        assert!(!wildcard_match("/albums/*", "/photos/1"));
+        assert!(wildcard_match("/a/*/b/*", "/a/x/b/y"));
+        assert!(wildcard_match("/exact", "/exact"));
+        assert!(!wildcard_match("/exact", "/exact/more"));
+        assert!(wildcard_match("*", "anything"));
+        assert!(!wildcard_match("/a/*/c", "/a/b"));
+    }
 }

@@ -2,7 +2,14 @@
 //! tokens); the uma-ticket grant lives in [`super::grant`].
 //!
 //! Every grant requires client authentication (HTTP Basic or `client_id`/`client_secret` in
-//! the body); all clients are confidential.
+//! the body); all clients are confidential. Keycloak also lets the uma-ticket grant be
+//! authenticated by a user's access token as `Bearer` (uma-wire §9.5): the client is the
+//! token's client and the requesting party its user.
+//!
+//! Dialect differences: Keycloak answers `token_type: "bearer"` (lower case, uma-wire §3.2)
+//! plus `refresh_expires_in: 0` and `not-before-policy: 0`, issues JWT access tokens, and
+//! ignores `scope` on the client-credentials grant (every client-credentials token is a PAT:
+//! Keycloak checks a client role, not a scope); WSO2 issues UUIDs.
 
 use std::sync::Arc;
 
@@ -13,11 +20,22 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
-use super::{Form, authenticate_client, check_credentials, reject};
-use crate::dialect::Endpoint;
+use super::{Authorization, Form, authenticate_client, authorization, check_credentials, reject};
 use crate::dialect::names::{OPENID, UMA_PROTECTION, UMA_TICKET_GRANT};
+use crate::dialect::{Dialect, Endpoint};
 use crate::error::{OAuthError, json_response};
-use crate::state::{Shared, expires_in};
+use crate::model::unix_now_ms;
+use crate::state::{Shared, TokenRecord, expires_in};
+
+/// Who asks for a token.
+#[derive(Debug)]
+pub(super) struct Caller {
+    /// The authenticated client.
+    pub(super) client_id: String,
+    /// The user of the access token that authenticated the request (Keycloak's bearer
+    /// authentication of the uma-ticket grant).
+    pub(super) user: Option<String>,
+}
 
 /// The token endpoint.
 pub(super) async fn token(
@@ -34,19 +52,62 @@ fn token_inner(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let body = body.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
-    let form = Form::parse(headers, &body)?;
-    let client_id = authenticate_client(shared, headers, &form)?;
+    let form = if shared.dialect == Dialect::Keycloak {
+        // Keycloak's `permission` parameter repeats.
+        Form::parse_repeatable(headers, &body, &["permission"])?
+    } else {
+        Form::parse(headers, &body)?
+    };
+    let grant_type = form.get("grant_type");
+    let caller = match keycloak_bearer(shared, headers, &form, grant_type) {
+        Some(caller) => caller?,
+        None => Caller {
+            client_id: authenticate_client(shared, headers, &form)?,
+            user: None,
+        },
+    };
+    let client_id = caller.client_id.as_str();
     let grant_type = form.required("grant_type")?;
     tracing::debug!(grant_type, client_id, "token request");
     match grant_type {
-        "client_credentials" => client_credentials(shared, &client_id, &form),
-        "password" => password(shared, &client_id, &form),
-        UMA_TICKET_GRANT => super::grant::uma_ticket(shared, &client_id, &form),
+        "client_credentials" => client_credentials(shared, client_id, &form),
+        "password" => password(shared, client_id, &form),
+        UMA_TICKET_GRANT => super::grant::uma_ticket(shared, &caller, &form),
         _ => Err(
             OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type")
                 .describe("supported: client_credentials, password and the uma-ticket grant"),
         ),
     }
+}
+
+/// Keycloak's bearer authentication of the uma-ticket grant: `None` when it does not apply
+/// (another dialect or grant, or client credentials in the body), else the caller or 401.
+fn keycloak_bearer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    form: &Form,
+    grant_type: Option<&str>,
+) -> Option<Result<Caller, OAuthError>> {
+    if shared.dialect != Dialect::Keycloak
+        || grant_type != Some(UMA_TICKET_GRANT)
+        || form.get("client_secret").is_some()
+    {
+        return None;
+    }
+    let Authorization::Bearer(token) = authorization(headers) else {
+        return None;
+    };
+    let caller = match shared.store().tokens.get(&token) {
+        Some(TokenRecord::Access(access)) if access.is_active_at(unix_now_ms()) => Ok(Caller {
+            client_id: access.client_id.clone(),
+            user: access.user.then(|| access.sub.clone()),
+        }),
+        _ => Err(OAuthError::invalid_token(
+            "the bearer token is unknown, expired or revoked",
+            false,
+        )),
+    };
+    Some(caller)
 }
 
 /// Splits a `scope` parameter and checks every value against `allowed`.
@@ -68,17 +129,24 @@ fn scopes(form: &Form, allowed: &[&str], default: &[&str]) -> Result<Vec<String>
     Ok(scopes)
 }
 
-/// A PAT for the client itself. `scope` defaults to `uma_protection`, the only scope offered.
+/// A PAT for the client itself. `scope` defaults to `uma_protection`, the only scope offered;
+/// Keycloak ignores it.
 fn client_credentials(
     shared: &Shared,
     client_id: &str,
     form: &Form,
 ) -> Result<Response, OAuthError> {
-    let scopes = scopes(form, &[UMA_PROTECTION], &[UMA_PROTECTION])?;
+    let scopes = if shared.dialect == Dialect::Keycloak {
+        vec![UMA_PROTECTION.to_owned()]
+    } else {
+        scopes(form, &[UMA_PROTECTION], &[UMA_PROTECTION])?
+    };
     if scopes.is_empty() {
         return Err(OAuthError::invalid_scope("no scope requested"));
     }
-    let token = shared.issue_access_token(client_id, client_id, scopes.clone());
+    let token = shared
+        .issue_access_token(client_id, client_id, scopes.clone(), false)
+        .map_err(|_| OAuthError::server_error("cannot sign the access token"))?;
     Ok(token_response(shared, &token, &scopes, None))
 }
 
@@ -99,7 +167,9 @@ fn password(shared: &Shared, client_id: &str, form: &Form) -> Result<Response, O
     } else {
         None
     };
-    let token = shared.issue_access_token(&user, client_id, scopes.clone());
+    let token = shared
+        .issue_access_token(&user, client_id, scopes.clone(), true)
+        .map_err(|_| OAuthError::server_error("cannot sign the access token"))?;
     Ok(token_response(shared, &token, &scopes, id_token))
 }
 
@@ -109,13 +179,7 @@ fn token_response(
     scopes: &[String],
     id_token: Option<String>,
 ) -> Response {
-    let mut body = Map::new();
-    body.insert("access_token".to_owned(), Value::from(token));
-    body.insert("token_type".to_owned(), Value::from("Bearer"));
-    body.insert(
-        "expires_in".to_owned(),
-        Value::from(expires_in(shared.settings.pat_ttl)),
-    );
+    let mut body = token_body(shared, token, expires_in(shared.settings.pat_ttl));
     if !scopes.is_empty() {
         body.insert("scope".to_owned(), Value::from(scopes.join(" ")));
     }
@@ -123,4 +187,23 @@ fn token_response(
         body.insert("id_token".to_owned(), Value::from(id_token));
     }
     json_response(StatusCode::OK, &Value::Object(body))
+}
+
+/// The members every successful token answer has: `access_token`, `token_type` (`bearer` for
+/// Keycloak, `Bearer` otherwise) and `expires_in`, plus Keycloak's `refresh_expires_in` and
+/// `not-before-policy`.
+pub(super) fn token_body(shared: &Shared, token: &str, expires_in: i64) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("access_token".to_owned(), Value::from(token));
+    let token_type = match shared.dialect {
+        Dialect::Keycloak => "bearer",
+        Dialect::Standard | Dialect::Wso2 => "Bearer",
+    };
+    body.insert("token_type".to_owned(), Value::from(token_type));
+    body.insert("expires_in".to_owned(), Value::from(expires_in));
+    if shared.dialect == Dialect::Keycloak {
+        body.insert("refresh_expires_in".to_owned(), Value::from(0));
+        body.insert("not-before-policy".to_owned(), Value::from(0));
+    }
+    body
 }
