@@ -884,8 +884,6 @@ per_dialect!(
 /// Discovery checks run against the dialects that publish a discovery document (WSO2 has
 /// none; its static configuration is exercised by every other check above).
 mod discovery {
-    use super::*;
-
     macro_rules! with_discovery {
         ($($name:ident),* $(,)?) => {
             $(
