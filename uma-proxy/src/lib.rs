@@ -56,4 +56,4 @@ pub use forward::{
     BoxError, ClientAddr, Forward, ForwardOptions, ProxyBody, Upstream, forwarding_service,
 };
 pub use server::{Drain, RunError, admin_service, build_layer_with_retry, run, serve};
-pub use uma::{apply_dialect, build_layer};
+pub use uma::{apply_dialect, build_layer, layer_builder};

@@ -26,6 +26,10 @@ struct Cli {
     /// Forward to this URL instead of the file's `upstream`.
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
+    /// Print the changes the start-up resource sync would make (`+` create, `~` update,
+    /// `-` delete) and exit, without writing anything to the authorization server.
+    #[arg(long)]
+    check: bool,
     /// How logs are written to standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -73,6 +77,29 @@ async fn shutdown_signal() {
     }
 }
 
+/// `--check`: the dry run of the resource sync, printed as a diff on standard output.
+async fn check(config: &Config) -> ExitCode {
+    let plan = match uma_proxy::layer_builder(config).await {
+        Ok(builder) => builder.check_resources().await,
+        Err(e) => Err(e),
+    };
+    match plan {
+        Ok(plan) => {
+            let mut out = std::io::stdout().lock();
+            if plan.is_empty() {
+                let _ = writeln!(out, "resources are in sync");
+            }
+            let _ = write!(out, "{plan}");
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_config() { 2 } else { 1 })
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
@@ -104,6 +131,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if cli.check {
+        return runtime.block_on(check(&config));
+    }
     let announce = |addr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");

@@ -23,6 +23,17 @@ use crate::config::{AsConfig, Config, Dialect, PatGrantConfig};
 ///
 /// The layer's errors: configuration, transport, discovery, PAT or registration.
 pub async fn build_layer(config: &Config) -> Result<UmaLayer, tower_uma::Error> {
+    layer_builder(config).await?.build().await
+}
+
+/// The layer's builder for `config`: discovery (unless the dialect has none) and every
+/// setting of the file, before the resource sync. [`build_layer`] builds it;
+/// `uma-proxy --check` asks it for the sync's dry run.
+///
+/// # Errors
+///
+/// Configuration and discovery errors.
+pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma::Error> {
     let a = &config.authorization_server;
     let secret = a.client_secret.secret().to_owned();
     let mut builder = match &a.issuer {
@@ -67,7 +78,7 @@ pub async fn build_layer(config: &Config) -> Result<UmaLayer, tower_uma::Error> 
         .unmapped(config.unmapped)
         .cache(config.cache.build())
         .resources(config.resource_map());
-    apply_dialect(builder, a).build().await
+    Ok(apply_dialect(builder, a))
 }
 
 /// The layer's [`tower_uma::Dialect`] for the file's `dialect`.

@@ -404,3 +404,36 @@ async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
     }));
     assert!(events.iter().any(|e| e["fields"]["message"] == "stopped"));
 }
+
+/// `--check` prints the resource sync's diff and writes nothing to the AS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_the_resource_diff_without_writing() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let path = write_config(&config(&as_, &up.url(), ""));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uma-proxy"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .env(SECRET_ENV, RS_SECRET)
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("+ album"), "{stdout}");
+    assert!(
+        as_.resource_id("album").is_none(),
+        "the dry run registered nothing"
+    );
+    let writes = as_
+        .requests(uma_test_as::Endpoint::ResourceRegistration)
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count();
+    assert_eq!(writes, 0);
+}
