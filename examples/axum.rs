@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/albums/{id}",
             get(|Extension(p): Extension<UmaPrincipal>| async move {
-                format!("an album, shown to {}\n", p.subject.unwrap_or_default())
+                format!("an album, shown to {}\n", p.subject().unwrap_or_default())
             }),
         )
         .layer(uma);

@@ -156,8 +156,8 @@ async fn show_album(
     Json(json!({
         "album": id,
         "title": "Holidays",
-        "viewer": who.subject,
-        "granted": who.permissions.iter().flat_map(|p| p.resource_scopes.clone()).collect::<Vec<_>>(),
+        "viewer": who.subject(),
+        "granted": who.scopes(),
     }))
 }
 

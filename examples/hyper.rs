@@ -26,7 +26,7 @@ async fn album(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
     let who = req
         .extensions()
         .get::<UmaPrincipal>()
-        .and_then(|p| p.subject.clone())
+        .and_then(|p| p.subject().map(str::to_owned))
         .unwrap_or_default();
     Ok(Response::new(Full::new(Bytes::from(format!(
         "an album, shown to {who}\n"

@@ -5,7 +5,8 @@
 //! authorises another, and token and permission `exp`/`nbf` are checked at request time, not
 //! only when the result was fetched (FedAuthz §5.1.1, RFC 7662 §4).
 
-use crate::introspect::{Introspection, Permission};
+use crate::introspect::Introspection;
+use crate::principal::Granted;
 use crate::resources::ScopeMode;
 
 /// What the decision needs to know about the request.
@@ -63,43 +64,69 @@ fn in_window(now: i64, exp: Option<i64>, nbf: Option<i64>, leeway: i64) -> Resul
     Ok(())
 }
 
-/// Decides; on success returns the permissions of this resource that are valid now.
-pub(crate) fn decide<'i>(
-    intro: &'i Introspection,
+/// Decides; on success returns which permissions of `intro` (this resource's, valid now)
+/// grant the request. Allocates nothing unless the result has more than 64 permissions.
+pub(crate) fn decide(
+    intro: &Introspection,
     req: Requirement<'_>,
     now: i64,
     rules: Rules,
-) -> Result<Vec<&'i Permission>, Denial> {
+) -> Result<Granted, Denial> {
     if !intro.active {
         return Err(Denial::Inactive);
     }
     in_window(now, intro.exp, intro.nbf, rules.leeway)?;
     let mut any_for_resource = false;
-    let valid: Vec<&Permission> = intro
-        .permissions
-        .iter()
-        .filter(|p| p.resource_id == req.resource_id)
-        .inspect(|_| any_for_resource = true)
-        .filter(|p| in_window(now, p.exp, p.nbf, rules.leeway).is_ok())
-        .collect();
-    if valid.is_empty() {
+    let mut bits = 0u64;
+    let mut list: Vec<usize> = Vec::new();
+    let mut any_valid = false;
+    for (i, p) in intro.permissions.iter().enumerate() {
+        if p.resource_id != req.resource_id {
+            continue;
+        }
+        any_for_resource = true;
+        if in_window(now, p.exp, p.nbf, rules.leeway).is_err() {
+            continue;
+        }
+        any_valid = true;
+        if i < 64 {
+            bits |= 1 << i;
+        } else {
+            list.push(i);
+        }
+    }
+    if !any_valid {
         return Err(if any_for_resource {
             Denial::Expired
         } else {
             Denial::NoPermission
         });
     }
-    if rules.empty_scopes_grant_all && valid.iter().any(|p| p.resource_scopes.is_empty()) {
-        return Ok(valid);
+    let granted = if list.is_empty() {
+        Granted::Bits(bits)
+    } else {
+        list.extend((0..64).filter(|i| bits & (1 << i) != 0));
+        Granted::List(list)
+    };
+    let valid = || {
+        intro
+            .permissions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| granted.contains(*i))
+            .map(|(_, p)| p)
+    };
+    if rules.empty_scopes_grant_all && valid().any(|p| p.resource_scopes.is_empty()) {
+        return Ok(granted);
     }
-    let granted = |s: &String| valid.iter().any(|p| p.resource_scopes.contains(s));
+    let held = |s: &String| valid().any(|p| p.resource_scopes.contains(s));
     let ok = match req.mode {
-        ScopeMode::All => req.scopes.iter().all(granted),
+        ScopeMode::All => req.scopes.iter().all(held),
         // With no scopes required, a valid permission for the resource is enough.
-        ScopeMode::Any => req.scopes.is_empty() || req.scopes.iter().any(granted),
+        ScopeMode::Any => req.scopes.is_empty() || req.scopes.iter().any(held),
     };
     if ok {
-        Ok(valid)
+        Ok(granted)
     } else {
         Err(Denial::InsufficientScope)
     }
@@ -136,8 +163,13 @@ mod tests {
             NOW,
             RULES,
         )
-        .map(|v| v.len())
+        .map(|g| match g {
+            Granted::Bits(b) => b.count_ones() as usize,
+            Granted::List(l) => l.len(),
+        })
     }
+
+    use crate::introspect::Permission;
 
     fn perm(id: &str, s: &[&str]) -> Permission {
         Permission::new(id, s.iter().copied())

@@ -9,7 +9,7 @@
 //! async fn album(principal: UmaPrincipal) -> String {
 //!     format!(
 //!         "{} may view: {}",
-//!         principal.subject.as_deref().unwrap_or("someone"),
+//!         principal.subject().unwrap_or("someone"),
 //!         principal.has_scope("view")
 //!     )
 //! }

@@ -9,40 +9,120 @@
 //!
 //! fn handler(req: &Request<()>) -> String {
 //!     match req.extensions().get::<UmaPrincipal>() {
-//!         Some(p) => format!("hello {}", p.subject.as_deref().unwrap_or("anonymous")),
+//!         Some(p) => format!("hello {}", p.subject().unwrap_or("anonymous")),
 //!         None => "not checked by UmaLayer".to_owned(),
 //!     }
 //! }
 //! assert_eq!(handler(&Request::new(())), "not checked by UmaLayer");
 //! ```
 
-use crate::introspect::Permission;
+use std::sync::Arc;
+
+use crate::introspect::{Introspection, Permission};
 use crate::token::Fingerprint;
+
+/// Which permissions of an introspection result apply to this request: a bit per permission
+/// for the first 64 (the common case, no allocation), a list beyond that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Granted {
+    Bits(u64),
+    List(Vec<usize>),
+}
+
+impl Granted {
+    pub(crate) fn contains(&self, i: usize) -> bool {
+        match self {
+            Self::Bits(b) => i < 64 && b & (1u64 << i) != 0,
+            Self::List(l) => l.contains(&i),
+        }
+    }
+}
 
 /// The requesting party and permissions of an authorised request, inserted into the request
 /// extensions before the inner service is called.
+///
+/// Cheap to make and to clone: it shares the (cached) introspection result instead of
+/// copying it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct UmaPrincipal {
-    /// The RPT's subject (`sub`), usually the requesting party.
-    pub subject: Option<String>,
-    /// The client the RPT was issued to (`client_id`).
-    pub client_id: Option<String>,
-    /// The resource this request was checked against.
-    pub resource_id: String,
-    /// The RPT's permissions for this resource that are valid now.
-    pub permissions: Vec<Permission>,
-    /// A fingerprint of the RPT, safe to log (never the token itself).
-    pub token_fingerprint: Fingerprint,
+    introspection: Arc<Introspection>,
+    resource_id: String,
+    granted: Granted,
+    token_fingerprint: Fingerprint,
 }
 
 impl UmaPrincipal {
+    pub(crate) fn new(
+        introspection: Arc<Introspection>,
+        resource_id: String,
+        granted: Granted,
+        token_fingerprint: Fingerprint,
+    ) -> Self {
+        Self {
+            introspection,
+            resource_id,
+            granted,
+            token_fingerprint,
+        }
+    }
+
+    /// The RPT's subject (`sub`), usually the requesting party.
+    #[must_use]
+    pub fn subject(&self) -> Option<&str> {
+        self.introspection.sub.as_deref()
+    }
+
+    /// The client the RPT was issued to (`client_id`).
+    #[must_use]
+    pub fn client_id(&self) -> Option<&str> {
+        self.introspection.client_id.as_deref()
+    }
+
+    /// The resource this request was checked against.
+    #[must_use]
+    pub fn resource_id(&self) -> &str {
+        &self.resource_id
+    }
+
+    /// The RPT's permissions for this resource that were valid when the request was checked.
+    pub fn permissions(&self) -> impl Iterator<Item = &Permission> + '_ {
+        self.introspection
+            .permissions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.granted.contains(*i))
+            .map(|(_, p)| p)
+    }
+
+    /// The scopes granted on this resource, each once, in order of appearance.
+    #[must_use]
+    pub fn scopes(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for s in self.permissions().flat_map(|p| p.resource_scopes.iter()) {
+            if !out.contains(&s.as_str()) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
     /// Whether the permissions for this resource include `scope`.
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.permissions
-            .iter()
+        self.permissions()
             .any(|p| p.resource_scopes.iter().any(|s| s == scope))
+    }
+
+    /// A fingerprint of the RPT, safe to log (never the token itself).
+    #[must_use]
+    pub fn token_fingerprint(&self) -> Fingerprint {
+        self.token_fingerprint
+    }
+
+    /// The whole introspection result (or locally validated RPT) behind this request.
+    #[must_use]
+    pub fn introspection(&self) -> &Introspection {
+        &self.introspection
     }
 }
 

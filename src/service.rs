@@ -220,9 +220,9 @@ where
 {
     let span = tracing::Span::current();
     let permissive = ctx.enforcement == EnforcementMode::Permissive;
-    let resource_id = match &ctx.resource {
-        ResourceRef::Id(id) => id.clone(),
-        ResourceRef::Name(name) => match shared.registry.lookup(name).await {
+    let resource_id = match ctx.resource {
+        ResourceRef::Id(id) => id,
+        ResourceRef::Name(name) => match shared.registry.lookup(&name).await {
             Ok(Some(id)) => id,
             Ok(None) => {
                 // A resolver named a resource the AS does not have: nothing can grant it.
@@ -245,12 +245,13 @@ where
     if let Some(token) = &ctx.token {
         let fingerprint = token.fingerprint();
         span.record("token.fingerprint", field::display(fingerprint));
-        let fetch_shared = Arc::clone(&shared);
-        let fetch_token = token.clone();
+        // Cloned only on a miss: a hit copies nothing.
         let fetched = shared
             .cache
-            .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, move || async move {
-                fetch_shared.check_rpt(&fetch_token).await
+            .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, || {
+                let fetch_shared = Arc::clone(&shared);
+                let fetch_token = token.clone();
+                async move { fetch_shared.check_rpt(&fetch_token).await }
             })
             .await;
         match fetched {
@@ -268,16 +269,11 @@ where
                     shared.clock.now_unix(),
                     shared.rules,
                 ) {
-                    Ok(permissions) => {
+                    Ok(granted) => {
                         span.record("uma.decision", "allowed");
                         crate::metrics::decision("allowed");
-                        let principal = UmaPrincipal {
-                            subject: cached.value.sub.clone(),
-                            client_id: cached.value.client_id.clone(),
-                            resource_id,
-                            permissions: permissions.into_iter().cloned().collect(),
-                            token_fingerprint: fingerprint,
-                        };
+                        let principal =
+                            UmaPrincipal::new(cached.value, resource_id, granted, fingerprint);
                         req.extensions_mut().insert(principal);
                         return Ok(req);
                     }

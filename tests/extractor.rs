@@ -11,15 +11,11 @@ use tower_uma::{ResourceMap, Route, UmaPrincipal};
 async fn whoami(p: UmaPrincipal) -> String {
     format!(
         "{}|{}|{}|{}|{}",
-        p.subject.unwrap_or_default(),
-        p.client_id.unwrap_or_default(),
-        p.resource_id,
-        p.permissions
-            .iter()
-            .flat_map(|p| p.resource_scopes.clone())
-            .collect::<Vec<_>>()
-            .join(","),
-        p.token_fingerprint
+        p.subject().unwrap_or_default(),
+        p.client_id().unwrap_or_default(),
+        p.resource_id(),
+        p.scopes().join(","),
+        p.token_fingerprint()
     )
 }
 

@@ -746,8 +746,21 @@ impl Inner {
         if let Some(hit) = self.lookup(&key).await {
             return Ok(hit);
         }
+        Box::pin(self.miss(key, fingerprint, seen, fetch())).await
+    }
 
-        let mut fetch = fetch();
+    /// The miss path, boxed so that the hit path's future stays small.
+    async fn miss<Fut>(
+        self: &Arc<Self>,
+        key: KeyRef<'_>,
+        fingerprint: &Fingerprint,
+        seen: u64,
+        fetch: Fut,
+    ) -> Result<Cached, IntrospectError>
+    where
+        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+    {
+        let mut fetch = fetch;
         let mut seen = Some(seen);
         let (flight, source) = loop {
             match self

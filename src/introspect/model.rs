@@ -116,11 +116,13 @@ impl Introspection {
         if !active {
             return Ok(Self::default());
         }
-        let permissions = obj
+        // Exact capacities: results live in the cache, where spare capacity is memory.
+        let mut permissions: Vec<Permission> = obj
             .get("permissions")
             .and_then(Value::as_array)
             .map(|items| items.iter().filter_map(parse_permission).collect())
             .unwrap_or_default();
+        permissions.shrink_to_fit();
         Ok(Self {
             active,
             exp: time_claim(obj.get("exp")),
@@ -188,6 +190,7 @@ fn scope_list(v: &Value) -> Vec<String> {
         .collect();
     out.sort();
     out.dedup();
+    out.shrink_to_fit();
     out
 }
 

@@ -151,7 +151,6 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment>, PathEr
     }
     let bytes = raw.as_bytes();
     let mut canonical = String::with_capacity(raw.len());
-    let mut decoded: Vec<u8> = Vec::with_capacity(raw.len());
     let mut escaped = false;
     let mut i = 0;
     while i < bytes.len() {
@@ -168,7 +167,6 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment>, PathEr
                 push_escape(&mut canonical, value);
                 escaped = true;
             }
-            decoded.push(value);
             i += 3;
         } else {
             check_forbidden(byte)?;
@@ -183,7 +181,6 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment>, PathEr
                 push_escape(&mut canonical, byte);
                 escaped = true;
             }
-            decoded.push(byte);
             i += 1;
         }
     }
@@ -191,6 +188,17 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment>, PathEr
         return Err(PathError::DotSegment);
     }
     let decoded = if escaped {
+        let mut decoded = Vec::with_capacity(raw.len());
+        let mut j = 0;
+        while j < bytes.len() {
+            if bytes[j] == b'%' {
+                decoded.push(hex_pair(bytes.get(j + 1..j + 3)).unwrap_or(0));
+                j += 3;
+            } else {
+                decoded.push(bytes[j]);
+                j += 1;
+            }
+        }
         Some(String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?)
     } else {
         None

@@ -309,7 +309,7 @@ impl Forward {
             && let Err(what) = set_principal_headers(headers, p)
         {
             tracing::warn!(
-                token.fingerprint = %p.token_fingerprint,
+                token.fingerprint = %p.token_fingerprint(),
                 "the RPT's {what} cannot be sent in a header (control characters); refusing the request"
             );
             return error_response(StatusCode::BAD_GATEWAY);
@@ -450,17 +450,16 @@ struct PermissionHeader<'a> {
 
 /// Sets the three `X-Uma-*` headers; `Err(field)` when a value holds control characters.
 fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<(), &'static str> {
-    if let Some(sub) = &p.subject {
+    if let Some(sub) = p.subject() {
         let v = HeaderValue::from_bytes(sub.as_bytes()).map_err(|_| "sub")?;
         headers.insert(X_UMA_SUBJECT, v);
     }
-    if let Some(client_id) = &p.client_id {
+    if let Some(client_id) = p.client_id() {
         let v = HeaderValue::from_bytes(client_id.as_bytes()).map_err(|_| "client_id")?;
         headers.insert(X_UMA_CLIENT_ID, v);
     }
     let perms: Vec<PermissionHeader<'_>> = p
-        .permissions
-        .iter()
+        .permissions()
         .map(|p| PermissionHeader {
             resource_id: &p.resource_id,
             resource_scopes: &p.resource_scopes,
