@@ -2,16 +2,19 @@
 //!
 //! Fills the cache of a real [`UmaLayer`] with 100,000 RPTs, each carrying two permissions,
 //! by sending one request per RPT through the layer, and prints the growth of the process's
-//! resident set (`VmRSS`) per entry (target: at most 1 KiB).
+//! resident set (`VmRSS`) per entry (target: at most 1 KiB). The cache is built with
+//! `max_entries(200_000)`: such a result weighs two "typical entries" (see
+//! `IntrospectionCacheBuilder::max_entries`), so exactly 100,000 fit.
 //!
 //! The authorization server runs in a child process (this same executable, started with
 //! `UMA_MEMORY_BENCH_AS` set): the test AS records every request it receives, which would
 //! otherwise be counted as the cache's memory. The child mints the RPTs and writes them to a
-//! file; the parent reads them, warms the layer, its HTTP client and the cache with 1,000
-//! RPTs, takes the baseline, then fills 100,000 more.
+//! file; the parent reads them, warms the layer, its HTTP client and the cache with the first
+//! 1,000 RPTs, takes the baseline, then fills the other 99,000; the growth is divided by
+//! 99,000.
 //!
 //! Run with `cargo bench --bench memory`. Without `--bench` (as `cargo test --benches` runs
-//! it) it fills 2,000 entries only.
+//! it) it fills 3,000 entries only.
 //!
 //! [`UmaLayer`]: tower_uma::UmaLayer
 #![allow(clippy::print_stdout, reason = "a bench reports its figures on stdout")]
@@ -31,6 +34,8 @@ use uma_test_as::Endpoint;
 
 /// Set in the child process's environment: the file the minted RPTs go to.
 const CHILD_ENV: &str = "UMA_MEMORY_BENCH_AS";
+/// Set in the child process's environment: how many RPTs to mint.
+const COUNT_ENV: &str = "UMA_MEMORY_BENCH_RPTS";
 /// RPTs that warm the client, the layer and the cache before the baseline.
 const WARM: usize = 1_000;
 /// Requests in flight while filling.
@@ -85,14 +90,21 @@ fn rss() -> u64 {
 }
 
 fn main() {
-    let fill: usize = if std::env::args().any(|a| a == "--bench") {
+    if std::env::var(CHILD_ENV).is_err() && !support::selected("memory") {
+        return;
+    }
+    let total: usize = if support::bench_mode() {
         100_000
     } else {
-        2_000
+        3_000
     };
-    let total = WARM + fill;
+    let fill = total - WARM;
     if let Ok(path) = std::env::var(CHILD_ENV) {
-        child(&path, total);
+        let count = std::env::var(COUNT_ENV)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .expect("the parent says how many RPTs to mint");
+        child(&path, count);
         return;
     }
 
@@ -101,11 +113,7 @@ fn main() {
         std::env::temp_dir().join(format!("uma-memory-bench-{}.tokens", std::process::id()));
     let mut as_process = Command::new(std::env::current_exe().expect("this executable"))
         .env(CHILD_ENV, &token_file)
-        .arg(if fill == 100_000 {
-            "--bench"
-        } else {
-            "--quick"
-        })
+        .env(COUNT_ENV, total.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -148,13 +156,12 @@ fn main() {
         let entries = cache.entry_count().await;
         let after = rss();
         let filled = fill_started.elapsed();
-        assert_eq!(entries, total as u64, "every RPT is cached");
 
         let grown = after.saturating_sub(before);
         let per_entry = grown as f64 / fill as f64;
         println!(
-            "memory: {fill} RPTs with 2 permissions each cached through the layer ({entries} entries in all, \
-             {WARM} of them before the baseline)"
+            "memory: {entries} entries cached through the layer for {total} RPTs with 2 permissions each \
+             ({WARM} before the baseline, {fill} measured)"
         );
         println!(
             "  VmRSS {:.1} MiB -> {:.1} MiB: +{:.1} MiB, {per_entry:.0} bytes per entry",
@@ -170,6 +177,7 @@ fn main() {
             filled.as_secs_f64(),
             fill as f64 / filled.as_secs_f64()
         );
+        assert_eq!(entries, total as u64, "every RPT is cached");
     });
     drop(as_process.stdin.take());
     let _ = as_process.wait();

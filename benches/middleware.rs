@@ -150,23 +150,13 @@ fn interleaved(fx: &Fixture, rounds: usize, per_round: u32) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let bench_mode = args.iter().any(|a| a == "--bench");
-    let filters: Vec<&String> = args
-        .iter()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wants_layer =
-        filters.is_empty() || filters.iter().any(|f| "layer/hit".contains(f.as_str()));
-
     let fx = Fixture::new();
     let mut c = Criterion::default().configure_from_args();
     layer_hit(&mut c, &fx);
     fingerprint(&mut c);
     c.final_summary();
 
-    if bench_mode && wants_layer {
+    if support::bench_mode() && support::selected("layer/hit") {
         interleaved(&fx, 21, 50_000);
     }
     // Every measured request was a cache hit: the AS saw the warm-up's introspection only.

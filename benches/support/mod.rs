@@ -143,3 +143,20 @@ pub(crate) fn median(samples: &mut [f64]) -> f64 {
         f64::midpoint(samples[n / 2 - 1], samples[n / 2])
     }
 }
+
+/// Whether a bench of a `harness = false` target should run: `--bench` was passed (as
+/// `cargo bench` does) and no name filter was given, or one matches `name` as a substring,
+/// as criterion filters. Without `--bench` the target runs as a smoke test.
+pub(crate) fn selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// Whether the target runs in bench mode (`cargo bench` passes `--bench`); otherwise it is a
+/// smoke test (`cargo test --benches`).
+pub(crate) fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# e2e/loopback: an axum hello-world over loopback, bare and behind tower-uma with cached RPTs.
+#
+# 1. Throughput: both servers pinned to one core, uma-loadgen pinned to another, rounds
+#    interleaved (bare, layer, layer, bare, ...); prints every round, the medians and the ratio
+#    (target: layer >= 0.80 x bare).
+# 2. Instructions per request: each server under callgrind, sent N1 and then (in a second run)
+#    N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up. Prints both figures and the
+#    difference (target: the layer adds <= 5,000 instructions per request).
+# 3. With PROFILE=1, a steady-state profile of each server: callgrind_control zeroes the
+#    counters after N1 requests and dumps them after N2 - N1 more; prints the instructions per
+#    request and the costliest functions per request (self and, for tower-uma and moka,
+#    inclusive).
+#
+# Usage: uma-bench/run-e2e.sh            (from anywhere; builds in release first)
+# Settings (environment): ROUNDS=6 DURATION=5s WARMUP=1s CONNECTIONS=32 TOKENS=100
+#   LOADGEN_ARGS=--raw (the minimal client; LOADGEN_ARGS= uses hyper's client, which costs
+#   about as much CPU per request as the server and then caps the bare figure)
+#   SERVER_CPU=0 CLIENT_CPU=1 N1=2000 N2=12000 CG_CONNECTIONS=1 SKIP_THROUGHPUT= SKIP_CALLGRIND=
+#   PROFILE=
+#   OUT=target/uma-bench (callgrind output files are kept there for callgrind_annotate)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-6}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+CONNECTIONS=${CONNECTIONS:-32}
+LOADGEN_ARGS=${LOADGEN_ARGS---raw}
+TOKENS=${TOKENS:-100}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+N1=${N1:-2000}
+N2=${N2:-12000}
+CG_CONNECTIONS=${CG_CONNECTIONS:-1}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$TARGET_DIR/uma-bench}
+BIN=$TARGET_DIR/release
+
+started=$SECONDS
+echo "== $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the CPUs skews throughput, not instruction counts)"
+echo "== building (release)"
+cargo build --release --locked -p uma-bench --bins
+mkdir -p "$OUT"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# start_server NAME MODE [PREFIX...]: starts the server (in the background, pinned to
+# SERVER_CPU, behind PREFIX such as valgrind); sets $url and $pid once it is listening.
+start_server() {
+    local name=$1 mode=$2
+    shift 2
+    taskset -c "$SERVER_CPU" "$@" "$BIN/uma-bench-server" --mode "$mode" --listen 127.0.0.1:0 \
+        --tokens "$TOKENS" --token-file "$tmp/$name.tokens" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    pid=$!
+    pids+=("$pid")
+    local waited=0
+    until grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "the $name server exited:" >&2
+            cat "$tmp/$name.err" >&2
+            exit 1
+        fi
+        sleep 0.2
+        waited=$((waited + 1))
+        if [ "$waited" -gt 3000 ]; then
+            echo "the $name server did not start" >&2
+            exit 1
+        fi
+    done
+    url=$(sed -n 's/^listening on //p' "$tmp/$name.out" | head -n1)
+}
+
+# stop_server PID: SIGINT, then wait for a clean exit (valgrind writes its output then).
+stop_server() {
+    kill -INT "$1"
+    wait "$1" || true
+}
+
+# loadgen ARGS...: runs uma-loadgen pinned to CLIENT_CPU; prints its machine-readable line.
+loadgen() {
+    # shellcheck disable=SC2086 # LOADGEN_ARGS holds separate words
+    taskset -c "$CLIENT_CPU" "$BIN/uma-loadgen" $LOADGEN_ARGS "$@" | tail -n1
+}
+
+# field NAME LINE: the value of NAME=... in a loadgen line.
+field() {
+    tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
+}
+
+# cpu_ticks PID: utime + stime of a process, in clock ticks.
+cpu_ticks() {
+    awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+if [ -z "${SKIP_THROUGHPUT:-}" ]; then
+    echo "== e2e/loopback throughput: $ROUNDS rounds x $DURATION (after ${WARMUP} warm-up) per server," \
+        "$CONNECTIONS connections, $TOKENS cached RPTs; server on CPU $SERVER_CPU, loadgen ${LOADGEN_ARGS:-(hyper client)} on CPU $CLIENT_CPU"
+    phase=$SECONDS
+    start_server bare bare
+    bare_url=$url bare_pid=$pid
+    start_server layer layer
+    layer_url=$url layer_pid=$pid
+    : >"$tmp/bare.rps"
+    : >"$tmp/layer.rps"
+    : >"$tmp/bare.per-cpu"
+    : >"$tmp/layer.per-cpu"
+    for round in $(seq 1 "$ROUNDS"); do
+        if [ $((round % 2)) -eq 1 ]; then order="bare layer"; else order="layer bare"; fi
+        for mode in $order; do
+            if [ "$mode" = bare ]; then
+                u=$bare_url p=$bare_pid extra=()
+            else
+                u=$layer_url p=$layer_pid extra=(--token-file "$tmp/layer.tokens")
+            fi
+            before=$(cpu_ticks "$p")
+            line=$(loadgen --url "$u/hello" --connections "$CONNECTIONS" --warmup "$WARMUP" \
+                --duration "$DURATION" "${extra[@]}")
+            after=$(cpu_ticks "$p")
+            rps=$(field rps "$line")
+            secs=$(field seconds "$line")
+            busy=$(awk -v a="$after" -v b="$before" -v s="$secs" -v w="$WARMUP" \
+                'BEGIN { sub(/s$/, "", w); printf "%.2f", (a - b) / 100 / (s + w) }')
+            echo "$rps" >>"$tmp/$mode.rps"
+            awk -v r="$rps" -v b="$busy" 'BEGIN { if (b > 0) print r / b }' >>"$tmp/$mode.per-cpu"
+            printf '  round %d %-5s %10.0f req/s  (server CPU %s, loadgen CPU %s, errors %s)\n' \
+                "$round" "$mode" "$rps" "$busy" "$(field client_cpu "$line")" "$(field errors "$line")"
+            if awk -v b="$busy" 'BEGIN { exit !(b < 0.9) }'; then
+                echo "    (the server used less than 90% of its CPU: other processes or the load generator limit this round)"
+            fi
+        done
+    done
+    stop_server "$bare_pid"
+    stop_server "$layer_pid"
+    grep -h 'introspection calls' "$tmp/layer.err" | sed 's/^/  /' || true
+    bare_med=$(median <"$tmp/bare.rps")
+    layer_med=$(median <"$tmp/layer.rps")
+    awk -v b="$bare_med" -v l="$layer_med" 'BEGIN {
+        r = l / b
+        printf "e2e/loopback: median bare %.0f req/s, median layer %.0f req/s, ratio layer/bare %.3f (target >= 0.80: %s)\n",
+            b, l, r, (r >= 0.80 ? "met" : "MISSED")
+    }'
+    bare_cpu=$(median <"$tmp/bare.per-cpu")
+    layer_cpu=$(median <"$tmp/layer.per-cpu")
+    awk -v b="$bare_cpu" -v l="$layer_cpu" 'BEGIN {
+        printf "  per server CPU-second: median bare %.0f, median layer %.0f requests, ratio %.3f\n", b, l, l / b
+    }'
+    echo "  (throughput phase took $((SECONDS - phase)) s)"
+fi
+
+if [ -z "${SKIP_CALLGRIND:-}" ]; then
+    echo "== e2e/loopback instructions per request under callgrind: N1=$N1, N2=$N2 requests," \
+        "$CG_CONNECTIONS connection(s), $TOKENS cached RPTs"
+    phase=$SECONDS
+    declare -A per_request
+    for mode in bare layer; do
+        declare -A ir
+        for n in "$N1" "$N2"; do
+            out="$OUT/callgrind.$mode.$n.out"
+            rm -f "$out"
+            start_server "cg-$mode-$n" "$mode" valgrind --tool=callgrind --callgrind-out-file="$out"
+            extra=()
+            if [ "$mode" = layer ]; then extra=(--token-file "$tmp/cg-$mode-$n.tokens"); fi
+            line=$(loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}")
+            stop_server "$pid"
+            ir[$n]=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out")
+            if [ -z "${ir[$n]}" ]; then ir[$n]=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out"); fi
+            printf '  %-5s %6d requests: Ir %s  (%s)\n' "$mode" "$n" "${ir[$n]}" "$(field errors "$line") errors"
+        done
+        per_request[$mode]=$(awk -v a="${ir[$N1]}" -v b="${ir[$N2]}" -v n1="$N1" -v n2="$N2" \
+            'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }')
+        echo "  $mode: $(printf '%s' "${per_request[$mode]}") instructions per request"
+        unset ir
+    done
+    awk -v b="${per_request[bare]}" -v l="${per_request[layer]}" 'BEGIN {
+        d = l - b
+        printf "e2e/loopback callgrind: bare %d, layer %d instructions/request; the layer adds %d (ratio %.3f; target <= 5,000: %s)\n",
+            b, l, d, l / b, (d <= 5000 ? "met" : "MISSED")
+    }'
+    echo "  callgrind files: $OUT/callgrind.{bare,layer}.{$N1,$N2}.out (callgrind_annotate them)"
+    echo "  (callgrind phase took $((SECONDS - phase)) s)"
+fi
+if [ -n "${PROFILE:-}" ]; then
+    n=$((N2 - N1))
+    echo "== steady-state profiles: counters zeroed after $N1 requests, dumped after $n more"
+    phase=$SECONDS
+    for mode in bare layer; do
+        base="$OUT/profile.$mode.out"
+        rm -f "$base" "$base".*
+        start_server "prof-$mode" "$mode" valgrind --tool=callgrind --callgrind-out-file="$base"
+        extra=()
+        if [ "$mode" = layer ]; then extra=(--token-file "$tmp/prof-$mode.tokens"); fi
+        loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$N1" "${extra[@]}" >/dev/null
+        callgrind_control --zero "$pid" >/dev/null 2>&1
+        loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}" >/dev/null
+        callgrind_control --dump "$pid" >/dev/null 2>&1
+        stop_server "$pid"
+        file="$base.1"
+        ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file")
+        echo "  $mode: $((ir / n)) instructions per request; costliest functions (self), per request:"
+        callgrind_annotate --threshold=100 "$file" 2>/dev/null |
+            sed -n 's/^ *\([0-9,]*\) ([ 0-9.%]*) *\(.*\) \[.*$/\1 \2/p' |
+            awk -v n="$n" '{ gsub(",", "", $1) } $1 / n >= 1 && $2 !~ /below|libc_start|lang_start|block_on|enter_runtime|backtrace|:main$|0x0/ && c++ < 25 {
+                v = $1 / n; $1 = ""; printf "    %7.0f %s\n", v, substr($0, 2) }'
+        if [ "$mode" = layer ]; then
+            echo "  layer: tower-uma and moka functions (inclusive), per request:"
+            callgrind_annotate --inclusive=yes --threshold=100 "$file" 2>/dev/null |
+                sed -n 's/^ *\([0-9,]*\) ([ 0-9.%]*) *\(.*\) \[.*$/\1 \2/p' |
+                awk -v n="$n" '{ gsub(",", "", $1) } $2 ~ /tower_uma|moka::future::cache::Cache.*::get/ && $1 / n >= 50 && c++ < 30 {
+                    v = $1 / n; $1 = ""; printf "    %7.0f %s\n", v, substr($0, 2) }'
+        fi
+    done
+    echo "  profiles: $OUT/profile.{bare,layer}.out.1 (callgrind_annotate --inclusive=yes FILE)"
+    echo "  (profile phase took $((SECONDS - phase)) s)"
+fi
+echo "== done in $((SECONDS - started)) s"
