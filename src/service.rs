@@ -17,7 +17,7 @@ use crate::principal::{Rejection, UmaPrincipal};
 use crate::resources::{
     EnforcementMode, RequestInfo, Resolution, ResourceRef, ScopeMode, normalize_path,
 };
-use crate::token::{Bearer, Rpt, bearer_from_headers};
+use crate::token::{Bearer, BearerToken, bearer_from_headers};
 
 /// A service protected by UMA 2.0; made by [`UmaLayer`].
 ///
@@ -61,7 +61,7 @@ impl<S> Uma<S> {
 enum Step {
     Pass,
     Respond(StatusCode, Rejection),
-    Authorize(Box<AuthCtx>),
+    Authorize(AuthCtx),
 }
 
 struct AuthCtx {
@@ -69,7 +69,7 @@ struct AuthCtx {
     scopes: Vec<String>,
     mode: ScopeMode,
     enforcement: EnforcementMode,
-    token: Option<Rpt>,
+    token: Option<BearerToken>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Uma<S>
@@ -107,7 +107,7 @@ where
                     cache.source = field::Empty,
                     token.fingerprint = field::Empty,
                 );
-                let auth = authorize(Arc::clone(shared), req, *ctx).instrument(span);
+                let auth = authorize(Arc::clone(shared), req, ctx).instrument(span);
                 ResponseFuture::authorizing(Box::pin(auth), inner)
             }
         }
@@ -200,13 +200,13 @@ fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
             return Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest);
         }
     };
-    Step::Authorize(Box::new(AuthCtx {
+    Step::Authorize(AuthCtx {
         resource,
         scopes,
         mode,
         enforcement,
         token,
-    }))
+    })
 }
 
 /// The asynchronous part: introspect through the cache, decide, or get a ticket.
@@ -222,7 +222,7 @@ where
     let permissive = ctx.enforcement == EnforcementMode::Permissive;
     let resource_id = match ctx.resource {
         ResourceRef::Id(id) => id,
-        ResourceRef::Name(name) => match shared.registry.lookup(&name).await {
+        ResourceRef::Name(name) => match Box::pin(shared.registry.lookup(&name)).await {
             Ok(Some(id)) => id,
             Ok(None) => {
                 // A resolver named a resource the AS does not have: nothing can grant it.
@@ -250,7 +250,7 @@ where
             .cache
             .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, || {
                 let fetch_shared = Arc::clone(&shared);
-                let fetch_token = token.clone();
+                let fetch_token = token.to_rpt();
                 async move { fetch_shared.check_rpt(&fetch_token).await }
             })
             .await;
@@ -298,7 +298,9 @@ where
         crate::metrics::decision("permissive");
         return Ok(req);
     }
-    let Ok(ticket) = shared.client.ticket(&resource_id, &ctx.scopes).await else {
+    // The ticket path is boxed: it is rare, and keeping it out of this future keeps the
+    // future (moved into its box on every request) small.
+    let Ok(ticket) = Box::pin(shared.client.ticket(&resource_id, &ctx.scopes)).await else {
         return fail_closed(false, req);
     };
     match render_challenge(&shared.realm, &shared.as_uri, &ticket) {

@@ -16,8 +16,8 @@
 
 use std::fmt;
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 /// Defines a secret string newtype with a redacted `Debug`, `secret()` and `fingerprint()`.
@@ -115,6 +115,37 @@ impl fmt::Debug for Fingerprint {
 /// AS or hash them.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// A bearer token as it stands in the request's `Authorization` header: the header value
+/// (shared, not copied) and where the token is in it. A hit in the cache needs only its
+/// fingerprint; an [`Rpt`] is made from it on a miss.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct BearerToken {
+    value: HeaderValue,
+    start: usize,
+}
+
+impl BearerToken {
+    /// The token's bytes (ASCII, checked when parsed).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.value.as_bytes()[self.start..]
+    }
+
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(self.as_bytes())
+    }
+
+    /// An owned [`Rpt`] (one allocation), for the AS call of a cache miss.
+    pub(crate) fn to_rpt(&self) -> Rpt {
+        Rpt::new(String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
+}
+
 /// What the `Authorization` header of a request says about an RPT (RFC 6750 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Bearer {
@@ -122,7 +153,7 @@ pub(crate) enum Bearer {
     /// followed by nothing. Treated as a tokenless request (uma-wire §14 check 21).
     Absent,
     /// A syntactically valid bearer token.
-    Token(Rpt),
+    Token(BearerToken),
     /// A bearer credential that cannot be a token: several `Authorization` headers, bytes that
     /// are not visible ASCII, characters outside RFC 6750's `b64token`, or more than
     /// [`MAX_TOKEN_LEN`] bytes. Answered with `400 invalid_request`.
@@ -166,7 +197,21 @@ pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Bearer {
     if !is_b64token(token) {
         return Bearer::Malformed("token is not a b64token");
     }
-    Bearer::Token(Rpt::new(token))
+    // `text` is a sub-slice of the header's bytes, and `token` ends where `text` ends
+    // (trailing blanks were trimmed off `text`, and the token holds none).
+    let start = token.as_ptr() as usize - bytes.as_ptr() as usize;
+    let end = start + token.len();
+    if end != bytes.len() {
+        // Trailing blanks after the token: copy the value without them.
+        let Ok(value) = HeaderValue::from_bytes(&bytes[..end]) else {
+            return Bearer::Malformed("credentials are not a header value");
+        };
+        return Bearer::Token(BearerToken { value, start });
+    }
+    Bearer::Token(BearerToken {
+        value: value.clone(),
+        start,
+    })
 }
 
 /// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -182,6 +227,13 @@ fn is_b64token(token: &str) -> bool {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    fn token(b: &Bearer) -> Option<&[u8]> {
+        match b {
+            Bearer::Token(t) => Some(t.as_bytes()),
+            _ => None,
+        }
+    }
 
     fn parse(values: &[&[u8]]) -> Bearer {
         let mut h = HeaderMap::new();
@@ -208,7 +260,7 @@ mod tests {
             b"BEARER   abc",
             b"Bearer\tabc",
         ] {
-            assert_eq!(parse(&[v]), Bearer::Token(Rpt::new("abc")), "{v:?}");
+            assert_eq!(token(&parse(&[v])), Some(&b"abc"[..]), "{v:?}");
         }
     }
 
@@ -243,9 +295,17 @@ mod tests {
     #[test]
     fn b64token_alphabet_and_padding() {
         assert_eq!(
-            parse(&[b"Bearer aZ09-._~+/=="]),
-            Bearer::Token(Rpt::new("aZ09-._~+/=="))
+            token(&parse(&[b"Bearer aZ09-._~+/=="])),
+            Some(&b"aZ09-._~+/=="[..])
         );
+        let t = parse(&[b"Bearer  tok  "]);
+        assert_eq!(token(&t), Some(&b"tok"[..]));
+        let Bearer::Token(t) = t else {
+            panic!("a token")
+        };
+        assert_eq!(t.to_rpt(), Rpt::new("tok"));
+        assert_eq!(t.fingerprint(), Rpt::new("tok").fingerprint());
+        assert_eq!(format!("{t:?}"), "BearerToken([redacted])");
     }
 
     #[test]
