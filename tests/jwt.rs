@@ -153,3 +153,58 @@ async fn key_rotation_needs_exactly_one_refetch() {
     assert_eq!(as_.count(Endpoint::Jwks), 2, "the new key is cached");
     assert_eq!(as_.count(Endpoint::Introspection), 0);
 }
+
+/// Local validation against each dialect's JWT RPTs: top-level `permissions` (standard,
+/// WSO2, whose tokens name the token endpoint as `iss`) and Keycloak's
+/// `authorization.permissions` with `rsid`/`scopes`.
+async fn local_validation_per_dialect(f: Flavor) {
+    let as_ = as_builder()
+        .dialect(f.as_dialect())
+        .rpt_format(RptFormat::Jwt)
+        .spawn()
+        .await
+        .expect("AS");
+    let layer = layer_builder(&as_, f)
+        .await
+        .resources(album_map())
+        .rpt_validation(RptValidation::Local)
+        .jwt_validation(JwtValidation::new().issuer(as_.jwt_issuer()))
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer.clone()).await;
+    let rpt = jwt_rpt(&as_, &layer);
+    if f == Flavor::Keycloak {
+        let claims = rpt.split('.').nth(1).expect("claims");
+        let claims = base64_url(claims);
+        assert!(
+            claims.contains("\"authorization\""),
+            "Keycloak nests permissions: {claims}"
+        );
+    }
+    assert_eq!(get(&url, &rpt).await, StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Introspection), 0);
+    assert_eq!(get(&url, "not-a-jwt").await, StatusCode::UNAUTHORIZED);
+}
+
+fn base64_url(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        let Some(v) = A.iter().position(|a| *a == c) else {
+            continue;
+        };
+        bits = (bits << 6) | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+per_dialect!(local_validation_per_dialect);
