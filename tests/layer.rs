@@ -81,9 +81,8 @@ fn expect_challenge_any_realm(resp: &reqwest::Response, as_: &uma_test_as::TestA
     c.ticket
 }
 
-#[tokio::test]
-async fn second_start_registers_nothing_new() {
-    let as_ = start_as().await;
+async fn second_start_registers_nothing_new(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let map = || {
         ResourceMap::new().route(
             Route::new("/albums/{id}")
@@ -91,7 +90,7 @@ async fn second_start_registers_nothing_new() {
                 .scopes(Method::GET, ["view"]),
         )
     };
-    let first = discover(&as_)
+    let first = layer_builder(&as_, f)
         .await
         .resources(map())
         .build()
@@ -104,7 +103,7 @@ async fn second_start_registers_nothing_new() {
             .count()
     };
     assert_eq!(posts(&as_), 1);
-    let second = discover(&as_)
+    let second = layer_builder(&as_, f)
         .await
         .resources(map())
         .build()
@@ -116,9 +115,8 @@ async fn second_start_registers_nothing_new() {
 
 /// Every alternative spelling of a protected path gets the protected rule or a 400; none is
 /// let through on the unmapped rule (which here allows everything).
-#[tokio::test]
-async fn path_spellings_never_weaken_the_rule() {
-    let as_ = start_as().await;
+async fn path_spellings_never_weaken_the_rule(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
     let map = ResourceMap::new()
         .route(
@@ -132,7 +130,7 @@ async fn path_spellings_never_weaken_the_rule() {
                 .scopes(Method::GET, ["write"]),
         )
         .route(Route::public("/health"));
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(map)
         .unmapped(Unmapped::Allow)
@@ -187,11 +185,10 @@ async fn raw_get(addr: &str, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn permissive_mode_lets_everything_through_and_asks_for_no_ticket() {
-    let as_ = start_as().await;
+async fn permissive_mode_lets_everything_through_and_asks_for_no_ticket(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(invoice_map(&r))
         .enforcement(EnforcementMode::Permissive)
@@ -222,9 +219,8 @@ async fn permissive_mode_lets_everything_through_and_asks_for_no_ticket() {
     assert_eq!(calls.get(), 2);
 }
 
-#[tokio::test]
-async fn per_route_modes_override_the_global_one() {
-    let as_ = start_as().await;
+async fn per_route_modes_override_the_global_one(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
     let map = ResourceMap::new()
         .route(
@@ -239,7 +235,7 @@ async fn per_route_modes_override_the_global_one() {
                 .any_method(["read"])
                 .enforcement(EnforcementMode::Enforcing),
         );
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(map)
         .enforcement(EnforcementMode::Permissive)
@@ -264,11 +260,10 @@ async fn per_route_modes_override_the_global_one() {
     assert_eq!(as_.count(Endpoint::Introspection), 0);
 }
 
-#[tokio::test]
-async fn disabled_mode_makes_no_as_calls() {
-    let as_ = start_as().await;
+async fn disabled_mode_makes_no_as_calls(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(invoice_map(&r))
         .enforcement(EnforcementMode::Disabled)
@@ -293,15 +288,15 @@ async fn disabled_mode_makes_no_as_calls() {
 }
 
 /// Many requests while the PAT expires → one token request.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pat_refresh_is_single_flight_under_concurrency() {
+async fn pat_refresh_is_single_flight_under_concurrency(f: Flavor) {
     let as_ = as_builder()
+        .dialect(f.as_dialect())
         .pat_ttl(Duration::from_secs(2))
         .spawn()
         .await
         .expect("AS");
     let r = register_invoice(&as_);
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(invoice_map(&r))
         .build()
@@ -453,11 +448,10 @@ async fn client_credentials_introspection() {
     assert_eq!(as_.pats_issued(), 0, "no PAT needed");
 }
 
-#[tokio::test]
-async fn forgetting_a_token_makes_the_layer_ask_again() {
-    let as_ = start_as().await;
+async fn forgetting_a_token_makes_the_layer_ask_again(f: Flavor) {
+    let as_ = start_as_in(f).await;
     let r = register_invoice(&as_);
-    let layer = discover(&as_)
+    let layer = layer_builder(&as_, f)
         .await
         .resources(invoice_map(&r))
         .build()
@@ -487,4 +481,30 @@ async fn forgetting_a_token_makes_the_layer_ask_again() {
     assert_eq!(as_.count(Endpoint::Introspection), 2);
 }
 
-per_dialect!(whole_uma_flow_with_a_declared_resource);
+per_dialect!(
+    whole_uma_flow_with_a_declared_resource,
+    second_start_registers_nothing_new,
+    path_spellings_never_weaken_the_rule,
+    permissive_mode_lets_everything_through_and_asks_for_no_ticket,
+    per_route_modes_override_the_global_one,
+    disabled_mode_makes_no_as_calls,
+    forgetting_a_token_makes_the_layer_ask_again,
+);
+
+/// Many requests while the PAT expires → one token request, for each dialect's PAT grant.
+mod pat_refresh {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn standard() {
+        super::pat_refresh_is_single_flight_under_concurrency(crate::common::Flavor::Standard)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keycloak() {
+        super::pat_refresh_is_single_flight_under_concurrency(crate::common::Flavor::Keycloak)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wso2() {
+        super::pat_refresh_is_single_flight_under_concurrency(crate::common::Flavor::Wso2).await;
+    }
+}
