@@ -152,18 +152,13 @@ impl AsClient {
                     .post(&self.introspection_endpoint)
                     .header(http::header::ACCEPT, "application/json");
                 let mut form = form.clone();
-                match self.client_auth {
-                    ClientAuth::Basic => {
-                        req = req.basic_auth(
-                            form_urlencode(&self.client_id),
-                            Some(form_urlencode(self.client_secret.secret())),
-                        );
-                    }
-                    ClientAuth::Post => {
-                        form.push(("client_id", &self.client_id));
-                        form.push(("client_secret", self.client_secret.secret()));
-                    }
-                }
+                req = authenticate_client(
+                    req,
+                    &mut form,
+                    self.client_auth,
+                    &self.client_id,
+                    &self.client_secret,
+                );
                 req.form(&form).send().await.map_err(CallError::Transport)
             }
         };
@@ -268,8 +263,30 @@ impl AsClient {
     }
 }
 
+/// Adds the client's credentials to a token-endpoint-style request: HTTP Basic, or
+/// `client_id` and `client_secret` in the form (RFC 6749 §2.3.1).
+pub(crate) fn authenticate_client<'a>(
+    req: reqwest::RequestBuilder,
+    form: &mut Vec<(&'a str, &'a str)>,
+    auth: ClientAuth,
+    client_id: &'a str,
+    secret: &'a ClientSecret,
+) -> reqwest::RequestBuilder {
+    match auth {
+        ClientAuth::Basic => req.basic_auth(
+            form_urlencode(client_id),
+            Some(form_urlencode(secret.secret())),
+        ),
+        ClientAuth::Post => {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", secret.secret()));
+            req
+        }
+    }
+}
+
 /// RFC 6749 §2.3.1: the client id and secret are form-urlencoded before Basic encoding.
-pub(crate) fn form_urlencode(s: &str) -> String {
+fn form_urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 

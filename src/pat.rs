@@ -14,7 +14,7 @@ use futures_util::future::{BoxFuture, Shared};
 use serde::Deserialize;
 use tracing::Instrument;
 
-use crate::client::form_urlencode;
+use crate::client::authenticate_client;
 use crate::error::{Error, ErrorKind, describe_transport, snippet};
 use crate::token::{ClientSecret, Pat};
 
@@ -185,19 +185,13 @@ impl PatProvider {
         if let Some(scope) = &c.scope {
             form.push(("scope", scope));
         }
-        let mut req = self.http.post(&c.token_endpoint);
-        match c.client_auth {
-            ClientAuth::Basic => {
-                req = req.basic_auth(
-                    form_urlencode(&c.client_id),
-                    Some(form_urlencode(c.client_secret.secret())),
-                );
-            }
-            ClientAuth::Post => {
-                form.push(("client_id", &c.client_id));
-                form.push(("client_secret", c.client_secret.secret()));
-            }
-        }
+        let req = authenticate_client(
+            self.http.post(&c.token_endpoint),
+            &mut form,
+            c.client_auth,
+            &c.client_id,
+            &c.client_secret,
+        );
         let started = Instant::now();
         let resp = req.form(&form).send().await.map_err(|e| {
             PatFailure::transient(format!("token endpoint {}", describe_transport(&e)))
