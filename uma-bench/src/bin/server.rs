@@ -1,9 +1,12 @@
 //! `uma-bench-server`: an axum hello-world (`GET /hello` answers `Hello, World!`) served
-//! bare or behind [`UmaLayer`], for end-to-end benchmarks.
+//! bare or behind [`UmaLayer`], or uma-proxy's forwarding service in front of such a
+//! hello-world, with or without [`UmaLayer`], for end-to-end benchmarks.
 //!
 //! ```text
-//! uma-bench-server --mode bare  --listen 127.0.0.1:0
+//! uma-bench-server --mode bare  --listen 127.0.0.1:0          # also --mode upstream
 //! uma-bench-server --mode layer --listen 127.0.0.1:0 --tokens 100 --token-file /tmp/rpts
+//! uma-bench-server --mode proxy-bare --upstream http://127.0.0.1:8080
+//! uma-bench-server --mode proxy-uma  --upstream http://127.0.0.1:8080 --token-file /tmp/rpts
 //! ```
 //!
 //! The first line on stdout is always `listening on http://ADDR`, printed once the server
@@ -14,9 +17,16 @@
 //! `rpt VALUE`, when no file is given). The cache keeps entries for a day, so a benchmark never
 //! sees an expiry.
 //!
+//! `proxy-bare` serves [`uma_proxy::forwarding_service`] to `--upstream` with
+//! [`uma_proxy::serve`], as the `uma-proxy` binary does, without UMA. `proxy-uma` serves the
+//! same forwarding service behind an [`UmaLayer`] built as in `layer` mode (in-process AS,
+//! `/hello` mapped to the resource, `GET` needs `read`), i.e. what `uma-proxy` serves; its
+//! RPTs are cached by sending one request per RPT through the proxy (to the upstream, which
+//! must be up) before the first line is printed.
+//!
 //! With `--threads 1` (the default) the server runs on a current-thread tokio runtime; more
 //! threads use the multi-thread runtime. SIGINT or SIGTERM stops it gracefully, which lets
-//! valgrind write its output; in `layer` mode it then prints to stderr how many
+//! valgrind write its output; in `layer` and `proxy-uma` modes it then prints to stderr how many
 //! introspection calls the AS received.
 //!
 //! [`UmaLayer`]: tower_uma::UmaLayer
@@ -34,9 +44,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use http::{Method, Request, StatusCode, header::AUTHORIZATION};
-use tower::ServiceExt;
+use http::{
+    Method, Request, StatusCode,
+    header::{AUTHORIZATION, HOST},
+};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tower::{Layer, ServiceExt};
 use tower_uma::{IntrospectionCache, ResourceMap, Route, UmaLayer};
 use uma_test_as::{AuthServer, Endpoint, ResourceDescription, RptPermission, RptSpec, TestAs};
 
@@ -48,26 +64,37 @@ const PATH: &str = "/hello";
 /// What sits in front of the hello-world handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
-    /// The axum app alone.
+    /// The axum app alone (`upstream` is the same: the hello-world the proxies forward to).
+    #[value(alias = "upstream")]
     Bare,
     /// The app behind `UmaLayer`, with every RPT cached before the first request.
     Layer,
+    /// uma-proxy's forwarding service to `--upstream`, without UMA.
+    ProxyBare,
+    /// uma-proxy's forwarding service to `--upstream` behind `UmaLayer`, RPTs cached.
+    ProxyUma,
 }
 
 /// An axum hello-world, bare or behind tower-uma, for end-to-end benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "uma-bench-server", version)]
 struct Args {
-    /// bare: the app alone; layer: behind UmaLayer with an in-process AS and cached RPTs.
+    /// bare (or upstream): the app alone; layer: behind UmaLayer with an in-process AS and
+    /// cached RPTs; proxy-bare: uma-proxy forwarding to --upstream; proxy-uma: the same behind
+    /// UmaLayer with an in-process AS and cached RPTs.
     #[arg(long, value_enum)]
     mode: Mode,
+    /// proxy modes: the upstream to forward to, e.g. http://127.0.0.1:8080.
+    #[arg(long, required_if_eq_any = [("mode", "proxy-bare"), ("mode", "proxy-uma")])]
+    upstream: Option<String>,
     /// The address to listen on; port 0 picks a free one (the first line of output says which).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// layer mode: how many RPTs to mint and cache.
+    /// layer and proxy-uma modes: how many RPTs to mint and cache.
     #[arg(long, default_value_t = 100)]
     tokens: usize,
-    /// layer mode: where to write the RPTs, one per line (default: print them as `rpt VALUE`).
+    /// layer and proxy-uma modes: where to write the RPTs, one per line (default: print them
+    /// as `rpt VALUE`).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Runtime threads; 1 uses tokio's current-thread runtime.
@@ -96,30 +123,20 @@ fn app() -> Router {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if matches!(args.mode, Mode::ProxyBare | Mode::ProxyUma) {
+        return run_proxy(args).await;
+    }
     let (app, auth, tokens) = match args.mode {
-        Mode::Bare => (app(), None, Vec::new()),
         Mode::Layer => {
             let (app, auth, tokens) = layered(args.tokens).await?;
             (app, Some(auth), tokens)
         }
+        _ => (app(), None, Vec::new()),
     };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
-    if let Some(path) = &args.token_file {
-        let mut body = tokens.join("\n");
-        body.push('\n');
-        std::fs::write(path, body)?;
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
-    if args.token_file.is_none() {
-        for t in &tokens {
-            writeln!(out, "rpt {t}")?;
-        }
-    }
-    out.flush()?;
-    drop(out);
+    announce(addr, &tokens, args.token_file.as_deref())?;
 
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -128,12 +145,105 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown())
         .await?;
     if let Some(auth) = auth {
-        eprintln!(
-            "uma-bench-server: the AS received {} introspection calls for {} RPTs",
-            auth.count(Endpoint::Introspection),
-            tokens.len()
-        );
+        report_calls(&auth, tokens.len());
     }
+    Ok(())
+}
+
+/// Writes the RPTs to `token_file` (if any) and prints `listening on http://ADDR`, then the
+/// RPTs as `rpt VALUE` lines when there is no file.
+fn announce(
+    addr: SocketAddr,
+    tokens: &[String],
+    token_file: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    if let Some(path) = token_file {
+        let mut body = tokens.join("\n");
+        body.push('\n');
+        std::fs::write(path, body)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    if token_file.is_none() {
+        for t in tokens {
+            writeln!(out, "rpt {t}")?;
+        }
+    }
+    out.flush()
+}
+
+/// Prints on stderr how many introspection calls the AS received.
+fn report_calls(auth: &TestAs, tokens: usize) {
+    eprintln!(
+        "uma-bench-server: the AS received {} introspection calls for {tokens} RPTs",
+        auth.count(Endpoint::Introspection),
+    );
+}
+
+/// `proxy-bare` and `proxy-uma`: uma-proxy's forwarding service, without or with the layer,
+/// served by `uma_proxy::serve` (as the `uma-proxy` binary serves it).
+async fn run_proxy(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let upstream = args
+        .upstream
+        .as_deref()
+        .ok_or("--upstream is required in proxy modes")?;
+    let forward = uma_proxy::forwarding_service(
+        uma_proxy::Upstream::parse(upstream)?,
+        uma_proxy::ForwardOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let grace = Duration::from_secs(5);
+    let (server, auth, tokens) = if args.mode == Mode::ProxyUma {
+        let (layer, auth, tokens) = uma_layer(args.tokens).await?;
+        let service = layer.layer(forward);
+        let server = tokio::spawn(uma_proxy::serve(listener, service, shutdown(), grace));
+        warm_over_http(addr, &tokens).await?;
+        let calls = auth.count(Endpoint::Introspection);
+        if calls != u64::try_from(tokens.len())? {
+            return Err(format!(
+                "warming the cache made {calls} introspection calls for {} RPTs",
+                tokens.len()
+            )
+            .into());
+        }
+        (server, Some(auth), tokens)
+    } else {
+        let server = tokio::spawn(uma_proxy::serve(listener, forward, shutdown(), grace));
+        (server, None, Vec::new())
+    };
+    announce(addr, &tokens, args.token_file.as_deref())?;
+    server.await?;
+    if let Some(auth) = auth {
+        report_calls(&auth, tokens.len());
+    }
+    Ok(())
+}
+
+/// Sends `GET /hello` with each RPT to the proxy at `addr` over one keep-alive connection
+/// (so the layer caches every RPT), and checks each is answered `200`.
+async fn warm_over_http(
+    addr: SocketAddr,
+    tokens: &[String],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let conn = tokio::spawn(conn);
+    for token in tokens {
+        sender.ready().await?;
+        let req = Request::get(PATH)
+            .header(HOST, addr.to_string())
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Empty::<Bytes>::new())?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        resp.into_body().collect().await?;
+        if status != StatusCode::OK {
+            return Err(format!("warming the cache through the proxy: an RPT got {status}").into());
+        }
+    }
+    drop(sender);
+    conn.await??;
     Ok(())
 }
 
@@ -151,6 +261,31 @@ async fn shutdown() {
 async fn layered(
     count: usize,
 ) -> Result<(Router, TestAs, Vec<String>), Box<dyn std::error::Error>> {
+    let (layer, auth, tokens) = uma_layer(count).await?;
+    let app = app().layer(layer);
+    for token in &tokens {
+        let req = Request::get(PATH)
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())?;
+        let status = app.clone().oneshot(req).await?.status();
+        if status != StatusCode::OK {
+            return Err(format!("warming the cache: an RPT got {status}").into());
+        }
+    }
+    let calls = auth.count(Endpoint::Introspection);
+    if calls != u64::try_from(count)? {
+        return Err(
+            format!("warming the cache made {calls} introspection calls for {count} RPTs").into(),
+        );
+    }
+    Ok((app, auth, tokens))
+}
+
+/// Starts the AS, registers the resource, builds the layer (`/hello`, `GET` needs `read`; a
+/// cache keeping entries for a day) and mints `count` RPTs, none of them cached yet.
+async fn uma_layer(
+    count: usize,
+) -> Result<(UmaLayer, TestAs, Vec<String>), Box<dyn std::error::Error>> {
     let auth = AuthServer::builder()
         .client(RS_ID, RS_SECRET)
         .spawn()
@@ -181,7 +316,6 @@ async fn layered(
         .cache(cache)
         .build()
         .await?;
-    let app = app().layer(layer);
 
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let tokens: Vec<String> = (0..count)
@@ -199,20 +333,5 @@ async fn layered(
             })
         })
         .collect();
-    for token in &tokens {
-        let req = Request::get(PATH)
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .body(Body::empty())?;
-        let status = app.clone().oneshot(req).await?.status();
-        if status != StatusCode::OK {
-            return Err(format!("warming the cache: an RPT got {status}").into());
-        }
-    }
-    let calls = auth.count(Endpoint::Introspection);
-    if calls != u64::try_from(count)? {
-        return Err(
-            format!("warming the cache made {calls} introspection calls for {count} RPTs").into(),
-        );
-    }
-    Ok((app, auth, tokens))
+    Ok((layer, auth, tokens))
 }
