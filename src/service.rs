@@ -147,10 +147,11 @@ fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, url.path = %req.uri().path(), "refusing an ambiguous path");
-            crate::metrics::decision("bad_request");
             return if permissive {
+                crate::metrics::decision("permissive");
                 Step::Pass
             } else {
+                crate::metrics::decision("bad_request");
                 Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
             };
         }
