@@ -361,9 +361,11 @@ async fn single_flight_with_a_dropped_waiter() {
         let resp = t.await.expect("task").expect("infallible");
         assert_eq!(resp.status(), StatusCode::OK);
     }
+    // A second call (the dropped waiter's flight re-run) would show here…
     assert_eq!(e.introspections(), 1, "exactly one introspection");
+    // …and as a wait of another 400 ms; the bound leaves room for a slow CI machine.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(3),
         "not delayed: {:?}",
         started.elapsed()
     );
