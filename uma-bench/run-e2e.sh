@@ -42,74 +42,15 @@ echo "== $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (other wor
 echo "== building (release)"
 cargo build --release --locked -p uma-bench --bins
 mkdir -p "$OUT"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# start_server NAME MODE [PREFIX...]: starts the server (in the background, pinned to
-# SERVER_CPU, behind PREFIX such as valgrind); sets $url and $pid once it is listening.
-start_server() {
-    local name=$1 mode=$2
-    shift 2
-    taskset -c "$SERVER_CPU" "$@" "$BIN/uma-bench-server" --mode "$mode" --listen 127.0.0.1:0 \
-        --tokens "$TOKENS" --token-file "$tmp/$name.tokens" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-    pid=$!
-    pids+=("$pid")
-    local waited=0
-    until grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "the $name server exited:" >&2
-            cat "$tmp/$name.err" >&2
-            exit 1
-        fi
-        sleep 0.2
-        waited=$((waited + 1))
-        if [ "$waited" -gt 3000 ]; then
-            echo "the $name server did not start" >&2
-            exit 1
-        fi
-    done
-    url=$(sed -n 's/^listening on //p' "$tmp/$name.out" | head -n1)
-}
-
-# stop_server PID: SIGINT, then wait for a clean exit (valgrind writes its output then).
-stop_server() {
-    kill -INT "$1"
-    wait "$1" || true
-}
-
-# loadgen ARGS...: runs uma-loadgen pinned to CLIENT_CPU; prints its machine-readable line.
-loadgen() {
-    # shellcheck disable=SC2086 # LOADGEN_ARGS holds separate words
-    taskset -c "$CLIENT_CPU" "$BIN/uma-loadgen" $LOADGEN_ARGS "$@" | tail -n1
-}
-
-# field NAME LINE: the value of NAME=... in a loadgen line.
-field() {
-    tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
-}
-
-# cpu_ticks PID: utime + stime of a process, in clock ticks.
-cpu_ticks() {
-    awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
-
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+. uma-bench/lib.sh
 
 if [ -z "${SKIP_THROUGHPUT:-}" ]; then
     echo "== e2e/loopback throughput: $ROUNDS rounds x $DURATION (after ${WARMUP} warm-up) per server," \
         "$CONNECTIONS connections, $TOKENS cached RPTs; server on CPU $SERVER_CPU, loadgen ${LOADGEN_ARGS:-(hyper client)} on CPU $CLIENT_CPU"
     phase=$SECONDS
-    start_server bare bare
+    start_server bare "$SERVER_CPU" bare
     bare_url=$url bare_pid=$pid
-    start_server layer layer
+    start_server layer "$SERVER_CPU" layer
     layer_url=$url layer_pid=$pid
     : >"$tmp/bare.rps"
     : >"$tmp/layer.rps"
@@ -168,7 +109,7 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
         for n in "$N1" "$N2"; do
             out="$OUT/callgrind.$mode.$n.out"
             rm -f "$out"
-            start_server "cg-$mode-$n" "$mode" valgrind --tool=callgrind --callgrind-out-file="$out"
+            start_server "cg-$mode-$n" "$SERVER_CPU" "$mode" -- valgrind --tool=callgrind --callgrind-out-file="$out"
             extra=()
             if [ "$mode" = layer ]; then extra=(--token-file "$tmp/cg-$mode-$n.tokens"); fi
             line=$(loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}")
@@ -197,7 +138,7 @@ if [ -n "${PROFILE:-}" ]; then
     for mode in bare layer; do
         base="$OUT/profile.$mode.out"
         rm -f "$base" "$base".*
-        start_server "prof-$mode" "$mode" valgrind --tool=callgrind --callgrind-out-file="$base"
+        start_server "prof-$mode" "$SERVER_CPU" "$mode" -- valgrind --tool=callgrind --callgrind-out-file="$base"
         extra=()
         if [ "$mode" = layer ]; then extra=(--token-file "$tmp/prof-$mode.tokens"); fi
         loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$N1" "${extra[@]}" >/dev/null
