@@ -47,7 +47,8 @@ pub enum Dialect {
     Wso2,
 }
 
-/// Endpoints a dialect derives from the issuer when neither discovery nor the user sets them.
+/// Endpoints found elsewhere than the builder: in the discovery document, or derived by a
+/// dialect from the issuer when neither discovery nor the user sets them.
 #[derive(Debug, Default)]
 pub(crate) struct DerivedEndpoints {
     pub(crate) token: Option<String>,

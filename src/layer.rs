@@ -14,7 +14,7 @@ use crate::IntrospectionCache;
 use crate::client::{AsClient, IntrospectionAuth, PermissionBody};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Rules;
-use crate::dialect::Dialect;
+use crate::dialect::{DerivedEndpoints, Dialect};
 use crate::discovery::{self, DiscoveryDocument, trim_issuer};
 use crate::error::Error;
 use crate::pat::{ClientAuth, PatConfig, PatGrant, PatProvider};
@@ -379,28 +379,14 @@ impl UmaLayerBuilder {
         }
         let http = self.make_http_client()?;
         let doc: DiscoveryDocument = discovery::fetch(&http, &self.issuer).await?;
-        let take = |mine: &mut Option<String>, theirs: Option<&str>| {
-            if mine.is_none() {
-                *mine = theirs.map(str::to_owned);
-            }
-        };
-        take(&mut self.token_endpoint, doc.token_endpoint.as_deref());
-        take(
-            &mut self.introspection_endpoint,
-            doc.introspection_endpoint(),
-        );
-        take(
-            &mut self.permission_endpoint,
-            doc.permission_endpoint.as_deref(),
-        );
-        take(
-            &mut self.resource_registration_endpoint,
-            doc.resource_registration_endpoint.as_deref(),
-        );
-        take(&mut self.jwks_uri, doc.jwks_uri.as_deref());
-        if self.as_uri.is_none() {
-            self.as_uri = Some(doc.issuer);
-        }
+        self.fill_endpoints(DerivedEndpoints {
+            token: doc.token_endpoint.clone(),
+            introspection: doc.introspection_endpoint().map(str::to_owned),
+            permission: doc.permission_endpoint.clone(),
+            registration: doc.resource_registration_endpoint.clone(),
+            jwks: doc.jwks_uri.clone(),
+        });
+        self.as_uri.get_or_insert(doc.issuer);
         Ok(self)
     }
 
@@ -690,24 +676,27 @@ impl UmaLayerBuilder {
         Ok(registrar.plan(&decls, prepared.sync).await?.0)
     }
 
+    /// Sets every endpoint still unset from `found` (discovery, or the dialect's paths);
+    /// endpoints set by hand are kept.
+    fn fill_endpoints(&mut self, found: DerivedEndpoints) {
+        for (mine, theirs) in [
+            (&mut self.token_endpoint, found.token),
+            (&mut self.introspection_endpoint, found.introspection),
+            (&mut self.permission_endpoint, found.permission),
+            (&mut self.resource_registration_endpoint, found.registration),
+            (&mut self.jwks_uri, found.jwks),
+        ] {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+    }
+
     /// Everything [`build`](Self::build) checks that needs no AS call.
     fn prepare(mut self) -> Result<Prepared, Error> {
         check_url("issuer", &self.issuer, self.allow_http)?;
         let dialect = self.dialect;
-        let derived = dialect.derive_endpoints(&self.issuer);
-        let fill = |mine: &mut Option<String>, theirs: Option<String>| {
-            if mine.is_none() {
-                *mine = theirs;
-            }
-        };
-        fill(&mut self.token_endpoint, derived.token);
-        fill(&mut self.introspection_endpoint, derived.introspection);
-        fill(&mut self.permission_endpoint, derived.permission);
-        fill(
-            &mut self.resource_registration_endpoint,
-            derived.registration,
-        );
-        fill(&mut self.jwks_uri, derived.jwks);
+        self.fill_endpoints(dialect.derive_endpoints(&self.issuer));
         let allow_http = self.allow_http;
         let need = |name: &str, v: &Option<String>| -> Result<String, Error> {
             let v = v.clone().ok_or_else(|| {
