@@ -3,8 +3,10 @@
 //! Why it works this way (after tower-http's async authorisation): the authorisation step is
 //! one boxed `'static` future (extract, resolve, introspect through the cache, decide, maybe
 //! fetch a ticket); the inner service's future stays unboxed in a second state. Requests that
-//! need no AS work (public routes, disabled enforcement, requests refused before any AS call)
-//! skip the box entirely.
+//! need no AS work skip the box entirely: public routes, disabled enforcement, requests refused
+//! before any AS call, and, the common case, requests whose RPT is cached and grants them.
+//! Those are decided synchronously in `call`, which then calls the inner service directly
+//! (without cloning it).
 
 use std::fmt;
 use std::future::Future;

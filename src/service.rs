@@ -2,6 +2,7 @@
 //!
 //! See the [crate documentation](crate) for the request path.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,15 +10,16 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower_service::Service;
 use tracing::{Instrument, field};
 
+use crate::cache::Cached;
 use crate::challenge::{render_challenge, unreachable_warning};
 use crate::decision::{Requirement, decide};
 use crate::future::ResponseFuture;
 use crate::layer::{Resolver, Shared, UmaLayer, Unmapped};
 use crate::principal::{Rejection, UmaPrincipal};
 use crate::resources::{
-    EnforcementMode, RequestInfo, Resolution, ResourceRef, ScopeMode, normalize_path,
+    EnforcementMode, RequestInfo, Resolved, ResourceRef, ScopeMode, normalize_path,
 };
-use crate::token::{Bearer, BearerToken, bearer_from_headers};
+use crate::token::{Bearer, BearerToken, Fingerprint, bearer_from_headers};
 
 /// A service protected by UMA 2.0; made by [`UmaLayer`].
 ///
@@ -58,18 +60,30 @@ impl<S> Uma<S> {
 }
 
 /// What the request needs after the synchronous checks.
-enum Step {
+enum Step<'m> {
     Pass,
     Respond(StatusCode, Rejection),
-    Authorize(AuthCtx),
+    Authorize(Check<'m>),
 }
 
+/// A request that needs an RPT, with the route's resource and scopes borrowed from the map.
+struct Check<'m> {
+    resource: Cow<'m, ResourceRef>,
+    scopes: Cow<'m, [String]>,
+    mode: ScopeMode,
+    enforcement: EnforcementMode,
+    token: Option<BearerToken>,
+}
+
+/// What the asynchronous part needs: [`Check`], owned.
 struct AuthCtx {
     resource: ResourceRef,
     scopes: Vec<String>,
     mode: ScopeMode,
     enforcement: EnforcementMode,
     token: Option<BearerToken>,
+    /// The token's fingerprint and the cache's answer, when the synchronous path had them.
+    looked_up: Option<(Fingerprint, Cached)>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Uma<S>
@@ -86,36 +100,85 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
-        match precheck(shared, &req) {
-            Step::Pass => ResponseFuture::calling(inner.call(req)),
+        let check = match precheck(shared, &req) {
+            Step::Pass => return ResponseFuture::calling(self.inner.call(req)),
             Step::Respond(status, rejection) => {
-                ResponseFuture::ready(refusal(status, rejection, None))
+                return ResponseFuture::ready(refusal(status, rejection, None));
             }
-            Step::Authorize(ctx) => {
-                let span = tracing::debug_span!(
-                    "uma.authorize",
-                    http.method = %req.method(),
-                    url.path = %req.uri().path(),
-                    uma.resource_id = field::Empty,
-                    uma.scopes = ?ctx.scopes,
-                    uma.decision = field::Empty,
-                    cache.hit = field::Empty,
-                    cache.source = field::Empty,
-                    token.fingerprint = field::Empty,
-                );
-                let auth = authorize(Arc::clone(shared), req, ctx).instrument(span);
-                ResponseFuture::authorizing(Box::pin(auth), inner)
+            Step::Authorize(check) => check,
+        };
+        let span = tracing::debug_span!(
+            "uma.authorize",
+            http.method = %req.method(),
+            url.path = %req.uri().path(),
+            uma.resource_id = field::Empty,
+            uma.scopes = ?check.scopes,
+            uma.decision = field::Empty,
+            cache.hit = field::Empty,
+            cache.source = field::Empty,
+            token.fingerprint = field::Empty,
+        );
+        // The hit path, synchronous: a cached answer that grants the request lets it through
+        // with no future of the layer's own, and without cloning the inner service.
+        let mut looked_up = None;
+        let known_id = match &*check.resource {
+            ResourceRef::Id(id) => Some(Cow::Borrowed(id.as_str())),
+            ResourceRef::Name(name) => shared.registry.id(name).map(Cow::Owned),
+        };
+        if let (Some(resource_id), Some(token)) = (known_id, &check.token) {
+            let fingerprint = token.fingerprint();
+            if let Some(cached) = shared.cache.peek(&shared.namespace, &fingerprint) {
+                let requirement = Requirement {
+                    resource_id: &resource_id,
+                    scopes: &check.scopes,
+                    mode: check.mode,
+                };
+                if let Ok(granted) = decide(
+                    &cached.value,
+                    requirement,
+                    shared.clock.now_unix(),
+                    shared.rules,
+                ) {
+                    span.record("uma.resource_id", &*resource_id);
+                    span.record("token.fingerprint", field::display(fingerprint));
+                    span.record("cache.hit", cached.source.is_hit());
+                    span.record("cache.source", cached.source.as_str());
+                    span.record("uma.decision", "allowed");
+                    crate::metrics::decision("allowed");
+                    let principal = UmaPrincipal::new(
+                        cached.value,
+                        resource_id.into_owned(),
+                        granted,
+                        fingerprint,
+                    );
+                    req.extensions_mut().insert(principal);
+                    return ResponseFuture::calling(self.inner.call(req));
+                }
+                // Refused: the asynchronous part asks for a ticket, deciding again on the same
+                // answer (and tracing why).
+                looked_up = Some((fingerprint, cached));
             }
         }
+        let ctx = AuthCtx {
+            resource: check.resource.into_owned(),
+            scopes: check.scopes.into_owned(),
+            mode: check.mode,
+            enforcement: check.enforcement,
+            token: check.token,
+            looked_up,
+        };
+        // The ready inner service goes into the future; this one keeps a fresh clone.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let auth = authorize(Arc::clone(shared), req, ctx).instrument(span);
+        ResponseFuture::authorizing(Box::pin(auth), inner)
     }
 }
 
 /// The synchronous part: path, route, enforcement mode and bearer syntax.
-fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
+fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
     if shared.enforcement == EnforcementMode::Disabled {
         crate::metrics::decision("disabled");
         return Step::Pass;
@@ -136,12 +199,12 @@ fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
     };
     let resolution = match &shared.resolver {
         Resolver::Map(map) => map.resolve_normalized(req.method(), &path, req.headers()),
-        Resolver::Custom(r) => Ok(r.resolve(&RequestInfo::new(
+        Resolver::Custom(r) => Ok(Resolved::from(r.resolve(&RequestInfo::new(
             req.method(),
             path.as_str(),
             req.headers(),
             &[],
-        ))),
+        )))),
     };
     let resolution = match resolution {
         Ok(r) => r,
@@ -157,11 +220,11 @@ fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
         }
     };
     let (resource, scopes, mode, enforcement) = match resolution {
-        Resolution::Public => {
+        Resolved::Public => {
             crate::metrics::decision("public");
             return Step::Pass;
         }
-        Resolution::Unmapped => {
+        Resolved::Unmapped => {
             return if permissive || shared.unmapped == Unmapped::Allow {
                 tracing::trace!(url.path = %req.uri().path(), "unmapped request let through");
                 crate::metrics::decision("unmapped");
@@ -172,7 +235,7 @@ fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
                 Step::Respond(StatusCode::FORBIDDEN, Rejection::Unmapped)
             };
         }
-        Resolution::Protected {
+        Resolved::Protected {
             resource,
             scopes,
             scope_mode,
@@ -201,7 +264,7 @@ fn precheck<B>(shared: &Shared, req: &Request<B>) -> Step {
             return Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest);
         }
     };
-    Step::Authorize(AuthCtx {
+    Step::Authorize(Check {
         resource,
         scopes,
         mode,
@@ -244,17 +307,23 @@ where
     span.record("uma.resource_id", resource_id.as_str());
 
     if let Some(token) = &ctx.token {
-        let fingerprint = token.fingerprint();
+        let (fingerprint, fetched) = match ctx.looked_up {
+            Some((fingerprint, cached)) => (fingerprint, Ok(cached)),
+            None => {
+                let fingerprint = token.fingerprint();
+                // Cloned only on a miss: a hit copies nothing.
+                let fetched = shared
+                    .cache
+                    .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, || {
+                        let fetch_shared = Arc::clone(&shared);
+                        let fetch_token = token.to_rpt();
+                        async move { fetch_shared.check_rpt(&fetch_token).await }
+                    })
+                    .await;
+                (fingerprint, fetched)
+            }
+        };
         span.record("token.fingerprint", field::display(fingerprint));
-        // Cloned only on a miss: a hit copies nothing.
-        let fetched = shared
-            .cache
-            .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, || {
-                let fetch_shared = Arc::clone(&shared);
-                let fetch_token = token.to_rpt();
-                async move { fetch_shared.check_rpt(&fetch_token).await }
-            })
-            .await;
         match fetched {
             Ok(cached) => {
                 span.record("cache.hit", cached.source.is_hit());

@@ -79,13 +79,16 @@ async fn no_secret_reaches_the_logs() {
     let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
     assert_eq!(status, StatusCode::OK);
     let rpt = answer["access_token"].as_str().expect("RPT").to_owned();
-    let resp = http
-        .get(format!("{url}/albums/1"))
-        .bearer_auth(&rpt)
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(resp.status(), StatusCode::OK);
+    // Twice: a cache miss, then a hit (decided without a future of the layer's own).
+    for _ in 0..2 {
+        let resp = http
+            .get(format!("{url}/albums/1"))
+            .bearer_auth(&rpt)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
     // Failures: introspection 500, a rejected PAT, a junk token, a denied delete.
     as_.fail_next(Endpoint::Introspection, 1, 500);
     let _ = http
@@ -120,6 +123,25 @@ async fn no_secret_reaches_the_logs() {
         "the capture saw the layer's spans"
     );
     assert!(logs.contains("uma.introspect"));
+    // `cache.hit` is recorded on the `uma.authorize` span, on the synchronous hit path too.
+    for fields in [
+        [
+            "cache.hit=false",
+            "cache.source=\"miss\"",
+            "uma.decision=\"allowed\"",
+        ],
+        [
+            "cache.hit=true",
+            "cache.source=\"hit\"",
+            "uma.decision=\"allowed\"",
+        ],
+    ] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("uma.authorize") && fields.iter().all(|f| l.contains(f))),
+            "no uma.authorize span with {fields:?}"
+        );
+    }
     let mut secrets = vec![
         rpt.clone(),
         id_token.clone(),

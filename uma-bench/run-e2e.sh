@@ -17,6 +17,9 @@
 #   LOADGEN_ARGS=--raw (the minimal client; LOADGEN_ARGS= uses hyper's client, which costs
 #   about as much CPU per request as the server and then caps the bare figure)
 #   SERVER_CPU=0 CLIENT_CPU=1 N1=2000 N2=12000 CG_CONNECTIONS=1 SKIP_THROUGHPUT= SKIP_CALLGRIND=
+#   CG_EXTRA_MODES="noop-layer layer-outer" (also counted under callgrind, for reference:
+#   a do-nothing layer added with Router::layer, which shows what axum charges for any layer,
+#   and UmaLayer wrapped around the whole router)
 #   PROFILE=
 #   OUT=target/uma-bench (callgrind output files are kept there for callgrind_annotate)
 set -euo pipefail
@@ -33,6 +36,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 N1=${N1:-2000}
 N2=${N2:-12000}
 CG_CONNECTIONS=${CG_CONNECTIONS:-1}
+CG_EXTRA_MODES=${CG_EXTRA_MODES-noop-layer layer-outer}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/uma-bench}
 BIN=$TARGET_DIR/release
@@ -104,14 +108,14 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
         "$CG_CONNECTIONS connection(s), $TOKENS cached RPTs"
     phase=$SECONDS
     declare -A per_request
-    for mode in bare layer; do
+    for mode in bare layer $CG_EXTRA_MODES; do
         declare -A ir
         for n in "$N1" "$N2"; do
             out="$OUT/callgrind.$mode.$n.out"
             rm -f "$out"
             start_server "cg-$mode-$n" "$SERVER_CPU" "$mode" -- valgrind --tool=callgrind --callgrind-out-file="$out"
             extra=()
-            if [ "$mode" = layer ]; then extra=(--token-file "$tmp/cg-$mode-$n.tokens"); fi
+            case $mode in layer*) extra=(--token-file "$tmp/cg-$mode-$n.tokens") ;; esac
             line=$(loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}")
             stop_server "$pid"
             ir[$n]=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out")
@@ -128,6 +132,11 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
         printf "e2e/loopback callgrind: bare %d, layer %d instructions/request; the layer adds %d (ratio %.3f; target <= 5,000: %s)\n",
             b, l, d, l / b, (d <= 5000 ? "met" : "MISSED")
     }'
+    for mode in $CG_EXTRA_MODES; do
+        awk -v b="${per_request[bare]}" -v m="${per_request[$mode]}" -v name="$mode" 'BEGIN {
+            printf "  for reference: %s %d instructions/request, %+d over bare\n", name, m, m - b
+        }'
+    done
     echo "  callgrind files: $OUT/callgrind.{bare,layer}.{$N1,$N2}.out (callgrind_annotate them)"
     echo "  (callgrind phase took $((SECONDS - phase)) s)"
 fi

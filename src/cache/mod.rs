@@ -52,20 +52,24 @@
 //! - **moka's `future` cache, not `sync`.** The `sync` cache's `get` is cheaper (about 400
 //!   instructions), but the crate builds moka with the `future` feature only, whose
 //!   maintenance never blocks a runtime thread. `invalidate` stays synchronous all the same
-//!   (see its docs). A hit costs one SHA-256 of the token, one clock read, one moka `get`
-//!   (which hashes the 32-byte digest) and an `Arc` clone.
+//!   (see its docs). A hit costs one SHA-256 of the token, one clock read, one moka `get` and
+//!   an `Arc` clone. The layer polls that `get` once, in place (moka's operations are
+//!   cancellation safe and a lookup only waits when it joins maintenance): a hit that grants
+//!   the request is served without a future of the layer's own; anything else takes the
+//!   asynchronous path.
 //! - **Key.** The pair (issuer, SHA-256 of the token): the token's [`Fingerprint`] digest,
 //!   namespaced by the issuer string compared exactly. Hashing the issuer into the digest
 //!   (`SHA-256(issuer || 0x00 || token)`) would cost an extra SHA-256 block per request and
 //!   rule out sharing the digest: the layer can pass the fingerprint it computes for its
 //!   `token.fingerprint` span field to `get_or_fetch_by_fingerprint`, so a request hashes its
-//!   token once. moka hashes the digest alone (it is uniform already); equality also compares
+//!   token once. moka hashes the first eight bytes of the digest (uniform already) mixed with
+//!   a per-cache random seed, instead of running SipHash over all 32; equality also compares
 //!   the issuer, which is interned, so entries do not each hold a copy of it. Raw tokens are
 //!   never stored.
 
 use std::fmt;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -330,6 +334,7 @@ impl IntrospectionCacheBuilder {
     pub fn build(self) -> IntrospectionCache {
         metrics::describe();
         let s = self.settings;
+        let hasher = DigestHash::random();
         let positive = Cache::builder()
             .name("tower-uma introspection")
             .max_capacity(s.max_entries)
@@ -339,7 +344,7 @@ impl IntrospectionCacheBuilder {
             .eviction_listener(|_, _, cause| {
                 metrics::cache_eviction("positive", cause_label(cause))
             })
-            .build();
+            .build_with_hasher(hasher);
         let negative = (!s.negative_ttl.is_zero()).then(|| {
             Cache::builder()
                 .name("tower-uma introspection (inactive)")
@@ -350,7 +355,7 @@ impl IntrospectionCacheBuilder {
                 .eviction_listener(|_, _, cause| {
                     metrics::cache_eviction("negative", cause_label(cause))
                 })
-                .build()
+                .build_with_hasher(hasher)
         });
         IntrospectionCache {
             inner: Some(Arc::new(Inner {
@@ -497,6 +502,65 @@ impl Equivalent<Key> for KeyRef<'_> {
     }
 }
 
+/// moka's hasher for [`Key`]s: the first eight bytes of the SHA-256 digest, mixed with a
+/// per-cache random seed by one folded 128-bit multiply.
+///
+/// The digest is uniform already, so hashing all of it again (moka's default SipHash) buys
+/// nothing; the seed keeps bucket placement unpredictable, so tokens ground to share digest
+/// bits still spread over the table.
+#[derive(Clone, Copy, Debug)]
+struct DigestHash {
+    seed: u64,
+    multiplier: u64,
+}
+
+impl DigestHash {
+    fn random() -> Self {
+        let state = RandomState::new();
+        Self {
+            seed: state.hash_one(0x5eed_u64),
+            // Odd, so that the multiply is a bijection on the low word.
+            multiplier: state.hash_one(0x6d75_u64) | 1,
+        }
+    }
+}
+
+impl BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher {
+            hash: self.seed,
+            multiplier: self.multiplier,
+        }
+    }
+}
+
+/// See [`DigestHash`].
+struct DigestHasher {
+    hash: u64,
+    multiplier: u64,
+}
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0_u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        let product =
+            u128::from(self.hash ^ u64::from_le_bytes(word)) * u128::from(self.multiplier);
+        // Folding the high half in makes every output bit depend on every input bit.
+        #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+        {
+            self.hash = (product as u64) ^ ((product >> 64) as u64);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// What moka stores: the shared result plus its wall-clock bookkeeping. Cloned on every hit,
 /// so it is an `Arc` and three words.
 #[derive(Clone)]
@@ -543,9 +607,9 @@ struct Inner {
     policy: lifetime::Policy,
     clock: Arc<dyn Clock>,
     /// Active results.
-    positive: Cache<Key, Entry>,
+    positive: Cache<Key, Entry, DigestHash>,
     /// Inactive results; `None` when negative caching is off.
-    negative: Option<Cache<Key, Entry>>,
+    negative: Option<Cache<Key, Entry, DigestHash>>,
     flights: Flights,
 }
 
@@ -649,6 +713,21 @@ impl IntrospectionCache {
             .await
     }
 
+    /// A stored answer for the token, if one can be had at once (a fresh active result, or an
+    /// inactive one from the negative cache): the layer's synchronous hit path, which then
+    /// needs no future of its own. `None` on a miss, when the cache is disabled, or in the rare
+    /// case where moka's lookup would have to wait for its maintenance; the caller then goes
+    /// through [`get_or_fetch_by_fingerprint`](Self::get_or_fetch_by_fingerprint).
+    pub(crate) fn peek(&self, namespace: &str, fingerprint: &Fingerprint) -> Option<Cached> {
+        let inner = self.inner.as_ref()?;
+        // moka's lookup is cancellation safe: a maintenance run it started and that is
+        // dropped here is resumed by the next operation.
+        inner
+            .lookup(&KeyRef::new(namespace, fingerprint), inner.clock.now_unix())
+            .now_or_never()
+            .flatten()
+    }
+
     /// [`get_or_fetch`](Self::get_or_fetch) for a token known by its fingerprint
     /// ([`Rpt::fingerprint`]), so that a request hashes its token only once.
     ///
@@ -673,7 +752,7 @@ impl IntrospectionCache {
 }
 
 /// Removes `key` from `cache` without waiting.
-fn invalidate_now(cache: &Cache<Key, Entry>, key: KeyRef<'_>) {
+fn invalidate_now(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
     // moka's removal is cancellation safe: once it has taken the entry out of the map,
     // dropping the future leaves the rest of the bookkeeping to maintenance. If it is still
     // pending it has not removed anything yet (it waits for a retried operation or for the
@@ -685,7 +764,7 @@ fn invalidate_now(cache: &Cache<Key, Entry>, key: KeyRef<'_>) {
 
 /// Makes moka ignore `key`'s current entry from now on (`get` applies registered predicates)
 /// and remove it during maintenance. An entry stored later for the key is not affected.
-fn invalidate_by_predicate(cache: &Cache<Key, Entry>, key: KeyRef<'_>) {
+fn invalidate_by_predicate(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
     let target = Key {
         digest: *key.digest,
         namespace: Arc::from(key.namespace),
@@ -743,7 +822,7 @@ impl Inner {
     {
         let key = KeyRef::new(namespace, fingerprint);
         let seen = self.flights.completions();
-        if let Some(hit) = self.lookup(&key).await {
+        if let Some(hit) = self.lookup(&key, self.clock.now_unix()).await {
             return Ok(hit);
         }
         Box::pin(self.miss(key, fingerprint, seen, fetch())).await
@@ -778,7 +857,7 @@ impl Inner {
                 }
                 Begin::Recheck(unused) => {
                     fetch = unused;
-                    if let Some(hit) = self.lookup(&key).await {
+                    if let Some(hit) = self.lookup(&key, self.clock.now_unix()).await {
                         return Ok(hit);
                     }
                 }
@@ -791,8 +870,7 @@ impl Inner {
     }
 
     /// A fresh entry for `key`, if any: the hit path.
-    async fn lookup(&self, key: &KeyRef<'_>) -> Option<Cached> {
-        let now = self.clock.now_unix();
+    async fn lookup(&self, key: &KeyRef<'_>, now: i64) -> Option<Cached> {
         if let Some(entry) = self.positive.get(key).await
             && now < entry.fresh_until
         {

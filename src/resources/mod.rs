@@ -45,6 +45,7 @@
 mod path;
 mod template;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -422,7 +423,7 @@ impl Route {
     }
 
     /// The scopes for `method`, following the [scope rules](ResourceMap#scopes).
-    fn scopes_for(&self, method: &Method) -> Option<Vec<String>> {
+    fn scopes_for(&self, method: &Method) -> Option<Cow<'_, [String]>> {
         let entry = |m: &Method| {
             self.methods
                 .iter()
@@ -437,10 +438,10 @@ impl Route {
         entry(method)
             .or_else(from_head)
             .or(self.any_method.as_ref())
-            .cloned()
+            .map(|scopes| Cow::Borrowed(scopes.as_slice()))
             .or_else(|| {
                 self.method_as_scope
-                    .then(|| vec![method.as_str().to_owned()])
+                    .then(|| Cow::Owned(vec![method.as_str().to_owned()]))
             })
     }
 
@@ -493,34 +494,34 @@ impl Route {
         Ok(())
     }
 
-    /// Resolves a request that matched this route.
-    fn resolve(
-        &self,
+    /// Resolves a request that matched this route, borrowing the route's resource and scopes.
+    fn resolve<'m>(
+        &'m self,
         template: &Template,
         method: &Method,
-        path: &NormalizedPath,
+        path: &NormalizedPath<'_>,
         headers: &HeaderMap,
-    ) -> Resolution {
+    ) -> Resolved<'m> {
         if self.public {
-            return Resolution::Public;
+            return Resolved::Public;
         }
         if let Some(resolver) = &self.resolver {
             let params = template.captures(path.segments());
-            return resolver.resolve(&RequestInfo {
+            return Resolved::from(resolver.resolve(&RequestInfo {
                 method,
                 path: path.as_str(),
                 headers,
                 params: &params,
-            });
+            }));
         }
         match (&self.resource, self.scopes_for(method)) {
-            (Some(resource), Some(scopes)) => Resolution::Protected {
-                resource: resource.clone(),
+            (Some(resource), Some(scopes)) => Resolved::Protected {
+                resource: Cow::Borrowed(resource),
                 scopes,
                 scope_mode: self.scope_mode,
                 enforcement: self.enforcement,
             },
-            _ => Resolution::Unmapped,
+            _ => Resolved::Unmapped,
         }
     }
 }
@@ -845,6 +846,7 @@ impl ResourceMap {
     ) -> Result<Resolution, PathError> {
         let path = normalize_path(raw_path)?;
         self.resolve_normalized(method, &path, headers)
+            .map(Resolved::into_owned)
     }
 
     /// Resolves a request whose path is already normalised.
@@ -856,11 +858,11 @@ impl ResourceMap {
     pub(crate) fn resolve_normalized(
         &self,
         method: &Method,
-        path: &NormalizedPath,
+        path: &NormalizedPath<'_>,
         headers: &HeaderMap,
-    ) -> Result<Resolution, PathError> {
+    ) -> Result<Resolved<'_>, PathError> {
         if self.error.is_some() {
-            return Ok(Resolution::Unmapped);
+            return Ok(Resolved::Unmapped);
         }
         let selected = self.select(path, Spelling::Canonical);
         if (path.has_escapes() || self.escaped_literals)
@@ -873,15 +875,15 @@ impl ResourceMap {
                 let entry = &self.entries[index];
                 match &entry.template {
                     Some(template) => entry.route.resolve(template, method, path, headers),
-                    None => Resolution::Unmapped,
+                    None => Resolved::Unmapped,
                 }
             }
-            None => Resolution::Unmapped,
+            None => Resolved::Unmapped,
         })
     }
 
     /// The index of the best matching route, by the precedence rules.
-    fn select(&self, path: &NormalizedPath, spelling: Spelling) -> Option<usize> {
+    fn select(&self, path: &NormalizedPath<'_>, spelling: Spelling) -> Option<usize> {
         let mut best: Option<(usize, &Template)> = None;
         for (index, entry) in self.entries.iter().enumerate() {
             let Some(template) = &entry.template else {
@@ -1072,6 +1074,64 @@ pub enum Resolution {
     Unmapped,
 }
 
+/// A [`Resolution`] that borrows the route's resource and scopes where it can: what the
+/// layer's request path works with, so that a request copies nothing out of the map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Resolved<'m> {
+    /// See [`Resolution::Protected`].
+    Protected {
+        resource: Cow<'m, ResourceRef>,
+        scopes: Cow<'m, [String]>,
+        scope_mode: ScopeMode,
+        enforcement: Option<EnforcementMode>,
+    },
+    /// See [`Resolution::Public`].
+    Public,
+    /// See [`Resolution::Unmapped`].
+    Unmapped,
+}
+
+impl Resolved<'_> {
+    /// The owned [`Resolution`].
+    pub(crate) fn into_owned(self) -> Resolution {
+        match self {
+            Self::Protected {
+                resource,
+                scopes,
+                scope_mode,
+                enforcement,
+            } => Resolution::Protected {
+                resource: resource.into_owned(),
+                scopes: scopes.into_owned(),
+                scope_mode,
+                enforcement,
+            },
+            Self::Public => Resolution::Public,
+            Self::Unmapped => Resolution::Unmapped,
+        }
+    }
+}
+
+impl From<Resolution> for Resolved<'_> {
+    fn from(resolution: Resolution) -> Self {
+        match resolution {
+            Resolution::Protected {
+                resource,
+                scopes,
+                scope_mode,
+                enforcement,
+            } => Self::Protected {
+                resource: Cow::Owned(resource),
+                scopes: Cow::Owned(scopes),
+                scope_mode,
+                enforcement,
+            },
+            Resolution::Public => Self::Public,
+            Resolution::Unmapped => Self::Unmapped,
+        }
+    }
+}
+
 impl Resolution {
     /// [`Resolution::Protected`] with [`ScopeMode::All`] and the layer's enforcement mode.
     ///
@@ -1154,7 +1214,10 @@ impl ResourceResolver for ResourceMap {
     /// [`Resolution::Unmapped`] (use [`ResourceMap::resolve_request`] to tell them apart).
     fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
         normalize_path(req.path)
-            .and_then(|path| self.resolve_normalized(req.method, &path, req.headers))
+            .and_then(|path| {
+                self.resolve_normalized(req.method, &path, req.headers)
+                    .map(Resolved::into_owned)
+            })
             .unwrap_or(Resolution::Unmapped)
     }
 }

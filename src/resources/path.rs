@@ -2,6 +2,7 @@
 //!
 //! See the [parent module](super) for the rules and why they are this strict.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// Why a request path was refused before any route was looked at.
@@ -63,15 +64,18 @@ pub enum PathError {
 }
 
 /// One segment of a [`NormalizedPath`]: never empty, never `.` or `..`.
+///
+/// Borrows the request's own text when that is canonical already (no escapes, nothing to
+/// encode), which is the common case.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PathSegment {
+pub(crate) struct PathSegment<'a> {
     /// Unreserved characters decoded, every other escape kept in upper-case hex.
-    canonical: String,
+    canonical: Cow<'a, str>,
     /// Fully percent-decoded, when that differs from `canonical`.
     decoded: Option<String>,
 }
 
-impl PathSegment {
+impl PathSegment<'_> {
     /// The canonical spelling (only unreserved characters decoded).
     pub(crate) fn canonical(&self) -> &str {
         &self.canonical
@@ -87,16 +91,25 @@ impl PathSegment {
     pub(crate) fn has_escapes(&self) -> bool {
         self.decoded.is_some()
     }
+
+    /// The same segment, owning its text (for route templates).
+    pub(crate) fn into_owned(self) -> PathSegment<'static> {
+        PathSegment {
+            canonical: Cow::Owned(self.canonical.into_owned()),
+            decoded: self.decoded,
+        }
+    }
 }
 
-/// A request path in canonical form, split into segments.
+/// A request path in canonical form, split into segments; borrows the request's path when it
+/// is canonical already.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct NormalizedPath {
-    canonical: String,
-    segments: Vec<PathSegment>,
+pub(crate) struct NormalizedPath<'a> {
+    canonical: Cow<'a, str>,
+    segments: Vec<PathSegment<'a>>,
 }
 
-impl NormalizedPath {
+impl<'a> NormalizedPath<'a> {
     /// The canonical path: `/` followed by the canonical segments joined with `/`; empty
     /// segments and a trailing slash are gone, so the root is `/`.
     pub(crate) fn as_str(&self) -> &str {
@@ -104,7 +117,7 @@ impl NormalizedPath {
     }
 
     /// The non-empty segments.
-    pub(crate) fn segments(&self) -> &[PathSegment] {
+    pub(crate) fn segments(&self) -> &[PathSegment<'a>] {
         &self.segments
     }
 
@@ -119,22 +132,32 @@ impl NormalizedPath {
 /// # Errors
 ///
 /// Returns the [`PathError`] describing the first offending spelling.
-pub(crate) fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
+pub(crate) fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
     let mut segments = Vec::new();
+    // Whether `raw` is canonical as it stands: no empty segment, no rewritten segment.
+    let mut as_is = true;
     for raw_segment in rest.split('/') {
-        if let Some(segment) = normalize_segment(raw_segment)? {
-            segments.push(segment);
+        match normalize_segment(raw_segment)? {
+            Some(segment) => {
+                as_is &= matches!(segment.canonical, Cow::Borrowed(_));
+                segments.push(segment);
+            }
+            None => as_is = false,
         }
     }
-    let mut canonical = String::with_capacity(raw.len());
-    for segment in &segments {
-        canonical.push('/');
-        canonical.push_str(&segment.canonical);
-    }
-    if canonical.is_empty() {
-        canonical.push('/');
-    }
+    let canonical = if segments.is_empty() {
+        Cow::Borrowed("/")
+    } else if as_is {
+        Cow::Borrowed(raw)
+    } else {
+        let mut canonical = String::with_capacity(raw.len());
+        for segment in &segments {
+            canonical.push('/');
+            canonical.push_str(&segment.canonical);
+        }
+        Cow::Owned(canonical)
+    };
     Ok(NormalizedPath {
         canonical,
         segments,
@@ -145,11 +168,21 @@ pub(crate) fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
 ///
 /// Also used for the literal segments of route templates, so that a template and a request
 /// are compared in the same form.
-pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment>, PathError> {
+pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment<'_>>, PathError> {
     if raw.is_empty() {
         return Ok(None);
     }
     let bytes = raw.as_bytes();
+    if bytes.iter().all(|&b| PLAIN[usize::from(b)]) {
+        // Canonical already: nothing to decode, nothing to encode.
+        if raw == "." || raw == ".." {
+            return Err(PathError::DotSegment);
+        }
+        return Ok(Some(PathSegment {
+            canonical: Cow::Borrowed(raw),
+            decoded: None,
+        }));
+    }
     let mut canonical = String::with_capacity(raw.len());
     let mut escaped = false;
     let mut i = 0;
@@ -203,7 +236,10 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment>, PathEr
     } else {
         None
     };
-    Ok(Some(PathSegment { canonical, decoded }))
+    Ok(Some(PathSegment {
+        canonical: Cow::Owned(canonical),
+        decoded,
+    }))
 }
 
 /// Refuses the bytes that are dangerous whether they appear literally or encoded.
@@ -238,13 +274,28 @@ fn push_escape(out: &mut String, byte: u8) {
     let _ = write!(out, "%{byte:02X}");
 }
 
+/// The bytes a canonical segment holds literally: unreserved characters, sub-delims but `;`,
+/// `:` and `@`. A segment made of these only is its own canonical spelling.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        // `i < 256`, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let byte = i as u8;
+        table[i] = is_unreserved(byte) || is_sub_delim(byte) || byte == b':' || byte == b'@';
+        i += 1;
+    }
+    table
+};
+
 /// RFC 3986 §2.3: `ALPHA / DIGIT / "-" / "." / "_" / "~"`.
-fn is_unreserved(byte: u8) -> bool {
+const fn is_unreserved(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
 /// RFC 3986 §2.2 sub-delims, minus `;` (refused before this is asked).
-fn is_sub_delim(byte: u8) -> bool {
+const fn is_sub_delim(byte: u8) -> bool {
     matches!(
         byte,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'='

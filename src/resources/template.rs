@@ -18,7 +18,7 @@ pub(crate) enum Spelling {
 
 #[derive(Clone, Debug)]
 enum TemplateSegment {
-    Literal(PathSegment),
+    Literal(PathSegment<'static>),
     Param(String),
 }
 
@@ -74,7 +74,8 @@ impl Template {
                 }
                 let literal = normalize_segment(raw)
                     .map_err(|e| format!("`{raw}`: {e}"))?
-                    .ok_or_else(|| "empty segment".to_owned())?;
+                    .ok_or_else(|| "empty segment".to_owned())?
+                    .into_owned();
                 segments.push(TemplateSegment::Literal(literal));
                 rank.push(2);
             }
@@ -88,7 +89,7 @@ impl Template {
 
     /// Whether the template matches these path segments, comparing literals (ASCII
     /// case-insensitively) in the given spelling.
-    pub(crate) fn matches(&self, path: &[PathSegment], spelling: Spelling) -> bool {
+    pub(crate) fn matches(&self, path: &[PathSegment<'_>], spelling: Spelling) -> bool {
         let length_fits = if self.wildcard {
             path.len() >= self.segments.len()
         } else {
@@ -106,7 +107,7 @@ impl Template {
 
     /// The decoded captures of a matching path: each `{name}`, then `*` (the rest of the path,
     /// decoded segments joined with `/`) for a wildcard template.
-    pub(crate) fn captures(&self, path: &[PathSegment]) -> Vec<(String, String)> {
+    pub(crate) fn captures(&self, path: &[PathSegment<'_>]) -> Vec<(String, String)> {
         let mut captures: Vec<(String, String)> = self
             .segments
             .iter()

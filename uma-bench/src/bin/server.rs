@@ -69,6 +69,11 @@ enum Mode {
     Bare,
     /// The app behind `UmaLayer`, with every RPT cached before the first request.
     Layer,
+    /// The app with a layer that does nothing, added the same way (`Router::layer`): what
+    /// axum itself charges for any layer (it boxes the layered route once more).
+    NoopLayer,
+    /// `UmaLayer` wrapped around the whole router instead of added with `Router::layer`.
+    LayerOuter,
     /// uma-proxy's forwarding service to `--upstream`, without UMA.
     ProxyBare,
     /// uma-proxy's forwarding service to `--upstream` behind `UmaLayer`, RPTs cached.
@@ -126,24 +131,51 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if matches!(args.mode, Mode::ProxyBare | Mode::ProxyUma) {
         return run_proxy(args).await;
     }
-    let (app, auth, tokens) = match args.mode {
-        Mode::Layer => {
-            let (app, auth, tokens) = layered(args.tokens).await?;
-            (app, Some(auth), tokens)
-        }
-        _ => (app(), None, Vec::new()),
-    };
-
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
-    announce(addr, &tokens, args.token_file.as_deref())?;
-
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let (auth, tokens) = match args.mode {
+        Mode::Layer => {
+            let (layer, auth, tokens) = uma_layer(args.tokens).await?;
+            let app = app().layer(layer);
+            warm(&app, &auth, &tokens).await?;
+            announce(addr, &tokens, args.token_file.as_deref())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await?;
+            (Some(auth), tokens)
+        }
+        Mode::LayerOuter => {
+            let (layer, auth, tokens) = uma_layer(args.tokens).await?;
+            let app = layer.layer(app());
+            warm(&app, &auth, &tokens).await?;
+            announce(addr, &tokens, args.token_file.as_deref())?;
+            axum::serve(
+                listener,
+                axum::ServiceExt::<Request<Body>>::into_make_service(app),
+            )
+            .with_graceful_shutdown(shutdown())
+            .await?;
+            (Some(auth), tokens)
+        }
+        Mode::NoopLayer => {
+            let app = app().layer(tower::layer::layer_fn(|svc| svc));
+            announce(addr, &[], args.token_file.as_deref())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await?;
+            (None, Vec::new())
+        }
+        _ => {
+            announce(addr, &[], args.token_file.as_deref())?;
+            axum::serve(listener, app())
+                .with_graceful_shutdown(shutdown())
+                .await?;
+            (None, Vec::new())
+        }
+    };
     if let Some(auth) = auth {
         report_calls(&auth, tokens.len());
     }
@@ -257,13 +289,18 @@ async fn shutdown() {
     }
 }
 
-/// Starts the AS, builds the layer, mints `count` RPTs and caches each of them.
-async fn layered(
-    count: usize,
-) -> Result<(Router, TestAs, Vec<String>), Box<dyn std::error::Error>> {
-    let (layer, auth, tokens) = uma_layer(count).await?;
-    let app = app().layer(layer);
-    for token in &tokens {
+/// Caches each RPT by sending one request through `app`, and checks that this made one
+/// introspection call per RPT.
+async fn warm<S>(
+    app: &S,
+    auth: &TestAs,
+    tokens: &[String],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    S: tower::Service<Request<Body>, Response = axum::response::Response> + Clone,
+    S::Error: std::error::Error + 'static,
+{
+    for token in tokens {
         let req = Request::get(PATH)
             .header(AUTHORIZATION, format!("Bearer {token}"))
             .body(Body::empty())?;
@@ -273,12 +310,14 @@ async fn layered(
         }
     }
     let calls = auth.count(Endpoint::Introspection);
-    if calls != u64::try_from(count)? {
-        return Err(
-            format!("warming the cache made {calls} introspection calls for {count} RPTs").into(),
-        );
+    if calls != u64::try_from(tokens.len())? {
+        return Err(format!(
+            "warming the cache made {calls} introspection calls for {} RPTs",
+            tokens.len()
+        )
+        .into());
     }
-    Ok((app, auth, tokens))
+    Ok(())
 }
 
 /// Starts the AS, registers the resource, builds the layer (`/hello`, `GET` needs `read`; a
