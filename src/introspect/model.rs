@@ -6,8 +6,9 @@
 //! Results live in the cache, one per RPT, so the model is laid out for size rather than
 //! exposed as plain `String`/`Vec` fields: the fields are private behind accessors, time
 //! claims take 8 bytes instead of 16 (a claim of `0` or less means "absent", so a zero niche
-//! is free), lists are boxed slices without spare capacity, and `active` lives in the niche of
-//! the permission list.
+//! is free), lists are boxed slices without spare capacity, `active` lives in the niche of the
+//! permission list, and resource ids, scope names, `client_id`s and whole scope lists are
+//! `Arc`s shared through bounded interners when parsed (see `intern.rs`).
 
 use std::fmt;
 use std::num::NonZeroI64;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::ser::{SerializeStruct, Serializer};
 use serde_json::Value;
+
+use super::intern;
 
 /// The accessors and setters of the NumericDate claims `exp`, `nbf` and `iat`, for the
 /// `impl` of a type with `Claim` fields of those names; `$holder` and `$this` name it in the
@@ -71,6 +74,8 @@ macro_rules! time_claims {
 /// carries both is read once.
 ///
 /// Results are kept in the cache, so they are stored compactly and read through accessors.
+/// The resource ids, scope names, scope lists and `client_id` of parsed results are shared
+/// between results (up to a bounded number of distinct values).
 ///
 /// # Example
 ///
@@ -295,7 +300,10 @@ impl Introspection {
             iat: time_claim(obj.get("iat")),
             nbf: time_claim(obj.get("nbf")),
             sub: obj.get("sub").and_then(Value::as_str).map(Box::from),
-            client_id: obj.get("client_id").and_then(Value::as_str).map(Arc::from),
+            client_id: obj
+                .get("client_id")
+                .and_then(Value::as_str)
+                .map(|s| intern::names().intern(s)),
             permissions: Some(permissions),
         })
     }
@@ -396,7 +404,11 @@ fn parse_permission(item: &Value) -> Option<Permission> {
     let resource_id = [raw.resource_id, raw.rsid, raw.resource_set_id]
         .into_iter()
         .flatten()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(Arc::from))?;
+        .find_map(|v| {
+            v.as_str()
+                .filter(|s| !s.is_empty())
+                .map(|s| intern::names().intern(s))
+        })?;
     let resource_scopes = match (raw.resource_scopes, raw.scopes) {
         (Some(s), _) if s.is_array() => scope_list(&s),
         (_, Some(s)) => scope_list(&s),
@@ -411,8 +423,8 @@ fn parse_permission(item: &Value) -> Option<Permission> {
     })
 }
 
-/// Scopes as an array of strings or of `{"name": …}` objects, sorted and without duplicates;
-/// anything else grants nothing.
+/// Scopes as an array of strings or of `{"name": …}` objects, sorted and without duplicates
+/// so that equal sets are interned as one list; anything else grants nothing.
 fn scope_list(v: &Value) -> Arc<[Arc<str>]> {
     let mut names: Vec<&str> = v
         .as_array()
@@ -425,7 +437,11 @@ fn scope_list(v: &Value) -> Arc<[Arc<str>]> {
         .unwrap_or_default();
     names.sort_unstable();
     names.dedup();
-    names.into_iter().map(Arc::from).collect()
+    let list: Vec<Arc<str>> = names
+        .into_iter()
+        .map(|s| intern::names().intern(s))
+        .collect();
+    intern::scope_lists().intern(&list)
 }
 
 /// A NumericDate; `0`, negative, non-numeric or absent all mean "no constraint".
@@ -580,6 +596,21 @@ mod tests {
             .with_exp(Some(-1))
             .with_nbf(Some(5));
         assert_eq!((p.exp(), p.nbf(), p.iat()), (None, Some(5), None));
+    }
+
+    #[test]
+    fn names_are_shared_between_results() {
+        let body = br#"{"active": true, "client_id": "app-7c1e", "sub": "bob",
+            "permissions": [{"resource_id": "r-7c1e", "resource_scopes": ["view-7c1e"]}]}"#;
+        let a = Introspection::from_json(body).expect("parses");
+        let b = Introspection::from_json(body).expect("parses");
+        let (pa, pb) = (&a.permissions()[0], &b.permissions()[0]);
+        assert!(Arc::ptr_eq(&pa.resource_id, &pb.resource_id));
+        assert!(Arc::ptr_eq(&pa.resource_scopes, &pb.resource_scopes));
+        assert!(Arc::ptr_eq(&pa.resource_scopes[0], &pb.resource_scopes[0]));
+        let (ca, cb) = (a.client_id.as_ref(), b.client_id.as_ref());
+        assert!(ca.zip(cb).is_some_and(|(ca, cb)| Arc::ptr_eq(ca, cb)));
+        assert_eq!(a, b);
     }
 
     #[test]
