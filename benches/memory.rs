@@ -3,8 +3,8 @@
 //! Fills the cache of a real [`UmaLayer`] with 100,000 RPTs, each carrying two permissions,
 //! by sending one request per RPT through the layer, and prints the growth of the process's
 //! resident set (`VmRSS`) per entry (target: at most 1 KiB). The cache is built with
-//! `max_entries(200_000)`: such a result weighs two "typical entries" (see
-//! `IntrospectionCacheBuilder::max_entries`), so exactly 100,000 fit.
+//! `max_entries(200_000)`: such a result weighs one "typical entry" (two before results were
+//! stored compactly; see `IntrospectionCacheBuilder::max_entries`), so all 100,000 fit.
 //!
 //! The authorization server runs in a child process (this same executable, started with
 //! `UMA_MEMORY_BENCH_AS` set): the test AS records every request it receives, which would

@@ -109,7 +109,7 @@ impl AsClient {
         let started = Instant::now();
         let result = self.introspect_inner(token).instrument(span.clone()).await;
         let outcome = match &result {
-            Ok(i) if i.active => "active",
+            Ok(i) if i.is_active() => "active",
             Ok(_) => "inactive",
             Err(IntrospectError::Unreachable) => "unreachable",
             Err(IntrospectError::Timeout) => "timeout",
@@ -120,7 +120,7 @@ impl AsClient {
         crate::metrics::introspection(outcome, started.elapsed().as_secs_f64());
         match &result {
             Ok(i) => {
-                span.record("uma.active", i.active);
+                span.record("uma.active", i.is_active());
             }
             Err(e) => {
                 span.record("error", tracing::field::display(e));

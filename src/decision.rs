@@ -72,20 +72,20 @@ pub(crate) fn decide(
     now: i64,
     rules: Rules,
 ) -> Result<Granted, Denial> {
-    if !intro.active {
+    if !intro.is_active() {
         return Err(Denial::Inactive);
     }
-    in_window(now, intro.exp, intro.nbf, rules.leeway)?;
+    in_window(now, intro.exp(), intro.nbf(), rules.leeway)?;
     let mut any_for_resource = false;
     let mut bits = 0u64;
     let mut list: Vec<usize> = Vec::new();
     let mut any_valid = false;
-    for (i, p) in intro.permissions.iter().enumerate() {
-        if p.resource_id != req.resource_id {
+    for (i, p) in intro.permissions().iter().enumerate() {
+        if p.resource_id() != req.resource_id {
             continue;
         }
         any_for_resource = true;
-        if in_window(now, p.exp, p.nbf, rules.leeway).is_err() {
+        if in_window(now, p.exp(), p.nbf(), rules.leeway).is_err() {
             continue;
         }
         any_valid = true;
@@ -110,16 +110,16 @@ pub(crate) fn decide(
     };
     let valid = || {
         intro
-            .permissions
+            .permissions()
             .iter()
             .enumerate()
             .filter(|(i, _)| granted.contains(*i))
             .map(|(_, p)| p)
     };
-    if rules.empty_scopes_grant_all && valid().any(|p| p.resource_scopes.is_empty()) {
+    if rules.empty_scopes_grant_all && valid().any(|p| p.resource_scopes().len() == 0) {
         return Ok(granted);
     }
-    let held = |s: &String| valid().any(|p| p.resource_scopes.contains(s));
+    let held = |s: &String| valid().any(|p| p.has_scope(s));
     let ok = match req.mode {
         ScopeMode::All => req.scopes.iter().all(held),
         // With no scopes required, a valid permission for the resource is enough.
@@ -212,40 +212,37 @@ mod tests {
     #[test]
     fn token_times_are_checked() {
         // uma-wire §14 checks 18, 19
-        let mut i = Introspection::active(vec![perm("R", &["read"])], Some(NOW));
+        let i = Introspection::active(vec![perm("R", &["read"])], Some(NOW));
         assert_eq!(
             check(&i, "R", &["read"], ScopeMode::All),
             Err(Denial::Expired)
         );
-        i.exp = Some(NOW + 1);
-        i.nbf = Some(NOW + 10);
+        let i = i.with_exp(Some(NOW + 1)).with_nbf(Some(NOW + 10));
         assert_eq!(
             check(&i, "R", &["read"], ScopeMode::All),
             Err(Denial::NotYetValid)
         );
-        i.nbf = None; // nbf: 0 parses as None
+        let i = i.with_nbf(None); // nbf: 0 parses as None
         assert_eq!(check(&i, "R", &["read"], ScopeMode::All), Ok(1));
     }
 
     #[test]
     fn permission_times_are_checked() {
         // uma-wire §14 checks 17, 19; FedAuthz §5.1.1 precedence: the stricter bound wins
-        let mut p = perm("R", &["read"]);
-        p.exp = Some(NOW - 1);
+        let p = perm("R", &["read"]).with_exp(Some(NOW - 1));
         let i = Introspection::active(vec![p.clone()], Some(NOW + 60));
         assert_eq!(
             check(&i, "R", &["read"], ScopeMode::All),
             Err(Denial::Expired)
         );
-        p.exp = Some(NOW + 600);
-        p.nbf = Some(NOW + 5);
+        let p = p.with_exp(Some(NOW + 600)).with_nbf(Some(NOW + 5));
         let i = Introspection::active(vec![p.clone()], Some(NOW + 60));
         assert_eq!(
             check(&i, "R", &["read"], ScopeMode::All),
             Err(Denial::Expired)
         );
         // A permission exp later than the token's does not extend the token.
-        p.nbf = None;
+        let p = p.with_nbf(None);
         let i = Introspection::active(vec![p], Some(NOW - 1));
         assert_eq!(
             check(&i, "R", &["read"], ScopeMode::All),
@@ -255,8 +252,7 @@ mod tests {
 
     #[test]
     fn expired_permission_does_not_mask_a_valid_one() {
-        let mut old = perm("R", &["read", "write"]);
-        old.exp = Some(NOW - 1);
+        let old = perm("R", &["read", "write"]).with_exp(Some(NOW - 1));
         let i = Introspection::active(vec![old, perm("R", &["read"])], None);
         assert_eq!(check(&i, "R", &["read"], ScopeMode::All), Ok(1));
         assert_eq!(

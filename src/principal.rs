@@ -69,13 +69,13 @@ impl UmaPrincipal {
     /// The RPT's subject (`sub`), usually the requesting party.
     #[must_use]
     pub fn subject(&self) -> Option<&str> {
-        self.introspection.sub.as_deref()
+        self.introspection.sub()
     }
 
     /// The client the RPT was issued to (`client_id`).
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
-        self.introspection.client_id.as_deref()
+        self.introspection.client_id()
     }
 
     /// The resource this request was checked against.
@@ -87,7 +87,7 @@ impl UmaPrincipal {
     /// The RPT's permissions for this resource that were valid when the request was checked.
     pub fn permissions(&self) -> impl Iterator<Item = &Permission> + '_ {
         self.introspection
-            .permissions
+            .permissions()
             .iter()
             .enumerate()
             .filter(|(i, _)| self.granted.contains(*i))
@@ -98,8 +98,8 @@ impl UmaPrincipal {
     #[must_use]
     pub fn scopes(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for s in self.permissions().flat_map(|p| p.resource_scopes.iter()) {
-            if !out.contains(&s.as_str()) {
+        for s in self.permissions().flat_map(Permission::resource_scopes) {
+            if !out.contains(&s) {
                 out.push(s);
             }
         }
@@ -109,8 +109,7 @@ impl UmaPrincipal {
     /// Whether the permissions for this resource include `scope`.
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.permissions()
-            .any(|p| p.resource_scopes.iter().any(|s| s == scope))
+        self.permissions().any(|p| p.has_scope(scope))
     }
 
     /// A fingerprint of the RPT, safe to log (never the token itself).

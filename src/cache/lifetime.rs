@@ -5,7 +5,7 @@
 use std::mem::size_of;
 use std::time::Duration;
 
-use crate::introspect::{Introspection, Permission};
+use crate::introspect::Introspection;
 
 /// How long a positive (active) introspection result may be cached, or `None` when it must not
 /// be cached at all (RFC 7662 §4: "if the response contains the `exp` parameter … the protected
@@ -71,14 +71,14 @@ impl Policy {
     pub(super) fn positive(&self, now: i64, value: &Introspection) -> Option<Times> {
         let lifetime = entry_lifetime(
             now,
-            value.exp,
+            value.exp(),
             self.max_ttl,
             self.skew,
             self.allow_without_exp,
         )?;
         let fresh_until = now.saturating_add(ceil_secs(lifetime));
         let hard_limit = value
-            .exp
+            .exp()
             .map_or(i64::MAX, |exp| exp.saturating_sub(ceil_secs(self.skew)));
         let stale_until = fresh_until
             .saturating_add(ceil_secs(self.stale_grace))
@@ -111,13 +111,13 @@ impl Policy {
 /// expired (a result whose permissions all expired grants nothing, so serving it would only
 /// hide the outage behind a challenge).
 pub(super) fn usable_when_stale(value: &Introspection, now: i64) -> bool {
-    let token_alive = value.exp.is_none_or(|exp| now < exp);
-    let some_permission_alive = value.permissions.is_empty()
+    let token_alive = value.exp().is_none_or(|exp| now < exp);
+    let some_permission_alive = value.permissions().is_empty()
         || value
-            .permissions
+            .permissions()
             .iter()
-            .any(|p| p.exp.is_none_or(|exp| now < exp));
-    value.active && token_alive && some_permission_alive
+            .any(|p| p.exp().is_none_or(|exp| now < exp));
+    value.is_active() && token_alive && some_permission_alive
 }
 
 /// The bytes one entry of this size is counted in.
@@ -132,43 +132,17 @@ pub(super) fn weight(value: &Introspection) -> u32 {
     u32::try_from(units).unwrap_or(u32::MAX)
 }
 
-/// The heap and inline bytes an introspection result holds (string and vector capacities
-/// included), ignoring allocator overhead.
+/// The heap and inline bytes an introspection result holds, ignoring allocator overhead.
+/// Names shared between results (see `Introspection`) are counted in full all the same, so
+/// the bound holds even when every name is distinct.
 pub(super) fn approximate_bytes(value: &Introspection) -> usize {
-    let strings = [&value.sub, &value.client_id]
-        .into_iter()
-        .flatten()
-        .fold(0usize, |acc, s| acc.saturating_add(s.capacity()));
-    let permissions = value
-        .permissions
-        .iter()
-        .fold(0usize, |acc, p| acc.saturating_add(permission_bytes(p)));
-    let spare = (value.permissions.capacity() - value.permissions.len())
-        .saturating_mul(size_of::<Permission>());
-    size_of::<Introspection>()
-        .saturating_add(strings)
-        .saturating_add(permissions)
-        .saturating_add(spare)
-}
-
-fn permission_bytes(p: &Permission) -> usize {
-    let scopes = p
-        .resource_scopes
-        .iter()
-        .fold(0usize, |acc, s| acc.saturating_add(s.capacity()));
-    size_of::<Permission>()
-        .saturating_add(p.resource_id.capacity())
-        .saturating_add(
-            p.resource_scopes
-                .capacity()
-                .saturating_mul(size_of::<String>()),
-        )
-        .saturating_add(scopes)
+    size_of::<Introspection>().saturating_add(value.heap_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::introspect::Permission;
 
     const NOW: i64 = 1_767_225_600;
     const MIN: Duration = Duration::from_secs(60);
@@ -422,10 +396,8 @@ mod tests {
 
     #[test]
     fn stale_usability() {
-        let mut p1 = Permission::new("r1", ["read"]);
-        p1.exp = Some(NOW + 10);
-        let mut p2 = Permission::new("r2", ["read"]);
-        p2.exp = Some(NOW + 100);
+        let p1 = Permission::new("r1", ["read"]).with_exp(Some(NOW + 10));
+        let p2 = Permission::new("r2", ["read"]).with_exp(Some(NOW + 100));
         let both = Introspection::active(vec![p1.clone(), p2], Some(NOW + 200));
         assert!(usable_when_stale(&both, NOW + 50));
         assert!(

@@ -923,7 +923,7 @@ impl Inner {
             return;
         }
         let now = self.clock.now_unix();
-        if value.active {
+        if value.is_active() {
             if let Some(negative) = &self.negative {
                 negative.invalidate(&key.borrowed()).await;
             }

@@ -105,9 +105,10 @@ fn active(exp: Option<i64>) -> FetchResult {
 }
 
 fn active_for(sub: &str, exp: i64) -> FetchResult {
-    let mut i = Introspection::active(vec![Permission::new("r-1", ["read"])], Some(exp));
-    i.sub = Some(sub.to_owned());
-    Ok(i)
+    Ok(
+        Introspection::active(vec![Permission::new("r-1", ["read"])], Some(exp))
+            .with_sub(Some(sub)),
+    )
 }
 
 fn rpt(s: &str) -> Rpt {
@@ -285,7 +286,7 @@ async fn tokens_never_see_each_others_entries() {
         .await
         .expect("ok");
     assert_eq!(
-        (bob.source, bob.value.sub.as_deref()),
+        (bob.source, bob.value.sub()),
         (CacheSource::Miss, Some("bob"))
     );
     let alice = cache
@@ -293,7 +294,7 @@ async fn tokens_never_see_each_others_entries() {
         .await
         .expect("ok");
     assert_eq!(
-        (alice.source, alice.value.sub.as_deref()),
+        (alice.source, alice.value.sub()),
         (CacheSource::Hit, Some("alice"))
     );
     // A token that is a prefix of another is a different key.
@@ -330,7 +331,7 @@ async fn issuers_are_separate_namespaces() {
         .await
         .expect("ok");
     assert_eq!(
-        (again.source, again.value.sub.as_deref()),
+        (again.source, again.value.sub()),
         (CacheSource::Hit, Some("one"))
     );
     let again = cache
@@ -338,7 +339,7 @@ async fn issuers_are_separate_namespaces() {
         .await
         .expect("ok");
     assert_eq!(
-        (again.source, again.value.sub.as_deref()),
+        (again.source, again.value.sub()),
         (CacheSource::Hit, Some("two"))
     );
     assert_eq!(f.calls(), 2);
@@ -545,7 +546,7 @@ async fn negative_caching_is_off_by_default() {
             .get_or_fetch(AS1, &t, f.answer(Ok(Introspection::inactive())))
             .await
             .expect("ok");
-        assert_eq!((c.source, c.value.active), (CacheSource::Miss, false));
+        assert_eq!((c.source, c.value.is_active()), (CacheSource::Miss, false));
     }
     assert_eq!(f.calls(), 2);
     assert_eq!(cache.entry_count().await, 0);
@@ -569,7 +570,7 @@ async fn negative_entries_answer_without_a_call_until_their_ttl() {
         .await
         .expect("ok");
     assert_eq!(
-        (c.source, c.value.active),
+        (c.source, c.value.is_active()),
         (CacheSource::NegativeHit, false)
     );
     clock.advance(1);
@@ -577,7 +578,7 @@ async fn negative_entries_answer_without_a_call_until_their_ttl() {
         .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
-    assert_eq!((c.source, c.value.active), (CacheSource::Miss, true));
+    assert_eq!((c.source, c.value.is_active()), (CacheSource::Miss, true));
     assert_eq!(
         source(&cache, AS1, &t, f.answer(Ok(Introspection::inactive()))).await,
         CacheSource::Hit
@@ -733,8 +734,7 @@ async fn stale_if_error_skips_results_whose_permissions_all_expired() {
     let cache = stale_cache(&clock, 30);
     let f = Fetcher::default();
     let t = rpt("rpt-a");
-    let mut p = Permission::new("r-1", ["read"]);
-    p.exp = Some(NOW + 12);
+    let p = Permission::new("r-1", ["read"]).with_exp(Some(NOW + 12));
     let answer = Ok(Introspection::active(vec![p], Some(NOW + 3600)));
     assert_eq!(
         source(&cache, AS1, &t, f.answer(answer)).await,
@@ -805,7 +805,7 @@ async fn inactive_answers_are_never_served_stale() {
         .get_or_fetch(AS1, &t, f.answer(Ok(Introspection::inactive())))
         .await
         .expect("ok");
-    assert_eq!((c.source, c.value.active), (CacheSource::Miss, false));
+    assert_eq!((c.source, c.value.is_active()), (CacheSource::Miss, false));
     clock.advance(11); // past the negative entry too
     assert!(
         cache

@@ -1,6 +1,7 @@
 //! Token introspection (RFC 7662, FedAuthz §5): the response model and the error type shared
 //! by the HTTP introspector and the cache.
 
+mod intern;
 mod model;
 
 pub use model::{Introspection, ParseError, Permission};

@@ -1,67 +1,240 @@
 //! The introspection response model: RFC 7662 §2.2 plus the UMA `permissions` extension
 //! (FedAuthz §5.1.1), tolerant of the shapes real servers send (uma-wire §13 items 5–8).
+//!
+//! # Why it works this way
+//!
+//! Results live in the cache, one per RPT, so the model is laid out for size rather than
+//! exposed as plain `String`/`Vec` fields: the fields are private behind accessors, time
+//! claims take 8 bytes instead of 16 (a claim of `0` or less means "absent", so a zero niche
+//! is free), lists are boxed slices without spare capacity, `active` lives in the niche of the
+//! permission list, and resource ids, scope names, `client_id`s and whole scope lists are
+//! `Arc`s shared through bounded interners when parsed (see `intern.rs`).
+
+use std::fmt;
+use std::num::NonZeroI64;
+use std::sync::Arc;
 
 use serde::Deserialize;
+use serde::ser::{SerializeStruct, Serializer};
 use serde_json::Value;
+
+use super::intern;
+
+/// The accessors and setters of the NumericDate claims `exp`, `nbf` and `iat`, for the
+/// `impl` of a type with `Claim` fields of those names; `$holder` and `$this` name it in the
+/// docs.
+macro_rules! time_claims {
+    ($holder:literal, $this:literal) => {
+        #[doc = concat!($holder, " expiry (`exp`), seconds since the epoch.")]
+        #[must_use]
+        pub fn exp(&self) -> Option<i64> {
+            self.exp.get()
+        }
+
+        #[doc = concat!($holder, " not-before time (`nbf`), seconds since the epoch.")]
+        #[must_use]
+        pub fn nbf(&self) -> Option<i64> {
+            self.nbf.get()
+        }
+
+        #[doc = concat!($holder, " issue time (`iat`), seconds since the epoch.")]
+        #[must_use]
+        pub fn iat(&self) -> Option<i64> {
+            self.iat.get()
+        }
+
+        #[doc = concat!("This ", $this, " with its expiry set; `None`, `0` or less means none.")]
+        #[must_use]
+        pub fn with_exp(mut self, exp: Option<i64>) -> Self {
+            self.exp = Claim::new(exp);
+            self
+        }
+
+        #[doc = concat!("This ", $this, " with its not-before time set; `None`, `0` or less means none.")]
+        #[must_use]
+        pub fn with_nbf(mut self, nbf: Option<i64>) -> Self {
+            self.nbf = Claim::new(nbf);
+            self
+        }
+
+        #[doc = concat!("This ", $this, " with its issue time set; `None`, `0` or less means none.")]
+        #[must_use]
+        pub fn with_iat(mut self, iat: Option<i64>) -> Self {
+            self.iat = Claim::new(iat);
+            self
+        }
+    };
+}
 
 /// A parsed introspection answer (or a locally validated RPT), as the access decision sees it.
 ///
 /// Built from the AS's JSON by [`Introspection::from_json`]. Unknown members are ignored;
-/// time claims of `0` count as absent; each permission accepts the UMA naming
+/// time claims of `0` (or less) count as absent; each permission accepts the UMA naming
 /// (`resource_id`, `resource_scopes`) and Keycloak's (`rsid`, `scopes`), and a permission that
 /// carries both is read once.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Results are kept in the cache, so they are stored compactly and read through accessors.
+/// The resource ids, scope names, scope lists and `client_id` of parsed results are shared
+/// between results (up to a bounded number of distinct values).
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::Introspection;
+///
+/// let i = Introspection::from_json(
+///     br#"{"active": true, "exp": 1767225600, "nbf": 0, "sub": "bob",
+///          "permissions": [{"resource_id": "r1", "resource_scopes": ["write", "read"]}]}"#,
+/// )?;
+/// assert!(i.is_active());
+/// assert_eq!(i.exp(), Some(1_767_225_600));
+/// assert_eq!(i.nbf(), None, "0 means absent");
+/// assert_eq!(i.sub(), Some("bob"));
+/// let p = &i.permissions()[0];
+/// assert_eq!(p.resource_id(), "r1");
+/// assert_eq!(p.resource_scopes().collect::<Vec<_>>(), ["read", "write"]);
+/// assert!(p.has_scope("read"));
+/// # Ok::<(), tower_uma::ParseError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Introspection {
-    /// RFC 7662 `active`.
-    pub active: bool,
-    /// Token expiry, seconds since the epoch.
-    pub exp: Option<i64>,
-    /// Token issue time.
-    pub iat: Option<i64>,
-    /// Token not-before time.
-    pub nbf: Option<i64>,
-    /// The subject (`sub`), usually the requesting party.
-    pub sub: Option<String>,
-    /// The client the RPT was issued to (`client_id`).
-    pub client_id: Option<String>,
-    /// The UMA permissions the RPT carries. A top-level `scope` is deliberately not read:
-    /// it never grants UMA access (FedAuthz §5.1.1, uma-wire §13 item 7).
-    pub permissions: Vec<Permission>,
+    exp: Claim,
+    iat: Claim,
+    nbf: Claim,
+    sub: Option<Box<str>>,
+    client_id: Option<Arc<str>>,
+    /// `None` when inactive: `active` costs no byte of its own.
+    permissions: Option<Box<[Permission]>>,
 }
 
 /// One UMA permission: a resource and the scopes granted on it (FedAuthz §5.1.1).
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+///
+/// Serialises as `{"resource_id", "resource_scopes"}` plus `exp`, `nbf` and `iat` when present.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::Permission;
+///
+/// let p = Permission::new("r1", ["view", "edit"]).with_exp(Some(1_767_225_600));
+/// assert_eq!(p.resource_id(), "r1");
+/// assert!(p.has_scope("edit") && !p.has_scope("delete"));
+/// assert_eq!(p.exp(), Some(1_767_225_600));
+/// assert_eq!(
+///     serde_json::to_string(&p)?,
+///     r#"{"resource_id":"r1","resource_scopes":["view","edit"],"exp":1767225600}"#
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Permission {
-    /// The registered resource id.
-    pub resource_id: String,
-    /// The granted scopes (zero or more).
-    pub resource_scopes: Vec<String>,
-    /// Permission expiry, seconds since the epoch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Permission not-before time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
-    /// Permission issue time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
+    resource_id: Arc<str>,
+    resource_scopes: Arc<[Arc<str>]>,
+    exp: Claim,
+    nbf: Claim,
+    iat: Claim,
+}
+
+impl fmt::Debug for Introspection {
+    /// Shows `active` rather than how it is stored.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Introspection")
+            .field("active", &self.is_active())
+            .field("exp", &self.exp)
+            .field("iat", &self.iat)
+            .field("nbf", &self.nbf)
+            .field("sub", &self.sub)
+            .field("client_id", &self.client_id)
+            .field("permissions", &self.permissions())
+            .finish()
+    }
+}
+
+/// A NumericDate claim (seconds since the epoch) in 8 bytes: only positive values are stored,
+/// since `0` and negative values mean "no constraint" (uma-wire §13 item 8).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+struct Claim(Option<NonZeroI64>);
+
+impl Claim {
+    /// `secs` when positive, otherwise absent.
+    fn new(secs: Option<i64>) -> Self {
+        Self(secs.filter(|&s| s > 0).and_then(NonZeroI64::new))
+    }
+
+    fn get(self) -> Option<i64> {
+        self.0.map(NonZeroI64::get)
+    }
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 impl Permission {
-    /// A permission for `resource_id` with `scopes` and no time bounds.
+    /// A permission for `resource_id` with `scopes` (kept in the order given) and no time
+    /// bounds.
     #[must_use]
-    pub fn new<I, S>(resource_id: impl Into<String>, scopes: I) -> Self
+    pub fn new<I, S>(resource_id: impl Into<Arc<str>>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<Arc<str>>,
     {
         Self {
             resource_id: resource_id.into(),
             resource_scopes: scopes.into_iter().map(Into::into).collect(),
             ..Self::default()
         }
+    }
+
+    /// The registered resource id (`resource_id`, or Keycloak's `rsid`).
+    #[must_use]
+    pub fn resource_id(&self) -> &str {
+        &self.resource_id
+    }
+
+    /// The granted scopes (zero or more): sorted and without duplicates when parsed.
+    pub fn resource_scopes(
+        &self,
+    ) -> impl ExactSizeIterator<Item = &str> + DoubleEndedIterator + Clone + '_ {
+        self.resource_scopes.iter().map(|s| &**s)
+    }
+
+    /// Whether `scope` is among the granted scopes.
+    #[must_use]
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.resource_scopes.iter().any(|s| **s == *scope)
+    }
+
+    time_claims!("Permission", "permission");
+}
+
+impl serde::Serialize for Permission {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let times = [("exp", self.exp), ("nbf", self.nbf), ("iat", self.iat)];
+        let present = times.iter().filter(|(_, t)| t.get().is_some()).count();
+        let mut s = serializer.serialize_struct("Permission", 2 + present)?;
+        s.serialize_field("resource_id", self.resource_id())?;
+        s.serialize_field("resource_scopes", &Names(&self.resource_scopes))?;
+        for (name, time) in times {
+            match time.get() {
+                Some(secs) => s.serialize_field(name, &secs)?,
+                None => s.skip_field(name)?,
+            }
+        }
+        s.end()
+    }
+}
+
+/// Shared names, serialised as a sequence of strings (serde's `Arc` support is opt-in).
+struct Names<'a>(&'a [Arc<str>]);
+
+impl serde::Serialize for Names<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|s| &**s))
     }
 }
 
@@ -116,24 +289,22 @@ impl Introspection {
         if !active {
             return Ok(Self::default());
         }
-        // Exact capacities: results live in the cache, where spare capacity is memory.
-        let mut permissions: Vec<Permission> = obj
+        // A boxed slice: results live in the cache, where spare capacity is memory.
+        let permissions: Box<[Permission]> = obj
             .get("permissions")
             .and_then(Value::as_array)
             .map(|items| items.iter().filter_map(parse_permission).collect())
             .unwrap_or_default();
-        permissions.shrink_to_fit();
         Ok(Self {
-            active,
             exp: time_claim(obj.get("exp")),
             iat: time_claim(obj.get("iat")),
             nbf: time_claim(obj.get("nbf")),
-            sub: obj.get("sub").and_then(Value::as_str).map(str::to_owned),
+            sub: obj.get("sub").and_then(Value::as_str).map(Box::from),
             client_id: obj
                 .get("client_id")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
-            permissions,
+                .map(|s| intern::names().intern(s)),
+            permissions: Some(permissions),
         })
     }
 
@@ -143,16 +314,89 @@ impl Introspection {
         Self::default()
     }
 
-    /// An active result with the given permissions and expiry; handy in tests.
+    /// An active result with the given permissions and expiry (`None`, `0` or less: none);
+    /// handy in tests.
     #[must_use]
     pub fn active(permissions: Vec<Permission>, exp: Option<i64>) -> Self {
         Self {
-            active: true,
-            exp,
-            permissions,
+            exp: Claim::new(exp),
+            permissions: Some(permissions.into_boxed_slice()),
             ..Self::default()
         }
     }
+
+    /// This result with its subject set.
+    #[must_use]
+    pub fn with_sub(mut self, sub: Option<&str>) -> Self {
+        self.sub = sub.map(Box::from);
+        self
+    }
+
+    /// This result with its `client_id` set.
+    #[must_use]
+    pub fn with_client_id(mut self, client_id: Option<&str>) -> Self {
+        self.client_id = client_id.map(Arc::from);
+        self
+    }
+
+    /// RFC 7662 `active`: whether the token is active. An inactive result carries nothing
+    /// else.
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        self.permissions.is_some()
+    }
+
+    time_claims!("Token", "result");
+
+    /// The subject (`sub`), usually the requesting party.
+    #[must_use]
+    pub fn sub(&self) -> Option<&str> {
+        self.sub.as_deref()
+    }
+
+    /// The client the RPT was issued to (`client_id`).
+    #[must_use]
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The UMA permissions the RPT carries. A top-level `scope` is deliberately not read:
+    /// it never grants UMA access (FedAuthz §5.1.1, uma-wire §13 item 7).
+    #[must_use]
+    pub fn permissions(&self) -> &[Permission] {
+        self.permissions.as_deref().unwrap_or_default()
+    }
+
+    /// The heap bytes this result holds besides its own struct, counting every string as
+    /// if it were its own (shared ones included), for the cache's weigher.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let strings = self
+            .sub
+            .as_deref()
+            .map_or(0, str::len)
+            .saturating_add(self.client_id.as_deref().map_or(0, arc_str_bytes));
+        self.permissions().iter().fold(
+            strings.saturating_add(size_of_val::<[Permission]>(self.permissions())),
+            |acc, p| acc.saturating_add(p.heap_bytes()),
+        )
+    }
+}
+
+impl Permission {
+    /// As [`Introspection::heap_bytes`], for this permission's strings and scope list.
+    fn heap_bytes(&self) -> usize {
+        self.resource_scopes.iter().fold(
+            arc_str_bytes(&self.resource_id)
+                .saturating_add(2 * size_of::<usize>())
+                .saturating_add(size_of_val::<[Arc<str>]>(&self.resource_scopes)),
+            |acc, s| acc.saturating_add(arc_str_bytes(s)),
+        )
+    }
+}
+
+/// The heap bytes of an `Arc<str>`: its two reference counts and the string.
+fn arc_str_bytes(s: &str) -> usize {
+    s.len().saturating_add(2 * size_of::<usize>())
 }
 
 fn parse_permission(item: &Value) -> Option<Permission> {
@@ -160,11 +404,15 @@ fn parse_permission(item: &Value) -> Option<Permission> {
     let resource_id = [raw.resource_id, raw.rsid, raw.resource_set_id]
         .into_iter()
         .flatten()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))?;
+        .find_map(|v| {
+            v.as_str()
+                .filter(|s| !s.is_empty())
+                .map(|s| intern::names().intern(s))
+        })?;
     let resource_scopes = match (raw.resource_scopes, raw.scopes) {
         (Some(s), _) if s.is_array() => scope_list(&s),
         (_, Some(s)) => scope_list(&s),
-        _ => Vec::new(),
+        _ => scope_list(&Value::Null),
     };
     Some(Permission {
         resource_id,
@@ -175,32 +423,34 @@ fn parse_permission(item: &Value) -> Option<Permission> {
     })
 }
 
-/// Scopes as an array of strings or of `{"name": …}` objects; anything else grants nothing.
-fn scope_list(v: &Value) -> Vec<String> {
-    let Some(items) = v.as_array() else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = items
-        .iter()
-        .filter_map(|s| {
-            s.as_str()
-                .or_else(|| s.get("name").and_then(Value::as_str))
-                .map(str::to_owned)
+/// Scopes as an array of strings or of `{"name": …}` objects, sorted and without duplicates
+/// so that equal sets are interned as one list; anything else grants nothing.
+fn scope_list(v: &Value) -> Arc<[Arc<str>]> {
+    let mut names: Vec<&str> = v
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| s.as_str().or_else(|| s.get("name").and_then(Value::as_str)))
+                .collect()
         })
+        .unwrap_or_default();
+    names.sort_unstable();
+    names.dedup();
+    let list: Vec<Arc<str>> = names
+        .into_iter()
+        .map(|s| intern::names().intern(s))
         .collect();
-    out.sort();
-    out.dedup();
-    out.shrink_to_fit();
-    out
+    intern::scope_lists().intern(&list)
 }
 
 /// A NumericDate; `0`, negative, non-numeric or absent all mean "no constraint".
-fn time_claim(v: Option<&Value>) -> Option<i64> {
-    let v = v?;
-    let n = v
-        .as_i64()
-        .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))?;
-    (n > 0).then_some(n)
+fn time_claim(v: Option<&Value>) -> Claim {
+    let n = v.and_then(|v| {
+        v.as_i64()
+            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+    });
+    Claim::new(n)
 }
 
 #[cfg(test)]
@@ -240,13 +490,15 @@ mod tests {
             "permissions": [{"resource_id": "r1", "resource_scopes": ["read", "write"], "exp": 1_767_224_000, "extra": true}]
         }))
         .expect("parses");
-        assert!(i.active);
-        assert_eq!(i.nbf, None);
-        assert_eq!(i.exp, Some(1_767_225_600));
-        assert_eq!(i.sub.as_deref(), Some("bob"));
-        assert_eq!(i.permissions.len(), 1);
-        assert_eq!(i.permissions[0].resource_scopes, ["read", "write"]);
-        assert_eq!(i.permissions[0].exp, Some(1_767_224_000));
+        assert!(i.is_active());
+        assert_eq!(i.nbf(), None);
+        assert_eq!(i.exp(), Some(1_767_225_600));
+        assert_eq!(i.iat(), Some(1_767_222_000));
+        assert_eq!(i.sub(), Some("bob"));
+        assert_eq!(i.client_id(), Some("app"));
+        assert_eq!(i.permissions().len(), 1);
+        assert_eq!(scopes(&i.permissions()[0]), ["read", "write"]);
+        assert_eq!(i.permissions()[0].exp(), Some(1_767_224_000));
     }
 
     #[test]
@@ -259,10 +511,10 @@ mod tests {
             {"resource_scopes": ["orphan"]}
         ]}))
         .expect("parses");
-        assert_eq!(i.permissions.len(), 3);
-        assert_eq!(i.permissions[0], Permission::new("r1", ["view"]));
-        assert_eq!(i.permissions[1], Permission::new("r2", ["a"]));
-        assert!(i.permissions[2].resource_scopes.is_empty());
+        assert_eq!(i.permissions().len(), 3);
+        assert_eq!(i.permissions()[0], Permission::new("r1", ["view"]));
+        assert_eq!(i.permissions()[1], Permission::new("r2", ["a"]));
+        assert_eq!(i.permissions()[2].resource_scopes().len(), 0);
     }
 
     #[test]
@@ -271,6 +523,108 @@ mod tests {
             &json!({"active": true, "permissions": [{"resource_id": "r", "resource_scopes": [{"name": "b"}, {"name": "a"}, 3]}]}),
         )
         .expect("parses");
-        assert_eq!(i.permissions[0].resource_scopes, ["a", "b"]);
+        assert_eq!(scopes(&i.permissions()[0]), ["a", "b"]);
+    }
+
+    fn scopes(p: &Permission) -> Vec<&str> {
+        p.resource_scopes().collect()
+    }
+
+    #[test]
+    fn compact_layout() {
+        assert_eq!(size_of::<Claim>(), size_of::<i64>());
+        // One per cached result: 72 bytes keep `Arc<Introspection>` in a 96-byte allocation.
+        assert!(
+            size_of::<Introspection>() <= 72,
+            "{}",
+            size_of::<Introspection>()
+        );
+        assert!(size_of::<Permission>() <= 56, "{}", size_of::<Permission>());
+    }
+
+    #[test]
+    fn debug_shows_active() {
+        let i = Introspection::active(vec![Permission::new("r", ["a"])], Some(9));
+        let shown = format!("{i:?}");
+        assert!(shown.starts_with("Introspection { active: true, exp: Some(9), iat: None"));
+        assert!(
+            shown.contains(r#"permissions: [Permission { resource_id: "r""#),
+            "{shown}"
+        );
+        assert!(format!("{:?}", Introspection::inactive()).contains("active: false"));
+    }
+
+    #[test]
+    fn active_is_kept_with_or_without_permissions() {
+        let empty = Introspection::from_json(br#"{"active":true}"#).expect("parses");
+        assert!(empty.is_active() && empty.permissions().is_empty());
+        assert_ne!(empty, Introspection::inactive());
+        assert!(!Introspection::inactive().is_active());
+        assert!(!Introspection::default().is_active());
+        assert!(Introspection::active(vec![], None).is_active());
+    }
+
+    #[test]
+    fn time_claims_absent_present_and_not_positive() {
+        assert_eq!(Claim::new(None).get(), None);
+        assert_eq!(Claim::default().get(), None);
+        assert_eq!(Claim::new(Some(1)).get(), Some(1));
+        assert_eq!(Claim::new(Some(i64::MAX)).get(), Some(i64::MAX));
+        for not_positive in [0, -1, i64::MIN] {
+            assert_eq!(Claim::new(Some(not_positive)), Claim::new(None));
+        }
+        assert_eq!(format!("{:?}", Claim::new(Some(7))), "Some(7)");
+        assert_eq!(format!("{:?}", Claim::new(Some(0))), "None");
+
+        // As parsed: 0, negative, non-numeric and absent are all "no constraint".
+        let claim = |v: Value| time_claim(Some(&v)).get();
+        assert_eq!(claim(json!(1_767_225_600)), Some(1_767_225_600));
+        assert_eq!(claim(json!(1_767_225_600.9)), Some(1_767_225_600));
+        assert_eq!(claim(json!(0)), None);
+        assert_eq!(claim(json!(-5)), None);
+        assert_eq!(claim(json!(-0.5)), None);
+        assert_eq!(claim(json!("1767225600")), None);
+        assert_eq!(claim(json!(null)), None);
+        assert_eq!(time_claim(None).get(), None);
+
+        // And as set by hand.
+        let i = Introspection::active(vec![], Some(0))
+            .with_nbf(Some(-3))
+            .with_iat(Some(9));
+        assert_eq!((i.exp(), i.nbf(), i.iat()), (None, None, Some(9)));
+        let p = Permission::new("r", ["a"])
+            .with_exp(Some(-1))
+            .with_nbf(Some(5));
+        assert_eq!((p.exp(), p.nbf(), p.iat()), (None, Some(5), None));
+    }
+
+    #[test]
+    fn names_are_shared_between_results() {
+        let body = br#"{"active": true, "client_id": "app-7c1e", "sub": "bob",
+            "permissions": [{"resource_id": "r-7c1e", "resource_scopes": ["view-7c1e"]}]}"#;
+        let a = Introspection::from_json(body).expect("parses");
+        let b = Introspection::from_json(body).expect("parses");
+        let (pa, pb) = (&a.permissions()[0], &b.permissions()[0]);
+        assert!(Arc::ptr_eq(&pa.resource_id, &pb.resource_id));
+        assert!(Arc::ptr_eq(&pa.resource_scopes, &pb.resource_scopes));
+        assert!(Arc::ptr_eq(&pa.resource_scopes[0], &pb.resource_scopes[0]));
+        let (ca, cb) = (a.client_id.as_ref(), b.client_id.as_ref());
+        assert!(ca.zip(cb).is_some_and(|(ca, cb)| Arc::ptr_eq(ca, cb)));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn permissions_serialise_as_before() {
+        let p = Permission::new("r1", ["read", "write"]);
+        assert_eq!(
+            serde_json::to_value(&p).expect("serialises"),
+            json!({"resource_id": "r1", "resource_scopes": ["read", "write"]})
+        );
+        let p = p.with_exp(Some(20)).with_nbf(Some(10)).with_iat(Some(5));
+        assert_eq!(
+            serde_json::to_value(&p).expect("serialises"),
+            json!({"resource_id": "r1", "resource_scopes": ["read", "write"],
+                   "exp": 20, "nbf": 10, "iat": 5})
+        );
     }
 }

@@ -313,13 +313,13 @@ async fn valid_es256_token_is_active_with_its_claims() {
 
     let rpt = Rpt::new(token(&key, "ES256", Some("k1"), &claims()));
     let intro = v.verify(&rpt).await.expect("verified").expect("a JWT");
-    assert!(intro.active);
-    assert_eq!(intro.exp, Some(NOW + 300));
-    assert_eq!(intro.iat, Some(NOW - 10));
-    assert_eq!(intro.nbf, None);
-    assert_eq!(intro.sub.as_deref(), Some("bob"));
-    assert_eq!(intro.client_id.as_deref(), Some("photo-app"), "from azp");
-    assert_eq!(intro.permissions, [Permission::new("r1", ["view"])]);
+    assert!(intro.is_active());
+    assert_eq!(intro.exp(), Some(NOW + 300));
+    assert_eq!(intro.iat(), Some(NOW - 10));
+    assert_eq!(intro.nbf(), None);
+    assert_eq!(intro.sub(), Some("bob"));
+    assert_eq!(intro.client_id(), Some("photo-app"), "from azp");
+    assert_eq!(intro.permissions(), [Permission::new("r1", ["view"])]);
 
     // Cached: a second token needs no fetch.
     let again = Rpt::new(token(
@@ -328,7 +328,13 @@ async fn valid_es256_token_is_active_with_its_claims() {
         Some("k1"),
         &with(claims(), "jti", json!("j-2")),
     ));
-    assert!(v.verify(&again).await.expect("ok").expect("jwt").active);
+    assert!(
+        v.verify(&again)
+            .await
+            .expect("ok")
+            .expect("jwt")
+            .is_active()
+    );
     assert_eq!(jwks.fetches(), 1);
 }
 
@@ -355,7 +361,7 @@ async fn every_default_algorithm_verifies() {
     ] {
         let t = token(key, alg, Some(kid), &claims());
         match verdict(&v, &t).await {
-            Verdict::Verified(i) => assert!(i.active, "{alg}"),
+            Verdict::Verified(i) => assert!(i.is_active(), "{alg}"),
             other => panic!("{alg}: {other:?}"),
         }
     }
@@ -391,9 +397,9 @@ async fn keycloak_authorization_permissions_are_read_in_both_namings() {
     let Verdict::Verified(i) = verdict(&v, &token(&key, "RS256", Some("kc"), &kc)).await else {
         panic!("refused");
     };
-    assert_eq!(i.client_id.as_deref(), Some("photo-app"));
+    assert_eq!(i.client_id(), Some("photo-app"));
     assert_eq!(
-        i.permissions,
+        i.permissions(),
         [
             Permission::new("r-1", ["edit", "view"]),
             Permission::new("r-2", Vec::<String>::new()),
@@ -411,21 +417,17 @@ async fn keycloak_authorization_permissions_are_read_in_both_namings() {
     else {
         panic!("refused");
     };
-    assert_eq!(
-        i.client_id.as_deref(),
-        Some("cl-1"),
-        "client_id wins over azp"
-    );
-    assert_eq!(i.permissions.len(), 1, "top-level permissions win");
-    assert_eq!(i.permissions[0].resource_id, "r-9");
-    assert_eq!(i.permissions[0].exp, Some(NOW + 30));
+    assert_eq!(i.client_id(), Some("cl-1"), "client_id wins over azp");
+    assert_eq!(i.permissions().len(), 1, "top-level permissions win");
+    assert_eq!(i.permissions()[0].resource_id(), "r-9");
+    assert_eq!(i.permissions()[0].exp(), Some(NOW + 30));
 
     // A plain access token: active, but it grants nothing.
     let plain = without(kc, "authorization");
     let Verdict::Verified(i) = verdict(&v, &token(&key, "RS256", Some("kc"), &plain)).await else {
         panic!("refused");
     };
-    assert!(i.active && i.permissions.is_empty());
+    assert!(i.is_active() && i.permissions().is_empty());
 }
 
 #[tokio::test]
@@ -451,9 +453,9 @@ async fn rpts_of_the_bundled_test_as_verify() {
         Arc::new(SystemClock),
     );
     let intro = v.verify(&rpt).await.expect("ok").expect("a JWT");
-    assert!(intro.active);
-    assert_eq!(intro.sub.as_deref(), Some("bob"));
-    assert_eq!(intro.permissions, [Permission::new("r1", ["view"])]);
+    assert!(intro.is_active());
+    assert_eq!(intro.sub(), Some("bob"));
+    assert_eq!(intro.permissions(), [Permission::new("r1", ["view"])]);
     assert_eq!(auth.count(Endpoint::Jwks), 1);
     assert_eq!(auth.count(Endpoint::Introspection), 0, "no introspection");
 
@@ -466,7 +468,14 @@ async fn rpts_of_the_bundled_test_as_verify() {
             .audience("someone-else"),
         Arc::new(SystemClock),
     );
-    assert!(!other.verify(&rpt).await.expect("ok").expect("jwt").active);
+    assert!(
+        !other
+            .verify(&rpt)
+            .await
+            .expect("ok")
+            .expect("jwt")
+            .is_active()
+    );
 }
 
 #[tokio::test]

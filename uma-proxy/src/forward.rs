@@ -59,9 +59,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use tower_service::Service;
-use tower_uma::UmaPrincipal;
+use tower_uma::{Permission, UmaPrincipal};
 
 use crate::metrics as m;
 
@@ -445,7 +445,16 @@ fn set_forwarded(
 #[derive(Serialize)]
 struct PermissionHeader<'a> {
     resource_id: &'a str,
-    resource_scopes: &'a [String],
+    resource_scopes: ScopeList<'a>,
+}
+
+/// A permission's scopes, serialised as a JSON array of strings.
+struct ScopeList<'a>(&'a Permission);
+
+impl Serialize for ScopeList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.resource_scopes())
+    }
 }
 
 /// Sets the three `X-Uma-*` headers; `Err(field)` when a value holds control characters.
@@ -461,8 +470,8 @@ fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<()
     let perms: Vec<PermissionHeader<'_>> = p
         .permissions()
         .map(|p| PermissionHeader {
-            resource_id: &p.resource_id,
-            resource_scopes: &p.resource_scopes,
+            resource_id: p.resource_id(),
+            resource_scopes: ScopeList(p),
         })
         .collect();
     let json = serde_json::to_string(&perms).map_err(|_| "permissions")?;
