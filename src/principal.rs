@@ -46,7 +46,7 @@ impl Granted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UmaPrincipal {
     introspection: Arc<Introspection>,
-    resource_id: String,
+    resource_id: Arc<str>,
     granted: Granted,
     token_fingerprint: Fingerprint,
 }
@@ -54,13 +54,20 @@ pub struct UmaPrincipal {
 impl UmaPrincipal {
     pub(crate) fn new(
         introspection: Arc<Introspection>,
-        resource_id: String,
+        resource_id: &str,
         granted: Granted,
         token_fingerprint: Fingerprint,
     ) -> Self {
+        // The granted permissions name the resource already: share their copy of the id.
+        let shared = introspection
+            .permissions()
+            .iter()
+            .enumerate()
+            .find(|(i, p)| granted.contains(*i) && p.resource_id() == resource_id)
+            .map(|(_, p)| Arc::clone(p.shared_resource_id()));
         Self {
+            resource_id: shared.unwrap_or_else(|| Arc::from(resource_id)),
             introspection,
-            resource_id,
             granted,
             token_fingerprint,
         }

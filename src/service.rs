@@ -147,12 +147,8 @@ where
                     span.record("cache.source", cached.source.as_str());
                     span.record("uma.decision", "allowed");
                     crate::metrics::decision("allowed");
-                    let principal = UmaPrincipal::new(
-                        cached.value,
-                        resource_id.into_owned(),
-                        granted,
-                        fingerprint,
-                    );
+                    let principal =
+                        UmaPrincipal::new(cached.value, &resource_id, granted, fingerprint);
                     req.extensions_mut().insert(principal);
                     return ResponseFuture::calling(self.inner.call(req));
                 }
@@ -343,7 +339,7 @@ where
                         span.record("uma.decision", "allowed");
                         crate::metrics::decision("allowed");
                         let principal =
-                            UmaPrincipal::new(cached.value, resource_id, granted, fingerprint);
+                            UmaPrincipal::new(cached.value, &resource_id, granted, fingerprint);
                         req.extensions_mut().insert(principal);
                         return Ok(req);
                     }
