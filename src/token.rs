@@ -210,11 +210,10 @@ pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Bearer {
     }
     let token_start = skip_blanks(bytes, scheme_end);
     // One pass over the token: the b64token body, then its `=` padding.
-    let body_end = token_start
-        + bytes[token_start..]
-            .iter()
-            .take_while(|&&b| B64TOKEN[usize::from(b)])
-            .count();
+    let body_end = bytes[token_start..]
+        .iter()
+        .position(|&b| !B64TOKEN[usize::from(b)])
+        .map_or(bytes.len(), |n| token_start + n);
     let token_end = body_end + bytes[body_end..].iter().take_while(|&&b| b == b'=').count();
     if token_end == token_start {
         // Nothing after the scheme but blanks, or a token that starts with a foreign byte.
