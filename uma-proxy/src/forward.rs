@@ -42,6 +42,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -467,38 +468,51 @@ fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<()
         let v = HeaderValue::from_bytes(client_id.as_bytes()).map_err(|_| "client_id")?;
         headers.insert(X_UMA_CLIENT_ID, v);
     }
-    let perms: Vec<PermissionHeader<'_>> = p
-        .permissions()
-        .map(|p| PermissionHeader {
-            resource_id: p.resource_id(),
-            resource_scopes: ScopeList(p),
-        })
-        .collect();
-    let json = serde_json::to_string(&perms).map_err(|_| "permissions")?;
-    let v = HeaderValue::from_str(&ascii_json(&json)).map_err(|_| "permissions")?;
+    let mut json = Vec::with_capacity(128);
+    serde_json::to_writer(&mut json, &GrantedPermissions(p)).map_err(|_| "permissions")?;
+    let json = ascii_json(json);
+    // Takes the buffer over (no copy); validation only, since the JSON is ASCII by now.
+    let v = HeaderValue::from_maybe_shared(Bytes::from(json)).map_err(|_| "permissions")?;
     headers.insert(X_UMA_PERMISSIONS, v);
     Ok(())
+}
+
+/// The granted permissions of a principal, serialised as a JSON array without collecting them.
+struct GrantedPermissions<'a>(&'a UmaPrincipal);
+
+impl Serialize for GrantedPermissions<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.permissions().map(|p| PermissionHeader {
+            resource_id: p.resource_id(),
+            resource_scopes: ScopeList(p),
+        }))
+    }
 }
 
 /// Escapes every non-ASCII character of serialised JSON as `\uXXXX` (surrogate pairs above
 /// the BMP). Outside strings JSON is ASCII already, so the result is equivalent JSON that fits
 /// a header value.
-fn ascii_json(json: &str) -> String {
+fn ascii_json(json: Vec<u8>) -> Vec<u8> {
     if json.is_ascii() {
-        return json.to_owned();
+        return json;
     }
+    // serde_json writes UTF-8; should it not, nothing is escaped and the header is refused.
+    let Ok(text) = std::str::from_utf8(&json) else {
+        return json;
+    };
     let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
+    for c in text.chars() {
         if c.is_ascii() {
             out.push(c);
         } else {
             let mut units = [0u16; 2];
             for u in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{u:04x}"));
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{u:04x}");
             }
         }
     }
-    out
+    out.into_bytes()
 }
 
 #[cfg(test)]
@@ -575,10 +589,10 @@ mod tests {
 
     #[test]
     fn non_ascii_json_is_escaped() {
-        let json = serde_json::to_string(&["é", "𝄞", "a\"b"]).unwrap();
-        let ascii = ascii_json(&json);
+        let json = serde_json::to_vec(&["é", "𝄞", "a\"b"]).unwrap();
+        let ascii = ascii_json(json);
         assert!(ascii.is_ascii());
-        let back: Vec<String> = serde_json::from_str(&ascii).unwrap();
+        let back: Vec<String> = serde_json::from_slice(&ascii).unwrap();
         assert_eq!(back, ["é", "𝄞", "a\"b"]);
     }
 }
