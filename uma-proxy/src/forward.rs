@@ -60,7 +60,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serde::{Serialize, Serializer};
 use tower_service::Service;
 use tower_uma::{Permission, UmaPrincipal};
 
@@ -443,21 +442,6 @@ fn set_forwarded(
     }
 }
 
-#[derive(Serialize)]
-struct PermissionHeader<'a> {
-    resource_id: &'a str,
-    resource_scopes: ScopeList<'a>,
-}
-
-/// A permission's scopes, serialised as a JSON array of strings.
-struct ScopeList<'a>(&'a Permission);
-
-impl Serialize for ScopeList<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.resource_scopes())
-    }
-}
-
 /// Sets the three `X-Uma-*` headers; `Err(field)` when a value holds control characters.
 fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<(), &'static str> {
     if let Some(sub) = p.subject() {
@@ -468,24 +452,51 @@ fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<()
         let v = HeaderValue::from_bytes(client_id.as_bytes()).map_err(|_| "client_id")?;
         headers.insert(X_UMA_CLIENT_ID, v);
     }
-    let mut json = Vec::with_capacity(128);
-    serde_json::to_writer(&mut json, &GrantedPermissions(p)).map_err(|_| "permissions")?;
-    let json = ascii_json(json);
+    let json = ascii_json(permissions_json(p.permissions()).map_err(|_| "permissions")?);
     // Takes the buffer over (no copy); validation only, since the JSON is ASCII by now.
     let v = HeaderValue::from_maybe_shared(Bytes::from(json)).map_err(|_| "permissions")?;
     headers.insert(X_UMA_PERMISSIONS, v);
     Ok(())
 }
 
-/// The granted permissions of a principal, serialised as a JSON array without collecting them.
-struct GrantedPermissions<'a>(&'a UmaPrincipal);
+/// `[{"resource_id": …, "resource_scopes": […]}, …]`, written directly: ids and scope names
+/// are nearly always plain printable ASCII, which is copied as is; anything else goes through
+/// serde_json's string escaping.
+fn permissions_json<'a>(
+    permissions: impl Iterator<Item = &'a Permission>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(128);
+    out.push(b'[');
+    for (i, permission) in permissions.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"resource_id":"#);
+        json_string(&mut out, permission.resource_id())?;
+        out.extend_from_slice(br#","resource_scopes":["#);
+        for (j, scope) in permission.resource_scopes().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            json_string(&mut out, scope)?;
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.push(b']');
+    Ok(out)
+}
 
-impl Serialize for GrantedPermissions<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.permissions().map(|p| PermissionHeader {
-            resource_id: p.resource_id(),
-            resource_scopes: ScopeList(p),
-        }))
+/// Appends `s` as a JSON string.
+fn json_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s)
     }
 }
 
@@ -585,6 +596,42 @@ mod tests {
         assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "proxy:8080");
+    }
+
+    #[test]
+    fn permissions_json_is_what_serde_json_writes() {
+        #[derive(serde::Serialize)]
+        struct Expected<'a> {
+            resource_id: &'a str,
+            resource_scopes: Vec<&'a str>,
+        }
+        let odd = [
+            "plain",
+            "with \"quotes\"",
+            "back\\slash",
+            "tab\there",
+            "é𝄞",
+            "",
+        ];
+        let permissions: Vec<Permission> = odd
+            .iter()
+            .map(|id| Permission::new(*id, odd))
+            .chain([Permission::new("no-scopes", Vec::<String>::new())])
+            .collect();
+        for n in 0..=permissions.len() {
+            let written = permissions_json(permissions[..n].iter()).unwrap();
+            let expected: Vec<Expected<'_>> = permissions[..n]
+                .iter()
+                .map(|p| Expected {
+                    resource_id: p.resource_id(),
+                    resource_scopes: p.resource_scopes().collect(),
+                })
+                .collect();
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&expected).unwrap()
+            );
+        }
     }
 
     #[test]
