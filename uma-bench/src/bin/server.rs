@@ -5,6 +5,8 @@
 //! ```text
 //! uma-bench-server --mode bare  --listen 127.0.0.1:0          # also --mode upstream
 //! uma-bench-server --mode layer --listen 127.0.0.1:0 --tokens 100 --token-file /tmp/rpts
+//! uma-bench-server --mode layer-outer --tokens 100 --token-file /tmp/rpts   # layer around the router
+//! uma-bench-server --mode noop-layer                 # a do-nothing layer, for axum's own cost
 //! uma-bench-server --mode proxy-bare --upstream http://127.0.0.1:8080
 //! uma-bench-server --mode proxy-uma  --upstream http://127.0.0.1:8080 --token-file /tmp/rpts
 //! ```
@@ -85,7 +87,8 @@ enum Mode {
 #[command(name = "uma-bench-server", version)]
 struct Args {
     /// bare (or upstream): the app alone; layer: behind UmaLayer with an in-process AS and
-    /// cached RPTs; proxy-bare: uma-proxy forwarding to --upstream; proxy-uma: the same behind
+    /// cached RPTs (added with Router::layer); layer-outer: the same with UmaLayer around the
+    /// whole router; noop-layer: a do-nothing layer added with Router::layer; proxy-bare: uma-proxy forwarding to --upstream; proxy-uma: the same behind
     /// UmaLayer with an in-process AS and cached RPTs.
     #[arg(long, value_enum)]
     mode: Mode,
