@@ -1337,3 +1337,87 @@ async fn a_panicking_fetch_fails_its_waiters_and_is_cleaned_up() {
     );
     assert_eq!(f.calls(), 2);
 }
+
+#[tokio::test]
+async fn peek_answers_fresh_entries_only_and_never_fetches() {
+    // The layer's synchronous hit path: what `peek` returns must be exactly what a lookup
+    // through `get_or_fetch` would serve without calling the AS.
+    let clock = clock();
+    let cache = builder(&clock)
+        .max_ttl(Duration::from_secs(60))
+        .negative_ttl(Duration::from_secs(10))
+        .build();
+    let f = Fetcher::default();
+    let (t, junk) = (rpt("rpt-a"), rpt("junk"));
+    assert!(cache.peek(AS1, &t.fingerprint()).is_none(), "empty cache");
+    let stored = cache
+        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .await
+        .expect("ok");
+    let hit = cache.peek(AS1, &t.fingerprint()).expect("a fresh entry");
+    assert_eq!(hit.source, CacheSource::Hit);
+    assert!(Arc::ptr_eq(&hit.value, &stored.value));
+    assert!(
+        cache.peek(AS2, &t.fingerprint()).is_none(),
+        "another issuer"
+    );
+    assert!(
+        cache.peek(AS1, &junk.fingerprint()).is_none(),
+        "another token"
+    );
+
+    let _ = cache
+        .get_or_fetch(AS1, &junk, f.answer(Ok(Introspection::inactive())))
+        .await;
+    let negative = cache
+        .peek(AS1, &junk.fingerprint())
+        .expect("a negative entry");
+    assert_eq!(negative.source, CacheSource::NegativeHit);
+    assert!(!negative.value.is_active());
+
+    clock.advance(60);
+    assert!(
+        cache.peek(AS1, &t.fingerprint()).is_none(),
+        "past max_ttl on the cache's clock"
+    );
+    let _ = cache
+        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .await;
+    assert!(cache.peek(AS1, &t.fingerprint()).is_some(), "refreshed");
+    cache.invalidate(AS1, t.secret());
+    assert!(cache.peek(AS1, &t.fingerprint()).is_none(), "invalidated");
+    assert!(
+        IntrospectionCache::disabled()
+            .peek(AS1, &t.fingerprint())
+            .is_none()
+    );
+    assert_eq!(f.calls(), 3, "peek itself never calls the AS");
+}
+
+#[test]
+fn the_key_hash_depends_on_the_digest_and_the_seed() {
+    let key = |digest: [u8; 32]| Key {
+        digest,
+        namespace: Arc::from(AS1),
+    };
+    let seeded = DigestHash::random();
+    let hash = |h: &DigestHash, k: &Key| h.hash_one(k);
+    let a = key(*rpt("a").fingerprint().as_bytes());
+    let b = key(*rpt("b").fingerprint().as_bytes());
+    // Stable for one key, and a borrowed lookup key hashes like the stored one.
+    assert_eq!(hash(&seeded, &a), hash(&seeded, &a));
+    assert_eq!(hash(&seeded, &a), seeded.hash_one(a.borrowed()));
+    assert_ne!(hash(&seeded, &a), hash(&seeded, &b));
+    // Digests that differ only in the top byte of the hashed word still spread over the low
+    // bits, which pick buckets (the fold of the 128-bit product).
+    let mut buckets = std::collections::HashSet::new();
+    for n in 0_u8..=255 {
+        let mut digest = [0_u8; 32];
+        digest[7] = n;
+        buckets.insert(hash(&seeded, &key(digest)) & 0xff);
+    }
+    assert!(buckets.len() > 128, "{} of 256 buckets", buckets.len());
+    // Another cache, another seed: placement cannot be predicted from the token alone.
+    let other = DigestHash::random();
+    assert_ne!(hash(&seeded, &a), hash(&other, &a));
+}

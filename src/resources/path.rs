@@ -125,6 +125,16 @@ impl<'a> NormalizedPath<'a> {
     pub(crate) fn has_escapes(&self) -> bool {
         self.segments.iter().any(PathSegment::has_escapes)
     }
+
+    /// Whether the path and every segment borrow the request's text (nothing was copied).
+    #[cfg(test)]
+    pub(crate) fn is_borrowed(&self) -> bool {
+        matches!(self.canonical, Cow::Borrowed(_))
+            && self
+                .segments
+                .iter()
+                .all(|s| matches!(s.canonical, Cow::Borrowed(_)))
+    }
 }
 
 /// Normalises a request path (as `http::Uri::path` returns it) or refuses it.

@@ -102,6 +102,20 @@ fn empty_segments_and_trailing_slashes_are_dropped() {
 }
 
 #[test]
+fn canonical_paths_are_borrowed_not_copied() {
+    for raw in ["/albums/1", "/a!$&'()*+,=:@b/~x-y_z.q", "/"] {
+        assert!(normalize_path(raw).unwrap().is_borrowed(), "{raw}");
+    }
+    for raw in ["//albums/1", "/albums/1/", "/%41", "/a b", "/caf\u{e9}"] {
+        let path = normalize_path(raw).unwrap();
+        assert!(!path.is_borrowed(), "{raw}");
+    }
+    // The fast path refuses dot segments like the slow one.
+    assert_eq!(normalize_path("/a/./b"), Err(PathError::DotSegment));
+    assert_eq!(normalize_path("/a/.."), Err(PathError::DotSegment));
+}
+
+#[test]
 fn refused_spellings() {
     let cases: &[(&str, PathError)] = &[
         ("", PathError::NotAbsolute),
