@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of the current time in whole seconds since the Unix epoch, the unit of every
@@ -29,6 +30,20 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct SystemClock;
+
+impl SystemClock {
+    /// One process-wide instance: the layer and the cache default to it, so the layer can
+    /// tell that both read the same clock and read it once per request.
+    pub(crate) fn shared() -> Arc<dyn Clock> {
+        static SHARED: OnceLock<Arc<dyn Clock>> = OnceLock::new();
+        Arc::clone(SHARED.get_or_init(|| Arc::new(SystemClock)))
+    }
+}
+
+/// Whether `a` and `b` are the same clock object.
+pub(crate) fn same_clock(a: &Arc<dyn Clock>, b: &Arc<dyn Clock>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
 
 impl Clock for SystemClock {
     fn now_unix(&self) -> i64 {

@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) unmapped: Unmapped,
     pub(crate) rules: Rules,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Whether the cache reads `clock` too, so that one reading serves both.
+    pub(crate) cache_shares_clock: bool,
     #[cfg(feature = "jwt")]
     pub(crate) rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
@@ -357,7 +359,7 @@ impl UmaLayerBuilder {
             #[cfg(feature = "jwt")]
             jwt: crate::jwt::JwtValidation::new(),
             cache: None,
-            clock: Arc::new(SystemClock),
+            clock: SystemClock::shared(),
             http_client: None,
             allow_http: false,
         }
@@ -857,6 +859,10 @@ impl Prepared {
     }
 
     fn into_layer(self, ids: HashMap<String, String>) -> UmaLayer {
+        let cache_shares_clock = self
+            .cache
+            .clock()
+            .is_some_and(|c| crate::clock::same_clock(c, &self.clock));
         UmaLayer {
             shared: Arc::new(Shared {
                 realm: self.realm,
@@ -869,6 +875,7 @@ impl Prepared {
                 enforcement: self.enforcement,
                 unmapped: self.unmapped,
                 rules: self.rules,
+                cache_shares_clock,
                 clock: self.clock,
                 #[cfg(feature = "jwt")]
                 rpt_validation: self.rpt_validation,

@@ -129,18 +129,18 @@ where
         };
         if let (Some(resource_id), Some(token)) = (known_id, &check.token) {
             let fingerprint = token.fingerprint();
-            if let Some(cached) = shared.cache.peek(&shared.namespace, &fingerprint) {
+            if let Some((cached, cache_now)) = shared.cache.peek(&shared.namespace, &fingerprint) {
+                let now = if shared.cache_shares_clock {
+                    cache_now
+                } else {
+                    shared.clock.now_unix()
+                };
                 let requirement = Requirement {
                     resource_id: &resource_id,
                     scopes: &check.scopes,
                     mode: check.mode,
                 };
-                if let Ok(granted) = decide(
-                    &cached.value,
-                    requirement,
-                    shared.clock.now_unix(),
-                    shared.rules,
-                ) {
+                if let Ok(granted) = decide(&cached.value, requirement, now, shared.rules) {
                     span.record("uma.resource_id", &*resource_id);
                     span.record("token.fingerprint", field::display(fingerprint));
                     span.record("cache.hit", cached.source.is_hit());

@@ -222,7 +222,7 @@ impl Default for IntrospectionCacheBuilder {
                 negative_max_entries: 1_000,
                 stale_if_error: Duration::ZERO,
             },
-            clock: Arc::new(SystemClock),
+            clock: SystemClock::shared(),
         }
     }
 }
@@ -718,15 +718,23 @@ impl IntrospectionCache {
     /// inactive one from the negative cache): the layer's synchronous hit path, which then
     /// needs no future of its own. `None` on a miss, when the cache is disabled, or in the rare
     /// case where moka's lookup would have to wait for its maintenance; the caller then goes
-    /// through [`get_or_fetch_by_fingerprint`](Self::get_or_fetch_by_fingerprint).
-    pub(crate) fn peek(&self, namespace: &str, fingerprint: &Fingerprint) -> Option<Cached> {
+    /// through [`get_or_fetch_by_fingerprint`](Self::get_or_fetch_by_fingerprint). Also
+    /// returns the clock reading it checked freshness with.
+    pub(crate) fn peek(&self, namespace: &str, fingerprint: &Fingerprint) -> Option<(Cached, i64)> {
         let inner = self.inner.as_ref()?;
+        let now = inner.clock.now_unix();
         // moka's lookup is cancellation safe: a maintenance run it started and that is
         // dropped here is resumed by the next operation.
         inner
-            .lookup(&KeyRef::new(namespace, fingerprint), inner.clock.now_unix())
+            .lookup(&KeyRef::new(namespace, fingerprint), now)
             .now_or_never()
             .flatten()
+            .map(|cached| (cached, now))
+    }
+
+    /// The clock freshness is checked against; `None` when disabled.
+    pub(crate) fn clock(&self) -> Option<&Arc<dyn Clock>> {
+        self.inner.as_ref().map(|inner| &inner.clock)
     }
 
     /// [`get_or_fetch`](Self::get_or_fetch) for a token known by its fingerprint

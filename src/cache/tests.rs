@@ -1354,7 +1354,8 @@ async fn peek_answers_fresh_entries_only_and_never_fetches() {
         .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
-    let hit = cache.peek(AS1, &t.fingerprint()).expect("a fresh entry");
+    let (hit, now) = cache.peek(AS1, &t.fingerprint()).expect("a fresh entry");
+    assert_eq!(now, NOW, "the reading freshness was checked with");
     assert_eq!(hit.source, CacheSource::Hit);
     assert!(Arc::ptr_eq(&hit.value, &stored.value));
     assert!(
@@ -1369,7 +1370,7 @@ async fn peek_answers_fresh_entries_only_and_never_fetches() {
     let _ = cache
         .get_or_fetch(AS1, &junk, f.answer(Ok(Introspection::inactive())))
         .await;
-    let negative = cache
+    let (negative, _) = cache
         .peek(AS1, &junk.fingerprint())
         .expect("a negative entry");
     assert_eq!(negative.source, CacheSource::NegativeHit);
