@@ -36,7 +36,7 @@ impl SystemClock {
     /// tell that both read the same clock and read it once per request.
     pub(crate) fn shared() -> Arc<dyn Clock> {
         static SHARED: OnceLock<Arc<dyn Clock>> = OnceLock::new();
-        Arc::clone(SHARED.get_or_init(|| Arc::new(SystemClock)))
+        Arc::clone(SHARED.get_or_init(|| Arc::new(Self)))
     }
 }
 
