@@ -82,8 +82,10 @@ struct AuthCtx {
     mode: ScopeMode,
     enforcement: EnforcementMode,
     token: Option<BearerToken>,
-    /// The token's fingerprint and the cache's answer, when the synchronous path had them.
-    looked_up: Option<(Fingerprint, Cached)>,
+    /// The token's fingerprint, when the synchronous path computed it.
+    fingerprint: Option<Fingerprint>,
+    /// The cache's answer, when the synchronous path had one (that did not grant the request).
+    looked_up: Option<Cached>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Uma<S>
@@ -122,14 +124,15 @@ where
         );
         // The hit path, synchronous: a cached answer that grants the request lets it through
         // with no future of the layer's own, and without cloning the inner service.
-        let mut looked_up = None;
+        let (mut fingerprint, mut looked_up) = (None, None);
         let known_id = match &*check.resource {
             ResourceRef::Id(id) => Some(Cow::Borrowed(id.as_str())),
             ResourceRef::Name(name) => shared.registry.id(name).map(Cow::Owned),
         };
         if let (Some(resource_id), Some(token)) = (known_id, &check.token) {
-            let fingerprint = token.fingerprint();
-            if let Some((cached, cache_now)) = shared.cache.peek(&shared.namespace, &fingerprint) {
+            let digest = token.fingerprint();
+            fingerprint = Some(digest);
+            if let Some((cached, cache_now)) = shared.cache.peek(&shared.namespace, &digest) {
                 let now = if shared.cache_shares_clock {
                     cache_now
                 } else {
@@ -142,19 +145,18 @@ where
                 };
                 if let Ok(granted) = decide(&cached.value, requirement, now, shared.rules) {
                     span.record("uma.resource_id", &*resource_id);
-                    span.record("token.fingerprint", field::display(fingerprint));
+                    span.record("token.fingerprint", field::display(digest));
                     span.record("cache.hit", cached.source.is_hit());
                     span.record("cache.source", cached.source.as_str());
                     span.record("uma.decision", "allowed");
                     crate::metrics::decision("allowed");
-                    let principal =
-                        UmaPrincipal::new(cached.value, &resource_id, granted, fingerprint);
+                    let principal = UmaPrincipal::new(cached.value, &resource_id, granted, digest);
                     req.extensions_mut().insert(principal);
                     return ResponseFuture::calling(self.inner.call(req));
                 }
                 // Refused: the asynchronous part asks for a ticket, deciding again on the same
                 // answer (and tracing why).
-                looked_up = Some((fingerprint, cached));
+                looked_up = Some(cached);
             }
         }
         let ctx = AuthCtx {
@@ -163,6 +165,7 @@ where
             mode: check.mode,
             enforcement: check.enforcement,
             token: check.token,
+            fingerprint,
             looked_up,
         };
         // The ready inner service goes into the future; this one keeps a fresh clone.
@@ -303,20 +306,20 @@ where
     span.record("uma.resource_id", resource_id.as_str());
 
     if let Some(token) = &ctx.token {
-        let (fingerprint, fetched) = match ctx.looked_up {
-            Some((fingerprint, cached)) => (fingerprint, Ok(cached)),
+        // The token is hashed once per request, here or on the synchronous path.
+        let fingerprint = ctx.fingerprint.unwrap_or_else(|| token.fingerprint());
+        let fetched = match ctx.looked_up {
+            Some(cached) => Ok(cached),
             None => {
-                let fingerprint = token.fingerprint();
                 // Cloned only on a miss: a hit copies nothing.
-                let fetched = shared
+                shared
                     .cache
                     .get_or_fetch_by_fingerprint(&shared.namespace, &fingerprint, || {
                         let fetch_shared = Arc::clone(&shared);
                         let fetch_token = token.to_rpt();
                         async move { fetch_shared.check_rpt(&fetch_token).await }
                     })
-                    .await;
-                (fingerprint, fetched)
+                    .await
             }
         };
         span.record("token.fingerprint", field::display(fingerprint));
