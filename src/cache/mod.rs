@@ -548,18 +548,25 @@ impl Hasher for DigestHasher {
         let mut word = [0_u8; 8];
         let n = bytes.len().min(8);
         word[..n].copy_from_slice(&bytes[..n]);
-        let product =
-            u128::from(self.hash ^ u64::from_le_bytes(word)) * u128::from(self.multiplier);
-        // Folding the high half in makes every output bit depend on every input bit.
-        #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
-        {
-            self.hash = (product as u64) ^ ((product >> 64) as u64);
-        }
+        self.hash = fold_multiply(self.hash ^ u64::from_le_bytes(word), self.multiplier);
     }
 
     fn finish(&self) -> u64 {
-        self.hash
+        // A second round: one folded multiply leaves the low bits weakly mixed for words that
+        // differ only in their top bits.
+        fold_multiply(self.hash, FINISH_MULTIPLIER)
     }
+}
+
+/// An odd constant (2^64 divided by the golden ratio) for [`DigestHasher::finish`].
+const FINISH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The 128-bit product of `a` and `b`, its high half folded onto its low half.
+fn fold_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+    let (low, high) = (product as u64, (product >> 64) as u64);
+    low ^ high
 }
 
 /// What moka stores: the shared result plus its wall-clock bookkeeping. Cloned on every hit,

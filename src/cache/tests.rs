@@ -1409,15 +1409,22 @@ fn the_key_hash_depends_on_the_digest_and_the_seed() {
     assert_eq!(hash(&seeded, &a), hash(&seeded, &a));
     assert_eq!(hash(&seeded, &a), seeded.hash_one(a.borrowed()));
     assert_ne!(hash(&seeded, &a), hash(&seeded, &b));
-    // Digests that differ only in the top byte of the hashed word still spread over the low
-    // bits, which pick buckets (the fold of the 128-bit product).
-    let mut buckets = std::collections::HashSet::new();
-    for n in 0_u8..=255 {
-        let mut digest = [0_u8; 32];
-        digest[7] = n;
-        buckets.insert(hash(&seeded, &key(digest)) & 0xff);
+    // Digests that differ in one byte of the hashed word only still spread over the low bits.
+    // 256 uniform hashes fill about 162 of 256 buckets (standard deviation about 5); the
+    // bound below is 5 deviations away, for any seed. Checked for both ends of the word.
+    for byte in [0, 7] {
+        let mut buckets = std::collections::HashSet::new();
+        for n in 0_u8..=255 {
+            let mut digest = [0_u8; 32];
+            digest[byte] = n;
+            buckets.insert(hash(&seeded, &key(digest)) & 0xff);
+        }
+        assert!(
+            buckets.len() > 136,
+            "byte {byte}: {} of 256 buckets",
+            buckets.len()
+        );
     }
-    assert!(buckets.len() > 128, "{} of 256 buckets", buckets.len());
     // Another cache, another seed: placement cannot be predicted from the token alone.
     let other = DigestHash::random();
     assert_ne!(hash(&seeded, &a), hash(&other, &a));
