@@ -504,7 +504,7 @@ impl Equivalent<Key> for KeyRef<'_> {
 }
 
 /// moka's hasher for [`Key`]s: the first eight bytes of the SHA-256 digest, mixed with a
-/// per-cache random seed by one folded 128-bit multiply.
+/// per-cache random seed by two folded 128-bit multiplies.
 ///
 /// The digest is uniform already, so hashing all of it again (moka's default SipHash) buys
 /// nothing; the seed keeps bucket placement unpredictable, so tokens ground to share digest
