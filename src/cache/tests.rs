@@ -115,6 +115,19 @@ fn rpt(s: &str) -> Rpt {
     Rpt::new(s)
 }
 
+/// Starts a request for `rpt-a` in a task of its own; its introspection call (an active
+/// answer expiring at `exp`) signals `started`, then waits for a permit from `gate`.
+fn spawn_gated(
+    cache: &IntrospectionCache,
+    f: &Fetcher,
+    started: &Arc<Notify>,
+    gate: &Arc<Semaphore>,
+    exp: i64,
+) -> tokio::task::JoinHandle<Result<Cached, IntrospectError>> {
+    let (cache, fetch) = (cache.clone(), f.gated(started, gate, active(Some(exp))));
+    tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
+}
+
 async fn source(
     cache: &IntrospectionCache,
     ns: &str,
@@ -472,20 +485,14 @@ async fn a_dropped_waiter_neither_cancels_nor_delays_the_others() {
     let exp = SystemClock.now_unix() + 3600;
 
     // The first waiter leads the call, then goes away mid-flight.
-    let leader = {
-        let (cache, fetch) = (cache.clone(), f.gated(&started, &gate, active(Some(exp))));
-        tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
-    };
+    let leader = spawn_gated(&cache, &f, &started, &gate, exp);
     started.notified().await;
     leader.abort();
     assert!(leader.await.expect_err("aborted").is_cancelled());
 
     // Others join the same call (their own fetches would block on the gate forever).
     let others: Vec<_> = (0..10)
-        .map(|_| {
-            let (cache, fetch) = (cache.clone(), f.gated(&started, &gate, active(Some(exp))));
-            tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
-        })
+        .map(|_| spawn_gated(&cache, &f, &started, &gate, exp))
         .collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
     gate.add_permits(100);
@@ -506,10 +513,7 @@ async fn the_call_completes_and_fills_the_cache_after_every_waiter_left() {
     let f = Fetcher::default();
     let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
     let exp = SystemClock.now_unix() + 3600;
-    let only = {
-        let (cache, fetch) = (cache.clone(), f.gated(&started, &gate, active(Some(exp))));
-        tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
-    };
+    let only = spawn_gated(&cache, &f, &started, &gate, exp);
     started.notified().await;
     only.abort();
     assert!(only.await.expect_err("aborted").is_cancelled());
@@ -874,10 +878,7 @@ async fn invalidating_during_a_call_detaches_it() {
         let f = Fetcher::default();
         let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
         let exp = SystemClock.now_unix() + 3600;
-        let waiter = {
-            let (cache, fetch) = (cache.clone(), f.gated(&started, &gate, active(Some(exp))));
-            tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
-        };
+        let waiter = spawn_gated(&cache, &f, &started, &gate, exp);
         started.notified().await;
         if invalidate_all {
             cache.invalidate_all();
@@ -885,10 +886,7 @@ async fn invalidating_during_a_call_detaches_it() {
             cache.invalidate(AS1, "rpt-a");
         }
         // A request after the invalidation starts its own call instead of joining.
-        let after = {
-            let (cache, fetch) = (cache.clone(), f.gated(&started, &gate, active(Some(exp))));
-            tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
-        };
+        let after = spawn_gated(&cache, &f, &started, &gate, exp);
         started.notified().await;
         assert_eq!(f.calls(), 2);
         gate.add_permits(1);
@@ -923,10 +921,7 @@ async fn a_result_that_arrives_after_invalidation_is_not_kept() {
     let f = Fetcher::default();
     let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
     let exp = SystemClock.now_unix() + 3600;
-    let waiter = {
-        let (cache, fetch) = (cache.clone(), f.gated(&started, &gate, active(Some(exp))));
-        tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
-    };
+    let waiter = spawn_gated(&cache, &f, &started, &gate, exp);
     started.notified().await;
     cache.invalidate(AS1, "rpt-a");
     gate.add_permits(1);
