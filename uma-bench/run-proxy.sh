@@ -11,6 +11,10 @@
 #    and then, in a second run, N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up.
 #    Prints both figures and the difference (target: UMA adds <= 5,000 instructions/request).
 #
+# Every server receives the same requests, `Authorization: Bearer T` included: cached RPTs
+# for proxy-uma, stand-in tokens of the same shape for the others (which forward or ignore
+# them). Both proxies forward the header upstream.
+#
 # CPUs: the proxy under test is pinned to PROXY_CPU (0); the upstream and the load generator
 # share UPSTREAM_CPU / CLIENT_CPU (1). The proxy, the thing measured, has a core of its own;
 # the upstream's work per request is the same behind both proxies. In the direct rounds the
@@ -69,8 +73,8 @@ if [ -z "${SKIP_THROUGHPUT:-}" ]; then
         if [ $((round % 2)) -eq 1 ]; then order="direct proxy-bare proxy-uma"; else order="proxy-uma proxy-bare direct"; fi
         for mode in $order; do
             case $mode in
-                direct) u=$upstream_url p=$upstream_pid extra=() ;;
-                proxy-bare) u=$bare_url p=$bare_pid extra=() ;;
+                direct) u=$upstream_url p=$upstream_pid extra=(--token-file "$tmp/upstream.tokens") ;;
+                proxy-bare) u=$bare_url p=$bare_pid extra=(--token-file "$tmp/proxy-bare.tokens") ;;
                 proxy-uma) u=$uma_url p=$uma_pid extra=(--token-file "$tmp/proxy-uma.tokens") ;;
             esac
             before=$(cpu_ticks "$p")
@@ -131,8 +135,7 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
             rm -f "$out"
             start_server "cg-$mode-$n" "$PROXY_CPU" "$mode" --upstream "$upstream_url" \
                 -- valgrind --tool=callgrind --callgrind-out-file="$out"
-            extra=()
-            if [ "$mode" = proxy-uma ]; then extra=(--token-file "$tmp/cg-$mode-$n.tokens"); fi
+            extra=(--token-file "$tmp/cg-$mode-$n.tokens")
             line=$(loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}")
             stop_server "$pid"
             ir[$n]=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out")

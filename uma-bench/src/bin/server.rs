@@ -19,6 +19,12 @@
 //! `rpt VALUE`, when no file is given). The cache keeps entries for a day, so a benchmark never
 //! sees an expiry.
 //!
+//! The modes without UMA (`bare`, `upstream`, `noop-layer`, `proxy-bare`) write `--tokens`
+//! stand-in tokens of the same shape (43 random base64url characters, like the AS's RPTs) to
+//! `--token-file`, which they ignore. The scripts send them, so that every server receives the
+//! same requests, `Authorization` header included, and a comparison measures what the layer
+//! does rather than what the client sends.
+//!
 //! `proxy-bare` serves [`uma_proxy::forwarding_service`] to `--upstream` with
 //! [`uma_proxy::serve`], as the `uma-proxy` binary does, without UMA. `proxy-uma` serves the
 //! same forwarding service behind an [`UmaLayer`] built as in `layer` mode (in-process AS,
@@ -98,11 +104,12 @@ struct Args {
     /// The address to listen on; port 0 picks a free one (the first line of output says which).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// layer and proxy-uma modes: how many RPTs to mint and cache.
+    /// How many RPTs to mint and cache (layer and proxy-uma modes), or stand-in tokens to
+    /// write (the other modes).
     #[arg(long, default_value_t = 100)]
     tokens: usize,
-    /// layer and proxy-uma modes: where to write the RPTs, one per line (default: print them
-    /// as `rpt VALUE`).
+    /// Where to write the RPTs or stand-in tokens, one per line (default: print them as
+    /// `rpt VALUE`).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Runtime threads; 1 uses tokio's current-thread runtime.
@@ -165,14 +172,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         Mode::NoopLayer => {
             let app = app().layer(tower::layer::layer_fn(|svc| svc));
-            announce(addr, &[], args.token_file.as_deref())?;
+            announce(
+                addr,
+                &stand_in_tokens(args.tokens),
+                args.token_file.as_deref(),
+            )?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown())
                 .await?;
             (None, Vec::new())
         }
         _ => {
-            announce(addr, &[], args.token_file.as_deref())?;
+            announce(
+                addr,
+                &stand_in_tokens(args.tokens),
+                args.token_file.as_deref(),
+            )?;
             axum::serve(listener, app())
                 .with_graceful_shutdown(shutdown())
                 .await?;
@@ -183,6 +198,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         report_calls(&auth, tokens.len());
     }
     Ok(())
+}
+
+/// `n` tokens shaped like the AS's RPTs (32 random bytes, base64url without padding), for the
+/// modes without UMA, which ignore them.
+fn stand_in_tokens(n: usize) -> Vec<String> {
+    use base64::Engine as _;
+    (0..n)
+        .map(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+        })
+        .collect()
 }
 
 /// Writes the RPTs to `token_file` (if any) and prints `listening on http://ADDR`, then the
@@ -245,7 +271,7 @@ async fn run_proxy(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         (server, Some(auth), tokens)
     } else {
         let server = tokio::spawn(uma_proxy::serve(listener, forward, shutdown(), grace));
-        (server, None, Vec::new())
+        (server, None, stand_in_tokens(args.tokens))
     };
     announce(addr, &tokens, args.token_file.as_deref())?;
     server.await?;
