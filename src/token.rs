@@ -191,6 +191,38 @@ pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Bearer {
     if values.next().is_some() {
         return Bearer::Malformed("more than one Authorization header");
     }
+    // The common spelling, `Bearer ` and an unpadded token, checked without branching per
+    // byte. Whatever it accepts, `parse_value` accepts with the same result (a unit test
+    // compares the two); everything else goes there.
+    let bytes = value.as_bytes();
+    if let Some((scheme, token)) = bytes.split_at_checked(BEARER_SP.len())
+        && scheme.eq_ignore_ascii_case(BEARER_SP)
+        && !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && all_b64token(token)
+    {
+        return Bearer::Token(BearerToken {
+            value: value.clone(),
+            start: BEARER_SP.len(),
+        });
+    }
+    parse_value(value)
+}
+
+/// `Bearer` and the one space of the common spelling.
+const BEARER_SP: &[u8] = b"bearer ";
+
+/// Whether every byte is in the `b64token` body alphabet: eight table lookups at a time,
+/// combined without a branch per byte.
+fn all_b64token(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    let in_chunks = chunks.all(|c| c.iter().fold(true, |ok, &b| ok & B64TOKEN[usize::from(b)]));
+    in_chunks && chunks.remainder().iter().all(|&b| B64TOKEN[usize::from(b)])
+}
+
+/// Every spelling of one `Authorization` header value: blanks around the scheme and the token,
+/// `=` padding, other schemes, and the reasons for refusing a value.
+fn parse_value(value: &HeaderValue) -> Bearer {
     let bytes = value.as_bytes();
     if bytes.len() > MAX_TOKEN_LEN + 16 {
         return Bearer::Malformed("credentials too long");
@@ -300,6 +332,58 @@ mod tests {
             );
         }
         bearer_from_headers(&h)
+    }
+
+    /// Every value the fast path of `bearer_from_headers` takes must parse the same through
+    /// `parse_value`, and so must everything else: the two are compared on all short values
+    /// over an alphabet of the bytes that matter, and on long ones around the 8-byte chunks.
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        const ALPHABET: &[u8] = b"aZ9-._~+/= \t\"\x80,";
+        let mut checked = 0_u32;
+        let mut check = |value: Vec<u8>| {
+            let Ok(header) = HeaderValue::from_bytes(&value) else {
+                return;
+            };
+            assert_eq!(parse(&[&value]), parse_value(&header), "{value:?}");
+            checked += 1;
+        };
+        for prefix in [
+            &b"Bearer "[..],
+            b"bEaReR ",
+            b"Bearer",
+            b"Bearer  ",
+            b"Basic ",
+        ] {
+            // Every string of up to three bytes from the alphabet after each prefix.
+            let mut tails = vec![Vec::new()];
+            for _ in 0..3 {
+                let longer: Vec<Vec<u8>> = tails
+                    .iter()
+                    .flat_map(|t| ALPHABET.iter().map(move |&b| [t.as_slice(), &[b]].concat()))
+                    .collect();
+                tails.extend(longer);
+                tails.dedup();
+            }
+            for tail in &tails {
+                check([prefix, tail.as_slice()].concat());
+            }
+            // Long tokens, with one byte from the alphabet at every position of the chunks.
+            for len in [7, 8, 9, 15, 16, 17, 43, 64] {
+                for at in 0..len {
+                    for &b in ALPHABET {
+                        let mut token = vec![b'k'; len];
+                        token[at] = b;
+                        check([prefix, token.as_slice()].concat());
+                    }
+                }
+            }
+        }
+        // The length limit, either side.
+        for len in [MAX_TOKEN_LEN - 1, MAX_TOKEN_LEN, MAX_TOKEN_LEN + 1] {
+            check([&b"Bearer "[..], &vec![b'x'; len]].concat());
+        }
+        assert!(checked > 10_000, "only {checked} values checked");
     }
 
     #[test]
