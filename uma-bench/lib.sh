@@ -1,5 +1,6 @@
 # Shared helpers of run-e2e.sh and run-proxy.sh; sourced after `cd` to the workspace root,
-# with BIN, TOKENS, CLIENT_CPU and LOADGEN_ARGS set.
+# with BIN, TOKENS, CLIENT_CPU and LOADGEN_ARGS set (and N1, N2, CG_CONNECTIONS and OUT for
+# `profile`).
 
 tmp=$(mktemp -d)
 pids=()
@@ -73,4 +74,38 @@ cpu_ticks() {
 # median: the median of the numbers on standard input.
 median() {
     sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# profile NAME CPU MODE [ARGS...]: a steady-state callgrind profile of one server. It is sent
+# N1 requests (with its token file), then callgrind_control zeroes the counters, N2 - N1 more
+# requests follow and the counters are dumped. Prints the instructions per request and the
+# costliest functions (self) per request; sets $profile_file.
+profile() {
+    local name=$1 cpu=$2 mode=$3
+    shift 3
+    local n=$((N2 - N1)) base="$OUT/profile.$name.out" ir
+    rm -f "$base" "$base".*
+    start_server "prof-$name" "$cpu" "$mode" "$@" -- valgrind --tool=callgrind --callgrind-out-file="$base"
+    loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$N1" --token-file "$tmp/prof-$name.tokens" >/dev/null
+    callgrind_control --zero "$pid" >/dev/null 2>&1
+    loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" --token-file "$tmp/prof-$name.tokens" >/dev/null
+    callgrind_control --dump "$pid" >/dev/null 2>&1
+    stop_server "$pid"
+    profile_file="$base.1"
+    ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$profile_file")
+    echo "  $name: $((ir / n)) instructions per request; costliest functions (self), per request:"
+    callgrind_annotate --threshold=100 "$profile_file" 2>/dev/null |
+        sed -n 's/^ *\([0-9,]*\) ([ 0-9.%]*) *\(.*\) \[.*$/\1 \2/p' |
+        awk -v n="$n" '{ gsub(",", "", $1) } $1 / n >= 1 && $2 !~ /below|libc_start|lang_start|block_on|enter_runtime|backtrace|:main$|0x0/ && c++ < 25 {
+            v = $1 / n; $1 = ""; printf "    %7.0f %s\n", v, substr($0, 2) }'
+}
+
+# inclusive FILE REGEX: the functions of a profile whose names match REGEX, by inclusive cost
+# per request (at least 50), costliest first.
+inclusive() {
+    local n=$((N2 - N1))
+    callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
+        sed -n 's/^ *\([0-9,]*\) ([ 0-9.%]*) *\(.*\) \[.*$/\1 \2/p' |
+        awk -v n="$n" -v re="$2" '{ gsub(",", "", $1) } $2 ~ re && $1 / n >= 50 && c++ < 30 {
+            v = $1 / n; $1 = ""; printf "    %7.0f %s\n", v, substr($0, 2) }'
 }

@@ -144,34 +144,12 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
     echo "  (callgrind phase took $((SECONDS - phase)) s)"
 fi
 if [ -n "${PROFILE:-}" ]; then
-    n=$((N2 - N1))
-    echo "== steady-state profiles: counters zeroed after $N1 requests, dumped after $n more"
+    echo "== steady-state profiles: counters zeroed after $N1 requests, dumped after $((N2 - N1)) more"
     phase=$SECONDS
-    for mode in bare layer; do
-        base="$OUT/profile.$mode.out"
-        rm -f "$base" "$base".*
-        start_server "prof-$mode" "$SERVER_CPU" "$mode" -- valgrind --tool=callgrind --callgrind-out-file="$base"
-        extra=(--token-file "$tmp/prof-$mode.tokens")
-        loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$N1" "${extra[@]}" >/dev/null
-        callgrind_control --zero "$pid" >/dev/null 2>&1
-        loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}" >/dev/null
-        callgrind_control --dump "$pid" >/dev/null 2>&1
-        stop_server "$pid"
-        file="$base.1"
-        ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file")
-        echo "  $mode: $((ir / n)) instructions per request; costliest functions (self), per request:"
-        callgrind_annotate --threshold=100 "$file" 2>/dev/null |
-            sed -n 's/^ *\([0-9,]*\) ([ 0-9.%]*) *\(.*\) \[.*$/\1 \2/p' |
-            awk -v n="$n" '{ gsub(",", "", $1) } $1 / n >= 1 && $2 !~ /below|libc_start|lang_start|block_on|enter_runtime|backtrace|:main$|0x0/ && c++ < 25 {
-                v = $1 / n; $1 = ""; printf "    %7.0f %s\n", v, substr($0, 2) }'
-        if [ "$mode" = layer ]; then
-            echo "  layer: tower-uma and moka functions (inclusive), per request:"
-            callgrind_annotate --inclusive=yes --threshold=100 "$file" 2>/dev/null |
-                sed -n 's/^ *\([0-9,]*\) ([ 0-9.%]*) *\(.*\) \[.*$/\1 \2/p' |
-                awk -v n="$n" '{ gsub(",", "", $1) } $2 ~ /tower_uma|moka::future::cache::Cache.*::get/ && $1 / n >= 50 && c++ < 30 {
-                    v = $1 / n; $1 = ""; printf "    %7.0f %s\n", v, substr($0, 2) }'
-        fi
-    done
+    profile bare "$SERVER_CPU" bare
+    profile layer "$SERVER_CPU" layer
+    echo "  layer: tower-uma and moka functions (inclusive), per request:"
+    inclusive "$profile_file" 'tower_uma|moka::future::cache::Cache.*::get'
     echo "  profiles: $OUT/profile.{bare,layer}.out.1 (callgrind_annotate --inclusive=yes FILE)"
     echo "  (profile phase took $((SECONDS - phase)) s)"
 fi

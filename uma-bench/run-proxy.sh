@@ -10,6 +10,8 @@
 # 2. Instructions per request: each proxy (only the proxy process) under callgrind, sent N1
 #    and then, in a second run, N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up.
 #    Prints both figures and the difference (target: UMA adds <= 5,000 instructions/request).
+# 3. With PROFILE=1, a steady-state profile of each proxy (as in run-e2e.sh): instructions per
+#    request and the costliest functions per request.
 #
 # Every server receives the same requests, `Authorization: Bearer T` included: cached RPTs
 # for proxy-uma, stand-in tokens of the same shape for the others (which forward or ignore
@@ -24,7 +26,7 @@
 # Usage: uma-bench/run-proxy.sh          (from anywhere; builds in release first)
 # Settings (environment): ROUNDS=6 DURATION=5s WARMUP=1s CONNECTIONS=32 TOKENS=100
 #   LOADGEN_ARGS=--raw PROXY_CPU=0 UPSTREAM_CPU=1 CLIENT_CPU=1 N1=2000 N2=12000 CG_CONNECTIONS=1
-#   SKIP_THROUGHPUT= SKIP_CALLGRIND= OUT=target/uma-bench
+#   SKIP_THROUGHPUT= SKIP_CALLGRIND= PROFILE= OUT=target/uma-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -154,6 +156,16 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
     }'
     echo "  callgrind files: $OUT/callgrind.{proxy-bare,proxy-uma}.{$N1,$N2}.out (callgrind_annotate them)"
     echo "  (callgrind phase took $((SECONDS - phase)) s)"
+fi
+if [ -n "${PROFILE:-}" ]; then
+    echo "== steady-state profiles: counters zeroed after $N1 requests, dumped after $((N2 - N1)) more"
+    phase=$SECONDS
+    profile proxy-bare "$PROXY_CPU" proxy-bare --upstream "$upstream_url"
+    profile proxy-uma "$PROXY_CPU" proxy-uma --upstream "$upstream_url"
+    echo "  proxy-uma: tower-uma, uma-proxy and moka functions (inclusive), per request:"
+    inclusive "$profile_file" 'tower_uma|uma_proxy|moka::future::cache::Cache.*::get'
+    echo "  profiles: $OUT/profile.{proxy-bare,proxy-uma}.out.1 (callgrind_annotate --inclusive=yes FILE)"
+    echo "  (profile phase took $((SECONDS - phase)) s)"
 fi
 stop_server "$upstream_pid"
 echo "== done in $((SECONDS - started)) s"
