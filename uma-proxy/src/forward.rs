@@ -305,6 +305,9 @@ impl Forward {
         if !self.shared.options.forward_authorization {
             headers.remove(header::AUTHORIZATION);
         }
+        // Room for the X-Forwarded-* headers and the X-Uma-* ones, so that the map grows (and
+        // rehashes) at most once.
+        headers.reserve(if principal.is_some() { 6 } else { 3 });
         if let Some(p) = &principal
             && let Err(what) = set_principal_headers(headers, p)
         {
