@@ -393,12 +393,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes the hop-by-hop headers, those named by `Connection` included, and `Upgrade`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Split on the bytes, so that one token that is not ASCII (or not a name) does not keep
+    // the others in.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -576,6 +577,22 @@ mod tests {
             header::PROXY_AUTHORIZATION,
             HeaderValue::from_static("Basic x"),
         );
+        h.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-end-to-end"));
+    }
+
+    #[test]
+    fn connection_tokens_go_even_beside_a_non_ascii_one() {
+        // RFC 9110 §7.6.1: every field the Connection header names is hop-by-hop; one token
+        // that is not ASCII must not keep the others in the request.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"X-Secret-Hop, caf\xe9").unwrap(),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("x-end-to-end", HeaderValue::from_static("kept"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
