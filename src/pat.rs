@@ -231,7 +231,9 @@ impl PatProvider {
         let refresh_at = parsed
             .expires_in
             .filter(|s| *s > 0)
-            .map(|secs| started + refresh_after(Duration::from_secs(secs)));
+            // An `expires_in` too large for an `Instant` means no time-based refresh (a 401
+            // still triggers one), rather than an overflow panic.
+            .and_then(|secs| started.checked_add(refresh_after(Duration::from_secs(secs))));
         Ok((Pat::new(parsed.access_token), refresh_at))
     }
 }
@@ -282,6 +284,42 @@ mod tests {
             refresh_after(Duration::from_secs(2)),
             Duration::from_millis(1800)
         );
+    }
+
+    /// An `expires_in` too large for an `Instant` (garbage from the AS) must neither panic
+    /// the refresh task nor lose the PAT: the token is kept and refreshed on a 401 instead.
+    #[tokio::test]
+    async fn a_huge_expires_in_does_not_panic() {
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(|| async {
+                axum::Json(serde_json::json!({
+                    "access_token": "pat-huge",
+                    "token_type": "Bearer",
+                    "expires_in": u64::MAX,
+                }))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        let provider = Arc::new(PatProvider::new(
+            reqwest::Client::builder().build().expect("client"),
+            PatConfig {
+                token_endpoint: url,
+                client_id: "rs".to_owned(),
+                client_secret: ClientSecret::new("rs-secret"),
+                client_auth: ClientAuth::Basic,
+                grant: PatGrant::ClientCredentials,
+                scope: Some("uma_protection".to_owned()),
+            },
+        ));
+        let pat = provider.get().await.expect("a PAT");
+        assert_eq!(pat.secret(), "pat-huge");
+        // Reused, not fetched again.
+        assert_eq!(provider.get().await.expect("a PAT"), pat);
     }
 
     #[test]

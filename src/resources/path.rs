@@ -230,6 +230,16 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment<'_>>, Pa
     if canonical == "." || canonical == ".." {
         return Err(PathError::DotSegment);
     }
+    // The canonical spelling has hex digits decoded (they are unreserved), so `%25` followed by
+    // two of them here is a double encoding however the digits were spelled (`%252e`,
+    // `%25%32%65`, `%252%65`).
+    if canonical
+        .as_bytes()
+        .windows(5)
+        .any(|w| w.starts_with(b"%25") && hex_pair(w.get(3..)).is_some())
+    {
+        return Err(PathError::DoubleEncoding);
+    }
     let decoded = if escaped {
         let mut decoded = Vec::with_capacity(raw.len());
         let mut j = 0;

@@ -161,6 +161,25 @@ fn refused_spellings() {
 }
 
 #[test]
+fn double_encoding_with_escaped_hex_digits_is_refused() {
+    // `%25` followed by the *escapes* of two hex digits (or one literal, one escaped) decodes
+    // once to `%2e` and twice to `.`: the same double encoding as `%252e`, which an upstream
+    // that decodes twice turns into a dot segment (`/albums/../admin`).
+    for raw in [
+        "/albums/%25%32%65%25%32%65/admin",
+        "/albums/%252%65%252%65/admin",
+        "/albums/%25%32e%25%32e/admin",
+        "/albums/%25%34%31",
+    ] {
+        assert_eq!(
+            normalize_path(raw),
+            Err(PathError::DoubleEncoding),
+            "{raw:?}"
+        );
+    }
+}
+
+#[test]
 fn a_lone_encoded_percent_is_kept() {
     let path = normalize_path("/files/100%25").unwrap();
     assert_eq!(path.as_str(), "/files/100%25");

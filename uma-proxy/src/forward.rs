@@ -13,8 +13,9 @@
 //!   upstream's);
 //! - sets `X-Forwarded-For` (the client's IP appended to any list the client sent),
 //!   `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the `Host` the client used);
-//! - removes any `X-Uma-Subject`, `X-Uma-Client-Id` and `X-Uma-Permissions` and, when the
-//!   request carries a [`UmaPrincipal`], sets them from it; drops `Authorization` unless
+//! - removes any `X-Uma-Subject`, `X-Uma-Client-Id` and `X-Uma-Permissions` (also spelled
+//!   with `_` for `-`) and, when the request carries a [`UmaPrincipal`], sets them from it;
+//!   drops `Authorization` unless
 //!   [`ForwardOptions::forward_authorization`];
 //! - sends it over a pooled HTTP/1.1 keep-alive connection and answers `502 Bad Gateway` when
 //!   the upstream cannot be reached or fails, `504 Gateway Timeout` when its response head does
@@ -87,8 +88,31 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The headers the proxy alone may set; whatever a client sends under these names is removed
-/// before anything else sees the request.
+/// before anything else sees the request (see [`remove_uma_headers`]).
 pub const UMA_HEADERS: [HeaderName; 3] = [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS];
+
+/// Removes every header a client could pass off as one of [`UMA_HEADERS`]: those names, and
+/// their spellings with `_` for `-` (`X_Uma_Subject`), which CGI-style upstreams (WSGI, Rack,
+/// PHP) read as the same `HTTP_X_UMA_SUBJECT`.
+pub fn remove_uma_headers(headers: &mut HeaderMap) {
+    let is_uma = |name: &HeaderName| {
+        UMA_HEADERS.iter().any(|uma| {
+            uma.as_str().len() == name.as_str().len()
+                && uma
+                    .as_str()
+                    .bytes()
+                    .zip(name.as_str().bytes())
+                    .all(|(u, n)| u == n || (u == b'-' && n == b'_'))
+        })
+    };
+    if !headers.keys().any(is_uma) {
+        return;
+    }
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_uma(n)).cloned().collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
 
 /// The address of the client a request came from, inserted into the request extensions by
 /// [`serve`](crate::serve) (used for `X-Forwarded-For`).
@@ -299,9 +323,7 @@ impl Forward {
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
         headers.remove(header::HOST);
-        for name in &UMA_HEADERS {
-            headers.remove(name);
-        }
+        remove_uma_headers(headers);
         if !self.shared.options.forward_authorization {
             headers.remove(header::AUTHORIZATION);
         }
@@ -396,12 +418,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes the hop-by-hop headers, those named by `Connection` included, and `Upgrade`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Split on the bytes, so that one token that is not ASCII (or not a name) does not keep
+    // the others in.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -579,6 +602,22 @@ mod tests {
             header::PROXY_AUTHORIZATION,
             HeaderValue::from_static("Basic x"),
         );
+        h.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-end-to-end"));
+    }
+
+    #[test]
+    fn connection_tokens_go_even_beside_a_non_ascii_one() {
+        // RFC 9110 §7.6.1: every field the Connection header names is hop-by-hop; one token
+        // that is not ASCII must not keep the others in the request.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"X-Secret-Hop, caf\xe9").unwrap(),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("x-end-to-end", HeaderValue::from_static("kept"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");

@@ -35,7 +35,9 @@ use tower_service::Service;
 use tower_uma::UmaLayer;
 
 use crate::config::Config;
-use crate::forward::{ClientAddr, ForwardOptions, ProxyBody, UMA_HEADERS, forwarding_service};
+use crate::forward::{
+    ClientAddr, ForwardOptions, ProxyBody, forwarding_service, remove_uma_headers,
+};
 use crate::metrics as m;
 
 /// How [`serve`] ended.
@@ -52,9 +54,10 @@ pub enum Drain {
 /// accepting, lets requests in flight finish for at most `grace`, and returns.
 ///
 /// Before `service` sees a request, every `X-Uma-Subject`, `X-Uma-Client-Id` and
-/// `X-Uma-Permissions` header the client sent is removed (so they cannot be spoofed, whatever
-/// route the request takes), and a [`ClientAddr`] is put in its extensions. Connections keep
-/// alive; an idle one is closed at shutdown, a busy one after its current response.
+/// `X-Uma-Permissions` header the client sent, in any spelling with `_` for `-`, is removed
+/// (so they cannot be spoofed, whatever route the request takes), and a [`ClientAddr`] is put
+/// in its extensions. Connections keep alive; an idle one is closed at shutdown, a busy one
+/// after its current response.
 ///
 /// `service` is the UMA proxy (`UmaLayer::layer(forward)`) or the bare
 /// [`forwarding_service`]; see the [`forward`](crate::forward) module for an example.
@@ -92,9 +95,7 @@ where
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let per_request = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            for name in &UMA_HEADERS {
-                req.headers_mut().remove(name);
-            }
+            remove_uma_headers(req.headers_mut());
             req.extensions_mut().insert(ClientAddr(peer));
             service.clone().oneshot(req)
         });
