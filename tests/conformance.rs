@@ -601,12 +601,23 @@ async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavo
         r#"{"no":"active"}"#,
     );
     expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
+    // An `exp` that is not a NumericDate is not "no expiry" (§13 item 8 covers 0 and absent).
+    let body = json!({"active": true, "exp": "never",
+        "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
+    e.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &body.to_string(),
+    );
+    expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
     assert_eq!(e.calls.get(), 0);
     assert_eq!(
         e.get("/invoices/42", Some(&auth)).await.status(),
         StatusCode::OK
     );
-    assert_eq!(e.as_.count(Endpoint::Introspection), 4);
+    assert_eq!(e.as_.count(Endpoint::Introspection), 5);
 }
 
 async fn check_27_as_down_with_an_uncached_rpt(f: Flavor) {

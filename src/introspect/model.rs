@@ -254,6 +254,11 @@ pub enum ParseError {
     /// `active` is missing or not a boolean.
     #[error("introspection response has no boolean `active`")]
     NoActive,
+    /// A top-level `exp` or `nbf` (named here) that is neither a number nor a string holding
+    /// one. Refused rather than read as "no constraint", so that an unreadable expiry never
+    /// becomes "never expires".
+    #[error("introspection response has an unreadable `{0}`")]
+    BadTimeClaim(&'static str),
 }
 
 #[derive(Deserialize)]
@@ -302,9 +307,9 @@ impl Introspection {
             .map(|items| items.iter().filter_map(parse_permission).collect())
             .unwrap_or_default();
         Ok(Self {
-            exp: time_claim(obj.get("exp")),
-            iat: time_claim(obj.get("iat")),
-            nbf: time_claim(obj.get("nbf")),
+            exp: expiry(obj.get("exp")).map_err(|BadDate| ParseError::BadTimeClaim("exp"))?,
+            iat: informational(obj.get("iat")),
+            nbf: not_before(obj.get("nbf")).map_err(|BadDate| ParseError::BadTimeClaim("nbf"))?,
             sub: obj.get("sub").and_then(Value::as_str).map(Box::from),
             client_id: obj
                 .get("client_id")
@@ -420,12 +425,13 @@ fn parse_permission(item: &Value) -> Option<Permission> {
         (_, Some(s)) => scope_list(&s),
         _ => scope_list(&Value::Null),
     };
+    // A permission whose time bounds cannot be read grants nothing.
     Some(Permission {
         resource_id,
         resource_scopes,
-        exp: time_claim(raw.exp.as_ref()),
-        nbf: time_claim(raw.nbf.as_ref()),
-        iat: time_claim(raw.iat.as_ref()),
+        exp: expiry(raw.exp.as_ref()).ok()?,
+        nbf: not_before(raw.nbf.as_ref()).ok()?,
+        iat: informational(raw.iat.as_ref()),
     })
 }
 
@@ -450,13 +456,46 @@ fn scope_list(v: &Value) -> Arc<[Arc<str>]> {
     intern::scope_lists().intern(&list)
 }
 
-/// A NumericDate; `0`, negative, non-numeric or absent all mean "no constraint".
-fn time_claim(v: Option<&Value>) -> Claim {
-    let n = v.and_then(|v| {
-        v.as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-    });
-    Claim::new(n)
+/// A time claim that is neither a number nor a string holding one.
+struct BadDate;
+
+/// Reads a NumericDate (seconds since the epoch). Absent, `null` and `0` mean "no constraint"
+/// (uma-wire §13 item 8). A number, or a string holding one (some servers quote them), is read
+/// with any fraction dropped; anything else is [`BadDate`].
+fn numeric_date(v: Option<&Value>) -> Result<Option<i64>, BadDate> {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "a finite f64 saturates to i64, which is what a date that far out means"
+    )]
+    let whole = |f: f64| f.is_finite().then(|| f.floor() as i64);
+    let secs = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().and_then(whole)),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(whole))
+        }
+        Some(_) => None,
+    };
+    secs.map(|secs| (secs != 0).then_some(secs)).ok_or(BadDate)
+}
+
+/// An `exp`. One before the epoch has long passed: it is kept as 1 s after the epoch, so that
+/// it never reads as "no expiry".
+fn expiry(v: Option<&Value>) -> Result<Claim, BadDate> {
+    Ok(Claim::new(numeric_date(v)?.map(|secs| secs.max(1))))
+}
+
+/// An `nbf`. One before the epoch has passed: no constraint.
+fn not_before(v: Option<&Value>) -> Result<Claim, BadDate> {
+    Ok(Claim::new(numeric_date(v)?))
+}
+
+/// An `iat`, which no decision reads: an unreadable one is simply absent.
+fn informational(v: Option<&Value>) -> Claim {
+    numeric_date(v).map_or(Claim::default(), Claim::new)
 }
 
 #[cfg(test)]
@@ -582,16 +621,36 @@ mod tests {
         assert_eq!(format!("{:?}", Claim::new(Some(7))), "Some(7)");
         assert_eq!(format!("{:?}", Claim::new(Some(0))), "None");
 
-        // As parsed: 0, negative, non-numeric and absent are all "no constraint".
-        let claim = |v: Value| time_claim(Some(&v)).get();
-        assert_eq!(claim(json!(1_767_225_600)), Some(1_767_225_600));
-        assert_eq!(claim(json!(1_767_225_600.9)), Some(1_767_225_600));
-        assert_eq!(claim(json!(0)), None);
-        assert_eq!(claim(json!(-5)), None);
-        assert_eq!(claim(json!(-0.5)), None);
-        assert_eq!(claim(json!("1767225600")), None);
-        assert_eq!(claim(json!(null)), None);
-        assert_eq!(time_claim(None).get(), None);
+        // As parsed (uma-wire §13 item 8): 0, null and absent are "no constraint"; numbers
+        // and numeric strings are read; an `exp` before the epoch has passed; anything else is
+        // unreadable.
+        let exp = |v: Value| expiry(Some(&v)).ok().map(Claim::get);
+        let nbf = |v: Value| not_before(Some(&v)).ok().map(Claim::get);
+        assert_eq!(exp(json!(1_767_225_600)), Some(Some(1_767_225_600)));
+        assert_eq!(exp(json!(1_767_225_600.9)), Some(Some(1_767_225_600)));
+        assert_eq!(exp(json!("1767225600")), Some(Some(1_767_225_600)));
+        assert_eq!(exp(json!(" 1767225600.5 ")), Some(Some(1_767_225_600)));
+        assert_eq!(exp(json!(u64::MAX)), Some(Some(i64::MAX)));
+        assert_eq!(exp(json!(0)), Some(None));
+        assert_eq!(exp(json!(null)), Some(None));
+        assert_eq!(expiry(None).ok().map(Claim::get), Some(None));
+        assert_eq!(exp(json!(-5)), Some(Some(1)));
+        assert_eq!(exp(json!(-0.5)), Some(Some(1)));
+        assert_eq!(nbf(json!(-0.5)), Some(None));
+        assert_eq!(nbf(json!(-5)), Some(None));
+        assert_eq!(nbf(json!(5)), Some(Some(5)));
+        for unreadable in [
+            json!("soon"),
+            json!(""),
+            json!("inf"),
+            json!(true),
+            json!([1]),
+            json!({}),
+        ] {
+            assert_eq!(exp(unreadable.clone()), None, "{unreadable}");
+            assert_eq!(nbf(unreadable.clone()), None, "{unreadable}");
+            assert_eq!(informational(Some(&unreadable)).get(), None, "{unreadable}");
+        }
 
         // And as set by hand.
         let i = Introspection::active(vec![], Some(0))
@@ -602,6 +661,34 @@ mod tests {
             .with_exp(Some(-1))
             .with_nbf(Some(5));
         assert_eq!((p.exp(), p.nbf(), p.iat()), (None, Some(5), None));
+    }
+
+    #[test]
+    fn unreadable_time_claims_never_mean_no_expiry() {
+        // uma-wire §13 item 8 covers 0 and absent only: an unreadable top-level `exp` or
+        // `nbf` makes the whole answer unusable, an unreadable permission bound drops that
+        // permission, and an unreadable `iat` is ignored.
+        for (claim, name) in [("exp", "exp"), ("nbf", "nbf")] {
+            let body = json!({"active": true, claim: "soon", "permissions": []});
+            assert_eq!(
+                Introspection::from_value(&body),
+                Err(ParseError::BadTimeClaim(name))
+            );
+        }
+        let body = json!({"active": true, "exp": "1767225600", "iat": "yesterday",
+            "permissions": [
+                {"resource_id": "a", "resource_scopes": ["view"], "exp": {"at": 1}},
+                {"resource_id": "b", "resource_scopes": ["view"], "nbf": false},
+                {"resource_id": "c", "resource_scopes": ["view"], "exp": -1},
+                {"resource_id": "d", "resource_scopes": ["view"], "exp": "1767225600"}]});
+        let i = Introspection::from_value(&body).expect("parses");
+        assert_eq!((i.exp(), i.iat()), (Some(1_767_225_600), None));
+        let kept: Vec<(&str, Option<i64>)> = i
+            .permissions()
+            .iter()
+            .map(|p| (p.resource_id(), p.exp()))
+            .collect();
+        assert_eq!(kept, [("c", Some(1)), ("d", Some(1_767_225_600))]);
     }
 
     #[test]
