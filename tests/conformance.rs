@@ -54,6 +54,17 @@ impl Env {
         resp
     }
 
+    /// The AS's next introspection answer: 200 with this JSON body.
+    fn introspection_says(&self, body: &serde_json::Value) {
+        self.as_.respond_next(
+            Endpoint::Introspection,
+            1,
+            200,
+            "application/json",
+            &body.to_string(),
+        );
+    }
+
     fn current_pat(&self) -> String {
         let reqs = self.as_.requests(Endpoint::Permission);
         let last = reqs.last().expect("a permission request");
@@ -406,13 +417,7 @@ async fn check_18_active_but_expired_token_is_challenged(f: Flavor) {
     // The AS itself would say inactive; make it claim active with a past exp.
     let body = json!({"active": true, "exp": now() - 10,
         "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
-    e.as_.respond_next(
-        Endpoint::Introspection,
-        1,
-        200,
-        "application/json",
-        &body.to_string(),
-    );
+    e.introspection_says(&body);
     expect_challenge(&e.get("/invoices/42", Some("Bearer rpt-18")).await, &e.as_);
     assert_eq!(e.calls.get(), 0);
 }
@@ -437,13 +442,7 @@ async fn check_19_future_nbf_is_challenged_and_zero_nbf_ignored(f: Flavor) {
     );
     let body = json!({"active": true, "exp": now() + 60, "nbf": 0,
         "permissions": [{"resource_id": e.r, "resource_scopes": ["read"], "nbf": 0}]});
-    e.as_.respond_next(
-        Endpoint::Introspection,
-        1,
-        200,
-        "application/json",
-        &body.to_string(),
-    );
+    e.introspection_says(&body);
     let resp = e.get("/invoices/42", Some("Bearer rpt-19")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(e.calls.get(), 1);
@@ -453,13 +452,7 @@ async fn check_20_keycloak_permission_names(f: Flavor) {
     let e = env(f).await;
     let only_kc = json!({"active": true, "exp": now() + 60,
         "permissions": [{"rsid": e.r, "rsname": "invoice", "scopes": ["read"]}]});
-    e.as_.respond_next(
-        Endpoint::Introspection,
-        1,
-        200,
-        "application/json",
-        &only_kc.to_string(),
-    );
+    e.introspection_says(&only_kc);
     assert_eq!(
         e.get("/invoices/42", Some("Bearer kc-1")).await.status(),
         StatusCode::OK
@@ -467,13 +460,7 @@ async fn check_20_keycloak_permission_names(f: Flavor) {
     let both = json!({"active": true, "exp": now() + 60,
         "permissions": [{"rsid": e.r, "rsname": "invoice", "scopes": ["read"],
                          "resource_id": e.r, "resource_scopes": ["read"]}]});
-    e.as_.respond_next(
-        Endpoint::Introspection,
-        1,
-        200,
-        "application/json",
-        &both.to_string(),
-    );
+    e.introspection_says(&both);
     let resp = e.get("/invoices/42", Some("Bearer kc-2")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(e.calls.get(), 2);
@@ -604,13 +591,7 @@ async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavo
     // An `exp` that is not a NumericDate is not "no expiry" (§13 item 8 covers 0 and absent).
     let body = json!({"active": true, "exp": "never",
         "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
-    e.as_.respond_next(
-        Endpoint::Introspection,
-        1,
-        200,
-        "application/json",
-        &body.to_string(),
-    );
+    e.introspection_says(&body);
     expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
     assert_eq!(e.calls.get(), 0);
     assert_eq!(
