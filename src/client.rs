@@ -15,6 +15,53 @@ use crate::introspect::{IntrospectError, Introspection};
 use crate::pat::{ClientAuth, PatProvider};
 use crate::token::{ClientSecret, Pat, Rpt};
 
+/// The most bytes the layer reads of any answer from the AS (discovery, tokens, introspection,
+/// tickets, registration). Real answers take a few KiB; a larger one is refused rather than
+/// buffered, so a misbehaving AS cannot make the layer hold megabytes per call.
+pub(crate) const MAX_AS_BODY: usize = 1024 * 1024;
+
+/// Why an answer's body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The connection failed or timed out while the body was read.
+    Transport(reqwest::Error),
+    /// The body is longer than the limit (from its `Content-Length`, or as it arrived).
+    TooLarge,
+}
+
+impl BodyError {
+    /// What went wrong, without any URL or body.
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Self::Transport(e) => describe_transport(e),
+            Self::TooLarge => "answer too large",
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes. (Written by hand: http-body-util's `Limited`
+/// could count the bytes, but its boxed errors would then have to be downcast to tell a
+/// timeout from a broken connection.)
+pub(crate) async fn read_body(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// How the layer authenticates itself at the introspection endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -172,11 +219,12 @@ impl AsClient {
         if status != StatusCode::OK {
             return Err(IntrospectError::Status(status.as_u16()));
         }
-        let body = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                IntrospectError::Timeout
-            } else {
-                IntrospectError::Unreachable
+        let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| match e {
+            BodyError::Transport(e) if e.is_timeout() => IntrospectError::Timeout,
+            BodyError::Transport(_) => IntrospectError::Unreachable,
+            BodyError::TooLarge => {
+                tracing::debug!(limit = MAX_AS_BODY, "introspection answer too large");
+                IntrospectError::Unparsable
             }
         })?;
         Introspection::from_json(&body).map_err(|_| IntrospectError::Unparsable)
@@ -248,11 +296,12 @@ impl AsClient {
         if status != StatusCode::CREATED && status != StatusCode::OK {
             return Err(TicketError::Status(status.as_u16()));
         }
-        let body = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                TicketError::Timeout
-            } else {
-                TicketError::Unreachable
+        let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| match e {
+            BodyError::Transport(e) if e.is_timeout() => TicketError::Timeout,
+            BodyError::Transport(_) => TicketError::Unreachable,
+            BodyError::TooLarge => {
+                tracing::debug!(limit = MAX_AS_BODY, "permission answer too large");
+                TicketError::NoTicket
             }
         })?;
         let value: Value = serde_json::from_slice(&body).map_err(|_| TicketError::NoTicket)?;
@@ -297,5 +346,59 @@ mod tests {
     #[test]
     fn client_credentials_are_form_encoded() {
         assert_eq!(form_urlencode("a b:c"), "a+b%3Ac");
+    }
+
+    /// `read_body` refuses a body over its limit whether the `Content-Length` says so or the
+    /// body arrives in chunks with none, and reads one at the limit.
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused() {
+        const LIMIT: usize = 64 * 1024;
+        let chunked = |n: usize| {
+            let chunks =
+                (0..n).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1024])));
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+        };
+        let app =
+            axum::Router::new()
+                .route(
+                    "/sized/{n}",
+                    axum::routing::get(
+                        |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                            vec![b'x'; n]
+                        },
+                    ),
+                )
+                .route(
+                    "/chunked/{n}",
+                    axum::routing::get(
+                        move |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                            chunked(n)
+                        },
+                    ),
+                );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        let http = reqwest::Client::new();
+        let read = |path: String| {
+            let http = http.clone();
+            let url = format!("{base}{path}");
+            async move {
+                let resp = http.get(url).send().await.expect("answer");
+                read_body(resp, LIMIT).await
+            }
+        };
+        let sized = read(format!("/sized/{LIMIT}")).await.expect("at the limit");
+        assert_eq!(sized.len(), LIMIT);
+        let chunked_ok = read("/chunked/64".to_owned()).await.expect("at the limit");
+        assert_eq!(chunked_ok.len(), LIMIT);
+        assert!(matches!(
+            read(format!("/sized/{}", LIMIT + 1)).await,
+            Err(BodyError::TooLarge)
+        ));
+        let over = read("/chunked/65".to_owned()).await;
+        assert!(matches!(over, Err(BodyError::TooLarge)), "{over:?}");
     }
 }

@@ -28,6 +28,7 @@
 use serde::Deserialize;
 use tracing::Instrument;
 
+use crate::client::{MAX_AS_BODY, read_body};
 use crate::error::{Error, ErrorKind, describe_transport, snippet};
 
 /// The path appended to the issuer (Grant §2: concatenation, not RFC 8414's insertion).
@@ -99,10 +100,10 @@ pub(crate) async fn fetch(
             })?;
         let status = resp.status();
         tracing::Span::current().record("http.status_code", status.as_u16());
-        let body = resp.bytes().await.map_err(|e| {
+        let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| {
             Error::new(
                 ErrorKind::Transport,
-                format!("discovery at {url}: {}", describe_transport(&e)),
+                format!("discovery at {url}: {}", e.describe()),
             )
         })?;
         if !status.is_success() {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::client::authenticate_client;
+use crate::client::{MAX_AS_BODY, read_body};
 use crate::error::{Error, ErrorKind, describe_transport, snippet};
 use crate::token::{ClientSecret, Pat};
 
@@ -198,9 +199,9 @@ impl PatProvider {
         })?;
         let status = resp.status();
         tracing::Span::current().record("http.status_code", status.as_u16());
-        let body = resp.bytes().await.map_err(|e| {
-            PatFailure::transient(format!("token endpoint {}", describe_transport(&e)))
-        })?;
+        let body = read_body(resp, MAX_AS_BODY)
+            .await
+            .map_err(|e| PatFailure::transient(format!("token endpoint {}", e.describe())))?;
         if !status.is_success() {
             let message = format!(
                 "token endpoint answered {status}: {}",

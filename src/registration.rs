@@ -46,6 +46,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::client::{AsClient, CallError};
+use crate::client::{MAX_AS_BODY, read_body};
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, describe_transport, snippet};
 use crate::resources::ResourceDecl;
@@ -181,12 +182,9 @@ async fn answer(what: &str, resp: reqwest::Response) -> Result<Answer, Error> {
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let raw = resp.bytes().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Transport,
-            format!("{what}: {}", describe_transport(&e)),
-        )
-    })?;
+    let raw = read_body(resp, MAX_AS_BODY)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Transport, format!("{what}: {}", e.describe())))?;
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     Ok(Answer {
         status,

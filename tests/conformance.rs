@@ -588,6 +588,11 @@ async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavo
         r#"{"no":"active"}"#,
     );
     expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
+    // A granting answer padded past 1 MiB is not read (the layer never buffers more).
+    let padded = json!({"active": true, "exp": now() + 60, "pad": "x".repeat(1024 * 1024),
+        "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
+    e.introspection_says(&padded);
+    expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
     // An `exp` that is not a NumericDate is not "no expiry" (§13 item 8 covers 0 and absent).
     let body = json!({"active": true, "exp": "never",
         "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
@@ -598,7 +603,7 @@ async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavo
         e.get("/invoices/42", Some(&auth)).await.status(),
         StatusCode::OK
     );
-    assert_eq!(e.as_.count(Endpoint::Introspection), 5);
+    assert_eq!(e.as_.count(Endpoint::Introspection), 6);
 }
 
 async fn check_27_as_down_with_an_uncached_rpt(f: Flavor) {

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::client::{BodyError, read_body};
 use crate::error::describe_transport;
 use crate::introspect::IntrospectError;
 
@@ -296,7 +297,7 @@ impl KeySet {
                 IntrospectError::Unreachable
             }
         };
-        let mut resp = self
+        let resp = self
             .http
             .get(&self.uri)
             .header(
@@ -311,14 +312,13 @@ impl KeySet {
         if status != http::StatusCode::OK {
             return Err(IntrospectError::Status(status.as_u16()));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+        let body = read_body(resp, MAX_JWKS_BYTES).await.map_err(|e| match e {
+            BodyError::Transport(e) => transport(e),
+            BodyError::TooLarge => {
                 tracing::debug!(limit = MAX_JWKS_BYTES, "JWKS document too large");
-                return Err(IntrospectError::Unparsable);
+                IntrospectError::Unparsable
             }
-            body.extend_from_slice(&chunk);
-        }
+        })?;
         parse_key_set(&body)
     }
 }
