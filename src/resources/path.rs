@@ -51,8 +51,10 @@ pub enum PathError {
     /// would turn into another character.
     #[error("path contains a double percent-encoding")]
     DoubleEncoding,
-    /// A character that cannot occur in a path at all (`?` or `#`).
-    #[error("path contains a character that cannot occur in a path")]
+    /// A `?` or `#`, literal (which cannot occur in a path at all) or encoded (`%3F`, `%23`),
+    /// which an upstream that decodes the path before splitting off the query or fragment
+    /// would cut it at (`/admin%3F.png` reaching `/admin`).
+    #[error("path contains a query or fragment delimiter")]
     InvalidCharacter,
     /// A segment whose percent-decoded bytes are not UTF-8.
     #[error("path does not decode to utf-8")]
@@ -213,9 +215,6 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment<'_>>, Pa
             i += 3;
         } else {
             check_forbidden(byte)?;
-            if byte == b'?' || byte == b'#' {
-                return Err(PathError::InvalidCharacter);
-            }
             if is_unreserved(byte) || is_sub_delim(byte) || byte == b':' || byte == b'@' {
                 canonical.push(char::from(byte));
             } else {
@@ -269,6 +268,7 @@ fn check_forbidden(byte: u8) -> Result<(), PathError> {
         b'\\' => Err(PathError::Backslash),
         b';' => Err(PathError::Semicolon),
         0x00..=0x1f | 0x7f => Err(PathError::ControlCharacter),
+        b'?' | b'#' => Err(PathError::InvalidCharacter),
         _ => Ok(()),
     }
 }

@@ -152,6 +152,9 @@ fn refused_spellings() {
         ("/albums/%2541", PathError::DoubleEncoding),
         ("/albums?x", PathError::InvalidCharacter),
         ("/albums#x", PathError::InvalidCharacter),
+        ("/admin%3F.png", PathError::InvalidCharacter),
+        ("/admin%3f", PathError::InvalidCharacter),
+        ("/admin%23x", PathError::InvalidCharacter),
         ("/albums/%FF", PathError::InvalidUtf8),
         ("/albums/%C3", PathError::InvalidUtf8),
     ];
