@@ -772,8 +772,8 @@ impl UmaLayerBuilder {
             client_auth: self.client_auth,
         });
         #[cfg(feature = "jwt")]
-        let jwt = if self.rpt_validation == crate::jwt::RptValidation::Introspect {
-            None
+        let (jwt, validation) = if self.rpt_validation == crate::jwt::RptValidation::Introspect {
+            (None, "introspection".to_owned())
         } else {
             let mut v = self.jwt.clone();
             v.fill_defaults(
@@ -786,12 +786,18 @@ impl UmaLayerBuilder {
             if let Some(u) = v.configured_jwks_uri() {
                 check_url("jwks_uri", u, allow_http)?;
             }
-            Some(Arc::new(crate::jwt::JwtVerifier::new(
-                client.http.clone(),
-                v,
-                Arc::clone(&self.clock),
-            )))
+            let validation = format!("{:?} ({})", self.rpt_validation, v.acceptance());
+            let verifier =
+                crate::jwt::JwtVerifier::new(client.http.clone(), v, Arc::clone(&self.clock));
+            (Some(Arc::new(verifier)), validation)
         };
+        #[cfg(not(feature = "jwt"))]
+        let validation = String::from("introspection");
+        let namespace = trim_issuer(&self.issuer).to_owned();
+        let cache = self.cache.take().unwrap_or_default();
+        cache
+            .claim(&namespace, &validation)
+            .map_err(Error::config)?;
         let registrar = self
             .resource_registration_endpoint
             .clone()
@@ -814,11 +820,11 @@ impl UmaLayerBuilder {
             },
             realm,
             as_uri,
-            namespace: trim_issuer(&self.issuer).to_owned(),
+            namespace,
             client,
             registrar,
             sync: self.sync,
-            cache: self.cache.unwrap_or_default(),
+            cache,
             resolver: match self.resolver {
                 Some(r) => Resolver::Custom(r),
                 None => Resolver::Map(self.resources),

@@ -103,6 +103,69 @@ async fn opaque_tokens_fall_back_to_introspection() {
     );
 }
 
+/// Layers sharing a cache must check RPTs alike: a JWT one layer accepted locally (or for its
+/// audience) must not be a cache hit for a layer that would introspect it or check another
+/// audience. Such a configuration is refused when the second layer is built.
+#[tokio::test]
+async fn a_shared_cache_refuses_layers_that_check_rpts_differently() {
+    let as_ = as_builder()
+        .rpt_format(RptFormat::Jwt)
+        .spawn()
+        .await
+        .expect("AS");
+    let cache = tower_uma::IntrospectionCache::builder().build();
+    let build = |mode: RptValidation, jwt: JwtValidation| {
+        let (as_, cache) = (&as_, cache.clone());
+        async move {
+            discover(as_)
+                .await
+                .resources(album_map())
+                .cache(cache)
+                .rpt_validation(mode)
+                .jwt_validation(jwt)
+                .build()
+                .await
+        }
+    };
+    let _first = build(RptValidation::Local, JwtValidation::new())
+        .await
+        .expect("the first layer builds");
+    // The same settings share the cache.
+    let two = JwtValidation::new().audience("b").audience(APP_ID);
+    let _second = build(RptValidation::Local, JwtValidation::new())
+        .await
+        .expect("a layer checking alike shares the cache");
+    for (mode, jwt) in [
+        (RptValidation::Introspect, JwtValidation::new()),
+        (RptValidation::LocalThenIntrospect, JwtValidation::new()),
+        (RptValidation::Local, two.clone()),
+    ] {
+        let err = build(mode, jwt).await.expect_err("refused");
+        assert_eq!(err.kind(), tower_uma::ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains("cache of its own"), "{err}");
+    }
+    // Audiences are a set: the same ones in another order share a cache.
+    let other = tower_uma::IntrospectionCache::builder().build();
+    let _own = discover(&as_)
+        .await
+        .resources(album_map())
+        .cache(other.clone())
+        .rpt_validation(RptValidation::Local)
+        .jwt_validation(JwtValidation::new().audience(APP_ID).audience("b"))
+        .build()
+        .await
+        .expect("its own cache");
+    let _reordered = discover(&as_)
+        .await
+        .resources(album_map())
+        .cache(other)
+        .rpt_validation(RptValidation::Local)
+        .jwt_validation(two)
+        .build()
+        .await
+        .expect("the same audiences, in another order");
+}
+
 #[tokio::test]
 async fn revoked_jwt_is_still_refused_when_introspecting() {
     // The default mode introspects JWTs too, so revocation is seen at once.

@@ -67,11 +67,12 @@
 //!   the issuer, which is interned, so entries do not each hold a copy of it. Raw tokens are
 //!   never stored.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -98,7 +99,10 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 /// ([RFC 7662]). Build one with [`builder`](Self::builder), or use [`Default`] (the defaults
 /// below) or [`disabled`](Self::disabled). Cloning is cheap and clones share their entries,
 /// so one cache can back several layers; entries are namespaced by the AS issuer, so layers
-/// talking to different authorization servers never see each other's entries.
+/// talking to different authorization servers never see each other's entries. Layers sharing
+/// a cache and an issuer must check RPTs alike (the same `RptValidation`, and for JWTs the same
+/// issuer, audiences, algorithms and leeway); building a layer that would not fails with a
+/// configuration error.
 ///
 /// # What is cached, and for how long
 ///
@@ -372,6 +376,7 @@ impl IntrospectionCacheBuilder {
                 positive,
                 negative,
                 flights: Flights::default(),
+                validation: Mutex::default(),
             })),
         }
     }
@@ -619,6 +624,8 @@ struct Inner {
     /// Inactive results; `None` when negative caching is off.
     negative: Option<Cache<Key, Entry, DigestHash>>,
     flights: Flights,
+    /// How the layers using each namespace check RPTs; see [`IntrospectionCache::claim`].
+    validation: Mutex<HashMap<String, String>>,
 }
 
 impl IntrospectionCache {
@@ -654,6 +661,31 @@ impl IntrospectionCache {
         invalidate_now(&inner.positive, key);
         if let Some(negative) = &inner.negative {
             invalidate_now(negative, key);
+        }
+    }
+
+    /// Records that a layer checks the RPTs of `namespace` as `validation` describes (by
+    /// introspection, or locally as JWTs with given audiences), or refuses when another layer
+    /// sharing this cache checks them differently: a result one layer accepted must not be a
+    /// cache hit for a layer that would have refused it.
+    pub(crate) fn claim(&self, namespace: &str, validation: &str) -> Result<(), String> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let mut claims = inner
+            .validation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match claims.get(namespace) {
+            Some(existing) if existing != validation => Err(format!(
+                "this cache already serves a layer for {namespace} that checks RPTs by \
+                 {existing}; this one checks them by {validation}. Give it a cache of its own"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                claims.insert(namespace.to_owned(), validation.to_owned());
+                Ok(())
+            }
         }
     }
 

@@ -263,6 +263,21 @@ impl JwtValidation {
         Ok(())
     }
 
+    /// Everything that decides whether a token is accepted, for telling apart layers that
+    /// share a cache: issuer, audiences, algorithms and leeway (after `fill_defaults`).
+    pub(crate) fn acceptance(&self) -> String {
+        let mut audiences = self.audiences.clone();
+        audiences.sort();
+        let mut algorithms: Vec<String> =
+            self.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        algorithms.sort();
+        format!(
+            "issuer {:?}, audiences {audiences:?}, algorithms {algorithms:?}, leeway {:?}",
+            self.issuer.as_deref().unwrap_or_default(),
+            self.leeway
+        )
+    }
+
     /// Fills in what is unset: the JWKS URL from discovery, the layer's issuer, and its
     /// client id as the only audience.
     pub(crate) fn fill_defaults(&mut self, jwks_uri: Option<&str>, issuer: &str, client_id: &str) {
