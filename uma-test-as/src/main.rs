@@ -6,7 +6,8 @@
 //! ```
 //!
 //! The first line on standard output is `listening on http://ADDR` (with the real port when
-//! `--listen` asks for port 0) — the base URL, also for Keycloak, whose issuer is
+//! `--listen` asks for port 0, and `127.0.0.1` / `[::1]` for an unspecified address such as
+//! `0.0.0.0`) — the base URL, also for Keycloak, whose issuer is
 //! `http://ADDR/realms/{realm}`. `--dialect` and `--realm` override the configuration file. Logs go to standard error (filter with `RUST_LOG`, default
 //! `info`). Without `--config` the server uses the sample configuration
 //! (`examples/as.toml`). Exit codes: 0 after Ctrl-C/SIGTERM, 1 if the address cannot be
@@ -96,8 +97,10 @@ async fn main() -> ExitCode {
         let mut stdout = std::io::stdout().lock();
         // The documented start-up line; written (not `println!`) so a closed stdout is an
         // error instead of a panic.
+        // The base URL, not the raw bound address: `0.0.0.0` is printed as `127.0.0.1`, which
+        // is what the issuer says.
         let written =
-            writeln!(stdout, "listening on http://{}", server.addr()).and_then(|()| stdout.flush());
+            writeln!(stdout, "listening on {}", server.base_url()).and_then(|()| stdout.flush());
         if let Err(error) = written {
             report(&error);
             return ExitCode::from(1);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::http;
+use common::{http, json};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -61,6 +61,16 @@ async fn start(args: &[&str]) -> (Child, String) {
     (child, addr)
 }
 
+/// The `issuer` of the server's discovery document.
+async fn issuer(addr: &str) -> Value {
+    let doc = http()
+        .get(format!("http://{addr}/.well-known/uma2-configuration"))
+        .send()
+        .await
+        .unwrap();
+    json(doc).await["issuer"].take()
+}
+
 async fn token_status(addr: &str, client: &str, secret: &str) -> u16 {
     http()
         .post(format!("http://{addr}/token"))
@@ -78,15 +88,7 @@ async fn prints_the_real_port_first_and_serves_the_default_config() {
     let (mut child, addr) = start(&["--listen", "127.0.0.1:0"]).await;
     assert!(addr.starts_with("127.0.0.1:"));
     assert_ne!(addr, "127.0.0.1:0", "port 0 prints the real port");
-    let doc: Value = http()
-        .get(format!("http://{addr}/.well-known/uma2-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(doc["issuer"], format!("http://{addr}"));
+    assert_eq!(issuer(&addr).await, format!("http://{addr}"));
     // The built-in sample: photo-api and photo-app exist.
     assert_eq!(
         token_status(&addr, "photo-api", "photo-api-secret").await,
@@ -96,6 +98,16 @@ async fn prints_the_real_port_first_and_serves_the_default_config() {
         token_status(&addr, "photo-app", "photo-app-secret").await,
         200
     );
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unspecified_listen_address_prints_the_issuer_address() {
+    // `0.0.0.0` is not an address to connect to: the line gives the base URL, which the
+    // issuer matches, so it can be pasted as the issuer.
+    let (mut child, addr) = start(&["--listen", "0.0.0.0:0"]).await;
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert_eq!(issuer(&addr).await, format!("http://{addr}"));
     child.kill().await.unwrap();
 }
 
