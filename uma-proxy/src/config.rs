@@ -313,11 +313,17 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line_col = e.span().map(|s| line_col(text, s.start));
+            let message = e.message().trim_end();
             ConfigError {
                 origin: origin.to_owned(),
                 line: line_col.map(|(l, _)| l),
                 column: line_col.map(|(_, c)| c),
-                message: e.message().trim_end().to_owned(),
+                message: match e.span().and_then(|s| key_of_line(text, s.start)) {
+                    Some(key) if !message.contains(&format!("`{key}`")) => {
+                        format!("`{key}`: {message}")
+                    }
+                    _ => message.to_owned(),
+                },
             }
         })?;
         Resolver {
@@ -383,6 +389,17 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The key assigned on the line holding `offset` (`max_entries` in `max_entries = "lots"`),
+/// so that a parse error that names none (a wrong type, a duplicate key) can; `None` on a
+/// table header or a line without `=`.
+fn key_of_line(text: &str, offset: usize) -> Option<&str> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    let bare = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.';
+    (!key.is_empty() && key.bytes().all(bare)).then_some(key)
+}
 
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -1069,6 +1086,29 @@ scopes = { GET = ["view"], PUT = ["edit"] }
         let c = Config::from_toml_str(BASE, "p", &o, env).unwrap();
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.upstream.to_string(), "http://127.0.0.1:7001/api");
+    }
+
+    #[test]
+    fn wrong_types_and_duplicates_name_the_key_too() {
+        let text = format!("{BASE}[cache]\nmax_entries = \"lots\"\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line(), Some(13), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("proxy.toml: line 13, column 15: `max_entries`: invalid type"),
+            "{e}"
+        );
+        let text = BASE.replace("client_id", "realm = \"a\"\nrealm = \"b\"\nclient_id");
+        let e = parse(&text).unwrap_err();
+        assert!(e.to_string().contains("`realm`: duplicate key"), "{e}");
+        // An unknown key is named once, by toml.
+        let text = BASE.replace("allow_http = true", "colour = 1");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.message().matches("colour").count(), 1, "{e}");
+        // No key on a table header.
+        assert_eq!(key_of_line("[cache]\nx = 1", 2), None);
+        assert_eq!(key_of_line("[cache]\nx = 1", 9), Some("x"));
+        assert_eq!(key_of_line("a.b = { c = 1 }", 12), Some("a.b"));
     }
 
     #[test]

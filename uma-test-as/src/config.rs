@@ -122,7 +122,16 @@ impl Config {
                 let (l, c) = line_col(s, span.start);
                 (Some(l), Some(c))
             });
-            ConfigError::new(e.message().trim_end().to_owned(), line, column)
+            let message = e.message().trim_end();
+            // Name the key when toml's message does not (a wrong type, a duplicate key).
+            let key = e.span().and_then(|span| assigned_key(s, span.start));
+            let message = match key {
+                Some(key) if !message.contains(&format!("`{key}`")) => {
+                    format!("`{key}`: {message}")
+                }
+                _ => message.to_owned(),
+            };
+            ConfigError::new(message, line, column)
         })?;
         raw.validate(s)
     }
@@ -264,6 +273,17 @@ impl std::error::Error for ConfigError {
 }
 
 /// 1-based line and column of a byte offset.
+/// The key assigned on the line holding `offset`; `None` on a table header.
+fn assigned_key(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text.get(line_start..)?.lines().next()?.split_once('=')?;
+    let key = key.trim();
+    let plain = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    (plain && !key.is_empty()).then_some(key)
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;

@@ -168,6 +168,15 @@ async fn invalid_config_values_are_errors() {
             "nobody",
         ),
         ("rpt_format = \"jwt\"\nrpt_format = \"opaque\"\n", "line 2"),
+        (
+            "rpt_format = \"jwt\"\nrpt_format = \"opaque\"\n",
+            "`rpt_format`: duplicate key",
+        ),
+        ("rpt_format = 3\n", "line 1, column 14: `rpt_format`: "),
+        (
+            "[[clients]]\nid = 5\nsecret = \"s\"\n",
+            "line 2, column 6: `id`: invalid type",
+        ),
         ("this is not toml", "line 1"),
     ] {
         let config = TempConfig::new(contents);
