@@ -6,8 +6,8 @@
 //! cargo run -p uma-test-as -- --listen 127.0.0.1:8180 --config uma-test-as/examples/as.toml
 //! ```
 //!
-//! It prints `listening on http://127.0.0.1:3001` and protects every path below `/albums/`
-//! with scope `view` of the resource `album`. `curl -i http://127.0.0.1:3001/albums/1`
+//! It prints `listening on http://127.0.0.1:3001` and protects `/albums` and every path below
+//! it (the route `/albums/*`) with scope `view` of the resource `album`. `curl -i http://127.0.0.1:3001/albums/1`
 //! answers `401` with a UMA challenge; anything else answers `403` (unmapped).
 #![allow(clippy::print_stdout, reason = "an example that says where it listens")]
 
