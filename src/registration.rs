@@ -150,6 +150,25 @@ impl fmt::Display for ResourceSync {
     }
 }
 
+/// The page size of a paged list (Keycloak's own default page).
+const LIST_PAGE: usize = 100;
+
+/// The most ids a paged list reads, so an AS that pages forever cannot exhaust memory.
+const MAX_LISTED: usize = 100_000;
+
+/// `endpoint` with the query of one list page: `first` and `max` (Keycloak).
+fn page_url(endpoint: &str, first: usize, max: usize) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(mut url) => {
+            url.query_pairs_mut()
+                .append_pair("first", &first.to_string())
+                .append_pair("max", &max.to_string());
+            url.into()
+        }
+        Err(_) => format!("{endpoint}?first={first}&max={max}"),
+    }
+}
+
 fn item_url(endpoint: &str, id: &str) -> String {
     let id: String =
         percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).collect();
@@ -326,27 +345,54 @@ impl Registrar {
         answer(what, resp).await
     }
 
-    /// Every resource the AS lists for this resource server, read one by one.
-    pub(crate) async fn list(&self) -> Result<Vec<RegisteredResource>, Error> {
+    /// The ids the AS lists for this resource server. Keycloak lists at most 100 unless the
+    /// query names a page (uma-wire §4.2, `first`/`max`), so its list is read page by page
+    /// until a short page, or one that brings no new id (an AS that ignores `first`).
+    async fn list_ids(&self) -> Result<Vec<String>, Error> {
         let what = "listing registered resources";
-        let a = self
-            .send(what, reqwest::Method::GET, &self.endpoint, None)
-            .await?;
-        if !a.status.is_success() {
-            return Err(refused(what, &a));
-        }
-        let ids: Vec<String> = a
-            .body
-            .as_array()
-            .ok_or_else(|| {
+        let paged = self.dialect == Dialect::Keycloak;
+        let mut ids: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let url = if paged {
+                page_url(&self.endpoint, ids.len(), LIST_PAGE)
+            } else {
+                self.endpoint.clone()
+            };
+            let a = self.send(what, reqwest::Method::GET, &url, None).await?;
+            if !a.status.is_success() {
+                return Err(refused(what, &a));
+            }
+            let items = a.body.as_array().ok_or_else(|| {
                 Error::new(
                     ErrorKind::Registration,
                     format!("{what}: the AS did not answer a JSON array"),
                 )
-            })?
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned).or_else(|| text(v, "_id")))
-            .collect();
+            })?;
+            let before = ids.len();
+            for id in items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned).or_else(|| text(v, "_id")))
+            {
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                }
+            }
+            if !paged || items.len() < LIST_PAGE || ids.len() == before {
+                return Ok(ids);
+            }
+            if ids.len() >= MAX_LISTED {
+                return Err(Error::new(
+                    ErrorKind::Registration,
+                    format!("{what}: the AS lists more than {MAX_LISTED} resources"),
+                ));
+            }
+        }
+    }
+
+    /// Every resource the AS lists for this resource server, read one by one.
+    pub(crate) async fn list(&self) -> Result<Vec<RegisteredResource>, Error> {
+        let ids = self.list_ids().await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let what = format!("reading resource {id}");

@@ -231,6 +231,44 @@ async fn check_34_conflict_on_create_looks_the_resource_up() {
     assert_eq!(layer.resource_id("album"), Some(existing));
 }
 
+/// Keycloak lists at most 100 resources when the query names no `max` (uma-wire §4.2), so
+/// a resource past the first page must still be found: not re-created (a 409 whose lookup
+/// fails), and resolvable by name.
+#[tokio::test]
+async fn keycloak_lists_past_its_default_page() {
+    let f = Flavor::Keycloak;
+    let as_ = start_as_in(f).await;
+    for i in 0..100 {
+        as_.register_resource(
+            "alice",
+            uma_test_as::ResourceDescription {
+                name: Some(format!("filler-{i:03}")),
+                resource_scopes: vec!["view".into()],
+                ..Default::default()
+            },
+        );
+    }
+    let album = as_.register_resource(
+        "alice",
+        uma_test_as::ResourceDescription {
+            name: Some("album".into()),
+            r#type: Some("https://example.com/rsrc/album".into()),
+            description: Some("A photo album".into()),
+            icon_uri: Some("https://example.com/album.png".into()),
+            resource_scopes: vec!["view".into()],
+            ..Default::default()
+        },
+    );
+    let layer = layer_builder(&as_, f)
+        .await
+        .resources(map(&["view"], false))
+        .build()
+        .await
+        .expect("builds");
+    assert_eq!(layer.resource_id("album"), Some(album));
+    assert_eq!(writes(&as_), Vec::<String>::new(), "nothing to write");
+}
+
 #[tokio::test]
 async fn check_37_error_bodies_are_surfaced() {
     let as_ = start_as().await;

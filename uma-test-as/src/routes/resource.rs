@@ -24,6 +24,8 @@
 //! body. The list takes `_id`, `name` (case-insensitive substring unless `exactName=true`),
 //! `owner`, `type`, `uri` (with `matchingUri=true`, `*` in registered patterns matches
 //! anything), `scope`, `first`, `max` and `deep=true` (full representations instead of ids).
+//! Without `max`, at most 100 ids are listed, as Keycloak's
+//! `Constants.DEFAULT_MAX_RESULTS` does (uma-wire §4.2); a negative `max` lists them all.
 //!
 //! WSO2 (uma-wire §4.3): only PATs issued to a user (the resource owner); create and PUT
 //! require `name`, `type`, `icon_uri` and `description` (strings, possibly empty) and a
@@ -53,6 +55,10 @@ type Id = Result<Path<String>, PathRejection>;
 
 /// Keycloak members kept next to the description.
 const KEYCLOAK_EXTRA: [&str; 4] = ["uris", "ownerManagedAccess", "displayName", "attributes"];
+
+/// How many resources Keycloak lists when the query has no `max` (its
+/// `Constants.DEFAULT_MAX_RESULTS`).
+const KEYCLOAK_DEFAULT_MAX: usize = 100;
 
 /// The fields WSO2 declares required besides `resource_scopes`.
 const WSO2_REQUIRED: [&str; 4] = ["name", "type", "icon_uri", "description"];
@@ -337,16 +343,22 @@ fn keycloak_list<'q>(
     store: &Store,
     param: &impl Fn(&str) -> Option<&'q str>,
 ) -> Result<Vec<Value>, OAuthError> {
-    let number = |key: &str| -> Result<Option<usize>, OAuthError> {
+    let number = |key: &str| -> Result<Option<i64>, OAuthError> {
         param(key)
             .map(|v| {
                 v.parse::<i64>()
                     .map_err(|_| OAuthError::invalid_request(format!("`{key}` must be a number")))
             })
             .transpose()
-            .map(|n| n.and_then(|n| usize::try_from(n).ok()))
     };
-    let (first, max) = (number("first")?.unwrap_or(0), number("max")?);
+    let first = number("first")?
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    // Keycloak: no `max` → its default page size; a negative one → no limit.
+    let max = match number("max")? {
+        None => KEYCLOAK_DEFAULT_MAX,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
     let flag = |key: &str| param(key) == Some("true");
     let name = param("name").map(str::to_lowercase);
     let matches = |r: &&Resource| {
@@ -384,7 +396,7 @@ fn keycloak_list<'q>(
         .iter()
         .filter(matches)
         .skip(first)
-        .take(max.unwrap_or(usize::MAX))
+        .take(max)
         .map(|r| {
             if flag("deep") {
                 keycloak_representation(r)
