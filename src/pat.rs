@@ -4,7 +4,10 @@
 //!
 //! Why it works this way: the refresh runs in a spawned task whose result is shared, so a
 //! caller that gives up (its client went away) neither cancels the refresh nor causes a second
-//! token request.
+//! token request. A refresh that starts while the current PAT is still valid (its last tenth
+//! of life, at most 30 s) runs in the background: callers keep getting the current PAT, so none
+//! waits for the token endpoint, and a brief failure there costs nothing before the PAT
+//! actually expires.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -57,11 +60,19 @@ pub(crate) struct PatConfig {
     pub(crate) scope: Option<String>,
 }
 
-type Flight = Shared<BoxFuture<'static, Result<(Pat, Option<Instant>), PatFailure>>>;
+type Flight = Shared<BoxFuture<'static, Result<Held, PatFailure>>>;
+
+/// A PAT and when to refresh it and when it expires (`None`: no time limit known).
+#[derive(Clone, Debug)]
+struct Held {
+    pat: Pat,
+    refresh_at: Option<Instant>,
+    expires_at: Option<Instant>,
+}
 
 #[derive(Default)]
 struct State {
-    current: Option<(Pat, Option<Instant>)>,
+    current: Option<Held>,
     inflight: Option<(u64, Flight)>,
     generation: u64,
 }
@@ -107,54 +118,82 @@ impl PatProvider {
         }
     }
 
-    /// The current PAT, fetching a new one when there is none or it is about to expire.
+    /// The current PAT, fetching a new one when there is none, it expired or the AS refused
+    /// it. When it is only due for a refresh (still valid), the refresh runs in the background
+    /// and the current PAT is returned at once.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Pat, PatFailure> {
         let (generation, flight) = {
             let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((pat, refresh_at)) = &st.current
-                && refresh_at.is_none_or(|t| Instant::now() < t)
-            {
-                return Ok(pat.clone());
-            }
-            if let Some((g, f)) = &st.inflight {
-                (*g, f.clone())
-            } else {
-                st.generation += 1;
-                let generation = st.generation;
-                let this = Arc::clone(self);
-                let task = tokio::spawn(async move { this.fetch().await });
-                let flight: Flight = async move {
-                    task.await.unwrap_or_else(|_| {
-                        Err(PatFailure::transient("PAT refresh task failed".into()))
-                    })
+            let now = Instant::now();
+            let still_valid = match &st.current {
+                Some(held) if held.refresh_at.is_none_or(|t| now < t) => {
+                    return Ok(held.pat.clone());
                 }
-                .boxed()
-                .shared();
-                st.inflight = Some((generation, flight.clone()));
-                (generation, flight)
+                Some(held) if held.expires_at.is_none_or(|t| now < t) => Some(held.pat.clone()),
+                _ => None,
+            };
+            let (generation, flight, started) = match &st.inflight {
+                Some((g, f)) => (*g, f.clone(), false),
+                None => {
+                    st.generation += 1;
+                    let generation = st.generation;
+                    let flight = self.start_fetch();
+                    st.inflight = Some((generation, flight.clone()));
+                    (generation, flight, true)
+                }
+            };
+            if let Some(pat) = still_valid {
+                if started {
+                    // Nobody waits for this refresh: a task stores its result.
+                    let this = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let result = flight.await;
+                        this.settle(generation, &result);
+                    });
+                }
+                return Ok(pat);
             }
+            (generation, flight)
         };
         let result = flight.await;
+        self.settle(generation, &result);
+        result.map(|held| held.pat)
+    }
+
+    /// Starts a token request in a task of its own, whose result is shared.
+    fn start_fetch(self: &Arc<Self>) -> Flight {
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move { this.fetch().await });
+        async move {
+            task.await
+                .unwrap_or_else(|_| Err(PatFailure::transient("PAT refresh task failed".into())))
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Ends refresh `generation`: a fresh PAT replaces the current one; after a failure the
+    /// current one is kept (a refresh that was not due yet) and the next call tries again.
+    fn settle(&self, generation: u64, result: &Result<Held, PatFailure>) {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if st.inflight.as_ref().is_some_and(|(g, _)| *g == generation) {
             st.inflight = None;
-            if let Ok(fresh) = &result {
+            if let Ok(fresh) = result {
                 st.current = Some(fresh.clone());
             }
         }
-        result.map(|(pat, _)| pat)
     }
 
     /// Forgets `stale` (the AS answered 401 to it), so the next [`get`](Self::get) fetches a
     /// new PAT. A PAT that was already replaced is left alone.
     pub(crate) fn invalidate(&self, stale: &Pat) {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if st.current.as_ref().is_some_and(|(p, _)| p == stale) {
+        if st.current.as_ref().is_some_and(|held| held.pat == *stale) {
             st.current = None;
         }
     }
 
-    async fn fetch(&self) -> Result<(Pat, Option<Instant>), PatFailure> {
+    async fn fetch(&self) -> Result<Held, PatFailure> {
         let span = tracing::debug_span!(
             "uma.pat.refresh",
             http.status_code = tracing::field::Empty,
@@ -172,7 +211,7 @@ impl PatProvider {
         result
     }
 
-    async fn fetch_inner(&self) -> Result<(Pat, Option<Instant>), PatFailure> {
+    async fn fetch_inner(&self) -> Result<Held, PatFailure> {
         let c = &self.config;
         let mut form: Vec<(&str, &str)> = Vec::with_capacity(6);
         match &c.grant {
@@ -229,13 +268,17 @@ impl PatProvider {
                 "token endpoint issued an empty token".into(),
             ));
         }
-        let refresh_at = parsed
+        let lifetime = parsed
             .expires_in
             .filter(|s| *s > 0)
-            // An `expires_in` too large for an `Instant` means no time-based refresh (a 401
-            // still triggers one), rather than an overflow panic.
-            .and_then(|secs| started.checked_add(refresh_after(Duration::from_secs(secs))));
-        Ok((Pat::new(parsed.access_token), refresh_at))
+            .map(Duration::from_secs);
+        // An `expires_in` too large for an `Instant` means no time-based refresh (a 401 still
+        // triggers one), rather than an overflow panic.
+        Ok(Held {
+            pat: Pat::new(parsed.access_token),
+            refresh_at: lifetime.and_then(|l| started.checked_add(refresh_after(l))),
+            expires_at: lifetime.and_then(|l| started.checked_add(l)),
+        })
     }
 }
 
@@ -271,6 +314,26 @@ impl From<PatFailure> for Error {
 mod tests {
     use super::*;
 
+    /// A provider whose token endpoint is `app`'s `/token`, served on a loopback port.
+    async fn provider_for(app: axum::Router) -> Arc<PatProvider> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        Arc::new(PatProvider::new(
+            reqwest::Client::builder().build().expect("client"),
+            PatConfig {
+                token_endpoint: url,
+                client_id: "rs".to_owned(),
+                client_secret: ClientSecret::new("rs-secret"),
+                client_auth: ClientAuth::Basic,
+                grant: PatGrant::ClientCredentials,
+                scope: Some("uma_protection".to_owned()),
+            },
+        ))
+    }
+
     #[test]
     fn refresh_margin() {
         assert_eq!(
@@ -301,26 +364,89 @@ mod tests {
                 }))
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/token", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        let provider = Arc::new(PatProvider::new(
-            reqwest::Client::builder().build().expect("client"),
-            PatConfig {
-                token_endpoint: url,
-                client_id: "rs".to_owned(),
-                client_secret: ClientSecret::new("rs-secret"),
-                client_auth: ClientAuth::Basic,
-                grant: PatGrant::ClientCredentials,
-                scope: Some("uma_protection".to_owned()),
-            },
-        ));
+        let provider = provider_for(app).await;
         let pat = provider.get().await.expect("a PAT");
         assert_eq!(pat.secret(), "pat-huge");
         // Reused, not fetched again.
         assert_eq!(provider.get().await.expect("a PAT"), pat);
+    }
+
+    /// A PAT due for a refresh but still valid is handed out at once while the refresh runs
+    /// in the background; a failed background refresh keeps it; an expired PAT is never
+    /// handed out.
+    #[tokio::test]
+    async fn a_due_refresh_runs_in_the_background_while_the_pat_is_valid() {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        let calls = Arc::new(AtomicU32::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let (c, f) = (Arc::clone(&calls), Arc::clone(&failing));
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move || {
+                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                let fail = f.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        return Err(http::StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                    Ok(axum::Json(serde_json::json!({
+                        "access_token": format!("pat-{n}"),
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                    })))
+                }
+            }),
+        );
+        let provider = provider_for(app).await;
+        let first = provider.get().await.expect("a PAT");
+        assert_eq!(first.secret(), "pat-1");
+        // Move the PAT into its refresh window (still valid for a minute).
+        let age = |refresh: i64, expiry: i64| {
+            let mut st = provider.state.lock().expect("lock");
+            let held = st.current.as_mut().expect("held");
+            let shift = |secs: i64| {
+                let d = Duration::from_secs(secs.unsigned_abs());
+                if secs < 0 {
+                    Instant::now() - d
+                } else {
+                    Instant::now() + d
+                }
+            };
+            held.refresh_at = Some(shift(refresh));
+            held.expires_at = Some(shift(expiry));
+        };
+        let settled = || async {
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while provider.state.lock().expect("lock").inflight.is_some() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+            .await
+            .expect("the background refresh ends");
+        };
+        failing.store(true, Ordering::SeqCst);
+        age(-1, 60);
+        assert_eq!(provider.get().await.expect("the valid PAT"), first);
+        settled().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one background refresh");
+        assert_eq!(provider.get().await.expect("kept after a failure"), first);
+        settled().await;
+        failing.store(false, Ordering::SeqCst);
+        assert_eq!(provider.get().await.expect("the valid PAT"), first);
+        settled().await;
+        let fresh = provider.get().await.expect("the refreshed PAT");
+        assert_eq!(
+            fresh.secret(),
+            format!("pat-{}", calls.load(Ordering::SeqCst))
+        );
+        assert_ne!(fresh, first);
+        // Expired: the caller waits for the token endpoint, and a failure is an error.
+        failing.store(true, Ordering::SeqCst);
+        age(-2, -1);
+        assert!(
+            provider.get().await.is_err(),
+            "an expired PAT is not handed out"
+        );
     }
 
     #[test]
