@@ -282,3 +282,41 @@ async fn a_chunked_body_on_a_get_reaches_the_upstream() {
     assert_eq!(echo["method"], "GET");
     assert_eq!(echo["body_len"], 13, "the GET's body was dropped: {echo}");
 }
+/// After the grace period, `serve` returns `TimedOut` and the connections still busy are closed
+/// (as `Drain::TimedOut` says), not left running behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_busy_after_the_grace_period_are_closed() {
+    let called = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&called);
+    let service = tower::service_fn(move |_req: Request<hyper::body::Incoming>| {
+        let notify = Arc::clone(&notify);
+        async move {
+            notify.notify_one();
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(ProxyBody::default()))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        service,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_millis(200),
+    ));
+    let req = Request::get(format!("http://{addr}/stuck"))
+        .body(empty())
+        .unwrap();
+    let pending = tokio::spawn(client().request(req));
+    tokio::time::timeout(SOON, called.notified()).await.unwrap();
+    let _ = stop.send(());
+    assert_eq!(server.await.unwrap(), uma_proxy::Drain::TimedOut);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("the stuck connection was left open after serve returned")
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+}
