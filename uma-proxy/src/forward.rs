@@ -22,7 +22,7 @@
 //!   not arrive within [`ForwardOptions::timeout`].
 //!
 //! Bodies are never collected: the request's `Incoming` body is handed to the upstream client
-//! as it is, and the upstream's `Incoming` response body is boxed ([`ProxyBody`]) and streamed
+//! as it is (one of unknown length, whatever the method, sent chunked), and the upstream's `Incoming` response body is boxed ([`ProxyBody`]) and streamed
 //! back frame by frame.
 //!
 //! # Example
@@ -55,6 +55,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -322,6 +323,14 @@ impl Forward {
 
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
+        if !body.is_end_stream() && body.size_hint().exact().is_none() {
+            // A body of unknown length (the client sent it chunked) goes on chunked: left to
+            // itself, hyper's client would send a GET, HEAD or CONNECT without it.
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         headers.remove(header::HOST);
         remove_uma_headers(headers);
         if !self.shared.options.forward_authorization {

@@ -51,7 +51,8 @@ pub enum Drain {
 }
 
 /// Serves HTTP/1.1 on `listener` with `service` until `shutdown` completes; then stops
-/// accepting, lets requests in flight finish for at most `grace`, and returns.
+/// accepting, lets requests in flight finish for at most `grace` (then closes the connections
+/// still open), and returns.
 ///
 /// Before `service` sees a request, every `X-Uma-Subject`, `X-Uma-Client-Id` and
 /// `X-Uma-Permissions` header the client sent, in any spelling with `_` for `-`, is removed
@@ -75,6 +76,8 @@ where
     S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Set when the grace period ends: the connections still open are dropped (closed).
+    let (abort, aborted) = tokio::sync::watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).keep_alive(true);
     tokio::pin!(shutdown);
@@ -100,16 +103,25 @@ where
             service.clone().oneshot(req)
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), per_request));
+        let mut aborted = aborted.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, client = %peer, "connection ended with an error");
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(error = %e, client = %peer, "connection ended with an error");
+                },
+                Ok(_) = aborted.wait_for(|abort| *abort) => {
+                    tracing::debug!(client = %peer, "connection closed: the shutdown grace period ended");
+                }
             }
         });
     }
     drop(listener);
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => Drain::Complete,
-        Err(_) => Drain::TimedOut,
+        Err(_) => {
+            abort.send_replace(true);
+            Drain::TimedOut
+        }
     }
 }
 

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
-use uma_proxy::{ClientAddr, Config, Overrides, ProxyBody, build_layer, serve};
+use uma_proxy::{
+    ClientAddr, Config, ForwardOptions, Overrides, ProxyBody, build_layer, forwarding_service,
+    serve,
+};
 use uma_test_as::{Endpoint, RecordedRequest, RptSpec};
 
 use common::*;
@@ -228,4 +231,92 @@ scopes = {{ GET = ["view"] }}
 
     let rpt = as_.mint_rpt(RptSpec::active_for(album, ["view"], 300));
     assert_eq!(through_layer(&layer, &rpt).await, StatusCode::OK);
+}
+
+/// The bare forwarding service to `up`, served on a fresh port until the test ends.
+async fn serve_forward(up: &Upstream) -> std::net::SocketAddr {
+    let forward = forwarding_service(
+        uma_proxy::Upstream::parse(&up.url()).unwrap(),
+        ForwardOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        forward,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    addr
+}
+
+/// A chunked body is forwarded whatever the method: a `GET` with a chunked body (search APIs
+/// take one) must not reach the upstream with its body silently dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_on_a_get_reaches_the_upstream() {
+    let up = start_upstream().await;
+    let addr = serve_forward(&up).await;
+    let (tx, body) = channel_body();
+    let req = Request::get(format!("http://{addr}/search"))
+        .header("transfer-encoding", "chunked")
+        .body(body)
+        .unwrap();
+    let pending = tokio::spawn(client().request(req));
+    // A proxy that drops the body may answer before the client is done: sends can fail.
+    let _ = tx.send(bytes::Bytes::from_static(b"{\"query\":")).await;
+    let _ = tx.send(bytes::Bytes::from_static(b"\"x\"}")).await;
+    drop(tx);
+    let resp = tokio::time::timeout(SOON, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo: serde_json::Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(echo["body_len"], 13, "the GET's body was dropped: {echo}");
+}
+/// After the grace period, `serve` returns `TimedOut` and the connections still busy are closed
+/// (as `Drain::TimedOut` says), not left running behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_busy_after_the_grace_period_are_closed() {
+    let called = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&called);
+    let service = tower::service_fn(move |_req: Request<hyper::body::Incoming>| {
+        let notify = Arc::clone(&notify);
+        async move {
+            notify.notify_one();
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(ProxyBody::default()))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        service,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_millis(200),
+    ));
+    let req = Request::get(format!("http://{addr}/stuck"))
+        .body(empty())
+        .unwrap();
+    let pending = tokio::spawn(client().request(req));
+    tokio::time::timeout(SOON, called.notified()).await.unwrap();
+    let _ = stop.send(());
+    assert_eq!(server.await.unwrap(), uma_proxy::Drain::TimedOut);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("the stuck connection was left open after serve returned")
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
 }
