@@ -22,8 +22,8 @@
 //!   not arrive within [`ForwardOptions::timeout`].
 //!
 //! Bodies are never collected: the request's `Incoming` body is handed to the upstream client
-//! as it is (one of unknown length, whatever the method, sent chunked), and the upstream's `Incoming` response body is boxed ([`ProxyBody`]) and streamed
-//! back frame by frame.
+//! as it is (one of unknown length, whatever the method, sent chunked), and the upstream's
+//! `Incoming` response body is boxed ([`ProxyBody`]) and streamed back frame by frame.
 //!
 //! # Example
 //!
