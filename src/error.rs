@@ -62,6 +62,11 @@ impl Error {
         self
     }
 
+    /// The same kind, message and transience, without the source (for repeating an error).
+    pub(crate) fn repeat(&self) -> Self {
+        Self::new(self.kind, self.message.clone()).transient(self.transient)
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
     }

@@ -608,7 +608,8 @@ pub struct ResourceRegistry {
 struct RegistryInner {
     registrar: Option<Registrar>,
     ids: RwLock<HashMap<String, String>>,
-    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// When the AS was last listed, and the error if that failed.
+    last_refresh: tokio::sync::Mutex<Option<(Instant, Option<Error>)>>,
     refresh_interval: Duration,
 }
 
@@ -656,7 +657,8 @@ impl ResourceRegistry {
     ///
     /// # Errors
     ///
-    /// When the AS cannot be listed.
+    /// When the AS cannot be listed; until the next refresh is due, lookups of names it did
+    /// not know repeat that error rather than answer "no such resource".
     pub async fn lookup(&self, name: &str) -> Result<Option<String>, Error> {
         if let Some(id) = self.id(name) {
             return Ok(Some(id));
@@ -668,11 +670,21 @@ impl ResourceRegistry {
         if let Some(id) = self.id(name) {
             return Ok(Some(id)); // another task refreshed while we waited
         }
-        if last.is_some_and(|t| t.elapsed() < self.inner.refresh_interval) {
-            return Ok(None);
+        if let Some((at, failure)) = &*last
+            && at.elapsed() < self.inner.refresh_interval
+        {
+            return failure.as_ref().map_or(Ok(None), |e| Err(e.repeat()));
         }
-        *last = Some(Instant::now());
-        let held = registrar.list().await?;
+        let held = match registrar.list().await {
+            Ok(held) => {
+                *last = Some((Instant::now(), None));
+                held
+            }
+            Err(e) => {
+                *last = Some((Instant::now(), Some(e.repeat())));
+                return Err(e);
+            }
+        };
         let mut ids = self
             .inner
             .ids

@@ -309,21 +309,26 @@ async fn check_37_error_bodies_are_surfaced() {
     assert!(as_.resource(&id).is_some(), "nothing was deleted");
 }
 
-#[tokio::test]
-async fn resources_created_at_run_time_are_resolved_by_name() {
-    let as_ = start_as().await;
+/// A layer whose route `/albums/{id}` needs `view` of the resource named `album-{id}`.
+async fn albums_by_name(as_: &TestAs) -> tower_uma::UmaLayer {
     let map = ResourceMap::new().route(Route::new("/albums/{id}").resolver(
         |req: &RequestInfo<'_>| match req.param("id") {
             Some(id) => Resolution::protected(ResourceRef::Name(format!("album-{id}")), ["view"]),
             None => Resolution::Unmapped,
         },
     ));
-    let layer = discover(&as_)
+    discover(as_)
         .await
         .resources(map)
         .build()
         .await
-        .expect("builds");
+        .expect("builds")
+}
+
+#[tokio::test]
+async fn resources_created_at_run_time_are_resolved_by_name() {
+    let as_ = start_as().await;
+    let layer = albums_by_name(&as_).await;
     let id7 = layer
         .registry()
         .register(ResourceDecl::new("album-7", ["view"]).with_owner("alice"))
@@ -377,6 +382,32 @@ async fn resources_created_at_run_time_are_resolved_by_name() {
     assert_eq!(calls.get(), 1);
     layer.registry().delete("album-7").await.expect("deleted");
     assert!(as_.resource(&id7).is_none());
+}
+
+/// When the AS cannot list its resources, a name the layer does not know is answered as an
+/// AS failure (403 + Warning), also for the rest of the refresh interval, never as "no such
+/// resource" (a plain 403).
+#[tokio::test]
+async fn a_failed_lookup_answers_unreachable_until_the_next_refresh() {
+    let as_ = start_as().await;
+    let layer = albums_by_name(&as_).await;
+    let (url, calls) = protected(layer).await;
+    as_.fail_next(Endpoint::ResourceRegistration, 1, 500);
+    let before = as_.count(Endpoint::ResourceRegistration);
+    for album in ["1", "2"] {
+        let resp = http()
+            .get(format!("{url}/albums/{album}"))
+            .send()
+            .await
+            .expect("answer");
+        expect_unreachable(&resp);
+    }
+    assert_eq!(
+        as_.count(Endpoint::ResourceRegistration) - before,
+        1,
+        "one list call in the interval"
+    );
+    assert_eq!(calls.get(), 0);
 }
 
 per_dialect!(
