@@ -24,11 +24,12 @@
 //!     .resources(ResourceMap::new().route(
 //!         Route::new("/albums/{id}").declare(ResourceDecl::new("album", ["view"])).any_method(["view"]),
 //!     ))
-//!     .resource_sync(ResourceSyncMode::ReconcileAndDelete);
+//!     .resource_sync(ResourceSyncMode::Reconcile);
 //! // A dry run: what the sync would change, without writing.
 //! println!("{}", builder.check_resources().await?);
 //! let layer = builder.build().await?;
-//! // Resources made at run time (one per album, say):
+//! // Resources made at run time (one per album, say). `ReconcileAndDelete` would delete these
+//! // at the next start, since no route declares them.
 //! let id = layer
 //!     .registry()
 //!     .register(ResourceDecl::new("album-7", ["view"]).with_owner("alice"))
@@ -61,6 +62,11 @@ pub enum ResourceSyncMode {
     #[default]
     Reconcile,
     /// Also delete resources this resource server registered and no longer declares.
+    ///
+    /// Every resource the AS lists for this resource server counts, including those made at
+    /// run time through [`ResourceRegistry::register`] (and, with Keycloak, those an admin
+    /// made for the same client): they are deleted at the next start, with whatever policies
+    /// the AS attached to them. Do not use it together with run-time registration.
     ReconcileAndDelete,
 }
 
