@@ -125,7 +125,8 @@ where
     }
 }
 
-/// The admin service: `GET /healthz` (`200 ok` once `ready`, `503 starting` before) and
+/// The admin service: `GET /healthz` (`200 ok` while `ready`, `503` before the first sync and
+/// while shutting down) and
 /// `GET /metrics` (the Prometheus text rendering of `metrics`; `404` without a handle).
 pub fn admin_service(
     ready: Arc<AtomicBool>,
@@ -148,26 +149,31 @@ pub fn admin_service(
                 (true, "/healthz") => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    "starting: the first sync with the authorization server has not succeeded yet\n"
+                    "not ready: the first sync with the authorization server has not succeeded \
+                     yet, or the proxy is shutting down\n"
                         .to_owned(),
                 ),
                 (true, "/metrics") => match &metrics {
                     Some(handle) => {
                         handle.run_upkeep();
-                        (
-                            StatusCode::OK,
-                            "text/plain; version=0.0.4",
-                            handle.render(),
-                        )
+                        (StatusCode::OK, "text/plain; version=0.0.4", handle.render())
                     }
-                    None => (StatusCode::NOT_FOUND, "text/plain", "no metrics recorder\n".to_owned()),
+                    None => (
+                        StatusCode::NOT_FOUND,
+                        "text/plain",
+                        "no metrics recorder\n".to_owned(),
+                    ),
                 },
                 (false, "/healthz" | "/metrics") => (
                     StatusCode::METHOD_NOT_ALLOWED,
                     "text/plain",
                     "method not allowed\n".to_owned(),
                 ),
-                _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+                _ => (
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "not found\n".to_owned(),
+                ),
             };
             let mut resp = Response::new(
                 Full::new(Bytes::from(body))
@@ -352,16 +358,18 @@ pub async fn run(
     on_listening(local);
 
     let grace = config.shutdown_timeout;
+    let draining = Arc::clone(&ready);
     let announced = async move {
         shutdown.await;
+        // Not ready while draining, so that load balancers stop sending requests.
+        draining.store(false, Ordering::Release);
+        m::ready(false);
         tracing::info!(
             grace_ms = grace.as_millis() as u64,
             "shutting down: no new connections; finishing requests in flight"
         );
     };
     let drained = serve(listener, service, announced, grace).await;
-    ready.store(false, Ordering::Release);
-    m::ready(false);
     stop_admin().await;
     match drained {
         Drain::Complete => tracing::info!("stopped"),

@@ -355,8 +355,15 @@ async fn retries_until_the_as_is_reachable_and_healthz_follows() {
 async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
     let as_ = start_as().await;
     let up = start_upstream().await;
-    let mut proxy = Proxy::spawn(&config(&as_, &up.url(), ""), &["--log-format", "json"], &[]);
+    let mut proxy = Proxy::spawn(
+        &config(&as_, &up.url(), "admin_listen = \"127.0.0.1:0\""),
+        &["--log-format", "json"],
+        &[],
+    );
+    let admin = proxy.admin_addr().await;
     let addr = proxy.listening().await;
+    let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
+    assert_eq!(health.status, StatusCode::OK);
 
     let held_url = format!("http://{addr}/public/slow?mode=hold");
     let in_flight = tokio::spawn(async move { send(Method::GET, &held_url, &[]).await });
@@ -380,6 +387,9 @@ async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
         }
     }
     assert!(!in_flight.is_finished());
+    // Draining: no longer ready, so load balancers stop sending requests.
+    let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
 
     up.state.release.notify_one();
     let answer = tokio::time::timeout(SOON, in_flight)
@@ -391,8 +401,9 @@ async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
     let status = proxy.exit_status().await;
     assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
 
-    // --log-format json: one JSON object per line on standard error.
-    let log = proxy.stderr();
+    // --log-format json: one JSON object per line on standard error. The log is read as it
+    // is written, so wait for its last line rather than race the reader.
+    let log = proxy.stderr_contains(r#""message":"stopped""#).await;
     let events: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
