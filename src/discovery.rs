@@ -123,9 +123,9 @@ pub(crate) async fn fetch(
             return Err(Error::new(
                 ErrorKind::Discovery,
                 format!(
-                    "discovery document at {url} names issuer {:?}, not the configured {issuer:?}; \
-                     configure the issuer exactly as the AS publishes it",
-                    doc.issuer
+                    "discovery document at {url} names issuer \"{}\", not the configured \
+                     {issuer:?}; configure the issuer exactly as the AS publishes it",
+                    snippet(doc.issuer.as_bytes())
                 ),
             ));
         }

@@ -259,8 +259,8 @@ impl PatProvider {
         })?;
         if !parsed.token_type.eq_ignore_ascii_case("bearer") {
             return Err(PatFailure::permanent(format!(
-                "token endpoint issued a {:?} token, not a bearer token",
-                parsed.token_type
+                "token endpoint issued a \"{}\" token, not a bearer token",
+                snippet(parsed.token_type.as_bytes())
             )));
         }
         if parsed.access_token.is_empty() {
