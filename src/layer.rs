@@ -296,6 +296,7 @@ pub struct UmaLayerBuilder {
     leeway: Duration,
     empty_scopes_grant_all: Option<bool>,
     sync: ResourceSyncMode,
+    lookup_interval: Duration,
     #[cfg(feature = "jwt")]
     rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
@@ -354,6 +355,7 @@ impl UmaLayerBuilder {
             leeway: Duration::ZERO,
             empty_scopes_grant_all: None,
             sync: ResourceSyncMode::default(),
+            lookup_interval: Duration::from_secs(5),
             #[cfg(feature = "jwt")]
             rpt_validation: crate::jwt::RptValidation::default(),
             #[cfg(feature = "jwt")]
@@ -546,6 +548,15 @@ impl UmaLayerBuilder {
     /// nothing).
     pub fn resource_sync(mut self, mode: ResourceSyncMode) -> Self {
         self.sync = mode;
+        self
+    }
+
+    /// How often a request for a resource name the layer does not know (from a resolver, or
+    /// [`ResourceRegistry::lookup`](crate::ResourceRegistry::lookup)) may list the AS's
+    /// resources; between two listings such names are answered from memory. Each listing
+    /// reads only the resources new since the last one. Defaults to 5 s.
+    pub fn resource_lookup_interval(mut self, interval: Duration) -> Self {
+        self.lookup_interval = interval;
         self
     }
 
@@ -824,6 +835,7 @@ impl UmaLayerBuilder {
             client,
             registrar,
             sync: self.sync,
+            lookup_interval: self.lookup_interval,
             cache,
             resolver: match self.resolver {
                 Some(r) => Resolver::Custom(r),
@@ -848,6 +860,7 @@ struct Prepared {
     client: Arc<AsClient>,
     registrar: Option<Registrar>,
     sync: ResourceSyncMode,
+    lookup_interval: Duration,
     cache: IntrospectionCache,
     resolver: Resolver,
     enforcement: EnforcementMode,
@@ -877,7 +890,7 @@ impl Prepared {
                 client: self.client,
                 cache: self.cache,
                 resolver: self.resolver,
-                registry: ResourceRegistry::new(self.registrar, ids),
+                registry: ResourceRegistry::new(self.registrar, ids, self.lookup_interval),
                 enforcement: self.enforcement,
                 unmapped: self.unmapped,
                 rules: self.rules,

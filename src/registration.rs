@@ -37,7 +37,7 @@
 //! # let _ = id; Ok(()) }
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -399,6 +399,11 @@ impl Registrar {
     /// Every resource the AS lists for this resource server, read one by one.
     pub(crate) async fn list(&self) -> Result<Vec<RegisteredResource>, Error> {
         let ids = self.list_ids().await?;
+        self.read_each(ids).await
+    }
+
+    /// Reads the resources `ids`, one by one; those deleted meanwhile are left out.
+    async fn read_each(&self, ids: Vec<String>) -> Result<Vec<RegisteredResource>, Error> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let what = format!("reading resource {id}");
@@ -605,7 +610,9 @@ impl Registrar {
 /// registers resources at run time.
 ///
 /// Cloning is an `Arc` clone. Lookups of unknown names refresh the list from the AS at most
-/// once per refresh interval (default 5 s), so a client cannot make the layer flood the AS.
+/// once per refresh interval (default 5 s, `UmaLayerBuilder::resource_lookup_interval`), and
+/// read only the resources new since the last refresh, so a client cannot make the layer flood
+/// the AS.
 #[derive(Clone)]
 pub struct ResourceRegistry {
     inner: Arc<RegistryInner>,
@@ -614,9 +621,17 @@ pub struct ResourceRegistry {
 struct RegistryInner {
     registrar: Option<Registrar>,
     ids: RwLock<HashMap<String, String>>,
-    /// When the AS was last listed, and the error if that failed.
-    last_refresh: tokio::sync::Mutex<Option<(Instant, Option<Error>)>>,
+    refresh: tokio::sync::Mutex<Refresh>,
     refresh_interval: Duration,
+}
+
+/// What the registry's lookups remember of the AS's list.
+#[derive(Default)]
+struct Refresh {
+    /// When the AS was last listed, and the error if that failed.
+    last: Option<(Instant, Option<Error>)>,
+    /// The ids already read, so that a refresh reads only resources new since the last one.
+    read: HashSet<String>,
 }
 
 impl fmt::Debug for ResourceRegistry {
@@ -636,13 +651,17 @@ impl fmt::Debug for ResourceRegistry {
 }
 
 impl ResourceRegistry {
-    pub(crate) fn new(registrar: Option<Registrar>, ids: HashMap<String, String>) -> Self {
+    pub(crate) fn new(
+        registrar: Option<Registrar>,
+        ids: HashMap<String, String>,
+        refresh_interval: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(RegistryInner {
                 registrar,
                 ids: RwLock::new(ids),
-                last_refresh: tokio::sync::Mutex::new(None),
-                refresh_interval: Duration::from_secs(5),
+                refresh: tokio::sync::Mutex::default(),
+                refresh_interval,
             }),
         }
     }
@@ -659,7 +678,7 @@ impl ResourceRegistry {
     }
 
     /// The id of the resource named `name`: from memory, or by listing the AS's resources
-    /// (at most once per refresh interval).
+    /// (at most once per refresh interval; only resources not read before are read).
     ///
     /// # Errors
     ///
@@ -672,33 +691,50 @@ impl ResourceRegistry {
         let Some(registrar) = &self.inner.registrar else {
             return Ok(None);
         };
-        let mut last = self.inner.last_refresh.lock().await;
+        let mut refresh = self.inner.refresh.lock().await;
         if let Some(id) = self.id(name) {
             return Ok(Some(id)); // another task refreshed while we waited
         }
-        if let Some((at, failure)) = &*last
+        if let Some((at, failure)) = &refresh.last
             && at.elapsed() < self.inner.refresh_interval
         {
             return failure.as_ref().map_or(Ok(None), |e| Err(e.repeat()));
         }
-        let held = match registrar.list().await {
-            Ok(held) => {
-                *last = Some((Instant::now(), None));
-                held
+        let listed = async {
+            let listed = registrar.list_ids().await?;
+            let new = listed
+                .iter()
+                .filter(|id| !refresh.read.contains(*id))
+                .cloned()
+                .collect();
+            Ok::<_, Error>((registrar.read_each(new).await?, listed))
+        };
+        let (fresh, listed) = match listed.await {
+            Ok(answer) => {
+                refresh.last = Some((Instant::now(), None));
+                answer
             }
             Err(e) => {
-                *last = Some((Instant::now(), Some(e.repeat())));
+                refresh.last = Some((Instant::now(), Some(e.repeat())));
                 return Err(e);
             }
         };
+        let listed: HashSet<String> = listed.into_iter().collect();
         let mut ids = self
             .inner
             .ids
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        for r in held {
+        for r in fresh {
+            refresh.read.insert(r.id.clone());
             if let Some(n) = r.name {
-                ids.entry(n).or_insert(r.id);
+                // A name whose known id the AS no longer lists was deleted and made again.
+                match ids.get(&n) {
+                    Some(known) if listed.contains(known) => {}
+                    _ => {
+                        ids.insert(n, r.id);
+                    }
+                }
             }
         }
         Ok(ids.get(name).cloned())

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use http::StatusCode;
 use tower_uma::{
@@ -310,7 +312,7 @@ async fn check_37_error_bodies_are_surfaced() {
 }
 
 /// A layer whose route `/albums/{id}` needs `view` of the resource named `album-{id}`.
-async fn albums_by_name(as_: &TestAs) -> tower_uma::UmaLayer {
+async fn albums_by_name(as_: &TestAs, lookup_interval: Duration) -> tower_uma::UmaLayer {
     let map = ResourceMap::new().route(Route::new("/albums/{id}").resolver(
         |req: &RequestInfo<'_>| match req.param("id") {
             Some(id) => Resolution::protected(ResourceRef::Name(format!("album-{id}")), ["view"]),
@@ -320,6 +322,7 @@ async fn albums_by_name(as_: &TestAs) -> tower_uma::UmaLayer {
     discover(as_)
         .await
         .resources(map)
+        .resource_lookup_interval(lookup_interval)
         .build()
         .await
         .expect("builds")
@@ -328,7 +331,7 @@ async fn albums_by_name(as_: &TestAs) -> tower_uma::UmaLayer {
 #[tokio::test]
 async fn resources_created_at_run_time_are_resolved_by_name() {
     let as_ = start_as().await;
-    let layer = albums_by_name(&as_).await;
+    let layer = albums_by_name(&as_, Duration::from_secs(5)).await;
     let id7 = layer
         .registry()
         .register(ResourceDecl::new("album-7", ["view"]).with_owner("alice"))
@@ -390,7 +393,7 @@ async fn resources_created_at_run_time_are_resolved_by_name() {
 #[tokio::test]
 async fn a_failed_lookup_answers_unreachable_until_the_next_refresh() {
     let as_ = start_as().await;
-    let layer = albums_by_name(&as_).await;
+    let layer = albums_by_name(&as_, Duration::from_secs(5)).await;
     let (url, calls) = protected(layer).await;
     as_.fail_next(Endpoint::ResourceRegistration, 1, 500);
     let before = as_.count(Endpoint::ResourceRegistration);
@@ -407,6 +410,45 @@ async fn a_failed_lookup_answers_unreachable_until_the_next_refresh() {
         1,
         "one list call in the interval"
     );
+    assert_eq!(calls.get(), 0);
+}
+
+/// A lookup of an unknown name lists the AS but reads only the resources it has not read
+/// before, so requests for made-up names cannot make the layer re-read every resource.
+#[tokio::test]
+async fn lookups_read_only_resources_new_since_the_last_listing() {
+    let as_ = start_as().await;
+    let album = |name: &str| uma_test_as::ResourceDescription {
+        name: Some(name.into()),
+        resource_scopes: vec!["view".into()],
+        ..Default::default()
+    };
+    for i in 1..=10 {
+        as_.register_resource("alice", album(&format!("album-{i}")));
+    }
+    let layer = albums_by_name(&as_, Duration::ZERO).await;
+    let (url, calls) = protected(layer.clone()).await;
+    let answered = async |path: &str| {
+        let before = as_.count(Endpoint::ResourceRegistration);
+        let resp = http()
+            .get(format!("{url}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        (
+            resp.status(),
+            as_.count(Endpoint::ResourceRegistration) - before,
+        )
+    };
+    // The first lookup lists the AS and reads its 10 resources.
+    assert_eq!(answered("/albums/404").await, (StatusCode::FORBIDDEN, 11));
+    assert!(layer.registry().id("album-3").is_some());
+    // The next one lists again and reads nothing.
+    assert_eq!(answered("/albums/405").await, (StatusCode::FORBIDDEN, 1));
+    // A resource made since is read, and found.
+    let id11 = as_.register_resource("alice", album("album-11"));
+    assert_eq!(answered("/albums/11").await, (StatusCode::UNAUTHORIZED, 2));
+    assert_eq!(layer.registry().id("album-11"), Some(id11));
     assert_eq!(calls.get(), 0);
 }
 
