@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
+use tokio::sync::oneshot;
 
 use super::{Key, KeyRef};
 use crate::introspect::{IntrospectError, Introspection};
@@ -105,8 +106,9 @@ impl Flights {
     /// whose lookup raced with a flight's completion does not start a second call. Without it,
     /// this never returns `Recheck`.
     ///
-    /// `start` turns the fetch future into the flight's shared future; it runs under the lock
-    /// and must not block (spawning is fine). The fetch future of a request that joins is
+    /// `start` turns the fetch future into the flight's shared future; it runs once the lock
+    /// is released (it may drop the flight at once, which runs [`finish`](Self::finish)),
+    /// while the map already holds a handle that waits for it. The fetch future of a request that joins is
     /// dropped, unpolled, after the lock is released.
     pub(super) fn begin<Fut>(
         &self,
@@ -128,22 +130,29 @@ impl Flights {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let revoked = Arc::new(AtomicBool::new(false));
-        let future = start(
-            key.clone(),
-            Ticket {
-                id,
-                revoked: Arc::clone(&revoked),
-            },
-            fetch,
-        );
+        // The flight is started after the lock is released: starting it can drop it on the
+        // spot (spawning on a runtime that is shutting down does), and dropping it runs
+        // `finish`, which takes the lock. Until then the map holds a handle that waits for it.
+        let (started, flight) = oneshot::channel::<SharedFlight>();
+        let future = async move {
+            match flight.await {
+                Ok(flight) => flight.await,
+                // `start` panicked: no call is made.
+                Err(_) => Err(IntrospectError::Unreachable),
+            }
+        }
+        .boxed()
+        .shared();
         state.map.insert(
-            key,
+            key.clone(),
             Flight {
                 id,
                 future: future.clone(),
-                revoked,
+                revoked: Arc::clone(&revoked),
             },
         );
+        drop(state);
+        let _ = started.send(start(key, Ticket { id, revoked }, fetch));
         Begin::Led(future)
     }
 
@@ -152,9 +161,14 @@ impl Flights {
     pub(super) fn finish(&self, key: &Key, id: u64) {
         self.completions.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock();
-        if state.map.get(key).is_some_and(|f| f.id == id) {
-            state.map.remove(key);
-        }
+        let finished = if state.map.get(key).is_some_and(|f| f.id == id) {
+            state.map.remove(key)
+        } else {
+            None
+        };
+        // Dropped after the lock is released, like every flight taken out of the map.
+        drop(state);
+        drop(finished);
     }
 
     /// Detaches the flight on `key`, if any: later requests start a new call, and the detached
@@ -162,16 +176,26 @@ impl Flights {
     pub(super) fn revoke(&self, key: KeyRef<'_>) {
         let mut state = self.lock();
         let key = state.key(key);
-        if let Some(flight) = state.map.remove(&key) {
+        let detached = state.map.remove(&key);
+        if let Some(flight) = &detached {
             flight.revoked.store(true, Ordering::SeqCst);
         }
+        // Dropped after the lock is released: outside a runtime the map may hold the last
+        // handle on the call, and dropping the call runs `finish`, which takes the lock.
+        drop(state);
+        drop(detached);
     }
 
     /// [`revoke`](Self::revoke) for every flight.
     pub(super) fn revoke_all(&self) {
-        for (_, flight) in self.lock().map.drain() {
+        let mut state = self.lock();
+        let detached: Vec<Flight> = state.map.drain().map(|(_, flight)| flight).collect();
+        for flight in &detached {
             flight.revoked.store(true, Ordering::SeqCst);
         }
+        // As in `revoke`.
+        drop(state);
+        drop(detached);
     }
 
     /// How many flights are in progress.

@@ -1424,3 +1424,65 @@ fn the_key_hash_depends_on_the_digest_and_the_seed() {
     let other = DigestHash::random();
     assert_ne!(hash(&seeded, &a), hash(&other, &a));
 }
+
+/// Runs `f` on a thread of its own and fails if it does not return within five seconds (a
+/// deadlock would otherwise hang the test run).
+fn within_five_seconds(f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(5))
+        .expect("finished (no deadlock, no panic)");
+}
+
+#[test]
+fn invalidating_a_call_whose_waiters_all_left_does_not_deadlock_without_a_runtime() {
+    // Outside tokio the flight's future is owned by the map of calls in flight; once every
+    // waiter left, taking it out of the map drops the call, and with it the guard that
+    // removes it from the map.
+    within_five_seconds(|| {
+        let cache = builder(&clock()).build();
+        let pending = || futures_util::future::pending::<FetchResult>().boxed();
+        assert!(
+            cache
+                .get_or_fetch(AS1, &rpt("rpt-a"), pending)
+                .now_or_never()
+                .is_none()
+        );
+        cache.invalidate(AS1, "rpt-a");
+        assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
+        assert!(
+            cache
+                .get_or_fetch(AS1, &rpt("rpt-b"), pending)
+                .now_or_never()
+                .is_none()
+        );
+        cache.invalidate_all();
+        assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
+    });
+}
+
+#[test]
+fn a_miss_while_the_runtime_shuts_down_does_not_deadlock() {
+    // Spawning on a runtime that is shutting down drops the task at once, inside `spawn`.
+    within_five_seconds(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let handle = runtime.handle().clone();
+        drop(runtime);
+        let _entered = handle.enter();
+        let cache = builder(&clock()).build();
+        let f = Fetcher::default();
+        let answer = block_on_without_runtime(cache.get_or_fetch(
+            AS1,
+            &rpt("rpt-a"),
+            f.answer(active(Some(NOW + 3600))),
+        ));
+        assert_eq!(answer.map(|c| c.source), Err(IntrospectError::Unreachable));
+        assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
+    });
+}
