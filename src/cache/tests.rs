@@ -1486,3 +1486,79 @@ fn a_miss_while_the_runtime_shuts_down_does_not_deadlock() {
         assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
     });
 }
+
+/// A clock that, once armed, invalidates `rpt-a` at AS1 the next time it is read: the flight
+/// reads it in `store` after its first look at the revocation flag and before inserting.
+#[derive(Debug, Default)]
+struct RevokingClock {
+    armed: std::sync::atomic::AtomicBool,
+    cache: Mutex<Option<IntrospectionCache>>,
+}
+
+impl Clock for RevokingClock {
+    fn now_unix(&self) -> i64 {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            let cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(cache) = cache {
+                cache.invalidate(AS1, "rpt-a");
+            }
+        }
+        NOW
+    }
+}
+
+#[tokio::test]
+async fn an_invalidation_that_lands_while_the_result_is_stored_is_not_undone() {
+    for negative in [false, true] {
+        let clock = Arc::new(RevokingClock::default());
+        let mut builder = IntrospectionCache::builder().clock(Arc::clone(&clock) as Arc<dyn Clock>);
+        if negative {
+            builder = builder.negative_ttl(Duration::from_secs(60));
+        }
+        let cache = builder.build();
+        *clock.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(cache.clone());
+        let answer = if negative {
+            Ok(Introspection::inactive())
+        } else {
+            active(Some(NOW + 3600))
+        };
+        let arming = Arc::clone(&clock);
+        let fetch = move || {
+            async move {
+                // The call returns; the next clock read is the store's.
+                arming.armed.store(true, Ordering::SeqCst);
+                answer
+            }
+            .boxed()
+        };
+        assert_eq!(
+            source(&cache, AS1, &rpt("rpt-a"), fetch).await,
+            CacheSource::Miss
+        );
+        assert!(
+            clock
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none(),
+            "the invalidation ran while the result was being stored"
+        );
+        assert_eq!(cache.entry_count().await, 0, "negative: {negative}");
+        let f = Fetcher::default();
+        assert_eq!(
+            source(
+                &cache,
+                AS1,
+                &rpt("rpt-a"),
+                f.answer(active(Some(NOW + 3600)))
+            )
+            .await,
+            CacheSource::Miss
+        );
+        assert_eq!(f.calls(), 1);
+    }
+}
