@@ -1562,3 +1562,31 @@ async fn an_invalidation_that_lands_while_the_result_is_stored_is_not_undone() {
         assert_eq!(f.calls(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_newer_answer_that_cannot_be_cached_retires_the_stale_entry() {
+    // The AS answers again, active but without `exp` (not cacheable here): the older entry
+    // must not outlive that answer and come back under stale-if-error.
+    let clock = clock();
+    let cache = stale_cache(&clock, 300);
+    let f = Fetcher::default();
+    let t = rpt("rpt-a");
+    assert_eq!(
+        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        CacheSource::Miss
+    );
+    clock.advance(11);
+    let newer = Ok(Introspection::active(vec![], None));
+    assert_eq!(
+        source(&cache, AS1, &t, f.answer(newer)).await,
+        CacheSource::Miss
+    );
+    assert_eq!(
+        cache
+            .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Timeout)))
+            .await
+            .map(|c| c.source),
+        Err(IntrospectError::Timeout)
+    );
+    assert_eq!(f.calls(), 3);
+}
