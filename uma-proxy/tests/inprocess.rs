@@ -24,8 +24,9 @@ use common::*;
 /// The headers and client address a service received.
 type Received = (HeaderMap, Option<ClientAddr>);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_strips_uma_headers_before_the_service_sees_the_request() {
+/// Sends `GET /x` with `headers` through `serve` to a service that records what it receives,
+/// then stops `serve` (which must drain completely); returns what the service saw.
+async fn received_through_serve(headers: &[(&str, &str)]) -> Received {
     let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
     let sink = Arc::clone(&seen);
     let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -47,23 +48,22 @@ async fn serve_strips_uma_headers_before_the_service_sees_the_request() {
         },
         Duration::from_secs(1),
     ));
-    let r = send(
-        Method::GET,
-        &format!("http://{addr}/x"),
-        &[
-            ("x-uma-subject", "mallory"),
-            ("X-UMA-CLIENT-ID", "evil"),
-            ("x-uma-permissions", "[]"),
-            ("x-other", "kept"),
-        ],
-    )
-    .await;
+    let r = send(Method::GET, &format!("http://{addr}/x"), headers).await;
     assert_eq!(r.status, StatusCode::OK);
     let _ = stop.send(());
     assert_eq!(server.await.unwrap(), uma_proxy::Drain::Complete);
+    seen.lock().unwrap().remove(0)
+}
 
-    let seen = seen.lock().unwrap();
-    let (headers, client) = &seen[0];
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_strips_uma_headers_before_the_service_sees_the_request() {
+    let (headers, client) = received_through_serve(&[
+        ("x-uma-subject", "mallory"),
+        ("X-UMA-CLIENT-ID", "evil"),
+        ("x-uma-permissions", "[]"),
+        ("x-other", "kept"),
+    ])
+    .await;
     for name in ["x-uma-subject", "x-uma-client-id", "x-uma-permissions"] {
         assert!(headers.get(name).is_none(), "{name} reached the service");
     }
@@ -78,43 +78,13 @@ async fn serve_strips_uma_headers_before_the_service_sees_the_request() {
 /// `HTTP_X_UMA_SUBJECT`: the underscore spellings are spoofs of the proxy's headers too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_strips_underscore_spellings_of_uma_headers() {
-    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-    let sink = Arc::clone(&seen);
-    let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let sink = Arc::clone(&sink);
-        async move {
-            sink.lock().unwrap().push(req.headers().clone());
-            Ok::<_, Infallible>(Response::new(ProxyBody::default()))
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        service,
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(1),
-    ));
-    let r = send(
-        Method::GET,
-        &format!("http://{addr}/x"),
-        &[
-            ("x_uma_subject", "mallory"),
-            ("X_Uma_Client_Id", "evil"),
-            ("x-uma_permissions", "[]"),
-            ("x_other", "kept"),
-        ],
-    )
+    let (headers, _) = received_through_serve(&[
+        ("x_uma_subject", "mallory"),
+        ("X_Uma_Client_Id", "evil"),
+        ("x-uma_permissions", "[]"),
+        ("x_other", "kept"),
+    ])
     .await;
-    assert_eq!(r.status, StatusCode::OK);
-    let _ = stop.send(());
-    assert_eq!(server.await.unwrap(), uma_proxy::Drain::Complete);
-
-    let seen = seen.lock().unwrap();
-    let headers = &seen[0];
     for name in ["x_uma_subject", "x_uma_client_id", "x-uma_permissions"] {
         assert!(headers.get(name).is_none(), "{name} reached the service");
     }
