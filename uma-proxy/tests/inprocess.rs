@@ -24,6 +24,42 @@ use common::*;
 /// The headers and client address a service received.
 type Received = (HeaderMap, Option<ClientAddr>);
 
+/// Starts `serve` with `service` on a loopback port; it stops, with `grace`, when the sender
+/// is used (dropping it unused lets it serve on). Returns the address, the sender and the task with `serve`'s outcome.
+async fn spawn_serve<S>(
+    service: S,
+    grace: Duration,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<uma_proxy::Drain>,
+)
+where
+    S: tower::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        service,
+        async {
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        },
+        grace,
+    ));
+    (addr, stop, server)
+}
+
 /// Sends `GET /x` with `headers` through `serve` to a service that records what it receives,
 /// then stops `serve` (which must drain completely); returns what the service saw.
 async fn received_through_serve(headers: &[(&str, &str)]) -> Received {
@@ -37,17 +73,7 @@ async fn received_through_serve(headers: &[(&str, &str)]) -> Received {
             Ok::<_, Infallible>(Response::new(ProxyBody::default()))
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        service,
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(1),
-    ));
+    let (addr, stop, server) = spawn_serve(service, Duration::from_secs(1)).await;
     let r = send(Method::GET, &format!("http://{addr}/x"), headers).await;
     assert_eq!(r.status, StatusCode::OK);
     let _ = stop.send(());
@@ -209,15 +235,8 @@ async fn serve_forward(up: &Upstream) -> std::net::SocketAddr {
         uma_proxy::Upstream::parse(&up.url()).unwrap(),
         ForwardOptions::default(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        forward,
-        std::future::pending(),
-        Duration::from_secs(1),
-    ));
-    addr
+    // Never stopped: the test's runtime ends it.
+    spawn_serve(forward, Duration::from_secs(1)).await.0
 }
 
 /// A chunked body is forwarded whatever the method: a `GET` with a chunked body (search APIs
@@ -266,17 +285,7 @@ async fn connections_busy_after_the_grace_period_are_closed() {
             Ok::<_, Infallible>(Response::new(ProxyBody::default()))
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        service,
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_millis(200),
-    ));
+    let (addr, stop, server) = spawn_serve(service, Duration::from_millis(200)).await;
     let req = Request::get(format!("http://{addr}/stuck"))
         .body(empty())
         .unwrap();
