@@ -17,6 +17,7 @@ use crate::decision::Rules;
 use crate::dialect::{DerivedEndpoints, Dialect};
 use crate::discovery::{self, DiscoveryDocument, trim_issuer};
 use crate::error::Error;
+use crate::method_override::MethodOverride;
 use crate::pat::{ClientAuth, PatConfig, PatGrant, PatProvider};
 use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
@@ -74,6 +75,7 @@ pub(crate) struct Shared {
     pub(crate) registry: ResourceRegistry,
     pub(crate) enforcement: EnforcementMode,
     pub(crate) unmapped: Unmapped,
+    pub(crate) method_override: MethodOverride,
     pub(crate) rules: Rules,
     pub(crate) clock: Arc<dyn Clock>,
     /// Whether the cache reads `clock` too, so that one reading serves both.
@@ -293,6 +295,7 @@ pub struct UmaLayerBuilder {
     permission_body: Option<PermissionBody>,
     enforcement: EnforcementMode,
     unmapped: Unmapped,
+    method_override: MethodOverride,
     leeway: Duration,
     empty_scopes_grant_all: Option<bool>,
     sync: ResourceSyncMode,
@@ -352,6 +355,7 @@ impl UmaLayerBuilder {
             permission_body: None,
             enforcement: EnforcementMode::Enforcing,
             unmapped: Unmapped::Deny,
+            method_override: MethodOverride::Refuse,
             leeway: Duration::ZERO,
             empty_scopes_grant_all: None,
             sync: ResourceSyncMode::default(),
@@ -570,6 +574,17 @@ impl UmaLayerBuilder {
     /// What to do with requests that match no route. Defaults to [`Unmapped::Deny`].
     pub fn unmapped(mut self, unmapped: Unmapped) -> Self {
         self.unmapped = unmapped;
+        self
+    }
+
+    /// What to do with a request that asks for another method through
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override` or a `_method` query
+    /// parameter (see [`MethodOverride`](crate::MethodOverride)): refuse it with `400`, or
+    /// decide on the overridden method and rewrite the request to it, signals removed. The
+    /// check runs before anything else, on every route and in every enforcement mode.
+    /// Defaults to [`MethodOverride::Refuse`](crate::MethodOverride::Refuse).
+    pub fn method_override(mut self, method_override: MethodOverride) -> Self {
+        self.method_override = method_override;
         self
     }
 
@@ -843,6 +858,7 @@ impl UmaLayerBuilder {
             },
             enforcement: self.enforcement,
             unmapped: self.unmapped,
+            method_override: self.method_override,
             clock: self.clock,
         })
     }
@@ -865,6 +881,7 @@ struct Prepared {
     resolver: Resolver,
     enforcement: EnforcementMode,
     unmapped: Unmapped,
+    method_override: MethodOverride,
     rules: Rules,
     clock: Arc<dyn Clock>,
 }
@@ -893,6 +910,7 @@ impl Prepared {
                 registry: ResourceRegistry::new(self.registrar, ids, self.lookup_interval),
                 enforcement: self.enforcement,
                 unmapped: self.unmapped,
+                method_override: self.method_override,
                 rules: self.rules,
                 cache_shares_clock,
                 clock: self.clock,

@@ -73,6 +73,7 @@ mod introspect;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
+mod method_override;
 mod metrics;
 mod pat;
 mod principal;
@@ -97,6 +98,7 @@ pub use introspect::{Introspection, ParseError, Permission};
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use jwt::{JwtValidation, RptValidation};
 pub use layer::{Discover, UmaLayer, UmaLayerBuilder, Unmapped};
+pub use method_override::{MethodOverride, strip_method_override};
 pub use pat::{ClientAuth, PatGrant};
 pub use principal::{Rejection, UmaPrincipal};
 pub use registration::{

@@ -143,6 +143,6 @@ pub enum Rejection {
     AsUnreachable,
     /// `403`: the request matches no mapped route.
     Unmapped,
-    /// `400`: an unusable path or malformed credentials.
+    /// `400`: an unusable path, malformed credentials or a refused method override.
     BadRequest,
 }

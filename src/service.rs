@@ -104,6 +104,11 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
+        // Before anything reads the method: refuse, or rewrite to, a method override.
+        if crate::method_override::apply(shared.method_override, &mut req).is_err() {
+            let rejection = Rejection::BadRequest;
+            return ResponseFuture::ready(refusal(StatusCode::BAD_REQUEST, rejection, None));
+        }
         let check = match precheck(shared, &req) {
             Step::Pass => return ResponseFuture::calling(self.inner.call(req)),
             Step::Respond(status, rejection) => {
