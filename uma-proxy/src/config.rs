@@ -50,10 +50,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 use tower_uma::{
-    ClientSecret, EnforcementMode, IntrospectionCache, ResourceDecl, ResourceMap, Route, Unmapped,
+    ClientSecret, EnforcementMode, IntrospectionCache, MethodOverride, ResourceDecl, ResourceMap,
+    Route, Unmapped,
 };
 
 use crate::forward::Upstream;
+use crate::trust::{AllowedHosts, Cidr, TrustedProxies};
 
 /// The default `listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -97,6 +99,13 @@ pub struct Config {
     /// How long requests in flight may take to finish after SIGTERM or Ctrl-C
     /// (`shutdown_timeout`).
     pub shutdown_timeout: Duration,
+    /// `method_override`: `"refuse"` (default) or `"decide"`; see
+    /// [`tower_uma::MethodOverride`].
+    pub method_override: MethodOverride,
+    /// `trusted_proxies`: the peers whose forwarding headers are kept (default: none).
+    pub trusted_proxies: TrustedProxies,
+    /// `allowed_hosts`: the `Host` values answered; others get `421` (default: any host).
+    pub allowed_hosts: Option<AllowedHosts>,
     /// `[authorization_server]`.
     pub authorization_server: AsConfig,
     /// `[cache]`.
@@ -445,6 +454,10 @@ struct RawConfig {
     forward_authorization: Option<bool>,
     upstream_timeout: Option<Spanned<Dur>>,
     shutdown_timeout: Option<Dur>,
+    #[serde(default)]
+    method_override: MethodOverrideRaw,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
+    allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     authorization_server: Spanned<RawAs>,
     #[serde(default)]
     cache: RawCache,
@@ -467,6 +480,14 @@ enum UnmappedRaw {
     #[default]
     Deny,
     Allow,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum MethodOverrideRaw {
+    #[default]
+    Refuse,
+    Decide,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -630,6 +651,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         {
             return Err(self.nowhere("`realm` is empty".to_owned()));
         }
+        let (trusted_proxies, allowed_hosts) = self.resolve_trust(&raw)?;
         let authorization_server = self.resolve_as(&raw.authorization_server)?;
         let resources = self.resolve_resources(&raw.resources)?;
         if authorization_server.issuer.is_none()
@@ -665,6 +687,12 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
+            method_override: match raw.method_override {
+                MethodOverrideRaw::Refuse => MethodOverride::Refuse,
+                MethodOverrideRaw::Decide => MethodOverride::Decide,
+            },
+            trusted_proxies,
+            allowed_hosts,
             authorization_server,
             cache: CacheConfig {
                 enabled: c.enabled,
@@ -678,6 +706,37 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             },
             resources,
         })
+    }
+
+    /// `trusted_proxies` and `allowed_hosts`, each entry's error at its own line.
+    fn resolve_trust(
+        &self,
+        raw: &RawConfig,
+    ) -> Result<(TrustedProxies, Option<AllowedHosts>), ConfigError> {
+        let trusted = raw
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .map(|entry| {
+                Cidr::parse(entry.get_ref())
+                    .map_err(|m| self.at(entry.span(), format!("`trusted_proxies`: {m}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allowed = match &raw.allowed_hosts {
+            None => None,
+            Some(list) => {
+                for entry in list.get_ref() {
+                    AllowedHosts::parse([entry.get_ref().as_str()])
+                        .map_err(|m| self.at(entry.span(), format!("`allowed_hosts`: {m}")))?;
+                }
+                let entries = list.get_ref().iter().map(|e| e.get_ref().as_str());
+                Some(
+                    AllowedHosts::parse(entries)
+                        .map_err(|m| self.at(list.span(), format!("`allowed_hosts`: {m}")))?,
+                )
+            }
+        };
+        Ok((TrustedProxies::new(trusted), allowed))
     }
 
     fn positive(&self, d: &Spanned<Dur>, key: &str) -> Result<Duration, ConfigError> {
@@ -1311,6 +1370,45 @@ scopes = { GET = ["view"], PUT = ["edit"] }
         ))
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2-xyz"));
+    }
+
+    #[test]
+    fn method_override_trusted_proxies_and_allowed_hosts() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.method_override, MethodOverride::Refuse);
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.allowed_hosts, None);
+
+        let text = format!(
+            "method_override = \"decide\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+             allowed_hosts = [\"api.example.com\", \"[::1]:8080\"]\n{BASE}"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.method_override, MethodOverride::Decide);
+        assert!(c.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        let hosts = c.allowed_hosts.unwrap();
+        assert!(hosts.allows("API.example.com:8080") && hosts.allows("[::1]:8080"));
+
+        let e = parse(&format!("method_override = \"allow\"\n{BASE}")).unwrap_err();
+        assert_eq!(e.line(), Some(1), "{e}");
+        assert!(e.message().contains("`method_override`"), "{e}");
+
+        let text = format!("trusted_proxies = [\n  \"10.0.0.0/8\",\n  \"10.0.0.1/8\",\n]\n{BASE}");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(e.message().starts_with("`trusted_proxies`: "), "{e}");
+        assert!(e.message().contains("\"10.0.0.0/8\"?"), "{e}");
+        let e = parse(&format!("trusted_proxies = [\"localhost\"]\n{BASE}")).unwrap_err();
+        assert_eq!(e.line(), Some(1), "{e}");
+
+        let text = format!("allowed_hosts = [\n  \"good.test\",\n  \"u@evil.test\",\n]\n{BASE}");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(e.message().starts_with("`allowed_hosts`: "), "{e}");
+        let e = parse(&format!("allowed_hosts = []\n{BASE}")).unwrap_err();
+        assert!(e.message().contains("empty"), "{e}");
     }
 
     #[test]

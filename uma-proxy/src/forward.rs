@@ -11,15 +11,28 @@
 //!   `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
 //!   `Transfer-Encoding`, `Upgrade`) in both directions, and `Host` (the client sets the
 //!   upstream's);
-//! - sets `X-Forwarded-For` (the client's IP appended to any list the client sent),
-//!   `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the `Host` the client used);
+//! - removes every method-override signal (`X-HTTP-Method-Override`, `X-HTTP-Method`,
+//!   `X-Method-Override`, also with `_` for `-`, and `_method` query pairs; see
+//!   [`tower_uma::MethodOverride`]): the layer has refused them or decided on them already,
+//!   and the upstream must run the request line's method;
+//! - removes the client's forwarding headers (`Forwarded`, `X-Real-IP` and every
+//!   `X-Forwarded-*`) unless the client's address is in
+//!   [`ForwardOptions::trusted_proxies`]; their spellings with `_` for `-` and the path
+//!   overrides `X-Original-URL` and `X-Rewrite-URL` are removed whoever sends them;
+//! - sets `X-Forwarded-For` (the client's IP, appended to the list a trusted proxy sent),
+//!   `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the `Host` the client used), keeping a
+//!   trusted proxy's own `X-Forwarded-Proto` and `X-Forwarded-Host`, and appends `for=` the
+//!   client's IP to a trusted proxy's `Forwarded` (RFC 7239 §4);
 //! - removes any `X-Uma-Subject`, `X-Uma-Client-Id` and `X-Uma-Permissions` (also spelled
-//!   with `_` for `-`) and, when the request carries a [`UmaPrincipal`], sets them from it;
-//!   drops `Authorization` unless
-//!   [`ForwardOptions::forward_authorization`];
+//!   with `_` for `-`) and, when the request carries a [`UmaPrincipal`], sets them from it
+//!   (`sub` and `client_id` percent-encoded, see [`X_UMA_SUBJECT`]); drops `Authorization`
+//!   unless [`ForwardOptions::forward_authorization`];
 //! - sends it over a pooled HTTP/1.1 keep-alive connection and answers `502 Bad Gateway` when
 //!   the upstream cannot be reached or fails, `504 Gateway Timeout` when its response head does
-//!   not arrive within [`ForwardOptions::timeout`].
+//!   not arrive within [`ForwardOptions::timeout`];
+//! - answers the client in HTTP/1.1 whatever version the upstream spoke (an HTTP/1.0 upstream
+//!   does not make the client's connection HTTP/1.0 and close it; hyper still answers an
+//!   HTTP/1.0 client in HTTP/1.0).
 //!
 //! Bodies are never collected: the request's `Incoming` body is handed to the upstream client
 //! as it is (one of unknown length, whatever the method, sent chunked), and the upstream's
@@ -66,6 +79,7 @@ use tower_service::Service;
 use tower_uma::{Permission, UmaPrincipal};
 
 use crate::metrics as m;
+use crate::trust::TrustedProxies;
 
 /// The error type of proxy bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -74,12 +88,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// refusals, or the proxy's own short error texts.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// `X-Uma-Subject`: the RPT's `sub`.
+/// `X-Uma-Subject`: the RPT's `sub`, percent-encoded: every byte of its UTF-8 outside
+/// visible ASCII (`0x21`–`0x7E`), and `%` itself, is written `%XX` (upper-case hex), so
+/// `" admin"` is sent as `%20admin` and `josé` as `jos%C3%A9`, while `bob` or a UUID is sent
+/// as it is. Percent-decoding the header gives exactly the AS's value.
 pub const X_UMA_SUBJECT: HeaderName = HeaderName::from_static("x-uma-subject");
-/// `X-Uma-Client-Id`: the RPT's `client_id`.
+/// `X-Uma-Client-Id`: the RPT's `client_id`, percent-encoded like [`X_UMA_SUBJECT`].
 pub const X_UMA_CLIENT_ID: HeaderName = HeaderName::from_static("x-uma-client-id");
-/// `X-Uma-Permissions`: a JSON array of `{"resource_id", "resource_scopes"}` objects (ASCII
-/// only: other characters are `\u` escapes).
+/// `X-Uma-Permissions`: a JSON array of `{"resource_id", "resource_scopes"}` objects, in
+/// visible ASCII and spaces only: other characters (control characters, DEL, non-ASCII) are
+/// `\u` escapes, so the value can neither be split nor mangled on the way.
 pub const X_UMA_PERMISSIONS: HeaderName = HeaderName::from_static("x-uma-permissions");
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -92,27 +110,39 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// before anything else sees the request (see [`remove_uma_headers`]).
 pub const UMA_HEADERS: [HeaderName; 3] = [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS];
 
+/// Whether the header name `name` is `canonical` with any `-` possibly spelled `_`:
+/// CGI-style upstreams (WSGI, Rack, PHP) read `X_Uma_Subject` and `X-Uma-Subject` as the same
+/// `HTTP_X_UMA_SUBJECT`.
+fn spelled_as(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && canonical
+            .bytes()
+            .zip(name.bytes())
+            .all(|(c, n)| c == n || (c == b'-' && n == b'_'))
+}
+
+/// Removes every header for which `spoofed` holds, scanning the names once.
+fn remove_names(headers: &mut HeaderMap, spoofed: impl Fn(&str) -> bool) {
+    if !headers.keys().any(|n| spoofed(n.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| spoofed(n.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 /// Removes every header a client could pass off as one of [`UMA_HEADERS`]: those names, and
 /// their spellings with `_` for `-` (`X_Uma_Subject`), which CGI-style upstreams (WSGI, Rack,
 /// PHP) read as the same `HTTP_X_UMA_SUBJECT`.
 pub fn remove_uma_headers(headers: &mut HeaderMap) {
-    let is_uma = |name: &HeaderName| {
-        UMA_HEADERS.iter().any(|uma| {
-            uma.as_str().len() == name.as_str().len()
-                && uma
-                    .as_str()
-                    .bytes()
-                    .zip(name.as_str().bytes())
-                    .all(|(u, n)| u == n || (u == b'-' && n == b'_'))
-        })
-    };
-    if !headers.keys().any(is_uma) {
-        return;
-    }
-    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_uma(n)).cloned().collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
+    remove_names(headers, |name| {
+        UMA_HEADERS.iter().any(|uma| spelled_as(name, uma.as_str()))
+    });
 }
 
 /// The address of the client a request came from, inserted into the request extensions by
@@ -219,6 +249,9 @@ pub struct ForwardOptions {
     pub forward_authorization: bool,
     /// How long an idle pooled upstream connection is kept. Defaults to 90 s.
     pub pool_idle_timeout: Duration,
+    /// The peers whose forwarding headers are kept (see the [module docs](crate::forward)).
+    /// Defaults to none.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ForwardOptions {
@@ -227,6 +260,7 @@ impl Default for ForwardOptions {
             timeout: crate::config::DEFAULT_UPSTREAM_TIMEOUT,
             forward_authorization: true,
             pool_idle_timeout: Duration::from_secs(90),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -243,6 +277,13 @@ impl ForwardOptions {
     #[must_use]
     pub fn forward_authorization(mut self, forward: bool) -> Self {
         self.forward_authorization = forward;
+        self
+    }
+
+    /// Sets [`trusted_proxies`](Self::trusted_proxies). Defaults to none.
+    #[must_use]
+    pub fn trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted_proxies = trusted;
         self
     }
 }
@@ -303,7 +344,16 @@ impl Service<Request<Incoming>> for Forward {
 }
 
 impl Forward {
-    async fn forward(self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        // Defence in depth: the layer refused the signals or decided on them already.
+        match tower_uma::strip_method_override(&mut req) {
+            Ok(false) => {}
+            Ok(true) => tracing::debug!("removed a method override the layer let through"),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot remove a method override from the query");
+                return error_response(StatusCode::BAD_REQUEST);
+            }
+        }
         let (mut parts, body) = req.into_parts();
         let uri = match self.shared.upstream.uri_for(parts.uri.path_and_query()) {
             Ok(uri) => uri,
@@ -313,6 +363,8 @@ impl Forward {
             }
         };
         let client_addr = parts.extensions.get::<ClientAddr>().copied();
+        let trusted = client_addr
+            .is_some_and(|ClientAddr(a)| self.shared.options.trusted_proxies.contains(a.ip()));
         let principal = parts.extensions.remove::<UmaPrincipal>();
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
@@ -344,11 +396,11 @@ impl Forward {
         {
             tracing::warn!(
                 token.fingerprint = %p.token_fingerprint(),
-                "the RPT's {what} cannot be sent in a header (control characters); refusing the request"
+                "the RPT's {what} cannot be sent in a header; refusing the request"
             );
             return error_response(StatusCode::BAD_GATEWAY);
         }
-        set_forwarded(headers, client_addr, original_host);
+        set_forwarded(headers, client_addr, original_host, trusted);
 
         parts.uri = uri;
         parts.version = Version::HTTP_11;
@@ -379,6 +431,9 @@ impl Forward {
                 m::upstream("ok", started.elapsed());
                 let (mut parts, body) = resp.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
+                // hyper answers in the response's version: an HTTP/1.0 upstream would make
+                // the client's connection HTTP/1.0, closed after this response.
+                parts.version = Version::HTTP_11;
                 Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
             }
         }
@@ -444,48 +499,106 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// `Forwarded` (RFC 7239).
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Whether `name` says where a request came from, as a proxy would: `Forwarded`,
+/// `X-Real-IP` or any `X-Forwarded-*`, in any spelling with `_` for `-`.
+fn is_forwarding(name: &str) -> bool {
+    const PREFIX: &str = "x-forwarded-";
+    spelled_as(name, "forwarded")
+        || spelled_as(name, "x-real-ip")
+        || (name.len() > PREFIX.len()
+            && name
+                .get(..PREFIX.len())
+                .is_some_and(|p| spelled_as(p, PREFIX)))
+}
+
+/// Whether `name` asks the upstream to route another path than the request's (IIS, older
+/// Symfony and Zend): never forwarded.
+fn is_path_override(name: &str) -> bool {
+    spelled_as(name, "x-original-url") || spelled_as(name, "x-rewrite-url")
+}
+
+/// Replaces the values of the list header `name` with one: them, then `element`, joined by
+/// `, ` (values that are not text are dropped).
+fn append_element(headers: &mut HeaderMap, name: HeaderName, element: &str) {
+    let mut list: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    list.push(element);
+    let value = HeaderValue::from_str(&list.join(", "));
+    headers.remove(&name);
+    if let Ok(v) = value {
+        headers.insert(name, v);
+    }
+}
+
+/// Sets the forwarding headers for a request from `client`; a `trusted` client's own are
+/// kept and extended, anyone else's removed (see the [module docs](crate::forward)).
 fn set_forwarded(
     headers: &mut HeaderMap,
     client: Option<ClientAddr>,
     original_host: Option<HeaderValue>,
+    trusted: bool,
 ) {
+    remove_names(headers, |name| {
+        is_path_override(name) || (is_forwarding(name) && (!trusted || name.contains('_')))
+    });
     if let Some(ClientAddr(addr)) = client {
-        let ip = addr.ip().to_canonical().to_string();
-        let prior: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let value = if prior.is_empty() {
-            ip
-        } else {
-            format!("{}, {ip}", prior.join(", "))
-        };
-        headers.remove(&X_FORWARDED_FOR);
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(X_FORWARDED_FOR, v);
+        let ip = addr.ip().to_canonical();
+        append_element(headers, X_FORWARDED_FOR, &ip.to_string());
+        if headers.contains_key(&FORWARDED) {
+            // Only a trusted proxy's is left: add this hop's element (RFC 7239 §4, §6).
+            let node = match ip {
+                std::net::IpAddr::V4(v4) => format!("for={v4}"),
+                std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+            };
+            append_element(headers, FORWARDED, &node);
         }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    match original_host {
-        Some(host) => {
-            headers.insert(X_FORWARDED_HOST, host);
-        }
-        None => {
-            headers.remove(X_FORWARDED_HOST);
-        }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST)
+        && let Some(host) = original_host
+    {
+        headers.insert(X_FORWARDED_HOST, host);
     }
 }
 
-/// Sets the three `X-Uma-*` headers; `Err(field)` when a value holds control characters.
+/// `value` with every byte outside visible ASCII (`0x21`–`0x7E`), and `%`, percent-encoded
+/// (upper-case hex); see [`X_UMA_SUBJECT`].
+fn percent_encoded(value: &str) -> HeaderValue {
+    let plain = |b: u8| (0x21..=0x7e).contains(&b) && b != b'%';
+    if value.bytes().all(plain)
+        && let Ok(v) = HeaderValue::from_str(value)
+    {
+        return v;
+    }
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    // Visible ASCII only: a valid header value (an empty one included).
+    HeaderValue::from_maybe_shared(Bytes::from(out))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Sets the three `X-Uma-*` headers; `Err(field)` when a value cannot be sent.
 fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<(), &'static str> {
     if let Some(sub) = p.subject() {
-        let v = HeaderValue::from_bytes(sub.as_bytes()).map_err(|_| "sub")?;
-        headers.insert(X_UMA_SUBJECT, v);
+        headers.insert(X_UMA_SUBJECT, percent_encoded(sub));
     }
     if let Some(client_id) = p.client_id() {
-        let v = HeaderValue::from_bytes(client_id.as_bytes()).map_err(|_| "client_id")?;
-        headers.insert(X_UMA_CLIENT_ID, v);
+        headers.insert(X_UMA_CLIENT_ID, percent_encoded(client_id));
     }
     let json = ascii_json(permissions_json(p.permissions()).map_err(|_| "permissions")?);
     // Takes the buffer over (no copy); validation only, since the JSON is ASCII by now.
@@ -535,11 +648,13 @@ fn json_string(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     }
 }
 
-/// Escapes every non-ASCII character of serialised JSON as `\uXXXX` (surrogate pairs above
-/// the BMP). Outside strings JSON is ASCII already, so the result is equivalent JSON that fits
-/// a header value.
+/// Escapes every character of serialised JSON that is neither visible ASCII nor a space
+/// (DEL and non-ASCII: serde_json escapes the other control characters already) as `\uXXXX`
+/// (surrogate pairs above the BMP). Such characters only occur inside strings, so the result
+/// is equivalent JSON that fits a header value.
 fn ascii_json(json: Vec<u8>) -> Vec<u8> {
-    if json.is_ascii() {
+    let header_safe = |c: char| (' '..='~').contains(&c);
+    if json.iter().all(|&b| header_safe(char::from(b))) {
         return json;
     }
     // serde_json writes UTF-8; should it not, nothing is escaped and the header is refused.
@@ -548,7 +663,7 @@ fn ascii_json(json: Vec<u8>) -> Vec<u8> {
     };
     let mut out = String::with_capacity(json.len() + 16);
     for c in text.chars() {
-        if c.is_ascii() {
+        if header_safe(c) {
             out.push(c);
         } else {
             let mut units = [0u16; 2];
@@ -633,20 +748,88 @@ mod tests {
         assert!(h.contains_key("x-end-to-end"));
     }
 
-    #[test]
-    fn forwarded_headers_append_the_client() {
+    /// What a client claims in forwarding headers.
+    fn claimed() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        let addr = ClientAddr("127.0.0.1:5555".parse().unwrap());
-        set_forwarded(
-            &mut h,
-            Some(addr),
-            Some(HeaderValue::from_static("proxy:8080")),
-        );
-        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        for (k, v) in [
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "front.test"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/api"),
+            ("x-real-ip", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1;proto=https"),
+            ("x_forwarded_for", "10.6.6.6"),
+            ("x-forwarded_host", "evil.test"),
+            ("x_real_ip", "10.6.6.6"),
+            ("x-original-url", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("x-forwardedfor", "kept: not a forwarding header"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn forwarding_headers_of_untrusted_clients_are_replaced() {
+        let mut h = claimed();
+        let addr = ClientAddr("[::ffff:127.0.0.1]:5555".parse().unwrap());
+        let host = Some(HeaderValue::from_static("proxy:8080"));
+        set_forwarded(&mut h, Some(addr), host, false);
+        assert_eq!(h[X_FORWARDED_FOR], "127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "proxy:8080");
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert!(h.contains_key("x-forwardedfor"));
+    }
+
+    #[test]
+    fn forwarding_headers_of_trusted_proxies_are_extended() {
+        let mut h = claimed();
+        let addr = ClientAddr("[fd00::7]:5555".parse().unwrap());
+        let host = Some(HeaderValue::from_static("proxy:8080"));
+        set_forwarded(&mut h, Some(addr), host, true);
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, fd00::7");
+        assert_eq!(h[X_FORWARDED_PROTO], "https");
+        assert_eq!(h[X_FORWARDED_HOST], "front.test");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["x-forwarded-prefix"], "/api");
+        assert_eq!(h["x-real-ip"], "10.0.0.1");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.1;proto=https, for=\"[fd00::7]\""
+        );
+        for spoof in [
+            "x_forwarded_for",
+            "x-forwarded_host",
+            "x_real_ip",
+            "x-original-url",
+            "x_rewrite_url",
+        ] {
+            assert!(!h.contains_key(spoof), "{spoof}");
+        }
+    }
+
+    #[test]
+    fn subject_and_client_id_are_percent_encoded() {
+        for (value, sent) in [
+            ("bob", "bob"),
+            (
+                "0f8fad5b-d9cb-469f-a165-70867728950e",
+                "0f8fad5b-d9cb-469f-a165-70867728950e",
+            ),
+            (" admin", "%20admin"),
+            ("admin ", "admin%20"),
+            ("100%", "100%25"),
+            ("%20", "%2520"),
+            ("josé", "jos%C3%A9"),
+            ("a\tb\u{7f}", "a%09b%7F"),
+            ("a\r\nX-Evil: 1", "a%0D%0AX-Evil:%201"),
+            ("", ""),
+        ] {
+            assert_eq!(percent_encoded(value), sent, "{value:?}");
+        }
     }
 
     #[test]
@@ -687,10 +870,12 @@ mod tests {
 
     #[test]
     fn non_ascii_json_is_escaped() {
-        let json = serde_json::to_vec(&["é", "𝄞", "a\"b"]).unwrap();
+        let odd = ["é", "𝄞", "a\"b", "del\u{7f}", "ctl\r\n\t\u{0}"];
+        let json = serde_json::to_vec(&odd).unwrap();
         let ascii = ascii_json(json);
-        assert!(ascii.is_ascii());
+        assert!(ascii.iter().all(|b| (b' '..=b'~').contains(b)), "{ascii:?}");
+        assert!(HeaderValue::from_bytes(&ascii).is_ok());
         let back: Vec<String> = serde_json::from_slice(&ascii).unwrap();
-        assert_eq!(back, ["é", "𝄞", "a\"b"]);
+        assert_eq!(back, odd);
     }
 }

@@ -17,6 +17,8 @@
 //! - [`forwarding_service`]: the forwarding service alone, i.e. a bare forwarding proxy when
 //!   served without the layer (what the benches compare with);
 //! - [`serve`]: the accept loop with `X-Uma-*` stripping and graceful shutdown;
+//! - [`HostCheck`] (`allowed_hosts`) and [`TrustedProxies`] (`trusted_proxies`): which hosts
+//!   the proxy answers for, and whose forwarding headers it keeps;
 //! - [`run`]: all of it, plus the admin listener (`/healthz`, `/metrics`).
 //!
 //! # Example
@@ -49,6 +51,7 @@ pub mod config;
 pub mod forward;
 pub mod metrics;
 pub mod server;
+pub mod trust;
 pub mod uma;
 
 pub use config::{Config, ConfigError, Dialect, Overrides};
@@ -56,4 +59,5 @@ pub use forward::{
     BoxError, ClientAddr, Forward, ForwardOptions, ProxyBody, Upstream, forwarding_service,
 };
 pub use server::{Drain, RunError, admin_service, build_layer_with_retry, run, serve};
+pub use trust::{AllowedHosts, HostCheck, TrustedProxies};
 pub use uma::{apply_dialect, build_layer, layer_builder};

@@ -39,6 +39,7 @@ use crate::forward::{
     ClientAddr, ForwardOptions, ProxyBody, forwarding_service, remove_uma_headers,
 };
 use crate::metrics as m;
+use crate::trust::HostCheck;
 
 /// How [`serve`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,8 +258,8 @@ pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_u
 /// 1. Binds `listen` (and `admin_listen`, whose `/healthz` answers `503` until step 3).
 /// 2. Discovers the AS and registers the resources, retrying while the AS cannot be reached
 ///    (see [`build_layer_with_retry`]); `shutdown` during this step ends the run cleanly.
-/// 3. Calls `on_listening` with the bound address and serves: `X-Uma-*` stripping, then the
-///    layer, then the [`forwarding_service`].
+/// 3. Calls `on_listening` with the bound address and serves: `X-Uma-*` stripping, then
+///    `allowed_hosts` ([`HostCheck`]), then the layer, then the [`forwarding_service`].
 /// 4. On `shutdown`: stops accepting, waits at most `shutdown_timeout` for requests in flight.
 ///
 /// `metrics` is the handle of an installed Prometheus recorder, rendered on `/metrics`.
@@ -348,8 +349,11 @@ pub async fn run(
 
     let options = ForwardOptions::default()
         .timeout(config.upstream_timeout)
-        .forward_authorization(config.forward_authorization);
+        .forward_authorization(config.forward_authorization)
+        .trusted_proxies(config.trusted_proxies.clone());
     let service = tower::Layer::layer(&layer, forwarding_service(config.upstream.clone(), options));
+    // Misdirected requests are answered before the layer spends an AS call on them.
+    let service = HostCheck::new(config.allowed_hosts.clone(), service);
     let local = listener.local_addr().map_err(|source| RunError::Bind {
         what: "listen",
         addr: config.listen,

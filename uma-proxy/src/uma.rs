@@ -76,6 +76,7 @@ pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma
         .request_timeout(a.timeout)
         .enforcement(config.enforcement)
         .unmapped(config.unmapped)
+        .method_override(config.method_override)
         .cache(config.cache.build())
         .resources(config.resource_map());
     Ok(apply_dialect(builder, a))

@@ -1,0 +1,375 @@
+//! What the upstream is told, and what the client is answered, with the whole proxy
+//! (`uma_proxy::run`) in-process between a real `uma-test-as` and a recording upstream on
+//! loopback: method overrides, the encoding of `X-Uma-*`, forwarding headers and
+//! `allowed_hosts`, and HTTP/1.0 upstreams.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a test failure"
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use uma_proxy::{Config, ForwardOptions, Overrides, forwarding_service, run, serve};
+use uma_test_as::{RptPermission, RptSpec, TestAs};
+
+use common::*;
+
+/// Runs the whole proxy for `config(as_, upstream, extra)` until the test ends; returns the
+/// address it listens on (known once the resources are synced).
+async fn start_run(as_: &TestAs, upstream: &str, extra: &str) -> SocketAddr {
+    let text = config(as_, upstream, extra);
+    let env = |n: &str| (n == SECRET_ENV).then(|| RS_SECRET.to_owned());
+    let config = Config::from_toml_str(&text, "proxy.toml", &Overrides::default(), env).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let on_listening = move |addr| {
+            let _ = tx.send(addr);
+        };
+        let ended = run(config, None, on_listening, std::future::pending()).await;
+        panic!("the proxy stopped: {ended:?}");
+    });
+    tokio::time::timeout(SOON, rx).await.unwrap().unwrap()
+}
+
+/// An RPT for the album with `scopes`, for `sub` and `client_id`.
+fn album_rpt(as_: &TestAs, scopes: &[&str], sub: &str, client_id: &str) -> String {
+    let album = as_.resource_id("album").unwrap();
+    as_.mint_rpt(RptSpec {
+        sub: Some(sub.into()),
+        client_id: Some(client_id.into()),
+        permissions: vec![RptPermission::new(album, scopes.iter().copied())],
+        ..RptSpec::active_for("unused", ["unused"], 300)
+    })
+}
+
+const OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Asserts that the upstream got `method` and `uri`, and no method-override header.
+fn assert_ran_without_signal(seen: &Seen, method: &Method, uri: &str) {
+    assert_eq!(seen.method, *method);
+    assert_eq!(seen.uri, uri);
+    for (name, _) in &seen.headers {
+        assert!(
+            !name.as_str().contains("method"),
+            "{name} reached the upstream"
+        );
+    }
+}
+
+/// Finding 5: by default the proxy answers every method override with 400, on protected and
+/// public routes alike, and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_overrides_are_refused_by_default() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "").await;
+    let rpt = album_rpt(&as_, &["view", "edit", "delete"], "bob", APP_ID);
+    let bearer = format!("Bearer {rpt}");
+    for (method, path, headers) in [
+        (
+            Method::PUT,
+            "/albums/1",
+            vec![
+                ("X-HTTP-Method-Override", "DELETE"),
+                ("authorization", bearer.as_str()),
+            ],
+        ),
+        (Method::POST, "/public/x", vec![("X-HTTP-Method", "DELETE")]),
+        (
+            Method::POST,
+            "/public/x",
+            vec![("X_Method_Override", "DELETE")],
+        ),
+        (Method::GET, "/public/x?%5Fmethod=DELETE", vec![]),
+        (
+            Method::GET,
+            "/albums/1?a=1&_method=DELETE",
+            vec![("authorization", bearer.as_str())],
+        ),
+    ] {
+        let r = send(method, &format!("http://{addr}{path}"), &headers).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path} {headers:?}");
+    }
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+}
+
+/// Finding 5 with `method_override = "decide"`: the override is decided on (a view-only RPT
+/// gets a challenge for DELETE) and, once allowed, the upstream receives a DELETE without any
+/// signal, the rest of the query intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decided_method_overrides_reach_the_upstream_as_the_method() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "method_override = \"decide\"").await;
+    let viewer = album_rpt(&as_, &["view"], "bob", APP_ID);
+    let r = send(
+        Method::GET,
+        &format!("http://{addr}/albums/1?_method=DELETE"),
+        &[("authorization", &format!("Bearer {viewer}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let deleter = album_rpt(&as_, &["delete"], "bob", APP_ID);
+    let r = send(
+        Method::POST,
+        &format!("http://{addr}/albums/1?q=1&_method=DELETE"),
+        &[
+            ("authorization", &format!("Bearer {deleter}")),
+            ("X_HTTP_Method_Override", "DELETE"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_ran_without_signal(&seen[0], &Method::DELETE, "/albums/1?q=1");
+}
+
+/// Finding 5, defence in depth: the forwarding service never forwards a signal, even without
+/// the layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forwarding_service_strips_method_overrides() {
+    let up = start_upstream().await;
+    let forward = forwarding_service(
+        uma_proxy::Upstream::parse(&up.url()).unwrap(),
+        ForwardOptions::default(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        forward,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let mut headers: Vec<(&str, &str)> = OVERRIDE_HEADERS.iter().map(|h| (*h, "DELETE")).collect();
+    headers.push(("x_http_method", "DELETE"));
+    let r = send(
+        Method::POST,
+        &format!("http://{addr}/x?a=1&_METHOD=PUT;b=2"),
+        &headers,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ran_without_signal(&up.seen()[0], &Method::POST, "/x?a=1;b=2");
+}
+
+/// Finding 8: `sub` and `client_id` are percent-encoded outside visible ASCII (and `%`), so
+/// the upstream reads exactly the AS's values; the permissions JSON stays visible ASCII even
+/// for a scope with DEL and non-ASCII characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_headers_say_exactly_what_the_as_said() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "").await;
+    let odd_scope = "odd\u{7f}é\r\n";
+    let rpt = album_rpt(&as_, &["view", odd_scope], " admin", "café 100%");
+    let r = send(
+        Method::GET,
+        &format!("http://{addr}/albums/1"),
+        &[("authorization", &format!("Bearer {rpt}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let h = &up.seen()[0].headers;
+    assert_eq!(h["x-uma-subject"], "%20admin");
+    assert_eq!(h["x-uma-client-id"], "caf%C3%A9%20100%25");
+    let permissions = h["x-uma-permissions"].as_bytes();
+    assert!(
+        permissions.iter().all(|b| (b' '..=b'~').contains(b)),
+        "{permissions:?}"
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(permissions).unwrap();
+    let mut scopes: Vec<&str> = parsed[0]["resource_scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    scopes.sort_unstable();
+    assert_eq!(scopes, [odd_scope, "view"]);
+}
+
+/// Every forwarding header a client might send, in both spellings, and path overrides.
+const CLAIMS: [(&str, &str); 11] = [
+    ("forwarded", "for=10.0.0.1;proto=https"),
+    ("x-real-ip", "10.0.0.1"),
+    ("x-forwarded-for", "10.0.0.1"),
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-port", "443"),
+    ("x-forwarded-prefix", "/admin"),
+    ("x-forwarded-host", "front.test"),
+    ("x_forwarded_for", "10.6.6.6"),
+    ("x_real_ip", "10.6.6.6"),
+    ("x-original-url", "/albums/1"),
+    ("x-rewrite-url", "/albums/1"),
+];
+
+/// Finding 9: a client's forwarding headers are replaced unless it is a trusted proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let direct = start_run(&as_, &up.url(), "").await;
+    let trusting = start_run(&as_, &up.url(), "trusted_proxies = [\"127.0.0.0/8\"]").await;
+    for addr in [direct, trusting] {
+        let r = send(Method::GET, &format!("http://{addr}/public/x"), &CLAIMS).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let seen = up.seen();
+
+    let h = &seen[0].headers;
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], direct.to_string().as_str());
+    for (name, _) in CLAIMS {
+        if !["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"].contains(&name) {
+            assert!(h.get(name).is_none(), "{name} reached the upstream");
+        }
+    }
+
+    let h = &seen[1].headers;
+    assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "front.test");
+    assert_eq!(h["x-forwarded-port"], "443");
+    assert_eq!(h["x-forwarded-prefix"], "/admin");
+    assert_eq!(h["x-real-ip"], "10.0.0.1");
+    assert_eq!(h["forwarded"], "for=10.0.0.1;proto=https, for=127.0.0.1");
+    for name in [
+        "x_forwarded_for",
+        "x_real_ip",
+        "x-original-url",
+        "x-rewrite-url",
+    ] {
+        assert!(h.get(name).is_none(), "{name} reached the upstream");
+    }
+}
+
+/// Sends `head` (a request without body) on a new connection; returns the status code.
+async fn raw_status(addr: SocketAddr, head: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(SOON, s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Finding 9: with `allowed_hosts`, another `Host` (or absolute-form authority) gets 421
+/// before the layer or the upstream sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_hosts_are_misdirected() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "allowed_hosts = [\"good.test\"]").await;
+    let url = format!("http://{addr}/public/x");
+    let r = send(Method::GET, &url, &[("host", "evil.test")]).await;
+    assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
+    let r = send(Method::GET, &url, &[]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::MISDIRECTED_REQUEST,
+        "the address is not allowed"
+    );
+    let r = send(
+        Method::GET,
+        &format!("http://{addr}/albums/1"),
+        &[("host", "evil.test")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
+    let absolute =
+        "GET http://evil.test/public/x HTTP/1.1\r\nHost: good.test\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_status(addr, absolute).await, 421);
+    let r = send(Method::GET, &url, &[("host", "GOOD.test:8080")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(up.seen().len(), 1);
+    assert_eq!(as_.count(uma_test_as::Endpoint::Permission), 0);
+}
+
+/// An upstream that answers every request in HTTP/1.0 with a body delimited by closing the
+/// connection.
+async fn start_http10_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0";
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Finding 12: an HTTP/1.0 upstream does not make the proxy answer in HTTP/1.0 and close: a
+/// client sends two requests on one keep-alive connection and gets two HTTP/1.1 answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_upstream_keeps_the_client_on_http11() {
+    let as_ = start_as().await;
+    let upstream = start_http10_upstream().await;
+    let addr = start_run(&as_, &upstream, "").await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for i in 0..2 {
+        tokio::time::timeout(SOON, sender.ready())
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("request {i}: the proxy closed the connection: {e}"));
+        let req = Request::get(format!("/public/{i}"))
+            .header("host", addr.to_string())
+            .body(empty())
+            .unwrap();
+        let resp = tokio::time::timeout(SOON, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.version(), Version::HTTP_11, "request {i}");
+        assert!(
+            resp.headers()
+                .get("connection")
+                .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"close")),
+            "request {i}: {:?}",
+            resp.headers()
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello from 1.0");
+    }
+}
