@@ -30,12 +30,12 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
+use std::future::{Ready, ready};
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::Either;
 use http::uri::Authority;
 use http::{Request, Response, StatusCode, header};
 use tower_service::Service;
@@ -278,11 +278,10 @@ impl<S> HostCheck<S> {
 impl<S, B> Service<Request<B>> for HostCheck<S>
 where
     S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+    type Future = Either<Ready<Result<Response<ProxyBody>, Infallible>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -297,11 +296,9 @@ where
                 target = ?req.uri().authority().map(Authority::as_str),
                 "refusing a request for a host not in allowed_hosts"
             );
-            return Box::pin(std::future::ready(Ok(error_response(
-                StatusCode::MISDIRECTED_REQUEST,
-            ))));
+            return Either::Left(ready(Ok(error_response(StatusCode::MISDIRECTED_REQUEST))));
         }
-        Box::pin(self.inner.call(req))
+        Either::Right(self.inner.call(req))
     }
 }
 
