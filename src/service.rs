@@ -17,7 +17,8 @@ use crate::future::ResponseFuture;
 use crate::layer::{Resolver, Shared, UmaLayer, Unmapped};
 use crate::principal::{Rejection, UmaPrincipal};
 use crate::resources::{
-    EnforcementMode, RequestInfo, Resolved, ResourceRef, ScopeMode, normalize_path,
+    EnforcementMode, PathError, RequestInfo, Resolved, ResourceRef, ScopeMode, is_case_variant,
+    normalize_path,
 };
 use crate::token::{Bearer, BearerToken, Fingerprint, bearer_from_headers};
 
@@ -183,18 +184,28 @@ fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
         return Step::Pass;
     }
     let permissive = shared.enforcement == EnforcementMode::Permissive;
+    // A refused spelling of the method or the path: 400, or through in permissive mode.
+    let refuse = |e: PathError| {
+        tracing::debug!(error = %e, http.method = %req.method(), url.path = %req.uri().path(), "refusing an unusable request");
+        if permissive {
+            crate::metrics::decision("permissive");
+            Step::Pass
+        } else {
+            crate::metrics::decision("bad_request");
+            Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
+        }
+    };
+    let method_check = match &shared.resolver {
+        Resolver::Map(map) => map.check_method(req.method()),
+        Resolver::Custom(_) if is_case_variant(req.method(), &[]) => Err(PathError::MethodCase),
+        Resolver::Custom(_) => Ok(()),
+    };
+    if let Err(e) = method_check {
+        return refuse(e);
+    }
     let path = match normalize_path(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(error = %e, url.path = %req.uri().path(), "refusing an unusable path");
-            return if permissive {
-                crate::metrics::decision("permissive");
-                Step::Pass
-            } else {
-                crate::metrics::decision("bad_request");
-                Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
-            };
-        }
+        Err(e) => return refuse(e),
     };
     let resolution = match &shared.resolver {
         Resolver::Map(map) => map.resolve_normalized(req.method(), &path, req.headers()),
@@ -207,16 +218,7 @@ fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
     };
     let resolution = match resolution {
         Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, url.path = %req.uri().path(), "refusing an ambiguous path");
-            return if permissive {
-                crate::metrics::decision("permissive");
-                Step::Pass
-            } else {
-                crate::metrics::decision("bad_request");
-                Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
-            };
-        }
+        Err(e) => return refuse(e),
     };
     let (resource, scopes, mode, enforcement) = match resolution {
         Resolved::Public => {

@@ -483,6 +483,65 @@ async fn forgetting_a_token_makes_the_layer_ask_again(f: Flavor) {
     assert_eq!(as_.count(Endpoint::Introspection), 2);
 }
 
+/// Sends `method` (as written, any case) to `url` with an optional bearer token and returns
+/// the status and the `Allow` header.
+async fn send(method: &str, url: &str, bearer: Option<&str>) -> (StatusCode, Option<String>) {
+    let method = Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut req = http().request(method, url);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.expect("answer");
+    let allow = resp
+        .headers()
+        .get(http::header::ALLOW)
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    (resp.status(), allow)
+}
+
+/// Case variants of a standard method (`delete`) are refused before any route is looked at;
+/// before, `delete` missed the `DELETE` entry and was decided under `any_method` scopes (or
+/// let through as unmapped), while Werkzeug, Django and Symfony run the DELETE handler.
+#[tokio::test]
+async fn method_case_variants_are_refused() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/invoices/{id}")
+                .resource_id(&r)
+                .scopes(Method::DELETE, ["write"])
+                .any_method(["read"]),
+        )
+        .route(
+            Route::new("/drafts/{id}")
+                .resource_id(&r)
+                .scopes(Method::GET, ["read"]),
+        );
+    let layer = discover(&as_)
+        .await
+        .resources(map)
+        .unmapped(Unmapped::Allow)
+        .build()
+        .await
+        .expect("builds");
+    let (url, calls) = protected(layer).await;
+    let read = rpt_for(&as_, &r, &["read"]);
+    for method in ["delete", "Delete", "dELETE"] {
+        let (status, _) = send(method, &format!("{url}/invoices/1"), Some(&read)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method}");
+    }
+    let (status, _) = send("get", &format!("{url}/drafts/1"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(calls.get(), 0);
+    // The exact spelling needs its own scope; extension methods go through the map.
+    let (status, _) = send("DELETE", &format!("{url}/invoices/1"), Some(&read)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send("PROPFIND", &format!("{url}/invoices/1"), Some(&read)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.get(), 1);
+}
+
 per_dialect!(
     whole_uma_flow_with_a_declared_resource,
     second_start_registers_nothing_new,

@@ -42,6 +42,7 @@
 //! The matching rules, the precedence between templates and the reasons for both are
 //! documented on [`ResourceMap`], where users of the re-exported types can read them.
 
+mod method;
 mod path;
 mod template;
 
@@ -52,6 +53,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
+pub(crate) use self::method::is_case_variant;
 pub use self::path::PathError;
 pub(crate) use self::path::{NormalizedPath, normalize_path};
 use self::template::{Spelling, Template};
@@ -770,6 +772,8 @@ pub struct ResourceMap {
     error: Option<ResourceMapError>,
     /// Whether some literal template segment keeps an escape.
     escaped_literals: bool,
+    /// Every method some route names, once each.
+    methods: Vec<Method>,
 }
 
 impl ResourceMap {
@@ -801,6 +805,11 @@ impl ResourceMap {
         }
         if let Err(error) = self.check_declared_scopes(&route) {
             self.note(error);
+        }
+        for (method, _) in &route.methods {
+            if !self.methods.contains(method) {
+                self.methods.push(method.clone());
+            }
         }
         self.entries.push(Entry { route, template });
         self
@@ -844,9 +853,23 @@ impl ResourceMap {
         raw_path: &str,
         headers: &HeaderMap,
     ) -> Result<Resolution, PathError> {
+        self.check_method(method)?;
         let path = normalize_path(raw_path)?;
         self.resolve_normalized(method, &path, headers)
             .map(Resolved::into_owned)
+    }
+
+    /// Refuses a method that is a case variant of a standard method or of one this map names
+    /// (see [methods](ResourceMap#methods)).
+    ///
+    /// # Errors
+    ///
+    /// [`PathError::MethodCase`].
+    pub(crate) fn check_method(&self, method: &Method) -> Result<(), PathError> {
+        if is_case_variant(method, &self.methods) {
+            return Err(PathError::MethodCase);
+        }
+        Ok(())
     }
 
     /// Resolves a request whose path is already normalised.
@@ -1213,7 +1236,8 @@ impl ResourceResolver for ResourceMap {
     /// Normalises `req.path` and matches it; refused or ambiguous paths resolve to
     /// [`Resolution::Unmapped`] (use [`ResourceMap::resolve_request`] to tell them apart).
     fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
-        normalize_path(req.path)
+        self.check_method(req.method)
+            .and_then(|()| normalize_path(req.path))
             .and_then(|path| {
                 self.resolve_normalized(req.method, &path, req.headers)
                     .map(Resolved::into_owned)

@@ -453,6 +453,49 @@ fn scopes_per_method_with_head_any_and_method_as_scope() {
     assert_eq!(s(Method::PATCH, "/anyfirst").unwrap(), ["any"]);
 }
 
+/// Finding: `delete` missed the `DELETE` entry and fell to `any_method` (or unmapped) while
+/// Werkzeug, Django and Symfony run the DELETE handler.
+#[test]
+fn case_variants_of_known_methods_are_refused() {
+    let purge = Method::from_bytes(b"PURGE").unwrap();
+    let map = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .resource_id("album")
+            .scopes(Method::DELETE, ["delete"])
+            .scopes(purge.clone(), ["purge"])
+            .any_method(["view"]),
+    );
+    map.validate().unwrap();
+    let resolve = |m: &str| {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        map.resolve_request(&method, "/albums/1", &HeaderMap::new())
+    };
+    for variant in [
+        "delete", "Delete", "gEt", "put", "Post", "head", "options", "patch", "trace", "connect",
+        "purge", "Purge",
+    ] {
+        assert_eq!(resolve(variant), Err(PathError::MethodCase), "{variant}");
+        let method = Method::from_bytes(variant.as_bytes()).unwrap();
+        let headers = HeaderMap::new();
+        let info = RequestInfo::new(&method, "/albums/1", &headers, &[]);
+        assert_eq!(map.resolve(&info), Resolution::Unmapped, "{variant}");
+    }
+    // The exact spellings, and extension methods, go through the map.
+    assert_eq!(
+        scopes_of(&map, &Method::DELETE, "/albums/1").unwrap(),
+        ["delete"]
+    );
+    assert_eq!(scopes_of(&map, &purge, "/albums/1").unwrap(), ["purge"]);
+    for other in ["PROPFIND", "propfind", "Frob"] {
+        let method = Method::from_bytes(other.as_bytes()).unwrap();
+        assert_eq!(
+            scopes_of(&map, &method, "/albums/1").unwrap(),
+            ["view"],
+            "{other}"
+        );
+    }
+}
+
 #[test]
 fn head_with_its_own_entry_does_not_use_get() {
     let map = ResourceMap::new().route(
