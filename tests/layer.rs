@@ -393,6 +393,44 @@ async fn misconfiguration_fails_in_build_with_a_message() {
     assert!(err.to_string().contains("realm"), "{err}");
 }
 
+/// Typos that used to be accepted silently (`/albums/:id` as a literal, `GTE` as a method,
+/// so that `/albums/1` fell to the unmapped rule) fail `build()` with a hint.
+#[tokio::test]
+async fn route_typos_fail_in_build_with_a_hint() {
+    let as_ = start_as().await;
+    let gte = Method::from_bytes(b"GTE").expect("a token");
+    for (route, hint) in [
+        (
+            Route::new("/albums/:id")
+                .resource_id("r")
+                .scopes(Method::GET, ["read"]),
+            "use {id} instead",
+        ),
+        (
+            Route::new("/static/*rest")
+                .resource_id("r")
+                .scopes(Method::GET, ["read"]),
+            "a trailing `*`",
+        ),
+        (
+            Route::new("/albums/{id}")
+                .resource_id("r")
+                .scopes(gte, ["read"]),
+            "typo of GET",
+        ),
+    ] {
+        let err = discover(&as_)
+            .await
+            .resources(ResourceMap::new().route(route))
+            .unmapped(Unmapped::Allow)
+            .build()
+            .await
+            .expect_err("a typo");
+        assert!(err.is_config(), "{err}");
+        assert!(err.to_string().contains(hint), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn static_configuration_without_discovery() {
     let as_ = start_as().await;

@@ -53,6 +53,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
+use self::method::check_route_method;
 pub(crate) use self::method::is_case_variant;
 pub use self::path::PathError;
 pub(crate) use self::path::{NormalizedPath, normalize_path};
@@ -458,6 +459,13 @@ impl Route {
     /// Checks the route on its own.
     fn check(&self) -> Result<(), ResourceMapError> {
         let template = || self.template.clone();
+        for (method, _) in &self.methods {
+            check_route_method(method).map_err(|reason| ResourceMapError::InvalidMethod {
+                template: template(),
+                method: method.as_str().to_owned(),
+                reason,
+            })?;
+        }
         if self.public {
             if self.resource.is_some()
                 || self.resolver.is_some()
@@ -601,6 +609,18 @@ pub enum ResourceMapError {
     EmptyScope {
         /// The route's template.
         template: String,
+    },
+    /// A route names a method that looks like a mistake: not upper case (`delete`), or one
+    /// edit away from a standard or registered method (`GTE`, `DELTE`).
+    #[error("route `{template}`: {reason}")]
+    #[non_exhaustive]
+    InvalidMethod {
+        /// The route's template.
+        template: String,
+        /// The method as written.
+        method: String,
+        /// What is wrong with it, and what to write instead.
+        reason: String,
     },
     /// A public route also carries a resource, scopes or a resolver.
     #[error("public route `{template}` also carries a resource, scopes or a resolver")]

@@ -42,6 +42,7 @@ impl Template {
         let mut rank = Vec::with_capacity(raw_segments.len() + 1);
         let mut wildcard = false;
         for (index, raw) in raw_segments.iter().enumerate() {
+            check_foreign_syntax(raw)?;
             if *raw == "*" {
                 if index + 1 != raw_segments.len() {
                     return Err("`*` is only allowed as the last segment".to_owned());
@@ -161,6 +162,28 @@ impl Template {
             .iter()
             .any(|s| matches!(s, TemplateSegment::Literal(l) if l.has_escapes()))
     }
+}
+
+/// Refuses the parameter and wildcard syntaxes of other routers, which would otherwise be
+/// taken as literal segments (`/albums/:id` would match only the path `/albums/:id`).
+fn check_foreign_syntax(raw: &str) -> Result<(), String> {
+    const REST: &str = "a trailing `*` (it captures the rest of the path as `*`)";
+    let refuse = |what: &str, ours: &str| Err(format!("`{raw}` is {what}: use {ours} instead"));
+    if let Some(name) = raw.strip_prefix(':') {
+        let name = if name.is_empty() { "name" } else { name };
+        return refuse("axum 0.7 / Express syntax", &format!("{{{name}}}"));
+    }
+    if raw.starts_with("{*") {
+        return refuse("an axum 0.8 wildcard", REST);
+    }
+    if raw.len() > 1 && raw.starts_with('*') {
+        return refuse("a named wildcard", REST);
+    }
+    if let Some(inner) = raw.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
+        let name = inner.rsplit(':').next().unwrap_or(inner);
+        return refuse("Flask syntax", &format!("{{{name}}}"));
+    }
+    Ok(())
 }
 
 fn check_param_name(name: &str) -> Result<(), String> {

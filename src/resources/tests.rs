@@ -733,6 +733,64 @@ fn template_errors() {
     );
 }
 
+/// Finding: `/albums/:id` (axum 0.7 syntax) was taken as a literal segment, so the route
+/// protected nothing real and `/albums/1` fell to the unmapped rule.
+#[test]
+fn other_routers_syntax_is_refused_with_a_hint() {
+    for (bad, hint) in [
+        ("/albums/:id", "use {id} instead"),
+        ("/albums/:id/photos", "use {id} instead"),
+        ("/albums/:", "use {name} instead"),
+        ("/static/*rest", "a trailing `*`"),
+        ("/static/{*rest}", "a trailing `*`"),
+        ("/albums/<id>", "use {id} instead"),
+        ("/albums/<int:id>", "use {id} instead"),
+    ] {
+        let reason = template_error(bad).unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(reason.contains(hint), "{bad}: {reason}");
+    }
+    // A colon inside a segment is an ordinary literal (Google-style custom methods).
+    assert_eq!(template_error("/v1/things:batchGet"), None);
+}
+
+/// Finding: `GTE` was accepted as a method, so the route never mapped GET.
+#[test]
+fn route_methods_that_look_like_mistakes_are_refused() {
+    let method = |name: &str| Method::from_bytes(name.as_bytes()).unwrap();
+    for (bad, hint) in [
+        ("GTE", "typo of GET"),
+        ("DELTE", "typo of DELETE"),
+        ("delete", "write DELETE"),
+        ("Post", "write POST"),
+        ("purge", "write PURGE"),
+    ] {
+        let map = ResourceMap::new().route(
+            Route::new("/albums/{id}")
+                .resource_id("album")
+                .scopes(method(bad), ["view"]),
+        );
+        match map.validate() {
+            Err(ResourceMapError::InvalidMethod {
+                template,
+                method,
+                reason,
+            }) => {
+                assert_eq!((template.as_str(), method.as_str()), ("/albums/{id}", bad));
+                assert!(reason.contains(hint), "{bad}: {reason}");
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    for good in ["GET", "PROPFIND", "PURGE", "FROBNICATE"] {
+        let map = ResourceMap::new().route(
+            Route::new("/albums/{id}")
+                .resource_id("album")
+                .scopes(method(good), ["view"]),
+        );
+        assert_eq!(map.validate(), Ok(()), "{good}");
+    }
+}
+
 #[test]
 fn duplicate_routes_are_refused() {
     let duplicates = [
