@@ -143,6 +143,8 @@ pub enum Rejection {
     AsUnreachable,
     /// `403`: the request matches no mapped route.
     Unmapped,
-    /// `400`: an unusable path or malformed credentials.
+    /// `400`: an unusable path or method spelling, or malformed credentials.
     BadRequest,
+    /// `405` with `Allow`: the matched route does not list the request's method.
+    MethodNotAllowed,
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tower_service::Service;
 use tracing::{Instrument, field};
 
@@ -64,6 +64,8 @@ impl<S> Uma<S> {
 enum Step<'m> {
     Pass,
     Respond(StatusCode, Rejection),
+    /// `405` with these methods in `Allow`.
+    NotAllowed(Vec<Method>),
     Authorize(Check<'m>),
 }
 
@@ -110,6 +112,7 @@ where
             Step::Respond(status, rejection) => {
                 return ResponseFuture::ready(refusal(status, rejection, None));
             }
+            Step::NotAllowed(allow) => return ResponseFuture::ready(method_not_allowed(&allow)),
             Step::Authorize(check) => check,
         };
         let span = tracing::debug_span!(
@@ -234,6 +237,23 @@ fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
                 tracing::debug!(http.method = %req.method(), url.path = %req.uri().path(), "refusing an unmapped request");
                 crate::metrics::decision("unmapped");
                 Step::Respond(StatusCode::FORBIDDEN, Rejection::Unmapped)
+            };
+        }
+        Resolved::MethodNotAllowed { allow, enforcement } => {
+            tracing::debug!(http.method = %req.method(), url.path = %req.uri().path(), "the route does not list this method");
+            return match enforcement.unwrap_or(shared.enforcement) {
+                EnforcementMode::Enforcing => {
+                    crate::metrics::decision("method_not_allowed");
+                    Step::NotAllowed(allow)
+                }
+                EnforcementMode::Permissive => {
+                    crate::metrics::decision("permissive");
+                    Step::Pass
+                }
+                _ => {
+                    crate::metrics::decision("disabled");
+                    Step::Pass
+                }
             };
         }
         Resolved::Protected {
@@ -409,6 +429,21 @@ fn fail_closed<B, R: Default>(
         Rejection::AsUnreachable,
         None,
     ))
+}
+
+/// `405 Method Not Allowed` with the route's methods in `Allow` (RFC 9110 §15.5.6).
+fn method_not_allowed<R: Default>(allow: &[Method]) -> Response<R> {
+    let mut resp = refusal(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Rejection::MethodNotAllowed,
+        None,
+    );
+    let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
+    // Methods are tokens, so the list is always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
+        resp.headers_mut().insert(http::header::ALLOW, value);
+    }
+    resp
 }
 
 /// A refusal made by the layer: empty body, the rejection in the extensions.

@@ -16,6 +16,34 @@ pub(crate) enum Spelling {
     Decoded,
 }
 
+/// How literal template segments are compared with the request's: in which spelling, and
+/// whether letter case matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lens {
+    /// The spelling of the request's segments.
+    pub(crate) spelling: Spelling,
+    /// Whether ASCII letters must match in case too (a case-sensitive router).
+    pub(crate) exact_case: bool,
+}
+
+impl Lens {
+    /// The layer's own view: canonical spelling, case ignored.
+    pub(crate) const CANONICAL: Self = Self {
+        spelling: Spelling::Canonical,
+        exact_case: false,
+    };
+    /// An upstream that decodes the path before routing.
+    pub(crate) const DECODED: Self = Self {
+        spelling: Spelling::Decoded,
+        exact_case: false,
+    };
+    /// A case-sensitive upstream.
+    pub(crate) const EXACT_CASE: Self = Self {
+        spelling: Spelling::Canonical,
+        exact_case: true,
+    };
+}
+
 #[derive(Clone, Debug)]
 enum TemplateSegment {
     Literal(PathSegment<'static>),
@@ -88,9 +116,8 @@ impl Template {
         })
     }
 
-    /// Whether the template matches these path segments, comparing literals (ASCII
-    /// case-insensitively) in the given spelling.
-    pub(crate) fn matches(&self, path: &[PathSegment<'_>], spelling: Spelling) -> bool {
+    /// Whether the template matches these path segments, comparing literals as `lens` says.
+    pub(crate) fn matches(&self, path: &[PathSegment<'_>], lens: Lens) -> bool {
         let length_fits = if self.wildcard {
             path.len() >= self.segments.len()
         } else {
@@ -99,10 +126,17 @@ impl Template {
         length_fits
             && self.segments.iter().zip(path).all(|(t, p)| match t {
                 TemplateSegment::Param(_) => true,
-                TemplateSegment::Literal(literal) => match spelling {
-                    Spelling::Canonical => literal.canonical().eq_ignore_ascii_case(p.canonical()),
-                    Spelling::Decoded => literal.decoded().eq_ignore_ascii_case(p.decoded()),
-                },
+                TemplateSegment::Literal(literal) => {
+                    let (ours, theirs) = match lens.spelling {
+                        Spelling::Canonical => (literal.canonical(), p.canonical()),
+                        Spelling::Decoded => (literal.decoded(), p.decoded()),
+                    };
+                    if lens.exact_case {
+                        ours == theirs
+                    } else {
+                        ours.eq_ignore_ascii_case(theirs)
+                    }
+                }
             })
     }
 
