@@ -187,10 +187,11 @@ fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
         return Step::Pass;
     }
     let permissive = shared.enforcement == EnforcementMode::Permissive;
-    // A refused spelling of the method or the path: 400, or through in permissive mode.
+    // A refused spelling of the method or the path: 400, or through in permissive mode when
+    // no route could be enforcing (the route is not known yet).
     let refuse = |e: PathError| {
         tracing::debug!(error = %e, http.method = %req.method(), url.path = %req.uri().path(), "refusing an unusable request");
-        if permissive {
+        if permissive && !shared.strict_spellings {
             crate::metrics::decision("permissive");
             Step::Pass
         } else {

@@ -540,6 +540,62 @@ async fn send(method: &str, url: &str, bearer: Option<&str>) -> (StatusCode, Opt
     (resp.status(), allow)
 }
 
+/// With a permissive layer and one route overridden to enforcing, refused spellings are
+/// refused: their route is not known, and it may be the enforcing one. Before, they all
+/// passed because the layer's mode was applied before the route was known.
+#[tokio::test]
+async fn refused_spellings_are_refused_when_a_route_may_enforce() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = || {
+        ResourceMap::new()
+            .route(Route::new("/open/*").resource_id(&r).any_method(["read"]))
+            .route(
+                Route::new("/strict/*")
+                    .resource_id(&r)
+                    .any_method(["read"])
+                    .enforcement(EnforcementMode::Enforcing),
+            )
+    };
+    let permissive = |b: UmaLayerBuilder| b.enforcement(EnforcementMode::Permissive);
+    let (url, calls) = serve_map(&as_, map(), permissive).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let spellings = [
+        "/strict;jsessionid=1/x",
+        "/open/%2e%2e/strict/x",
+        "/open%2f..%2fstrict/x",
+        "/open\\..\\strict/x",
+        "/STRICT/x",
+    ];
+    for path in spellings {
+        assert_eq!(raw_get(&addr, path).await, 400, "{path}");
+    }
+    assert_eq!(raw_get(&addr, "/strict/x").await, 401);
+    assert_eq!(raw_get(&addr, "/open/x").await, 200);
+    assert_eq!(calls.get(), 1);
+
+    // With no enforcing route, a permissive layer lets them through (and logs them).
+    let open_only =
+        ResourceMap::new().route(Route::new("/open/*").resource_id(&r).any_method(["read"]));
+    let (url, calls) = serve_map(&as_, open_only, permissive).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    for path in spellings {
+        assert_eq!(raw_get(&addr, path).await, 200, "{path}");
+    }
+    assert_eq!(calls.get(), spellings.len());
+
+    // A disabled layer checks nothing, so it refuses to start with route overrides.
+    let err = discover(&as_)
+        .await
+        .resources(map())
+        .enforcement(EnforcementMode::Disabled)
+        .build()
+        .await
+        .expect_err("an override under a disabled layer");
+    assert!(err.is_config(), "{err}");
+    assert!(err.to_string().contains("/strict/*"), "{err}");
+}
+
 /// Serves the test app behind a layer discovered from `as_` with `map`, configured further
 /// by `configure`; returns its base URL and call counter.
 async fn serve_map(

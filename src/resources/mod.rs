@@ -183,9 +183,12 @@ pub enum EnforcementMode {
     /// denied.
     #[default]
     Enforcing,
-    /// Requests are decided and the decision is logged, but every request is let through.
+    /// Requests are decided and the decision is logged, but every request is let through;
+    /// except, when some route may be enforcing, requests whose method or path spelling is
+    /// refused (their route is not known).
     Permissive,
-    /// No check at all: no token is read and the authorization server is not called.
+    /// No check at all: no token is read and the authorization server is not called. As a
+    /// layer's mode, it admits no route overriding it (the builder refuses them).
     Disabled,
 }
 
@@ -446,6 +449,10 @@ impl Route {
     }
 
     /// Overrides the layer's enforcement mode for this route. Defaults to the layer's mode.
+    ///
+    /// A layer in [`EnforcementMode::Disabled`] refuses to build with such overrides; one in
+    /// [`EnforcementMode::Permissive`] with an `Enforcing` route refuses every request whose
+    /// method or path spelling is refused, whatever its route.
     pub fn enforcement(mut self, mode: EnforcementMode) -> Self {
         self.enforcement = Some(mode);
         self
@@ -1017,6 +1024,28 @@ impl ResourceMap {
         }
         self.entries.push(Entry { route, template });
         self
+    }
+
+    /// The template of the first route overriding the enforcement mode with something other
+    /// than [`EnforcementMode::Disabled`], if any.
+    pub(crate) fn enforcement_override(&self) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e.route
+                    .enforcement
+                    .is_some_and(|m| m != EnforcementMode::Disabled)
+            })
+            .map(|e| e.route.template.as_str())
+    }
+
+    /// Whether some request may be decided in enforcing mode whatever the layer's mode: a
+    /// route overrides the mode to `Enforcing`, or has a resolver (which may return such an
+    /// override).
+    pub(crate) fn may_enforce(&self) -> bool {
+        self.entries.iter().any(|e| {
+            e.route.resolver.is_some() || e.route.enforcement == Some(EnforcementMode::Enforcing)
+        })
     }
 
     /// Every resource declared with [`Route::declare`], once per name, in the order the routes

@@ -763,6 +763,27 @@ fn paths_whose_rule_depends_on_letter_case_are_refused() {
     assert_eq!(resource_of(&map, "/A/c"), "ERR:LetterCase");
 }
 
+/// What the layer's builder reads to refuse spellings in permissive mode (some route may be
+/// enforcing) and route overrides under a disabled layer.
+#[test]
+fn routes_that_may_enforce_are_known() {
+    let enforcing = protect("/strict", "s").enforcement(EnforcementMode::Enforcing);
+    let permissive = protect("/lax", "l").enforcement(EnforcementMode::Permissive);
+    let off = protect("/off", "o").enforcement(EnforcementMode::Disabled);
+    let resolved = Route::new("/r").resolver(|_: &RequestInfo<'_>| Resolution::Public);
+
+    let plain = ResourceMap::new()
+        .route(protect("/a", "a"))
+        .route(off.clone());
+    assert!(!plain.may_enforce());
+    assert_eq!(plain.enforcement_override(), None);
+    let lax = ResourceMap::new().route(off).route(permissive);
+    assert!(!lax.may_enforce());
+    assert_eq!(lax.enforcement_override(), Some("/lax"));
+    assert!(ResourceMap::new().route(enforcing).may_enforce());
+    assert!(ResourceMap::new().route(resolved).may_enforce());
+}
+
 #[test]
 fn empty_map_is_unmapped() {
     assert_eq!(get(&ResourceMap::new(), "/x"), Ok(Resolution::Unmapped));
