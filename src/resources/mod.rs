@@ -1509,7 +1509,9 @@ impl Resolution {
 ///
 /// A resolver given to [`Route::resolver`] sees the route's captures; one that replaces the
 /// whole map sees the normalised path and no captures. Resolvers run on every request, so they
-/// should be quick and must not block.
+/// should be quick and must not block. A route's resolver may be asked more than once for one
+/// request (when the map checks what a case-sensitive or decoding router would decide, or
+/// which routes a public route's method falls through to), so it should not count calls.
 ///
 /// # Example
 ///
