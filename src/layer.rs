@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     pub(crate) resolver: Resolver,
     pub(crate) registry: ResourceRegistry,
     pub(crate) enforcement: EnforcementMode,
+    /// Whether refused spellings get `400` even in permissive mode, because some route may
+    /// be enforcing.
+    pub(crate) strict_spellings: bool,
     pub(crate) unmapped: Unmapped,
     pub(crate) method_override: MethodOverride,
     pub(crate) rules: Rules,
@@ -566,6 +569,14 @@ impl UmaLayerBuilder {
 
     /// The global enforcement mode; routes may override it. Defaults to
     /// [`EnforcementMode::Enforcing`].
+    ///
+    /// In [`Permissive`](EnforcementMode::Permissive) mode, requests with a refused method or
+    /// path spelling (`400` in enforcing mode) are let through only when no route can be
+    /// enforcing: when a route overrides the mode to `Enforcing`, or a resolver (which may
+    /// return such an override) is configured, they are refused, since their route is not
+    /// known. [`Disabled`](EnforcementMode::Disabled) checks nothing, not even route
+    /// overrides: [`build`](Self::build) refuses a map whose routes override the mode under a
+    /// disabled layer (route resolvers are not consulted at all).
     pub fn enforcement(mut self, mode: EnforcementMode) -> Self {
         self.enforcement = mode;
         self
@@ -765,6 +776,19 @@ impl UmaLayerBuilder {
         self.resources
             .validate()
             .map_err(|e| Error::config(format!("invalid resource map: {e}")))?;
+        if self.enforcement == EnforcementMode::Disabled
+            && let Some(template) = self.resources.enforcement_override()
+        {
+            return Err(Error::config(format!(
+                "route `{template}` overrides the enforcement mode, but the layer is Disabled and \
+                 checks nothing: remove the override, or make the layer Permissive"
+            )));
+        }
+        // The route of a refused spelling is not known: it is refused whenever some route may
+        // be enforcing (an override, or a resolver that may return one).
+        let strict_spellings = self.enforcement == EnforcementMode::Enforcing
+            || self.resolver.is_some()
+            || self.resources.may_enforce();
         let http = self.make_http_client()?;
         let pat = Arc::new(PatProvider::new(
             http.clone(),
@@ -857,6 +881,7 @@ impl UmaLayerBuilder {
                 None => Resolver::Map(self.resources),
             },
             enforcement: self.enforcement,
+            strict_spellings,
             unmapped: self.unmapped,
             method_override: self.method_override,
             clock: self.clock,
@@ -880,6 +905,7 @@ struct Prepared {
     cache: IntrospectionCache,
     resolver: Resolver,
     enforcement: EnforcementMode,
+    strict_spellings: bool,
     unmapped: Unmapped,
     method_override: MethodOverride,
     rules: Rules,
@@ -909,6 +935,7 @@ impl Prepared {
                 resolver: self.resolver,
                 registry: ResourceRegistry::new(self.registrar, ids, self.lookup_interval),
                 enforcement: self.enforcement,
+                strict_spellings: self.strict_spellings,
                 unmapped: self.unmapped,
                 method_override: self.method_override,
                 rules: self.rules,

@@ -49,6 +49,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # How each spelling of a request is decided
+//!
+//! The layer lets a request through only when the inner service will run it under the rule
+//! that was checked. Frameworks disagree on methods, letter case and escapes, so every request
+//! is either refused or decided under the strictest rule that a common upstream
+//! (Flask/Werkzeug, Express, Spring, Symfony/Laravel, Django, axum) could apply to it. Refusals
+//! below are `400` ([`Rejection::BadRequest`]) or `405` ([`Rejection::MethodNotAllowed`]);
+//! [`ResourceMap`] has the details.
+//!
+//! | Spelling | What the layer does | Why |
+//! |---|---|---|
+//! | Method case: `delete`, `Get` (a case variant of `GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH` or of a method a route names) | `400` ([`PathError::MethodCase`]) | Methods are case-sensitive (RFC 9110 §9.1), but Werkzeug, Django and Symfony upper-case them and run the `DELETE` handler, while the map compares bytes. Extension methods (`PURGE`, `PROPFIND`) are routed as written. |
+//! | Method overrides: `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, `?_method=` | `400` by default; `method_override = "decide"` decides on the overridden method and strips the signal; uma-proxy never forwards the signals | Symfony, Laravel, Express and Rails run the overridden method. A `_method` field in a form body is the upstream's responsibility: the layer does not read bodies. |
+//! | Letter case of literal segments: `/Albums/1`, `/albums/FEATURED` | decided by the route matched ignoring case only when a case-sensitive router would apply the same rule; otherwise (also when it would find no route) `400` ([`PathError::LetterCase`]) | Flask, Django, Symfony, Spring and axum route case-sensitively, Express does not. |
+//! | Empty segments, trailing slash: `//albums/1`, `/albums/1/` | the rule of `/albums/1` | Routers merge or redirect them. |
+//! | Escapes of unreserved characters: `%61lbums` | decoded: the rule of `/albums` | RFC 3986 §2.3: every upstream decodes them alike. |
+//! | Other escapes that change the route once decoded: `/a%21b` beside a literal `/a!b` | `400` ([`PathError::Ambiguous`]) | Upstreams that decode before routing and those that do not would run different handlers. |
+//! | `%2F`; dot segments in any spelling (`..`, `%2e%2e`); double encoding (`%252e`); `;` (`;jsessionid=1`, `%3B`); `\` and `%5C`; `%3F`, `%23`; control characters; broken escapes | `400` (the other [`PathError`]s) | Each means something else on some upstream (Tomcat strips `;…`, IIS reads `\` as `/`, a second decoding turns `%252e` into `.`). |
+//! | [`Route::public`] with `GET`, `HEAD`, `OPTIONS`, or a method of [`Route::public_methods`] | passed without a token | What the route says. |
+//! | [`Route::public`] with another method: `DELETE /albums/featured` | decided by the protected route that also matches (`/albums/{id}`); `400` if several protected routes with different rules could take it; `405` + `Allow` if none does | Express, Spring and Werkzeug fall through to the next route that takes the method. |
+//! | A method the matched route does not list | `405` + `Allow` ([`Resolution::MethodNotAllowed`]); through, logged, in permissive mode; [`Unmapped`] does not apply | No rule of the map covers it, and the handler (or one it falls through to) may accept it. |
+//! | A path no route matches | `403` with [`Unmapped::Deny`] (default); through with [`Unmapped::Allow`] | Nothing describes it. |
+//! | A refused spelling in [`EnforcementMode::Permissive`] | through and logged, unless a route may be enforcing (an `Enforcing` override, or a resolver): then `400` | Its route is not known, so neither is its mode. |
+//!
 //! # Features
 //!
 //! - `rustls` (default): TLS to the AS with rustls.

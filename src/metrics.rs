@@ -15,7 +15,7 @@
 //! | `uma_introspection_requests_total` | counter | `outcome`: `active` \| `inactive` \| `unreachable` \| `timeout` \| `status` \| `unparsable` \| `no_pat` | Calls to the AS introspection endpoint, by result (`status`: an answer other than 200). |
 //! | `uma_introspection_duration_seconds` | histogram | `outcome`: as above | Latency of those calls, in seconds. |
 //! | `uma_tickets_total` | counter | `outcome`: `issued` \| `failed` | Permission-ticket requests to the AS. |
-//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `public` \| `permissive` \| `disabled` | Access decisions, one per request the layer sees. |
+//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` | Access decisions, one per request the layer sees. |
 //! | `uma_pat_refreshes_total` | counter | `outcome`: `ok` \| `error` | Attempts to obtain a new PAT. |
 //!
 //! A request served through the cache increments exactly one of hits, misses, coalesced and
@@ -229,7 +229,7 @@ label_keys!(
     /// Static keys of `uma_decisions_total`.
     fn decision_key(DECISIONS, OUTCOME) {
         "allowed", "challenged", "unreachable", "unmapped", "bad_request", "public", "permissive",
-        "disabled",
+        "disabled", "method_not_allowed",
     }
 );
 label_keys!(
@@ -265,7 +265,8 @@ pub(crate) fn ticket(outcome: &'static str) {
 }
 
 /// One access decision with `outcome` (`"allowed"`, `"challenged"`, `"unreachable"`,
-/// `"unmapped"`, `"bad_request"`, `"public"`, `"permissive"` or `"disabled"`).
+/// `"unmapped"`, `"bad_request"`, `"method_not_allowed"`, `"public"`, `"permissive"` or
+/// `"disabled"`).
 pub(crate) fn decision(outcome: &'static str) {
     increment_labelled(decision_key, DECISIONS, OUTCOME, outcome);
 }
@@ -459,6 +460,7 @@ mod tests {
             "unreachable",
             "unmapped",
             "bad_request",
+            "method_not_allowed",
             "public",
             "permissive",
             "disabled",

@@ -143,6 +143,9 @@ pub enum Rejection {
     AsUnreachable,
     /// `403`: the request matches no mapped route.
     Unmapped,
-    /// `400`: an unusable path, malformed credentials or a refused method override.
+    /// `400`: an unusable path or method spelling, malformed credentials or a refused method
+    /// override.
     BadRequest,
+    /// `405` with `Allow`: the matched route does not list the request's method.
+    MethodNotAllowed,
 }

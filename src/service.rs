@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tower_service::Service;
 use tracing::{Instrument, field};
 
@@ -17,7 +17,8 @@ use crate::future::ResponseFuture;
 use crate::layer::{Resolver, Shared, UmaLayer, Unmapped};
 use crate::principal::{Rejection, UmaPrincipal};
 use crate::resources::{
-    EnforcementMode, RequestInfo, Resolved, ResourceRef, ScopeMode, normalize_path,
+    EnforcementMode, PathError, RequestInfo, Resolved, ResourceRef, ScopeMode, is_case_variant,
+    normalize_path,
 };
 use crate::token::{Bearer, BearerToken, Fingerprint, bearer_from_headers};
 
@@ -63,6 +64,8 @@ impl<S> Uma<S> {
 enum Step<'m> {
     Pass,
     Respond(StatusCode, Rejection),
+    /// `405` with these methods in `Allow`.
+    NotAllowed(Vec<Method>),
     Authorize(Check<'m>),
 }
 
@@ -114,6 +117,7 @@ where
             Step::Respond(status, rejection) => {
                 return ResponseFuture::ready(refusal(status, rejection, None));
             }
+            Step::NotAllowed(allow) => return ResponseFuture::ready(method_not_allowed(&allow)),
             Step::Authorize(check) => check,
         };
         let span = tracing::debug_span!(
@@ -188,18 +192,29 @@ fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
         return Step::Pass;
     }
     let permissive = shared.enforcement == EnforcementMode::Permissive;
+    // A refused spelling of the method or the path: 400, or through in permissive mode when
+    // no route could be enforcing (the route is not known yet).
+    let refuse = |e: PathError| {
+        tracing::debug!(error = %e, http.method = %req.method(), url.path = %req.uri().path(), "refusing an unusable request");
+        if permissive && !shared.strict_spellings {
+            crate::metrics::decision("permissive");
+            Step::Pass
+        } else {
+            crate::metrics::decision("bad_request");
+            Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
+        }
+    };
+    let method_check = match &shared.resolver {
+        Resolver::Map(map) => map.check_method(req.method()),
+        Resolver::Custom(_) if is_case_variant(req.method(), &[]) => Err(PathError::MethodCase),
+        Resolver::Custom(_) => Ok(()),
+    };
+    if let Err(e) = method_check {
+        return refuse(e);
+    }
     let path = match normalize_path(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(error = %e, url.path = %req.uri().path(), "refusing an unusable path");
-            return if permissive {
-                crate::metrics::decision("permissive");
-                Step::Pass
-            } else {
-                crate::metrics::decision("bad_request");
-                Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
-            };
-        }
+        Err(e) => return refuse(e),
     };
     let resolution = match &shared.resolver {
         Resolver::Map(map) => map.resolve_normalized(req.method(), &path, req.headers()),
@@ -212,16 +227,7 @@ fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
     };
     let resolution = match resolution {
         Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, url.path = %req.uri().path(), "refusing an ambiguous path");
-            return if permissive {
-                crate::metrics::decision("permissive");
-                Step::Pass
-            } else {
-                crate::metrics::decision("bad_request");
-                Step::Respond(StatusCode::BAD_REQUEST, Rejection::BadRequest)
-            };
-        }
+        Err(e) => return refuse(e),
     };
     let (resource, scopes, mode, enforcement) = match resolution {
         Resolved::Public => {
@@ -237,6 +243,23 @@ fn precheck<'m, B>(shared: &'m Shared, req: &Request<B>) -> Step<'m> {
                 tracing::debug!(http.method = %req.method(), url.path = %req.uri().path(), "refusing an unmapped request");
                 crate::metrics::decision("unmapped");
                 Step::Respond(StatusCode::FORBIDDEN, Rejection::Unmapped)
+            };
+        }
+        Resolved::MethodNotAllowed { allow, enforcement } => {
+            tracing::debug!(http.method = %req.method(), url.path = %req.uri().path(), "the route does not list this method");
+            return match enforcement.unwrap_or(shared.enforcement) {
+                EnforcementMode::Enforcing => {
+                    crate::metrics::decision("method_not_allowed");
+                    Step::NotAllowed(allow)
+                }
+                EnforcementMode::Permissive => {
+                    crate::metrics::decision("permissive");
+                    Step::Pass
+                }
+                _ => {
+                    crate::metrics::decision("disabled");
+                    Step::Pass
+                }
             };
         }
         Resolved::Protected {
@@ -412,6 +435,21 @@ fn fail_closed<B, R: Default>(
         Rejection::AsUnreachable,
         None,
     ))
+}
+
+/// `405 Method Not Allowed` with the route's methods in `Allow` (RFC 9110 §15.5.6).
+fn method_not_allowed<R: Default>(allow: &[Method]) -> Response<R> {
+    let mut resp = refusal(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Rejection::MethodNotAllowed,
+        None,
+    );
+    let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
+    // Methods are tokens, so the list is always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
+        resp.headers_mut().insert(http::header::ALLOW, value);
+    }
+    resp
 }
 
 /// A refusal made by the layer: empty body, the rejection in the extensions.

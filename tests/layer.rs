@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use http::{Method, StatusCode};
-use tower_uma::{EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, Unmapped};
+use tower_uma::{
+    EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, Unmapped,
+};
 use uma_test_as::Endpoint;
 
 /// The whole grant: 401 + ticket → ID token → RPT → 200 (Grant §3).
@@ -142,8 +144,9 @@ async fn path_spellings_never_weaken_the_rule(f: Flavor) {
     let addr = url.trim_start_matches("http://").to_owned();
     for (path, want) in [
         ("/albums/1", 401),
-        ("/Albums/1", 401),
-        ("/ALBUMS/1", 401),
+        // The rule would depend on letter case (a case-sensitive router has no such route).
+        ("/Albums/1", 400),
+        ("/ALBUMS/1", 400),
         ("//albums/1", 401),
         ("/albums//1", 401),
         ("/albums/1/", 401),
@@ -393,6 +396,44 @@ async fn misconfiguration_fails_in_build_with_a_message() {
     assert!(err.to_string().contains("realm"), "{err}");
 }
 
+/// Typos that used to be accepted silently (`/albums/:id` as a literal, `GTE` as a method,
+/// so that `/albums/1` fell to the unmapped rule) fail `build()` with a hint.
+#[tokio::test]
+async fn route_typos_fail_in_build_with_a_hint() {
+    let as_ = start_as().await;
+    let gte = Method::from_bytes(b"GTE").expect("a token");
+    for (route, hint) in [
+        (
+            Route::new("/albums/:id")
+                .resource_id("r")
+                .scopes(Method::GET, ["read"]),
+            "use {id} instead",
+        ),
+        (
+            Route::new("/static/*rest")
+                .resource_id("r")
+                .scopes(Method::GET, ["read"]),
+            "a trailing `*`",
+        ),
+        (
+            Route::new("/albums/{id}")
+                .resource_id("r")
+                .scopes(gte, ["read"]),
+            "typo of GET",
+        ),
+    ] {
+        let err = discover(&as_)
+            .await
+            .resources(ResourceMap::new().route(route))
+            .unmapped(Unmapped::Allow)
+            .build()
+            .await
+            .expect_err("a typo");
+        assert!(err.is_config(), "{err}");
+        assert!(err.to_string().contains(hint), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn static_configuration_without_discovery() {
     let as_ = start_as().await;
@@ -481,6 +522,236 @@ async fn forgetting_a_token_makes_the_layer_ask_again(f: Flavor) {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(as_.count(Endpoint::Introspection), 2);
+}
+
+/// Sends `method` (as written, any case) to `url` with an optional bearer token and returns
+/// the status and the `Allow` header.
+async fn send(method: &str, url: &str, bearer: Option<&str>) -> (StatusCode, Option<String>) {
+    let method = Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut req = http().request(method, url);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.expect("answer");
+    let allow = resp
+        .headers()
+        .get(http::header::ALLOW)
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    (resp.status(), allow)
+}
+
+/// With a permissive layer and one route overridden to enforcing, refused spellings are
+/// refused: their route is not known, and it may be the enforcing one. Before, they all
+/// passed because the layer's mode was applied before the route was known.
+#[tokio::test]
+async fn refused_spellings_are_refused_when_a_route_may_enforce() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = || {
+        ResourceMap::new()
+            .route(Route::new("/open/*").resource_id(&r).any_method(["read"]))
+            .route(
+                Route::new("/strict/*")
+                    .resource_id(&r)
+                    .any_method(["read"])
+                    .enforcement(EnforcementMode::Enforcing),
+            )
+    };
+    let permissive = |b: UmaLayerBuilder| b.enforcement(EnforcementMode::Permissive);
+    let (url, calls) = serve_map(&as_, map(), permissive).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let spellings = [
+        "/strict;jsessionid=1/x",
+        "/open/%2e%2e/strict/x",
+        "/open%2f..%2fstrict/x",
+        "/open\\..\\strict/x",
+        "/STRICT/x",
+    ];
+    for path in spellings {
+        assert_eq!(raw_get(&addr, path).await, 400, "{path}");
+    }
+    assert_eq!(raw_get(&addr, "/strict/x").await, 401);
+    assert_eq!(raw_get(&addr, "/open/x").await, 200);
+    assert_eq!(calls.get(), 1);
+
+    // With no enforcing route, a permissive layer lets them through (and logs them).
+    let open_only =
+        ResourceMap::new().route(Route::new("/open/*").resource_id(&r).any_method(["read"]));
+    let (url, calls) = serve_map(&as_, open_only, permissive).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    for path in spellings {
+        assert_eq!(raw_get(&addr, path).await, 200, "{path}");
+    }
+    assert_eq!(calls.get(), spellings.len());
+
+    // A disabled layer checks nothing, so it refuses to start with route overrides.
+    let err = discover(&as_)
+        .await
+        .resources(map())
+        .enforcement(EnforcementMode::Disabled)
+        .build()
+        .await
+        .expect_err("an override under a disabled layer");
+    assert!(err.is_config(), "{err}");
+    assert!(err.to_string().contains("/strict/*"), "{err}");
+}
+
+/// Serves the test app behind a layer discovered from `as_` with `map`, configured further
+/// by `configure`; returns its base URL and call counter.
+async fn serve_map(
+    as_: &uma_test_as::TestAs,
+    map: ResourceMap,
+    configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder,
+) -> (String, Calls) {
+    let builder = discover(as_).await.resources(map);
+    protected(configure(builder).build().await.expect("builds")).await
+}
+
+/// Case variants of a standard method (`delete`) are refused before any route is looked at;
+/// before, `delete` missed the `DELETE` entry and was decided under `any_method` scopes (or
+/// let through as unmapped), while Werkzeug, Django and Symfony run the DELETE handler.
+#[tokio::test]
+async fn method_case_variants_are_refused() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/invoices/{id}")
+                .resource_id(&r)
+                .scopes(Method::DELETE, ["write"])
+                .any_method(["read"]),
+        )
+        .route(
+            Route::new("/drafts/{id}")
+                .resource_id(&r)
+                .scopes(Method::GET, ["read"]),
+        );
+    let (url, calls) = serve_map(&as_, map, |b| b.unmapped(Unmapped::Allow)).await;
+    let read = rpt_for(&as_, &r, &["read"]);
+    for method in ["delete", "Delete", "dELETE"] {
+        let (status, _) = send(method, &format!("{url}/invoices/1"), Some(&read)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method}");
+    }
+    let (status, _) = send("get", &format!("{url}/drafts/1"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(calls.get(), 0);
+    // The exact spelling needs its own scope; extension methods go through the map.
+    let (status, _) = send("DELETE", &format!("{url}/invoices/1"), Some(&read)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send("PROPFIND", &format!("{url}/invoices/1"), Some(&read)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.get(), 1);
+}
+
+/// A method the matched route does not list gets `405` + `Allow`, whatever `unmapped` says;
+/// before, `POST /invoices/1` was unmapped and `Unmapped::Allow` let it through with no token.
+#[tokio::test]
+async fn unlisted_methods_on_a_matched_path_get_405() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = || {
+        ResourceMap::new().route(
+            Route::new("/invoices/{id}")
+                .resource_id(&r)
+                .scopes(Method::GET, ["read"])
+                .scopes(Method::PUT, ["write"])
+                .scopes(Method::DELETE, ["write"]),
+        )
+    };
+    let (url, calls) = serve_map(&as_, map(), |b| b.unmapped(Unmapped::Allow)).await;
+    for method in ["POST", "PATCH", "OPTIONS"] {
+        let (status, allow) = send(method, &format!("{url}/invoices/1"), None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(allow.as_deref(), Some("GET, HEAD, PUT, DELETE"), "{method}");
+    }
+    assert_eq!(calls.get(), 0);
+    // `unmapped` still concerns the paths no route matches.
+    let (status, _) = send("POST", &format!("{url}/elsewhere"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        as_.count(Endpoint::Introspection) + as_.count(Endpoint::Permission),
+        0
+    );
+
+    // A permissive layer decides, logs and lets it through.
+    let (url, calls) = serve_map(&as_, map(), |b| b.enforcement(EnforcementMode::Permissive)).await;
+    let (status, allow) = send("POST", &format!("{url}/invoices/1"), None).await;
+    assert_eq!((status, allow), (StatusCode::OK, None));
+    assert_eq!(calls.get(), 1);
+}
+
+/// A public `/invoices/featured` beside the protected `/invoices/{id}` (GET: read, DELETE:
+/// write) of resource `r`.
+fn featured_map(r: &str) -> ResourceMap {
+    ResourceMap::new()
+        .route(Route::public("/invoices/featured"))
+        .route(
+            Route::new("/invoices/{id}")
+                .resource_id(r)
+                .scopes(Method::GET, ["read"])
+                .scopes(Method::DELETE, ["write"]),
+        )
+}
+
+/// A public route lets GET, HEAD and OPTIONS through; other methods are decided by the
+/// protected route that also matches (here a challenge), or get `405`. Before, `DELETE
+/// /invoices/featured` passed with no token and a router falling through on the method ran
+/// `/invoices/{id}`'s DELETE handler.
+#[tokio::test]
+async fn public_routes_pass_safe_methods_only() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = featured_map(&r)
+        .route(Route::public("/health"))
+        .route(Route::public("/hooks/*").public_methods([Method::POST]));
+    let (url, calls) = serve_map(&as_, map, |b| b.unmapped(Unmapped::Allow)).await;
+    for method in ["GET", "HEAD", "OPTIONS"] {
+        let (status, _) = send(method, &format!("{url}/invoices/featured"), None).await;
+        assert_eq!(status, StatusCode::OK, "{method}");
+    }
+    assert_eq!(calls.get(), 3);
+    let featured = format!("{url}/invoices/featured");
+    let (status, _) = send("DELETE", &featured, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let read = rpt_for(&as_, &r, &["read"]);
+    let (status, _) = send("DELETE", &featured, Some(&read)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.get(), 3);
+    let write = rpt_for(&as_, &r, &["write"]);
+    let (status, _) = send("DELETE", &featured, Some(&write)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.get(), 4);
+
+    let (status, allow) = send("POST", &format!("{url}/health"), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(allow.as_deref(), Some("GET, HEAD, OPTIONS"));
+    let (status, _) = send("POST", &format!("{url}/hooks/build"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.get(), 5);
+}
+
+/// A path that matches a literal only when case is ignored, where a case-sensitive router
+/// would apply another rule, is refused. Before, `/invoices/FEATURED` was public here while
+/// Flask, Django or axum ran the protected `/invoices/{id}` handler for it.
+#[tokio::test]
+async fn letter_case_variants_of_literals_are_refused() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let (url, calls) = serve_map(&as_, featured_map(&r), |b| b).await;
+    for path in [
+        "/invoices/FEATURED",
+        "/invoices/Featured",
+        "/Invoices/featured",
+    ] {
+        let (status, _) = send("GET", &format!("{url}{path}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+    }
+    assert_eq!(calls.get(), 0);
+    let (status, _) = send("GET", &format!("{url}/invoices/featured"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send("GET", &format!("{url}/invoices/ABC"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.get(), 1);
 }
 
 per_dialect!(

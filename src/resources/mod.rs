@@ -5,8 +5,10 @@
 //! protects (a registered `_id`, or a [`ResourceDecl`] the layer registers at start-up) and the
 //! scopes each HTTP method needs. For each request the layer asks the map for a [`Resolution`]:
 //! [`Protected`](Resolution::Protected) (check the RPT for this resource and these scopes),
-//! [`Public`](Resolution::Public) (no token needed) or [`Unmapped`](Resolution::Unmapped)
-//! (denied in [`EnforcementMode::Enforcing`]). A route, or the whole map, can hand the decision
+//! [`Public`](Resolution::Public) (no token needed),
+//! [`MethodNotAllowed`](Resolution::MethodNotAllowed) (the path's route does not list the
+//! method: `405`) or [`Unmapped`](Resolution::Unmapped) (no route matches the path; denied in
+//! [`EnforcementMode::Enforcing`]). A route, or the whole map, can hand the decision
 //! to a [`ResourceResolver`], for example to protect each album as its own resource.
 //!
 //! # Example
@@ -27,21 +29,31 @@
 //!
 //! let headers = HeaderMap::new();
 //! assert_eq!(map.resolve_request(&Method::GET, "/health", &headers)?, Resolution::Public);
-//! match map.resolve_request(&Method::PUT, "/Albums//7/", &headers)? {
+//! match map.resolve_request(&Method::PUT, "//albums//7/", &headers)? {
 //!     Resolution::Protected { resource, scopes, .. } => {
 //!         assert_eq!(resource, ResourceRef::Name("albums".to_owned()));
 //!         assert_eq!(scopes, ["edit"]);
 //!     }
 //!     other => panic!("unexpected {other:?}"),
 //! }
-//! // No entry for DELETE, no `any_method` and no `method_as_scope`: unmapped.
-//! assert_eq!(map.resolve_request(&Method::DELETE, "/albums/7", &headers)?, Resolution::Unmapped);
+//! // No entry for DELETE, no `any_method` and no `method_as_scope`: 405, with the methods
+//! // the route lists.
+//! assert_eq!(
+//!     map.resolve_request(&Method::DELETE, "/albums/7", &headers)?,
+//!     Resolution::MethodNotAllowed {
+//!         allow: vec![Method::GET, Method::HEAD, Method::PUT],
+//!         enforcement: None,
+//!     },
+//! );
+//! // Nothing matches the path: unmapped.
+//! assert_eq!(map.resolve_request(&Method::GET, "/photos/7", &headers)?, Resolution::Unmapped);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The matching rules, the precedence between templates and the reasons for both are
 //! documented on [`ResourceMap`], where users of the re-exported types can read them.
 
+mod method;
 mod path;
 mod template;
 
@@ -52,9 +64,11 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
+use self::method::check_route_method;
+pub(crate) use self::method::is_case_variant;
 pub use self::path::PathError;
 pub(crate) use self::path::{NormalizedPath, normalize_path};
-use self::template::{Spelling, Template};
+use self::template::{Lens, Template};
 
 /// Which resource a route protects.
 ///
@@ -169,9 +183,12 @@ pub enum EnforcementMode {
     /// denied.
     #[default]
     Enforcing,
-    /// Requests are decided and the decision is logged, but every request is let through.
+    /// Requests are decided and the decision is logged, but every request is let through;
+    /// except, when some route may be enforcing, requests whose method or path spelling is
+    /// refused (their route is not known).
     Permissive,
-    /// No check at all: no token is read and the authorization server is not called.
+    /// No check at all: no token is read and the authorization server is not called. As a
+    /// layer's mode, it admits no route overriding it (the builder refuses them).
     Disabled,
 }
 
@@ -239,6 +256,7 @@ pub enum ScopeMode {
 pub struct Route {
     template: String,
     public: bool,
+    public_methods: Vec<Method>,
     resource: Option<ResourceRef>,
     decl: Option<ResourceDecl>,
     methods: Vec<(Method, Vec<String>)>,
@@ -254,6 +272,7 @@ impl fmt::Debug for Route {
         f.debug_struct("Route")
             .field("template", &self.template)
             .field("public", &self.public)
+            .field("public_methods", &self.public_methods)
             .field("resource", &self.resource)
             .field("decl", &self.decl)
             .field("methods", &self.methods)
@@ -275,6 +294,7 @@ impl Route {
         Self {
             template: template.to_owned(),
             public: false,
+            public_methods: Vec::new(),
             resource: None,
             decl: None,
             methods: Vec::new(),
@@ -286,9 +306,13 @@ impl Route {
         }
     }
 
-    /// A route whose requests pass without any token, for every method.
+    /// A route whose `GET`, `HEAD` and `OPTIONS` requests pass without any token; widen it
+    /// with [`public_methods`](Self::public_methods).
     ///
-    /// A public route may not also carry a resource, scopes or a resolver.
+    /// Other methods are decided by the other routes matching the path (the upstream may fall
+    /// through to their handlers), or refused with `405` when none does: see
+    /// [public routes](ResourceMap#public-routes). A public route may not also carry a
+    /// resource, scopes or a resolver.
     ///
     /// # Example
     ///
@@ -297,8 +321,11 @@ impl Route {
     /// use tower_uma::{Resolution, ResourceMap, Route};
     ///
     /// let map = ResourceMap::new().route(Route::public("/static/*"));
-    /// let resolution = map.resolve_request(&Method::POST, "/static/app.js", &HeaderMap::new())?;
-    /// assert_eq!(resolution, Resolution::Public);
+    /// let headers = HeaderMap::new();
+    /// let get = map.resolve_request(&Method::GET, "/static/app.js", &headers)?;
+    /// assert_eq!(get, Resolution::Public);
+    /// let post = map.resolve_request(&Method::POST, "/static/app.js", &headers)?;
+    /// assert!(matches!(post, Resolution::MethodNotAllowed { .. }));
     /// # Ok::<(), tower_uma::PathError>(())
     /// ```
     pub fn public(template: &str) -> Self {
@@ -306,6 +333,43 @@ impl Route {
             public: true,
             ..Self::new(template)
         }
+    }
+
+    /// Methods whose requests pass without a token, besides those of [`public`](Self::public)
+    /// (`GET`, `HEAD`, `OPTIONS`). `HEAD` follows `GET`.
+    ///
+    /// On a protected route, these methods are public and the others keep their scopes, for
+    /// example `OPTIONS` for CORS preflight requests, which browsers send without credentials.
+    /// A method may not be both public and given scopes. Defaults to none.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::{HeaderMap, Method};
+    /// use tower_uma::{Resolution, ResourceMap, Route};
+    ///
+    /// let map = ResourceMap::new()
+    ///     .route(Route::public("/hooks/*").public_methods([Method::POST]))
+    ///     .route(
+    ///         Route::new("/albums/{id}")
+    ///             .resource_id("albums")
+    ///             .scopes(Method::GET, ["view"])
+    ///             .public_methods([Method::OPTIONS]),
+    ///     );
+    /// let headers = HeaderMap::new();
+    /// let post = map.resolve_request(&Method::POST, "/hooks/build", &headers)?;
+    /// assert_eq!(post, Resolution::Public);
+    /// let preflight = map.resolve_request(&Method::OPTIONS, "/albums/1", &headers)?;
+    /// assert_eq!(preflight, Resolution::Public);
+    /// # Ok::<(), tower_uma::PathError>(())
+    /// ```
+    pub fn public_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        for method in methods {
+            if !self.public_methods.contains(&method) {
+                self.public_methods.push(method);
+            }
+        }
+        self
     }
 
     /// Protects a resource registered at the authorization server under this `_id`.
@@ -385,6 +449,10 @@ impl Route {
     }
 
     /// Overrides the layer's enforcement mode for this route. Defaults to the layer's mode.
+    ///
+    /// A layer in [`EnforcementMode::Disabled`] refuses to build with such overrides; one in
+    /// [`EnforcementMode::Permissive`] with an `Enforcing` route refuses every request whose
+    /// method or path spelling is refused, whatever its route.
     pub fn enforcement(mut self, mode: EnforcementMode) -> Self {
         self.enforcement = Some(mode);
         self
@@ -456,6 +524,28 @@ impl Route {
     /// Checks the route on its own.
     fn check(&self) -> Result<(), ResourceMapError> {
         let template = || self.template.clone();
+        for method in self
+            .methods
+            .iter()
+            .map(|(m, _)| m)
+            .chain(&self.public_methods)
+        {
+            check_route_method(method).map_err(|reason| ResourceMapError::InvalidMethod {
+                template: template(),
+                method: method.as_str().to_owned(),
+                reason,
+            })?;
+        }
+        if let Some((method, _)) = self
+            .methods
+            .iter()
+            .find(|(m, _)| self.public_methods.contains(m))
+        {
+            return Err(ResourceMapError::PublicAndProtectedMethod {
+                template: template(),
+                method: method.as_str().to_owned(),
+            });
+        }
         if self.public {
             if self.resource.is_some()
                 || self.resolver.is_some()
@@ -494,37 +584,94 @@ impl Route {
         Ok(())
     }
 
-    /// Resolves a request that matched this route, borrowing the route's resource and scopes.
-    fn resolve<'m>(
+    /// Whether requests with `method` pass without a token: the defaults of a public route,
+    /// the [`public_methods`](Self::public_methods), and `HEAD` when `GET` is public and `HEAD`
+    /// has no scopes of its own.
+    fn is_public_for(&self, method: &Method) -> bool {
+        let public = |m: &Method| {
+            (self.public && PUBLIC_BY_DEFAULT.contains(m)) || self.public_methods.contains(m)
+        };
+        public(method)
+            || (*method == Method::HEAD
+                && public(&Method::GET)
+                && !self.methods.iter().any(|(m, _)| *m == Method::HEAD))
+    }
+
+    /// The methods this route lists, for an `Allow` header: public ones, then those with
+    /// scopes; `HEAD` after `GET`.
+    fn allowed_methods(&self) -> Vec<Method> {
+        let mut out: Vec<Method> = Vec::new();
+        let defaults = if self.public {
+            &PUBLIC_BY_DEFAULT[..]
+        } else {
+            &[]
+        };
+        let listed = defaults
+            .iter()
+            .chain(&self.public_methods)
+            .chain(self.methods.iter().map(|(m, _)| m));
+        for method in listed {
+            let head = (*method == Method::GET).then_some(&Method::HEAD);
+            for m in std::iter::once(method).chain(head) {
+                if !out.contains(m) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// What this route decides for a request that matched it, borrowing the route's resource
+    /// and scopes; `None` when the route does not list the method (no scopes, public or not, no
+    /// `any_method`, no `method_as_scope`, no resolver).
+    fn rule_for<'m>(
         &'m self,
         template: &Template,
         method: &Method,
         path: &NormalizedPath<'_>,
         headers: &HeaderMap,
-    ) -> Resolved<'m> {
+    ) -> Option<Resolved<'m>> {
+        if self.is_public_for(method) {
+            return Some(Resolved::Public);
+        }
         if self.public {
-            return Resolved::Public;
+            return None;
         }
         if let Some(resolver) = &self.resolver {
             let params = template.captures(path.segments());
-            return Resolved::from(resolver.resolve(&RequestInfo {
+            return Some(Resolved::from(resolver.resolve(&RequestInfo {
                 method,
                 path: path.as_str(),
                 headers,
                 params: &params,
-            }));
+            })));
         }
-        match (&self.resource, self.scopes_for(method)) {
-            (Some(resource), Some(scopes)) => Resolved::Protected {
+        let scopes = self.scopes_for(method)?;
+        Some(match &self.resource {
+            Some(resource) => Resolved::Protected {
                 resource: Cow::Borrowed(resource),
                 scopes,
                 scope_mode: self.scope_mode,
                 enforcement: self.enforcement,
             },
-            _ => Resolved::Unmapped,
+            // Not reached: a valid map gives every protected route without a resolver a
+            // resource, and an invalid map resolves nothing.
+            None => Resolved::Unmapped,
+        })
+    }
+
+    /// The refusal of a method this route does not list.
+    fn method_not_allowed(&self) -> Resolved<'static> {
+        Resolved::MethodNotAllowed {
+            allow: self.allowed_methods(),
+            enforcement: self.enforcement,
         }
     }
 }
+
+/// The methods a [`Route::public`] route lets through without a token unless widened: the
+/// safe methods of RFC 9110 §9.2.1 that browsers and monitors send without credentials.
+const PUBLIC_BY_DEFAULT: [Method; 3] = [Method::GET, Method::HEAD, Method::OPTIONS];
 
 fn collect_scopes(scopes: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -600,6 +747,28 @@ pub enum ResourceMapError {
         /// The route's template.
         template: String,
     },
+    /// A route names a method that looks like a mistake: not upper case (`delete`), or one
+    /// edit away from a standard or registered method (`GTE`, `DELTE`).
+    #[error("route `{template}`: {reason}")]
+    #[non_exhaustive]
+    InvalidMethod {
+        /// The route's template.
+        template: String,
+        /// The method as written.
+        method: String,
+        /// What is wrong with it, and what to write instead.
+        reason: String,
+    },
+    /// A route makes a method both public ([`Route::public_methods`]) and protected
+    /// ([`Route::scopes`]).
+    #[error("route `{template}` makes method `{method}` both public and protected")]
+    #[non_exhaustive]
+    PublicAndProtectedMethod {
+        /// The route's template.
+        template: String,
+        /// The method.
+        method: String,
+    },
     /// A public route also carries a resource, scopes or a resolver.
     #[error("public route `{template}` also carries a resource, scopes or a resolver")]
     #[non_exhaustive]
@@ -674,10 +843,18 @@ struct Entry {
 /// at most once) and an optional final `*`, which matches zero or more remaining segments
 /// (`/static/*` matches `/static` and `/static/a/b`). `{` or `}` elsewhere, a `*` that is not
 /// the whole last segment, or a literal segment that the normalisation above would refuse make
-/// the map invalid ([`ResourceMap::validate`]). Empty segments of templates are dropped as well.
+/// the map invalid ([`ResourceMap::validate`]). So do the syntaxes of other routers, which
+/// would otherwise be taken as literals: `:id` (axum 0.7, Express), `*rest` and `{*rest}`
+/// (named wildcards), `<id>` (Flask); the error says what to write instead. Empty segments of
+/// templates are dropped as well.
 ///
-/// - Literal segments match ASCII-case-insensitively: `/Albums/1` gets the rule of `/albums/1`.
-///   Captured parameters keep the request's spelling, percent-decoded.
+/// - Literal segments are compared ASCII-case-insensitively, and a path that matches a route
+///   only that way (`/Albums/1` for `/albums/{id}`) is decided by it only when a
+///   case-sensitive router would apply the same rule; otherwise, including when such a router
+///   has no route for it, it is refused as [`PathError::LetterCase`]. Flask, Django, Symfony,
+///   Spring and axum route case-sensitively, Express and ASP.NET do not: a rule that depends
+///   on case cannot be right for both.
+/// - Captured parameters keep the request's spelling, percent-decoded.
 /// - A request whose canonical and fully decoded spellings would select different routes (a
 ///   literal `a!b` route and a request for `/a%21b`) is refused as
 ///   [`PathError::Ambiguous`].
@@ -695,17 +872,45 @@ struct Entry {
 /// For `/albums/new`, `/albums/new` beats `/albums/{id}`, which beats `/albums/*`, which beats
 /// `/*`. `/{x}/b` beats `/a/*` (rule 1), and `/a/{x}` beats `/{y}/b` (rule 2).
 ///
+/// # Methods
+///
+/// Methods are case-sensitive (RFC 9110 §9.1), but Werkzeug, Django and Symfony upper-case
+/// them before routing. So a request whose method is a case variant (`delete`, `Get`) of a
+/// standard method (`GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH`) or of a method
+/// some route names is refused as [`PathError::MethodCase`] before any route is looked at.
+/// Other extension methods (`PURGE`, `PROPFIND`) go through the map like any other.
+///
+/// Routes may only name upper-case methods, and not one that is one edit away from a
+/// standard or registered method (`GTE`, `DELTE`): such a typo would leave the real method
+/// unlisted. [`validate`](Self::validate) reports [`ResourceMapError::InvalidMethod`].
+///
 /// # Scopes
 ///
-/// For a matched [`Route`]:
+/// For a matched [`Route`] and the request's method:
 ///
-/// 1. a route built with [`Route::public`] gives [`Resolution::Public`] for every method;
+/// 1. a method the route lets through without a token ([`Route::public`]: `GET`, `HEAD`,
+///    `OPTIONS`, and any [`public_methods`](Route::public_methods)) gives
+///    [`Resolution::Public`]; other methods on a [`Route::public`] route are handed on, see
+///    [public routes](#public-routes);
 /// 2. a route with its own [`resolver`](Route::resolver) returns whatever the resolver returns;
 ///    it sees the decoded captures in [`RequestInfo::params`];
 /// 3. otherwise the scopes are the route's entry for the method, for `HEAD` without an entry of
 ///    its own the `GET` entry, else the [`any_method`](Route::any_method) scopes, else the method
-///    name if [`method_as_scope`](Route::method_as_scope) is set, else the request is
-///    [`Resolution::Unmapped`]. A path no route matches is unmapped too.
+///    name if [`method_as_scope`](Route::method_as_scope) is set, else the route does not list
+///    the method and the request is [`Resolution::MethodNotAllowed`] (`405` with `Allow`,
+///    whatever the layer's [`Unmapped`](crate::Unmapped) setting says, which concerns only
+///    paths no route matches). A path no route matches is [`Resolution::Unmapped`].
+///
+/// # Public routes
+///
+/// A public route covers `GET`, `HEAD` and `OPTIONS`, and the methods named with
+/// [`Route::public_methods`]. Another method is not public: Express, Spring and Werkzeug
+/// fall through to the next route that takes the method, so `DELETE /albums/featured` can run
+/// `/albums/{id}`'s handler. Such a request is decided by the other routes matching its path
+/// that take the method: by the protected one's rule when there is one (or several with the
+/// same rule); refused as [`PathError::Ambiguous`] when protected routes with different rules
+/// could take it; public when only public routes take it; `405` with the public route's
+/// methods in `Allow` when none does.
 ///
 /// # Why it works this way
 ///
@@ -713,13 +918,14 @@ struct Entry {
 /// *it* sees: if the two disagree about which handler a request reaches, a protected handler
 /// can be reached under a spelling that the middleware filed under a weaker rule. That is how
 /// `..;/` let requests past Tomcat path filters and how `%2e%2e` and `%2F` have bypassed
-/// reverse-proxy rules. The principle here is that **a path that could reach a protected route
-/// under another spelling must never be let through on a weaker rule**: every spelling that
-/// some common upstream treats as the same path (case, duplicate and trailing slashes, escapes
-/// of unreserved characters) gets the same rule, and every spelling whose meaning differs
-/// between upstreams (dot segments, encoded slashes, backslashes, path parameters, double
-/// encoding) is refused outright rather than guessed at. Refusing costs a `400` for requests
-/// that well-behaved clients do not send; guessing costs a bypass.
+/// reverse-proxy rules. The principle here is that **every request is either refused or
+/// decided under the strictest rule that a common upstream (Werkzeug, Express, Spring,
+/// Symfony, Django, axum) could apply to it**: every spelling that these upstreams treat as
+/// the same path (duplicate and trailing slashes, escapes of unreserved characters) gets the
+/// same rule, and every spelling whose meaning differs between them (dot segments, encoded
+/// slashes, backslashes, path parameters, double encoding, letter case where it changes the
+/// rule, case variants of methods) is refused outright rather than guessed at. Refusing costs
+/// a `400` for requests that well-behaved clients do not send; guessing costs a bypass.
 ///
 /// Known limits: the map cannot see rewrites the upstream does on its own (trailing-dot
 /// stripping on Windows file servers, Unicode case folding, routing on the query string). For
@@ -745,7 +951,9 @@ struct Entry {
 /// };
 /// assert_eq!(resource("/albums/new"), Some(ResourceRef::Id("album-factory".to_owned())));
 /// assert_eq!(resource("/albums/%6Eew"), Some(ResourceRef::Id("album-factory".to_owned())));
-/// assert_eq!(resource("//ADMIN/users/"), Some(ResourceRef::Id("admin".to_owned())));
+/// assert_eq!(resource("//admin/users/"), Some(ResourceRef::Id("admin".to_owned())));
+/// // A case-sensitive router has no route for it: the rule would depend on case.
+/// assert_eq!(resolve("/ADMIN/users"), Err(PathError::LetterCase));
 /// assert_eq!(resolve("/albums/../admin"), Err(PathError::DotSegment));
 /// assert_eq!(resolve("/admin;x=1"), Err(PathError::Semicolon));
 /// assert_eq!(resolve("/elsewhere")?, Resolution::Unmapped);
@@ -770,6 +978,8 @@ pub struct ResourceMap {
     error: Option<ResourceMapError>,
     /// Whether some literal template segment keeps an escape.
     escaped_literals: bool,
+    /// Every method some route names, once each.
+    methods: Vec<Method>,
 }
 
 impl ResourceMap {
@@ -802,8 +1012,40 @@ impl ResourceMap {
         if let Err(error) = self.check_declared_scopes(&route) {
             self.note(error);
         }
+        for method in route
+            .methods
+            .iter()
+            .map(|(m, _)| m)
+            .chain(&route.public_methods)
+        {
+            if !self.methods.contains(method) {
+                self.methods.push(method.clone());
+            }
+        }
         self.entries.push(Entry { route, template });
         self
+    }
+
+    /// The template of the first route overriding the enforcement mode with something other
+    /// than [`EnforcementMode::Disabled`], if any.
+    pub(crate) fn enforcement_override(&self) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e.route
+                    .enforcement
+                    .is_some_and(|m| m != EnforcementMode::Disabled)
+            })
+            .map(|e| e.route.template.as_str())
+    }
+
+    /// Whether some request may be decided in enforcing mode whatever the layer's mode: a
+    /// route overrides the mode to `Enforcing`, or has a resolver (which may return such an
+    /// override).
+    pub(crate) fn may_enforce(&self) -> bool {
+        self.entries.iter().any(|e| {
+            e.route.resolver.is_some() || e.route.enforcement == Some(EnforcementMode::Enforcing)
+        })
     }
 
     /// Every resource declared with [`Route::declare`], once per name, in the order the routes
@@ -844,17 +1086,32 @@ impl ResourceMap {
         raw_path: &str,
         headers: &HeaderMap,
     ) -> Result<Resolution, PathError> {
+        self.check_method(method)?;
         let path = normalize_path(raw_path)?;
         self.resolve_normalized(method, &path, headers)
             .map(Resolved::into_owned)
     }
 
-    /// Resolves a request whose path is already normalised.
+    /// Refuses a method that is a case variant of a standard method or of one this map names
+    /// (see [methods](ResourceMap#methods)).
     ///
     /// # Errors
     ///
-    /// Returns [`PathError::Ambiguous`] when the canonical and the decoded spelling of the path
-    /// select different routes.
+    /// [`PathError::MethodCase`].
+    pub(crate) fn check_method(&self, method: &Method) -> Result<(), PathError> {
+        if is_case_variant(method, &self.methods) {
+            return Err(PathError::MethodCase);
+        }
+        Ok(())
+    }
+
+    /// Resolves a request whose path is already normalised (its method checked).
+    ///
+    /// # Errors
+    ///
+    /// [`PathError::Ambiguous`] when the canonical and the decoded spelling of the path select
+    /// different rules, or when several protected routes could take a method a public route
+    /// does not let through; [`PathError::LetterCase`] when the rule depends on letter case.
     pub(crate) fn resolve_normalized(
         &self,
         method: &Method,
@@ -864,38 +1121,106 @@ impl ResourceMap {
         if self.error.is_some() {
             return Ok(Resolved::Unmapped);
         }
-        let selected = self.select(path, Spelling::Canonical);
-        if (path.has_escapes() || self.escaped_literals)
-            && self.select(path, Spelling::Decoded) != selected
-        {
+        let selected = self.select(path, Lens::CANONICAL);
+        let escapes = path.has_escapes() || self.escaped_literals;
+        if escapes && self.select(path, Lens::DECODED) != selected {
             return Err(PathError::Ambiguous);
         }
-        Ok(match selected {
-            Some(index) => {
-                let entry = &self.entries[index];
-                match &entry.template {
-                    Some(template) => entry.route.resolve(template, method, path, headers),
-                    None => Resolved::Unmapped,
-                }
+        let Some(best) = selected else {
+            return Ok(Resolved::Unmapped);
+        };
+        let decide = |index, lens| self.decide(index, method, path, headers, lens);
+        let (resolved, fell_through) = decide(best, Lens::CANONICAL)?;
+        if escapes && fell_through && decide(best, Lens::DECODED)?.0 != resolved {
+            return Err(PathError::Ambiguous);
+        }
+        // A case-sensitive router sees only the routes whose literals match exactly. When the
+        // chosen route is among them and nothing fell through, it picks the same route; else
+        // its rule must be the same, or the request is refused.
+        let exact = self.entries[best]
+            .template
+            .as_ref()
+            .is_some_and(|t| t.matches(path.segments(), Lens::EXACT_CASE));
+        if !exact || fell_through {
+            let other = match self.select(path, Lens::EXACT_CASE) {
+                Some(index) => Some(decide(index, Lens::EXACT_CASE)?.0),
+                None => None,
+            };
+            if other.as_ref() != Some(&resolved) {
+                return Err(PathError::LetterCase);
             }
-            None => Resolved::Unmapped,
-        })
+        }
+        Ok(resolved)
     }
 
-    /// The index of the best matching route, by the precedence rules.
-    fn select(&self, path: &NormalizedPath<'_>, spelling: Spelling) -> Option<usize> {
+    /// The index of the best matching route under `lens`, by the precedence rules.
+    fn select(&self, path: &NormalizedPath<'_>, lens: Lens) -> Option<usize> {
         let mut best: Option<(usize, &Template)> = None;
-        for (index, entry) in self.entries.iter().enumerate() {
-            let Some(template) = &entry.template else {
-                continue;
-            };
-            if template.matches(path.segments(), spelling)
-                && best.is_none_or(|(_, b)| template.precedence() > b.precedence())
-            {
+        for (index, template) in self.matching(path, lens) {
+            if best.is_none_or(|(_, b)| template.precedence() > b.precedence()) {
                 best = Some((index, template));
             }
         }
         best.map(|(index, _)| index)
+    }
+
+    /// The routes whose templates match `path` under `lens`, with their index.
+    fn matching<'s>(
+        &'s self,
+        path: &'s NormalizedPath<'_>,
+        lens: Lens,
+    ) -> impl Iterator<Item = (usize, &'s Template)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| entry.template.as_ref().map(|t| (index, t)))
+            .filter(move |(_, template)| template.matches(path.segments(), lens))
+    }
+
+    /// The rule of route `index` for this request, and whether it fell through: a public route
+    /// that does not let the method pass hands it to the other routes matching under `lens`
+    /// (routers that fall through on a method mismatch run their handlers), see
+    /// [public routes](ResourceMap#public-routes).
+    fn decide(
+        &self,
+        index: usize,
+        method: &Method,
+        path: &NormalizedPath<'_>,
+        headers: &HeaderMap,
+        lens: Lens,
+    ) -> Result<(Resolved<'_>, bool), PathError> {
+        let entry = &self.entries[index];
+        let Some(template) = &entry.template else {
+            return Ok((Resolved::Unmapped, false));
+        };
+        let route = &entry.route;
+        if let Some(rule) = route.rule_for(template, method, path, headers) {
+            return Ok((rule, false));
+        }
+        if !route.public {
+            return Ok((route.method_not_allowed(), false));
+        }
+        let mut chosen: Option<Resolved<'_>> = None;
+        let mut public = false;
+        for (other, template) in self.matching(path, lens).filter(|(i, _)| *i != index) {
+            match self.entries[other]
+                .route
+                .rule_for(template, method, path, headers)
+            {
+                None | Some(Resolved::MethodNotAllowed { .. }) => {}
+                Some(Resolved::Public) => public = true,
+                Some(rule) => match &chosen {
+                    None => chosen = Some(rule),
+                    Some(first) if *first == rule => {}
+                    // The upstream may run either handler: no one rule covers both.
+                    Some(_) => return Err(PathError::Ambiguous),
+                },
+            }
+        }
+        let resolved = chosen
+            .or(public.then_some(Resolved::Public))
+            .unwrap_or_else(|| route.method_not_allowed());
+        Ok((resolved, true))
     }
 
     fn note(&mut self, error: ResourceMapError) {
@@ -1072,6 +1397,14 @@ pub enum Resolution {
     Public,
     /// Nothing maps the request; the layer's enforcement mode decides (enforcing denies).
     Unmapped,
+    /// A route matches the path but does not list the method: the layer answers `405 Method
+    /// Not Allowed` with `Allow` (RFC 9110 §15.5.6) in enforcing mode.
+    MethodNotAllowed {
+        /// The methods the route lists (`HEAD` with `GET`), for the `Allow` header.
+        allow: Vec<Method>,
+        /// The route's override of the layer's enforcement mode, if any.
+        enforcement: Option<EnforcementMode>,
+    },
 }
 
 /// A [`Resolution`] that borrows the route's resource and scopes where it can: what the
@@ -1089,6 +1422,11 @@ pub(crate) enum Resolved<'m> {
     Public,
     /// See [`Resolution::Unmapped`].
     Unmapped,
+    /// See [`Resolution::MethodNotAllowed`].
+    MethodNotAllowed {
+        allow: Vec<Method>,
+        enforcement: Option<EnforcementMode>,
+    },
 }
 
 impl Resolved<'_> {
@@ -1108,6 +1446,9 @@ impl Resolved<'_> {
             },
             Self::Public => Resolution::Public,
             Self::Unmapped => Resolution::Unmapped,
+            Self::MethodNotAllowed { allow, enforcement } => {
+                Resolution::MethodNotAllowed { allow, enforcement }
+            }
         }
     }
 }
@@ -1128,6 +1469,9 @@ impl From<Resolution> for Resolved<'_> {
             },
             Resolution::Public => Self::Public,
             Resolution::Unmapped => Self::Unmapped,
+            Resolution::MethodNotAllowed { allow, enforcement } => {
+                Self::MethodNotAllowed { allow, enforcement }
+            }
         }
     }
 }
@@ -1165,7 +1509,9 @@ impl Resolution {
 ///
 /// A resolver given to [`Route::resolver`] sees the route's captures; one that replaces the
 /// whole map sees the normalised path and no captures. Resolvers run on every request, so they
-/// should be quick and must not block.
+/// should be quick and must not block. A route's resolver may be asked more than once for one
+/// request (when the map checks what a case-sensitive or decoding router would decide, or
+/// which routes a public route's method falls through to), so it should not count calls.
 ///
 /// # Example
 ///
@@ -1213,7 +1559,8 @@ impl ResourceResolver for ResourceMap {
     /// Normalises `req.path` and matches it; refused or ambiguous paths resolve to
     /// [`Resolution::Unmapped`] (use [`ResourceMap::resolve_request`] to tell them apart).
     fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
-        normalize_path(req.path)
+        self.check_method(req.method)
+            .and_then(|()| normalize_path(req.path))
             .and_then(|path| {
                 self.resolve_normalized(req.method, &path, req.headers)
                     .map(Resolved::into_owned)

@@ -5,10 +5,11 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Why a request path was refused before any route was looked at.
+/// Why a request was refused before its rule could be known: its path, or, for
+/// [`MethodCase`](Self::MethodCase), its method.
 ///
 /// The layer answers such requests with `400 Bad Request`: each of these spellings is either
-/// malformed or a known way of making a protected path look like another one to the
+/// malformed or a known way of making a protected request look like another one to the
 /// middleware while the upstream service still reaches the protected handler.
 ///
 /// # Example
@@ -60,9 +61,22 @@ pub enum PathError {
     #[error("path does not decode to utf-8")]
     InvalidUtf8,
     /// The path selects different routes depending on whether its escapes (`%21`, `%40`, …)
-    /// are decoded, so the middleware cannot know which handler the upstream will run.
+    /// are decoded, or a public route does not let the method through and several protected
+    /// routes matching the path could take it: the middleware cannot know which handler the
+    /// upstream will run.
     #[error("path selects different routes when percent-decoded")]
     Ambiguous,
+    /// The path matches a route's literal segments only when letter case is ignored, and a
+    /// case-sensitive router (Flask, Django, Symfony, axum) would apply another rule to it, or
+    /// none (`/albums/FEATURED` beside a public `/albums/featured` and a protected
+    /// `/albums/{id}`).
+    #[error("path selects a different rule when letter case matters")]
+    LetterCase,
+    /// The method is a case variant (`delete`, `Get`) of a standard method or of a method the
+    /// map names: Werkzeug, Django and Symfony upper-case the method and run that method's
+    /// handler, while the map compares methods byte for byte (RFC 9110 §9.1).
+    #[error("method is a case variant of a known method")]
+    MethodCase,
 }
 
 /// One segment of a [`NormalizedPath`]: never empty, never `.` or `..`.

@@ -16,6 +16,34 @@ pub(crate) enum Spelling {
     Decoded,
 }
 
+/// How literal template segments are compared with the request's: in which spelling, and
+/// whether letter case matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lens {
+    /// The spelling of the request's segments.
+    pub(crate) spelling: Spelling,
+    /// Whether ASCII letters must match in case too (a case-sensitive router).
+    pub(crate) exact_case: bool,
+}
+
+impl Lens {
+    /// The layer's own view: canonical spelling, case ignored.
+    pub(crate) const CANONICAL: Self = Self {
+        spelling: Spelling::Canonical,
+        exact_case: false,
+    };
+    /// An upstream that decodes the path before routing.
+    pub(crate) const DECODED: Self = Self {
+        spelling: Spelling::Decoded,
+        exact_case: false,
+    };
+    /// A case-sensitive upstream.
+    pub(crate) const EXACT_CASE: Self = Self {
+        spelling: Spelling::Canonical,
+        exact_case: true,
+    };
+}
+
 #[derive(Clone, Debug)]
 enum TemplateSegment {
     Literal(PathSegment<'static>),
@@ -42,6 +70,7 @@ impl Template {
         let mut rank = Vec::with_capacity(raw_segments.len() + 1);
         let mut wildcard = false;
         for (index, raw) in raw_segments.iter().enumerate() {
+            check_foreign_syntax(raw)?;
             if *raw == "*" {
                 if index + 1 != raw_segments.len() {
                     return Err("`*` is only allowed as the last segment".to_owned());
@@ -87,9 +116,8 @@ impl Template {
         })
     }
 
-    /// Whether the template matches these path segments, comparing literals (ASCII
-    /// case-insensitively) in the given spelling.
-    pub(crate) fn matches(&self, path: &[PathSegment<'_>], spelling: Spelling) -> bool {
+    /// Whether the template matches these path segments, comparing literals as `lens` says.
+    pub(crate) fn matches(&self, path: &[PathSegment<'_>], lens: Lens) -> bool {
         let length_fits = if self.wildcard {
             path.len() >= self.segments.len()
         } else {
@@ -98,10 +126,17 @@ impl Template {
         length_fits
             && self.segments.iter().zip(path).all(|(t, p)| match t {
                 TemplateSegment::Param(_) => true,
-                TemplateSegment::Literal(literal) => match spelling {
-                    Spelling::Canonical => literal.canonical().eq_ignore_ascii_case(p.canonical()),
-                    Spelling::Decoded => literal.decoded().eq_ignore_ascii_case(p.decoded()),
-                },
+                TemplateSegment::Literal(literal) => {
+                    let (ours, theirs) = match lens.spelling {
+                        Spelling::Canonical => (literal.canonical(), p.canonical()),
+                        Spelling::Decoded => (literal.decoded(), p.decoded()),
+                    };
+                    if lens.exact_case {
+                        ours == theirs
+                    } else {
+                        ours.eq_ignore_ascii_case(theirs)
+                    }
+                }
             })
     }
 
@@ -161,6 +196,28 @@ impl Template {
             .iter()
             .any(|s| matches!(s, TemplateSegment::Literal(l) if l.has_escapes()))
     }
+}
+
+/// Refuses the parameter and wildcard syntaxes of other routers, which would otherwise be
+/// taken as literal segments (`/albums/:id` would match only the path `/albums/:id`).
+fn check_foreign_syntax(raw: &str) -> Result<(), String> {
+    const REST: &str = "a trailing `*` (it captures the rest of the path as `*`)";
+    let refuse = |what: &str, ours: &str| Err(format!("`{raw}` is {what}: use {ours} instead"));
+    if let Some(name) = raw.strip_prefix(':') {
+        let name = if name.is_empty() { "name" } else { name };
+        return refuse("axum 0.7 / Express syntax", &format!("{{{name}}}"));
+    }
+    if raw.starts_with("{*") {
+        return refuse("an axum 0.8 wildcard", REST);
+    }
+    if raw.len() > 1 && raw.starts_with('*') {
+        return refuse("a named wildcard", REST);
+    }
+    if let Some(inner) = raw.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
+        let name = inner.rsplit(':').next().unwrap_or(inner);
+        return refuse("Flask syntax", &format!("{{{name}}}"));
+    }
+    Ok(())
 }
 
 fn check_param_name(name: &str) -> Result<(), String> {

@@ -28,6 +28,10 @@ fn resource_of(map: &ResourceMap, path: &str) -> String {
         }) => format!("name:{name}"),
         Ok(Resolution::Public) => "PUBLIC".to_owned(),
         Ok(Resolution::Unmapped) => "UNMAPPED".to_owned(),
+        Ok(Resolution::MethodNotAllowed { allow, .. }) => {
+            let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
+            format!("405:{}", allow.join(","))
+        }
         Err(e) => format!("ERR:{e:?}"),
     }
 }
@@ -212,15 +216,17 @@ fn issue_spellings_never_reach_a_weaker_rule() {
     assert_eq!(resource_of(&map, "/admin"), "admin");
     assert_eq!(resource_of(&map, "/elsewhere"), "PUBLIC");
 
-    assert_eq!(resource_of(&map, "/Albums/1"), "album");
-    assert_eq!(resource_of(&map, "/ALBUMS/1"), "album");
+    // Case variants of literals would reach the public `/*` on a case-sensitive router.
+    assert_eq!(resource_of(&map, "/Albums/1"), "ERR:LetterCase");
+    assert_eq!(resource_of(&map, "/ALBUMS/1"), "ERR:LetterCase");
     assert_eq!(resource_of(&map, "//albums/1"), "album");
     assert_eq!(resource_of(&map, "/albums//1"), "album");
     assert_eq!(resource_of(&map, "/albums/1/"), "album");
-    assert_eq!(resource_of(&map, "/%41dmin"), "admin");
+    assert_eq!(resource_of(&map, "/%41dmin"), "ERR:LetterCase");
     assert_eq!(resource_of(&map, "/%61dmin"), "admin");
-    assert_eq!(resource_of(&map, "/ADMIN/"), "admin");
-    assert_eq!(resource_of(&map, "/Admin/users"), "admin-area");
+    assert_eq!(resource_of(&map, "/ADMIN/"), "ERR:LetterCase");
+    assert_eq!(resource_of(&map, "/Admin/users"), "ERR:LetterCase");
+    assert_eq!(resource_of(&map, "//admin/users/"), "admin-area");
     assert_eq!(resource_of(&map, "/albums/../admin"), "ERR:DotSegment");
     assert_eq!(resource_of(&map, "/albums/%2e%2e/admin"), "ERR:DotSegment");
     assert_eq!(
@@ -246,12 +252,12 @@ fn params_keep_the_request_spelling_decoded() {
     ));
     map.validate().unwrap();
     assert_eq!(
-        get(&map, "//users/Alice%40Example.org/FILES/my%20doc%2Etxt/").unwrap(),
+        get(&map, "//Users/Alice%40Example.org/files/my%20doc%2Etxt/").unwrap(),
         Resolution::Public
     );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].0, "/users/Alice%40Example.org/FILES/my%20doc.txt");
+    assert_eq!(seen[0].0, "/Users/Alice%40Example.org/files/my%20doc.txt");
     assert_eq!(
         seen[0].1,
         [
@@ -279,7 +285,8 @@ fn escaped_literals_that_select_another_route_are_ambiguous() {
         .route(protect("/a%21b", "bang"));
     map.validate().unwrap();
     assert_eq!(resource_of(&map, "/caf%C3%A9"), "cafe");
-    assert_eq!(resource_of(&map, "/CAF%c3%a9"), "cafe");
+    assert_eq!(resource_of(&map, "/caf%c3%a9"), "cafe");
+    assert_eq!(resource_of(&map, "/CAF%C3%A9"), "ERR:LetterCase");
     // The template's own spelling selects it either way; the literal `!` selects the public
     // route as sent but the protected one once decoded.
     assert_eq!(resource_of(&map, "/a%21b"), "bang");
@@ -436,7 +443,10 @@ fn scopes_per_method_with_head_any_and_method_as_scope() {
     assert_eq!(s(Method::DELETE, "/invoices/42"), None);
     assert_eq!(
         map.resolve_request(&Method::DELETE, "/invoices/42", &HeaderMap::new()),
-        Ok(Resolution::Unmapped)
+        Ok(Resolution::MethodNotAllowed {
+            allow: vec![Method::GET, Method::HEAD, Method::POST],
+            enforcement: None
+        })
     );
 
     assert_eq!(s(Method::GET, "/reports").unwrap(), ["view"]);
@@ -451,6 +461,49 @@ fn scopes_per_method_with_head_any_and_method_as_scope() {
     assert_eq!(s(Method::PUT, "/mixed").unwrap(), ["put-scope"]);
     assert_eq!(s(Method::PATCH, "/mixed").unwrap(), ["PATCH"]);
     assert_eq!(s(Method::PATCH, "/anyfirst").unwrap(), ["any"]);
+}
+
+/// Finding: `delete` missed the `DELETE` entry and fell to `any_method` (or unmapped) while
+/// Werkzeug, Django and Symfony run the DELETE handler.
+#[test]
+fn case_variants_of_known_methods_are_refused() {
+    let purge = Method::from_bytes(b"PURGE").unwrap();
+    let map = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .resource_id("album")
+            .scopes(Method::DELETE, ["delete"])
+            .scopes(purge.clone(), ["purge"])
+            .any_method(["view"]),
+    );
+    map.validate().unwrap();
+    let resolve = |m: &str| {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        map.resolve_request(&method, "/albums/1", &HeaderMap::new())
+    };
+    for variant in [
+        "delete", "Delete", "gEt", "put", "Post", "head", "options", "patch", "trace", "connect",
+        "purge", "Purge",
+    ] {
+        assert_eq!(resolve(variant), Err(PathError::MethodCase), "{variant}");
+        let method = Method::from_bytes(variant.as_bytes()).unwrap();
+        let headers = HeaderMap::new();
+        let info = RequestInfo::new(&method, "/albums/1", &headers, &[]);
+        assert_eq!(map.resolve(&info), Resolution::Unmapped, "{variant}");
+    }
+    // The exact spellings, and extension methods, go through the map.
+    assert_eq!(
+        scopes_of(&map, &Method::DELETE, "/albums/1").unwrap(),
+        ["delete"]
+    );
+    assert_eq!(scopes_of(&map, &purge, "/albums/1").unwrap(), ["purge"]);
+    for other in ["PROPFIND", "propfind", "Frob"] {
+        let method = Method::from_bytes(other.as_bytes()).unwrap();
+        assert_eq!(
+            scopes_of(&map, &method, "/albums/1").unwrap(),
+            ["view"],
+            "{other}"
+        );
+    }
 }
 
 #[test]
@@ -506,15 +559,229 @@ fn protected_carries_scope_mode_enforcement_and_resource() {
     );
 }
 
+/// Finding: `POST /albums/1` (the route lists GET, PUT and DELETE) was unmapped, so
+/// `Unmapped::Allow` let it through with no token. `unmapped` now concerns only paths no route
+/// matches.
 #[test]
-fn public_routes_are_public_for_every_method() {
-    let map = ResourceMap::new().route(Route::public("/health"));
-    for method in [Method::GET, Method::POST, Method::DELETE, Method::OPTIONS] {
+fn methods_a_matched_route_does_not_list_are_not_allowed() {
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/albums/{id}")
+                .resource_id("album")
+                .scopes(Method::GET, ["view"])
+                .scopes(Method::PUT, ["edit"])
+                .scopes(Method::DELETE, ["delete"]),
+        )
+        .route(
+            Route::new("/reports")
+                .resource_id("reports")
+                .scopes(Method::PUT, ["edit"])
+                .enforcement(EnforcementMode::Permissive),
+        )
+        .route(protect("/any", "any"))
+        .route(Route::new("/raw").resource_id("raw").method_as_scope());
+    map.validate().unwrap();
+    let resolve = |method: &Method, path| map.resolve_request(method, path, &HeaderMap::new());
+    for method in [Method::POST, Method::PATCH, Method::OPTIONS] {
         assert_eq!(
-            map.resolve_request(&method, "/HEALTH/", &HeaderMap::new()),
-            Ok(Resolution::Public)
+            resolve(&method, "/albums/1"),
+            Ok(Resolution::MethodNotAllowed {
+                allow: vec![Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
+                enforcement: None,
+            }),
+            "{method}"
         );
     }
+    // No `HEAD` without `GET`; the route's enforcement mode comes along.
+    assert_eq!(
+        resolve(&Method::GET, "/reports"),
+        Ok(Resolution::MethodNotAllowed {
+            allow: vec![Method::PUT],
+            enforcement: Some(EnforcementMode::Permissive),
+        })
+    );
+    // Routes taking every method never answer 405; unmatched paths stay unmapped.
+    assert_eq!(scopes_of(&map, &Method::POST, "/any").unwrap(), ["read"]);
+    assert_eq!(scopes_of(&map, &Method::POST, "/raw").unwrap(), ["POST"]);
+    assert_eq!(
+        resolve(&Method::POST, "/elsewhere"),
+        Ok(Resolution::Unmapped)
+    );
+}
+
+/// Finding: a public route was public for every method, so `DELETE /albums/featured` passed
+/// with no token and reached `/albums/{id}`'s handler on routers that fall through on a
+/// method mismatch.
+#[test]
+fn public_routes_pass_safe_methods_and_hand_the_others_on() {
+    let map = ResourceMap::new()
+        .route(Route::public("/albums/featured"))
+        .route(
+            Route::new("/albums/{id}")
+                .resource_id("album")
+                .scopes(Method::GET, ["view"])
+                .scopes(Method::DELETE, ["delete"]),
+        )
+        .route(Route::public("/health"))
+        .route(Route::public("/hooks/*").public_methods([Method::POST]));
+    map.validate().unwrap();
+    let resolve = |method: Method, path| map.resolve_request(&method, path, &HeaderMap::new());
+    for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+        assert_eq!(
+            resolve(method.clone(), "/albums/featured"),
+            Ok(Resolution::Public)
+        );
+        assert_eq!(resolve(method, "/HEALTH/"), Err(PathError::LetterCase));
+    }
+    assert_eq!(resolve(Method::GET, "//health/"), Ok(Resolution::Public));
+    // Decided under the protected route that also matches.
+    assert_eq!(
+        resolve(Method::DELETE, "/albums/featured"),
+        Ok(Resolution::protected(id("album"), ["delete"]))
+    );
+    // Nothing else takes POST: refused, with the public route's methods.
+    let safe = Resolution::MethodNotAllowed {
+        allow: vec![Method::GET, Method::HEAD, Method::OPTIONS],
+        enforcement: None,
+    };
+    assert_eq!(resolve(Method::POST, "/albums/featured"), Ok(safe.clone()));
+    assert_eq!(resolve(Method::DELETE, "/health"), Ok(safe));
+    // Widened by naming methods.
+    assert_eq!(
+        resolve(Method::POST, "/hooks/build"),
+        Ok(Resolution::Public)
+    );
+    assert_eq!(
+        resolve(Method::PUT, "/hooks/build"),
+        Ok(Resolution::MethodNotAllowed {
+            allow: vec![Method::GET, Method::HEAD, Method::OPTIONS, Method::POST],
+            enforcement: None,
+        })
+    );
+
+    // Two protected routes with different rules could take it: no one rule covers both.
+    let map = ResourceMap::new()
+        .route(Route::public("/albums/featured"))
+        .route(protect("/albums/{id}", "album"))
+        .route(protect("/albums/*", "albums-admin"))
+        .route(Route::public("/*").public_methods([Method::DELETE]));
+    map.validate().unwrap();
+    let resolve = |method: Method, path| map.resolve_request(&method, path, &HeaderMap::new());
+    assert_eq!(
+        resolve(Method::GET, "/albums/featured"),
+        Ok(Resolution::Public)
+    );
+    assert_eq!(
+        resolve(Method::DELETE, "/albums/featured"),
+        Err(PathError::Ambiguous)
+    );
+    // A public candidate does not weaken a protected one.
+    let map = ResourceMap::new()
+        .route(Route::public("/albums/featured"))
+        .route(protect("/albums/{id}", "album"))
+        .route(Route::public("/*").public_methods([Method::DELETE]));
+    let resolve = |method: Method, path| map.resolve_request(&method, path, &HeaderMap::new());
+    assert_eq!(
+        resolve(Method::DELETE, "/albums/featured"),
+        Ok(Resolution::protected(id("album"), ["read"]))
+    );
+    assert_eq!(resolve(Method::DELETE, "/other"), Ok(Resolution::Public));
+}
+
+#[test]
+fn protected_routes_can_name_public_methods() {
+    let map = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .resource_id("album")
+            .scopes(Method::PUT, ["edit"])
+            .public_methods([Method::OPTIONS, Method::GET]),
+    );
+    map.validate().unwrap();
+    let resolve = |method: Method| map.resolve_request(&method, "/albums/1", &HeaderMap::new());
+    for method in [Method::OPTIONS, Method::GET, Method::HEAD] {
+        assert_eq!(resolve(method), Ok(Resolution::Public));
+    }
+    assert_eq!(
+        resolve(Method::PUT),
+        Ok(Resolution::protected(id("album"), ["edit"]))
+    );
+    assert_eq!(
+        resolve(Method::DELETE),
+        Ok(Resolution::MethodNotAllowed {
+            allow: vec![Method::OPTIONS, Method::GET, Method::HEAD, Method::PUT],
+            enforcement: None,
+        })
+    );
+    let both = ResourceMap::new().route(
+        Route::new("/a")
+            .resource_id("a")
+            .scopes(Method::POST, ["w"])
+            .public_methods([Method::POST]),
+    );
+    assert_eq!(
+        both.validate(),
+        Err(ResourceMapError::PublicAndProtectedMethod {
+            template: "/a".to_owned(),
+            method: "POST".to_owned()
+        })
+    );
+    let typo = ResourceMap::new()
+        .route(Route::public("/a").public_methods([Method::from_bytes(b"PSOT").unwrap()]));
+    assert!(matches!(
+        typo.validate(),
+        Err(ResourceMapError::InvalidMethod { .. })
+    ));
+}
+
+/// Finding: `/albums/FEATURED` was public here (literal `/albums/featured`, matched ignoring
+/// case) but reached the protected `/albums/{id}` handler on a case-sensitive router.
+#[test]
+fn paths_whose_rule_depends_on_letter_case_are_refused() {
+    let map = ResourceMap::new()
+        .route(Route::public("/albums/featured"))
+        .route(protect("/albums/{id}", "album"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/albums/featured"), "PUBLIC");
+    assert_eq!(resource_of(&map, "/albums/FEATURED"), "ERR:LetterCase");
+    assert_eq!(resource_of(&map, "/albums/Featured"), "ERR:LetterCase");
+    assert_eq!(resource_of(&map, "/albums/7"), "album");
+    // No route at all on a case-sensitive router: refused as well.
+    assert_eq!(resource_of(&map, "/Albums/7"), "ERR:LetterCase");
+    // Parameters never depend on case.
+    assert_eq!(resource_of(&map, "/albums/ABC"), "album");
+
+    // When a case-sensitive router would apply the same rule, the request is decided.
+    let map = ResourceMap::new()
+        .route(protect("/a/{x}", "same"))
+        .route(protect("/{y}/{x}", "same"))
+        .route(protect("/b/{x}", "b"))
+        .route(protect("/{y}/c", "other"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/A/1"), "same");
+    assert_eq!(resource_of(&map, "/B/1"), "ERR:LetterCase");
+    assert_eq!(resource_of(&map, "/a/C"), "same");
+    assert_eq!(resource_of(&map, "/A/c"), "ERR:LetterCase");
+}
+
+/// What the layer's builder reads to refuse spellings in permissive mode (some route may be
+/// enforcing) and route overrides under a disabled layer.
+#[test]
+fn routes_that_may_enforce_are_known() {
+    let enforcing = protect("/strict", "s").enforcement(EnforcementMode::Enforcing);
+    let permissive = protect("/lax", "l").enforcement(EnforcementMode::Permissive);
+    let off = protect("/off", "o").enforcement(EnforcementMode::Disabled);
+    let resolved = Route::new("/r").resolver(|_: &RequestInfo<'_>| Resolution::Public);
+
+    let plain = ResourceMap::new()
+        .route(protect("/a", "a"))
+        .route(off.clone());
+    assert!(!plain.may_enforce());
+    assert_eq!(plain.enforcement_override(), None);
+    let lax = ResourceMap::new().route(off).route(permissive);
+    assert!(!lax.may_enforce());
+    assert_eq!(lax.enforcement_override(), Some("/lax"));
+    assert!(ResourceMap::new().route(enforcing).may_enforce());
+    assert!(ResourceMap::new().route(resolved).may_enforce());
 }
 
 #[test]
@@ -602,9 +869,10 @@ fn map_as_a_resolver_and_closure_as_a_whole_resolver() {
     );
     assert_resolver(
         &map,
-        "/Albums//1/",
+        "//albums//1/",
         &Resolution::protected(id("album"), ["read"]),
     );
+    assert_resolver(&map, "/Albums/1", &Resolution::Unmapped);
     // Refused spellings become unmapped through the trait, never a weaker rule.
     assert_resolver(&map, "/albums/../admin", &Resolution::Unmapped);
     assert_resolver(&map, "/admin;x", &Resolution::Unmapped);
@@ -688,6 +956,64 @@ fn template_errors() {
             .unwrap()
             .contains("twice")
     );
+}
+
+/// Finding: `/albums/:id` (axum 0.7 syntax) was taken as a literal segment, so the route
+/// protected nothing real and `/albums/1` fell to the unmapped rule.
+#[test]
+fn other_routers_syntax_is_refused_with_a_hint() {
+    for (bad, hint) in [
+        ("/albums/:id", "use {id} instead"),
+        ("/albums/:id/photos", "use {id} instead"),
+        ("/albums/:", "use {name} instead"),
+        ("/static/*rest", "a trailing `*`"),
+        ("/static/{*rest}", "a trailing `*`"),
+        ("/albums/<id>", "use {id} instead"),
+        ("/albums/<int:id>", "use {id} instead"),
+    ] {
+        let reason = template_error(bad).unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(reason.contains(hint), "{bad}: {reason}");
+    }
+    // A colon inside a segment is an ordinary literal (Google-style custom methods).
+    assert_eq!(template_error("/v1/things:batchGet"), None);
+}
+
+/// Finding: `GTE` was accepted as a method, so the route never mapped GET.
+#[test]
+fn route_methods_that_look_like_mistakes_are_refused() {
+    let method = |name: &str| Method::from_bytes(name.as_bytes()).unwrap();
+    for (bad, hint) in [
+        ("GTE", "typo of GET"),
+        ("DELTE", "typo of DELETE"),
+        ("delete", "write DELETE"),
+        ("Post", "write POST"),
+        ("purge", "write PURGE"),
+    ] {
+        let map = ResourceMap::new().route(
+            Route::new("/albums/{id}")
+                .resource_id("album")
+                .scopes(method(bad), ["view"]),
+        );
+        match map.validate() {
+            Err(ResourceMapError::InvalidMethod {
+                template,
+                method,
+                reason,
+            }) => {
+                assert_eq!((template.as_str(), method.as_str()), ("/albums/{id}", bad));
+                assert!(reason.contains(hint), "{bad}: {reason}");
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    for good in ["GET", "PROPFIND", "PURGE", "FROBNICATE"] {
+        let map = ResourceMap::new().route(
+            Route::new("/albums/{id}")
+                .resource_id("album")
+                .scopes(method(good), ["view"]),
+        );
+        assert_eq!(map.validate(), Ok(()), "{good}");
+    }
 }
 
 #[test]

@@ -51,6 +51,7 @@ use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 use tower_uma::{
     ClientSecret, EnforcementMode, IntrospectionCache, MethodOverride, ResourceDecl, ResourceMap,
+    ResourceMapError,
     Route, Unmapped,
 };
 
@@ -263,8 +264,11 @@ pub enum MethodScopes {
 pub struct ResourceConfig {
     /// `path`: the route template (`/albums/{id}`, `/static/*`).
     pub path: String,
-    /// `public = true`: no token needed.
+    /// `public = true`: no token needed for `GET`, `HEAD` and `OPTIONS`.
     pub public: bool,
+    /// `public_methods`: more methods that need no token (on a public entry, besides `GET`,
+    /// `HEAD` and `OPTIONS`; on a protected one, instead of scopes).
+    pub public_methods: Vec<Method>,
     /// The resource declaration (`name`, `type`, `description`, `icon_uri`, `owner`, and the
     /// scopes of every entry with this name); `None` for public routes.
     pub decl: Option<ResourceDecl>,
@@ -278,9 +282,9 @@ impl ResourceConfig {
     /// The layer's route for this entry.
     pub fn route(&self) -> Route {
         if self.public {
-            return Route::public(&self.path);
+            return Route::public(&self.path).public_methods(self.public_methods.iter().cloned());
         }
-        let mut route = Route::new(&self.path);
+        let mut route = Route::new(&self.path).public_methods(self.public_methods.iter().cloned());
         if let Some(decl) = &self.decl {
             route = route.declare(decl.clone());
         }
@@ -547,6 +551,7 @@ struct RawResource {
     scopes: Option<Spanned<BTreeMap<String, Vec<String>>>>,
     #[serde(default)]
     public: bool,
+    public_methods: Option<Spanned<Vec<String>>>,
 }
 
 /// A duration written as `"500ms"`, `"3s"`, `"5m"`, `"1h"` or a whole number of seconds.
@@ -609,6 +614,23 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
 
     fn nowhere(&self, message: String) -> ConfigError {
         ConfigError::new(self.origin, None, message)
+    }
+
+    /// A method named under `key` (as written: methods are case-sensitive), or an error at
+    /// `at`'s line.
+    fn method<T>(
+        &self,
+        at: &Spanned<T>,
+        key: &str,
+        method: &str,
+        alternatives: &str,
+    ) -> Result<Method, ConfigError> {
+        Method::from_bytes(method.as_bytes()).map_err(|_| {
+            self.at(
+                at.span(),
+                format!("`{key}`: {method:?} is not an HTTP method{alternatives}"),
+            )
+        })
     }
 
     fn resolve(&self, raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -1037,17 +1059,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     let which = if method == "*" {
                         MethodScopes::AnyOther
                     } else {
-                        let upper = method.to_ascii_uppercase();
-                        Method::from_bytes(upper.as_bytes())
-                            .map(MethodScopes::Method)
-                            .map_err(|_| {
-                                self.at(
-                                    s.span(),
-                                    format!(
-                                        "`scopes`: {method:?} is not an HTTP method (or \"*\")"
-                                    ),
-                                )
-                            })?
+                        MethodScopes::Method(self.method(s, "scopes", method, " (or \"*\")")?)
                     };
                     if list.is_empty() || list.iter().any(String::is_empty) {
                         return Err(self.at(
@@ -1068,16 +1080,37 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     .and_then(|n| decls.iter().find(|d| &d.name == n))
                     .cloned()
             };
+            let mut public_methods = Vec::new();
+            if let Some(p) = &r.public_methods {
+                for method in p.get_ref() {
+                    public_methods.push(self.method(p, "public_methods", method, "")?);
+                }
+            }
             let rc = ResourceConfig {
                 path: r.path.get_ref().clone(),
                 public: r.public,
+                public_methods,
                 decl,
                 scopes,
                 line,
             };
             map = map.route(rc.route());
-            if let Err(e) = map.validate() {
-                return Err(self.at(r.path.span(), format!("[[resources]]: {e}")));
+            match map.validate() {
+                Ok(()) => {}
+                // A method problem points at the key naming the method.
+                Err(ResourceMapError::InvalidMethod { method, reason, .. }) => {
+                    let named_in_public = r
+                        .public_methods
+                        .as_ref()
+                        .filter(|p| p.get_ref().contains(&method));
+                    let (key, span) = match (named_in_public, &r.scopes) {
+                        (Some(p), _) => ("public_methods", p.span()),
+                        (None, Some(s)) => ("scopes", s.span()),
+                        (None, None) => ("path", r.path.span()),
+                    };
+                    return Err(self.at(span, format!("`{key}`: {reason}")));
+                }
+                Err(e) => return Err(self.at(r.path.span(), format!("[[resources]]: {e}"))),
             }
             out.push(rc);
         }
@@ -1289,6 +1322,64 @@ scopes = { GET = ["view"], PUT = ["edit"] }
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.authorization_server.builder_issuer(), "http://as.test");
+    }
+
+    /// `public = true` covers GET, HEAD and OPTIONS; `public_methods` widens it, or makes
+    /// methods of a protected entry public.
+    #[test]
+    fn public_methods_widen_public_entries() {
+        use http::HeaderMap;
+        use tower_uma::Resolution;
+        let text = format!(
+            "{BASE}public_methods = [\"OPTIONS\"]\n\
+             [[resources]]\npath = \"/health\"\npublic = true\n\
+             [[resources]]\npath = \"/hooks/*\"\npublic = true\npublic_methods = [\"POST\"]\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.resources[0].public_methods, [Method::OPTIONS]);
+        assert_eq!(c.resources[2].public_methods, [Method::POST]);
+        let map = c.resource_map();
+        map.validate().unwrap();
+        let resolve = |m: Method, path| map.resolve_request(&m, path, &HeaderMap::new()).unwrap();
+        assert_eq!(resolve(Method::OPTIONS, "/albums/1"), Resolution::Public);
+        assert_eq!(resolve(Method::HEAD, "/health"), Resolution::Public);
+        assert!(matches!(
+            resolve(Method::POST, "/health"),
+            Resolution::MethodNotAllowed { .. }
+        ));
+        assert_eq!(resolve(Method::POST, "/hooks/x"), Resolution::Public);
+
+        let both = format!("{BASE}public_methods = [\"GET\"]\n");
+        let e = parse(&both).unwrap_err();
+        assert!(e.message().contains("both public and protected"), "{e}");
+        assert_eq!(e.line(), Some(10), "{e}");
+    }
+
+    /// Typos that used to be accepted silently: `:id` (a literal), `GTE` and `get` (methods
+    /// that never match GET).
+    #[test]
+    fn route_typos_name_the_key_and_line_with_a_hint() {
+        let e = parse(&BASE.replace("{id}\"", ":id\"")).unwrap_err();
+        assert_eq!(e.line(), Some(10), "{e}");
+        assert!(e.message().contains("use {id} instead"), "{e}");
+
+        let e = parse(&BASE.replace("GET =", "GTE =")).unwrap_err();
+        assert_eq!(e.line(), Some(11), "{e}");
+        assert!(e.message().starts_with("`scopes`: "), "{e}");
+        assert!(e.message().contains("typo of GET"), "{e}");
+
+        let e = parse(&BASE.replace("GET =", "get =")).unwrap_err();
+        assert_eq!(e.line(), Some(11), "{e}");
+        assert!(e.message().contains("write GET"), "{e}");
+
+        let e = parse(&format!("{BASE}public_methods = [\"OPTOINS\"]\n")).unwrap_err();
+        assert_eq!(e.line(), Some(12), "{e}");
+        assert!(e.message().starts_with("`public_methods`: "), "{e}");
+        assert!(e.message().contains("typo of OPTIONS"), "{e}");
+
+        let e = parse(&format!("{BASE}public_methods = [\"NOT A TOKEN\"]\n")).unwrap_err();
+        assert_eq!(e.line(), Some(12), "{e}");
+        assert!(e.message().contains("is not an HTTP method"), "{e}");
     }
 
     #[test]

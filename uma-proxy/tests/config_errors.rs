@@ -145,6 +145,24 @@ fn bad_resources_and_values_are_refused() {
     refused(&config, &[], &["line 2", "invalid duration `soon`"]);
 }
 
+/// Typos that used to be accepted silently (so the real paths fell to `unmapped`) stop the
+/// binary with the line, the key and what to write instead.
+#[test]
+fn route_typos_are_refused_with_a_hint() {
+    let config = with_secret(GOOD).replace("/albums/{id}", "/albums/:id");
+    refused(&config, &[], &["line 10", "use {id} instead"]);
+    let config = with_secret(GOOD).replace("GET =", "GTE =");
+    refused(&config, &[], &["line 11", "`scopes`", "typo of GET"]);
+    let config = with_secret(GOOD).replace("GET =", "Get =");
+    refused(&config, &[], &["line 11", "`scopes`", "write GET"]);
+    let config = format!("{}public_methods = [\"OPTOINS\"]\n", with_secret(GOOD));
+    refused(
+        &config,
+        &[],
+        &["line 12", "`public_methods`", "typo of OPTIONS"],
+    );
+}
+
 #[test]
 fn command_line_errors_exit_2() {
     let (out, stderr) = run_with(&with_secret(GOOD), &["--no-such-flag"]);

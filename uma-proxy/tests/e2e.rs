@@ -449,3 +449,72 @@ async fn check_prints_the_resource_diff_without_writing() {
         .count();
     assert_eq!(writes, 0);
 }
+
+/// Requests are refused or decided under the strictest rule a common upstream could apply:
+/// method case variants and letter-case variants of literals get `400`, methods a route does
+/// not list `405` + `Allow` (whatever `unmapped` says), and a public route covers only `GET`,
+/// `HEAD` and `OPTIONS` unless `public_methods` names more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_case_and_public_routes_through_the_proxy() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let text = format!(
+        "{}\n[[resources]]\npath = \"/albums/featured\"\npublic = true\n\
+         \n[[resources]]\npath = \"/hooks/*\"\npublic = true\npublic_methods = [\"POST\"]\n",
+        config(&as_, &up.url(), "unmapped = \"allow\"")
+    );
+    let (_proxy, addr) = Proxy::start(&text).await;
+    let album = as_.resource_id("album").unwrap();
+    let view = format!(
+        "Bearer {}",
+        as_.mint_rpt(RptSpec::active_for(album, ["view"], 300))
+    );
+    let at = |path: &str| format!("http://{addr}{path}");
+    let method = |m: &str| Method::from_bytes(m.as_bytes()).unwrap();
+    let allow = |a: &Answer| {
+        a.headers
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    // `delete` and `Get`: Werkzeug, Django and Symfony would run the DELETE and GET handlers.
+    for m in ["delete", "Get", "pUT"] {
+        let r = send(method(m), &at("/albums/1"), &[("authorization", &view)]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{m}");
+    }
+    // A method the route does not list.
+    let r = send(Method::POST, &at("/albums/1"), &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(allow(&r).as_deref(), Some("DELETE, GET, HEAD, PUT"));
+    // Public for GET; DELETE is decided under /albums/{id}; the rule of /albums/FEATURED
+    // would depend on letter case.
+    let r = send(Method::GET, &at("/albums/featured"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(Method::DELETE, &at("/albums/featured"), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = send(Method::GET, &at("/albums/FEATURED"), &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // `public = true` alone covers GET, HEAD and OPTIONS; `public_methods` widens it.
+    let r = send(Method::POST, &at("/public/x"), &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(allow(&r).as_deref(), Some("GET, HEAD, OPTIONS"));
+    let r = send(Method::POST, &at("/hooks/build"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // `unmapped` concerns paths no route matches.
+    let r = send(Method::POST, &at("/elsewhere"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let seen: Vec<String> = up
+        .seen()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.uri))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "GET /albums/featured",
+            "POST /hooks/build",
+            "POST /elsewhere"
+        ]
+    );
+}
