@@ -80,6 +80,8 @@
 //! - `axum`: [`UmaPrincipal`] as an axum extractor.
 //! - `jwt`: local validation of JWT RPTs against the AS's JWKS (`RptValidation`,
 //!   `JwtValidation`).
+//! - `fuzzing`: internal; exposes the parsers to the fuzz targets in `fuzz/`. Not an API: its
+//!   module is hidden and may change in any release.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
@@ -93,6 +95,9 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod introspect;
 #[cfg(feature = "jwt")]
 mod jwt;

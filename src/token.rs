@@ -222,7 +222,7 @@ fn all_b64token(bytes: &[u8]) -> bool {
 
 /// Every spelling of one `Authorization` header value: blanks around the scheme and the token,
 /// `=` padding, other schemes, and the reasons for refusing a value.
-fn parse_value(value: &HeaderValue) -> Bearer {
+pub(crate) fn parse_value(value: &HeaderValue) -> Bearer {
     let bytes = value.as_bytes();
     if bytes.len() > MAX_TOKEN_LEN + 16 {
         return Bearer::Malformed("credentials too long");
