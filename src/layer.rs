@@ -581,8 +581,12 @@ impl UmaLayerBuilder {
     }
 
     /// Treat a permission with no scopes as granting every scope of its resource, as
-    /// Keycloak's enforcer does (uma-wire §13 item 6). Weakens the spec reading, hence the
-    /// name. Defaults to the dialect's (on for Keycloak, off otherwise).
+    /// Keycloak's enforcer does. Weakens the spec reading, hence the name. Only a permission
+    /// whose scope lists are absent or empty counts as having no scopes: one whose scopes
+    /// cannot be read is dropped and grants nothing (see [`Introspection::from_json`]).
+    /// Defaults to the dialect's (on for Keycloak, off otherwise).
+    ///
+    /// [`Introspection::from_json`]: crate::Introspection::from_json
     pub fn insecure_empty_scopes_grant_all(mut self) -> Self {
         self.empty_scopes_grant_all = Some(true);
         self

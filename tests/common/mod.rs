@@ -147,6 +147,20 @@ pub async fn layer_builder(as_: &TestAs, f: Flavor) -> UmaLayerBuilder {
         .connect_timeout(Duration::from_millis(500))
 }
 
+/// A built layer protecting [`invoice_map`] of `resource_id` at the AS of flavor `f`, as
+/// [`layer_builder`] sets it up and `configure` adjusts it.
+pub async fn invoice_layer(
+    as_: &TestAs,
+    f: Flavor,
+    resource_id: &str,
+    configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder,
+) -> UmaLayer {
+    configure(layer_builder(as_, f).await.resources(invoice_map(resource_id)))
+        .build()
+        .await
+        .expect("the layer builds")
+}
+
 /// A builder by discovery, with short timeouts so failure tests end quickly.
 pub async fn discover(as_: &TestAs) -> UmaLayerBuilder {
     UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
