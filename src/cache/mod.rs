@@ -1,5 +1,5 @@
 //! The introspection cache: parsed RFC 7662 answers kept per token, with single flight,
-//! `exp`-capped lifetimes, an opt-in negative cache and opt-in stale-if-error.
+//! `exp`-capped lifetimes, a short negative cache and opt-in stale-if-error.
 //!
 //! [`IntrospectionCache`] sits between the layer and the authorization server's introspection
 //! endpoint. It stores the parsed [`Introspection`], never an access decision: the layer decides
@@ -111,10 +111,14 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 ///   ([RFC 7662 §4]). A result whose `exp` is within the skew is not cached; one without
 ///   `exp` is cached only with [`cache_without_exp(true)`](IntrospectionCacheBuilder::cache_without_exp).
 ///   Freshness is checked against the configured [`Clock`] on every read.
-/// - **Inactive results** (`active: false`) are not cached unless a
-///   [`negative_ttl`](IntrospectionCacheBuilder::negative_ttl) is set; then they live that
-///   long in a separate, separately bounded cache, so a flood of junk tokens can neither grow
-///   memory nor evict active entries.
+/// - **Inactive results** (`active: false`) live
+///   [`negative_ttl`](IntrospectionCacheBuilder::negative_ttl) (5 s by default) in a
+///   separate, separately bounded cache, so that a token repeated by a misbehaving client
+///   costs the AS one introspection per 5 s, and a flood of junk tokens can neither grow
+///   memory nor evict active entries. The negative cache never grants anything; its cost is
+///   that a token the AS called inactive stays refused for up to `negative_ttl` even if it
+///   becomes active meanwhile (say, an RPT checked at an AS replica that has not seen it yet).
+///   Revocation is not delayed by it: a revoked token is inactive.
 /// - **Errors** (AS unreachable, timeout, error status, unparsable answer, no PAT) are never
 ///   cached.
 /// - **Stale-if-error** (opt-in, [`stale_if_error`](IntrospectionCacheBuilder::stale_if_error)):
@@ -136,8 +140,9 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 /// Typical results take far less than 512 bytes (resource ids and scope names are interned):
 /// the memory bench measures about 870 bytes of resident memory per entry, bookkeeping
 /// included, for results carrying two permissions. The negative cache holds at most
-/// [`negative_max_entries`](IntrospectionCacheBuilder::negative_max_entries) entries (1,000 by
-/// default, about 0.5 MB). Like any moka cache, the bound is enforced by maintenance that runs
+/// [`negative_max_entries`](IntrospectionCacheBuilder::negative_max_entries) entries (10,000
+/// by default; an inactive entry takes about 500 bytes with its bookkeeping, so at most
+/// roughly 5 MB). Like any moka cache, the bound is enforced by maintenance that runs
 /// as the cache is used, so it can be exceeded briefly while new entries await admission.
 ///
 #[doc = include_str!("concurrent-calls.md")]
@@ -222,8 +227,8 @@ impl Default for IntrospectionCacheBuilder {
                 max_ttl: Duration::from_secs(60),
                 skew: Duration::from_secs(5),
                 cache_without_exp: false,
-                negative_ttl: Duration::ZERO,
-                negative_max_entries: 1_000,
+                negative_ttl: Duration::from_secs(5),
+                negative_max_entries: 10_000,
                 stale_if_error: Duration::ZERO,
             },
             clock: SystemClock::shared(),
@@ -288,18 +293,21 @@ impl IntrospectionCacheBuilder {
     /// Inactive answers live in a cache of their own, bounded by
     /// [`negative_max_entries`](Self::negative_max_entries), so a flood of junk tokens can
     /// neither grow memory nor evict active results. A token that the AS reported inactive is
-    /// refused for up to this long even if it becomes active meanwhile: keep it short.
-    /// `Duration::ZERO` turns negative caching off.
+    /// refused for up to this long even if it becomes active meanwhile (an RPT checked at an
+    /// AS replica that has not seen it yet): keep it short. Revocation is not delayed (a
+    /// revoked token is inactive). `Duration::ZERO` turns negative caching off, so that every
+    /// request with a junk token costs an introspection.
     ///
-    /// Defaults to `Duration::ZERO` (off).
+    /// Defaults to 5 seconds.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.settings.negative_ttl = ttl;
         self
     }
 
-    /// The most inactive answers kept when [`negative_ttl`](Self::negative_ttl) is set.
+    /// The most inactive answers kept when [`negative_ttl`](Self::negative_ttl) is set. Each
+    /// takes about 500 bytes with its bookkeeping.
     ///
-    /// Defaults to 1,000.
+    /// Defaults to 10,000 (roughly 5 MB).
     pub fn negative_max_entries(mut self, max_entries: u64) -> Self {
         self.settings.negative_max_entries = max_entries;
         self
