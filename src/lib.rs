@@ -69,6 +69,7 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+mod gate;
 mod introspect;
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -92,6 +93,7 @@ pub use error::{Error, ErrorKind};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::MissingPrincipal;
 pub use future::ResponseFuture;
+pub use gate::{AsEndpoint, AsHealth, BreakerState, EndpointHealth};
 pub use introspect::{Introspection, ParseError, Permission};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
