@@ -423,7 +423,9 @@ async fn read_ticket(resp: reqwest::Response) -> Result<String, TicketError> {
     let body = ok_body(resp, &ok, TicketError::Status).await?;
     let value: Value = serde_json::from_slice(&body).map_err(|_| TicketError::NoTicket)?;
     match value.get("ticket").and_then(Value::as_str) {
-        Some(t) if !t.is_empty() => Ok(t.to_owned()),
+        // A ticket that could not be sent in a challenge (a control or non-ASCII character)
+        // is as unusable as none.
+        Some(t) if !t.is_empty() && t.bytes().all(|b| matches!(b, b' '..=b'~')) => Ok(t.to_owned()),
         _ => Err(TicketError::NoTicket),
     }
 }

@@ -232,3 +232,38 @@ async fn a_hanging_as_sees_at_most_the_cap_then_nothing() {
     );
     assert_eq!(as_.count(Endpoint::Introspection) - calls, CAP as u64);
 }
+
+/// Unusable answers count as failures too: a permission endpoint that answers with tickets
+/// that cannot be sent in a challenge opens its circuit like one that is down.
+#[tokio::test]
+async fn unusable_tickets_open_the_permission_circuit() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let clock = Arc::new(FixedClock::new(now()));
+    let layer = invoice_layer(&as_, Flavor::Standard, &r, |b| quick_breakers(b, &clock, 3)).await;
+    let url = warm(&as_, layer.clone()).await;
+    let tickets = as_.count(Endpoint::Permission);
+    as_.respond_next(
+        Endpoint::Permission,
+        3,
+        201,
+        "application/json",
+        r#"{"ticket":"tic\u007fket"}"#,
+    );
+    for _ in 0..3 {
+        let resp = http()
+            .get(format!("{url}/invoices/42"))
+            .send()
+            .await
+            .expect("answer");
+        expect_unreachable(&resp);
+    }
+    assert_eq!(breaker(&layer, AsEndpoint::Permission), BreakerState::Open);
+    let resp = http()
+        .get(format!("{url}/invoices/42"))
+        .send()
+        .await
+        .expect("answer");
+    expect_unreachable(&resp);
+    assert_eq!(as_.count(Endpoint::Permission) - tickets, 3);
+}
