@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
-use tower_uma::{AsEndpoint, BreakerState, FixedClock, UmaLayer};
+use tower_uma::{AsEndpoint, BreakerState, Clock, FixedClock, UmaLayer, UmaLayerBuilder};
 use uma_test_as::{Endpoint, TestAs};
 
 /// Sends `n` requests at once, each with its own bearer token `{prefix}-{i}`; returns each
@@ -47,17 +47,38 @@ fn breaker(layer: &UmaLayer, endpoint: AsEndpoint) -> BreakerState {
         .state()
 }
 
-/// A layer that has its PAT already (so that the bursts below only cost introspections and
-/// tickets), and its base URL.
-async fn warm(as_: &TestAs, layer: UmaLayer) -> String {
-    let (url, _) = protected(layer).await;
+/// A test AS with the invoice resource, and a layer for it on a clock of its own, which
+/// already has its PAT (so that the requests of a test only cost introspections and tickets).
+struct Env {
+    as_: TestAs,
+    r: String,
+    clock: Arc<FixedClock>,
+    layer: UmaLayer,
+    url: String,
+}
+
+async fn env(configure: impl FnOnce(UmaLayerBuilder, &Arc<FixedClock>) -> UmaLayerBuilder) -> Env {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let clock = Arc::new(FixedClock::new(now()));
+    let layer = invoice_layer(&as_, Flavor::Standard, &r, |b| {
+        configure(b.clock(Arc::clone(&clock) as Arc<dyn Clock>), &clock)
+    })
+    .await;
+    let (url, _) = protected(layer.clone()).await;
     let resp = http()
         .get(format!("{url}/invoices/42"))
         .send()
         .await
         .expect("answer");
-    expect_challenge(&resp, as_);
-    url
+    expect_challenge(&resp, &as_);
+    Env {
+        as_,
+        r,
+        clock,
+        layer,
+        url,
+    }
 }
 
 /// Junk tokens cost the AS an introspection each (and a ticket when inactive): beyond the
@@ -67,14 +88,13 @@ async fn warm(as_: &TestAs, layer: UmaLayer) -> String {
 async fn calls_beyond_the_cap_are_refused_at_once() {
     const CAP: usize = 4;
     const N: usize = 24;
-    let as_ = start_as().await;
-    let r = register_invoice(&as_);
-    let layer = invoice_layer(&as_, Flavor::Standard, &r, |b| {
+    let Env {
+        as_, layer, url, ..
+    } = env(|b, _| {
         b.max_as_calls_in_flight(CAP)
             .request_timeout(Duration::from_secs(10))
     })
     .await;
-    let url = warm(&as_, layer.clone()).await;
     let introspections = as_.count(Endpoint::Introspection);
     let tickets = as_.count(Endpoint::Permission);
     let latency = Duration::from_secs(2);
@@ -110,10 +130,7 @@ async fn calls_beyond_the_cap_are_refused_at_once() {
 /// introspection (each refusal still asks for a fresh ticket: tickets are never reused).
 #[tokio::test]
 async fn a_repeated_junk_token_is_introspected_once() {
-    let as_ = start_as().await;
-    let r = register_invoice(&as_);
-    let layer = invoice_layer(&as_, Flavor::Standard, &r, |b| b).await;
-    let url = warm(&as_, layer).await;
+    let Env { as_, url, .. } = env(|b, _| b).await;
     let (introspections, tickets) = (
         as_.count(Endpoint::Introspection),
         as_.count(Endpoint::Permission),
@@ -134,11 +151,13 @@ async fn a_repeated_junk_token_is_introspected_once() {
 /// follows the AS's return is served.
 #[tokio::test]
 async fn the_breaker_opens_probes_and_closes() {
-    let as_ = start_as().await;
-    let r = register_invoice(&as_);
-    let clock = Arc::new(FixedClock::new(now()));
-    let layer = invoice_layer(&as_, Flavor::Standard, &r, |b| quick_breakers(b, &clock, 3)).await;
-    let url = warm(&as_, layer.clone()).await;
+    let Env {
+        as_,
+        r,
+        clock,
+        layer,
+        url,
+    } = env(|b, clock| quick_breakers(b, clock, 3)).await;
     let count = || as_.count(Endpoint::Introspection);
     as_.set_down(Endpoint::Introspection, true);
 
@@ -201,18 +220,15 @@ async fn the_breaker_opens_probes_and_closes() {
 #[tokio::test]
 async fn a_hanging_as_sees_at_most_the_cap_then_nothing() {
     const CAP: usize = 4;
-    let as_ = start_as().await;
-    let r = register_invoice(&as_);
-    let clock = Arc::new(FixedClock::new(now()));
     let timeout = Duration::from_millis(500);
-    let layer = invoice_layer(&as_, Flavor::Standard, &r, |b| {
-        b.clock(clock.clone())
-            .max_as_calls_in_flight(CAP)
+    let Env {
+        as_, layer, url, ..
+    } = env(|b, _| {
+        b.max_as_calls_in_flight(CAP)
             .breaker_failure_threshold(CAP as u32)
             .request_timeout(timeout)
     })
     .await;
-    let url = warm(&as_, layer.clone()).await;
     let calls = as_.count(Endpoint::Introspection);
     as_.set_latency(Endpoint::Introspection, Duration::from_secs(5));
 
@@ -237,11 +253,9 @@ async fn a_hanging_as_sees_at_most_the_cap_then_nothing() {
 /// that cannot be sent in a challenge opens its circuit like one that is down.
 #[tokio::test]
 async fn unusable_tickets_open_the_permission_circuit() {
-    let as_ = start_as().await;
-    let r = register_invoice(&as_);
-    let clock = Arc::new(FixedClock::new(now()));
-    let layer = invoice_layer(&as_, Flavor::Standard, &r, |b| quick_breakers(b, &clock, 3)).await;
-    let url = warm(&as_, layer.clone()).await;
+    let Env {
+        as_, layer, url, ..
+    } = env(|b, clock| quick_breakers(b, clock, 3)).await;
     let tickets = as_.count(Endpoint::Permission);
     as_.respond_next(
         Endpoint::Permission,
