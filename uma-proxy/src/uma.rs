@@ -78,6 +78,7 @@ pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma
         .unmapped(config.unmapped)
         .cache(config.cache.build())
         .resources(config.resource_map());
+    builder = a.calls.apply(builder);
     Ok(apply_dialect(builder, a))
 }
 
