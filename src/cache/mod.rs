@@ -124,7 +124,8 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 /// - **Stale-if-error** (opt-in, [`stale_if_error`](IntrospectionCacheBuilder::stale_if_error)):
 ///   when the AS call fails, an active result whose cache lifetime ended less than the grace
 ///   ago may be served, as long as the token's `exp − skew` has not passed. Every such serve
-///   is counted and logged at WARN. Never for inactive results.
+///   is counted and logged (at WARN at most once per 30 s, so that an outage does not flood
+///   the logs; the others at DEBUG). Never for inactive results.
 ///
 /// A revoked RPT stays usable for as long as its entry is fresh (RFC 7662 §4 names this
 /// trade-off): keep `max_ttl` short, call [`invalidate`](Self::invalidate) from a revocation
@@ -152,8 +153,10 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 /// The cache records `uma_cache_hits_total`, `uma_cache_misses_total`,
 /// `uma_cache_coalesced_total`, `uma_cache_negative_hits_total`,
 /// `uma_cache_stale_served_total` and `uma_cache_evictions_total{cache, cause}` through the
-/// `metrics` facade, and a WARN event `uma.cache.stale_served` with `token.fingerprint` for
-/// each stale serve. A disabled cache records nothing.
+/// `metrics` facade, and an event `uma.cache.stale_served` with `token.fingerprint` for each
+/// stale serve: at WARN for the first in any 30 s (with `suppressed`, the number of stale
+/// serves logged at DEBUG since the previous WARN one), at DEBUG for the others. A disabled
+/// cache records nothing.
 ///
 /// # Example
 ///
@@ -319,8 +322,10 @@ impl IntrospectionCacheBuilder {
     /// answer, no PAT), an active result whose cache lifetime ended less than `grace` ago is
     /// served instead of failing, provided the token's `exp` minus the [`skew`](Self::skew)
     /// has not passed and not all of its permissions have expired. Each such serve increments
-    /// `uma_cache_stale_served_total` and emits a WARN event `uma.cache.stale_served` carrying
-    /// the token's fingerprint. Inactive answers are never served stale.
+    /// `uma_cache_stale_served_total` and emits an event `uma.cache.stale_served` carrying the
+    /// token's fingerprint: at WARN for the first in any 30 s (with the number of serves since
+    /// the previous WARN one), at DEBUG for the others, so that an outage does not flood the
+    /// logs. Inactive answers are never served stale.
     ///
     /// Active results then stay in memory for up to `max_ttl + grace`. While stale-if-error is
     /// on, freshness is tracked in whole seconds of the [`clock`](Self::clock), so a sub-second
@@ -385,6 +390,7 @@ impl IntrospectionCacheBuilder {
                 negative,
                 flights: Flights::default(),
                 validation: Mutex::default(),
+                stale_log: Mutex::default(),
             })),
         }
     }
@@ -634,7 +640,13 @@ struct Inner {
     flights: Flights,
     /// How the layers using each namespace check RPTs; see [`IntrospectionCache::claim`].
     validation: Mutex<HashMap<String, String>>,
+    /// When the last stale serve was logged at WARN (clock seconds), and how many were logged
+    /// at DEBUG since.
+    stale_log: Mutex<Option<(i64, u64)>>,
 }
+
+/// At most one stale serve per this many seconds is logged at WARN.
+const STALE_WARN_EVERY: i64 = 30;
 
 impl IntrospectionCache {
     /// A builder with the defaults documented on each setter.
@@ -1032,21 +1044,57 @@ impl Inner {
         }
         if now < entry.stale_until && lifetime::usable_when_stale(&entry.value, now) {
             metrics::cache_stale_served();
-            tracing::warn!(
-                name: "uma.cache.stale_served",
-                {
-                    token.fingerprint = %fingerprint,
-                    error = %error,
-                    stale_for_secs = now - entry.fresh_until,
-                },
-                "introspection failed; serving an expired cache entry under stale-if-error"
-            );
+            let stale_for_secs = now - entry.fresh_until;
+            match self.stale_warning(now) {
+                Some(suppressed) => tracing::warn!(
+                    name: "uma.cache.stale_served",
+                    {
+                        token.fingerprint = %fingerprint,
+                        error = %error,
+                        stale_for_secs,
+                        suppressed,
+                    },
+                    "introspection failed; serving an expired cache entry under stale-if-error \
+                     ({suppressed} more since the last such warning, logged at DEBUG)"
+                ),
+                None => tracing::debug!(
+                    name: "uma.cache.stale_served",
+                    {
+                        token.fingerprint = %fingerprint,
+                        error = %error,
+                        stale_for_secs,
+                    },
+                    "introspection failed; serving an expired cache entry under stale-if-error"
+                ),
+            }
             return Ok(Cached {
                 value: entry.value,
                 source: CacheSource::Stale,
             });
         }
         Err(error)
+    }
+}
+
+impl Inner {
+    /// Whether a stale serve at `now` is logged at WARN: `Some(n)` with the `n` serves logged
+    /// at DEBUG since the last WARN one, when that was at least [`STALE_WARN_EVERY`] ago.
+    fn stale_warning(&self, now: i64) -> Option<u64> {
+        let mut log = self
+            .stale_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &mut *log {
+            Some((at, since)) if now >= *at && now - *at < STALE_WARN_EVERY => {
+                *since = since.saturating_add(1);
+                None
+            }
+            _ => {
+                let suppressed = log.map_or(0, |(_, since)| since);
+                *log = Some((now, 0));
+                Some(suppressed)
+            }
+        }
     }
 }
 
