@@ -2,6 +2,7 @@
 //! permission tickets (FedAuthz §4) and resource registration (FedAuthz §3), each
 //! authenticated with the PAT and retried exactly once with a fresh PAT after a 401.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +12,8 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::error::describe_transport;
+use crate::gate::report::Cause;
+use crate::gate::{AsEndpoint, AsFailure, AsGate, Outcome, Pass, Refusal};
 use crate::introspect::{IntrospectError, Introspection};
 use crate::pat::{ClientAuth, PatProvider};
 use crate::token::{ClientSecret, Pat, Rpt};
@@ -97,12 +100,59 @@ pub(crate) enum TicketError {
     NoTicket,
     #[error("no protection API token")]
     NoPat,
+    #[error("permission endpoint not called: {0}")]
+    NotCalled(Refusal),
+}
+
+impl AsFailure for TicketError {
+    fn refused(_: AsEndpoint, why: Refusal) -> Self {
+        Self::NotCalled(why)
+    }
+
+    fn cause(&self) -> Option<Cause> {
+        match self {
+            Self::Unreachable => Some(Cause::Unreachable),
+            Self::Timeout => Some(Cause::Timeout),
+            Self::Status(status) => Some(Cause::Status(*status)),
+            Self::NoTicket => Some(Cause::Unparsable),
+            Self::NoPat | Self::NotCalled(_) => None,
+        }
+    }
+}
+
+impl From<CallError> for TicketError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NoPat => Self::NoPat,
+            CallError::Transport(e) if e.is_timeout() => Self::Timeout,
+            CallError::Transport(e) => {
+                tracing::debug!(cause = describe_transport(&e), "permission request failed");
+                Self::Unreachable
+            }
+            CallError::TooLarge => Self::NoTicket,
+            CallError::NotCalled(_, why) => Self::NotCalled(why),
+        }
+    }
+}
+
+impl From<CallError> for IntrospectError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NoPat => Self::NoPat,
+            CallError::Transport(e) if e.is_timeout() => Self::Timeout,
+            CallError::Transport(_) => Self::Unreachable,
+            CallError::TooLarge => Self::Unparsable,
+            CallError::NotCalled(endpoint, why) => Self::NotCalled(endpoint, why),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct AsClient {
     pub(crate) http: reqwest::Client,
     pub(crate) pat: Arc<PatProvider>,
+    /// The cap, circuit breakers and failure logs of every AS call.
+    pub(crate) gate: Arc<AsGate>,
     pub(crate) introspection_endpoint: String,
     pub(crate) permission_endpoint: String,
     pub(crate) introspection_auth: IntrospectionAuth,
@@ -113,11 +163,30 @@ pub(crate) struct AsClient {
     pub(crate) client_auth: ClientAuth,
 }
 
-/// The failure of one protection call.
+/// The failure of one protection call before an answer arrived.
 #[derive(Debug)]
 pub(crate) enum CallError {
     NoPat,
     Transport(reqwest::Error),
+    /// The answer's body is longer than [`MAX_AS_BODY`].
+    TooLarge,
+    /// Not made: the cap was reached or the endpoint's circuit is open.
+    NotCalled(AsEndpoint, Refusal),
+}
+
+impl AsFailure for CallError {
+    fn refused(endpoint: AsEndpoint, why: Refusal) -> Self {
+        Self::NotCalled(endpoint, why)
+    }
+
+    fn cause(&self) -> Option<Cause> {
+        match self {
+            Self::Transport(e) if e.is_timeout() => Some(Cause::Timeout),
+            Self::Transport(_) => Some(Cause::Unreachable),
+            Self::TooLarge => Some(Cause::Unparsable),
+            Self::NoPat | Self::NotCalled(..) => None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -127,21 +196,88 @@ struct PermissionRequest<'a> {
 }
 
 impl AsClient {
-    /// Sends a PAT-authenticated request built by `build`; on 401 drops the PAT, gets a new
-    /// one and sends once more. Returns the final response.
-    pub(crate) async fn protected<F>(&self, build: F) -> Result<reqwest::Response, CallError>
+    /// Calls `endpoint` through the gate with a PAT-authenticated request built by `build`,
+    /// and reads its answer with `read`. On 401 the PAT is dropped, a new one obtained and the
+    /// request sent once more; `read` sees the final answer. The gate's slot is held from
+    /// sending to the end of `read` (never while waiting for a PAT), and the outcome of `read`
+    /// is what the endpoint's circuit breaker records.
+    pub(crate) async fn protected<T, E, B, R, Fut>(
+        &self,
+        endpoint: AsEndpoint,
+        build: B,
+        read: R,
+    ) -> Result<T, E>
     where
-        F: Fn(&Pat) -> reqwest::RequestBuilder,
+        B: Fn(&Pat) -> reqwest::RequestBuilder,
+        R: FnOnce(reqwest::Response) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: AsFailure + From<CallError>,
     {
-        let pat = self.pat.get().await.map_err(|_| CallError::NoPat)?;
-        let resp = build(&pat).send().await.map_err(CallError::Transport)?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return Ok(resp);
+        // An open circuit answers before any PAT is fetched for a call that would not be made.
+        self.gate
+            .check(endpoint)
+            .map_err(|why| E::refused(endpoint, why))?;
+        let pat = self
+            .pat
+            .get()
+            .await
+            .map_err(|_| E::from(CallError::NoPat))?;
+        let (resp, pass) = self.send(endpoint, build(&pat)).await?;
+        let (resp, pass) = if resp.status() == StatusCode::UNAUTHORIZED {
+            tracing::debug!("AS answered 401 to the PAT; refreshing it and retrying once");
+            // The endpoint answered: it is up. The slot is not held while a PAT is fetched.
+            pass.finish(Outcome::Answered);
+            self.pat.invalidate(&pat);
+            let fresh = self
+                .pat
+                .get()
+                .await
+                .map_err(|_| E::from(CallError::NoPat))?;
+            self.send(endpoint, build(&fresh)).await?
+        } else {
+            (resp, pass)
+        };
+        finish(pass, read(resp)).await
+    }
+
+    /// Calls `endpoint` through the gate with `request` (authenticated by the caller), and
+    /// reads its answer with `read`.
+    async fn direct<T, E, R, Fut>(
+        &self,
+        endpoint: AsEndpoint,
+        request: reqwest::RequestBuilder,
+        read: R,
+    ) -> Result<T, E>
+    where
+        R: FnOnce(reqwest::Response) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: AsFailure + From<CallError>,
+    {
+        let (resp, pass) = self.send(endpoint, request).await?;
+        finish(pass, read(resp)).await
+    }
+
+    /// Takes a slot of the gate for `endpoint` and sends `request`.
+    async fn send<E>(
+        &self,
+        endpoint: AsEndpoint,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, Pass<'_>), E>
+    where
+        E: AsFailure + From<CallError>,
+    {
+        let pass = self
+            .gate
+            .admit(endpoint)
+            .map_err(|why| E::refused(endpoint, why))?;
+        match request.send().await {
+            Ok(resp) => Ok((resp, pass)),
+            Err(e) => {
+                let error = E::from(CallError::Transport(e));
+                pass.record_error(&error);
+                Err(error)
+            }
         }
-        tracing::debug!("AS answered 401 to the PAT; refreshing it and retrying once");
-        self.pat.invalidate(&pat);
-        let fresh = self.pat.get().await.map_err(|_| CallError::NoPat)?;
-        build(&fresh).send().await.map_err(CallError::Transport)
     }
 
     /// Introspects `token`.
@@ -156,22 +292,27 @@ impl AsClient {
         let started = Instant::now();
         let result = self.introspect_inner(token).instrument(span.clone()).await;
         let outcome = match &result {
-            Ok(i) if i.is_active() => "active",
-            Ok(_) => "inactive",
-            Err(IntrospectError::Unreachable) => "unreachable",
-            Err(IntrospectError::Timeout) => "timeout",
-            Err(IntrospectError::Status(_)) => "status",
-            Err(IntrospectError::Unparsable) => "unparsable",
-            Err(IntrospectError::NoPat) => "no_pat",
+            Ok(i) if i.is_active() => Some("active"),
+            Ok(_) => Some("inactive"),
+            Err(IntrospectError::Unreachable) => Some("unreachable"),
+            Err(IntrospectError::Timeout) => Some("timeout"),
+            Err(IntrospectError::Status(_)) => Some("status"),
+            Err(IntrospectError::Unparsable) => Some("unparsable"),
+            Err(IntrospectError::NoPat) => Some("no_pat"),
+            // No call was made: counted by the gate's own metrics.
+            Err(IntrospectError::NotCalled(..)) => None,
         };
-        crate::metrics::introspection(outcome, started.elapsed().as_secs_f64());
+        if let Some(outcome) = outcome {
+            crate::metrics::introspection(outcome, started.elapsed().as_secs_f64());
+        }
         match &result {
             Ok(i) => {
                 span.record("uma.active", i.is_active());
             }
             Err(e) => {
+                // Per call: DEBUG. The gate logs the first failure and summaries at WARN.
                 span.record("error", tracing::field::display(e));
-                tracing::warn!(parent: &span, error = %e, "introspection failed");
+                tracing::debug!(parent: &span, error = %e, "introspection failed");
             }
         }
         result
@@ -182,52 +323,35 @@ impl AsClient {
         if let Some(hint) = &self.token_type_hint {
             form.push(("token_type_hint", hint));
         }
-        let resp = match self.introspection_auth {
+        let endpoint = AsEndpoint::Introspection;
+        match self.introspection_auth {
             IntrospectionAuth::BearerPat => {
-                self.protected(|pat| {
+                let build = |pat: &Pat| {
                     self.http
                         .post(&self.introspection_endpoint)
                         .bearer_auth(pat.secret())
                         .header(http::header::ACCEPT, "application/json")
                         .form(&form)
-                })
-                .await
+                };
+                self.protected(endpoint, build, read_introspection).await
             }
             IntrospectionAuth::ClientCredentials => {
-                let mut req = self
+                let req = self
                     .http
                     .post(&self.introspection_endpoint)
                     .header(http::header::ACCEPT, "application/json");
                 let mut form = form.clone();
-                req = authenticate_client(
+                let req = authenticate_client(
                     req,
                     &mut form,
                     self.client_auth,
                     &self.client_id,
                     &self.client_secret,
                 );
-                req.form(&form).send().await.map_err(CallError::Transport)
+                self.direct(endpoint, req.form(&form), read_introspection)
+                    .await
             }
-        };
-        let resp = resp.map_err(|e| match e {
-            CallError::NoPat => IntrospectError::NoPat,
-            CallError::Transport(e) if e.is_timeout() => IntrospectError::Timeout,
-            CallError::Transport(_) => IntrospectError::Unreachable,
-        })?;
-        let status = resp.status();
-        tracing::Span::current().record("http.status_code", status.as_u16());
-        if status != StatusCode::OK {
-            return Err(IntrospectError::Status(status.as_u16()));
         }
-        let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| match e {
-            BodyError::Transport(e) if e.is_timeout() => IntrospectError::Timeout,
-            BodyError::Transport(_) => IntrospectError::Unreachable,
-            BodyError::TooLarge => {
-                tracing::debug!(limit = MAX_AS_BODY, "introspection answer too large");
-                IntrospectError::Unparsable
-            }
-        })?;
-        Introspection::from_json(&body).map_err(|_| IntrospectError::Unparsable)
     }
 
     /// Asks the permission endpoint for one ticket covering `resource_id` and `scopes`.
@@ -252,8 +376,9 @@ impl AsClient {
             Ok(_) => crate::metrics::ticket("issued"),
             Err(e) => {
                 crate::metrics::ticket("failed");
+                // Per call: DEBUG. The gate logs the first failure and summaries at WARN.
                 span.record("error", tracing::field::display(e));
-                tracing::warn!(parent: &span, error = %e, "could not obtain a permission ticket");
+                tracing::debug!(parent: &span, error = %e, "could not obtain a permission ticket");
             }
         }
         result
@@ -273,43 +398,69 @@ impl AsClient {
             PermissionBody::Object => serde_json::to_vec(&one),
         }
         .map_err(|_| TicketError::NoTicket)?;
-        let resp = self
-            .protected(|pat| {
-                self.http
-                    .post(&self.permission_endpoint)
-                    .bearer_auth(pat.secret())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .header(http::header::ACCEPT, "application/json")
-                    .body(body.clone())
-            })
+        let build = |pat: &Pat| {
+            self.http
+                .post(&self.permission_endpoint)
+                .bearer_auth(pat.secret())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::ACCEPT, "application/json")
+                .body(body.clone())
+        };
+        self.protected(AsEndpoint::Permission, build, read_ticket)
             .await
-            .map_err(|e| match e {
-                CallError::NoPat => TicketError::NoPat,
-                CallError::Transport(e) if e.is_timeout() => TicketError::Timeout,
-                CallError::Transport(e) => {
-                    tracing::debug!(cause = describe_transport(&e), "permission request failed");
-                    TicketError::Unreachable
-                }
-            })?;
-        let status = resp.status();
-        tracing::Span::current().record("http.status_code", status.as_u16());
-        if status != StatusCode::CREATED && status != StatusCode::OK {
-            return Err(TicketError::Status(status.as_u16()));
-        }
-        let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| match e {
-            BodyError::Transport(e) if e.is_timeout() => TicketError::Timeout,
-            BodyError::Transport(_) => TicketError::Unreachable,
-            BodyError::TooLarge => {
-                tracing::debug!(limit = MAX_AS_BODY, "permission answer too large");
-                TicketError::NoTicket
-            }
-        })?;
-        let value: Value = serde_json::from_slice(&body).map_err(|_| TicketError::NoTicket)?;
-        match value.get("ticket").and_then(Value::as_str) {
-            Some(t) if !t.is_empty() => Ok(t.to_owned()),
-            _ => Err(TicketError::NoTicket),
-        }
     }
+}
+
+/// Reads the introspection endpoint's answer.
+async fn read_introspection(resp: reqwest::Response) -> Result<Introspection, IntrospectError> {
+    let body = ok_body(resp, &[StatusCode::OK], IntrospectError::Status).await?;
+    Introspection::from_json(&body).map_err(|_| IntrospectError::Unparsable)
+}
+
+/// Reads the permission endpoint's answer: the ticket.
+async fn read_ticket(resp: reqwest::Response) -> Result<String, TicketError> {
+    let ok = [StatusCode::CREATED, StatusCode::OK];
+    let body = ok_body(resp, &ok, TicketError::Status).await?;
+    let value: Value = serde_json::from_slice(&body).map_err(|_| TicketError::NoTicket)?;
+    match value.get("ticket").and_then(Value::as_str) {
+        // A ticket that could not be sent in a challenge (a control or non-ASCII character)
+        // is as unusable as none.
+        Some(t) if !t.is_empty() && t.bytes().all(|b| matches!(b, b' '..=b'~')) => Ok(t.to_owned()),
+        _ => Err(TicketError::NoTicket),
+    }
+}
+
+/// The body of an answer whose status is one of `ok` (recorded on the current span), read up
+/// to [`MAX_AS_BODY`]; otherwise the error `status` makes of it.
+async fn ok_body<E: From<CallError>>(
+    resp: reqwest::Response,
+    ok: &[StatusCode],
+    status: fn(u16) -> E,
+) -> Result<bytes::Bytes, E> {
+    let code = resp.status();
+    tracing::Span::current().record("http.status_code", code.as_u16());
+    if !ok.contains(&code) {
+        return Err(status(code.as_u16()));
+    }
+    read_body(resp, MAX_AS_BODY).await.map_err(|e| {
+        E::from(match e {
+            BodyError::Transport(e) => CallError::Transport(e),
+            BodyError::TooLarge => {
+                tracing::debug!(limit = MAX_AS_BODY, "answer too large");
+                CallError::TooLarge
+            }
+        })
+    })
+}
+
+/// Waits for `read` and records its outcome on `pass`.
+async fn finish<T, E: AsFailure>(
+    pass: Pass<'_>,
+    read: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let result = read.await;
+    pass.record(&result);
+    result
 }
 
 /// Adds the client's credentials to a token-endpoint-style request: HTTP Basic, or

@@ -11,6 +11,7 @@
 //! assert_eq!(clock.now_unix(), 1_767_225_600);
 //! clock.advance(30);
 //! assert_eq!(clock.now_unix(), 1_767_225_630);
+//! assert_eq!(clock.now_unix_millis(), 1_767_225_630_000);
 //! let _shared: Arc<dyn Clock> = Arc::new(clock);
 //! ```
 
@@ -24,6 +25,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Seconds since the Unix epoch.
     fn now_unix(&self) -> i64;
+
+    /// Milliseconds since the Unix epoch, for intervals shorter than a second (the circuit
+    /// breaker's). Defaults to [`now_unix`](Self::now_unix) in milliseconds, so a clock that
+    /// only knows whole seconds moves in steps of 1,000.
+    fn now_unix_millis(&self) -> i64 {
+        self.now_unix().saturating_mul(1_000)
+    }
 }
 
 /// The system clock. Defaults everywhere.
@@ -50,6 +58,12 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    fn now_unix_millis(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

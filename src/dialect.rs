@@ -10,7 +10,7 @@
 //! | PAT | client credentials, `scope=uma_protection` | client credentials, no scope (Keycloak checks a client role) | the resource owner's password grant, `scope=uma_protection` (required) |
 //! | introspection | Bearer PAT, no hint | client credentials (Basic), `token_type_hint=requesting_party_token` | Bearer PAT, no hint |
 //! | permission body | array | array | array |
-//! | permission with no scopes | grants nothing | grants every scope of its resource (Keycloak's enforcer) | grants nothing |
+//! | permission with no scopes (absent or empty lists; unreadable ones grant nothing) | grants nothing | grants every scope of its resource (Keycloak's enforcer) | grants nothing |
 //! | resource registration | as declared | as declared | `name`, `type`, `icon_uri`, `description` always sent (WSO2 requires them) |
 //!
 //! Answers are read tolerantly whatever the dialect: both permission namings (`resource_id`

@@ -18,6 +18,7 @@ use crate::dialect::{DerivedEndpoints, Dialect};
 use crate::discovery::{self, DiscoveryDocument, trim_issuer};
 use crate::error::Error;
 use crate::method_override::MethodOverride;
+use crate::gate::{AsEndpoint, AsGate, AsHealth, GateSettings};
 use crate::pat::{ClientAuth, PatConfig, PatGrant, PatProvider};
 use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) method_override: MethodOverride,
     pub(crate) rules: Rules,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The cap and circuit breakers of every AS call (also held by the client).
+    pub(crate) gate: Arc<AsGate>,
     /// Whether the cache reads `clock` too, so that one reading serves both.
     pub(crate) cache_shares_clock: bool,
     #[cfg(feature = "jwt")]
@@ -221,6 +224,33 @@ impl UmaLayer {
     pub fn as_uri(&self) -> &str {
         &self.shared.as_uri
     }
+
+    /// The state of this layer's calls to the authorization server, for readiness checks and
+    /// health endpoints: each endpoint's circuit breaker (closed, open or half-open, its
+    /// consecutive failures, since when) and the calls in flight against the cap. See
+    /// [`AsHealth`] and the builder's
+    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold).
+    ///
+    /// An open circuit does not mean that the layer cannot serve: cached decisions still
+    /// work, and requests that need the AS are refused at once (`403` + `Warning`) rather
+    /// than after a timeout. Taking the service out of rotation because of it would also stop
+    /// the requests whose probes detect recovery, so prefer to report it (log, metric,
+    /// degraded status) over failing readiness on it.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn run(layer: tower_uma::UmaLayer) {
+    /// let health = layer.as_health();
+    /// if !health.all_closed() {
+    ///     eprintln!("authorization server degraded:\n{health}");
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn as_health(&self) -> AsHealth {
+        self.shared.gate.health()
+    }
 }
 
 /// The pending discovery of [`UmaLayer::discover`]; await it for a [`UmaLayerBuilder`].
@@ -309,6 +339,7 @@ pub struct UmaLayerBuilder {
     jwt: crate::jwt::JwtValidation,
     cache: Option<IntrospectionCache>,
     clock: Arc<dyn Clock>,
+    gate: GateSettings,
     http_client: Option<reqwest::Client>,
     allow_http: bool,
 }
@@ -369,6 +400,7 @@ impl UmaLayerBuilder {
             jwt: crate::jwt::JwtValidation::new(),
             cache: None,
             clock: SystemClock::shared(),
+            gate: GateSettings::default(),
             http_client: None,
             allow_http: false,
         }
@@ -607,8 +639,12 @@ impl UmaLayerBuilder {
     }
 
     /// Treat a permission with no scopes as granting every scope of its resource, as
-    /// Keycloak's enforcer does (uma-wire §13 item 6). Weakens the spec reading, hence the
-    /// name. Defaults to the dialect's (on for Keycloak, off otherwise).
+    /// Keycloak's enforcer does. Weakens the spec reading, hence the name. Only a permission
+    /// whose scope lists are absent or empty counts as having no scopes: one whose scopes
+    /// cannot be read is dropped and grants nothing (see [`Introspection::from_json`]).
+    /// Defaults to the dialect's (on for Keycloak, off otherwise).
+    ///
+    /// [`Introspection::from_json`]: crate::Introspection::from_json
     pub fn insecure_empty_scopes_grant_all(mut self) -> Self {
         self.empty_scopes_grant_all = Some(true);
         self
@@ -629,9 +665,54 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// The clock used for `exp`/`nbf` decisions. Defaults to the system clock.
+    /// The clock used for `exp`/`nbf` decisions and the circuit breakers' intervals.
+    /// Defaults to the system clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The most calls this layer makes to the authorization server at once, all endpoints
+    /// together (introspection, permission, token, resource registration, JWKS).
+    ///
+    /// Each request with an unknown token costs an introspection, and a refused one a
+    /// permission request, so without a bound a client inventing tokens could make the layer
+    /// flood the AS. A call beyond the cap is not made and not queued: the request is answered
+    /// at once as if the AS were unreachable (`403` with `Warning: 199`, or a stale entry when
+    /// the cache's stale-if-error allows), counted in `uma_as_calls_shed_total`. Calls waiting
+    /// for a PAT hold no slot. Must be at least 1.
+    ///
+    /// Defaults to 64.
+    pub fn max_as_calls_in_flight(mut self, max: usize) -> Self {
+        self.gate.max_in_flight = max;
+        self
+    }
+
+    /// How many consecutive transient failures of one AS endpoint (unreachable, timeout, a
+    /// 5xx or 429 answer, an unusable answer) open its circuit breaker. While open, calls to
+    /// that endpoint are not made: requests that need it are answered at once (`403` +
+    /// `Warning`, or a stale entry under stale-if-error) instead of each waiting for a
+    /// timeout. Once the open interval (see
+    /// [`breaker_open_interval`](Self::breaker_open_interval)) has passed, the next call is let
+    /// through as the only probe: its success closes the circuit, its failure opens it again
+    /// for twice as long. Any other answer (a `400`, an inactive token) shows the endpoint is
+    /// up and resets the count. `0` turns the breakers off.
+    ///
+    /// Defaults to 5.
+    pub fn breaker_failure_threshold(mut self, failures: u32) -> Self {
+        self.gate.breaker.threshold = failures;
+        self
+    }
+
+    /// How long an opened circuit refuses calls before its first probe (`first`), and the
+    /// longest it ever waits (`max`): the wait doubles after each failed probe. Recovery is
+    /// seen by the first request after the wait, so `max` bounds how long the layer may keep
+    /// refusing after the AS is back. `first` must be greater than zero and not above `max`.
+    ///
+    /// Defaults to 1 s and 30 s.
+    pub fn breaker_open_interval(mut self, first: Duration, max: Duration) -> Self {
+        self.gate.breaker.base = first;
+        self.gate.breaker.max = max;
         self
     }
 
@@ -651,6 +732,36 @@ impl UmaLayerBuilder {
     pub fn insecure_allow_http(mut self) -> Self {
         self.allow_http = true;
         self
+    }
+
+    /// The gate of this layer's AS calls, for the endpoints it calls.
+    fn make_gate(&self) -> Result<Arc<AsGate>, Error> {
+        let g = self.gate;
+        if g.max_in_flight == 0 {
+            return Err(Error::config(
+                "max_as_calls_in_flight must be at least 1: with 0 the layer could never call the AS",
+            ));
+        }
+        if g.breaker.base.is_zero() || g.breaker.base > g.breaker.max {
+            return Err(Error::config(format!(
+                "breaker_open_interval: the first interval ({:?}) must be greater than zero and \
+                 not above the longest ({:?})",
+                g.breaker.base, g.breaker.max
+            )));
+        }
+        let mut used = vec![
+            AsEndpoint::Token,
+            AsEndpoint::Introspection,
+            AsEndpoint::Permission,
+        ];
+        if self.resource_registration_endpoint.is_some() {
+            used.push(AsEndpoint::ResourceRegistration);
+        }
+        #[cfg(feature = "jwt")]
+        if self.rpt_validation != crate::jwt::RptValidation::Introspect {
+            used.push(AsEndpoint::Jwks);
+        }
+        Ok(Arc::new(AsGate::new(g, Arc::clone(&self.clock), &used)))
     }
 
     fn make_http_client(&self) -> Result<reqwest::Client, Error> {
@@ -790,6 +901,7 @@ impl UmaLayerBuilder {
             || self.resolver.is_some()
             || self.resources.may_enforce();
         let http = self.make_http_client()?;
+        let gate = self.make_gate()?;
         let pat = Arc::new(PatProvider::new(
             http.clone(),
             PatConfig {
@@ -803,10 +915,12 @@ impl UmaLayerBuilder {
                     .clone()
                     .unwrap_or_else(|| dialect.pat_scope()),
             },
+            Arc::clone(&gate),
         ));
         let client = Arc::new(AsClient {
             http,
             pat,
+            gate: Arc::clone(&gate),
             introspection_endpoint,
             permission_endpoint,
             introspection_auth: self
@@ -837,8 +951,12 @@ impl UmaLayerBuilder {
                 check_url("jwks_uri", u, allow_http)?;
             }
             let validation = format!("{:?} ({})", self.rpt_validation, v.acceptance());
-            let verifier =
-                crate::jwt::JwtVerifier::new(client.http.clone(), v, Arc::clone(&self.clock));
+            let verifier = crate::jwt::JwtVerifier::new(
+                client.http.clone(),
+                Arc::clone(&gate),
+                v,
+                Arc::clone(&self.clock),
+            );
             (Some(Arc::new(verifier)), validation)
         };
         #[cfg(not(feature = "jwt"))]
@@ -885,6 +1003,7 @@ impl UmaLayerBuilder {
             unmapped: self.unmapped,
             method_override: self.method_override,
             clock: self.clock,
+            gate,
         })
     }
 }
@@ -910,6 +1029,7 @@ struct Prepared {
     method_override: MethodOverride,
     rules: Rules,
     clock: Arc<dyn Clock>,
+    gate: Arc<AsGate>,
 }
 
 impl Prepared {
@@ -941,6 +1061,7 @@ impl Prepared {
                 rules: self.rules,
                 cache_shares_clock,
                 clock: self.clock,
+                gate: self.gate,
                 #[cfg(feature = "jwt")]
                 rpt_validation: self.rpt_validation,
                 #[cfg(feature = "jwt")]

@@ -16,6 +16,12 @@
 //!    `Warning: 199 - "UMA Authorization Server Unreachable"` when no ticket (or no
 //!    introspection answer) can be had. The inner service is never called on these paths.
 //!
+//! Calls to the AS are capped per layer ([`UmaLayerBuilder::max_as_calls_in_flight`]) and
+//! guarded by a circuit breaker per endpoint
+//! ([`UmaLayerBuilder::breaker_failure_threshold`]): junk tokens or an outage never make the
+//! layer flood the AS, and requests that cannot be decided are refused at once rather than
+//! after a timeout. [`UmaLayer::as_health`] reports the breakers' state for readiness checks.
+//!
 //! The service keeps the inner service's error type; every refusal is a response carrying a
 //! [`Rejection`] in its extensions. The PAT is obtained with client credentials (scope
 //! `uma_protection`), reused until shortly before it expires, refreshed by one call for all
@@ -95,6 +101,7 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+mod gate;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -122,6 +129,7 @@ pub use error::{Error, ErrorKind};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::MissingPrincipal;
 pub use future::ResponseFuture;
+pub use gate::{AsEndpoint, AsHealth, BreakerState, EndpointHealth};
 pub use introspect::{Introspection, ParseError, Permission};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

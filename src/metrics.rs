@@ -17,6 +17,11 @@
 //! | `uma_tickets_total` | counter | `outcome`: `issued` \| `failed` | Permission-ticket requests to the AS. |
 //! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` | Access decisions, one per request the layer sees. |
 //! | `uma_pat_refreshes_total` | counter | `outcome`: `ok` \| `error` | Attempts to obtain a new PAT. |
+//! | `uma_as_calls_in_flight` | gauge | — | Calls to the AS in flight (all endpoints), against the layer's cap (`max_as_calls_in_flight`). |
+//! | `uma_as_calls_shed_total` | counter | `endpoint`: `token` \| `introspection` \| `permission` \| `resource_registration` \| `jwks` | AS calls not made because the cap was reached (the request was answered `403` + `Warning`). |
+//! | `uma_as_calls_short_circuited_total` | counter | `endpoint`: as above | AS calls not made because the endpoint's circuit was open (answered at once, or from a stale entry under stale-if-error). |
+//! | `uma_as_breaker_state` | gauge | `endpoint`: as above | The endpoint's circuit: `0` closed, `1` half-open (one probe allowed), `2` open. |
+//! | `uma_as_breaker_transitions_total` | counter | `endpoint`: as above; `to`: `open` \| `half_open` \| `closed` | Changes of a circuit's state. |
 //!
 //! A request served through the cache increments exactly one of hits, misses, coalesced and
 //! negative hits; a stale serve additionally increments `uma_cache_stale_served_total` (the
@@ -55,9 +60,21 @@ pub(crate) const TICKETS: &str = "uma_tickets_total";
 pub(crate) const DECISIONS: &str = "uma_decisions_total";
 /// Counter with label `outcome`: PAT refresh attempts.
 pub(crate) const PAT_REFRESHES: &str = "uma_pat_refreshes_total";
+/// Gauge: AS calls in flight.
+pub(crate) const AS_CALLS_IN_FLIGHT: &str = "uma_as_calls_in_flight";
+/// Counter with label `endpoint`: AS calls not made because the cap was reached.
+pub(crate) const AS_CALLS_SHED: &str = "uma_as_calls_shed_total";
+/// Counter with label `endpoint`: AS calls not made because the circuit was open.
+pub(crate) const AS_CALLS_SHORT_CIRCUITED: &str = "uma_as_calls_short_circuited_total";
+/// Gauge with label `endpoint`: the circuit's state (0 closed, 1 half-open, 2 open).
+pub(crate) const AS_BREAKER_STATE: &str = "uma_as_breaker_state";
+/// Counter with labels `endpoint` and `to`: changes of a circuit's state.
+pub(crate) const AS_BREAKER_TRANSITIONS: &str = "uma_as_breaker_transitions_total";
 
 /// The label name used by every per-outcome metric.
 const OUTCOME: &str = "outcome";
+/// The label naming an AS endpoint.
+const ENDPOINT: &str = "endpoint";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -108,6 +125,22 @@ fn increment_labelled(
     }
 }
 
+/// Sets a gauge to `value`, or moves it by `delta`.
+fn gauge(key: &Key, value: GaugeChange) {
+    let gauge = metrics::with_recorder(|recorder| recorder.register_gauge(key, &METADATA));
+    match value {
+        GaugeChange::Set(v) => gauge.set(v),
+        GaugeChange::Add(d) => gauge.increment(d),
+    }
+}
+
+/// How a gauge changes.
+#[derive(Clone, Copy)]
+enum GaugeChange {
+    Set(f64),
+    Add(f64),
+}
+
 /// Registers the descriptions (and the histogram's unit) of every metric above with the
 /// installed recorder, if any. Called whenever an [`IntrospectionCache`] is made, which every
 /// layer does once; the helpers work without it.
@@ -154,6 +187,26 @@ pub(crate) fn describe() {
     describe_counter!(
         PAT_REFRESHES,
         "Attempts to obtain a new protection API token, by outcome"
+    );
+    metrics::describe_gauge!(
+        AS_CALLS_IN_FLIGHT,
+        "Calls to the authorization server in flight, all endpoints together"
+    );
+    describe_counter!(
+        AS_CALLS_SHED,
+        "Authorization server calls not made because too many were in flight, by endpoint"
+    );
+    describe_counter!(
+        AS_CALLS_SHORT_CIRCUITED,
+        "Authorization server calls not made because the endpoint's circuit was open"
+    );
+    metrics::describe_gauge!(
+        AS_BREAKER_STATE,
+        "Circuit breaker state per authorization server endpoint: 0 closed, 1 half-open, 2 open"
+    );
+    describe_counter!(
+        AS_BREAKER_TRANSITIONS,
+        "Circuit breaker state changes per authorization server endpoint, by new state"
     );
 }
 
@@ -236,6 +289,18 @@ label_keys!(
     /// Static keys of `uma_pat_refreshes_total`.
     fn pat_refresh_key(PAT_REFRESHES, OUTCOME) { "ok", "error" }
 );
+label_keys!(
+    /// Static keys of `uma_as_calls_shed_total`.
+    fn as_shed_key(AS_CALLS_SHED, ENDPOINT) {
+        "token", "introspection", "permission", "resource_registration", "jwks",
+    }
+);
+label_keys!(
+    /// Static keys of `uma_as_calls_short_circuited_total`.
+    fn as_short_circuited_key(AS_CALLS_SHORT_CIRCUITED, ENDPOINT) {
+        "token", "introspection", "permission", "resource_registration", "jwks",
+    }
+);
 
 /// One introspection call that ended with `outcome` (`"active"`, `"inactive"`, or the error
 /// kind: `"unreachable"`, `"timeout"`, `"status"`, `"unparsable"`, `"no_pat"`) after `seconds`.
@@ -276,6 +341,47 @@ pub(crate) fn pat_refresh(outcome: &'static str) {
     increment_labelled(pat_refresh_key, PAT_REFRESHES, OUTCOME, outcome);
 }
 
+/// One AS call to `endpoint` not made because too many were in flight.
+pub(crate) fn as_call_shed(endpoint: &'static str) {
+    increment_labelled(as_shed_key, AS_CALLS_SHED, ENDPOINT, endpoint);
+}
+
+/// One AS call to `endpoint` not made because its circuit was open.
+pub(crate) fn as_call_short_circuited(endpoint: &'static str) {
+    increment_labelled(
+        as_short_circuited_key,
+        AS_CALLS_SHORT_CIRCUITED,
+        ENDPOINT,
+        endpoint,
+    );
+}
+
+/// Moves the gauge of AS calls in flight by `delta` (`1.0` or `-1.0`).
+pub(crate) fn as_calls_in_flight(delta: f64) {
+    gauge(static_key!(AS_CALLS_IN_FLIGHT), GaugeChange::Add(delta));
+}
+
+/// Sets `endpoint`'s circuit state gauge (0 closed, 1 half-open, 2 open). Rare: the key is
+/// made on each call.
+pub(crate) fn as_breaker_state(endpoint: &'static str, value: f64) {
+    let key = Key::from_parts(
+        AS_BREAKER_STATE,
+        vec![Label::from_static_parts(ENDPOINT, endpoint)],
+    );
+    gauge(&key, GaugeChange::Set(value));
+}
+
+/// One change of `endpoint`'s circuit to the state `to`. Rare: the key is made on each call.
+pub(crate) fn as_breaker_transition(endpoint: &'static str, to: &'static str) {
+    increment(&Key::from_parts(
+        AS_BREAKER_TRANSITIONS,
+        vec![
+            Label::from_static_parts(ENDPOINT, endpoint),
+            Label::from_static_parts("to", to),
+        ],
+    ));
+}
+
 /// A recorder that keeps counters and histogram sample counts in memory, for tests.
 #[cfg(test)]
 pub(crate) mod test_recorder {
@@ -284,8 +390,8 @@ pub(crate) mod test_recorder {
     use std::sync::{Arc, Mutex, PoisonError};
 
     use metrics::{
-        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
-        Unit,
+        Counter, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
     };
 
     /// Counts histogram samples (their values are not kept).
@@ -298,10 +404,33 @@ pub(crate) mod test_recorder {
         }
     }
 
+    /// A gauge's value, as `f64` bits.
+    #[derive(Debug, Default)]
+    struct Level(AtomicU64);
+
+    impl GaugeFn for Level {
+        fn increment(&self, value: f64) {
+            let _ = self
+                .0
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |bits| {
+                    Some((f64::from_bits(bits) + value).to_bits())
+                });
+        }
+
+        fn decrement(&self, value: f64) {
+            self.increment(-value);
+        }
+
+        fn set(&self, value: f64) {
+            self.0.store(value.to_bits(), Ordering::SeqCst);
+        }
+    }
+
     /// Series are named `name{label=value,…}` with labels in the order given.
     #[derive(Debug, Default)]
     pub(crate) struct TestRecorder {
         counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
+        gauges: Mutex<HashMap<String, Arc<Level>>>,
         histograms: Mutex<HashMap<String, Arc<Samples>>>,
     }
 
@@ -322,6 +451,14 @@ pub(crate) mod test_recorder {
         pub(crate) fn counter(&self, series: &str) -> u64 {
             let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
             counters.get(series).map_or(0, |c| c.load(Ordering::SeqCst))
+        }
+
+        /// The value of a gauge series (`None` when never set).
+        pub(crate) fn gauge(&self, series: &str) -> Option<f64> {
+            let gauges = self.gauges.lock().unwrap_or_else(PoisonError::into_inner);
+            gauges
+                .get(series)
+                .map(|g| f64::from_bits(g.0.load(Ordering::SeqCst)))
         }
 
         /// How many samples a histogram series received.
@@ -347,8 +484,10 @@ pub(crate) mod test_recorder {
             Counter::from_arc(c)
         }
 
-        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::noop()
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            let mut gauges = self.gauges.lock().unwrap_or_else(PoisonError::into_inner);
+            let g: Arc<Level> = Arc::clone(gauges.entry(series(key)).or_default());
+            Gauge::from_arc(g)
         }
 
         fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
@@ -388,8 +527,34 @@ mod tests {
             cache_negative_hit();
             cache_eviction("positive", "size");
             cache_eviction("negative", "odd");
+            as_call_shed("introspection");
+            as_call_shed("somewhere");
+            as_call_short_circuited("permission");
+            as_calls_in_flight(1.0);
+            as_calls_in_flight(1.0);
+            as_calls_in_flight(-1.0);
+            as_breaker_state("token", 2.0);
+            as_breaker_transition("token", "open");
             describe();
         });
+        assert_eq!(
+            rec.counter("uma_as_calls_shed_total{endpoint=introspection}"),
+            1
+        );
+        assert_eq!(
+            rec.counter("uma_as_calls_shed_total{endpoint=somewhere}"),
+            1
+        );
+        assert_eq!(
+            rec.counter("uma_as_calls_short_circuited_total{endpoint=permission}"),
+            1
+        );
+        assert_eq!(rec.gauge(AS_CALLS_IN_FLIGHT), Some(1.0));
+        assert_eq!(rec.gauge("uma_as_breaker_state{endpoint=token}"), Some(2.0));
+        assert_eq!(
+            rec.counter("uma_as_breaker_transitions_total{endpoint=token,to=open}"),
+            1
+        );
         assert_eq!(rec.counter("uma_decisions_total{outcome=allowed}"), 2);
         assert_eq!(rec.counter("uma_decisions_total{outcome=challenged}"), 1);
         assert_eq!(rec.counter("uma_decisions_total{outcome=something_new}"), 1);
@@ -471,6 +636,15 @@ mod tests {
         }
         assert!(ticket_key("issued").is_some() && ticket_key("failed").is_some());
         assert!(pat_refresh_key("ok").is_some() && pat_refresh_key("error").is_some());
+        for e in [
+            "token",
+            "introspection",
+            "permission",
+            "resource_registration",
+            "jwks",
+        ] {
+            assert!(as_shed_key(e).is_some() && as_short_circuited_key(e).is_some());
+        }
         assert!(decision_key("nope").is_none());
     }
 }

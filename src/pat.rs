@@ -18,8 +18,10 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::client::authenticate_client;
-use crate::client::{MAX_AS_BODY, read_body};
+use crate::client::{BodyError, MAX_AS_BODY, read_body};
 use crate::error::{Error, ErrorKind, describe_transport, snippet};
+use crate::gate::report::Cause;
+use crate::gate::{AsEndpoint, AsFailure, AsGate, Refusal};
 use crate::token::{ClientSecret, Pat};
 
 /// How the layer obtains its PAT.
@@ -79,17 +81,41 @@ struct State {
 
 /// Why no PAT could be had; cloneable so one failed refresh is shared by its waiters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PatFailure(pub(crate) String, pub(crate) bool);
+pub(crate) struct PatFailure {
+    pub(crate) message: String,
+    /// Whether it may go away by itself (for [`Error::is_transient`]).
+    pub(crate) transient: bool,
+    /// What the token endpoint did, for its circuit breaker; `None` when it was not called.
+    cause: Option<Cause>,
+}
 
 impl PatFailure {
     /// A failure that may go away by itself (transport, timeout, 5xx).
-    fn transient(message: String) -> Self {
-        Self(message, true)
+    fn transient(message: String, cause: Option<Cause>) -> Self {
+        Self {
+            message,
+            transient: true,
+            cause,
+        }
     }
 
     /// A failure that needs a configuration change (bad credentials, a refusing AS).
-    fn permanent(message: String) -> Self {
-        Self(message, false)
+    fn permanent(message: String, cause: Cause) -> Self {
+        Self {
+            message,
+            transient: false,
+            cause: Some(cause),
+        }
+    }
+}
+
+impl AsFailure for PatFailure {
+    fn refused(endpoint: AsEndpoint, why: Refusal) -> Self {
+        Self::transient(format!("{endpoint} endpoint not called: {why}"), None)
+    }
+
+    fn cause(&self) -> Option<Cause> {
+        self.cause
     }
 }
 
@@ -98,6 +124,7 @@ pub(crate) struct PatProvider {
     http: reqwest::Client,
     config: PatConfig,
     state: Mutex<State>,
+    gate: Arc<AsGate>,
 }
 
 impl std::fmt::Debug for PatProvider {
@@ -110,11 +137,13 @@ impl std::fmt::Debug for PatProvider {
 }
 
 impl PatProvider {
-    pub(crate) fn new(http: reqwest::Client, config: PatConfig) -> Self {
+    /// A provider whose token requests go through `gate`.
+    pub(crate) fn new(http: reqwest::Client, config: PatConfig, gate: Arc<AsGate>) -> Self {
         Self {
             http,
             config,
             state: Mutex::new(State::default()),
+            gate,
         }
     }
 
@@ -165,8 +194,12 @@ impl PatProvider {
         let this = Arc::clone(self);
         let task = tokio::spawn(async move { this.fetch().await });
         async move {
-            task.await
-                .unwrap_or_else(|_| Err(PatFailure::transient("PAT refresh task failed".into())))
+            task.await.unwrap_or_else(|_| {
+                Err(PatFailure::transient(
+                    "PAT refresh task failed".into(),
+                    None,
+                ))
+            })
         }
         .boxed()
         .shared()
@@ -199,13 +232,19 @@ impl PatProvider {
             http.status_code = tracing::field::Empty,
             error = tracing::field::Empty
         );
+        let pass = self
+            .gate
+            .admit(AsEndpoint::Token)
+            .map_err(|why| PatFailure::refused(AsEndpoint::Token, why))?;
         let result = self.fetch_inner().instrument(span.clone()).await;
+        pass.record(&result);
         match &result {
             Ok(_) => crate::metrics::pat_refresh("ok"),
             Err(e) => {
+                // Per call: DEBUG. The gate logs the first failure and summaries at WARN.
                 crate::metrics::pat_refresh("error");
-                span.record("error", e.0.as_str());
-                tracing::warn!(parent: &span, error = %e.0, "could not obtain a PAT");
+                span.record("error", e.message.as_str());
+                tracing::debug!(parent: &span, error = %e.message, "could not obtain a PAT");
             }
         }
         result
@@ -233,40 +272,51 @@ impl PatProvider {
             &c.client_secret,
         );
         let started = Instant::now();
-        let resp = req.form(&form).send().await.map_err(|e| {
-            PatFailure::transient(format!("token endpoint {}", describe_transport(&e)))
-        })?;
+        let transport = |e: &reqwest::Error, what: &str| {
+            let cause = if e.is_timeout() {
+                Cause::Timeout
+            } else {
+                Cause::Unreachable
+            };
+            PatFailure::transient(format!("token endpoint {what}"), Some(cause))
+        };
+        let resp = req
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| transport(&e, describe_transport(&e)))?;
         let status = resp.status();
         tracing::Span::current().record("http.status_code", status.as_u16());
-        let body = read_body(resp, MAX_AS_BODY)
-            .await
-            .map_err(|e| PatFailure::transient(format!("token endpoint {}", e.describe())))?;
+        let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| match &e {
+            BodyError::Transport(t) => transport(t, e.describe()),
+            BodyError::TooLarge => PatFailure::transient(
+                format!("token endpoint {}", e.describe()),
+                Some(Cause::Unparsable),
+            ),
+        })?;
         if !status.is_success() {
             let message = format!(
                 "token endpoint answered {status}: {}",
                 redact_token_body(&body)
             );
-            return Err(
-                if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
-                    PatFailure::transient(message)
-                } else {
-                    PatFailure::permanent(message)
-                },
-            );
+            let cause = Cause::Status(status.as_u16());
+            return Err(if cause.is_transient() {
+                PatFailure::transient(message, Some(cause))
+            } else {
+                PatFailure::permanent(message, cause)
+            });
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            PatFailure::permanent("token endpoint answer is not a token response".into())
-        })?;
+        let unusable = |message: String| PatFailure::permanent(message, Cause::Unparsable);
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|_| unusable("token endpoint answer is not a token response".into()))?;
         if !parsed.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(PatFailure::permanent(format!(
+            return Err(unusable(format!(
                 "token endpoint issued a \"{}\" token, not a bearer token",
                 snippet(parsed.token_type.as_bytes())
             )));
         }
         if parsed.access_token.is_empty() {
-            return Err(PatFailure::permanent(
-                "token endpoint issued an empty token".into(),
-            ));
+            return Err(unusable("token endpoint issued an empty token".into()));
         }
         let lifetime = parsed
             .expires_in
@@ -306,7 +356,11 @@ struct TokenResponse {
 
 impl From<PatFailure> for Error {
     fn from(e: PatFailure) -> Self {
-        Self::new(ErrorKind::Pat, format!("could not obtain a PAT: {}", e.0)).transient(e.1)
+        Self::new(
+            ErrorKind::Pat,
+            format!("could not obtain a PAT: {}", e.message),
+        )
+        .transient(e.transient)
     }
 }
 
@@ -331,6 +385,7 @@ mod tests {
                 grant: PatGrant::ClientCredentials,
                 scope: Some("uma_protection".to_owned()),
             },
+            Arc::default(),
         ))
     }
 

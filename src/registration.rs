@@ -47,10 +47,12 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::client::{AsClient, CallError};
-use crate::client::{MAX_AS_BODY, read_body};
+use crate::client::{BodyError, MAX_AS_BODY, read_body};
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, describe_transport, snippet};
+use crate::gate::AsEndpoint;
 use crate::resources::ResourceDecl;
+use crate::token::Pat;
 
 /// How the start-up sync treats the AS's resources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -189,6 +191,13 @@ fn call_error(what: &str, e: CallError) -> Error {
             format!("{what}: {}", describe_transport(&e)),
         )
         .with_source(e),
+        CallError::TooLarge => {
+            Error::new(ErrorKind::Transport, format!("{what}: answer too large"))
+        }
+        CallError::NotCalled(endpoint, why) => Error::new(
+            ErrorKind::Transport,
+            format!("{what}: the {endpoint} endpoint was not called: {why}"),
+        ),
     }
 }
 
@@ -200,16 +209,19 @@ struct Answer {
     raw: bytes::Bytes,
 }
 
-async fn answer(what: &str, resp: reqwest::Response) -> Result<Answer, Error> {
+/// Reads a registration answer. Any answer counts as the endpoint being up for its circuit
+/// breaker, whatever its status: each caller judges the status itself.
+async fn answer(resp: reqwest::Response) -> Result<Answer, CallError> {
     let status = resp.status();
     let location = resp
         .headers()
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let raw = read_body(resp, MAX_AS_BODY)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Transport, format!("{what}: {}", e.describe())))?;
+    let raw = read_body(resp, MAX_AS_BODY).await.map_err(|e| match e {
+        BodyError::Transport(e) => CallError::Transport(e),
+        BodyError::TooLarge => CallError::TooLarge,
+    })?;
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     Ok(Answer {
         status,
@@ -330,25 +342,27 @@ impl Registrar {
         url: &str,
         body: Option<&[u8]>,
     ) -> Result<Answer, Error> {
-        let resp = self
-            .client
-            .protected(|pat| {
-                let mut req = self
-                    .client
-                    .http
-                    .request(method.clone(), url)
-                    .bearer_auth(pat.secret())
-                    .header(http::header::ACCEPT, "application/json");
-                if let Some(b) = body {
-                    req = req
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(b.to_vec());
-                }
-                req
-            })
+        self.client
+            .protected(
+                AsEndpoint::ResourceRegistration,
+                |pat: &Pat| {
+                    let mut req = self
+                        .client
+                        .http
+                        .request(method.clone(), url)
+                        .bearer_auth(pat.secret())
+                        .header(http::header::ACCEPT, "application/json");
+                    if let Some(b) = body {
+                        req = req
+                            .header(http::header::CONTENT_TYPE, "application/json")
+                            .body(b.to_vec());
+                    }
+                    req
+                },
+                answer,
+            )
             .await
-            .map_err(|e| call_error(what, e))?;
-        answer(what, resp).await
+            .map_err(|e| call_error(what, e))
     }
 
     /// The ids the AS lists for this resource server. Keycloak lists at most 100 unless the

@@ -326,7 +326,8 @@ where
                 return Err(refusal(StatusCode::FORBIDDEN, Rejection::Unmapped, None));
             }
             Err(e) => {
-                tracing::warn!(resource = %name, error = %e, "could not look the resource up");
+                // Per request: DEBUG. The AS call's failure was logged by the layer's gate.
+                tracing::debug!(resource = %name, error = %e, "could not look the resource up");
                 return fail_closed(permissive, req);
             }
         },

@@ -174,15 +174,25 @@ async fn errors_are_not_cached() {
 }
 
 #[tokio::test]
-async fn negative_cache_is_opt_in_and_bounded() {
-    let off = env(IntrospectionCache::default(), None).await;
-    assert_eq!(off.get("junk").await, StatusCode::UNAUTHORIZED);
-    assert_eq!(off.get("junk").await, StatusCode::UNAUTHORIZED);
+async fn negative_cache_is_on_by_default_and_bounded() {
+    let default = env(IntrospectionCache::default(), None).await;
+    assert_eq!(default.get("junk").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(default.get("junk").await, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        off.introspections(),
-        2,
-        "inactive results are not cached by default"
+        default.introspections(),
+        1,
+        "inactive results are cached by default"
     );
+    let off = env(
+        IntrospectionCache::builder()
+            .negative_ttl(Duration::ZERO)
+            .build(),
+        None,
+    )
+    .await;
+    assert_eq!(off.get("junk").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(off.get("junk").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(off.introspections(), 2, "and not with a zero negative_ttl");
 
     let cache = IntrospectionCache::builder()
         .negative_ttl(Duration::from_secs(60))

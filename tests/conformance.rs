@@ -178,7 +178,9 @@ async fn check_06_whole_as_gone(f: Flavor) {
 }
 
 async fn check_07_permission_endpoint_bad_answers(f: Flavor) {
-    let e = env(f).await;
+    // Each bad answer on its own: with the circuit breaker on, the run of failures below
+    // would open the permission endpoint's circuit (tests/as_resilience.rs covers that).
+    let e = env_with(f, |b| b.breaker_failure_threshold(0)).await;
     e.as_.fail_next(Endpoint::Permission, 1, 500);
     expect_unreachable(&e.get("/invoices/42", None).await);
     e.as_.respond_next(
@@ -567,7 +569,9 @@ async fn check_25_different_rpts_are_introspected_separately(f: Flavor) {
 }
 
 async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavor) {
-    let e = env(f).await;
+    // Each failure on its own: with the circuit breaker on, the five failures in a row below
+    // would open the introspection endpoint's circuit (tests/as_resilience.rs covers that).
+    let e = env_with(f, |b| b.breaker_failure_threshold(0)).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     let auth = format!("Bearer {rpt}");
     e.as_.fail_next(Endpoint::Introspection, 1, 500);

@@ -1,5 +1,5 @@
 //! The introspection cache: parsed RFC 7662 answers kept per token, with single flight,
-//! `exp`-capped lifetimes, an opt-in negative cache and opt-in stale-if-error.
+//! `exp`-capped lifetimes, a short negative cache and opt-in stale-if-error.
 //!
 //! [`IntrospectionCache`] sits between the layer and the authorization server's introspection
 //! endpoint. It stores the parsed [`Introspection`], never an access decision: the layer decides
@@ -111,16 +111,21 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 ///   ([RFC 7662 §4]). A result whose `exp` is within the skew is not cached; one without
 ///   `exp` is cached only with [`cache_without_exp(true)`](IntrospectionCacheBuilder::cache_without_exp).
 ///   Freshness is checked against the configured [`Clock`] on every read.
-/// - **Inactive results** (`active: false`) are not cached unless a
-///   [`negative_ttl`](IntrospectionCacheBuilder::negative_ttl) is set; then they live that
-///   long in a separate, separately bounded cache, so a flood of junk tokens can neither grow
-///   memory nor evict active entries.
+/// - **Inactive results** (`active: false`) live
+///   [`negative_ttl`](IntrospectionCacheBuilder::negative_ttl) (5 s by default) in a
+///   separate, separately bounded cache, so that a token repeated by a misbehaving client
+///   costs the AS one introspection per 5 s, and a flood of junk tokens can neither grow
+///   memory nor evict active entries. The negative cache never grants anything; its cost is
+///   that a token the AS called inactive stays refused for up to `negative_ttl` even if it
+///   becomes active meanwhile (say, an RPT checked at an AS replica that has not seen it yet).
+///   Revocation is not delayed by it: a revoked token is inactive.
 /// - **Errors** (AS unreachable, timeout, error status, unparsable answer, no PAT) are never
 ///   cached.
 /// - **Stale-if-error** (opt-in, [`stale_if_error`](IntrospectionCacheBuilder::stale_if_error)):
 ///   when the AS call fails, an active result whose cache lifetime ended less than the grace
 ///   ago may be served, as long as the token's `exp − skew` has not passed. Every such serve
-///   is counted and logged at WARN. Never for inactive results.
+///   is counted and logged (at WARN at most once per 30 s, so that an outage does not flood
+///   the logs; the others at DEBUG). Never for inactive results.
 ///
 /// A revoked RPT stays usable for as long as its entry is fresh (RFC 7662 §4 names this
 /// trade-off): keep `max_ttl` short, call [`invalidate`](Self::invalidate) from a revocation
@@ -136,8 +141,9 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 /// Typical results take far less than 512 bytes (resource ids and scope names are interned):
 /// the memory bench measures about 870 bytes of resident memory per entry, bookkeeping
 /// included, for results carrying two permissions. The negative cache holds at most
-/// [`negative_max_entries`](IntrospectionCacheBuilder::negative_max_entries) entries (1,000 by
-/// default, about 0.5 MB). Like any moka cache, the bound is enforced by maintenance that runs
+/// [`negative_max_entries`](IntrospectionCacheBuilder::negative_max_entries) entries (10,000
+/// by default; an inactive entry takes about 500 bytes with its bookkeeping, so at most
+/// roughly 5 MB). Like any moka cache, the bound is enforced by maintenance that runs
 /// as the cache is used, so it can be exceeded briefly while new entries await admission.
 ///
 #[doc = include_str!("concurrent-calls.md")]
@@ -147,8 +153,10 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 /// The cache records `uma_cache_hits_total`, `uma_cache_misses_total`,
 /// `uma_cache_coalesced_total`, `uma_cache_negative_hits_total`,
 /// `uma_cache_stale_served_total` and `uma_cache_evictions_total{cache, cause}` through the
-/// `metrics` facade, and a WARN event `uma.cache.stale_served` with `token.fingerprint` for
-/// each stale serve. A disabled cache records nothing.
+/// `metrics` facade, and an event `uma.cache.stale_served` with `token.fingerprint` for each
+/// stale serve: at WARN for the first in any 30 s (with `suppressed`, the number of stale
+/// serves logged at DEBUG since the previous WARN one), at DEBUG for the others. A disabled
+/// cache records nothing.
 ///
 /// # Example
 ///
@@ -222,8 +230,8 @@ impl Default for IntrospectionCacheBuilder {
                 max_ttl: Duration::from_secs(60),
                 skew: Duration::from_secs(5),
                 cache_without_exp: false,
-                negative_ttl: Duration::ZERO,
-                negative_max_entries: 1_000,
+                negative_ttl: Duration::from_secs(5),
+                negative_max_entries: 10_000,
                 stale_if_error: Duration::ZERO,
             },
             clock: SystemClock::shared(),
@@ -288,18 +296,21 @@ impl IntrospectionCacheBuilder {
     /// Inactive answers live in a cache of their own, bounded by
     /// [`negative_max_entries`](Self::negative_max_entries), so a flood of junk tokens can
     /// neither grow memory nor evict active results. A token that the AS reported inactive is
-    /// refused for up to this long even if it becomes active meanwhile: keep it short.
-    /// `Duration::ZERO` turns negative caching off.
+    /// refused for up to this long even if it becomes active meanwhile (an RPT checked at an
+    /// AS replica that has not seen it yet): keep it short. Revocation is not delayed (a
+    /// revoked token is inactive). `Duration::ZERO` turns negative caching off, so that every
+    /// request with a junk token costs an introspection.
     ///
-    /// Defaults to `Duration::ZERO` (off).
+    /// Defaults to 5 seconds.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.settings.negative_ttl = ttl;
         self
     }
 
-    /// The most inactive answers kept when [`negative_ttl`](Self::negative_ttl) is set.
+    /// The most inactive answers kept when [`negative_ttl`](Self::negative_ttl) is set. Each
+    /// takes about 500 bytes with its bookkeeping.
     ///
-    /// Defaults to 1,000.
+    /// Defaults to 10,000 (roughly 5 MB).
     pub fn negative_max_entries(mut self, max_entries: u64) -> Self {
         self.settings.negative_max_entries = max_entries;
         self
@@ -311,8 +322,10 @@ impl IntrospectionCacheBuilder {
     /// answer, no PAT), an active result whose cache lifetime ended less than `grace` ago is
     /// served instead of failing, provided the token's `exp` minus the [`skew`](Self::skew)
     /// has not passed and not all of its permissions have expired. Each such serve increments
-    /// `uma_cache_stale_served_total` and emits a WARN event `uma.cache.stale_served` carrying
-    /// the token's fingerprint. Inactive answers are never served stale.
+    /// `uma_cache_stale_served_total` and emits an event `uma.cache.stale_served` carrying the
+    /// token's fingerprint: at WARN for the first in any 30 s (with the number of serves since
+    /// the previous WARN one), at DEBUG for the others, so that an outage does not flood the
+    /// logs. Inactive answers are never served stale.
     ///
     /// Active results then stay in memory for up to `max_ttl + grace`. While stale-if-error is
     /// on, freshness is tracked in whole seconds of the [`clock`](Self::clock), so a sub-second
@@ -377,6 +390,7 @@ impl IntrospectionCacheBuilder {
                 negative,
                 flights: Flights::default(),
                 validation: Mutex::default(),
+                stale_log: Mutex::default(),
             })),
         }
     }
@@ -626,7 +640,13 @@ struct Inner {
     flights: Flights,
     /// How the layers using each namespace check RPTs; see [`IntrospectionCache::claim`].
     validation: Mutex<HashMap<String, String>>,
+    /// When the last stale serve was logged at WARN (clock seconds), and how many were logged
+    /// at DEBUG since.
+    stale_log: Mutex<Option<(i64, u64)>>,
 }
+
+/// At most one stale serve per this many seconds is logged at WARN.
+const STALE_WARN_EVERY: i64 = 30;
 
 impl IntrospectionCache {
     /// A builder with the defaults documented on each setter.
@@ -1024,21 +1044,57 @@ impl Inner {
         }
         if now < entry.stale_until && lifetime::usable_when_stale(&entry.value, now) {
             metrics::cache_stale_served();
-            tracing::warn!(
-                name: "uma.cache.stale_served",
-                {
-                    token.fingerprint = %fingerprint,
-                    error = %error,
-                    stale_for_secs = now - entry.fresh_until,
-                },
-                "introspection failed; serving an expired cache entry under stale-if-error"
-            );
+            let stale_for_secs = now - entry.fresh_until;
+            match self.stale_warning(now) {
+                Some(suppressed) => tracing::warn!(
+                    name: "uma.cache.stale_served",
+                    {
+                        token.fingerprint = %fingerprint,
+                        error = %error,
+                        stale_for_secs,
+                        suppressed,
+                    },
+                    "introspection failed; serving an expired cache entry under stale-if-error \
+                     ({suppressed} more since the last such warning, logged at DEBUG)"
+                ),
+                None => tracing::debug!(
+                    name: "uma.cache.stale_served",
+                    {
+                        token.fingerprint = %fingerprint,
+                        error = %error,
+                        stale_for_secs,
+                    },
+                    "introspection failed; serving an expired cache entry under stale-if-error"
+                ),
+            }
             return Ok(Cached {
                 value: entry.value,
                 source: CacheSource::Stale,
             });
         }
         Err(error)
+    }
+}
+
+impl Inner {
+    /// Whether a stale serve at `now` is logged at WARN: `Some(n)` with the `n` serves logged
+    /// at DEBUG since the last WARN one, when that was at least [`STALE_WARN_EVERY`] ago.
+    fn stale_warning(&self, now: i64) -> Option<u64> {
+        let mut log = self
+            .stale_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &mut *log {
+            Some((at, since)) if now >= *at && now - *at < STALE_WARN_EVERY => {
+                *since = since.saturating_add(1);
+                None
+            }
+            _ => {
+                let suppressed = log.map_or(0, |(_, since)| since);
+                *log = Some((now, 0));
+                Some(suppressed)
+            }
+        }
     }
 }
 

@@ -540,20 +540,32 @@ async fn the_call_completes_and_fills_the_cache_after_every_waiter_left() {
 }
 
 #[tokio::test]
-async fn negative_caching_is_off_by_default() {
+async fn negative_caching_is_on_by_default_for_5_seconds_and_can_be_turned_off() {
     let clock = clock();
     let cache = builder(&clock).build();
     let f = Fetcher::default();
     let t = rpt("rpt-junk");
+    let inactive = || f.answer(Ok(Introspection::inactive()));
+    assert_eq!(source(&cache, AS1, &t, inactive()).await, CacheSource::Miss);
+    clock.advance(4);
+    assert_eq!(
+        source(&cache, AS1, &t, inactive()).await,
+        CacheSource::NegativeHit
+    );
+    clock.advance(1);
+    assert_eq!(source(&cache, AS1, &t, inactive()).await, CacheSource::Miss);
+    assert_eq!(f.calls(), 2);
+
+    let off = builder(&clock).negative_ttl(Duration::ZERO).build();
     for _ in 0..2 {
-        let c = cache
+        let c = off
             .get_or_fetch(AS1, &t, f.answer(Ok(Introspection::inactive())))
             .await
             .expect("ok");
         assert_eq!((c.source, c.value.is_active()), (CacheSource::Miss, false));
     }
-    assert_eq!(f.calls(), 2);
-    assert_eq!(cache.entry_count().await, 0);
+    assert_eq!(f.calls(), 4);
+    assert_eq!(off.entry_count().await, 0);
 }
 
 #[tokio::test]

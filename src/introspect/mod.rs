@@ -6,6 +6,9 @@ mod model;
 
 pub use model::{Introspection, ParseError, Permission};
 
+use crate::gate::report::Cause;
+use crate::gate::{AsEndpoint, AsFailure, Refusal};
+
 /// Why an introspection call did not produce an answer. Never carries a token or an AS body.
 ///
 /// Cloneable because one failed call is shared by every request that was coalesced onto it.
@@ -26,4 +29,24 @@ pub(crate) enum IntrospectError {
     /// No PAT could be had to authenticate the call.
     #[error("no protection API token")]
     NoPat,
+    /// The call was not made: the layer's cap on AS calls was reached, or the endpoint's
+    /// circuit is open.
+    #[error("{0} endpoint not called: {1}")]
+    NotCalled(AsEndpoint, Refusal),
+}
+
+impl AsFailure for IntrospectError {
+    fn refused(endpoint: AsEndpoint, why: Refusal) -> Self {
+        Self::NotCalled(endpoint, why)
+    }
+
+    fn cause(&self) -> Option<Cause> {
+        match self {
+            Self::Unreachable => Some(Cause::Unreachable),
+            Self::Timeout => Some(Cause::Timeout),
+            Self::Status(status) => Some(Cause::Status(*status)),
+            Self::Unparsable => Some(Cause::Unparsable),
+            Self::NoPat | Self::NotCalled(..) => None,
+        }
+    }
 }

@@ -279,8 +279,11 @@ impl Introspection {
     /// # Errors
     ///
     /// [`ParseError`] when the body is not a JSON object with a boolean `active`. Malformed
-    /// permissions (no resource id) are dropped rather than failing the whole answer: a
-    /// permission that cannot be read grants nothing.
+    /// permissions (no resource id, unreadable time bounds, or scopes that cannot be read)
+    /// are dropped rather than failing the whole answer: a permission that cannot be read
+    /// grants nothing. Scopes can be read when they are an array of names (strings or
+    /// `{"name": "…"}` objects) under `resource_scopes`, `scopes`, or both naming the same
+    /// set; a permission with neither, or an empty list, carries no scopes.
     pub fn from_json(body: &[u8]) -> Result<Self, ParseError> {
         let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::NotAnObject)?;
         Self::from_value(&value)
@@ -420,11 +423,9 @@ fn parse_permission(item: &Value) -> Option<Permission> {
                 .filter(|s| !s.is_empty())
                 .map(|s| intern::names().intern(s))
         })?;
-    let resource_scopes = match (raw.resource_scopes, raw.scopes) {
-        (Some(s), _) if s.is_array() => scope_list(&s),
-        (_, Some(s)) => scope_list(&s),
-        _ => scope_list(&Value::Null),
-    };
+    // A permission whose scopes cannot be read grants nothing (it is dropped), rather than
+    // being read as "no scopes", which the Keycloak reading would widen to every scope.
+    let resource_scopes = permission_scopes(raw.resource_scopes.as_ref(), raw.scopes.as_ref())?;
     // A permission whose time bounds cannot be read grants nothing.
     Some(Permission {
         resource_id,
@@ -435,25 +436,46 @@ fn parse_permission(item: &Value) -> Option<Permission> {
     })
 }
 
-/// Scopes as an array of strings or of `{"name": …}` objects, sorted and without duplicates
-/// so that equal sets are interned as one list; anything else grants nothing.
-fn scope_list(v: &Value) -> Arc<[Arc<str>]> {
-    let mut names: Vec<&str> = v
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|s| s.as_str().or_else(|| s.get("name").and_then(Value::as_str)))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort_unstable();
-    names.dedup();
+/// The scopes of one permission, from the UMA naming (`resource_scopes`), Keycloak's
+/// (`scopes`), or both; `None` when they cannot be read.
+///
+/// Only a list that is absent (or `null`) under both names, or genuinely empty, is "no
+/// scopes" (which the Keycloak reading takes as every scope of the resource). A list that is
+/// not an array, or holds anything but names (strings or `{"name": "…"}` objects), is
+/// unreadable; so is a permission whose two lists name different sets, such as an empty
+/// `resource_scopes` beside a non-empty `scopes`: none of these can be told apart from a
+/// mistake, so the permission grants nothing.
+fn permission_scopes(uma: Option<&Value>, keycloak: Option<&Value>) -> Option<Arc<[Arc<str>]>> {
+    let names = match (uma.map(scope_names), keycloak.map(scope_names)) {
+        (None, None) => Vec::new(),
+        (Some(one), None) | (None, Some(one)) => one?,
+        (Some(a), Some(b)) => {
+            let (a, b) = (a?, b?);
+            if a != b {
+                return None;
+            }
+            a
+        }
+    };
     let list: Vec<Arc<str>> = names
         .into_iter()
         .map(|s| intern::names().intern(s))
         .collect();
-    intern::scope_lists().intern(&list)
+    Some(intern::scope_lists().intern(&list))
+}
+
+/// The names in a scope list (an array of strings or of `{"name": …}` objects), sorted and
+/// without duplicates so that equal sets compare and intern as one list; `None` for anything
+/// else, or a list with any item that is not a name.
+fn scope_names(v: &Value) -> Option<Vec<&str>> {
+    let mut names = v
+        .as_array()?
+        .iter()
+        .map(|s| s.as_str().or_else(|| s.get("name")?.as_str()))
+        .collect::<Option<Vec<&str>>>()?;
+    names.sort_unstable();
+    names.dedup();
+    Some(names)
 }
 
 /// A time claim that is neither a number nor a string holding one.
@@ -565,10 +587,71 @@ mod tests {
     #[test]
     fn scope_objects_are_read() {
         let i = Introspection::from_value(
-            &json!({"active": true, "permissions": [{"resource_id": "r", "resource_scopes": [{"name": "b"}, {"name": "a"}, 3]}]}),
+            &json!({"active": true, "permissions": [{"resource_id": "r", "resource_scopes": [{"name": "b"}, "a", {"name": "a"}]}]}),
         )
         .expect("parses");
         assert_eq!(scopes(&i.permissions()[0]), ["a", "b"]);
+    }
+
+    /// A scope list that cannot be read drops its permission, so that the Keycloak reading
+    /// ("no scopes" grants every scope) never applies to it; only an absent, `null` or empty
+    /// list means "no scopes".
+    #[test]
+    fn unreadable_scope_lists_drop_the_permission() {
+        let kept = |permission: Value| {
+            let body = json!({"active": true, "permissions": [permission]});
+            let i = Introspection::from_value(&body).expect("parses");
+            i.permissions()
+                .first()
+                .map(|p| p.resource_scopes().map(str::to_owned).collect::<Vec<_>>())
+        };
+        for unreadable in [
+            json!({"rsid": "r", "scopes": "view"}),
+            json!({"rsid": "r", "scopes": [{"id": "1"}]}),
+            json!({"rsid": "r", "scopes": [{"name": 7}]}),
+            json!({"rsid": "r", "scopes": [7]}),
+            json!({"rsid": "r", "scopes": ["view", null]}),
+            json!({"rsid": "r", "scopes": {"name": "view"}}),
+            json!({"rsid": "r", "scopes": true}),
+            json!({"resource_id": "r", "resource_scopes": "view"}),
+            json!({"resource_id": "r", "resource_scopes": [{"name": "a"}, 3]}),
+            json!({"resource_id": "r", "resource_scopes": [], "scopes": ["view"]}),
+            json!({"resource_id": "r", "resource_scopes": ["view"], "scopes": []}),
+            json!({"resource_id": "r", "resource_scopes": ["view"], "scopes": ["edit"]}),
+            json!({"resource_id": "r", "resource_scopes": ["view"], "scopes": "view"}),
+            json!({"resource_id": "r", "resource_scopes": 0, "scopes": ["view"]}),
+        ] {
+            assert_eq!(kept(unreadable.clone()), None, "{unreadable}");
+        }
+        let none: Vec<String> = Vec::new();
+        for empty in [
+            json!({"rsid": "r"}),
+            json!({"rsid": "r", "scopes": []}),
+            json!({"rsid": "r", "scopes": null}),
+            json!({"resource_id": "r", "resource_scopes": []}),
+            json!({"resource_id": "r", "resource_scopes": null, "scopes": []}),
+            json!({"resource_id": "r", "resource_scopes": [], "scopes": []}),
+        ] {
+            assert_eq!(kept(empty.clone()), Some(none.clone()), "{empty}");
+        }
+        for both in [
+            json!({"resource_id": "r", "resource_scopes": ["b", "a"], "scopes": ["a", "b", "a"]}),
+            json!({"resource_id": "r", "resource_scopes": ["a", "b"], "scopes": [{"name": "b"}, "a"]}),
+            json!({"resource_id": "r", "resource_scopes": null, "scopes": ["a", "b"]}),
+        ] {
+            assert_eq!(
+                kept(both.clone()),
+                Some(vec!["a".to_owned(), "b".to_owned()]),
+                "{both}"
+            );
+        }
+        // The other permissions of the answer are kept.
+        let i = Introspection::from_value(&json!({"active": true, "permissions": [
+            {"rsid": "r1", "scopes": "view"},
+            {"rsid": "r2", "scopes": ["view"]},
+        ]}))
+        .expect("parses");
+        assert_eq!(i.permissions(), [Permission::new("r2", ["view"])]);
     }
 
     fn scopes(p: &Permission) -> Vec<&str> {

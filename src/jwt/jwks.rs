@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::client::{BodyError, read_body};
 use crate::error::describe_transport;
+use crate::gate::{AsEndpoint, AsGate};
 use crate::introspect::IntrospectError;
 
 /// The largest JWKS document read, in bytes; a larger answer is treated as unparsable.
@@ -159,6 +160,8 @@ impl Cached {
 /// The cached key set of one AS.
 pub(super) struct KeySet {
     http: reqwest::Client,
+    /// The cap and circuit breaker of the layer's AS calls.
+    gate: Arc<AsGate>,
     uri: String,
     refetch_interval: Duration,
     cached: RwLock<Cached>,
@@ -182,9 +185,15 @@ impl fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    pub(super) fn new(http: reqwest::Client, uri: String, refetch_interval: Duration) -> Self {
+    pub(super) fn new(
+        http: reqwest::Client,
+        gate: Arc<AsGate>,
+        uri: String,
+        refetch_interval: Duration,
+    ) -> Self {
         Self {
             http,
+            gate,
             uri,
             refetch_interval,
             cached: RwLock::new(Cached::default()),
@@ -250,7 +259,19 @@ impl KeySet {
             uma.jwks.keys = tracing::field::Empty,
             error = tracing::field::Empty,
         );
+        let pass = match self.gate.admit(AsEndpoint::Jwks) {
+            Ok(pass) => pass,
+            Err(why) => {
+                // Not called (the gate counted and logged it): this lookup fails closed, and
+                // the next one may try again, since no attempt reached the AS.
+                let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+                cached.generation = cached.generation.wrapping_add(1);
+                cached.last_error = Some(IntrospectError::NotCalled(AsEndpoint::Jwks, why));
+                return;
+            }
+        };
         let result = self.fetch_inner().instrument(span.clone()).await;
+        pass.record(&result);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(IntrospectError::Timeout) => "timeout",
@@ -267,8 +288,9 @@ impl KeySet {
                 }
             }
             Err(e) => {
+                // Per call: DEBUG. The gate logs the first failure and summaries at WARN.
                 span.record("error", tracing::field::display(e));
-                tracing::warn!(
+                tracing::debug!(
                     parent: &span,
                     error = %e,
                     "JWKS fetch failed; keeping the keys already cached"

@@ -370,7 +370,12 @@ impl fmt::Debug for JwtVerifier {
 impl JwtVerifier {
     /// A verifier for `config`, which should have passed [`JwtValidation::validate`] (a
     /// missing `jwks_uri` makes every key fetch fail). Fetches nothing yet.
-    pub(crate) fn new(http: reqwest::Client, config: JwtValidation, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        gate: Arc<crate::gate::AsGate>,
+        config: JwtValidation,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let validations = config
             .algorithms
             .iter()
@@ -387,6 +392,7 @@ impl JwtVerifier {
             .collect();
         let keys = KeySet::new(
             http,
+            gate,
             config.jwks_uri.clone().unwrap_or_default(),
             config.refetch_interval,
         );

@@ -282,6 +282,7 @@ fn config(jwks_uri: &str) -> JwtValidation {
 fn verifier_for(jwks_uri: &str, interval: Duration) -> JwtVerifier {
     JwtVerifier::new(
         http_client(),
+        Arc::default(),
         config(jwks_uri).refetch_interval(interval),
         Arc::new(FixedClock::new(NOW)),
     )
@@ -446,6 +447,7 @@ async fn rpts_of_the_bundled_test_as_verify() {
     let rpt = Rpt::new(auth.mint_rpt(spec));
     let v = JwtVerifier::new(
         http_client(),
+        Arc::default(),
         JwtValidation::new()
             .jwks_uri(auth.endpoint_url(Endpoint::Jwks))
             .issuer(auth.issuer())
@@ -462,6 +464,7 @@ async fn rpts_of_the_bundled_test_as_verify() {
     // The same token for another audience is refused.
     let other = JwtVerifier::new(
         http_client(),
+        Arc::default(),
         JwtValidation::new()
             .jwks_uri(auth.endpoint_url(Endpoint::Jwks))
             .issuer(auth.issuer())
@@ -626,6 +629,7 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     // must not depend on it).
     let lax = JwtVerifier::new(
         http_client(),
+        Arc::default(),
         config(&jwks.url).algorithms([Algorithm::HS256, Algorithm::ES256, Algorithm::RS256]),
         Arc::new(FixedClock::new(NOW)),
     );

@@ -147,6 +147,78 @@ pub async fn layer_builder(as_: &TestAs, f: Flavor) -> UmaLayerBuilder {
         .connect_timeout(Duration::from_millis(500))
 }
 
+/// A built layer protecting [`invoice_map`] of `resource_id` at the AS of flavor `f`, as
+/// [`layer_builder`] sets it up and `configure` adjusts it.
+pub async fn invoice_layer(
+    as_: &TestAs,
+    f: Flavor,
+    resource_id: &str,
+    configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder,
+) -> UmaLayer {
+    configure(
+        layer_builder(as_, f)
+            .await
+            .resources(invoice_map(resource_id)),
+    )
+    .build()
+    .await
+    .expect("the layer builds")
+}
+
+/// `b` reading time from `clock`, with circuit breakers that open after `failures`
+/// consecutive failures and wait 1 s before probing, doubling up to 4 s.
+pub fn quick_breakers(
+    b: UmaLayerBuilder,
+    clock: &Arc<tower_uma::FixedClock>,
+    failures: u32,
+) -> UmaLayerBuilder {
+    b.clock(Arc::clone(clock) as Arc<dyn tower_uma::Clock>)
+        .breaker_failure_threshold(failures)
+        .breaker_open_interval(Duration::from_secs(1), Duration::from_secs(4))
+}
+
+/// Collects what a `tracing_subscriber::fmt` subscriber writes.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
+    }
+}
+
+/// A GET of `{url}{path}` with `token` as bearer token.
+pub async fn get_with(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
+    http.get(format!("{url}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the app answers")
+}
+
 /// A builder by discovery, with short timeouts so failure tests end quickly.
 pub async fn discover(as_: &TestAs) -> UmaLayerBuilder {
     UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
@@ -221,10 +293,15 @@ pub fn http() -> reqwest::Client {
 
 /// Mints an active RPT for `resource_id` with `scopes`, valid for a minute.
 pub fn rpt_for(as_: &TestAs, resource_id: &str, scopes: &[&str]) -> String {
+    rpt_until(as_, resource_id, scopes, now() + 60)
+}
+
+/// Mints an active RPT for `resource_id` with `scopes` that expires at `exp`.
+pub fn rpt_until(as_: &TestAs, resource_id: &str, scopes: &[&str], exp: i64) -> String {
     as_.mint_rpt(RptSpec {
         sub: Some("bob".into()),
         client_id: Some(APP_ID.into()),
-        exp: Some(now() + 60),
+        exp: Some(exp),
         iat: Some(now()),
         permissions: vec![RptPermission {
             resource_id: resource_id.into(),

@@ -66,6 +66,10 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default `[authorization_server] timeout`.
 pub const DEFAULT_AS_TIMEOUT: Duration = Duration::from_secs(3);
+/// The default `[authorization_server] breaker_open_interval` (the layer's default).
+pub const DEFAULT_BREAKER_OPEN_INTERVAL: Duration = Duration::from_secs(1);
+/// The default `[authorization_server] breaker_max_open_interval` (the layer's default).
+pub const DEFAULT_BREAKER_MAX_OPEN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Command-line values that replace the file's `listen` and `upstream`.
 #[derive(Debug, Clone, Default)]
@@ -174,6 +178,40 @@ pub struct AsConfig {
     pub timeout: Duration,
     /// `pat_grant` with `resource_owner` and its password.
     pub pat_grant: PatGrantConfig,
+    /// `max_calls_in_flight` and the circuit breaker's keys.
+    pub calls: AsCallsConfig,
+}
+
+/// How the proxy protects the AS and itself from piling up calls: `max_calls_in_flight`,
+/// `breaker_failure_threshold`, `breaker_open_interval` and `breaker_max_open_interval` of
+/// `[authorization_server]`. Unset keys keep the layer's defaults (64, 5, 1 s, 30 s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AsCallsConfig {
+    /// `max_calls_in_flight`: AS calls in flight at once, at least 1.
+    pub max_in_flight: Option<usize>,
+    /// `breaker_failure_threshold`: consecutive transient failures that open an endpoint's
+    /// circuit; 0 turns the breakers off.
+    pub breaker_failure_threshold: Option<u32>,
+    /// `breaker_open_interval` and `breaker_max_open_interval`: the first and the longest
+    /// wait of an open circuit before its probe.
+    pub breaker_open_interval: Option<(Duration, Duration)>,
+}
+
+impl AsCallsConfig {
+    /// `builder` with these settings.
+    pub fn apply(&self, mut builder: tower_uma::UmaLayerBuilder) -> tower_uma::UmaLayerBuilder {
+        if let Some(n) = self.max_in_flight {
+            builder = builder.max_as_calls_in_flight(n);
+        }
+        if let Some(k) = self.breaker_failure_threshold {
+            builder = builder.breaker_failure_threshold(k);
+        }
+        if let Some((first, max)) = self.breaker_open_interval {
+            builder = builder.breaker_open_interval(first, max);
+        }
+        builder
+    }
 }
 
 impl AsConfig {
@@ -203,9 +241,9 @@ pub struct CacheConfig {
     pub max_ttl: Option<Duration>,
     /// `max_entries` (default 10,000).
     pub max_entries: Option<u64>,
-    /// `negative_ttl` (default 0 s: off).
+    /// `negative_ttl` (default 5 s; 0 s: off).
     pub negative_ttl: Option<Duration>,
-    /// `negative_max_entries` (default 1,000).
+    /// `negative_max_entries` (default 10,000).
     pub negative_max_entries: Option<u64>,
     /// `stale_if_error` (default 0 s: off).
     pub stale_if_error: Option<Duration>,
@@ -523,6 +561,10 @@ struct RawAs {
     resource_owner: Option<Spanned<String>>,
     resource_owner_password: Option<Spanned<String>>,
     resource_owner_password_env: Option<Spanned<String>>,
+    max_calls_in_flight: Option<Spanned<u64>>,
+    breaker_failure_threshold: Option<u32>,
+    breaker_open_interval: Option<Spanned<Dur>>,
+    breaker_max_open_interval: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -947,6 +989,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 }
             }
         };
+        let calls = self.resolve_calls(a)?;
         Ok(AsConfig {
             issuer,
             as_uri,
@@ -961,6 +1004,60 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             allow_http,
             timeout,
             pat_grant,
+            calls,
+        })
+    }
+
+    /// `max_calls_in_flight` and the breaker's keys of `[authorization_server]`.
+    fn resolve_calls(&self, a: &RawAs) -> Result<AsCallsConfig, ConfigError> {
+        let max_in_flight = match &a.max_calls_in_flight {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(self.at(
+                    n.span(),
+                    "`max_calls_in_flight` must be at least 1: with 0 no call to the AS could be made"
+                        .to_owned(),
+                ));
+            }
+            Some(n) => Some(usize::try_from(*n.get_ref()).unwrap_or(usize::MAX)),
+            None => None,
+        };
+        let first = a
+            .breaker_open_interval
+            .as_ref()
+            .map(|d| self.positive(d, "breaker_open_interval"))
+            .transpose()?;
+        let max = a
+            .breaker_max_open_interval
+            .as_ref()
+            .map(|d| self.positive(d, "breaker_max_open_interval"))
+            .transpose()?;
+        let breaker_open_interval = match (first, max) {
+            (None, None) => None,
+            (first, max) => {
+                let first = first.unwrap_or(DEFAULT_BREAKER_OPEN_INTERVAL);
+                let max = max.unwrap_or(DEFAULT_BREAKER_MAX_OPEN_INTERVAL);
+                if first > max {
+                    let at = a
+                        .breaker_open_interval
+                        .as_ref()
+                        .or(a.breaker_max_open_interval.as_ref())
+                        .map(Spanned::span);
+                    let message = format!(
+                        "`breaker_open_interval` ({first:?}) is longer than \
+                         `breaker_max_open_interval` ({max:?})"
+                    );
+                    return Err(match at {
+                        Some(span) => self.at(span, message),
+                        None => self.nowhere(message),
+                    });
+                }
+                Some((first, max))
+            }
+        };
+        Ok(AsCallsConfig {
+            max_in_flight,
+            breaker_failure_threshold: a.breaker_failure_threshold,
+            breaker_open_interval,
         })
     }
 
@@ -1163,6 +1260,7 @@ scopes = { GET = ["view"], PUT = ["edit"] }
             c.authorization_server.pat_grant,
             PatGrantConfig::ClientCredentials
         );
+        assert_eq!(c.authorization_server.calls, AsCallsConfig::default());
         let decl = c.resources[0].decl.as_ref().unwrap();
         assert_eq!(decl.resource_scopes, ["view", "edit"]);
         assert_eq!(c.resources[0].line, 8);
@@ -1515,5 +1613,40 @@ scopes = { GET = ["view"], PUT = ["edit"] }
         assert_eq!(c.shutdown_timeout, Duration::from_secs(2));
         let e = parse(&format!("upstream_timeout = \"0s\"\n{BASE}")).unwrap_err();
         assert!(e.message().contains("greater than zero"), "{e}");
+    }
+
+    #[test]
+    fn as_call_limits_and_the_breaker() {
+        let with = |lines: &str| {
+            parse(&BASE.replace("allow_http = true", &format!("allow_http = true\n{lines}")))
+        };
+        let c = with(
+            "max_calls_in_flight = 8\nbreaker_failure_threshold = 0\n\
+             breaker_open_interval = \"250ms\"\nbreaker_max_open_interval = \"4s\"",
+        )
+        .unwrap();
+        let calls = c.authorization_server.calls;
+        assert_eq!(calls.max_in_flight, Some(8));
+        assert_eq!(calls.breaker_failure_threshold, Some(0));
+        assert_eq!(
+            calls.breaker_open_interval,
+            Some((Duration::from_millis(250), Duration::from_secs(4)))
+        );
+        // One of the two intervals: the other keeps the layer's default.
+        let c = with("breaker_max_open_interval = \"2m\"").unwrap();
+        assert_eq!(
+            c.authorization_server.calls.breaker_open_interval,
+            Some((DEFAULT_BREAKER_OPEN_INTERVAL, Duration::from_secs(120)))
+        );
+        let e = with("max_calls_in_flight = 0").unwrap_err();
+        assert_eq!(e.line(), Some(6), "{e}");
+        assert!(e.message().contains("at least 1"), "{e}");
+        let e = with("breaker_open_interval = \"0s\"").unwrap_err();
+        assert!(e.message().contains("greater than zero"), "{e}");
+        let e = with("breaker_open_interval = \"1m\"").unwrap_err();
+        assert_eq!(e.line(), Some(6), "{e}");
+        assert!(e.message().contains("longer than"), "{e}");
+        let e = with("breaker_failure_threshold = -1").unwrap_err();
+        assert!(e.message().contains("breaker_failure_threshold"), "{e}");
     }
 }

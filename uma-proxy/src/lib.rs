@@ -58,6 +58,9 @@ pub use config::{Config, ConfigError, Dialect, Overrides};
 pub use forward::{
     BoxError, ClientAddr, Forward, ForwardOptions, ProxyBody, Upstream, forwarding_service,
 };
-pub use server::{Drain, RunError, admin_service, build_layer_with_retry, run, serve};
+pub use server::{
+    Drain, LayerSlot, RunError, admin_service, admin_service_with_layer, build_layer_with_retry,
+    run, serve,
+};
 pub use trust::{AllowedHosts, HostCheck, TrustedProxies};
 pub use uma::{apply_dialect, build_layer, layer_builder};

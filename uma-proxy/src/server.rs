@@ -18,8 +18,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,7 +32,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_service::Service;
-use tower_uma::UmaLayer;
+use tower_uma::{AsHealth, UmaLayer};
 
 use crate::config::Config;
 use crate::forward::{
@@ -126,9 +126,14 @@ where
     }
 }
 
+/// Where the admin service finds the layer once it is built, to report the state of its
+/// calls to the authorization server on `/healthz`.
+pub type LayerSlot = Arc<OnceLock<UmaLayer>>;
+
 /// The admin service: `GET /healthz` (`200 ok` while `ready`, `503` before the first sync and
 /// while shutting down) and
 /// `GET /metrics` (the Prometheus text rendering of `metrics`; `404` without a handle).
+/// [`admin_service_with_layer`] adds the layer's circuit breakers to `/healthz`.
 pub fn admin_service(
     ready: Arc<AtomicBool>,
     metrics: Option<PrometheusHandle>,
@@ -140,13 +145,41 @@ pub fn admin_service(
 > + Clone
 + Send
 + 'static {
+    admin_service_with_layer(ready, metrics, LayerSlot::default())
+}
+
+/// [`admin_service`], whose `/healthz` also reports the calls to the authorization server of
+/// the layer in `layer` once it is set ([`UmaLayer::as_health`]): after `ok`, a line
+/// `authorization_server ok` (every circuit closed) or `authorization_server degraded` (an
+/// endpoint's circuit is open or half-open), then one line per endpoint, e.g.
+/// `introspection open consecutive_failures=12 for_ms=3400`.
+///
+/// The status stays `200` while the proxy is ready, whatever the circuits: it still serves
+/// public routes and cached decisions, and answers requests that need the failing endpoint at
+/// once (`403` + `Warning`), while a `503` would make load balancers take every instance out
+/// together, and an instance that gets no requests makes no probe to see the AS come back.
+pub fn admin_service_with_layer(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+    layer: LayerSlot,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
     tower::service_fn(move |req: Request<Incoming>| {
         let ready = ready.load(Ordering::Acquire);
         let metrics = metrics.clone();
+        let health = layer.get().map(UmaLayer::as_health);
         async move {
             let get = req.method() == Method::GET || req.method() == Method::HEAD;
             let (status, content_type, body) = match (get, req.uri().path()) {
-                (true, "/healthz") if ready => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+                (true, "/healthz") if ready => {
+                    (StatusCode::OK, "text/plain", healthy(health.as_ref()))
+                }
                 (true, "/healthz") => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
@@ -187,6 +220,17 @@ pub fn admin_service(
             Ok::<_, Infallible>(resp)
         }
     })
+}
+
+/// The body of `/healthz` while ready: `ok`, then the calls to the AS when known.
+fn healthy(health: Option<&AsHealth>) -> String {
+    match health {
+        None => "ok\n".to_owned(),
+        Some(h) => {
+            let summary = if h.all_closed() { "ok" } else { "degraded" };
+            format!("ok\nauthorization_server {summary}\n{h}")
+        }
+    }
 }
 
 /// Why [`run`] failed.
@@ -282,6 +326,7 @@ pub async fn run(
             source,
         })?;
     let ready = Arc::new(AtomicBool::new(false));
+    let built = LayerSlot::default();
     m::describe();
     m::ready(false);
 
@@ -299,7 +344,7 @@ pub async fn run(
             if let Ok(local) = admin_listener.local_addr() {
                 tracing::info!(address = %local, "admin listening on http://{local}");
             }
-            let service = admin_service(Arc::clone(&ready), metrics);
+            let service = admin_service_with_layer(Arc::clone(&ready), metrics, Arc::clone(&built));
             Some(tokio::spawn(serve(
                 admin_listener,
                 service,
@@ -344,6 +389,7 @@ pub async fn run(
         upstream = %config.upstream,
         "resources synced with the authorization server; ready"
     );
+    let _ = built.set(layer.clone());
     ready.store(true, Ordering::Release);
     m::ready(true);
 

@@ -79,6 +79,7 @@ pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma
         .method_override(config.method_override)
         .cache(config.cache.build())
         .resources(config.resource_map());
+    builder = a.calls.apply(builder);
     Ok(apply_dialect(builder, a))
 }
 
