@@ -92,7 +92,7 @@ async fn method_overrides_are_refused_by_default_on_every_route() {
     let as_ = start_as().await;
     let note = register_note(&as_);
     let rpt = rpt_for(&as_, &note, &["write", "read"]);
-    let signals: [(&str, &[(&str, &str)]); 7] = [
+    let signals: [(&str, &[(&str, &str)]); 9] = [
         ("/notes/1", &[("X-HTTP-Method-Override", "DELETE")]),
         ("/notes/1", &[("X-HTTP-Method", "DELETE")]),
         ("/notes/1", &[("X-Method-Override", "DELETE")]),
@@ -100,6 +100,10 @@ async fn method_overrides_are_refused_by_default_on_every_route() {
         ("/notes/1?_method=DELETE", &[]),
         ("/notes/1?page=2&%5Fmethod=DELETE", &[]),
         ("/notes/1?+.method=DELETE", &[]),
+        // PHP (Symfony, Laravel) cuts the decoded name at its first NUL byte.
+        ("/notes/1?_method%00=DELETE", &[]),
+        // ASP.NET MVC reads the override header's name from the query too.
+        ("/notes/1?X-HTTP-Method-Override=DELETE", &[]),
     ];
     for mode in [EnforcementMode::Enforcing, EnforcementMode::Permissive] {
         let layer = builder(&as_, &note)

@@ -159,7 +159,7 @@ async fn the_forwarding_service_strips_method_overrides() {
     headers.push(("x_http_method", "DELETE"));
     let r = send(
         Method::POST,
-        &format!("http://{addr}/x?a=1&_METHOD=PUT;b=2"),
+        &format!("http://{addr}/x?a=1&_METHOD=PUT;b=2&_method%00x=PUT&X-HTTP-Method=PUT"),
         &headers,
     )
     .await;
