@@ -86,7 +86,7 @@ async fn send(
 
 /// Every spelling of every signal, on a protected, a public and an unmapped path, with an RPT
 /// that grants the request line's method: 400, the service is not called, and the AS is not
-/// asked anything. A permissive layer refuses them too.
+/// asked anything. A permissive or disabled layer refuses them too.
 #[tokio::test]
 async fn method_overrides_are_refused_by_default_on_every_route() {
     let as_ = start_as().await;
@@ -105,7 +105,11 @@ async fn method_overrides_are_refused_by_default_on_every_route() {
         // ASP.NET MVC reads the override header's name from the query too.
         ("/notes/1?X-HTTP-Method-Override=DELETE", &[]),
     ];
-    for mode in [EnforcementMode::Enforcing, EnforcementMode::Permissive] {
+    for mode in [
+        EnforcementMode::Enforcing,
+        EnforcementMode::Permissive,
+        EnforcementMode::Disabled,
+    ] {
         let layer = builder(&as_, &note)
             .await
             .enforcement(mode)
@@ -139,7 +143,7 @@ async fn method_overrides_are_refused_by_default_on_every_route() {
     assert_eq!(
         as_.count(Endpoint::Introspection),
         2,
-        "one introspection per layer, for the requests without a signal"
+        "one introspection per checking layer, for the requests without a signal"
     );
     assert_eq!(as_.count(Endpoint::Permission), 0);
 }
