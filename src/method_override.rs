@@ -27,8 +27,9 @@ use http::{Method, Request};
 /// - a query parameter named like one of the headers (`?X-HTTP-Method-Override=DELETE`:
 ///   ASP.NET MVC reads the header, the form and the query), decoded the same way.
 ///
-/// A `_method` field in a *form body* (Rails' and Laravel's HTML forms) is out of the layer's
-/// reach: the layer never reads bodies. A service that honours it must only turn `POST` into
+/// A `_method` field in the *body* (Rails' and Laravel's HTML forms; Laravel reads it from a
+/// JSON body too, and ASP.NET MVC an `X-HTTP-Method-Override` form field) is out of the
+/// layer's reach: the layer never reads bodies. A service that honours it must only turn `POST` into
 /// methods whose rules are no weaker, or not honour it.
 ///
 /// [`Refuse`](Self::Refuse) (the default) answers any request that carries a signal with
