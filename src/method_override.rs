@@ -17,8 +17,9 @@ use http::{Method, Request};
 /// The signals the layer recognises:
 ///
 /// - the headers `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override`, also
-///   spelled with `_` for `-` (CGI-style servers read `X_HTTP_Method` as
-///   `HTTP_X_HTTP_METHOD` too);
+///   spelled with `_`, `.` or other punctuation for `-` (CGI-style servers read
+///   `X_HTTP_Method` as `HTTP_X_HTTP_METHOD` too, and PHP registers the `HTTP_X.HTTP.METHOD`
+///   that Caddy passes on so as well);
 /// - a `_method` query parameter, matched on the *decoded* key as frameworks decode it:
 ///   percent-decoding (`%5Fmethod`, and ASP.NET's `%u005Fmethod`), `+` as a space, then PHP's
 ///   reading (the name ends at a NUL byte, so `_method%00x` is `_method`; leading spaces
@@ -77,20 +78,22 @@ const OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
-/// Whether `name` is one of [`OVERRIDE_HEADERS`], with any `-` possibly spelled `_`.
+/// Whether `name` is one of [`OVERRIDE_HEADERS`], however its `-` are spelled (see
+/// [`is_override_name`]).
 fn is_override_header(name: &HeaderName) -> bool {
     is_override_name(name.as_str().as_bytes())
 }
 
 /// Whether the lower-case `name` is one of [`OVERRIDE_HEADERS`], with any `-` possibly
-/// spelled `_`.
+/// spelled with another character that is not a letter or digit: CGI gateways write `-` as
+/// `_`, and PHP registers the `.` that Caddy or nginx pass on as `_` too.
 fn is_override_name(name: &[u8]) -> bool {
     OVERRIDE_HEADERS.iter().any(|canonical| {
         canonical.len() == name.len()
             && canonical
                 .bytes()
                 .zip(name)
-                .all(|(c, &n)| c == n || (c == b'-' && n == b'_'))
+                .all(|(c, &n)| c == n || (c == b'-' && !n.is_ascii_alphanumeric()))
     })
 }
 
@@ -257,7 +260,7 @@ fn overridden_method(headers: &HeaderMap, uri: &Uri) -> Result<Method, &'static 
 }
 
 /// Removes every method-override signal from `req`: the `X-HTTP-Method-Override`,
-/// `X-HTTP-Method` and `X-Method-Override` headers (also spelled with `_` for `-`) and every
+/// `X-HTTP-Method` and `X-Method-Override` headers (also spelled with `_`, `.` or other punctuation for `-`) and every
 /// query pair whose decoded key is `_method` or one of those names (the rest of the query is
 /// kept byte for byte, and an emptied query is removed with its `?`). The method is left alone.
 /// Returns whether there was a signal. See [`MethodOverride`] for which keys count.
@@ -443,6 +446,9 @@ mod tests {
             "x_http_method_override",
             "X_HTTP-Method",
             "x-method_override",
+            // PHP registers `HTTP_X.HTTP.METHOD` (Caddy and nginx pass `.` on) with `_`.
+            "x.http.method.override",
+            "X-HTTP.Method",
         ] {
             let r = req("POST", "/", &[(name, "DELETE")]);
             assert!(has_signal(r.headers(), r.uri()), "{name}");

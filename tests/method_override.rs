@@ -92,11 +92,12 @@ async fn method_overrides_are_refused_by_default_on_every_route() {
     let as_ = start_as().await;
     let note = register_note(&as_);
     let rpt = rpt_for(&as_, &note, &["write", "read"]);
-    let signals: [(&str, &[(&str, &str)]); 9] = [
+    let signals: [(&str, &[(&str, &str)]); 10] = [
         ("/notes/1", &[("X-HTTP-Method-Override", "DELETE")]),
         ("/notes/1", &[("X-HTTP-Method", "DELETE")]),
         ("/notes/1", &[("X-Method-Override", "DELETE")]),
         ("/notes/1", &[("X_HTTP_Method_Override", "DELETE")]),
+        ("/notes/1", &[("X.HTTP.Method.Override", "DELETE")]),
         ("/notes/1?_method=DELETE", &[]),
         ("/notes/1?page=2&%5Fmethod=DELETE", &[]),
         ("/notes/1?+.method=DELETE", &[]),
