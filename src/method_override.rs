@@ -17,15 +17,20 @@ use http::{Method, Request};
 /// The signals the layer recognises:
 ///
 /// - the headers `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override`, also
-///   spelled with `_` for `-` (CGI-style servers read `X_HTTP_Method` as
-///   `HTTP_X_HTTP_METHOD` too);
+///   spelled with `_`, `.` or other punctuation for `-` (CGI-style servers read
+///   `X_HTTP_Method` as `HTTP_X_HTTP_METHOD` too, and PHP registers the `HTTP_X.HTTP.METHOD`
+///   that Caddy passes on so as well);
 /// - a `_method` query parameter, matched on the *decoded* key as frameworks decode it:
-///   percent-decoding (`%5Fmethod`), `+` as a space, then PHP's renaming (leading spaces
+///   percent-decoding (`%5Fmethod`, and ASP.NET's `%u005Fmethod`), `+` as a space, then PHP's
+///   reading (the name ends at a NUL byte, so `_method%00x` is `_method`; leading spaces
 ///   dropped, ` ` and `.` read as `_`, `_method[…]` as `_method`), letter case ignored. Pairs
-///   are separated by `&` or `;`. The value does not matter for detection.
+///   are separated by `&` or `;`. The value does not matter for detection;
+/// - a query parameter named like one of the headers (`?X-HTTP-Method-Override=DELETE`:
+///   ASP.NET MVC reads the header, the form and the query), decoded the same way.
 ///
-/// A `_method` field in a *form body* (Rails' and Laravel's HTML forms) is out of the layer's
-/// reach: the layer never reads bodies. A service that honours it must only turn `POST` into
+/// A `_method` field in the *body* (Rails' and Laravel's HTML forms; Laravel reads it from a
+/// JSON body too, and ASP.NET MVC an `X-HTTP-Method-Override` form field) is out of the
+/// layer's reach: the layer never reads bodies. A service that honours it must only turn `POST` into
 /// methods whose rules are no weaker, or not honour it.
 ///
 /// [`Refuse`](Self::Refuse) (the default) answers any request that carries a signal with
@@ -73,28 +78,67 @@ const OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
-/// Whether `name` is one of [`OVERRIDE_HEADERS`], with any `-` possibly spelled `_`.
+/// Whether `name` is one of [`OVERRIDE_HEADERS`], however its `-` are spelled (see
+/// [`is_override_name`]).
 fn is_override_header(name: &HeaderName) -> bool {
-    let name = name.as_str().as_bytes();
+    is_override_name(name.as_str().as_bytes())
+}
+
+/// Whether the lower-case `name` is one of [`OVERRIDE_HEADERS`], with any `-` possibly
+/// spelled with another character that is not a letter or digit: CGI gateways write `-` as
+/// `_`, and PHP registers the `.` that Caddy or nginx pass on as `_` too.
+fn is_override_name(name: &[u8]) -> bool {
     OVERRIDE_HEADERS.iter().any(|canonical| {
         canonical.len() == name.len()
             && canonical
                 .bytes()
                 .zip(name)
-                .all(|(c, &n)| c == n || (c == b'-' && n == b'_'))
+                .all(|(c, &n)| c == n || (c == b'-' && !n.is_ascii_alphanumeric()))
     })
 }
 
-/// Percent-decodes a query component, `+` read as a space.
-fn form_decode(raw: &str) -> Vec<u8> {
-    let plus_as_space: Vec<u8> = raw
-        .bytes()
-        .map(|b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_encoding::percent_decode(&plus_as_space).collect()
+/// The value of hexadecimal `digits` (no sign, no prefix).
+fn hex_value(digits: &[u8]) -> Option<u32> {
+    digits
+        .iter()
+        .try_fold(0u32, |v, &d| Some(v * 16 + char::from(d).to_digit(16)?))
 }
 
-/// Whether a raw query key is `_method` once decoded and renamed the way PHP does.
+/// Decodes a query component as the most lenient framework would: `+` as a space, `%XX`,
+/// and ASP.NET's `%uXXXX` for ASCII characters (a signal has no others); anything else is
+/// kept as it is.
+fn form_decode(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let (byte, len) = match b {
+            b'+' => (b' ', 1),
+            b'%' => match bytes.get(i + 1..i + 3).and_then(hex_value) {
+                Some(v) => (u8::try_from(v).unwrap_or(b'%'), 3),
+                None => match bytes
+                    .get(i + 2..i + 6)
+                    .filter(|_| bytes.get(i + 1) == Some(&b'u'))
+                    .and_then(hex_value)
+                    .and_then(|v| u8::try_from(v).ok())
+                    .filter(u8::is_ascii)
+                {
+                    Some(v) => (v, 6),
+                    None => (b'%', 1),
+                },
+            },
+            _ => (b, 1),
+        };
+        out.push(byte);
+        i += len;
+    }
+    out
+}
+
+/// Whether a raw query key asks for another method once decoded as frameworks decode it:
+/// `_method` as PHP reads it (up to the first NUL byte, leading spaces dropped, ` ` and `.`
+/// read as `_`, `_method[…]` as `_method`), or the name of an override header (ASP.NET MVC
+/// reads `X-HTTP-Method-Override` from the query too); letter case ignored.
 fn is_method_key(raw: &str) -> bool {
     // Cheap test first: every spelling contains "method" in some letter case, or a `%`.
     let bytes = raw.as_bytes();
@@ -102,6 +146,8 @@ fn is_method_key(raw: &str) -> bool {
         return false;
     }
     let decoded = form_decode(raw);
+    // PHP reads the decoded name as a C string: `_method%00x` is `_method`.
+    let decoded = decoded.split(|&b| b == 0).next().unwrap_or_default();
     let start = decoded
         .iter()
         .position(|&b| b != b' ')
@@ -111,12 +157,14 @@ fn is_method_key(raw: &str) -> bool {
         .iter()
         .position(|&b| b == b'[')
         .map_or(key, |end| &key[..end]);
-    key.len() == b"_method".len()
-        && key
-            .iter()
-            .map(|&b| if b == b' ' || b == b'.' { b'_' } else { b })
-            .zip(b"_method")
-            .all(|(k, m)| k.eq_ignore_ascii_case(m))
+    let key: Vec<u8> = key
+        .iter()
+        .map(|&b| match b {
+            b' ' | b'.' => b'_',
+            b => b.to_ascii_lowercase(),
+        })
+        .collect();
+    key == b"_method" || is_override_name(&key)
 }
 
 /// The query's segments (split on `&` and `;`), each with the separator before it (`None`
@@ -212,11 +260,10 @@ fn overridden_method(headers: &HeaderMap, uri: &Uri) -> Result<Method, &'static 
 }
 
 /// Removes every method-override signal from `req`: the `X-HTTP-Method-Override`,
-/// `X-HTTP-Method` and `X-Method-Override` headers (also spelled with `_` for `-`) and every
-/// `_method` pair of the query (matched on the decoded key; the rest of the query is kept byte
-/// for byte, and an emptied query is removed with its `?`). The method is left alone.
-/// Returns whether there was a signal. See [`MethodOverride`] for which keys count as
-/// `_method`.
+/// `X-HTTP-Method` and `X-Method-Override` headers (also spelled with `_`, `.` or other punctuation for `-`) and every
+/// query pair whose decoded key is `_method` or one of those names (the rest of the query is
+/// kept byte for byte, and an emptied query is removed with its `?`). The method is left alone.
+/// Returns whether there was a signal. See [`MethodOverride`] for which keys count.
 ///
 /// [`UmaLayer`](crate::UmaLayer) does this itself with [`MethodOverride::Decide`]; a proxy
 /// can call it to never forward a signal (defence in depth).
@@ -336,6 +383,18 @@ mod tests {
             "_method[]",
             "_method[x]",
             "%5Fmethod%5B%5D",
+            // PHP reads the decoded name up to its first NUL byte.
+            "_method%00",
+            "_method%00x",
+            "%20_method%00%5B",
+            // ASP.NET MVC reads the override header's name as a query key too, and decodes
+            // `%uXXXX`.
+            "X-HTTP-Method-Override",
+            "x-http-method-override",
+            "X-HTTP-Method",
+            "x-method-override",
+            "X-HTTP-Method-%u004Fverride",
+            "%u005Fmethod",
         ] {
             assert!(is_method_key(key), "{key}");
         }
@@ -346,10 +405,35 @@ mod tests {
             "x_method",
             "_meth",
             "%255Fmethod",
-            "_method%00",
+            "%00_method",
+            "_method%01",
+            "%u05Fmethod",
+            "x-http-method-overrides",
             "",
         ] {
             assert!(!is_method_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn query_components_are_decoded_leniently() {
+        for (raw, decoded) in [
+            ("a+b%20c", &b"a b c"[..]),
+            ("%5f%5F", b"__"),
+            ("%u005F%u004d", b"_M"),
+            ("%00", b"\0"),
+            ("%FF", b"\xff"),
+            ("%u00e9", b"%u00e9"),
+            ("%U005F", b"%U005F"),
+            ("%u005", b"%u005"),
+            ("%u+05F", b"%u 05F"),
+            ("%+5F", b"% 5F"),
+            ("%", b"%"),
+            ("%4", b"%4"),
+            ("%ZZ", b"%ZZ"),
+            ("%%5F", b"%_"),
+        ] {
+            assert_eq!(form_decode(raw), decoded, "{raw}");
         }
     }
 
@@ -362,6 +446,9 @@ mod tests {
             "x_http_method_override",
             "X_HTTP-Method",
             "x-method_override",
+            // PHP registers `HTTP_X.HTTP.METHOD` (Caddy and nginx pass `.` on) with `_`.
+            "x.http.method.override",
+            "X-HTTP.Method",
         ] {
             let r = req("POST", "/", &[(name, "DELETE")]);
             assert!(has_signal(r.headers(), r.uri()), "{name}");
@@ -453,5 +540,13 @@ mod tests {
         let mut r = req("POST", "/a?_method=%44ELETE", &[]);
         assert_eq!(apply(MethodOverride::Decide, &mut r), Ok(()));
         assert_eq!(r.method(), Method::DELETE);
+        let mut r = req(
+            "POST",
+            "/a?_method%00=PUT&X-HTTP-Method-Override=%u0050UT&b",
+            &[],
+        );
+        assert_eq!(apply(MethodOverride::Decide, &mut r), Ok(()));
+        assert_eq!(r.method(), Method::PUT);
+        assert_eq!(r.uri(), "/a?b");
     }
 }

@@ -86,22 +86,31 @@ async fn send(
 
 /// Every spelling of every signal, on a protected, a public and an unmapped path, with an RPT
 /// that grants the request line's method: 400, the service is not called, and the AS is not
-/// asked anything. A permissive layer refuses them too.
+/// asked anything. A permissive or disabled layer refuses them too.
 #[tokio::test]
 async fn method_overrides_are_refused_by_default_on_every_route() {
     let as_ = start_as().await;
     let note = register_note(&as_);
     let rpt = rpt_for(&as_, &note, &["write", "read"]);
-    let signals: [(&str, &[(&str, &str)]); 7] = [
+    let signals: [(&str, &[(&str, &str)]); 10] = [
         ("/notes/1", &[("X-HTTP-Method-Override", "DELETE")]),
         ("/notes/1", &[("X-HTTP-Method", "DELETE")]),
         ("/notes/1", &[("X-Method-Override", "DELETE")]),
         ("/notes/1", &[("X_HTTP_Method_Override", "DELETE")]),
+        ("/notes/1", &[("X.HTTP.Method.Override", "DELETE")]),
         ("/notes/1?_method=DELETE", &[]),
         ("/notes/1?page=2&%5Fmethod=DELETE", &[]),
         ("/notes/1?+.method=DELETE", &[]),
+        // PHP (Symfony, Laravel) cuts the decoded name at its first NUL byte.
+        ("/notes/1?_method%00=DELETE", &[]),
+        // ASP.NET MVC reads the override header's name from the query too.
+        ("/notes/1?X-HTTP-Method-Override=DELETE", &[]),
     ];
-    for mode in [EnforcementMode::Enforcing, EnforcementMode::Permissive] {
+    for mode in [
+        EnforcementMode::Enforcing,
+        EnforcementMode::Permissive,
+        EnforcementMode::Disabled,
+    ] {
         let layer = builder(&as_, &note)
             .await
             .enforcement(mode)
@@ -135,7 +144,7 @@ async fn method_overrides_are_refused_by_default_on_every_route() {
     assert_eq!(
         as_.count(Endpoint::Introspection),
         2,
-        "one introspection per layer, for the requests without a signal"
+        "one introspection per checking layer, for the requests without a signal"
     );
     assert_eq!(as_.count(Endpoint::Permission), 0);
 }

@@ -12,19 +12,19 @@
 //!   `Transfer-Encoding`, `Upgrade`) in both directions, and `Host` (the client sets the
 //!   upstream's);
 //! - removes every method-override signal (`X-HTTP-Method-Override`, `X-HTTP-Method`,
-//!   `X-Method-Override`, also with `_` for `-`, and `_method` query pairs; see
+//!   `X-Method-Override`, also with `_`, `.` or other punctuation for `-`, and `_method` query pairs; see
 //!   [`tower_uma::MethodOverride`]): the layer has refused them or decided on them already,
 //!   and the upstream must run the request line's method;
 //! - removes the client's forwarding headers (`Forwarded`, `X-Real-IP` and every
 //!   `X-Forwarded-*`) unless the client's address is in
-//!   [`ForwardOptions::trusted_proxies`]; their spellings with `_` for `-` and the path
+//!   [`ForwardOptions::trusted_proxies`]; their spellings with `_`, `.` or other punctuation for `-` and the path
 //!   overrides `X-Original-URL` and `X-Rewrite-URL` are removed whoever sends them;
 //! - sets `X-Forwarded-For` (the client's IP, appended to the list a trusted proxy sent),
 //!   `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the `Host` the client used), keeping a
 //!   trusted proxy's own `X-Forwarded-Proto` and `X-Forwarded-Host`, and appends `for=` the
 //!   client's IP to a trusted proxy's `Forwarded` (RFC 7239 §4);
 //! - removes any `X-Uma-Subject`, `X-Uma-Client-Id` and `X-Uma-Permissions` (also spelled
-//!   with `_` for `-`) and, when the request carries a [`UmaPrincipal`], sets them from it
+//!   with `_`, `.` or other punctuation for `-`) and, when the request carries a [`UmaPrincipal`], sets them from it
 //!   (`sub` and `client_id` percent-encoded, see [`X_UMA_SUBJECT`]); drops `Authorization`
 //!   unless [`ForwardOptions::forward_authorization`];
 //! - sends it over a pooled HTTP/1.1 keep-alive connection and answers `502 Bad Gateway` when
@@ -110,15 +110,17 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// before anything else sees the request (see [`remove_uma_headers`]).
 pub const UMA_HEADERS: [HeaderName; 3] = [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS];
 
-/// Whether the header name `name` is `canonical` with any `-` possibly spelled `_`:
-/// CGI-style upstreams (WSGI, Rack, PHP) read `X_Uma_Subject` and `X-Uma-Subject` as the same
-/// `HTTP_X_UMA_SUBJECT`.
+/// Whether the header name `name` is `canonical` with any `-` possibly spelled with another
+/// character that is not a letter or digit: CGI-style upstreams (WSGI, Rack, PHP) read
+/// `X_Uma_Subject` and `X-Uma-Subject` as the same `HTTP_X_UMA_SUBJECT`, and PHP reads
+/// `X.Uma.Subject` so too (Caddy, and nginx with `ignore_invalid_headers off`, pass it on as
+/// `HTTP_X.UMA.SUBJECT`, which PHP registers with `_` for `.`).
 fn spelled_as(name: &str, canonical: &str) -> bool {
     name.len() == canonical.len()
         && canonical
             .bytes()
             .zip(name.bytes())
-            .all(|(c, n)| c == n || (c == b'-' && n == b'_'))
+            .all(|(c, n)| c == n || (c == b'-' && !n.is_ascii_alphanumeric()))
 }
 
 /// Removes every header for which `spoofed` holds, scanning the names once.
@@ -137,8 +139,9 @@ fn remove_names(headers: &mut HeaderMap, spoofed: impl Fn(&str) -> bool) {
 }
 
 /// Removes every header a client could pass off as one of [`UMA_HEADERS`]: those names, and
-/// their spellings with `_` for `-` (`X_Uma_Subject`), which CGI-style upstreams (WSGI, Rack,
-/// PHP) read as the same `HTTP_X_UMA_SUBJECT`.
+/// their spellings with `_`, `.` or other punctuation for `-` (`X_Uma_Subject`,
+/// `X.Uma.Subject`), which CGI-style upstreams (WSGI, Rack, PHP) read as the same
+/// `HTTP_X_UMA_SUBJECT` (PHP registers the `.` that Caddy passes on as `_`).
 pub fn remove_uma_headers(headers: &mut HeaderMap) {
     remove_names(headers, |name| {
         UMA_HEADERS.iter().any(|uma| spelled_as(name, uma.as_str()))
@@ -503,7 +506,8 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Whether `name` says where a request came from, as a proxy would: `Forwarded`,
-/// `X-Real-IP` or any `X-Forwarded-*`, in any spelling with `_` for `-`.
+/// `X-Real-IP` or any `X-Forwarded-*`, in any spelling with `_`, `.` or other punctuation for
+/// `-`.
 fn is_forwarding(name: &str) -> bool {
     const PREFIX: &str = "x-forwarded-";
     spelled_as(name, "forwarded")
@@ -544,8 +548,13 @@ fn set_forwarded(
     original_host: Option<HeaderValue>,
     trusted: bool,
 ) {
+    // A trusted proxy's forwarding headers are kept in their usual spelling only.
+    let unusual = |name: &str| {
+        name.bytes()
+            .any(|b| b != b'-' && !b.is_ascii_alphanumeric())
+    };
     remove_names(headers, |name| {
-        is_path_override(name) || (is_forwarding(name) && (!trusted || name.contains('_')))
+        is_path_override(name) || (is_forwarding(name) && (!trusted || unusual(name)))
     });
     if let Some(ClientAddr(addr)) = client {
         let ip = addr.ip().to_canonical();
@@ -762,6 +771,9 @@ mod tests {
             ("x_forwarded_for", "10.6.6.6"),
             ("x-forwarded_host", "evil.test"),
             ("x_real_ip", "10.6.6.6"),
+            // PHP reads `.` in `HTTP_X.FORWARDED.FOR` (which Caddy and nginx pass on) as `_`.
+            ("x.forwarded.for", "10.6.6.6"),
+            ("x-forwarded.proto", "https"),
             ("x-original-url", "/admin"),
             ("x_rewrite_url", "/admin"),
             ("x-forwardedfor", "kept: not a forwarding header"),
@@ -804,6 +816,8 @@ mod tests {
             "x_forwarded_for",
             "x-forwarded_host",
             "x_real_ip",
+            "x.forwarded.for",
+            "x-forwarded.proto",
             "x-original-url",
             "x_rewrite_url",
         ] {

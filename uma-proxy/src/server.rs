@@ -56,7 +56,7 @@ pub enum Drain {
 /// still open), and returns.
 ///
 /// Before `service` sees a request, every `X-Uma-Subject`, `X-Uma-Client-Id` and
-/// `X-Uma-Permissions` header the client sent, in any spelling with `_` for `-`, is removed
+/// `X-Uma-Permissions` header the client sent, in any spelling with `_`, `.` or other punctuation for `-`, is removed
 /// (so they cannot be spoofed, whatever route the request takes), and a [`ClientAddr`] is put
 /// in its extensions. Connections keep alive; an idle one is closed at shutdown, a busy one
 /// after its current response.

@@ -51,7 +51,8 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// Parses `ADDRESS[/PREFIX]`, IPv4 or IPv6.
+    /// Parses `ADDRESS[/PREFIX]`, IPv4 or IPv6. An IPv4-mapped IPv6 network
+    /// (`::ffff:10.0.0.0/104`) is read as the IPv4 network it carries (`10.0.0.0/8`).
     ///
     /// # Errors
     ///
@@ -73,6 +74,12 @@ impl Cidr {
                 .ok()
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        // Peers are matched in their IPv4 form (see `contains`), so an IPv4-mapped network
+        // (`::ffff:10.0.0.0/104`) is the IPv4 network it carries (`10.0.0.0/8`).
+        let (network, prefix) = match network.to_canonical() {
+            IpAddr::V4(v4) if network.is_ipv6() && prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
+            _ => (network, prefix),
         };
         let cidr = Self { network, prefix };
         if cidr.masked(network) != network {
@@ -347,6 +354,25 @@ mod tests {
         }
         let e = Cidr::parse("10.0.0.1/8").unwrap_err();
         assert!(e.contains("\"10.0.0.0/8\""), "{e}");
+
+        // An IPv4-mapped network is the IPv4 network it carries, as peers are.
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(mapped, Cidr::parse("10.0.0.0/8").unwrap());
+        assert!(mapped.contains("10.1.2.3".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+        let host = Cidr::parse("::ffff:192.0.2.7").unwrap();
+        assert!(host.contains("192.0.2.7".parse().unwrap()));
+        assert_eq!(host.to_string(), "192.0.2.7/32");
+        assert!(
+            Cidr::parse("::ffff:0:0/96")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
+        assert!(Cidr::parse("::ffff:10.0.0.1/104").is_err());
+        let wider = Cidr::parse("::/80").unwrap();
+        assert!(wider.contains("::1".parse().unwrap()));
+        assert!(!wider.contains("10.0.0.1".parse().unwrap()), "not all IPv4");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 )]
 
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const GOOD: &str = r#"listen = "127.0.0.1:0"
 upstream = "http://127.0.0.1:9"
@@ -20,10 +21,14 @@ path = "/albums/{id}"
 scopes = { GET = ["view"] }
 "#;
 
+/// Runs the binary on a file holding `config`. Each call writes its own file: tests run in
+/// parallel, and two of them writing the same path (say, one named after the contents) would
+/// let one binary read the file while the other has just truncated it.
 fn run_with(config: &str, args: &[&str]) -> (Output, String) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let name = format!("cfg-{}-{:x}.toml", std::process::id(), fxhash(config));
-    let path = dir.join(name);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("cfg-{}-{n}.toml", std::process::id()));
     std::fs::write(&path, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_uma-proxy"))
         .arg("--config")
@@ -33,14 +38,9 @@ fn run_with(config: &str, args: &[&str]) -> (Output, String) {
         .env_remove("UMA_PROXY_CFG_TEST_UNSET")
         .output()
         .expect("the binary runs");
+    let _ = std::fs::remove_file(&path);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stderr)
-}
-
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// Runs `config` (with the secret variable unset) and checks exit code 2, nothing on standard

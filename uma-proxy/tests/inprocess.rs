@@ -101,17 +101,27 @@ async fn serve_strips_uma_headers_before_the_service_sees_the_request() {
 }
 
 /// CGI-style upstreams (WSGI, Rack, PHP) map `X_Uma_Subject` and `X-Uma-Subject` to the same
-/// `HTTP_X_UMA_SUBJECT`: the underscore spellings are spoofs of the proxy's headers too.
+/// `HTTP_X_UMA_SUBJECT`: the underscore spellings are spoofs of the proxy's headers too. So
+/// are the dotted ones: Caddy (and nginx with `ignore_invalid_headers off`) pass
+/// `X.Uma.Subject` on as `HTTP_X.UMA.SUBJECT`, which PHP registers as `HTTP_X_UMA_SUBJECT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_strips_underscore_spellings_of_uma_headers() {
     let (headers, _) = received_through_serve(&[
         ("x_uma_subject", "mallory"),
         ("X_Uma_Client_Id", "evil"),
         ("x-uma_permissions", "[]"),
+        ("X.Uma.Subject", "mallory"),
+        ("x-uma.client-id", "evil"),
         ("x_other", "kept"),
     ])
     .await;
-    for name in ["x_uma_subject", "x_uma_client_id", "x-uma_permissions"] {
+    for name in [
+        "x_uma_subject",
+        "x_uma_client_id",
+        "x-uma_permissions",
+        "x.uma.subject",
+        "x-uma.client-id",
+    ] {
         assert!(headers.get(name).is_none(), "{name} reached the service");
     }
     assert_eq!(headers["x_other"], "kept");

@@ -159,7 +159,7 @@ async fn the_forwarding_service_strips_method_overrides() {
     headers.push(("x_http_method", "DELETE"));
     let r = send(
         Method::POST,
-        &format!("http://{addr}/x?a=1&_METHOD=PUT;b=2"),
+        &format!("http://{addr}/x?a=1&_METHOD=PUT;b=2&_method%00x=PUT&X-HTTP-Method=PUT"),
         &headers,
     )
     .await;
@@ -204,7 +204,7 @@ async fn identity_headers_say_exactly_what_the_as_said() {
 }
 
 /// Every forwarding header a client might send, in both spellings, and path overrides.
-const CLAIMS: [(&str, &str); 11] = [
+const CLAIMS: [(&str, &str); 12] = [
     ("forwarded", "for=10.0.0.1;proto=https"),
     ("x-real-ip", "10.0.0.1"),
     ("x-forwarded-for", "10.0.0.1"),
@@ -214,6 +214,7 @@ const CLAIMS: [(&str, &str); 11] = [
     ("x-forwarded-host", "front.test"),
     ("x_forwarded_for", "10.6.6.6"),
     ("x_real_ip", "10.6.6.6"),
+    ("x.forwarded.for", "10.6.6.6"),
     ("x-original-url", "/albums/1"),
     ("x-rewrite-url", "/albums/1"),
 ];
@@ -252,6 +253,7 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
     for name in [
         "x_forwarded_for",
         "x_real_ip",
+        "x.forwarded.for",
         "x-original-url",
         "x-rewrite-url",
     ] {
