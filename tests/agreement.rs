@@ -293,9 +293,24 @@ fn method_case_strategy() -> impl Strategy<Value = MethodCase> {
     ]
 }
 
+/// An index into [`METHODS`], `GET` the most likely.
+fn method_strategy() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        5 => Just(0),
+        1 => Just(1),
+        2 => Just(2),
+        1 => Just(3),
+        2 => Just(4),
+        1 => Just(5),
+        1 => Just(6),
+        1 => Just(7),
+        1 => Just(8),
+    ]
+}
+
 fn request_strategy() -> impl Strategy<Value = ReqRecipe> {
     (
-        0..METHODS.len(),
+        method_strategy(),
         method_case_strategy(),
         0..MAX_ROUTES,
         proptest::collection::vec(seg_pick_strategy(), 0..=4),
@@ -772,6 +787,21 @@ struct World {
     all: String,
     /// RPTs granting everything but some scopes of one resource, by (resource, scopes).
     minus: Mutex<HashMap<(usize, Vec<String>), String>>,
+    /// What the run checked, so that it cannot pass without checking anything.
+    stats: Mutex<Stats>,
+}
+
+/// Counts of the checks that had something to check.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Requests sent (each in up to four passes).
+    requests: u64,
+    /// Public handlers run without a token.
+    public_runs: u64,
+    /// Protected handlers run with the all-granting RPT, their resource checked.
+    protected_runs: u64,
+    /// RPTs missing a needed scope, checked to be refused.
+    withheld: u64,
 }
 
 impl World {
@@ -799,6 +829,7 @@ impl World {
             builder,
             all: String::new(),
             minus: Mutex::new(HashMap::new()),
+            stats: Mutex::new(Stats::default()),
         };
         world.all = world.mint(None);
         world
@@ -827,6 +858,10 @@ impl World {
             permissions,
             ..RptSpec::default()
         })
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.stats.lock().expect("not poisoned"));
     }
 
     fn all_but(&self, resource: usize, scopes: &[String]) -> String {
@@ -948,6 +983,8 @@ async fn check(world: &World, case: &Scenario) -> Result<(), TestCaseError> {
             TestCaseError::fail(msg)
         };
 
+        world.count(|s| s.requests += 1);
+
         // 1. Without a token, only a public rule may run.
         let outcome = send(&svc, &method, &path, None).await;
         if let Some((i, seen, _)) = &outcome.ran {
@@ -959,6 +996,7 @@ async fn check(world: &World, case: &Scenario) -> Result<(), TestCaseError> {
                     &format!("its rule for {seen} is {rule:?}"),
                 ));
             }
+            world.count(|s| s.public_runs += 1);
         }
 
         // 2. With an RPT granting everything, the principal names H's resource.
@@ -985,6 +1023,7 @@ async fn check(world: &World, case: &Scenario) -> Result<(), TestCaseError> {
                 &format!("decided for another resource than route {i}'s R{i}"),
             ));
         }
+        world.count(|s| s.protected_runs += 1);
 
         // 3. Without a scope H's rule needs, H does not run.
         let withheld: Vec<Vec<String>> = if any {
@@ -1002,6 +1041,7 @@ async fn check(world: &World, case: &Scenario) -> Result<(), TestCaseError> {
                     &format!("route {i}'s rule needs {scopes:?} (any: {any})"),
                 ));
             }
+            world.count(|s| s.withheld += 1);
         }
     }
     Ok(())
@@ -1020,6 +1060,11 @@ fn the_layer_agrees_with_the_router() {
         config.cases = DEFAULT_CASES;
     }
     config.max_global_rejects = config.cases.saturating_mul(4);
+    // Shrink as far as a long run would, also when PROPTEST_CASES is small (proptest's
+    // automatic limit is four iterations per case).
+    if config.max_shrink_iters == u32::MAX {
+        config.max_shrink_iters = 4 * DEFAULT_CASES;
+    }
     config.source_file = Some(file!());
     // Kept beside the crate, not beside this file; PROPTEST_DISABLE_FAILURE_PERSISTENCE=1
     // turns it off as usual.
@@ -1033,8 +1078,19 @@ fn the_layer_agrees_with_the_router() {
     let result = runner.run(&scenario_strategy(), |case| {
         rt.block_on(check(&world, &case))
     });
+    let stats = world.stats.lock().expect("not poisoned");
+    println!("{} cases: {stats:?}", runner.config().cases);
     match result {
-        Ok(()) => {}
+        Ok(()) => {
+            // A run in which nothing reached a handler would prove nothing.
+            let floor = u64::from(runner.config().cases) / 20;
+            assert!(
+                stats.public_runs >= floor
+                    && stats.protected_runs >= floor
+                    && stats.withheld >= floor,
+                "too few checks had something to check: {stats:?}"
+            );
+        }
         Err(TestError::Fail(why, case)) => {
             panic!("the layer and axum disagree:\n{why}\nminimal case: {case:#?}")
         }
