@@ -12,16 +12,17 @@
 //! # The rules
 //!
 //! Each generated route `i` protects its own resource `R_i`, registered at one real
-//! `uma-test-as` for the whole run, and needs its own scopes per method: `get`, `delete`, …, or
-//! `any` for the route's [`Route::any_method`] entry, sometimes with a second scope (`get2`)
-//! and sometimes under [`ScopeMode::Any`]. The rule of route `i` for the method `m` its handler
-//! saw is:
+//! `uma-test-as` for the whole run, and needs its own scopes per method: `s-get`, `s-delete`,
+//! …, or `s-any` for the route's [`Route::any_method`] entry, sometimes with a second scope
+//! (`s-get2`) and sometimes under [`ScopeMode::Any`]; some routes use
+//! [`Route::method_as_scope`]. The rule of route `i` for the method `m` its handler saw is:
 //!
 //! - public route: public when `m` is `GET`, `HEAD` or `OPTIONS` (byte for byte); any other
 //!   method on a public route needs some token;
 //! - protected route: the scopes listed for `m`, else (for `HEAD`) those for `GET`, else the
-//!   `any_method` scopes, else nothing may let the request through (a method the map does not
-//!   list for a path it does match is refused, whatever `unmapped` says).
+//!   `any_method` scopes, else `m` itself with `method_as_scope`, else nothing may let the
+//!   request through (a method the map does not list for a path it does match is refused,
+//!   whatever `unmapped` says).
 //!
 //! The application may handle more methods than the map lists (a map that forgot one), and a
 //! wildcard route `/p/*` is served by axum as `/p/{*rest}`, sometimes with `/p` as well.
@@ -39,7 +40,9 @@
 //!    [`ScopeMode::Any`]): route `i`'s handler must not run. The layer lets such a token
 //!    through only when its own requirement does not imply the rule's.
 //!
-//! 404 and 405 answers of axum, and refusals of the layer, need no check.
+//! 404 and 405 answers of axum, and refusals of the layer, need no check. So that a run
+//! cannot pass by checking nothing (an AS that refuses everything, a generator that misses
+//! every route), it also fails when fewer than one case in twenty reached each of the checks.
 //!
 //! # Upstream models
 //!
@@ -123,8 +126,8 @@ const ODD: [&str; 25] = [
 enum Seg {
     /// A literal, by index into [`LITERALS`].
     Lit(usize),
-    /// `{p<position>}`: parameters are named after their position, as matchit wants names
-    /// at one position to agree.
+    /// `{p<position>}`: named after its position, so that templates never name one position
+    /// differently.
     Param,
 }
 
