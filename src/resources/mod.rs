@@ -978,6 +978,8 @@ pub struct ResourceMap {
     error: Option<ResourceMapError>,
     /// Whether some literal template segment keeps an escape.
     escaped_literals: bool,
+    /// Whether some literal template segment is written otherwise than canonically.
+    rewritten_literals: bool,
     /// Every method some route names, once each.
     methods: Vec<Method>,
 }
@@ -1005,6 +1007,7 @@ impl ResourceMap {
         }
         if let Some(template) = &template {
             self.escaped_literals |= template.has_escaped_literals();
+            self.rewritten_literals |= template.has_rewritten_literals();
             if let Err(error) = self.check_against_existing(&route, template) {
                 self.note(error);
             }
@@ -1111,7 +1114,9 @@ impl ResourceMap {
     ///
     /// [`PathError::Ambiguous`] when the canonical and the decoded spelling of the path select
     /// different rules, or when several protected routes could take a method a public route
-    /// does not let through; [`PathError::LetterCase`] when the rule depends on letter case.
+    /// does not let through; [`PathError::LetterCase`] when the rule depends on letter case;
+    /// [`PathError::AsReceived`] when a router matching the path as received would apply a
+    /// rule that is neither the same nor public.
     pub(crate) fn resolve_normalized(
         &self,
         method: &Method,
@@ -1126,9 +1131,62 @@ impl ResourceMap {
         if escapes && self.select(path, Lens::DECODED) != selected {
             return Err(PathError::Ambiguous);
         }
-        let Some(best) = selected else {
-            return Ok(Resolved::Unmapped);
+        // A router matching the path as received (axum's) may choose another route (an empty
+        // segment taken by a `{param}`, an escape not decoded, a `*` that matches nothing
+        // there). When the path is verbatim, no literal is written otherwise than canonically
+        // and it matches the route chosen here (`settled`), it chooses the same one.
+        let (resolved, fell_through, settled) = match selected {
+            Some(best) => self.decide_best(best, method, path, headers, escapes)?,
+            // No route: a router matching the path as received finds none either, unless it
+            // sees other segments or other literals.
+            None => (Resolved::Unmapped, false, true),
         };
+        if !settled || !path.is_verbatim() || self.rewritten_literals {
+            let received = path.as_received();
+            let received = received.as_ref().unwrap_or(path);
+            for index in self.received_candidates(received) {
+                // The route chosen here applies its own rule, however its captures are spelled.
+                if Some(index) == selected && !fell_through {
+                    continue;
+                }
+                let (rule, _) = self.decide(index, method, received, headers, Lens::RECEIVED)?;
+                // The same rule, or a public one (the rule decided here is then the stricter).
+                if rule != resolved && rule != Resolved::Public {
+                    return Err(PathError::AsReceived);
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// The routes a router matching the path as received (axum's) could run: the best match
+    /// there, and each wildcard route whose bare prefix is the path and would beat it (when
+    /// the application serves the bare prefix too, as `*` matching nothing here suggests).
+    fn received_candidates(&self, received: &NormalizedPath<'_>) -> Vec<usize> {
+        let best = self.select(received, Lens::RECEIVED);
+        let best_template = best.and_then(|i| self.entries[i].template.as_ref());
+        let bare = self
+            .templates()
+            .filter(|(_, t)| {
+                t.matches_bare(received.segments()) && best_template.is_none_or(|b| t.bare_beats(b))
+            })
+            .map(|(index, _)| index);
+        best.into_iter().chain(bare).collect()
+    }
+
+    /// The rule of the best matching route `best`, checked against what a decoding and a
+    /// case-sensitive router would decide; whether the method fell through to other routes;
+    /// and whether a router matching the path as received would certainly choose the same
+    /// route and rule: it matches the route's literals exactly, nothing fell through, and no
+    /// `*` matches nothing.
+    fn decide_best(
+        &self,
+        best: usize,
+        method: &Method,
+        path: &NormalizedPath<'_>,
+        headers: &HeaderMap,
+        escapes: bool,
+    ) -> Result<(Resolved<'_>, bool, bool), PathError> {
         let decide = |index, lens| self.decide(index, method, path, headers, lens);
         let (resolved, fell_through) = decide(best, Lens::CANONICAL)?;
         if escapes && fell_through && decide(best, Lens::DECODED)?.0 != resolved {
@@ -1137,10 +1195,8 @@ impl ResourceMap {
         // A case-sensitive router sees only the routes whose literals match exactly. When the
         // chosen route is among them and nothing fell through, it picks the same route; else
         // its rule must be the same, or the request is refused.
-        let exact = self.entries[best]
-            .template
-            .as_ref()
-            .is_some_and(|t| t.matches(path.segments(), Lens::EXACT_CASE));
+        let template = self.entries[best].template.as_ref();
+        let exact = template.is_some_and(|t| t.matches(path.segments(), Lens::EXACT_CASE));
         if !exact || fell_through {
             let other = match self.select(path, Lens::EXACT_CASE) {
                 Some(index) => Some(decide(index, Lens::EXACT_CASE)?.0),
@@ -1150,7 +1206,10 @@ impl ResourceMap {
                 return Err(PathError::LetterCase);
             }
         }
-        Ok(resolved)
+        let settled = exact
+            && !fell_through
+            && !template.is_some_and(|t| t.wildcard_matches_nothing(path.segments()));
+        Ok((resolved, fell_through, settled))
     }
 
     /// The index of the best matching route under `lens`, by the precedence rules.
@@ -1170,11 +1229,16 @@ impl ResourceMap {
         path: &'s NormalizedPath<'_>,
         lens: Lens,
     ) -> impl Iterator<Item = (usize, &'s Template)> {
+        self.templates()
+            .filter(move |(_, template)| template.matches(path.segments(), lens))
+    }
+
+    /// Every route's template, with the route's index.
+    fn templates(&self) -> impl Iterator<Item = (usize, &Template)> {
         self.entries
             .iter()
             .enumerate()
             .filter_map(|(index, entry)| entry.template.as_ref().map(|t| (index, t)))
-            .filter(move |(_, template)| template.matches(path.segments(), lens))
     }
 
     /// The rule of route `index` for this request, and whether it fell through: a public route
