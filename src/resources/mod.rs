@@ -836,7 +836,8 @@ struct Entry {
 ///   `%3B` (path parameters); an encoded `%` that starts another escape (`%252e`, double
 ///   encoding); `?` or `#`; escapes that do not decode to UTF-8; a path not starting with `/`.
 /// - Empty segments and a trailing slash are dropped: `//albums/1`, `/albums//1` and
-///   `/albums/1/` are all `/albums/1` and get its rule.
+///   `/albums/1/` are all `/albums/1` and get its rule, unless the path as received selects
+///   a stricter rule (see [paths as received](#paths-as-received)).
 ///
 /// **Templates.** A template starts with `/` and is made of literal segments, `{name}`
 /// segments (exactly one non-empty segment; names use ASCII letters, digits, `_` and `-`, each
@@ -862,15 +863,49 @@ struct Entry {
 ///
 /// # Precedence
 ///
-/// When several templates match, the winner is decided the same way every time:
-///
-/// 1. A template without `*` beats any template with `*`.
-/// 2. Otherwise segments are compared left to right, and at the first position where the two
-///    templates differ, a literal beats a `{param}`, which beats the `*`. So, among wildcard
-///    templates, the one with more matching segments wins (`/a/b/*` over `/a/*`).
+/// When several templates match, the winner is decided the same way every time, the way
+/// axum's router (matchit) tries routes: segments are compared left to right, and at the first
+/// position where the two templates differ, a literal beats a `{param}`, which beats the `*`;
+/// where one template ends without a `*`, it beats a `*` that matches nothing there. So among
+/// wildcard templates the one with more matching segments wins (`/a/b/*` over `/a/*`), and an
+/// earlier literal wins over anything later (`/a/*` over `/{x}/b` for `/a/b`).
 ///
 /// For `/albums/new`, `/albums/new` beats `/albums/{id}`, which beats `/albums/*`, which beats
-/// `/*`. `/{x}/b` beats `/a/*` (rule 1), and `/a/{x}` beats `/{y}/b` (rule 2).
+/// `/*`; `/a/{x}` beats `/{y}/b`; for `/static`, `/static` beats `/static/*`.
+///
+/// # Paths as received
+///
+/// Routers that match the path as received (axum's matchit, Express without its defaults)
+/// do not see the canonical form: they keep empty segments (a `{param}` takes an empty
+/// segment when more follow: `//albums/1` is `/{a}/albums/{id}` there) and a trailing slash
+/// (`/albums/1/` is not `/albums/{id}`), do not decode escapes (`/%61lbums` is not `/albums`,
+/// and a literal written `%7Eme` matches only that spelling), and never let a trailing `*`
+/// match nothing (`/admin` is not `/admin/{*rest}`; the application may serve the bare
+/// `/admin` with the same handler, or not). Other routers merge, decode and match those. So
+/// when the path is not received in canonical form, a literal is written otherwise than
+/// canonically, or the route chosen matches with a `*` matching nothing, the map also looks
+/// at what such a router could run: its own best match, and each wildcard route whose bare
+/// prefix would beat it. If one of those applies a rule that is neither the rule decided
+/// here nor public, the request is refused as [`PathError::AsReceived`]. A public rule
+/// there leaves the rule decided here, the stricter one: `/albums/1/` beside a public `/*`
+/// keeps the rule of `/albums/{id}`.
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_uma::{PathError, Resolution, ResourceMap, Route};
+///
+/// let map = ResourceMap::new()
+///     .route(Route::public("/albums"))
+///     .route(Route::new("/*").resource_id("everything").any_method(["admin"]));
+/// let headers = HeaderMap::new();
+/// let resolve = |path| map.resolve_request(&Method::GET, path, &headers);
+/// assert_eq!(resolve("/albums")?, Resolution::Public);
+/// // axum runs the protected `/{*rest}` for these.
+/// assert_eq!(resolve("/albums/"), Err(PathError::AsReceived));
+/// assert_eq!(resolve("//albums"), Err(PathError::AsReceived));
+/// assert_eq!(resolve("/%61lbums"), Err(PathError::AsReceived));
+/// # Ok::<(), PathError>(())
+/// ```
 ///
 /// # Methods
 ///
@@ -950,8 +985,11 @@ struct Entry {
 ///     _ => None,
 /// };
 /// assert_eq!(resource("/albums/new"), Some(ResourceRef::Id("album-factory".to_owned())));
-/// assert_eq!(resource("/albums/%6Eew"), Some(ResourceRef::Id("album-factory".to_owned())));
+/// // `/albums/new` once decoded, but `/albums/{id}` on axum, which matches it as received.
+/// assert_eq!(resolve("/albums/%6Eew"), Err(PathError::AsReceived));
 /// assert_eq!(resource("//admin/users/"), Some(ResourceRef::Id("admin".to_owned())));
+/// // `*` matches nothing here, and no other route could take `/admin` as received.
+/// assert_eq!(resource("/admin"), Some(ResourceRef::Id("admin".to_owned())));
 /// // A case-sensitive router has no route for it: the rule would depend on case.
 /// assert_eq!(resolve("/ADMIN/users"), Err(PathError::LetterCase));
 /// assert_eq!(resolve("/albums/../admin"), Err(PathError::DotSegment));
