@@ -836,7 +836,8 @@ struct Entry {
 ///   `%3B` (path parameters); an encoded `%` that starts another escape (`%252e`, double
 ///   encoding); `?` or `#`; escapes that do not decode to UTF-8; a path not starting with `/`.
 /// - Empty segments and a trailing slash are dropped: `//albums/1`, `/albums//1` and
-///   `/albums/1/` are all `/albums/1` and get its rule.
+///   `/albums/1/` are all `/albums/1` and get its rule, unless the path as received selects
+///   a stricter rule (see [paths as received](#paths-as-received)).
 ///
 /// **Templates.** A template starts with `/` and is made of literal segments, `{name}`
 /// segments (exactly one non-empty segment; names use ASCII letters, digits, `_` and `-`, each
@@ -862,15 +863,49 @@ struct Entry {
 ///
 /// # Precedence
 ///
-/// When several templates match, the winner is decided the same way every time:
-///
-/// 1. A template without `*` beats any template with `*`.
-/// 2. Otherwise segments are compared left to right, and at the first position where the two
-///    templates differ, a literal beats a `{param}`, which beats the `*`. So, among wildcard
-///    templates, the one with more matching segments wins (`/a/b/*` over `/a/*`).
+/// When several templates match, the winner is decided the same way every time, the way
+/// axum's router (matchit) tries routes: segments are compared left to right, and at the first
+/// position where the two templates differ, a literal beats a `{param}`, which beats the `*`;
+/// where one template ends without a `*`, it beats a `*` that matches nothing there. So among
+/// wildcard templates the one with more matching segments wins (`/a/b/*` over `/a/*`), and an
+/// earlier literal wins over anything later (`/a/*` over `/{x}/b` for `/a/b`).
 ///
 /// For `/albums/new`, `/albums/new` beats `/albums/{id}`, which beats `/albums/*`, which beats
-/// `/*`. `/{x}/b` beats `/a/*` (rule 1), and `/a/{x}` beats `/{y}/b` (rule 2).
+/// `/*`; `/a/{x}` beats `/{y}/b`; for `/static`, `/static` beats `/static/*`.
+///
+/// # Paths as received
+///
+/// Routers that match the path as received (axum's matchit, Express without its defaults)
+/// do not see the canonical form: they keep empty segments (a `{param}` takes an empty
+/// segment when more follow: `//albums/1` is `/{a}/albums/{id}` there) and a trailing slash
+/// (`/albums/1/` is not `/albums/{id}`), do not decode escapes (`/%61lbums` is not `/albums`,
+/// and a literal written `%7Eme` matches only that spelling), and never let a trailing `*`
+/// match nothing (`/admin` is not `/admin/{*rest}`; the application may serve the bare
+/// `/admin` with the same handler, or not). Other routers merge, decode and match those. So
+/// when the path is not received in canonical form, a literal is written otherwise than
+/// canonically, or the route chosen matches with a `*` matching nothing, the map also looks
+/// at what such a router could run: its own best match, and each wildcard route whose bare
+/// prefix would beat it. If one of those applies a rule that is neither the rule decided
+/// here nor public, the request is refused as [`PathError::AsReceived`]. A public rule
+/// there leaves the rule decided here, the stricter one: `/albums/1/` beside a public `/*`
+/// keeps the rule of `/albums/{id}`.
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_uma::{PathError, Resolution, ResourceMap, Route};
+///
+/// let map = ResourceMap::new()
+///     .route(Route::public("/albums"))
+///     .route(Route::new("/*").resource_id("everything").any_method(["admin"]));
+/// let headers = HeaderMap::new();
+/// let resolve = |path| map.resolve_request(&Method::GET, path, &headers);
+/// assert_eq!(resolve("/albums")?, Resolution::Public);
+/// // axum runs the protected `/{*rest}` for these.
+/// assert_eq!(resolve("/albums/"), Err(PathError::AsReceived));
+/// assert_eq!(resolve("//albums"), Err(PathError::AsReceived));
+/// assert_eq!(resolve("/%61lbums"), Err(PathError::AsReceived));
+/// # Ok::<(), PathError>(())
+/// ```
 ///
 /// # Methods
 ///
@@ -950,8 +985,11 @@ struct Entry {
 ///     _ => None,
 /// };
 /// assert_eq!(resource("/albums/new"), Some(ResourceRef::Id("album-factory".to_owned())));
-/// assert_eq!(resource("/albums/%6Eew"), Some(ResourceRef::Id("album-factory".to_owned())));
+/// // `/albums/new` once decoded, but `/albums/{id}` on axum, which matches it as received.
+/// assert_eq!(resolve("/albums/%6Eew"), Err(PathError::AsReceived));
 /// assert_eq!(resource("//admin/users/"), Some(ResourceRef::Id("admin".to_owned())));
+/// // `*` matches nothing here, and no other route could take `/admin` as received.
+/// assert_eq!(resource("/admin"), Some(ResourceRef::Id("admin".to_owned())));
 /// // A case-sensitive router has no route for it: the rule would depend on case.
 /// assert_eq!(resolve("/ADMIN/users"), Err(PathError::LetterCase));
 /// assert_eq!(resolve("/albums/../admin"), Err(PathError::DotSegment));
@@ -978,6 +1016,8 @@ pub struct ResourceMap {
     error: Option<ResourceMapError>,
     /// Whether some literal template segment keeps an escape.
     escaped_literals: bool,
+    /// Whether some literal template segment is written otherwise than canonically.
+    rewritten_literals: bool,
     /// Every method some route names, once each.
     methods: Vec<Method>,
 }
@@ -1005,6 +1045,7 @@ impl ResourceMap {
         }
         if let Some(template) = &template {
             self.escaped_literals |= template.has_escaped_literals();
+            self.rewritten_literals |= template.has_rewritten_literals();
             if let Err(error) = self.check_against_existing(&route, template) {
                 self.note(error);
             }
@@ -1111,7 +1152,9 @@ impl ResourceMap {
     ///
     /// [`PathError::Ambiguous`] when the canonical and the decoded spelling of the path select
     /// different rules, or when several protected routes could take a method a public route
-    /// does not let through; [`PathError::LetterCase`] when the rule depends on letter case.
+    /// does not let through; [`PathError::LetterCase`] when the rule depends on letter case;
+    /// [`PathError::AsReceived`] when a router matching the path as received would apply a
+    /// rule that is neither the same nor public.
     pub(crate) fn resolve_normalized(
         &self,
         method: &Method,
@@ -1126,9 +1169,62 @@ impl ResourceMap {
         if escapes && self.select(path, Lens::DECODED) != selected {
             return Err(PathError::Ambiguous);
         }
-        let Some(best) = selected else {
-            return Ok(Resolved::Unmapped);
+        // A router matching the path as received (axum's) may choose another route (an empty
+        // segment taken by a `{param}`, an escape not decoded, a `*` that matches nothing
+        // there). When the path is verbatim, no literal is written otherwise than canonically
+        // and it matches the route chosen here (`settled`), it chooses the same one.
+        let (resolved, fell_through, settled) = match selected {
+            Some(best) => self.decide_best(best, method, path, headers, escapes)?,
+            // No route: a router matching the path as received finds none either, unless it
+            // sees other segments or other literals.
+            None => (Resolved::Unmapped, false, true),
         };
+        if !settled || !path.is_verbatim() || self.rewritten_literals {
+            let received = path.as_received();
+            let received = received.as_ref().unwrap_or(path);
+            for index in self.received_candidates(received) {
+                // The route chosen here applies its own rule, however its captures are spelled.
+                if Some(index) == selected && !fell_through {
+                    continue;
+                }
+                let (rule, _) = self.decide(index, method, received, headers, Lens::RECEIVED)?;
+                // The same rule, or a public one (the rule decided here is then the stricter).
+                if rule != resolved && rule != Resolved::Public {
+                    return Err(PathError::AsReceived);
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// The routes a router matching the path as received (axum's) could run: the best match
+    /// there, and each wildcard route whose bare prefix is the path and would beat it (when
+    /// the application serves the bare prefix too, as `*` matching nothing here suggests).
+    fn received_candidates(&self, received: &NormalizedPath<'_>) -> Vec<usize> {
+        let best = self.select(received, Lens::RECEIVED);
+        let best_template = best.and_then(|i| self.entries[i].template.as_ref());
+        let bare = self
+            .templates()
+            .filter(|(_, t)| {
+                t.matches_bare(received.segments()) && best_template.is_none_or(|b| t.bare_beats(b))
+            })
+            .map(|(index, _)| index);
+        best.into_iter().chain(bare).collect()
+    }
+
+    /// The rule of the best matching route `best`, checked against what a decoding and a
+    /// case-sensitive router would decide; whether the method fell through to other routes;
+    /// and whether a router matching the path as received would certainly choose the same
+    /// route and rule: it matches the route's literals exactly, nothing fell through, and no
+    /// `*` matches nothing.
+    fn decide_best(
+        &self,
+        best: usize,
+        method: &Method,
+        path: &NormalizedPath<'_>,
+        headers: &HeaderMap,
+        escapes: bool,
+    ) -> Result<(Resolved<'_>, bool, bool), PathError> {
         let decide = |index, lens| self.decide(index, method, path, headers, lens);
         let (resolved, fell_through) = decide(best, Lens::CANONICAL)?;
         if escapes && fell_through && decide(best, Lens::DECODED)?.0 != resolved {
@@ -1137,10 +1233,8 @@ impl ResourceMap {
         // A case-sensitive router sees only the routes whose literals match exactly. When the
         // chosen route is among them and nothing fell through, it picks the same route; else
         // its rule must be the same, or the request is refused.
-        let exact = self.entries[best]
-            .template
-            .as_ref()
-            .is_some_and(|t| t.matches(path.segments(), Lens::EXACT_CASE));
+        let template = self.entries[best].template.as_ref();
+        let exact = template.is_some_and(|t| t.matches(path.segments(), Lens::EXACT_CASE));
         if !exact || fell_through {
             let other = match self.select(path, Lens::EXACT_CASE) {
                 Some(index) => Some(decide(index, Lens::EXACT_CASE)?.0),
@@ -1150,7 +1244,10 @@ impl ResourceMap {
                 return Err(PathError::LetterCase);
             }
         }
-        Ok(resolved)
+        let settled = exact
+            && !fell_through
+            && !template.is_some_and(|t| t.wildcard_matches_nothing(path.segments()));
+        Ok((resolved, fell_through, settled))
     }
 
     /// The index of the best matching route under `lens`, by the precedence rules.
@@ -1170,11 +1267,16 @@ impl ResourceMap {
         path: &'s NormalizedPath<'_>,
         lens: Lens,
     ) -> impl Iterator<Item = (usize, &'s Template)> {
+        self.templates()
+            .filter(move |(_, template)| template.matches(path.segments(), lens))
+    }
+
+    /// Every route's template, with the route's index.
+    fn templates(&self) -> impl Iterator<Item = (usize, &Template)> {
         self.entries
             .iter()
             .enumerate()
             .filter_map(|(index, entry)| entry.template.as_ref().map(|t| (index, t)))
-            .filter(move |(_, template)| template.matches(path.segments(), lens))
     }
 
     /// The rule of route `index` for this request, and whether it fell through: a public route

@@ -72,6 +72,14 @@ pub enum PathError {
     /// `/albums/{id}`).
     #[error("path selects a different rule when letter case matters")]
     LetterCase,
+    /// The path as received selects another route on a router that matches it as sent than
+    /// its canonical form selects here, and that route's rule is neither the same nor public:
+    /// axum's router (matchit) keeps empty segments (`//albums/1`) and a trailing slash, does
+    /// not decode escapes (`/%61lbums` is not `/albums`) and never lets a trailing `*` match
+    /// nothing (`/admin` is not `/admin/{*rest}`), while other common routers merge, decode or
+    /// match those. A rule that depends on the router cannot be right for both.
+    #[error("path selects another rule as received than in canonical form")]
+    AsReceived,
     /// The method is a case variant (`delete`, `Get`) of a standard method or of a method the
     /// map names: Werkzeug, Django and Symfony upper-case the method and run that method's
     /// handler, while the map compares methods byte for byte (RFC 9110 §9.1).
@@ -118,12 +126,24 @@ impl PathSegment<'_> {
 }
 
 /// A request path in canonical form, split into segments; borrows the request's path when it
-/// is canonical already.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// is canonical already. Two are equal when their canonical forms are, however received.
+#[derive(Clone, Debug)]
 pub(crate) struct NormalizedPath<'a> {
     canonical: Cow<'a, str>,
     segments: Vec<PathSegment<'a>>,
+    /// The path as received.
+    raw: &'a str,
+    /// Whether `raw` is canonical already: its segments are the canonical ones.
+    verbatim: bool,
 }
+
+impl PartialEq for NormalizedPath<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.canonical == other.canonical && self.segments == other.segments
+    }
+}
+
+impl Eq for NormalizedPath<'_> {}
 
 impl<'a> NormalizedPath<'a> {
     /// The canonical path: `/` followed by the canonical segments joined with `/`; empty
@@ -140,6 +160,45 @@ impl<'a> NormalizedPath<'a> {
     /// Whether any segment keeps an escape in its canonical spelling.
     pub(crate) fn has_escapes(&self) -> bool {
         self.segments.iter().any(PathSegment::has_escapes)
+    }
+
+    /// Whether the path was received in canonical form: no empty segment, no trailing slash,
+    /// no segment spelled otherwise than canonically (`%61`, `%c3`, a raw `é`).
+    pub(crate) fn is_verbatim(&self) -> bool {
+        self.verbatim
+    }
+
+    /// The path split as received, for comparing with a router that matches it as axum's
+    /// (matchit) does: every segment between two slashes, empty ones and the one after a
+    /// trailing slash included, each spelled as sent (escapes not decoded) with its decoded
+    /// value for captures; the root `/` has none. [`as_str`](Self::as_str) stays the
+    /// canonical path. `None` when the path is [verbatim](Self::is_verbatim): then these are
+    /// the segments already.
+    pub(crate) fn as_received(&self) -> Option<Self> {
+        if self.verbatim {
+            return None;
+        }
+        let rest = self.raw.strip_prefix('/').unwrap_or(self.raw);
+        let segments = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/')
+                .map(|raw| PathSegment {
+                    canonical: Cow::Borrowed(raw),
+                    // Every segment passed `normalize_segment`, so it decodes.
+                    decoded: raw
+                        .contains('%')
+                        .then(|| percent_decode(raw.as_bytes()).ok())
+                        .flatten(),
+                })
+                .collect()
+        };
+        Some(Self {
+            canonical: self.canonical.clone(),
+            segments,
+            raw: self.raw,
+            verbatim: true,
+        })
     }
 
     /// Whether the path and every segment borrow the request's text (nothing was copied).
@@ -187,6 +246,9 @@ pub(crate) fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError>
     Ok(NormalizedPath {
         canonical,
         segments,
+        raw,
+        // The root has no segment, as received or not.
+        verbatim: as_is || raw == "/",
     })
 }
 
@@ -254,18 +316,7 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment<'_>>, Pa
         return Err(PathError::DoubleEncoding);
     }
     let decoded = if escaped {
-        let mut decoded = Vec::with_capacity(raw.len());
-        let mut j = 0;
-        while j < bytes.len() {
-            if bytes[j] == b'%' {
-                decoded.push(hex_pair(bytes.get(j + 1..j + 3)).unwrap_or(0));
-                j += 3;
-            } else {
-                decoded.push(bytes[j]);
-                j += 1;
-            }
-        }
-        Some(String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?)
+        Some(percent_decode(bytes)?)
     } else {
         None
     };
@@ -273,6 +324,22 @@ pub(crate) fn normalize_segment(raw: &str) -> Result<Option<PathSegment<'_>>, Pa
         canonical: Cow::Owned(canonical),
         decoded,
     }))
+}
+
+/// Every escape of `bytes` decoded (they are well formed: checked by the caller).
+fn percent_decode(bytes: &[u8]) -> Result<String, PathError> {
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut j = 0;
+    while j < bytes.len() {
+        if bytes[j] == b'%' {
+            decoded.push(hex_pair(bytes.get(j + 1..j + 3)).unwrap_or(0));
+            j += 3;
+        } else {
+            decoded.push(bytes[j]);
+            j += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)
 }
 
 /// Refuses the bytes that are dangerous whether they appear literally or encoded.

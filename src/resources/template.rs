@@ -14,6 +14,12 @@ pub(crate) enum Spelling {
     Canonical,
     /// Fully percent-decoded (what an upstream that decodes paths sees).
     Decoded,
+    /// Byte for byte as received, against the literal as the template writes it, and matched
+    /// the way axum's router (matchit) matches: the path's segments as received (see
+    /// [`NormalizedPath::as_received`](super::NormalizedPath::as_received)), a `{param}` takes
+    /// an empty segment only when more segments follow, and a trailing `*` needs a non-empty
+    /// rest (at least one segment, and not a lone empty one).
+    Received,
 }
 
 /// How literal template segments are compared with the request's: in which spelling, and
@@ -42,20 +48,31 @@ impl Lens {
         spelling: Spelling::Canonical,
         exact_case: true,
     };
+    /// An upstream that routes on the path as received: axum's router (matchit).
+    pub(crate) const RECEIVED: Self = Self {
+        spelling: Spelling::Received,
+        exact_case: true,
+    };
 }
 
 #[derive(Clone, Debug)]
 enum TemplateSegment {
-    Literal(PathSegment<'static>),
+    /// A literal, normalised, and as the template writes it.
+    Literal(PathSegment<'static>, String),
     Param(String),
 }
+
+/// The rank of a position where the template ends without a wildcard: above every segment
+/// kind, so that a template ending there beats a `*` matching nothing at that position.
+const END_RANK: u8 = 3;
 
 /// A parsed route template such as `/albums/{id}/photos/*`.
 #[derive(Clone, Debug)]
 pub(crate) struct Template {
     segments: Vec<TemplateSegment>,
     wildcard: bool,
-    /// Per position: 2 for a literal, 1 for a parameter, then 0 for a trailing wildcard.
+    /// Per position: 2 for a literal, 1 for a parameter, then 0 for a trailing wildcard or
+    /// [`END_RANK`] after the last segment of a template without one.
     rank: Vec<u8>,
 }
 
@@ -105,9 +122,12 @@ impl Template {
                     .map_err(|e| format!("`{raw}`: {e}"))?
                     .ok_or_else(|| "empty segment".to_owned())?
                     .into_owned();
-                segments.push(TemplateSegment::Literal(literal));
+                segments.push(TemplateSegment::Literal(literal, (*raw).to_owned()));
                 rank.push(2);
             }
+        }
+        if !wildcard {
+            rank.push(END_RANK);
         }
         Ok(Self {
             segments,
@@ -118,18 +138,43 @@ impl Template {
 
     /// Whether the template matches these path segments, comparing literals as `lens` says.
     pub(crate) fn matches(&self, path: &[PathSegment<'_>], lens: Lens) -> bool {
-        let length_fits = if self.wildcard {
-            path.len() >= self.segments.len()
-        } else {
-            path.len() == self.segments.len()
+        let (n, k) = (path.len(), self.segments.len());
+        let length_fits = match (self.wildcard, lens.spelling) {
+            (false, _) => n == k,
+            // matchit's `{*rest}` needs a non-empty rest: `/a/` is not `/a/{*rest}`.
+            (true, Spelling::Received) => n > k && !(n == k + 1 && path[k].canonical().is_empty()),
+            (true, _) => n >= k,
         };
-        length_fits
-            && self.segments.iter().zip(path).all(|(t, p)| match t {
-                TemplateSegment::Param(_) => true,
-                TemplateSegment::Literal(literal) => {
+        length_fits && self.segments_match(path, lens)
+    }
+
+    /// Whether the template ends in a `*` and its segments match all of `path` as received:
+    /// what a router matching paths as received does when the application also serves the
+    /// bare prefix (`/admin` beside `/admin/{*rest}`), as a `*` matching nothing suggests.
+    pub(crate) fn matches_bare(&self, path: &[PathSegment<'_>]) -> bool {
+        self.wildcard
+            && path.len() == self.segments.len()
+            && self.segments_match(path, Lens::RECEIVED)
+    }
+
+    /// Whether the template's segments match the first segments of `path` (which has as many
+    /// or more), comparing literals as `lens` says.
+    fn segments_match(&self, path: &[PathSegment<'_>], lens: Lens) -> bool {
+        let received = lens.spelling == Spelling::Received;
+        self.segments
+            .iter()
+            .zip(path)
+            .enumerate()
+            .all(|(at, (t, p))| match t {
+                // matchit's `{param}` takes an empty segment only when more follow.
+                TemplateSegment::Param(_) => {
+                    !received || at + 1 < path.len() || !p.canonical().is_empty()
+                }
+                TemplateSegment::Literal(literal, written) => {
                     let (ours, theirs) = match lens.spelling {
                         Spelling::Canonical => (literal.canonical(), p.canonical()),
                         Spelling::Decoded => (literal.decoded(), p.decoded()),
+                        Spelling::Received => (written.as_str(), p.canonical()),
                     };
                     if lens.exact_case {
                         ours == theirs
@@ -138,6 +183,21 @@ impl Template {
                     }
                 }
             })
+    }
+
+    /// Whether the template ends in a `*` that matches no segment of `path` (`/admin/*` for
+    /// `/admin`), which axum's router would not match.
+    pub(crate) fn wildcard_matches_nothing(&self, path: &[PathSegment<'_>]) -> bool {
+        self.wildcard && path.len() == self.segments.len()
+    }
+
+    /// Whether this wildcard template's bare prefix (the template without its `*`) takes
+    /// precedence over `other`; on a tie, `other`, a route of its own, wins.
+    pub(crate) fn bare_beats(&self, other: &Self) -> bool {
+        let bare = self.rank[..self.segments.len()]
+            .iter()
+            .chain([END_RANK].iter());
+        bare.cmp(other.rank.iter()) == std::cmp::Ordering::Greater
     }
 
     /// The decoded captures of a matching path: each `{name}`, then `*` (the rest of the path,
@@ -149,7 +209,7 @@ impl Template {
             .zip(path)
             .filter_map(|(t, p)| match t {
                 TemplateSegment::Param(name) => Some((name.clone(), p.decoded().to_owned())),
-                TemplateSegment::Literal(_) => None,
+                TemplateSegment::Literal(..) => None,
             })
             .collect();
         if self.wildcard {
@@ -165,11 +225,12 @@ impl Template {
 
     /// The precedence key: among templates matching one path, the greatest key wins.
     ///
-    /// Non-wildcard templates beat wildcard ones; then positions are compared left to right,
-    /// literal (2) over parameter (1) over wildcard (0). Two matching templates with equal
-    /// keys have the same shape.
-    pub(crate) fn precedence(&self) -> (bool, &[u8]) {
-        (!self.wildcard, &self.rank)
+    /// Positions are compared left to right, as axum's router (matchit) tries them: literal
+    /// (2) over parameter (1) over wildcard (0), and the end of a template without a wildcard
+    /// (3) over a wildcard matching nothing there. Two matching templates with equal keys have
+    /// the same shape.
+    pub(crate) fn precedence(&self) -> &[u8] {
+        &self.rank
     }
 
     /// Whether both templates match exactly the same paths (`/a/{x}` and `/A/{y}`).
@@ -182,7 +243,7 @@ impl Template {
                 .zip(&other.segments)
                 .all(|pair| match pair {
                     (TemplateSegment::Param(_), TemplateSegment::Param(_)) => true,
-                    (TemplateSegment::Literal(a), TemplateSegment::Literal(b)) => {
+                    (TemplateSegment::Literal(a, _), TemplateSegment::Literal(b, _)) => {
                         a.decoded().eq_ignore_ascii_case(b.decoded())
                     }
                     _ => false,
@@ -194,7 +255,16 @@ impl Template {
     pub(crate) fn has_escaped_literals(&self) -> bool {
         self.segments
             .iter()
-            .any(|s| matches!(s, TemplateSegment::Literal(l) if l.has_escapes()))
+            .any(|s| matches!(s, TemplateSegment::Literal(l, _) if l.has_escapes()))
+    }
+
+    /// Whether a literal segment is written otherwise than in its canonical spelling (`%7Eme`,
+    /// `café`), so that a router matching the path as received may select another route for
+    /// a request in canonical form.
+    pub(crate) fn has_rewritten_literals(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, TemplateSegment::Literal(l, written) if l.canonical() != written))
     }
 }
 

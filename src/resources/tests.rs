@@ -311,8 +311,9 @@ fn literal_beats_param_beats_wildcard() {
     map.validate().unwrap();
     assert_eq!(resource_of(&map, "/albums/new"), "new");
     assert_eq!(resource_of(&map, "/albums/7"), "album");
-    assert_eq!(resource_of(&map, "/albums"), "albums-wild");
-    assert_eq!(resource_of(&map, "/albums/7/photos"), "photos-wild");
+    // A `*` matching nothing wins here, but axum's router would run another route.
+    assert_eq!(resource_of(&map, "/albums"), "ERR:AsReceived");
+    assert_eq!(resource_of(&map, "/albums/7/photos"), "ERR:AsReceived");
     assert_eq!(resource_of(&map, "/albums/7/photos/3"), "photo");
     assert_eq!(resource_of(&map, "/albums/new/photos/3"), "new-photo");
     assert_eq!(resource_of(&map, "/albums/7/photos/3/raw"), "photos-wild");
@@ -334,10 +335,11 @@ fn precedence_does_not_depend_on_insertion_order() {
         protect("/{z}/*", "param-wild"),
     ];
     let expectations = [
-        ("/a/b", "a-param"),   // both non-wildcard: literal first segment wins
-        ("/c/b", "param-b"),   // only one non-wildcard matches
-        ("/a/b/c", "ab-wild"), // more matching literal segments
-        ("/a", "a-wild"),      // `*` matches zero segments
+        ("/a/b", "ERR:AsReceived"), // `/a/b/*` (literal `b`) here, `/a/{x}` on axum
+        ("/c/b", "param-b"),        // only one non-wildcard matches
+        ("/a/b/c", "ab-wild"),      // more matching literal segments
+        // `/a/*` matches nothing; axum runs `/{z}` when it serves that bare prefix.
+        ("/a", "ERR:AsReceived"),
         ("/c/d/e", "param-wild"),
         ("/a/c/d", "a-wild"), // literal beats param at the first segment
     ];
@@ -360,13 +362,117 @@ fn precedence_does_not_depend_on_insertion_order() {
     }
 }
 
+/// Finding: for `GET /albums/1` the layer chose the public `/{p0}/{p1}` (any template without
+/// `*` first) while axum's router runs the protected `/albums/{*rest}`: literal beats
+/// `{param}` beats `*` segment by segment, as matchit tries them.
 #[test]
-fn non_wildcard_beats_wildcard_even_with_an_earlier_literal() {
+fn an_earlier_literal_beats_a_later_one_even_before_a_wildcard() {
     let map = ResourceMap::new()
         .route(protect("/a/*", "a-wild"))
         .route(protect("/{x}/b", "param-b"));
-    assert_eq!(resource_of(&map, "/a/b"), "param-b");
+    assert_eq!(resource_of(&map, "/a/b"), "a-wild");
     assert_eq!(resource_of(&map, "/a/c"), "a-wild");
+    assert_eq!(resource_of(&map, "/c/b"), "param-b");
+
+    let map = ResourceMap::new()
+        .route(Route::public("/{p0}/{p1}"))
+        .route(protect("/albums/*", "albums"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/albums/1"), "albums");
+    assert_eq!(resource_of(&map, "/photos/1"), "PUBLIC");
+}
+
+/// Finding: `/admin/*` matched `/admin` (as Spring's `/admin/**` does) and decided it
+/// publicly, while axum's `/admin/{*rest}` needs a segment and its router runs the protected
+/// `/{*rest}`.
+#[test]
+fn a_wildcard_matching_nothing_is_checked_against_the_other_routes() {
+    // Another route with another rule would run on axum: refused.
+    let map = ResourceMap::new()
+        .route(Route::public("/admin/*"))
+        .route(protect("/*", "root"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/admin"), "ERR:AsReceived");
+    assert_eq!(resource_of(&map, "/admin/x"), "PUBLIC");
+    let map = ResourceMap::new()
+        .route(protect("/admin/*", "admin"))
+        .route(protect("/{p}", "param"));
+    assert_eq!(resource_of(&map, "/admin"), "ERR:AsReceived");
+    // Nothing else matches, the same rule, or a public one: decided by `/admin/*`.
+    for other in [
+        None,
+        Some(protect("/{p}", "admin")),
+        Some(protect("/*", "admin")),
+        Some(Route::public("/*")),
+    ] {
+        let map = ResourceMap::new().route(protect("/admin/*", "admin"));
+        let map = other.into_iter().fold(map, ResourceMap::route);
+        map.validate().unwrap();
+        assert_eq!(resource_of(&map, "/admin"), "admin");
+    }
+}
+
+/// Finding: `/%61lbums` and `/~me` were decided as `/albums` and the literal `/%7Eme`, while
+/// axum's router matches the path as received and ran the protected `/{*rest}`.
+#[test]
+fn escapes_of_unreserved_characters_are_checked_as_received() {
+    let map = ResourceMap::new()
+        .route(Route::public("/albums"))
+        .route(Route::public("/%7Eme"))
+        .route(protect("/*", "root"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/albums"), "PUBLIC");
+    assert_eq!(resource_of(&map, "/%61lbums"), "ERR:AsReceived");
+    assert_eq!(resource_of(&map, "/%7Eme"), "PUBLIC");
+    assert_eq!(resource_of(&map, "/%7eme"), "ERR:AsReceived");
+    assert_eq!(resource_of(&map, "/~me"), "ERR:AsReceived");
+    // The spelling as received selects a public rule: the stricter one decides.
+    let map = ResourceMap::new()
+        .route(protect("/albums", "albums"))
+        .route(Route::public("/{p}"));
+    assert_eq!(resource_of(&map, "/%61lbums"), "albums");
+}
+
+/// Finding: `/albums/albums/` was decided as `/albums/albums`, while axum's router runs
+/// `/{*rest}` for it.
+#[test]
+fn trailing_slashes_are_checked_as_received() {
+    let map = ResourceMap::new()
+        .route(Route::public("/albums/albums"))
+        .route(protect("/*", "root"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/albums/albums"), "PUBLIC");
+    assert_eq!(resource_of(&map, "/albums/albums/"), "ERR:AsReceived");
+    // Trailing slashes keep working where the rule does not change.
+    let map = ResourceMap::new()
+        .route(protect("/albums/{id}", "album"))
+        .route(protect("/static/*", "static"));
+    assert_eq!(resource_of(&map, "/albums/1/"), "album");
+    assert_eq!(resource_of(&map, "/static/"), "static");
+    assert_eq!(resource_of(&map, "/static/a/"), "static");
+    let map = map.route(Route::public("/*"));
+    assert_eq!(resource_of(&map, "/albums/1/"), "album");
+}
+
+/// Finding: `//albums/1` was decided as `/albums/1` by a public `/{p0}/{p1}`, while axum's
+/// router lets `{p0}` take the empty first segment and runs the protected
+/// `/{p0}/albums/{p2}`.
+#[test]
+fn empty_segments_are_checked_as_received() {
+    let map = ResourceMap::new()
+        .route(Route::public("/{p0}/{p1}"))
+        .route(protect("/{p0}/albums/{p2}", "albums"));
+    map.validate().unwrap();
+    assert_eq!(resource_of(&map, "/x/albums/1"), "albums");
+    assert_eq!(resource_of(&map, "/albums/1"), "PUBLIC");
+    assert_eq!(resource_of(&map, "//albums/1"), "ERR:AsReceived");
+    // matchit gives `{p2}` no empty last segment: `/x/albums/` is the public `/x/albums`.
+    assert_eq!(resource_of(&map, "/x/albums/"), "PUBLIC");
+    // Unmapped here, but a route on axum's router.
+    let map = ResourceMap::new().route(protect("/{a}/{b}", "ab"));
+    assert_eq!(resource_of(&map, "/x"), "UNMAPPED");
+    assert_eq!(resource_of(&map, "//x"), "ERR:AsReceived");
+    assert_eq!(resource_of(&map, "/x//"), "UNMAPPED");
 }
 
 #[test]

@@ -51,8 +51,7 @@ use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 use tower_uma::{
     ClientSecret, EnforcementMode, IntrospectionCache, MethodOverride, ResourceDecl, ResourceMap,
-    ResourceMapError,
-    Route, Unmapped,
+    ResourceMapError, Route, Unmapped,
 };
 
 use crate::forward::Upstream;
