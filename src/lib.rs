@@ -103,10 +103,10 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
-mod gate;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod gate;
 mod introspect;
 #[cfg(feature = "jwt")]
 mod jwt;
