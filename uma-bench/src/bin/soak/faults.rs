@@ -75,20 +75,44 @@ fn as_calls(auth: &TestAs) -> u64 {
 const FAIL_AHEAD: u64 = 300;
 const FAIL_CHUNK: u32 = 1000;
 
-/// Keeps every faulted endpoint answering 503 until `until`: canned answers are consumed one
-/// per call, so more are queued whenever fewer than [`FAIL_AHEAD`] are left.
-async fn keep_failing(auth: &TestAs, until: Instant) {
-    let mut queued = [0u64; ENDPOINTS.len()];
-    let base: Vec<u64> = ENDPOINTS.iter().map(|e| auth.count(*e)).collect();
-    while Instant::now() < until {
+/// The canned 503s of a failing phase: how many were queued per endpoint, and the endpoint's
+/// call count before the first were.
+#[derive(Debug)]
+struct Failing {
+    base: [u64; ENDPOINTS.len()],
+    queued: [u64; ENDPOINTS.len()],
+}
+
+impl Failing {
+    /// Queues the first 503s. The counts are read first: a call answered normally in between
+    /// counts as consumed, which only makes the top-up come sooner.
+    fn start(auth: &TestAs) -> Self {
+        let mut failing = Self {
+            base: ENDPOINTS.map(|e| auth.count(e)),
+            queued: [0; ENDPOINTS.len()],
+        };
+        failing.top_up(auth);
+        failing
+    }
+
+    /// Canned answers are consumed one per call: queues more wherever fewer than
+    /// [`FAIL_AHEAD`] are left.
+    fn top_up(&mut self, auth: &TestAs) {
         for (i, e) in ENDPOINTS.iter().enumerate() {
-            let consumed = auth.count(*e) - base[i];
-            if queued[i].saturating_sub(consumed) < FAIL_AHEAD {
+            let consumed = auth.count(*e) - self.base[i];
+            if self.queued[i].saturating_sub(consumed) < FAIL_AHEAD {
                 auth.fail_next(*e, FAIL_CHUNK, 503);
-                queued[i] += u64::from(FAIL_CHUNK);
+                self.queued[i] += u64::from(FAIL_CHUNK);
             }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    /// Keeps every faulted endpoint answering 503 until `until`.
+    async fn keep_until(mut self, auth: &TestAs, until: Instant) {
+        while Instant::now() < until {
+            self.top_up(auth);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -167,14 +191,14 @@ pub(crate) async fn run_schedule(
         p.fault = Some(Fault::Healthy);
         p.start_ms = start_ms;
     });
+    let mut failing = None;
     for id in 0..schedule.phases {
-        let fault = Fault::of(id);
         let end = start + Duration::from_millis((id + 1) * schedule.phase_ms);
-        if fault == Fault::Failing {
-            keep_failing(auth, end).await;
-        } else {
-            tokio::time::sleep_until(end.into()).await;
+        match failing.take() {
+            Some(f) => Failing::keep_until(f, auth, end).await,
+            None => tokio::time::sleep_until(end.into()).await,
         }
+        let fault = Fault::of(id);
         let last = id + 1 == schedule.phases;
         if last {
             stop_load.as_mut().await;
@@ -225,6 +249,9 @@ pub(crate) async fn run_schedule(
             // The AS fails first, then the phase changes: no answer counted in the outage
             // was given by a healthy AS.
             apply(auth, next, true, schedule.hang);
+            if next == Fault::Failing {
+                failing = Some(Failing::start(auth));
+            }
             phase_calls_base = as_calls(auth);
             let run_ms = run.now_ms();
             run.report.phase(id + 1, |p| {

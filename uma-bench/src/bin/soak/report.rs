@@ -335,16 +335,18 @@ impl Report {
                 }
             }
         }
-        match fault {
-            Some(Fault::Healthy) => {
-                if answer == Answer::Allowed
-                    && let Some(slot) = slot
-                {
-                    slot.allowed_at(recv_ms);
-                }
-            }
-            Some(_) => self.outage_answer(run, kind, slot, answer, sent_phase, recv_ms),
-            None => {}
+        // An RPT allowed on a request sent while the AS was healthy: what justifies a cached
+        // answer during the next outage (the answer may arrive after the outage began).
+        if answer == Answer::Allowed
+            && Fault::of(sent_phase) == Fault::Healthy
+            && let Some(slot) = slot
+        {
+            slot.allowed_at(recv_ms);
+        }
+        if let Some(fault) = fault
+            && fault != Fault::Healthy
+        {
+            self.outage_answer(run, kind, slot, answer, sent_phase, recv_ms);
         }
     }
 
