@@ -148,7 +148,7 @@ struct Args {
 /// What every task of the run shares.
 pub(crate) struct Run {
     t0: Instant,
-    /// The current phase; its fault is [`Fault::of`] it.
+    /// The current phase; its fault is [`faults::Fault::of`] it.
     phase: AtomicU64,
     /// Set when the load must stop.
     stop: AtomicBool,
