@@ -114,13 +114,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let metrics = match PrometheusBuilder::new().install_recorder() {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot install the metrics recorder; /metrics is off");
-            None
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,6 +127,17 @@ fn main() -> ExitCode {
     if cli.check {
         return runtime.block_on(check(&config));
     }
+    // Only /metrics reads the recorder: without an admin listener the metric calls stay no-ops
+    // and keep nothing. `run` drains the recorder's histogram buffers on a timer.
+    let metrics = config.admin_listen.and_then(|_| {
+        match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install the metrics recorder; /metrics is off");
+                None
+            }
+        }
+    });
     let announce = |addr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");

@@ -306,7 +306,9 @@ pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_u
 ///    `allowed_hosts` ([`HostCheck`]), then the layer, then the [`forwarding_service`].
 /// 4. On `shutdown`: stops accepting, waits at most `shutdown_timeout` for requests in flight.
 ///
-/// `metrics` is the handle of an installed Prometheus recorder, rendered on `/metrics`.
+/// `metrics` is the handle of an installed Prometheus recorder, rendered on `/metrics`; its
+/// upkeep runs every [`UPKEEP_INTERVAL`](crate::metrics::UPKEEP_INTERVAL) until `run`
+/// returns, so its memory stays flat without scrapes (or without an admin listener).
 ///
 /// # Errors
 ///
@@ -326,6 +328,10 @@ pub async fn run(
             source,
         })?;
     let ready = Arc::new(AtomicBool::new(false));
+    // Drains the recorder's histogram samples whether or not anything scrapes /metrics.
+    let _upkeep = metrics
+        .clone()
+        .map(|handle| m::Upkeep::spawn(handle, m::UPKEEP_INTERVAL));
     let built = LayerSlot::default();
     m::describe();
     m::ready(false);

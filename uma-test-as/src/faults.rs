@@ -103,6 +103,12 @@ impl Faults {
         lock(&self.recorded)[endpoint.index()].clone()
     }
 
+    pub(crate) fn clear_requests(&self) {
+        for recorded in lock(&self.recorded).iter_mut() {
+            *recorded = Vec::new();
+        }
+    }
+
     pub(crate) fn set_latency(&self, endpoint: Endpoint, latency: Duration) {
         lock(&self.knobs)[endpoint.index()].latency = latency;
     }

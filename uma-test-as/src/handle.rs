@@ -134,6 +134,13 @@ impl TestAs {
         self.shared.faults.requests(endpoint)
     }
 
+    /// Forgets the recorded requests of every endpoint (the counters keep counting). Every
+    /// request is recorded, body included, so a server under load for a long time (a soak
+    /// run) calls this now and then to keep its memory bounded.
+    pub fn clear_requests(&self) {
+        self.shared.faults.clear_requests();
+    }
+
     /// How many PATs the token endpoint has handed out.
     pub fn pats_issued(&self) -> u64 {
         self.shared.pats_issued()

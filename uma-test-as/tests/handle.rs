@@ -65,6 +65,13 @@ async fn counters_and_recordings() {
         auth.requests(Endpoint::ResourceRegistration)[1].uri,
         "/resource_set?name=album"
     );
+
+    auth.clear_requests();
+    assert!(Endpoint::ALL.iter().all(|e| auth.requests(*e).is_empty()));
+    assert_eq!(auth.count(Endpoint::ResourceRegistration), 2);
+    http().get(&list).bearer_auth(&pat).send().await.unwrap();
+    assert_eq!(auth.requests(Endpoint::ResourceRegistration).len(), 1);
+    assert_eq!(auth.count(Endpoint::ResourceRegistration), 3);
 }
 
 #[tokio::test]
