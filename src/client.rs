@@ -72,7 +72,7 @@ pub enum IntrospectionAuth {
     /// The PAT as a bearer token (FedAuthz §5; standard, WSO2, Janssen, PingAM).
     #[default]
     BearerPat,
-    /// The layer's client credentials with HTTP Basic (Keycloak, uma-wire §13 item 3).
+    /// The layer's client credentials with HTTP Basic (Keycloak, docs/protocol.md §7.3).
     ClientCredentials,
 }
 

@@ -23,7 +23,7 @@ pub(crate) struct Rules {
     /// Seconds of tolerance for clock differences with the AS.
     pub(crate) leeway: i64,
     /// Keycloak's reading: a permission with no scopes grants every scope of its resource
-    /// (uma-wire §13 item 6). Off by default: the spec reading is "no scopes granted".
+    /// (docs/protocol.md §7.6). Off by default: the spec reading is "no scopes granted".
     pub(crate) empty_scopes_grant_all: bool,
 }
 
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn grants_exactly_the_permission_held() {
-        // uma-wire §14 checks 11, 14, 15
+        // docs/protocol.md §11 checks 11, 14, 15
         let i = Introspection::active(vec![perm("R", &["read"])], Some(NOW + 60));
         assert_eq!(check(&i, "R", &["read"], ScopeMode::All), Ok(1));
         assert_eq!(
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn inactive_and_no_permissions_deny() {
-        // uma-wire §14 checks 13, 16
+        // docs/protocol.md §11 checks 13, 16
         assert_eq!(
             check(&Introspection::inactive(), "R", &[], ScopeMode::All),
             Err(Denial::Inactive)
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn token_times_are_checked() {
-        // uma-wire §14 checks 18, 19
+        // docs/protocol.md §11 checks 18, 19
         let i = Introspection::active(vec![perm("R", &["read"])], Some(NOW));
         assert_eq!(
             check(&i, "R", &["read"], ScopeMode::All),
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn permission_times_are_checked() {
-        // uma-wire §14 checks 17, 19; FedAuthz §5.1.1 precedence: the stricter bound wins
+        // docs/protocol.md §11 checks 17, 19; FedAuthz §5.1.1 precedence: the stricter bound wins
         let p = perm("R", &["read"]).with_exp(Some(NOW - 1));
         let i = Introspection::active(vec![p.clone()], Some(NOW + 60));
         assert_eq!(
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn empty_scope_sets() {
-        // uma-wire §13 item 6: spec reading by default, Keycloak's on request
+        // docs/protocol.md §7.6: spec reading by default, Keycloak's on request
         let i = Introspection::active(vec![perm("R", &[])], None);
         assert_eq!(
             check(&i, "R", &["read"], ScopeMode::All),

@@ -1,5 +1,5 @@
 //! Dialects: the defaults that make the layer work against the authorization servers people
-//! run (uma-wire §2–§9, §13). Every default a dialect sets can still be overridden on the
+//! run (docs/protocol.md §2–§9). Every default a dialect sets can still be overridden on the
 //! builder.
 //!
 //! | | `Standard` | `Keycloak` | `Wso2` |

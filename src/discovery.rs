@@ -1,9 +1,9 @@
 //! The UMA discovery document, `{issuer}/.well-known/uma2-configuration` (Grant §2,
-//! FedAuthz §2, uma-wire §2).
+//! FedAuthz §2, docs/protocol.md §2).
 //!
 //! The document is read tolerantly: unknown members are ignored, and Keycloak's legacy
 //! `token_introspection_endpoint` stands in for `introspection_endpoint` when that is absent
-//! (uma-wire §13 item 2). Its `issuer` must equal the configured issuer (RFC 8414 §3.3); a
+//! (docs/protocol.md §2.2). Its `issuer` must equal the configured issuer (RFC 8414 §3.3); a
 //! mismatch is an error and no protection call is made.
 //!
 //! # Example

@@ -1,6 +1,6 @@
 //! The protection API access token (PAT): obtained from the token endpoint, reused until
 //! shortly before it expires, refreshed by one call for all concurrent callers, and dropped
-//! when the AS answers 401 to it (FedAuthz §1.3, uma-wire §3, §11).
+//! when the AS answers 401 to it (FedAuthz §1.3, docs/protocol.md §3).
 //!
 //! Why it works this way: the refresh runs in a spawned task whose result is shared, so a
 //! caller that gives up (its client went away) neither cancels the refresh nor causes a second

@@ -6,7 +6,7 @@
 //! list names the resources registered with this PAT), reads each, then creates what is
 //! missing, updates what changed (a full description in the `PUT`, §3.2.3) and, only when asked
 //! to, deletes what this resource server registered and no longer declares. A second start
-//! against the same AS writes nothing. Every answer shape of uma-wire §13 items 12–19 is
+//! against the same AS writes nothing. Every answer shape of docs/protocol.md §4.5 is
 //! accepted: `Location` or not, `_id` only or the whole object, `200`/`201`/`204` to a `PUT`,
 //! `200`/`204`/`404` to a `DELETE`, scopes as strings or `{"name": …}` objects, `409` on a
 //! duplicate name (then the resource is looked up), `code`/`description` error bodies. A
@@ -239,7 +239,7 @@ fn refused(what: &str, a: &Answer) -> Error {
     .transient(a.status.is_server_error())
 }
 
-/// Scopes as strings or `{"name": …}` objects (uma-wire §13 item 14).
+/// Scopes as strings or `{"name": …}` objects (docs/protocol.md §4.2, §4.5).
 fn scopes_of(v: Option<&Value>) -> Vec<String> {
     let mut out: Vec<String> = v
         .and_then(Value::as_array)
@@ -366,7 +366,7 @@ impl Registrar {
     }
 
     /// The ids the AS lists for this resource server. Keycloak lists at most 100 unless the
-    /// query names a page (uma-wire §4.2, `first`/`max`), so its list is read page by page
+    /// query names a page (docs/protocol.md §4.2, `first`/`max`), so its list is read page by page
     /// until a short page, or one that brings no new id (an AS that ignores `first`).
     async fn list_ids(&self) -> Result<Vec<String>, Error> {
         let what = "listing registered resources";
@@ -818,7 +818,7 @@ mod tests {
 
     #[test]
     fn reads_scope_objects_and_full_objects() {
-        // uma-wire §14 check 35, §13 items 12 and 14
+        // docs/protocol.md §11 check 35, §4.5
         let r = RegisteredResource::from_json(
             "x",
             &json!({"_id": "0d3c", "name": "Invoice", "resource_scopes": [{"name": "write"}, {"name": "read"}],

@@ -168,7 +168,7 @@ impl fmt::Debug for BearerToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Bearer {
     /// No usable bearer credential: no header, an empty one, another scheme, or `Bearer`
-    /// followed by nothing. Treated as a tokenless request (uma-wire §14 check 21).
+    /// followed by nothing. Treated as a tokenless request (docs/protocol.md §6.4).
     Absent,
     /// A syntactically valid bearer token.
     Token(BearerToken),
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn scheme_is_case_insensitive_and_spaces_are_allowed() {
-        // uma-wire §14 check 12, RFC 6750 §2.1
+        // docs/protocol.md §11 check 12, RFC 6750 §2.1
         for v in [
             &b"Bearer abc"[..],
             b"bearer abc",
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn empty_or_other_scheme_is_absent() {
-        // uma-wire §14 check 21
+        // docs/protocol.md §6.4, §11 check 21
         for v in [
             &b"Bearer"[..],
             b"Bearer   ",

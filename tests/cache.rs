@@ -1,6 +1,6 @@
 //! The introspection cache through the real layer, against `uma-test-as`: the AS's counters
 //! prove how many introspection calls each rule makes (issue "introspection cache";
-//! uma-wire §7.1 RFC 7662 §4 caching, §11).
+//! RFC 7662 §4, docs/protocol.md §7.7).
 
 mod common;
 

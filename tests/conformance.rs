@@ -1,5 +1,5 @@
-//! End-to-end conformance checks of uma-wire.md §14 (checks 1–31 and 38–40) against a real
-//! `uma-test-as` per test, using its fault knobs for the failure cases.
+//! End-to-end conformance checks of docs/protocol.md §11 (checks 1–31 and 38–40) against a
+//! real `uma-test-as` per test, using its fault knobs for the failure cases.
 
 mod common;
 
@@ -287,7 +287,7 @@ async fn check_11_active_rpt_reaches_the_service(f: Flavor) {
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&intro[0].body).expect("form");
     assert!(form.contains(&("token".into(), rpt.clone())));
     if f == Flavor::Keycloak {
-        // uma-wire §7.3: client authentication and the RPT hint.
+        // docs/protocol.md §7.3: client authentication and the RPT hint.
         assert!(auth.starts_with("Basic "), "{auth}");
         assert!(form.contains(&("token_type_hint".into(), "requesting_party_token".into())));
     } else {
@@ -597,7 +597,8 @@ async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavo
         "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
     e.introspection_says(&padded);
     expect_unreachable(&e.get("/invoices/42", Some(&auth)).await);
-    // An `exp` that is not a NumericDate is not "no expiry" (§13 item 8 covers 0 and absent).
+    // An `exp` that is not a NumericDate is not "no expiry" (docs/protocol.md §7.6: only 0
+    // and absent are).
     let body = json!({"active": true, "exp": "never",
         "permissions": [{"resource_id": e.r, "resource_scopes": ["read"]}]});
     e.introspection_says(&body);
@@ -741,12 +742,12 @@ async fn check_31_pat_request_shape_and_reuse(f: Flavor) {
         Flavor::Standard => {
             assert!(has("grant_type", "client_credentials") && has("scope", "uma_protection"));
         }
-        // Keycloak checks a client role, not a scope (uma-wire §3.2).
+        // Keycloak checks a client role, not a scope (docs/protocol.md §3.3).
         Flavor::Keycloak => {
             assert!(has("grant_type", "client_credentials"));
             assert!(!form.iter().any(|(k, _)| k == "scope"), "{form:?}");
         }
-        // WSO2 needs a PAT bound to the resource owner (uma-wire §3.2).
+        // WSO2 needs a PAT bound to the resource owner (docs/protocol.md §3.4).
         Flavor::Wso2 => {
             assert!(has("grant_type", "password") && has("username", "alice"));
             assert!(has("scope", "uma_protection"));

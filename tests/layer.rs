@@ -62,7 +62,7 @@ async fn whole_uma_flow_with_a_declared_resource(f: Flavor) {
         .expect("answer");
     let ticket = expect_challenge_any_realm(&resp, &as_);
     let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
-    // Grant §3.3.6, and each server's own denial (uma-wire §9.5).
+    // Grant §3.3.6, and each server's own denial (docs/protocol.md §9).
     let (want_status, want_error) = match f {
         Flavor::Standard => (StatusCode::FORBIDDEN, "request_denied"),
         Flavor::Keycloak => (StatusCode::FORBIDDEN, "access_denied"),

@@ -1,4 +1,4 @@
-//! Resource registration that reconciles (uma-wire §14 checks 32–37, §13 items 12–19), the
+//! Resource registration that reconciles (docs/protocol.md §11 checks 32–37, §4.5), the
 //! dry run, and resources registered at run time, against `uma-test-as`.
 
 mod common;
@@ -233,7 +233,7 @@ async fn check_34_conflict_on_create_looks_the_resource_up() {
     assert_eq!(layer.resource_id("album"), Some(existing));
 }
 
-/// Keycloak lists at most 100 resources when the query names no `max` (uma-wire §4.2), so
+/// Keycloak lists at most 100 resources when the query names no `max` (docs/protocol.md §4.2), so
 /// a resource past the first page must still be found: not re-created (a 409 whose lookup
 /// fails), and resolvable by name.
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The introspection response model: RFC 7662 §2.2 plus the UMA `permissions` extension
-//! (FedAuthz §5.1.1), tolerant of the shapes real servers send (uma-wire §13 items 5–8).
+//! (FedAuthz §5.1.1), tolerant of the shapes real servers send (docs/protocol.md §7.6).
 //!
 //! # Why it works this way
 //!
@@ -153,7 +153,7 @@ impl fmt::Debug for Introspection {
 }
 
 /// A NumericDate claim (seconds since the epoch) in 8 bytes: only positive values are stored,
-/// since `0` and negative values mean "no constraint" (uma-wire §13 item 8).
+/// since `0` and negative values mean "no constraint" (docs/protocol.md §7.6).
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 struct Claim(Option<NonZeroI64>);
 
@@ -375,7 +375,7 @@ impl Introspection {
     }
 
     /// The UMA permissions the RPT carries. A top-level `scope` is deliberately not read:
-    /// it never grants UMA access (FedAuthz §5.1.1, uma-wire §13 item 7).
+    /// it never grants UMA access (FedAuthz §5.1.1, docs/protocol.md §7.6).
     #[must_use]
     pub fn permissions(&self) -> &[Permission] {
         self.permissions.as_deref().unwrap_or_default()
@@ -482,7 +482,7 @@ fn scope_names(v: &Value) -> Option<Vec<&str>> {
 struct BadDate;
 
 /// Reads a NumericDate (seconds since the epoch). Absent, `null` and `0` mean "no constraint"
-/// (uma-wire §13 item 8). A number, or a string holding one (some servers quote them), is read
+/// (docs/protocol.md §7.6). A number, or a string holding one (some servers quote them), is read
 /// with any fraction dropped; anything else is [`BadDate`].
 fn numeric_date(v: Option<&Value>) -> Result<Option<i64>, BadDate> {
     #[allow(
@@ -550,7 +550,7 @@ mod tests {
 
     #[test]
     fn uma_shape_with_unknown_fields_and_zero_nbf() {
-        // uma-wire §7.2, §13 item 8
+        // FedAuthz §5.1.1, docs/protocol.md §7.2 and §7.6
         let i = Introspection::from_value(&json!({
             "active": true, "exp": 1_767_225_600, "iat": 1_767_222_000, "nbf": 0,
             "sub": "bob", "client_id": "app", "x-extra": {"a": 1}, "scope": "read",
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn keycloak_naming_and_both_namings() {
-        // uma-wire §7.3, §14 check 20
+        // docs/protocol.md §7.3, §11 check 20
         let i = Introspection::from_value(&json!({"active": true, "permissions": [
             {"rsid": "r1", "rsname": "Album", "scopes": ["view"]},
             {"rsid": "r2", "rsname": "Other", "scopes": ["a"], "resource_id": "r2", "resource_scopes": ["a"]},
@@ -704,7 +704,7 @@ mod tests {
         assert_eq!(format!("{:?}", Claim::new(Some(7))), "Some(7)");
         assert_eq!(format!("{:?}", Claim::new(Some(0))), "None");
 
-        // As parsed (uma-wire §13 item 8): 0, null and absent are "no constraint"; numbers
+        // As parsed (docs/protocol.md §7.6): 0, null and absent are "no constraint"; numbers
         // and numeric strings are read; an `exp` before the epoch has passed; anything else is
         // unreadable.
         let exp = |v: Value| expiry(Some(&v)).ok().map(Claim::get);
@@ -748,9 +748,9 @@ mod tests {
 
     #[test]
     fn unreadable_time_claims_never_mean_no_expiry() {
-        // uma-wire §13 item 8 covers 0 and absent only: an unreadable top-level `exp` or
-        // `nbf` makes the whole answer unusable, an unreadable permission bound drops that
-        // permission, and an unreadable `iat` is ignored.
+        // docs/protocol.md §7.6: only 0 and absent mean "no constraint": an unreadable
+        // top-level `exp` or `nbf` makes the whole answer unusable, an unreadable permission
+        // bound drops that permission, and an unreadable `iat` is ignored.
         for (claim, name) in [("exp", "exp"), ("nbf", "nbf")] {
             let body = json!({"active": true, claim: "soon", "permissions": []});
             assert_eq!(

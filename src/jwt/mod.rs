@@ -1,5 +1,5 @@
 //! Local validation of JWT RPTs: the signature against the AS's JSON Web Key Set, then
-//! `iss`, `aud`, `exp` and `nbf`, then the permissions the token carries (uma-wire §8).
+//! `iss`, `aud`, `exp` and `nbf`, then the permissions the token carries (docs/protocol.md §8).
 //!
 //! FedAuthz §5 lets a resource server determine an RPT's status "by local validation of a
 //! self-contained RPT" instead of introspection. Keycloak RPTs are always signed JWTs and

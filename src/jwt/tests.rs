@@ -374,7 +374,8 @@ async fn every_default_algorithm_verifies() {
 
 #[tokio::test]
 async fn keycloak_authorization_permissions_are_read_in_both_namings() {
-    // uma-wire §8: Keycloak puts permissions in `authorization.permissions` with rsid/scopes.
+    // docs/protocol.md §8: Keycloak puts permissions in `authorization.permissions` with
+    // rsid/scopes.
     let key = TestKey::rsa();
     let jwks = JwksServer::spawn(vec![key.jwk(Some("kc"), Some("RS256"))]).await;
     let v = jwks.verifier(LONG);

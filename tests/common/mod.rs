@@ -61,7 +61,7 @@ pub fn register_invoice(as_: &TestAs) -> String {
     )
 }
 
-/// The map of uma-wire §14: `GET /invoices/{id}` needs `read`, `POST` needs `write`.
+/// The map of docs/protocol.md §11: `GET /invoices/{id}` needs `read`, `POST` needs `write`.
 pub fn invoice_map(resource_id: &str) -> ResourceMap {
     ResourceMap::new().route(
         Route::new("/invoices/{id}")
@@ -312,7 +312,7 @@ pub fn rpt_until(as_: &TestAs, resource_id: &str, scopes: &[&str], exp: i64) -> 
     })
 }
 
-/// Checks the invariants of uma-wire §14 check 38 on any response of the layer.
+/// Checks the invariants of docs/protocol.md §11 check 38 on any response of the layer.
 pub fn assert_hygiene(resp: &reqwest::Response) {
     let uma: Vec<_> = resp
         .headers()
@@ -333,7 +333,7 @@ pub fn assert_hygiene(resp: &reqwest::Response) {
     }
 }
 
-/// Asserts a 401 UMA challenge as in uma-wire §14 check 1 and returns its ticket.
+/// Asserts a 401 UMA challenge as in docs/protocol.md §11 check 1 and returns its ticket.
 pub fn expect_challenge(resp: &reqwest::Response, as_: &TestAs) -> String {
     assert_hygiene(resp);
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -354,7 +354,7 @@ pub fn expect_challenge(resp: &reqwest::Response, as_: &TestAs) -> String {
     c.ticket
 }
 
-/// Asserts the fail-closed answer of uma-wire §14 check 6.
+/// Asserts the fail-closed answer of docs/protocol.md §11 check 6 (Grant §3.2.2).
 pub fn expect_unreachable(resp: &reqwest::Response) {
     assert_hygiene(resp);
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);

@@ -1,7 +1,8 @@
 //! Where each endpoint lives and what the protocol's names are.
 //!
-//! The Keycloak and WSO2 dialects (uma-wire §12, §13) move the endpoints
-//! (`/realms/{realm}/authz/protection/…`, `/api/identity/oauth2/uma/…`) and rename members.
+//! The Keycloak and WSO2 dialects (docs/protocol.md §2–§9 at the repository root) move the
+//! endpoints (`/realms/{realm}/authz/protection/…`, `/api/identity/oauth2/uma/…`) and rename
+//! members.
 //! Every path and wire name the server uses is therefore looked up here ([`Layout`] and
 //! [`names`]), never spelled inline in a handler; the handlers only branch on [`Dialect`] for
 //! the answers that differ.
@@ -68,7 +69,7 @@ impl Endpoint {
     }
 }
 
-/// The authorization server whose wire format the server imitates (uma-wire §2–§9, §13).
+/// The authorization server whose wire format the server imitates (docs/protocol.md §2–§9).
 ///
 /// Parsed from `standard`, `keycloak` or `wso2` (case-insensitive) by [`FromStr`](std::str::FromStr),
 /// the `dialect` key of the configuration file and the binary's `--dialect` flag.
@@ -194,7 +195,7 @@ impl Layout {
     }
 
     /// The `iss` of the JWTs the server signs: the issuer, except for WSO2, whose tokens name
-    /// the token endpoint (uma-wire §2.3).
+    /// the token endpoint (docs/protocol.md §2.3).
     pub(crate) fn token_issuer(&self, base: &str) -> String {
         match self.dialect {
             Dialect::Wso2 => self.url(base, Endpoint::Token),
@@ -305,7 +306,7 @@ pub(crate) mod names {
     pub(crate) const KEYCLOAK_ID_TYP: &str = "ID";
     /// `typ` claim of Keycloak access tokens.
     pub(crate) const KEYCLOAK_ACCESS_TYP: &str = "Bearer";
-    /// Keycloak's `token_type_hint` for UMA introspection (uma-wire §7.3).
+    /// Keycloak's `token_type_hint` for UMA introspection (docs/protocol.md §7.3).
     pub(crate) const RPT_HINT: &str = "requesting_party_token";
     /// The RFC 7009 hint Keycloak treats like no hint at all.
     pub(crate) const ACCESS_TOKEN_HINT: &str = "access_token";

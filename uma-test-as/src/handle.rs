@@ -102,7 +102,7 @@ impl TestAs {
 
     /// The `iss` of the JWTs the server signs (ID tokens, JWT RPTs, Keycloak access tokens
     /// and tickets): the [`issuer`](Self::issuer), except for WSO2, whose tokens name its
-    /// token endpoint, `{base}/oauth2/token` (uma-wire §2.3).
+    /// token endpoint, `{base}/oauth2/token` (docs/protocol.md §2.3).
     pub fn jwt_issuer(&self) -> String {
         self.shared.token_issuer.clone()
     }

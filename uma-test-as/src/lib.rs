@@ -12,8 +12,8 @@
 //! `--dialect` on the command line) it imitates Keycloak or WSO2 Identity Server instead
 //! ([`Dialect`]): their paths (Keycloak's under `/realms/{realm}`), discovery documents (or
 //! none), PATs, JWT tickets, introspection rules, resource representations, status codes and
-//! error bodies (uma-wire §13). [`TestAs::rotate_signing_key`] and
-//! [`TestAs::retire_old_keys`] exercise JWKS key rotation.
+//! error bodies (docs/protocol.md §2–§9 in the tower-uma repository).
+//! [`TestAs::rotate_signing_key`] and [`TestAs::retire_old_keys`] exercise JWKS key rotation.
 //!
 //! It runs in two ways:
 //!

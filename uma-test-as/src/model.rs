@@ -266,8 +266,8 @@ impl RptPermission {
 
     /// A Keycloak permission: `rsid`, `rsname` (when known), `scopes` (left out when empty),
     /// and with `uma_names` also `resource_id` and `resource_scopes` (always present), as
-    /// Keycloak's RPT introspection answers (uma-wire §7.3). Per-permission `exp`/`nbf`/`iat`
-    /// of a minted spec are kept.
+    /// Keycloak's RPT introspection answers (docs/protocol.md §7.3). Per-permission
+    /// `exp`/`nbf`/`iat` of a minted spec are kept.
     pub(crate) fn keycloak_json(&self, name: Option<&str>, uma_names: bool) -> Value {
         let mut permission = Map::new();
         permission.insert("rsid".to_owned(), Value::from(self.resource_id.as_str()));

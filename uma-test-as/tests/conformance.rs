@@ -1,4 +1,4 @@
-//! Conformance checks 41–43 of uma-wire.md §14 ("Checks for the bundled AS"), over real HTTP.
+//! Conformance checks 41–43 of docs/protocol.md §11 (the bundled AS), over real HTTP.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -8,7 +8,8 @@ use common::*;
 use serde_json::json;
 use uma_test_as::{Endpoint, RptFormat};
 
-/// §14 check 41: single object and array bodies both → 201 `{"ticket":…}` with one ticket.
+/// docs/protocol.md §11 check 41: single object and array bodies both → 201 `{"ticket":…}`
+/// with one ticket.
 #[tokio::test]
 async fn check_41_permission_object_and_array_bodies_each_get_one_ticket() {
     let auth = spawn().await;
@@ -48,8 +49,8 @@ async fn check_41_permission_object_and_array_bodies_each_get_one_ticket() {
     }
 }
 
-/// §14 check 41: unknown id → 400 `invalid_resource_id`; unregistered scope → 400
-/// `invalid_scope`.
+/// docs/protocol.md §11 check 41: unknown id → 400 `invalid_resource_id`; unregistered
+/// scope → 400 `invalid_scope`.
 #[tokio::test]
 async fn check_41_permission_errors() {
     let auth = spawn().await;
@@ -98,7 +99,7 @@ async fn check_41_permission_errors() {
     }
 }
 
-/// §14 check 41: missing or invalid PAT → 401.
+/// docs/protocol.md §11 check 41: missing or invalid PAT → 401.
 #[tokio::test]
 async fn check_41_permission_needs_a_valid_pat() {
     let auth = spawn().await;
@@ -174,7 +175,8 @@ async fn check_41_permission_needs_a_valid_pat() {
     assert_error(basic, 401, "invalid_token").await;
 }
 
-/// §14 check 42: a ticket used once succeeds, a second use → 400 `invalid_grant`.
+/// docs/protocol.md §11 check 42: a ticket used once succeeds, a second use → 400
+/// `invalid_grant`.
 #[tokio::test]
 async fn check_42_ticket_is_single_use_after_success() {
     let auth = spawn().await;
@@ -190,7 +192,7 @@ async fn check_42_ticket_is_single_use_after_success() {
     );
 }
 
-/// §14 check 42: a ticket whose use failed (denied) is spent too.
+/// docs/protocol.md §11 check 42: a ticket whose use failed (denied) is spent too.
 #[tokio::test]
 async fn check_42_ticket_is_single_use_after_failure() {
     let auth = spawn().await;
@@ -219,7 +221,7 @@ async fn check_42_ticket_is_single_use_after_failure() {
     .await;
 }
 
-/// §14 check 42: denial → 403 `request_denied`.
+/// docs/protocol.md §11 check 42: denial → 403 `request_denied`.
 #[tokio::test]
 async fn check_42_denial_is_request_denied() {
     let auth = spawn().await;
@@ -238,7 +240,8 @@ async fn check_42_denial_is_request_denied() {
     }
 }
 
-/// §14 check 42: `need_info` carries a new ticket different from the submitted one.
+/// docs/protocol.md §11 check 42: `need_info` carries a new ticket different from the
+/// submitted one.
 #[tokio::test]
 async fn check_42_need_info_carries_a_new_ticket() {
     let auth = spawn().await;
@@ -250,7 +253,7 @@ async fn check_42_need_info_carries_a_new_ticket() {
     assert!(body["required_claims"].is_array());
 }
 
-/// §14 check 43: introspection of an RPT → `active:true`, `permissions` with
+/// docs/protocol.md §11 check 43: introspection of an RPT → `active:true`, `permissions` with
 /// `resource_id`/`resource_scopes`, no top-level `scope`.
 #[tokio::test]
 async fn check_43_rpt_introspection() {
@@ -286,7 +289,7 @@ async fn check_43_rpt_introspection() {
     }
 }
 
-/// §14 check 43: unknown token → exactly `{"active":false}`.
+/// docs/protocol.md §11 check 43: unknown token → exactly `{"active":false}`.
 #[tokio::test]
 async fn check_43_unknown_token_is_exactly_inactive() {
     let auth = spawn().await;
@@ -303,7 +306,7 @@ async fn check_43_unknown_token_is_exactly_inactive() {
     assert_eq!(response.text().await.unwrap(), r#"{"active":false}"#);
 }
 
-/// §14 check 43: caller without valid credentials → 401.
+/// docs/protocol.md §11 check 43: caller without valid credentials → 401.
 #[tokio::test]
 async fn check_43_introspection_caller_must_authenticate() {
     let auth = spawn().await;

@@ -1,4 +1,4 @@
-//! The Keycloak and WSO2 dialects over real HTTP (uma-wire §2–§9, §13), the binary's
+//! The Keycloak and WSO2 dialects over real HTTP (docs/protocol.md §2–§9), the binary's
 //! `--dialect` switch, and signing-key rotation.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -325,7 +325,10 @@ async fn keycloak_pats_come_from_a_plain_client_credentials_grant() {
         .await,
     )
     .await;
-    assert_eq!(body["token_type"], "bearer", "lower case, uma-wire §3.2");
+    assert_eq!(
+        body["token_type"], "bearer",
+        "lower case, docs/protocol.md §3.3"
+    );
     assert_eq!(body["expires_in"], 300);
     assert_eq!(body["refresh_expires_in"], 0);
     assert_eq!(body["not-before-policy"], 0);

@@ -2,11 +2,11 @@
 //!
 //! * standard: `GET /.well-known/uma2-configuration`;
 //! * Keycloak: `GET /realms/{realm}/.well-known/uma2-configuration` and
-//!   `…/.well-known/openid-configuration`, with Keycloak's keys (uma-wire §2.2): the OpenID
-//!   document lists the OpenID Connect endpoints with the introspection URL under both
+//!   `…/.well-known/openid-configuration`, with Keycloak's keys (docs/protocol.md §2.2): the
+//!   OpenID document lists the OpenID Connect endpoints with the introspection URL under both
 //!   `token_introspection_endpoint` and `introspection_endpoint`; the UMA document adds
 //!   `resource_registration_endpoint`, `permission_endpoint` and `policy_endpoint`;
-//! * WSO2: no document — the standard path answers 404 `not_found` (uma-wire §2.3).
+//! * WSO2: no document — the standard path answers 404 `not_found` (docs/protocol.md §2.3).
 
 use std::sync::Arc;
 

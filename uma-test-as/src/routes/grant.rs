@@ -20,7 +20,7 @@
 //!
 //! Tickets re-issued by `need_info`/`request_submitted` are bound to the client that got them.
 //!
-//! The dialects answer differently (uma-wire §9.5):
+//! The dialects answer differently (docs/protocol.md §9.2, §9.3):
 //!
 //! * **Keycloak**: the ticket (a JWT) is reusable until it expires, like Keycloak's stateless
 //!   tickets; without a ticket, `permission=RESOURCE[#scope,…]` parameters (id or name)

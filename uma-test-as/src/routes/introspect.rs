@@ -11,7 +11,7 @@
 //!   `exp`, `iat`, `token_type` and no `permissions` (it is not an RPT);
 //! * anything else (unknown, expired, revoked) → exactly `{"active":false}`.
 //!
-//! The dialects (uma-wire §7.3, §7.4):
+//! The dialects (docs/protocol.md §7.3, §7.4):
 //!
 //! * **Keycloak** requires client authentication (a bearer PAT alone → 401), checks `token`
 //!   first (400 "Token not provided."), then the hint: none or `access_token` → a plain

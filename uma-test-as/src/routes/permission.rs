@@ -7,13 +7,13 @@
 //! `invalid_request`; 401 without a valid PAT. Any valid PAT may ask about any resource.
 //! Tickets are 256-bit random URL-safe strings, single-use, expiring after `ticket_ttl`.
 //!
-//! Dialects (uma-wire §5.2, §5.3): Keycloak and WSO2 take **arrays only** (a bare object →
-//! 400 `invalid_request`). Keycloak accepts any valid access token of the realm (it does not
-//! check `uma_protection` here), resolves an unknown `resource_id` as a resource *name*
-//! (the caller's resources first), answers an empty array with 400
-//! `invalid_permission_request`, and issues JWT tickets. WSO2 needs a PAT issued to a user
-//! (401 `{"error":"unauthorized","error_description":"Unauthorized user"}` otherwise), only
-//! accepts that user's resources (else 400 `invalid_resource_id`) and issues UUID tickets.
+//! Dialects (docs/protocol.md §5.2, §5.3): Keycloak and WSO2 take **arrays only** (a bare
+//! object → 400 `invalid_request`). Keycloak accepts any valid access token of the realm (it
+//! does not check `uma_protection` here), resolves an unknown `resource_id` as a resource
+//! *name* (the caller's resources first), answers an empty array with 400
+//! `invalid_permission_request`, and issues JWT tickets. WSO2 needs a PAT issued to a user (401
+//! `{"error":"unauthorized","error_description":"Unauthorized user"}` otherwise), only accepts
+//! that user's resources (else 400 `invalid_resource_id`) and issues UUID tickets.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -126,7 +126,7 @@ fn permission_inner(
 }
 
 /// Keycloak retries an unknown `resource_id` as a resource name: first among the resources
-/// of the PAT's subject, then among all (uma-wire §5.2).
+/// of the PAT's subject, then among all (docs/protocol.md §5.2).
 fn resolve_names(store: &Store, requested: &mut [Requested], owner: &str) {
     for permission in requested {
         if store.resource(&permission.resource_id).is_some() {

@@ -15,19 +15,20 @@
 //! body's `owner` or else the PAT's subject. Any valid PAT may manage any resource, and names
 //! need not be unique (the spec has no such rule).
 //!
-//! Keycloak (uma-wire §4.2): `resource_scopes` may be left out; `uris` (or the legacy `uri`),
-//! `ownerManagedAccess`, `displayName` and `attributes` are kept; `owner` may be a string or
-//! an object with `id`/`name`. Create → 201 with the full representation and no `Location`;
-//! a second resource with the same name for the same owner → 409 `invalid_request` "Resource
-//! with name [X] already exists."; reads return `resource_scopes` as `{"name": …}` objects
-//! and `owner` as `{"id", "name"}`; PUT → 204; DELETE → 204; unknown id → 404 with an empty
-//! body. The list takes `_id`, `name` (case-insensitive substring unless `exactName=true`),
-//! `owner`, `type`, `uri` (with `matchingUri=true`, `*` in registered patterns matches
-//! anything), `scope`, `first`, `max` and `deep=true` (full representations instead of ids).
-//! Without `max`, at most 100 ids are listed, as Keycloak's
-//! `Constants.DEFAULT_MAX_RESULTS` does (uma-wire §4.2); a negative `max` lists them all.
+//! Keycloak (docs/protocol.md §4.2): `resource_scopes` may be left out; `uris` (or the legacy
+//! `uri`), `ownerManagedAccess`, `displayName` and `attributes` are kept; `owner` may be a
+//! string or an object with `id`/`name`. Create → 201 with the full representation and no
+//! `Location`; a second resource with the same name for the same owner → 409 `invalid_request`
+//! "Resource with name [X] already exists."; reads return `resource_scopes` as `{"name": …}`
+//! objects and `owner` as `{"id", "name"}`; PUT → 204; DELETE → 204; unknown id → 404 with an
+//! empty body. The list takes `_id`, `name` (case-insensitive substring unless
+//! `exactName=true`), `owner`, `type`, `uri` (with `matchingUri=true`, `*` in registered
+//! patterns matches anything), `scope`, `first`, `max` and `deep=true` (full representations
+//! instead of ids). Without `max`, at most 100 ids are listed, as Keycloak's
+//! `Constants.DEFAULT_MAX_RESULTS` does (docs/protocol.md §4.2); a negative `max` lists them
+//! all.
 //!
-//! WSO2 (uma-wire §4.3): only PATs issued to a user (the resource owner); create and PUT
+//! WSO2 (docs/protocol.md §4.3): only PATs issued to a user (the resource owner); create and PUT
 //! require `name`, `type`, `icon_uri` and `description` (strings, possibly empty) and a
 //! non-empty `resource_scopes`; create → 201 + absolute `Location` + `{"_id"}`; PUT → 201
 //! `{"_id"}`; DELETE → 204; the list holds the owner's resources only; another owner's

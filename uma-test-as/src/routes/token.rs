@@ -3,11 +3,11 @@
 //!
 //! Every grant requires client authentication (HTTP Basic or `client_id`/`client_secret` in
 //! the body); all clients are confidential. Keycloak also lets the uma-ticket grant be
-//! authenticated by a user's access token as `Bearer` (uma-wire §9.5): the client is the
+//! authenticated by a user's access token as `Bearer` (docs/protocol.md §9.2): the client is the
 //! token's client and the requesting party its user.
 //!
-//! Dialect differences: Keycloak answers `token_type: "bearer"` (lower case, uma-wire §3.2)
-//! plus `refresh_expires_in: 0` and `not-before-policy: 0`, issues JWT access tokens, and
+//! Dialect differences: Keycloak answers `token_type: "bearer"` (lower case, docs/protocol.md
+//! §3.3) plus `refresh_expires_in: 0` and `not-before-policy: 0`, issues JWT access tokens, and
 //! ignores `scope` on the client-credentials grant (every client-credentials token is a PAT:
 //! Keycloak checks a client role, not a scope); WSO2 issues UUIDs.
 
