@@ -709,7 +709,7 @@ impl UmaLayerBuilder {
     /// seen by the first request after the wait, so `max` bounds how long the layer may keep
     /// refusing after the AS is back. `first` must be greater than zero and not above `max`.
     ///
-    /// Defaults to 1 s and 30 s.
+    /// Defaults to 1 s and 5 s: once the AS is back, requests that need it are served again within 5 s at most.
     pub fn breaker_open_interval(mut self, first: Duration, max: Duration) -> Self {
         self.gate.breaker.base = first;
         self.gate.breaker.max = max;

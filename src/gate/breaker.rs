@@ -35,7 +35,7 @@ impl Default for BreakerSettings {
         Self {
             threshold: 5,
             base: Duration::from_secs(1),
-            max: Duration::from_secs(30),
+            max: Duration::from_secs(5),
         }
     }
 }

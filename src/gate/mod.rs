@@ -12,7 +12,7 @@
 //!   holds no slot, so the token request it waits for always finds one once calls drain.
 //! - **Breaker.** After `K` consecutive transient failures (unreachable, timeout, 5xx or 429,
 //!   unusable answer) an endpoint's circuit opens: its calls are refused at once, without
-//!   waiting for a timeout, for a short interval that doubles while probes fail (1 s to 30 s
+//!   waiting for a timeout, for a short interval that doubles while probes fail (1 s to 5 s
 //!   by default). When it has passed, exactly one call goes through as a probe; its success
 //!   closes the circuit. No background task probes: the first request after the interval
 //!   does, so recovery takes at most one interval after the AS is back, and an idle layer

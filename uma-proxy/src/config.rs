@@ -68,7 +68,7 @@ pub const DEFAULT_AS_TIMEOUT: Duration = Duration::from_secs(3);
 /// The default `[authorization_server] breaker_open_interval` (the layer's default).
 pub const DEFAULT_BREAKER_OPEN_INTERVAL: Duration = Duration::from_secs(1);
 /// The default `[authorization_server] breaker_max_open_interval` (the layer's default).
-pub const DEFAULT_BREAKER_MAX_OPEN_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_BREAKER_MAX_OPEN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Command-line values that replace the file's `listen` and `upstream`.
 #[derive(Debug, Clone, Default)]
