@@ -10,7 +10,8 @@
 //! # Memory
 //!
 //! The Prometheus recorder keeps every histogram sample in a buffer until its handle's
-//! `run_upkeep` folds the buffer into the summaries, whose size is fixed. [`run`](crate::run)
+//! `run_upkeep` folds the buffer into the summaries, which are bounded (per series, three
+//! quantile sketches of at most 256 KiB covering a sliding minute). [`run`](crate::run)
 //! therefore runs the upkeep every [`UPKEEP_INTERVAL`] from a task of its own, so memory stays
 //! flat whether or not anything reads `/metrics` (a scrape runs it too). The binary installs
 //! the recorder only when `admin_listen` is set: without it nothing could read the series, and

@@ -642,17 +642,33 @@ pub(crate) fn evaluate(
         .iter()
         .map(|(_, s)| s.unwrap_or(f64::INFINITY))
         .fold(0.0f64, f64::max);
-    let detail = recoveries
+    let detail = [Fault::Refusing, Fault::Failing, Fault::Hanging]
         .iter()
-        .map(|(f, s)| {
-            format!(
-                "after {} {}",
-                f.name(),
-                s.map_or("never".to_owned(), |s| format!("{s:.3} s"))
-            )
+        .filter_map(|&fault| {
+            let mut times: Vec<f64> = recoveries
+                .iter()
+                .filter(|(f, _)| *f == fault)
+                .map(|(_, s)| s.unwrap_or(f64::INFINITY))
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let worst = times.last()?;
+            let secs = |s: f64| {
+                if s.is_finite() {
+                    format!("{s:.3} s")
+                } else {
+                    "never (within the healthy phase)".to_owned()
+                }
+            };
+            Some(format!(
+                "after {} x{}: median {}, worst {}",
+                fault.name(),
+                times.len(),
+                secs(times[times.len() / 2]),
+                secs(*worst)
+            ))
         })
         .collect::<Vec<_>>()
-        .join(", ");
+        .join("; ");
     let pass = if recoveries.is_empty() {
         Some(false)
     } else {
@@ -662,7 +678,12 @@ pub(crate) fn evaluate(
         pass,
         "recovery (first 200 for a fresh RPT after the AS is back)",
         format!(
-            "worst {worst:.3} s (bound {}); {detail}",
+            "worst {} (bound {}); {detail}",
+            if worst.is_finite() {
+                format!("{worst:.3} s")
+            } else {
+                "never".to_owned()
+            },
             bound_text(args.max_recovery.0, "s")
         ),
     );
