@@ -205,27 +205,11 @@ fn has_signal(headers: &HeaderMap, uri: &Uri) -> bool {
             .is_some_and(|q| method_values(q).next().is_some())
 }
 
-/// The standard methods of RFC 9110 §9 and RFC 5789.
-const STANDARD: [Method; 9] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::CONNECT,
-    Method::OPTIONS,
-    Method::TRACE,
-    Method::PATCH,
-];
-
 /// The method an override value names, or why it cannot be used.
 fn override_method(value: &[u8]) -> Result<Method, &'static str> {
     let method = Method::from_bytes(value)
         .map_err(|_| "the method override is not a method (RFC 9110 §9.1 token)")?;
-    if STANDARD
-        .iter()
-        .any(|m| m != method && m.as_str().eq_ignore_ascii_case(method.as_str()))
-    {
+    if crate::resources::is_case_variant(&method, &[]) {
         return Err("the method override is a case variant of a standard method");
     }
     if method == Method::CONNECT {
