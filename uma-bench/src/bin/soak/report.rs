@@ -588,8 +588,7 @@ pub(crate) fn evaluate(
                 .ok()
                 .and_then(|i| phases.get(i))
                 .is_some_and(|p| {
-                    p.fault == Some(Fault::Healthy)
-                        && s.t_ms >= p.start_ms + args.phase * 500
+                    p.fault == Some(Fault::Healthy) && s.t_ms >= p.start_ms + args.phase * 500
                 })
         })
         .collect();
