@@ -247,11 +247,9 @@ const JWKS_URI: &str = "https://as.test/realms/acme/certs";
 
 /// A transport over a real client, for the bundled test AS.
 fn http_client() -> Arc<dyn Transport> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    Arc::new(ReqwestTransport::new(client))
+    let transport = ReqwestTransport::with_timeouts(Duration::from_secs(2), Duration::from_secs(5))
+        .expect("a client");
+    Arc::new(transport)
 }
 
 /// A JWKS fetch that failed with `failure`.
