@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(Answer::read(&answer(503, "")).to_string(), "503");
         // A code that is not one is not quoted.
         let long = format!(r#"{{"error":"{}"}}"#, "x".repeat(65));
-        assert_eq!(Answer::read(&answer(400, long.clone())).code(), None);
+        assert_eq!(Answer::read(&answer(400, long)).code(), None);
         assert_eq!(
             Answer::read(&answer(400, r#"{"error":"two words"}"#)).code(),
             None
