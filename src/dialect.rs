@@ -32,7 +32,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::IntrospectionAuth;
+use crate::protection::introspection::IntrospectionAuth;
 
 /// The family of authorization server the layer talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

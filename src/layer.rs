@@ -11,15 +11,18 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::IntrospectionCache;
-use crate::client::{AsClient, IntrospectionAuth, PermissionBody};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::Rules;
 use crate::dialect::{DerivedEndpoints, Dialect};
-use crate::discovery::{self, DiscoveryDocument, trim_issuer};
+use crate::discovery::{DiscoveryDocument, trim_issuer};
 use crate::error::Error;
 use crate::gate::{AsEndpoint, AsGate, AsHealth, GateSettings};
 use crate::method_override::MethodOverride;
-use crate::pat::{ClientAuth, PatConfig, PatGrant, PatProvider};
+use crate::protection::reqwest_transport::ReqwestTransport;
+use crate::protection::{
+    AsClient, Caller, ClientAuth, IntrospectionAuth, PatConfig, PatGrant, PatProvider,
+    PermissionBody, Transport,
+};
 use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
 use crate::service::Uma;
@@ -97,7 +100,7 @@ impl Shared {
     pub(crate) async fn check_rpt(
         &self,
         token: &crate::token::Rpt,
-    ) -> Result<crate::introspect::Introspection, crate::introspect::IntrospectError> {
+    ) -> Result<crate::introspect::Introspection, crate::protection::CallError> {
         #[cfg(feature = "jwt")]
         if let Some(verifier) = &self.jwt {
             use crate::jwt::RptValidation;
@@ -420,8 +423,9 @@ impl UmaLayerBuilder {
             // WSO2 publishes no discovery document; its endpoints are derived in build().
             return Ok(self);
         }
-        let http = self.make_http_client()?;
-        let doc: DiscoveryDocument = discovery::fetch(&http, &self.issuer).await?;
+        let http = self.make_transport()?;
+        let doc: DiscoveryDocument =
+            crate::protection::discovery::fetch(http.as_ref(), &self.issuer).await?;
         self.fill_endpoints(DerivedEndpoints {
             token: doc.token_endpoint.clone(),
             introspection: doc.introspection_endpoint().map(str::to_owned),
@@ -764,24 +768,13 @@ impl UmaLayerBuilder {
         Ok(Arc::new(AsGate::new(g, Arc::clone(&self.clock), &used)))
     }
 
-    fn make_http_client(&self) -> Result<reqwest::Client, Error> {
-        if let Some(c) = &self.http_client {
-            return Ok(c.clone());
-        }
-        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
-            return Err(Error::config(
-                "timeouts must be greater than zero; set connect_timeout and request_timeout",
-            ));
-        }
-        reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tower-uma/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::config(format!("could not build the HTTP client: {e}")).with_source(e)
-            })
+    /// The transport of every AS call: the user's client, or one with this builder's timeouts.
+    fn make_transport(&self) -> Result<Arc<dyn Transport>, Error> {
+        let transport = match &self.http_client {
+            Some(c) => ReqwestTransport::new(c.clone()),
+            None => ReqwestTransport::with_timeouts(self.connect_timeout, self.request_timeout)?,
+        };
+        Ok(Arc::new(transport))
     }
 
     /// Validates the configuration, reconciles the declared resources with the AS (see
@@ -900,27 +893,29 @@ impl UmaLayerBuilder {
         let strict_spellings = self.enforcement == EnforcementMode::Enforcing
             || self.resolver.is_some()
             || self.resources.may_enforce();
-        let http = self.make_http_client()?;
+        let transport = self.make_transport()?;
         let gate = self.make_gate()?;
+        let caller = Caller::new(transport, Arc::clone(&gate));
+        let client_credentials = crate::protection::token::Client {
+            id: self.client_id.clone(),
+            secret: self.client_secret.clone(),
+            auth: self.client_auth,
+        };
         let pat = Arc::new(PatProvider::new(
-            http.clone(),
+            caller.clone(),
             PatConfig {
                 token_endpoint,
-                client_id: self.client_id.clone(),
-                client_secret: self.client_secret.clone(),
-                client_auth: self.client_auth,
+                client: client_credentials.clone(),
                 grant: self.pat_grant.clone(),
                 scope: self
                     .pat_scope
                     .clone()
                     .unwrap_or_else(|| dialect.pat_scope()),
             },
-            Arc::clone(&gate),
         ));
         let client = Arc::new(AsClient {
-            http,
+            caller,
             pat,
-            gate: Arc::clone(&gate),
             introspection_endpoint,
             permission_endpoint,
             introspection_auth: self
@@ -931,9 +926,7 @@ impl UmaLayerBuilder {
                 .clone()
                 .unwrap_or_else(|| dialect.token_type_hint()),
             permission_body: self.permission_body.unwrap_or_default(),
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
-            client_auth: self.client_auth,
+            client: client_credentials,
         });
         #[cfg(feature = "jwt")]
         let (jwt, validation) = if self.rpt_validation == crate::jwt::RptValidation::Introspect {
@@ -951,12 +944,8 @@ impl UmaLayerBuilder {
                 check_url("jwks_uri", u, allow_http)?;
             }
             let validation = format!("{:?} ({})", self.rpt_validation, v.acceptance());
-            let verifier = crate::jwt::JwtVerifier::new(
-                client.http.clone(),
-                Arc::clone(&gate),
-                v,
-                Arc::clone(&self.clock),
-            );
+            let verifier =
+                crate::jwt::JwtVerifier::new(client.caller.clone(), v, Arc::clone(&self.clock));
             (Some(Arc::new(verifier)), validation)
         };
         #[cfg(not(feature = "jwt"))]

@@ -94,7 +94,6 @@
 
 mod cache;
 mod challenge;
-mod client;
 mod clock;
 mod decision;
 mod dialect;
@@ -113,8 +112,8 @@ mod jwt;
 mod layer;
 mod method_override;
 mod metrics;
-mod pat;
 mod principal;
+mod protection;
 mod registration;
 mod resources;
 mod service;
@@ -122,7 +121,6 @@ mod token;
 
 pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
 pub use challenge::{ChallengeError, UNREACHABLE_WARNING, UmaChallenge, parse_uma_challenge};
-pub use client::{IntrospectionAuth, PermissionBody};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use dialect::Dialect;
 pub use discovery::{DiscoveryDocument, WELL_KNOWN_PATH};
@@ -138,8 +136,10 @@ pub use introspect::{Introspection, ParseError, Permission};
 pub use jwt::{JwtValidation, RptValidation};
 pub use layer::{Discover, UmaLayer, UmaLayerBuilder, Unmapped};
 pub use method_override::{MethodOverride, strip_method_override};
-pub use pat::{ClientAuth, PatGrant};
 pub use principal::{Rejection, UmaPrincipal};
+pub use protection::introspection::IntrospectionAuth;
+pub use protection::permission::PermissionBody;
+pub use protection::token::{ClientAuth, PatGrant};
 pub use registration::{
     RegisteredResource, ResourceChange, ResourceRegistry, ResourceSync, ResourceSyncMode,
 };
