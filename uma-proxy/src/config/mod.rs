@@ -53,9 +53,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::Method;
-use serde::Deserialize;
 use toml_diag::Diagnostic;
 pub use toml_diag::parse_duration;
+pub use tower_uma::Dialect;
 use tower_uma::{
     ClientSecret, EnforcementMode, IntrospectionCache, MethodOverride, ResourceDecl, ResourceMap,
     Route, Unmapped,
@@ -123,20 +123,6 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[[resources]]`, in file order.
     pub resources: Vec<ResourceConfig>,
-}
-
-/// Which authorization server product the proxy talks to (`dialect`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Dialect {
-    /// The UMA 2.0 specifications as written (and `uma-test-as`).
-    #[default]
-    Standard,
-    /// Keycloak's UMA implementation.
-    Keycloak,
-    /// WSO2 Identity Server.
-    Wso2,
 }
 
 /// How the proxy obtains its PAT (`pat_grant`).

@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::Deserializer;
+use serde::de::{self, Deserializer};
 use toml::Spanned;
-
-use super::Dialect;
+use tower_uma::Dialect;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +77,7 @@ pub(super) struct RawAs {
     pub(super) permission_endpoint: Option<Spanned<String>>,
     pub(super) resource_registration_endpoint: Option<Spanned<String>>,
     pub(super) jwks_uri: Option<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "dialect")]
     pub(super) dialect: Dialect,
     pub(super) client_id: Spanned<String>,
     pub(super) client_secret: Option<Spanned<String>>,
@@ -136,4 +135,10 @@ impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         toml_diag::deserialize_duration(deserializer, DURATION_EXAMPLES).map(Dur)
     }
+}
+
+/// `dialect`: whatever [`Dialect`]'s `FromStr` accepts.
+fn dialect<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dialect, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse().map_err(de::Error::custom)
 }

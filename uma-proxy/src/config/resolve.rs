@@ -10,8 +10,8 @@ use http::Method;
 use toml::Spanned;
 use toml_diag::Diagnostic;
 use tower_uma::{
-    ClientSecret, EnforcementMode, MethodOverride, ResourceDecl, ResourceMap, ResourceMapError,
-    Unmapped,
+    ClientSecret, Dialect, EnforcementMode, MethodOverride, ResourceDecl, ResourceMap,
+    ResourceMapError, Unmapped,
 };
 
 use super::raw::{
@@ -20,8 +20,8 @@ use super::raw::{
 use super::{
     AsCallsConfig, AsConfig, CacheConfig, Config, ConfigError, DEFAULT_AS_TIMEOUT,
     DEFAULT_BREAKER_MAX_OPEN_INTERVAL, DEFAULT_BREAKER_OPEN_INTERVAL, DEFAULT_LISTEN,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, Dialect, MethodScopes, Overrides,
-    PatGrantConfig, ResourceConfig,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, MethodScopes, Overrides, PatGrantConfig,
+    ResourceConfig,
 };
 use crate::forward::Upstream;
 use crate::trust::{AllowedHosts, Cidr, TrustedProxies};

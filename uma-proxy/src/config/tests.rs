@@ -418,3 +418,35 @@ fn as_call_limits_and_the_breaker() {
     let e = with("breaker_failure_threshold = -1").unwrap_err();
     assert!(e.message().contains("breaker_failure_threshold"), "{e}");
 }
+
+/// `dialect` takes what `tower_uma::Dialect` parses: letter case does not matter, and an
+/// unknown name is refused at its line with the accepted values.
+#[test]
+fn dialect_values_are_the_librarys() {
+    let with = |value: &str| {
+        parse(&BASE.replace(
+            "allow_http = true",
+            &format!("allow_http = true\ndialect = {value}"),
+        ))
+    };
+    for (value, dialect) in [
+        ("\"standard\"", Dialect::Standard),
+        ("\"keycloak\"", Dialect::Keycloak),
+        ("\"Keycloak\"", Dialect::Keycloak),
+        ("\"wso2\"", Dialect::Wso2),
+    ] {
+        let text = if dialect == Dialect::Wso2 {
+            format!("{value}\npat_grant = \"client_credentials\"")
+        } else {
+            value.to_owned()
+        };
+        let c = with(&text).unwrap();
+        assert_eq!(c.authorization_server.dialect, dialect, "{value}");
+    }
+    let e = with("\"gluu\"").unwrap_err();
+    assert_eq!(e.line(), Some(6), "{e}");
+    assert_eq!(
+        e.message(),
+        "`dialect`: unknown dialect \"gluu\": use \"standard\", \"keycloak\" or \"wso2\""
+    );
+}
