@@ -122,7 +122,7 @@ mod token;
 pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
 pub use challenge::{ChallengeError, UNREACHABLE_WARNING, UmaChallenge, parse_uma_challenge};
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use dialect::Dialect;
+pub use dialect::{Dialect, ParseDialectError};
 pub use discovery::{DiscoveryDocument, WELL_KNOWN_PATH};
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "axum")]

@@ -1,8 +1,6 @@
 //! End to end: `uma-test-as` in-process, a recording upstream in-process, and the `uma-proxy`
 //! binary as a real process between them.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tower_uma::parse_uma_challenge;
 use uma_test_as::{Endpoint, RptSpec};
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_uma_flow_through_the_proxy() {

@@ -3,14 +3,11 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use reqwest::{Response, StatusCode};
@@ -20,6 +17,8 @@ use tokio::process::{Child, Command};
 use uma_test_as::{
     Dialect, Endpoint, ID_TOKEN_FORMAT, Policy, RptFormat, TestAs, UMA_TICKET_GRANT,
 };
+
+use crate::common::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
