@@ -127,9 +127,10 @@ use crate::resources::{ResourceMap, ResourceMapError, Route};
 /// [`with_state`](Self::with_state) before or with `Router::with_state` after
 /// [`build`](Self::build).
 ///
-/// Routes and fallbacks added to the built `Router` afterwards are outside the table: the
-/// layer sees them as unmapped (`403`, or let through with `Unmapped::Allow`). Declare every
-/// route here.
+/// Routes and fallbacks added to the built `Router` afterwards do not go through the layer
+/// at all (axum's `Router::layer` wraps the routes that exist when it is called): declare
+/// every route here. Layers added afterwards (tracing, timeouts, CORS) wrap the layer as
+/// usual.
 #[must_use]
 pub struct UmaRouter<S = ()> {
     entries: Vec<Entry<S>>,
