@@ -1,21 +1,29 @@
-//! The smallest axum service protected by `UmaLayer`.
+//! The smallest axum service protected by `UmaLayer`, its one route table declared with
+//! `tower_uma::axum::UmaRouter` (each path written once, with its handler and its UMA rule).
 //!
-//! Run with `cargo run --example axum`, after starting the bundled AS in another terminal:
+//! Run with `cargo run --example axum --features axum`, after starting the bundled AS in
+//! another terminal:
 //!
 //! ```text
 //! cargo run -p uma-test-as -- --listen 127.0.0.1:8180 --config uma-test-as/examples/as.toml
 //! ```
 //!
 //! It registers the resource `album` at the AS, prints `listening on http://127.0.0.1:3000`
-//! and serves `GET /albums/{id}` (scope `view`). Then
+//! and serves `GET /albums/{id}` (scope `view`) and a public `GET /health`. Then
 //! `curl -i http://127.0.0.1:3000/albums/1` answers `401` with
 //! `WWW-Authenticate: UMA realm="photos", as_uri="http://127.0.0.1:8180", ticket="…"`.
 //! Set `UMA_ISSUER`, `UMA_CLIENT_ID` and `UMA_CLIENT_SECRET` to use another AS.
 #![allow(clippy::print_stdout, reason = "an example that says where it listens")]
 
-use axum::{Extension, Router, routing::get};
+use axum::routing::get;
 use http::Method;
-use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, UmaPrincipal};
+use tower_uma::axum::UmaRouter;
+use tower_uma::{ResourceDecl, UmaLayer, UmaPrincipal};
+
+/// `GET /albums/{id}`: only with an RPT granting `view` on `album`.
+async fn show_album(p: UmaPrincipal) -> String {
+    format!("an album, shown to {}\n", p.subject().unwrap_or_default())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,25 +35,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .insecure_allow_http()
     .await?
-    .realm("photos")
-    .resources(
-        ResourceMap::new().route(
-            Route::new("/albums/{id}")
-                .declare(ResourceDecl::new("album", ["view"]).with_owner("alice"))
-                .scopes(Method::GET, ["view"]),
-        ),
-    )
-    .build()
-    .await?;
+    .realm("photos");
 
-    let app = Router::new()
-        .route(
-            "/albums/{id}",
-            get(|Extension(p): Extension<UmaPrincipal>| async move {
-                format!("an album, shown to {}\n", p.subject().unwrap_or_default())
-            }),
-        )
-        .layer(uma);
+    let (app, _uma) = UmaRouter::new()
+        .route("/albums/{id}", get(show_album), |rule| {
+            rule.declare(ResourceDecl::new("album", ["view"]).with_owner("alice"))
+                .scopes(Method::GET, ["view"])
+        })
+        .public("/health", get(|| async { "ok\n" }))
+        .build(uma)
+        .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -85,13 +85,18 @@
 //!
 //! - `rustls` (default): TLS to the AS with rustls.
 //! - `native-tls`: TLS to the AS with the platform's library.
-//! - `axum`: [`UmaPrincipal`] as an axum extractor.
+//! - `axum`: [`UmaPrincipal`] as an axum extractor, and the [`axum`](mod@crate::axum) module:
+//!   [`UmaRouter`](crate::axum::UmaRouter) declares each route once, with its handlers and its
+//!   rule, for axum's router and the layer's map.
 //! - `jwt`: local validation of JWT RPTs against the AS's JWKS (`RptValidation`,
 //!   `JwtValidation`).
 //! - `fuzzing`: internal; exposes the parsers to the fuzz targets in `fuzz/`. Not an API: its
 //!   module is hidden and may change in any release.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod cache;
 mod challenge;
 mod clock;
@@ -150,6 +155,7 @@ pub use resources::{
 pub use service::Uma;
 pub use token::{ClientSecret, Fingerprint, MAX_TOKEN_LEN, Pat, Rpt};
 
-#[cfg(doctest)]
+// The README's code uses `tower_uma::axum`.
+#[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -454,7 +454,7 @@ fn method_not_allowed<R: Default>(allow: &[Method]) -> Response<R> {
 }
 
 /// A refusal made by the layer: empty body, the rejection in the extensions.
-fn refusal<R: Default>(
+pub(crate) fn refusal<R: Default>(
     status: StatusCode,
     rejection: Rejection,
     challenge: Option<HeaderValue>,

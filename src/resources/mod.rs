@@ -53,6 +53,8 @@
 //! The matching rules, the precedence between templates and the reasons for both are
 //! documented on [`ResourceMap`], where users of the re-exported types can read them.
 
+#[cfg(feature = "axum")]
+mod axum_check;
 mod method;
 mod path;
 mod template;
