@@ -85,7 +85,7 @@
 //!
 //! - `rustls` (default): TLS to the AS with rustls.
 //! - `native-tls`: TLS to the AS with the platform's library.
-//! - `axum`: [`UmaPrincipal`] as an axum extractor, and the [`axum`](mod@crate::axum) module:
+//! - `axum` (default): [`UmaPrincipal`] as an axum extractor, and the [`axum`](mod@crate::axum) module:
 //!   [`UmaRouter`](crate::axum::UmaRouter) declares each route once, with its handlers and its
 //!   rule, for axum's router and the layer's map.
 //! - `jwt`: local validation of JWT RPTs against the AS's JWKS (`RptValidation`,
