@@ -83,7 +83,7 @@ pub(crate) fn router(shared: &Arc<Shared>) -> Router {
         discovery = discovery.route(&alias, with_405(get(discovery::openid_configuration)));
     }
 
-    Router::new()
+    let router = Router::new()
         .merge(endpoint(Endpoint::Discovery, discovery))
         .merge(route(Endpoint::Jwks, get(discovery::jwks)))
         .merge(route(Endpoint::Token, post(token::token)))
@@ -93,7 +93,39 @@ pub(crate) fn router(shared: &Arc<Shared>) -> Router {
         .merge(endpoint(Endpoint::ResourceRegistration, registration))
         .merge(endpoint(Endpoint::Admin, admin))
         .fallback(not_found)
-        .with_state(Arc::clone(shared))
+        .with_state(Arc::clone(shared));
+    if shared.dialect == Dialect::Keycloak {
+        router.layer(axum::middleware::from_fn(keycloak_normalized_path))
+    } else {
+        router
+    }
+}
+
+/// Keycloak refuses, before anything else, a path that is not in normal form because an
+/// unreserved character is percent-encoded (`%2D` for `-`, RFC 3986 §6.2.2.2): 400
+/// `missingNormalization`.
+async fn keycloak_normalized_path(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if escapes_unreserved(req.uri().path()) {
+        return OAuthError::new(StatusCode::BAD_REQUEST, "missingNormalization")
+            .describe("Request path not normalized")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether `path` has a `%XX` escape of an unreserved character (ALPHA, DIGIT, `-._~`).
+fn escapes_unreserved(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+    })
 }
 
 /// Answers 405 with a JSON body (FedAuthz §3.2 `unsupported_method_type`) instead of axum's
@@ -427,6 +459,18 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn escaped_unreserved_characters_are_not_normal() {
+        assert!(escapes_unreserved(
+            "/realms/r/authz/protection/resource_set/a%2Db"
+        ));
+        assert!(escapes_unreserved("/x/%61"));
+        assert!(escapes_unreserved("/x/%7e"));
+        assert!(!escapes_unreserved("/x/a-b"));
+        assert!(!escapes_unreserved("/x/a%20b%2F"));
+        assert!(!escapes_unreserved("/x/%zz%"));
     }
 
     #[test]
