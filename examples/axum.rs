@@ -10,21 +10,27 @@
 //! and serves `GET /albums/{id}` (scope `view`). Then
 //! `curl -i http://127.0.0.1:3000/albums/1` answers `401` with
 //! `WWW-Authenticate: UMA realm="photos", as_uri="http://127.0.0.1:8180", ticket="…"`.
-//! Set `UMA_ISSUER`, `UMA_CLIENT_ID` and `UMA_CLIENT_SECRET` to use another AS.
+//! Set `UMA_ISSUER`, `UMA_CLIENT_ID` and `UMA_CLIENT_SECRET` to use another AS, and
+//! `UMA_DIALECT=keycloak` for Keycloak (the README's "Keycloak in five minutes").
 #![allow(clippy::print_stdout, reason = "an example that says where it listens")]
 
 use axum::{Extension, Router, routing::get};
 use http::Method;
-use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, UmaPrincipal};
+use tower_uma::{Dialect, ResourceDecl, ResourceMap, Route, UmaLayer, UmaPrincipal};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let dialect = match env("UMA_DIALECT", "standard").as_str() {
+        "keycloak" => Dialect::Keycloak,
+        _ => Dialect::Standard,
+    };
     let uma = UmaLayer::discover(
         env("UMA_ISSUER", "http://127.0.0.1:8180"),
         env("UMA_CLIENT_ID", "photo-api"),
         env("UMA_CLIENT_SECRET", "photo-api-secret"),
     )
+    .dialect(dialect)
     .insecure_allow_http()
     .await?
     .realm("photos")
