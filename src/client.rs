@@ -65,6 +65,34 @@ pub(crate) async fn read_body(
     Ok(body.freeze())
 }
 
+/// Whether an answer to a PAT-authenticated call refuses the PAT itself: `401` (RFC 6750
+/// §3.1 `invalid_token`), or Keycloak's `403` with `{"error": "invalid_bearer_token"}`, its
+/// answer to a PAT it cannot verify (expired, revoked, signed with a key it no longer has).
+/// A `403` is read to find out (at most [`MAX_AS_BODY`]) and handed on rebuilt.
+async fn refuses_pat(resp: reqwest::Response) -> Result<(bool, reqwest::Response), CallError> {
+    match resp.status() {
+        StatusCode::UNAUTHORIZED => Ok((true, resp)),
+        StatusCode::FORBIDDEN => {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| match e {
+                BodyError::Transport(e) => CallError::Transport(e),
+                BodyError::TooLarge => CallError::TooLarge,
+            })?;
+            let refused = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .is_some_and(|v| {
+                    v.get("error").and_then(|e| e.as_str()) == Some("invalid_bearer_token")
+                });
+            let mut rebuilt = http::Response::new(body);
+            *rebuilt.status_mut() = status;
+            *rebuilt.headers_mut() = headers;
+            Ok((refused, reqwest::Response::from(rebuilt)))
+        }
+        _ => Ok((false, resp)),
+    }
+}
+
 /// How the layer authenticates itself at the introspection endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -197,8 +225,8 @@ struct PermissionRequest<'a> {
 
 impl AsClient {
     /// Calls `endpoint` through the gate with a PAT-authenticated request built by `build`,
-    /// and reads its answer with `read`. On 401 the PAT is dropped, a new one obtained and the
-    /// request sent once more; `read` sees the final answer. The gate's slot is held from
+    /// and reads its answer with `read`. When the AS refuses the PAT (see [`refuses_pat`]) it
+    /// is dropped, a new one obtained and the request sent once more; `read` sees the final answer. The gate's slot is held from
     /// sending to the end of `read` (never while waiting for a PAT), and the outcome of `read`
     /// is what the endpoint's circuit breaker records.
     pub(crate) async fn protected<T, E, B, R, Fut>(
@@ -223,8 +251,16 @@ impl AsClient {
             .await
             .map_err(|_| E::from(CallError::NoPat))?;
         let (resp, pass) = self.send(endpoint, build(&pat)).await?;
-        let (resp, pass) = if resp.status() == StatusCode::UNAUTHORIZED {
-            tracing::debug!("AS answered 401 to the PAT; refreshing it and retrying once");
+        let (refused, resp) = match refuses_pat(resp).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                let error = E::from(e);
+                pass.record_error(&error);
+                return Err(error);
+            }
+        };
+        let (resp, pass) = if refused {
+            tracing::debug!("AS refused the PAT; refreshing it and retrying once");
             // The endpoint answered: it is up. The slot is not held while a PAT is fetched.
             pass.finish(Outcome::Answered);
             self.pat.invalidate(&pat);

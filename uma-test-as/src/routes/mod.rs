@@ -388,10 +388,22 @@ fn require_pat(
 ) -> Result<PatInfo, OAuthError> {
     match authorization(headers) {
         Authorization::Bearer(token) => bearer_pat(shared, &token, purpose),
-        Authorization::None => Err(OAuthError::invalid_token("a bearer PAT is required", true)),
+        Authorization::None => Err(pat_refused(shared, "a bearer PAT is required", true)),
         Authorization::Basic(..) | Authorization::Unusable => {
-            Err(OAuthError::invalid_token("a bearer PAT is required", false))
+            Err(pat_refused(shared, "a bearer PAT is required", false))
         }
+    }
+}
+
+/// The answer to a protection-API call whose bearer PAT is missing or not accepted: 401
+/// `invalid_token` with a `Bearer` challenge (RFC 6750 §3.1), or, as Keycloak answers a
+/// missing, expired, revoked or badly signed token, 403 `invalid_bearer_token`.
+fn pat_refused(shared: &Shared, description: &str, missing: bool) -> OAuthError {
+    if shared.dialect == Dialect::Keycloak {
+        OAuthError::new(StatusCode::FORBIDDEN, "invalid_bearer_token")
+            .describe("Could not obtain bearer access_token from request.")
+    } else {
+        OAuthError::invalid_token(description, missing)
     }
 }
 
@@ -432,7 +444,8 @@ fn bearer_pat(shared: &Shared, token: &str, purpose: Protection) -> Result<PatIn
             }
         }
         _ => {
-            return Err(OAuthError::invalid_token(
+            return Err(pat_refused(
+                shared,
                 "the PAT is unknown, expired or revoked",
                 false,
             ));
@@ -440,7 +453,8 @@ fn bearer_pat(shared: &Shared, token: &str, purpose: Protection) -> Result<PatIn
     };
     if shared.faults.take_pat_rejection() {
         tracing::debug!("rejecting a valid PAT (fault knob)");
-        return Err(OAuthError::invalid_token(
+        return Err(pat_refused(
+            shared,
             "the PAT was rejected (injected fault)",
             false,
         ));
