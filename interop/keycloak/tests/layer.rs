@@ -554,3 +554,59 @@ async fn endpoints_derived_from_the_issuer_work() {
     );
     unregister(&pat, &id).await;
 }
+
+/// A PAT that Keycloak stops accepting (the client's not-before moved past it, as an admin's
+/// "Revocation → Set to now" does) is answered `403 invalid_bearer_token`, not `401`: the
+/// layer takes a new PAT and retries once, so the next request still gets its ticket.
+#[tokio::test]
+async fn a_pat_keycloak_refuses_is_replaced_at_once() {
+    require_keycloak().await;
+    let rs = TempRs::create("rs-pat").await;
+    let layer = discover(&rs.client_id, &rs.secret)
+        .await
+        .resources(
+            ResourceMap::new().route(
+                Route::new("/albums/{id}")
+                    .declare(ResourceDecl::new("album", ["view"]))
+                    .scopes(Method::GET, ["view"]),
+            ),
+        )
+        .build()
+        .await
+        .unwrap();
+    let url = format!("{}/albums/1", protected(layer).await);
+    ticket_of(&get(&url, Method::GET, None).await);
+
+    // Every token of this client issued before `cut` is refused from now on; `old_pat` was
+    // issued before it, like the layer's.
+    let old_pat = rs.pat().await;
+    let cut = now() + 1;
+    let admin = Admin::login().await;
+    let mut client = admin
+        .call(Method::GET, &format!("/clients/{}", rs.uuid), None)
+        .await
+        .body;
+    client["notBefore"] = json!(cut);
+    let put = admin
+        .call(Method::PUT, &format!("/clients/{}", rs.uuid), Some(client))
+        .await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.text);
+    while now() < cut {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stale = answer(
+        http()
+            .get(resource_set_url())
+            .bearer_auth(&old_pat)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN, "{}", stale.text);
+    assert_eq!(stale.body["error"], "invalid_bearer_token");
+
+    // The layer's PAT is refused the same way: it takes a new one and the ticket comes.
+    ticket_of(&get(&url, Method::GET, None).await);
+    rs.remove().await;
+}
