@@ -205,6 +205,14 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A parameter's value as sent, empty or not (for Keycloak, which tells `x=` from no `x`).
+    pub(crate) fn get_raw(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Every non-empty value of a (repeatable) parameter, in order.
     pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.0
