@@ -5,6 +5,11 @@
 //! or the layer could notice is fixed in `uma-test-as`; the deliberate ones are listed in
 //! [`DELIBERATE`] and in uma-test-as/README.md ("Keycloak").
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests against a live server: a failure is a test failure"
+)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -468,10 +473,10 @@ async fn the_imitation_answers_like_keycloak() {
         }
         // Values that say what a token is.
         for key in ["token_type", "typ", "upgraded", "active"] {
-            if let (Some(a), Some(b)) = (k.body.get(key), i.body.get(key)) {
-                if a != b {
-                    d.push(format!("value of {key}: Keycloak {a}, imitation {b}"));
-                }
+            if let (Some(a), Some(b)) = (k.body.get(key), i.body.get(key))
+                && a != b
+            {
+                d.push(format!("value of {key}: Keycloak {a}, imitation {b}"));
             }
         }
         if k.text.is_empty() != i.text.is_empty() {

@@ -1,6 +1,11 @@
 //! `UmaLayer` against a real Keycloak 26 (items 1–6 of "The suite against real Keycloak"; the
 //! AS outage is in `outage.rs`). Run by `interop/keycloak/test.sh`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests against a live server: a failure is a test failure"
+)]
+
 mod common;
 
 use std::time::Duration;

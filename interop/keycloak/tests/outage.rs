@@ -2,6 +2,11 @@
 //! through `UmaLayer` and through the `uma-proxy` binary at once. The test stops and starts
 //! the Keycloak of `keycloak.sh`, so `test.sh` runs it alone, after the other tests.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests against a live server: a failure is a test failure"
+)]
+
 mod common;
 
 use std::process::Command;
@@ -43,8 +48,8 @@ where
 }
 
 /// Keycloak stops: requests that need it get `403` + `Warning` at once, cached RPTs are still
-/// served (a fresh entry under `max_ttl`; with `stale_if_error` also past it), `/healthz` of the
-/// proxy keeps serving. Keycloak starts again: both recover without a restart, and a new
+/// served (a fresh entry under `max_ttl`; with `stale_if_error` also past it). Keycloak starts
+/// again: both recover without a restart, and a new
 /// RPT goes through.
 #[tokio::test]
 async fn keycloak_stopped_mid_run_and_back() {
@@ -131,16 +136,6 @@ async fn keycloak_stopped_mid_run_and_back() {
         get(&app, Method::GET, Some(&rpt_app)).await.status(),
         StatusCode::OK,
         "stale-if-error serves the expired entry"
-    );
-    let health = http()
-        .get(format!("{}/healthz", proxy.admin().await))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        health.status(),
-        StatusCode::OK,
-        "readiness does not follow the AS"
     );
 
     let started_at = Instant::now();

@@ -2,6 +2,11 @@
 //! Keycloak"; the AS outage is in `outage.rs`). Run by `interop/keycloak/test.sh`, which builds
 //! the binary first.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests against a live server: a failure is a test failure"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};
