@@ -15,7 +15,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tower_uma::{
     Dialect, IntrospectionCache, JwtValidation, ResourceDecl, ResourceMap, ResourceSyncMode, Route,
-    RptValidation, UmaLayer,
+    RptValidation, UmaLayer, UmaLayerBuilder,
 };
 
 /// `/albums/{id}`: `GET` needs `view`, `DELETE` needs `delete`, on the resource `id`.
@@ -24,6 +24,46 @@ fn album_route(id: &str) -> Route {
         .resource_id(id)
         .scopes(Method::GET, ["view"])
         .scopes(Method::DELETE, ["delete"])
+}
+
+/// A resource `label-…` of `photo-api` (scopes view and delete) behind a layer that
+/// `configure` adjusts, serving the echo app.
+struct Album {
+    pat: String,
+    id: String,
+    url: String,
+    layer: UmaLayer,
+}
+
+impl Album {
+    async fn new(label: &str, configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Self {
+        let pat = pat_of(RS_ID, RS_SECRET).await;
+        let id = register(
+            &pat,
+            json!({"name": unique(label), "resource_scopes": ["view", "delete"]}),
+        )
+        .await;
+        let builder = discover(RS_ID, RS_SECRET)
+            .await
+            .resources(ResourceMap::new().route(album_route(&id)));
+        let layer = configure(builder).build().await.unwrap();
+        let url = format!("{}/albums/{id}", protected(layer.clone()).await);
+        Self {
+            pat,
+            id,
+            url,
+            layer,
+        }
+    }
+
+    /// A ticket for `GET`, and bob's RPT for it.
+    async fn bobs_rpt(&self) -> String {
+        rpt("bob", &ticket_of(&get(&self.url, Method::GET, None).await)).await
+    }
+
+    async fn remove(self) {
+        unregister(&self.pat, &self.id).await;
+    }
 }
 
 /// Item 1: discovery from `/.well-known/uma2-configuration`, the PAT, the layer's start (it
@@ -216,43 +256,30 @@ async fn resource_sync_beyond_one_page() {
 #[tokio::test]
 async fn the_whole_uma_flow() {
     require_keycloak().await;
-    let pat = pat_of(RS_ID, RS_SECRET).await;
-    let id = register(
-        &pat,
-        json!({"name": unique("album-flow"), "resource_scopes": ["view", "delete"]}),
-    )
-    .await;
-    let layer = discover(RS_ID, RS_SECRET)
-        .await
-        .resources(ResourceMap::new().route(album_route(&id)))
-        .build()
-        .await
-        .unwrap();
-    let url = format!("{}/albums/{id}", protected(layer).await);
+    let album = Album::new("album-flow", |b| b).await;
+    let url = &album.url;
 
-    let first = get(&url, Method::GET, None).await;
+    let first = get(url, Method::GET, None).await;
     let challenge = first.headers()["www-authenticate"]
         .to_str()
         .unwrap()
         .to_owned();
     assert!(challenge.contains("realm=\"photos\""), "{challenge}");
-    let ticket = ticket_of(&first);
-    let rpt = rpt("bob", &ticket).await;
-    let ok = answer(get(&url, Method::GET, Some(&rpt)).await).await;
+    let rpt = rpt("bob", &ticket_of(&first)).await;
+    let ok = answer(get(url, Method::GET, Some(&rpt)).await).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     let p = &ok.body["principal"];
-    assert_eq!(p["resource_id"], json!(id));
+    assert_eq!(p["resource_id"], json!(album.id));
     assert_eq!(p["scopes"], json!(["view"]));
     // Keycloak's introspection of an RPT (token_type_hint=requesting_party_token) carries no
     // `sub` and no `client_id`: the principal has none either (local validation has them).
     assert_eq!(p["subject"], Value::Null);
 
-    let del = get(&url, Method::DELETE, Some(&rpt)).await;
-    let ticket = ticket_of(&del);
+    let ticket = ticket_of(&get(url, Method::DELETE, Some(&rpt)).await);
     let denied = uma_grant(&user_token("bob").await, &ticket, &[]).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
     assert_eq!(denied.body["error"], "access_denied");
-    unregister(&pat, &id).await;
+    album.remove().await;
 }
 
 /// Item 4: bob asks with `submit_request=true`, alice approves through Keycloak's account
@@ -272,44 +299,8 @@ async fn owner_approval_through_the_account_api() {
         .await
         .unwrap();
     let url = format!("{}/albums/{id}", protected(layer).await);
-    let bob = user_token("bob").await;
-
-    let ticket = ticket_of(&get(&url, Method::DELETE, None).await);
-    let asked = uma_grant(&bob, &ticket, &[("submit_request", "true")]).await;
-    assert_eq!(asked.status, StatusCode::FORBIDDEN, "{}", asked.text);
-    assert_eq!(asked.body["error"], "access_denied");
-    assert_eq!(asked.body["error_description"], "request_submitted");
-
-    // alice sees the request and grants it.
-    let alice = user_token("alice").await;
-    let account = format!("{ISSUER}/account/resources/{id}/permissions");
-    let pending = answer(
-        http()
-            .get(format!("{account}/requests"))
-            .header("accept", "application/json")
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(pending.status, StatusCode::OK, "{}", pending.text);
-    assert!(pending.text.contains("bob"), "{}", pending.text);
-    let granted = http()
-        .put(&account)
-        .header("accept", "application/json")
-        .bearer_auth(&alice)
-        .json(&json!([{"username": "bob", "scopes": ["delete"]}]))
-        .send()
-        .await
-        .unwrap();
-    assert!(granted.status().is_success(), "{:?}", granted.status());
-
-    let ticket = ticket_of(&get(&url, Method::DELETE, None).await);
-    let rpt = uma_grant(&bob, &ticket, &[]).await;
-    assert_eq!(rpt.status, StatusCode::OK, "{}", rpt.text);
-    let rpt = rpt.body["access_token"].as_str().unwrap();
-    let ok = answer(get(&url, Method::DELETE, Some(rpt)).await).await;
+    let rpt = approved_delete(&url, &id).await;
+    let ok = answer(get(&url, Method::DELETE, Some(&rpt)).await).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.body["principal"]["scopes"], json!(["delete"]));
     unregister(&pat, &id).await;
@@ -320,21 +311,12 @@ async fn owner_approval_through_the_account_api() {
 #[tokio::test]
 async fn introspection_of_real_rpts() {
     require_keycloak().await;
-    let pat = pat_of(RS_ID, RS_SECRET).await;
-    let id = register(
-        &pat,
-        json!({"name": unique("album-introspect"), "resource_scopes": ["view", "delete"]}),
-    )
+    let album = Album::new("album-introspect", |b| {
+        b.rpt_validation(RptValidation::Introspect)
+    })
     .await;
-    let layer = discover(RS_ID, RS_SECRET)
-        .await
-        .rpt_validation(RptValidation::Introspect)
-        .resources(ResourceMap::new().route(album_route(&id)))
-        .build()
-        .await
-        .unwrap();
-    let url = format!("{}/albums/{id}", protected(layer).await);
-    let rpt = rpt("bob", &ticket_of(&get(&url, Method::GET, None).await)).await;
+    let (url, id) = (&album.url, &album.id);
+    let rpt = album.bobs_rpt().await;
 
     let seen = introspect(&rpt).await;
     assert_eq!(seen["active"], true);
@@ -345,15 +327,16 @@ async fn introspection_of_real_rpts() {
     assert_eq!(perms[0]["scopes"], json!(["view"]));
     assert_eq!(perms[0]["resource_scopes"], json!(["view"]));
 
-    let ok = answer(get(&url, Method::GET, Some(&rpt)).await).await;
+    let ok = answer(get(url, Method::GET, Some(&rpt)).await).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.body["principal"]["scopes"], json!(["view"]));
 
-    // bob's plain access token is active but grants nothing: a new challenge.
+    // bob's plain access token is not an RPT (Keycloak calls it inactive under the RPT hint):
+    // a new challenge.
     let plain = user_token("bob").await;
-    let resp = get(&url, Method::GET, Some(&plain)).await;
-    ticket_of(&resp);
-    unregister(&pat, &id).await;
+    assert_eq!(introspect(&plain).await, json!({"active": false}));
+    ticket_of(&get(url, Method::GET, Some(&plain)).await);
+    album.remove().await;
 }
 
 /// Item 5: local validation against Keycloak's JWKS, including a key rotation made through the
@@ -362,25 +345,16 @@ async fn introspection_of_real_rpts() {
 #[tokio::test]
 async fn local_jwt_validation_and_key_rotation() {
     require_keycloak().await;
-    let pat = pat_of(RS_ID, RS_SECRET).await;
-    let id = register(
-        &pat,
-        json!({"name": unique("album-jwt"), "resource_scopes": ["view", "delete"]}),
-    )
+    let album = Album::new("album-jwt", |b| {
+        b.rpt_validation(RptValidation::Local)
+            .jwt_validation(JwtValidation::new().refetch_interval(Duration::from_secs(1)))
+    })
     .await;
-    let layer = discover(RS_ID, RS_SECRET)
-        .await
-        .rpt_validation(RptValidation::Local)
-        .jwt_validation(JwtValidation::new().refetch_interval(Duration::from_secs(1)))
-        .resources(ResourceMap::new().route(album_route(&id)))
-        .build()
-        .await
-        .unwrap();
-    let url = format!("{}/albums/{id}", protected(layer).await);
+    let url = &album.url;
     let bob_sub = claims(&user_token("bob").await)["sub"].clone();
 
-    let before = rpt("bob", &ticket_of(&get(&url, Method::GET, None).await)).await;
-    let ok = answer(get(&url, Method::GET, Some(&before)).await).await;
+    let before = album.bobs_rpt().await;
+    let ok = answer(get(url, Method::GET, Some(&before)).await).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(
         ok.body["principal"]["subject"], bob_sub,
@@ -414,7 +388,7 @@ async fn local_jwt_validation_and_key_rotation() {
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
 
-    let after = rpt("bob", &ticket_of(&get(&url, Method::GET, None).await)).await;
+    let after = album.bobs_rpt().await;
     assert_ne!(
         jwt_part(&before, 0)["kid"],
         jwt_part(&after, 0)["kid"],
@@ -423,7 +397,7 @@ async fn local_jwt_validation_and_key_rotation() {
     // An unknown kid refetches the keys, at most once per refetch_interval (1 s here).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let resp = get(&url, Method::GET, Some(&after)).await;
+        let resp = get(url, Method::GET, Some(&after)).await;
         if resp.status() == StatusCode::OK {
             break;
         }
@@ -434,7 +408,7 @@ async fn local_jwt_validation_and_key_rotation() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let layer_again = answer(get(&url, Method::GET, Some(&before)).await).await;
+    let layer_again = answer(get(url, Method::GET, Some(&before)).await).await;
     assert_eq!(
         layer_again.status,
         StatusCode::OK,
@@ -446,8 +420,8 @@ async fn local_jwt_validation_and_key_rotation() {
         before.split('.').next().unwrap(),
         before.split('.').nth(1).unwrap()
     );
-    ticket_of(&get(&url, Method::GET, Some(&forged)).await);
-    unregister(&pat, &id).await;
+    ticket_of(&get(url, Method::GET, Some(&forged)).await);
+    album.remove().await;
 }
 
 /// Item 6: revocation at Keycloak. Keycloak then introspects the RPT as inactive; the layer
@@ -456,82 +430,42 @@ async fn local_jwt_validation_and_key_rotation() {
 #[tokio::test]
 async fn revocation_at_keycloak_and_the_cache_bound() {
     require_keycloak().await;
-    let pat = pat_of(RS_ID, RS_SECRET).await;
-    let id = register(
-        &pat,
-        json!({"name": unique("album-revoke"), "resource_scopes": ["view", "delete"]}),
-    )
-    .await;
     let max_ttl = Duration::from_secs(4);
-    let build = || async {
-        discover(RS_ID, RS_SECRET)
-            .await
-            .cache(IntrospectionCache::builder().max_ttl(max_ttl).build())
-            .resources(ResourceMap::new().route(album_route(&id)))
-            .build()
-            .await
-            .unwrap()
-    };
-    let layer = build().await;
-    let url = format!("{}/albums/{id}", protected(layer.clone()).await);
-
-    let revoke = |token: String| async move {
-        let r = http()
-            .post(format!("{ISSUER}/protocol/openid-connect/revoke"))
-            .form(&[("token", token.as_str()), ("client_id", APP_ID)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::OK,
-            "revocation: {:?}",
-            r.text().await
-        );
-    };
+    let album = Album::new("album-revoke", |b| {
+        b.cache(IntrospectionCache::builder().max_ttl(max_ttl).build())
+    })
+    .await;
+    let url = &album.url;
 
     // Bound: the cache's max_ttl.
-    let rpt1 = rpt("bob", &ticket_of(&get(&url, Method::GET, None).await)).await;
+    let rpt1 = album.bobs_rpt().await;
     assert_eq!(
-        get(&url, Method::GET, Some(&rpt1)).await.status(),
+        get(url, Method::GET, Some(&rpt1)).await.status(),
         StatusCode::OK
     );
-    let revoked_at = std::time::Instant::now();
-    revoke(rpt1.clone()).await;
+    revoke(&rpt1).await;
     assert_eq!(
         introspect(&rpt1).await["active"],
         false,
         "Keycloak forgot the RPT"
     );
     assert_eq!(
-        get(&url, Method::GET, Some(&rpt1)).await.status(),
+        get(url, Method::GET, Some(&rpt1)).await.status(),
         StatusCode::OK,
         "still served from the cache"
     );
-    loop {
-        let resp = get(&url, Method::GET, Some(&rpt1)).await;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            ticket_of(&resp);
-            break;
-        }
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert!(
-            revoked_at.elapsed() < max_ttl + Duration::from_secs(5),
-            "the revoked RPT outlived the cache's max_ttl"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    challenged_within(url, &rpt1, max_ttl).await;
 
     // At once: forget_token from a revocation hook.
-    let rpt2 = rpt("bob", &ticket_of(&get(&url, Method::GET, None).await)).await;
+    let rpt2 = album.bobs_rpt().await;
     assert_eq!(
-        get(&url, Method::GET, Some(&rpt2)).await.status(),
+        get(url, Method::GET, Some(&rpt2)).await.status(),
         StatusCode::OK
     );
-    revoke(rpt2.clone()).await;
-    layer.forget_token(&rpt2);
-    ticket_of(&get(&url, Method::GET, Some(&rpt2)).await);
-    unregister(&pat, &id).await;
+    revoke(&rpt2).await;
+    album.layer.forget_token(&rpt2);
+    ticket_of(&get(url, Method::GET, Some(&rpt2)).await);
+    album.remove().await;
 }
 
 /// The Keycloak dialect without discovery derives the same endpoints from the issuer.

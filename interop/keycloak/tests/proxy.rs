@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::proxy::{Proxy, config, upstream};
 use common::*;
@@ -102,30 +102,8 @@ async fn proxy_owner_approval() {
         .await;
     let proxy = Proxy::start(&config(RS_ID, &upstream().await, &name, "", ""), RS_SECRET).await;
     let url = proxy.url("/albums/1");
-    let bob = user_token("bob").await;
-    let ticket = ticket_of(&get(&url, Method::DELETE, None).await);
-    let asked = uma_grant(&bob, &ticket, &[("submit_request", "true")]).await;
-    assert_eq!(
-        asked.body["error_description"], "request_submitted",
-        "{}",
-        asked.text
-    );
-
-    let alice = user_token("alice").await;
-    let granted = http()
-        .put(format!("{ISSUER}/account/resources/{id}/permissions"))
-        .header("accept", "application/json")
-        .bearer_auth(&alice)
-        .json(&json!([{"username": "bob", "scopes": ["delete"]}]))
-        .send()
-        .await
-        .unwrap();
-    assert!(granted.status().is_success(), "{:?}", granted.status());
-
-    let ticket = ticket_of(&get(&url, Method::DELETE, None).await);
-    let rpt = uma_grant(&bob, &ticket, &[]).await;
-    assert_eq!(rpt.status, StatusCode::OK, "{}", rpt.text);
-    let ok = answer(get(&url, Method::DELETE, rpt.body["access_token"].as_str()).await).await;
+    let rpt = approved_delete(&url, &id).await;
+    let ok = answer(get(&url, Method::DELETE, Some(&rpt)).await).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     let perms = forwarded_permissions(&ok);
     assert_eq!(perms[0]["resource_id"], json!(id));
@@ -152,26 +130,7 @@ async fn proxy_revocation_within_the_cache_bound() {
         .as_str()
         .unwrap()
         .to_owned();
-    let revoked = http()
-        .post(format!("{ISSUER}/protocol/openid-connect/revoke"))
-        .form(&[("token", rpt.as_str()), ("client_id", APP_ID)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::OK);
-    let at = Instant::now();
-    loop {
-        let resp = get(&url, Method::GET, Some(&rpt)).await;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            ticket_of(&resp);
-            break;
-        }
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert!(
-            at.elapsed() < max_ttl + Duration::from_secs(5),
-            "outlived max_ttl"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    revoke(&rpt).await;
+    challenged_within(&url, &rpt, max_ttl).await;
     unregister(&pat_of(RS_ID, RS_SECRET).await, &id).await;
 }

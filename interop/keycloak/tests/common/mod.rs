@@ -174,6 +174,83 @@ pub async fn rpt(user: &str, ticket: &str) -> String {
     a.body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Revokes `token` at Keycloak (RFC 7009), as its client `photo-app` may.
+pub async fn revoke(token: &str) {
+    let r = http()
+        .post(format!("{ISSUER}/protocol/openid-connect/revoke"))
+        .form(&[("token", token), ("client_id", APP_ID)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "revocation: {:?}",
+        r.text().await
+    );
+}
+
+/// Polls `url` with the revoked `rpt` until it is challenged (`401` with a ticket); until
+/// then it must still be served (`200`), and for at most `max_ttl` (plus 5 s of slack for a
+/// busy machine) from now.
+pub async fn challenged_within(url: &str, rpt: &str, max_ttl: Duration) {
+    let since = std::time::Instant::now();
+    loop {
+        let resp = get(url, Method::GET, Some(rpt)).await;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            ticket_of(&resp);
+            return;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            since.elapsed() < max_ttl + Duration::from_secs(5),
+            "the revoked RPT outlived the cache's max_ttl"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Owner approval as people do it, for a `DELETE` on `url` protecting alice's owner-managed
+/// resource `id`: bob asks with `submit_request=true` and Keycloak answers
+/// `request_submitted`; alice finds the request in her account API and grants it; bob's next
+/// grant succeeds. Returns bob's RPT.
+pub async fn approved_delete(url: &str, id: &str) -> String {
+    let bob = user_token("bob").await;
+    let ticket = ticket_of(&get(url, Method::DELETE, None).await);
+    let asked = uma_grant(&bob, &ticket, &[("submit_request", "true")]).await;
+    assert_eq!(asked.status, StatusCode::FORBIDDEN, "{}", asked.text);
+    assert_eq!(asked.body["error"], "access_denied");
+    assert_eq!(asked.body["error_description"], "request_submitted");
+
+    let alice = user_token("alice").await;
+    let account = format!("{ISSUER}/account/resources/{id}/permissions");
+    let account_call = |req: reqwest::RequestBuilder| async {
+        answer(
+            req.header("accept", "application/json")
+                .bearer_auth(&alice)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    let pending = account_call(http().get(format!("{account}/requests"))).await;
+    assert_eq!(pending.status, StatusCode::OK, "{}", pending.text);
+    assert!(pending.text.contains("bob"), "{}", pending.text);
+    let granted = account_call(
+        http()
+            .put(&account)
+            .json(&json!([{"username": "bob", "scopes": ["delete"]}])),
+    )
+    .await;
+    assert!(granted.status.is_success(), "{}", granted.text);
+
+    let ticket = ticket_of(&get(url, Method::DELETE, None).await);
+    let rpt = uma_grant(&bob, &ticket, &[]).await;
+    assert_eq!(rpt.status, StatusCode::OK, "{}", rpt.text);
+    rpt.body["access_token"].as_str().unwrap().to_owned()
+}
+
 /// Introspects `token` as the Keycloak dialect does (client credentials, RPT hint).
 pub async fn introspect(token: &str) -> Value {
     let a = answer(
