@@ -12,13 +12,14 @@
 //! and serves `GET /albums/{id}` (scope `view`) and a public `GET /health`. Then
 //! `curl -i http://127.0.0.1:3000/albums/1` answers `401` with
 //! `WWW-Authenticate: UMA realm="photos", as_uri="http://127.0.0.1:8180", ticket="…"`.
-//! Set `UMA_ISSUER`, `UMA_CLIENT_ID` and `UMA_CLIENT_SECRET` to use another AS.
+//! Set `UMA_ISSUER`, `UMA_CLIENT_ID` and `UMA_CLIENT_SECRET` to use another AS, and
+//! `UMA_DIALECT=keycloak` for Keycloak (the README's "Keycloak in five minutes").
 #![allow(clippy::print_stdout, reason = "an example that says where it listens")]
 
 use axum::routing::get;
 use http::Method;
 use tower_uma::axum::UmaRouter;
-use tower_uma::{ResourceDecl, UmaLayer, UmaPrincipal};
+use tower_uma::{Dialect, ResourceDecl, UmaLayer, UmaPrincipal};
 
 /// `GET /albums/{id}`: only with an RPT granting `view` on `album`.
 async fn show_album(p: UmaPrincipal) -> String {
@@ -28,11 +29,13 @@ async fn show_album(p: UmaPrincipal) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let dialect: Dialect = env("UMA_DIALECT", "standard").parse()?;
     let uma = UmaLayer::discover(
         env("UMA_ISSUER", "http://127.0.0.1:8180"),
         env("UMA_CLIENT_ID", "photo-api"),
         env("UMA_CLIENT_SECRET", "photo-api-secret"),
     )
+    .dialect(dialect)
     .insecure_allow_http()
     .await?
     .realm("photos");

@@ -47,7 +47,7 @@ impl AsClient {
     /// gate's slot is held from sending to the end of reading (never while waiting for a PAT),
     /// and the outcome of `parse` is what the endpoint's circuit breaker records.
     ///
-    /// This is the one place of the 401 → refresh → retry-once rule.
+    /// This is the one place of the 401 → refresh → retry-once rule (see [`refuses_pat`]).
     pub(crate) async fn protected<T>(
         &self,
         endpoint: AsEndpoint,
@@ -89,8 +89,8 @@ impl AsClient {
             .caller
             .exchange(endpoint, build(&pat), MAX_AS_BODY)
             .await?;
-        if answer.status() == http::StatusCode::UNAUTHORIZED {
-            tracing::debug!("AS answered 401 to the PAT; refreshing it and retrying once");
+        if refuses_pat(&answer) {
+            tracing::debug!("AS refused the PAT; refreshing it and retrying once");
             // The endpoint answered: it is up. The slot is not held while a PAT is fetched.
             pass.finish(Outcome::Answered);
             self.pat.invalidate(&pat);
@@ -211,6 +211,22 @@ impl AsClient {
     }
 }
 
+/// Whether an answer to a PAT-authenticated call refuses the PAT itself: `401` (RFC 6750
+/// §3.1 `invalid_token`), or Keycloak's `403` with `{"error": "invalid_bearer_token"}`, its
+/// answer to a PAT it cannot verify (expired, revoked, signed with a key it no longer has).
+/// Any other `403` is about the request, not the PAT.
+fn refuses_pat(answer: &http::Response<Bytes>) -> bool {
+    match answer.status() {
+        http::StatusCode::UNAUTHORIZED => true,
+        http::StatusCode::FORBIDDEN => serde_json::from_slice::<serde_json::Value>(answer.body())
+            .ok()
+            .is_some_and(|v| {
+                v.get("error").and_then(|e| e.as_str()) == Some("invalid_bearer_token")
+            }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +305,26 @@ mod tests {
             .map(|r| r.uri().path().to_owned())
             .collect();
         assert_eq!(paths, ["/token", "/perm", "/token", "/perm"]);
+    }
+
+    /// Keycloak refuses a PAT it cannot verify with `403 invalid_bearer_token`: the same
+    /// refresh and retry as a 401. Any other 403 is about the request and is not retried.
+    #[tokio::test]
+    async fn keycloaks_403_invalid_bearer_token_refreshes_the_pat() {
+        let (refreshing, canned) = client(|r| match bearer(r) {
+            "Bearer pat-1" => (403, r#"{"error":"invalid_bearer_token"}"#),
+            _ => (201, r#"{"ticket":"t-1"}"#),
+        });
+        assert_eq!(refreshing.ticket("r1", &[]).await, Ok("t-1".to_owned()));
+        assert_eq!(canned.calls(), 4, "two PATs, two permission requests");
+
+        let (refusing, canned) = client(|_| (403, r#"{"error":"access_denied"}"#));
+        refusing.ticket("r1", &[]).await.expect_err("refused");
+        assert_eq!(
+            canned.calls(),
+            2,
+            "one PAT, one permission request: no retry"
+        );
     }
 
     /// A second 401 is an AS failure, not a loop; the circuit sees an endpoint that is up.

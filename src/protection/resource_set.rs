@@ -130,9 +130,22 @@ fn page_url(endpoint: &str, first: usize, max: usize) -> String {
     }
 }
 
+/// What a resource id is escaped with in a path segment: everything but the unreserved
+/// characters (RFC 3986 §2.3). Escaping those is not normal form (RFC 3986 §6.2.2.2), and
+/// Keycloak refuses such a path (`400 missingNormalization`), its UUID ids being full of `-`.
+const ID_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn item_url(endpoint: &str, id: &str) -> String {
-    let id: String =
-        percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).collect();
+    let id: String = if id.bytes().all(|b| b == b'.') {
+        // `.` and `..` would be dot segments; escaped, they are plain names.
+        id.replace('.', "%2E")
+    } else {
+        percent_encoding::utf8_percent_encode(id, ID_SEGMENT).collect()
+    };
     format!("{}/{id}", endpoint.trim_end_matches('/'))
 }
 
@@ -277,6 +290,23 @@ mod tests {
             "https://as/rreg/a%20b%2Fc"
         );
         assert_eq!(item_url("https://as/rreg", "r1"), "https://as/rreg/r1");
+    }
+
+    #[test]
+    fn item_urls_keep_unreserved_characters() {
+        // Keycloak's ids are UUIDs; it refuses `%2D` for `-` with 400 "Request path not
+        // normalized" (RFC 3986 §6.2.2.2: escaped unreserved characters are not normal).
+        assert_eq!(
+            item_url("https://as/rreg", "a32fdafe-3e3d-4d95-b6a0-af2f26307f04"),
+            "https://as/rreg/a32fdafe-3e3d-4d95-b6a0-af2f26307f04"
+        );
+        assert_eq!(
+            item_url("https://as/rreg", "a.b_c~d"),
+            "https://as/rreg/a.b_c~d"
+        );
+        // A whole segment of dots would be a dot segment: escaped.
+        assert_eq!(item_url("https://as/rreg", ".."), "https://as/rreg/%2E%2E");
+        assert_eq!(item_url("https://as/rreg", "."), "https://as/rreg/%2E");
     }
 
     #[test]

@@ -128,8 +128,10 @@ pub struct ResourceDecl {
     pub icon_uri: Option<String>,
     /// The scopes the resource can be accessed with (`resource_scopes`, required, non-empty).
     pub resource_scopes: Vec<String>,
-    /// The resource owner, for authorization servers that take one at registration (Keycloak's
-    /// `owner`); not part of the UMA resource description.
+    /// The resource owner, for authorization servers that take one at registration
+    /// (`uma-test-as`); not part of the UMA resource description. Keycloak 26 ignores it when
+    /// the resource server registers with its client-credentials PAT: the resource server
+    /// owns what it registers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
 }
