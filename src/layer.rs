@@ -25,6 +25,7 @@ use crate::protection::{
 };
 use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
+use crate::resync::Resync;
 use crate::service::Uma;
 use crate::token::ClientSecret;
 
@@ -230,15 +231,20 @@ impl UmaLayer {
 
     /// The state of this layer's calls to the authorization server, for readiness checks and
     /// health endpoints: each endpoint's circuit breaker (closed, open or half-open, its
-    /// consecutive failures, since when) and the calls in flight against the cap. See
-    /// [`AsHealth`] and the builder's
-    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold).
+    /// consecutive failures, since when), the calls in flight against the cap, and the
+    /// resources the AS said it does not know and that could not be registered again yet
+    /// ([`AsHealth::unknown_resources`]). See [`AsHealth`] and the builder's
+    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold) and
+    /// [`resource_resync_interval`](UmaLayerBuilder::resource_resync_interval).
     ///
     /// An open circuit does not mean that the layer cannot serve: cached decisions still
     /// work, and requests that need the AS are refused at once (`403` + `Warning`) rather
     /// than after a timeout. Taking the service out of rotation because of it would also stop
     /// the requests whose probes detect recovery, so prefer to report it (log, metric,
-    /// degraded status) over failing readiness on it.
+    /// degraded status) over failing readiness on it. An unknown resource is different: the
+    /// AS is up but refuses every ticket for it until the layer registers it again (which it
+    /// retries in the background, with or without requests), so failing readiness on
+    /// [`AsHealth::resources_known`] is reasonable.
     ///
     /// # Example
     ///
@@ -248,11 +254,14 @@ impl UmaLayer {
     /// if !health.all_closed() {
     ///     eprintln!("authorization server degraded:\n{health}");
     /// }
+    /// let ready = health.resources_known();
+    /// # let _ = ready;
     /// # }
     /// ```
     #[must_use]
     pub fn as_health(&self) -> AsHealth {
-        self.shared.gate.health()
+        let unknown = self.shared.registry.resync().unknown_resources();
+        self.shared.gate.health().with_unknown_resources(unknown)
     }
 }
 
@@ -336,6 +345,7 @@ pub struct UmaLayerBuilder {
     empty_scopes_grant_all: Option<bool>,
     sync: ResourceSyncMode,
     lookup_interval: Duration,
+    resync_interval: Duration,
     #[cfg(feature = "jwt")]
     rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
@@ -397,6 +407,7 @@ impl UmaLayerBuilder {
             empty_scopes_grant_all: None,
             sync: ResourceSyncMode::default(),
             lookup_interval: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(5),
             #[cfg(feature = "jwt")]
             rpt_validation: crate::jwt::RptValidation::default(),
             #[cfg(feature = "jwt")]
@@ -600,6 +611,20 @@ impl UmaLayerBuilder {
     /// reads only the resources new since the last one. Defaults to 5 s.
     pub fn resource_lookup_interval(mut self, interval: Duration) -> Self {
         self.lookup_interval = interval;
+        self
+    }
+
+    /// How often the layer may try to recover one resource the AS said it does not know
+    /// (`invalid_resource_id` to a permission request, FedAuthz §4.3: the AS restarted and
+    /// lost it, or an admin deleted it). A resource this layer declares is registered again, one
+    /// it only names is looked up again by name, and the ticket is asked once more; concurrent
+    /// requests share one attempt, and while the resource stays unknown a background task
+    /// tries again once per interval and [`UmaLayer::as_health`] lists it. Must be greater
+    /// than zero.
+    ///
+    /// Defaults to 5 s.
+    pub fn resource_resync_interval(mut self, interval: Duration) -> Self {
+        self.resync_interval = interval;
         self
     }
 
@@ -963,6 +988,11 @@ impl UmaLayerBuilder {
                 endpoint,
                 dialect,
             });
+        if self.resync_interval.is_zero() {
+            return Err(Error::config(
+                "resource_resync_interval must be greater than zero",
+            ));
+        }
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
         Ok(Prepared {
             #[cfg(feature = "jwt")]
@@ -982,6 +1012,7 @@ impl UmaLayerBuilder {
             registrar,
             sync: self.sync,
             lookup_interval: self.lookup_interval,
+            resync_interval: self.resync_interval,
             cache,
             resolver: match self.resolver {
                 Some(r) => Resolver::Custom(r),
@@ -1010,6 +1041,7 @@ struct Prepared {
     registrar: Option<Registrar>,
     sync: ResourceSyncMode,
     lookup_interval: Duration,
+    resync_interval: Duration,
     cache: IntrospectionCache,
     resolver: Resolver,
     enforcement: EnforcementMode,
@@ -1034,6 +1066,14 @@ impl Prepared {
             .cache
             .clock()
             .is_some_and(|c| crate::clock::same_clock(c, &self.clock));
+        let decls = self.map_decls();
+        let registry = ResourceRegistry::new(
+            self.registrar,
+            ids,
+            decls,
+            self.lookup_interval,
+            Resync::new(self.resync_interval, Arc::clone(&self.clock)),
+        );
         UmaLayer {
             shared: Arc::new(Shared {
                 realm: self.realm,
@@ -1042,7 +1082,7 @@ impl Prepared {
                 client: self.client,
                 cache: self.cache,
                 resolver: self.resolver,
-                registry: ResourceRegistry::new(self.registrar, ids, self.lookup_interval),
+                registry,
                 enforcement: self.enforcement,
                 strict_spellings: self.strict_spellings,
                 unmapped: self.unmapped,
