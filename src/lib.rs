@@ -26,7 +26,9 @@
 //! resources, or an admin deleted one; FedAuthz §4.3), the layer registers the resource again
 //! from its declaration, or looks its name up again, and asks once more: at most once per
 //! resource per [`UmaLayerBuilder::resource_resync_interval`], retried in the background
-//! while it fails, and reported by [`AsHealth::unknown_resources`] meanwhile.
+//! while it fails, and reported by [`AsHealth::unknown_resources`] meanwhile. At start,
+//! [`UmaLayerBuilder::wait_for_as`] (or a [`StartRetry`] policy) waits for an AS that is not
+//! reachable yet.
 //!
 //! The service keeps the inner service's error type; every refusal is a response carrying a
 //! [`Rejection`] in its extensions. The PAT is obtained with client credentials (scope
@@ -129,6 +131,7 @@ mod registration;
 mod resources;
 mod resync;
 mod service;
+mod start;
 mod token;
 
 pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
@@ -161,6 +164,7 @@ pub use resources::{
 };
 pub use resync::UnknownResource;
 pub use service::Uma;
+pub use start::{StartAttempt, StartRetry};
 pub use token::{ClientSecret, Fingerprint, MAX_TOKEN_LEN, Pat, Rpt};
 
 // The README's code uses `tower_uma::axum`.

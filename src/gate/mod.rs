@@ -25,6 +25,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::resync::UnknownResource;
@@ -557,6 +558,19 @@ impl AsGate {
             endpoints,
             unknown_resources: Vec::new(),
         }
+    }
+
+    /// How long until every open circuit lets its probe through: a caller about to retry a
+    /// failed start-up call waits at least this long, so that its attempt is not refused by a
+    /// circuit its earlier attempts opened.
+    pub(crate) fn wait_hint(&self) -> Duration {
+        let now = self.clock.now_unix_millis();
+        AsEndpoint::ALL
+            .into_iter()
+            .filter(|e| self.used[e.index()])
+            .map(|e| self.lock(e).breaker.open_remaining(now))
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
