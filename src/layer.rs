@@ -25,7 +25,9 @@ use crate::protection::{
 };
 use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
+use crate::resync::Resync;
 use crate::service::Uma;
+use crate::start::StartRetry;
 use crate::token::ClientSecret;
 
 /// What happens to a request that matches no mapped route.
@@ -230,15 +232,20 @@ impl UmaLayer {
 
     /// The state of this layer's calls to the authorization server, for readiness checks and
     /// health endpoints: each endpoint's circuit breaker (closed, open or half-open, its
-    /// consecutive failures, since when) and the calls in flight against the cap. See
-    /// [`AsHealth`] and the builder's
-    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold).
+    /// consecutive failures, since when), the calls in flight against the cap, and the
+    /// resources the AS said it does not know and that could not be registered again yet
+    /// ([`AsHealth::unknown_resources`]). See [`AsHealth`] and the builder's
+    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold) and
+    /// [`resource_resync_interval`](UmaLayerBuilder::resource_resync_interval).
     ///
     /// An open circuit does not mean that the layer cannot serve: cached decisions still
     /// work, and requests that need the AS are refused at once (`403` + `Warning`) rather
     /// than after a timeout. Taking the service out of rotation because of it would also stop
     /// the requests whose probes detect recovery, so prefer to report it (log, metric,
-    /// degraded status) over failing readiness on it.
+    /// degraded status) over failing readiness on it. An unknown resource is different: the
+    /// AS is up but refuses every ticket for it until the layer registers it again (which it
+    /// retries in the background, with or without requests), so failing readiness on
+    /// [`AsHealth::resources_known`] is reasonable.
     ///
     /// # Example
     ///
@@ -248,11 +255,14 @@ impl UmaLayer {
     /// if !health.all_closed() {
     ///     eprintln!("authorization server degraded:\n{health}");
     /// }
+    /// let ready = health.resources_known();
+    /// # let _ = ready;
     /// # }
     /// ```
     #[must_use]
     pub fn as_health(&self) -> AsHealth {
-        self.shared.gate.health()
+        let unknown = self.shared.registry.resync().unknown_resources();
+        self.shared.gate.health().with_unknown_resources(unknown)
     }
 }
 
@@ -280,6 +290,20 @@ impl Discover {
     /// The whole-request timeout for every AS call. Defaults to 3 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.builder = self.builder.request_timeout(timeout);
+        self
+    }
+
+    /// Waits up to `max_wait` for an AS that cannot be reached yet, in discovery and again
+    /// in [`build`](UmaLayerBuilder::build): a shortcut for
+    /// [`start_retry(StartRetry::new(max_wait))`](Self::start_retry). Defaults to no waiting.
+    pub fn wait_for_as(self, max_wait: Duration) -> Self {
+        self.start_retry(StartRetry::new(max_wait))
+    }
+
+    /// How discovery, and later [`build`](UmaLayerBuilder::build), wait for an AS that cannot
+    /// be reached yet (see [`StartRetry`]). Defaults to no waiting: one attempt.
+    pub fn start_retry(mut self, policy: StartRetry) -> Self {
+        self.builder = self.builder.start_retry(policy);
         self
     }
 }
@@ -336,6 +360,8 @@ pub struct UmaLayerBuilder {
     empty_scopes_grant_all: Option<bool>,
     sync: ResourceSyncMode,
     lookup_interval: Duration,
+    resync_interval: Duration,
+    start_retry: Option<StartRetry>,
     #[cfg(feature = "jwt")]
     rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
@@ -397,6 +423,8 @@ impl UmaLayerBuilder {
             empty_scopes_grant_all: None,
             sync: ResourceSyncMode::default(),
             lookup_interval: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(5),
+            start_retry: None,
             #[cfg(feature = "jwt")]
             rpt_validation: crate::jwt::RptValidation::default(),
             #[cfg(feature = "jwt")]
@@ -424,8 +452,10 @@ impl UmaLayerBuilder {
             return Ok(self);
         }
         let http = self.make_transport()?;
+        let fetch = || crate::protection::discovery::fetch(http.as_ref(), &self.issuer);
+        let no_hint = || Duration::ZERO; // discovery is not gated
         let doc: DiscoveryDocument =
-            crate::protection::discovery::fetch(http.as_ref(), &self.issuer).await?;
+            crate::start::retrying(self.start_retry.as_ref(), "discovery", no_hint, fetch).await?;
         self.fill_endpoints(DerivedEndpoints {
             token: doc.token_endpoint.clone(),
             introspection: doc.introspection_endpoint().map(str::to_owned),
@@ -600,6 +630,39 @@ impl UmaLayerBuilder {
     /// reads only the resources new since the last one. Defaults to 5 s.
     pub fn resource_lookup_interval(mut self, interval: Duration) -> Self {
         self.lookup_interval = interval;
+        self
+    }
+
+    /// How often the layer may try to recover one resource the AS said it does not know
+    /// (`invalid_resource_id` to a permission request, FedAuthz §4.3: the AS restarted and
+    /// lost it, or an admin deleted it). A resource this layer declares is registered again, one
+    /// it only names is looked up again by name, and the ticket is asked once more; concurrent
+    /// requests share one attempt, and while the resource stays unknown a background task
+    /// tries again once per interval and [`UmaLayer::as_health`] lists it. Must be greater
+    /// than zero.
+    ///
+    /// Defaults to 5 s.
+    pub fn resource_resync_interval(mut self, interval: Duration) -> Self {
+        self.resync_interval = interval;
+        self
+    }
+
+    /// Waits up to `max_wait` for an AS that cannot be reached yet (connection refused, a
+    /// timeout, a `5xx` or `429`): a shortcut for
+    /// [`start_retry(StartRetry::new(max_wait))`](Self::start_retry). To wait in discovery
+    /// too, call [`Discover::wait_for_as`] instead (it carries over to this builder).
+    /// Defaults to no waiting.
+    pub fn wait_for_as(self, max_wait: Duration) -> Self {
+        self.start_retry(StartRetry::new(max_wait))
+    }
+
+    /// How [`build`](Self::build) (the PAT and the resource sync) and
+    /// [`discover`](Self::discover) wait for an AS that cannot be reached yet: retried with
+    /// capped exponential backoff and jitter while the failure is transient
+    /// ([`Error::is_transient`]), returned at once otherwise. See [`StartRetry`]. Defaults to
+    /// no waiting: one attempt.
+    pub fn start_retry(mut self, policy: StartRetry) -> Self {
+        self.start_retry = Some(policy);
         self
     }
 
@@ -784,12 +847,20 @@ impl UmaLayerBuilder {
     ///
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message saying what to fix; when
     /// resources are declared by name, also the errors of the sync (PAT, transport, AS
-    /// answers), which say what was already changed.
+    /// answers), which say what was already changed. With a [`start_retry`](Self::start_retry)
+    /// policy, transient errors of the sync are retried first.
     pub async fn build(self) -> Result<UmaLayer, Error> {
+        let retry = self.start_retry.clone();
         let prepared = self.prepare()?;
         let decls = prepared.map_decls();
         let ids = match &prepared.registrar {
-            Some(r) if !decls.is_empty() => r.sync(&decls, prepared.sync).await?.1,
+            Some(r) if !decls.is_empty() => {
+                let sync = || r.sync(&decls, prepared.sync);
+                let hint = || prepared.gate.wait_hint();
+                crate::start::retrying(retry.as_ref(), "build", hint, sync)
+                    .await?
+                    .1
+            }
             None if !decls.is_empty() => {
                 return Err(Error::config(
                     "resources are declared by name but there is no resource registration endpoint; \
@@ -963,6 +1034,11 @@ impl UmaLayerBuilder {
                 endpoint,
                 dialect,
             });
+        if self.resync_interval.is_zero() {
+            return Err(Error::config(
+                "resource_resync_interval must be greater than zero",
+            ));
+        }
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
         Ok(Prepared {
             #[cfg(feature = "jwt")]
@@ -982,6 +1058,7 @@ impl UmaLayerBuilder {
             registrar,
             sync: self.sync,
             lookup_interval: self.lookup_interval,
+            resync_interval: self.resync_interval,
             cache,
             resolver: match self.resolver {
                 Some(r) => Resolver::Custom(r),
@@ -1010,6 +1087,7 @@ struct Prepared {
     registrar: Option<Registrar>,
     sync: ResourceSyncMode,
     lookup_interval: Duration,
+    resync_interval: Duration,
     cache: IntrospectionCache,
     resolver: Resolver,
     enforcement: EnforcementMode,
@@ -1034,6 +1112,14 @@ impl Prepared {
             .cache
             .clock()
             .is_some_and(|c| crate::clock::same_clock(c, &self.clock));
+        let decls = self.map_decls();
+        let registry = ResourceRegistry::new(
+            self.registrar,
+            ids,
+            decls,
+            self.lookup_interval,
+            Resync::new(self.resync_interval, Arc::clone(&self.clock)),
+        );
         UmaLayer {
             shared: Arc::new(Shared {
                 realm: self.realm,
@@ -1042,7 +1128,7 @@ impl Prepared {
                 client: self.client,
                 cache: self.cache,
                 resolver: self.resolver,
-                registry: ResourceRegistry::new(self.registrar, ids, self.lookup_interval),
+                registry,
                 enforcement: self.enforcement,
                 strict_spellings: self.strict_spellings,
                 unmapped: self.unmapped,

@@ -311,9 +311,9 @@ where
 {
     let span = tracing::Span::current();
     let permissive = ctx.enforcement == EnforcementMode::Permissive;
-    let resource_id = match ctx.resource {
-        ResourceRef::Id(id) => id,
-        ResourceRef::Name(name) => match Box::pin(shared.registry.lookup(&name)).await {
+    let resource_id = match &ctx.resource {
+        ResourceRef::Id(id) => id.clone(),
+        ResourceRef::Name(name) => match Box::pin(shared.registry.lookup(name)).await {
             Ok(Some(id)) => id,
             Ok(None) => {
                 // A resolver named a resource the AS does not have: nothing can grant it.
@@ -398,7 +398,16 @@ where
     }
     // The ticket path is boxed: it is rare, and keeping it out of this future keeps the
     // future (moved into its box on every request) small.
-    let Ok(ticket) = Box::pin(shared.client.ticket(&resource_id, &ctx.scopes)).await else {
+    // A resource the AS forgot is registered (or looked up) again, and the ticket asked once
+    // more (crate::resync).
+    let ticket = crate::resync::ticket(
+        &shared.client,
+        &shared.registry,
+        &ctx.resource,
+        &resource_id,
+        &ctx.scopes,
+    );
+    let Ok(ticket) = Box::pin(ticket).await else {
         return fail_closed(false, req);
     };
     match render_challenge(&shared.realm, &shared.as_uri, &ticket) {
