@@ -479,4 +479,38 @@ mod tests {
         assert!(!fp.contains("pat"));
         assert_eq!(ClientSecret::new("x").secret(), "x");
     }
+
+    #[test]
+    fn tokens_up_to_8_kib_are_accepted_in_every_spelling() {
+        // Keycloak RPTs with a few permissions are 1.5–4 KB of JWT: the limit is 8 KiB.
+        assert_eq!(MAX_TOKEN_LEN, 8192);
+        for len in [1_500, 4_096, MAX_TOKEN_LEN] {
+            let t = "eyJ.x-_".repeat(len).into_bytes();
+            let t = &t[..len];
+            // The common spelling, and one the general parser reads (blanks around).
+            for value in [
+                [&b"Bearer "[..], t].concat(),
+                [&b"Bearer  "[..], t, b"\t"].concat(),
+            ] {
+                assert_eq!(token(&parse(&[&value])), Some(t), "{len} bytes");
+            }
+        }
+        for value in [
+            [&b"Bearer "[..], &[b'x'; MAX_TOKEN_LEN + 1]].concat(),
+            [&b"Bearer  "[..], &[b'x'; MAX_TOKEN_LEN + 1]].concat(),
+            // A value already longer than any token plus a few blanks is refused unread.
+            [&b"Bearer "[..], &[b'x'; MAX_TOKEN_LEN], &[b' '; 10]].concat(),
+        ] {
+            assert!(
+                matches!(parse(&[&value]), Bearer::Malformed(_)),
+                "{}",
+                value.len()
+            );
+        }
+        // The longest value read: a full-length token with nine blanks after it.
+        let t = [b'x'; MAX_TOKEN_LEN];
+        let value = [&b"Bearer "[..], &t, &[b' '; 9]].concat();
+        assert_eq!(value.len(), MAX_TOKEN_LEN + 16);
+        assert_eq!(token(&parse(&[&value])), Some(&t[..]));
+    }
 }
