@@ -463,6 +463,9 @@ mod tests {
             abc.as_bytes()[..8],
             [0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea]
         );
+        // What logs show: the first six bytes in hex, and nothing more.
+        assert_eq!(abc.to_string(), "ba7816bf8f01");
+        assert_eq!(format!("{abc:?}"), "Fingerprint(ba7816bf8f01)");
         let data: Vec<u8> = (0..=255).collect();
         for len in 0..data.len() {
             let expected: [u8; 32] = Sha256::digest(&data[..len]).into();
