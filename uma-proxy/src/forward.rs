@@ -711,11 +711,96 @@ mod tests {
             "https://a.test",
             "a.test:80",
             "http://u:p@a.test",
+            "http://u@a.test",
+            "http://:p@a.test",
             "http://a.test/?q",
             "ftp://a",
         ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(format!("{up:?}"), "Upstream(http://localhost:80/api)");
+    }
+
+    #[test]
+    fn spoofed_uma_headers_go_in_every_spelling() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-uma-subject",
+            "x_uma_client_id",
+            "x.uma.permissions",
+            "x-uma_subject",
+            // Not one of the proxy's headers: kept.
+            "x-uma-subjects",
+            "x-umasubject",
+            "x-uma-other",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("spoofed"),
+            );
+        }
+        remove_uma_headers(&mut h);
+        let mut kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["x-uma-other", "x-uma-subjects", "x-umasubject"]);
+    }
+
+    #[test]
+    fn options_are_set_by_their_setters() {
+        let trusted = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        let o = ForwardOptions::default()
+            .timeout(Duration::from_millis(1500))
+            .forward_authorization(false)
+            .trusted_proxies(trusted);
+        assert_eq!(o.timeout, Duration::from_millis(1500));
+        assert!(!o.forward_authorization);
+        assert!(o.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        let d = ForwardOptions::default();
+        assert!(d.forward_authorization && d.trusted_proxies.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_service_shows_its_upstream() {
+        let up = Upstream::parse("http://127.0.0.1:9000/api").unwrap();
+        let shown = format!("{:?}", forwarding_service(up, ForwardOptions::default()));
+        assert!(
+            shown.starts_with("Forward { upstream: Upstream(http://127.0.0.1:9000/api)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn errors_are_logged_with_their_causes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tcp connect error",
+        ));
+        assert_eq!(error_chain(&e), "client error (Connect): tcp connect error");
+        assert_eq!(error_chain(&e.0), "tcp connect error");
+    }
+
+    #[tokio::test]
+    async fn the_proxys_own_answers_are_plain_text() {
+        let resp = error_response(StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "Gateway Timeout\n");
     }
 
     #[test]
@@ -779,6 +864,7 @@ mod tests {
             ("x-original-url", "/admin"),
             ("x_rewrite_url", "/admin"),
             ("x-forwardedfor", "kept: not a forwarding header"),
+            ("x-forwarded-", "kept: names no forwarded field"),
         ] {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
@@ -794,8 +880,8 @@ mod tests {
         assert_eq!(h[X_FORWARDED_FOR], "127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "proxy:8080");
-        assert_eq!(h.len(), 4, "{h:?}");
-        assert!(h.contains_key("x-forwardedfor"));
+        assert_eq!(h.len(), 5, "{h:?}");
+        assert!(h.contains_key("x-forwardedfor") && h.contains_key("x-forwarded-"));
     }
 
     #[test]
@@ -862,6 +948,8 @@ mod tests {
             "tab\there",
             "é𝄞",
             "",
+            "\"",
+            "\\",
         ];
         let permissions: Vec<Permission> = odd
             .iter()
