@@ -1129,3 +1129,45 @@ fn the_verifier_and_its_future_can_cross_threads() {
     let rpt = Rpt::new("x");
     send(v.verify(&rpt));
 }
+
+#[test]
+fn skipped_keys_are_logged_with_the_reason() {
+    let out = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(out.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let body = json!({"keys": [
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac", "alg": "HS256"},
+        {"kty": "PQC", "kid": "future"},
+    ]});
+    let keys = tracing::subscriber::with_default(subscriber, || {
+        jwks::parse_key_set(body.to_string().as_bytes()).expect("parses")
+    });
+    assert!(keys.is_empty());
+    let logs = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
+    assert!(logs.contains(r#"kid="hmac" why="symmetric key""#), "{logs}");
+    assert!(
+        logs.contains(r#"kid="future" why="unsupported key type""#),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_set_of_several_kilobytes_is_read() {
+    // Keycloak publishes an RSA signature key, an RSA encryption key and often older keys:
+    // a few kilobytes, well under the 256 KiB limit.
+    let keys: Vec<TestKey> = (0..6).map(|_| TestKey::rsa()).collect();
+    let jwks = JwksServer::spawn(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| k.jwk(Some(&format!("rsa-{i}")), None))
+            .collect(),
+    )
+    .await;
+    let v = jwks.verifier(LONG);
+    let t = token(&keys[5], "RS256", Some("rsa-5"), &claims());
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(v.keys.len(), 6);
+}
