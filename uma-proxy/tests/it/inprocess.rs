@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use tower::{Layer, ServiceExt};
 use uma_proxy::{
     ClientAddr, Config, ForwardOptions, Overrides, ProxyBody, build_layer, forwarding_service,
@@ -278,6 +279,33 @@ async fn a_chunked_body_on_a_get_reaches_the_upstream() {
     .unwrap();
     assert_eq!(echo["method"], "GET");
     assert_eq!(echo["body_len"], 13, "the GET's body was dropped: {echo}");
+}
+
+/// A body of known length keeps its `Content-Length` on the way: it is not re-framed as
+/// chunked (RFC 9112 §6.1: never both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_known_length_goes_on_with_its_length() {
+    let up = start_upstream().await;
+    let addr = serve_forward(&up).await;
+    let body = http_body_util::Full::new(bytes::Bytes::from_static(b"{\"query\":\"x\"}"))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let req = Request::post(format!("http://{addr}/search"))
+        .body(body)
+        .unwrap();
+    let resp = tokio::time::timeout(SOON, client().request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen = up.seen().remove(0);
+    assert_eq!(seen.body_len, 13);
+    assert_eq!(seen.headers["content-length"], "13");
+    assert!(
+        !seen.headers.contains_key("transfer-encoding"),
+        "{:?}",
+        seen.headers
+    );
 }
 /// After the grace period, `serve` returns `TimedOut` and the connections still busy are closed
 /// (as `Drain::TimedOut` says), not left running behind it.
