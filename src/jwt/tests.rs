@@ -1069,15 +1069,21 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
+impl Captured {
+    /// A subscriber writing every event up to DEBUG here, without colours.
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .finish()
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn refusals_are_logged_with_the_check_but_never_the_token() {
     let out = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(out.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(out.subscriber());
 
     let key = TestKey::p256();
     let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
@@ -1133,16 +1139,11 @@ fn the_verifier_and_its_future_can_cross_threads() {
 #[test]
 fn skipped_keys_are_logged_with_the_reason() {
     let out = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(out.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
     let body = json!({"keys": [
         {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac", "alg": "HS256"},
         {"kty": "PQC", "kid": "future"},
     ]});
-    let keys = tracing::subscriber::with_default(subscriber, || {
+    let keys = tracing::subscriber::with_default(out.subscriber(), || {
         jwks::parse_key_set(body.to_string().as_bytes()).expect("parses")
     });
     assert!(keys.is_empty());
