@@ -386,14 +386,8 @@ mod tests {
     #[test]
     fn up_to_64_permissions_are_a_bit_set() {
         // The common case allocates nothing: indexes 0..64 are bits of one word.
-        let i = many(
-            64,
-            &[
-                (0, perm("R", &["read"])),
-                (1, perm("R", &["write"])),
-                (63, perm("R", &["admin"])),
-            ],
-        );
+        let for_r = [(0, "read"), (1, "write"), (63, "admin")].map(|(at, s)| (at, perm("R", &[s])));
+        let i = many(64, &for_r);
         assert_eq!(
             grant(&i, "R", &["read", "write", "admin"], ScopeMode::All),
             Ok(Granted::Bits(1 | 1 << 1 | 1 << 63))
