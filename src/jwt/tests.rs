@@ -1160,13 +1160,13 @@ async fn a_key_set_of_several_kilobytes_is_read() {
     // Keycloak publishes an RSA signature key, an RSA encryption key and often older keys:
     // a few kilobytes, well under the 256 KiB limit.
     let keys: Vec<TestKey> = (0..6).map(|_| TestKey::rsa()).collect();
-    let jwks = JwksServer::spawn(
-        keys.iter()
+    let jwks = JwksServer::new(
+        &keys
+            .iter()
             .enumerate()
             .map(|(i, k)| k.jwk(Some(&format!("rsa-{i}")), None))
-            .collect(),
-    )
-    .await;
+            .collect::<Vec<_>>(),
+    );
     let v = jwks.verifier(LONG);
     let t = token(&keys[5], "RS256", Some("rsa-5"), &claims());
     assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
