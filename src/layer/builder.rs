@@ -1,0 +1,563 @@
+//! [`UmaLayerBuilder`] and [`Discover`]: the setters, their defaults, and the entry points
+//! that run discovery, the build and the dry run of the resource sync.
+
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::url_check::check_url;
+use super::{UmaLayer, Unmapped};
+use crate::IntrospectionCache;
+use crate::client::{IntrospectionAuth, PermissionBody};
+use crate::clock::{Clock, SystemClock};
+use crate::dialect::{DerivedEndpoints, Dialect};
+use crate::discovery::{self, DiscoveryDocument};
+use crate::error::Error;
+use crate::gate::GateSettings;
+use crate::method_override::MethodOverride;
+use crate::pat::{ClientAuth, PatGrant};
+use crate::registration::{ResourceSync, ResourceSyncMode};
+use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
+use crate::token::ClientSecret;
+
+/// The pending discovery of [`UmaLayer::discover`]; await it for a [`UmaLayerBuilder`].
+#[must_use = "await it to run discovery"]
+#[derive(Debug)]
+pub struct Discover {
+    pub(super) builder: UmaLayerBuilder,
+}
+
+impl Discover {
+    /// Allows a plain `http://` issuer and endpoints. For tests and local development only.
+    /// Defaults to refusing them.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.builder = self.builder.insecure_allow_http();
+        self
+    }
+
+    /// The TCP connect timeout for every AS call. Defaults to 2 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.builder = self.builder.connect_timeout(timeout);
+        self
+    }
+
+    /// The whole-request timeout for every AS call. Defaults to 3 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.builder = self.builder.request_timeout(timeout);
+        self
+    }
+}
+
+impl Discover {
+    /// The kind of AS (see [`UmaLayerBuilder::dialect`]); with [`Dialect::Wso2`], which
+    /// publishes no discovery document, awaiting makes no request. Defaults to
+    /// [`Dialect::Standard`].
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.builder = self.builder.dialect(dialect);
+        self
+    }
+}
+
+impl IntoFuture for Discover {
+    type Output = Result<UmaLayerBuilder, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.builder.discover())
+    }
+}
+
+/// Configures an [`UmaLayer`]. Every setter documents its default; [`build`](Self::build)
+/// validates everything once and says what to fix.
+#[must_use]
+#[derive(Clone)]
+pub struct UmaLayerBuilder {
+    pub(super) issuer: String,
+    pub(super) client_id: String,
+    pub(super) client_secret: ClientSecret,
+    pub(super) as_uri: Option<String>,
+    pub(super) realm: Option<String>,
+    pub(super) token_endpoint: Option<String>,
+    pub(super) introspection_endpoint: Option<String>,
+    pub(super) permission_endpoint: Option<String>,
+    pub(super) resource_registration_endpoint: Option<String>,
+    pub(super) jwks_uri: Option<String>,
+    pub(super) resources: ResourceMap,
+    pub(super) resolver: Option<Arc<dyn ResourceResolver>>,
+    pub(super) connect_timeout: Duration,
+    pub(super) request_timeout: Duration,
+    pub(super) dialect: Dialect,
+    pub(super) token_type_hint: Option<Option<String>>,
+    pub(super) introspection_auth: Option<IntrospectionAuth>,
+    pub(super) client_auth: ClientAuth,
+    pub(super) pat_grant: PatGrant,
+    pub(super) pat_scope: Option<Option<String>>,
+    pub(super) permission_body: Option<PermissionBody>,
+    pub(super) enforcement: EnforcementMode,
+    pub(super) unmapped: Unmapped,
+    pub(super) method_override: MethodOverride,
+    pub(super) leeway: Duration,
+    pub(super) empty_scopes_grant_all: Option<bool>,
+    pub(super) sync: ResourceSyncMode,
+    pub(super) lookup_interval: Duration,
+    #[cfg(feature = "jwt")]
+    pub(super) rpt_validation: crate::jwt::RptValidation,
+    #[cfg(feature = "jwt")]
+    pub(super) jwt: crate::jwt::JwtValidation,
+    pub(super) cache: Option<IntrospectionCache>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) gate: GateSettings,
+    pub(super) http_client: Option<reqwest::Client>,
+    pub(super) allow_http: bool,
+}
+
+impl std::fmt::Debug for UmaLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UmaLayerBuilder")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("realm", &self.realm)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("introspection_endpoint", &self.introspection_endpoint)
+            .field("permission_endpoint", &self.permission_endpoint)
+            .field(
+                "resource_registration_endpoint",
+                &self.resource_registration_endpoint,
+            )
+            .field("enforcement", &self.enforcement)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UmaLayerBuilder {
+    pub(super) fn new(issuer: String, client_id: String, client_secret: ClientSecret) -> Self {
+        Self {
+            issuer,
+            client_id,
+            client_secret,
+            as_uri: None,
+            realm: None,
+            token_endpoint: None,
+            introspection_endpoint: None,
+            permission_endpoint: None,
+            resource_registration_endpoint: None,
+            jwks_uri: None,
+            resources: ResourceMap::new(),
+            resolver: None,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(3),
+            dialect: Dialect::Standard,
+            token_type_hint: None,
+            introspection_auth: None,
+            client_auth: ClientAuth::Basic,
+            pat_grant: PatGrant::ClientCredentials,
+            pat_scope: None,
+            permission_body: None,
+            enforcement: EnforcementMode::Enforcing,
+            unmapped: Unmapped::Deny,
+            method_override: MethodOverride::Refuse,
+            leeway: Duration::ZERO,
+            empty_scopes_grant_all: None,
+            sync: ResourceSyncMode::default(),
+            lookup_interval: Duration::from_secs(5),
+            #[cfg(feature = "jwt")]
+            rpt_validation: crate::jwt::RptValidation::default(),
+            #[cfg(feature = "jwt")]
+            jwt: crate::jwt::JwtValidation::new(),
+            cache: None,
+            clock: SystemClock::shared(),
+            gate: GateSettings::default(),
+            http_client: None,
+            allow_http: false,
+        }
+    }
+
+    /// Reads `{issuer}/.well-known/uma2-configuration` and fills in every endpoint not set
+    /// by hand. Fails when the document's `issuer` differs from the configured one.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an unusable issuer URL,
+    /// [`ErrorKind::Transport`](crate::ErrorKind::Transport) when the AS cannot be reached,
+    /// [`ErrorKind::Discovery`](crate::ErrorKind::Discovery) for a bad document.
+    pub async fn discover(mut self) -> Result<Self, Error> {
+        check_url("issuer", &self.issuer, self.allow_http)?;
+        if !self.dialect.has_discovery() {
+            // WSO2 publishes no discovery document; its endpoints are derived in build().
+            return Ok(self);
+        }
+        let http = self.make_http_client()?;
+        let doc: DiscoveryDocument = discovery::fetch(&http, &self.issuer).await?;
+        self.fill_endpoints(DerivedEndpoints {
+            token: doc.token_endpoint.clone(),
+            introspection: doc.introspection_endpoint().map(str::to_owned),
+            permission: doc.permission_endpoint.clone(),
+            registration: doc.resource_registration_endpoint.clone(),
+            jwks: doc.jwks_uri.clone(),
+        });
+        self.as_uri.get_or_insert(doc.issuer);
+        Ok(self)
+    }
+
+    /// The `realm` of the UMA challenge. Defaults to the client id.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// The `as_uri` of the UMA challenge. Defaults to the discovered `issuer`, or the
+    /// configured issuer without discovery.
+    pub fn as_uri(mut self, as_uri: impl Into<String>) -> Self {
+        self.as_uri = Some(as_uri.into());
+        self
+    }
+
+    /// The token endpoint (PATs). Defaults to the discovered one.
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The introspection endpoint. Defaults to the discovered one.
+    pub fn introspection_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.introspection_endpoint = Some(url.into());
+        self
+    }
+
+    /// The permission endpoint (tickets). Defaults to the discovered one.
+    pub fn permission_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.permission_endpoint = Some(url.into());
+        self
+    }
+
+    /// The resource registration endpoint, needed when resources are declared by name.
+    /// Defaults to the discovered one.
+    pub fn resource_registration_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.resource_registration_endpoint = Some(url.into());
+        self
+    }
+
+    /// The AS's JSON Web Key Set, for local validation of JWT RPTs. Defaults to the
+    /// discovered one.
+    pub fn jwks_uri(mut self, url: impl Into<String>) -> Self {
+        self.jwks_uri = Some(url.into());
+        self
+    }
+
+    /// How RPTs are checked: by introspection, by verifying JWT RPTs locally against the
+    /// AS's keys, or locally for JWTs and by introspection for the rest. Local results go
+    /// through the same cache and decision as introspected ones. Defaults to
+    /// [`RptValidation::Introspect`](crate::RptValidation::Introspect).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn rpt_validation(mut self, mode: crate::jwt::RptValidation) -> Self {
+        self.rpt_validation = mode;
+        self
+    }
+
+    /// The checks of local JWT validation (issuer, audiences, algorithms, key refetch
+    /// interval). Unset values are filled in at build: the JWKS from discovery or
+    /// [`jwks_uri`](Self::jwks_uri), the issuer, and the client id as audience. Defaults to
+    /// [`JwtValidation::new`](crate::JwtValidation::new).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn jwt_validation(mut self, validation: crate::jwt::JwtValidation) -> Self {
+        self.jwt = validation;
+        self
+    }
+
+    /// The map from method and path to resource and scopes. Defaults to an empty map (every
+    /// request is unmapped).
+    pub fn resources(mut self, map: ResourceMap) -> Self {
+        self.resources = map;
+        self
+    }
+
+    /// Replaces the resource map with a resolver of your own (a closure
+    /// `Fn(&RequestInfo) -> Resolution` works). Resources it names by name must still be
+    /// declared in the map to be registered. Defaults to the resource map.
+    pub fn resolver(mut self, resolver: impl ResourceResolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// The TCP connect timeout for every AS call. Defaults to 2 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The whole-request timeout for every AS call. Defaults to 3 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The kind of AS: sets the defaults of every setting marked "the dialect's" below, and
+    /// the endpoints when neither discovery nor the builder names them. See [`Dialect`].
+    /// Defaults to [`Dialect::Standard`].
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
+    /// The `token_type_hint` sent with introspection requests (Keycloak needs
+    /// `requesting_party_token`). Defaults to the dialect's (none for the standard dialect).
+    pub fn token_type_hint(mut self, hint: impl Into<String>) -> Self {
+        self.token_type_hint = Some(Some(hint.into()));
+        self
+    }
+
+    /// Sends no `token_type_hint`, whatever the dialect. Defaults to the dialect's hint.
+    pub fn no_token_type_hint(mut self) -> Self {
+        self.token_type_hint = Some(None);
+        self
+    }
+
+    /// How introspection calls authenticate. Defaults to the dialect's
+    /// ([`IntrospectionAuth::BearerPat`] for the standard dialect).
+    pub fn introspection_auth(mut self, auth: IntrospectionAuth) -> Self {
+        self.introspection_auth = Some(auth);
+        self
+    }
+
+    /// How the layer authenticates at the token endpoint (and at introspection with client
+    /// credentials). Defaults to [`ClientAuth::Basic`].
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Which grant obtains the PAT. Defaults to [`PatGrant::ClientCredentials`].
+    pub fn pat_grant(mut self, grant: PatGrant) -> Self {
+        self.pat_grant = grant;
+        self
+    }
+
+    /// The scope requested with the PAT; `None` sends none. Defaults to the dialect's
+    /// (`uma_protection`; none for Keycloak).
+    pub fn pat_scope(mut self, scope: Option<String>) -> Self {
+        self.pat_scope = Some(scope);
+        self
+    }
+
+    /// The JSON shape of permission requests. Defaults to the dialect's
+    /// ([`PermissionBody::Array`] for all three).
+    pub fn permission_body(mut self, body: PermissionBody) -> Self {
+        self.permission_body = Some(body);
+        self
+    }
+
+    /// How resources declared by name are reconciled with the AS at start-up. Defaults to
+    /// [`ResourceSyncMode::Reconcile`] (create what is missing, update what changed, delete
+    /// nothing).
+    pub fn resource_sync(mut self, mode: ResourceSyncMode) -> Self {
+        self.sync = mode;
+        self
+    }
+
+    /// How often a request for a resource name the layer does not know (from a resolver, or
+    /// [`ResourceRegistry::lookup`](crate::ResourceRegistry::lookup)) may list the AS's
+    /// resources; between two listings such names are answered from memory. Each listing
+    /// reads only the resources new since the last one. Defaults to 5 s.
+    pub fn resource_lookup_interval(mut self, interval: Duration) -> Self {
+        self.lookup_interval = interval;
+        self
+    }
+
+    /// The global enforcement mode; routes may override it. Defaults to
+    /// [`EnforcementMode::Enforcing`].
+    ///
+    /// In [`Permissive`](EnforcementMode::Permissive) mode, requests with a refused method or
+    /// path spelling (`400` in enforcing mode) are let through only when no route can be
+    /// enforcing: when a route overrides the mode to `Enforcing`, or a resolver (which may
+    /// return such an override) is configured, they are refused, since their route is not
+    /// known. [`Disabled`](EnforcementMode::Disabled) checks nothing, not even route
+    /// overrides: [`build`](Self::build) refuses a map whose routes override the mode under a
+    /// disabled layer (route resolvers are not consulted at all).
+    pub fn enforcement(mut self, mode: EnforcementMode) -> Self {
+        self.enforcement = mode;
+        self
+    }
+
+    /// What to do with requests that match no route. Defaults to [`Unmapped::Deny`].
+    pub fn unmapped(mut self, unmapped: Unmapped) -> Self {
+        self.unmapped = unmapped;
+        self
+    }
+
+    /// What to do with a request that asks for another method through
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override` or a `_method` query
+    /// parameter (see [`MethodOverride`](crate::MethodOverride)): refuse it with `400`, or
+    /// decide on the overridden method and rewrite the request to it, signals removed. The
+    /// check runs before anything else, on every route and in every enforcement mode.
+    /// Defaults to [`MethodOverride::Refuse`](crate::MethodOverride::Refuse).
+    pub fn method_override(mut self, method_override: MethodOverride) -> Self {
+        self.method_override = method_override;
+        self
+    }
+
+    /// Tolerance for clock differences with the AS when checking `exp` and `nbf`.
+    /// Defaults to 0 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Treat a permission with no scopes as granting every scope of its resource, as
+    /// Keycloak's enforcer does. Weakens the spec reading, hence the name. Only a permission
+    /// whose scope lists are absent or empty counts as having no scopes: one whose scopes
+    /// cannot be read is dropped and grants nothing (see [`Introspection::from_json`]).
+    /// Defaults to the dialect's (on for Keycloak, off otherwise).
+    ///
+    /// [`Introspection::from_json`]: crate::Introspection::from_json
+    pub fn insecure_empty_scopes_grant_all(mut self) -> Self {
+        self.empty_scopes_grant_all = Some(true);
+        self
+    }
+
+    /// Read a permission with no scopes as granting none (the spec reading), whatever the
+    /// dialect. Defaults to the dialect's (off only for Keycloak).
+    pub fn require_scopes_in_permissions(mut self) -> Self {
+        self.empty_scopes_grant_all = Some(false);
+        self
+    }
+
+    /// The introspection cache; pass a clone of one cache to several layers to share it, or
+    /// [`IntrospectionCache::disabled`] to turn caching off. Defaults to a new cache with
+    /// [`IntrospectionCache::builder`]'s defaults.
+    pub fn cache(mut self, cache: IntrospectionCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The clock used for `exp`/`nbf` decisions and the circuit breakers' intervals.
+    /// Defaults to the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The most calls this layer makes to the authorization server at once, all endpoints
+    /// together (introspection, permission, token, resource registration, JWKS).
+    ///
+    /// Each request with an unknown token costs an introspection, and a refused one a
+    /// permission request, so without a bound a client inventing tokens could make the layer
+    /// flood the AS. A call beyond the cap is not made and not queued: the request is answered
+    /// at once as if the AS were unreachable (`403` with `Warning: 199`, or a stale entry when
+    /// the cache's stale-if-error allows), counted in `uma_as_calls_shed_total`. Calls waiting
+    /// for a PAT hold no slot. Must be at least 1.
+    ///
+    /// Defaults to 64.
+    pub fn max_as_calls_in_flight(mut self, max: usize) -> Self {
+        self.gate.max_in_flight = max;
+        self
+    }
+
+    /// How many consecutive transient failures of one AS endpoint (unreachable, timeout, a
+    /// 5xx or 429 answer, an unusable answer) open its circuit breaker. While open, calls to
+    /// that endpoint are not made: requests that need it are answered at once (`403` +
+    /// `Warning`, or a stale entry under stale-if-error) instead of each waiting for a
+    /// timeout. Once the open interval (see
+    /// [`breaker_open_interval`](Self::breaker_open_interval)) has passed, the next call is let
+    /// through as the only probe: its success closes the circuit, its failure opens it again
+    /// for twice as long. Any other answer (a `400`, an inactive token) shows the endpoint is
+    /// up and resets the count. `0` turns the breakers off.
+    ///
+    /// Defaults to 5.
+    pub fn breaker_failure_threshold(mut self, failures: u32) -> Self {
+        self.gate.breaker.threshold = failures;
+        self
+    }
+
+    /// How long an opened circuit refuses calls before its first probe (`first`), and the
+    /// longest it ever waits (`max`): the wait doubles after each failed probe. Recovery is
+    /// seen by the first request after the wait, so `max` bounds how long the layer may keep
+    /// refusing after the AS is back. `first` must be greater than zero and not above `max`.
+    ///
+    /// Defaults to 1 s and 5 s: once the AS is back, requests that need it are served again within 5 s at most.
+    pub fn breaker_open_interval(mut self, first: Duration, max: Duration) -> Self {
+        self.gate.breaker.base = first;
+        self.gate.breaker.max = max;
+        self
+    }
+
+    /// Uses your own `reqwest::Client` for every AS call (proxies, custom roots). The
+    /// timeouts of this builder are then not applied: configure them on the client.
+    ///
+    /// This couples your code to reqwest's major version (0.13); it is the one place the
+    /// public API exposes a reqwest type. Defaults to a client built from this builder's
+    /// timeouts that follows no redirects.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Allows a plain `http://` issuer and endpoints. For tests and local development only:
+    /// tokens and the PAT would cross the network in the clear. Defaults to refusing them.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.allow_http = true;
+        self
+    }
+
+    /// Validates the configuration, reconciles the declared resources with the AS (see
+    /// [`resource_sync`](Self::resource_sync)), and returns the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message saying what to fix; when
+    /// resources are declared by name, also the errors of the sync (PAT, transport, AS
+    /// answers), which say what was already changed.
+    pub async fn build(self) -> Result<UmaLayer, Error> {
+        let prepared = self.prepare()?;
+        let decls = prepared.map_decls();
+        let ids = match &prepared.registrar {
+            Some(r) if !decls.is_empty() => r.sync(&decls, prepared.sync).await?.1,
+            None if !decls.is_empty() => {
+                return Err(Error::config(
+                    "resources are declared by name but there is no resource registration endpoint; \
+                     set one with .resource_registration_endpoint(url) or name resources by id",
+                ));
+            }
+            _ => HashMap::new(),
+        };
+        Ok(prepared.into_layer(ids))
+    }
+
+    /// A dry run of the start-up resource sync: lists the AS's resources and returns what
+    /// [`build`](Self::build) would create, update or delete, without writing anything.
+    /// `Display` prints it as a diff.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub async fn check_resources(&self) -> Result<ResourceSync, Error> {
+        let prepared = self.clone().prepare()?;
+        let decls = prepared.map_decls();
+        let Some(registrar) = &prepared.registrar else {
+            return Err(Error::config(
+                "no resource registration endpoint: set one with .resource_registration_endpoint(url)",
+            ));
+        };
+        Ok(registrar.plan(&decls, prepared.sync).await?.0)
+    }
+
+    /// Sets every endpoint still unset from `found` (discovery, or the dialect's paths);
+    /// endpoints set by hand are kept.
+    pub(super) fn fill_endpoints(&mut self, found: DerivedEndpoints) {
+        for (mine, theirs) in [
+            (&mut self.token_endpoint, found.token),
+            (&mut self.introspection_endpoint, found.introspection),
+            (&mut self.permission_endpoint, found.permission),
+            (&mut self.resource_registration_endpoint, found.registration),
+            (&mut self.jwks_uri, found.jwks),
+        ] {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+    }
+}

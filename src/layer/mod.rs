@@ -1,0 +1,257 @@
+//! [`UmaLayer`], the layer users build and apply, and its builder.
+//!
+//! - `mod.rs`: the [`UmaLayer`] type, its [`Layer`] impl and accessors.
+//! - `builder.rs`: [`UmaLayerBuilder`] and [`Discover`], the setters and their defaults.
+//! - `assemble.rs`: what [`build`](UmaLayerBuilder::build) checks and makes (HTTP client,
+//!   gate, protection-API client, JWT verifier, cache claim) before the resource sync.
+//! - `url_check.rs`: the URL checks.
+//!
+//! See the [crate documentation](crate) for the request path and an example.
+
+mod assemble;
+mod builder;
+mod url_check;
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+pub use self::builder::{Discover, UmaLayerBuilder};
+use crate::IntrospectionCache;
+use crate::client::AsClient;
+use crate::clock::Clock;
+use crate::decision::Rules;
+use crate::gate::{AsGate, AsHealth};
+use crate::method_override::MethodOverride;
+use crate::registration::ResourceRegistry;
+use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
+use crate::service::Uma;
+use crate::token::ClientSecret;
+
+/// What happens to a request that matches no mapped route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Unmapped {
+    /// Refuse it with `403 Forbidden` (no UMA challenge: there is no resource to ask for).
+    #[default]
+    Deny,
+    /// Let it through unchecked.
+    Allow,
+}
+
+/// A Tower layer that protects a service as a UMA 2.0 resource server.
+///
+/// Build one with [`UmaLayer::discover`] (reads the AS's discovery document) or
+/// [`UmaLayer::builder`] (endpoints configured by hand), then wrap a service with
+/// [`Layer::layer`] or axum's `Router::layer`. Cloning is an `Arc` clone. See the
+/// [crate documentation](crate) for the request path.
+#[derive(Clone)]
+#[must_use]
+pub struct UmaLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for UmaLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UmaLayer")
+            .field("realm", &self.shared.realm)
+            .field("as_uri", &self.shared.as_uri)
+            .field("enforcement", &self.shared.enforcement)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How requests are mapped: the resource map (which also detects ambiguous spellings) or a
+/// user's resolver.
+pub(crate) enum Resolver {
+    Map(ResourceMap),
+    Custom(Arc<dyn ResourceResolver>),
+}
+
+/// Everything the request path needs, shared by every clone of the layer and service.
+pub(crate) struct Shared {
+    pub(crate) realm: String,
+    pub(crate) as_uri: String,
+    pub(crate) namespace: String,
+    pub(crate) client: Arc<AsClient>,
+    pub(crate) cache: IntrospectionCache,
+    pub(crate) resolver: Resolver,
+    pub(crate) registry: ResourceRegistry,
+    pub(crate) enforcement: EnforcementMode,
+    /// Whether refused spellings get `400` even in permissive mode, because some route may
+    /// be enforcing.
+    pub(crate) strict_spellings: bool,
+    pub(crate) unmapped: Unmapped,
+    pub(crate) method_override: MethodOverride,
+    pub(crate) rules: Rules,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The cap and circuit breakers of every AS call (also held by the client).
+    pub(crate) gate: Arc<AsGate>,
+    /// Whether the cache reads `clock` too, so that one reading serves both.
+    pub(crate) cache_shares_clock: bool,
+    #[cfg(feature = "jwt")]
+    pub(crate) rpt_validation: crate::jwt::RptValidation,
+    #[cfg(feature = "jwt")]
+    pub(crate) jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+}
+
+impl Shared {
+    /// Checks an RPT as configured: by introspection, or locally when it is a JWT.
+    pub(crate) async fn check_rpt(
+        &self,
+        token: &crate::token::Rpt,
+    ) -> Result<crate::introspect::Introspection, crate::introspect::IntrospectError> {
+        #[cfg(feature = "jwt")]
+        if let Some(verifier) = &self.jwt {
+            use crate::jwt::RptValidation;
+            match (self.rpt_validation, verifier.verify(token).await?) {
+                (_, Some(result)) => return Ok(result),
+                // Local only: a token that is not a JWT cannot be valid.
+                (RptValidation::Local, None) => {
+                    return Ok(crate::introspect::Introspection::inactive());
+                }
+                _ => {}
+            }
+        }
+        self.client.introspect(token).await
+    }
+}
+
+impl<S> Layer<S> for UmaLayer {
+    type Service = Uma<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Uma::new(inner, self.clone())
+    }
+}
+
+impl UmaLayer {
+    /// Starts a configuration by discovery: awaiting it reads
+    /// `{issuer}/.well-known/uma2-configuration`, checks that the document's `issuer` equals
+    /// `issuer`, and returns a builder with the endpoints filled in.
+    ///
+    /// Plain `http://` issuers are refused unless [`Discover::insecure_allow_http`] is called
+    /// before awaiting.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_uma::{ResourceMap, Route, UmaLayer};
+    ///
+    /// # async fn run() -> Result<(), tower_uma::Error> {
+    /// let layer = UmaLayer::discover("https://as.example.com", "photo-api", "photo-api-secret")
+    ///     .await?
+    ///     .realm("photos")
+    ///     .resources(ResourceMap::new().route(
+    ///         Route::new("/albums/{id}").resource_id("r-9f1c").scopes(http::Method::GET, ["view"]),
+    ///     ))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn discover(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Discover {
+        Discover {
+            builder: Self::builder(issuer, client_id, client_secret),
+        }
+    }
+
+    /// Starts a configuration with endpoints set by hand (no discovery), for servers without a
+    /// discovery document (WSO2) or whose document is elsewhere (PingAM).
+    ///
+    /// `issuer` is the `as_uri` of challenges. Set at least the token, introspection and
+    /// permission endpoints, or call [`UmaLayerBuilder::discover`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_uma::{ResourceMap, Route, UmaLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_uma::Error> {
+    /// let layer = UmaLayer::builder("https://is.example.com/oauth2/token", "photo-api", "secret")
+    ///     .token_endpoint("https://is.example.com/oauth2/token")
+    ///     .introspection_endpoint("https://is.example.com/oauth2/introspect")
+    ///     .permission_endpoint("https://is.example.com/api/identity/oauth2/uma/permission/v1.0/permission")
+    ///     .resources(ResourceMap::new().route(
+    ///         Route::new("/albums/{id}").resource_id("5e0b").scopes(http::Method::GET, ["view"]),
+    ///     ))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn builder(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> UmaLayerBuilder {
+        UmaLayerBuilder::new(
+            issuer.into(),
+            client_id.into(),
+            ClientSecret::new(client_secret),
+        )
+    }
+
+    /// Forgets the cached introspection result of `token` (for revocation hooks).
+    pub fn forget_token(&self, token: &str) {
+        self.shared.cache.invalidate(&self.shared.namespace, token);
+    }
+
+    /// Forgets every cached introspection result (of every layer sharing this cache).
+    pub fn forget_all_tokens(&self) {
+        self.shared.cache.invalidate_all();
+    }
+
+    /// The introspection cache this layer uses.
+    #[must_use]
+    pub fn cache(&self) -> &IntrospectionCache {
+        &self.shared.cache
+    }
+
+    /// The AS-assigned id of a resource declared by name, once registered.
+    #[must_use]
+    pub fn resource_id(&self, name: &str) -> Option<String> {
+        self.shared.registry.id(name)
+    }
+
+    /// The registry of resources by name: look ids up, register resources at run time.
+    #[must_use]
+    pub fn registry(&self) -> &ResourceRegistry {
+        &self.shared.registry
+    }
+
+    /// The `as_uri` this layer puts in its challenges.
+    #[must_use]
+    pub fn as_uri(&self) -> &str {
+        &self.shared.as_uri
+    }
+
+    /// The state of this layer's calls to the authorization server, for readiness checks and
+    /// health endpoints: each endpoint's circuit breaker (closed, open or half-open, its
+    /// consecutive failures, since when) and the calls in flight against the cap. See
+    /// [`AsHealth`] and the builder's
+    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold).
+    ///
+    /// An open circuit does not mean that the layer cannot serve: cached decisions still
+    /// work, and requests that need the AS are refused at once (`403` + `Warning`) rather
+    /// than after a timeout. Taking the service out of rotation because of it would also stop
+    /// the requests whose probes detect recovery, so prefer to report it (log, metric,
+    /// degraded status) over failing readiness on it.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn run(layer: tower_uma::UmaLayer) {
+    /// let health = layer.as_health();
+    /// if !health.all_closed() {
+    ///     eprintln!("authorization server degraded:\n{health}");
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn as_health(&self) -> AsHealth {
+        self.shared.gate.health()
+    }
+}
