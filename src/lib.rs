@@ -22,6 +22,11 @@
 //! layer flood the AS, and requests that cannot be decided are refused at once rather than
 //! after a timeout. [`UmaLayer::as_health`] reports the breakers' state for readiness checks.
 //!
+//! Each request ends in one increment of `uma_decisions_total` (see the metrics table in the
+//! README) and one DEBUG event `decided` with its method, path, resource, scopes, outcome,
+//! reason and the token's fingerprint (never the token): `RUST_LOG=tower_uma=debug` shows one
+//! line per decision.
+//!
 //! The service keeps the inner service's error type; every refusal is a response carrying a
 //! [`Rejection`] in its extensions. The PAT is obtained with client credentials (scope
 //! `uma_protection`), reused until shortly before it expires, refreshed by one call for all
@@ -114,6 +119,7 @@ mod layer;
 mod method_override;
 mod metrics;
 mod pat;
+mod pipeline;
 mod principal;
 mod registration;
 mod resources;
@@ -136,9 +142,10 @@ pub use introspect::{Introspection, ParseError, Permission};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use jwt::{JwtValidation, RptValidation};
-pub use layer::{Discover, UmaLayer, UmaLayerBuilder, Unmapped};
+pub use layer::{Discover, UmaLayer, UmaLayerBuilder};
 pub use method_override::{MethodOverride, strip_method_override};
 pub use pat::{ClientAuth, PatGrant};
+pub use pipeline::Unmapped;
 pub use principal::{Rejection, UmaPrincipal};
 pub use registration::{
     RegisteredResource, ResourceChange, ResourceRegistry, ResourceSync, ResourceSyncMode,

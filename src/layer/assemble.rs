@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::url_check::check_url;
-use super::{Resolver, Shared, UmaLayer, UmaLayerBuilder, Unmapped};
+use super::{UmaLayer, UmaLayerBuilder};
 use crate::IntrospectionCache;
 use crate::client::AsClient;
 use crate::clock::Clock;
@@ -18,8 +18,9 @@ use crate::error::Error;
 use crate::gate::{AsEndpoint, AsGate};
 use crate::method_override::MethodOverride;
 use crate::pat::{PatConfig, PatGrant, PatProvider};
+use crate::pipeline::{Parts, Pipeline, Unmapped};
 use crate::registration::{Registrar, ResourceRegistry, ResourceSyncMode};
-use crate::resources::EnforcementMode;
+use crate::resources::{EnforcementMode, Resolver};
 
 impl UmaLayerBuilder {
     /// The gate of this layer's AS calls, for the endpoints it calls.
@@ -125,11 +126,6 @@ impl UmaLayerBuilder {
                  checks nothing: remove the override, or make the layer Permissive"
             )));
         }
-        // The route of a refused spelling is not known: it is refused whenever some route may
-        // be enforcing (an override, or a resolver that may return one).
-        let strict_spellings = self.enforcement == EnforcementMode::Enforcing
-            || self.resolver.is_some()
-            || self.resources.may_enforce();
         let http = self.make_http_client()?;
         let gate = self.make_gate()?;
         let pat = Arc::new(PatProvider::new(
@@ -229,7 +225,6 @@ impl UmaLayerBuilder {
                 None => Resolver::Map(self.resources),
             },
             enforcement: self.enforcement,
-            strict_spellings,
             unmapped: self.unmapped,
             method_override: self.method_override,
             clock: self.clock,
@@ -254,7 +249,6 @@ pub(super) struct Prepared {
     cache: IntrospectionCache,
     resolver: Resolver,
     enforcement: EnforcementMode,
-    strict_spellings: bool,
     unmapped: Unmapped,
     method_override: MethodOverride,
     rules: Rules,
@@ -264,39 +258,30 @@ pub(super) struct Prepared {
 
 impl Prepared {
     pub(super) fn map_decls(&self) -> Vec<crate::resources::ResourceDecl> {
-        match &self.resolver {
-            Resolver::Map(map) => map.declared(),
-            Resolver::Custom(_) => Vec::new(),
-        }
+        self.resolver.declared()
     }
 
+    /// The layer, once the resource sync has given the declared names their `ids`.
     pub(super) fn into_layer(self, ids: HashMap<String, String>) -> UmaLayer {
-        let cache_shares_clock = self
-            .cache
-            .clock()
-            .is_some_and(|c| crate::clock::same_clock(c, &self.clock));
-        UmaLayer {
-            shared: Arc::new(Shared {
-                realm: self.realm,
-                namespace: self.namespace,
-                as_uri: self.as_uri,
-                client: self.client,
-                cache: self.cache,
-                resolver: self.resolver,
-                registry: ResourceRegistry::new(self.registrar, ids, self.lookup_interval),
-                enforcement: self.enforcement,
-                strict_spellings: self.strict_spellings,
-                unmapped: self.unmapped,
-                method_override: self.method_override,
-                rules: self.rules,
-                cache_shares_clock,
-                clock: self.clock,
-                gate: self.gate,
-                #[cfg(feature = "jwt")]
-                rpt_validation: self.rpt_validation,
-                #[cfg(feature = "jwt")]
-                jwt: self.jwt,
-            }),
-        }
+        let registry = ResourceRegistry::new(self.registrar, ids, self.lookup_interval);
+        UmaLayer::from_pipeline(Pipeline::new(Parts {
+            enforcement: self.enforcement,
+            unmapped: self.unmapped,
+            method_override: self.method_override,
+            resolver: self.resolver,
+            registry,
+            realm: self.realm,
+            as_uri: self.as_uri,
+            client: self.client,
+            gate: self.gate,
+            cache: self.cache,
+            namespace: self.namespace,
+            clock: self.clock,
+            rules: self.rules,
+            #[cfg(feature = "jwt")]
+            rpt_validation: self.rpt_validation,
+            #[cfg(feature = "jwt")]
+            jwt: self.jwt,
+        }))
     }
 }

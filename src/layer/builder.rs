@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::UmaLayer;
 use super::url_check::check_url;
-use super::{UmaLayer, Unmapped};
 use crate::IntrospectionCache;
 use crate::client::{IntrospectionAuth, PermissionBody};
 use crate::clock::{Clock, SystemClock};
@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::gate::GateSettings;
 use crate::method_override::MethodOverride;
 use crate::pat::{ClientAuth, PatGrant};
+use crate::pipeline::Unmapped;
 use crate::registration::{ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
 use crate::token::ClientSecret;

@@ -1,6 +1,7 @@
 //! [`UmaLayer`], the layer users build and apply, and its builder.
 //!
-//! - `mod.rs`: the [`UmaLayer`] type, its [`Layer`] impl and accessors.
+//! - `mod.rs`: the [`UmaLayer`] type, its [`Layer`] impl, accessors, and the constructors of
+//!   [`Uma`] that take a layer (so that `service.rs` needs only the pipeline).
 //! - `builder.rs`: [`UmaLayerBuilder`] and [`Discover`], the setters and their defaults.
 //! - `assemble.rs`: what [`build`](UmaLayerBuilder::build) checks and makes (HTTP client,
 //!   gate, protection-API client, JWT verifier, cache claim) before the resource sync.
@@ -18,26 +19,11 @@ use tower_layer::Layer;
 
 pub use self::builder::{Discover, UmaLayerBuilder};
 use crate::IntrospectionCache;
-use crate::client::AsClient;
-use crate::clock::Clock;
-use crate::decision::Rules;
-use crate::gate::{AsGate, AsHealth};
-use crate::method_override::MethodOverride;
+use crate::gate::AsHealth;
+use crate::pipeline::Pipeline;
 use crate::registration::ResourceRegistry;
-use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
 use crate::service::Uma;
 use crate::token::ClientSecret;
-
-/// What happens to a request that matches no mapped route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Unmapped {
-    /// Refuse it with `403 Forbidden` (no UMA challenge: there is no resource to ask for).
-    #[default]
-    Deny,
-    /// Let it through unchecked.
-    Allow,
-}
 
 /// A Tower layer that protects a service as a UMA 2.0 resource server.
 ///
@@ -48,72 +34,16 @@ pub enum Unmapped {
 #[derive(Clone)]
 #[must_use]
 pub struct UmaLayer {
-    pub(crate) shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl std::fmt::Debug for UmaLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UmaLayer")
-            .field("realm", &self.shared.realm)
-            .field("as_uri", &self.shared.as_uri)
-            .field("enforcement", &self.shared.enforcement)
+            .field("realm", &self.pipeline.realm())
+            .field("as_uri", &self.pipeline.as_uri())
+            .field("enforcement", &self.pipeline.enforcement())
             .finish_non_exhaustive()
-    }
-}
-
-/// How requests are mapped: the resource map (which also detects ambiguous spellings) or a
-/// user's resolver.
-pub(crate) enum Resolver {
-    Map(ResourceMap),
-    Custom(Arc<dyn ResourceResolver>),
-}
-
-/// Everything the request path needs, shared by every clone of the layer and service.
-pub(crate) struct Shared {
-    pub(crate) realm: String,
-    pub(crate) as_uri: String,
-    pub(crate) namespace: String,
-    pub(crate) client: Arc<AsClient>,
-    pub(crate) cache: IntrospectionCache,
-    pub(crate) resolver: Resolver,
-    pub(crate) registry: ResourceRegistry,
-    pub(crate) enforcement: EnforcementMode,
-    /// Whether refused spellings get `400` even in permissive mode, because some route may
-    /// be enforcing.
-    pub(crate) strict_spellings: bool,
-    pub(crate) unmapped: Unmapped,
-    pub(crate) method_override: MethodOverride,
-    pub(crate) rules: Rules,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// The cap and circuit breakers of every AS call (also held by the client).
-    pub(crate) gate: Arc<AsGate>,
-    /// Whether the cache reads `clock` too, so that one reading serves both.
-    pub(crate) cache_shares_clock: bool,
-    #[cfg(feature = "jwt")]
-    pub(crate) rpt_validation: crate::jwt::RptValidation,
-    #[cfg(feature = "jwt")]
-    pub(crate) jwt: Option<Arc<crate::jwt::JwtVerifier>>,
-}
-
-impl Shared {
-    /// Checks an RPT as configured: by introspection, or locally when it is a JWT.
-    pub(crate) async fn check_rpt(
-        &self,
-        token: &crate::token::Rpt,
-    ) -> Result<crate::introspect::Introspection, crate::introspect::IntrospectError> {
-        #[cfg(feature = "jwt")]
-        if let Some(verifier) = &self.jwt {
-            use crate::jwt::RptValidation;
-            match (self.rpt_validation, verifier.verify(token).await?) {
-                (_, Some(result)) => return Ok(result),
-                // Local only: a token that is not a JWT cannot be valid.
-                (RptValidation::Local, None) => {
-                    return Ok(crate::introspect::Introspection::inactive());
-                }
-                _ => {}
-            }
-        }
-        self.client.introspect(token).await
     }
 }
 
@@ -121,7 +51,19 @@ impl<S> Layer<S> for UmaLayer {
     type Service = Uma<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Uma::new(inner, self.clone())
+        Uma::with_pipeline(inner, Arc::clone(&self.pipeline))
+    }
+}
+
+impl<S> Uma<S> {
+    /// Wraps `inner` with the protection configured in `layer`.
+    pub fn new(inner: S, layer: UmaLayer) -> Self {
+        Self::with_pipeline(inner, layer.pipeline)
+    }
+
+    /// The layer; a shortcut for building [`Uma`] with `tower::ServiceBuilder`.
+    pub fn layer(layer: UmaLayer) -> UmaLayer {
+        layer
     }
 }
 
@@ -196,36 +138,36 @@ impl UmaLayer {
 
     /// Forgets the cached introspection result of `token` (for revocation hooks).
     pub fn forget_token(&self, token: &str) {
-        self.shared.cache.invalidate(&self.shared.namespace, token);
+        self.pipeline.forget_token(token);
     }
 
     /// Forgets every cached introspection result (of every layer sharing this cache).
     pub fn forget_all_tokens(&self) {
-        self.shared.cache.invalidate_all();
+        self.pipeline.cache().invalidate_all();
     }
 
     /// The introspection cache this layer uses.
     #[must_use]
     pub fn cache(&self) -> &IntrospectionCache {
-        &self.shared.cache
+        self.pipeline.cache()
     }
 
     /// The AS-assigned id of a resource declared by name, once registered.
     #[must_use]
     pub fn resource_id(&self, name: &str) -> Option<String> {
-        self.shared.registry.id(name)
+        self.pipeline.registry().id(name)
     }
 
     /// The registry of resources by name: look ids up, register resources at run time.
     #[must_use]
     pub fn registry(&self) -> &ResourceRegistry {
-        &self.shared.registry
+        self.pipeline.registry()
     }
 
     /// The `as_uri` this layer puts in its challenges.
     #[must_use]
     pub fn as_uri(&self) -> &str {
-        &self.shared.as_uri
+        self.pipeline.as_uri()
     }
 
     /// The state of this layer's calls to the authorization server, for readiness checks and
@@ -252,6 +194,15 @@ impl UmaLayer {
     /// ```
     #[must_use]
     pub fn as_health(&self) -> AsHealth {
-        self.shared.gate.health()
+        self.pipeline.as_health()
+    }
+}
+
+impl UmaLayer {
+    /// The layer of a built pipeline.
+    pub(crate) fn from_pipeline(pipeline: Pipeline) -> Self {
+        Self {
+            pipeline: Arc::new(pipeline),
+        }
     }
 }
