@@ -39,6 +39,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -637,6 +638,25 @@ struct RegistryInner {
     ids: RwLock<HashMap<String, String>>,
     refresh: tokio::sync::Mutex<Refresh>,
     refresh_interval: Duration,
+    /// Counts the changes that make a [`Binding`] stale: a known name forgotten or given
+    /// another id. New names do not count.
+    generation: AtomicU64,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread called [`ResourceRegistry::id`] (the pipeline's tests count
+    /// them on the hit path).
+    pub(crate) static ID_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A resource name bound to its id, for routes that name their resource: the request path
+/// reads the id from the binding, without the registry's lock or a copy, for as long as the
+/// registry has forgotten or changed no id since the binding was made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Binding {
+    id: Arc<str>,
+    generation: u64,
 }
 
 /// What the registry's lookups remember of the AS's list.
@@ -676,13 +696,43 @@ impl ResourceRegistry {
                 ids: RwLock::new(ids),
                 refresh: tokio::sync::Mutex::default(),
                 refresh_interval,
+                generation: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// A binding of `name` to its id, if this layer knows it.
+    pub(crate) fn bind(&self, name: &str) -> Option<Binding> {
+        let ids = self
+            .inner
+            .ids
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock: a change made after this is counted after it.
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        ids.get(name).map(|id| Binding {
+            id: Arc::from(id.as_str()),
+            generation,
+        })
+    }
+
+    /// The id of a binding, unless an id was forgotten or changed since it was made (the
+    /// caller then asks by name).
+    pub(crate) fn bound<'b>(&self, binding: &'b Binding) -> Option<&'b str> {
+        (self.inner.generation.load(Ordering::Acquire) == binding.generation)
+            .then_some(&*binding.id)
+    }
+
+    /// Counts a change that makes the bindings made before it stale.
+    fn unbind_all(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The id of the resource named `name`, if this layer knows it (no AS call).
     #[must_use]
     pub fn id(&self, name: &str) -> Option<String> {
+        #[cfg(test)]
+        ID_READS.with(|n| n.set(n.get() + 1));
         self.inner
             .ids
             .read()
@@ -745,7 +795,10 @@ impl ResourceRegistry {
                 // A name whose known id the AS no longer lists was deleted and made again.
                 match ids.get(&n) {
                     Some(known) if listed.contains(known) => {}
-                    _ => {
+                    known => {
+                        if known.is_some() {
+                            self.unbind_all();
+                        }
                         ids.insert(n, r.id);
                     }
                 }
@@ -785,11 +838,14 @@ impl ResourceRegistry {
             return Ok(());
         };
         registrar.delete(&id, name).await?;
-        self.inner
+        let mut ids = self
+            .inner
             .ids
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
+            .unwrap_or_else(PoisonError::into_inner);
+        if ids.remove(name).is_some() {
+            self.unbind_all();
+        }
         Ok(())
     }
 

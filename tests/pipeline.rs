@@ -1,7 +1,8 @@
 //! The request pipeline seen from outside, through a real layer, HTTP on loopback and a real
 //! `uma-test-as`: one DEBUG event `decided` per request with the documented fields; each
 //! enforcement mode applied the same way at every point where a request can be refused; a
-//! refused cached answer decided once.
+//! refused cached answer decided once; declared resources bound to their ids, and unbound
+//! when the registry forgets them.
 //!
 //! Events are captured by a subscriber set as the default of the test's thread: the tests run
 //! on tokio's current-thread runtime, so the layer's tasks run on that thread too.
@@ -14,7 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use common::*;
 use http::{Method, StatusCode};
-use tower_uma::{Clock, EnforcementMode, ResourceDecl, ResourceMap, Route, Rpt, UmaLayerBuilder};
+use tower_uma::{
+    Clock, EnforcementMode, ResourceDecl, ResourceMap, Route, Rpt, UmaLayer, UmaLayerBuilder,
+};
 use tracing_subscriber::layer::SubscriberExt as _;
 use uma_test_as::Endpoint;
 
@@ -80,6 +83,24 @@ fn field<'a>(event: &'a Fields, field: &str) -> Option<&'a str> {
     event.get(field).map(String::as_str)
 }
 
+/// A layer protecting `GET /albums/{id}` (scope `view`) of the resource `album`, declared
+/// and so registered at build; and the id the AS gave it.
+async fn album_layer(as_: &uma_test_as::TestAs) -> (UmaLayer, String) {
+    let map = ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(ResourceDecl::new("album", ["view", "delete"]).with_owner("alice"))
+            .scopes(Method::GET, ["view"]),
+    );
+    let layer = discover(as_)
+        .await
+        .resources(map)
+        .build()
+        .await
+        .expect("builds");
+    let album = as_.resource_id("album").expect("registered at build");
+    (layer, album)
+}
+
 /// docs/protocol.md §11's flow through the layer with `RUST_LOG=tower_uma=debug`: a `401`
 /// and its ticket, then a `200` with the RPT, twice; each request prints one decision with
 /// what was asked and why it was decided so, and the token only as its fingerprint.
@@ -87,18 +108,7 @@ fn field<'a>(event: &'a Fields, field: &str) -> Option<&'a str> {
 async fn a_401_then_200_flow_logs_one_decision_per_request() {
     let (decisions, _guard) = Decisions::capture();
     let as_ = start_as().await;
-    let map = ResourceMap::new().route(
-        Route::new("/albums/{id}")
-            .declare(ResourceDecl::new("album", ["view", "delete"]).with_owner("alice"))
-            .scopes(Method::GET, ["view"]),
-    );
-    let layer = discover(&as_)
-        .await
-        .resources(map)
-        .build()
-        .await
-        .expect("builds");
-    let album = as_.resource_id("album").expect("registered at build");
+    let (layer, album) = album_layer(&as_).await;
     let (url, _) = protected(layer).await;
     let http = http();
     decisions.take();
@@ -358,4 +368,29 @@ async fn a_refused_cached_answer_is_decided_once() {
     assert_eq!(field(&event, "cache"), Some("hit"));
     assert_eq!(calls.get(), 1);
     assert_eq!(as_.count(Endpoint::Introspection), 1);
+}
+
+/// A declared resource is bound to its id at build; once the registry forgets the name, the
+/// binding is not used any more: the name is looked up again, and found missing.
+#[tokio::test]
+async fn a_binding_ends_when_the_registry_forgets_the_name() {
+    let (decisions, _guard) = Decisions::capture();
+    let as_ = start_as().await;
+    let (layer, album) = album_layer(&as_).await;
+    let (url, calls) = protected(layer.clone()).await;
+    let http = http();
+    let rpt = rpt_for(&as_, &album, &["view"]);
+    for _ in 0..2 {
+        let resp = get_with(&http, &url, "/albums/1", &rpt).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    layer.registry().delete("album").await.expect("deleted");
+    decisions.take();
+    let resp = get_with(&http, &url, "/albums/1", &rpt).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let event = decisions.one();
+    assert_eq!(field(&event, "outcome"), Some("unmapped"));
+    assert_eq!(field(&event, "reason"), Some("unknown_resource"));
+    assert_eq!(field(&event, "resource"), Some("album"));
+    assert_eq!(calls.get(), 2);
 }

@@ -262,8 +262,9 @@ impl Prepared {
     }
 
     /// The layer, once the resource sync has given the declared names their `ids`.
-    pub(super) fn into_layer(self, ids: HashMap<String, String>) -> UmaLayer {
+    pub(super) fn into_layer(mut self, ids: HashMap<String, String>) -> UmaLayer {
         let registry = ResourceRegistry::new(self.registrar, ids, self.lookup_interval);
+        self.resolver.bind(|name| registry.bind(name));
         UmaLayer::from_pipeline(Pipeline::new(Parts {
             enforcement: self.enforcement,
             unmapped: self.unmapped,

@@ -349,8 +349,12 @@ impl Pipeline {
         }
     }
 
-    /// The id of the resource `need` names, when known without an AS call.
+    /// The id of the resource `need` names, when known without an AS call: bound at build for
+    /// the names the map declares, else from the registry (its lock, a copy of the id).
     fn known_id<'n>(&self, need: &'n Protected<'_>) -> Option<Cow<'n, str>> {
+        if let Some(id) = need.bound.and_then(|b| self.registry.bound(b)) {
+            return Some(Cow::Borrowed(id));
+        }
         match &*need.resource {
             ResourceRef::Id(id) => Some(Cow::Borrowed(id.as_str())),
             ResourceRef::Name(name) => self.registry.id(name).map(Cow::Owned),

@@ -1,5 +1,5 @@
 //! The pipeline through a built layer and a real `uma-test-as`, driven in process (no HTTP
-//! server).
+//! server): its metric, and its hit path for declared resources.
 
 use std::convert::Infallible;
 
@@ -9,6 +9,7 @@ use tower_layer::Layer as _;
 use uma_test_as::{AuthServer, Policy, RptPermission, RptSpec, TestAs};
 
 use crate::metrics::test_recorder::TestRecorder;
+use crate::registration::ID_READS;
 use crate::{ResourceDecl, ResourceMap, Route, UmaLayer};
 
 async fn start_as() -> TestAs {
@@ -66,6 +67,26 @@ async fn status(layer: &UmaLayer, method: Method, path: &str, token: Option<&str
         req.headers_mut().insert(http::header::AUTHORIZATION, value);
     }
     svc.oneshot(req).await.expect("infallible").status()
+}
+
+/// The hit path reads a declared resource's id from the route's binding: no registry lookup
+/// (its lock, a copy of the id) per request.
+#[tokio::test]
+async fn declared_names_are_bound_and_a_hit_does_not_ask_the_registry() {
+    let as_ = start_as().await;
+    let layer = layer(&as_).await;
+    let album = as_.resource_id("album").expect("registered at build");
+    let token = rpt(&as_, &album);
+    let reads = || ID_READS.with(std::cell::Cell::get);
+    let before = reads();
+    // A miss, then hits.
+    for _ in 0..3 {
+        assert_eq!(
+            status(&layer, Method::GET, "/albums/1", Some(&token)).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(reads() - before, 0, "the registry was asked for the id");
 }
 
 /// One `uma_decisions_total` increment per request, labelled with its outcome, on the

@@ -70,6 +70,7 @@ use self::path::NormalizedPath;
 pub use self::path::PathError;
 pub(crate) use self::path::normalize_path;
 use self::template::{Lens, Template};
+use crate::registration::Binding;
 
 /// Which resource a route protects.
 ///
@@ -266,6 +267,9 @@ pub struct Route {
     scope_mode: ScopeMode,
     enforcement: Option<EnforcementMode>,
     resolver: Option<Arc<dyn ResourceResolver>>,
+    /// The id of the resource named in `resource`, bound by the layer once the registry knew
+    /// it (see [`ResourceMap::bind`]).
+    bound: Option<Binding>,
 }
 
 impl fmt::Debug for Route {
@@ -304,6 +308,7 @@ impl Route {
             scope_mode: ScopeMode::default(),
             enforcement: None,
             resolver: None,
+            bound: None,
         }
     }
 
@@ -651,6 +656,7 @@ impl Route {
         Some(match &self.resource {
             Some(resource) => Resolved::Protected(Protected {
                 resource: Cow::Borrowed(resource),
+                bound: self.bound.as_ref(),
                 scopes,
                 scope_mode: self.scope_mode,
                 enforcement: self.enforcement,
@@ -1144,6 +1150,18 @@ impl ResourceMap {
         self.resolve_normalized(method, &path, headers)
     }
 
+    /// Binds every route that protects a resource by name to the id `bind` gives that name
+    /// (the registry's, after the start-up sync), so that requests to it need no lookup.
+    pub(crate) fn bind(&mut self, bind: impl Fn(&str) -> Option<Binding>) {
+        for entry in &mut self.entries {
+            let route = &mut entry.route;
+            route.bound = match (&route.resource, &route.resolver) {
+                (Some(ResourceRef::Name(name)), None) => bind(name),
+                _ => None,
+            };
+        }
+    }
+
     /// Refuses a method that is a case variant of a standard method or of one this map names
     /// (see [methods](ResourceMap#methods)).
     ///
@@ -1528,6 +1546,8 @@ pub enum Resolution {
 pub(crate) struct Protected<'m> {
     /// The resource the request touches.
     pub(crate) resource: Cow<'m, ResourceRef>,
+    /// The id bound to `resource`'s name when the layer was built, if any.
+    pub(crate) bound: Option<&'m Binding>,
     /// The scopes required.
     pub(crate) scopes: Cow<'m, [String]>,
     /// Whether all or any of `scopes` must be granted.
@@ -1545,10 +1565,12 @@ impl Protected<'_> {
         }
     }
 
-    /// An owned copy, for the part of the request path that waits for the AS.
+    /// An owned copy, for the part of the request path that waits for the AS (the binding,
+    /// used only before that, is dropped).
     pub(crate) fn into_owned(self) -> Protected<'static> {
         Protected {
             resource: Cow::Owned(self.resource.into_owned()),
+            bound: None,
             scopes: Cow::Owned(self.scopes.into_owned()),
             scope_mode: self.scope_mode,
             enforcement: self.enforcement,
@@ -1601,6 +1623,7 @@ impl From<Resolution> for Resolved<'_> {
                 enforcement,
             } => Self::Protected(Protected {
                 resource: Cow::Owned(resource),
+                bound: None,
                 scopes: Cow::Owned(scopes),
                 scope_mode,
                 enforcement,
@@ -1750,6 +1773,14 @@ impl Resolver {
         match self {
             Self::Map(map) => map.may_enforce(),
             Self::Custom(_) => true,
+        }
+    }
+
+    /// See [`ResourceMap::bind`]; a resolver of the user's names resources per request, so
+    /// nothing is bound.
+    pub(crate) fn bind(&mut self, bind: impl Fn(&str) -> Option<Binding>) {
+        if let Self::Map(map) = self {
+            map.bind(bind);
         }
     }
 }
