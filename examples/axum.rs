@@ -11,6 +11,11 @@
 //! `curl -i http://127.0.0.1:3000/albums/1` answers `401` with
 //! `WWW-Authenticate: UMA realm="photos", as_uri="http://127.0.0.1:8180", ticket="…"`.
 //! Set `UMA_ISSUER`, `UMA_CLIENT_ID` and `UMA_CLIENT_SECRET` to use another AS.
+//!
+//! With `RUST_LOG=tower_uma=debug` it logs one line per request it decides (on standard
+//! error): the method, path, resource, scopes, outcome (`challenged`, `allowed`, …), reason
+//! (`no_token`, `granted`, `insufficient_scope`, …) and the token's fingerprint, never the
+//! token.
 #![allow(clippy::print_stdout, reason = "an example that says where it listens")]
 
 use axum::{Extension, Router, routing::get};
@@ -19,6 +24,12 @@ use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, UmaPrincipal};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs on standard error, filtered by `RUST_LOG`: `RUST_LOG=tower_uma=debug` prints one
+    // line per request the layer decides (errors only when unset).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
     let uma = UmaLayer::discover(
         env("UMA_ISSUER", "http://127.0.0.1:8180"),
