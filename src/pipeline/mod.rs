@@ -233,27 +233,19 @@ impl Pipeline {
             cache.source = field::Empty,
             token.fingerprint = field::Empty,
         );
-        let (flow, principal) = match refused_override {
+        match refused_override {
             Some(why) => {
                 let why = Why::new("method_override").text(why);
                 let refused = Verdict::Refuse(Refusal::BadRequest);
-                (end(&span, req, &Facts::default(), refused, &why), None)
+                end(&span, req, &Facts::default(), refused, &why)
             }
             None => self.evaluate(&span, req),
-        };
-        if let Some(principal) = principal {
-            req.extensions_mut().insert(principal);
         }
-        flow
     }
 
     /// [`start`](Self::start) after the method override.
-    fn evaluate<B, R: Default>(
-        &self,
-        span: &Span,
-        req: &Request<B>,
-    ) -> (Flow<R>, Option<UmaPrincipal>) {
-        let done = |facts: &Facts<'_>, verdict, why| (end(span, req, facts, verdict, &why), None);
+    fn evaluate<B, R: Default>(&self, span: &Span, req: &mut Request<B>) -> Flow<R> {
+        let done = |facts: &Facts<'_>, verdict, why| end(span, req, facts, verdict, &why);
         let none = Facts::default();
         let layer = Enforcement::of(self.mode, None);
         if let Some(outcome) = layer.unchecked() {
@@ -311,7 +303,7 @@ impl Pipeline {
             })
         };
         let Some(id) = self.known_id(&need) else {
-            return (pending(Stage::Lookup), None);
+            return pending(Stage::Lookup);
         };
         facts.resource = Some(&*id);
         facts.resource_is_id = true;
@@ -320,7 +312,7 @@ impl Pipeline {
         let reason = match (&token, fingerprint) {
             (Some(_), Some(digest)) => {
                 let Some((cached, now)) = self.peek(&digest) else {
-                    return (pending(Stage::Check(id.into_owned())), None);
+                    return pending(Stage::Check(id.into_owned()));
                 };
                 facts.cache = Some(cached.source);
                 match self.decide(&cached, &id, &need, now) {
@@ -328,7 +320,8 @@ impl Pipeline {
                         let principal = UmaPrincipal::new(cached.value, &id, granted, digest);
                         let why = Why::new("granted");
                         let flow = end(span, req, &facts, Verdict::Pass(Outcome::Allowed), &why);
-                        return (flow, Some(principal));
+                        req.extensions_mut().insert(principal);
+                        return flow;
                     }
                     Err(denial) => denial.as_str(),
                 }
@@ -343,7 +336,7 @@ impl Pipeline {
                     reason,
                     cache,
                 };
-                (pending(stage), None)
+                pending(stage)
             }
             passed @ Verdict::Pass(_) => done(&facts, passed, Why::new(reason)),
         }

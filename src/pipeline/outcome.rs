@@ -321,7 +321,19 @@ pub(crate) fn conclude<R: Default>(
         error = why.detail.as_ref().map(field::display),
         "decided"
     );
-    // After the event, whose own fields say the same: a log line shows them once.
+    // After the event, whose own fields say the same: a log line shows them once. Skipped
+    // when no subscriber wants the span (each record would look its field up by name).
+    if !span.is_disabled() {
+        record_on(span, facts, outcome);
+    }
+    match verdict {
+        Verdict::Pass(_) => Ok(()),
+        Verdict::Refuse(refusal) => Err(refusal.into_response()),
+    }
+}
+
+/// The span fields of a request's record.
+fn record_on(span: &Span, facts: &Facts<'_>, outcome: Outcome) {
     if facts.resource_is_id {
         span.record("uma.resource_id", facts.resource);
     }
@@ -336,10 +348,6 @@ pub(crate) fn conclude<R: Default>(
         span.record("cache.source", source.as_str());
     }
     span.record("uma.decision", outcome.as_str());
-    match verdict {
-        Verdict::Pass(_) => Ok(()),
-        Verdict::Refuse(refusal) => Err(refusal.into_response()),
-    }
 }
 
 #[cfg(test)]
