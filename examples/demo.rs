@@ -4,7 +4,9 @@
 //!
 //! It starts `uma-test-as` in-process (users alice and bob), a photo-album API protected by
 //! `UmaLayer` (alice owns the albums; bob may view them but not delete them), and a UMA
-//! client that walks the flow, printing every HTTP exchange:
+//! client that walks the flow, printing every HTTP exchange, and under each step the calls the
+//! layer itself made to the AS (discovery, its PAT, resource registration, permission requests,
+//! introspection), read from the AS's request log:
 //!
 //! 1. `GET /albums/42` without a token → `401` with a UMA challenge and a permission ticket;
 //! 2. bob signs in at the AS (password grant) for an ID token;
@@ -28,7 +30,7 @@ use axum::{Extension, Json};
 use http::Method;
 use serde_json::{Value, json};
 use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, UmaPrincipal, parse_uma_challenge};
-use uma_test_as::{AuthServer, Policy};
+use uma_test_as::{AuthServer, Endpoint, Policy, RecordedRequest, TestAs};
 
 const ID_TOKEN: &str = "http://openid.net/specs/openid-connect-core-1_0.html#IDToken";
 
@@ -51,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn()
         .await?;
     println!("authorization server  {}", authz.issuer());
+    let mut seen = LayerCalls::default();
 
     // The protected API: one resource, "album", owned by alice, registered at start-up.
     let uma = UmaLayer::discover(authz.issuer(), "photo-api", "photo-api-secret")
@@ -74,6 +77,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     println!("photo API             {api}  (album owned by alice; bob may view)\n");
+    step("0. the layer starts: it discovers the AS, gets its PAT and registers `album`");
+    seen.show(&authz);
+    println!();
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -84,6 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     step("1. bob's app asks for an album, without a token");
     let resp = http.get(format!("{api}/albums/42")).send().await?;
     show_request("GET", &format!("{api}/albums/42"), None);
+    seen.show(&authz);
     let challenge = show_response(resp).await?.challenge;
     let ticket = challenge.ok_or("expected a UMA challenge")?;
 
@@ -91,7 +98,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show_request(
         "POST",
         &token_endpoint,
-        Some("grant_type=password&username=bob&password=…&scope=openid"),
+        Some(
+            "Authorization: Basic … (photo-app's client id and secret, RFC 6749 §2.3.1)\n    \
+             grant_type=password&username=bob&password=…&scope=openid",
+        ),
     );
     let resp = http
         .post(&token_endpoint)
@@ -127,6 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bearer_auth(&rpt)
         .send()
         .await?;
+    seen.show(&authz);
     show_response(resp).await?;
 
     step("5. the app tries to delete the album with the same RPT");
@@ -140,6 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bearer_auth(&rpt)
         .send()
         .await?;
+    seen.show(&authz);
     let ticket = show_response(resp)
         .await?
         .challenge
@@ -181,7 +193,8 @@ async fn uma_grant(
         "POST",
         token_endpoint,
         Some(&format!(
-            "grant_type=urn:ietf:params:oauth:grant-type:uma-ticket&ticket={}&claim_token={}&claim_token_format={ID_TOKEN}",
+            "Authorization: Basic … (photo-app's client id and secret)\n    \
+             grant_type=urn:ietf:params:oauth:grant-type:uma-ticket&ticket={}&claim_token={}&claim_token_format={ID_TOKEN}",
             short(ticket),
             short(id_token)
         )),
@@ -251,6 +264,73 @@ fn shorten_tokens(v: &Value) -> Option<String> {
         }
     }
     serde_json::to_string(&v).ok()
+}
+
+/// The calls the layer made to the AS, printed once each: everything the AS recorded except
+/// the demo client's own calls (photo-app's, at the token endpoint).
+#[derive(Default)]
+struct LayerCalls {
+    shown: [usize; 5],
+}
+
+impl LayerCalls {
+    const ENDPOINTS: [Endpoint; 5] = [
+        Endpoint::Discovery,
+        Endpoint::Token,
+        Endpoint::ResourceRegistration,
+        Endpoint::Permission,
+        Endpoint::Introspection,
+    ];
+
+    fn show(&mut self, authz: &TestAs) {
+        for (i, endpoint) in Self::ENDPOINTS.into_iter().enumerate() {
+            let requests = authz.requests(endpoint);
+            for r in requests.iter().skip(self.shown[i]) {
+                let body = String::from_utf8_lossy(&r.body);
+                // The client app's own grants are in the transcript above.
+                if endpoint == Endpoint::Token && !body.contains("client_credentials") {
+                    continue;
+                }
+                println!("    ⇢ the layer → AS: {} {}", r.method, r.uri);
+                println!("        Authorization: {}", credential(r, endpoint));
+                if !body.is_empty() {
+                    println!("        {}", shorten_form(&body));
+                }
+            }
+            self.shown[i] = requests.len();
+        }
+    }
+}
+
+/// What the layer authenticated with, without printing it.
+fn credential(r: &RecordedRequest, endpoint: Endpoint) -> String {
+    match r.header("authorization") {
+        Some(v) if v.starts_with("Basic ") => {
+            "Basic … (photo-api's client id and secret, RFC 6749 §2.3.1)".to_owned()
+        }
+        Some(v) if v.starts_with("Bearer ") && endpoint == Endpoint::Introspection => {
+            "Bearer … (its PAT; RFC 7662 §2.1)".to_owned()
+        }
+        Some(v) if v.starts_with("Bearer ") => "Bearer … (its PAT, UMA FedAuthz §1.3)".to_owned(),
+        Some(_) => "(another scheme)".to_owned(),
+        None => "none (public metadata)".to_owned(),
+    }
+}
+
+/// A form or JSON body with the values of token-like fields shortened.
+fn shorten_form(body: &str) -> String {
+    if body.starts_with('[') || body.starts_with('{') {
+        return body.to_owned();
+    }
+    body.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if ["token", "ticket", "client_secret"].contains(&k) => {
+                format!("{k}={}", short(v))
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn short(token: &str) -> String {

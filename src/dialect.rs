@@ -32,7 +32,10 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::IntrospectionAuth;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::protection::introspection::IntrospectionAuth;
 
 /// The family of authorization server the layer talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -47,6 +50,61 @@ pub enum Dialect {
     Wso2,
 }
 
+/// Reads a dialect's name, ignoring ASCII case: `standard` (also `uma`), `keycloak` or
+/// `wso2`; uma-proxy's `dialect` key takes these values.
+///
+/// ```
+/// use tower_uma::{Dialect, ParseDialectError};
+///
+/// assert_eq!("keycloak".parse(), Ok(Dialect::Keycloak));
+/// assert_eq!("WSO2".parse(), Ok(Dialect::Wso2));
+/// let error: ParseDialectError = "gluu".parse::<Dialect>().unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     r#"unknown dialect "gluu": use "standard", "keycloak" or "wso2""#
+/// );
+/// ```
+impl FromStr for Dialect {
+    type Err = ParseDialectError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "standard" | "uma" => Ok(Self::Standard),
+            "keycloak" => Ok(Self::Keycloak),
+            "wso2" => Ok(Self::Wso2),
+            _ => Err(ParseDialectError { name: s.to_owned() }),
+        }
+    }
+}
+
+/// Why a string is not a [`Dialect`] name (see its `FromStr` implementation).
+///
+/// `Display` reads `unknown dialect "gluu": use "standard", "keycloak" or "wso2"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseDialectError {
+    name: String,
+}
+
+impl ParseDialectError {
+    /// The name that was refused, as written.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for ParseDialectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown dialect {:?}: use \"standard\", \"keycloak\" or \"wso2\"",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for ParseDialectError {}
+
 /// Endpoints found elsewhere than the builder: in the discovery document, or derived by a
 /// dialect from the issuer when neither discovery nor the user sets them.
 #[derive(Debug, Default)]
@@ -59,22 +117,6 @@ pub(crate) struct DerivedEndpoints {
 }
 
 impl Dialect {
-    /// Parses `standard`, `keycloak` or `wso2` (case-insensitive).
-    ///
-    /// # Errors
-    ///
-    /// A message naming the accepted values.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "standard" | "uma" => Ok(Self::Standard),
-            "keycloak" => Ok(Self::Keycloak),
-            "wso2" => Ok(Self::Wso2),
-            other => Err(format!(
-                "unknown dialect {other:?}: use \"standard\", \"keycloak\" or \"wso2\""
-            )),
-        }
-    }
-
     /// Whether the AS publishes a UMA discovery document.
     pub(crate) fn has_discovery(self) -> bool {
         self != Self::Wso2
@@ -180,8 +222,13 @@ mod tests {
 
     #[test]
     fn parse_names() {
-        assert_eq!(Dialect::parse("Keycloak"), Ok(Dialect::Keycloak));
-        assert_eq!(Dialect::parse("wso2"), Ok(Dialect::Wso2));
-        assert!(Dialect::parse("gluu").unwrap_err().contains("keycloak"));
+        assert_eq!("Keycloak".parse(), Ok(Dialect::Keycloak));
+        assert_eq!("wso2".parse(), Ok(Dialect::Wso2));
+        assert_eq!("standard".parse(), Ok(Dialect::Standard));
+        assert_eq!("uma".parse(), Ok(Dialect::Standard));
+        let e = "Gluu".parse::<Dialect>().unwrap_err();
+        assert_eq!(e.name(), "Gluu");
+        assert!(e.to_string().contains("\"Gluu\"") && e.to_string().contains("keycloak"));
+        assert!(" keycloak".parse::<Dialect>().is_err(), "no trimming");
     }
 }

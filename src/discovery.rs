@@ -1,5 +1,6 @@
 //! The UMA discovery document, `{issuer}/.well-known/uma2-configuration` (Grant §2,
-//! FedAuthz §2, docs/protocol.md §2).
+//! FedAuthz §2, docs/protocol.md §2). Fetching it is the protection client's job
+//! (`crate::protection::discovery`).
 //!
 //! The document is read tolerantly: unknown members are ignored, and Keycloak's legacy
 //! `token_introspection_endpoint` stands in for `introspection_endpoint` when that is absent
@@ -26,10 +27,6 @@
 //! ```
 
 use serde::Deserialize;
-use tracing::Instrument;
-
-use crate::client::{MAX_AS_BODY, read_body};
-use crate::error::{Error, ErrorKind, describe_transport, snippet};
 
 /// The path appended to the issuer (Grant §2: concatenation, not RFC 8414's insertion).
 pub const WELL_KNOWN_PATH: &str = "/.well-known/uma2-configuration";
@@ -75,64 +72,6 @@ impl DiscoveryDocument {
 /// Trims trailing slashes so `https://as/` and `https://as` name the same issuer.
 pub(crate) fn trim_issuer(issuer: &str) -> &str {
     issuer.trim_end_matches('/')
-}
-
-/// Fetches and checks the discovery document of `issuer`.
-pub(crate) async fn fetch(
-    http: &reqwest::Client,
-    issuer: &str,
-) -> Result<DiscoveryDocument, Error> {
-    let issuer = trim_issuer(issuer);
-    let url = format!("{issuer}{WELL_KNOWN_PATH}");
-    let span = tracing::debug_span!("uma.discovery", url.full = %url, http.status_code = tracing::field::Empty);
-    async {
-        let resp = http
-            .get(&url)
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Transport,
-                    format!("discovery at {url} {}", describe_transport(&e)),
-                )
-                .with_source(e)
-            })?;
-        let status = resp.status();
-        tracing::Span::current().record("http.status_code", status.as_u16());
-        let body = read_body(resp, MAX_AS_BODY).await.map_err(|e| {
-            Error::new(
-                ErrorKind::Transport,
-                format!("discovery at {url}: {}", e.describe()),
-            )
-        })?;
-        if !status.is_success() {
-            return Err(Error::new(
-                ErrorKind::Discovery,
-                format!("discovery at {url} answered {status}: {}", snippet(&body)),
-            )
-            .transient(status.is_server_error()));
-        }
-        let doc: DiscoveryDocument = serde_json::from_slice(&body).map_err(|e| {
-            Error::new(
-                ErrorKind::Discovery,
-                format!("discovery document at {url} is not valid: {e}"),
-            )
-        })?;
-        if trim_issuer(&doc.issuer) != issuer {
-            return Err(Error::new(
-                ErrorKind::Discovery,
-                format!(
-                    "discovery document at {url} names issuer \"{}\", not the configured \
-                     {issuer:?}; configure the issuer exactly as the AS publishes it",
-                    snippet(doc.issuer.as_bytes())
-                ),
-            ));
-        }
-        Ok(doc)
-    }
-    .instrument(span)
-    .await
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, broadly. New kinds may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +39,42 @@ pub enum ErrorKind {
 /// The error of tower-uma's set-up APIs. Opaque: inspect it with [`kind`](Self::kind) and
 /// its message; its source chain carries the underlying cause where there is one.
 ///
-/// Messages never contain tokens, PATs or client secrets; AS answers are quoted by status and
-/// a bounded snippet of their body.
+/// Each level of the chain says one thing, once: `Display` prints this error's own message
+/// (what the layer was doing, e.g. `listing registered resources`) and
+/// [`source`](std::error::Error::source) leads to what went wrong there (e.g. `token endpoint
+/// answered 401 invalid_client: check client_id and the client secret`). The alternate form,
+/// `{:#}`, prints the whole chain on one line, each cause once, separated by `": "`; so do
+/// chain printers such as `anyhow`'s `{:#}`.
+///
+/// Messages never contain tokens, PATs or client secrets; AS answers are quoted by status,
+/// their OAuth `error` code, and a bounded snippet of their description or body.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::UmaLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // Nothing listens on port 1: discovery cannot reach the AS.
+/// let err = UmaLayer::discover("http://127.0.0.1:1", "rs", "secret")
+///     .insecure_allow_http()
+///     .await
+///     .unwrap_err();
+/// assert!(err.is_transient());
+/// assert_eq!(
+///     err.to_string(),
+///     "reading the discovery document at http://127.0.0.1:1/.well-known/uma2-configuration"
+/// );
+/// // The chain, each cause once.
+/// let chain = format!("{err:#}");
+/// assert!(chain.starts_with(&format!("{err}: discovery endpoint unreachable: ")), "{chain}");
+/// # }
+/// ```
 pub struct Error {
     kind: ErrorKind,
     message: String,
     transient: bool,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -62,9 +92,14 @@ impl Error {
         self
     }
 
-    /// The same kind, message and transience, without the source (for repeating an error).
+    /// The same kind, message, transience and source (for repeating an error).
     pub(crate) fn repeat(&self) -> Self {
-        Self::new(self.kind, self.message.clone()).transient(self.transient)
+        Self {
+            kind: self.kind,
+            message: self.message.clone(),
+            transient: self.transient,
+            source: self.source.clone(),
+        }
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
@@ -75,7 +110,7 @@ impl Error {
         mut self,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        self.source = Some(Box::new(source));
+        self.source = Some(Arc::new(source));
         self
     }
 
@@ -115,8 +150,13 @@ impl fmt::Debug for Error {
 }
 
 impl fmt::Display for Error {
+    /// This error's own message; with `{:#}`, followed by every cause in its source chain.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        if f.alternate() {
+            write!(f, "{}", Chain(self))
+        } else {
+            f.write_str(&self.message)
+        }
     }
 }
 
@@ -144,16 +184,18 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     s
 }
 
-/// Describes a reqwest failure without echoing its URL's query (which we never use for
-/// secrets anyway) or any body.
-pub(crate) fn describe_transport(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_decode() || e.is_body() {
-        "response body unreadable"
-    } else {
-        "request failed"
+/// Prints an error and every cause in its source chain on one line: `error: cause: cause`.
+/// Each level prints only its own message (`{}`, never `{:#}`), so each cause appears once.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }

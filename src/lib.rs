@@ -90,16 +90,20 @@
 //!
 //! - `rustls` (default): TLS to the AS with rustls.
 //! - `native-tls`: TLS to the AS with the platform's library.
-//! - `axum`: [`UmaPrincipal`] as an axum extractor.
+//! - `axum` (default): [`UmaPrincipal`] as an axum extractor, and the [`axum`](mod@crate::axum) module:
+//!   [`UmaRouter`](crate::axum::UmaRouter) declares each route once, with its handlers and its
+//!   rule, for axum's router and the layer's map.
 //! - `jwt`: local validation of JWT RPTs against the AS's JWKS (`RptValidation`,
 //!   `JwtValidation`).
 //! - `fuzzing`: internal; exposes the parsers to the fuzz targets in `fuzz/`. Not an API: its
 //!   module is hidden and may change in any release.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod cache;
 mod challenge;
-mod client;
 mod clock;
 mod decision;
 mod dialect;
@@ -118,9 +122,9 @@ mod jwt;
 mod layer;
 mod method_override;
 mod metrics;
-mod pat;
 mod pipeline;
 mod principal;
+mod protection;
 mod registration;
 mod resources;
 mod service;
@@ -128,9 +132,8 @@ mod token;
 
 pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
 pub use challenge::{ChallengeError, UNREACHABLE_WARNING, UmaChallenge, parse_uma_challenge};
-pub use client::{IntrospectionAuth, PermissionBody};
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use dialect::Dialect;
+pub use dialect::{Dialect, ParseDialectError};
 pub use discovery::{DiscoveryDocument, WELL_KNOWN_PATH};
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "axum")]
@@ -144,9 +147,11 @@ pub use introspect::{Introspection, ParseError, Permission};
 pub use jwt::{JwtValidation, RptValidation};
 pub use layer::{Discover, UmaLayer, UmaLayerBuilder};
 pub use method_override::{MethodOverride, strip_method_override};
-pub use pat::{ClientAuth, PatGrant};
 pub use pipeline::Unmapped;
 pub use principal::{Rejection, UmaPrincipal};
+pub use protection::introspection::IntrospectionAuth;
+pub use protection::permission::PermissionBody;
+pub use protection::token::{ClientAuth, PatGrant};
 pub use registration::{
     RegisteredResource, ResourceChange, ResourceRegistry, ResourceSync, ResourceSyncMode,
 };
@@ -157,6 +162,7 @@ pub use resources::{
 pub use service::Uma;
 pub use token::{ClientSecret, Fingerprint, MAX_TOKEN_LEN, Pat, Rpt};
 
-#[cfg(doctest)]
+// The README's code uses `tower_uma::axum`.
+#[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

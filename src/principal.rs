@@ -148,4 +148,7 @@ pub enum Rejection {
     BadRequest,
     /// `405` with `Allow`: the matched route does not list the request's method.
     MethodNotAllowed,
+    /// `403`: axum's router runs a route other than the one whose rule the layer applied
+    /// (checked for routes declared with `tower_uma::axum::UmaRouter`, feature `axum`).
+    RouteMismatch,
 }

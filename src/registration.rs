@@ -43,15 +43,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
-use serde_json::Value;
 use tracing::Instrument;
 
-use crate::client::{AsClient, CallError};
-use crate::client::{BodyError, MAX_AS_BODY, read_body};
 use crate::dialect::Dialect;
-use crate::error::{Error, ErrorKind, describe_transport, snippet};
-use crate::gate::AsEndpoint;
+use crate::error::{Error, ErrorKind};
+use crate::protection::Failure;
+use crate::protection::client::AsClient;
+pub use crate::protection::resource_set::RegisteredResource;
+use crate::protection::resource_set::{self, Created};
 use crate::resources::ResourceDecl;
 use crate::token::Pat;
 
@@ -71,24 +70,6 @@ pub enum ResourceSyncMode {
     /// made for the same client): they are deleted at the next start, with whatever policies
     /// the AS attached to them. Do not use it together with run-time registration.
     ReconcileAndDelete,
-}
-
-/// A resource as the AS describes it (FedAuthz §3.1), read tolerantly.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct RegisteredResource {
-    /// The AS-assigned `_id`.
-    pub id: String,
-    /// `name`.
-    pub name: Option<String>,
-    /// `type`.
-    pub r#type: Option<String>,
-    /// `description`.
-    pub description: Option<String>,
-    /// `icon_uri`.
-    pub icon_uri: Option<String>,
-    /// `resource_scopes`, sorted.
-    pub resource_scopes: Vec<String>,
 }
 
 /// One change of a sync.
@@ -165,120 +146,7 @@ const LIST_PAGE: usize = 100;
 /// The most ids a paged list reads, so an AS that pages forever cannot exhaust memory.
 const MAX_LISTED: usize = 100_000;
 
-/// `endpoint` with the query of one list page: `first` and `max` (Keycloak).
-fn page_url(endpoint: &str, first: usize, max: usize) -> String {
-    match url::Url::parse(endpoint) {
-        Ok(mut url) => {
-            url.query_pairs_mut()
-                .append_pair("first", &first.to_string())
-                .append_pair("max", &max.to_string());
-            url.into()
-        }
-        Err(_) => format!("{endpoint}?first={first}&max={max}"),
-    }
-}
-
-fn item_url(endpoint: &str, id: &str) -> String {
-    let id: String =
-        percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).collect();
-    format!("{}/{id}", endpoint.trim_end_matches('/'))
-}
-
-fn call_error(what: &str, e: CallError) -> Error {
-    match e {
-        CallError::NoPat => Error::new(ErrorKind::Pat, format!("{what}: no PAT could be obtained")),
-        CallError::Transport(e) => Error::new(
-            ErrorKind::Transport,
-            format!("{what}: {}", describe_transport(&e)),
-        )
-        .with_source(e),
-        CallError::TooLarge => {
-            Error::new(ErrorKind::Transport, format!("{what}: answer too large"))
-        }
-        CallError::NotCalled(endpoint, why) => Error::new(
-            ErrorKind::Transport,
-            format!("{what}: the {endpoint} endpoint was not called: {why}"),
-        ),
-    }
-}
-
-/// A registration answer: its status, `Location`, and body (JSON, or `Null`).
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
-    body: Value,
-    raw: bytes::Bytes,
-}
-
-/// Reads a registration answer. Any answer counts as the endpoint being up for its circuit
-/// breaker, whatever its status: each caller judges the status itself.
-async fn answer(resp: reqwest::Response) -> Result<Answer, CallError> {
-    let status = resp.status();
-    let location = resp
-        .headers()
-        .get(http::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let raw = read_body(resp, MAX_AS_BODY).await.map_err(|e| match e {
-        BodyError::Transport(e) => CallError::Transport(e),
-        BodyError::TooLarge => CallError::TooLarge,
-    })?;
-    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Ok(Answer {
-        status,
-        location,
-        body,
-        raw,
-    })
-}
-
-fn refused(what: &str, a: &Answer) -> Error {
-    Error::new(
-        ErrorKind::Registration,
-        format!("{what}: the AS answered {}: {}", a.status, snippet(&a.raw)),
-    )
-    .transient(a.status.is_server_error())
-}
-
-/// Scopes as strings or `{"name": …}` objects (docs/protocol.md §4.2, §4.5).
-fn scopes_of(v: Option<&Value>) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|s| {
-                    s.as_str()
-                        .or_else(|| s.get("name").and_then(Value::as_str))
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.dedup();
-    out
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
 impl RegisteredResource {
-    fn from_json(id: &str, v: &Value) -> Self {
-        Self {
-            id: text(v, "_id").unwrap_or_else(|| id.to_owned()),
-            name: text(v, "name"),
-            r#type: text(v, "type"),
-            description: text(v, "description"),
-            icon_uri: text(v, "icon_uri"),
-            resource_scopes: scopes_of(v.get("resource_scopes")),
-        }
-    }
-
     /// The members of `decl` this description does not match.
     fn differences(&self, decl: &ResourceDecl) -> Vec<&'static str> {
         let same = |a: &Option<String>, b: &Option<String>| {
@@ -313,57 +181,25 @@ pub(crate) struct Registrar {
 
 impl Registrar {
     /// The JSON description sent on create and update.
-    fn body(&self, decl: &ResourceDecl) -> Result<Vec<u8>, Error> {
-        let mut v = serde_json::to_value(decl).map_err(|e| {
-            Error::new(
-                ErrorKind::Registration,
-                format!("resource {:?}: {e}", decl.name),
-            )
-        })?;
-        if self.dialect.sends_all_resource_fields()
-            && let Value::Object(map) = &mut v
-        {
-            for key in ["type", "icon_uri", "description"] {
-                map.entry(key)
-                    .or_insert_with(|| Value::String(String::new()));
-            }
-        }
-        serde_json::to_vec(&v).map_err(|e| {
-            Error::new(
-                ErrorKind::Registration,
-                format!("resource {:?}: {e}", decl.name),
-            )
+    fn body(&self, decl: &ResourceDecl) -> Result<bytes::Bytes, Error> {
+        resource_set::description(decl, self.dialect.sends_all_resource_fields()).map_err(|f| {
+            crate::protection::CallError::new(crate::gate::AsEndpoint::ResourceRegistration, f)
+                .into_error(format!("resource {:?}", decl.name))
         })
     }
 
-    async fn send(
+    /// Sends the request `build` makes with the PAT, and reads the answer with `parse`; a
+    /// failure is an error saying what the layer was `doing`.
+    async fn send<T>(
         &self,
-        what: &str,
-        method: reqwest::Method,
-        url: &str,
-        body: Option<&[u8]>,
-    ) -> Result<Answer, Error> {
+        doing: &str,
+        build: impl Fn(&Pat) -> Result<http::Request<bytes::Bytes>, Failure>,
+        parse: impl FnOnce(http::Response<bytes::Bytes>) -> Result<T, Failure>,
+    ) -> Result<T, Error> {
         self.client
-            .protected(
-                AsEndpoint::ResourceRegistration,
-                |pat: &Pat| {
-                    let mut req = self
-                        .client
-                        .http
-                        .request(method.clone(), url)
-                        .bearer_auth(pat.secret())
-                        .header(http::header::ACCEPT, "application/json");
-                    if let Some(b) = body {
-                        req = req
-                            .header(http::header::CONTENT_TYPE, "application/json")
-                            .body(b.to_vec());
-                    }
-                    req
-                },
-                answer,
-            )
+            .registration(build, parse)
             .await
-            .map_err(|e| call_error(what, e))
+            .map_err(|e| e.into_error(doing))
     }
 
     /// The ids the AS lists for this resource server. Keycloak lists at most 100 unless the
@@ -375,31 +211,16 @@ impl Registrar {
         let mut ids: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         loop {
-            let url = if paged {
-                page_url(&self.endpoint, ids.len(), LIST_PAGE)
-            } else {
-                self.endpoint.clone()
-            };
-            let a = self.send(what, reqwest::Method::GET, &url, None).await?;
-            if !a.status.is_success() {
-                return Err(refused(what, &a));
-            }
-            let items = a.body.as_array().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Registration,
-                    format!("{what}: the AS did not answer a JSON array"),
-                )
-            })?;
+            let page = paged.then_some((ids.len(), LIST_PAGE));
+            let build = |pat: &Pat| resource_set::list(&self.endpoint, page, pat);
+            let listed = self.send(what, build, resource_set::parse_list).await?;
             let before = ids.len();
-            for id in items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned).or_else(|| text(v, "_id")))
-            {
+            for id in listed.ids {
                 if seen.insert(id.clone()) {
                     ids.push(id);
                 }
             }
-            if !paged || items.len() < LIST_PAGE || ids.len() == before {
+            if !paged || listed.items < LIST_PAGE || ids.len() == before {
                 return Ok(ids);
             }
             if ids.len() >= MAX_LISTED {
@@ -422,21 +243,12 @@ impl Registrar {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let what = format!("reading resource {id}");
-            let a = self
-                .send(
-                    &what,
-                    reqwest::Method::GET,
-                    &item_url(&self.endpoint, &id),
-                    None,
-                )
-                .await?;
-            if a.status == StatusCode::NOT_FOUND {
-                continue; // deleted between list and read
+            let build = |pat: &Pat| resource_set::read(&self.endpoint, &id, pat);
+            let parse = |answer| resource_set::parse_read(&id, answer);
+            // `None`: deleted between list and read.
+            if let Some(resource) = self.send(&what, build, parse).await? {
+                out.push(resource);
             }
-            if !a.status.is_success() {
-                return Err(refused(&what, &a));
-            }
-            out.push(RegisteredResource::from_json(&id, &a.body));
         }
         Ok(out)
     }
@@ -455,69 +267,29 @@ impl Registrar {
     pub(crate) async fn create(&self, decl: &ResourceDecl) -> Result<String, Error> {
         let what = format!("registering resource {:?}", decl.name);
         let body = self.body(decl)?;
-        let a = self
-            .send(&what, reqwest::Method::POST, &self.endpoint, Some(&body))
-            .await?;
-        if a.status == StatusCode::CONFLICT {
-            return self.find(&decl.name).await?.ok_or_else(|| {
+        let build = |pat: &Pat| resource_set::create(&self.endpoint, body.clone(), pat);
+        match self.send(&what, build, resource_set::parse_created).await? {
+            Created::Id(id) => Ok(id),
+            Created::Conflict => self.find(&decl.name).await?.ok_or_else(|| {
                 Error::new(
                     ErrorKind::Registration,
                     format!("{what}: the AS answered 409 but lists no resource of that name"),
                 )
-            });
+            }),
         }
-        if !a.status.is_success() {
-            return Err(refused(&what, &a));
-        }
-        text(&a.body, "_id")
-            .or_else(|| {
-                a.location
-                    .as_deref()
-                    .and_then(|l| l.trim_end_matches('/').rsplit('/').next())
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            })
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Registration,
-                    format!("{what}: the AS answered {} without an `_id`", a.status),
-                )
-            })
     }
 
     async fn update(&self, id: &str, decl: &ResourceDecl) -> Result<(), Error> {
         let what = format!("updating resource {:?} ({id})", decl.name);
         let body = self.body(decl)?;
-        let a = self
-            .send(
-                &what,
-                reqwest::Method::PUT,
-                &item_url(&self.endpoint, id),
-                Some(&body),
-            )
-            .await?;
-        if a.status.is_success() {
-            Ok(())
-        } else {
-            Err(refused(&what, &a))
-        }
+        let build = |pat: &Pat| resource_set::update(&self.endpoint, id, body.clone(), pat);
+        self.send(&what, build, resource_set::parse_updated).await
     }
 
     pub(crate) async fn delete(&self, id: &str, name: &str) -> Result<(), Error> {
         let what = format!("deleting resource {name:?} ({id})");
-        let a = self
-            .send(
-                &what,
-                reqwest::Method::DELETE,
-                &item_url(&self.endpoint, id),
-                None,
-            )
-            .await?;
-        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(refused(&what, &a))
-        }
+        let build = |pat: &Pat| resource_set::delete(&self.endpoint, id, pat);
+        self.send(&what, build, resource_set::parse_deleted).await
     }
 
     /// Works out the changes without writing; returns them with name → id of what exists.
@@ -600,16 +372,7 @@ impl Registrar {
                     ResourceChange::Delete { id, name } => self.delete(id, name).await,
                 };
                 if let Err(e) = result {
-                    let made = if done.changes.is_empty() {
-                        "no change was made before it".to_owned()
-                    } else {
-                        format!("changes already made:\n{done}")
-                    };
-                    let transient = e.is_transient();
-                    return Err(
-                        Error::new(e.kind(), format!("resource sync failed: {e}; {made}"))
-                            .transient(transient),
-                    );
+                    return Err(sync_failed(&done, e));
                 }
                 tracing::debug!(change = ?change, "resource sync");
                 done.changes.push(change);
@@ -619,6 +382,28 @@ impl Registrar {
         .instrument(span)
         .await
     }
+}
+
+/// The error of a sync that failed with `e` after making the changes in `done`: it says what
+/// was already changed, and has `e` as its source.
+fn sync_failed(done: &ResourceSync, e: Error) -> Error {
+    let made = if done.changes.is_empty() {
+        "resource sync failed (no change was made)".to_owned()
+    } else {
+        let changes = ResourceSync {
+            changes: done.changes.clone(),
+            unchanged: Vec::new(),
+        }
+        .to_string();
+        format!(
+            "resource sync failed after {} change(s) ({})",
+            done.changes.len(),
+            changes.lines().collect::<Vec<_>>().join("; ")
+        )
+    };
+    Error::new(e.kind(), made)
+        .transient(e.is_transient())
+        .with_source(e)
 }
 
 /// Name → id of the resources this layer knows, for routes and resolvers that name resources;
@@ -861,29 +646,6 @@ impl ResourceRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn item_urls_escape_ids() {
-        assert_eq!(
-            item_url("https://as/rreg/", "a b/c"),
-            "https://as/rreg/a%20b%2Fc"
-        );
-        assert_eq!(item_url("https://as/rreg", "r1"), "https://as/rreg/r1");
-    }
-
-    #[test]
-    fn reads_scope_objects_and_full_objects() {
-        // docs/protocol.md §11 check 35, §4.5
-        let r = RegisteredResource::from_json(
-            "x",
-            &json!({"_id": "0d3c", "name": "Invoice", "resource_scopes": [{"name": "write"}, {"name": "read"}],
-                    "owner": {"id": "o"}, "uris": ["/i"]}),
-        );
-        assert_eq!(r.id, "0d3c");
-        assert_eq!(r.resource_scopes, ["read", "write"]);
-        assert_eq!(r.name.as_deref(), Some("Invoice"));
-    }
 
     #[test]
     fn differences_ignore_scope_order_and_empty_strings() {
@@ -928,6 +690,38 @@ mod tests {
         assert_eq!(
             sync.to_string(),
             "+ album [view, delete]\n~ photo (r1): resource_scopes\n- old (r2)\n  health\n"
+        );
+    }
+
+    /// A failed sync says what it changed before, and its cause is its source, printed once.
+    #[test]
+    fn a_failed_sync_says_what_it_changed() {
+        let cause = Error::new(ErrorKind::Registration, "registering resource \"b\"");
+        let mut done = ResourceSync::default();
+        done.unchanged.push("health".into());
+        let e = sync_failed(&done, cause.repeat());
+        assert_eq!(e.to_string(), "resource sync failed (no change was made)");
+        assert_eq!(
+            format!("{e:#}"),
+            "resource sync failed (no change was made): registering resource \"b\""
+        );
+        done.changes.push(ResourceChange::Create {
+            name: "a".into(),
+            scopes: vec!["view".into()],
+        });
+        done.changes.push(ResourceChange::Delete {
+            id: "r2".into(),
+            name: "old".into(),
+        });
+        let e = sync_failed(&done, cause);
+        assert_eq!(e.kind(), ErrorKind::Registration);
+        assert_eq!(
+            e.to_string(),
+            "resource sync failed after 2 change(s) (+ a [view]; - old (r2))"
+        );
+        assert_eq!(
+            std::error::Error::source(&e).map(ToString::to_string),
+            Some("registering resource \"b\"".to_owned())
         );
     }
 }

@@ -303,12 +303,58 @@ async fn check_37_error_bodies_are_surfaced() {
         .await
         .expect_err("a registration error");
     assert_eq!(err.kind(), ErrorKind::Registration);
-    let msg = err.to_string();
+    // The whole chain: the sync, the resource, the AS's answer.
+    let msg = format!("{err:#}");
     assert!(
         msg.contains("album") && msg.contains("400") && msg.contains("Resource scopes are missing"),
         "{msg}"
     );
     assert!(as_.resource(&id).is_some(), "nothing was deleted");
+}
+
+/// A wrong client secret stops the layer at start with the token endpoint's answer and what
+/// to check, each cause once, and no secret anywhere.
+#[tokio::test]
+async fn a_wrong_client_secret_says_so_at_start() {
+    let as_ = start_as().await;
+    let wrong = "photo-api-secret-WRONG";
+    let err = tower_uma::UmaLayer::discover(as_.issuer(), RS_ID, wrong)
+        .insecure_allow_http()
+        .await
+        .expect("discovery needs no secret")
+        .resources(map(&["view"], false))
+        .build()
+        .await
+        .expect_err("the AS refuses the client");
+    assert_eq!(err.kind(), ErrorKind::Pat);
+    assert!(!err.is_transient(), "a retry would not help");
+    let chain = format!("{err:#}");
+    assert_eq!(
+        chain,
+        "listing registered resources: no PAT could be obtained: token endpoint answered 401 \
+         invalid_client: check client_id and the client secret (client authentication failed)"
+    );
+    // Display and the source chain: each level says one thing.
+    let mut levels = vec![err.to_string()];
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        levels.push(s.to_string());
+        source = s.source();
+    }
+    assert_eq!(levels.join(": "), chain);
+    for (i, level) in levels.iter().enumerate() {
+        for later in &levels[i + 1..] {
+            assert!(
+                !level.contains(later.as_str()),
+                "{level:?} repeats {later:?}"
+            );
+        }
+    }
+    let debug = format!("{err:?}");
+    for text in [&chain, &debug] {
+        assert!(!text.contains(wrong) && !text.contains(RS_SECRET), "{text}");
+    }
+    assert_eq!(as_.count(Endpoint::ResourceRegistration), 0);
 }
 
 /// A layer whose route `/albums/{id}` needs `view` of the resource named `album-{id}`.

@@ -13,10 +13,12 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::oneshot;
 
 use super::{Key, KeyRef};
-use crate::introspect::{IntrospectError, Introspection};
+use crate::gate::AsEndpoint;
+use crate::introspect::Introspection;
+use crate::protection::CallError;
 
 /// What every waiter of one flight receives.
-pub(super) type FlightResult = Result<Arc<Introspection>, IntrospectError>;
+pub(super) type FlightResult = Result<Arc<Introspection>, CallError>;
 
 /// A handle on a flight's result that any number of waiters can await and drop.
 pub(super) type SharedFlight = Shared<BoxFuture<'static, FlightResult>>;
@@ -138,7 +140,7 @@ impl Flights {
             match flight.await {
                 Ok(flight) => flight.await,
                 // `start` panicked: no call is made.
-                Err(_) => Err(IntrospectError::Unreachable),
+                Err(_) => Err(CallError::unreachable(AsEndpoint::Introspection)),
             }
         }
         .boxed()
@@ -232,7 +234,7 @@ where
                         panicked = join_error.is_panic(),
                         "introspection task did not complete; treating the AS as unreachable"
                     );
-                    Err(IntrospectError::Unreachable)
+                    Err(CallError::unreachable(AsEndpoint::Introspection))
                 })
             }
             .boxed()

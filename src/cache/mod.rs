@@ -82,8 +82,9 @@ use moka::notification::RemovalCause;
 use moka::{Equivalent, Expiry};
 
 use crate::clock::{Clock, SystemClock};
-use crate::introspect::{IntrospectError, Introspection};
+use crate::introspect::Introspection;
 use crate::metrics;
+use crate::protection::CallError;
 use crate::token::{Fingerprint, Rpt};
 
 mod flight;
@@ -761,10 +762,10 @@ impl IntrospectionCache {
         namespace: &str,
         token: &Rpt,
         fetch: F,
-    ) -> Result<Cached, IntrospectError>
+    ) -> Result<Cached, CallError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
     {
         if self.inner.is_none() {
             return fetch_uncached(fetch).await;
@@ -807,10 +808,10 @@ impl IntrospectionCache {
         namespace: &str,
         fingerprint: &Fingerprint,
         fetch: F,
-    ) -> Result<Cached, IntrospectError>
+    ) -> Result<Cached, CallError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
     {
         match &self.inner {
             None => fetch_uncached(fetch).await,
@@ -844,10 +845,10 @@ fn invalidate_by_predicate(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_
 }
 
 /// A disabled cache's lookup: the call itself.
-async fn fetch_uncached<F, Fut>(fetch: F) -> Result<Cached, IntrospectError>
+async fn fetch_uncached<F, Fut>(fetch: F) -> Result<Cached, CallError>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Introspection, IntrospectError>>,
+    Fut: Future<Output = Result<Introspection, CallError>>,
 {
     let value = fetch().await?;
     Ok(Cached {
@@ -883,10 +884,10 @@ impl Inner {
         namespace: &str,
         fingerprint: &Fingerprint,
         fetch: F,
-    ) -> Result<Cached, IntrospectError>
+    ) -> Result<Cached, CallError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
     {
         let key = KeyRef::new(namespace, fingerprint);
         let seen = self.flights.completions();
@@ -903,9 +904,9 @@ impl Inner {
         fingerprint: &Fingerprint,
         seen: u64,
         fetch: Fut,
-    ) -> Result<Cached, IntrospectError>
+    ) -> Result<Cached, CallError>
     where
-        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
     {
         let mut fetch = fetch;
         let mut seen = Some(seen);
@@ -961,7 +962,7 @@ impl Inner {
     /// Starts the flight that runs `fetch` and stores its result.
     fn start<Fut>(self: &Arc<Self>, key: Key, ticket: Ticket, fetch: Fut) -> SharedFlight
     where
-        Fut: Future<Output = Result<Introspection, IntrospectError>> + Send + 'static,
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
     {
         // Created outside the task so that it runs even if the task is dropped unpolled.
         let finish = FinishGuard {
@@ -1026,8 +1027,8 @@ impl Inner {
         &self,
         key: &KeyRef<'_>,
         fingerprint: &Fingerprint,
-        error: IntrospectError,
-    ) -> Result<Cached, IntrospectError> {
+        error: CallError,
+    ) -> Result<Cached, CallError> {
         if self.policy.stale_grace.is_zero() {
             return Err(error);
         }

@@ -15,6 +15,7 @@ use tokio::sync::{Barrier, Notify, Semaphore};
 
 use super::*;
 use crate::clock::FixedClock;
+use crate::gate::AsEndpoint;
 use crate::introspect::Permission;
 use crate::metrics::test_recorder::TestRecorder;
 
@@ -22,7 +23,32 @@ const NOW: i64 = 1_767_225_600;
 const AS1: &str = "https://as-one.example/realms/a";
 const AS2: &str = "https://as-two.example/realms/b";
 
-type FetchResult = Result<Introspection, IntrospectError>;
+type FetchResult = Result<Introspection, CallError>;
+
+/// The failures of an introspection call the tests make up.
+fn status(status: u16) -> CallError {
+    use crate::protection::{Answer, Failure};
+    CallError::new(
+        AsEndpoint::Introspection,
+        Failure::Status(Answer::bare(status)),
+    )
+}
+
+fn timeout() -> CallError {
+    use crate::protection::Failure;
+    CallError::new(
+        AsEndpoint::Introspection,
+        Failure::Timeout(Default::default()),
+    )
+}
+
+fn unreachable() -> CallError {
+    CallError::unreachable(AsEndpoint::Introspection)
+}
+
+fn no_pat() -> CallError {
+    CallError::no_pat(AsEndpoint::Introspection, timeout())
+}
 
 /// Fake introspection calls that count how often they are *run* (polled), not created.
 #[derive(Clone, Default)]
@@ -123,7 +149,7 @@ fn spawn_gated(
     started: &Arc<Notify>,
     gate: &Arc<Semaphore>,
     exp: i64,
-) -> tokio::task::JoinHandle<Result<Cached, IntrospectError>> {
+) -> tokio::task::JoinHandle<Result<Cached, CallError>> {
     let (cache, fetch) = (cache.clone(), f.gated(started, gate, active(Some(exp))));
     tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
 }
@@ -393,15 +419,15 @@ async fn errors_are_not_cached() {
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     let err = cache
-        .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Status(503))))
+        .get_or_fetch(AS1, &t, f.answer(Err(status(503))))
         .await;
-    assert_eq!(err.map(|c| c.source), Err(IntrospectError::Status(503)));
+    assert_eq!(err.map(|c| c.source), Err(status(503)));
     assert_eq!(
         source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
         CacheSource::Miss
     );
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(IntrospectError::Timeout))).await,
+        source(&cache, AS1, &t, f.answer(Err(timeout()))).await,
         CacheSource::Hit
     );
     assert_eq!(f.calls(), 2);
@@ -455,7 +481,7 @@ async fn errors_reach_every_waiter_and_the_next_request_retries() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let (cache, barrier) = (cache.clone(), Arc::clone(&barrier));
-            let fetch = f.slow(Duration::from_millis(50), Err(IntrospectError::Unreachable));
+            let fetch = f.slow(Duration::from_millis(50), Err(unreachable()));
             tokio::spawn(async move {
                 barrier.wait().await;
                 cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await
@@ -465,7 +491,7 @@ async fn errors_reach_every_waiter_and_the_next_request_retries() {
     for t in tasks {
         assert_eq!(
             t.await.expect("task ran").map(|c| c.source),
-            Err(IntrospectError::Unreachable)
+            Err(unreachable())
         );
     }
     assert_eq!(f.calls(), 1);
@@ -527,13 +553,7 @@ async fn the_call_completes_and_fills_the_cache_after_every_waiter_left() {
     .await
     .expect("the flight finished");
     assert_eq!(
-        source(
-            &cache,
-            AS1,
-            &rpt("rpt-a"),
-            f.answer(Err(IntrospectError::Timeout))
-        )
-        .await,
+        source(&cache, AS1, &rpt("rpt-a"), f.answer(Err(timeout()))).await,
         CacheSource::Hit
     );
     assert_eq!(f.calls(), 1);
@@ -634,7 +654,7 @@ async fn a_junk_flood_is_bounded_and_does_not_evict_active_entries() {
     assert!(negative.entry_count() > 0);
     assert!(cache.entry_count().await <= 51);
     assert_eq!(
-        source(&cache, AS1, &good, f.answer(Err(IntrospectError::Timeout))).await,
+        source(&cache, AS1, &good, f.answer(Err(timeout()))).await,
         CacheSource::Hit
     );
     assert_eq!(f.calls(), 501);
@@ -701,21 +721,21 @@ async fn stale_if_error_serves_within_the_grace_only() {
         .expect("ok");
     clock.advance(15); // fresh until +10, stale until +40
     let stale = cache
-        .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Status(502))))
+        .get_or_fetch(AS1, &t, f.answer(Err(status(502))))
         .await
         .expect("served stale");
     assert_eq!(stale.source, CacheSource::Stale);
     assert!(Arc::ptr_eq(&stale.value, &first.value));
     clock.advance(24); // +39
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(IntrospectError::Unreachable))).await,
+        source(&cache, AS1, &t, f.answer(Err(unreachable()))).await,
         CacheSource::Stale
     );
     clock.advance(1); // +40: beyond the grace
     let err = cache
-        .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Unreachable)))
+        .get_or_fetch(AS1, &t, f.answer(Err(unreachable())))
         .await;
-    assert_eq!(err.map(|c| c.source), Err(IntrospectError::Unreachable));
+    assert_eq!(err.map(|c| c.source), Err(unreachable()));
     assert_eq!(f.calls(), 4);
 }
 
@@ -732,13 +752,13 @@ async fn stale_if_error_stops_at_exp_minus_skew() {
     );
     clock.advance(14);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(IntrospectError::Timeout))).await,
+        source(&cache, AS1, &t, f.answer(Err(timeout()))).await,
         CacheSource::Stale
     );
     clock.advance(1);
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Timeout)))
+            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -758,13 +778,13 @@ async fn stale_if_error_skips_results_whose_permissions_all_expired() {
     );
     clock.advance(11);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(IntrospectError::Timeout))).await,
+        source(&cache, AS1, &t, f.answer(Err(timeout()))).await,
         CacheSource::Stale
     );
     clock.advance(1);
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Timeout)))
+            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -783,7 +803,7 @@ async fn stale_if_error_is_off_by_default() {
     clock.advance(11);
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Timeout)))
+            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -804,7 +824,7 @@ async fn inactive_answers_are_never_served_stale() {
     clock.advance(11);
     assert!(
         cache
-            .get_or_fetch(AS1, &junk, f.answer(Err(IntrospectError::Timeout)))
+            .get_or_fetch(AS1, &junk, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -825,7 +845,7 @@ async fn inactive_answers_are_never_served_stale() {
     clock.advance(11); // past the negative entry too
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Timeout)))
+            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -914,13 +934,7 @@ async fn invalidating_during_a_call_detaches_it() {
         );
         // ...and the fresh call's result is the one kept.
         assert_eq!(
-            source(
-                &cache,
-                AS1,
-                &rpt("rpt-a"),
-                f.answer(Err(IntrospectError::Timeout))
-            )
-            .await,
+            source(&cache, AS1, &rpt("rpt-a"), f.answer(Err(timeout()))).await,
             CacheSource::Hit
         );
         assert_eq!(f.calls(), 2);
@@ -977,10 +991,8 @@ async fn a_disabled_cache_always_calls_and_never_coalesces() {
         );
     }
     assert_eq!(f.calls(), 8);
-    let err = cache
-        .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::NoPat)))
-        .await;
-    assert_eq!(err.map(|c| c.source), Err(IntrospectError::NoPat));
+    let err = cache.get_or_fetch(AS1, &t, f.answer(Err(no_pat()))).await;
+    assert_eq!(err.map(|c| c.source), Err(no_pat()));
     cache.invalidate(AS1, "rpt-a");
     cache.invalidate_all();
     assert_eq!(cache.entry_count().await, 0);
@@ -1100,13 +1112,7 @@ fn metrics_and_the_stale_event_are_recorded() {
                 );
                 clock.advance(11);
                 assert_eq!(
-                    source(
-                        &cache,
-                        AS1,
-                        &token,
-                        f.answer(Err(IntrospectError::Status(500)))
-                    )
-                    .await,
+                    source(&cache, AS1, &token, f.answer(Err(status(500)))).await,
                     CacheSource::Stale
                 );
                 // A refresh replaces the entry; an invalidation removes it explicitly.
@@ -1219,7 +1225,7 @@ fn works_without_a_tokio_runtime() {
             );
             assert!(
                 cache
-                    .get_or_fetch(AS1, &rpt("b"), f.answer(Err(IntrospectError::Timeout)))
+                    .get_or_fetch(AS1, &rpt("b"), f.answer(Err(timeout())))
                     .await
                     .is_err()
             );
@@ -1242,7 +1248,7 @@ fn begin_joins_rechecks_and_revokes() {
         namespace: Arc::from(AS1),
     };
     let done = |_: Key, _: Ticket, fut: BoxFuture<'static, flight::FlightResult>| fut.shared();
-    let ready = || futures_util::future::ready(Err(IntrospectError::Timeout)).boxed();
+    let ready = || futures_util::future::ready(Err(timeout())).boxed();
 
     let seen = flights.completions();
     let first = flights.begin(key, Some(seen), ready(), done);
@@ -1330,10 +1336,10 @@ async fn a_panicking_fetch_fails_its_waiters_and_is_cleaned_up() {
         })
     };
     let led = cache.get_or_fetch(AS1, &rpt("rpt-a"), panicking).await;
-    assert_eq!(led.map(|c| c.source), Err(IntrospectError::Unreachable));
+    assert_eq!(led.map(|c| c.source), Err(unreachable()));
     assert_eq!(
         joiner.await.expect("ran").map(|c| c.source),
-        Err(IntrospectError::Unreachable)
+        Err(unreachable())
     );
     assert_eq!(f.calls(), 1);
     assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
@@ -1494,7 +1500,7 @@ fn a_miss_while_the_runtime_shuts_down_does_not_deadlock() {
             &rpt("rpt-a"),
             f.answer(active(Some(NOW + 3600))),
         ));
-        assert_eq!(answer.map(|c| c.source), Err(IntrospectError::Unreachable));
+        assert_eq!(answer.map(|c| c.source), Err(unreachable()));
         assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
     });
 }
@@ -1595,10 +1601,10 @@ async fn a_newer_answer_that_cannot_be_cached_retires_the_stale_entry() {
     );
     assert_eq!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(IntrospectError::Timeout)))
+            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
             .await
             .map(|c| c.source),
-        Err(IntrospectError::Timeout)
+        Err(timeout())
     );
     assert_eq!(f.calls(), 3);
 }

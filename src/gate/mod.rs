@@ -279,8 +279,6 @@ pub(crate) enum Refusal {
 
 /// The error of a call through the gate: it can say what the call tells about the endpoint.
 pub(crate) trait AsFailure {
-    /// The call was not made.
-    fn refused(endpoint: AsEndpoint, why: Refusal) -> Self;
     /// What went wrong at the endpoint; `None` when the call says nothing about it (it was
     /// not made, or no PAT could be had).
     fn cause(&self) -> Option<Cause>;

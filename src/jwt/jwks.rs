@@ -20,13 +20,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::client::{BodyError, read_body};
-use crate::error::describe_transport;
-use crate::gate::{AsEndpoint, AsGate};
-use crate::introspect::IntrospectError;
-
-/// The largest JWKS document read, in bytes; a larger answer is treated as unparsable.
-const MAX_JWKS_BYTES: usize = 256 * 1024;
+use crate::gate::AsEndpoint;
+use crate::protection::jwks::{self, MAX_JWKS_BYTES};
+use crate::protection::{CallError, Caller, Failure};
 
 /// Counter with label `outcome` (`ok` | `unreachable` | `timeout` | `status` | `unparsable`):
 /// JWKS fetches.
@@ -121,7 +117,7 @@ struct Cached {
     /// When the last fetch attempt ended, successful or not.
     attempted: Option<Instant>,
     /// Why the last attempt failed; `None` after a success.
-    last_error: Option<IntrospectError>,
+    last_error: Option<CallError>,
     /// Counts finished attempts, so that a waiter can tell that someone else fetched.
     generation: u64,
 }
@@ -149,7 +145,7 @@ impl Cached {
     }
 
     /// The answer for a key the cache does not hold: the last attempt's error if it failed.
-    fn miss(&self) -> Result<Lookup, IntrospectError> {
+    fn miss(&self) -> Result<Lookup, CallError> {
         match &self.last_error {
             Some(e) => Err(e.clone()),
             None => Ok(Lookup::Missing),
@@ -159,9 +155,8 @@ impl Cached {
 
 /// The cached key set of one AS.
 pub(super) struct KeySet {
-    http: reqwest::Client,
-    /// The cap and circuit breaker of the layer's AS calls.
-    gate: Arc<AsGate>,
+    /// The transport, and the cap and circuit breaker of the layer's AS calls.
+    caller: Caller,
     uri: String,
     refetch_interval: Duration,
     cached: RwLock<Cached>,
@@ -185,15 +180,9 @@ impl fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    pub(super) fn new(
-        http: reqwest::Client,
-        gate: Arc<AsGate>,
-        uri: String,
-        refetch_interval: Duration,
-    ) -> Self {
+    pub(super) fn new(caller: Caller, uri: String, refetch_interval: Duration) -> Self {
         Self {
-            http,
-            gate,
+            caller,
             uri,
             refetch_interval,
             cached: RwLock::new(Cached::default()),
@@ -214,7 +203,7 @@ impl KeySet {
         &self,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<Lookup, IntrospectError> {
+    ) -> Result<Lookup, CallError> {
         let seen = {
             let cached = self.read();
             match cached.lookup(kid, alg) {
@@ -259,25 +248,29 @@ impl KeySet {
             uma.jwks.keys = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        let pass = match self.gate.admit(AsEndpoint::Jwks) {
-            Ok(pass) => pass,
-            Err(why) => {
-                // Not called (the gate counted and logged it): this lookup fails closed, and
-                // the next one may try again, since no attempt reached the AS.
-                let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
-                cached.generation = cached.generation.wrapping_add(1);
-                cached.last_error = Some(IntrospectError::NotCalled(AsEndpoint::Jwks, why));
-                return;
-            }
-        };
-        let result = self.fetch_inner().instrument(span.clone()).await;
-        pass.record(&result);
+        let result = self
+            .caller
+            .call(
+                AsEndpoint::Jwks,
+                jwks::request(&self.uri),
+                MAX_JWKS_BYTES,
+                |answer| parse_key_set(&jwks::body(answer)?),
+            )
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result
+            && matches!(e.failure(), Failure::NotCalled(_))
+        {
+            // Not called (the gate counted and logged it): this lookup fails closed, and
+            // the next one may try again, since no attempt reached the AS.
+            let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+            cached.generation = cached.generation.wrapping_add(1);
+            cached.last_error = Some(e.clone());
+            return;
+        }
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(IntrospectError::Timeout) => "timeout",
-            Err(IntrospectError::Status(_)) => "status",
-            Err(IntrospectError::Unparsable) => "unparsable",
-            Err(_) => "unreachable",
+            Err(e) => e.outcome().unwrap_or("unreachable"),
         };
         metrics::counter!(JWKS_FETCHES, "outcome" => outcome).increment(1);
         match &result {
@@ -309,51 +302,18 @@ impl KeySet {
             Err(e) => cached.last_error = Some(e),
         }
     }
-
-    async fn fetch_inner(&self) -> Result<Vec<Arc<Key>>, IntrospectError> {
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                IntrospectError::Timeout
-            } else {
-                tracing::debug!(cause = describe_transport(&e), "JWKS request failed");
-                IntrospectError::Unreachable
-            }
-        };
-        let resp = self
-            .http
-            .get(&self.uri)
-            .header(
-                http::header::ACCEPT,
-                "application/jwk-set+json, application/json",
-            )
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status();
-        tracing::Span::current().record("http.status_code", status.as_u16());
-        if status != http::StatusCode::OK {
-            return Err(IntrospectError::Status(status.as_u16()));
-        }
-        let body = read_body(resp, MAX_JWKS_BYTES).await.map_err(|e| match e {
-            BodyError::Transport(e) => transport(e),
-            BodyError::TooLarge => {
-                tracing::debug!(limit = MAX_JWKS_BYTES, "JWKS document too large");
-                IntrospectError::Unparsable
-            }
-        })?;
-        parse_key_set(&body)
-    }
 }
 
 /// Reads a JWKS document, keeping the keys usable for signature verification. Keys that are
 /// unusable (encryption keys, symmetric keys, unknown types or curves, an `alg` that does not
 /// fit) are skipped; a document that is not `{"keys": [...]}` is an error.
-pub(super) fn parse_key_set(body: &[u8]) -> Result<Vec<Arc<Key>>, IntrospectError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| IntrospectError::Unparsable)?;
+pub(super) fn parse_key_set(body: &[u8]) -> Result<Vec<Arc<Key>>, Failure> {
+    let unusable = || Failure::Unusable("with a body that is not a JSON Web Key Set".into());
+    let value: Value = serde_json::from_slice(body).map_err(|_| unusable())?;
     let items = value
         .get("keys")
         .and_then(Value::as_array)
-        .ok_or(IntrospectError::Unparsable)?;
+        .ok_or_else(unusable)?;
     let mut keys = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let parsed = serde_json::from_value::<Jwk>(item.clone())

@@ -45,7 +45,8 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
 use serde_json::{Map, Value};
 
 use crate::clock::Clock;
-use crate::introspect::{IntrospectError, Introspection};
+use crate::introspect::Introspection;
+use crate::protection::{CallError, Caller};
 use crate::token::Rpt;
 
 use self::jwks::{KeySet, Lookup};
@@ -370,12 +371,7 @@ impl fmt::Debug for JwtVerifier {
 impl JwtVerifier {
     /// A verifier for `config`, which should have passed [`JwtValidation::validate`] (a
     /// missing `jwks_uri` makes every key fetch fail). Fetches nothing yet.
-    pub(crate) fn new(
-        http: reqwest::Client,
-        gate: Arc<crate::gate::AsGate>,
-        config: JwtValidation,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub(crate) fn new(caller: Caller, config: JwtValidation, clock: Arc<dyn Clock>) -> Self {
         let validations = config
             .algorithms
             .iter()
@@ -391,8 +387,7 @@ impl JwtVerifier {
             })
             .collect();
         let keys = KeySet::new(
-            http,
-            gate,
+            caller,
             config.jwks_uri.clone().unwrap_or_default(),
             config.refetch_interval,
         );
@@ -410,10 +405,7 @@ impl JwtVerifier {
     /// introspect it. `Ok(Some(_))`: a JWT, verified (active, with its claims and permissions)
     /// or refused for any reason (inactive; the reason is logged at DEBUG with the token's
     /// fingerprint). `Err`: the key set could not be fetched and no cached key fits.
-    pub(crate) async fn verify(
-        &self,
-        token: &Rpt,
-    ) -> Result<Option<Introspection>, IntrospectError> {
+    pub(crate) async fn verify(&self, token: &Rpt) -> Result<Option<Introspection>, CallError> {
         match self.check(token.secret()).await? {
             Verdict::NotJwt => Ok(None),
             Verdict::Verified(intro) => Ok(Some(intro)),
@@ -428,7 +420,7 @@ impl JwtVerifier {
         }
     }
 
-    async fn check(&self, token: &str) -> Result<Verdict, IntrospectError> {
+    async fn check(&self, token: &str) -> Result<Verdict, CallError> {
         let Some(header) = jose_header(token) else {
             return Ok(Verdict::NotJwt);
         };

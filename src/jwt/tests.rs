@@ -1,7 +1,8 @@
 //! Tests of local JWT RPT validation, against keys generated here with aws-lc-rs and a JWKS
-//! served from a loopback axum server with a fetch counter.
+//! answered by a canned transport with a fetch counter (and one test against the bundled
+//! test AS over loopback).
 
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,18 +12,17 @@ use aws_lc_rs::signature::{
     self as sig, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
     Ed25519KeyPair, KeyPair, RsaKeyPair,
 };
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::clock::{FixedClock, SystemClock};
+use crate::gate::AsEndpoint;
 use crate::introspect::Permission;
+use crate::protection::canned::{Canned, answer};
+use crate::protection::reqwest_transport::ReqwestTransport;
+use crate::protection::{Answer, Failure, Transport};
 
 /// The tests' "now", Unix seconds.
 const NOW: i64 = 1_767_225_600;
@@ -187,36 +187,34 @@ fn without(mut claims: Value, key: &str) -> Value {
 // ---------------------------------------------------------------------------------------
 // A JWKS server on loopback
 
+/// What the canned JWKS endpoint answers.
 #[derive(Default)]
 struct JwksState {
     jwks: Mutex<Value>,
-    fetches: AtomicUsize,
     /// When non-zero, answer with this status instead of the set.
     status: AtomicU16,
-    /// Delay before answering, in milliseconds.
-    delay_ms: AtomicU64,
 }
 
+/// A JWKS endpoint answered by a canned transport, counting its fetches.
 struct JwksServer {
     state: Arc<JwksState>,
-    url: String,
+    canned: Canned,
 }
 
 impl JwksServer {
-    async fn spawn(keys: Vec<Value>) -> Self {
+    fn new(keys: &[Value]) -> Self {
         let state = Arc::new(JwksState::default());
         *state.jwks.lock().expect("lock") = json!({ "keys": keys });
-        let app = Router::new()
-            .route("/jwks", get(serve_jwks))
-            .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+        let answers = Arc::clone(&state);
+        let canned = Canned::with(move |_, _| {
+            let status = answers.status.load(Ordering::SeqCst);
+            if status != 0 {
+                return Ok(answer(status, "jwks unavailable"));
+            }
+            let body = answers.jwks.lock().expect("lock").to_string();
+            Ok(answer(200, body))
         });
-        Self { state, url }
+        Self { state, canned }
     }
 
     fn set_keys(&self, keys: &[Value]) {
@@ -228,7 +226,7 @@ impl JwksServer {
     }
 
     fn fetches(&self) -> usize {
-        self.state.fetches.load(Ordering::SeqCst)
+        self.canned.calls()
     }
 
     fn fail_with(&self, status: u16) {
@@ -236,40 +234,37 @@ impl JwksServer {
     }
 
     fn delay(&self, d: Duration) {
-        self.state.delay_ms.store(
-            u64::try_from(d.as_millis()).expect("small"),
-            Ordering::SeqCst,
-        );
+        self.canned.delay(d);
     }
 
     fn verifier(&self, interval: Duration) -> JwtVerifier {
-        verifier_for(&self.url, interval)
+        verifier_over(self.canned.transport(), config(JWKS_URI), interval)
     }
 }
 
-async fn serve_jwks(State(state): State<Arc<JwksState>>) -> Response {
-    state.fetches.fetch_add(1, Ordering::SeqCst);
-    let delay = state.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    let status = state.status.load(Ordering::SeqCst);
-    if status != 0 {
-        return (
-            StatusCode::from_u16(status).expect("status"),
-            "jwks unavailable",
-        )
-            .into_response();
-    }
-    let body = state.jwks.lock().expect("lock").clone();
-    axum::Json(body).into_response()
+/// The JWKS URL of the canned endpoint (never dialled).
+const JWKS_URI: &str = "https://as.test/realms/acme/certs";
+
+/// A transport over a real client, for the bundled test AS.
+fn http_client() -> Arc<dyn Transport> {
+    let transport = ReqwestTransport::with_timeouts(Duration::from_secs(2), Duration::from_secs(5))
+        .expect("a client");
+    Arc::new(transport)
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client")
+/// A JWKS fetch that failed with `failure`.
+fn jwks_error(failure: Failure) -> CallError {
+    CallError::new(AsEndpoint::Jwks, failure)
+}
+
+fn unusable_set() -> CallError {
+    jwks_error(Failure::Unusable(
+        "with a body that is not a JSON Web Key Set".into(),
+    ))
+}
+
+fn status(status: u16) -> CallError {
+    jwks_error(Failure::Status(Answer::bare(status)))
 }
 
 fn config(jwks_uri: &str) -> JwtValidation {
@@ -279,11 +274,14 @@ fn config(jwks_uri: &str) -> JwtValidation {
         .audience(AUDIENCE)
 }
 
-fn verifier_for(jwks_uri: &str, interval: Duration) -> JwtVerifier {
+fn verifier_over(
+    transport: Arc<dyn Transport>,
+    config: JwtValidation,
+    interval: Duration,
+) -> JwtVerifier {
     JwtVerifier::new(
-        http_client(),
-        Arc::default(),
-        config(jwks_uri).refetch_interval(interval),
+        Caller::new(transport, Arc::default()),
+        config.refetch_interval(interval),
         Arc::new(FixedClock::new(NOW)),
     )
 }
@@ -304,7 +302,7 @@ const LONG: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn valid_es256_token_is_active_with_its_claims() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), Some("ES256"))]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), Some("ES256"))]);
     let v = jwks.verifier(LONG);
     assert_eq!(
         jwks.fetches(),
@@ -345,13 +343,12 @@ async fn every_default_algorithm_verifies() {
     let p256 = TestKey::p256();
     let p384 = TestKey::p384();
     let ed = TestKey::ed25519();
-    let jwks = JwksServer::spawn(vec![
+    let jwks = JwksServer::new(&[
         rsa.jwk(Some("rsa"), None),
         p256.jwk(Some("p256"), None),
         p384.jwk(Some("p384"), Some("ES384")),
         ed.jwk(Some("ed"), Some("EdDSA")),
-    ])
-    .await;
+    ]);
     let v = jwks.verifier(LONG);
     for (key, alg, kid) in [
         (&rsa, "RS256", "rsa"),
@@ -377,7 +374,7 @@ async fn keycloak_authorization_permissions_are_read_in_both_namings() {
     // docs/protocol.md §8: Keycloak puts permissions in `authorization.permissions` with
     // rsid/scopes.
     let key = TestKey::rsa();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("kc"), Some("RS256"))]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("kc"), Some("RS256"))]);
     let v = jwks.verifier(LONG);
     let kc = json!({
         "iss": ISSUER,
@@ -447,8 +444,7 @@ async fn rpts_of_the_bundled_test_as_verify() {
     spec.client_id = Some("rs1".to_owned());
     let rpt = Rpt::new(auth.mint_rpt(spec));
     let v = JwtVerifier::new(
-        http_client(),
-        Arc::default(),
+        Caller::new(http_client(), Arc::default()),
         JwtValidation::new()
             .jwks_uri(auth.endpoint_url(Endpoint::Jwks))
             .issuer(auth.issuer())
@@ -464,8 +460,7 @@ async fn rpts_of_the_bundled_test_as_verify() {
 
     // The same token for another audience is refused.
     let other = JwtVerifier::new(
-        http_client(),
-        Arc::default(),
+        Caller::new(http_client(), Arc::default()),
         JwtValidation::new()
             .jwks_uri(auth.endpoint_url(Endpoint::Jwks))
             .issuer(auth.issuer())
@@ -485,13 +480,13 @@ async fn rpts_of_the_bundled_test_as_verify() {
 #[tokio::test]
 async fn a_token_without_kid_is_tried_only_against_a_single_key() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(None, None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(None, None)]);
     let v = jwks.verifier(LONG);
     let t = token(&key, "ES256", None, &claims());
     assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
 
     let other = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("a"), None), other.jwk(Some("b"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("a"), None), other.jwk(Some("b"), None)]);
     let v = jwks.verifier(LONG);
     assert_eq!(verdict(&v, &t).await, refused(Refusal::NoKid));
 }
@@ -503,7 +498,7 @@ async fn a_token_without_kid_is_tried_only_against_a_single_key() {
 async fn rotation_refetches_once_and_then_verifies() {
     let old = TestKey::p256();
     let new = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![old.jwk(Some("old"), None)]).await;
+    let jwks = JwksServer::new(&[old.jwk(Some("old"), None)]);
     // JwtVerifier::new does not enforce the 1 s minimum; an immediate refetch keeps this
     // test free of sleeps.
     let v = jwks.verifier(Duration::ZERO);
@@ -529,7 +524,7 @@ async fn rotation_refetches_once_and_then_verifies() {
 #[tokio::test]
 async fn unknown_kids_refetch_at_most_once_per_interval() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     let v = jwks.verifier(LONG);
     // The first token ever fetches lazily, even with an unknown kid.
     let ghost = token(&key, "ES256", Some("ghost-1"), &claims());
@@ -549,7 +544,7 @@ async fn unknown_kids_refetch_at_most_once_per_interval() {
 #[tokio::test]
 async fn after_the_interval_one_unknown_kid_refetches_and_the_next_does_not() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     let interval = Duration::from_millis(400);
     let v = jwks.verifier(interval);
     let ok = token(&key, "ES256", Some("k1"), &claims());
@@ -568,7 +563,7 @@ async fn after_the_interval_one_unknown_kid_refetches_and_the_next_does_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_misses_share_one_fetch() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     jwks.delay(Duration::from_millis(150));
     let v = Arc::new(jwks.verifier(Duration::ZERO));
     let t = Arc::new(token(&key, "ES256", Some("k1"), &claims()));
@@ -592,7 +587,7 @@ async fn concurrent_misses_share_one_fetch() {
 #[tokio::test]
 async fn alg_none_is_refused_without_fetching() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     let v = jwks.verifier(LONG);
     for alg in ["none", "None", "NONE", "nOnE"] {
         let header = json!({"alg": alg, "kid": "k1"});
@@ -618,7 +613,7 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     let rsa = TestKey::rsa();
     let ec_jwk = ec.jwk(Some("ec"), None);
     let rsa_jwk = rsa.jwk(Some("rsa"), None);
-    let jwks = JwksServer::spawn(vec![ec_jwk.clone(), rsa_jwk.clone()]).await;
+    let jwks = JwksServer::new(&[ec_jwk.clone(), rsa_jwk.clone()]);
     let secrets: Vec<(&str, Vec<u8>)> = vec![
         ("ec", ec.public_bytes()),
         ("ec", ec_jwk.to_string().into_bytes()),
@@ -628,11 +623,10 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     ];
     // Also with HS256 smuggled into the allow-list (validate() refuses that, but verification
     // must not depend on it).
-    let lax = JwtVerifier::new(
-        http_client(),
-        Arc::default(),
-        config(&jwks.url).algorithms([Algorithm::HS256, Algorithm::ES256, Algorithm::RS256]),
-        Arc::new(FixedClock::new(NOW)),
+    let lax = verifier_over(
+        jwks.canned.transport(),
+        config(JWKS_URI).algorithms([Algorithm::HS256, Algorithm::ES256, Algorithm::RS256]),
+        LONG,
     );
     let strict = jwks.verifier(LONG);
     for (kid, secret) in &secrets {
@@ -652,11 +646,10 @@ async fn hs256_signed_with_the_public_key_is_refused() {
 async fn a_jwk_alg_or_key_type_that_does_not_fit_the_header_is_refused() {
     let rsa = TestKey::rsa();
     let ec = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![
+    let jwks = JwksServer::new(&[
         rsa.jwk(Some("rsa"), Some("RS256")),
         ec.jwk(Some("ec"), Some("ES256")),
-    ])
-    .await;
+    ]);
     let v = jwks.verifier(LONG);
     // A genuine PS256 signature by the key, but its JWK says RS256 only.
     let t = token(&rsa, "PS256", Some("rsa"), &claims());
@@ -684,7 +677,7 @@ async fn a_jwk_alg_or_key_type_that_does_not_fit_the_header_is_refused() {
 async fn bad_signatures_and_malformed_headers_are_refused() {
     let key = TestKey::p256();
     let impostor = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     let v = jwks.verifier(LONG);
 
     let forged = token(&impostor, "ES256", Some("k1"), &claims());
@@ -755,7 +748,7 @@ async fn bad_signatures_and_malformed_headers_are_refused() {
 #[tokio::test]
 async fn wrong_iss_aud_exp_nbf_are_refused() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     let v = jwks.verifier(LONG);
     let check = |claims: Value| {
         let t = token(&key, "ES256", Some("k1"), &claims);
@@ -848,7 +841,7 @@ fn leeway_applies_to_exp_and_nbf() {
 
 #[tokio::test]
 async fn tokens_that_are_not_jwts_are_left_to_introspection() {
-    let jwks = JwksServer::spawn(vec![]).await;
+    let jwks = JwksServer::new(&[]);
     let v = jwks.verifier(LONG);
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256"}"#);
     let array = URL_SAFE_NO_PAD.encode("[1]");
@@ -876,43 +869,41 @@ async fn an_unreachable_or_broken_jwks_is_an_error() {
     let key = TestKey::p256();
     let t = token(&key, "ES256", Some("k1"), &claims());
 
-    // Connection refused: bind a port, then free it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead = format!("http://{}/jwks", listener.local_addr().expect("addr"));
-    drop(listener);
-    let v = verifier_for(&dead, LONG);
-    assert_eq!(v.check(&t).await, Err(IntrospectError::Unreachable));
+    // Connection refused.
+    let dead = Canned::with(|_, _| Err(Failure::Unreachable(Default::default())));
+    let v = verifier_over(dead.transport(), config(JWKS_URI), LONG);
+    assert_eq!(
+        v.check(&t).await,
+        Err(CallError::unreachable(AsEndpoint::Jwks))
+    );
 
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     jwks.fail_with(503);
     let v = jwks.verifier(LONG);
-    assert_eq!(
-        v.verify(&Rpt::new(t.clone())).await,
-        Err(IntrospectError::Status(503))
-    );
+    assert_eq!(v.verify(&Rpt::new(t.clone())).await, Err(status(503)));
     // Within the interval the failure is remembered, not retried.
-    assert_eq!(v.check(&t).await, Err(IntrospectError::Status(503)));
+    assert_eq!(v.check(&t).await, Err(status(503)));
     assert_eq!(jwks.fetches(), 1);
 
     for body in [json!({"keys": "nope"}), json!([1]), json!({"kid": "k1"})] {
-        let jwks = JwksServer::spawn(vec![]).await;
+        let jwks = JwksServer::new(&[]);
         jwks.set_body(body);
         let v = jwks.verifier(LONG);
-        assert_eq!(v.check(&t).await, Err(IntrospectError::Unparsable));
+        assert_eq!(v.check(&t).await, Err(unusable_set()));
     }
 }
 
 #[tokio::test]
 async fn a_failed_refetch_keeps_the_cached_keys() {
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     let v = jwks.verifier(Duration::ZERO);
     let known = token(&key, "ES256", Some("k1"), &claims());
     assert!(matches!(verdict(&v, &known).await, Verdict::Verified(_)));
 
     jwks.fail_with(500);
     let unknown = token(&key, "ES256", Some("k2"), &claims());
-    assert_eq!(v.check(&unknown).await, Err(IntrospectError::Status(500)));
+    assert_eq!(v.check(&unknown).await, Err(status(500)));
     assert_eq!(jwks.fetches(), 2);
     assert!(
         matches!(verdict(&v, &known).await, Verdict::Verified(_)),
@@ -1058,7 +1049,7 @@ async fn refusals_are_logged_with_the_check_but_never_the_token() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let key = TestKey::p256();
-    let jwks = JwksServer::spawn(vec![key.jwk(Some("k1"), None)]).await;
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
     let v = jwks.verifier(LONG);
     let expired = token(
         &key,
@@ -1074,7 +1065,7 @@ async fn refusals_are_logged_with_the_check_but_never_the_token() {
         Ok(Some(Introspection::inactive()))
     );
     jwks.fail_with(500);
-    let w = verifier_for(&jwks.url, LONG);
+    let w = jwks.verifier(LONG);
     assert!(w.verify(&rpt).await.is_err());
 
     let logs = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
@@ -1096,7 +1087,7 @@ async fn refusals_are_logged_with_the_check_but_never_the_token() {
 fn the_verifier_and_its_future_can_cross_threads() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     fn send<T: Send>(_: T) {}
-    let v = verifier_for("http://127.0.0.1:9/jwks", LONG);
+    let v = JwksServer::new(&[]).verifier(LONG);
     send_sync(&v);
     let rpt = Rpt::new("x");
     send(v.verify(&rpt));

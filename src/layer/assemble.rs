@@ -9,7 +9,6 @@ use std::time::Duration;
 use super::url_check::check_url;
 use super::{UmaLayer, UmaLayerBuilder};
 use crate::IntrospectionCache;
-use crate::client::AsClient;
 use crate::clock::Clock;
 use crate::decision::Rules;
 use crate::dialect::Dialect;
@@ -17,8 +16,9 @@ use crate::discovery::trim_issuer;
 use crate::error::Error;
 use crate::gate::{AsEndpoint, AsGate};
 use crate::method_override::MethodOverride;
-use crate::pat::{PatConfig, PatGrant, PatProvider};
 use crate::pipeline::{Parts, Pipeline, Unmapped};
+use crate::protection::reqwest_transport::ReqwestTransport;
+use crate::protection::{AsClient, Caller, PatConfig, PatGrant, PatProvider, Transport};
 use crate::registration::{Registrar, ResourceRegistry, ResourceSyncMode};
 use crate::resources::{EnforcementMode, Resolver};
 
@@ -53,24 +53,13 @@ impl UmaLayerBuilder {
         Ok(Arc::new(AsGate::new(g, Arc::clone(&self.clock), &used)))
     }
 
-    pub(super) fn make_http_client(&self) -> Result<reqwest::Client, Error> {
-        if let Some(c) = &self.http_client {
-            return Ok(c.clone());
-        }
-        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
-            return Err(Error::config(
-                "timeouts must be greater than zero; set connect_timeout and request_timeout",
-            ));
-        }
-        reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tower-uma/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::config(format!("could not build the HTTP client: {e}")).with_source(e)
-            })
+    /// The transport of every AS call: the user's client, or one with this builder's timeouts.
+    pub(super) fn make_transport(&self) -> Result<Arc<dyn Transport>, Error> {
+        let transport = match &self.http_client {
+            Some(c) => ReqwestTransport::new(c.clone()),
+            None => ReqwestTransport::with_timeouts(self.connect_timeout, self.request_timeout)?,
+        };
+        Ok(Arc::new(transport))
     }
 
     /// Everything [`build`](Self::build) checks that needs no AS call.
@@ -126,27 +115,29 @@ impl UmaLayerBuilder {
                  checks nothing: remove the override, or make the layer Permissive"
             )));
         }
-        let http = self.make_http_client()?;
+        let transport = self.make_transport()?;
         let gate = self.make_gate()?;
+        let caller = Caller::new(transport, Arc::clone(&gate));
+        let client_credentials = crate::protection::token::Client {
+            id: self.client_id.clone(),
+            secret: self.client_secret.clone(),
+            auth: self.client_auth,
+        };
         let pat = Arc::new(PatProvider::new(
-            http.clone(),
+            caller.clone(),
             PatConfig {
                 token_endpoint,
-                client_id: self.client_id.clone(),
-                client_secret: self.client_secret.clone(),
-                client_auth: self.client_auth,
+                client: client_credentials.clone(),
                 grant: self.pat_grant.clone(),
                 scope: self
                     .pat_scope
                     .clone()
                     .unwrap_or_else(|| dialect.pat_scope()),
             },
-            Arc::clone(&gate),
         ));
         let client = Arc::new(AsClient {
-            http,
+            caller,
             pat,
-            gate: Arc::clone(&gate),
             introspection_endpoint,
             permission_endpoint,
             introspection_auth: self
@@ -157,9 +148,7 @@ impl UmaLayerBuilder {
                 .clone()
                 .unwrap_or_else(|| dialect.token_type_hint()),
             permission_body: self.permission_body.unwrap_or_default(),
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
-            client_auth: self.client_auth,
+            client: client_credentials,
         });
         #[cfg(feature = "jwt")]
         let (jwt, validation) = if self.rpt_validation == crate::jwt::RptValidation::Introspect {
@@ -177,12 +166,8 @@ impl UmaLayerBuilder {
                 check_url("jwks_uri", u, allow_http)?;
             }
             let validation = format!("{:?} ({})", self.rpt_validation, v.acceptance());
-            let verifier = crate::jwt::JwtVerifier::new(
-                client.http.clone(),
-                Arc::clone(&gate),
-                v,
-                Arc::clone(&self.clock),
-            );
+            let verifier =
+                crate::jwt::JwtVerifier::new(client.caller.clone(), v, Arc::clone(&self.clock));
             (Some(Arc::new(verifier)), validation)
         };
         #[cfg(not(feature = "jwt"))]

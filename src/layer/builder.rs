@@ -10,15 +10,14 @@ use std::time::Duration;
 use super::UmaLayer;
 use super::url_check::check_url;
 use crate::IntrospectionCache;
-use crate::client::{IntrospectionAuth, PermissionBody};
 use crate::clock::{Clock, SystemClock};
 use crate::dialect::{DerivedEndpoints, Dialect};
-use crate::discovery::{self, DiscoveryDocument};
+use crate::discovery::DiscoveryDocument;
 use crate::error::Error;
 use crate::gate::GateSettings;
 use crate::method_override::MethodOverride;
-use crate::pat::{ClientAuth, PatGrant};
 use crate::pipeline::Unmapped;
+use crate::protection::{ClientAuth, IntrospectionAuth, PatGrant, PermissionBody};
 use crate::registration::{ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
 use crate::token::ClientSecret;
@@ -190,8 +189,9 @@ impl UmaLayerBuilder {
             // WSO2 publishes no discovery document; its endpoints are derived in build().
             return Ok(self);
         }
-        let http = self.make_http_client()?;
-        let doc: DiscoveryDocument = discovery::fetch(&http, &self.issuer).await?;
+        let http = self.make_transport()?;
+        let doc: DiscoveryDocument =
+            crate::protection::discovery::fetch(http.as_ref(), &self.issuer).await?;
         self.fill_endpoints(DerivedEndpoints {
             token: doc.token_endpoint.clone(),
             introspection: doc.introspection_endpoint().map(str::to_owned),

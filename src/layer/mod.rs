@@ -199,6 +199,18 @@ impl UmaLayer {
 }
 
 impl UmaLayer {
+    /// The resource map that decides, unless a resolver of the user's replaces it.
+    #[cfg(feature = "axum")]
+    pub(crate) fn map(&self) -> Option<&crate::ResourceMap> {
+        self.pipeline.map()
+    }
+
+    /// The layer's enforcement mode.
+    #[cfg(feature = "axum")]
+    pub(crate) fn enforcement(&self) -> crate::EnforcementMode {
+        self.pipeline.enforcement()
+    }
+
     /// The layer of a built pipeline.
     pub(crate) fn from_pipeline(pipeline: Pipeline) -> Self {
         Self {

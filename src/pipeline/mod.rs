@@ -16,7 +16,7 @@
 //! 5. `future.rs`: the response future (the asynchronous part, then the inner service).
 //!
 //! They call into the route table (`resources/`), the cache (`cache/`) and the protection API
-//! client (`client.rs`), which know nothing of requests.
+//! client (`protection/`), which know nothing of requests.
 
 mod outcome;
 
@@ -27,19 +27,22 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tracing::{Instrument, Span, field};
 
+pub(crate) use self::outcome::Enforcement;
 pub(crate) use self::outcome::Outcome;
 pub use self::outcome::Unmapped;
-use self::outcome::{Enforcement, Facts, Refusal, Verdict, Why, conclude};
+#[cfg(feature = "axum")]
+pub(crate) use self::outcome::layer_response;
+use self::outcome::{Facts, Refusal, Verdict, Why, conclude};
 use crate::IntrospectionCache;
 use crate::cache::{CacheSource, Cached};
 use crate::challenge::render_challenge;
-use crate::client::AsClient;
 use crate::clock::Clock;
 use crate::decision::{Requirement, Rules, decide};
 use crate::gate::{AsGate, AsHealth};
-use crate::introspect::{IntrospectError, Introspection};
+use crate::introspect::Introspection;
 use crate::method_override::MethodOverride;
 use crate::principal::UmaPrincipal;
+use crate::protection::{AsClient, CallError};
 use crate::registration::ResourceRegistry;
 use crate::resources::{EnforcementMode, Protected, Resolved, Resolver, ResourceRef};
 use crate::token::{Bearer, BearerToken, Fingerprint, Rpt, bearer_from_headers};
@@ -103,7 +106,7 @@ struct RptCheck {
 }
 
 impl RptCheck {
-    async fn check(&self, token: &Rpt) -> Result<Introspection, IntrospectError> {
+    async fn check(&self, token: &Rpt) -> Result<Introspection, CallError> {
         #[cfg(feature = "jwt")]
         if let Some(verifier) = &self.jwt {
             use crate::jwt::RptValidation;
@@ -196,6 +199,15 @@ impl Pipeline {
 
     pub(crate) fn enforcement(&self) -> EnforcementMode {
         self.mode
+    }
+
+    /// The resource map that decides, unless a resolver of the user's replaces it.
+    #[cfg(feature = "axum")]
+    pub(crate) fn map(&self) -> Option<&crate::ResourceMap> {
+        match &self.resolver {
+            Resolver::Map(map) => Some(map),
+            Resolver::Custom(_) => None,
+        }
     }
 
     pub(crate) fn cache(&self) -> &IntrospectionCache {
@@ -502,7 +514,7 @@ impl Pipeline {
         &self,
         token: &BearerToken,
         fingerprint: &Fingerprint,
-    ) -> Result<Cached, IntrospectError> {
+    ) -> Result<Cached, CallError> {
         self.cache
             .get_or_fetch_by_fingerprint(&self.namespace, fingerprint, || {
                 // Copied only on a miss: a hit copies nothing.

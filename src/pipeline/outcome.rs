@@ -136,34 +136,48 @@ impl Refusal {
                 (StatusCode::FORBIDDEN, Rejection::AsUnreachable)
             }
         };
-        let mut resp = Response::new(R::default());
-        *resp.status_mut() = status;
-        let headers = resp.headers_mut();
         match self {
-            Self::Challenged(challenge) => {
-                headers.insert(http::header::WWW_AUTHENTICATE, challenge);
-            }
+            Self::Challenged(challenge) => layer_response(status, rejection, Some(challenge)),
             // RFC 9110 §15.5.6: the route's methods. Methods are tokens, so the list is always
             // a valid header value.
             Self::MethodNotAllowed(allow) => {
+                let mut resp = layer_response(status, rejection, None);
                 let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
                 if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
-                    headers.insert(http::header::ALLOW, value);
+                    resp.headers_mut().insert(http::header::ALLOW, value);
                 }
+                resp
             }
-            _ => {}
+            _ => layer_response(status, rejection, None),
         }
-        if rejection == Rejection::AsUnreachable {
-            headers.insert(http::header::WARNING, unreachable_warning());
-        }
-        headers.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        resp.extensions_mut().insert(rejection);
-        resp
     }
+}
+
+/// A response the layer (or the guard of [`UmaRouter`](crate::axum::UmaRouter)) makes
+/// itself: `status`, an empty body, the `challenge` in `WWW-Authenticate`, `Warning: 199` for
+/// [`Rejection::AsUnreachable`], `Cache-Control: no-store`, and the rejection in the
+/// extensions.
+pub(crate) fn layer_response<R: Default>(
+    status: StatusCode,
+    rejection: Rejection,
+    challenge: Option<HeaderValue>,
+) -> Response<R> {
+    let mut resp = Response::new(R::default());
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    if let Some(challenge) = challenge {
+        headers.insert(http::header::WWW_AUTHENTICATE, challenge);
+    }
+    if rejection == Rejection::AsUnreachable {
+        headers.insert(http::header::WARNING, unreachable_warning());
+    }
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp.extensions_mut().insert(rejection);
+    resp
 }
 
 /// What becomes of a request: through with this outcome, or refused.
@@ -203,6 +217,29 @@ impl Enforcement {
         } else {
             Self(layer)
         }
+    }
+
+    /// The mode of the requests a route decides, for the guard of
+    /// [`UmaRouter`](crate::axum::UmaRouter): the route's override, or the layer's mode; a
+    /// permissive route with a resolver counts as enforcing, since the resolver may return an
+    /// `Enforcing` override.
+    #[cfg(feature = "axum")]
+    pub(crate) fn of_guarded_route(
+        layer: EnforcementMode,
+        route: Option<EnforcementMode>,
+        has_resolver: bool,
+    ) -> Self {
+        match route.unwrap_or(layer) {
+            EnforcementMode::Permissive if has_resolver => Self(EnforcementMode::Enforcing),
+            mode => Self(mode),
+        }
+    }
+
+    /// Whether refusals are enforced: `false` in permissive mode (and when disabled), where a
+    /// refusal is logged and the request let through.
+    #[cfg(feature = "axum")]
+    pub(crate) fn enforces(self) -> bool {
+        self.0 == EnforcementMode::Enforcing
     }
 
     /// `Some(Outcome::Disabled)` when the request is let through unchecked: no token is read

@@ -53,6 +53,8 @@
 //! The matching rules, the precedence between templates and the reasons for both are
 //! documented on [`ResourceMap`], where users of the re-exported types can read them.
 
+#[cfg(feature = "axum")]
+mod axum_check;
 mod method;
 mod path;
 mod template;
@@ -128,8 +130,10 @@ pub struct ResourceDecl {
     pub icon_uri: Option<String>,
     /// The scopes the resource can be accessed with (`resource_scopes`, required, non-empty).
     pub resource_scopes: Vec<String>,
-    /// The resource owner, for authorization servers that take one at registration (Keycloak's
-    /// `owner`); not part of the UMA resource description.
+    /// The resource owner, for authorization servers that take one at registration
+    /// (`uma-test-as`); not part of the UMA resource description. Keycloak 26 ignores it when
+    /// the resource server registers with its client-credentials PAT: the resource server
+    /// owns what it registers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
 }

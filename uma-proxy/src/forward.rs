@@ -443,8 +443,10 @@ impl Forward {
     }
 }
 
-/// `error: cause: cause…`, for logs.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `error: cause: cause…`: an error and every cause in its source chain, each once (every
+/// level prints only its own message). For logs and the binary's last words.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

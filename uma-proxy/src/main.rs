@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing_subscriber::EnvFilter;
+use uma_proxy::forward::error_chain;
 use uma_proxy::{Config, Overrides, run};
 
 /// A reverse proxy that puts a UMA 2.0 resource server in front of an HTTP API.
@@ -94,7 +95,7 @@ async fn check(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(if e.is_config() { 2 } else { 1 })
         }
     }
@@ -110,7 +111,7 @@ fn main() -> ExitCode {
     let config = match Config::from_path(&cli.config, &overrides) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error_chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(config, metrics, announce, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(if e.is_config() { 2 } else { 1 })
         }
     }

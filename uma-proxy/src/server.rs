@@ -238,7 +238,7 @@ fn healthy(health: Option<&AsHealth>) -> String {
 #[non_exhaustive]
 pub enum RunError {
     /// An address could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what})")]
     Bind {
         /// `listen` or `admin_listen`.
         what: &'static str,
@@ -248,7 +248,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The layer refused its configuration (a problem no retry can fix).
-    #[error("the UMA configuration is not usable: {0}")]
+    #[error("the UMA configuration is not usable")]
     Layer(#[source] tower_uma::Error),
 }
 
@@ -285,7 +285,7 @@ pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_u
                 tracing::warn!(
                     attempt,
                     retry_in_ms = delay.as_millis() as u64,
-                    error = %e,
+                    error = format_args!("{e:#}"),
                     "the authorization server is not reachable or not ready; retrying in {:.1}s",
                     delay.as_secs_f64()
                 );

@@ -14,7 +14,7 @@
 
 use tower_uma::{PatGrant, UmaLayer, UmaLayerBuilder};
 
-use crate::config::{AsConfig, Config, Dialect, PatGrantConfig};
+use crate::config::{AsConfig, Config, PatGrantConfig};
 
 /// Builds the layer once: discovery (when `issuer` is set; explicit endpoints override the
 /// discovered ones), the settings of the file, then resource registration.
@@ -39,7 +39,7 @@ pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma
     let mut builder = match &a.issuer {
         Some(issuer) => {
             let mut discover = UmaLayer::discover(issuer.clone(), a.client_id.clone(), secret)
-                .dialect(layer_dialect(a.dialect))
+                .dialect(a.dialect)
                 .request_timeout(a.timeout);
             if a.allow_http {
                 discover = discover.insecure_allow_http();
@@ -83,15 +83,6 @@ pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma
     Ok(apply_dialect(builder, a))
 }
 
-/// The layer's [`tower_uma::Dialect`] for the file's `dialect`.
-fn layer_dialect(d: Dialect) -> tower_uma::Dialect {
-    match d {
-        Dialect::Standard => tower_uma::Dialect::Standard,
-        Dialect::Keycloak => tower_uma::Dialect::Keycloak,
-        Dialect::Wso2 => tower_uma::Dialect::Wso2,
-    }
-}
-
 /// The one place where `dialect` and `pat_grant` become builder settings.
 ///
 /// `dialect` selects the layer's [`tower_uma::Dialect`], which sets its defaults (Keycloak:
@@ -100,7 +91,7 @@ fn layer_dialect(d: Dialect) -> tower_uma::Dialect {
 /// WSO2: no discovery, endpoints derived from the issuer's host). `pat_grant = "password"`
 /// (any dialect; WSO2 requires it) obtains the PAT for `resource_owner`.
 pub fn apply_dialect(builder: UmaLayerBuilder, a: &AsConfig) -> UmaLayerBuilder {
-    let mut builder = builder.dialect(layer_dialect(a.dialect));
+    let mut builder = builder.dialect(a.dialect);
     if let PatGrantConfig::Password {
         resource_owner,
         password,

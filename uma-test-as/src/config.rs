@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::Deserializer;
 use toml::Spanned;
+use toml_diag::Diagnostic;
 
 use crate::dialect::{DEFAULT_REALM, Dialect, valid_realm};
 use crate::model::RptFormat;
@@ -117,22 +118,7 @@ impl Config {
     /// name no resource, both `resource` and `resource_id`, no rule or several rules, or
     /// unknown users.
     pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(s).map_err(|e| {
-            let (line, column) = e.span().map_or((None, None), |span| {
-                let (l, c) = line_col(s, span.start);
-                (Some(l), Some(c))
-            });
-            let message = e.message().trim_end();
-            // Name the key when toml's message does not (a wrong type, a duplicate key).
-            let key = e.span().and_then(|span| assigned_key(s, span.start));
-            let message = match key {
-                Some(key) if !message.contains(&format!("`{key}`")) => {
-                    format!("`{key}`: {message}")
-                }
-                _ => message.to_owned(),
-            };
-            ConfigError::new(message, line, column)
-        })?;
+        let raw: RawConfig = toml_diag::from_str(s).map_err(ConfigError::new)?;
         raw.validate(s)
     }
 
@@ -146,9 +132,7 @@ impl Config {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: Some(path.to_owned()),
-            message: "cannot read the configuration file".to_owned(),
-            line: None,
-            column: None,
+            diagnostic: Diagnostic::new("cannot read the configuration file"),
             source: Some(e),
         })?;
         Self::from_toml_str(&text).map_err(|mut e| {
@@ -217,36 +201,32 @@ impl Config {
 #[derive(Debug)]
 pub struct ConfigError {
     path: Option<PathBuf>,
-    message: String,
-    line: Option<usize>,
-    column: Option<usize>,
+    diagnostic: Diagnostic,
     source: Option<io::Error>,
 }
 
 impl ConfigError {
-    fn new(message: String, line: Option<usize>, column: Option<usize>) -> Self {
+    const fn new(diagnostic: Diagnostic) -> Self {
         Self {
             path: None,
-            message,
-            line,
-            column,
+            diagnostic,
             source: None,
         }
     }
 
     /// The 1-based line of the offending key or value, when known.
     pub const fn line(&self) -> Option<usize> {
-        self.line
+        self.diagnostic.line()
     }
 
     /// The 1-based column of the offending key or value, when known.
     pub const fn column(&self) -> Option<usize> {
-        self.column
+        self.diagnostic.column()
     }
 
     /// The message without path and position.
     pub fn message(&self) -> &str {
-        &self.message
+        self.diagnostic.message()
     }
 }
 
@@ -255,12 +235,7 @@ impl fmt::Display for ConfigError {
         if let Some(path) = &self.path {
             write!(f, "{}: ", path.display())?;
         }
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "line {line}, column {column}: ")?,
-            (Some(line), None) => write!(f, "line {line}: ")?,
-            _ => {}
-        }
-        f.write_str(&self.message)
+        fmt::Display::fmt(&self.diagnostic, f)
     }
 }
 
@@ -270,28 +245,6 @@ impl std::error::Error for ConfigError {
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
-}
-
-/// 1-based line and column of a byte offset.
-/// The key assigned on the line holding `offset`; `None` on a table header.
-fn assigned_key(text: &str, offset: usize) -> Option<&str> {
-    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
-    let (key, _) = text.get(line_start..)?.lines().next()?.split_once('=')?;
-    let key = key.trim();
-    let plain = key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    (plain && !key.is_empty()).then_some(key)
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(1, |last| last.chars().count() + 1);
-    (line, column)
 }
 
 #[derive(Deserialize)]
@@ -345,8 +298,7 @@ struct RawPolicy {
 impl RawConfig {
     fn validate(self, text: &str) -> Result<Config, ConfigError> {
         let at = |span: std::ops::Range<usize>, message: String| {
-            let (line, column) = line_col(text, span.start);
-            ConfigError::new(message, Some(line), Some(column))
+            ConfigError::new(Diagnostic::at(text, span.start, message))
         };
         let realm = match self.realm {
             None => DEFAULT_REALM.to_owned(),
@@ -461,53 +413,12 @@ impl RawPolicy {
     }
 }
 
-/// Parses `"300s"`, `"5m"`, `"500ms"`, `"1h"`; an integer is a number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(Duration::from_millis(number)),
-        "s" | "" => Some(Duration::from_secs(number)),
-        "m" => number.checked_mul(60).map(Duration::from_secs),
-        "h" => number.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
-    }
-}
+/// The durations that messages about a bad duration show.
+const DURATION_EXAMPLES: &[&str] = &["300s", "5m", "500ms", "1h"];
 
+/// `"300s"`, `"5m"`, `"500ms"`, `"1h"` or an integer number of seconds.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-    struct DurationVisitor;
-
-    impl Visitor<'_> for DurationVisitor {
-        type Value = Option<Duration>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration such as \"300s\", \"5m\", \"500ms\" or \"1h\"")
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            parse_duration(v).map(Some).ok_or_else(|| {
-                E::custom(format!(
-                    "invalid duration `{v}`: expected a number followed by ms, s, m or h, e.g. \"300s\""
-                ))
-            })
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            u64::try_from(v)
-                .map(|secs| Some(Duration::from_secs(secs)))
-                .map_err(|_| E::custom("a duration cannot be negative"))
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(Duration::from_secs(v)))
-        }
-    }
-
-    deserializer.deserialize_any(DurationVisitor)
+    toml_diag::deserialize_duration(deserializer, DURATION_EXAMPLES).map(Some)
 }
 
 #[cfg(test)]
@@ -534,14 +445,6 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("300s"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-        for bad in ["", "s", "5x", "-1s", "1.5s", "5 minutes"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
         let config = Config::from_toml_str("ticket_ttl = 2\nrpt_ttl = \"250ms\"").unwrap();
         assert_eq!(config.ticket_ttl(), Duration::from_secs(2));
         assert_eq!(config.rpt_ttl(), Duration::from_millis(250));
@@ -638,12 +541,5 @@ mod tests {
         let e = error("realm = \"acme\"\n");
         assert_eq!(e.line(), Some(1), "{e}");
         assert!(e.to_string().contains("keycloak"), "{e}");
-    }
-
-    #[test]
-    fn line_col_counts_from_one() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-        assert_eq!(line_col("ab", 99), (1, 3));
     }
 }

@@ -2,8 +2,7 @@
 //!
 //! Every error the server produces is a JSON object with `error` and, usually,
 //! `error_description`, sent with `Cache-Control: no-store` and `Pragma: no-cache` — except
-//! where a dialect answers otherwise: Keycloak's resource API sends 404 without a body
-//! ([`OAuthError::empty`]), WSO2's resource API writes `code`/`description`
+//! where a dialect answers otherwise: WSO2's resource API writes `code`/`description`
 //! ([`OAuthError::into_wso2_response`]).
 
 use axum::response::{IntoResponse, Response};
@@ -20,8 +19,6 @@ pub(crate) struct OAuthError {
     description: Option<String>,
     extra: Map<String, Value>,
     challenge: Option<String>,
-    /// Send the status alone, without a body (Keycloak's resource API 404s).
-    empty: bool,
 }
 
 impl OAuthError {
@@ -33,15 +30,6 @@ impl OAuthError {
             description: None,
             extra: Map::new(),
             challenge: None,
-            empty: false,
-        }
-    }
-
-    /// A status without a body (the `code` is only for logs).
-    pub(crate) fn empty(status: StatusCode, code: &'static str) -> Self {
-        Self {
-            empty: true,
-            ..Self::new(status, code)
         }
     }
 
@@ -139,15 +127,7 @@ impl OAuthError {
     }
 
     fn respond_with(self, body: &Value) -> Response {
-        let mut response = if self.empty {
-            let mut response = self.status.into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            response
-        } else {
-            json_response(self.status, body)
-        };
+        let mut response = json_response(self.status, body);
         if let Some(challenge) = self.challenge
             && let Ok(value) = HeaderValue::from_str(&challenge)
         {
@@ -237,9 +217,6 @@ mod tests {
             .into_wso2_response();
         assert_eq!(wso2.status(), StatusCode::CONFLICT);
         assert_eq!(wso2.headers()[header::CONTENT_TYPE], "application/json");
-        let empty = OAuthError::empty(StatusCode::NOT_FOUND, "not_found").into_response();
-        assert_eq!(empty.status(), StatusCode::NOT_FOUND);
-        assert!(empty.headers().get(header::CONTENT_TYPE).is_none());
     }
 
     #[test]

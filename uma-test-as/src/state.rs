@@ -189,6 +189,11 @@ pub(crate) fn uuid_v4() -> String {
     rand::rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
+    uuid_text(&b)
+}
+
+/// 16 bytes written as a UUID (`8-4-4-4-12` lower-case hex digits).
+pub(crate) fn uuid_text(b: &[u8; 16]) -> String {
     let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",

@@ -4,8 +4,11 @@
 //! * Keycloak: `GET /realms/{realm}/.well-known/uma2-configuration` and
 //!   `…/.well-known/openid-configuration`, with Keycloak's keys (docs/protocol.md §2.2): the
 //!   OpenID document lists the OpenID Connect endpoints with the introspection URL under both
-//!   `token_introspection_endpoint` and `introspection_endpoint`; the UMA document adds
-//!   `resource_registration_endpoint`, `permission_endpoint` and `policy_endpoint`;
+//!   `token_introspection_endpoint` and `introspection_endpoint`; the UMA document has the
+//!   keys both share (issuer, authorization, token, introspection, logout and JWKS URLs, the
+//!   supported grants, response types and modes, token endpoint authentication methods and
+//!   scopes) plus `resource_registration_endpoint`, `permission_endpoint` and
+//!   `policy_endpoint`, as Keycloak 26 publishes them;
 //! * WSO2: no document — the standard path answers 404 `not_found` (docs/protocol.md §2.3).
 
 use std::sync::Arc;
@@ -76,11 +79,8 @@ fn keycloak(shared: &Shared, uma: bool) -> Value {
     put("authorization_endpoint", json!(realm(KEYCLOAK_AUTH_PATH)));
     put("token_endpoint", json!(url(Endpoint::Token)));
     put("introspection_endpoint", json!(introspection));
-    put("token_introspection_endpoint", json!(introspection));
-    put("userinfo_endpoint", json!(realm(KEYCLOAK_USERINFO_PATH)));
     put("end_session_endpoint", json!(realm(KEYCLOAK_LOGOUT_PATH)));
     put("jwks_uri", json!(url(Endpoint::Jwks)));
-    put("revocation_endpoint", json!(url(Endpoint::Revocation)));
     put(
         "grant_types_supported",
         json!(["client_credentials", "password", UMA_TICKET_GRANT]),
@@ -90,28 +90,33 @@ fn keycloak(shared: &Shared, uma: bool) -> Value {
         "response_modes_supported",
         json!(["query", "fragment", "form_post"]),
     );
-    put("subject_types_supported", json!(["public"]));
-    put("id_token_signing_alg_values_supported", json!(["ES256"]));
     put(
         "token_endpoint_auth_methods_supported",
         json!(["client_secret_basic", "client_secret_post"]),
     );
-    put(
-        "introspection_endpoint_auth_methods_supported",
-        json!(["client_secret_basic", "client_secret_post"]),
-    );
-    put(
-        "revocation_endpoint_auth_methods_supported",
-        json!(["client_secret_basic", "client_secret_post"]),
-    );
     put("scopes_supported", json!([OPENID, UMA_PROTECTION]));
     if uma {
+        // Keycloak 26's UMA document stops here: none of the OpenID-only keys below.
         put(
             "resource_registration_endpoint",
             json!(url(Endpoint::ResourceRegistration)),
         );
         put("permission_endpoint", json!(url(Endpoint::Permission)));
         put("policy_endpoint", json!(realm(KEYCLOAK_POLICY_PATH)));
+    } else {
+        put("token_introspection_endpoint", json!(introspection));
+        put("userinfo_endpoint", json!(realm(KEYCLOAK_USERINFO_PATH)));
+        put("revocation_endpoint", json!(url(Endpoint::Revocation)));
+        put("subject_types_supported", json!(["public"]));
+        put("id_token_signing_alg_values_supported", json!(["ES256"]));
+        put(
+            "introspection_endpoint_auth_methods_supported",
+            json!(["client_secret_basic", "client_secret_post"]),
+        );
+        put(
+            "revocation_endpoint_auth_methods_supported",
+            json!(["client_secret_basic", "client_secret_post"]),
+        );
     }
     Value::Object(doc)
 }

@@ -26,10 +26,11 @@
 //!   tickets; without a ticket, `permission=RESOURCE[#scope,…]` parameters (id or name)
 //!   name the permissions. Unknown or expired ticket → 403 `invalid_ticket`; a resource that
 //!   does not exist → 400 `invalid_resource`. There is no `need_info`: a pair that would
-//!   need an identity is denied. Denied → 403 `access_denied` / `not_authorized`. A pair
-//!   awaiting its owner creates an approval request only with `submit_request=true`
-//!   (403 `access_denied` / `request_submitted`, no new ticket); without it, or while the
-//!   request is pending and `submit_request` is not repeated, → `not_authorized`. Approvals
+//!   need an identity is denied. `submit_request` is read as Java's `Boolean.valueOf` and,
+//!   absent from a ticket grant, is true (Keycloak 26 with user-managed access on). With it,
+//!   every refusal is 403 `access_denied` / `request_submitted` (no new ticket) and a pair
+//!   awaiting its owner creates an approval request; with `submit_request=false` (or an empty
+//!   or other value) the refusal is `not_authorized` and nothing is asked. Approvals
 //!   belong to (resource, requesting party) like Keycloak's permission tickets, so after the
 //!   owner approves, the client presents the **same** ticket again. `claim_token` with the
 //!   ID-token format identifies the requesting party; with Keycloak's JWT format (or none)
@@ -247,6 +248,8 @@ fn keycloak(
     let client_id = caller.client_id.as_str();
     let denied =
         || OAuthError::new(StatusCode::FORBIDDEN, "access_denied").describe("not_authorized");
+    let submitted =
+        || OAuthError::new(StatusCode::FORBIDDEN, "access_denied").describe("request_submitted");
     let requester = match (form.get("claim_token"), form.get("claim_token_format")) {
         (Some(token), Some(ID_TOKEN_FORMAT)) => Some(identify(shared, token)?),
         // Pushed claims (Keycloak's default format): accepted, not an identity.
@@ -257,7 +260,13 @@ fn keycloak(
             )));
         }
     };
-    let submit = form.get("submit_request") == Some("true");
+    // Keycloak reads `submit_request` as Java's `Boolean.valueOf` ("true" in any letter case is
+    // true, anything else false) and takes its absence from a ticket grant as true (a realm
+    // with user-managed access on); it only has effect with a ticket.
+    let submit = form.get("ticket").is_some()
+        && form
+            .get_raw("submit_request")
+            .is_none_or(|v| v.eq_ignore_ascii_case("true"));
 
     let mut store = shared.store();
     let requested = match form.get("ticket") {
@@ -330,7 +339,8 @@ fn keycloak(
     }
     if refused || ((waiting || !new_requests.is_empty()) && !submit) {
         tracing::debug!(client_id, "uma grant denied");
-        return Err(denied());
+        // With `submit_request` on, Keycloak answers every refusal `request_submitted`.
+        return Err(if submit { submitted() } else { denied() });
     }
     if waiting || !new_requests.is_empty() {
         for request in new_requests {
@@ -339,9 +349,7 @@ fn keycloak(
                 decision: Decision::Pending,
             });
         }
-        return Err(
-            OAuthError::new(StatusCode::FORBIDDEN, "access_denied").describe("request_submitted")
-        );
+        return Err(submitted());
     }
 
     let mut permissions: Vec<RptPermission> = requested
@@ -361,18 +369,26 @@ fn keycloak(
         }
         _ => {}
     }
-    let upgraded = form
-        .get("rpt")
-        .map(|rpt| match take_for_upgrade(&mut store, rpt, client_id) {
-            Some(old) => {
-                merge(&mut permissions, old, None);
-                true
-            }
-            None => false,
-        });
+    // Keycloak always says whether it upgraded (`false` without an `rpt`).
+    let upgraded =
+        form.get("rpt")
+            .is_some_and(|rpt| match take_for_upgrade(&mut store, rpt, client_id) {
+                Some(old) => {
+                    merge(&mut permissions, old, None);
+                    true
+                }
+                None => false,
+            });
     drop(store);
     let exp = Shared::exp_after(shared.settings.rpt_ttl);
-    issue_rpt(shared, requester, client_id, exp, permissions, upgraded)
+    issue_rpt(
+        shared,
+        requester,
+        client_id,
+        exp,
+        permissions,
+        Some(upgraded),
+    )
 }
 
 /// Keycloak's ticketless request: `permission=RESOURCE[#scope1,scope2]`, the resource by id

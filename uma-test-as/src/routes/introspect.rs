@@ -19,7 +19,8 @@
 //!   `sub`, `typ`, `azp`, `scope`, `client_id`, `username`, `token_type`);
 //!   `requesting_party_token` → Keycloak's RPT answer: `jti`, `typ`, `exp`, `iat`, `nbf`,
 //!   `aud` and `permissions` with both namings (`rsid`/`rsname`/`scopes` and
-//!   `resource_id`/`resource_scopes`) — no `permissions` for a token that is not an RPT; any
+//!   `resource_id`/`resource_scopes`) — a token that is not an RPT (a PAT, a user's access
+//!   token) is `{"active": false}` under this hint; any
 //!   other hint → 400 `invalid_request` "Unsupported token type.".
 //! * **WSO2** answers like WSO2's `/oauth2/introspect`: `token_type`, `exp`, `iat`, `nbf`,
 //!   `client_id`, `username` (`{sub}@carbon.super`), `aut`, `scope` for plain tokens and
@@ -108,7 +109,9 @@ fn introspect_inner(
         },
         Some(TokenRecord::Access(access)) if access.is_active_at(now) => match shared.dialect {
             Dialect::Standard => standard_access(access),
-            Dialect::Keycloak if rpt_view => keycloak_access_as_rpt(access),
+            // Keycloak 26 answers an access token that is not an RPT as inactive under the
+            // RPT hint.
+            Dialect::Keycloak if rpt_view => json!({"active": false}),
             Dialect::Keycloak => keycloak_access(shared, access),
             Dialect::Wso2 => wso2_access(access),
         },
@@ -187,16 +190,6 @@ fn keycloak_plain_rpt(shared: &Shared, spec: &RptSpec, meta: &RptMeta) -> Value 
     put_opt(&mut body, "username", spec.sub.as_deref());
     put(&mut body, "token_type", "Bearer");
     finish(body, Some(spec))
-}
-
-/// A Keycloak access token introspected with the RPT hint: metadata, no `permissions`.
-fn keycloak_access_as_rpt(access: &AccessToken) -> Value {
-    let mut body = Map::new();
-    put_opt(&mut body, "jti", access.jti.as_deref());
-    put(&mut body, "typ", "Bearer");
-    put(&mut body, "exp", access.exp);
-    put(&mut body, "iat", access.iat);
-    finish(body, None)
 }
 
 /// Keycloak's plain access-token introspection.

@@ -83,7 +83,7 @@ pub(crate) fn router(shared: &Arc<Shared>) -> Router {
         discovery = discovery.route(&alias, with_405(get(discovery::openid_configuration)));
     }
 
-    Router::new()
+    let router = Router::new()
         .merge(endpoint(Endpoint::Discovery, discovery))
         .merge(route(Endpoint::Jwks, get(discovery::jwks)))
         .merge(route(Endpoint::Token, post(token::token)))
@@ -93,7 +93,39 @@ pub(crate) fn router(shared: &Arc<Shared>) -> Router {
         .merge(endpoint(Endpoint::ResourceRegistration, registration))
         .merge(endpoint(Endpoint::Admin, admin))
         .fallback(not_found)
-        .with_state(Arc::clone(shared))
+        .with_state(Arc::clone(shared));
+    if shared.dialect == Dialect::Keycloak {
+        router.layer(axum::middleware::from_fn(keycloak_normalized_path))
+    } else {
+        router
+    }
+}
+
+/// Keycloak refuses, before anything else, a path that is not in normal form because an
+/// unreserved character is percent-encoded (`%2D` for `-`, RFC 3986 §6.2.2.2): 400
+/// `missingNormalization`.
+async fn keycloak_normalized_path(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if escapes_unreserved(req.uri().path()) {
+        return OAuthError::new(StatusCode::BAD_REQUEST, "missingNormalization")
+            .describe("Request path not normalized")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether `path` has a `%XX` escape of an unreserved character (ALPHA, DIGIT, `-._~`).
+fn escapes_unreserved(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+    })
 }
 
 /// Answers 405 with a JSON body (FedAuthz §3.2 `unsupported_method_type`) instead of axum's
@@ -170,6 +202,14 @@ impl Form {
         self.0
             .iter()
             .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A parameter's value as sent, empty or not (for Keycloak, which tells `x=` from no `x`).
+    pub(crate) fn get_raw(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
@@ -356,10 +396,22 @@ fn require_pat(
 ) -> Result<PatInfo, OAuthError> {
     match authorization(headers) {
         Authorization::Bearer(token) => bearer_pat(shared, &token, purpose),
-        Authorization::None => Err(OAuthError::invalid_token("a bearer PAT is required", true)),
+        Authorization::None => Err(pat_refused(shared, "a bearer PAT is required", true)),
         Authorization::Basic(..) | Authorization::Unusable => {
-            Err(OAuthError::invalid_token("a bearer PAT is required", false))
+            Err(pat_refused(shared, "a bearer PAT is required", false))
         }
+    }
+}
+
+/// The answer to a protection-API call whose bearer PAT is missing or not accepted: 401
+/// `invalid_token` with a `Bearer` challenge (RFC 6750 §3.1), or, as Keycloak answers a
+/// missing, expired, revoked or badly signed token, 403 `invalid_bearer_token`.
+fn pat_refused(shared: &Shared, description: &str, missing: bool) -> OAuthError {
+    if shared.dialect == Dialect::Keycloak {
+        OAuthError::new(StatusCode::FORBIDDEN, "invalid_bearer_token")
+            .describe("Could not obtain bearer access_token from request.")
+    } else {
+        OAuthError::invalid_token(description, missing)
     }
 }
 
@@ -400,7 +452,8 @@ fn bearer_pat(shared: &Shared, token: &str, purpose: Protection) -> Result<PatIn
             }
         }
         _ => {
-            return Err(OAuthError::invalid_token(
+            return Err(pat_refused(
+                shared,
                 "the PAT is unknown, expired or revoked",
                 false,
             ));
@@ -408,7 +461,8 @@ fn bearer_pat(shared: &Shared, token: &str, purpose: Protection) -> Result<PatIn
     };
     if shared.faults.take_pat_rejection() {
         tracing::debug!("rejecting a valid PAT (fault knob)");
-        return Err(OAuthError::invalid_token(
+        return Err(pat_refused(
+            shared,
             "the PAT was rejected (injected fault)",
             false,
         ));
@@ -427,6 +481,18 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn escaped_unreserved_characters_are_not_normal() {
+        assert!(escapes_unreserved(
+            "/realms/r/authz/protection/resource_set/a%2Db"
+        ));
+        assert!(escapes_unreserved("/x/%61"));
+        assert!(escapes_unreserved("/x/%7e"));
+        assert!(!escapes_unreserved("/x/a-b"));
+        assert!(!escapes_unreserved("/x/a%20b%2F"));
+        assert!(!escapes_unreserved("/x/%zz%"));
     }
 
     #[test]

@@ -66,6 +66,11 @@ fn permission_inner(
                     .describe("Invalid permission request"),
             );
         }
+        // Keycloak reads the body as a list and fails to parse an object.
+        Value::Object(_) if dialect == Dialect::Keycloak => {
+            return Err(OAuthError::new(StatusCode::BAD_REQUEST, "unknown_error")
+                .describe("Cannot parse the JSON"));
+        }
         Value::Object(_) if dialect != Dialect::Standard => {
             return Err(OAuthError::invalid_request(
                 "the body must be an array of permission objects",

@@ -49,7 +49,7 @@ use super::{PatInfo, Protection, parse_json, reject, require_pat};
 use crate::dialect::{Dialect, Endpoint};
 use crate::error::{OAuthError, json_response};
 use crate::model::ResourceDescription;
-use crate::state::{Resource, Shared, Store};
+use crate::state::{Resource, Shared, Store, uuid_text};
 
 type Body = Result<Bytes, BytesRejection>;
 type Id = Result<Path<String>, PathRejection>;
@@ -160,7 +160,8 @@ fn path_id(id: Id) -> Result<String, OAuthError> {
 /// The dialect's answer for an unknown id.
 fn unknown(shared: &Shared, id: &str) -> OAuthError {
     match shared.dialect {
-        Dialect::Keycloak => OAuthError::empty(StatusCode::NOT_FOUND, "not_found"),
+        // Keycloak 26: `{"error": "HTTP 404 Not Found"}`, no description.
+        Dialect::Keycloak => OAuthError::new(StatusCode::NOT_FOUND, "HTTP 404 Not Found"),
         Dialect::Standard | Dialect::Wso2 => {
             OAuthError::not_found(format!("no resource with id `{id}`"))
         }
@@ -212,8 +213,31 @@ fn check_duplicate(
     }
 }
 
-/// Keycloak's representation of a resource.
-fn keycloak_representation(resource: &Resource) -> Value {
+/// Which of Keycloak's representations of a resource an answer carries: they differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeycloakView {
+    /// The answer to a create: `owner` with `name`, `resource_scopes` and `scopes` as
+    /// `{"id", "name"}` objects.
+    Created,
+    /// `GET …/{id}`: `owner` with its `id` only, `attributes`, `resource_scopes` and
+    /// `scopes` as `{"name"}` objects.
+    Read,
+    /// An item of a `deep=true` list: `owner` with `name`, `attributes`, and only `scopes`
+    /// (`{"id", "name"}`), no `resource_scopes`.
+    Listed,
+}
+
+/// A stable, UUID-shaped id for a scope name (Keycloak's scopes have ids of their own).
+fn scope_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("scope:{name}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    uuid_text(&b)
+}
+
+/// Keycloak's representation of a resource, as `view` shows it.
+fn keycloak_representation(resource: &Resource, view: KeycloakView) -> Value {
     let desc = &resource.desc;
     let mut body = Map::new();
     body.insert("_id".to_owned(), Value::from(resource.id.as_str()));
@@ -227,19 +251,32 @@ fn keycloak_representation(resource: &Resource) -> Value {
     put("icon_uri", desc.icon_uri.as_ref());
     put("description", desc.description.as_ref());
     if let Some(owner) = &desc.owner {
-        body.insert("owner".to_owned(), json!({"id": owner, "name": owner}));
+        let owner = match view {
+            KeycloakView::Read => json!({"id": owner}),
+            KeycloakView::Created | KeycloakView::Listed => json!({"id": owner, "name": owner}),
+        };
+        body.insert("owner".to_owned(), owner);
     }
     body.insert("ownerManagedAccess".to_owned(), Value::Bool(false));
     body.insert("uris".to_owned(), Value::Array(Vec::new()));
+    if view != KeycloakView::Created {
+        body.insert("attributes".to_owned(), json!({}));
+    }
     for (key, value) in &resource.extra {
         body.insert(key.clone(), value.clone());
     }
     let scopes: Vec<Value> = desc
         .resource_scopes
         .iter()
-        .map(|s| json!({"name": s}))
+        .map(|s| match view {
+            KeycloakView::Read => json!({"name": s}),
+            KeycloakView::Created | KeycloakView::Listed => json!({"id": scope_id(s), "name": s}),
+        })
         .collect();
-    body.insert("resource_scopes".to_owned(), Value::Array(scopes));
+    if view != KeycloakView::Listed {
+        body.insert("resource_scopes".to_owned(), Value::Array(scopes.clone()));
+    }
+    body.insert("scopes".to_owned(), Value::Array(scopes));
     Value::Object(body)
 }
 
@@ -279,7 +316,7 @@ fn create_inner(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Resp
     if shared.dialect == Dialect::Keycloak {
         let body = store
             .resource(&id)
-            .map(keycloak_representation)
+            .map(|r| keycloak_representation(r, KeycloakView::Created))
             .unwrap_or_default();
         return Ok(json_response(StatusCode::CREATED, &body));
     }
@@ -400,7 +437,7 @@ fn keycloak_list<'q>(
         .take(max)
         .map(|r| {
             if flag("deep") {
-                keycloak_representation(r)
+                keycloak_representation(r, KeycloakView::Listed)
             } else {
                 Value::from(r.id.as_str())
             }
@@ -445,7 +482,7 @@ fn read_inner(shared: &Shared, headers: &HeaderMap, id: Id) -> Result<Response, 
     let store = shared.store();
     let resource = owned(shared, &store, &pat, &id)?;
     let body = match shared.dialect {
-        Dialect::Keycloak => keycloak_representation(resource),
+        Dialect::Keycloak => keycloak_representation(resource, KeycloakView::Read),
         Dialect::Standard | Dialect::Wso2 => plain_representation(resource)?,
     };
     Ok(json_response(StatusCode::OK, &body))

@@ -62,7 +62,16 @@ fn token_inner(
     let caller = match keycloak_bearer(shared, headers, &form, grant_type) {
         Some(caller) => caller?,
         None => Caller {
-            client_id: authenticate_client(shared, headers, &form)?,
+            client_id: authenticate_client(shared, headers, &form).map_err(|e| {
+                // Keycloak's token endpoint calls a failed client authentication
+                // `unauthorized_client` (its introspection endpoint says `invalid_client`).
+                if shared.dialect == Dialect::Keycloak && e.code() == "invalid_client" {
+                    OAuthError::new(StatusCode::UNAUTHORIZED, "unauthorized_client")
+                        .describe("Invalid client or Invalid client credentials")
+                } else {
+                    e
+                }
+            })?,
             user: None,
         },
     };

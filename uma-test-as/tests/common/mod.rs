@@ -2,6 +2,10 @@
 //! the usual protocol steps.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a test failure"
+)]
 
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};

@@ -129,8 +129,8 @@ struct Args {
     /// (every series has seen its extremes within a fault cycle, then a 60 s window).
     #[arg(long, default_value_t = 150)]
     settle: u64,
-    /// How far (percent) the last third's mean RSS and descriptor count may be from the
-    /// first third's.
+    /// How far (percent) the median RSS and descriptor count of the last third may be from
+    /// those of the first third (samples from the second half of healthy phases only).
     #[arg(long, default_value_t = 10.0)]
     flat_tolerance: f64,
     /// Longest recovery allowed, in seconds (or `off`).

@@ -206,6 +206,7 @@ pub(crate) async fn sample(run: Arc<Run>, pid: u32, auth: Arc<TestAs>) {
         if let Some((rss_kib, fds)) = usage(pid) {
             run.report.sample(Sample {
                 t_ms: run.now_ms(),
+                phase: run.phase(),
                 rss_kib,
                 fds,
             });

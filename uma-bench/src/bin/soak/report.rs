@@ -121,6 +121,8 @@ pub(crate) struct PhaseRecord {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
     pub(crate) t_ms: u64,
+    /// The phase the AS was in when the sample was taken.
+    pub(crate) phase: u64,
     pub(crate) rss_kib: u64,
     pub(crate) fds: u64,
 }
@@ -571,9 +573,25 @@ pub(crate) fn evaluate(
             s.fds
         );
     }
-    // A run shorter than twice the settling time compares its second half.
+    // A run shorter than twice the settling time compares its second half. Only samples
+    // taken in the second half of a healthy phase are compared: an outage holds connections
+    // and buffers for its own length (a hanging AS holds every uncached request open), so a
+    // comparison that mixed phases would measure where in the cycle each third happened to
+    // fall, not a leak. What leaks stays leaked into the next healthy phase.
     let settle = args.settle.min(load_ms / 2000);
-    let settled: Vec<&Sample> = samples.iter().filter(|s| s.t_ms >= settle * 1000).collect();
+    let phases = lock(&r.phases).clone();
+    let settled: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t_ms >= settle * 1000)
+        .filter(|s| {
+            usize::try_from(s.phase)
+                .ok()
+                .and_then(|i| phases.get(i))
+                .is_some_and(|p| {
+                    p.fault == Some(Fault::Healthy) && s.t_ms >= p.start_ms + args.phase * 500
+                })
+        })
+        .collect();
     let rss: Vec<f64> = settled.iter().map(|s| s.rss_kib as f64).collect();
     let fds: Vec<f64> = settled.iter().map(|s| s.fds as f64).collect();
 
@@ -706,8 +724,10 @@ pub(crate) fn evaluate(
                     name,
                     format!(
                         "median of the first third {f:.1} {unit}, of the last third {l:.1} \
-                         {unit} ({change:+.1}%, tolerance {}%; samples after {} s)",
-                        args.flat_tolerance, settle
+                         {unit} ({change:+.1}%, tolerance {}%; {} samples from the second half of healthy phases after {} s)",
+                        args.flat_tolerance,
+                        values.len(),
+                        settle
                     ),
                 );
             }

@@ -5,8 +5,6 @@
     reason = "test helpers: a failure is a test failure"
 )]
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +17,7 @@ use uma_proxy::{
 };
 use uma_test_as::{Endpoint, RecordedRequest, RptSpec};
 
-use common::*;
+use crate::common::*;
 
 /// The headers and client address a service received.
 type Received = (HeaderMap, Option<ClientAddr>);

@@ -7,8 +7,6 @@
     reason = "test helpers: a failure is a test failure"
 )]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use uma_proxy::{Config, ForwardOptions, Overrides, forwarding_service, run, serve};
 use uma_test_as::{RptPermission, RptSpec, TestAs};
 
-use common::*;
+use crate::common::*;
 
 /// Runs the whole proxy for `config(as_, upstream, extra)` until the test ends; returns the
 /// address it listens on (known once the resources are synced).

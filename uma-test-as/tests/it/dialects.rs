@@ -3,14 +3,11 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use reqwest::{Response, StatusCode};
@@ -20,6 +17,8 @@ use tokio::process::{Child, Command};
 use uma_test_as::{
     Dialect, Endpoint, ID_TOKEN_FORMAT, Policy, RptFormat, TestAs, UMA_TICKET_GRANT,
 };
+
+use crate::common::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -232,10 +231,8 @@ async fn keycloak_discovery_documents_paths_and_counters() {
     let oidc = format!("{issuer}/protocol/openid-connect");
     assert_eq!(uma["issuer"], issuer);
     assert_eq!(uma["token_endpoint"], format!("{oidc}/token"));
-    assert_eq!(
-        uma["token_introspection_endpoint"],
-        format!("{oidc}/token/introspect")
-    );
+    // Keycloak 26's UMA document has no `token_introspection_endpoint` (the OpenID one has).
+    assert!(uma.get("token_introspection_endpoint").is_none());
     assert_eq!(
         uma["introspection_endpoint"],
         format!("{oidc}/token/introspect")
@@ -371,7 +368,8 @@ async fn keycloak_pats_come_from_a_plain_client_credentials_grant() {
         ],
     )
     .await;
-    assert_error(response, 401, "invalid_client").await;
+    // Keycloak's token endpoint calls it `unauthorized_client`.
+    assert_error(response, 401, "unauthorized_client").await;
 
     // The client-credentials token is a PAT: it registers resources.
     register(
@@ -415,10 +413,20 @@ async fn keycloak_resource_api_shapes() {
     assert_eq!(created["owner"], json!({"id": "alice", "name": "alice"}));
     assert_eq!(created["ownerManagedAccess"], false);
     assert_eq!(created["uris"], json!(["/albums/*"]));
-    assert_eq!(
-        created["resource_scopes"],
-        json!([{"name": "view"}, {"name": "edit"}])
-    );
+    // Scopes come as objects with Keycloak's scope ids, under both names.
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert!(s.get("id").is_none() || s["id"].is_string(), "{s}");
+                s["name"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(names(&created["resource_scopes"]), ["view", "edit"]);
+    assert!(created["resource_scopes"][0]["id"].is_string());
+    assert_eq!(created["scopes"], created["resource_scopes"]);
 
     // Read: the same representation, scopes as objects.
     let read = json(
@@ -430,7 +438,15 @@ async fn keycloak_resource_api_shapes() {
             .unwrap(),
     )
     .await;
-    assert_eq!(read, created);
+    // Read: the owner by id only, `attributes`, scopes as `{"name"}` objects under both names.
+    assert_eq!(read["_id"], created["_id"]);
+    assert_eq!(read["owner"], json!({"id": "alice"}));
+    assert_eq!(read["attributes"], json!({}));
+    assert_eq!(
+        read["resource_scopes"],
+        json!([{"name": "view"}, {"name": "edit"}])
+    );
+    assert_eq!(read["scopes"], read["resource_scopes"]);
 
     // A second resource with the same name for the same owner → 409; another owner is fine.
     let response = post_json(
@@ -475,7 +491,12 @@ async fn keycloak_resource_api_shapes() {
     assert_eq!(list("?first=1&max=1").await, json!([bobs]));
     assert_eq!(list("?uri=/albums/7&matchingUri=true").await, json!([id]));
     let deep = list("?name=album&exactName=true&deep=true&owner=alice").await;
-    assert_eq!(deep, json!([created]));
+    // Deep listing: like the create answer, with `attributes` and only `scopes`.
+    assert_eq!(deep[0]["_id"], created["_id"]);
+    assert_eq!(deep[0]["owner"], created["owner"]);
+    assert_eq!(deep[0]["scopes"], created["scopes"]);
+    assert!(deep[0].get("resource_scopes").is_none());
+    assert_eq!(deep[0]["attributes"], json!({}));
 
     // PUT → 204 without a body; the owner is kept.
     let response = http()
@@ -503,7 +524,7 @@ async fn keycloak_resource_api_shapes() {
         .unwrap();
     assert_error(response, 409, "invalid_request").await;
 
-    // DELETE → 204; unknown ids → 404 with an empty body, for every method.
+    // DELETE → 204; unknown ids → 404 `{"error": "HTTP 404 Not Found"}`, for every method.
     let response = http()
         .delete(format!("{url}/{id}"))
         .bearer_auth(&pat)
@@ -519,7 +540,10 @@ async fn keycloak_resource_api_shapes() {
             .json(&json!({"name": "x"})),
     ] {
         let response = request.bearer_auth(&pat).send().await.unwrap();
-        assert_eq!(status_and_text(response).await, (404, String::new()));
+        assert_eq!(
+            status_and_text(response).await,
+            (404, r#"{"error":"HTTP 404 Not Found"}"#.to_owned())
+        );
     }
     assert_eq!(auth.count(Endpoint::ResourceRegistration), 19);
 }
@@ -552,7 +576,7 @@ async fn keycloak_permission_endpoint_takes_arrays_and_issues_jwt_tickets() {
         &json!({"resource_id": id, "resource_scopes": ["view"]}),
     )
     .await;
-    assert_error(response, 400, "invalid_request").await;
+    assert_error(response, 400, "unknown_error").await;
     let response = post_json(&url, &pat, &json!([])).await;
     assert_error(response, 400, "invalid_permission_request").await;
     // Unknown ids are retried as names.
@@ -644,7 +668,10 @@ async fn keycloak_grant_answers_and_reusable_tickets() {
 
     let body = ok_json(keycloak_grant(&auth, &with_bob).await).await;
     assert_eq!(body["token_type"], "bearer");
-    assert!(body.get("upgraded").is_none(), "no rpt, no upgraded");
+    assert_eq!(
+        body["upgraded"], false,
+        "Keycloak always says, even without an rpt"
+    );
     let rpt = body["access_token"].as_str().unwrap().to_owned();
     // Keycloak's tickets are stateless: the same ticket works again until it expires.
     let again = ok_json(keycloak_grant(&auth, &with_bob).await).await;
@@ -988,10 +1015,10 @@ async fn keycloak_introspection_needs_client_credentials_and_the_rpt_hint() {
         answer["permissions"],
         json!([{"rsid": id, "rsname": "album", "resource_id": id, "resource_scopes": []}])
     );
-    // A PAT with the RPT hint: active, no permissions. Unknown → exactly {"active":false}.
+    // A PAT with the RPT hint is not an RPT: exactly {"active":false}, like an unknown token
+    // (Keycloak 26).
     let answer = json(keycloak_introspect(&auth, &pat, Some("requesting_party_token")).await).await;
-    assert_eq!(answer["active"], true);
-    assert!(answer.get("permissions").is_none());
+    assert_eq!(answer, json!({"active": false}));
     let answer =
         json(keycloak_introspect(&auth, "nope", Some("requesting_party_token")).await).await;
     assert_eq!(answer, json!({"active": false}));

@@ -2,11 +2,10 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-mod common;
-
-use common::*;
 use serde_json::json;
 use uma_test_as::{Endpoint, RptFormat};
+
+use crate::common::*;
 
 /// docs/protocol.md §11 check 41: single object and array bodies both → 201 `{"ticket":…}`
 /// with one ticket.

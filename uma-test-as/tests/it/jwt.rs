@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-mod common;
-
-use common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
 use uma_test_as::{Endpoint, Policy, RptFormat, RptPermission, RptSpec, TestAs};
+
+use crate::common::*;
 
 async fn verify(auth: &TestAs, token: &str, audience: Option<&str>) -> Value {
     let jwks: JwkSet = http()

@@ -2,11 +2,10 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-mod common;
-
-use common::*;
 use serde_json::{Value, json};
 use uma_test_as::{Endpoint, ResourceDescription, UMA_TICKET_GRANT};
+
+use crate::common::*;
 
 #[tokio::test]
 async fn discovery_document_lists_every_endpoint() {

@@ -1,8 +1,6 @@
 //! End to end: `uma-test-as` in-process, a recording upstream in-process, and the `uma-proxy`
 //! binary as a real process between them.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tower_uma::parse_uma_challenge;
 use uma_test_as::{Endpoint, RptSpec};
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_uma_flow_through_the_proxy() {
@@ -454,6 +452,41 @@ async fn check_prints_the_resource_diff_without_writing() {
 /// method case variants and letter-case variants of literals get `400`, methods a route does
 /// not list `405` + `Allow` (whatever `unmapped` says), and a public route covers only `GET`,
 /// `HEAD` and `OPTIONS` unless `public_methods` names more.
+/// A wrong client secret ends the start with exit code 2 and one line giving each cause once,
+/// down to the token endpoint's answer, and never the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_client_secret_ends_the_start_with_the_as_answer() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let path = write_config(&config(&as_, &up.url(), ""));
+    let wrong = "rs-secret-WRONG-e2e";
+    let out = tokio::time::timeout(
+        SOON,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_uma-proxy"))
+            .arg("--config")
+            .arg(&path)
+            .env(SECRET_ENV, wrong)
+            .output(),
+    )
+    .await
+    .expect("the proxy gives up at once")
+    .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "error: the UMA configuration is not usable: listing registered resources: no PAT could \
+         be obtained: token endpoint answered 401 invalid_client: check client_id and the client \
+         secret (client authentication failed)"
+    );
+    assert!(
+        !stderr.contains(wrong) && !stderr.contains(RS_SECRET),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "never listening");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn methods_case_and_public_routes_through_the_proxy() {
     let as_ = start_as().await;

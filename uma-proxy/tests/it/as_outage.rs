@@ -7,13 +7,12 @@
     reason = "test helpers: a failure is a test failure"
 )]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use http::{Method, StatusCode};
 use uma_test_as::{Endpoint, RptSpec};
+
+use crate::common::*;
 
 const WARNING: &str = "199 - \"UMA Authorization Server Unreachable\"";
 

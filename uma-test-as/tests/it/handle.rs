@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
 use uma_test_as::{AuthServer, Endpoint, ResourceDescription, RptPermission, RptSpec};
+
+use crate::common::*;
 
 fn now() -> i64 {
     i64::try_from(

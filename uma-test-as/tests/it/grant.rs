@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::json;
 use uma_test_as::{Endpoint, ID_TOKEN_FORMAT, Policy, UMA_TICKET_GRANT};
+
+use crate::common::*;
 
 /// PAT → register → ticket → ID token → RPT → introspect → revoke → inactive.
 #[tokio::test]

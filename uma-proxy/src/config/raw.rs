@@ -1,0 +1,144 @@
+//! The file as written: serde's view of `proxy.toml`, checked for unknown keys and types.
+//! Values whose problems only show later (URLs, environment variables, routes) are kept as
+//! `Spanned` so that the resolution can name their line.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use toml::Spanned;
+use tower_uma::Dialect;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) upstream: Option<Spanned<String>>,
+    pub(super) realm: Option<String>,
+    #[serde(default)]
+    pub(super) enforcement: Enforcement,
+    #[serde(default)]
+    pub(super) unmapped: UnmappedRaw,
+    pub(super) admin_listen: Option<Spanned<String>>,
+    pub(super) forward_authorization: Option<bool>,
+    pub(super) upstream_timeout: Option<Spanned<Dur>>,
+    pub(super) shutdown_timeout: Option<Dur>,
+    #[serde(default)]
+    pub(super) method_override: MethodOverrideRaw,
+    pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub(super) allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) authorization_server: Spanned<RawAs>,
+    #[serde(default)]
+    pub(super) cache: RawCache,
+    #[serde(default)]
+    pub(super) resources: Vec<Spanned<RawResource>>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Enforcement {
+    #[default]
+    Enforcing,
+    Permissive,
+    Disabled,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum UnmappedRaw {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum MethodOverrideRaw {
+    #[default]
+    Refuse,
+    Decide,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum PatGrantKind {
+    ClientCredentials,
+    Password,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAs {
+    pub(super) issuer: Option<Spanned<String>>,
+    pub(super) as_uri: Option<Spanned<String>>,
+    pub(super) token_endpoint: Option<Spanned<String>>,
+    pub(super) introspection_endpoint: Option<Spanned<String>>,
+    pub(super) permission_endpoint: Option<Spanned<String>>,
+    pub(super) resource_registration_endpoint: Option<Spanned<String>>,
+    pub(super) jwks_uri: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "dialect")]
+    pub(super) dialect: Dialect,
+    pub(super) client_id: Spanned<String>,
+    pub(super) client_secret: Option<Spanned<String>>,
+    pub(super) client_secret_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_http: bool,
+    pub(super) timeout: Option<Spanned<Dur>>,
+    pub(super) pat_grant: Option<Spanned<PatGrantKind>>,
+    pub(super) resource_owner: Option<Spanned<String>>,
+    pub(super) resource_owner_password: Option<Spanned<String>>,
+    pub(super) resource_owner_password_env: Option<Spanned<String>>,
+    pub(super) max_calls_in_flight: Option<Spanned<u64>>,
+    pub(super) breaker_failure_threshold: Option<u32>,
+    pub(super) breaker_open_interval: Option<Spanned<Dur>>,
+    pub(super) breaker_max_open_interval: Option<Spanned<Dur>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub(super) enabled: Option<bool>,
+    pub(super) max_ttl: Option<Dur>,
+    pub(super) max_entries: Option<u64>,
+    pub(super) negative_ttl: Option<Dur>,
+    pub(super) negative_max_entries: Option<u64>,
+    pub(super) stale_if_error: Option<Dur>,
+    pub(super) skew: Option<Dur>,
+    pub(super) cache_without_exp: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResource {
+    pub(super) name: Option<String>,
+    #[serde(rename = "type")]
+    pub(super) r#type: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) icon_uri: Option<String>,
+    pub(super) owner: Option<String>,
+    pub(super) path: Spanned<String>,
+    pub(super) scopes: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    #[serde(default)]
+    pub(super) public: bool,
+    pub(super) public_methods: Option<Spanned<Vec<String>>>,
+}
+
+/// A duration written as `"500ms"`, `"3s"`, `"5m"`, `"1h"` or a whole number of seconds.
+#[derive(Clone, Copy)]
+pub(super) struct Dur(pub(super) Duration);
+
+/// The durations that messages about a bad duration show.
+const DURATION_EXAMPLES: &[&str] = &["3s", "500ms", "5m", "1h"];
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        toml_diag::deserialize_duration(deserializer, DURATION_EXAMPLES).map(Dur)
+    }
+}
+
+/// `dialect`: whatever [`Dialect`]'s `FromStr` accepts.
+fn dialect<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dialect, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse().map_err(de::Error::custom)
+}
