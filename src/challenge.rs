@@ -571,6 +571,8 @@ mod tests {
             r#"UMA as_uri=, ticket="t""#,                 // empty token value
             "UMA as_uri=\"a\rb\", ticket=\"t\"",          // CR in quoted-string
             r#"UMA as_uri="a", ticket="t\"#,              // dangling escape
+            "UMA as_uri=\"a\", ticket=\"t\\\u{1}\"",      // escaped control character
+            "UMA as_uri=\"a\", ticket=\"t\\\n\"",         // escaped LF
             r#"UMA as_uri="a", ticket="t", Bearer realm="x""#, // a second challenge
             r#"UMA as_uri="a", ticket=t"x""#,             // junk after a token
             r#"UMA as_uri=a b, ticket=t"#,                // space inside a token

@@ -146,12 +146,13 @@ mod tests {
         s.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    fn check(
+    /// The permissions (by index) that `decide` grants at `NOW` under `RULES`.
+    fn grant(
         intro: &Introspection,
         resource: &str,
         need: &[&str],
         mode: ScopeMode,
-    ) -> Result<usize, Denial> {
+    ) -> Result<Granted, Denial> {
         let need = scopes(need);
         decide(
             intro,
@@ -163,7 +164,16 @@ mod tests {
             NOW,
             RULES,
         )
-        .map(|g| match g {
+    }
+
+    /// How many permissions `decide` grants.
+    fn check(
+        intro: &Introspection,
+        resource: &str,
+        need: &[&str],
+        mode: ScopeMode,
+    ) -> Result<usize, Denial> {
+        grant(intro, resource, need, mode).map(|g| match g {
             Granted::Bits(b) => b.count_ones() as usize,
             Granted::List(l) => l.len(),
         })
@@ -301,5 +311,120 @@ mod tests {
             mode: ScopeMode::All,
         };
         assert!(decide(&i, req, NOW, kc).is_ok());
+    }
+
+    #[test]
+    fn denial_reasons_have_stable_names() {
+        // The reason a refusal is logged with; log queries and alerts match on these names.
+        let all = [
+            Denial::Inactive,
+            Denial::Expired,
+            Denial::NotYetValid,
+            Denial::NoPermission,
+            Denial::InsufficientScope,
+        ];
+        assert_eq!(
+            all.map(Denial::as_str),
+            [
+                "inactive",
+                "expired",
+                "not_yet_valid",
+                "no_permission",
+                "insufficient_scope"
+            ]
+        );
+    }
+
+    #[test]
+    fn nbf_is_inclusive_and_leeway_applies_to_it() {
+        // RFC 7519 §4.1.5: not accepted *before* nbf, so a token is valid from nbf on.
+        let i = Introspection::active(vec![perm("R", &["read"])], None).with_nbf(Some(NOW));
+        assert_eq!(check(&i, "R", &["read"], ScopeMode::All), Ok(1));
+        let i = i.with_nbf(Some(NOW + 1));
+        assert_eq!(
+            check(&i, "R", &["read"], ScopeMode::All),
+            Err(Denial::NotYetValid)
+        );
+        let need = scopes(&["read"]);
+        let req = Requirement {
+            resource_id: "R",
+            scopes: &need,
+            mode: ScopeMode::All,
+        };
+        let lenient = Rules { leeway: 5, ..RULES };
+        let i = i.with_nbf(Some(NOW + 5));
+        assert!(
+            decide(&i, req, NOW, lenient).is_ok(),
+            "nbf within the leeway"
+        );
+        let i = i.with_nbf(Some(NOW + 6));
+        assert_eq!(decide(&i, req, NOW, lenient), Err(Denial::NotYetValid));
+    }
+
+    #[test]
+    fn any_mode_without_required_scopes_needs_only_a_valid_permission() {
+        let i = Introspection::active(vec![perm("R", &[])], None);
+        assert_eq!(check(&i, "R", &[], ScopeMode::Any), Ok(1));
+        assert_eq!(
+            check(&i, "other", &[], ScopeMode::Any),
+            Err(Denial::NoPermission)
+        );
+    }
+
+    /// `n` permissions, each for its own resource `other-i` with every scope, except those
+    /// listed in `for_r`, which are for `R` with the given scopes.
+    fn many(n: usize, for_r: &[(usize, Permission)]) -> Introspection {
+        let permissions = (0..n)
+            .map(|i| match for_r.iter().find(|(at, _)| *at == i) {
+                Some((_, p)) => p.clone(),
+                None => perm(&format!("other-{i}"), &["read", "write", "admin"]),
+            })
+            .collect();
+        Introspection::active(permissions, None)
+    }
+
+    #[test]
+    fn up_to_64_permissions_are_a_bit_set() {
+        // The common case allocates nothing: indexes 0..64 are bits of one word.
+        let i = many(
+            64,
+            &[
+                (0, perm("R", &["read"])),
+                (1, perm("R", &["write"])),
+                (63, perm("R", &["admin"])),
+            ],
+        );
+        assert_eq!(
+            grant(&i, "R", &["read", "write", "admin"], ScopeMode::All),
+            Ok(Granted::Bits(1 | 1 << 1 | 1 << 63))
+        );
+    }
+
+    #[test]
+    fn beyond_64_permissions_each_one_is_granted_exactly() {
+        // Keycloak puts every permission of the requesting party into one RPT: 70 of them
+        // here, three for this resource (one of them expired) on both sides of index 64.
+        let i = many(
+            70,
+            &[
+                (3, perm("R", &["read"])),
+                (64, perm("R", &["write"])),
+                (69, perm("R", &["admin"]).with_exp(Some(NOW - 1))),
+            ],
+        );
+        let granted = grant(&i, "R", &["read", "write"], ScopeMode::All).expect("granted");
+        assert!(matches!(granted, Granted::List(_)), "{granted:?}");
+        let held: Vec<usize> = (0..70).filter(|&k| granted.contains(k)).collect();
+        assert_eq!(held, [3, 64], "exactly the valid permissions for R");
+        // The scopes of other resources' permissions and of the expired one do not count.
+        assert_eq!(
+            check(&i, "R", &["admin"], ScopeMode::All),
+            Err(Denial::InsufficientScope)
+        );
+        assert_eq!(check(&i, "other-65", &["admin"], ScopeMode::All), Ok(1));
+        assert_eq!(
+            check(&i, "other-64", &["read"], ScopeMode::All),
+            Err(Denial::NoPermission)
+        );
     }
 }

@@ -22,6 +22,14 @@
 //! layer flood the AS, and requests that cannot be decided are refused at once rather than
 //! after a timeout. [`UmaLayer::as_health`] reports the breakers' state for readiness checks.
 //!
+//! When the AS answers a ticket request with `invalid_resource_id` (it restarted without its
+//! resources, or an admin deleted one; FedAuthz §4.3), the layer registers the resource again
+//! from its declaration, or looks its name up again, and asks once more: at most once per
+//! resource per [`UmaLayerBuilder::resource_resync_interval`], retried in the background
+//! while it fails, and reported by [`AsHealth::unknown_resources`] meanwhile. At start,
+//! [`UmaLayerBuilder::wait_for_as`] (or a [`StartRetry`] policy) waits for an AS that is not
+//! reachable yet.
+//!
 //! Each request ends in one increment of `uma_decisions_total` (see the metrics table in the
 //! README) and one DEBUG event `decided` with its method, path, resource, scopes, outcome,
 //! reason and the token's fingerprint (never the token): `RUST_LOG=tower_uma=debug` shows one
@@ -127,7 +135,9 @@ mod principal;
 mod protection;
 mod registration;
 mod resources;
+mod resync;
 mod service;
+mod start;
 mod token;
 
 pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
@@ -159,7 +169,9 @@ pub use resources::{
     EnforcementMode, PathError, RequestInfo, Resolution, ResourceDecl, ResourceMap,
     ResourceMapError, ResourceRef, ResourceResolver, Route, ScopeMode,
 };
+pub use resync::UnknownResource;
 pub use service::Uma;
+pub use start::{StartAttempt, StartRetry};
 pub use token::{ClientSecret, Fingerprint, MAX_TOKEN_LEN, Pat, Rpt};
 
 // The README's code uses `tower_uma::axum`.

@@ -22,6 +22,7 @@
 //! | `uma_as_calls_short_circuited_total` | counter | `endpoint`: as above | AS calls not made because the endpoint's circuit was open (answered at once, or from a stale entry under stale-if-error). |
 //! | `uma_as_breaker_state` | gauge | `endpoint`: as above | The endpoint's circuit: `0` closed, `1` half-open (one probe allowed), `2` open. |
 //! | `uma_as_breaker_transitions_total` | counter | `endpoint`: as above; `to`: `open` \| `half_open` \| `closed` | Changes of a circuit's state. |
+//! | `uma_resource_resyncs_total` | counter | `outcome`: `registered` \| `found` \| `missing` \| `failed` | Attempts to recover a resource the AS said it does not know (`invalid_resource_id`): registered again from its declaration, found again by name, not listed by the AS, or the AS call failed. |
 //!
 //! A request served through the cache increments exactly one of hits, misses, coalesced and
 //! negative hits; a stale serve additionally increments `uma_cache_stale_served_total` (the
@@ -72,6 +73,9 @@ pub(crate) const AS_CALLS_SHORT_CIRCUITED: &str = "uma_as_calls_short_circuited_
 pub(crate) const AS_BREAKER_STATE: &str = "uma_as_breaker_state";
 /// Counter with labels `endpoint` and `to`: changes of a circuit's state.
 pub(crate) const AS_BREAKER_TRANSITIONS: &str = "uma_as_breaker_transitions_total";
+
+/// Counter with label `outcome`: attempts to recover a resource the AS forgot.
+pub(crate) const RESOURCE_RESYNCS: &str = "uma_resource_resyncs_total";
 
 /// The label name used by every per-outcome metric.
 const OUTCOME: &str = "outcome";
@@ -209,6 +213,10 @@ pub(crate) fn describe() {
     describe_counter!(
         AS_BREAKER_TRANSITIONS,
         "Circuit breaker state changes per authorization server endpoint, by new state"
+    );
+    describe_counter!(
+        RESOURCE_RESYNCS,
+        "Attempts to register again, or find again, a resource the AS said it does not know"
     );
 }
 
@@ -354,6 +362,15 @@ pub(crate) fn as_call_short_circuited(endpoint: &'static str) {
         ENDPOINT,
         endpoint,
     );
+}
+
+/// One attempt to recover a resource the AS forgot, ended with `outcome` (`"registered"`,
+/// `"found"`, `"missing"` or `"failed"`). Rare: the key is made on each call.
+pub(crate) fn resource_resync(outcome: &'static str) {
+    increment(&Key::from_parts(
+        RESOURCE_RESYNCS,
+        vec![Label::from_static_parts(OUTCOME, outcome)],
+    ));
 }
 
 /// Moves the gauge of AS calls in flight by `delta` (`1.0` or `-1.0`).
@@ -534,8 +551,16 @@ mod tests {
             as_calls_in_flight(-1.0);
             as_breaker_state("token", 2.0);
             as_breaker_transition("token", "open");
+            resource_resync("registered");
+            resource_resync("failed");
+            resource_resync("failed");
             describe();
         });
+        assert_eq!(
+            rec.counter("uma_resource_resyncs_total{outcome=registered}"),
+            1
+        );
+        assert_eq!(rec.counter("uma_resource_resyncs_total{outcome=failed}"), 2);
         assert_eq!(
             rec.counter("uma_as_calls_shed_total{endpoint=introspection}"),
             1

@@ -40,7 +40,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -52,6 +52,7 @@ use crate::protection::client::AsClient;
 pub use crate::protection::resource_set::RegisteredResource;
 use crate::protection::resource_set::{self, Created};
 use crate::resources::ResourceDecl;
+use crate::resync::Resync;
 use crate::token::Pat;
 
 /// How the start-up sync treats the AS's resources.
@@ -418,11 +419,28 @@ pub struct ResourceRegistry {
     inner: Arc<RegistryInner>,
 }
 
+/// A [`ResourceRegistry`] that does not keep the layer alive (for background tasks).
+#[derive(Clone)]
+pub(crate) struct WeakRegistry(Weak<RegistryInner>);
+
+impl WeakRegistry {
+    /// The registry, while its layer lives.
+    pub(crate) fn upgrade(&self) -> Option<ResourceRegistry> {
+        self.0.upgrade().map(|inner| ResourceRegistry { inner })
+    }
+}
+
 struct RegistryInner {
     registrar: Option<Registrar>,
     ids: RwLock<HashMap<String, String>>,
+    /// The declarations of the resources this layer registers (the map's, and those given to
+    /// [`ResourceRegistry::register`]), by name: what a forgotten resource is registered
+    /// again from.
+    decls: RwLock<HashMap<String, ResourceDecl>>,
     refresh: tokio::sync::Mutex<Refresh>,
     refresh_interval: Duration,
+    /// The recovery of resources the AS forgot.
+    resync: Resync,
     /// Counts the changes that make a [`Binding`] stale: a known name forgotten or given
     /// another id. New names do not count.
     generation: AtomicU64,
@@ -473,14 +491,19 @@ impl ResourceRegistry {
     pub(crate) fn new(
         registrar: Option<Registrar>,
         ids: HashMap<String, String>,
+        decls: Vec<ResourceDecl>,
         refresh_interval: Duration,
+        resync: Resync,
     ) -> Self {
+        let decls = decls.into_iter().map(|d| (d.name.clone(), d)).collect();
         Self {
             inner: Arc::new(RegistryInner {
                 registrar,
                 ids: RwLock::new(ids),
+                decls: RwLock::new(decls),
                 refresh: tokio::sync::Mutex::default(),
                 refresh_interval,
+                resync,
                 generation: AtomicU64::new(0),
             }),
         }
@@ -511,6 +534,98 @@ impl ResourceRegistry {
     /// Counts a change that makes the bindings made before it stale.
     fn unbind_all(&self) {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether this layer holds the declaration of the resource named `name` (and so can
+    /// register it again).
+    pub(crate) fn declares(&self, name: &str) -> bool {
+        self.inner
+            .decls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(name)
+    }
+
+    /// The recovery state of resources the AS forgot.
+    pub(crate) fn resync(&self) -> &Resync {
+        &self.inner.resync
+    }
+
+    /// This registry, without keeping its layer alive.
+    pub(crate) fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry(Arc::downgrade(&self.inner))
+    }
+
+    /// Makes the AS know the resource named `name` again after it refused `refused` (its id
+    /// as this layer knew it) as unknown: registers it again from its declaration, or, for a
+    /// resource registered by someone else, lists the AS to find its new id. Remembers and
+    /// returns the id, with the metric outcome (`registered` or `found`).
+    ///
+    /// # Errors
+    ///
+    /// The AS's refusal or failure, or (outcome `missing`) that it lists no resource of that
+    /// name; with the metric outcome.
+    pub(crate) async fn recover(
+        &self,
+        name: &str,
+        refused: &str,
+    ) -> Result<(String, &'static str), (Error, &'static str)> {
+        let registrar = self.registrar().map_err(|e| (e, "failed"))?;
+        let decl = self
+            .inner
+            .decls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        let (id, outcome) = match decl {
+            Some(decl) => (
+                registrar.create(&decl).await.map_err(|e| (e, "failed"))?,
+                "registered",
+            ),
+            None => match self.relookup(name, refused).await {
+                Ok(Some(id)) => (id, "found"),
+                Ok(None) => {
+                    let e = Error::new(
+                        ErrorKind::Registration,
+                        format!("the AS lists no resource named {name:?}"),
+                    );
+                    return Err((e, "missing"));
+                }
+                Err(e) => return Err((e, "failed")),
+            },
+        };
+        let mut ids = self
+            .inner
+            .ids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if ids.insert(name.to_owned(), id.clone()).is_some() {
+            self.unbind_all();
+        }
+        Ok((id, outcome))
+    }
+
+    /// Looks `name` up at the AS again, now, forgetting `refused` (the id the AS no longer
+    /// knows) and the time of the last listing.
+    async fn relookup(&self, name: &str, refused: &str) -> Result<Option<String>, Error> {
+        {
+            let mut refresh = self.inner.refresh.lock().await;
+            refresh.last = None;
+            refresh.read.remove(refused);
+        }
+        {
+            let mut ids = self
+                .inner
+                .ids
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if ids.get(name).is_some_and(|id| id == refused) {
+                ids.remove(name);
+                self.unbind_all();
+            }
+        }
+        self.lookup(name).await
     }
 
     /// The id of the resource named `name`, if this layer knows it (no AS call).
@@ -593,7 +708,9 @@ impl ResourceRegistry {
     }
 
     /// Registers `decl` at the AS (or finds it, when the AS already has that name) and
-    /// remembers its id.
+    /// remembers its id and its declaration: should the AS later answer a permission request
+    /// for it with `invalid_resource_id` (it forgot the resource), the layer registers it
+    /// again from this declaration, as it does for the resources of the map.
     ///
     /// # Errors
     ///
@@ -604,11 +721,20 @@ impl ResourceRegistry {
         }
         let registrar = self.registrar()?;
         let id = registrar.create(&decl).await?;
-        self.inner
+        let replaced = self
+            .inner
             .ids
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(decl.name, id.clone());
+            .insert(decl.name.clone(), id.clone());
+        if replaced.is_some() {
+            self.unbind_all();
+        }
+        self.inner
+            .decls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(decl.name.clone(), decl);
         Ok(id)
     }
 
@@ -631,6 +757,12 @@ impl ResourceRegistry {
         if ids.remove(name).is_some() {
             self.unbind_all();
         }
+        drop(ids);
+        self.inner
+            .decls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         Ok(())
     }
 

@@ -463,6 +463,9 @@ mod tests {
             abc.as_bytes()[..8],
             [0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea]
         );
+        // What logs show: the first six bytes in hex, and nothing more.
+        assert_eq!(abc.to_string(), "ba7816bf8f01");
+        assert_eq!(format!("{abc:?}"), "Fingerprint(ba7816bf8f01)");
         let data: Vec<u8> = (0..=255).collect();
         for len in 0..data.len() {
             let expected: [u8; 32] = Sha256::digest(&data[..len]).into();
@@ -478,5 +481,39 @@ mod tests {
         assert_eq!(fp.len(), 12);
         assert!(!fp.contains("pat"));
         assert_eq!(ClientSecret::new("x").secret(), "x");
+    }
+
+    #[test]
+    fn tokens_up_to_8_kib_are_accepted_in_every_spelling() {
+        // Keycloak RPTs with a few permissions are 1.5–4 KB of JWT: the limit is 8 KiB.
+        assert_eq!(MAX_TOKEN_LEN, 8192);
+        for len in [1_500, 4_096, MAX_TOKEN_LEN] {
+            let t = "eyJ.x-_".repeat(len).into_bytes();
+            let t = &t[..len];
+            // The common spelling, and one the general parser reads (blanks around).
+            for value in [
+                [&b"Bearer "[..], t].concat(),
+                [&b"Bearer  "[..], t, b"\t"].concat(),
+            ] {
+                assert_eq!(token(&parse(&[&value])), Some(t), "{len} bytes");
+            }
+        }
+        for value in [
+            [&b"Bearer "[..], &[b'x'; MAX_TOKEN_LEN + 1]].concat(),
+            [&b"Bearer  "[..], &[b'x'; MAX_TOKEN_LEN + 1]].concat(),
+            // A value already longer than any token plus a few blanks is refused unread.
+            [&b"Bearer "[..], &[b'x'; MAX_TOKEN_LEN], &[b' '; 10]].concat(),
+        ] {
+            assert!(
+                matches!(parse(&[&value]), Bearer::Malformed(_)),
+                "{}",
+                value.len()
+            );
+        }
+        // The longest value read: a full-length token with nine blanks after it.
+        let t = [b'x'; MAX_TOKEN_LEN];
+        let value = [&b"Bearer "[..], &t, &[b' '; 9]].concat();
+        assert_eq!(value.len(), MAX_TOKEN_LEN + 16);
+        assert_eq!(token(&parse(&[&value])), Some(&t[..]));
     }
 }

@@ -13,26 +13,9 @@ use http::StatusCode;
 use tower_uma::{Clock, FixedClock, IntrospectionCache};
 use uma_test_as::Endpoint;
 
-/// The lines written by tower-uma so far.
-fn layer_lines(capture: &Capture) -> Vec<String> {
-    capture
-        .text()
-        .lines()
-        .filter(|l| l.contains("tower_uma"))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test]
 async fn an_outage_is_logged_once_summarised_and_its_end_once() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the only subscriber in this binary");
+    let capture = Capture::global_info();
 
     let as_ = start_as().await;
     let r = register_invoice(&as_);
@@ -56,7 +39,7 @@ async fn an_outage_is_logged_once_summarised_and_its_end_once() {
     // A good RPT, valid for an hour by the layer's clock, cached for a second.
     let good = rpt_until(&as_, &r, &["read"], clock.now_unix() + 3600);
     assert_eq!(get(good.clone()).await.status(), StatusCode::OK);
-    let before = layer_lines(&capture);
+    let before = capture.layer_lines();
     assert!(before.is_empty(), "{before:#?}");
 
     // 100 s of outage, 20 requests each second with tokens never seen before, and one with
@@ -82,7 +65,7 @@ async fn an_outage_is_logged_once_summarised_and_its_end_once() {
     assert_eq!(get(rpt).await.status(), StatusCode::OK);
     assert_eq!(calls.get(), 102);
 
-    let lines = layer_lines(&capture);
+    let lines = capture.layer_lines();
     let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(
         count("authorization server introspection call failed: unreachable"),

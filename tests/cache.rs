@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
-use tower_uma::{FixedClock, IntrospectionCache, UmaLayer};
+use tower_uma::{Clock, FixedClock, IntrospectionCache, UmaLayer};
 use uma_test_as::{Endpoint, RptPermission, RptSpec, TestAs};
 
 struct Env {
@@ -76,17 +76,18 @@ async fn cached_yes_for_one_scope_never_authorises_another() {
 
 #[tokio::test]
 async fn entry_never_outlives_exp() {
-    // exp in 2 s, maximum 60 s: with the 5 s skew it is not cached at all, and the AS says
-    // inactive after exp; the cached result is never served past exp.
-    let e = env(
-        IntrospectionCache::builder()
-            .max_ttl(Duration::from_secs(60))
-            .build(),
-        None,
-    )
-    .await;
+    // exp in 2 s, maximum 60 s: within the 5 s skew, so the result is not cached at all, and
+    // once the layer's clock reaches exp the RPT is refused, although the AS (whose clock has
+    // not moved) still calls it active.
+    let clock = Arc::new(FixedClock::new(now()));
+    let cache = IntrospectionCache::builder()
+        .max_ttl(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build();
+    let e = env(cache, Some(clock.clone())).await;
+    clock.set(now()); // the AS's time now that it is up
     let rpt = e.as_.mint_rpt(RptSpec {
-        exp: Some(now() + 2),
+        exp: Some(clock.now_unix() + 2),
         permissions: vec![RptPermission {
             resource_id: e.r.clone(),
             resource_scopes: vec!["read".into()],
@@ -95,8 +96,9 @@ async fn entry_never_outlives_exp() {
         ..RptSpec::default()
     });
     assert_eq!(e.get(&rpt).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await; // time passing, not start-up
+    clock.advance(2);
     assert_eq!(e.get(&rpt).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(e.introspections(), 2, "not served from the cache");
 }
 
 #[tokio::test]

@@ -3,12 +3,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
 use serde_json::json;
-use tower_uma::{IntrospectionCache, ResourceMap, Route, UmaLayer, Unmapped};
+use tower_uma::{Clock, FixedClock, IntrospectionCache, ResourceMap, Route, UmaLayer, Unmapped};
 use uma_test_as::{Endpoint, RptPermission, RptSpec};
 
 struct Env {
@@ -524,29 +525,39 @@ async fn check_23_same_rpt_is_introspected_once(f: Flavor) {
 }
 
 async fn check_24_cached_result_never_outlives_exp(f: Flavor) {
+    // exp in 2 s is within the cache's 5 s skew: not cached. The layer's clock moves past exp
+    // (the AS's does not, so only the layer can refuse).
+    let clock = Arc::new(FixedClock::new(now()));
     let e = env_with(f, |b| {
-        b.cache(
+        b.clock(clock.clone()).cache(
             IntrospectionCache::builder()
                 .max_ttl(Duration::from_secs(60))
+                .clock(clock.clone())
                 .build(),
         )
     })
     .await;
+    clock.set(now()); // the AS's time now that it is up
     let rpt = e
         .as_
-        .mint_rpt(spec(&e.r, Some(now() + 2), None, None, None));
+        .mint_rpt(spec(&e.r, Some(clock.now_unix() + 2), None, None, None));
     assert_eq!(
         e.get("/invoices/42", Some(&format!("Bearer {rpt}")))
             .await
             .status(),
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(3100)).await; // time passing, not start-up
+    clock.advance(2);
     expect_challenge(
         &e.get("/invoices/42", Some(&format!("Bearer {rpt}"))).await,
         &e.as_,
     );
     assert_eq!(e.calls.get(), 1);
+    assert_eq!(
+        e.as_.count(Endpoint::Introspection),
+        2,
+        "not served from the cache"
+    );
 }
 
 async fn check_25_different_rpts_are_introspected_separately(f: Flavor) {

@@ -414,6 +414,11 @@ mod tests {
             &Introspection::active(vec![], Some(NOW + 1)),
             NOW
         ));
+        // A token expires at its exp (RFC 7519 §4.1.4), stale or not.
+        assert!(
+            !usable_when_stale(&Introspection::active(vec![], Some(NOW + 1)), NOW + 1),
+            "expired at exp"
+        );
         assert!(!usable_when_stale(&Introspection::inactive(), NOW));
     }
 

@@ -103,6 +103,16 @@ impl Breaker {
         now < self.since || now.saturating_sub(self.since) >= millis(self.open_for)
     }
 
+    /// How long from `now` until an open circuit lets its probe through (zero when it would
+    /// admit a call now, or when it is half-open: its probe is out or may be taken at once).
+    pub(crate) fn open_remaining(&self, now: i64) -> Duration {
+        if self.state != BreakerState::Open || self.due(now) {
+            return Duration::ZERO;
+        }
+        let left = millis(self.open_for).saturating_sub(now.saturating_sub(self.since));
+        Duration::from_millis(u64::try_from(left).unwrap_or(0))
+    }
+
     /// Whether [`admit`](Self::admit) would let a call through now (without taking the probe).
     pub(crate) fn would_admit(&self, now: i64) -> bool {
         match self.state {
@@ -220,6 +230,15 @@ mod tests {
         let t = b.failure(now, false, &S).expect("opens");
         assert_eq!((t.from, t.to), (BreakerState::Closed, BreakerState::Open));
         b
+    }
+
+    #[test]
+    fn an_open_circuit_says_when_it_probes() {
+        let b = opened(100);
+        assert_eq!(b.open_remaining(100), S.base);
+        assert_eq!(b.open_remaining(600), Duration::from_millis(500));
+        assert_eq!(b.open_remaining(1_100), Duration::ZERO);
+        assert_eq!(Breaker::new(0).open_remaining(0), Duration::ZERO);
     }
 
     #[test]

@@ -25,8 +25,10 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::resync::UnknownResource;
 
 pub(crate) mod breaker;
 pub(crate) mod report;
@@ -189,6 +191,7 @@ pub struct AsHealth {
     calls_in_flight: usize,
     max_calls_in_flight: usize,
     endpoints: Vec<EndpointHealth>,
+    unknown_resources: Vec<UnknownResource>,
 }
 
 impl AsHealth {
@@ -231,6 +234,33 @@ impl AsHealth {
     pub fn as_of_unix_millis(&self) -> i64 {
         self.as_of_unix_millis
     }
+
+    /// The resources the AS said it does not know (`invalid_resource_id`, FedAuthz §4.3) and
+    /// that the layer could not register or find again yet: requests that need a permission
+    /// ticket for one of them are refused with `403` + `Warning` until it is back. Empty
+    /// when every ticket request names a resource the AS knows.
+    ///
+    /// Unlike an open circuit, this does not heal when the AS comes back: it takes a
+    /// successful registration (the layer retries it in the background, once per
+    /// [`resource_resync_interval`](crate::UmaLayerBuilder::resource_resync_interval)) or a
+    /// change of configuration, so it is a reason to fail readiness.
+    #[must_use]
+    pub fn unknown_resources(&self) -> &[UnknownResource] {
+        &self.unknown_resources
+    }
+
+    /// Whether the AS knows every resource the layer asked tickets for (see
+    /// [`unknown_resources`](Self::unknown_resources)).
+    #[must_use]
+    pub fn resources_known(&self) -> bool {
+        self.unknown_resources.is_empty()
+    }
+
+    /// This snapshot with the layer's unknown resources.
+    pub(crate) fn with_unknown_resources(mut self, unknown: Vec<UnknownResource>) -> Self {
+        self.unknown_resources = unknown;
+        self
+    }
 }
 
 impl fmt::Display for AsHealth {
@@ -246,6 +276,9 @@ impl fmt::Display for AsHealth {
                     .saturating_sub(e.since_unix_millis)
                     .max(0),
             )?;
+        }
+        for r in &self.unknown_resources {
+            r.write_line(f, self.as_of_unix_millis)?;
         }
         Ok(())
     }
@@ -523,7 +556,21 @@ impl AsGate {
             calls_in_flight: self.in_flight.load(Ordering::Acquire),
             max_calls_in_flight: self.settings.max_in_flight,
             endpoints,
+            unknown_resources: Vec::new(),
         }
+    }
+
+    /// How long until every open circuit lets its probe through: a caller about to retry a
+    /// failed start-up call waits at least this long, so that its attempt is not refused by a
+    /// circuit its earlier attempts opened.
+    pub(crate) fn wait_hint(&self) -> Duration {
+        let now = self.clock.now_unix_millis();
+        AsEndpoint::ALL
+            .into_iter()
+            .filter(|e| self.used[e.index()])
+            .map(|e| self.lock(e).breaker.open_remaining(now))
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 }
 

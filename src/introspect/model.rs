@@ -803,4 +803,174 @@ mod tests {
                    "exp": 20, "nbf": 10, "iat": 5})
         );
     }
+
+    #[test]
+    fn subject_and_client_id_are_set_and_cleared() {
+        let i = Introspection::active(vec![], None)
+            .with_sub(Some("bob"))
+            .with_client_id(Some("app-1"));
+        assert_eq!((i.sub(), i.client_id()), (Some("bob"), Some("app-1")));
+        assert!(i.is_active(), "the rest is kept");
+        let i = i.with_sub(None).with_client_id(None);
+        assert_eq!((i.sub(), i.client_id()), (None, None));
+    }
+
+    #[test]
+    fn heap_bytes_count_every_string_and_list() {
+        // An `Arc`'s allocation holds two counts besides the value.
+        let counts = 2 * size_of::<usize>();
+        let p = Permission::new("r", ["a", "bc"]);
+        let list = counts + 2 * size_of::<Arc<str>>();
+        assert_eq!(
+            p.heap_bytes(),
+            (1 + counts) + list + (1 + counts) + (2 + counts)
+        );
+        let i = Introspection::active(vec![p.clone()], None)
+            .with_sub(Some("bob"))
+            .with_client_id(Some("app"));
+        assert_eq!(
+            i.heap_bytes(),
+            3 + (3 + counts) + size_of::<Permission>() + p.heap_bytes()
+        );
+    }
+
+    /// A serializer for one struct that checks the field count announced to
+    /// `serialize_struct`, which formats such as CBOR or bincode write before the fields.
+    struct FieldCount;
+
+    struct Fields {
+        announced: usize,
+        written: usize,
+    }
+
+    #[derive(Debug)]
+    struct Refused(String);
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    impl serde::ser::Error for Refused {
+        fn custom<T: std::fmt::Display>(msg: T) -> Self {
+            Self(msg.to_string())
+        }
+    }
+
+    impl serde::ser::SerializeStruct for Fields {
+        type Ok = usize;
+        type Error = Refused;
+
+        fn serialize_field<T: ?Sized + serde::Serialize>(
+            &mut self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), Refused> {
+            self.written += 1;
+            Ok(())
+        }
+
+        fn end(self) -> Result<usize, Refused> {
+            if self.announced == self.written {
+                Ok(self.written)
+            } else {
+                Err(Refused(format!(
+                    "{} fields announced, {} written",
+                    self.announced, self.written
+                )))
+            }
+        }
+    }
+
+    /// The methods of `FieldCount` for everything but a struct: refused.
+    macro_rules! not_a_struct {
+        ($($name:ident($($arg:ty),*) -> $ok:ty;)*) => {$(
+            fn $name(self, $(_: $arg),*) -> Result<$ok, Refused> {
+                Err(Refused("not a struct".to_owned()))
+            }
+        )*};
+    }
+
+    impl Serializer for FieldCount {
+        type Ok = usize;
+        type Error = Refused;
+        type SerializeSeq = serde::ser::Impossible<usize, Refused>;
+        type SerializeTuple = serde::ser::Impossible<usize, Refused>;
+        type SerializeTupleStruct = serde::ser::Impossible<usize, Refused>;
+        type SerializeTupleVariant = serde::ser::Impossible<usize, Refused>;
+        type SerializeMap = serde::ser::Impossible<usize, Refused>;
+        type SerializeStruct = Fields;
+        type SerializeStructVariant = serde::ser::Impossible<usize, Refused>;
+
+        fn serialize_struct(self, _: &'static str, len: usize) -> Result<Fields, Refused> {
+            Ok(Fields {
+                announced: len,
+                written: 0,
+            })
+        }
+
+        fn serialize_some<T: ?Sized + serde::Serialize>(self, _: &T) -> Result<usize, Refused> {
+            Err(Refused("not a struct".to_owned()))
+        }
+
+        fn serialize_newtype_struct<T: ?Sized + serde::Serialize>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<usize, Refused> {
+            Err(Refused("not a struct".to_owned()))
+        }
+
+        fn serialize_newtype_variant<T: ?Sized + serde::Serialize>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<usize, Refused> {
+            Err(Refused("not a struct".to_owned()))
+        }
+
+        not_a_struct! {
+            serialize_bool(bool) -> usize;
+            serialize_i8(i8) -> usize;
+            serialize_i16(i16) -> usize;
+            serialize_i32(i32) -> usize;
+            serialize_i64(i64) -> usize;
+            serialize_u8(u8) -> usize;
+            serialize_u16(u16) -> usize;
+            serialize_u32(u32) -> usize;
+            serialize_u64(u64) -> usize;
+            serialize_f32(f32) -> usize;
+            serialize_f64(f64) -> usize;
+            serialize_char(char) -> usize;
+            serialize_str(&str) -> usize;
+            serialize_bytes(&[u8]) -> usize;
+            serialize_none() -> usize;
+            serialize_unit() -> usize;
+            serialize_unit_struct(&'static str) -> usize;
+            serialize_unit_variant(&'static str, u32, &'static str) -> usize;
+            serialize_seq(Option<usize>) -> Self::SerializeSeq;
+            serialize_tuple(usize) -> Self::SerializeTuple;
+            serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+            serialize_tuple_variant(&'static str, u32, &'static str, usize)
+                -> Self::SerializeTupleVariant;
+            serialize_map(Option<usize>) -> Self::SerializeMap;
+            serialize_struct_variant(&'static str, u32, &'static str, usize)
+                -> Self::SerializeStructVariant;
+        }
+    }
+
+    #[test]
+    fn permissions_announce_the_fields_they_write() {
+        let p = Permission::new("r1", ["read"]);
+        assert_eq!(serde::Serialize::serialize(&p, FieldCount).expect("2"), 2);
+        let p = p.with_nbf(Some(10));
+        assert_eq!(serde::Serialize::serialize(&p, FieldCount).expect("3"), 3);
+        let p = p.with_exp(Some(20)).with_iat(Some(5));
+        assert_eq!(serde::Serialize::serialize(&p, FieldCount).expect("5"), 5);
+    }
 }

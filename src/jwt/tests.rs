@@ -853,6 +853,8 @@ async fn tokens_that_are_not_jwts_are_left_to_introspection() {
         format!("{header}.e30"),
         format!("{header}.e30.c2ln.x.y"), // five parts: a JWE, not a JWS
         format!("{header}..c2ln"),        // empty payload
+        format!("{header}.e3+=.c2ln"),    // payload not base64url
+        ".e30.c2ln".to_owned(),           // empty header
         format!("{header}.e30.c2/n"),     // not base64url
         format!("{header}=.e30.c2ln"),    // padding
         format!("{text}.e30.c2ln"),       // header is not JSON
@@ -965,8 +967,11 @@ fn validate_says_what_to_fix() {
         .audience(AUDIENCE)
         .validate();
     assert!(e.expect_err("no jwks_uri").contains("jwks_uri"));
-    let e = config("/jwks").validate().expect_err("relative");
-    assert!(e.contains("absolute"), "{e}");
+    for bad in ["/jwks", "ftp://as.test/jwks", "file:///etc/jwks.json"] {
+        let e = config(bad).validate().expect_err(bad);
+        assert!(e.contains("absolute http(s) URL with a host"), "{e}");
+    }
+    assert_eq!(config("http://127.0.0.1:8080/jwks").validate(), Ok(()));
     let e = JwtValidation::new()
         .jwks_uri("https://as.test/jwks")
         .audience("a")
@@ -983,12 +988,38 @@ fn validate_says_what_to_fix() {
     assert!(e.validate().expect_err("empty").contains("algorithms"));
     let e = config("https://as.test/jwks").leeway(Duration::from_secs(301));
     assert!(e.validate().expect_err("leeway").contains("leeway"));
+    let e = config("https://as.test/jwks").leeway(MAX_LEEWAY);
+    assert_eq!(e.validate(), Ok(()), "the bound itself is allowed");
     let e = config("https://as.test/jwks").refetch_interval(Duration::from_millis(10));
     assert!(
         e.validate()
             .expect_err("interval")
             .contains("refetch_interval")
     );
+    let e = config("https://as.test/jwks").refetch_interval(MIN_REFETCH_INTERVAL);
+    assert_eq!(e.validate(), Ok(()), "the bound itself is allowed");
+}
+
+#[test]
+fn acceptance_names_everything_that_decides_and_nothing_else() {
+    // Layers that share a cache must tell apart verdicts reached under other rules; the
+    // order of audiences and algorithms, and the JWKS location, change nothing.
+    let base = config("https://as.test/jwks")
+        .audience("other")
+        .algorithms([Algorithm::RS256, Algorithm::ES256]);
+    let same = config("https://kc.test/certs")
+        .audience("other")
+        .algorithms([Algorithm::ES256, Algorithm::RS256]);
+    assert_eq!(base.acceptance(), same.acceptance());
+    assert!(base.acceptance().contains(ISSUER), "{}", base.acceptance());
+    for different in [
+        base.clone().issuer("https://as.test/realms/other"),
+        base.clone().audience("third"),
+        base.clone().algorithms([Algorithm::RS256]),
+        base.clone().leeway(Duration::from_secs(5)),
+    ] {
+        assert_ne!(base.acceptance(), different.acceptance());
+    }
 }
 
 #[test]
@@ -1080,7 +1111,13 @@ async fn refusals_are_logged_with_the_check_but_never_the_token() {
             assert!(!logs.contains(part), "a token part leaked: {logs}");
         }
     }
-    assert!(!format!("{v:?}").contains(&expired));
+    let debug = format!("{v:?}");
+    assert!(!debug.contains(&expired), "{debug}");
+    assert!(debug.starts_with("JwtVerifier {"), "{debug}");
+    assert!(
+        debug.contains(ISSUER) && debug.contains(JWKS_URI),
+        "{debug}"
+    );
 }
 
 #[test]

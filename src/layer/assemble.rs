@@ -21,6 +21,7 @@ use crate::protection::reqwest_transport::ReqwestTransport;
 use crate::protection::{AsClient, Caller, PatConfig, PatGrant, PatProvider, Transport};
 use crate::registration::{Registrar, ResourceRegistry, ResourceSyncMode};
 use crate::resources::{EnforcementMode, Resolver};
+use crate::resync::Resync;
 
 impl UmaLayerBuilder {
     /// The gate of this layer's AS calls, for the endpoints it calls.
@@ -185,6 +186,11 @@ impl UmaLayerBuilder {
                 endpoint,
                 dialect,
             });
+        if self.resync_interval.is_zero() {
+            return Err(Error::config(
+                "resource_resync_interval must be greater than zero",
+            ));
+        }
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
         Ok(Prepared {
             #[cfg(feature = "jwt")]
@@ -204,6 +210,7 @@ impl UmaLayerBuilder {
             registrar,
             sync: self.sync,
             lookup_interval: self.lookup_interval,
+            resync_interval: self.resync_interval,
             cache,
             resolver: match self.resolver {
                 Some(r) => Resolver::Custom(r),
@@ -231,6 +238,7 @@ pub(super) struct Prepared {
     pub(super) registrar: Option<Registrar>,
     pub(super) sync: ResourceSyncMode,
     lookup_interval: Duration,
+    resync_interval: Duration,
     cache: IntrospectionCache,
     resolver: Resolver,
     enforcement: EnforcementMode,
@@ -238,7 +246,7 @@ pub(super) struct Prepared {
     method_override: MethodOverride,
     rules: Rules,
     clock: Arc<dyn Clock>,
-    gate: Arc<AsGate>,
+    pub(super) gate: Arc<AsGate>,
 }
 
 impl Prepared {
@@ -248,7 +256,14 @@ impl Prepared {
 
     /// The layer, once the resource sync has given the declared names their `ids`.
     pub(super) fn into_layer(mut self, ids: HashMap<String, String>) -> UmaLayer {
-        let registry = ResourceRegistry::new(self.registrar, ids, self.lookup_interval);
+        let decls = self.map_decls();
+        let registry = ResourceRegistry::new(
+            self.registrar,
+            ids,
+            decls,
+            self.lookup_interval,
+            Resync::new(self.resync_interval, Arc::clone(&self.clock)),
+        );
         self.resolver.bind(|name| registry.bind(name));
         UmaLayer::from_pipeline(Pipeline::new(Parts {
             enforcement: self.enforcement,

@@ -20,6 +20,7 @@ use crate::pipeline::Unmapped;
 use crate::protection::{ClientAuth, IntrospectionAuth, PatGrant, PermissionBody};
 use crate::registration::{ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
+use crate::start::StartRetry;
 use crate::token::ClientSecret;
 
 /// The pending discovery of [`UmaLayer::discover`]; await it for a [`UmaLayerBuilder`].
@@ -46,6 +47,20 @@ impl Discover {
     /// The whole-request timeout for every AS call. Defaults to 3 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.builder = self.builder.request_timeout(timeout);
+        self
+    }
+
+    /// Waits up to `max_wait` for an AS that cannot be reached yet, in discovery and again
+    /// in [`build`](UmaLayerBuilder::build): a shortcut for
+    /// [`start_retry(StartRetry::new(max_wait))`](Self::start_retry). Defaults to no waiting.
+    pub fn wait_for_as(self, max_wait: Duration) -> Self {
+        self.start_retry(StartRetry::new(max_wait))
+    }
+
+    /// How discovery, and later [`build`](UmaLayerBuilder::build), wait for an AS that cannot
+    /// be reached yet (see [`StartRetry`]). Defaults to no waiting: one attempt.
+    pub fn start_retry(mut self, policy: StartRetry) -> Self {
+        self.builder = self.builder.start_retry(policy);
         self
     }
 }
@@ -102,6 +117,8 @@ pub struct UmaLayerBuilder {
     pub(super) empty_scopes_grant_all: Option<bool>,
     pub(super) sync: ResourceSyncMode,
     pub(super) lookup_interval: Duration,
+    pub(super) resync_interval: Duration,
+    pub(super) start_retry: Option<StartRetry>,
     #[cfg(feature = "jwt")]
     pub(super) rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
@@ -163,6 +180,8 @@ impl UmaLayerBuilder {
             empty_scopes_grant_all: None,
             sync: ResourceSyncMode::default(),
             lookup_interval: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(5),
+            start_retry: None,
             #[cfg(feature = "jwt")]
             rpt_validation: crate::jwt::RptValidation::default(),
             #[cfg(feature = "jwt")]
@@ -190,8 +209,10 @@ impl UmaLayerBuilder {
             return Ok(self);
         }
         let http = self.make_transport()?;
+        let fetch = || crate::protection::discovery::fetch(http.as_ref(), &self.issuer);
+        let no_hint = || Duration::ZERO; // discovery is not gated
         let doc: DiscoveryDocument =
-            crate::protection::discovery::fetch(http.as_ref(), &self.issuer).await?;
+            crate::start::retrying(self.start_retry.as_ref(), "discovery", no_hint, fetch).await?;
         self.fill_endpoints(DerivedEndpoints {
             token: doc.token_endpoint.clone(),
             introspection: doc.introspection_endpoint().map(str::to_owned),
@@ -369,6 +390,39 @@ impl UmaLayerBuilder {
         self
     }
 
+    /// How often the layer may try to recover one resource the AS said it does not know
+    /// (`invalid_resource_id` to a permission request, FedAuthz §4.3: the AS restarted and
+    /// lost it, or an admin deleted it). A resource this layer declares is registered again, one
+    /// it only names is looked up again by name, and the ticket is asked once more; concurrent
+    /// requests share one attempt, and while the resource stays unknown a background task
+    /// tries again once per interval and [`UmaLayer::as_health`] lists it. Must be greater
+    /// than zero.
+    ///
+    /// Defaults to 5 s.
+    pub fn resource_resync_interval(mut self, interval: Duration) -> Self {
+        self.resync_interval = interval;
+        self
+    }
+
+    /// Waits up to `max_wait` for an AS that cannot be reached yet (connection refused, a
+    /// timeout, a `5xx` or `429`): a shortcut for
+    /// [`start_retry(StartRetry::new(max_wait))`](Self::start_retry). To wait in discovery
+    /// too, call [`Discover::wait_for_as`] instead (it carries over to this builder).
+    /// Defaults to no waiting.
+    pub fn wait_for_as(self, max_wait: Duration) -> Self {
+        self.start_retry(StartRetry::new(max_wait))
+    }
+
+    /// How [`build`](Self::build) (the PAT and the resource sync) and
+    /// [`discover`](Self::discover) wait for an AS that cannot be reached yet: retried with
+    /// capped exponential backoff and jitter while the failure is transient
+    /// ([`Error::is_transient`]), returned at once otherwise. See [`StartRetry`]. Defaults to
+    /// no waiting: one attempt.
+    pub fn start_retry(mut self, policy: StartRetry) -> Self {
+        self.start_retry = Some(policy);
+        self
+    }
+
     /// The global enforcement mode; routes may override it. Defaults to
     /// [`EnforcementMode::Enforcing`].
     ///
@@ -511,12 +565,20 @@ impl UmaLayerBuilder {
     ///
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message saying what to fix; when
     /// resources are declared by name, also the errors of the sync (PAT, transport, AS
-    /// answers), which say what was already changed.
+    /// answers), which say what was already changed. With a [`start_retry`](Self::start_retry)
+    /// policy, transient errors of the sync are retried first.
     pub async fn build(self) -> Result<UmaLayer, Error> {
+        let retry = self.start_retry.clone();
         let prepared = self.prepare()?;
         let decls = prepared.map_decls();
         let ids = match &prepared.registrar {
-            Some(r) if !decls.is_empty() => r.sync(&decls, prepared.sync).await?.1,
+            Some(r) if !decls.is_empty() => {
+                let sync = || r.sync(&decls, prepared.sync);
+                let hint = || prepared.gate.wait_hint();
+                crate::start::retrying(retry.as_ref(), "build", hint, sync)
+                    .await?
+                    .1
+            }
             None if !decls.is_empty() => {
                 return Err(Error::config(
                     "resources are declared by name but there is no resource registration endpoint; \

@@ -172,15 +172,20 @@ impl UmaLayer {
 
     /// The state of this layer's calls to the authorization server, for readiness checks and
     /// health endpoints: each endpoint's circuit breaker (closed, open or half-open, its
-    /// consecutive failures, since when) and the calls in flight against the cap. See
-    /// [`AsHealth`] and the builder's
-    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold).
+    /// consecutive failures, since when), the calls in flight against the cap, and the
+    /// resources the AS said it does not know and that could not be registered again yet
+    /// ([`AsHealth::unknown_resources`]). See [`AsHealth`] and the builder's
+    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold) and
+    /// [`resource_resync_interval`](UmaLayerBuilder::resource_resync_interval).
     ///
     /// An open circuit does not mean that the layer cannot serve: cached decisions still
     /// work, and requests that need the AS are refused at once (`403` + `Warning`) rather
     /// than after a timeout. Taking the service out of rotation because of it would also stop
     /// the requests whose probes detect recovery, so prefer to report it (log, metric,
-    /// degraded status) over failing readiness on it.
+    /// degraded status) over failing readiness on it. An unknown resource is different: the
+    /// AS is up but refuses every ticket for it until the layer registers it again (which it
+    /// retries in the background, with or without requests), so failing readiness on
+    /// [`AsHealth::resources_known`] is reasonable.
     ///
     /// # Example
     ///
@@ -190,6 +195,8 @@ impl UmaLayer {
     /// if !health.all_closed() {
     ///     eprintln!("authorization server degraded:\n{health}");
     /// }
+    /// let ready = health.resources_known();
+    /// # let _ = ready;
     /// # }
     /// ```
     #[must_use]

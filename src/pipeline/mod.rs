@@ -218,8 +218,10 @@ impl Pipeline {
         &self.registry
     }
 
+    /// The gate's state, and the resources the AS forgot that are not recovered yet.
     pub(crate) fn as_health(&self) -> AsHealth {
-        self.gate.health()
+        let unknown = self.registry.resync().unknown_resources();
+        self.gate.health().with_unknown_resources(unknown)
     }
 
     /// Forgets the cached answer for `token`.
@@ -489,7 +491,17 @@ impl Pipeline {
         }
         // Enforcing: ask for a ticket. Boxed: it is rare, and keeping it out of this future
         // keeps the future (moved into its box on every request) small.
-        let ticket = match Box::pin(self.client.ticket(id, &pending.need.scopes)).await {
+        // A resource the AS forgot is registered (or looked up) again, and the ticket asked
+        // once more (crate::resync).
+        let need = &pending.need;
+        let ticket = crate::resync::ticket(
+            &self.client,
+            &self.registry,
+            &need.resource,
+            id,
+            &need.scopes,
+        );
+        let ticket = match Box::pin(ticket).await {
             Ok(ticket) => ticket,
             Err(e) => {
                 let verdict = enforcement.apply(Refusal::Unreachable);

@@ -85,6 +85,10 @@ pub(crate) struct Answer {
 /// Members whose presence means a body holds a token: such a body is never quoted.
 const TOKEN_MEMBERS: [&[u8]; 2] = [b"access_token", b"refresh_token"];
 
+/// The error code of a permission (or resource) request naming a resource id the AS does not
+/// know (FedAuthz §4.3).
+pub(crate) const UNKNOWN_RESOURCE: &str = "invalid_resource_id";
+
 /// The longest OAuth `error` code quoted; longer ones are not codes.
 const MAX_CODE: usize = 64;
 
@@ -153,6 +157,11 @@ impl Answer {
         self.code.as_deref()
     }
 
+    /// What the AS wrote (its `error_description`, or a snippet of the body), if quoted.
+    pub(crate) fn said(&self) -> Option<&str> {
+        self.said.as_deref()
+    }
+
     /// Forgets any quoted text that contains `secret`.
     fn withhold(&mut self, secret: &str) {
         if secret.is_empty() {
@@ -210,6 +219,15 @@ impl CallError {
 
     pub(crate) fn failure(&self) -> &Failure {
         &self.failure
+    }
+
+    /// The AS's answer when it says that the resource id of the request is not one it knows
+    /// (`invalid_resource_id`, FedAuthz §4.3; Keycloak sends it too, with a `400`).
+    pub(crate) fn unknown_resource(&self) -> Option<&Answer> {
+        match &self.failure {
+            Failure::Status(a) if a.code() == Some(UNKNOWN_RESOURCE) => Some(a),
+            _ => None,
+        }
     }
 
     /// Forgets any text the AS wrote that contains one of `secrets` (an AS that echoes what it
@@ -309,7 +327,13 @@ impl std::error::Error for CallError {
 }
 
 impl AsFailure for CallError {
+    /// An `invalid_resource_id` answer is about one resource, not about the endpoint: it
+    /// neither counts nor is reported as a failure of the endpoint (the layer's recovery of
+    /// forgotten resources logs it, with the AS's description).
     fn cause(&self) -> Option<Cause> {
+        if self.unknown_resource().is_some() {
+            return None;
+        }
         match &self.failure {
             Failure::Unreachable(_) => Some(Cause::Unreachable),
             Failure::Timeout(_) => Some(Cause::Timeout),
@@ -431,6 +455,18 @@ mod tests {
         let status = |s| CallError::new(AsEndpoint::Permission, Failure::Status(Answer::bare(s)));
         assert!(status(503).is_transient() && status(429).is_transient());
         assert!(!status(400).is_transient() && !status(401).is_transient());
+        // An unknown resource says nothing about the endpoint.
+        let unknown = CallError::new(
+            AsEndpoint::Permission,
+            Failure::Status(Answer::read(&answer(
+                400,
+                r#"{"error":"invalid_resource_id","error_description":"no such id"}"#,
+            ))),
+        );
+        assert!(unknown.unknown_resource().is_some());
+        assert_eq!(unknown.cause(), None);
+        assert!(!unknown.is_transient());
+        assert!(status(400).unknown_resource().is_none());
         let unusable = CallError::new(AsEndpoint::Token, Failure::Unusable("junk".into()));
         assert!(!unusable.is_transient());
         // The breaker counts an unusable answer as a failure of the endpoint.

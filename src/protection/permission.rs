@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Failure, accept_json, bearer, json_body, ok_body};
+use super::{Answer, Failure, accept_json, bearer, json_body};
 use crate::token::Pat;
 
 /// The JSON shape of a permission request (FedAuthz §4.1 allows both).
@@ -54,8 +54,16 @@ pub(crate) fn request(url: &str, body: Bytes, pat: &Pat) -> Result<http::Request
 
 /// Reads the answer: `201` (or `200`) with a `ticket` (FedAuthz §4.2). A ticket that could
 /// not be sent in a challenge (empty, a control or non-ASCII character) is as unusable as none.
+///
+/// An error answer keeps what the AS wrote (its `error_description`): the request carries no
+/// token in its body, the PAT is withheld from any echo by the caller, and the description is
+/// what says which resource an `invalid_resource_id` (FedAuthz §4.3) is about.
 pub(crate) fn parse(answer: http::Response<Bytes>) -> Result<String, Failure> {
-    let body = ok_body(answer, &[http::StatusCode::CREATED, http::StatusCode::OK])?;
+    let ok = [http::StatusCode::CREATED, http::StatusCode::OK];
+    if !ok.contains(&answer.status()) {
+        return Err(Failure::Status(Answer::read(&answer)));
+    }
+    let body = answer.into_body();
     let no_ticket = || Failure::Unusable("without a usable ticket".into());
     let value: Value = serde_json::from_slice(&body).map_err(|_| no_ticket())?;
     match value.get("ticket").and_then(Value::as_str) {
@@ -115,6 +123,12 @@ mod tests {
         assert!(matches!(
             parse(answer(400, r#"{"error":"invalid_resource_id"}"#)),
             Err(Failure::Status(a)) if a.status() == 400 && a.code() == Some("invalid_resource_id")
+        ));
+        // The description says which resource: it is kept.
+        let said = r#"{"error":"invalid_resource_id","error_description":"Resource with id [r1] does not exist."}"#;
+        assert!(matches!(
+            parse(answer(400, said)),
+            Err(Failure::Status(a)) if a.said() == Some("Resource with id [r1] does not exist.")
         ));
     }
 }

@@ -6,13 +6,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::any;
 use http::{HeaderMap, Method, StatusCode};
-use tower_uma::{ResourceMap, Route, UmaLayer, UmaLayerBuilder, parse_uma_challenge};
+use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, parse_uma_challenge};
 use uma_test_as::{
     AuthServer, Endpoint, Policy, ResourceDescription, RptPermission, RptSpec, TestAs,
 };
@@ -203,6 +203,38 @@ impl Capture {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
     }
+
+    /// Installs a text subscriber at INFO writing to a new capture, as the global default: for
+    /// a test binary of its own (the callsite cache makes thread-local subscribers miss events
+    /// of other threads' tests).
+    pub fn global_info() -> Self {
+        let capture = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("the only subscriber in this binary");
+        capture
+    }
+
+    /// The lines written by tower-uma so far.
+    pub fn layer_lines(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains("tower_uma"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A GET of `{url}{path}` without a token.
+pub async fn get_plain(http: &reqwest::Client, url: &str, path: &str) -> reqwest::Response {
+    http.get(format!("{url}{path}"))
+        .send()
+        .await
+        .expect("the app answers")
 }
 
 /// A GET of `{url}{path}` with `token` as bearer token.
@@ -440,5 +472,43 @@ impl UmaClient {
             .expect("token endpoint");
         let status = resp.status();
         (status, resp.json().await.expect("JSON"))
+    }
+}
+
+/// `GET /albums/{id}` needs `view` on the declared resource `album`, owned by alice (bob may
+/// view it, per the test AS's policies).
+pub fn album_map() -> ResourceMap {
+    ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .declare(ResourceDecl::new("album", ["view"]).with_owner("alice"))
+            .scopes(Method::GET, ["view"]),
+    )
+}
+
+/// A built layer protecting [`album_map`] at `as_` (by discovery), as `configure` adjusts it.
+pub async fn album_layer(
+    as_: &TestAs,
+    configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder,
+) -> UmaLayer {
+    configure(discover(as_).await.resources(album_map()))
+        .build()
+        .await
+        .expect("the layer builds")
+}
+
+/// Registration requests (`POST`) the AS received so far.
+pub fn registrations(as_: &TestAs) -> usize {
+    as_.requests(Endpoint::ResourceRegistration)
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count()
+}
+
+/// Waits (at most 10 s) until `done` holds, checking every 20 ms.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

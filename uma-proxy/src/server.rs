@@ -32,7 +32,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_service::Service;
-use tower_uma::{AsHealth, UmaLayer};
+use tower_uma::{AsHealth, StartRetry, UmaLayer};
 
 use crate::config::Config;
 use crate::forward::{
@@ -158,6 +158,13 @@ pub fn admin_service(
 /// public routes and cached decisions, and answers requests that need the failing endpoint at
 /// once (`403` + `Warning`), while a `503` would make load balancers take every instance out
 /// together, and an instance that gets no requests makes no probe to see the AS come back.
+///
+/// It turns `503` while the AS does not know a resource the proxy protects
+/// ([`AsHealth::unknown_resources`]: the AS answered `invalid_resource_id` and registering
+/// the resource again has failed so far): the AS is up but refuses every ticket for it, and
+/// that lasts until the layer registers it again, which it retries in the background without
+/// needing requests. The body starts with `not ready: …`, then the same lines, with one
+/// `resource "NAME" unknown id=ID for_ms=…: REASON` line per such resource.
 pub fn admin_service_with_layer(
     ready: Arc<AtomicBool>,
     metrics: Option<PrometheusHandle>,
@@ -178,7 +185,8 @@ pub fn admin_service_with_layer(
             let get = req.method() == Method::GET || req.method() == Method::HEAD;
             let (status, content_type, body) = match (get, req.uri().path()) {
                 (true, "/healthz") if ready => {
-                    (StatusCode::OK, "text/plain", healthy(health.as_ref()))
+                    let (status, body) = healthy(health.as_ref());
+                    (status, "text/plain", body)
                 }
                 (true, "/healthz") => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -222,15 +230,33 @@ pub fn admin_service_with_layer(
     })
 }
 
-/// The body of `/healthz` while ready: `ok`, then the calls to the AS when known.
-fn healthy(health: Option<&AsHealth>) -> String {
-    match health {
-        None => "ok\n".to_owned(),
-        Some(h) => {
-            let summary = if h.all_closed() { "ok" } else { "degraded" };
-            format!("ok\nauthorization_server {summary}\n{h}")
-        }
+/// `/healthz` once ready: `200` with `ok`, then the calls to the AS when known; `503` while
+/// the AS does not know a resource the proxy protects (its tickets fail until the layer,
+/// which keeps trying in the background, has registered it again).
+fn healthy(health: Option<&AsHealth>) -> (StatusCode, String) {
+    let Some(h) = health else {
+        return (StatusCode::OK, "ok\n".to_owned());
+    };
+    let summary = if h.all_closed() && h.resources_known() {
+        "ok"
+    } else {
+        "degraded"
+    };
+    if h.resources_known() {
+        return (
+            StatusCode::OK,
+            format!("ok\nauthorization_server {summary}\n{h}"),
+        );
     }
+    let n = h.unknown_resources().len();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "not ready: the authorization server does not know {n} protected resource(s) and \
+             registering them again has not succeeded yet; requests that need a ticket for \
+             them are refused\nauthorization_server {summary}\n{h}"
+        ),
+    )
 }
 
 /// Why [`run`] failed.
@@ -265,8 +291,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Builds the layer, retrying with exponential backoff (0.2 s doubling up to 10 s) while the
-/// AS cannot be reached, times out or answers with server errors
+/// Builds the layer, waiting for the AS for as long as it takes with the layer's own
+/// mechanism ([`tower_uma::StartRetry::forever`]): discovery, then the PAT and the resource
+/// sync, each retried with exponential backoff (0.2 s doubling up to 10 s, each delay drawn
+/// between half and all of that, and at least as long as an opened circuit breaker waits)
+/// while the AS cannot be reached, times out or answers with server errors
 /// ([`tower_uma::Error::is_transient`]); each failure is a WARN event saying so. A
 /// configuration error, or an AS that refuses the configuration (wrong client secret, issuer
 /// mismatch, a rejected resource), is returned at once.
@@ -275,26 +304,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 ///
 /// The layer's configuration errors and the AS's permanent refusals.
 pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_uma::Error> {
-    let mut delay = FIRST_BACKOFF;
-    let mut attempt: u32 = 1;
-    loop {
-        match crate::uma::build_layer(config).await {
-            Ok(layer) => return Ok(layer),
-            Err(e) if e.is_config() || !e.is_transient() => return Err(e),
-            Err(e) => {
-                tracing::warn!(
-                    attempt,
-                    retry_in_ms = delay.as_millis() as u64,
-                    error = format_args!("{e:#}"),
-                    "the authorization server is not reachable or not ready; retrying in {:.1}s",
-                    delay.as_secs_f64()
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_BACKOFF);
-                attempt = attempt.saturating_add(1);
-            }
-        }
-    }
+    let retry = StartRetry::forever()
+        .delays(FIRST_BACKOFF, MAX_BACKOFF)
+        .on_retry(|a| {
+            tracing::warn!(
+                attempt = a.attempt(),
+                retry_in_ms = u64::try_from(a.delay().as_millis()).unwrap_or(u64::MAX),
+                error = format_args!("{:#}", a.error()),
+                "the authorization server is not reachable or not ready; retrying in {:.1}s",
+                a.delay().as_secs_f64()
+            );
+        });
+    crate::uma::waiting_builder(config, Some(retry))
+        .await?
+        .build()
+        .await
 }
 
 /// Runs the proxy of `config` until `shutdown` completes.

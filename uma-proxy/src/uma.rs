@@ -12,7 +12,7 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
-use tower_uma::{PatGrant, UmaLayer, UmaLayerBuilder};
+use tower_uma::{PatGrant, StartRetry, UmaLayer, UmaLayerBuilder};
 
 use crate::config::{AsConfig, Config, PatGrantConfig};
 
@@ -34,6 +34,14 @@ pub async fn build_layer(config: &Config) -> Result<UmaLayer, tower_uma::Error> 
 ///
 /// Configuration and discovery errors.
 pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma::Error> {
+    waiting_builder(config, None).await
+}
+
+/// [`layer_builder`] waiting for the AS per `retry`, in discovery and later in the build.
+pub(crate) async fn waiting_builder(
+    config: &Config,
+    retry: Option<StartRetry>,
+) -> Result<UmaLayerBuilder, tower_uma::Error> {
     let a = &config.authorization_server;
     let secret = a.client_secret.secret().to_owned();
     let mut builder = match &a.issuer {
@@ -44,9 +52,18 @@ pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma
             if a.allow_http {
                 discover = discover.insecure_allow_http();
             }
+            if let Some(retry) = retry {
+                discover = discover.start_retry(retry);
+            }
             discover.await?
         }
-        None => UmaLayer::builder(a.builder_issuer(), a.client_id.clone(), secret),
+        None => {
+            let builder = UmaLayer::builder(a.builder_issuer(), a.client_id.clone(), secret);
+            match retry {
+                Some(retry) => builder.start_retry(retry),
+                None => builder,
+            }
+        }
     };
     if let Some(u) = &a.token_endpoint {
         builder = builder.token_endpoint(u.clone());

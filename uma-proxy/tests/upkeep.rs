@@ -72,6 +72,8 @@ async fn histogram_samples_are_drained_without_a_scrape() {
             histogram.record(i as f64 * 1e-6);
         }
         peak = peak.max(vm_rss());
+        // Real time: the drain is the recorder's upkeep task inside `run`, on a real interval,
+        // and what is measured is this process's memory while it runs.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let grown = peak.saturating_sub(before);

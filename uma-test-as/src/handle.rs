@@ -240,6 +240,18 @@ impl TestAs {
             .map(|r| r.id.clone())
     }
 
+    /// Forgets every registered resource, as a server that keeps them in memory does when it
+    /// restarts (or as an admin deleting them all would): reads, permission requests and
+    /// grants naming their ids then answer as for ids never registered (400
+    /// `invalid_resource_id` at the permission endpoint). Tickets, tokens, approvals and
+    /// policies are kept. Returns how many resources were forgotten.
+    pub fn forget_resources(&self) -> usize {
+        let mut store = self.shared.store();
+        let forgotten = store.resources.len();
+        store.resources.clear();
+        forgotten
+    }
+
     /// The description of a registered resource, `owner` filled in.
     pub fn resource(&self, id: &str) -> Option<ResourceDescription> {
         self.shared.store().resource(id).map(|r| r.desc.clone())

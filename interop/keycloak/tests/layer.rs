@@ -109,8 +109,18 @@ async fn discovery_pat_and_start() {
         .await
         .expect_err("a wrong client secret stops the start");
     // Keycloak answers 401 invalid_client to the PAT request; the start fails on the PAT.
-    assert_eq!(err.kind(), tower_uma::ErrorKind::Pat, "{err}");
-    assert!(err.to_string().contains("PAT"), "{err}");
+    assert_eq!(err.kind(), tower_uma::ErrorKind::Pat, "{err:#}");
+    // The whole chain says what Keycloak answered (26.7 says `unauthorized_client` where
+    // RFC 6749 §5.2 has `invalid_client`) and what to check; no secret in it.
+    let chain = format!("{err:#}");
+    assert!(
+        chain.contains(
+            "no PAT could be obtained: token endpoint answered 401 unauthorized_client: \
+             check client_id and the client secret"
+        ),
+        "{chain}"
+    );
+    assert!(!chain.contains("not-the-secret"), "{chain}");
 }
 
 /// Item 2: create, update (changed scopes), delete (`ReconcileAndDelete`), and a second start

@@ -175,8 +175,9 @@ pub struct AsConfig {
 }
 
 /// How the proxy protects the AS and itself from piling up calls: `max_calls_in_flight`,
-/// `breaker_failure_threshold`, `breaker_open_interval` and `breaker_max_open_interval` of
-/// `[authorization_server]`. Unset keys keep the layer's defaults (64, 5, 1 s, 30 s).
+/// `breaker_failure_threshold`, `breaker_open_interval`, `breaker_max_open_interval` and
+/// `resource_resync_interval` of `[authorization_server]`. Unset keys keep the layer's
+/// defaults (64, 5, 1 s, 5 s, 5 s).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AsCallsConfig {
@@ -188,6 +189,9 @@ pub struct AsCallsConfig {
     /// `breaker_open_interval` and `breaker_max_open_interval`: the first and the longest
     /// wait of an open circuit before its probe.
     pub breaker_open_interval: Option<(Duration, Duration)>,
+    /// `resource_resync_interval`: how often a resource the AS forgot may be registered (or
+    /// looked up) again.
+    pub resource_resync_interval: Option<Duration>,
 }
 
 impl AsCallsConfig {
@@ -201,6 +205,9 @@ impl AsCallsConfig {
         }
         if let Some((first, max)) = self.breaker_open_interval {
             builder = builder.breaker_open_interval(first, max);
+        }
+        if let Some(every) = self.resource_resync_interval {
+            builder = builder.resource_resync_interval(every);
         }
         builder
     }

@@ -93,6 +93,7 @@ pub(super) struct RawAs {
     pub(super) breaker_failure_threshold: Option<u32>,
     pub(super) breaker_open_interval: Option<Spanned<Dur>>,
     pub(super) breaker_max_open_interval: Option<Spanned<Dur>>,
+    pub(super) resource_resync_interval: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize, Default)]

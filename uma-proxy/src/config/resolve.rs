@@ -441,10 +441,16 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 Some((first, max))
             }
         };
+        let resource_resync_interval = a
+            .resource_resync_interval
+            .as_ref()
+            .map(|d| self.positive(d, "resource_resync_interval"))
+            .transpose()?;
         Ok(AsCallsConfig {
             max_in_flight,
             breaker_failure_threshold: a.breaker_failure_threshold,
             breaker_open_interval,
+            resource_resync_interval,
         })
     }
 

@@ -407,6 +407,17 @@ fn as_call_limits_and_the_breaker() {
         c.authorization_server.calls.breaker_open_interval,
         Some((DEFAULT_BREAKER_OPEN_INTERVAL, Duration::from_secs(120)))
     );
+    let c = with("resource_resync_interval = \"200ms\"").unwrap();
+    assert_eq!(
+        c.authorization_server.calls.resource_resync_interval,
+        Some(Duration::from_millis(200))
+    );
+    let e = with("resource_resync_interval = \"0s\"").unwrap_err();
+    assert!(
+        e.message()
+            .contains("`resource_resync_interval` must be greater than zero"),
+        "{e}"
+    );
     let e = with("max_calls_in_flight = 0").unwrap_err();
     assert_eq!(e.line(), Some(6), "{e}");
     assert!(e.message().contains("at least 1"), "{e}");

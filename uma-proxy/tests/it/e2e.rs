@@ -321,7 +321,18 @@ async fn retries_until_the_as_is_reachable_and_healthz_follows() {
         &[],
     );
     let admin = proxy.admin_addr().await;
-    proxy.stderr_contains("retrying").await;
+    // The line is a contract: its words, its level and its fields.
+    let log = proxy
+        .stderr_contains("the authorization server is not reachable or not ready; retrying in ")
+        .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("not reachable or not ready"))
+        .unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("attempt=1") && line.contains("retry_in_ms="),
+        "{line}"
+    );
     let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     let metrics = send(Method::GET, &format!("http://{admin}/metrics"), &[]).await;

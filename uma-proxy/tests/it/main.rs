@@ -12,5 +12,6 @@ mod common;
 mod as_outage;
 mod config_errors;
 mod e2e;
+mod forgotten_resource;
 mod inprocess;
 mod upstream_view;

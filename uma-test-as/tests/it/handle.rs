@@ -394,6 +394,29 @@ async fn handle_registers_resources_and_ids_are_visible_over_http() {
     rpt(grant(&auth, &ticket, Some(&bob), &[]).await).await;
 }
 
+/// `forget_resources` is a restart's loss of resources: the permission endpoint no longer
+/// knows the id (FedAuthz §4.3), the PAT still works, and a new registration gets a new id.
+#[tokio::test]
+async fn forgotten_resources_are_unknown_ids() {
+    let auth = spawn().await;
+    let (pat, id) = album(&auth).await;
+    assert_eq!(auth.forget_resources(), 1);
+    assert_eq!(auth.resource(&id), None);
+    assert_eq!(auth.resource_id("album"), None);
+    let response = http()
+        .post(auth.endpoint_url(Endpoint::Permission))
+        .bearer_auth(&pat)
+        .json(&json!({"resource_id": id, "resource_scopes": ["view"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(response).await["error"], "invalid_resource_id");
+    let (_, again) = album(&auth).await;
+    assert_ne!(again, id);
+    ticket_for(&auth, &pat, &again, &["view"]).await;
+}
+
 #[tokio::test]
 async fn dropping_the_handle_stops_the_server() {
     let auth = AuthServer::builder().spawn().await.unwrap();
