@@ -14,6 +14,11 @@
 //! `WWW-Authenticate: UMA realm="photos", as_uri="http://127.0.0.1:8180", ticket="…"`.
 //! Set `UMA_ISSUER`, `UMA_CLIENT_ID` and `UMA_CLIENT_SECRET` to use another AS, and
 //! `UMA_DIALECT=keycloak` for Keycloak (the README's "Keycloak in five minutes").
+//!
+//! With `RUST_LOG=tower_uma=debug` it logs one line per request it decides (on standard
+//! error): the method, path, resource, scopes, outcome (`challenged`, `allowed`, …), reason
+//! (`no_token`, `granted`, `insufficient_scope`, …) and the token's fingerprint, never the
+//! token.
 #![allow(clippy::print_stdout, reason = "an example that says where it listens")]
 
 use axum::routing::get;
@@ -28,6 +33,12 @@ async fn show_album(p: UmaPrincipal) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs on standard error, filtered by `RUST_LOG`: `RUST_LOG=tower_uma=debug` prints one
+    // line per request the layer decides (errors only when unset).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
     let dialect: Dialect = env("UMA_DIALECT", "standard").parse()?;
     let uma = UmaLayer::discover(

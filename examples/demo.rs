@@ -36,6 +36,12 @@ const ID_TOKEN: &str = "http://openid.net/specs/openid-connect-core-1_0.html#IDT
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs on standard error, filtered by `RUST_LOG`: `RUST_LOG=tower_uma=debug` prints one
+    // line per request the layer decides (errors only when unset).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     // The authorization server: a resource server client, a client app, two users, and the
     // owner's policy for albums: bob may view.
     let authz = AuthServer::builder()

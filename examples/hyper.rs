@@ -35,6 +35,12 @@ async fn album(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs on standard error, filtered by `RUST_LOG`: `RUST_LOG=tower_uma=debug` prints one
+    // line per request the layer decides (errors only when unset).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let uma = UmaLayer::discover("http://127.0.0.1:8180", "photo-api", "photo-api-secret")
         .insecure_allow_http()
         .await?

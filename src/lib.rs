@@ -30,6 +30,11 @@
 //! [`UmaLayerBuilder::wait_for_as`] (or a [`StartRetry`] policy) waits for an AS that is not
 //! reachable yet.
 //!
+//! Each request ends in one increment of `uma_decisions_total` (see the metrics table in the
+//! README) and one DEBUG event `decided` with its method, path, resource, scopes, outcome,
+//! reason and the token's fingerprint (never the token): `RUST_LOG=tower_uma=debug` shows one
+//! line per decision.
+//!
 //! The service keeps the inner service's error type; every refusal is a response carrying a
 //! [`Rejection`] in its extensions. The PAT is obtained with client credentials (scope
 //! `uma_protection`), reused until shortly before it expires, refreshed by one call for all
@@ -125,6 +130,7 @@ mod jwt;
 mod layer;
 mod method_override;
 mod metrics;
+mod pipeline;
 mod principal;
 mod protection;
 mod registration;
@@ -149,8 +155,9 @@ pub use introspect::{Introspection, ParseError, Permission};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use jwt::{JwtValidation, RptValidation};
-pub use layer::{Discover, UmaLayer, UmaLayerBuilder, Unmapped};
+pub use layer::{Discover, UmaLayer, UmaLayerBuilder};
 pub use method_override::{MethodOverride, strip_method_override};
+pub use pipeline::Unmapped;
 pub use principal::{Rejection, UmaPrincipal};
 pub use protection::introspection::IntrospectionAuth;
 pub use protection::permission::PermissionBody;

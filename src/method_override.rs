@@ -320,24 +320,15 @@ pub(crate) fn apply<B>(mode: MethodOverride, req: &mut Request<B>) -> Result<(),
     if !has_signal(req.headers(), req.uri()) {
         return Ok(());
     }
-    let outcome = match mode {
+    // A refusal is recorded by the pipeline, with the request's outcome.
+    match mode {
         MethodOverride::Refuse => Err("the request carries a method override (refused)"),
         MethodOverride::Decide => overridden_method(req.headers(), req.uri()).and_then(|method| {
             strip_method_override(req).map_err(|_| "the query cannot be rewritten")?;
             *req.method_mut() = method;
             Ok(())
         }),
-    };
-    if let Err(reason) = outcome {
-        tracing::debug!(
-            reason,
-            http.method = %req.method(),
-            url.path = %req.uri().path(),
-            "refusing a method override"
-        );
-        crate::metrics::decision("bad_request");
     }
-    outcome
 }
 
 #[cfg(test)]

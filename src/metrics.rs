@@ -39,6 +39,8 @@
 
 use metrics::{Key, Label, Level, Metadata};
 
+use crate::pipeline::Outcome;
+
 /// Counter: requests answered from a fresh positive cache entry.
 pub(crate) const CACHE_HITS: &str = "uma_cache_hits_total";
 /// Counter: introspection calls started by the cache.
@@ -337,11 +339,9 @@ pub(crate) fn ticket(outcome: &'static str) {
     increment_labelled(ticket_key, TICKETS, OUTCOME, outcome);
 }
 
-/// One access decision with `outcome` (`"allowed"`, `"challenged"`, `"unreachable"`,
-/// `"unmapped"`, `"bad_request"`, `"method_not_allowed"`, `"public"`, `"permissive"` or
-/// `"disabled"`).
-pub(crate) fn decision(outcome: &'static str) {
-    increment_labelled(decision_key, DECISIONS, OUTCOME, outcome);
+/// One access decision, labelled with [`Outcome::as_str`].
+pub(crate) fn decision(outcome: Outcome) {
+    increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str());
 }
 
 /// One PAT refresh attempt that ended with `outcome` (`"ok"` or `"error"`).
@@ -527,10 +527,9 @@ mod tests {
     fn known_and_unknown_outcomes_are_recorded_with_their_label() {
         let rec = TestRecorder::default();
         metrics::with_local_recorder(&rec, || {
-            decision("allowed");
-            decision("allowed");
-            decision("challenged");
-            decision("something_new");
+            decision(Outcome::Allowed);
+            decision(Outcome::Allowed);
+            decision(Outcome::Challenged);
             ticket("issued");
             ticket("failed");
             pat_refresh("ok");
@@ -582,7 +581,6 @@ mod tests {
         );
         assert_eq!(rec.counter("uma_decisions_total{outcome=allowed}"), 2);
         assert_eq!(rec.counter("uma_decisions_total{outcome=challenged}"), 1);
-        assert_eq!(rec.counter("uma_decisions_total{outcome=something_new}"), 1);
         assert_eq!(rec.counter("uma_tickets_total{outcome=issued}"), 1);
         assert_eq!(rec.counter("uma_tickets_total{outcome=failed}"), 1);
         assert_eq!(rec.counter("uma_pat_refreshes_total{outcome=ok}"), 1);
@@ -644,17 +642,7 @@ mod tests {
             assert!(introspection_request_key(o).is_some(), "{o}");
             assert!(introspection_duration_key(o).is_some(), "{o}");
         }
-        for o in [
-            "allowed",
-            "challenged",
-            "unreachable",
-            "unmapped",
-            "bad_request",
-            "method_not_allowed",
-            "public",
-            "permissive",
-            "disabled",
-        ] {
+        for o in Outcome::ALL.map(Outcome::as_str) {
             let key = decision_key(o).expect("static key");
             assert_eq!(key.name(), DECISIONS);
             assert_eq!(key.labels().map(|l| l.value()).collect::<Vec<_>>(), [o]);

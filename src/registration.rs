@@ -39,6 +39,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -440,6 +441,25 @@ struct RegistryInner {
     refresh_interval: Duration,
     /// The recovery of resources the AS forgot.
     resync: Resync,
+    /// Counts the changes that make a [`Binding`] stale: a known name forgotten or given
+    /// another id. New names do not count.
+    generation: AtomicU64,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread called [`ResourceRegistry::id`] (the pipeline's tests count
+    /// them on the hit path).
+    pub(crate) static ID_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A resource name bound to its id, for routes that name their resource: the request path
+/// reads the id from the binding, without the registry's lock or a copy, for as long as the
+/// registry has forgotten or changed no id since the binding was made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Binding {
+    id: Arc<str>,
+    generation: u64,
 }
 
 /// What the registry's lookups remember of the AS's list.
@@ -484,8 +504,36 @@ impl ResourceRegistry {
                 refresh: tokio::sync::Mutex::default(),
                 refresh_interval,
                 resync,
+                generation: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// A binding of `name` to its id, if this layer knows it.
+    pub(crate) fn bind(&self, name: &str) -> Option<Binding> {
+        let ids = self
+            .inner
+            .ids
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock: a change made after this is counted after it.
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        ids.get(name).map(|id| Binding {
+            id: Arc::from(id.as_str()),
+            generation,
+        })
+    }
+
+    /// The id of a binding, unless an id was forgotten or changed since it was made (the
+    /// caller then asks by name).
+    pub(crate) fn bound<'b>(&self, binding: &'b Binding) -> Option<&'b str> {
+        (self.inner.generation.load(Ordering::Acquire) == binding.generation)
+            .then_some(&*binding.id)
+    }
+
+    /// Counts a change that makes the bindings made before it stale.
+    fn unbind_all(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether this layer holds the declaration of the resource named `name` (and so can
@@ -547,11 +595,14 @@ impl ResourceRegistry {
                 Err(e) => return Err((e, "failed")),
             },
         };
-        self.inner
+        let mut ids = self
+            .inner
             .ids
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), id.clone());
+            .unwrap_or_else(PoisonError::into_inner);
+        if ids.insert(name.to_owned(), id.clone()).is_some() {
+            self.unbind_all();
+        }
         Ok((id, outcome))
     }
 
@@ -571,6 +622,7 @@ impl ResourceRegistry {
                 .unwrap_or_else(PoisonError::into_inner);
             if ids.get(name).is_some_and(|id| id == refused) {
                 ids.remove(name);
+                self.unbind_all();
             }
         }
         self.lookup(name).await
@@ -579,6 +631,8 @@ impl ResourceRegistry {
     /// The id of the resource named `name`, if this layer knows it (no AS call).
     #[must_use]
     pub fn id(&self, name: &str) -> Option<String> {
+        #[cfg(test)]
+        ID_READS.with(|n| n.set(n.get() + 1));
         self.inner
             .ids
             .read()
@@ -641,7 +695,10 @@ impl ResourceRegistry {
                 // A name whose known id the AS no longer lists was deleted and made again.
                 match ids.get(&n) {
                     Some(known) if listed.contains(known) => {}
-                    _ => {
+                    known => {
+                        if known.is_some() {
+                            self.unbind_all();
+                        }
                         ids.insert(n, r.id);
                     }
                 }
@@ -664,11 +721,15 @@ impl ResourceRegistry {
         }
         let registrar = self.registrar()?;
         let id = registrar.create(&decl).await?;
-        self.inner
+        let replaced = self
+            .inner
             .ids
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(decl.name.clone(), id.clone());
+        if replaced.is_some() {
+            self.unbind_all();
+        }
         self.inner
             .decls
             .write()
@@ -688,11 +749,15 @@ impl ResourceRegistry {
             return Ok(());
         };
         registrar.delete(&id, name).await?;
-        self.inner
+        let mut ids = self
+            .inner
             .ids
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
+            .unwrap_or_else(PoisonError::into_inner);
+        if ids.remove(name).is_some() {
+            self.unbind_all();
+        }
+        drop(ids);
         self.inner
             .decls
             .write()

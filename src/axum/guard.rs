@@ -10,23 +10,20 @@ use http::{Method, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::layer::{Resolver, UmaLayer};
+use crate::layer::UmaLayer;
+use crate::pipeline::{Enforcement, layer_response};
 use crate::principal::Rejection;
-use crate::resources::EnforcementMode;
-use crate::service::refusal;
 
 /// What one route's guard knows: the layer (whose map decides), the route's index in that
-/// map, its path as axum routes it, and whether its handlers are ever run under an enforced
-/// check.
+/// map, its path as axum routes it, and the enforcement mode of the requests it decides.
 #[derive(Debug)]
 struct RouteCheck {
     layer: UmaLayer,
     index: usize,
     path: Box<str>,
-    /// `Some(mode)` when the route's rule is never enforced (its mode is `Disabled`, or
-    /// `Permissive` without a resolver): a disagreement is then let through (and logged, when
-    /// `Permissive`).
-    never_enforced: Option<EnforcementMode>,
+    /// A disagreement is refused only when this enforces; nothing is checked when it is
+    /// disabled.
+    enforcement: Enforcement,
 }
 
 /// What the guard does with a request for its route.
@@ -40,10 +37,10 @@ enum Verdict {
 
 impl RouteCheck {
     fn verdict(&self, method: &Method, path: &str) -> Verdict {
-        if self.never_enforced == Some(EnforcementMode::Disabled) {
+        if self.enforcement.unchecked().is_some() {
             return Verdict::Pass;
         }
-        let Resolver::Map(map) = &self.layer.shared.resolver else {
+        let Some(map) = self.layer.map() else {
             // Not reached: `UmaRouter::build` refuses layers without its map.
             return Verdict::Refuse;
         };
@@ -52,7 +49,7 @@ impl RouteCheck {
             return Verdict::Pass;
         }
         let decided_by = decided.and_then(|i| map.template_of(i));
-        let permissive = self.never_enforced == Some(EnforcementMode::Permissive);
+        let permissive = !self.enforcement.enforces();
         tracing::warn!(
             http.method = %method,
             url.path = %path,
@@ -81,14 +78,14 @@ impl RouteGuardLayer {
         layer: &UmaLayer,
         index: usize,
         path: &str,
-        never_enforced: Option<EnforcementMode>,
+        enforcement: Enforcement,
     ) -> Self {
         Self {
             check: Arc::new(RouteCheck {
                 layer: layer.clone(),
                 index,
                 path: path.into(),
-                never_enforced,
+                enforcement,
             }),
         }
     }
@@ -128,7 +125,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match self.check.verdict(req.method(), req.uri().path()) {
             Verdict::Pass => Either::Right(self.inner.call(req)),
-            Verdict::Refuse => Either::Left(ready(Ok(refusal(
+            Verdict::Refuse => Either::Left(ready(Ok(layer_response(
                 StatusCode::FORBIDDEN,
                 Rejection::RouteMismatch,
                 None,

@@ -61,7 +61,8 @@ use ::axum::routing::MethodRouter;
 
 use self::guard::RouteGuardLayer;
 use crate::error::Error;
-use crate::layer::{Resolver, UmaLayer, UmaLayerBuilder};
+use crate::layer::{UmaLayer, UmaLayerBuilder};
+use crate::pipeline::Enforcement;
 use crate::resources::{ResourceMap, ResourceMapError, Route};
 
 /// An axum router and the layer's [`ResourceMap`], declared together: one path per route, its
@@ -415,17 +416,22 @@ where
             .resource_map()
             .map_err(|e| Error::config(format!("invalid route table: {e}")))?;
         let uma = layer.resources(map).build().await?;
-        if !matches!(uma.shared.resolver, Resolver::Map(_)) {
+        if uma.map().is_none() {
             return Err(Error::config(
                 "the layer builder has a resolver, which replaces the route table of UmaRouter: \
                  remove .resolver(..) and give the routes that need one a Route::resolver",
             ));
         }
-        let mode = uma.shared.enforcement;
+        let mode = uma.enforcement();
         let mut router = Router::new();
         for (index, entry) in self.entries.into_iter().enumerate() {
-            let guard =
-                RouteGuardLayer::new(&uma, index, &entry.path, entry.rule.never_enforced(mode));
+            let rule = &entry.rule;
+            let enforcement = Enforcement::of_guarded_route(
+                mode,
+                rule.enforcement_override(),
+                rule.has_resolver(),
+            );
+            let guard = RouteGuardLayer::new(&uma, index, &entry.path, enforcement);
             router = router.route(&entry.path, entry.method_router.layer(guard));
         }
         Ok((router.layer(uma.clone()), uma))

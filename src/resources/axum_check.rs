@@ -42,17 +42,13 @@ impl Route {
         self
     }
 
-    /// Whether requests decided by this route can only ever be let through without an
-    /// enforced check, in a layer whose mode is `layer`: the route's mode (its override, else
-    /// the layer's) is `Disabled`, or `Permissive` with no resolver that could return an
-    /// `Enforcing` override.
-    pub(crate) fn never_enforced(&self, layer: EnforcementMode) -> Option<EnforcementMode> {
-        match self.enforcement.unwrap_or(layer) {
-            EnforcementMode::Disabled => Some(EnforcementMode::Disabled),
-            EnforcementMode::Permissive if self.resolver.is_none() => {
-                Some(EnforcementMode::Permissive)
-            }
-            _ => None,
-        }
+    /// The route's override of the layer's enforcement mode, if any.
+    pub(crate) fn enforcement_override(&self) -> Option<EnforcementMode> {
+        self.enforcement
+    }
+
+    /// Whether the route decides through a resolver.
+    pub(crate) fn has_resolver(&self) -> bool {
+        self.resolver.is_some()
     }
 }

@@ -68,9 +68,11 @@ use serde::Serialize;
 
 use self::method::check_route_method;
 pub(crate) use self::method::is_case_variant;
+use self::path::NormalizedPath;
 pub use self::path::PathError;
-pub(crate) use self::path::{NormalizedPath, normalize_path};
+pub(crate) use self::path::normalize_path;
 use self::template::{Lens, Template};
+use crate::registration::Binding;
 
 /// Which resource a route protects.
 ///
@@ -269,6 +271,9 @@ pub struct Route {
     scope_mode: ScopeMode,
     enforcement: Option<EnforcementMode>,
     resolver: Option<Arc<dyn ResourceResolver>>,
+    /// The id of the resource named in `resource`, bound by the layer once the registry knew
+    /// it (see [`ResourceMap::bind`]).
+    bound: Option<Binding>,
 }
 
 impl fmt::Debug for Route {
@@ -307,6 +312,7 @@ impl Route {
             scope_mode: ScopeMode::default(),
             enforcement: None,
             resolver: None,
+            bound: None,
         }
     }
 
@@ -652,12 +658,13 @@ impl Route {
         }
         let scopes = self.scopes_for(method)?;
         Some(match &self.resource {
-            Some(resource) => Resolved::Protected {
+            Some(resource) => Resolved::Protected(Protected {
                 resource: Cow::Borrowed(resource),
+                bound: self.bound.as_ref(),
                 scopes,
                 scope_mode: self.scope_mode,
                 enforcement: self.enforcement,
-            },
+            }),
             // Not reached: a valid map gives every protected route without a resolver a
             // resource, and an invalid map resolves nothing.
             None => Resolved::Unmapped,
@@ -1131,10 +1138,32 @@ impl ResourceMap {
         raw_path: &str,
         headers: &HeaderMap,
     ) -> Result<Resolution, PathError> {
+        self.resolve_raw(method, raw_path, headers)
+            .map(Resolved::into_owned)
+    }
+
+    /// [`resolve_request`](Self::resolve_request), borrowing the route's resource and scopes.
+    fn resolve_raw(
+        &self,
+        method: &Method,
+        raw_path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Resolved<'_>, PathError> {
         self.check_method(method)?;
         let path = normalize_path(raw_path)?;
         self.resolve_normalized(method, &path, headers)
-            .map(Resolved::into_owned)
+    }
+
+    /// Binds every route that protects a resource by name to the id `bind` gives that name
+    /// (the registry's, after the start-up sync), so that requests to it need no lookup.
+    pub(crate) fn bind(&mut self, bind: impl Fn(&str) -> Option<Binding>) {
+        for entry in &mut self.entries {
+            let route = &mut entry.route;
+            route.bound = match (&route.resource, &route.resolver) {
+                (Some(ResourceRef::Name(name)), None) => bind(name),
+                _ => None,
+            };
+        }
     }
 
     /// Refuses a method that is a case variant of a standard method or of one this map names
@@ -1143,7 +1172,7 @@ impl ResourceMap {
     /// # Errors
     ///
     /// [`PathError::MethodCase`].
-    pub(crate) fn check_method(&self, method: &Method) -> Result<(), PathError> {
+    fn check_method(&self, method: &Method) -> Result<(), PathError> {
         if is_case_variant(method, &self.methods) {
             return Err(PathError::MethodCase);
         }
@@ -1159,7 +1188,7 @@ impl ResourceMap {
     /// does not let through; [`PathError::LetterCase`] when the rule depends on letter case;
     /// [`PathError::AsReceived`] when a router matching the path as received would apply a
     /// rule that is neither the same nor public.
-    pub(crate) fn resolve_normalized(
+    fn resolve_normalized(
         &self,
         method: &Method,
         path: &NormalizedPath<'_>,
@@ -1513,17 +1542,51 @@ pub enum Resolution {
     },
 }
 
-/// A [`Resolution`] that borrows the route's resource and scopes where it can: what the
-/// layer's request path works with, so that a request copies nothing out of the map.
+/// What a request to a protected resource needs: the one shape the layer's request path works
+/// with, from the route (or resolver) to the decision. It borrows the route's resource and
+/// scopes, so that a request decided at once copies nothing out of the map, and is made owned
+/// ([`into_owned`](Self::into_owned)) when the request has to wait for the AS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Protected<'m> {
+    /// The resource the request touches.
+    pub(crate) resource: Cow<'m, ResourceRef>,
+    /// The id bound to `resource`'s name when the layer was built, if any.
+    pub(crate) bound: Option<&'m Binding>,
+    /// The scopes required.
+    pub(crate) scopes: Cow<'m, [String]>,
+    /// Whether all or any of `scopes` must be granted.
+    pub(crate) scope_mode: ScopeMode,
+    /// The route's override of the layer's enforcement mode, if any.
+    pub(crate) enforcement: Option<EnforcementMode>,
+}
+
+impl Protected<'_> {
+    /// The resource's name, when it is named.
+    pub(crate) fn name(&self) -> Option<&str> {
+        match &*self.resource {
+            ResourceRef::Name(name) => Some(name),
+            ResourceRef::Id(_) => None,
+        }
+    }
+
+    /// An owned copy, for the part of the request path that waits for the AS (the binding,
+    /// used only before that, is dropped).
+    pub(crate) fn into_owned(self) -> Protected<'static> {
+        Protected {
+            resource: Cow::Owned(self.resource.into_owned()),
+            bound: None,
+            scopes: Cow::Owned(self.scopes.into_owned()),
+            scope_mode: self.scope_mode,
+            enforcement: self.enforcement,
+        }
+    }
+}
+
+/// A [`Resolution`] as the layer works with it: [`Protected`] borrows from the map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Resolved<'m> {
     /// See [`Resolution::Protected`].
-    Protected {
-        resource: Cow<'m, ResourceRef>,
-        scopes: Cow<'m, [String]>,
-        scope_mode: ScopeMode,
-        enforcement: Option<EnforcementMode>,
-    },
+    Protected(Protected<'m>),
     /// See [`Resolution::Public`].
     Public,
     /// See [`Resolution::Unmapped`].
@@ -1539,16 +1602,11 @@ impl Resolved<'_> {
     /// The owned [`Resolution`].
     pub(crate) fn into_owned(self) -> Resolution {
         match self {
-            Self::Protected {
-                resource,
-                scopes,
-                scope_mode,
-                enforcement,
-            } => Resolution::Protected {
-                resource: resource.into_owned(),
-                scopes: scopes.into_owned(),
-                scope_mode,
-                enforcement,
+            Self::Protected(p) => Resolution::Protected {
+                resource: p.resource.into_owned(),
+                scopes: p.scopes.into_owned(),
+                scope_mode: p.scope_mode,
+                enforcement: p.enforcement,
             },
             Self::Public => Resolution::Public,
             Self::Unmapped => Resolution::Unmapped,
@@ -1567,12 +1625,13 @@ impl From<Resolution> for Resolved<'_> {
                 scopes,
                 scope_mode,
                 enforcement,
-            } => Self::Protected {
+            } => Self::Protected(Protected {
                 resource: Cow::Owned(resource),
+                bound: None,
                 scopes: Cow::Owned(scopes),
                 scope_mode,
                 enforcement,
-            },
+            }),
             Resolution::Public => Self::Public,
             Resolution::Unmapped => Self::Unmapped,
             Resolution::MethodNotAllowed { allow, enforcement } => {
@@ -1665,13 +1724,68 @@ impl ResourceResolver for ResourceMap {
     /// Normalises `req.path` and matches it; refused or ambiguous paths resolve to
     /// [`Resolution::Unmapped`] (use [`ResourceMap::resolve_request`] to tell them apart).
     fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
-        self.check_method(req.method)
-            .and_then(|()| normalize_path(req.path))
-            .and_then(|path| {
-                self.resolve_normalized(req.method, &path, req.headers)
-                    .map(Resolved::into_owned)
-            })
+        self.resolve_request(req.method, req.path, req.headers)
             .unwrap_or(Resolution::Unmapped)
+    }
+}
+
+/// How the layer maps requests: the [`ResourceMap`] (which also refuses ambiguous spellings),
+/// or a resolver of the user's that replaces it.
+pub(crate) enum Resolver {
+    Map(ResourceMap),
+    Custom(Arc<dyn ResourceResolver>),
+}
+
+impl Resolver {
+    /// Checks the spelling of the method and of `raw_path` (the path as received), normalises
+    /// the path and resolves the request.
+    ///
+    /// # Errors
+    ///
+    /// A [`PathError`] for a refused method or path spelling, or an ambiguous path.
+    pub(crate) fn resolve<'m>(
+        &'m self,
+        method: &Method,
+        raw_path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Resolved<'m>, PathError> {
+        match self {
+            Self::Map(map) => map.resolve_raw(method, raw_path, headers),
+            Self::Custom(resolver) => {
+                if is_case_variant(method, &[]) {
+                    return Err(PathError::MethodCase);
+                }
+                let path = normalize_path(raw_path)?;
+                let info = RequestInfo::new(method, path.as_str(), headers, &[]);
+                Ok(Resolved::from(resolver.resolve(&info)))
+            }
+        }
+    }
+
+    /// The resources the map declares (none for a resolver of the user's).
+    pub(crate) fn declared(&self) -> Vec<ResourceDecl> {
+        match self {
+            Self::Map(map) => map.declared(),
+            Self::Custom(_) => Vec::new(),
+        }
+    }
+
+    /// Whether some request may be decided in enforcing mode whatever the layer's mode: a
+    /// route overrides it to `Enforcing`, or a resolver (which may return such an override)
+    /// decides.
+    pub(crate) fn may_enforce(&self) -> bool {
+        match self {
+            Self::Map(map) => map.may_enforce(),
+            Self::Custom(_) => true,
+        }
+    }
+
+    /// See [`ResourceMap::bind`]; a resolver of the user's names resources per request, so
+    /// nothing is bound.
+    pub(crate) fn bind(&mut self, bind: impl Fn(&str) -> Option<Binding>) {
+        if let Self::Map(map) = self {
+            map.bind(bind);
+        }
     }
 }
 

@@ -1,6 +1,5 @@
-//! [`UmaLayer`] and its builder.
-//!
-//! See the [crate documentation](crate) for the request path and an example.
+//! [`UmaLayerBuilder`] and [`Discover`]: the setters, their defaults, and the entry points
+//! that run discovery, the build and the dry run of the resource sync.
 
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
@@ -8,269 +7,27 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_layer::Layer;
-
+use super::UmaLayer;
+use super::url_check::check_url;
 use crate::IntrospectionCache;
 use crate::clock::{Clock, SystemClock};
-use crate::decision::Rules;
 use crate::dialect::{DerivedEndpoints, Dialect};
-use crate::discovery::{DiscoveryDocument, trim_issuer};
+use crate::discovery::DiscoveryDocument;
 use crate::error::Error;
-use crate::gate::{AsEndpoint, AsGate, AsHealth, GateSettings};
+use crate::gate::GateSettings;
 use crate::method_override::MethodOverride;
-use crate::protection::reqwest_transport::ReqwestTransport;
-use crate::protection::{
-    AsClient, Caller, ClientAuth, IntrospectionAuth, PatConfig, PatGrant, PatProvider,
-    PermissionBody, Transport,
-};
-use crate::registration::{Registrar, ResourceRegistry, ResourceSync, ResourceSyncMode};
+use crate::pipeline::Unmapped;
+use crate::protection::{ClientAuth, IntrospectionAuth, PatGrant, PermissionBody};
+use crate::registration::{ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
-use crate::resync::Resync;
-use crate::service::Uma;
 use crate::start::StartRetry;
 use crate::token::ClientSecret;
-
-/// What happens to a request that matches no mapped route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Unmapped {
-    /// Refuse it with `403 Forbidden` (no UMA challenge: there is no resource to ask for).
-    #[default]
-    Deny,
-    /// Let it through unchecked.
-    Allow,
-}
-
-/// A Tower layer that protects a service as a UMA 2.0 resource server.
-///
-/// Build one with [`UmaLayer::discover`] (reads the AS's discovery document) or
-/// [`UmaLayer::builder`] (endpoints configured by hand), then wrap a service with
-/// [`Layer::layer`] or axum's `Router::layer`. Cloning is an `Arc` clone. See the
-/// [crate documentation](crate) for the request path.
-#[derive(Clone)]
-#[must_use]
-pub struct UmaLayer {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for UmaLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UmaLayer")
-            .field("realm", &self.shared.realm)
-            .field("as_uri", &self.shared.as_uri)
-            .field("enforcement", &self.shared.enforcement)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How requests are mapped: the resource map (which also detects ambiguous spellings) or a
-/// user's resolver.
-pub(crate) enum Resolver {
-    Map(ResourceMap),
-    Custom(Arc<dyn ResourceResolver>),
-}
-
-/// Everything the request path needs, shared by every clone of the layer and service.
-pub(crate) struct Shared {
-    pub(crate) realm: String,
-    pub(crate) as_uri: String,
-    pub(crate) namespace: String,
-    pub(crate) client: Arc<AsClient>,
-    pub(crate) cache: IntrospectionCache,
-    pub(crate) resolver: Resolver,
-    pub(crate) registry: ResourceRegistry,
-    pub(crate) enforcement: EnforcementMode,
-    /// Whether refused spellings get `400` even in permissive mode, because some route may
-    /// be enforcing.
-    pub(crate) strict_spellings: bool,
-    pub(crate) unmapped: Unmapped,
-    pub(crate) method_override: MethodOverride,
-    pub(crate) rules: Rules,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// The cap and circuit breakers of every AS call (also held by the client).
-    pub(crate) gate: Arc<AsGate>,
-    /// Whether the cache reads `clock` too, so that one reading serves both.
-    pub(crate) cache_shares_clock: bool,
-    #[cfg(feature = "jwt")]
-    pub(crate) rpt_validation: crate::jwt::RptValidation,
-    #[cfg(feature = "jwt")]
-    pub(crate) jwt: Option<Arc<crate::jwt::JwtVerifier>>,
-}
-
-impl Shared {
-    /// Checks an RPT as configured: by introspection, or locally when it is a JWT.
-    pub(crate) async fn check_rpt(
-        &self,
-        token: &crate::token::Rpt,
-    ) -> Result<crate::introspect::Introspection, crate::protection::CallError> {
-        #[cfg(feature = "jwt")]
-        if let Some(verifier) = &self.jwt {
-            use crate::jwt::RptValidation;
-            match (self.rpt_validation, verifier.verify(token).await?) {
-                (_, Some(result)) => return Ok(result),
-                // Local only: a token that is not a JWT cannot be valid.
-                (RptValidation::Local, None) => {
-                    return Ok(crate::introspect::Introspection::inactive());
-                }
-                _ => {}
-            }
-        }
-        self.client.introspect(token).await
-    }
-}
-
-impl<S> Layer<S> for UmaLayer {
-    type Service = Uma<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Uma::new(inner, self.clone())
-    }
-}
-
-impl UmaLayer {
-    /// Starts a configuration by discovery: awaiting it reads
-    /// `{issuer}/.well-known/uma2-configuration`, checks that the document's `issuer` equals
-    /// `issuer`, and returns a builder with the endpoints filled in.
-    ///
-    /// Plain `http://` issuers are refused unless [`Discover::insecure_allow_http`] is called
-    /// before awaiting.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// use tower_uma::{ResourceMap, Route, UmaLayer};
-    ///
-    /// # async fn run() -> Result<(), tower_uma::Error> {
-    /// let layer = UmaLayer::discover("https://as.example.com", "photo-api", "photo-api-secret")
-    ///     .await?
-    ///     .realm("photos")
-    ///     .resources(ResourceMap::new().route(
-    ///         Route::new("/albums/{id}").resource_id("r-9f1c").scopes(http::Method::GET, ["view"]),
-    ///     ))
-    ///     .build()
-    ///     .await?;
-    /// # let _ = layer; Ok(()) }
-    /// ```
-    pub fn discover(
-        issuer: impl Into<String>,
-        client_id: impl Into<String>,
-        client_secret: impl Into<String>,
-    ) -> Discover {
-        Discover {
-            builder: Self::builder(issuer, client_id, client_secret),
-        }
-    }
-
-    /// Starts a configuration with endpoints set by hand (no discovery), for servers without a
-    /// discovery document (WSO2) or whose document is elsewhere (PingAM).
-    ///
-    /// `issuer` is the `as_uri` of challenges. Set at least the token, introspection and
-    /// permission endpoints, or call [`UmaLayerBuilder::discover`].
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use tower_uma::{ResourceMap, Route, UmaLayer};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_uma::Error> {
-    /// let layer = UmaLayer::builder("https://is.example.com/oauth2/token", "photo-api", "secret")
-    ///     .token_endpoint("https://is.example.com/oauth2/token")
-    ///     .introspection_endpoint("https://is.example.com/oauth2/introspect")
-    ///     .permission_endpoint("https://is.example.com/api/identity/oauth2/uma/permission/v1.0/permission")
-    ///     .resources(ResourceMap::new().route(
-    ///         Route::new("/albums/{id}").resource_id("5e0b").scopes(http::Method::GET, ["view"]),
-    ///     ))
-    ///     .build()
-    ///     .await?;
-    /// # let _ = layer; Ok(()) }
-    /// ```
-    pub fn builder(
-        issuer: impl Into<String>,
-        client_id: impl Into<String>,
-        client_secret: impl Into<String>,
-    ) -> UmaLayerBuilder {
-        UmaLayerBuilder::new(
-            issuer.into(),
-            client_id.into(),
-            ClientSecret::new(client_secret),
-        )
-    }
-
-    /// Forgets the cached introspection result of `token` (for revocation hooks).
-    pub fn forget_token(&self, token: &str) {
-        self.shared.cache.invalidate(&self.shared.namespace, token);
-    }
-
-    /// Forgets every cached introspection result (of every layer sharing this cache).
-    pub fn forget_all_tokens(&self) {
-        self.shared.cache.invalidate_all();
-    }
-
-    /// The introspection cache this layer uses.
-    #[must_use]
-    pub fn cache(&self) -> &IntrospectionCache {
-        &self.shared.cache
-    }
-
-    /// The AS-assigned id of a resource declared by name, once registered.
-    #[must_use]
-    pub fn resource_id(&self, name: &str) -> Option<String> {
-        self.shared.registry.id(name)
-    }
-
-    /// The registry of resources by name: look ids up, register resources at run time.
-    #[must_use]
-    pub fn registry(&self) -> &ResourceRegistry {
-        &self.shared.registry
-    }
-
-    /// The `as_uri` this layer puts in its challenges.
-    #[must_use]
-    pub fn as_uri(&self) -> &str {
-        &self.shared.as_uri
-    }
-
-    /// The state of this layer's calls to the authorization server, for readiness checks and
-    /// health endpoints: each endpoint's circuit breaker (closed, open or half-open, its
-    /// consecutive failures, since when), the calls in flight against the cap, and the
-    /// resources the AS said it does not know and that could not be registered again yet
-    /// ([`AsHealth::unknown_resources`]). See [`AsHealth`] and the builder's
-    /// [`breaker_failure_threshold`](UmaLayerBuilder::breaker_failure_threshold) and
-    /// [`resource_resync_interval`](UmaLayerBuilder::resource_resync_interval).
-    ///
-    /// An open circuit does not mean that the layer cannot serve: cached decisions still
-    /// work, and requests that need the AS are refused at once (`403` + `Warning`) rather
-    /// than after a timeout. Taking the service out of rotation because of it would also stop
-    /// the requests whose probes detect recovery, so prefer to report it (log, metric,
-    /// degraded status) over failing readiness on it. An unknown resource is different: the
-    /// AS is up but refuses every ticket for it until the layer registers it again (which it
-    /// retries in the background, with or without requests), so failing readiness on
-    /// [`AsHealth::resources_known`] is reasonable.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// # async fn run(layer: tower_uma::UmaLayer) {
-    /// let health = layer.as_health();
-    /// if !health.all_closed() {
-    ///     eprintln!("authorization server degraded:\n{health}");
-    /// }
-    /// let ready = health.resources_known();
-    /// # let _ = ready;
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn as_health(&self) -> AsHealth {
-        let unknown = self.shared.registry.resync().unknown_resources();
-        self.shared.gate.health().with_unknown_resources(unknown)
-    }
-}
 
 /// The pending discovery of [`UmaLayer::discover`]; await it for a [`UmaLayerBuilder`].
 #[must_use = "await it to run discovery"]
 #[derive(Debug)]
 pub struct Discover {
-    builder: UmaLayerBuilder,
+    pub(super) builder: UmaLayerBuilder,
 }
 
 impl Discover {
@@ -332,45 +89,45 @@ impl IntoFuture for Discover {
 #[must_use]
 #[derive(Clone)]
 pub struct UmaLayerBuilder {
-    issuer: String,
-    client_id: String,
-    client_secret: ClientSecret,
-    as_uri: Option<String>,
-    realm: Option<String>,
-    token_endpoint: Option<String>,
-    introspection_endpoint: Option<String>,
-    permission_endpoint: Option<String>,
-    resource_registration_endpoint: Option<String>,
-    jwks_uri: Option<String>,
-    resources: ResourceMap,
-    resolver: Option<Arc<dyn ResourceResolver>>,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    dialect: Dialect,
-    token_type_hint: Option<Option<String>>,
-    introspection_auth: Option<IntrospectionAuth>,
-    client_auth: ClientAuth,
-    pat_grant: PatGrant,
-    pat_scope: Option<Option<String>>,
-    permission_body: Option<PermissionBody>,
-    enforcement: EnforcementMode,
-    unmapped: Unmapped,
-    method_override: MethodOverride,
-    leeway: Duration,
-    empty_scopes_grant_all: Option<bool>,
-    sync: ResourceSyncMode,
-    lookup_interval: Duration,
-    resync_interval: Duration,
-    start_retry: Option<StartRetry>,
+    pub(super) issuer: String,
+    pub(super) client_id: String,
+    pub(super) client_secret: ClientSecret,
+    pub(super) as_uri: Option<String>,
+    pub(super) realm: Option<String>,
+    pub(super) token_endpoint: Option<String>,
+    pub(super) introspection_endpoint: Option<String>,
+    pub(super) permission_endpoint: Option<String>,
+    pub(super) resource_registration_endpoint: Option<String>,
+    pub(super) jwks_uri: Option<String>,
+    pub(super) resources: ResourceMap,
+    pub(super) resolver: Option<Arc<dyn ResourceResolver>>,
+    pub(super) connect_timeout: Duration,
+    pub(super) request_timeout: Duration,
+    pub(super) dialect: Dialect,
+    pub(super) token_type_hint: Option<Option<String>>,
+    pub(super) introspection_auth: Option<IntrospectionAuth>,
+    pub(super) client_auth: ClientAuth,
+    pub(super) pat_grant: PatGrant,
+    pub(super) pat_scope: Option<Option<String>>,
+    pub(super) permission_body: Option<PermissionBody>,
+    pub(super) enforcement: EnforcementMode,
+    pub(super) unmapped: Unmapped,
+    pub(super) method_override: MethodOverride,
+    pub(super) leeway: Duration,
+    pub(super) empty_scopes_grant_all: Option<bool>,
+    pub(super) sync: ResourceSyncMode,
+    pub(super) lookup_interval: Duration,
+    pub(super) resync_interval: Duration,
+    pub(super) start_retry: Option<StartRetry>,
     #[cfg(feature = "jwt")]
-    rpt_validation: crate::jwt::RptValidation,
+    pub(super) rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
-    jwt: crate::jwt::JwtValidation,
-    cache: Option<IntrospectionCache>,
-    clock: Arc<dyn Clock>,
-    gate: GateSettings,
-    http_client: Option<reqwest::Client>,
-    allow_http: bool,
+    pub(super) jwt: crate::jwt::JwtValidation,
+    pub(super) cache: Option<IntrospectionCache>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) gate: GateSettings,
+    pub(super) http_client: Option<reqwest::Client>,
+    pub(super) allow_http: bool,
 }
 
 impl std::fmt::Debug for UmaLayerBuilder {
@@ -393,7 +150,7 @@ impl std::fmt::Debug for UmaLayerBuilder {
 }
 
 impl UmaLayerBuilder {
-    fn new(issuer: String, client_id: String, client_secret: ClientSecret) -> Self {
+    pub(super) fn new(issuer: String, client_id: String, client_secret: ClientSecret) -> Self {
         Self {
             issuer,
             client_id,
@@ -801,45 +558,6 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// The gate of this layer's AS calls, for the endpoints it calls.
-    fn make_gate(&self) -> Result<Arc<AsGate>, Error> {
-        let g = self.gate;
-        if g.max_in_flight == 0 {
-            return Err(Error::config(
-                "max_as_calls_in_flight must be at least 1: with 0 the layer could never call the AS",
-            ));
-        }
-        if g.breaker.base.is_zero() || g.breaker.base > g.breaker.max {
-            return Err(Error::config(format!(
-                "breaker_open_interval: the first interval ({:?}) must be greater than zero and \
-                 not above the longest ({:?})",
-                g.breaker.base, g.breaker.max
-            )));
-        }
-        let mut used = vec![
-            AsEndpoint::Token,
-            AsEndpoint::Introspection,
-            AsEndpoint::Permission,
-        ];
-        if self.resource_registration_endpoint.is_some() {
-            used.push(AsEndpoint::ResourceRegistration);
-        }
-        #[cfg(feature = "jwt")]
-        if self.rpt_validation != crate::jwt::RptValidation::Introspect {
-            used.push(AsEndpoint::Jwks);
-        }
-        Ok(Arc::new(AsGate::new(g, Arc::clone(&self.clock), &used)))
-    }
-
-    /// The transport of every AS call: the user's client, or one with this builder's timeouts.
-    fn make_transport(&self) -> Result<Arc<dyn Transport>, Error> {
-        let transport = match &self.http_client {
-            Some(c) => ReqwestTransport::new(c.clone()),
-            None => ReqwestTransport::with_timeouts(self.connect_timeout, self.request_timeout)?,
-        };
-        Ok(Arc::new(transport))
-    }
-
     /// Validates the configuration, reconciles the declared resources with the AS (see
     /// [`resource_sync`](Self::resource_sync)), and returns the layer.
     ///
@@ -892,7 +610,7 @@ impl UmaLayerBuilder {
 
     /// Sets every endpoint still unset from `found` (discovery, or the dialect's paths);
     /// endpoints set by hand are kept.
-    fn fill_endpoints(&mut self, found: DerivedEndpoints) {
+    pub(super) fn fill_endpoints(&mut self, found: DerivedEndpoints) {
         for (mine, theirs) in [
             (&mut self.token_endpoint, found.token),
             (&mut self.introspection_endpoint, found.introspection),
@@ -904,283 +622,5 @@ impl UmaLayerBuilder {
                 *mine = theirs;
             }
         }
-    }
-
-    /// Everything [`build`](Self::build) checks that needs no AS call.
-    fn prepare(mut self) -> Result<Prepared, Error> {
-        check_url("issuer", &self.issuer, self.allow_http)?;
-        let dialect = self.dialect;
-        self.fill_endpoints(dialect.derive_endpoints(&self.issuer));
-        let allow_http = self.allow_http;
-        let need = |name: &str, v: &Option<String>| -> Result<String, Error> {
-            let v = v.clone().ok_or_else(|| {
-                Error::config(format!(
-                    "no {name}: use UmaLayer::discover, a dialect that knows it, or set it with .{name}(url)"
-                ))
-            })?;
-            check_url(name, &v, allow_http)?;
-            Ok(v)
-        };
-        let token_endpoint = need("token_endpoint", &self.token_endpoint)?;
-        let introspection_endpoint = need("introspection_endpoint", &self.introspection_endpoint)?;
-        let permission_endpoint = need("permission_endpoint", &self.permission_endpoint)?;
-        if let Some(u) = &self.resource_registration_endpoint {
-            check_url("resource_registration_endpoint", u, allow_http)?;
-        }
-        if self.client_id.is_empty() {
-            return Err(Error::config("the client id is empty"));
-        }
-        if dialect == Dialect::Wso2 && self.pat_grant == PatGrant::ClientCredentials {
-            return Err(Error::config(
-                "the WSO2 dialect needs a PAT bound to the resource owner: \
-                 set .pat_grant(PatGrant::Password { username, password })",
-            ));
-        }
-        let realm = self.realm.clone().unwrap_or_else(|| self.client_id.clone());
-        let as_uri = self
-            .as_uri
-            .clone()
-            .unwrap_or_else(|| trim_issuer(&self.issuer).to_owned());
-        for (name, v) in [("realm", &realm), ("as_uri", &as_uri)] {
-            crate::challenge::render_challenge(v, "x", "x").map_err(|_| {
-                Error::config(format!(
-                    "the {name} {v:?} cannot be sent in a challenge: use visible ASCII without control characters"
-                ))
-            })?;
-        }
-        self.resources
-            .validate()
-            .map_err(|e| Error::config(format!("invalid resource map: {e}")))?;
-        if self.enforcement == EnforcementMode::Disabled
-            && let Some(template) = self.resources.enforcement_override()
-        {
-            return Err(Error::config(format!(
-                "route `{template}` overrides the enforcement mode, but the layer is Disabled and \
-                 checks nothing: remove the override, or make the layer Permissive"
-            )));
-        }
-        // The route of a refused spelling is not known: it is refused whenever some route may
-        // be enforcing (an override, or a resolver that may return one).
-        let strict_spellings = self.enforcement == EnforcementMode::Enforcing
-            || self.resolver.is_some()
-            || self.resources.may_enforce();
-        let transport = self.make_transport()?;
-        let gate = self.make_gate()?;
-        let caller = Caller::new(transport, Arc::clone(&gate));
-        let client_credentials = crate::protection::token::Client {
-            id: self.client_id.clone(),
-            secret: self.client_secret.clone(),
-            auth: self.client_auth,
-        };
-        let pat = Arc::new(PatProvider::new(
-            caller.clone(),
-            PatConfig {
-                token_endpoint,
-                client: client_credentials.clone(),
-                grant: self.pat_grant.clone(),
-                scope: self
-                    .pat_scope
-                    .clone()
-                    .unwrap_or_else(|| dialect.pat_scope()),
-            },
-        ));
-        let client = Arc::new(AsClient {
-            caller,
-            pat,
-            introspection_endpoint,
-            permission_endpoint,
-            introspection_auth: self
-                .introspection_auth
-                .unwrap_or_else(|| dialect.introspection_auth()),
-            token_type_hint: self
-                .token_type_hint
-                .clone()
-                .unwrap_or_else(|| dialect.token_type_hint()),
-            permission_body: self.permission_body.unwrap_or_default(),
-            client: client_credentials,
-        });
-        #[cfg(feature = "jwt")]
-        let (jwt, validation) = if self.rpt_validation == crate::jwt::RptValidation::Introspect {
-            (None, "introspection".to_owned())
-        } else {
-            let mut v = self.jwt.clone();
-            v.fill_defaults(
-                self.jwks_uri.as_deref(),
-                trim_issuer(&self.issuer),
-                &self.client_id,
-            );
-            v.validate()
-                .map_err(|e| Error::config(format!("invalid JWT validation: {e}")))?;
-            if let Some(u) = v.configured_jwks_uri() {
-                check_url("jwks_uri", u, allow_http)?;
-            }
-            let validation = format!("{:?} ({})", self.rpt_validation, v.acceptance());
-            let verifier =
-                crate::jwt::JwtVerifier::new(client.caller.clone(), v, Arc::clone(&self.clock));
-            (Some(Arc::new(verifier)), validation)
-        };
-        #[cfg(not(feature = "jwt"))]
-        let validation = String::from("introspection");
-        let namespace = trim_issuer(&self.issuer).to_owned();
-        let cache = self.cache.take().unwrap_or_default();
-        cache
-            .claim(&namespace, &validation)
-            .map_err(Error::config)?;
-        let registrar = self
-            .resource_registration_endpoint
-            .clone()
-            .map(|endpoint| Registrar {
-                client: Arc::clone(&client),
-                endpoint,
-                dialect,
-            });
-        if self.resync_interval.is_zero() {
-            return Err(Error::config(
-                "resource_resync_interval must be greater than zero",
-            ));
-        }
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
-        Ok(Prepared {
-            #[cfg(feature = "jwt")]
-            rpt_validation: self.rpt_validation,
-            #[cfg(feature = "jwt")]
-            jwt,
-            rules: Rules {
-                leeway,
-                empty_scopes_grant_all: self
-                    .empty_scopes_grant_all
-                    .unwrap_or_else(|| dialect.empty_scopes_grant_all()),
-            },
-            realm,
-            as_uri,
-            namespace,
-            client,
-            registrar,
-            sync: self.sync,
-            lookup_interval: self.lookup_interval,
-            resync_interval: self.resync_interval,
-            cache,
-            resolver: match self.resolver {
-                Some(r) => Resolver::Custom(r),
-                None => Resolver::Map(self.resources),
-            },
-            enforcement: self.enforcement,
-            strict_spellings,
-            unmapped: self.unmapped,
-            method_override: self.method_override,
-            clock: self.clock,
-            gate,
-        })
-    }
-}
-
-/// A validated configuration, before the resource sync.
-struct Prepared {
-    #[cfg(feature = "jwt")]
-    rpt_validation: crate::jwt::RptValidation,
-    #[cfg(feature = "jwt")]
-    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
-    realm: String,
-    as_uri: String,
-    namespace: String,
-    client: Arc<AsClient>,
-    registrar: Option<Registrar>,
-    sync: ResourceSyncMode,
-    lookup_interval: Duration,
-    resync_interval: Duration,
-    cache: IntrospectionCache,
-    resolver: Resolver,
-    enforcement: EnforcementMode,
-    strict_spellings: bool,
-    unmapped: Unmapped,
-    method_override: MethodOverride,
-    rules: Rules,
-    clock: Arc<dyn Clock>,
-    gate: Arc<AsGate>,
-}
-
-impl Prepared {
-    fn map_decls(&self) -> Vec<crate::resources::ResourceDecl> {
-        match &self.resolver {
-            Resolver::Map(map) => map.declared(),
-            Resolver::Custom(_) => Vec::new(),
-        }
-    }
-
-    fn into_layer(self, ids: HashMap<String, String>) -> UmaLayer {
-        let cache_shares_clock = self
-            .cache
-            .clock()
-            .is_some_and(|c| crate::clock::same_clock(c, &self.clock));
-        let decls = self.map_decls();
-        let registry = ResourceRegistry::new(
-            self.registrar,
-            ids,
-            decls,
-            self.lookup_interval,
-            Resync::new(self.resync_interval, Arc::clone(&self.clock)),
-        );
-        UmaLayer {
-            shared: Arc::new(Shared {
-                realm: self.realm,
-                namespace: self.namespace,
-                as_uri: self.as_uri,
-                client: self.client,
-                cache: self.cache,
-                resolver: self.resolver,
-                registry,
-                enforcement: self.enforcement,
-                strict_spellings: self.strict_spellings,
-                unmapped: self.unmapped,
-                method_override: self.method_override,
-                rules: self.rules,
-                cache_shares_clock,
-                clock: self.clock,
-                gate: self.gate,
-                #[cfg(feature = "jwt")]
-                rpt_validation: self.rpt_validation,
-                #[cfg(feature = "jwt")]
-                jwt: self.jwt,
-            }),
-        }
-    }
-}
-
-/// Checks that `value` is an absolute http(s) URL with a host, and https unless allowed.
-fn check_url(name: &str, value: &str, allow_http: bool) -> Result<(), Error> {
-    let url = url::Url::parse(value)
-        .map_err(|e| Error::config(format!("the {name} {value:?} is not an absolute URL: {e}")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_http => {}
-        "http" => {
-            return Err(Error::config(format!(
-                "the {name} {value:?} uses plain http; use https, or call insecure_allow_http() for tests"
-            )));
-        }
-        other => {
-            return Err(Error::config(format!(
-                "the {name} {value:?} has scheme {other:?}; use https"
-            )));
-        }
-    }
-    if url.host().is_none() {
-        return Err(Error::config(format!("the {name} {value:?} has no host")));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_checked() {
-        assert!(check_url("issuer", "https://as.test", false).is_ok());
-        let e = check_url("issuer", "http://as.test", false).unwrap_err();
-        assert!(e.to_string().contains("insecure_allow_http"), "{e}");
-        assert!(check_url("issuer", "http://as.test", true).is_ok());
-        assert!(check_url("issuer", "as.test", true).is_err());
-        assert!(check_url("issuer", "ftp://as.test", true).is_err());
     }
 }

@@ -1,0 +1,590 @@
+//! The request pipeline: everything between "request in" and "pass or respond".
+//!
+//! # The request path, in five files
+//!
+//! 1. `service.rs`: [`Uma`](crate::Uma), the Tower shell. `call` hands the request to
+//!    [`Pipeline::start`] and turns its [`Flow`] into a response future.
+//! 2. `pipeline/mod.rs` (this file): the steps, in order. The method override; the route
+//!    ([`Resolver`]); the token; the resource's id; the cached answer and the decision, all
+//!    synchronous; and, for requests that must wait for the AS, [`Pending::run`]: the lookup
+//!    of a resource name, the introspection (or local JWT check) through the cache, the
+//!    decision, the ticket.
+//! 3. `pipeline/outcome.rs`: what a refusal becomes under the enforcement mode (the only code
+//!    that reads it), the one record of the [`Outcome`] per request (span field, metric label,
+//!    DEBUG event), and the responses.
+//! 4. `decision.rs`: whether an introspection result grants this resource and these scopes now.
+//! 5. `future.rs`: the response future (the asynchronous part, then the inner service).
+//!
+//! They call into the route table (`resources/`), the cache (`cache/`) and the protection API
+//! client (`protection/`), which know nothing of requests.
+
+mod outcome;
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tracing::{Instrument, Span, field};
+
+pub(crate) use self::outcome::Enforcement;
+pub(crate) use self::outcome::Outcome;
+pub use self::outcome::Unmapped;
+#[cfg(feature = "axum")]
+pub(crate) use self::outcome::layer_response;
+use self::outcome::{Facts, Refusal, Verdict, Why, conclude};
+use crate::IntrospectionCache;
+use crate::cache::{CacheSource, Cached};
+use crate::challenge::render_challenge;
+use crate::clock::Clock;
+use crate::decision::{Requirement, Rules, decide};
+use crate::gate::{AsGate, AsHealth};
+use crate::introspect::Introspection;
+use crate::method_override::MethodOverride;
+use crate::principal::UmaPrincipal;
+use crate::protection::{AsClient, CallError};
+use crate::registration::ResourceRegistry;
+use crate::resources::{EnforcementMode, Protected, Resolved, Resolver, ResourceRef};
+use crate::token::{Bearer, BearerToken, Fingerprint, Rpt, bearer_from_headers};
+
+/// What [`Pipeline::new`] is made of; the layer's builder fills it in.
+pub(crate) struct Parts {
+    pub(crate) enforcement: EnforcementMode,
+    pub(crate) unmapped: Unmapped,
+    pub(crate) method_override: MethodOverride,
+    pub(crate) resolver: Resolver,
+    pub(crate) registry: ResourceRegistry,
+    pub(crate) realm: String,
+    pub(crate) as_uri: String,
+    pub(crate) client: Arc<AsClient>,
+    pub(crate) gate: Arc<AsGate>,
+    pub(crate) cache: IntrospectionCache,
+    /// The cache's namespace: the trimmed issuer.
+    pub(crate) namespace: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rules: Rules,
+    #[cfg(feature = "jwt")]
+    pub(crate) rpt_validation: crate::jwt::RptValidation,
+    #[cfg(feature = "jwt")]
+    pub(crate) jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+}
+
+/// Everything the request path needs, shared by every clone of the layer and the service.
+pub(crate) struct Pipeline {
+    /// The layer's enforcement mode.
+    mode: EnforcementMode,
+    /// The mode of requests whose route cannot be known.
+    unrouted: Enforcement,
+    unmapped: Unmapped,
+    method_override: MethodOverride,
+    resolver: Resolver,
+    registry: ResourceRegistry,
+    realm: String,
+    as_uri: String,
+    /// Tickets (and, through `rpt`, introspection).
+    client: Arc<AsClient>,
+    /// The cap and circuit breakers of every AS call (also held by the client).
+    gate: Arc<AsGate>,
+    cache: IntrospectionCache,
+    namespace: String,
+    clock: Arc<dyn Clock>,
+    /// Whether the cache reads `clock` too, so that one reading serves both.
+    cache_shares_clock: bool,
+    rules: Rules,
+    /// How a cache miss checks an RPT; shared with the call the cache spawns.
+    rpt: Arc<RptCheck>,
+}
+
+/// How an RPT the cache does not know is checked: by introspection, or locally when it is a
+/// JWT.
+struct RptCheck {
+    client: Arc<AsClient>,
+    #[cfg(feature = "jwt")]
+    validation: crate::jwt::RptValidation,
+    #[cfg(feature = "jwt")]
+    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+}
+
+impl RptCheck {
+    async fn check(&self, token: &Rpt) -> Result<Introspection, CallError> {
+        #[cfg(feature = "jwt")]
+        if let Some(verifier) = &self.jwt {
+            use crate::jwt::RptValidation;
+            match (self.validation, verifier.verify(token).await?) {
+                (_, Some(result)) => return Ok(result),
+                // Local only: a token that is not a JWT cannot be valid.
+                (RptValidation::Local, None) => return Ok(Introspection::inactive()),
+                _ => {}
+            }
+        }
+        self.client.introspect(token).await
+    }
+}
+
+/// What [`Uma`](crate::Uma)'s `call` does after [`Pipeline::start`].
+pub(crate) enum Flow<R> {
+    /// Call the inner service with the request (which carries a principal when allowed).
+    Pass,
+    /// Answer with the layer's own response; the inner service is not called.
+    Respond(Response<R>),
+    /// Finish with [`Pending::run`], then call the inner service or answer.
+    Pending(Pending),
+}
+
+/// A request that waits for the AS: what it needs (owned), and where the asynchronous part
+/// starts.
+pub(crate) struct Pending {
+    span: Span,
+    need: Protected<'static>,
+    enforcement: Enforcement,
+    token: Option<BearerToken>,
+    fingerprint: Option<Fingerprint>,
+    stage: Stage,
+}
+
+/// Where [`Pending::run`] starts.
+enum Stage {
+    /// The resource is named, and the layer knows no id for the name: look it up at the AS.
+    Lookup,
+    /// The token has no cached answer: introspect it (or verify it) through the cache.
+    Check(String),
+    /// Refused already, in enforcing mode: no token, or a cached answer (from `cache`) that
+    /// does not grant the request, for `reason`. Ask for a ticket.
+    Ticket {
+        id: String,
+        reason: &'static str,
+        cache: Option<CacheSource>,
+    },
+}
+
+impl Pipeline {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let cache_shares_clock = parts
+            .cache
+            .clock()
+            .is_some_and(|c| crate::clock::same_clock(c, &parts.clock));
+        Self {
+            unrouted: Enforcement::unrouted(parts.enforcement, parts.resolver.may_enforce()),
+            mode: parts.enforcement,
+            unmapped: parts.unmapped,
+            method_override: parts.method_override,
+            resolver: parts.resolver,
+            registry: parts.registry,
+            realm: parts.realm,
+            as_uri: parts.as_uri,
+            rpt: Arc::new(RptCheck {
+                client: Arc::clone(&parts.client),
+                #[cfg(feature = "jwt")]
+                validation: parts.rpt_validation,
+                #[cfg(feature = "jwt")]
+                jwt: parts.jwt,
+            }),
+            client: parts.client,
+            gate: parts.gate,
+            cache: parts.cache,
+            namespace: parts.namespace,
+            clock: parts.clock,
+            cache_shares_clock,
+            rules: parts.rules,
+        }
+    }
+
+    pub(crate) fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    pub(crate) fn as_uri(&self) -> &str {
+        &self.as_uri
+    }
+
+    pub(crate) fn enforcement(&self) -> EnforcementMode {
+        self.mode
+    }
+
+    /// The resource map that decides, unless a resolver of the user's replaces it.
+    #[cfg(feature = "axum")]
+    pub(crate) fn map(&self) -> Option<&crate::ResourceMap> {
+        match &self.resolver {
+            Resolver::Map(map) => Some(map),
+            Resolver::Custom(_) => None,
+        }
+    }
+
+    pub(crate) fn cache(&self) -> &IntrospectionCache {
+        &self.cache
+    }
+
+    pub(crate) fn registry(&self) -> &ResourceRegistry {
+        &self.registry
+    }
+
+    /// The gate's state, and the resources the AS forgot that are not recovered yet.
+    pub(crate) fn as_health(&self) -> AsHealth {
+        let unknown = self.registry.resync().unknown_resources();
+        self.gate.health().with_unknown_resources(unknown)
+    }
+
+    /// Forgets the cached answer for `token`.
+    pub(crate) fn forget_token(&self, token: &str) {
+        self.cache.invalidate(&self.namespace, token);
+    }
+
+    /// The synchronous part, for every request: decides it at once when it can (a cached
+    /// answer, or no AS call needed), else says what to wait for. A request let through with
+    /// a granting RPT gets its [`UmaPrincipal`] here.
+    pub(crate) fn start<B, R: Default>(&self, req: &mut Request<B>) -> Flow<R> {
+        // Before anything reads the method, on every route and in every mode: refuse, or
+        // rewrite to, a method override.
+        let refused_override = crate::method_override::apply(self.method_override, req).err();
+        let span = tracing::debug_span!(
+            "uma.authorize",
+            http.method = %req.method(),
+            url.path = %req.uri().path(),
+            uma.resource_id = field::Empty,
+            uma.scopes = field::Empty,
+            uma.decision = field::Empty,
+            cache.hit = field::Empty,
+            cache.source = field::Empty,
+            token.fingerprint = field::Empty,
+        );
+        match refused_override {
+            Some(why) => {
+                let why = Why::new("method_override").text(why);
+                let refused = Verdict::Refuse(Refusal::BadRequest);
+                end(&span, req, &Facts::default(), refused, &why)
+            }
+            None => self.evaluate(&span, req),
+        }
+    }
+
+    /// [`start`](Self::start) after the method override.
+    fn evaluate<B, R: Default>(&self, span: &Span, req: &mut Request<B>) -> Flow<R> {
+        let done = |facts: &Facts<'_>, verdict, why| end(span, req, facts, verdict, &why);
+        let none = Facts::default();
+        let layer = Enforcement::of(self.mode, None);
+        if let Some(outcome) = layer.unchecked() {
+            return done(&none, Verdict::Pass(outcome), Why::new("disabled"));
+        }
+        let need = match self
+            .resolver
+            .resolve(req.method(), req.uri().path(), req.headers())
+        {
+            Ok(Resolved::Protected(need)) => need,
+            Ok(Resolved::Public) => {
+                return done(&none, Verdict::Pass(Outcome::Public), Why::new("public"));
+            }
+            Ok(Resolved::Unmapped) => {
+                return done(&none, self.unmapped.verdict(layer), Why::new("no_route"));
+            }
+            Ok(Resolved::MethodNotAllowed { allow, enforcement }) => {
+                let verdict =
+                    Enforcement::of(self.mode, enforcement).apply(Refusal::MethodNotAllowed(allow));
+                return done(&none, verdict, Why::new("method_not_listed"));
+            }
+            // Its route is not known, so neither is its mode.
+            Err(e) => {
+                let verdict = self.unrouted.apply(Refusal::BadRequest);
+                return done(&none, verdict, Why::path(e));
+            }
+        };
+        let enforcement = Enforcement::of(self.mode, need.enforcement);
+        let mut facts = Facts {
+            scopes: &need.scopes,
+            ..Facts::default()
+        };
+        if let Some(outcome) = enforcement.unchecked() {
+            return done(&facts, Verdict::Pass(outcome), Why::new("disabled"));
+        }
+        let token = match bearer_from_headers(req.headers()) {
+            Bearer::Token(t) => Some(t),
+            Bearer::Absent => None,
+            Bearer::Malformed(why) => {
+                let verdict = enforcement.apply(Refusal::BadRequest);
+                return done(&facts, verdict, Why::new("malformed_credentials").text(why));
+            }
+        };
+        // The token is hashed once per request, here.
+        let fingerprint = token.as_ref().map(BearerToken::fingerprint);
+        facts.token = fingerprint;
+        let pending = |stage| {
+            Flow::Pending(Pending {
+                span: span.clone(),
+                need: need.clone().into_owned(),
+                enforcement,
+                token: token.clone(),
+                fingerprint,
+                stage,
+            })
+        };
+        let Some(id) = self.known_id(&need) else {
+            return pending(Stage::Lookup);
+        };
+        facts.resource = Some(&*id);
+        facts.resource_is_id = true;
+        // The hit path: a cached answer is decided on at once, with no future of the layer's
+        // own, and a refusal is decided once.
+        let reason = match (&token, fingerprint) {
+            (Some(_), Some(digest)) => {
+                let Some((cached, now)) = self.peek(&digest) else {
+                    return pending(Stage::Check(id.into_owned()));
+                };
+                facts.cache = Some(cached.source);
+                match self.decide(&cached, &id, &need, now) {
+                    Ok(granted) => {
+                        let principal = UmaPrincipal::new(cached.value, &id, granted, digest);
+                        let why = Why::new("granted");
+                        let flow = end(span, req, &facts, Verdict::Pass(Outcome::Allowed), &why);
+                        req.extensions_mut().insert(principal);
+                        return flow;
+                    }
+                    Err(denial) => denial.as_str(),
+                }
+            }
+            _ => "no_token",
+        };
+        match enforcement.apply(Refusal::Unauthorised) {
+            Verdict::Refuse(_) => {
+                let cache = facts.cache;
+                let stage = Stage::Ticket {
+                    id: id.into_owned(),
+                    reason,
+                    cache,
+                };
+                pending(stage)
+            }
+            passed @ Verdict::Pass(_) => done(&facts, passed, Why::new(reason)),
+        }
+    }
+
+    /// The id of the resource `need` names, when known without an AS call: bound at build for
+    /// the names the map declares, else from the registry (its lock, a copy of the id).
+    fn known_id<'n>(&self, need: &'n Protected<'_>) -> Option<Cow<'n, str>> {
+        if let Some(id) = need.bound.and_then(|b| self.registry.bound(b)) {
+            return Some(Cow::Borrowed(id));
+        }
+        match &*need.resource {
+            ResourceRef::Id(id) => Some(Cow::Borrowed(id.as_str())),
+            ResourceRef::Name(name) => self.registry.id(name).map(Cow::Owned),
+        }
+    }
+
+    /// The cache's answer for a token, if it has one at once, and the time to decide it at.
+    fn peek(&self, fingerprint: &Fingerprint) -> Option<(Cached, i64)> {
+        let (cached, cache_now) = self.cache.peek(&self.namespace, fingerprint)?;
+        let now = if self.cache_shares_clock {
+            cache_now
+        } else {
+            self.clock.now_unix()
+        };
+        Some((cached, now))
+    }
+
+    fn decide(
+        &self,
+        cached: &Cached,
+        resource_id: &str,
+        need: &Protected<'_>,
+        now: i64,
+    ) -> Result<crate::principal::Granted, crate::decision::Denial> {
+        let requirement = Requirement {
+            resource_id,
+            scopes: &need.scopes,
+            mode: need.scope_mode,
+        };
+        decide(&cached.value, requirement, now, self.rules)
+    }
+
+    /// The asynchronous part of [`Pending::run`]: what the request waited for, and how it
+    /// ends.
+    async fn finish<B, R: Default>(
+        &self,
+        pending: Pending,
+        mut req: Request<B>,
+    ) -> Result<Request<B>, Response<R>> {
+        let mut settled = Settled::default();
+        let (id, (verdict, why)) = match self.resource_id(&pending).await {
+            Ok(id) => {
+                let ended = self.settle(&pending, &id, &mut settled).await;
+                (Some(id), ended)
+            }
+            Err(ended) => (None, ended),
+        };
+        let facts = Facts {
+            resource: id.as_deref().or_else(|| pending.need.name()),
+            resource_is_id: id.is_some(),
+            scopes: &pending.need.scopes,
+            token: pending.fingerprint,
+            cache: settled.cache,
+        };
+        conclude(
+            &pending.span,
+            req.method(),
+            req.uri().path(),
+            &facts,
+            verdict,
+            &why,
+        )?;
+        if let Some(principal) = settled.principal {
+            req.extensions_mut().insert(principal);
+        }
+        Ok(req)
+    }
+
+    /// The resource's id: known already, or looked up at the AS by name.
+    ///
+    /// # Errors
+    ///
+    /// How the request ends when the AS has no resource of that name, or cannot be asked.
+    async fn resource_id(&self, pending: &Pending) -> Result<String, (Verdict, Why)> {
+        let name = match &pending.stage {
+            Stage::Check(id) | Stage::Ticket { id, .. } => return Ok(id.clone()),
+            Stage::Lookup => pending.need.name().unwrap_or_default(),
+        };
+        match Box::pin(self.registry.lookup(name)).await {
+            Ok(Some(id)) => Ok(id),
+            // A resolver named a resource the AS does not have: nothing can grant it.
+            Ok(None) => Err((
+                pending.enforcement.apply(Refusal::Unmapped),
+                Why::new("unknown_resource"),
+            )),
+            // The AS call's failure was logged by the layer's gate.
+            Err(e) => Err((
+                pending.enforcement.apply(Refusal::Unreachable),
+                Why::new("lookup_failed").error(e),
+            )),
+        }
+    }
+
+    /// Checks the token through the cache and decides, unless the request was refused
+    /// already; asks for a ticket when enforcing mode refuses.
+    async fn settle(&self, pending: &Pending, id: &str, settled: &mut Settled) -> (Verdict, Why) {
+        let enforcement = pending.enforcement;
+        let reason = match (&pending.stage, &pending.token, pending.fingerprint) {
+            // Refused on the synchronous path, in enforcing mode.
+            (Stage::Ticket { reason, cache, .. }, _, _) => {
+                settled.cache = *cache;
+                *reason
+            }
+            (_, Some(token), Some(digest)) => {
+                let cached = match self.fetch(token, &digest).await {
+                    Ok(cached) => cached,
+                    Err(e) => {
+                        let verdict = enforcement.apply(Refusal::Unreachable);
+                        return (verdict, Why::new("introspection_failed").error(e));
+                    }
+                };
+                settled.cache = Some(cached.source);
+                let now = self.clock.now_unix();
+                match self.decide(&cached, id, &pending.need, now) {
+                    Ok(granted) => {
+                        let principal = UmaPrincipal::new(cached.value, id, granted, digest);
+                        settled.principal = Some(principal);
+                        return (Verdict::Pass(Outcome::Allowed), Why::new("granted"));
+                    }
+                    Err(denial) => denial.as_str(),
+                }
+            }
+            _ => "no_token",
+        };
+        if let passed @ Verdict::Pass(_) = enforcement.apply(Refusal::Unauthorised) {
+            return (passed, Why::new(reason));
+        }
+        // Enforcing: ask for a ticket. Boxed: it is rare, and keeping it out of this future
+        // keeps the future (moved into its box on every request) small.
+        // A resource the AS forgot is registered (or looked up) again, and the ticket asked
+        // once more (crate::resync).
+        let need = &pending.need;
+        let ticket = crate::resync::ticket(
+            &self.client,
+            &self.registry,
+            &need.resource,
+            id,
+            &need.scopes,
+        );
+        let ticket = match Box::pin(ticket).await {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                let verdict = enforcement.apply(Refusal::Unreachable);
+                return (verdict, Why::new("ticket_failed").error(e));
+            }
+        };
+        match render_challenge(&self.realm, &self.as_uri, &ticket) {
+            Ok(header) => (
+                Verdict::Refuse(Refusal::Challenged(header)),
+                Why::new(reason),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "the AS issued a ticket that cannot be sent in a header");
+                let verdict = enforcement.apply(Refusal::Unreachable);
+                (verdict, Why::new("ticket_unusable").error(e))
+            }
+        }
+    }
+
+    /// The cache's answer for a token, from the AS (or the JWT check) on a miss.
+    async fn fetch(
+        &self,
+        token: &BearerToken,
+        fingerprint: &Fingerprint,
+    ) -> Result<Cached, CallError> {
+        self.cache
+            .get_or_fetch_by_fingerprint(&self.namespace, fingerprint, || {
+                // Copied only on a miss: a hit copies nothing.
+                let rpt = Arc::clone(&self.rpt);
+                let token = token.to_rpt();
+                async move { rpt.check(&token).await }
+            })
+            .await
+    }
+}
+
+/// What the asynchronous part learnt on its way.
+#[derive(Default)]
+struct Settled {
+    cache: Option<CacheSource>,
+    principal: Option<UmaPrincipal>,
+}
+
+impl Pending {
+    /// Waits for the AS and ends the request: `Ok` with the request to pass to the inner
+    /// service, or `Err` with the layer's response.
+    pub(crate) fn run<B, R>(
+        self,
+        pipeline: Arc<Pipeline>,
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Request<B>, Response<R>>> + Send + 'static
+    where
+        B: Send + 'static,
+        R: Default + Send + 'static,
+    {
+        let span = self.span.clone();
+        async move { pipeline.finish(self, req).await }.instrument(span)
+    }
+}
+
+/// [`conclude`] for the synchronous part: the flow that follows.
+fn end<B, R: Default>(
+    span: &Span,
+    req: &Request<B>,
+    facts: &Facts<'_>,
+    verdict: Verdict,
+    why: &Why,
+) -> Flow<R> {
+    match conclude(span, req.method(), req.uri().path(), facts, verdict, why) {
+        Ok(()) => Flow::Pass,
+        Err(response) => Flow::Respond(response),
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("realm", &self.realm)
+            .field("as_uri", &self.as_uri)
+            .field("enforcement", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;
