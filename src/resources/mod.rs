@@ -194,7 +194,9 @@ pub enum EnforcementMode {
     /// refused (their route is not known).
     Permissive,
     /// No check at all: no token is read and the authorization server is not called. As a
-    /// layer's mode, it admits no route overriding it (the builder refuses them).
+    /// layer's mode, it admits no route overriding it (the builder refuses them), and no
+    /// resolver is asked: an `Enforcing` answer of a [`ResourceResolver`] has no effect under
+    /// a disabled layer.
     Disabled,
 }
 
