@@ -630,7 +630,10 @@ fn percent_encoded(value: &str) -> HeaderValue {
 }
 
 /// Sets the three `X-Uma-*` headers; `Err(field)` when a value cannot be sent.
-fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<(), &'static str> {
+pub(crate) fn set_principal_headers(
+    headers: &mut HeaderMap,
+    p: &UmaPrincipal,
+) -> Result<(), &'static str> {
     if let Some(sub) = p.subject() {
         headers.insert(X_UMA_SUBJECT, percent_encoded(sub));
     }

@@ -130,8 +130,14 @@ fn main() -> ExitCode {
     }
     // Only /metrics reads the recorder: without an admin listener the metric calls stay no-ops
     // and keep nothing. `run` drains the recorder's histogram buffers on a timer.
+    let decision = matches!(config.mode, uma_proxy::config::Mode::Decision(_));
     let metrics = config.admin_listen.and_then(|_| {
-        match PrometheusBuilder::new().install_recorder() {
+        let mut builder = PrometheusBuilder::new();
+        if decision {
+            // Every series says which mode answered (proxy mode keeps its series as they were).
+            builder = builder.add_global_label("mode", "decision");
+        }
+        match builder.install_recorder() {
             Ok(handle) => Some(handle),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot install the metrics recorder; /metrics is off");

@@ -92,8 +92,12 @@ pub struct Overrides {
 pub struct Config {
     /// Where the proxy listens (`listen`).
     pub listen: SocketAddr,
-    /// Where requests are forwarded (`upstream`).
-    pub upstream: Upstream,
+    /// `mode`: a reverse proxy (`"proxy"`, the default) or the decision service of a
+    /// gateway (`"decision"`).
+    pub mode: Mode,
+    /// Where requests are forwarded (`upstream`); required in proxy mode, refused in decision
+    /// mode (the proxy forwards nothing there).
+    pub upstream: Option<Upstream>,
     /// The `realm` of UMA challenges (`realm`); the layer defaults to the client id.
     pub realm: Option<String>,
     /// `enforcement`: `"enforcing"` (default), `"permissive"` or `"disabled"`.
@@ -123,6 +127,38 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[[resources]]`, in file order.
     pub resources: Vec<ResourceConfig>,
+}
+
+/// What the proxy does with a request it lets through (`mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// `mode = "proxy"` (the default): forward it to `upstream`.
+    Proxy,
+    /// `mode = "decision"`: answer a gateway's authorization request about it; see the
+    /// [`decision`](crate::decision) module.
+    Decision(DecisionOptions),
+}
+
+/// The keys of decision mode: who may ask, and where Envoy's requests name the original path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecisionOptions {
+    /// `trusted_forwarders`: the peers that may ask (default: loopback, `127.0.0.0/8` and
+    /// `::1`); anyone else gets `403`.
+    pub trusted_forwarders: TrustedProxies,
+    /// `path_prefix`: with Envoy's HTTP `ext_authz`, the prefix its authorization requests put
+    /// before the original path (`/ext_authz` for `path_prefix: /ext_authz`).
+    pub path_prefix: Option<String>,
+}
+
+impl Default for DecisionOptions {
+    fn default() -> Self {
+        Self {
+            trusted_forwarders: TrustedProxies::loopback(),
+            path_prefix: None,
+        }
+    }
 }
 
 /// How the proxy obtains its PAT (`pat_grant`).

@@ -14,7 +14,11 @@ use tower_uma::Dialect;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) mode: ModeRaw,
     pub(super) upstream: Option<Spanned<String>>,
+    pub(super) trusted_forwarders: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) path_prefix: Option<Spanned<String>>,
     pub(super) realm: Option<String>,
     #[serde(default)]
     pub(super) enforcement: Enforcement,
@@ -33,6 +37,14 @@ pub(super) struct RawConfig {
     pub(super) cache: RawCache,
     #[serde(default)]
     pub(super) resources: Vec<Spanned<RawResource>>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ModeRaw {
+    #[default]
+    Proxy,
+    Decision,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]

@@ -15,13 +15,14 @@ use tower_uma::{
 };
 
 use super::raw::{
-    Dur, Enforcement, MethodOverrideRaw, PatGrantKind, RawAs, RawConfig, RawResource, UnmappedRaw,
+    Dur, Enforcement, MethodOverrideRaw, ModeRaw, PatGrantKind, RawAs, RawConfig, RawResource,
+    UnmappedRaw,
 };
 use super::{
     AsCallsConfig, AsConfig, CacheConfig, Config, ConfigError, DEFAULT_AS_TIMEOUT,
     DEFAULT_BREAKER_MAX_OPEN_INTERVAL, DEFAULT_BREAKER_OPEN_INTERVAL, DEFAULT_LISTEN,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, MethodScopes, Overrides, PatGrantConfig,
-    ResourceConfig,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, DecisionOptions, MethodScopes, Mode,
+    Overrides, PatGrantConfig, ResourceConfig,
 };
 use crate::forward::Upstream;
 use crate::trust::{AllowedHosts, Cidr, TrustedProxies};
@@ -80,13 +81,30 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     .map_err(|m| self.at(v.span(), format!("`admin_listen`: {m}")))
             })
             .transpose()?;
-        let upstream = match (&overrides.upstream, &raw.upstream) {
-            (Some(cli), _) => {
-                Upstream::parse(cli).map_err(|m| self.nowhere(format!("--upstream: {m}")))?
+        let mode = self.resolve_mode(&raw)?;
+        let upstream = match (&overrides.upstream, &raw.upstream, &mode) {
+            (Some(_), _, Mode::Decision(_)) => {
+                return Err(self.nowhere(
+                    "--upstream: mode = \"decision\" forwards nothing; remove --upstream (or set mode = \"proxy\")"
+                        .to_owned(),
+                ));
             }
-            (None, Some(v)) => Upstream::parse(v.get_ref())
-                .map_err(|m| self.at(v.span(), format!("`upstream`: {m}")))?,
-            (None, None) => {
+            (None, Some(v), Mode::Decision(_)) => {
+                return Err(self.at(
+                    v.span(),
+                    "`upstream`: mode = \"decision\" forwards nothing; remove `upstream` (or set mode = \"proxy\")"
+                        .to_owned(),
+                ));
+            }
+            (None, None, Mode::Decision(_)) => None,
+            (Some(cli), _, Mode::Proxy) => {
+                Some(Upstream::parse(cli).map_err(|m| self.nowhere(format!("--upstream: {m}")))?)
+            }
+            (None, Some(v), Mode::Proxy) => Some(
+                Upstream::parse(v.get_ref())
+                    .map_err(|m| self.at(v.span(), format!("`upstream`: {m}")))?,
+            ),
+            (None, None, Mode::Proxy) => {
                 return Err(self.nowhere(
                     "missing key `upstream`: set it in the file (upstream = \"http://127.0.0.1:9000\") or with --upstream"
                         .to_owned(),
@@ -121,6 +139,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         let c = raw.cache;
         Ok(Config {
             listen,
+            mode,
             upstream,
             realm: raw.realm,
             enforcement: match raw.enforcement {
@@ -159,20 +178,64 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         })
     }
 
+    /// `mode`, and the keys of decision mode (`trusted_forwarders`, `path_prefix`), which
+    /// proxy mode refuses.
+    fn resolve_mode(&self, raw: &RawConfig) -> Result<Mode, ConfigError> {
+        if raw.mode == ModeRaw::Proxy {
+            let only = |key: &str, span: Range<usize>| {
+                self.at(
+                    span,
+                    format!("`{key}` is a key of mode = \"decision\"; this file is in proxy mode"),
+                )
+            };
+            if let Some(v) = &raw.trusted_forwarders {
+                return Err(only("trusted_forwarders", v.span()));
+            }
+            if let Some(v) = &raw.path_prefix {
+                return Err(only("path_prefix", v.span()));
+            }
+            return Ok(Mode::Proxy);
+        }
+        let mut options = DecisionOptions::default();
+        if let Some(list) = &raw.trusted_forwarders {
+            options.trusted_forwarders = self.networks(list.get_ref(), "trusted_forwarders")?;
+        }
+        if let Some(prefix) = &raw.path_prefix {
+            let p = prefix.get_ref();
+            if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') || p.contains(['?', '#', '%'])
+            {
+                return Err(self.at(
+                    prefix.span(),
+                    format!(
+                        "`path_prefix`: {p:?} is not a path prefix: write it as Envoy's `path_prefix`, e.g. \"/ext_authz\" (a leading `/`, no trailing `/`, no `?`, `#` or `%`)"
+                    ),
+                ));
+            }
+            options.path_prefix = Some(p.clone());
+        }
+        Ok(Mode::Decision(options))
+    }
+
+    /// A list of networks under `key`, each entry's error at its own line.
+    fn networks(&self, list: &[Spanned<String>], key: &str) -> Result<TrustedProxies, ConfigError> {
+        list.iter()
+            .map(|entry| {
+                Cidr::parse(entry.get_ref())
+                    .map_err(|m| self.at(entry.span(), format!("`{key}`: {m}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies::new)
+    }
+
     /// `trusted_proxies` and `allowed_hosts`, each entry's error at its own line.
     fn resolve_trust(
         &self,
         raw: &RawConfig,
     ) -> Result<(TrustedProxies, Option<AllowedHosts>), ConfigError> {
-        let trusted = raw
-            .trusted_proxies
-            .iter()
-            .flatten()
-            .map(|entry| {
-                Cidr::parse(entry.get_ref())
-                    .map_err(|m| self.at(entry.span(), format!("`trusted_proxies`: {m}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted = match &raw.trusted_proxies {
+            Some(list) => self.networks(list, "trusted_proxies")?,
+            None => TrustedProxies::default(),
+        };
         let allowed = match &raw.allowed_hosts {
             None => None,
             Some(list) => {
@@ -187,7 +250,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 )
             }
         };
-        Ok((TrustedProxies::new(trusted), allowed))
+        Ok((trusted, allowed))
     }
 
     fn positive(&self, d: &Spanned<Dur>, key: &str) -> Result<Duration, ConfigError> {

@@ -52,7 +52,10 @@ fn overrides_replace_the_file() {
     };
     let c = Config::from_toml_str(BASE, "p", &o, env).unwrap();
     assert_eq!(c.listen.port(), 7000);
-    assert_eq!(c.upstream.to_string(), "http://127.0.0.1:7001/api");
+    assert_eq!(
+        c.upstream.as_ref().map(ToString::to_string).as_deref(),
+        Some("http://127.0.0.1:7001/api")
+    );
 }
 
 #[test]
@@ -459,5 +462,105 @@ fn dialect_values_are_the_librarys() {
     assert_eq!(
         e.message(),
         "`dialect`: unknown dialect \"gluu\": use \"standard\", \"keycloak\" or \"wso2\""
+    );
+}
+
+#[test]
+fn decision_mode_and_its_keys() {
+    let decision = BASE.replace(
+        "upstream = \"http://127.0.0.1:9000\"\n",
+        "mode = \"decision\"\n",
+    );
+    let c = parse(&decision).unwrap();
+    assert_eq!(c.upstream, None);
+    let Mode::Decision(options) = &c.mode else {
+        panic!("{:?}", c.mode)
+    };
+    assert_eq!(options, &DecisionOptions::default());
+    assert!(
+        options
+            .trusted_forwarders
+            .contains("127.0.0.9".parse().unwrap())
+    );
+    assert!(options.trusted_forwarders.contains("::1".parse().unwrap()));
+    assert!(
+        !options
+            .trusted_forwarders
+            .contains("10.0.0.1".parse().unwrap())
+    );
+    assert_eq!(parse(BASE).unwrap().mode, Mode::Proxy);
+
+    let keyed = decision.replace(
+        "mode = \"decision\"\n",
+        "mode = \"decision\"\ntrusted_forwarders = [\"10.0.0.0/8\"]\npath_prefix = \"/ext_authz\"\n",
+    );
+    let Mode::Decision(options) = parse(&keyed).unwrap().mode else {
+        panic!("decision")
+    };
+    assert!(
+        options
+            .trusted_forwarders
+            .contains("10.1.2.3".parse().unwrap())
+    );
+    assert!(
+        !options
+            .trusted_forwarders
+            .contains("127.0.0.1".parse().unwrap())
+    );
+    assert_eq!(options.path_prefix.as_deref(), Some("/ext_authz"));
+
+    for (text, line, message) in [
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\nupstream = \"http://h\"\n",
+            ),
+            Some(3),
+            "`upstream`: mode = \"decision\" forwards nothing",
+        ),
+        (
+            BASE.replace("listen", "trusted_forwarders = [\"::1\"]\nlisten"),
+            Some(1),
+            "`trusted_forwarders` is a key of mode = \"decision\"",
+        ),
+        (
+            BASE.replace("listen", "path_prefix = \"/x\"\nlisten"),
+            Some(1),
+            "`path_prefix` is a key of mode = \"decision\"",
+        ),
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\npath_prefix = \"ext/\"\n",
+            ),
+            Some(3),
+            "`path_prefix`: \"ext/\" is not a path prefix",
+        ),
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\ntrusted_forwarders = [\"10.0.0.1/8\"]\n",
+            ),
+            Some(3),
+            "`trusted_forwarders`:",
+        ),
+        (
+            BASE.replace("listen", "mode = \"gateway\"\nlisten"),
+            Some(1),
+            "unknown variant `gateway`",
+        ),
+    ] {
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line(), line, "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    let o = Overrides {
+        upstream: Some("http://127.0.0.1:7001".into()),
+        ..Overrides::default()
+    };
+    let err = Config::from_toml_str(&decision, "proxy.toml", &o, env).unwrap_err();
+    assert!(
+        err.to_string().contains("--upstream: mode = \"decision\""),
+        "{err}"
     );
 }

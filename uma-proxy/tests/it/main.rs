@@ -11,6 +11,7 @@ mod common;
 
 mod as_outage;
 mod config_errors;
+mod decision;
 mod e2e;
 mod forgotten_resource;
 mod inprocess;
