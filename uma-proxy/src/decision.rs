@@ -37,8 +37,9 @@
 //! challenge (the gateway must pass it to the client), `403` with `Warning` when the AS
 //! cannot be reached, `400`, `405` with `Allow`. A request the layer lets through gets
 //! [`DecisionAnswer`]'s `200` with `X-Uma-Subject`, `X-Uma-Client-Id` and
-//! `X-Uma-Permissions` (encoded as in proxy mode, see [`crate::forward`]) for the gateway to
-//! copy onto the proxied request, and an empty body. Nothing of the request body is read.
+//! `X-Uma-Permissions` (encoded as in proxy mode, see [`crate::forward`]; empty when the
+//! request passed without an RPT) for the gateway to copy onto the proxied request, and an
+//! empty body. Nothing of the request body is read.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -55,7 +56,10 @@ use tower::Service;
 use tower_uma::UmaPrincipal;
 
 use crate::config::DecisionOptions;
-use crate::forward::{ClientAddr, ProxyBody, error_response, set_principal_headers};
+use crate::forward::{
+    ClientAddr, ProxyBody, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS, X_UMA_SUBJECT, error_response,
+    set_principal_headers,
+};
 
 /// `X-Forwarded-Method` (Traefik, Caddy).
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
@@ -204,7 +208,9 @@ fn origin_form(target: &[u8]) -> Result<PathAndQuery, &'static str> {
 }
 
 /// The inner service of decision mode: `200` with the `X-Uma-*` headers of the request's
-/// [`UmaPrincipal`] (none for public or unchecked requests) and an empty body. It is only
+/// [`UmaPrincipal`] and an empty body; the three headers are there but empty for a request
+/// that passed without an RPT (a public route, an unmapped path with `unmapped = "allow"`,
+/// permissive mode), so that gateways copying them overwrite a client's own. It is only
 /// reached for requests the layer let through.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DecisionAnswer;
@@ -224,14 +230,25 @@ impl<B> Service<Request<B>> for DecisionAnswer {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         );
-        if let Some(p) = req.extensions().get::<UmaPrincipal>()
-            && let Err(what) = set_principal_headers(resp.headers_mut(), p)
-        {
-            tracing::warn!(
-                token.fingerprint = %p.token_fingerprint(),
-                "the RPT's {what} cannot be sent in a header; refusing the request"
-            );
-            return ready(Ok(error_response(StatusCode::FORBIDDEN)));
+        match req.extensions().get::<UmaPrincipal>() {
+            Some(p) => {
+                if let Err(what) = set_principal_headers(resp.headers_mut(), p) {
+                    tracing::warn!(
+                        token.fingerprint = %p.token_fingerprint(),
+                        "the RPT's {what} cannot be sent in a header; refusing the request"
+                    );
+                    return ready(Ok(error_response(StatusCode::FORBIDDEN)));
+                }
+            }
+            None => {
+                // Empty, not absent: a gateway that copies these headers then replaces whatever
+                // a client sent under their names (Caddy 2.6's copy_headers would otherwise
+                // send its unreplaced placeholder, Traefik would keep the client's value).
+                for name in [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS] {
+                    resp.headers_mut()
+                        .insert(name, HeaderValue::from_static(""));
+                }
+            }
         }
         ready(Ok(resp))
     }

@@ -301,6 +301,19 @@ fn the_example_file_parses() {
 }
 
 #[test]
+fn the_gateway_example_parses() {
+    let text = include_str!("../../examples/gateways/proxy.toml");
+    let env = |n: &str| (n == "UMA_PROXY_SECRET").then(|| "photo-api-secret".to_owned());
+    let c = Config::from_toml_str(text, "proxy.toml", &Overrides::default(), env).unwrap();
+    let Mode::Decision(options) = &c.mode else {
+        panic!("{:?}", c.mode)
+    };
+    assert_eq!(options.path_prefix.as_deref(), Some("/ext_authz"));
+    assert_eq!(c.upstream, None);
+    assert_eq!(c.resources.len(), 2);
+}
+
+#[test]
 fn wso2_defaults_to_the_password_grant() {
     let text = BASE.replace("allow_http = true", "allow_http = true\ndialect = \"wso2\"");
     let e = parse(&text).unwrap_err();

@@ -89,6 +89,19 @@ public = true
     )
 }
 
+/// The config of [`config`] in decision mode (`mode = "decision"`, no `upstream`), with
+/// `extra` keys at the top level.
+pub fn decision_config(as_: &TestAs, extra: &str) -> String {
+    const UNUSED: &str = "http://unused.invalid";
+    let text = config(as_, UNUSED, &format!("mode = \"decision\"\n{extra}"))
+        .replace(&format!("upstream = \"{UNUSED}\"\n"), "");
+    assert!(
+        !text.contains("upstream ="),
+        "a decision config names no upstream"
+    );
+    text
+}
+
 // ---------------------------------------------------------------------------------------------
 // The upstream.
 

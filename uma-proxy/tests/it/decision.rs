@@ -18,13 +18,7 @@ use crate::common::*;
 
 /// Runs the proxy in decision mode for `as_` with `extra` keys; returns its address.
 async fn start_decision(as_: &TestAs, extra: &str) -> SocketAddr {
-    let text = config(
-        as_,
-        "http://unused.invalid",
-        &format!("mode = \"decision\"\n{extra}"),
-    )
-    .replace("upstream = \"http://unused.invalid\"\n", "");
-    assert!(!text.contains("upstream ="), "the config keeps no upstream");
+    let text = decision_config(as_, extra);
     let env = |n: &str| (n == SECRET_ENV).then(|| RS_SECRET.to_owned());
     let config = Config::from_toml_str(&text, "proxy.toml", &Overrides::default(), env).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -151,7 +145,12 @@ async fn each_gateway_convention_gets_the_layers_decision() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers.get("x-uma-subject").is_none());
+    for name in ["x-uma-subject", "x-uma-client-id", "x-uma-permissions"] {
+        assert_eq!(
+            r.headers[name], "",
+            "{name}: empty, for gateways to overwrite a client's"
+        );
+    }
     // A method the route does not list: 405 with Allow, as in proxy mode.
     let r = ask(
         addr,
@@ -262,4 +261,32 @@ async fn an_unreachable_as_is_403_with_warning() {
         warning.contains("UMA Authorization Server Unreachable"),
         "{warning}"
     );
+}
+
+/// The binary in decision mode: its metrics say which mode answered, and its start-up line
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_labels_its_metrics_with_the_mode() {
+    let as_ = start_as().await;
+    let text = decision_config(&as_, "admin_listen = \"127.0.0.1:0\"");
+    let (proxy, addr) = Proxy::start(&text).await;
+    let admin = proxy.admin_addr().await;
+    let r = ask(
+        addr,
+        "/auth",
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/albums/1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let metrics = send(Method::GET, &format!("http://{admin}/metrics"), &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("uma_decisions_total{"))
+        .unwrap_or_else(|| panic!("no decision counted:\n{text}"));
+    assert!(line.contains("mode=\"decision\""), "{line}");
+    proxy.stderr_contains("mode=\"decision\"").await;
 }
