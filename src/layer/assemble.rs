@@ -99,12 +99,27 @@ impl UmaLayerBuilder {
             .clone()
             .unwrap_or_else(|| trim_issuer(&self.issuer).to_owned());
         for (name, v) in [("realm", &realm), ("as_uri", &as_uri)] {
-            crate::challenge::render_challenge(v, "x", "x").map_err(|_| {
+            crate::challenge::render_challenge(v, "x", "x", None).map_err(|_| {
                 Error::config(format!(
                     "the {name} {v:?} cannot be sent in a challenge: use visible ASCII without control characters"
                 ))
             })?;
         }
+        let metadata = match &self.metadata {
+            Some(m) => {
+                let doc = m.document(
+                    trim_issuer(&self.issuer),
+                    &self.resources.scope_names(),
+                    allow_http,
+                )?;
+                if self.resolver.is_none() {
+                    let route = crate::resources::Route::public(doc.path());
+                    self.resources = std::mem::take(&mut self.resources).route(route);
+                }
+                Some(doc)
+            }
+            None => None,
+        };
         self.resources
             .validate()
             .map_err(|e| Error::config(format!("invalid resource map: {e}")))?;
@@ -205,6 +220,7 @@ impl UmaLayerBuilder {
             },
             realm,
             as_uri,
+            metadata,
             namespace,
             client,
             registrar,
@@ -233,6 +249,7 @@ pub(super) struct Prepared {
     jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     realm: String,
     as_uri: String,
+    metadata: Option<crate::metadata::ResourceMetadataDocument>,
     namespace: String,
     client: Arc<AsClient>,
     pub(super) registrar: Option<Registrar>,
@@ -273,6 +290,7 @@ impl Prepared {
             registry,
             realm: self.realm,
             as_uri: self.as_uri,
+            metadata: self.metadata,
             client: self.client,
             gate: self.gate,
             cache: self.cache,

@@ -100,6 +100,7 @@ pub struct UmaLayerBuilder {
     pub(super) resource_registration_endpoint: Option<String>,
     pub(super) jwks_uri: Option<String>,
     pub(super) resources: ResourceMap,
+    pub(super) metadata: Option<crate::metadata::ResourceMetadata>,
     pub(super) resolver: Option<Arc<dyn ResourceResolver>>,
     pub(super) connect_timeout: Duration,
     pub(super) request_timeout: Duration,
@@ -163,6 +164,7 @@ impl UmaLayerBuilder {
             resource_registration_endpoint: None,
             jwks_uri: None,
             resources: ResourceMap::new(),
+            metadata: None,
             resolver: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
@@ -295,6 +297,15 @@ impl UmaLayerBuilder {
     /// request is unmapped).
     pub fn resources(mut self, map: ResourceMap) -> Self {
         self.resources = map;
+        self
+    }
+
+    /// Publishes OAuth 2.0 Protected Resource Metadata (RFC 9728) for the API: the layer
+    /// lets its well-known path through as public, [`UmaLayer::resource_metadata`] holds the
+    /// document to serve, and challenges may name it. See the [`metadata`](crate::metadata)
+    /// module. Off by default.
+    pub fn resource_metadata(mut self, metadata: crate::metadata::ResourceMetadata) -> Self {
+        self.metadata = Some(metadata);
         self
     }
 

@@ -56,6 +56,7 @@ pub(crate) struct Parts {
     pub(crate) registry: ResourceRegistry,
     pub(crate) realm: String,
     pub(crate) as_uri: String,
+    pub(crate) metadata: Option<crate::metadata::ResourceMetadataDocument>,
     pub(crate) client: Arc<AsClient>,
     pub(crate) gate: Arc<AsGate>,
     pub(crate) cache: IntrospectionCache,
@@ -81,6 +82,8 @@ pub(crate) struct Pipeline {
     registry: ResourceRegistry,
     realm: String,
     as_uri: String,
+    /// RFC 9728 metadata, when published.
+    metadata: Option<crate::metadata::ResourceMetadataDocument>,
     /// Tickets (and, through `rpt`, introspection).
     client: Arc<AsClient>,
     /// The cap and circuit breakers of every AS call (also held by the client).
@@ -172,6 +175,7 @@ impl Pipeline {
             registry: parts.registry,
             realm: parts.realm,
             as_uri: parts.as_uri,
+            metadata: parts.metadata,
             rpt: Arc::new(RptCheck {
                 client: Arc::clone(&parts.client),
                 #[cfg(feature = "jwt")]
@@ -195,6 +199,10 @@ impl Pipeline {
 
     pub(crate) fn as_uri(&self) -> &str {
         &self.as_uri
+    }
+
+    pub(crate) fn metadata(&self) -> Option<&crate::metadata::ResourceMetadataDocument> {
+        self.metadata.as_ref()
     }
 
     pub(crate) fn enforcement(&self) -> EnforcementMode {
@@ -508,7 +516,11 @@ impl Pipeline {
                 return (verdict, Why::new("ticket_failed").error(e));
             }
         };
-        match render_challenge(&self.realm, &self.as_uri, &ticket) {
+        let resource_metadata = self
+            .metadata
+            .as_ref()
+            .and_then(crate::metadata::ResourceMetadataDocument::challenge_param);
+        match render_challenge(&self.realm, &self.as_uri, &ticket, resource_metadata) {
             Ok(header) => (
                 Verdict::Refuse(Refusal::Challenged(header)),
                 Why::new(reason),

@@ -1133,6 +1133,21 @@ impl ResourceMap {
         out
     }
 
+    /// Every scope the map names (declared resources' scopes, route and `any_method` scopes),
+    /// sorted, once each: the `scopes_supported` of RFC 9728 metadata.
+    pub(crate) fn scope_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for route in self.entries.iter().map(|e| &e.route) {
+            let declared = route.decl.iter().flat_map(|d| d.resource_scopes.iter());
+            let listed = route.methods.iter().flat_map(|(_, scopes)| scopes.iter());
+            let any = route.any_method.iter().flatten();
+            out.extend(declared.chain(listed).chain(any).cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Checks the map: every template well formed, no two routes for the same paths, every
     /// protected route with a resource and scopes, every declaration registrable and consistent.
     ///
