@@ -51,6 +51,7 @@
 pub mod config;
 pub mod decision;
 pub mod forward;
+pub mod metadata;
 pub mod metrics;
 pub mod server;
 pub mod trust;
@@ -61,6 +62,7 @@ pub use decision::{DecisionAnswer, DecisionFront};
 pub use forward::{
     BoxError, ClientAddr, Forward, ForwardOptions, ProxyBody, Upstream, forwarding_service,
 };
+pub use metadata::MetadataFront;
 pub use server::{
     Drain, LayerSlot, RunError, admin_service, admin_service_with_layer, build_layer_with_retry,
     run, serve,

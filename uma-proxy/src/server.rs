@@ -39,6 +39,7 @@ use crate::decision::{DecisionAnswer, DecisionFront};
 use crate::forward::{
     ClientAddr, ForwardOptions, ProxyBody, forwarding_service, remove_uma_headers,
 };
+use crate::metadata::MetadataFront;
 use crate::metrics as m;
 use crate::trust::HostCheck;
 
@@ -458,12 +459,15 @@ pub async fn run(
             "shutting down: no new connections; finishing requests in flight"
         );
     };
-    // Misdirected requests are answered before the layer spends an AS call on them.
+    // RFC 9728 metadata is answered by the proxy itself (the layer only makes its path
+    // public). Misdirected requests are answered before the layer spends an AS call on them.
+    let metadata = layer.resource_metadata().cloned();
     let drained = match (&config.mode, &config.upstream) {
         (Mode::Decision(options), _) => {
             let service = tower::Layer::layer(&layer, DecisionAnswer);
             let service = HostCheck::new(config.allowed_hosts.clone(), service);
             let service = DecisionFront::new(options.clone(), service);
+            let service = MetadataFront::new(metadata, service);
             serve(listener, service, announced, grace).await
         }
         (Mode::Proxy, Some(upstream)) => {
@@ -473,6 +477,7 @@ pub async fn run(
                 .trusted_proxies(config.trusted_proxies.clone());
             let service =
                 tower::Layer::layer(&layer, forwarding_service(upstream.clone(), options));
+            let service = MetadataFront::new(metadata, service);
             let service = HostCheck::new(config.allowed_hosts.clone(), service);
             serve(listener, service, announced, grace).await
         }

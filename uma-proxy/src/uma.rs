@@ -96,6 +96,9 @@ pub(crate) async fn waiting_builder(
         .method_override(config.method_override)
         .cache(config.cache.build())
         .resources(config.resource_map());
+    if let Some(metadata) = &config.resource_metadata {
+        builder = builder.resource_metadata(metadata.clone());
+    }
     builder = a.calls.apply(builder);
     Ok(apply_dialect(builder, a))
 }

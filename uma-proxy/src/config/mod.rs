@@ -125,6 +125,9 @@ pub struct Config {
     pub authorization_server: AsConfig,
     /// `[cache]`.
     pub cache: CacheConfig,
+    /// `[resource_metadata]`: RFC 9728 metadata served at
+    /// `/.well-known/oauth-protected-resource` (off without the table).
+    pub resource_metadata: Option<tower_uma::metadata::ResourceMetadata>,
     /// `[[resources]]`, in file order.
     pub resources: Vec<ResourceConfig>,
 }

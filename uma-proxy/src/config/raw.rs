@@ -35,6 +35,7 @@ pub(super) struct RawConfig {
     pub(super) authorization_server: Spanned<RawAs>,
     #[serde(default)]
     pub(super) cache: RawCache,
+    pub(super) resource_metadata: Option<Spanned<RawMetadata>>,
     #[serde(default)]
     pub(super) resources: Vec<Spanned<RawResource>>,
 }
@@ -106,6 +107,16 @@ pub(super) struct RawAs {
     pub(super) breaker_open_interval: Option<Spanned<Dur>>,
     pub(super) breaker_max_open_interval: Option<Spanned<Dur>>,
     pub(super) resource_resync_interval: Option<Spanned<Dur>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetadata {
+    pub(super) resource: Spanned<String>,
+    pub(super) resource_name: Option<String>,
+    pub(super) resource_documentation: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) in_challenge: bool,
 }
 
 #[derive(Deserialize, Default)]

@@ -9,14 +9,15 @@ use std::time::Duration;
 use http::Method;
 use toml::Spanned;
 use toml_diag::Diagnostic;
+use tower_uma::metadata::ResourceMetadata;
 use tower_uma::{
     ClientSecret, Dialect, EnforcementMode, MethodOverride, ResourceDecl, ResourceMap,
     ResourceMapError, Unmapped,
 };
 
 use super::raw::{
-    Dur, Enforcement, MethodOverrideRaw, ModeRaw, PatGrantKind, RawAs, RawConfig, RawResource,
-    UnmappedRaw,
+    Dur, Enforcement, MethodOverrideRaw, ModeRaw, PatGrantKind, RawAs, RawConfig, RawMetadata,
+    RawResource, UnmappedRaw,
 };
 use super::{
     AsCallsConfig, AsConfig, CacheConfig, Config, ConfigError, DEFAULT_AS_TIMEOUT,
@@ -136,6 +137,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     .to_owned(),
             ));
         }
+        let resource_metadata = self.resolve_metadata(raw.resource_metadata.as_ref())?;
         let c = raw.cache;
         Ok(Config {
             listen,
@@ -174,8 +176,41 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 skew: c.skew.map(|d| d.0),
                 cache_without_exp: c.cache_without_exp,
             },
+            resource_metadata,
             resources,
         })
+    }
+
+    /// `[resource_metadata]`: URLs checked here, at their line; the rest when the layer is
+    /// built.
+    fn resolve_metadata(
+        &self,
+        raw: Option<&Spanned<RawMetadata>>,
+    ) -> Result<Option<ResourceMetadata>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let m = raw.get_ref();
+        let url = |v: &Spanned<String>, key: &str| {
+            url::Url::parse(v.get_ref()).map(drop).map_err(|e| {
+                self.at(
+                    v.span(),
+                    format!(
+                        "[resource_metadata] `{key}`: {:?} is not an absolute URL ({e})",
+                        v.get_ref()
+                    ),
+                )
+            })
+        };
+        url(&m.resource, "resource")?;
+        let mut metadata =
+            ResourceMetadata::new(m.resource.get_ref().clone()).in_challenge(m.in_challenge);
+        if let Some(name) = &m.resource_name {
+            metadata = metadata.resource_name(name.clone());
+        }
+        if let Some(doc) = &m.resource_documentation {
+            url(doc, "resource_documentation")?;
+            metadata = metadata.resource_documentation(doc.get_ref().clone());
+        }
+        Ok(Some(metadata))
     }
 
     /// `mode`, and the keys of decision mode (`trusted_forwarders`, `path_prefix`), which

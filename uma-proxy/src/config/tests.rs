@@ -577,3 +577,42 @@ fn decision_mode_and_its_keys() {
         "{err}"
     );
 }
+
+#[test]
+fn resource_metadata_table() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.resource_metadata, None);
+    let text = format!(
+        "{BASE}[resource_metadata]\nresource = \"https://photos.test\"\nresource_name = \"Photos\"\nin_challenge = true\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.resource_metadata,
+        Some(
+            tower_uma::metadata::ResourceMetadata::new("https://photos.test")
+                .resource_name("Photos")
+                .in_challenge(true)
+        )
+    );
+    for (table, line, message) in [
+        (
+            "resource = \"photos.test\"\n",
+            13,
+            "[resource_metadata] `resource`: \"photos.test\" is not an absolute URL",
+        ),
+        (
+            "resource = \"https://p.test\"\nresource_documentation = \"docs\"\n",
+            14,
+            "`resource_documentation`: \"docs\" is not an absolute URL",
+        ),
+        (
+            "resource = \"https://p.test\"\ncolour = 1\n",
+            14,
+            "unknown field `colour`",
+        ),
+    ] {
+        let err = parse(&format!("{BASE}[resource_metadata]\n{table}")).unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+        assert_eq!(err.line(), Some(line), "{err}");
+    }
+}

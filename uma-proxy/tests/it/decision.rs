@@ -290,3 +290,48 @@ async fn the_binary_labels_its_metrics_with_the_mode() {
     assert!(line.contains("mode=\"decision\""), "{line}");
     proxy.stderr_contains("mode=\"decision\"").await;
 }
+
+/// `[resource_metadata]`: the proxy serves the RFC 9728 document itself, in both modes
+/// (the upstream never sees the request), and its challenges name it when asked to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_metadata_in_both_modes() {
+    let as_ = start_as().await;
+    let table = "[resource_metadata]\nresource = \"http://photos.test\"\n\
+                 resource_documentation = \"http://photos.test/docs\"\nin_challenge = true\n";
+    let up = start_upstream().await;
+    let proxy = crate::upstream_view::start_run(&as_, &up.url(), table).await;
+    let decision = start_decision(&as_, table).await;
+    for addr in [proxy, decision] {
+        let r = send(
+            Method::GET,
+            &format!("http://{addr}/.well-known/oauth-protected-resource"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/json");
+        let doc = r.json();
+        assert_eq!(doc["resource"], "http://photos.test");
+        assert_eq!(
+            doc["authorization_servers"],
+            serde_json::json!([as_.issuer()])
+        );
+        assert_eq!(
+            doc["scopes_supported"],
+            serde_json::json!(["delete", "edit", "view"])
+        );
+        assert_eq!(doc["resource_documentation"], "http://photos.test/docs");
+    }
+    assert!(
+        up.seen().is_empty(),
+        "the upstream was asked: {:?}",
+        up.seen().len()
+    );
+    let r = send(Method::GET, &format!("http://{proxy}/albums/1"), &[]).await;
+    let challenge = r.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    let parsed = tower_uma::parse_uma_challenge(challenge).unwrap();
+    assert_eq!(
+        parsed.resource_metadata.as_deref(),
+        Some("http://photos.test/.well-known/oauth-protected-resource")
+    );
+}

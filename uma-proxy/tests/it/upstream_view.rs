@@ -22,7 +22,7 @@ use crate::common::*;
 
 /// Runs the whole proxy for `config(as_, upstream, extra)` until the test ends; returns the
 /// address it listens on (known once the resources are synced).
-async fn start_run(as_: &TestAs, upstream: &str, extra: &str) -> SocketAddr {
+pub(crate) async fn start_run(as_: &TestAs, upstream: &str, extra: &str) -> SocketAddr {
     let text = config(as_, upstream, extra);
     let env = |n: &str| (n == SECRET_ENV).then(|| RS_SECRET.to_owned());
     let config = Config::from_toml_str(&text, "proxy.toml", &Overrides::default(), env).unwrap();
