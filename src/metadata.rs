@@ -127,8 +127,12 @@ impl ResourceMetadata {
                 ))
             })?;
         }
-        // RFC 9728 §3.1: the well-known segment goes between the host and the resource's path.
-        let resource_path = url.path().trim_end_matches('/');
+        // RFC 9728 §3.1: the well-known segment goes between the host and the resource's path;
+        // only a `/` right after the host is dropped (a trailing one of a longer path stays).
+        let resource_path = match url.path() {
+            "/" => "",
+            path => path,
+        };
         let path = format!("{WELL_KNOWN_PATH}{resource_path}");
         let mut origin = url.clone();
         origin.set_path(&path);
@@ -228,11 +232,7 @@ mod tests {
     use super::*;
 
     fn doc(m: &ResourceMetadata) -> Result<ResourceMetadataDocument, Error> {
-        m.document(
-            "https://as.test",
-            &["delete".into(), "view".into()],
-            false,
-        )
+        m.document("https://as.test", &["delete".into(), "view".into()], false)
     }
 
     #[test]
@@ -249,12 +249,19 @@ mod tests {
         );
         assert_eq!(d.challenge_param(), None);
 
-        let m = ResourceMetadata::new("https://example.test/photos/")
+        let m = ResourceMetadata::new("https://example.test/photos")
             .resource_name("Photos")
             .resource_documentation("https://example.test/docs")
             .in_challenge(true);
         let d = doc(&m).unwrap();
         assert_eq!(d.path(), "/.well-known/oauth-protected-resource/photos");
+        let slash = doc(&ResourceMetadata::new("https://example.test/photos/")).unwrap();
+        assert_eq!(
+            slash.path(),
+            "/.well-known/oauth-protected-resource/photos/"
+        );
+        let root = doc(&ResourceMetadata::new("https://example.test/")).unwrap();
+        assert_eq!(root.path(), "/.well-known/oauth-protected-resource");
         assert_eq!(
             d.challenge_param(),
             Some("https://example.test/.well-known/oauth-protected-resource/photos")

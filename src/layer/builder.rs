@@ -300,9 +300,10 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// Publishes OAuth 2.0 Protected Resource Metadata (RFC 9728) for the API: the layer
-    /// lets its well-known path through as public, [`UmaLayer::resource_metadata`] holds the
-    /// document to serve, and challenges may name it. See the [`metadata`](crate::metadata)
+    /// Publishes OAuth 2.0 Protected Resource Metadata (RFC 9728) for the API:
+    /// [`UmaLayer::resource_metadata`] holds the document to serve, challenges may name it,
+    /// and with a [`ResourceMap`] the layer lets its well-known path through as public (a
+    /// [`resolver`](Self::resolver) of yours must answer that path itself). See the [`metadata`](crate::metadata)
     /// module. Off by default.
     pub fn resource_metadata(mut self, metadata: crate::metadata::ResourceMetadata) -> Self {
         self.metadata = Some(metadata);

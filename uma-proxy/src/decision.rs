@@ -26,7 +26,8 @@
 //! counts as none. The target must be in origin form (`/path?query`); the layer then applies
 //! exactly the checks of proxy mode to it (path spellings, method case, method overrides,
 //! public routes). The `Authorization` header is the client's, as the gateway passed it on;
-//! `X-Forwarded-Host`, when present, is the `Host` that `allowed_hosts` checks.
+//! `X-Forwarded-Host`, when present (once: twice is `400`), is the `Host` that
+//! `allowed_hosts` checks.
 //!
 //! Only peers in `trusted_forwarders` (default: loopback) may ask; others get `403`, without
 //! a `Warning` (they are not told anything about the AS).
@@ -37,9 +38,13 @@
 //! challenge (the gateway must pass it to the client), `403` with `Warning` when the AS
 //! cannot be reached, `400`, `405` with `Allow`. A request the layer lets through gets
 //! [`DecisionAnswer`]'s `200` with `X-Uma-Subject`, `X-Uma-Client-Id` and
-//! `X-Uma-Permissions` (encoded as in proxy mode, see [`crate::forward`]; empty when the
-//! request passed without an RPT) for the gateway to copy onto the proxied request, and an
-//! empty body. Nothing of the request body is read.
+//! `X-Uma-Permissions` (encoded as in proxy mode, see [`crate::forward`]; each present, empty
+//! when the request passed without an RPT or the RPT lacks the claim) for the gateway to copy
+//! onto the proxied request, and an empty body. Nothing of the request body is read.
+//!
+//! `method_override = "decide"` is refused in this mode: the layer would decide on the
+//! overridden method, while the gateway forwards the request as the client sent it, to an API
+//! that may ignore the override.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -120,9 +125,16 @@ where
                 ] {
                     headers.remove(name);
                 }
-                if let Some(host) = single(headers, &X_FORWARDED_HOST).ok().flatten() {
-                    let host = host.clone();
-                    headers.insert(header::HOST, host);
+                match single(headers, &X_FORWARDED_HOST) {
+                    Ok(Some(host)) => {
+                        let host = host.clone();
+                        headers.insert(header::HOST, host);
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        tracing::debug!(reason = why, "refusing a decision request: {why}");
+                        return Either::Left(ready(Ok(error_response(StatusCode::BAD_REQUEST))));
+                    }
                 }
                 *req.method_mut() = method;
                 *req.uri_mut() = Uri::from(target);
@@ -208,9 +220,10 @@ fn origin_form(target: &[u8]) -> Result<PathAndQuery, &'static str> {
 }
 
 /// The inner service of decision mode: `200` with the `X-Uma-*` headers of the request's
-/// [`UmaPrincipal`] and an empty body; the three headers are there but empty for a request
-/// that passed without an RPT (a public route, an unmapped path with `unmapped = "allow"`,
-/// permissive mode), so that gateways copying them overwrite a client's own. It is only
+/// [`UmaPrincipal`] and an empty body; each of the three is there, empty when the request
+/// passed without an RPT (a public route, an unmapped path with `unmapped = "allow"`,
+/// permissive mode) or the RPT lacks the claim, so that gateways copying them overwrite a
+/// client's own. It is only
 /// reached for requests the layer let through.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DecisionAnswer;
@@ -230,25 +243,23 @@ impl<B> Service<Request<B>> for DecisionAnswer {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         );
-        match req.extensions().get::<UmaPrincipal>() {
-            Some(p) => {
-                if let Err(what) = set_principal_headers(resp.headers_mut(), p) {
-                    tracing::warn!(
-                        token.fingerprint = %p.token_fingerprint(),
-                        "the RPT's {what} cannot be sent in a header; refusing the request"
-                    );
-                    return ready(Ok(error_response(StatusCode::FORBIDDEN)));
-                }
-            }
-            None => {
-                // Empty, not absent: a gateway that copies these headers then replaces whatever
-                // a client sent under their names (Caddy 2.6's copy_headers would otherwise
-                // send its unreplaced placeholder, Traefik would keep the client's value).
-                for name in [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS] {
-                    resp.headers_mut()
-                        .insert(name, HeaderValue::from_static(""));
-                }
-            }
+        if let Some(p) = req.extensions().get::<UmaPrincipal>()
+            && let Err(what) = set_principal_headers(resp.headers_mut(), p)
+        {
+            tracing::warn!(
+                token.fingerprint = %p.token_fingerprint(),
+                "the RPT's {what} cannot be sent in a header; refusing the request"
+            );
+            return ready(Ok(error_response(StatusCode::FORBIDDEN)));
+        }
+        // Every one of the three, empty when there is no RPT or it lacks the claim (Keycloak's
+        // RPTs have no `sub`): a gateway that copies them then replaces whatever a client sent
+        // under their names (Caddy 2.6's copy_headers would send its unreplaced placeholder,
+        // Traefik and Envoy would keep the client's value).
+        for name in [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS] {
+            resp.headers_mut()
+                .entry(name)
+                .or_insert(HeaderValue::from_static(""));
         }
         ready(Ok(resp))
     }

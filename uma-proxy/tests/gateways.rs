@@ -22,7 +22,7 @@ use common::*;
 use http::{Method, StatusCode, header};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use uma_test_as::{Endpoint, TestAs};
+use uma_test_as::{Endpoint, RptPermission, RptSpec, TestAs};
 
 /// The addresses the shipped configs use, replaced by the test's.
 const EXAMPLE_GATEWAY: &str = "127.0.0.1:8000";
@@ -119,8 +119,9 @@ async fn start_nginx(decision: SocketAddr, api: SocketAddr) -> Gateway {
     std::fs::write(&conf_path, conf).unwrap();
     let log = dir.join("error.log");
     let mut globals =
-        format!("daemon off; master_process on; pid {d}/nginx.pid; error_log {d}/error.log;");
-    // Workers as root read and write the test's directory (CI runs as root).
+        format!("daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;");
+    // One process (no master), so that killing it on drop stops everything; as root, it reads
+    // and writes the test's directory (CI runs as root).
     if is_root() {
         globals.push_str(" user root;");
     }
@@ -196,7 +197,8 @@ async fn start_caddy(decision: SocketAddr, api: SocketAddr) -> Gateway {
 
 /// uma-proxy (the binary) in decision mode for `as_`, listening on a port of its own.
 async fn start_decision(as_: &TestAs) -> (Proxy, SocketAddr) {
-    Proxy::start(&decision_config(as_, "")).await
+    let metadata = "[resource_metadata]\nresource = \"http://photos.test\"\n";
+    Proxy::start(&decision_config(as_, metadata)).await
 }
 
 /// The whole UMA flow through the gateway at `gw`: the challenge reaches the client unchanged,
@@ -308,6 +310,56 @@ async fn uma_flow_through(gw: SocketAddr, as_: &TestAs, up: &Upstream, decision:
         );
     }
 
+    // An RPT without `sub` or `client_id` (Keycloak's have no `sub`): a client's own X-Uma-*
+    // still never reach the API.
+    let anonymous = as_.mint_rpt(RptSpec {
+        sub: None,
+        client_id: None,
+        permissions: vec![RptPermission::new(
+            as_.resource_id("album").unwrap(),
+            ["view"],
+        )],
+        ..RptSpec::active_for("unused", ["unused"], 300)
+    });
+    let r = send(
+        Method::GET,
+        &url("/albums/2"),
+        &[
+            ("authorization", &format!("Bearer {anonymous}")),
+            ("x-uma-subject", "mallory"),
+            ("x-uma-client-id", "evil"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = up.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.uri, "/albums/2");
+    for name in ["x-uma-subject", "x-uma-client-id"] {
+        let value = last.headers.get(name);
+        assert!(
+            value.is_none_or(|v| v.is_empty()),
+            "a client's {name} reached the API: {value:?}"
+        );
+    }
+    assert!(
+        last.headers["x-uma-permissions"]
+            .to_str()
+            .unwrap()
+            .contains("view")
+    );
+
+    // RFC 9728 metadata, through the gateway, from uma-proxy.
+    let r = send(
+        Method::GET,
+        &url("/.well-known/oauth-protected-resource"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["resource"], "http://photos.test");
+    let seen = up.seen().len();
+
     // The AS unreachable: 403 with the Warning, at the client.
     as_.set_down(Endpoint::Introspection, true);
     let r = send(
@@ -323,7 +375,7 @@ async fn uma_flow_through(gw: SocketAddr, as_: &TestAs, up: &Upstream, decision:
         "{warning}"
     );
     as_.set_down(Endpoint::Introspection, false);
-    assert_eq!(up.seen().len(), 2);
+    assert_eq!(up.seen().len(), seen, "nothing more reached the API");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

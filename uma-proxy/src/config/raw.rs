@@ -65,7 +65,7 @@ pub(super) enum UnmappedRaw {
     Allow,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum MethodOverrideRaw {
     #[default]

@@ -83,6 +83,14 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             })
             .transpose()?;
         let mode = self.resolve_mode(&raw)?;
+        if matches!(mode, Mode::Decision(_)) && raw.method_override == MethodOverrideRaw::Decide {
+            return Err(self.nowhere(
+                "method_override = \"decide\" cannot be used with mode = \"decision\": the gateway \
+                 forwards the request as the client sent it, so the API could run another method \
+                 than the one decided; remove method_override (overrides are then refused)"
+                    .to_owned(),
+            ));
+        }
         let upstream = match (&overrides.upstream, &raw.upstream, &mode) {
             (Some(_), _, Mode::Decision(_)) => {
                 return Err(self.nowhere(

@@ -558,6 +558,14 @@ fn decision_mode_and_its_keys() {
             "`trusted_forwarders`:",
         ),
         (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\nmethod_override = \"decide\"\n",
+            ),
+            None,
+            "method_override = \"decide\" cannot be used with mode = \"decision\"",
+        ),
+        (
             BASE.replace("listen", "mode = \"gateway\"\nlisten"),
             Some(1),
             "unknown variant `gateway`",

@@ -134,6 +134,37 @@ async fn each_gateway_convention_gets_the_layers_decision() {
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
+    // An RPT without `sub` or `client_id`: the headers are there, empty, for the gateway to
+    // overwrite a client's own with.
+    let anonymous = as_.mint_rpt(RptSpec {
+        sub: None,
+        client_id: None,
+        permissions: vec![RptPermission::new(
+            as_.resource_id("album").unwrap(),
+            ["view"],
+        )],
+        ..RptSpec::active_for("unused", ["unused"], 300)
+    });
+    let r = ask(
+        addr,
+        "/auth",
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/albums/1"),
+            ("authorization", &format!("Bearer {anonymous}")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["x-uma-subject"], "");
+    assert_eq!(r.headers["x-uma-client-id"], "");
+    assert!(
+        r.headers["x-uma-permissions"]
+            .to_str()
+            .unwrap()
+            .contains("view")
+    );
+
     // Public routes pass without a token and without X-Uma-* headers.
     let r = ask(
         addr,
@@ -204,6 +235,13 @@ async fn requests_that_cannot_be_decided_are_refused() {
             ("x-forwarded-method", "POST"),
             ("x-forwarded-uri", "/albums/1"),
             ("x-http-method-override", "DELETE"),
+        ],
+        // Two hosts: which one would allowed_hosts check?
+        vec![
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/albums/1"),
+            ("x-forwarded-host", "a.test"),
+            ("x-forwarded-host", "b.test"),
         ],
     ];
     for headers in &bad_request {
