@@ -2,14 +2,12 @@
 //! table for axum's router and the layer, and the guard that refuses a request axum would
 //! route to a route the layer did not decide it by.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::{MethodRouter, get, post};
-use common::*;
 use http::{Method, StatusCode};
 use tower::ServiceExt as _;
 use tower_uma::axum::UmaRouter;

@@ -1,11 +1,9 @@
 //! End-to-end behaviour of `UmaLayer` beyond the numbered checks: the whole UMA flow, path
 //! spellings, enforcement modes, start-up registration and PAT refresh under concurrency.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::{Method, StatusCode};
 use tower_uma::{
     EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, Unmapped,
