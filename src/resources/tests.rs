@@ -88,6 +88,51 @@ fn literal_characters_that_need_escaping_are_spelled_as_escapes() {
 }
 
 #[test]
+fn escapes_next_to_hex_digits_and_sub_delims_beside_escapes() {
+    // An escape followed by hex digits is one escape and two characters, unless it is `%25`.
+    assert_eq!(normalize_path("/%41BC/%7e12").unwrap().as_str(), "/ABC/~12");
+    assert_eq!(
+        normalize_path("/%2541").map(|p| p.as_str().to_owned()),
+        Err(PathError::DoubleEncoding)
+    );
+    // Sub-delims, `:` and `@` stay literal in a segment that has escapes as well.
+    assert_eq!(
+        normalize_path("/caf\u{e9}!$&'()*+,=:@").unwrap().as_str(),
+        "/caf%C3%A9!$&'()*+,=:@"
+    );
+}
+
+#[test]
+fn verbatim_paths_and_escapes_are_told_apart() {
+    // What the resolver's shortcuts rely on: a path received in canonical form is verbatim,
+    // and a path has escapes when a segment's canonical spelling keeps one.
+    for raw in ["/", "/albums/1", "/a!$&'()*+,=:@b"] {
+        let path = normalize_path(raw).unwrap();
+        assert!(path.is_verbatim() && !path.has_escapes(), "{raw}");
+    }
+    for raw in ["//", "/albums/1/", "/%41"] {
+        let path = normalize_path(raw).unwrap();
+        assert!(!path.is_verbatim() && !path.has_escapes(), "{raw}");
+    }
+    let path = normalize_path("/albums/a%20b").unwrap();
+    assert!(!path.is_verbatim() && path.has_escapes());
+    let escapes: Vec<bool> = path
+        .segments()
+        .iter()
+        .map(PathSegment::has_escapes)
+        .collect();
+    assert_eq!(escapes, [false, true]);
+}
+
+#[test]
+fn paths_are_equal_when_their_canonical_forms_are() {
+    let canonical = normalize_path("/albums/1").unwrap();
+    assert_eq!(normalize_path("//albums/%31/").unwrap(), canonical);
+    assert_ne!(normalize_path("/albums/2").unwrap(), canonical);
+    assert_ne!(normalize_path("/albums").unwrap(), canonical);
+}
+
+#[test]
 fn empty_segments_and_trailing_slashes_are_dropped() {
     for raw in [
         "/albums/1",
