@@ -17,7 +17,12 @@ fn get(map: &ResourceMap, path: &str) -> Result<Resolution, PathError> {
 
 /// The resource a GET on `path` resolves to, or a short label for the other outcomes.
 fn resource_of(map: &ResourceMap, path: &str) -> String {
-    match get(map, path) {
+    resource_for(map, &Method::GET, path)
+}
+
+/// As [`resource_of`], for any method.
+fn resource_for(map: &ResourceMap, method: &Method, path: &str) -> String {
+    match map.resolve_request(method, path, &HeaderMap::new()) {
         Ok(Resolution::Protected {
             resource: ResourceRef::Id(id),
             ..
@@ -1451,4 +1456,72 @@ fn request_info_debug_hides_header_values() {
         debug.contains("authorization") && debug.contains("/albums/7") && debug.contains("\"7\""),
         "{debug}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules of the resolver that the mutation sweep found no test for (docs/testing.md)
+
+/// Behind a public route that does not take the method, the routes it falls through to
+/// decide; with an escape in the path, the decoded path must select the same rule, and here
+/// it does.
+#[test]
+fn a_method_falling_through_with_an_escape_in_the_path() {
+    let map = ResourceMap::new()
+        .route(Route::public("/docs/{page}"))
+        .route(protect("/docs/*", "docs"));
+    map.validate().unwrap();
+    for path in ["/docs/a%20b", "/docs/ab"] {
+        assert_eq!(resource_for(&map, &Method::POST, path), "docs", "{path}");
+        assert_eq!(resource_of(&map, path), "PUBLIC", "{path}");
+    }
+}
+
+/// Two routes a method falls through to that apply the same rule: whichever handler the
+/// upstream runs, the decision holds.
+#[test]
+fn routes_a_method_falls_through_to_may_agree() {
+    let map = ResourceMap::new()
+        .route(Route::public("/x/{id}"))
+        .route(protect("/x/*", "r"))
+        .route(protect("/{a}/{b}", "r"));
+    map.validate().unwrap();
+    assert_eq!(resource_for(&map, &Method::POST, "/x/1"), "r");
+}
+
+/// `POST /admin`: the public `/admin` does not take it, so `/admin/*` matching nothing
+/// decides here, but axum's router does not match `/admin/{*rest}` for `/admin` and runs the
+/// `/admin` handler: refused, although the path is received in canonical form.
+#[test]
+fn a_method_that_falls_through_is_checked_as_received() {
+    let map = ResourceMap::new()
+        .route(Route::public("/admin"))
+        .route(protect("/admin/*", "admin-area"));
+    map.validate().unwrap();
+    assert_eq!(
+        resource_for(&map, &Method::POST, "/admin"),
+        "ERR:AsReceived"
+    );
+    assert_eq!(resource_of(&map, "/admin"), "PUBLIC");
+}
+
+/// A `*` route whose bare prefix is the path joins the routes checked as received only when
+/// it would beat the route matched there; on a tie, the route of its own wins. (A literal
+/// written with an escape makes every path be checked as received.)
+#[test]
+fn a_bare_wildcard_counts_only_when_it_beats_the_received_match() {
+    let tie = ResourceMap::new()
+        .route(protect("/admin", "admin"))
+        .route(protect("/admin/*", "admin-area"))
+        .route(protect("/%62/x", "b"));
+    tie.validate().unwrap();
+    assert_eq!(resource_of(&tie, "/admin"), "admin");
+    // Here `/%61dmin` decides, but as received only `/{p}` matches `/admin`, and the bare
+    // `/admin/*` beats it, with another rule.
+    let beats = ResourceMap::new()
+        .route(protect("/%61dmin", "x"))
+        .route(protect("/admin/*", "admin-area"))
+        .route(Route::public("/{p}"));
+    beats.validate().unwrap();
+    assert_eq!(resource_of(&beats, "/admin"), "ERR:AsReceived");
+    assert_eq!(resource_of(&beats, "/other"), "PUBLIC");
 }
