@@ -9,6 +9,11 @@
 //! attempt, successful or not, starts the interval anew, so neither a stream of tokens with
 //! invented `kid`s nor an unreachable JWKS can make the layer call the AS more often than
 //! once per interval. A failed attempt keeps the keys already cached.
+//!
+//! The interval is measured on the layer's [`Clock`] in milliseconds, like the circuit
+//! breakers' intervals, so tests move a [`FixedClock`](crate::FixedClock) instead of sleeping.
+//! A clock that went back counts as the interval having passed: a wall clock stepped back
+//! lets one fetch through early instead of locking refetches out until it catches up.
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -17,9 +22,9 @@ use std::time::Duration;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
-use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::gate::AsEndpoint;
 use crate::protection::jwks::{self, MAX_JWKS_BYTES};
 use crate::protection::{CallError, Caller, Failure};
@@ -114,8 +119,8 @@ pub(super) enum Lookup {
 #[derive(Default)]
 struct Cached {
     keys: Vec<Arc<Key>>,
-    /// When the last fetch attempt ended, successful or not.
-    attempted: Option<Instant>,
+    /// When the last fetch attempt ended, successful or not (clock milliseconds).
+    attempted: Option<i64>,
     /// Why the last attempt failed; `None` after a success.
     last_error: Option<CallError>,
     /// Counts finished attempts, so that a waiter can tell that someone else fetched.
@@ -159,6 +164,7 @@ pub(super) struct KeySet {
     caller: Caller,
     uri: String,
     refetch_interval: Duration,
+    clock: Arc<dyn Clock>,
     cached: RwLock<Cached>,
     refetch: tokio::sync::Mutex<()>,
 }
@@ -180,11 +186,19 @@ impl fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    pub(super) fn new(caller: Caller, uri: String, refetch_interval: Duration) -> Self {
+    /// The key set at `uri`, fetched through `caller`, refetched at most once per
+    /// `refetch_interval` of `clock`.
+    pub(super) fn new(
+        caller: Caller,
+        uri: String,
+        refetch_interval: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             caller,
             uri,
             refetch_interval,
+            clock,
             cached: RwLock::new(Cached::default()),
             refetch: tokio::sync::Mutex::new(()),
         }
@@ -228,9 +242,12 @@ impl KeySet {
     }
 
     fn may_fetch(&self, cached: &Cached) -> bool {
+        let interval = i64::try_from(self.refetch_interval.as_millis()).unwrap_or(i64::MAX);
+        let now = self.clock.now_unix_millis();
+        // A clock that went back counts as the interval having passed.
         cached
             .attempted
-            .is_none_or(|at| at.elapsed() >= self.refetch_interval)
+            .is_none_or(|at| now < at || now.saturating_sub(at) >= interval)
     }
 
     /// The number of keys cached (for tests and `Debug`).
@@ -292,7 +309,7 @@ impl KeySet {
         }
         // The write lock is taken last and held only to swap the state.
         let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
-        cached.attempted = Some(Instant::now());
+        cached.attempted = Some(self.clock.now_unix_millis());
         cached.generation = cached.generation.wrapping_add(1);
         match result {
             Ok(keys) => {

@@ -185,8 +185,9 @@ impl JwtValidation {
     }
 
     /// How often an unknown `kid` may trigger a refetch of the key set (and how long a
-    /// failed fetch is not retried). Concurrent misses share one fetch. At least one second.
-    /// Defaults to 30 s.
+    /// failed fetch is not retried), measured on the layer's
+    /// [`clock`](crate::UmaLayerBuilder::clock). Concurrent misses share one fetch. At least
+    /// one second. Defaults to 30 s.
     pub fn refetch_interval(mut self, d: Duration) -> Self {
         self.refetch_interval = d;
         self
@@ -390,6 +391,7 @@ impl JwtVerifier {
             caller,
             config.jwks_uri.clone().unwrap_or_default(),
             config.refetch_interval,
+            Arc::clone(&clock),
         );
         Self {
             config,

@@ -238,7 +238,16 @@ impl JwksServer {
     }
 
     fn verifier(&self, interval: Duration) -> JwtVerifier {
-        verifier_over(self.canned.transport(), config(JWKS_URI), interval)
+        self.verifier_on(interval, Arc::new(FixedClock::new(NOW)))
+    }
+
+    /// A verifier whose refetch interval (and claims) run on `clock`.
+    fn verifier_on(&self, interval: Duration, clock: Arc<FixedClock>) -> JwtVerifier {
+        JwtVerifier::new(
+            Caller::new(self.canned.transport(), Arc::default()),
+            config(JWKS_URI).refetch_interval(interval),
+            clock,
+        )
     }
 }
 
@@ -545,19 +554,37 @@ async fn unknown_kids_refetch_at_most_once_per_interval() {
 async fn after_the_interval_one_unknown_kid_refetches_and_the_next_does_not() {
     let key = TestKey::p256();
     let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
-    let interval = Duration::from_millis(400);
-    let v = jwks.verifier(interval);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = jwks.verifier_on(Duration::from_secs(30), clock.clone());
     let ok = token(&key, "ES256", Some("k1"), &claims());
     assert!(matches!(verdict(&v, &ok).await, Verdict::Verified(_)));
     assert_eq!(jwks.fetches(), 1);
 
-    tokio::time::sleep(interval + Duration::from_millis(100)).await;
-    let first = token(&key, "ES256", Some("unknown-a"), &claims());
+    clock.advance(29);
+    let early = token(&key, "ES256", Some("unknown-a"), &claims());
+    assert_eq!(verdict(&v, &early).await, refused(Refusal::UnknownKid));
+    assert_eq!(jwks.fetches(), 1, "not within the interval");
+    clock.advance(1);
+    let first = token(&key, "ES256", Some("unknown-b"), &claims());
     assert_eq!(verdict(&v, &first).await, refused(Refusal::UnknownKid));
-    assert_eq!(jwks.fetches(), 2, "one refetch after the interval");
-    let second = token(&key, "ES256", Some("unknown-b"), &claims());
+    assert_eq!(
+        jwks.fetches(),
+        2,
+        "one refetch once the interval has passed"
+    );
+    let second = token(&key, "ES256", Some("unknown-c"), &claims());
     assert_eq!(verdict(&v, &second).await, refused(Refusal::UnknownKid));
     assert_eq!(jwks.fetches(), 2, "not again within the interval");
+    // A clock that goes back does not lock the refetch out until it catches up.
+    clock.advance(-3600);
+    assert_eq!(verdict(&v, &first).await, refused(Refusal::UnknownKid));
+    assert_eq!(
+        jwks.fetches(),
+        3,
+        "a clock that went back lets one refetch through"
+    );
+    assert_eq!(verdict(&v, &second).await, refused(Refusal::UnknownKid));
+    assert_eq!(jwks.fetches(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -150,6 +150,7 @@ impl UmaLayerBuilder {
                     .clone()
                     .unwrap_or_else(|| dialect.pat_scope()),
             },
+            Arc::clone(&self.clock),
         ));
         let client = Arc::new(AsClient {
             caller,

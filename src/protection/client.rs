@@ -271,6 +271,7 @@ mod tests {
                 grant: PatGrant::ClientCredentials,
                 scope: None,
             },
+            crate::clock::SystemClock::shared(),
         ));
         let client = AsClient {
             caller,
@@ -355,6 +356,7 @@ mod tests {
                 grant: PatGrant::ClientCredentials,
                 scope: None,
             },
+            crate::clock::SystemClock::shared(),
         ));
         client.caller = caller;
         let e = client.ticket("r1", &[]).await.expect_err("no PAT");

@@ -8,9 +8,14 @@
 //! of life, at most 30 s) runs in the background: callers keep getting the current PAT, so none
 //! waits for the token endpoint, and a brief failure there costs nothing before the PAT
 //! actually expires.
+//!
+//! The PAT's age is measured on the layer's [`Clock`] in milliseconds, so tests move a
+//! [`FixedClock`](crate::FixedClock) instead of sleeping. A wall clock that jumps ahead only
+//! brings a refresh forward; one that goes back can keep a PAT past its expiry, which the AS
+//! then answers with 401, and a 401 drops the PAT.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -18,6 +23,7 @@ use tracing::Instrument;
 
 use super::token::{self, Client, PatGrant};
 use super::{CallError, Caller, MAX_AS_BODY};
+use crate::clock::Clock;
 use crate::gate::AsEndpoint;
 use crate::token::Pat;
 
@@ -33,12 +39,13 @@ pub(crate) struct PatConfig {
 
 type Flight = Shared<BoxFuture<'static, Result<Held, CallError>>>;
 
-/// A PAT and when to refresh it and when it expires (`None`: no time limit known).
+/// A PAT and when to refresh it and when it expires, in clock milliseconds (`None`: no time
+/// limit known).
 #[derive(Clone, Debug)]
 struct Held {
     pat: Pat,
-    refresh_at: Option<Instant>,
-    expires_at: Option<Instant>,
+    refresh_at: Option<i64>,
+    expires_at: Option<i64>,
 }
 
 #[derive(Default)]
@@ -53,6 +60,7 @@ pub(crate) struct PatProvider {
     caller: Caller,
     config: PatConfig,
     state: Mutex<State>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for PatProvider {
@@ -65,12 +73,13 @@ impl std::fmt::Debug for PatProvider {
 }
 
 impl PatProvider {
-    /// A provider whose token requests go through `caller`.
-    pub(crate) fn new(caller: Caller, config: PatConfig) -> Self {
+    /// A provider whose token requests go through `caller` and whose PATs age on `clock`.
+    pub(crate) fn new(caller: Caller, config: PatConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             caller,
             config,
             state: Mutex::new(State::default()),
+            clock,
         }
     }
 
@@ -84,7 +93,7 @@ impl PatProvider {
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Pat, CallError> {
         let (generation, flight) = {
             let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
+            let now = self.clock.now_unix_millis();
             let still_valid = match &st.current {
                 Some(held) if held.refresh_at.is_none_or(|t| now < t) => {
                     return Ok(held.pat.clone());
@@ -160,7 +169,7 @@ impl PatProvider {
             error = tracing::field::Empty
         );
         let c = &self.config;
-        let started = Instant::now();
+        let started = self.clock.now_unix_millis();
         let result = self
             .caller
             .call(
@@ -183,14 +192,14 @@ impl PatProvider {
                 tracing::debug!(parent: &span, error = %e, "could not obtain a PAT");
             }
         }
-        // An `expires_in` too large for an `Instant` means no time-based refresh (a 401 still
-        // triggers one), rather than an overflow panic.
+        // An `expires_in` too large for the clock saturates: no time-based refresh (a 401
+        // still triggers one), rather than an overflow panic.
+        let after =
+            |d: Duration| started.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         result.map(|issued| Held {
             pat: Pat::new(issued.access_token),
-            refresh_at: issued
-                .lifetime
-                .and_then(|l| started.checked_add(refresh_after(l))),
-            expires_at: issued.lifetime.and_then(|l| started.checked_add(l)),
+            refresh_at: issued.lifetime.map(|l| after(refresh_after(l))),
+            expires_at: issued.lifetime.map(after),
         })
     }
 }
@@ -204,12 +213,20 @@ pub(crate) fn refresh_after(lifetime: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::FixedClock;
     use crate::protection::canned::Canned;
     use crate::protection::token::ClientAuth;
     use crate::token::ClientSecret;
 
-    /// A provider whose token endpoint is `canned`.
+    const NOW: i64 = 1_767_225_600;
+
+    /// A provider whose token endpoint is `canned`, on a clock that stands still.
     fn provider(canned: &Canned) -> Arc<PatProvider> {
+        provider_on(canned, Arc::new(FixedClock::new(NOW)))
+    }
+
+    /// A provider whose token endpoint is `canned` and whose PATs age on `clock`.
+    fn provider_on(canned: &Canned, clock: Arc<FixedClock>) -> Arc<PatProvider> {
         Arc::new(PatProvider::new(
             Caller::new(canned.transport(), Arc::default()),
             PatConfig {
@@ -222,6 +239,7 @@ mod tests {
                 grant: PatGrant::ClientCredentials,
                 scope: Some("uma_protection".to_owned()),
             },
+            clock,
         ))
     }
 
@@ -250,7 +268,7 @@ mod tests {
         );
     }
 
-    /// An `expires_in` too large for an `Instant` (garbage from the AS) must neither panic
+    /// An `expires_in` too large for the clock (garbage from the AS) must neither panic
     /// the refresh task nor lose the PAT: the token is kept and refreshed on a 401 instead.
     #[tokio::test]
     async fn a_huge_expires_in_does_not_panic() {
@@ -314,24 +332,14 @@ mod tests {
                 (200, issued(&format!("pat-{n}"), 3600))
             }
         });
-        let provider = provider(&canned);
+        let clock = Arc::new(FixedClock::new(NOW));
+        let provider = provider_on(&canned, clock.clone());
         let first = provider.get().await.expect("a PAT");
         assert_eq!(first.secret(), "pat-1");
-        // Move the PAT into its refresh window (still valid for a minute).
-        let age = |refresh: i64, expiry: i64| {
-            let mut st = provider.state.lock().expect("lock");
-            let held = st.current.as_mut().expect("held");
-            let shift = |secs: i64| {
-                let d = Duration::from_secs(secs.unsigned_abs());
-                if secs < 0 {
-                    Instant::now() - d
-                } else {
-                    Instant::now() + d
-                }
-            };
-            held.refresh_at = Some(shift(refresh));
-            held.expires_at = Some(shift(expiry));
-        };
+        // An hour's PAT is refreshed 30 s early.
+        clock.advance(3569);
+        assert_eq!(provider.get().await.expect("the PAT"), first);
+        assert_eq!(canned.calls(), 1, "not due yet");
         let settled = || async {
             tokio::time::timeout(Duration::from_secs(5), async {
                 while provider.state.lock().expect("lock").inflight.is_some() {
@@ -342,7 +350,7 @@ mod tests {
             .expect("the background refresh ends");
         };
         failing.store(true, Ordering::SeqCst);
-        age(-1, 60);
+        clock.advance(1); // due, and valid for another 30 s
         assert_eq!(provider.get().await.expect("the valid PAT"), first);
         settled().await;
         assert_eq!(canned.calls(), 2, "one background refresh");
@@ -356,7 +364,7 @@ mod tests {
         assert_ne!(fresh, first);
         // Expired: the caller waits for the token endpoint, and a failure is an error.
         failing.store(true, Ordering::SeqCst);
-        age(-2, -1);
+        clock.advance(3600);
         assert!(
             provider.get().await.is_err(),
             "an expired PAT is not handed out"

@@ -17,7 +17,12 @@ fn get(map: &ResourceMap, path: &str) -> Result<Resolution, PathError> {
 
 /// The resource a GET on `path` resolves to, or a short label for the other outcomes.
 fn resource_of(map: &ResourceMap, path: &str) -> String {
-    match get(map, path) {
+    resource_for(map, &Method::GET, path)
+}
+
+/// As [`resource_of`], for any method.
+fn resource_for(map: &ResourceMap, method: &Method, path: &str) -> String {
+    match map.resolve_request(method, path, &HeaderMap::new()) {
         Ok(Resolution::Protected {
             resource: ResourceRef::Id(id),
             ..
@@ -85,6 +90,51 @@ fn literal_characters_that_need_escaping_are_spelled_as_escapes() {
         normalize_path("/a!$&'()*+,=:@b").unwrap().as_str(),
         "/a!$&'()*+,=:@b"
     );
+}
+
+#[test]
+fn escapes_next_to_hex_digits_and_sub_delims_beside_escapes() {
+    // An escape followed by hex digits is one escape and two characters, unless it is `%25`.
+    assert_eq!(normalize_path("/%41BC/%7e12").unwrap().as_str(), "/ABC/~12");
+    assert_eq!(
+        normalize_path("/%2541").map(|p| p.as_str().to_owned()),
+        Err(PathError::DoubleEncoding)
+    );
+    // Sub-delims, `:` and `@` stay literal in a segment that has escapes as well.
+    assert_eq!(
+        normalize_path("/caf\u{e9}!$&'()*+,=:@").unwrap().as_str(),
+        "/caf%C3%A9!$&'()*+,=:@"
+    );
+}
+
+#[test]
+fn verbatim_paths_and_escapes_are_told_apart() {
+    // What the resolver's shortcuts rely on: a path received in canonical form is verbatim,
+    // and a path has escapes when a segment's canonical spelling keeps one.
+    for raw in ["/", "/albums/1", "/a!$&'()*+,=:@b"] {
+        let path = normalize_path(raw).unwrap();
+        assert!(path.is_verbatim() && !path.has_escapes(), "{raw}");
+    }
+    for raw in ["//", "/albums/1/", "/%41"] {
+        let path = normalize_path(raw).unwrap();
+        assert!(!path.is_verbatim() && !path.has_escapes(), "{raw}");
+    }
+    let path = normalize_path("/albums/a%20b").unwrap();
+    assert!(!path.is_verbatim() && path.has_escapes());
+    let escapes: Vec<bool> = path
+        .segments()
+        .iter()
+        .map(PathSegment::has_escapes)
+        .collect();
+    assert_eq!(escapes, [false, true]);
+}
+
+#[test]
+fn paths_are_equal_when_their_canonical_forms_are() {
+    let canonical = normalize_path("/albums/1").unwrap();
+    assert_eq!(normalize_path("//albums/%31/").unwrap(), canonical);
+    assert_ne!(normalize_path("/albums/2").unwrap(), canonical);
+    assert_ne!(normalize_path("/albums").unwrap(), canonical);
 }
 
 #[test]
@@ -1414,4 +1464,72 @@ fn request_info_debug_hides_header_values() {
         debug.contains("authorization") && debug.contains("/albums/7") && debug.contains("\"7\""),
         "{debug}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules of the resolver that the mutation sweep found no test for (docs/testing.md)
+
+/// Behind a public route that does not take the method, the routes it falls through to
+/// decide; with an escape in the path, the decoded path must select the same rule, and here
+/// it does.
+#[test]
+fn a_method_falling_through_with_an_escape_in_the_path() {
+    let map = ResourceMap::new()
+        .route(Route::public("/docs/{page}"))
+        .route(protect("/docs/*", "docs"));
+    map.validate().unwrap();
+    for path in ["/docs/a%20b", "/docs/ab"] {
+        assert_eq!(resource_for(&map, &Method::POST, path), "docs", "{path}");
+        assert_eq!(resource_of(&map, path), "PUBLIC", "{path}");
+    }
+}
+
+/// Two routes a method falls through to that apply the same rule: whichever handler the
+/// upstream runs, the decision holds.
+#[test]
+fn routes_a_method_falls_through_to_may_agree() {
+    let map = ResourceMap::new()
+        .route(Route::public("/x/{id}"))
+        .route(protect("/x/*", "r"))
+        .route(protect("/{a}/{b}", "r"));
+    map.validate().unwrap();
+    assert_eq!(resource_for(&map, &Method::POST, "/x/1"), "r");
+}
+
+/// `POST /admin`: the public `/admin` does not take it, so `/admin/*` matching nothing
+/// decides here, but axum's router does not match `/admin/{*rest}` for `/admin` and runs the
+/// `/admin` handler: refused, although the path is received in canonical form.
+#[test]
+fn a_method_that_falls_through_is_checked_as_received() {
+    let map = ResourceMap::new()
+        .route(Route::public("/admin"))
+        .route(protect("/admin/*", "admin-area"));
+    map.validate().unwrap();
+    assert_eq!(
+        resource_for(&map, &Method::POST, "/admin"),
+        "ERR:AsReceived"
+    );
+    assert_eq!(resource_of(&map, "/admin"), "PUBLIC");
+}
+
+/// A `*` route whose bare prefix is the path joins the routes checked as received only when
+/// it would beat the route matched there; on a tie, the route of its own wins. (A literal
+/// written with an escape makes every path be checked as received.)
+#[test]
+fn a_bare_wildcard_counts_only_when_it_beats_the_received_match() {
+    let tie = ResourceMap::new()
+        .route(protect("/admin", "admin"))
+        .route(protect("/admin/*", "admin-area"))
+        .route(protect("/%62/x", "b"));
+    tie.validate().unwrap();
+    assert_eq!(resource_of(&tie, "/admin"), "admin");
+    // Here `/%61dmin` decides, but as received only `/{p}` matches `/admin`, and the bare
+    // `/admin/*` beats it, with another rule.
+    let beats = ResourceMap::new()
+        .route(protect("/%61dmin", "x"))
+        .route(protect("/admin/*", "admin-area"))
+        .route(Route::public("/{p}"));
+    beats.validate().unwrap();
+    assert_eq!(resource_of(&beats, "/admin"), "ERR:AsReceived");
+    assert_eq!(resource_of(&beats, "/other"), "PUBLIC");
 }

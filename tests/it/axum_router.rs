@@ -399,3 +399,82 @@ async fn resource_metadata_is_served_and_named_in_challenges() {
         .expect("ASCII");
     assert!(!header.contains("resource_metadata"), "{header}");
 }
+
+/// A route's own enforcement mode decides what its guard does with a disagreement, whatever
+/// the layer's: a permissive route under an enforcing layer logs it and lets it through, an
+/// enforcing route under a permissive layer refuses it. (`POST /albums/featured` falls
+/// through the public route to `/albums/{id}`, whose rule the layer applies; axum runs the
+/// public route's `POST`.)
+#[tokio::test]
+async fn the_guard_follows_its_routes_enforcement_override() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let rpt = rpt_for(&as_, &r, &["write"]);
+    for (layer_mode, route_mode, status) in [
+        (
+            EnforcementMode::Enforcing,
+            EnforcementMode::Permissive,
+            StatusCode::OK,
+        ),
+        (
+            EnforcementMode::Permissive,
+            EnforcementMode::Enforcing,
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let ran = Ran::default();
+        let table = UmaRouter::new()
+            .public_with(
+                "/albums/featured",
+                ran.get("featured").post(ran.handler("featured-post")),
+                |rule| rule.enforcement(route_mode),
+            )
+            .route("/albums/{id}", post(ran.handler("album-post")), |rule| {
+                rule.resource_id(&r).scopes(Method::POST, ["write"])
+            });
+        let layer = discover(&as_).await.enforcement(layer_mode);
+        let url = serve_table(table, layer).await;
+        let resp = send(Method::POST, &url, "/albums/featured", Some(&rpt)).await;
+        let case = format!("a {route_mode:?} route under a {layer_mode:?} layer");
+        assert_eq!(resp.status(), status, "{case}");
+        let expected: &[&str] = if status == StatusCode::OK {
+            &["featured-post"]
+        } else {
+            &[]
+        };
+        assert_eq!(ran.names(), expected, "{case}");
+    }
+}
+
+/// A route with a resolver may return an `Enforcing` override for any request, so its guard
+/// refuses a disagreement even under a permissive layer; a route without one follows the
+/// layer (`a_permissive_layer_logs_the_disagreement_and_lets_it_through`). The resolver
+/// returns `/albums`' rule, so that only axum and the layer disagree about `//albums`.
+#[tokio::test]
+async fn the_guard_of_a_route_with_a_resolver_enforces_under_a_permissive_layer() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let ran = Ran::default();
+    let id = r.clone();
+    let table = UmaRouter::new()
+        .route("/albums", ran.get("albums"), |rule| {
+            rule.resource_id(&r).scopes(Method::GET, ["read"])
+        })
+        .route("/{user}/albums", ran.get("user-albums"), move |rule| {
+            rule.resolver(move |_: &tower_uma::RequestInfo<'_>| {
+                tower_uma::Resolution::protected(tower_uma::ResourceRef::Id(id.clone()), ["read"])
+            })
+        });
+    let layer = discover(&as_)
+        .await
+        .enforcement(EnforcementMode::Permissive);
+    let url = serve_table(table, layer).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    let resp = send(Method::GET, &url, "//albums", Some(&rpt)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(ran.names().is_empty(), "{:?}", ran.names());
+    // By its own path, the route's resolver decides and the handler runs.
+    let resp = send(Method::GET, &url, "/bob/albums", Some(&rpt)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(ran.names(), ["user-albums"]);
+}

@@ -3,12 +3,15 @@
 //! rotation with one JWKS refetch. The checks on forged tokens (`alg: none`, HS256 signed with
 //! the public key, unknown keys) are unit tests of the verifier (`src/jwt/tests.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
 use http::{Method, StatusCode};
 
-use tower_uma::{JwtValidation, ResourceDecl, ResourceMap, Route, RptValidation, UmaLayer};
+use tower_uma::{
+    FixedClock, JwtValidation, ResourceDecl, ResourceMap, Route, RptValidation, UmaLayer,
+};
 use uma_test_as::{Endpoint, RptFormat, RptPermission, RptSpec, TestAs};
 
 fn album_map() -> ResourceMap {
@@ -24,19 +27,29 @@ async fn setup(mode: RptValidation) -> (TestAs, UmaLayer, String) {
 }
 
 async fn setup_with(mode: RptValidation, jwt: JwtValidation) -> (TestAs, UmaLayer, String) {
+    setup_on(mode, jwt, None).await
+}
+
+/// The layer runs on `clock` when one is given, on the system clock otherwise.
+async fn setup_on(
+    mode: RptValidation,
+    jwt: JwtValidation,
+    clock: Option<Arc<FixedClock>>,
+) -> (TestAs, UmaLayer, String) {
     let as_ = as_builder()
         .rpt_format(RptFormat::Jwt)
         .spawn()
         .await
         .expect("AS");
-    let layer = discover(&as_)
+    let mut builder = discover(&as_)
         .await
         .resources(album_map())
         .rpt_validation(mode)
-        .jwt_validation(jwt)
-        .build()
-        .await
-        .expect("builds");
+        .jwt_validation(jwt);
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    let layer = builder.build().await.expect("builds");
     let (url, _) = protected(layer.clone()).await;
     (as_, layer, url)
 }
@@ -176,8 +189,9 @@ async fn revoked_jwt_is_still_refused_when_introspecting() {
 
 #[tokio::test]
 async fn key_rotation_needs_exactly_one_refetch() {
-    let jwt = JwtValidation::new().refetch_interval(Duration::from_secs(1));
-    let (as_, layer, url) = setup_with(RptValidation::Local, jwt).await;
+    let jwt = JwtValidation::new().refetch_interval(Duration::from_secs(10));
+    let clock = Arc::new(FixedClock::new(now()));
+    let (as_, layer, url) = setup_on(RptValidation::Local, jwt, Some(clock.clone())).await;
     let before = jwt_rpt(&as_, &layer);
     assert_eq!(get(&url, &before).await, StatusCode::OK);
     assert_eq!(as_.count(Endpoint::Jwks), 1);
@@ -191,8 +205,12 @@ async fn key_rotation_needs_exactly_one_refetch() {
     // Within the refetch interval an unknown kid is refused without asking the AS again…
     assert_eq!(get(&url, &after).await, StatusCode::UNAUTHORIZED);
     assert_eq!(as_.count(Endpoint::Jwks), 1, "rate-limited");
-    // …and once it has passed, one refetch makes the new key known.
-    tokio::time::sleep(Duration::from_millis(1100)).await; // the interval passing
+    // …and once it has passed on the layer's clock, one refetch makes the new key known.
+    clock.advance(9);
+    let early = jwt_rpt(&as_, &layer);
+    assert_eq!(get(&url, &early).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_.count(Endpoint::Jwks), 1, "still within the interval");
+    clock.advance(1);
     layer.forget_token(&after);
     let fresh = jwt_rpt(&as_, &layer);
     assert_eq!(

@@ -1,12 +1,14 @@
 //! End-to-end behaviour of `UmaLayer` beyond the numbered checks: the whole UMA flow, path
 //! spellings, enforcement modes, start-up registration and PAT refresh under concurrency.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
 use http::{Method, StatusCode};
 use tower_uma::{
-    EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, Unmapped,
+    EnforcementMode, FixedClock, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder,
+    Unmapped,
 };
 use uma_test_as::Endpoint;
 
@@ -294,14 +296,16 @@ async fn disabled_mode_makes_no_as_calls(f: Flavor) {
 async fn pat_refresh_is_single_flight_under_concurrency(f: Flavor) {
     let as_ = as_builder()
         .dialect(f.as_dialect())
-        .pat_ttl(Duration::from_secs(2))
+        .pat_ttl(Duration::from_secs(60))
         .spawn()
         .await
         .expect("AS");
     let r = register_invoice(&as_);
+    let clock = Arc::new(FixedClock::new(now()));
     let layer = layer_builder(&as_, f)
         .await
         .resources(invoice_map(&r))
+        .clock(clock.clone())
         .build()
         .await
         .expect("builds");
@@ -314,8 +318,9 @@ async fn pat_refresh_is_single_flight_under_concurrency(f: Flavor) {
         .expect("answer");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(as_.pats_issued(), 1);
-    // The PAT lives 2 s and is refreshed 0.2 s early: after 2 s it is due.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // The PAT lives 60 s (refreshed 6 s early): on the layer's clock it has expired, so every
+    // request waits for the one refresh.
+    clock.advance(60);
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let http = http.clone();
