@@ -127,6 +127,7 @@ mod gate;
 mod introspect;
 #[cfg(feature = "jwt")]
 mod jwt;
+pub mod keycloak;
 mod layer;
 mod method_override;
 mod metrics;

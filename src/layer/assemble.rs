@@ -186,6 +186,19 @@ impl UmaLayerBuilder {
                 endpoint,
                 dialect,
             });
+        let lazy = match (self.lazy_paths.take(), &registrar) {
+            (None, _) => None,
+            (Some(lazy), Some(r)) => Some(Arc::new(crate::keycloak::LazyResolver::new(
+                lazy,
+                Arc::clone(&client),
+                r.endpoint.clone(),
+            ))),
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "lazy paths ask the resource registration endpoint for the resources' uris;                      set one with .resource_registration_endpoint(url) or use discovery",
+                ));
+            }
+        };
         if self.resync_interval.is_zero() {
             return Err(Error::config(
                 "resource_resync_interval must be greater than zero",
@@ -208,6 +221,7 @@ impl UmaLayerBuilder {
             namespace,
             client,
             registrar,
+            lazy,
             sync: self.sync,
             lookup_interval: self.lookup_interval,
             resync_interval: self.resync_interval,
@@ -236,6 +250,7 @@ pub(super) struct Prepared {
     namespace: String,
     client: Arc<AsClient>,
     pub(super) registrar: Option<Registrar>,
+    lazy: Option<Arc<crate::keycloak::LazyResolver>>,
     pub(super) sync: ResourceSyncMode,
     lookup_interval: Duration,
     resync_interval: Duration,
@@ -270,6 +285,7 @@ impl Prepared {
             unmapped: self.unmapped,
             method_override: self.method_override,
             resolver: self.resolver,
+            lazy: self.lazy,
             registry,
             realm: self.realm,
             as_uri: self.as_uri,

@@ -75,6 +75,15 @@ impl Discover {
     }
 }
 
+impl Discover {
+    /// Changes the builder that discovery fills in (the Keycloak configuration sets its
+    /// realm, map and lazy paths this way).
+    pub(crate) fn configure(mut self, f: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Self {
+        self.builder = f(self.builder);
+        self
+    }
+}
+
 impl IntoFuture for Discover {
     type Output = Result<UmaLayerBuilder, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
@@ -101,6 +110,7 @@ pub struct UmaLayerBuilder {
     pub(super) jwks_uri: Option<String>,
     pub(super) resources: ResourceMap,
     pub(super) resolver: Option<Arc<dyn ResourceResolver>>,
+    pub(super) lazy_paths: Option<crate::keycloak::LazyPaths>,
     pub(super) connect_timeout: Duration,
     pub(super) request_timeout: Duration,
     pub(super) dialect: Dialect,
@@ -164,6 +174,7 @@ impl UmaLayerBuilder {
             jwks_uri: None,
             resources: ResourceMap::new(),
             resolver: None,
+            lazy_paths: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
             dialect: Dialect::Standard,
@@ -303,6 +314,14 @@ impl UmaLayerBuilder {
     /// declared in the map to be registered. Defaults to the resource map.
     pub fn resolver(mut self, resolver: impl ResourceResolver) -> Self {
         self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Resolves paths that no route matches at the AS, by the resources' `uris` (Keycloak's
+    /// `lazy-load-paths`; see [`LazyPaths`](crate::keycloak::LazyPaths)). Needs the resource
+    /// registration endpoint. Defaults to none: such paths are unmapped.
+    pub fn lazy_paths(mut self, lazy: crate::keycloak::LazyPaths) -> Self {
+        self.lazy_paths = Some(lazy);
         self
     }
 
