@@ -197,8 +197,10 @@ impl LazyResolver {
     }
 }
 
-/// `GET {endpoint}?uri={path}&matchingUri=true&deep=true&first=0&max=1`: the first resource
-/// whose `uris` match the path, with its scopes.
+/// `GET {endpoint}?uri={path}&matchingUri=true&deep=true&max=-1`: the resources whose `uris`
+/// match the path, with their scopes. Keycloak pages its list *before* it matches the uris
+/// (checked against Keycloak 26.7: `max=1` finds nothing unless the match is the first
+/// resource of all), so the query asks for every page.
 fn request(endpoint: &str, path: &str, pat: &Pat) -> Result<http::Request<Bytes>, Failure> {
     let mut url = url::Url::parse(endpoint)
         .map_err(|_| Failure::Unsendable("the resource registration endpoint is not a URL"))?;
@@ -206,8 +208,7 @@ fn request(endpoint: &str, path: &str, pat: &Pat) -> Result<http::Request<Bytes>
         .append_pair("uri", path)
         .append_pair("matchingUri", "true")
         .append_pair("deep", "true")
-        .append_pair("first", "0")
-        .append_pair("max", "1");
+        .append_pair("max", "-1");
     let auth = crate::protection::bearer(pat.secret())?;
     crate::protection::build(
         Method::GET,
@@ -270,7 +271,7 @@ mod tests {
         .expect("a request");
         assert_eq!(
             r.uri(),
-            "https://kc.test/realms/r/authz/protection/resource_set?uri=%2Falbums%2Fa+b%252Fc&matchingUri=true&deep=true&first=0&max=1"
+            "https://kc.test/realms/r/authz/protection/resource_set?uri=%2Falbums%2Fa+b%252Fc&matchingUri=true&deep=true&max=-1"
         );
         assert_eq!(r.headers()[http::header::AUTHORIZATION], "Bearer p");
     }

@@ -23,7 +23,8 @@
 //! objects and `owner` as `{"id", "name"}`; PUT → 204; DELETE → 204; unknown id → 404 with an
 //! empty body. The list takes `_id`, `name` (case-insensitive substring unless
 //! `exactName=true`), `owner`, `type`, `uri` (with `matchingUri=true`, `*` in registered
-//! patterns matches anything and a `{name}` segment any one segment), `scope`, `first`, `max` and `deep=true` (full representations
+//! patterns matches anything and a `{name}` segment any one segment; as in Keycloak, that match
+//! is made after `first`/`max` have paged the list), `scope`, `first`, `max` and `deep=true` (full representations
 //! instead of ids). Without `max`, at most 100 ids are listed, as Keycloak's
 //! `Constants.DEFAULT_MAX_RESULTS` does (docs/protocol.md §4.2); a negative `max` lists them
 //! all.
@@ -414,27 +415,34 @@ fn keycloak_list<'q>(
             && param("owner").is_none_or(|o| desc.owner.as_deref() == Some(o))
             && param("type").is_none_or(|t| desc.r#type.as_deref() == Some(t))
             && param("scope").is_none_or(|s| desc.resource_scopes.iter().any(|x| x == s))
-            && param("uri").is_none_or(|uri| {
-                r.extra
-                    .get("uris")
-                    .and_then(Value::as_array)
-                    .is_some_and(|uris| {
-                        uris.iter().filter_map(Value::as_str).any(|pattern| {
-                            if flag("matchingUri") {
-                                uri_match(pattern, uri)
-                            } else {
-                                pattern == uri
-                            }
-                        })
-                    })
-            })
     };
+    let matching_uri = flag("matchingUri");
+    let uri_matches = |r: &&Resource| {
+        param("uri").is_none_or(|uri| {
+            r.extra
+                .get("uris")
+                .and_then(Value::as_array)
+                .is_some_and(|uris| {
+                    uris.iter().filter_map(Value::as_str).any(|pattern| {
+                        if matching_uri {
+                            uri_match(pattern, uri)
+                        } else {
+                            pattern == uri
+                        }
+                    })
+                })
+        })
+    };
+    // Keycloak matches the uris after paging (checked against 26.7): with `matchingUri`,
+    // `first` and `max` count every resource the other filters keep.
     Ok(store
         .resources
         .iter()
         .filter(matches)
+        .filter(|r| matching_uri || uri_matches(r))
         .skip(first)
         .take(max)
+        .filter(|r| !matching_uri || uri_matches(r))
         .map(|r| {
             if flag("deep") {
                 keycloak_representation(r, KeycloakView::Listed)
