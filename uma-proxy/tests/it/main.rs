@@ -14,4 +14,5 @@ mod config_errors;
 mod e2e;
 mod forgotten_resource;
 mod inprocess;
+mod keycloak_config;
 mod upstream_view;
