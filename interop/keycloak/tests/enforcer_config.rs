@@ -1,0 +1,110 @@
+//! Keycloak's own `keycloak.json` with a `policy-enforcer` section (issue 14, "Their config,
+//! as it is" and "Lazy paths"), against the real Keycloak: the layer built by
+//! `KeycloakConfig::discover`, a configured path for a resource the console owns, lazy paths
+//! resolved by the resources' `uris` with Keycloak's `matchingUri` query, and a resource bound
+//! to a configured path that lazy paths must not hand out (keycloak/keycloak-client#190).
+//! Run by `interop/keycloak/test.sh`.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests against a live server: a failure is a test failure"
+)]
+
+mod common;
+
+use common::*;
+use http::{Method, StatusCode};
+use serde_json::json;
+use tower_uma::keycloak::KeycloakConfig;
+
+#[tokio::test]
+async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
+    require_keycloak().await;
+    let pat = pat_of(RS_ID, RS_SECRET).await;
+    // Resources as an admin makes them in the console: scopes and uris, owned by the client.
+    let conf = unique("conf");
+    let lazy = unique("lazy");
+    let conf_id = register(
+        &pat,
+        json!({"name": conf, "resource_scopes": ["view", "delete"],
+               "uris": [format!("/{conf}-elsewhere/*")]}),
+    )
+    .await;
+    let lazy_id = register(
+        &pat,
+        json!({"name": lazy, "resource_scopes": ["view", "delete"],
+               "uris": [format!("/{lazy}/*")]}),
+    )
+    .await;
+    // The file as Keycloak's console downloads it, with the enforcer section added.
+    let text = json!({
+        "realm": "photos",
+        "auth-server-url": format!("{BASE}/"),
+        "ssl-required": "external",
+        "resource": RS_ID,
+        "credentials": {"secret": RS_SECRET},
+        "confidential-port": 0,
+        "policy-enforcer": {
+            "user-managed-access": {},
+            "lazy-load-paths": true,
+            "paths": [
+                {"name": conf, "path": "/conf/{id}",
+                 "methods": [{"method": "GET", "scopes": ["view"]},
+                             {"method": "DELETE", "scopes": ["delete"]}]},
+                {"path": "/health", "enforcement-mode": "DISABLED"}
+            ]
+        }
+    })
+    .to_string();
+    let config = KeycloakConfig::from_json(&text).unwrap();
+    assert_eq!(config.issuer(), ISSUER);
+    let layer = config
+        .discover()
+        .insecure_allow_http()
+        .await
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let url = protected(layer).await;
+
+    assert_eq!(
+        get(&format!("{url}/health"), Method::GET, None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // A configured path: Keycloak's ticket, bob's RPT (he may view), no DELETE.
+    let conf_url = format!("{url}/conf/1");
+    let rpt_conf = rpt("bob", &ticket_of(&get(&conf_url, Method::GET, None).await)).await;
+    let ok = answer(get(&conf_url, Method::GET, Some(&rpt_conf)).await).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.body["principal"]["resource_id"], json!(conf_id));
+    let delete = get(&conf_url, Method::DELETE, Some(&rpt_conf)).await;
+    assert_eq!(delete.status(), StatusCode::UNAUTHORIZED);
+
+    // A lazy path: found by its uris at Keycloak (the bare prefix too), any of its scopes.
+    let lazy_url = format!("{url}/{lazy}/photos/7");
+    let rpt_lazy = rpt("bob", &ticket_of(&get(&lazy_url, Method::GET, None).await)).await;
+    for path in [format!("/{lazy}/photos/7"), format!("/{lazy}")] {
+        let ok = answer(get(&format!("{url}{path}"), Method::GET, Some(&rpt_lazy)).await).await;
+        assert_eq!(ok.status, StatusCode::OK, "{path}: {}", ok.text);
+        assert_eq!(ok.body["principal"]["resource_id"], json!(lazy_id));
+    }
+    // The RPT for one resource does not open the other.
+    let wrong = get(&lazy_url, Method::GET, Some(&rpt_conf)).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    // `conf` is bound to /conf/{id}: its uris do not open another path, whatever the token.
+    let elsewhere = format!("{url}/{conf}-elsewhere/x");
+    let refused = get(&elsewhere, Method::GET, Some(&rpt_conf)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // No resource at all: unmapped.
+    let nothing = format!("{url}/{}", unique("nothing"));
+    let refused = get(&nothing, Method::GET, Some(&rpt_lazy)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    unregister(&pat, &conf_id).await;
+    unregister(&pat, &lazy_id).await;
+}
