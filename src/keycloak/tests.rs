@@ -7,7 +7,7 @@ use super::*;
 use crate::{PathError, Resolution, ResourceRef, ScopeMode};
 
 /// A `keycloak.json` as Keycloak's console downloads it, with `enforcer` as its section.
-fn keycloak_json(enforcer: Value) -> String {
+fn keycloak_json(enforcer: &Value) -> String {
     json!({
         "realm": "photos",
         "auth-server-url": "http://127.0.0.1:8280/",
@@ -21,16 +21,16 @@ fn keycloak_json(enforcer: Value) -> String {
     .to_string()
 }
 
-fn config(enforcer: Value) -> KeycloakConfig {
+fn config(enforcer: &Value) -> KeycloakConfig {
     KeycloakConfig::from_json(&keycloak_json(enforcer)).expect("a valid configuration")
 }
 
-fn error(enforcer: Value) -> KeycloakConfigError {
+fn error(enforcer: &Value) -> KeycloakConfigError {
     KeycloakConfig::from_json(&keycloak_json(enforcer)).expect_err("refused")
 }
 
-fn resolve(map: &ResourceMap, method: Method, path: &str) -> Result<Resolution, PathError> {
-    map.resolve_request(&method, path, &HeaderMap::new())
+fn resolve(map: &ResourceMap, method: &Method, path: &str) -> Result<Resolution, PathError> {
+    map.resolve_request(method, path, &HeaderMap::new())
 }
 
 fn protected(name: &str, scopes: &[&str], mode: ScopeMode) -> Resolution {
@@ -44,7 +44,7 @@ fn protected(name: &str, scopes: &[&str], mode: ScopeMode) -> Resolution {
 
 #[test]
 fn the_consoles_download_is_read_as_it_is() {
-    let c = config(json!({}));
+    let c = config(&json!({}));
     assert_eq!(c.issuer(), "http://127.0.0.1:8280/realms/photos");
     assert_eq!(c.realm(), "photos");
     assert_eq!(c.client_id(), "photo-api");
@@ -72,14 +72,14 @@ fn a_standalone_policy_enforcer_json_is_read_too() {
     assert!(c.user_managed_access());
     assert_eq!(c.lazy_paths(), None);
     assert_eq!(
-        resolve(&c.resource_map(), Method::GET, "/albums/7"),
+        resolve(&c.resource_map(), &Method::GET, "/albums/7"),
         Ok(protected("Album", &["view"], ScopeMode::Any))
     );
 }
 
 #[test]
 fn methods_scopes_and_modes_decide_as_keycloaks_enforcer_does() {
-    let c = config(json!({
+    let c = config(&json!({
         "paths": [
             {"name": "Album", "path": "/albums/{id}", "scopes": ["view", "edit"],
              "methods": [
@@ -92,62 +92,62 @@ fn methods_scopes_and_modes_decide_as_keycloaks_enforcer_does() {
     }));
     let map = c.resource_map();
     assert_eq!(
-        resolve(&map, Method::GET, "/albums/1"),
+        resolve(&map, &Method::GET, "/albums/1"),
         Ok(protected("Album", &["view"], ScopeMode::All))
     );
     assert_eq!(
-        resolve(&map, Method::POST, "/albums/1"),
+        resolve(&map, &Method::POST, "/albums/1"),
         Ok(protected("Album", &["edit", "admin"], ScopeMode::Any))
     );
     assert_eq!(
-        resolve(&map, Method::PUT, "/albums/1"),
+        resolve(&map, &Method::PUT, "/albums/1"),
         Ok(protected("Album", &["edit", "admin"], ScopeMode::All))
     );
     // Without an entry: the path's scopes, any one of them; never 405.
     assert_eq!(
-        resolve(&map, Method::DELETE, "/albums/1"),
+        resolve(&map, &Method::DELETE, "/albums/1"),
         Ok(protected("Album", &["view", "edit"], ScopeMode::Any))
     );
     // No scopes at all: any permission for the resource.
     assert_eq!(
-        resolve(&map, Method::PATCH, "/any/x/y"),
+        resolve(&map, &Method::PATCH, "/any/x/y"),
         Ok(protected("Any", &[], ScopeMode::Any))
     );
     for method in [Method::GET, Method::POST, Method::DELETE] {
-        assert_eq!(resolve(&map, method, "/health"), Ok(Resolution::Public));
+        assert_eq!(resolve(&map, &method, "/health"), Ok(Resolution::Public));
     }
     assert_eq!(
-        resolve(&map, Method::GET, "/other"),
+        resolve(&map, &Method::GET, "/other"),
         Ok(Resolution::Unmapped)
     );
     // The same normalisation as every map.
     assert_eq!(
-        resolve(&map, Method::GET, "/albums/%2e%2e/admin"),
+        resolve(&map, &Method::GET, "/albums/%2e%2e/admin"),
         Err(PathError::DotSegment)
     );
 }
 
 #[test]
 fn http_method_as_scope_names_the_scope() {
-    let c = config(json!({
+    let c = config(&json!({
         "http-method-as-scope": true,
         "paths": [{"name": "R", "path": "/r",
                    "methods": [{"method": "GET", "scopes": ["read"]}]}]
     }));
     let map = c.resource_map();
     assert_eq!(
-        resolve(&map, Method::DELETE, "/r"),
+        resolve(&map, &Method::DELETE, "/r"),
         Ok(protected("R", &["DELETE"], ScopeMode::Any))
     );
     assert_eq!(
-        resolve(&map, Method::GET, "/r"),
+        resolve(&map, &Method::GET, "/r"),
         Ok(protected("R", &["read"], ScopeMode::All))
     );
 }
 
 #[test]
 fn entries_with_the_same_path_are_merged() {
-    let c = config(json!({
+    let c = config(&json!({
         "paths": [
             {"name": "A", "path": "/a", "methods": [{"method": "GET", "scopes": ["r"]}]},
             {"name": "B", "path": "/a", "methods": [{"method": "POST", "scopes": ["w"]}]},
@@ -155,14 +155,14 @@ fn entries_with_the_same_path_are_merged() {
     }));
     let map = c.resource_map();
     assert_eq!(
-        resolve(&map, Method::POST, "/a"),
+        resolve(&map, &Method::POST, "/a"),
         Ok(protected("A", &["w"], ScopeMode::All))
     );
 }
 
 #[test]
 fn path_cache_and_lazy_paths() {
-    let c = config(json!({
+    let c = config(&json!({
         "lazy-load-paths": true,
         "http-method-as-scope": true,
         "path-cache": {"max-entries": 5, "lifespan": 2000},
@@ -175,12 +175,13 @@ fn path_cache_and_lazy_paths() {
         .exclude_names(["A"]);
     assert_eq!(c.lazy_paths(), Some(expected));
     // A path-cache section alone turns lazy paths on, as in Keycloak; -1 never expires.
-    let c = config(json!({"path-cache": {"lifespan": -1}, "paths": [{"name": "A", "path": "/a"}]}));
+    let c =
+        config(&json!({"path-cache": {"lifespan": -1}, "paths": [{"name": "A", "path": "/a"}]}));
     assert_eq!(
         c.lazy_paths(),
         Some(LazyPaths::new().lifespan(None).exclude_names(["A"]))
     );
-    let c = config(json!({"paths": [{"name": "A", "path": "/a"}]}));
+    let c = config(&json!({"paths": [{"name": "A", "path": "/a"}]}));
     assert_eq!(c.lazy_paths(), None);
 }
 
@@ -219,7 +220,7 @@ fn unsupported_keys_are_errors_naming_their_json_path() {
         ),
     ];
     for (enforcer, key) in cases {
-        let e = error(enforcer);
+        let e = error(&enforcer);
         assert_eq!(e.key(), key, "{e}");
         assert!(e.message().contains("not supported"), "{e}");
         assert!(e.to_string().starts_with(&format!("`{key}`: ")), "{e}");
@@ -284,7 +285,7 @@ fn typos_and_wrong_values_are_errors_naming_their_json_path() {
         ),
     ];
     for (enforcer, key) in cases {
-        let e = error(enforcer);
+        let e = error(&enforcer);
         assert_eq!(e.key(), key, "{e}");
     }
 }
