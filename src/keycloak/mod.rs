@@ -1,7 +1,8 @@
 //! Keycloak's own enforcer configuration, read as it is: [`KeycloakConfig`] turns a
 //! `keycloak.json` (with its `policy-enforcer` section) or a standalone
-//! `policy-enforcer.json` into a configured [`Discover`], and [`LazyPaths`] resolves
-//! unconfigured paths by the resources' `uris` at Keycloak.
+//! `policy-enforcer.json` into a configured [`Discover`], [`LazyPaths`] resolves
+//! unconfigured paths by the resources' `uris` at Keycloak, and [`PermissionExchange`]
+//! exchanges plain access tokens for permissions.
 //!
 //! # Example
 //!
@@ -74,7 +75,7 @@
 //! | `policy-enforcer.http-method-as-scope` | methods without an entry need their own name as scope |
 //! | `policy-enforcer.lazy-load-paths` | [`LazyPaths`]: paths no entry matches are resolved at Keycloak by the resources' `uris` |
 //! | `policy-enforcer.path-cache.max-entries`, `.lifespan` | [`LazyPaths::max_entries`] (default 1000), [`LazyPaths::lifespan`] in milliseconds (default 30000; `-1` never expires; `0` caches nothing). As in Keycloak, a `path-cache` section turns lazy paths on by itself |
-//! | `policy-enforcer.user-managed-access` | present (`{}`): UMA, `401` with a ticket. Absent: Keycloak would exchange a plain access token for permissions and answer `403` without a ticket; tower-uma still issues tickets (see below) |
+//! | `policy-enforcer.user-managed-access` | present (`{}`): UMA only, a token that does not grant the request gets `401` with a ticket. Absent (Keycloak's default): [`PermissionExchange`] as well, a plain access token is exchanged for the permissions it may have, and a refusal is `403` without a ticket; requests without a token still get `401` with a ticket |
 //! | `policy-enforcer.on-deny-redirect-to` | refused: tower-uma answers `401` + ticket or `403`, never a redirect |
 //!
 //! # Where the layer differs from Keycloak's enforcer
@@ -92,16 +93,17 @@
 //! - **Resource instances.** For an entry with a `{param}`, Keycloak first looks for a resource
 //!   whose `uris` hold the concrete path (one resource per album) and uses it instead of the
 //!   named one; tower-uma decides for the named resource.
-//! - **Without `user-managed-access`** Keycloak does not issue tickets: an insufficient token
-//!   is exchanged for the permissions it can get (uma-ticket grant) and otherwise refused with
-//!   `403`. tower-uma expects RPTs and answers `401` with a ticket (UMA Grant §3.3.1) until
-//!   permission exchange is implemented.
+//! - **Without `user-managed-access`** Keycloak issues no tickets: a request without a token
+//!   is refused with `403`. tower-uma exchanges plain access tokens the same way, but still
+//!   answers a request without a token (or with a token Keycloak does not accept) with `401`
+//!   and a ticket (UMA Grant §3.3.1), so that UMA clients keep working beside them.
 //! - **A path without `name` or `id`** (Keycloak looks its resource up by the path at start-up)
 //!   is refused; name the resource.
 //!
 //! [`Discover`]: crate::Discover
 //! [`ResourceMap`]: crate::ResourceMap
 
+mod exchange;
 mod lazy;
 mod parse;
 mod rule;
@@ -109,6 +111,8 @@ mod rule;
 use std::fmt;
 use std::path::Path;
 
+pub use self::exchange::PermissionExchange;
+pub(crate) use self::exchange::{Exchanged, Exchanger};
 pub use self::lazy::LazyPaths;
 pub(crate) use self::lazy::LazyResolver;
 use self::parse::Parsed;
@@ -295,7 +299,8 @@ impl KeycloakConfig {
     }
 
     /// Applies the configuration to a builder: the Keycloak dialect, the realm, the timeouts,
-    /// the resource map and the lazy paths. The issuer and credentials are the builder's.
+    /// the resource map, the lazy paths and permission exchange. The issuer and credentials are
+    /// the builder's.
     pub fn apply(&self, builder: UmaLayerBuilder) -> UmaLayerBuilder {
         let mut builder = builder
             .dialect(Dialect::Keycloak)
@@ -310,7 +315,17 @@ impl KeycloakConfig {
         if let Some(lazy) = self.lazy_paths() {
             builder = builder.lazy_paths(lazy);
         }
+        if let Some(exchange) = self.permission_exchange() {
+            builder = builder.permission_exchange(exchange);
+        }
         builder
+    }
+
+    /// Permission exchange, which Keycloak's enforcer does when `user-managed-access` is
+    /// absent (see [`PermissionExchange`]); `None` when it is present (UMA only).
+    #[must_use]
+    pub fn permission_exchange(&self) -> Option<PermissionExchange> {
+        (!self.parsed.enforcer.user_managed_access).then(PermissionExchange::new)
     }
 
     /// The discovery of the configured realm, by the configured client, with everything of

@@ -50,6 +50,8 @@ fn the_consoles_download_is_read_as_it_is() {
     assert_eq!(c.client_id(), "photo-api");
     assert_eq!(c.client_secret().secret(), "photo-api-secret");
     assert!(!c.user_managed_access());
+    // Without user-managed-access, Keycloak exchanges plain access tokens.
+    assert_eq!(c.permission_exchange(), Some(PermissionExchange::new()));
     // No paths: Keycloak loads every resource; here lazy paths find them.
     assert_eq!(c.lazy_paths(), Some(LazyPaths::new()));
     // The secret stays out of Debug.
@@ -70,6 +72,7 @@ fn a_standalone_policy_enforcer_json_is_read_too() {
     .to_string();
     let c = KeycloakConfig::from_json(&text).expect("valid");
     assert!(c.user_managed_access());
+    assert_eq!(c.permission_exchange(), None);
     assert_eq!(c.lazy_paths(), None);
     assert_eq!(
         resolve(&c.resource_map(), &Method::GET, "/albums/7"),

@@ -124,6 +124,14 @@ impl UmaLayerBuilder {
             secret: self.client_secret.clone(),
             auth: self.client_auth,
         };
+        let exchange = self.permission_exchange.as_ref().map(|settings| {
+            Arc::new(crate::keycloak::Exchanger::new(
+                settings,
+                caller.clone(),
+                token_endpoint.clone(),
+                self.client_id.clone(),
+            ))
+        });
         let pat = Arc::new(PatProvider::new(
             caller.clone(),
             PatConfig {
@@ -222,6 +230,7 @@ impl UmaLayerBuilder {
             client,
             registrar,
             lazy,
+            exchange,
             sync: self.sync,
             lookup_interval: self.lookup_interval,
             resync_interval: self.resync_interval,
@@ -251,6 +260,7 @@ pub(super) struct Prepared {
     client: Arc<AsClient>,
     pub(super) registrar: Option<Registrar>,
     lazy: Option<Arc<crate::keycloak::LazyResolver>>,
+    exchange: Option<Arc<crate::keycloak::Exchanger>>,
     pub(super) sync: ResourceSyncMode,
     lookup_interval: Duration,
     resync_interval: Duration,
@@ -286,6 +296,7 @@ impl Prepared {
             method_override: self.method_override,
             resolver: self.resolver,
             lazy: self.lazy,
+            exchange: self.exchange,
             registry,
             realm: self.realm,
             as_uri: self.as_uri,

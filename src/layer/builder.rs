@@ -111,6 +111,7 @@ pub struct UmaLayerBuilder {
     pub(super) resources: ResourceMap,
     pub(super) resolver: Option<Arc<dyn ResourceResolver>>,
     pub(super) lazy_paths: Option<crate::keycloak::LazyPaths>,
+    pub(super) permission_exchange: Option<crate::keycloak::PermissionExchange>,
     pub(super) connect_timeout: Duration,
     pub(super) request_timeout: Duration,
     pub(super) dialect: Dialect,
@@ -175,6 +176,7 @@ impl UmaLayerBuilder {
             resources: ResourceMap::new(),
             resolver: None,
             lazy_paths: None,
+            permission_exchange: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
             dialect: Dialect::Standard,
@@ -322,6 +324,16 @@ impl UmaLayerBuilder {
     /// registration endpoint. Defaults to none: such paths are unmapped.
     pub fn lazy_paths(mut self, lazy: crate::keycloak::LazyPaths) -> Self {
         self.lazy_paths = Some(lazy);
+        self
+    }
+
+    /// Exchanges an active token that does not grant the request (a plain access token) for
+    /// the permissions its bearer may have, at the token endpoint, as Keycloak's enforcer does
+    /// without `user-managed-access` (see
+    /// [`PermissionExchange`](crate::keycloak::PermissionExchange)). A refusal is then `403`
+    /// without a ticket. Defaults to none: such a token is challenged with a ticket.
+    pub fn permission_exchange(mut self, exchange: crate::keycloak::PermissionExchange) -> Self {
+        self.permission_exchange = Some(exchange);
         self
     }
 

@@ -40,7 +40,7 @@ use crate::clock::Clock;
 use crate::decision::{Requirement, Rules, decide};
 use crate::gate::{AsGate, AsHealth};
 use crate::introspect::Introspection;
-use crate::keycloak::LazyResolver;
+use crate::keycloak::{Exchanged, Exchanger, LazyResolver};
 use crate::method_override::MethodOverride;
 use crate::principal::UmaPrincipal;
 use crate::protection::{AsClient, CallError};
@@ -58,6 +58,8 @@ pub(crate) struct Parts {
     pub(crate) resolver: Resolver,
     /// Resolves paths no route matches at the AS (lazy paths), when configured.
     pub(crate) lazy: Option<Arc<LazyResolver>>,
+    /// Exchanges tokens that do not grant the request for permissions, when configured.
+    pub(crate) exchange: Option<Arc<Exchanger>>,
     pub(crate) registry: ResourceRegistry,
     pub(crate) realm: String,
     pub(crate) as_uri: String,
@@ -84,6 +86,7 @@ pub(crate) struct Pipeline {
     method_override: MethodOverride,
     resolver: Resolver,
     lazy: Option<Arc<LazyResolver>>,
+    exchange: Option<Arc<Exchanger>>,
     registry: ResourceRegistry,
     realm: String,
     as_uri: String,
@@ -179,6 +182,7 @@ impl Pipeline {
             method_override: parts.method_override,
             resolver: parts.resolver,
             lazy: parts.lazy,
+            exchange: parts.exchange,
             registry: parts.registry,
             realm: parts.realm,
             as_uri: parts.as_uri,
@@ -349,6 +353,10 @@ impl Pipeline {
                         let flow = end(span, req, &facts, Verdict::Pass(Outcome::Allowed), &why);
                         req.extensions_mut().insert(principal);
                         return flow;
+                    }
+                    // Permission exchange waits for the AS.
+                    Err(_) if self.exchange.is_some() => {
+                        return pending(Stage::Check(id.into_owned()));
                     }
                     Err(denial) => denial.as_str(),
                 }
@@ -574,6 +582,19 @@ impl Pipeline {
                         settled.principal = Some(principal);
                         return (Verdict::Pass(Outcome::Allowed), Why::new("granted"));
                     }
+                    Err(denial) if self.exchange.is_some() => {
+                        let base = Arc::clone(&cached.value);
+                        let exchanged = self.exchanged(pending, token, digest, id, &base);
+                        match Box::pin(exchanged).await {
+                            Exchange::Granted(principal) => {
+                                settled.principal = Some(principal);
+                                return (Verdict::Pass(Outcome::Allowed), Why::new("exchanged"));
+                            }
+                            Exchange::Ended(verdict, why) => return (verdict, why),
+                            // Keycloak does not accept the token either: the UMA flow.
+                            Exchange::Unaccepted => denial.as_str(),
+                        }
+                    }
                     Err(denial) => denial.as_str(),
                 }
             }
@@ -614,6 +635,59 @@ impl Pipeline {
         }
     }
 
+    /// Permission exchange: the permissions the AS gives `token` for the request, decided
+    /// like an RPT's; a refusal is `403` without a ticket, a failure `403` + `Warning`, a token
+    /// the AS does not accept goes on to the UMA challenge. `base` is the token's
+    /// introspection result (inactive for a plain access token under Keycloak's RPT hint).
+    async fn exchanged(
+        &self,
+        pending: &Pending,
+        token: &BearerToken,
+        digest: Fingerprint,
+        id: &str,
+        base: &Introspection,
+    ) -> Exchange {
+        let enforcement = pending.enforcement;
+        let Some(exchanger) = &self.exchange else {
+            return Exchange::Ended(enforcement.apply(Refusal::Denied), Why::new("no_exchange"));
+        };
+        let need = &pending.need;
+        let answer = exchanger
+            .exchange(token, digest, id, &need.scopes, base)
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                let verdict = enforcement.apply(Refusal::Unreachable);
+                return Exchange::Ended(verdict, Why::new("exchange_failed").error(e));
+            }
+        };
+        let intro = match &*answer {
+            Exchanged::Granted(intro) => Arc::clone(intro),
+            Exchanged::Denied => {
+                let verdict = enforcement.apply(Refusal::Denied);
+                return Exchange::Ended(verdict, Why::new("exchange_denied"));
+            }
+            Exchanged::Unaccepted => return Exchange::Unaccepted,
+        };
+        let requirement = Requirement {
+            resource_id: id,
+            scopes: &need.scopes,
+            mode: need.scope_mode,
+        };
+        match decide(&intro, requirement, self.clock.now_unix(), self.rules) {
+            Ok(granted) => {
+                let principal = UmaPrincipal::new(Arc::clone(&intro), id, granted, digest);
+                Exchange::Granted(principal)
+            }
+            // Some permissions, not enough of them (all scopes were needed).
+            Err(_) => Exchange::Ended(
+                enforcement.apply(Refusal::Denied),
+                Why::new("exchange_denied"),
+            ),
+        }
+    }
+
     /// The cache's answer for a token, from the AS (or the JWT check) on a miss.
     async fn fetch(
         &self,
@@ -629,6 +703,16 @@ impl Pipeline {
             })
             .await
     }
+}
+
+/// How a permission exchange ended.
+enum Exchange {
+    /// Granted, with the principal of the exchanged permissions.
+    Granted(UmaPrincipal),
+    /// Refused, or failed.
+    Ended(Verdict, Why),
+    /// The AS does not accept the token (expired, revoked, not one of its tokens).
+    Unaccepted,
 }
 
 /// What the asynchronous part learnt on its way.
