@@ -17,6 +17,12 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use tower_uma::keycloak::KeycloakConfig;
 
+/// The layer `config` describes, on Keycloak's plain-http loopback address.
+async fn build(config: &KeycloakConfig) -> tower_uma::UmaLayer {
+    let discovered = config.discover().insecure_allow_http().await.unwrap();
+    discovered.build().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
     require_keycloak().await;
@@ -58,14 +64,7 @@ async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
     .to_string();
     let config = KeycloakConfig::from_json(&text).unwrap();
     assert_eq!(config.issuer(), ISSUER);
-    let layer = config
-        .discover()
-        .insecure_allow_http()
-        .await
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let layer = build(&config).await;
     let url = protected(layer).await;
 
     assert_eq!(
@@ -107,4 +106,73 @@ async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
 
     unregister(&pat, &conf_id).await;
     unregister(&pat, &lazy_id).await;
+}
+
+/// Without `user-managed-access` (Keycloak's default), a plain access token is exchanged at
+/// Keycloak for the permissions its user may have (the uma-ticket grant with `permission`,
+/// `audience` and `response_mode=permissions`), as Keycloak's own enforcer does; a refusal is
+/// `403` without a ticket, and requests without a token still get a ticket.
+#[tokio::test]
+async fn plain_access_tokens_are_exchanged_for_permissions() {
+    require_keycloak().await;
+    let pat = pat_of(RS_ID, RS_SECRET).await;
+    let name = unique("exchange");
+    let id = register(
+        &pat,
+        json!({"name": name, "resource_scopes": ["view", "delete"]}),
+    )
+    .await;
+    let text = json!({
+        "realm": "photos",
+        "auth-server-url": BASE,
+        "resource": RS_ID,
+        "credentials": {"secret": RS_SECRET},
+        "policy-enforcer": {
+            "paths": [
+                {"name": name, "path": "/ex/{id}",
+                 "methods": [
+                    {"method": "GET", "scopes": ["view"]},
+                    {"method": "DELETE", "scopes": ["delete"]},
+                    {"method": "POST", "scopes": ["view", "delete"], "scopes-enforcement-mode": "ANY"},
+                    {"method": "PUT", "scopes": ["view", "delete"], "scopes-enforcement-mode": "ALL"}]}
+            ]
+        }
+    })
+    .to_string();
+    let config = KeycloakConfig::from_json(&text).unwrap();
+    assert!(config.permission_exchange().is_some());
+    let layer = build(&config).await;
+    let url = format!("{}/ex/1", protected(layer).await);
+    // bob's plain access token: Keycloak's introspection calls it inactive under the RPT hint.
+    let bob = user_token("bob").await;
+    assert_eq!(introspect(&bob).await["active"], json!(false));
+
+    let ok = answer(get(&url, Method::GET, Some(&bob)).await).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.body["principal"]["resource_id"], json!(id));
+    assert_eq!(ok.body["principal"]["scopes"], json!(["view"]));
+    assert_eq!(ok.body["principal"]["client_id"], json!(APP_ID));
+    // ANY: Keycloak grants view of view and delete, enough.
+    let any = get(&url, Method::POST, Some(&bob)).await;
+    assert_eq!(any.status(), StatusCode::OK);
+    // Refused by Keycloak, or not all scopes: 403 without a ticket.
+    for method in [Method::DELETE, Method::PUT] {
+        let refused = get(&url, method.clone(), Some(&bob)).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{method}");
+        assert!(
+            refused.headers().get("www-authenticate").is_none(),
+            "{method}"
+        );
+        assert!(refused.headers().get("warning").is_none(), "{method}");
+    }
+    // No token, or one Keycloak does not accept: a ticket, and an RPT still works.
+    let ticket = ticket_of(&get(&url, Method::GET, None).await);
+    ticket_of(&get(&url, Method::GET, Some("not-a-keycloak-token")).await);
+    let rpt = rpt("bob", &ticket).await;
+    assert_eq!(
+        get(&url, Method::GET, Some(&rpt)).await.status(),
+        StatusCode::OK
+    );
+
+    unregister(&pat, &id).await;
 }
