@@ -40,6 +40,9 @@ use crate::token::{BearerToken, Fingerprint};
 ///   token without a readable `exp` is not used). Failures are not cached.
 /// - Requests without a token still get `401` with a ticket, and RPTs that grant the request
 ///   pass without an exchange: UMA clients keep working in the same deployment.
+/// - Since Keycloak's introspection cannot tell a plain access token from a bad one, a token
+///   it calls inactive costs one exchange (cached like any answer) before its challenge; the
+///   calls go through the layer's cap and circuit breakers like every AS call.
 ///
 /// # Example
 ///
