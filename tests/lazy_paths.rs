@@ -296,3 +296,77 @@ async fn a_keycloak_json_configures_the_layer() {
     );
     assert_eq!(calls.get(), 3);
 }
+
+/// A `keycloak.json` for `as_`'s realm with this `policy-enforcer` section.
+fn keycloak_json(as_: &TestAs, enforcer: &serde_json::Value) -> String {
+    let issuer = as_.issuer();
+    let realm = issuer.rsplit('/').next().expect("a realm");
+    json!({
+        "realm": realm,
+        "auth-server-url": as_.base_url(),
+        "resource": common::RS_ID,
+        "credentials": {"secret": common::RS_SECRET},
+        "policy-enforcer": enforcer,
+    })
+    .to_string()
+}
+
+/// The layer of a `keycloak.json` for `as_` with this `policy-enforcer` section.
+async fn build_from(
+    as_: &TestAs,
+    enforcer: &serde_json::Value,
+) -> Result<UmaLayer, tower_uma::Error> {
+    let config = KeycloakConfig::from_json(&keycloak_json(as_, enforcer)).expect("valid");
+    let discovered = config.discover().insecure_allow_http().await?;
+    discovered.build().await
+}
+
+#[tokio::test]
+async fn a_path_without_name_is_the_resource_its_uri_names() {
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    // `docs` holds the path as written; `wide` only matches it; `pattern` matches the other.
+    let docs = register(&as_, "docs", &["read", "write"], &["/docs/{id}"]);
+    register(&as_, "wide", &["read"], &["/docs/*"]);
+    let pattern = register(&as_, "pattern", &["read"], &["/files/*"]);
+    let enforcer = json!({
+        "user-managed-access": {},
+        "paths": [
+            {"path": "/docs/{id}", "methods": [{"method": "GET", "scopes": ["read"]}]},
+            {"path": "/files/{name}", "scopes": ["read"]},
+            {"path": "/nowhere/{id}", "scopes": ["read"]}
+        ]
+    });
+    let layer = build_from(&as_, &enforcer).await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    let http = http();
+    let read_docs = rpt_for(&as_, &docs, &["read"]);
+    assert_eq!(
+        get_with(&http, &url, "/docs/1", &read_docs).await.status(),
+        StatusCode::OK
+    );
+    let read_files = rpt_for(&as_, &pattern, &["read"]);
+    assert_eq!(
+        get_with(&http, &url, "/files/a", &read_files)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // The exact holder wins over the one that only matches.
+    assert_eq!(
+        get_with(&http, &url, "/docs/1", &read_files).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // No resource for the path: denied.
+    assert_eq!(
+        get_with(&http, &url, "/nowhere/1", &read_docs)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(calls.get(), 2);
+
+    // Two resources holding the same path: the layer does not start (nor does Keycloak's).
+    register(&as_, "docs-again", &["read"], &["/docs/{id}"]);
+    let e = build_from(&as_, &enforcer).await.expect_err("ambiguous");
+    assert!(e.to_string().contains("2 resources hold it"), "{e}");
+}

@@ -183,7 +183,7 @@ impl LazyResolver {
 
     /// Asks the AS for the first resource whose `uris` match `path`.
     async fn find(&self, path: &str) -> Result<Option<Arc<Found>>, CallError> {
-        let build = |pat: &Pat| request(&self.endpoint, path, pat);
+        let build = |pat: &Pat| request(&self.endpoint, path, true, pat);
         let found = self
             .client
             .protected(AsEndpoint::ResourceRegistration, build, parse)
@@ -197,18 +197,26 @@ impl LazyResolver {
     }
 }
 
-/// `GET {endpoint}?uri={path}&matchingUri=true&deep=true&max=-1`: the resources whose `uris`
-/// match the path, with their scopes. Keycloak pages its list *before* it matches the uris
-/// (checked against Keycloak 26.7: `max=1` finds nothing unless the match is the first
-/// resource of all), so the query asks for every page.
-fn request(endpoint: &str, path: &str, pat: &Pat) -> Result<http::Request<Bytes>, Failure> {
+/// `GET {endpoint}?uri={path}[&matchingUri=true]&deep=true&max=-1`: the resources whose
+/// `uris` hold the path (or, with `matching`, match it), with their scopes. Keycloak pages its
+/// list *before* it matches the uris (checked against Keycloak 26.7: `max=1` finds nothing
+/// unless the match is the first resource of all), so the query asks for every page.
+fn request(
+    endpoint: &str,
+    path: &str,
+    matching: bool,
+    pat: &Pat,
+) -> Result<http::Request<Bytes>, Failure> {
     let mut url = url::Url::parse(endpoint)
         .map_err(|_| Failure::Unsendable("the resource registration endpoint is not a URL"))?;
-    url.query_pairs_mut()
-        .append_pair("uri", path)
-        .append_pair("matchingUri", "true")
-        .append_pair("deep", "true")
-        .append_pair("max", "-1");
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("uri", path);
+        if matching {
+            query.append_pair("matchingUri", "true");
+        }
+        query.append_pair("deep", "true").append_pair("max", "-1");
+    }
     let auth = crate::protection::bearer(pat.secret())?;
     crate::protection::build(
         Method::GET,
@@ -216,6 +224,43 @@ fn request(endpoint: &str, path: &str, pat: &Pat) -> Result<http::Request<Bytes>
         [auth, crate::protection::accept_json()],
         Bytes::new(),
     )
+}
+
+/// The id of the one resource a configured path without `name` stands for, as Keycloak's
+/// enforcer finds it at start-up: the resources whose `uris` hold the path as written, else
+/// those whose `uris` match it; `None` when there is none.
+///
+/// # Errors
+///
+/// The AS call's failure, or several resources for the path (Keycloak refuses to start then
+/// too).
+pub(crate) async fn resource_for_uri(
+    client: &AsClient,
+    endpoint: &str,
+    uri: &str,
+) -> Result<Option<String>, crate::Error> {
+    let doing = || format!("looking up the resource of the path {uri:?} by its uri");
+    let mut ids = Vec::new();
+    for matching in [false, true] {
+        let build = |pat: &Pat| request(endpoint, uri, matching, pat);
+        let listed = client
+            .registration(build, crate::protection::resource_set::parse_list)
+            .await
+            .map_err(|e| e.into_error(doing()))?;
+        ids = listed.ids;
+        if !ids.is_empty() {
+            break;
+        }
+    }
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(id.clone())),
+        _ => Err(crate::Error::config(format!(
+            "{}: {} resources hold it; name the one meant with `name`",
+            doing(),
+            ids.len()
+        ))),
+    }
 }
 
 /// Reads the answer: an array of resource representations, the first one used. Its scopes
@@ -266,6 +311,7 @@ mod tests {
         let r = request(
             "https://kc.test/realms/r/authz/protection/resource_set",
             "/albums/a b%2Fc",
+            true,
             &Pat::new("p"),
         )
         .expect("a request");

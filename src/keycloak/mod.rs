@@ -66,6 +66,7 @@
 //! | `policy-enforcer.paths[]` | one route each; entries with the same `path` are merged into the first, as Keycloak does |
 //! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use, and a name Keycloak does not know denies (`403`) |
 //! | `paths[].id` | the resource by id, when there is no `name` |
+//! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`) |
 //! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment and parameters inside a segment are refused |
 //! | `paths[].methods[]` | `method` (exactly as written; `HEAD` does not follow `GET`), its `scopes`, and `scopes-enforcement-mode` `ALL` ([`ScopeMode::All`](crate::ScopeMode::All), default) or `ANY`; `DISABLED` is refused (Keycloak then lets any valid token through) |
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |
@@ -97,8 +98,9 @@
 //!   is refused with `403`. tower-uma exchanges plain access tokens the same way, but still
 //!   answers a request without a token (or with a token Keycloak does not accept) with `401`
 //!   and a ticket (UMA Grant §3.3.1), so that UMA clients keep working beside them.
-//! - **A path without `name` or `id`** (Keycloak looks its resource up by the path at start-up)
-//!   is refused; name the resource.
+//! - **A path without `name` or `id`** is looked up by its path when the layer is built, as
+//!   Keycloak does at start-up, and not again: a resource created or changed later in the
+//!   console needs a restart (or a `name`).
 //!
 //! [`Discover`]: crate::Discover
 //! [`ResourceMap`]: crate::ResourceMap
@@ -114,8 +116,9 @@ use std::path::Path;
 pub use self::exchange::PermissionExchange;
 pub(crate) use self::exchange::{Exchanged, Exchanger};
 pub use self::lazy::LazyPaths;
-pub(crate) use self::lazy::LazyResolver;
+pub(crate) use self::lazy::{LazyResolver, resource_for_uri};
 use self::parse::Parsed;
+pub(crate) use self::rule::UriCell;
 use crate::dialect::Dialect;
 use crate::layer::{Discover, UmaLayer, UmaLayerBuilder};
 use crate::resources::ResourceMap;
@@ -126,6 +129,9 @@ use crate::token::ClientSecret;
 #[derive(Clone)]
 pub struct KeycloakConfig {
     parsed: Parsed,
+    /// Per path, the resource of a path without `name` or `id`, found by the path when a layer
+    /// is built; shared by every map made from this configuration.
+    cells: Vec<UriCell>,
 }
 
 impl fmt::Debug for KeycloakConfig {
@@ -200,7 +206,13 @@ impl KeycloakConfig {
     pub fn from_json(text: &str) -> Result<Self, KeycloakConfigError> {
         let mut parsed = parse::parse(text)?;
         parsed.auth_server_url = parsed.auth_server_url.trim_end_matches('/').to_owned();
-        let config = Self { parsed };
+        let cells = parsed
+            .enforcer
+            .paths
+            .iter()
+            .map(|_| UriCell::default())
+            .collect();
+        let config = Self { parsed, cells };
         // Every path must make a route, and the routes a valid map.
         let _checked = config.try_resource_map()?;
         Ok(config)
@@ -269,8 +281,8 @@ impl KeycloakConfig {
     fn try_resource_map(&self) -> Result<ResourceMap, KeycloakConfigError> {
         let enforcer = &self.parsed.enforcer;
         let mut map = ResourceMap::new();
-        for entry in &enforcer.paths {
-            let route = rule::route_of(entry, enforcer.http_method_as_scope)
+        for (entry, cell) in enforcer.paths.iter().zip(&self.cells) {
+            let route = rule::route_of(entry, enforcer.http_method_as_scope, cell)
                 .map_err(|why| KeycloakConfigError::new(&format!("{}.path", entry.at), why))?;
             map = map.route(route);
             map.validate().map_err(|e| {
@@ -318,7 +330,8 @@ impl KeycloakConfig {
         if let Some(exchange) = self.permission_exchange() {
             builder = builder.permission_exchange(exchange);
         }
-        builder
+        let by_uri = enforcer_paths_by_uri(&self.parsed.enforcer.paths, &self.cells);
+        builder.uri_bindings(by_uri)
     }
 
     /// Permission exchange, which Keycloak's enforcer does when `user-managed-access` is
@@ -338,6 +351,16 @@ impl KeycloakConfig {
         )
         .configure(|b| self.apply(b))
     }
+}
+
+/// The paths without `name` or `id` (and not public), with the cells their resource goes in.
+fn enforcer_paths_by_uri(paths: &[parse::PathEntry], cells: &[UriCell]) -> Vec<(String, UriCell)> {
+    paths
+        .iter()
+        .zip(cells)
+        .filter(|(p, _)| p.name.is_none() && p.id.is_none() && !p.disabled)
+        .map(|(p, cell)| (p.path.clone(), std::sync::Arc::clone(cell)))
+        .collect()
 }
 
 /// `realm` as a path segment: everything but unreserved characters escaped.

@@ -494,13 +494,6 @@ fn path_entry(at: String, value: &Value) -> Result<PathEntry, KeycloakConfigErro
         methods.push(method_entry(&format!("{methods_at}[{i}]"), v)?);
     }
     obj.finish()?;
-    if name.is_none() && id.is_none() && !disabled {
-        return Err(err(
-            &at,
-            "has no `name`: resolving a path's resource by its URI at start-up is not supported by tower-uma yet; \
-             name the resource as Keycloak's console shows it",
-        ));
-    }
     Ok(PathEntry {
         at,
         name,

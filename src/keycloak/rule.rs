@@ -1,6 +1,8 @@
 //! From Keycloak's `paths` to tower-uma routes: the path syntax, and the scopes each method
 //! needs, decided the way Keycloak's `PolicyEnforcer` decides them.
 
+use std::sync::{Arc, OnceLock};
+
 use http::Method;
 
 use super::parse::{MethodEntry, PathEntry};
@@ -101,10 +103,24 @@ pub(crate) fn scopes_for(
     (scopes, ScopeMode::Any)
 }
 
+/// The id of the resource a path without `name` or `id` stands for, found at the AS by the
+/// path when the layer is built (see [`crate::keycloak::UriBinding`]); unset until then, or
+/// when the AS has no such resource.
+pub(crate) type UriCell = Arc<OnceLock<String>>;
+
+/// Which resource a configured path protects.
+#[derive(Debug)]
+enum Target {
+    /// By `name` or `id`.
+    Ref(ResourceRef),
+    /// By the path, resolved at build.
+    ByUri(UriCell),
+}
+
 /// The rule of one configured path: decided per request by [`scopes_for`].
 #[derive(Debug)]
 pub(crate) struct PathRule {
-    resource: ResourceRef,
+    resource: Target,
     methods: Vec<MethodEntry>,
     scopes: Vec<String>,
     method_as_scope: bool,
@@ -112,6 +128,15 @@ pub(crate) struct PathRule {
 
 impl ResourceResolver for PathRule {
     fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
+        let resource = match &self.resource {
+            Target::Ref(resource) => resource.clone(),
+            Target::ByUri(cell) => match cell.get() {
+                Some(id) => ResourceRef::Id(id.clone()),
+                // The AS had no resource for the path: nothing can grant it (Keycloak's
+                // enforcer then denies too).
+                None => return Resolution::Unmapped,
+            },
+        };
         let (scopes, scope_mode) = scopes_for(
             req.method,
             &self.methods,
@@ -119,7 +144,7 @@ impl ResourceResolver for PathRule {
             self.method_as_scope,
         );
         Resolution::Protected {
-            resource: self.resource.clone(),
+            resource,
             scopes,
             scope_mode,
             enforcement: None,
@@ -127,17 +152,21 @@ impl ResourceResolver for PathRule {
     }
 }
 
-/// The route of one configured path.
-pub(crate) fn route_of(entry: &PathEntry, method_as_scope: bool) -> Result<Route, String> {
+/// The route of one configured path; `cell` holds the resource of a path without `name` or
+/// `id`.
+pub(crate) fn route_of(
+    entry: &PathEntry,
+    method_as_scope: bool,
+    cell: &UriCell,
+) -> Result<Route, String> {
     let template = template_of(&entry.path)?;
     if entry.disabled {
         return Ok(Route::public(&template).public_methods(ALL_METHODS));
     }
     let resource = match (&entry.name, &entry.id) {
-        (Some(name), _) => ResourceRef::Name(name.clone()),
-        (None, Some(id)) => ResourceRef::Id(id.clone()),
-        // Refused by the parser.
-        (None, None) => return Err("the path names no resource".to_owned()),
+        (Some(name), _) => Target::Ref(ResourceRef::Name(name.clone())),
+        (None, Some(id)) => Target::Ref(ResourceRef::Id(id.clone())),
+        (None, None) => Target::ByUri(Arc::clone(cell)),
     };
     Ok(Route::new(&template).resolver(PathRule {
         resource,

@@ -131,6 +131,36 @@ fn methods_scopes_and_modes_decide_as_keycloaks_enforcer_does() {
 }
 
 #[test]
+fn a_path_without_name_takes_the_resource_found_by_its_uri() {
+    let c = config(&json!({
+        "paths": [{"path": "/docs/{id}", "methods": [{"method": "GET", "scopes": ["read"]}]}]
+    }));
+    let map = c.resource_map();
+    // Not looked up yet (or the AS has none): nothing can grant it.
+    assert_eq!(
+        resolve(&map, &Method::GET, "/docs/1"),
+        Ok(Resolution::Unmapped)
+    );
+    assert_eq!(
+        enforcer_paths_by_uri(&c.parsed.enforcer.paths, &c.cells)[0].0,
+        "/docs/{id}"
+    );
+    c.cells[0].set("r-9".to_owned()).expect("unset");
+    // Every map of this configuration sees the id found at build.
+    let by_id = Resolution::Protected {
+        resource: ResourceRef::Id("r-9".to_owned()),
+        scopes: vec!["read".to_owned()],
+        scope_mode: ScopeMode::All,
+        enforcement: None,
+    };
+    assert_eq!(resolve(&map, &Method::GET, "/docs/1"), Ok(by_id.clone()));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/docs/1"),
+        Ok(by_id)
+    );
+}
+
+#[test]
 fn http_method_as_scope_names_the_scope() {
     let c = config(&json!({
         "http-method-as-scope": true,
@@ -276,10 +306,6 @@ fn typos_and_wrong_values_are_errors_naming_their_json_path() {
         (
             json!({"paths": [{"name": "A", "path": "/a/{id}"}, {"name": "B", "path": "/a/{x}"}]}),
             "policy-enforcer.paths[1].path",
-        ),
-        (
-            json!({"paths": [{"path": "/a"}]}),
-            "policy-enforcer.paths[0]",
         ),
         (json!({"realm": "other"}), "policy-enforcer.realm"),
         (

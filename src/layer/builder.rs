@@ -112,6 +112,9 @@ pub struct UmaLayerBuilder {
     pub(super) resolver: Option<Arc<dyn ResourceResolver>>,
     pub(super) lazy_paths: Option<crate::keycloak::LazyPaths>,
     pub(super) permission_exchange: Option<crate::keycloak::PermissionExchange>,
+    /// Paths of a Keycloak configuration without `name`: their resource is looked up by the
+    /// path at build.
+    pub(super) uri_bindings: Vec<(String, crate::keycloak::UriCell)>,
     pub(super) connect_timeout: Duration,
     pub(super) request_timeout: Duration,
     pub(super) dialect: Dialect,
@@ -177,6 +180,7 @@ impl UmaLayerBuilder {
             resolver: None,
             lazy_paths: None,
             permission_exchange: None,
+            uri_bindings: Vec::new(),
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
             dialect: Dialect::Standard,
@@ -334,6 +338,16 @@ impl UmaLayerBuilder {
     /// without a ticket. Defaults to none: such a token is challenged with a ticket.
     pub fn permission_exchange(mut self, exchange: crate::keycloak::PermissionExchange) -> Self {
         self.permission_exchange = Some(exchange);
+        self
+    }
+
+    /// The paths whose resource [`build`](Self::build) looks up by the path (Keycloak's
+    /// paths without `name`); replaces earlier ones.
+    pub(crate) fn uri_bindings(
+        mut self,
+        bindings: Vec<(String, crate::keycloak::UriCell)>,
+    ) -> Self {
+        self.uri_bindings = bindings;
         self
     }
 
@@ -590,7 +604,8 @@ impl UmaLayerBuilder {
     }
 
     /// Validates the configuration, reconciles the declared resources with the AS (see
-    /// [`resource_sync`](Self::resource_sync)), and returns the layer.
+    /// [`resource_sync`](Self::resource_sync)), looks up the resources of a Keycloak
+    /// configuration's paths without `name` (see [`crate::keycloak`]), and returns the layer.
     ///
     /// # Errors
     ///
@@ -598,8 +613,9 @@ impl UmaLayerBuilder {
     /// resources are declared by name, also the errors of the sync (PAT, transport, AS
     /// answers), which say what was already changed. With a [`start_retry`](Self::start_retry)
     /// policy, transient errors of the sync are retried first.
-    pub async fn build(self) -> Result<UmaLayer, Error> {
+    pub async fn build(mut self) -> Result<UmaLayer, Error> {
         let retry = self.start_retry.clone();
+        let by_uri = std::mem::take(&mut self.uri_bindings);
         let prepared = self.prepare()?;
         let decls = prepared.map_decls();
         let ids = match &prepared.registrar {
@@ -618,6 +634,23 @@ impl UmaLayerBuilder {
             }
             _ => HashMap::new(),
         };
+        if !by_uri.is_empty() {
+            let Some(r) = &prepared.registrar else {
+                return Err(Error::config(
+                    "paths without a resource name are looked up by their uri at the resource \
+                     registration endpoint: set one with .resource_registration_endpoint(url)",
+                ));
+            };
+            for (uri, cell) in &by_uri {
+                if cell.get().is_none()
+                    && let Some(id) =
+                        crate::keycloak::resource_for_uri(&r.client, &r.endpoint, uri).await?
+                {
+                    // A layer built concurrently from the same configuration found the same.
+                    let _ = cell.set(id);
+                }
+            }
+        }
         Ok(prepared.into_layer(ids))
     }
 

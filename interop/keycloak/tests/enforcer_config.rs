@@ -42,6 +42,14 @@ async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
                "uris": [format!("/{lazy}/*")]}),
     )
     .await;
+    // A path without `name`: its resource is the one whose uris hold the path.
+    let by_uri = unique("byuri");
+    let by_uri_path = format!("/{by_uri}/{{id}}");
+    let by_uri_id = register(
+        &pat,
+        json!({"name": by_uri, "resource_scopes": ["view"], "uris": [by_uri_path]}),
+    )
+    .await;
     // The file as Keycloak's console downloads it, with the enforcer section added.
     let text = json!({
         "realm": "photos",
@@ -57,7 +65,8 @@ async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
                 {"name": conf, "path": "/conf/{id}",
                  "methods": [{"method": "GET", "scopes": ["view"]},
                              {"method": "DELETE", "scopes": ["delete"]}]},
-                {"path": "/health", "enforcement-mode": "DISABLED"}
+                {"path": "/health", "enforcement-mode": "DISABLED"},
+                {"path": by_uri_path, "scopes": ["view"]}
             ]
         }
     })
@@ -83,6 +92,17 @@ async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
     let delete = get(&conf_url, Method::DELETE, Some(&rpt_conf)).await;
     assert_eq!(delete.status(), StatusCode::UNAUTHORIZED);
 
+    // The path without `name`, by the resource Keycloak found for it at build.
+    let by_uri_url = format!("{url}/{by_uri}/3");
+    let rpt_by_uri = rpt(
+        "bob",
+        &ticket_of(&get(&by_uri_url, Method::GET, None).await),
+    )
+    .await;
+    let ok = answer(get(&by_uri_url, Method::GET, Some(&rpt_by_uri)).await).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.body["principal"]["resource_id"], json!(by_uri_id));
+
     // A lazy path: found by its uris at Keycloak (the bare prefix too), any of its scopes.
     let lazy_url = format!("{url}/{lazy}/photos/7");
     let rpt_lazy = rpt("bob", &ticket_of(&get(&lazy_url, Method::GET, None).await)).await;
@@ -106,6 +126,7 @@ async fn a_keycloak_json_with_lazy_paths_protects_the_api() {
 
     unregister(&pat, &conf_id).await;
     unregister(&pat, &lazy_id).await;
+    unregister(&pat, &by_uri_id).await;
 }
 
 /// Without `user-managed-access` (Keycloak's default), a plain access token is exchanged at
