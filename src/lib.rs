@@ -132,6 +132,7 @@ mod gate;
 mod introspect;
 #[cfg(feature = "jwt")]
 mod jwt;
+pub mod keycloak;
 mod layer;
 pub mod metadata;
 mod method_override;

@@ -139,6 +139,14 @@ impl UmaLayerBuilder {
             secret: self.client_secret.clone(),
             auth: self.client_auth,
         };
+        let exchange = self.permission_exchange.as_ref().map(|settings| {
+            Arc::new(crate::keycloak::Exchanger::new(
+                settings,
+                caller.clone(),
+                token_endpoint.clone(),
+                self.client_id.clone(),
+            ))
+        });
         let pat = Arc::new(PatProvider::new(
             caller.clone(),
             PatConfig {
@@ -202,6 +210,19 @@ impl UmaLayerBuilder {
                 endpoint,
                 dialect,
             });
+        let lazy = match (self.lazy_paths.take(), &registrar) {
+            (None, _) => None,
+            (Some(lazy), Some(r)) => Some(Arc::new(crate::keycloak::LazyResolver::new(
+                lazy,
+                Arc::clone(&client),
+                r.endpoint.clone(),
+            ))),
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "lazy paths ask the resource registration endpoint for the resources' uris;                      set one with .resource_registration_endpoint(url) or use discovery",
+                ));
+            }
+        };
         if self.resync_interval.is_zero() {
             return Err(Error::config(
                 "resource_resync_interval must be greater than zero",
@@ -225,6 +246,8 @@ impl UmaLayerBuilder {
             namespace,
             client,
             registrar,
+            lazy,
+            exchange,
             sync: self.sync,
             lookup_interval: self.lookup_interval,
             resync_interval: self.resync_interval,
@@ -254,6 +277,8 @@ pub(super) struct Prepared {
     namespace: String,
     client: Arc<AsClient>,
     pub(super) registrar: Option<Registrar>,
+    lazy: Option<Arc<crate::keycloak::LazyResolver>>,
+    exchange: Option<Arc<crate::keycloak::Exchanger>>,
     pub(super) sync: ResourceSyncMode,
     lookup_interval: Duration,
     resync_interval: Duration,
@@ -288,6 +313,8 @@ impl Prepared {
             unmapped: self.unmapped,
             method_override: self.method_override,
             resolver: self.resolver,
+            lazy: self.lazy,
+            exchange: self.exchange,
             registry,
             realm: self.realm,
             as_uri: self.as_uri,

@@ -66,7 +66,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
-use self::method::check_route_method;
+pub(crate) use self::method::check_route_method;
 pub(crate) use self::method::is_case_variant;
 use self::path::NormalizedPath;
 pub use self::path::PathError;

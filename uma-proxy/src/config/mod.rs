@@ -42,6 +42,7 @@
 //! of this module. Positions, key names and durations come from the workspace's `toml-diag`
 //! crate, which uma-test-as shares.
 
+mod keycloak;
 mod raw;
 mod resolve;
 #[cfg(test)]
@@ -84,6 +85,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--upstream URL`.
     pub upstream: Option<String>,
+    /// `--keycloak-config FILE`: replaces the file's `keycloak_config`.
+    pub keycloak_config: Option<String>,
 }
 
 /// A checked proxy configuration. See the crate README for every key and its default.
@@ -121,8 +124,11 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// `allowed_hosts`: the `Host` values answered; others get `421` (default: any host).
     pub allowed_hosts: Option<AllowedHosts>,
-    /// `[authorization_server]`.
+    /// `[authorization_server]`, or what the Keycloak configuration names.
     pub authorization_server: AsConfig,
+    /// `keycloak_config` (or `--keycloak-config`): Keycloak's `keycloak.json`, whose paths
+    /// come before `[[resources]]` in [`resource_map`](Self::resource_map).
+    pub keycloak: Option<tower_uma::keycloak::KeycloakConfig>,
     /// `[cache]`.
     pub cache: CacheConfig,
     /// `[resource_metadata]`: RFC 9728 metadata served at
@@ -414,11 +420,31 @@ impl Config {
         .resolve(raw, overrides)
     }
 
-    /// The resource map of `[[resources]]`.
+    /// The resource map: the Keycloak configuration's paths, if any, then `[[resources]]`.
     pub fn resource_map(&self) -> ResourceMap {
+        let start = self.keycloak.as_ref().map_or_else(
+            ResourceMap::new,
+            tower_uma::keycloak::KeycloakConfig::resource_map,
+        );
         self.resources
             .iter()
-            .fold(ResourceMap::new(), |map, r| map.route(r.route()))
+            .fold(start, |map, r| map.route(r.route()))
+    }
+
+    /// A configuration from Keycloak's `keycloak.json` alone (`uma-proxy --keycloak-config
+    /// FILE --upstream URL`): every other key at its default, `upstream` from `overrides`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the Keycloak file's key, or the missing upstream.
+    pub fn from_keycloak(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let overrides = Overrides {
+            keycloak_config: Some(path.display().to_string()),
+            ..overrides.clone()
+        };
+        Self::from_toml_str("", "--keycloak-config", &overrides, |name| {
+            std::env::var(name).ok()
+        })
     }
 }
 

@@ -32,7 +32,9 @@ pub(super) struct RawConfig {
     pub(super) method_override: MethodOverrideRaw,
     pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
     pub(super) allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(super) authorization_server: Spanned<RawAs>,
+    pub(super) authorization_server: Option<Spanned<RawAs>>,
+    /// A Keycloak `keycloak.json` in place of `[authorization_server]` (see `keycloak.rs`).
+    pub(super) keycloak_config: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) cache: RawCache,
     pub(super) resource_metadata: Option<Spanned<RawMetadata>>,

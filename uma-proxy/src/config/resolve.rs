@@ -35,11 +35,11 @@ pub(super) struct Resolver<'a, E> {
 }
 
 impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
-    fn at(&self, span: Range<usize>, message: String) -> ConfigError {
+    pub(super) fn at(&self, span: Range<usize>, message: String) -> ConfigError {
         ConfigError::new(self.origin, Diagnostic::at(self.text, span.start, message))
     }
 
-    fn nowhere(&self, message: String) -> ConfigError {
+    pub(super) fn nowhere(&self, message: String) -> ConfigError {
         ConfigError::new(self.origin, Diagnostic::new(message))
     }
 
@@ -130,7 +130,25 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             return Err(self.nowhere("`realm` is empty".to_owned()));
         }
         let (trusted_proxies, allowed_hosts) = self.resolve_trust(&raw)?;
-        let authorization_server = self.resolve_as(&raw.authorization_server)?;
+        let keycloak = self.resolve_keycloak(&raw, overrides)?;
+        let (authorization_server, as_span) = match (&raw.authorization_server, &keycloak) {
+            (Some(a), None) => (self.resolve_as(a)?, a.span()),
+            (None, Some(kc)) => (super::keycloak::as_config(kc), 0..0),
+            (Some(a), Some(_)) => {
+                return Err(self.at(
+                    a.span(),
+                    "remove [authorization_server]: the Keycloak configuration (keycloak_config or \
+                     --keycloak-config) names the authorization server and the client"
+                        .to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(self.nowhere(
+                    "missing field `authorization_server` (or `keycloak_config`, or --keycloak-config)"
+                        .to_owned(),
+                ));
+            }
+        };
         let resources = self.resolve_resources(&raw.resources)?;
         if authorization_server.issuer.is_none()
             && authorization_server
@@ -139,7 +157,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             && resources.iter().any(|r| r.decl.is_some())
         {
             return Err(self.at(
-                raw.authorization_server.span(),
+                as_span,
                 "[authorization_server] needs `resource_registration_endpoint` (or `issuer` for discovery): \
                  the protected [[resources]] are registered at start-up"
                     .to_owned(),
@@ -174,6 +192,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             trusted_proxies,
             allowed_hosts,
             authorization_server,
+            keycloak,
             cache: CacheConfig {
                 enabled: c.enabled,
                 max_ttl: c.max_ttl.map(|d| d.0),

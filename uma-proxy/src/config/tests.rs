@@ -49,6 +49,7 @@ fn overrides_replace_the_file() {
     let o = Overrides {
         listen: Some("127.0.0.1:7000".into()),
         upstream: Some("http://127.0.0.1:7001/api/".into()),
+        ..Overrides::default()
     };
     let c = Config::from_toml_str(BASE, "p", &o, env).unwrap();
     assert_eq!(c.listen.port(), 7000);

@@ -15,4 +15,5 @@ mod decision;
 mod e2e;
 mod forgotten_resource;
 mod inprocess;
+mod keycloak_config;
 mod upstream_view;
