@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use tower_uma::{Clock, FixedClock};
+//! use tower_uma::clock::{Clock, FixedClock};
 //!
 //! let clock = FixedClock::new(1_767_225_600);
 //! assert_eq!(clock.now_unix(), 1_767_225_600);

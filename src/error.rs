@@ -6,7 +6,7 @@
 //! # Example
 //!
 //! ```
-//! use tower_uma::{ErrorKind, UmaLayer};
+//! use tower_uma::{UmaLayer, error::ErrorKind};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! // A plain-http issuer is refused unless the builder says `insecure_allow_http()`.
@@ -58,6 +58,7 @@ pub enum ErrorKind {
 /// // Nothing listens on port 1: discovery cannot reach the AS.
 /// let err = UmaLayer::discover("http://127.0.0.1:1", "rs", "secret")
 ///     .insecure_allow_http()
+///     .build()
 ///     .await
 ///     .unwrap_err();
 /// assert!(err.is_transient());

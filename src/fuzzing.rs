@@ -11,7 +11,7 @@ use crate::decision::{self, Requirement, Rules};
 use crate::introspect::Introspection;
 use crate::resources::{PathError, ScopeMode};
 use crate::token::{self, Bearer};
-use crate::{ChallengeError, challenge};
+use crate::{challenge, challenge::ChallengeError};
 
 /// What a bearer parser made of an `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use common::*;
 use http::StatusCode;
-use tower_uma::{Clock, FixedClock, IntrospectionCache};
+use tower_uma::{
+    IntrospectionCache,
+    clock::{Clock, FixedClock},
+};
 use uma_test_as::Endpoint;
 
 #[tokio::test]

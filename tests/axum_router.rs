@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use tower::ServiceExt as _;
 use tower_uma::axum::UmaRouter;
 use tower_uma::{
-    EnforcementMode, Rejection, ResourceDecl, UmaLayerBuilder, UmaPrincipal, Unmapped,
+    EnforcementMode, Rejection, ResourceDecl, UmaLayerBuilder, UmaPrincipal, resources::Unmapped,
 };
 
 /// Counts the calls of each handler by name.
@@ -293,7 +293,9 @@ async fn a_layer_builder_with_a_resolver_is_refused() {
     let as_ = start_as().await;
     let layer = discover(&as_)
         .await
-        .resolver(|_: &tower_uma::RequestInfo<'_>| tower_uma::Resolution::Public);
+        .resolver(|_: &tower_uma::resources::RequestInfo<'_>| {
+            tower_uma::resources::Resolution::Public
+        });
     let table: UmaRouter = UmaRouter::new().public("/health", get(|| async { "ok" }));
     let err = table.build(layer).await.expect_err("refused");
     assert!(err.is_config(), "{err}");

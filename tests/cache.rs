@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
-use tower_uma::{Clock, FixedClock, IntrospectionCache, UmaLayer};
+use tower_uma::{
+    IntrospectionCache, UmaLayer,
+    clock::{Clock, FixedClock},
+};
 use uma_test_as::{Endpoint, RptPermission, RptSpec, TestAs};
 
 struct Env {

@@ -56,7 +56,7 @@ async fn handlers_read_the_granted_permissions() {
         .expect("answer");
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.text().await.expect("body");
-    let fp = tower_uma::Rpt::new(rpt.clone()).fingerprint().to_string();
+    let fp = tower_uma::token::Fingerprint::of(rpt.as_bytes()).to_string();
     assert_eq!(body, format!("bob|{APP_ID}|{r}|read|{fp}"));
     assert!(!body.contains(&rpt));
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 use common::*;
 use http::{Method, StatusCode};
 
-use tower_uma::{JwtValidation, ResourceDecl, ResourceMap, Route, RptValidation, UmaLayer};
+use tower_uma::{
+    ResourceDecl, ResourceMap, Route, UmaLayer,
+    jwt::{JwtValidation, RptValidation},
+};
 use uma_test_as::{Endpoint, RptFormat, RptPermission, RptSpec, TestAs};
 
 fn album_map() -> ResourceMap {
@@ -141,7 +144,7 @@ async fn a_shared_cache_refuses_layers_that_check_rpts_differently() {
         (RptValidation::Local, two.clone()),
     ] {
         let err = build(mode, jwt).await.expect_err("refused");
-        assert_eq!(err.kind(), tower_uma::ErrorKind::Config, "{err}");
+        assert_eq!(err.kind(), tower_uma::error::ErrorKind::Config, "{err}");
         assert!(err.to_string().contains("cache of its own"), "{err}");
     }
     // Audiences are a set: the same ones in another order share a cache.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use common::*;
 use http::{Method, StatusCode};
 use tower_uma::{
-    Clock, EnforcementMode, ResourceDecl, ResourceMap, Route, Rpt, UmaLayer, UmaLayerBuilder,
+    EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, clock::Clock,
 };
 use tracing_subscriber::layer::SubscriberExt as _;
 use uma_test_as::Endpoint;
@@ -145,7 +145,7 @@ async fn a_401_then_200_flow_logs_one_decision_per_request() {
     let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
     assert_eq!(status, StatusCode::OK);
     let rpt = answer["access_token"].as_str().expect("an RPT").to_owned();
-    let fingerprint = Rpt::new(rpt.as_str()).fingerprint().to_string();
+    let fingerprint = tower_uma::token::Fingerprint::of(rpt.as_bytes()).to_string();
     for cache in ["miss", "hit"] {
         let resp = get_with(&http, &url, "/albums/1", &rpt).await;
         assert_eq!(resp.status(), StatusCode::OK);

@@ -20,7 +20,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use tower_uma::fuzzing::{Decide, decide};
-use tower_uma::{Introspection, ScopeMode};
+use tower_uma::{introspect::Introspection, resources::ScopeMode};
 
 /// A permission's resource (or one of its scopes) by index, or another name.
 #[derive(Arbitrary, Debug)]

@@ -25,13 +25,12 @@
 //!     .stale_if_error(Duration::from_secs(120))
 //!     .build();
 //!
-//! // Clones share their entries, so one cache can serve several layers; keys are
-//! // namespaced by the AS issuer.
+//! // Clones share their entries, so one cache can serve several layers (each layer keeps
+//! // its entries apart from those of layers that check RPTs another way).
 //! let shared = cache.clone();
 //!
-//! // A revocation hook can forget one token, or everything.
-//! shared.invalidate("https://as.example", "rpt-Zk31");
-//! cache.invalidate_all();
+//! // A revocation hook can forget everything (`UmaLayer::forget_token` forgets one token).
+//! shared.invalidate_all();
 //! assert_eq!(cache.entry_count().await, 0);
 //! # }
 //! ```
@@ -46,7 +45,7 @@
 //! - **Two clocks.** moka expires entries on `std::time::Instant`; the token's `exp` is wall
 //!   time. Each entry therefore gets moka's per-entry expiry (`Expiry::expire_after_create`)
 //!   *and* stores its wall-clock `fresh_until`/`stale_until`, re-checked on every read against
-//!   the injectable [`Clock`]. A [`FixedClock`](crate::FixedClock)-driven test and a real
+//!   the injectable [`Clock`]. A [`FixedClock`](crate::clock::FixedClock)-driven test and a real
 //!   clock both behave, and nothing is served past `exp − skew` even if the two clocks
 //!   disagree. The arithmetic is the pure function `lifetime::entry_lifetime`.
 //! - **moka's `future` cache, not `sync`.** The `sync` cache's `get` is cheaper (about 400
@@ -129,8 +128,9 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 ///   the logs; the others at DEBUG). Never for inactive results.
 ///
 /// A revoked RPT stays usable for as long as its entry is fresh (RFC 7662 §4 names this
-/// trade-off): keep `max_ttl` short, call [`invalidate`](Self::invalidate) from a revocation
-/// hook, or turn caching off.
+/// trade-off): keep `max_ttl` short, call
+/// [`UmaLayer::forget_token`](crate::UmaLayer::forget_token) from a revocation hook, or turn
+/// caching off.
 ///
 /// # Bounds
 ///
@@ -190,7 +190,7 @@ pub struct IntrospectionCache {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use tower_uma::{FixedClock, IntrospectionCache};
+/// use tower_uma::{IntrospectionCache, clock::FixedClock};
 ///
 /// let clock = Arc::new(FixedClock::new(1_767_225_600));
 /// let cache = IntrospectionCache::builder()
@@ -339,7 +339,7 @@ impl IntrospectionCacheBuilder {
     }
 
     /// The wall clock used for `exp` arithmetic and freshness checks; tests pass a
-    /// [`FixedClock`](crate::FixedClock). moka's own timers keep running on the monotonic
+    /// [`FixedClock`](crate::clock::FixedClock). moka's own timers keep running on the monotonic
     /// clock: an entry is served only while both consider it alive.
     ///
     /// Defaults to [`SystemClock`].
@@ -433,7 +433,7 @@ impl CacheSource {
     /// # Example
     ///
     /// ```
-    /// use tower_uma::CacheSource;
+    /// use tower_uma::cache::CacheSource;
     ///
     /// assert_eq!(CacheSource::NegativeHit.as_str(), "negative_hit");
     /// assert!(CacheSource::Stale.is_hit());
@@ -674,7 +674,7 @@ impl IntrospectionCache {
     /// Does not block: moka's removal normally completes on the spot; when it would have to
     /// wait (a concurrent write on the same key), an invalidation predicate hides the entry at
     /// once and moka's maintenance removes it later.
-    pub fn invalidate(&self, namespace: &str, token: &str) {
+    pub(crate) fn invalidate(&self, namespace: &str, token: &str) {
         let Some(inner) = &self.inner else { return };
         let fingerprint = Fingerprint::of(token.as_bytes());
         let key = KeyRef::new(namespace, &fingerprint);
@@ -711,7 +711,7 @@ impl IntrospectionCache {
     }
 
     /// Forgets every cached result, for every AS sharing this cache. Calls in flight behave as
-    /// described for [`invalidate`](Self::invalidate).
+    /// described for [`UmaLayer::forget_token`](crate::UmaLayer::forget_token).
     pub fn invalidate_all(&self) {
         let Some(inner) = &self.inner else { return };
         inner.flights.revoke_all();

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use http::{HeaderMap, Method};
-//! use tower_uma::{Resolution, ResourceDecl, ResourceMap, ResourceRef, Route};
+//! use tower_uma::{ResourceDecl, ResourceMap, Route, resources::{Resolution, ResourceRef}};
 //!
 //! let map = ResourceMap::new()
 //!     .route(Route::public("/health"))
@@ -72,6 +72,7 @@ use self::path::NormalizedPath;
 pub use self::path::PathError;
 pub(crate) use self::path::normalize_path;
 use self::template::{Lens, Template};
+pub use crate::pipeline::Unmapped;
 use crate::registration::Binding;
 
 /// Which resource a route protects.
@@ -79,7 +80,7 @@ use crate::registration::Binding;
 /// # Example
 ///
 /// ```
-/// use tower_uma::{ResourceRef, Route};
+/// use tower_uma::{Route, resources::ResourceRef};
 ///
 /// let by_id = Route::new("/invoices/{id}").resource(ResourceRef::Id("4d3c9f".to_owned()));
 /// let by_name = Route::new("/albums/{id}").resource_name("albums");
@@ -221,7 +222,7 @@ pub enum ScopeMode {
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use tower_uma::{Resolution, ResourceMap, Route};
+/// use tower_uma::{ResourceMap, Route, resources::Resolution};
 ///
 /// let map = ResourceMap::new().route(
 ///     Route::new("/invoices/{id}")
@@ -231,14 +232,14 @@ pub enum ScopeMode {
 /// );
 /// let head = map.resolve_request(&Method::HEAD, "/invoices/42", &HeaderMap::new())?;
 /// assert!(matches!(head, Resolution::Protected { scopes, .. } if scopes == ["read"]));
-/// # Ok::<(), tower_uma::PathError>(())
+/// # Ok::<(), tower_uma::resources::PathError>(())
 /// ```
 ///
 /// The HTTP method as the scope, with `ANY` matching and a per-route enforcement mode:
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use tower_uma::{EnforcementMode, Resolution, ResourceMap, Route, ScopeMode};
+/// use tower_uma::{EnforcementMode, ResourceMap, Route, resources::{Resolution, ScopeMode}};
 ///
 /// let map = ResourceMap::new().route(
 ///     Route::new("/reports/*")
@@ -255,7 +256,7 @@ pub enum ScopeMode {
 ///     }
 ///     other => panic!("unexpected {other:?}"),
 /// }
-/// # Ok::<(), tower_uma::PathError>(())
+/// # Ok::<(), tower_uma::resources::PathError>(())
 /// ```
 #[derive(Clone)]
 #[must_use]
@@ -328,7 +329,7 @@ impl Route {
     ///
     /// ```
     /// use http::{HeaderMap, Method};
-    /// use tower_uma::{Resolution, ResourceMap, Route};
+    /// use tower_uma::{ResourceMap, Route, resources::Resolution};
     ///
     /// let map = ResourceMap::new().route(Route::public("/static/*"));
     /// let headers = HeaderMap::new();
@@ -336,7 +337,7 @@ impl Route {
     /// assert_eq!(get, Resolution::Public);
     /// let post = map.resolve_request(&Method::POST, "/static/app.js", &headers)?;
     /// assert!(matches!(post, Resolution::MethodNotAllowed { .. }));
-    /// # Ok::<(), tower_uma::PathError>(())
+    /// # Ok::<(), tower_uma::resources::PathError>(())
     /// ```
     pub fn public(template: &str) -> Self {
         Self {
@@ -356,7 +357,7 @@ impl Route {
     ///
     /// ```
     /// use http::{HeaderMap, Method};
-    /// use tower_uma::{Resolution, ResourceMap, Route};
+    /// use tower_uma::{ResourceMap, Route, resources::Resolution};
     ///
     /// let map = ResourceMap::new()
     ///     .route(Route::public("/hooks/*").public_methods([Method::POST]))
@@ -371,7 +372,7 @@ impl Route {
     /// assert_eq!(post, Resolution::Public);
     /// let preflight = map.resolve_request(&Method::OPTIONS, "/albums/1", &headers)?;
     /// assert_eq!(preflight, Resolution::Public);
-    /// # Ok::<(), tower_uma::PathError>(())
+    /// # Ok::<(), tower_uma::resources::PathError>(())
     /// ```
     pub fn public_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         for method in methods {
@@ -479,7 +480,7 @@ impl Route {
     ///
     /// ```
     /// use http::{HeaderMap, Method};
-    /// use tower_uma::{RequestInfo, Resolution, ResourceMap, ResourceRef, Route};
+    /// use tower_uma::{ResourceMap, Route, resources::{RequestInfo, Resolution, ResourceRef}};
     ///
     /// let map = ResourceMap::new().route(Route::new("/albums/{id}/*").resolver(
     ///     |req: &RequestInfo<'_>| match req.param("id") {
@@ -493,7 +494,7 @@ impl Route {
     /// let resolution = map.resolve_request(&Method::GET, "/albums/7/photos/1", &headers)?;
     /// let album_7 = ResourceRef::Name("album-7".to_owned());
     /// assert_eq!(resolution, Resolution::protected(album_7, ["view"]));
-    /// # Ok::<(), tower_uma::PathError>(())
+    /// # Ok::<(), tower_uma::resources::PathError>(())
     /// ```
     pub fn resolver(mut self, resolver: impl ResourceResolver) -> Self {
         self.resolver = Some(Arc::new(resolver));
@@ -903,7 +904,7 @@ struct Entry {
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use tower_uma::{PathError, Resolution, ResourceMap, Route};
+/// use tower_uma::{ResourceMap, Route, resources::{PathError, Resolution}};
 ///
 /// let map = ResourceMap::new()
 ///     .route(Route::public("/albums"))
@@ -944,7 +945,7 @@ struct Entry {
 ///    its own the `GET` entry, else the [`any_method`](Route::any_method) scopes, else the method
 ///    name if [`method_as_scope`](Route::method_as_scope) is set, else the route does not list
 ///    the method and the request is [`Resolution::MethodNotAllowed`] (`405` with `Allow`,
-///    whatever the layer's [`Unmapped`](crate::Unmapped) setting says, which concerns only
+///    whatever the layer's [`Unmapped`] setting says, which concerns only
 ///    paths no route matches). A path no route matches is [`Resolution::Unmapped`].
 ///
 /// # Public routes
@@ -981,7 +982,7 @@ struct Entry {
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use tower_uma::{PathError, Resolution, ResourceMap, ResourceRef, Route};
+/// use tower_uma::{ResourceMap, Route, resources::{PathError, Resolution, ResourceRef}};
 ///
 /// let map = ResourceMap::new()
 ///     .route(Route::new("/albums/{id}").resource_id("albums").any_method(["view"]))
@@ -1012,7 +1013,7 @@ struct Entry {
 /// A map that does not validate:
 ///
 /// ```
-/// use tower_uma::{ResourceMap, ResourceMapError, Route};
+/// use tower_uma::{ResourceMap, Route, resources::ResourceMapError};
 ///
 /// let map = ResourceMap::new()
 ///     .route(Route::new("/a/{x}").resource_id("a").any_method(["read"]))
@@ -1439,7 +1440,7 @@ impl ResourceMap {
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use tower_uma::{RequestInfo, Resolution, ResourceRef, ResourceResolver};
+/// use tower_uma::resources::{RequestInfo, Resolution, ResourceRef, ResourceResolver};
 ///
 /// let resolver = |req: &RequestInfo<'_>| match req.headers.get("x-tenant") {
 ///     Some(_) => Resolution::protected(ResourceRef::Name("tenant-data".to_owned()), ["read"]),
@@ -1647,7 +1648,7 @@ impl Resolution {
     /// # Example
     ///
     /// ```
-    /// use tower_uma::{Resolution, ResourceRef, ScopeMode};
+    /// use tower_uma::resources::{Resolution, ResourceRef, ScopeMode};
     ///
     /// let resolution = Resolution::protected(ResourceRef::Id("4d3c9f".to_owned()), ["read"]);
     /// assert!(matches!(
@@ -1682,7 +1683,7 @@ impl Resolution {
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use tower_uma::{RequestInfo, Resolution, ResourceRef, ResourceResolver};
+/// use tower_uma::resources::{RequestInfo, Resolution, ResourceRef, ResourceResolver};
 ///
 /// /// Every tenant's data is its own resource, named after the first path segment.
 /// struct PerTenant;

@@ -10,8 +10,10 @@ use http::Method;
 use toml::Spanned;
 use toml_diag::Diagnostic;
 use tower_uma::{
-    ClientSecret, Dialect, EnforcementMode, MethodOverride, ResourceDecl, ResourceMap,
-    ResourceMapError, Unmapped,
+    Dialect, EnforcementMode, ResourceDecl, ResourceMap,
+    method_override::MethodOverride,
+    resources::{ResourceMapError, Unmapped},
+    token::ClientSecret,
 };
 
 use super::raw::{

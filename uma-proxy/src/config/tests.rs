@@ -200,7 +200,7 @@ fn endpoints_without_discovery() {
 #[test]
 fn public_methods_widen_public_entries() {
     use http::HeaderMap;
-    use tower_uma::Resolution;
+    use tower_uma::resources::Resolution;
     let text = format!(
         "{BASE}public_methods = [\"OPTIONS\"]\n\
          [[resources]]\npath = \"/health\"\npublic = true\n\
