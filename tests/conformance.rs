@@ -536,7 +536,6 @@ async fn check_24_cached_result_never_outlives_exp(f: Flavor) {
         b.clock(clock.clone()).cache(
             IntrospectionCache::builder()
                 .max_ttl(Duration::from_secs(60))
-                .clock(clock.clone())
                 .build(),
         )
     })

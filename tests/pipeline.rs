@@ -19,7 +19,7 @@ use tower_uma::{
     EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, clock::Clock,
 };
 use tracing_subscriber::layer::SubscriberExt as _;
-use uma_test_as::Endpoint;
+use uma_test_as::{Endpoint, RptPermission, RptSpec};
 
 /// The fields of one event, as text (strings without quotes).
 type Fields = BTreeMap<String, String>;
@@ -339,19 +339,29 @@ async fn a_refused_cached_answer_is_decided_once() {
     let (decisions, _guard) = Decisions::capture();
     let as_ = start_as().await;
     let r = register_invoice(&as_);
+    // The permission ends at `exp`, the token an hour later: the cached answer stays fresh
+    // (60 s from its first reading) while the permission expires.
     let exp = now() + 1_000;
     let clock = Arc::new(Stepping {
         now: AtomicI64::new(exp - 10),
         step: AtomicI64::new(0),
     });
-    // The layer reads `clock`; the cache keeps the system clock.
     let layer = invoice_layer(&as_, Flavor::Standard, &r, |b: UmaLayerBuilder| {
         b.clock(Arc::clone(&clock) as Arc<dyn Clock>)
     })
     .await;
     let (url, calls) = protected(layer).await;
     let http = http();
-    let rpt = rpt_until(&as_, &r, &["read"], exp);
+    let rpt = as_.mint_rpt(RptSpec {
+        exp: Some(exp + 3_600),
+        permissions: vec![RptPermission {
+            resource_id: r.clone(),
+            resource_scopes: vec!["read".into()],
+            exp: Some(exp),
+            ..RptPermission::default()
+        }],
+        ..RptSpec::default()
+    });
     assert_eq!(
         get_with(&http, &url, "/invoices/1", &rpt).await.status(),
         StatusCode::OK

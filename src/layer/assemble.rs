@@ -1,6 +1,6 @@
 //! What [`UmaLayerBuilder::build`] makes before the resource sync: every check that needs no
 //! AS call, then the HTTP client, the gate, the protection-API client, the JWT verifier and
-//! the cache claim, in a [`Prepared`] configuration that becomes the layer.
+//! the cache scope, in a [`Prepared`] configuration that becomes the layer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::url_check::check_url;
 use super::{UmaLayer, UmaLayerBuilder};
 use crate::IntrospectionCache;
+use crate::cache::CacheScope;
 use crate::clock::Clock;
 use crate::decision::Rules;
 use crate::dialect::Dialect;
@@ -173,11 +174,13 @@ impl UmaLayerBuilder {
         };
         #[cfg(not(feature = "jwt"))]
         let validation = String::from("introspection");
-        let namespace = trim_issuer(&self.issuer).to_owned();
+        // Layers sharing the cache keep their entries apart unless they check RPTs alike.
+        let scope = CacheScope::new(
+            trim_issuer(&self.issuer),
+            &validation,
+            Arc::clone(&self.clock),
+        );
         let cache = self.cache.take().unwrap_or_default();
-        cache
-            .claim(&namespace, &validation)
-            .map_err(Error::config)?;
         let registrar = self
             .resource_registration_endpoint
             .clone()
@@ -205,7 +208,7 @@ impl UmaLayerBuilder {
             },
             realm,
             as_uri,
-            namespace,
+            scope,
             client,
             registrar,
             sync: self.sync,
@@ -233,7 +236,7 @@ pub(super) struct Prepared {
     jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     realm: String,
     as_uri: String,
-    namespace: String,
+    scope: CacheScope,
     client: Arc<AsClient>,
     pub(super) registrar: Option<Registrar>,
     pub(super) sync: ResourceSyncMode,
@@ -276,7 +279,7 @@ impl Prepared {
             client: self.client,
             gate: self.gate,
             cache: self.cache,
-            namespace: self.namespace,
+            scope: self.scope,
             clock: self.clock,
             rules: self.rules,
             #[cfg(feature = "jwt")]

@@ -425,15 +425,19 @@ impl UmaLayerBuilder {
     }
 
     /// The introspection cache; pass a clone of one cache to several layers to share it, or
-    /// [`IntrospectionCache::disabled`] to turn caching off. Defaults to a new cache with
+    /// [`IntrospectionCache::disabled`] to turn caching off. Layers sharing a cache share
+    /// entries only when they talk to the same AS and check RPTs alike; each reads the cache
+    /// with its own [`clock`](Self::clock). Defaults to a new cache with
     /// [`IntrospectionCache::builder`]'s defaults.
     pub fn cache(mut self, cache: IntrospectionCache) -> Self {
         self.cache = Some(cache);
         self
     }
 
-    /// The clock used for `exp`/`nbf` decisions and the circuit breakers' intervals.
-    /// Defaults to the system clock.
+    /// The layer's clock, the one source of time for its decisions: `exp`/`nbf` checks, the
+    /// introspection cache's lifetimes and freshness (the layer hands it to the cache it
+    /// uses), and the circuit breakers' intervals. Tests pass a
+    /// [`FixedClock`](crate::clock::FixedClock). Defaults to the system clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

@@ -4,7 +4,7 @@
 //!   [`Uma`] that take a layer (so that `service.rs` needs only the pipeline).
 //! - `builder.rs`: [`UmaLayerBuilder`] and [`Discover`], the setters and their defaults.
 //! - `assemble.rs`: what [`build`](UmaLayerBuilder::build) checks and makes (HTTP client,
-//!   gate, protection-API client, JWT verifier, cache claim) before the resource sync.
+//!   gate, protection-API client, JWT verifier, cache scope) before the resource sync.
 //! - `url_check.rs`: the URL checks.
 //!
 //! See the [crate documentation](crate) for the request path and an example.
