@@ -71,6 +71,8 @@ pub enum MethodOverride {
     Decide,
 }
 
+crate::error::named_setting!(MethodOverride { Refuse => "refuse", Decide => "decide" });
+
 /// The override headers, lower case (as [`HeaderName`] stores them).
 const OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method-override",

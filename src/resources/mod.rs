@@ -199,6 +199,8 @@ pub enum EnforcementMode {
     Disabled,
 }
 
+crate::error::named_setting!(EnforcementMode { Enforcing => "enforcing", Permissive => "permissive", Disabled => "disabled" });
+
 /// How the scopes a request needs are matched against the scopes an RPT grants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -10,15 +10,10 @@ use http::Method;
 use toml::Spanned;
 use toml_diag::Diagnostic;
 use tower_uma::{
-    Dialect, EnforcementMode, ResourceDecl, ResourceMap,
-    method_override::MethodOverride,
-    resources::{ResourceMapError, Unmapped},
-    token::ClientSecret,
+    Dialect, ResourceDecl, ResourceMap, resources::ResourceMapError, token::ClientSecret,
 };
 
-use super::raw::{
-    Dur, Enforcement, MethodOverrideRaw, PatGrantKind, RawAs, RawConfig, RawResource, UnmappedRaw,
-};
+use super::raw::{Dur, PatGrantKind, RawAs, RawConfig, RawResource};
 use super::{
     AsCallsConfig, AsConfig, CacheConfig, Config, ConfigError, DEFAULT_AS_TIMEOUT,
     DEFAULT_BREAKER_MAX_OPEN_INTERVAL, DEFAULT_BREAKER_OPEN_INTERVAL, DEFAULT_LISTEN,
@@ -125,25 +120,15 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             listen,
             upstream,
             realm: raw.realm,
-            enforcement: match raw.enforcement {
-                Enforcement::Enforcing => EnforcementMode::Enforcing,
-                Enforcement::Permissive => EnforcementMode::Permissive,
-                Enforcement::Disabled => EnforcementMode::Disabled,
-            },
-            unmapped: match raw.unmapped {
-                UnmappedRaw::Deny => Unmapped::Deny,
-                UnmappedRaw::Allow => Unmapped::Allow,
-            },
+            enforcement: raw.enforcement,
+            unmapped: raw.unmapped,
             admin_listen,
             forward_authorization: raw.forward_authorization.unwrap_or(true),
             upstream_timeout,
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
-            method_override: match raw.method_override {
-                MethodOverrideRaw::Refuse => MethodOverride::Refuse,
-                MethodOverrideRaw::Decide => MethodOverride::Decide,
-            },
+            method_override: raw.method_override,
             trusted_proxies,
             allowed_hosts,
             authorization_server,
