@@ -135,6 +135,8 @@
 //! - [`jwt`](mod@crate::jwt) (feature `jwt`): local validation of JWT RPTs;
 //! - [`method_override`]: what the layer does with `X-HTTP-Method-Override` and its kin;
 //! - [`protection`]: how the layer authenticates to the AS and asks it for tickets;
+//! - [`refusal`]: bodies for the layer's refusals (RFC 6750-style JSON, RFC 9457
+//!   problem+json), which are empty by default;
 //! - [`registration`]: the start-up resource sync and the registry of resources;
 //! - [`resources`]: the route table in full: resolvers, scope modes, path errors;
 //! - [`start`]: waiting for an AS that is not reachable yet at start-up;
@@ -181,6 +183,7 @@ mod metrics;
 mod pipeline;
 mod principal;
 pub mod protection;
+pub mod refusal;
 pub mod registration;
 pub mod resources;
 mod resync;
