@@ -286,7 +286,7 @@ mod tests {
             &Bytes::from("{\"status\":401,\"path\":\"/albums/1\"}")
         );
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(resp.headers()[CONTENT_LENGTH], "34");
+        assert_eq!(resp.headers()[CONTENT_LENGTH], "33");
         assert!(
             resp.headers()[http::header::WWW_AUTHENTICATE]
                 .to_str()
