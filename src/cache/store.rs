@@ -57,6 +57,10 @@ pub(super) struct Inner {
     pub(super) stale_log: Mutex<Option<(i64, u64)>>,
 }
 
+/// The target of the cache's events: the public module's, as before the storage had a file of
+/// its own, so that log filters and subscribers see no change.
+const LOG_TARGET: &str = "tower_uma::cache";
+
 /// At most one stale serve per this many seconds is logged at WARN.
 const STALE_WARN_EVERY: i64 = 30;
 
@@ -80,7 +84,7 @@ pub(super) fn invalidate_by_predicate(cache: &Cache<Key, Entry, DigestHash>, key
     };
     if let Err(error) = cache.invalidate_entries_if(move |k, _| *k == target) {
         // Cannot happen: `build` enables invalidation closures on every cache.
-        tracing::error!(%error, "could not invalidate an introspection cache entry");
+        tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
     }
 }
 
@@ -283,6 +287,7 @@ impl Inner {
             match self.stale_warning(now) {
                 Some(suppressed) => tracing::warn!(
                     name: "uma.cache.stale_served",
+                    target: LOG_TARGET,
                     {
                         token.fingerprint = %fingerprint,
                         error = %error,
@@ -294,6 +299,7 @@ impl Inner {
                 ),
                 None => tracing::debug!(
                     name: "uma.cache.stale_served",
+                    target: LOG_TARGET,
                     {
                         token.fingerprint = %fingerprint,
                         error = %error,

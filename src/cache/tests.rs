@@ -1276,7 +1276,7 @@ fn cache_sources_have_stable_names() {
     }
 }
 
-/// Captures tracing events: (name, level, fields).
+/// Captures tracing events: (target and name, level, fields).
 #[derive(Clone, Default)]
 struct Events(Arc<Mutex<Vec<(String, tracing::Level, String)>>>);
 
@@ -1292,7 +1292,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
         event.record(&mut fields);
         let meta = event.metadata();
         self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
-            meta.name().to_owned(),
+            format!("{} {}", meta.target(), meta.name()),
             *meta.level(),
             fields.0,
         ));
@@ -1405,7 +1405,8 @@ fn metrics_and_the_stale_event_are_recorded() {
         .clone();
     let stale: Vec<_> = events
         .iter()
-        .filter(|(name, _, _)| name == "uma.cache.stale_served")
+        // The target stays the public module's.
+        .filter(|(name, _, _)| name == "tower_uma::cache uma.cache.stale_served")
         .collect();
     assert_eq!(stale.len(), 1, "{events:?}");
     let (_, level, fields) = stale[0];
