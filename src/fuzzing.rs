@@ -144,3 +144,15 @@ pub fn decide(intro: &Introspection, d: Decide<'_>) -> Result<Vec<usize>, &'stat
         })
         .map_err(decision::Denial::as_str)
 }
+
+/// [`Introspection::from_json`] for an already decoded JSON value (the public API takes bytes
+/// only).
+///
+/// # Errors
+///
+/// As [`Introspection::from_json`].
+pub fn introspection_from_value(
+    value: &serde_json::Value,
+) -> Result<Introspection, crate::introspect::ParseError> {
+    Introspection::from_value(value)
+}
