@@ -106,7 +106,8 @@ impl RefusedRequest<'_> {
         self.method
     }
 
-    /// The request's URI, as it reached the layer.
+    /// The request's URI, as it reached the [`RefusalBodyLayer`] (behind `nest` or a
+    /// prefix-stripping layer it is not the client's).
     #[must_use]
     pub fn uri(&self) -> &Uri {
         self.uri

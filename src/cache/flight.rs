@@ -188,6 +188,25 @@ impl Flights {
         drop(detached);
     }
 
+    /// [`revoke`](Self::revoke) for the flights of the token whose digest is `digest`, in
+    /// every scope.
+    pub(super) fn revoke_digest(&self, digest: &[u8; 32]) {
+        let mut state = self.lock();
+        let keys: Vec<Key> = state
+            .map
+            .keys()
+            .filter(|k| &k.digest == digest)
+            .cloned()
+            .collect();
+        let detached: Vec<Flight> = keys.iter().filter_map(|k| state.map.remove(k)).collect();
+        for flight in &detached {
+            flight.revoked.store(true, Ordering::SeqCst);
+        }
+        // As in `revoke`.
+        drop(state);
+        drop(detached);
+    }
+
     /// [`revoke`](Self::revoke) for every flight.
     pub(super) fn revoke_all(&self) {
         let mut state = self.lock();

@@ -51,8 +51,9 @@
 //!   nothing is served past `exp − skew` even if the two clocks disagree. The arithmetic is
 //!   the pure function `lifetime::entry_lifetime`.
 //! - **Scopes.** Each layer reads and writes the cache through its own `CacheScope`: the
-//!   issuer of its AS, how it checks RPTs (introspection, or local JWT checks with their
-//!   issuer, audiences, algorithms and leeway) and its clock. Layers that agree on the first
+//!   issuer of its AS, how it checks RPTs (introspection by which client, at which endpoint,
+//!   with which hint and authentication; or local JWT checks with their issuer, key set,
+//!   audiences, algorithms and leeway) and its clock. Layers that agree on the first
 //!   two share entries; others never see each other's entries, so a result one layer accepted
 //!   cannot be a hit for a layer that would have refused it. The scope's key part is private
 //!   to the cache, and the layer owns time: it passes its clock reading to lookups, and the
@@ -115,9 +116,11 @@ use store::*;
 /// below) or [`disabled`](Self::disabled). Cloning is cheap and clones share their entries,
 /// so one cache can back several layers. Each layer keeps its entries apart from those of
 /// layers talking to another authorization server or checking RPTs another way (another
-/// `RptValidation`, or for JWTs other issuer, audiences, algorithms or leeway): a result one
-/// layer accepted is never a hit for a layer that would have refused it. Layers that agree
-/// share entries. Time is the layer's: freshness is checked against the clock of the layer
+/// `RptValidation`; introspection by another client, at another endpoint, with another hint
+/// or authentication; for JWTs another issuer, key set, audiences, algorithms or leeway): a
+/// result one layer accepted is never a hit for a layer that would have refused it. Layers
+/// that agree share entries. [`UmaLayer::forget_token`](crate::UmaLayer::forget_token)
+/// forgets a token in every layer's entries. Time is the layer's: freshness is checked against the clock of the layer
 /// reading ([`UmaLayerBuilder::clock`](crate::UmaLayerBuilder::clock)).
 ///
 /// # What is cached, and for how long
@@ -522,22 +525,26 @@ impl IntrospectionCache {
         Self { inner: None }
     }
 
-    /// Forgets what `scope` has cached for `token`, for example from a revocation hook
+    /// Forgets what this cache holds for `token`, in every scope (every layer sharing the
+    /// cache, whatever its issuer or way of checking RPTs), for example from a revocation hook
     /// ([`UmaLayer::forget_token`](crate::UmaLayer::forget_token)). Requests that arrive after
     /// this returns call the AS again; an introspection call already in flight for the token
     /// still answers the requests waiting for it, but its result is not kept.
     ///
-    /// Does not block: moka's removal normally completes on the spot; when it would have to
-    /// wait (a concurrent write on the same key), an invalidation predicate hides the entry at
-    /// once and moka's maintenance removes it later.
+    /// Does not block: `scope`'s entry is removed on the spot (or, when moka would have to
+    /// wait for a concurrent write on the same key, hidden at once by an invalidation
+    /// predicate); the other scopes' entries are hidden at once by a predicate on the token's
+    /// digest, and moka's maintenance removes them later.
     pub(crate) fn forget(&self, scope: &CacheScope, token: &str) {
         let Some(inner) = &self.inner else { return };
         let fingerprint = Fingerprint::of(token.as_bytes());
         let key = KeyRef::new(&scope.namespace, &fingerprint);
-        inner.flights.revoke(key);
+        inner.flights.revoke_digest(fingerprint.as_bytes());
         invalidate_now(&inner.positive, key);
+        invalidate_digest(&inner.positive, fingerprint.as_bytes());
         if let Some(negative) = &inner.negative {
             invalidate_now(negative, key);
+            invalidate_digest(negative, fingerprint.as_bytes());
         }
     }
 

@@ -88,6 +88,16 @@ pub(super) fn invalidate_by_predicate(cache: &Cache<Key, Entry, DigestHash>, key
     }
 }
 
+/// Makes moka ignore, from now on, the current entries of every scope for the token whose
+/// digest is `digest`, and remove them during maintenance.
+pub(super) fn invalidate_digest(cache: &Cache<Key, Entry, DigestHash>, digest: &[u8; 32]) {
+    let digest = *digest;
+    if let Err(error) = cache.invalidate_entries_if(move |k, _| k.digest == digest) {
+        // Cannot happen: `build` enables invalidation closures on every cache.
+        tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
+    }
+}
+
 /// A disabled cache's lookup: the call itself.
 pub(super) async fn fetch_uncached<F, Fut>(fetch: F) -> Result<Cached, CallError>
 where

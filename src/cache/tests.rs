@@ -1053,8 +1053,7 @@ async fn invalidate_forgets_one_token_and_invalidate_all_everything() {
     );
     assert_eq!(cache.entry_count().await, 3);
 
-    cache.forget(&at(AS1, &clock), "rpt-a");
-    cache.forget(&at(AS2, &clock), "rpt-b"); // another issuer: no effect
+    cache.forget(&at(AS1, &clock), "rpt-x");
     assert_eq!(
         source(
             &cache,
@@ -1063,7 +1062,23 @@ async fn invalidate_forgets_one_token_and_invalidate_all_everything() {
             f.answer(active(Some(NOW + 3600)))
         )
         .await,
-        CacheSource::Hit
+        CacheSource::Hit,
+        "another token's forget leaves it"
+    );
+    cache.forget(&at(AS1, &clock), "rpt-a");
+    // Forgotten through another scope (a layer of another issuer, or checking RPTs another
+    // way, sharing the cache): the token is forgotten in every scope, since a revocation hook
+    // calls one layer.
+    cache.forget(&at(AS2, &clock), "rpt-b");
+    assert_eq!(
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &b,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
+        CacheSource::Miss
     );
     assert_eq!(
         source(
@@ -1086,7 +1101,7 @@ async fn invalidate_forgets_one_token_and_invalidate_all_everything() {
         .await,
         CacheSource::Miss
     );
-    assert_eq!(f.calls(), 5);
+    assert_eq!(f.calls(), 6);
 
     cache.clone().invalidate_all();
     assert_eq!(cache.entry_count().await, 0);
@@ -1112,7 +1127,7 @@ async fn invalidate_forgets_one_token_and_invalidate_all_everything() {
         .await,
         CacheSource::Miss
     );
-    assert_eq!(f.calls(), 8);
+    assert_eq!(f.calls(), 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,6 +180,7 @@ impl JwtValidation {
     /// Defaults to `RS256`, `PS256`, `ES256`, `ES384` and `EdDSA`.
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algs.into_iter().collect();
+        self.algorithms.sort_by_key(|a| a.as_str());
         self.algorithms.dedup();
         self
     }
@@ -263,8 +264,9 @@ impl JwtValidation {
         let mut algorithms: Vec<&str> = self.algorithms.iter().map(|a| a.as_str()).collect();
         algorithms.sort_unstable();
         format!(
-            "issuer {:?}, audiences {audiences:?}, algorithms {algorithms:?}, leeway {:?}",
+            "issuer {:?}, keys {:?}, audiences {audiences:?}, algorithms {algorithms:?}, leeway {:?}",
             self.issuer.as_deref().unwrap_or_default(),
+            self.jwks_uri.as_deref().unwrap_or_default(),
             self.leeway
         )
     }

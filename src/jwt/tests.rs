@@ -1027,12 +1027,13 @@ fn validate_says_what_to_fix() {
 
 #[test]
 fn acceptance_names_everything_that_decides_and_nothing_else() {
-    // Layers that share a cache must tell apart verdicts reached under other rules; the
-    // order of audiences and algorithms, and the JWKS location, change nothing.
+    // Layers that share a cache must tell apart verdicts reached under other rules (a key
+    // set of other keys accepts other tokens); the order of audiences and algorithms changes
+    // nothing.
     let base = config("https://as.test/jwks")
         .audience("other")
         .algorithms([Algorithm::RS256, Algorithm::ES256]);
-    let same = config("https://kc.test/certs")
+    let same = config("https://as.test/jwks")
         .audience("other")
         .algorithms([Algorithm::ES256, Algorithm::RS256]);
     assert_eq!(base.acceptance(), same.acceptance());
@@ -1042,6 +1043,9 @@ fn acceptance_names_everything_that_decides_and_nothing_else() {
         base.clone().audience("third"),
         base.clone().algorithms([Algorithm::RS256]),
         base.clone().leeway(Duration::from_secs(5)),
+        config("https://kc.test/certs")
+            .audience("other")
+            .algorithms([Algorithm::RS256, Algorithm::ES256]),
     ] {
         assert_ne!(base.acceptance(), different.acceptance());
     }

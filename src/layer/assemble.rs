@@ -176,9 +176,18 @@ impl UmaLayerBuilder {
             permission_body: self.permission_body.unwrap_or_default(),
             client: client_credentials,
         });
+        // Everything that can change the AS's answer about a token (RFC 7662 §4 lets it answer
+        // per protected resource): layers that differ in any of it keep their entries apart.
+        let introspection = format!(
+            "introspection by {:?} at {:?}, hint {:?}, {:?}",
+            client.client.id,
+            client.introspection_endpoint,
+            client.token_type_hint,
+            client.introspection_auth
+        );
         #[cfg(feature = "jwt")]
         let (jwt, validation) = if self.rpt_validation == crate::jwt::RptValidation::Introspect {
-            (None, "introspection".to_owned())
+            (None, introspection)
         } else {
             let mut v = self.jwt.clone();
             v.fill_defaults(
@@ -191,13 +200,17 @@ impl UmaLayerBuilder {
             if let Some(u) = v.configured_jwks_uri() {
                 check_url("jwks_uri", u, allow_http)?;
             }
-            let validation = format!("{:?} ({})", self.rpt_validation, v.acceptance());
+            let validation = format!(
+                "{:?} ({}), {introspection}",
+                self.rpt_validation,
+                v.acceptance()
+            );
             let verifier =
                 crate::jwt::JwtVerifier::new(client.caller.clone(), v, Arc::clone(&self.clock));
             (Some(Arc::new(verifier)), validation)
         };
         #[cfg(not(feature = "jwt"))]
-        let validation = String::from("introspection");
+        let validation = introspection;
         // Layers sharing the cache keep their entries apart unless they check RPTs alike.
         let scope = CacheScope::new(
             trim_issuer(&self.issuer),

@@ -133,7 +133,8 @@ impl UmaLayer {
         )
     }
 
-    /// Forgets the cached introspection result of `token` (for revocation hooks).
+    /// Forgets the cached introspection result of `token` (for revocation hooks), for every
+    /// layer sharing this layer's cache: one call is enough whichever layer the hook holds.
     pub fn forget_token(&self, token: &str) {
         self.pipeline.forget_token(token);
     }
