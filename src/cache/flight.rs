@@ -174,7 +174,9 @@ impl Flights {
     }
 
     /// Detaches the flight on `key`, if any: later requests start a new call, and the detached
-    /// one removes what it stores. Its current waiters still receive its result.
+    /// one removes what it stores. Its current waiters still receive its result. (The cache
+    /// forgets a token in every scope with [`revoke_digest`](Self::revoke_digest).)
+    #[cfg(test)]
     pub(super) fn revoke(&self, key: KeyRef<'_>) {
         let mut state = self.lock();
         let key = state.key(key);
@@ -188,8 +190,9 @@ impl Flights {
         drop(detached);
     }
 
-    /// [`revoke`](Self::revoke) for the flights of the token whose digest is `digest`, in
-    /// every scope.
+    /// Detaches the flights of the token whose digest is `digest`, in every scope: later
+    /// requests start a new call, and each detached one removes what it stores. Their current
+    /// waiters still receive their result.
     pub(super) fn revoke_digest(&self, digest: &[u8; 32]) {
         let mut state = self.lock();
         let keys: Vec<Key> = state
@@ -202,12 +205,13 @@ impl Flights {
         for flight in &detached {
             flight.revoked.store(true, Ordering::SeqCst);
         }
-        // As in `revoke`.
+        // Dropped after the lock is released: outside a runtime the map may hold the last
+        // handle on the call, and dropping the call runs `finish`, which takes the lock.
         drop(state);
         drop(detached);
     }
 
-    /// [`revoke`](Self::revoke) for every flight.
+    /// [`revoke_digest`](Self::revoke_digest) for every flight.
     pub(super) fn revoke_all(&self) {
         let mut state = self.lock();
         let detached: Vec<Flight> = state.map.drain().map(|(_, flight)| flight).collect();
