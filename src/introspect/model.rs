@@ -10,6 +10,7 @@
 //! permission list, and resource ids, scope names, `client_id`s and whole scope lists are
 //! `Arc`s shared through bounded interners when parsed (see `intern.rs`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroI64;
 use std::sync::Arc;
@@ -135,6 +136,8 @@ pub struct Permission {
     exp: Claim,
     nbf: Claim,
     iat: Claim,
+    /// The claims the permission was granted under (Keycloak's pushed claims), if any.
+    claims: Option<Arc<BTreeMap<String, Vec<String>>>>,
 }
 
 impl fmt::Debug for Introspection {
@@ -215,6 +218,15 @@ impl Permission {
         self.resource_scopes.iter().any(|s| **s == *scope)
     }
 
+    /// The pushed claims the permission was granted under, when the AS wrote them into it
+    /// (Keycloak's `claims`: each name and its values). Such a permission grants only
+    /// requests whose pushed values it holds (see
+    /// [`PushedClaims`](crate::resources::PushedClaims)).
+    #[must_use]
+    pub fn claims(&self) -> Option<&BTreeMap<String, Vec<String>>> {
+        self.claims.as_deref()
+    }
+
     time_claims!("Permission", "permission");
 }
 
@@ -222,9 +234,14 @@ impl serde::Serialize for Permission {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let times = [("exp", self.exp), ("nbf", self.nbf), ("iat", self.iat)];
         let present = times.iter().filter(|(_, t)| t.get().is_some()).count();
-        let mut s = serializer.serialize_struct("Permission", 2 + present)?;
+        let with_claims = usize::from(self.claims.is_some());
+        let mut s = serializer.serialize_struct("Permission", 2 + present + with_claims)?;
         s.serialize_field("resource_id", self.resource_id())?;
         s.serialize_field("resource_scopes", &Names(&self.resource_scopes))?;
+        match &self.claims {
+            Some(claims) => s.serialize_field("claims", &**claims)?,
+            None => s.skip_field("claims")?,
+        }
         for (name, time) in times {
             match time.get() {
                 Some(secs) => s.serialize_field(name, &secs)?,
@@ -271,6 +288,7 @@ struct RawPermission {
     exp: Option<Value>,
     nbf: Option<Value>,
     iat: Option<Value>,
+    claims: Option<Value>,
 }
 
 impl Introspection {
@@ -399,12 +417,21 @@ impl Introspection {
 impl Permission {
     /// As [`Introspection::heap_bytes`], for this permission's strings and scope list.
     fn heap_bytes(&self) -> usize {
-        self.resource_scopes.iter().fold(
-            arc_str_bytes(&self.resource_id)
-                .saturating_add(2 * size_of::<usize>())
-                .saturating_add(size_of_val::<[Arc<str>]>(&self.resource_scopes)),
-            |acc, s| acc.saturating_add(arc_str_bytes(s)),
-        )
+        self.resource_scopes
+            .iter()
+            .fold(
+                arc_str_bytes(&self.resource_id)
+                    .saturating_add(2 * size_of::<usize>())
+                    .saturating_add(size_of_val::<[Arc<str>]>(&self.resource_scopes)),
+                |acc, s| acc.saturating_add(arc_str_bytes(s)),
+            )
+            .saturating_add(self.claims.as_deref().map_or(0, |claims| {
+                claims
+                    .iter()
+                    .flat_map(|(k, v)| std::iter::once(k).chain(v))
+                    .map(|s| s.len().saturating_add(4 * size_of::<usize>()))
+                    .sum()
+            }))
     }
 }
 
@@ -433,7 +460,31 @@ fn parse_permission(item: &Value) -> Option<Permission> {
         exp: expiry(raw.exp.as_ref()).ok()?,
         nbf: not_before(raw.nbf.as_ref()).ok()?,
         iat: informational(raw.iat.as_ref()),
+        // Claims that cannot be read: the permission grants nothing.
+        claims: match raw.claims {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Arc::new(permission_claims(&v)?)),
+        },
     })
+}
+
+/// A permission's `claims`: an object of names to strings or arrays of strings.
+fn permission_claims(value: &Value) -> Option<BTreeMap<String, Vec<String>>> {
+    value
+        .as_object()?
+        .iter()
+        .map(|(name, values)| {
+            let values = match values {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()?,
+                _ => return None,
+            };
+            Some((name.clone(), values))
+        })
+        .collect()
 }
 
 /// The scopes of one permission, from the UMA naming (`resource_scopes`), Keycloak's
@@ -667,7 +718,8 @@ mod tests {
             "{}",
             size_of::<Introspection>()
         );
-        assert!(size_of::<Permission>() <= 56, "{}", size_of::<Permission>());
+        // 56, and the pointer to pushed claims.
+        assert!(size_of::<Permission>() <= 64, "{}", size_of::<Permission>());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Keycloak's own enforcer configuration, read as it is: [`KeycloakConfig`] turns a
 //! `keycloak.json` (with its `policy-enforcer` section) or a standalone
 //! `policy-enforcer.json` into a configured [`UmaLayerBuilder`], [`LazyPaths`] resolves
-//! unconfigured paths by the resources' `uris` at Keycloak, and [`PermissionExchange`]
-//! exchanges plain access tokens for permissions.
+//! unconfigured paths by the resources' `uris` at Keycloak, [`PermissionExchange`]
+//! exchanges plain access tokens for permissions, and claim information points push claims
+//! read from the request ([`PushedClaims`](crate::resources::PushedClaims)).
 //!
 //! # Example
 //!
@@ -72,7 +73,8 @@
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |
 //! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused |
 //! | `paths[].type` | accepted, no effect |
-//! | `paths[].claim-information-point`, `policy-enforcer.claim-information-point` | refused: pushed claims are not implemented yet |
+//! | `paths[].claim-information-point.claims`, `policy-enforcer.claim-information-point.claims` | [`PushedClaims`](crate::resources::PushedClaims) of the path's route: each claim a value template (or an array of them) with Keycloak's placeholders `{request.header['…']}`, `{request.parameter['…']}`, `{request.method}`, `{request.uri}`, `{request.relativePath}`, and tower-uma's `{request.path['…']}` for the path's `{…}` parameters. The section's claims go with every path; a path's own claim replaces one of the same name. Sent with the ticket request (`claims`) and the permission exchange (`claim_token`); a token's permission that carries claims grants only requests pushing those values. `{request.body[…]}`, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}` and `{keycloak.access_token[…]}` are refused, and so is the section's `claims` together with lazy paths |
+//! | `claim-information-point.http` and other providers | refused: only the `claims` provider is supported; claims from another service (`http`) are not fetched |
 //! | `policy-enforcer.http-method-as-scope` | methods without an entry need their own name as scope |
 //! | `policy-enforcer.lazy-load-paths` | [`LazyPaths`]: paths no entry matches are resolved at Keycloak by the resources' `uris` |
 //! | `policy-enforcer.path-cache.max-entries`, `.lifespan` | [`LazyPaths::max_entries`] (default 1000), [`LazyPaths::lifespan`] in milliseconds (default 30000; `-1` never expires; `0` caches nothing). As in Keycloak, a `path-cache` section turns lazy paths on by itself |
@@ -147,8 +149,8 @@ impl fmt::Debug for KeycloakConfig {
 /// Why a Keycloak configuration cannot be used: the JSON path of the key (`""` for the file
 /// as a whole) and what is wrong with it.
 ///
-/// `Display` reads ``policy-enforcer.paths[2].claim-information-point`: is not supported by
-/// tower-uma yet: …``, prefixed with the file's name when read with
+/// `Display` reads ``policy-enforcer.paths[2].claim-information-point.http`: is not supported
+/// by tower-uma yet: …``, prefixed with the file's name when read with
 /// [`KeycloakConfig::from_path`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeycloakConfigError {
@@ -214,6 +216,13 @@ impl KeycloakConfig {
         let config = Self { parsed, cells };
         // Every path must make a route, and the routes a valid map.
         let _checked = config.try_resource_map()?;
+        if !config.parsed.enforcer.claims.is_empty() && config.lazy_paths().is_some() {
+            return Err(KeycloakConfigError::new(
+                "policy-enforcer.claim-information-point",
+                "is not supported by tower-uma yet with lazy paths (paths resolved at Keycloak \
+                 push no claims); give the claims to the `paths` entries",
+            ));
+        }
         Ok(config)
     }
 
@@ -281,8 +290,9 @@ impl KeycloakConfig {
         let enforcer = &self.parsed.enforcer;
         let mut map = ResourceMap::new();
         for (entry, cell) in enforcer.paths.iter().zip(&self.cells) {
-            let route = rule::route_of(entry, enforcer.http_method_as_scope, cell)
-                .map_err(|why| KeycloakConfigError::new(&format!("{}.path", entry.at), why))?;
+            let route =
+                rule::route_of(entry, enforcer.http_method_as_scope, cell, &enforcer.claims)
+                    .map_err(|why| KeycloakConfigError::new(&format!("{}.path", entry.at), why))?;
             map = map.route(route);
             map.validate().map_err(|e| {
                 KeycloakConfigError::new(&format!("{}.path", entry.at), e.to_string())
