@@ -468,6 +468,52 @@ fn parse_permission(item: &Value) -> Option<Permission> {
     })
 }
 
+impl Introspection {
+    /// This result with the pushed claims of `token`'s own permissions, when `token` is a JWT
+    /// whose payload lists permissions with `claims` (Keycloak's RPTs under
+    /// `authorization.permissions`): Keycloak's introspection leaves the claims out, and they
+    /// only ever narrow what a permission grants. Read only for a result the AS called active
+    /// for this very token, which vouches for its payload. A permission of the result takes
+    /// the claims of the token's first permission for the same resource that has any.
+    pub(crate) fn with_claims_of(mut self, token: &[u8]) -> Self {
+        let Some(permissions) = self.permissions.as_mut() else {
+            return self;
+        };
+        let Some(payload) = crate::token::jwt_payload(token) else {
+            return self;
+        };
+        // Where the JWT check reads them: top-level, else under `authorization`.
+        let listed = payload
+            .get("permissions")
+            .filter(|p| p.is_array())
+            .or_else(|| {
+                payload
+                    .get("authorization")
+                    .and_then(|a| a.get("permissions"))
+            })
+            .and_then(Value::as_array);
+        let Some(listed) = listed else {
+            return self;
+        };
+        for p in permissions.iter_mut().filter(|p| p.claims.is_none()) {
+            let same = listed.iter().filter(|l| {
+                ["rsid", "resource_id"]
+                    .iter()
+                    .any(|k| l.get(*k).and_then(Value::as_str) == Some(p.resource_id()))
+            });
+            let claims = same.filter_map(|l| l.get("claims")).next();
+            if let Some(claims) = claims {
+                // Unreadable claims: nothing is known of what they restrict to; none of the
+                // request's values can match.
+                let read = permission_claims(claims)
+                    .unwrap_or_else(|| BTreeMap::from([(String::new(), Vec::new())]));
+                p.claims = Some(Arc::new(read));
+            }
+        }
+        self
+    }
+}
+
 /// A permission's `claims`: an object of names to strings or arrays of strings.
 fn permission_claims(value: &Value) -> Option<BTreeMap<String, Vec<String>>> {
     value
@@ -720,6 +766,41 @@ mod tests {
         );
         // 56, and the pointer to pushed claims.
         assert!(size_of::<Permission>() <= 64, "{}", size_of::<Permission>());
+    }
+
+    #[test]
+    fn the_claims_of_a_jwts_permissions_narrow_its_introspection() {
+        use base64::Engine as _;
+        let payload = serde_json::json!({"authorization": {"permissions": [
+            {"rsid": "r1", "scopes": ["view"], "claims": {"org": ["acme"]}},
+            {"rsid": "r2", "scopes": ["view"], "claims": {"org": 7}},
+            {"rsid": "r3", "scopes": ["view"]}
+        ]}});
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = format!("{}.{}.sig", b64("{}"), b64(&payload.to_string()));
+        let intro = Introspection::active(
+            ["r1", "r2", "r3", "r4"]
+                .map(|r| Permission::new(r, ["view"]))
+                .to_vec(),
+            None,
+        )
+        .with_claims_of(jwt.as_bytes());
+        let claims: Vec<_> = intro.permissions().iter().map(Permission::claims).collect();
+        let acme = BTreeMap::from([("org".to_owned(), vec!["acme".to_owned()])]);
+        assert_eq!(claims[0], Some(&acme));
+        // Unreadable claims match no request.
+        let nothing = BTreeMap::from([(String::new(), Vec::new())]);
+        assert_eq!(claims[1], Some(&nothing));
+        assert_eq!(claims[2..], [None, None]);
+        // Not a JWT, or inactive: as it was.
+        let opaque = Introspection::active(vec![Permission::new("r1", ["view"])], None)
+            .with_claims_of(b"opaque");
+        assert_eq!(opaque.permissions()[0].claims(), None);
+        assert!(
+            !Introspection::inactive()
+                .with_claims_of(jwt.as_bytes())
+                .is_active()
+        );
     }
 
     #[test]

@@ -314,7 +314,7 @@ fn claims(base: &Introspection, token: &BearerToken) -> Map<String, Value> {
         }
         return object;
     }
-    let Some(payload) = jwt_payload(token.as_bytes()) else {
+    let Some(payload) = crate::token::jwt_payload(token.as_bytes()) else {
         return object;
     };
     for key in ["exp", "nbf", "iat"] {
@@ -331,22 +331,6 @@ fn claims(base: &Introspection, token: &BearerToken) -> Map<String, Value> {
         object.insert("client_id".to_owned(), Value::from(client));
     }
     object
-}
-
-/// The JSON object in the payload of a compact JWS, if the token is one.
-fn jwt_payload(token: &[u8]) -> Option<Map<String, Value>> {
-    use base64::Engine as _;
-    let mut parts = token.split(|b| *b == b'.');
-    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
-        return None;
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

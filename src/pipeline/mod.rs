@@ -128,7 +128,9 @@ impl RptCheck {
                 _ => {}
             }
         }
-        self.client.introspect(token).await
+        // Keycloak's introspection leaves out the claims its RPTs' permissions carry.
+        let result = self.client.introspect(token).await?;
+        Ok(result.with_claims_of(token.secret().as_bytes()))
     }
 }
 
