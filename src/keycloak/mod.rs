@@ -100,6 +100,13 @@
 //!   is refused with `403`. tower-uma exchanges plain access tokens the same way, but still
 //!   answers a request without a token (or with a token Keycloak does not accept) with `401`
 //!   and a ticket (UMA Grant §3.3.1), so that UMA clients keep working beside them.
+//! - **Pushed claims** come from the request line and headers only: Keycloak's
+//!   `{request.body[…]}`, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}`,
+//!   `{keycloak.access_token[…]}` and the `http` provider are refused; `{request.uri}` is the
+//!   path and query as received, where Keycloak gives the full URL; `{request.path['…']}` is
+//!   tower-uma's own. A token Keycloak's introspection calls inactive (a plain access token)
+//!   of a public client cannot push claims in an exchange (Keycloak refuses them): it gets
+//!   `401` with a ticket carrying the claims, where Keycloak's enforcer answers `403`.
 //! - **A path without `name` or `id`** is looked up by its path when the layer is built, as
 //!   Keycloak does at start-up, and not again: a resource created or changed later in the
 //!   console needs a restart (or a `name`).

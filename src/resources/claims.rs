@@ -46,7 +46,7 @@ use http::{HeaderMap, Method};
 /// let map = ResourceMap::new().route(
 ///     Route::new("/albums/{id}")
 ///         .resource(ResourceRef::Name("albums".to_owned()))
-///         .method(http::Method::GET, ["view"])
+///         .scopes(http::Method::GET, ["view"])
 ///         .push_claims(claims),
 /// );
 /// # let _ = map;
