@@ -22,10 +22,11 @@ use http::{HeaderMap, Method};
 /// | `{request.relativePath}` | the normalised path |
 ///
 /// A template that is one placeholder gives all its values; within text, a placeholder gives
-/// its first value. A template whose placeholder has no value gives nothing, and a claim
-/// without any value is not sent (as in Keycloak). Other placeholders (`request.body`,
-/// `request.cookie`, `request.remoteAddr`, `request.secure`, `keycloak.access_token`) are
-/// refused.
+/// its first value. A template whose placeholder has no value gives nothing (so does a
+/// `{request.path['name']}` the route's template lacks), and a claim without any value is not
+/// sent (as in Keycloak). Other placeholders (`request.body`, `request.cookie`,
+/// `request.remoteAddr`, `request.secure`, `keycloak.access_token`) are refused, and so are
+/// the credential headers `Authorization`, `Proxy-Authorization` and `Cookie`.
 ///
 /// The values travel to the AS with the ticket request (the permission request's `claims`,
 /// as Keycloak's permission endpoint reads them) and with a permission exchange
@@ -322,8 +323,19 @@ fn source(inner: &str) -> Result<Source, String> {
     };
     if let Some(name) = keyed("request.header") {
         let name = name?;
-        http::HeaderName::from_bytes(name.as_bytes())
+        let header = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{name:?} is not a header name"))?;
+        // Credentials would travel to the AS and into the exchange cache's keys.
+        let secret = [
+            http::header::AUTHORIZATION,
+            http::header::PROXY_AUTHORIZATION,
+            http::header::COOKIE,
+        ];
+        if secret.contains(&header) {
+            return Err(format!(
+                "the {header} header carries credentials, which are never pushed to the AS"
+            ));
+        }
         return Ok(Source::Header(name.to_ascii_lowercase()));
     }
     if let Some(name) = keyed("request.parameter") {
@@ -409,6 +421,8 @@ mod tests {
             ("{request.header}", "needs a name"),
             ("{request.header['']}", "needs a name"),
             ("{request.header['a b']}", "not a header name"),
+            ("{request.header['Authorization']}", "credentials"),
+            ("{request.header['cookie']}", "credentials"),
             ("{request.method", "not closed"),
         ] {
             let e = PushedClaims::new()
