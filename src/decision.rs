@@ -7,7 +7,7 @@
 
 use crate::introspect::Introspection;
 use crate::principal::Granted;
-use crate::resources::ScopeMode;
+use crate::resources::{ClaimValues, ScopeMode};
 
 /// What the decision needs to know about the request.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +15,8 @@ pub(crate) struct Requirement<'a> {
     pub(crate) resource_id: &'a str,
     pub(crate) scopes: &'a [String],
     pub(crate) mode: ScopeMode,
+    /// The claims the request pushes (empty when its route pushes none).
+    pub(crate) claims: &'a ClaimValues,
 }
 
 /// Knobs of the decision that depend on the AS or the deployment.
@@ -35,6 +37,8 @@ pub(crate) enum Denial {
     NotYetValid,
     NoPermission,
     InsufficientScope,
+    /// The permissions for the resource were granted under other pushed claims.
+    OtherClaims,
 }
 
 impl Denial {
@@ -45,6 +49,7 @@ impl Denial {
             Self::NotYetValid => "not_yet_valid",
             Self::NoPermission => "no_permission",
             Self::InsufficientScope => "insufficient_scope",
+            Self::OtherClaims => "other_claims",
         }
     }
 }
@@ -64,6 +69,27 @@ fn in_window(now: i64, exp: Option<i64>, nbf: Option<i64>, leeway: i64) -> Resul
     Ok(())
 }
 
+/// Whether a permission granted under `granted` claims serves a request pushing `pushed`,
+/// as Keycloak's enforcer decides it: a permission without claims serves any request; one
+/// with claims needs the request to push some, and every value the request pushes for each
+/// of the permission's claims among the granted ones.
+fn holds_claims(
+    granted: Option<&std::collections::BTreeMap<String, Vec<String>>>,
+    pushed: &ClaimValues,
+) -> bool {
+    let Some(granted) = granted else {
+        return true;
+    };
+    if pushed.is_empty() {
+        return false;
+    }
+    granted.iter().all(|(name, held)| {
+        pushed
+            .get(name)
+            .is_some_and(|values| !values.is_empty() && values.iter().all(|v| held.contains(v)))
+    })
+}
+
 /// Decides; on success returns which permissions of `intro` (this resource's, valid now)
 /// grant the request. Allocates nothing unless the result has more than 64 permissions.
 pub(crate) fn decide(
@@ -80,12 +106,17 @@ pub(crate) fn decide(
     let mut bits = 0u64;
     let mut list: Vec<usize> = Vec::new();
     let mut any_valid = false;
+    let mut other_claims = false;
     for (i, p) in intro.permissions().iter().enumerate() {
         if p.resource_id() != req.resource_id {
             continue;
         }
         any_for_resource = true;
         if in_window(now, p.exp(), p.nbf(), rules.leeway).is_err() {
+            continue;
+        }
+        if !holds_claims(p.claims(), req.claims) {
+            other_claims = true;
             continue;
         }
         any_valid = true;
@@ -96,7 +127,9 @@ pub(crate) fn decide(
         }
     }
     if !any_valid {
-        return Err(if any_for_resource {
+        return Err(if other_claims {
+            Denial::OtherClaims
+        } else if any_for_resource {
             Denial::Expired
         } else {
             Denial::NoPermission
@@ -157,6 +190,7 @@ mod tests {
         decide(
             intro,
             Requirement {
+                claims: &crate::resources::NO_CLAIMS,
                 resource_id: resource,
                 scopes: &need,
                 mode,
@@ -282,6 +316,7 @@ mod tests {
         let i = Introspection::active(vec![perm("R", &["read"])], Some(NOW - 2));
         let need = scopes(&["read"]);
         let req = Requirement {
+            claims: &crate::resources::NO_CLAIMS,
             resource_id: "R",
             scopes: &need,
             mode: ScopeMode::All,
@@ -314,6 +349,7 @@ mod tests {
             ..RULES
         };
         let req = Requirement {
+            claims: &crate::resources::NO_CLAIMS,
             resource_id: "R",
             scopes: &need,
             mode: ScopeMode::All,
@@ -330,6 +366,7 @@ mod tests {
             Denial::NotYetValid,
             Denial::NoPermission,
             Denial::InsufficientScope,
+            Denial::OtherClaims,
         ];
         assert_eq!(
             all.map(Denial::as_str),
@@ -338,9 +375,56 @@ mod tests {
                 "expired",
                 "not_yet_valid",
                 "no_permission",
-                "insufficient_scope"
+                "insufficient_scope",
+                "other_claims"
             ]
         );
+    }
+
+    #[test]
+    fn a_permission_granted_under_claims_serves_only_those_claims() {
+        let under = |claims: &str| {
+            let body = format!(
+                r#"{{"active": true, "permissions": [{{"rsid": "R", "scopes": ["read"], "claims": {claims}}}]}}"#
+            );
+            Introspection::from_json(body.as_bytes()).expect("an introspection")
+        };
+        let pushed = |pairs: &[(&str, &[&str])]| -> crate::resources::ClaimValues {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), scopes(v)))
+                .collect()
+        };
+        let need = scopes(&["read"]);
+        let decide_with = |i: &Introspection, claims: &crate::resources::ClaimValues| {
+            let req = Requirement {
+                claims,
+                resource_id: "R",
+                scopes: &need,
+                mode: ScopeMode::All,
+            };
+            decide(i, req, NOW, RULES).map(|_| ())
+        };
+        let acme = under(r#"{"org": ["acme"], "app": "photos"}"#);
+        let same = pushed(&[("org", &["acme"]), ("app", &["photos"])]);
+        assert_eq!(decide_with(&acme, &same), Ok(()));
+        // Another value, a claim missing, nothing pushed: not this permission.
+        let other = pushed(&[("org", &["beta"]), ("app", &["photos"])]);
+        assert_eq!(decide_with(&acme, &other), Err(Denial::OtherClaims));
+        let partial = pushed(&[("org", &["acme"])]);
+        assert_eq!(decide_with(&acme, &partial), Err(Denial::OtherClaims));
+        let mixed = pushed(&[("org", &["acme", "beta"]), ("app", &["photos"])]);
+        assert_eq!(decide_with(&acme, &mixed), Err(Denial::OtherClaims));
+        assert_eq!(
+            decide_with(&acme, &crate::resources::NO_CLAIMS),
+            Err(Denial::OtherClaims)
+        );
+        // A permission without claims serves any request, as in Keycloak's enforcer.
+        let plain = Introspection::active(vec![perm("R", &["read"])], None);
+        assert_eq!(decide_with(&plain, &other), Ok(()));
+        // Claims that cannot be read: the permission grants nothing.
+        let unreadable = under(r#"{"org": [1]}"#);
+        assert_eq!(decide_with(&unreadable, &same), Err(Denial::NoPermission));
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub struct Decide<'a> {
 /// The name of the denial (`inactive`, `expired`, …).
 pub fn decide(intro: &Introspection, d: Decide<'_>) -> Result<Vec<usize>, &'static str> {
     let requirement = Requirement {
+        claims: &crate::resources::NO_CLAIMS,
         resource_id: d.resource_id,
         scopes: d.scopes,
         mode: d.mode,

@@ -243,9 +243,10 @@ pub(crate) async fn ticket(
     resource: &ResourceRef,
     id: &str,
     scopes: &[String],
+    claims: &crate::resources::ClaimValues,
 ) -> Result<String, CallError> {
     let resync = registry.resync();
-    let error = match client.ticket(id, scopes).await {
+    let error = match client.ticket(id, scopes, claims).await {
         Ok(ticket) => {
             resync.known(resource);
             return Ok(ticket);
@@ -258,7 +259,7 @@ pub(crate) async fn ticket(
     let Some(fresh) = recover(registry, resource, id, &error).await else {
         return Err(error);
     };
-    let retried = client.ticket(&fresh, scopes).await;
+    let retried = client.ticket(&fresh, scopes, claims).await;
     match &retried {
         Ok(_) => resync.known(resource),
         Err(e) if e.unknown_resource().is_some() => {

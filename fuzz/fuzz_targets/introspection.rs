@@ -13,7 +13,8 @@
 //!   itself;
 //! - the decision never panics and agrees with a plain reading of the rules written here:
 //!   token and permission `exp`/`nbf` with leeway, only this resource's permissions valid
-//!   now, every (or any) required scope held by one of them.
+//!   now and not granted under pushed claims (the request pushes none), every (or any)
+//!   required scope held by one of them.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
@@ -161,7 +162,7 @@ fn reference(intro: &Introspection, d: &Decide<'_>) -> Result<Vec<usize>, &'stat
     let ours: Vec<usize> = (0..intro.permissions().len())
         .filter(|&i| intro.permissions()[i].resource_id() == d.resource_id)
         .collect();
-    let valid: Vec<usize> = ours
+    let current: Vec<usize> = ours
         .iter()
         .copied()
         .filter(|&i| {
@@ -169,8 +170,16 @@ fn reference(intro: &Introspection, d: &Decide<'_>) -> Result<Vec<usize>, &'stat
             window(d.now, p.exp(), p.nbf(), d.leeway).is_ok()
         })
         .collect();
+    // The request pushes no claims: a permission granted under claims does not serve it.
+    let valid: Vec<usize> = current
+        .iter()
+        .copied()
+        .filter(|&i| intro.permissions()[i].claims().is_none())
+        .collect();
     if valid.is_empty() {
-        return Err(if ours.is_empty() {
+        return Err(if !current.is_empty() {
+            "other_claims"
+        } else if ours.is_empty() {
             "no_permission"
         } else {
             "expired"

@@ -10,6 +10,7 @@
 //! permission list, and resource ids, scope names, `client_id`s and whole scope lists are
 //! `Arc`s shared through bounded interners when parsed (see `intern.rs`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroI64;
 use std::sync::Arc;
@@ -135,6 +136,8 @@ pub struct Permission {
     exp: Claim,
     nbf: Claim,
     iat: Claim,
+    /// The claims the permission was granted under (Keycloak's pushed claims), if any.
+    claims: Option<Arc<BTreeMap<String, Vec<String>>>>,
 }
 
 impl fmt::Debug for Introspection {
@@ -215,6 +218,15 @@ impl Permission {
         self.resource_scopes.iter().any(|s| **s == *scope)
     }
 
+    /// The pushed claims the permission was granted under, when the AS wrote them into it
+    /// (Keycloak's `claims`: each name and its values). Such a permission grants only
+    /// requests whose pushed values it holds (see
+    /// [`PushedClaims`](crate::resources::PushedClaims)).
+    #[must_use]
+    pub fn claims(&self) -> Option<&BTreeMap<String, Vec<String>>> {
+        self.claims.as_deref()
+    }
+
     time_claims!("Permission", "permission");
 }
 
@@ -222,9 +234,14 @@ impl serde::Serialize for Permission {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let times = [("exp", self.exp), ("nbf", self.nbf), ("iat", self.iat)];
         let present = times.iter().filter(|(_, t)| t.get().is_some()).count();
-        let mut s = serializer.serialize_struct("Permission", 2 + present)?;
+        let with_claims = usize::from(self.claims.is_some());
+        let mut s = serializer.serialize_struct("Permission", 2 + present + with_claims)?;
         s.serialize_field("resource_id", self.resource_id())?;
         s.serialize_field("resource_scopes", &Names(&self.resource_scopes))?;
+        match &self.claims {
+            Some(claims) => s.serialize_field("claims", &**claims)?,
+            None => s.skip_field("claims")?,
+        }
         for (name, time) in times {
             match time.get() {
                 Some(secs) => s.serialize_field(name, &secs)?,
@@ -271,6 +288,7 @@ struct RawPermission {
     exp: Option<Value>,
     nbf: Option<Value>,
     iat: Option<Value>,
+    claims: Option<Value>,
 }
 
 impl Introspection {
@@ -399,12 +417,21 @@ impl Introspection {
 impl Permission {
     /// As [`Introspection::heap_bytes`], for this permission's strings and scope list.
     fn heap_bytes(&self) -> usize {
-        self.resource_scopes.iter().fold(
-            arc_str_bytes(&self.resource_id)
-                .saturating_add(2 * size_of::<usize>())
-                .saturating_add(size_of_val::<[Arc<str>]>(&self.resource_scopes)),
-            |acc, s| acc.saturating_add(arc_str_bytes(s)),
-        )
+        self.resource_scopes
+            .iter()
+            .fold(
+                arc_str_bytes(&self.resource_id)
+                    .saturating_add(2 * size_of::<usize>())
+                    .saturating_add(size_of_val::<[Arc<str>]>(&self.resource_scopes)),
+                |acc, s| acc.saturating_add(arc_str_bytes(s)),
+            )
+            .saturating_add(self.claims.as_deref().map_or(0, |claims| {
+                claims
+                    .iter()
+                    .flat_map(|(k, v)| std::iter::once(k).chain(v))
+                    .map(|s| s.len().saturating_add(4 * size_of::<usize>()))
+                    .sum()
+            }))
     }
 }
 
@@ -433,7 +460,77 @@ fn parse_permission(item: &Value) -> Option<Permission> {
         exp: expiry(raw.exp.as_ref()).ok()?,
         nbf: not_before(raw.nbf.as_ref()).ok()?,
         iat: informational(raw.iat.as_ref()),
+        // Claims that cannot be read: the permission grants nothing.
+        claims: match raw.claims {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Arc::new(permission_claims(&v)?)),
+        },
     })
+}
+
+impl Introspection {
+    /// This result with the pushed claims of `token`'s own permissions, when `token` is a JWT
+    /// whose payload lists permissions with `claims` (Keycloak's RPTs under
+    /// `authorization.permissions`): Keycloak's introspection leaves the claims out, and they
+    /// only ever narrow what a permission grants. Read only for a result the AS called active
+    /// for this very token, which vouches for its payload. A permission of the result takes
+    /// the claims of the token's first permission for the same resource that has any.
+    pub(crate) fn with_claims_of(mut self, token: &[u8]) -> Self {
+        let Some(permissions) = self.permissions.as_mut() else {
+            return self;
+        };
+        let Some(payload) = crate::token::jwt_payload(token) else {
+            return self;
+        };
+        // Where the JWT check reads them: top-level, else under `authorization`.
+        let listed = payload
+            .get("permissions")
+            .filter(|p| p.is_array())
+            .or_else(|| {
+                payload
+                    .get("authorization")
+                    .and_then(|a| a.get("permissions"))
+            })
+            .and_then(Value::as_array);
+        let Some(listed) = listed else {
+            return self;
+        };
+        for p in permissions.iter_mut().filter(|p| p.claims.is_none()) {
+            let same = listed.iter().filter(|l| {
+                ["rsid", "resource_id"]
+                    .iter()
+                    .any(|k| l.get(*k).and_then(Value::as_str) == Some(p.resource_id()))
+            });
+            let claims = same.filter_map(|l| l.get("claims")).next();
+            if let Some(claims) = claims {
+                // Unreadable claims: nothing is known of what they restrict to; none of the
+                // request's values can match.
+                let read = permission_claims(claims)
+                    .unwrap_or_else(|| BTreeMap::from([(String::new(), Vec::new())]));
+                p.claims = Some(Arc::new(read));
+            }
+        }
+        self
+    }
+}
+
+/// A permission's `claims`: an object of names to strings or arrays of strings.
+fn permission_claims(value: &Value) -> Option<BTreeMap<String, Vec<String>>> {
+    value
+        .as_object()?
+        .iter()
+        .map(|(name, values)| {
+            let values = match values {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()?,
+                _ => return None,
+            };
+            Some((name.clone(), values))
+        })
+        .collect()
 }
 
 /// The scopes of one permission, from the UMA naming (`resource_scopes`), Keycloak's
@@ -667,7 +764,43 @@ mod tests {
             "{}",
             size_of::<Introspection>()
         );
-        assert!(size_of::<Permission>() <= 56, "{}", size_of::<Permission>());
+        // 56, and the pointer to pushed claims.
+        assert!(size_of::<Permission>() <= 64, "{}", size_of::<Permission>());
+    }
+
+    #[test]
+    fn the_claims_of_a_jwts_permissions_narrow_its_introspection() {
+        use base64::Engine as _;
+        let payload = serde_json::json!({"authorization": {"permissions": [
+            {"rsid": "r1", "scopes": ["view"], "claims": {"org": ["acme"]}},
+            {"rsid": "r2", "scopes": ["view"], "claims": {"org": 7}},
+            {"rsid": "r3", "scopes": ["view"]}
+        ]}});
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = format!("{}.{}.sig", b64("{}"), b64(&payload.to_string()));
+        let intro = Introspection::active(
+            ["r1", "r2", "r3", "r4"]
+                .map(|r| Permission::new(r, ["view"]))
+                .to_vec(),
+            None,
+        )
+        .with_claims_of(jwt.as_bytes());
+        let claims: Vec<_> = intro.permissions().iter().map(Permission::claims).collect();
+        let acme = BTreeMap::from([("org".to_owned(), vec!["acme".to_owned()])]);
+        assert_eq!(claims[0], Some(&acme));
+        // Unreadable claims match no request.
+        let nothing = BTreeMap::from([(String::new(), Vec::new())]);
+        assert_eq!(claims[1], Some(&nothing));
+        assert_eq!(claims[2..], [None, None]);
+        // Not a JWT, or inactive: as it was.
+        let opaque = Introspection::active(vec![Permission::new("r1", ["view"])], None)
+            .with_claims_of(b"opaque");
+        assert_eq!(opaque.permissions()[0].claims(), None);
+        assert!(
+            !Introspection::inactive()
+                .with_claims_of(jwt.as_bytes())
+                .is_active()
+        );
     }
 
     #[test]

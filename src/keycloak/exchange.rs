@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::gate::AsEndpoint;
 use crate::introspect::Introspection;
 use crate::protection::{Answer, CallError, Caller, Failure, MAX_AS_BODY};
+use crate::resources::{ClaimValues, NO_CLAIMS};
 use crate::token::{BearerToken, Fingerprint};
 
 /// The settings of permission exchange (Keycloak's enforcer without `user-managed-access`).
@@ -108,6 +109,8 @@ struct Key {
     token: Fingerprint,
     resource: String,
     scopes: Vec<String>,
+    /// The pushed claims: a grant under some claims never answers a request with others.
+    claims: Option<Arc<ClaimValues>>,
 }
 
 /// The layer's exchanger: the settings, the token endpoint and the answer cache.
@@ -160,15 +163,20 @@ impl Exchanger {
         fingerprint: Fingerprint,
         resource: &str,
         scopes: &[String],
+        claims: Option<&Arc<ClaimValues>>,
         base: &Introspection,
     ) -> Result<Arc<Exchanged>, CallError> {
+        let pushed = claims.map_or(&NO_CLAIMS, |c| &**c);
         let ask = async {
             let build = request(
                 &self.token_endpoint,
                 &self.audience,
                 token,
-                resource,
-                scopes,
+                Asked {
+                    resource,
+                    scopes,
+                    claims: pushed,
+                },
             );
             let parse = |answer| parse(answer, base, token);
             self.caller
@@ -183,6 +191,7 @@ impl Exchanger {
                     token: fingerprint,
                     resource: resource.to_owned(),
                     scopes: scopes.to_vec(),
+                    claims: claims.filter(|c| !c.is_empty()).cloned(),
                 };
                 cache.try_get_with(key, ask).await.map_err(|e| (*e).clone())
             }
@@ -190,14 +199,29 @@ impl Exchanger {
     }
 }
 
-/// The uma-ticket grant with the token as bearer, asking for `resource` and `scopes`.
+/// What an exchange asks for.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    resource: &'a str,
+    scopes: &'a [String],
+    claims: &'a ClaimValues,
+}
+
+/// The uma-ticket grant with the token as bearer, asking for the resource and scopes, with
+/// the pushed claims as a `claim_token` (base64 of their JSON, in Keycloak's
+/// `urn:ietf:params:oauth:token-type:jwt` format, UMA Grant §3.3.1) when there are any.
 fn request(
     token_endpoint: &str,
     audience: &str,
     token: &BearerToken,
-    resource: &str,
-    scopes: &[String],
+    asked: Asked<'_>,
 ) -> Result<http::Request<Bytes>, Failure> {
+    use base64::Engine as _;
+    let Asked {
+        resource,
+        scopes,
+        claims,
+    } = asked;
     let permission = if scopes.is_empty() {
         resource.to_owned()
     } else {
@@ -206,12 +230,23 @@ fn request(
     let token = std::str::from_utf8(token.as_bytes())
         .map_err(|_| Failure::Unsendable("the token cannot be sent"))?;
     let auth = crate::protection::bearer(token)?;
-    let form = vec![
+    let claim_token = if claims.is_empty() {
+        None
+    } else {
+        let json = serde_json::to_vec(claims)
+            .map_err(|_| Failure::Unsendable("the pushed claims cannot be written"))?;
+        Some(base64::engine::general_purpose::STANDARD.encode(json))
+    };
+    let mut form = vec![
         ("grant_type", "urn:ietf:params:oauth:grant-type:uma-ticket"),
         ("audience", audience),
         ("permission", permission.as_str()),
         ("response_mode", "permissions"),
     ];
+    if let Some(claim_token) = &claim_token {
+        form.push(("claim_token", claim_token.as_str()));
+        form.push(("claim_token_format", "urn:ietf:params:oauth:token-type:jwt"));
+    }
     crate::protection::token::form_post(token_endpoint, form, None, [auth])
 }
 
@@ -279,7 +314,7 @@ fn claims(base: &Introspection, token: &BearerToken) -> Map<String, Value> {
         }
         return object;
     }
-    let Some(payload) = jwt_payload(token.as_bytes()) else {
+    let Some(payload) = crate::token::jwt_payload(token.as_bytes()) else {
         return object;
     };
     for key in ["exp", "nbf", "iat"] {
@@ -296,22 +331,6 @@ fn claims(base: &Introspection, token: &BearerToken) -> Map<String, Value> {
         object.insert("client_id".to_owned(), Value::from(client));
     }
     object
-}
-
-/// The JSON object in the payload of a compact JWS, if the token is one.
-fn jwt_payload(token: &[u8]) -> Option<Map<String, Value>> {
-    use base64::Engine as _;
-    let mut parts = token.split(|b| *b == b'.');
-    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
-        return None;
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -332,8 +351,18 @@ mod tests {
             panic!("a bearer token");
         };
         let scopes = ["view".to_owned(), "edit".to_owned()];
-        let r = request("https://kc.test/token", "photo-api", &token, "r1", &scopes)
-            .expect("a request");
+        let asked = |resource, scopes, claims| Asked {
+            resource,
+            scopes,
+            claims,
+        };
+        let r = request(
+            "https://kc.test/token",
+            "photo-api",
+            &token,
+            asked("r1", &scopes, &NO_CLAIMS),
+        )
+        .expect("a request");
         assert_eq!(r.headers()[http::header::AUTHORIZATION], "Bearer tok-1");
         let body = std::str::from_utf8(r.body()).expect("utf-8");
         assert_eq!(
@@ -341,11 +370,35 @@ mod tests {
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Auma-ticket&audience=photo-api\
              &permission=r1%23view%2Cedit&response_mode=permissions"
         );
-        let r = request("https://kc.test/token", "a", &token, "r1", &[]).expect("a request");
+        let r = request(
+            "https://kc.test/token",
+            "a",
+            &token,
+            asked("r1", &[], &NO_CLAIMS),
+        )
+        .expect("a request");
         assert!(
             std::str::from_utf8(r.body())
                 .expect("utf-8")
                 .contains("&permission=r1&")
+        );
+        // Pushed claims: a claim token, base64 of their JSON.
+        let claims = ClaimValues::from([("org".to_owned(), vec!["acme".to_owned()])]);
+        let r = request(
+            "https://kc.test/token",
+            "a",
+            &token,
+            asked("r1", &[], &claims),
+        )
+        .expect("a request");
+        let body = std::str::from_utf8(r.body()).expect("utf-8");
+        // base64 of {"org":["acme"]}
+        assert!(
+            body.ends_with(
+                "&claim_token=eyJvcmciOlsiYWNtZSJdfQ%3D%3D\
+                 &claim_token_format=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"
+            ),
+            "{body}"
         );
     }
 

@@ -176,6 +176,7 @@ impl LazyResolver {
                 scopes: std::borrow::Cow::Owned(scopes),
                 scope_mode,
                 enforcement: None,
+                claims: None,
             };
             (found.id.clone(), need)
         }))

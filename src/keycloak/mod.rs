@@ -1,8 +1,9 @@
 //! Keycloak's own enforcer configuration, read as it is: [`KeycloakConfig`] turns a
 //! `keycloak.json` (with its `policy-enforcer` section) or a standalone
 //! `policy-enforcer.json` into a configured [`UmaLayerBuilder`], [`LazyPaths`] resolves
-//! unconfigured paths by the resources' `uris` at Keycloak, and [`PermissionExchange`]
-//! exchanges plain access tokens for permissions.
+//! unconfigured paths by the resources' `uris` at Keycloak, [`PermissionExchange`]
+//! exchanges plain access tokens for permissions, and claim information points push claims
+//! read from the request ([`PushedClaims`](crate::resources::PushedClaims)).
 //!
 //! # Example
 //!
@@ -72,7 +73,8 @@
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |
 //! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused |
 //! | `paths[].type` | accepted, no effect |
-//! | `paths[].claim-information-point`, `policy-enforcer.claim-information-point` | refused: pushed claims are not implemented yet |
+//! | `paths[].claim-information-point.claims`, `policy-enforcer.claim-information-point.claims` | [`PushedClaims`](crate::resources::PushedClaims) of the path's route: each claim a value template (or an array of them) with Keycloak's placeholders `{request.header['…']}`, `{request.parameter['…']}`, `{request.method}`, `{request.uri}`, `{request.relativePath}`, and tower-uma's `{request.path['…']}` for the path's `{…}` parameters. The section's claims go with every path; a path's own claim replaces one of the same name. Sent with the ticket request (`claims`) and the permission exchange (`claim_token`); a token's permission that carries claims grants only requests pushing those values. `{request.body[…]}`, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}` and `{keycloak.access_token[…]}` are refused, and so is the section's `claims` together with lazy paths |
+//! | `claim-information-point.http` and other providers | refused: only the `claims` provider is supported; claims from another service (`http`) are not fetched |
 //! | `policy-enforcer.http-method-as-scope` | methods without an entry need their own name as scope |
 //! | `policy-enforcer.lazy-load-paths` | [`LazyPaths`]: paths no entry matches are resolved at Keycloak by the resources' `uris` |
 //! | `policy-enforcer.path-cache.max-entries`, `.lifespan` | [`LazyPaths::max_entries`] (default 1000), [`LazyPaths::lifespan`] in milliseconds (default 30000; `-1` never expires; `0` caches nothing). As in Keycloak, a `path-cache` section turns lazy paths on by itself |
@@ -98,6 +100,13 @@
 //!   is refused with `403`. tower-uma exchanges plain access tokens the same way, but still
 //!   answers a request without a token (or with a token Keycloak does not accept) with `401`
 //!   and a ticket (UMA Grant §3.3.1), so that UMA clients keep working beside them.
+//! - **Pushed claims** come from the request line and headers only: Keycloak's
+//!   `{request.body[…]}`, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}`,
+//!   `{keycloak.access_token[…]}` and the `http` provider are refused; `{request.uri}` is the
+//!   path and query as received, where Keycloak gives the full URL; `{request.path['…']}` is
+//!   tower-uma's own. A token Keycloak's introspection calls inactive (a plain access token)
+//!   of a public client cannot push claims in an exchange (Keycloak refuses them): it gets
+//!   `401` with a ticket carrying the claims, where Keycloak's enforcer answers `403`.
 //! - **A path without `name` or `id`** is looked up by its path when the layer is built, as
 //!   Keycloak does at start-up, and not again: a resource created or changed later in the
 //!   console needs a restart (or a `name`).
@@ -147,8 +156,8 @@ impl fmt::Debug for KeycloakConfig {
 /// Why a Keycloak configuration cannot be used: the JSON path of the key (`""` for the file
 /// as a whole) and what is wrong with it.
 ///
-/// `Display` reads ``policy-enforcer.paths[2].claim-information-point`: is not supported by
-/// tower-uma yet: …``, prefixed with the file's name when read with
+/// `Display` reads ``policy-enforcer.paths[2].claim-information-point.http`: is not supported
+/// by tower-uma yet: …``, prefixed with the file's name when read with
 /// [`KeycloakConfig::from_path`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeycloakConfigError {
@@ -214,6 +223,13 @@ impl KeycloakConfig {
         let config = Self { parsed, cells };
         // Every path must make a route, and the routes a valid map.
         let _checked = config.try_resource_map()?;
+        if !config.parsed.enforcer.claims.is_empty() && config.lazy_paths().is_some() {
+            return Err(KeycloakConfigError::new(
+                "policy-enforcer.claim-information-point",
+                "is not supported by tower-uma yet with lazy paths (paths resolved at Keycloak \
+                 push no claims); give the claims to the `paths` entries",
+            ));
+        }
         Ok(config)
     }
 
@@ -281,8 +297,9 @@ impl KeycloakConfig {
         let enforcer = &self.parsed.enforcer;
         let mut map = ResourceMap::new();
         for (entry, cell) in enforcer.paths.iter().zip(&self.cells) {
-            let route = rule::route_of(entry, enforcer.http_method_as_scope, cell)
-                .map_err(|why| KeycloakConfigError::new(&format!("{}.path", entry.at), why))?;
+            let route =
+                rule::route_of(entry, enforcer.http_method_as_scope, cell, &enforcer.claims)
+                    .map_err(|why| KeycloakConfigError::new(&format!("{}.path", entry.at), why))?;
             map = map.route(route);
             map.validate().map_err(|e| {
                 KeycloakConfigError::new(&format!("{}.path", entry.at), e.to_string())

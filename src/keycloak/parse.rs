@@ -103,7 +103,12 @@ pub(crate) struct Enforcer {
     pub(crate) path_cache: Option<(u64, Option<Duration>)>,
     pub(crate) http_method_as_scope: bool,
     pub(crate) user_managed_access: bool,
+    /// `claim-information-point.claims` for every path.
+    pub(crate) claims: ClaimTemplates,
 }
+
+/// The `claims` provider's configuration: each claim's name and value templates, in order.
+pub(crate) type ClaimTemplates = Vec<(String, Vec<String>)>;
 
 /// One entry of `paths`, merged with later entries of the same `path` (as Keycloak does).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +122,8 @@ pub(crate) struct PathEntry {
     pub(crate) scopes: Vec<String>,
     /// `enforcement-mode: DISABLED`.
     pub(crate) disabled: bool,
+    /// `claim-information-point.claims` of this path.
+    pub(crate) claims: ClaimTemplates,
 }
 
 /// One entry of `methods`.
@@ -417,10 +424,7 @@ fn enforcer(obj: &mut Obj<'_>) -> Result<Enforcer, KeycloakConfigError> {
             true
         }
     };
-    obj.unsupported(
-        "claim-information-point",
-        "pushed claims are not implemented; remove the section, or keep Keycloak's enforcer for these paths",
-    )?;
+    let claims = claim_information_point(obj)?;
     obj.unsupported(
         "on-deny-redirect-to",
         "tower-uma answers a denial with 401 + ticket or 403, never with a redirect",
@@ -434,6 +438,7 @@ fn enforcer(obj: &mut Obj<'_>) -> Result<Enforcer, KeycloakConfigError> {
             Some(first) => {
                 first.methods.extend(entry.methods);
                 first.scopes.extend(entry.scopes);
+                first.claims.extend(entry.claims);
             }
             None => paths.push(entry),
         }
@@ -444,7 +449,55 @@ fn enforcer(obj: &mut Obj<'_>) -> Result<Enforcer, KeycloakConfigError> {
         path_cache,
         http_method_as_scope,
         user_managed_access,
+        claims,
     })
+}
+
+/// `claim-information-point`: the `claims` provider, each claim a value template or an array
+/// of them (checked here); other providers (`http`, custom ones) are refused.
+fn claim_information_point(obj: &mut Obj<'_>) -> Result<ClaimTemplates, KeycloakConfigError> {
+    let Some(v) = obj.get("claim-information-point") else {
+        return Ok(Vec::new());
+    };
+    let mut cip = Obj::new(obj.path("claim-information-point"), v)?;
+    cip.unsupported(
+        "http",
+        "claims from another service; push claims from the request with the `claims` provider",
+    )?;
+    let mut out = Vec::new();
+    if let Some(v) = cip.get("claims") {
+        let at = cip.path("claims");
+        let Value::Object(map) = v else {
+            return Err(err(&at, "must be a JSON object of claim names and values"));
+        };
+        for (name, value) in map {
+            let here = format!("{at}.{name}");
+            let templates = match value {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| err(&here, "must be a string or an array of strings"))?,
+                _ => return Err(err(&here, "must be a string or an array of strings")),
+            };
+            let mut check = crate::resources::PushedClaims::new();
+            for t in &templates {
+                check = check
+                    .claim(name.clone(), t)
+                    .map_err(|e| err(&here, e.to_string()))?;
+            }
+            out.push((name.clone(), templates));
+        }
+    }
+    // Keycloak's other providers are named by their keys.
+    if let Some(key) = cip.map.keys().find(|k| !cip.seen.contains(&k.as_str())) {
+        return Err(err(
+            &cip.path(key),
+            "is not supported by tower-uma: of Keycloak's claim information point providers, only `claims` is",
+        ));
+    }
+    Ok(out)
 }
 
 const MODES: &[&str] = &["ENFORCING", "PERMISSIVE", "DISABLED"];
@@ -484,10 +537,7 @@ fn path_entry(at: String, value: &Value) -> Result<PathEntry, KeycloakConfigErro
         }
         Some(other) => return Err(bad_enum(&obj.path("enforcement-mode"), other, MODES)),
     };
-    obj.unsupported(
-        "claim-information-point",
-        "pushed claims are not implemented; remove the section, or keep Keycloak's enforcer for this path",
-    )?;
+    let claims = claim_information_point(&mut obj)?;
     let mut methods: Vec<MethodEntry> = Vec::new();
     let methods_at = obj.path("methods");
     for (i, v) in obj.array("methods")?.iter().enumerate() {
@@ -502,6 +552,7 @@ fn path_entry(at: String, value: &Value) -> Result<PathEntry, KeycloakConfigErro
         methods,
         scopes,
         disabled,
+        claims,
     })
 }
 

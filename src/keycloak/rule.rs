@@ -5,8 +5,10 @@ use std::sync::{Arc, OnceLock};
 
 use http::Method;
 
-use super::parse::{MethodEntry, PathEntry};
-use crate::resources::{RequestInfo, Resolution, ResourceRef, ResourceResolver, Route, ScopeMode};
+use super::parse::{ClaimTemplates, MethodEntry, PathEntry};
+use crate::resources::{
+    PushedClaims, RequestInfo, Resolution, ResourceRef, ResourceResolver, Route, ScopeMode,
+};
 
 /// Every standard method (RFC 9110 §9 and PATCH): a path with `enforcement-mode: DISABLED`
 /// lets all of them through without a token.
@@ -152,28 +154,65 @@ impl ResourceResolver for PathRule {
     }
 }
 
+/// The claims a path pushes: the section's `claims` (`everywhere`), and the path's own, which
+/// replace a claim of the same name (Keycloak reads the path's after the section's). A
+/// `{request.path['name']}` names one of the path's `{name}` parameters.
+fn claims_of(entry: &PathEntry, everywhere: &ClaimTemplates) -> Result<PushedClaims, String> {
+    let mut claims = PushedClaims::new();
+    let own = |name: &String| entry.claims.iter().any(|(n, _)| n == name);
+    let inherited = everywhere.iter().filter(|(n, _)| !own(n));
+    for (name, templates) in inherited.chain(&entry.claims) {
+        for t in templates {
+            claims = claims.claim(name.clone(), t).map_err(|e| e.to_string())?;
+        }
+    }
+    // The path's parameters, in order: renamed `p1`, `p2`… by `template_of`.
+    let params: Vec<&str> = entry
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect();
+    if let Some(unknown) = claims.path_names().find(|n| !params.contains(n)) {
+        return Err(format!(
+            "a claim reads `{{request.path['{unknown}']}}`, and {:?} has no such parameter",
+            entry.path
+        ));
+    }
+    claims.rename_paths(|name| {
+        params
+            .iter()
+            .position(|p| *p == name)
+            .map(|i| format!("p{}", i + 1))
+    });
+    Ok(claims)
+}
+
 /// The route of one configured path; `cell` holds the resource of a path without `name` or
-/// `id`.
+/// `id`, `everywhere` the claims every path pushes.
 pub(crate) fn route_of(
     entry: &PathEntry,
     method_as_scope: bool,
     cell: &UriCell,
+    everywhere: &ClaimTemplates,
 ) -> Result<Route, String> {
     let template = template_of(&entry.path)?;
     if entry.disabled {
         return Ok(Route::public(&template).public_methods(ALL_METHODS));
     }
+    let claims = claims_of(entry, everywhere)?;
     let resource = match (&entry.name, &entry.id) {
         (Some(name), _) => Target::Ref(ResourceRef::Name(name.clone())),
         (None, Some(id)) => Target::Ref(ResourceRef::Id(id.clone())),
         (None, None) => Target::ByUri(Arc::clone(cell)),
     };
-    Ok(Route::new(&template).resolver(PathRule {
-        resource,
-        methods: entry.methods.clone(),
-        scopes: entry.scopes.clone(),
-        method_as_scope,
-    }))
+    Ok(Route::new(&template)
+        .resolver(PathRule {
+            resource,
+            methods: entry.methods.clone(),
+            scopes: entry.scopes.clone(),
+            method_as_scope,
+        })
+        .push_claims(claims))
 }
 
 #[cfg(test)]

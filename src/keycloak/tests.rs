@@ -223,11 +223,21 @@ fn unsupported_keys_are_errors_naming_their_json_path() {
     let cases = [
         (
             json!({"paths": [{"name": "A", "path": "/a"}, {"name": "B", "path": "/b"},
-                   {"name": "C", "path": "/c", "claim-information-point": {"claims": {}}}]}),
-            "policy-enforcer.paths[2].claim-information-point",
+                   {"name": "C", "path": "/c", "claim-information-point": {"http": {}}}]}),
+            "policy-enforcer.paths[2].claim-information-point.http",
         ),
         (
-            json!({"claim-information-point": {}}),
+            json!({"claim-information-point": {"my-provider": {}}}),
+            "policy-enforcer.claim-information-point.my-provider",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a",
+                   "claim-information-point": {"claims": {"c": "{request.body['/x']}"}}}]}),
+            "policy-enforcer.paths[0].claim-information-point.claims.c",
+        ),
+        (
+            json!({"lazy-load-paths": true, "paths": [{"name": "A", "path": "/a"}],
+                   "claim-information-point": {"claims": {"c": "x"}}}),
             "policy-enforcer.claim-information-point",
         ),
         (
@@ -258,6 +268,45 @@ fn unsupported_keys_are_errors_naming_their_json_path() {
         assert!(e.message().contains("not supported"), "{e}");
         assert!(e.to_string().starts_with(&format!("`{key}`: ")), "{e}");
     }
+}
+
+#[test]
+fn claim_information_points_push_claims_per_path() {
+    let c = config(&json!({
+        "claim-information-point": {"claims": {"org": "{request.header['X-Org']}", "app": "photos"}},
+        "paths": [
+            {"name": "A", "path": "/albums/{album id}", "claim-information-point": {"claims": {
+                "album": "{request.path['album id']}", "app": ["photos", "{request.method}"]}}},
+            {"path": "/health", "enforcement-mode": "DISABLED"}
+        ]
+    }));
+    let map = crate::resources::Resolver::Map(c.resource_map());
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-org", http::HeaderValue::from_static("acme"));
+    let Ok(crate::resources::Resolved::Protected(need)) =
+        map.resolve(&http::Method::PUT, "/albums/7", &headers)
+    else {
+        panic!("a protected route");
+    };
+    let pushing = need.claims.expect("claims pushed");
+    let uri: http::Uri = "/albums/7".parse().expect("a uri");
+    let values = pushing.claims.resolve(&crate::resources::ClaimRequest {
+        method: &http::Method::PUT,
+        uri: &uri,
+        path: "/albums/7",
+        headers: &headers,
+        params: &pushing.params,
+    });
+    let v = |s: &[&str]| s.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(values["org"], v(&["acme"]));
+    // The path's own claim replaces the section's of the same name.
+    assert_eq!(values["app"], v(&["photos", "PUT"]));
+    assert_eq!(values["album"], v(&["7"]));
+    // A parameter the path does not have.
+    let e = error(&json!({"paths": [{"name": "A", "path": "/a/{id}",
+        "claim-information-point": {"claims": {"c": "{request.path['other']}"}}}]}));
+    assert_eq!(e.key(), "policy-enforcer.paths[0].path", "{e}");
+    assert!(e.message().contains("no such parameter"), "{e}");
 }
 
 #[test]

@@ -46,7 +46,8 @@ use crate::principal::UmaPrincipal;
 use crate::protection::{AsClient, CallError};
 use crate::registration::ResourceRegistry;
 use crate::resources::{
-    EnforcementMode, Protected, Resolved, Resolver, ResourceRef, ScopeMode, normalize_path,
+    ClaimRequest, ClaimValues, EnforcementMode, NO_CLAIMS, Protected, Pushing, Resolved, Resolver,
+    ResourceRef, ScopeMode, normalize_path,
 };
 use crate::token::{Bearer, BearerToken, Fingerprint, Rpt, bearer_from_headers};
 
@@ -127,7 +128,9 @@ impl RptCheck {
                 _ => {}
             }
         }
-        self.client.introspect(token).await
+        // Keycloak's introspection leaves out the claims its RPTs' permissions carry.
+        let result = self.client.introspect(token).await?;
+        Ok(result.with_claims_of(token.secret().as_bytes()))
     }
 }
 
@@ -149,6 +152,8 @@ pub(crate) struct Pending {
     enforcement: Enforcement,
     token: Option<BearerToken>,
     fingerprint: Option<Fingerprint>,
+    /// The claims the request pushes, when its route pushes some.
+    claims: Option<Arc<ClaimValues>>,
     stage: Stage,
 }
 
@@ -313,6 +318,10 @@ impl Pipeline {
         if let Some(outcome) = enforcement.unchecked() {
             return done(&facts, Verdict::Pass(outcome), Why::new("disabled"));
         }
+        let claims = need
+            .claims
+            .as_ref()
+            .map(|pushing| Arc::new(pushed(req, pushing)));
         let token = match bearer_from_headers(req.headers()) {
             Bearer::Token(t) => Some(t),
             Bearer::Absent => None,
@@ -331,6 +340,7 @@ impl Pipeline {
                 enforcement,
                 token: token.clone(),
                 fingerprint,
+                claims: claims.clone(),
                 stage,
             })
         };
@@ -347,7 +357,7 @@ impl Pipeline {
                     return pending(Stage::Check(id.into_owned()));
                 };
                 facts.cache = Some(cached.source);
-                match self.decide(&cached, &id, &need, now) {
+                match self.decide(&cached, &id, &need, claims.as_deref(), now) {
                     Ok(granted) => {
                         let principal = UmaPrincipal::new(cached.value, &id, granted, digest);
                         let why = Why::new("granted");
@@ -407,10 +417,12 @@ impl Pipeline {
                 scopes: Cow::Owned(Vec::new()),
                 scope_mode: ScopeMode::All,
                 enforcement: None,
+                claims: None,
             },
             enforcement: layer,
             token,
             fingerprint,
+            claims: None,
             stage: Stage::Lazy(path),
         }))
     }
@@ -471,12 +483,14 @@ impl Pipeline {
         cached: &Cached,
         resource_id: &str,
         need: &Protected<'_>,
+        claims: Option<&ClaimValues>,
         now: i64,
     ) -> Result<crate::principal::Granted, crate::decision::Denial> {
         let requirement = Requirement {
             resource_id,
             scopes: &need.scopes,
             mode: need.scope_mode,
+            claims: claims.unwrap_or(&NO_CLAIMS),
         };
         decide(&cached.value, requirement, now, self.rules)
     }
@@ -574,7 +588,8 @@ impl Pipeline {
                 };
                 settled.cache = Some(cached.source);
                 let now = self.clock.now_unix();
-                match self.decide(&cached, id, &pending.need, now) {
+                let claims = pending.claims.as_deref();
+                match self.decide(&cached, id, &pending.need, claims, now) {
                     Ok(granted) => {
                         let principal = UmaPrincipal::new(cached.value, id, granted, digest);
                         settled.principal = Some(principal);
@@ -612,6 +627,7 @@ impl Pipeline {
             &need.resource,
             id,
             &need.scopes,
+            pending.claims.as_deref().unwrap_or(&NO_CLAIMS),
         );
         let ticket = match Box::pin(ticket).await {
             Ok(ticket) => ticket,
@@ -655,7 +671,14 @@ impl Pipeline {
         };
         let need = &pending.need;
         let answer = exchanger
-            .exchange(token, digest, id, &need.scopes, base)
+            .exchange(
+                token,
+                digest,
+                id,
+                &need.scopes,
+                pending.claims.as_ref(),
+                base,
+            )
             .await;
         let answer = match answer {
             Ok(answer) => answer,
@@ -676,6 +699,7 @@ impl Pipeline {
             resource_id: id,
             scopes: &need.scopes,
             mode: need.scope_mode,
+            claims: pending.claims.as_deref().unwrap_or(&NO_CLAIMS),
         };
         match decide(&intro, requirement, self.clock.now_unix(), self.rules) {
             Ok(granted) => {
@@ -739,6 +763,22 @@ impl Pending {
         let span = self.span.clone();
         async move { pipeline.finish(self, req).await }.instrument(span)
     }
+}
+
+/// The claims `pushing` reads from `req`.
+fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> ClaimValues {
+    // The route matched, so the path normalises.
+    let normalized = normalize_path(req.uri().path()).ok();
+    let path = normalized
+        .as_ref()
+        .map_or_else(|| req.uri().path(), |p| p.as_str());
+    pushing.claims.resolve(&ClaimRequest {
+        method: req.method(),
+        uri: req.uri(),
+        path,
+        headers: req.headers(),
+        params: &pushing.params,
+    })
 }
 
 /// [`conclude`] for the synchronous part: the flow that follows.

@@ -172,6 +172,7 @@ impl AsClient {
         &self,
         resource_id: &str,
         scopes: &[String],
+        claims: &crate::resources::ClaimValues,
     ) -> Result<String, CallError> {
         let span = tracing::debug_span!(
             "uma.ticket",
@@ -181,7 +182,7 @@ impl AsClient {
             error = tracing::field::Empty,
         );
         let result = self
-            .ticket_inner(resource_id, scopes)
+            .ticket_inner(resource_id, scopes, claims)
             .instrument(span.clone())
             .await;
         match &result {
@@ -201,9 +202,10 @@ impl AsClient {
         &self,
         resource_id: &str,
         scopes: &[String],
+        claims: &crate::resources::ClaimValues,
     ) -> Result<String, CallError> {
         let endpoint = AsEndpoint::Permission;
-        let body = permission::body(resource_id, scopes, self.permission_body)
+        let body = permission::body(resource_id, scopes, claims, self.permission_body)
             .map_err(|f| CallError::new(endpoint, f))?;
         let url = &self.permission_endpoint;
         let build = |pat: &Pat| permission::request(url, body.clone(), pat);
@@ -299,7 +301,10 @@ mod tests {
             "Bearer pat-1" => (401, ""),
             _ => (201, r#"{"ticket":"t-1"}"#),
         });
-        assert_eq!(client.ticket("r1", &[]).await, Ok("t-1".to_owned()));
+        assert_eq!(
+            client.ticket("r1", &[], &crate::resources::NO_CLAIMS).await,
+            Ok("t-1".to_owned())
+        );
         let paths: Vec<String> = canned
             .seen()
             .iter()
@@ -316,11 +321,19 @@ mod tests {
             "Bearer pat-1" => (403, r#"{"error":"invalid_bearer_token"}"#),
             _ => (201, r#"{"ticket":"t-1"}"#),
         });
-        assert_eq!(refreshing.ticket("r1", &[]).await, Ok("t-1".to_owned()));
+        assert_eq!(
+            refreshing
+                .ticket("r1", &[], &crate::resources::NO_CLAIMS)
+                .await,
+            Ok("t-1".to_owned())
+        );
         assert_eq!(canned.calls(), 4, "two PATs, two permission requests");
 
         let (refusing, canned) = client(|_| (403, r#"{"error":"access_denied"}"#));
-        refusing.ticket("r1", &[]).await.expect_err("refused");
+        refusing
+            .ticket("r1", &[], &crate::resources::NO_CLAIMS)
+            .await
+            .expect_err("refused");
         assert_eq!(
             canned.calls(),
             2,
@@ -332,7 +345,10 @@ mod tests {
     #[tokio::test]
     async fn a_second_401_is_a_failure() {
         let (client, canned) = client(|_| (401, r#"{"error":"invalid_token"}"#));
-        let e = client.ticket("r1", &[]).await.expect_err("refused");
+        let e = client
+            .ticket("r1", &[], &crate::resources::NO_CLAIMS)
+            .await
+            .expect_err("refused");
         assert_eq!(
             e.to_string(),
             "permission endpoint answered 401 invalid_token"
@@ -359,7 +375,10 @@ mod tests {
             crate::clock::SystemClock::shared(),
         ));
         client.caller = caller;
-        let e = client.ticket("r1", &[]).await.expect_err("no PAT");
+        let e = client
+            .ticket("r1", &[], &crate::resources::NO_CLAIMS)
+            .await
+            .expect_err("no PAT");
         assert_eq!(
             crate::error::Chain(&e).to_string(),
             "no PAT could be obtained: token endpoint answered 401 invalid_client: check \

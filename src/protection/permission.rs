@@ -5,7 +5,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Answer, Failure, accept_json, bearer, json_body};
+use crate::resources::ClaimValues;
 use crate::token::Pat;
+use std::collections::BTreeMap;
 
 /// The JSON shape of a permission request (FedAuthz §4.1 allows both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -22,17 +24,23 @@ pub enum PermissionBody {
 struct PermissionRequest<'a> {
     resource_id: &'a str,
     resource_scopes: &'a [String],
+    /// Pushed claims, as Keycloak's permission endpoint reads them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    claims: &'a ClaimValues,
 }
 
-/// The JSON body asking for one ticket covering `resource_id` and `scopes`, in `shape`.
+/// The JSON body asking for one ticket covering `resource_id` and `scopes`, in `shape`, with
+/// the request's pushed `claims` when there are any.
 pub(crate) fn body(
     resource_id: &str,
     scopes: &[String],
+    claims: &ClaimValues,
     shape: PermissionBody,
 ) -> Result<Bytes, Failure> {
     let one = PermissionRequest {
         resource_id,
         resource_scopes: scopes,
+        claims,
     };
     match shape {
         PermissionBody::Array => serde_json::to_vec(&[&one]),
@@ -82,7 +90,7 @@ mod tests {
         let scopes = ["view".to_owned()];
         let r = request(
             "https://as.test/perm",
-            body("r1", &scopes, PermissionBody::Array).expect("a body"),
+            body("r1", &scopes, &ClaimValues::new(), PermissionBody::Array).expect("a body"),
             &Pat::new("pat-1"),
         )
         .expect("a request");
@@ -95,8 +103,17 @@ mod tests {
             r#"[{"resource_id":"r1","resource_scopes":["view"]}]"#
         );
         assert_eq!(
-            body("r1", &[], PermissionBody::Object).expect("a body"),
+            body("r1", &[], &ClaimValues::new(), PermissionBody::Object).expect("a body"),
             r#"{"resource_id":"r1","resource_scopes":[]}"#
+        );
+    }
+
+    #[test]
+    fn pushed_claims_go_with_the_permission() {
+        let claims = ClaimValues::from([("org".to_owned(), vec!["acme".to_owned()])]);
+        assert_eq!(
+            body("r1", &[], &claims, PermissionBody::Array).expect("a body"),
+            r#"[{"resource_id":"r1","resource_scopes":[],"claims":{"org":["acme"]}}]"#
         );
     }
 

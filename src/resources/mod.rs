@@ -55,6 +55,7 @@
 
 #[cfg(feature = "axum")]
 mod axum_check;
+mod claims;
 mod error;
 mod map;
 mod method;
@@ -89,9 +90,11 @@ use self::resolve::*;
 #[allow(unused_imports, reason = "not every item is used by a sibling")]
 use self::route::*;
 
+pub(crate) use self::claims::{ClaimRequest, ClaimValues, NO_CLAIMS};
+pub use self::claims::{ClaimTemplateError, PushedClaims};
 pub use self::error::ResourceMapError;
 pub use self::map::ResourceMap;
-pub(crate) use self::resolve::{Protected, Resolved, Resolver};
+pub(crate) use self::resolve::{Protected, Pushing, Resolved, Resolver};
 pub use self::resolve::{RequestInfo, Resolution, ResourceResolver};
 pub use self::route::{EnforcementMode, ResourceDecl, ResourceRef, Route, ScopeMode};
 

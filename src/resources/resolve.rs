@@ -131,6 +131,15 @@ pub(crate) struct Protected<'m> {
     pub(crate) scope_mode: ScopeMode,
     /// The route's override of the layer's enforcement mode, if any.
     pub(crate) enforcement: Option<EnforcementMode>,
+    /// The claims the route pushes, with the route's captures to read them from.
+    pub(crate) claims: Option<Pushing>,
+}
+
+/// A route's pushed claims and the captures of the request that matched it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Pushing {
+    pub(crate) claims: Arc<PushedClaims>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 impl Protected<'_> {
@@ -151,6 +160,7 @@ impl Protected<'_> {
             scopes: Cow::Owned(self.scopes.into_owned()),
             scope_mode: self.scope_mode,
             enforcement: self.enforcement,
+            claims: self.claims,
         }
     }
 }
@@ -204,6 +214,7 @@ impl From<Resolution> for Resolved<'_> {
                 scopes: Cow::Owned(scopes),
                 scope_mode,
                 enforcement,
+                claims: None,
             }),
             Resolution::Public => Self::Public,
             Resolution::Unmapped => Self::Unmapped,

@@ -207,6 +207,8 @@ pub struct Route {
     /// The id of the resource named in `resource`, bound by the layer once the registry knew
     /// it (see [`ResourceMap::bind`]).
     pub(super) bound: Option<Binding>,
+    /// The claims pushed to the AS for this route's requests.
+    pub(super) claims: Option<Arc<PushedClaims>>,
 }
 
 impl fmt::Debug for Route {
@@ -246,6 +248,7 @@ impl Route {
             enforcement: None,
             resolver: None,
             bound: None,
+            claims: None,
         }
     }
 
@@ -433,6 +436,13 @@ impl Route {
         self
     }
 
+    /// Pushes `claims`, read from each request, to the AS with the permission requests of
+    /// this route (see [`PushedClaims`]). Empty claims push nothing.
+    pub fn push_claims(mut self, claims: PushedClaims) -> Self {
+        self.claims = (!claims.is_empty()).then(|| Arc::new(claims));
+        self
+    }
+
     /// The scopes for `method`, following the [scope rules](ResourceMap#scopes).
     fn scopes_for(&self, method: &Method) -> Option<Cow<'_, [String]>> {
         let entry = |m: &Method| {
@@ -582,12 +592,19 @@ impl Route {
         }
         if let Some(resolver) = &self.resolver {
             let params = template.captures(path.segments());
-            return Some(Resolved::from(resolver.resolve(&RequestInfo {
+            let mut resolved = Resolved::from(resolver.resolve(&RequestInfo {
                 method,
                 path: path.as_str(),
                 headers,
                 params: &params,
-            })));
+            }));
+            if let (Resolved::Protected(need), Some(claims)) = (&mut resolved, &self.claims) {
+                need.claims = Some(Pushing {
+                    claims: Arc::clone(claims),
+                    params,
+                });
+            }
+            return Some(resolved);
         }
         let scopes = self.scopes_for(method)?;
         Some(match &self.resource {
@@ -597,6 +614,10 @@ impl Route {
                 scopes,
                 scope_mode: self.scope_mode,
                 enforcement: self.enforcement,
+                claims: self.claims.as_ref().map(|claims| Pushing {
+                    claims: Arc::clone(claims),
+                    params: template.captures(path.segments()),
+                }),
             }),
             // Not reached: a valid map gives every protected route without a resolver a
             // resource, and an invalid map resolves nothing.

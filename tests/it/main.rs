@@ -28,6 +28,7 @@ mod layer;
 mod lazy_paths;
 mod method_override;
 mod permission_exchange;
+mod pushed_claims;
 mod readiness;
 mod registration;
 mod resync;

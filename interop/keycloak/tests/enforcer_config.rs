@@ -1,5 +1,5 @@
 //! Keycloak's own `keycloak.json` with a `policy-enforcer` section (issue 14, "Their config,
-//! as it is" and "Lazy paths"), against the real Keycloak: the layer built by
+//! as it is", "Lazy paths", "Permission exchange" and "Pushed claims"), against the real Keycloak: the layer built by
 //! `KeycloakConfig::discover`, a configured path for a resource the console owns, lazy paths
 //! resolved by the resources' `uris` with Keycloak's `matchingUri` query, and a resource bound
 //! to a configured path that lazy paths must not hand out (keycloak/keycloak-client#190).
@@ -199,5 +199,152 @@ async fn plain_access_tokens_are_exchanged_for_permissions() {
         StatusCode::OK
     );
 
+    unregister(&pat, &id).await;
+}
+
+/// A `claim-information-point` with the `claims` provider: the organisation read from a header
+/// reaches Keycloak's policies (a regex policy on the context attribute `org`), through the
+/// permission exchange (`claim_token`) and through the ticket (`claims`), and an RPT Keycloak
+/// granted under one organisation does not serve a request pushing another.
+#[tokio::test]
+async fn pushed_claims_reach_keycloaks_policies() {
+    require_keycloak().await;
+    let pat = pat_of(RS_ID, RS_SECRET).await;
+    let name = unique("claims");
+    let id = register(&pat, json!({"name": name, "resource_scopes": ["view"]})).await;
+    // Only requests pushing org=acme: a regex policy on the pushed claims (context attributes).
+    let admin = Admin::login().await;
+    let server = format!(
+        "/clients/{}/authz/resource-server",
+        admin.client_uuid(RS_ID).await
+    );
+    let policy = admin
+        .call(
+            Method::POST,
+            &format!("{server}/policy/regex"),
+            Some(
+                json!({"name": unique("org-acme"), "targetClaim": "org", "pattern": "^acme$",
+                        "targetContextAttributes": true, "logic": "POSITIVE"}),
+            ),
+        )
+        .await;
+    assert_eq!(policy.status, StatusCode::CREATED, "{}", policy.text);
+    let policy_id = policy.body["id"].as_str().unwrap().to_owned();
+    let permission = admin
+        .call(
+            Method::POST,
+            &format!("{server}/permission/resource"),
+            Some(json!({"name": unique("org-perm"), "resources": [id],
+                        "policies": [policy_id], "decisionStrategy": "UNANIMOUS"})),
+        )
+        .await;
+    assert_eq!(
+        permission.status,
+        StatusCode::CREATED,
+        "{}",
+        permission.text
+    );
+    let permission_id = permission.body["id"].as_str().unwrap().to_owned();
+
+    let text = json!({
+        "realm": "photos",
+        "auth-server-url": BASE,
+        "resource": RS_ID,
+        "credentials": {"secret": RS_SECRET},
+        "policy-enforcer": {
+            "paths": [
+                {"name": name, "path": "/claims/{id}",
+                 "methods": [{"method": "GET", "scopes": ["view"]}],
+                 "claim-information-point": {"claims": {"org": "{request.header['X-Org']}"}}}
+            ]
+        }
+    })
+    .to_string();
+    let config = KeycloakConfig::from_json(&text).unwrap();
+    let url = format!("{}/claims/1", protected(build(&config).await).await);
+    let send = |org: Option<&'static str>, token: Option<String>| {
+        let url = url.clone();
+        async move {
+            let mut req = http().get(url);
+            if let Some(org) = org {
+                req = req.header("x-org", org);
+            }
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            req.send().await.unwrap()
+        }
+    };
+
+    // Permission exchange: the claims go as Keycloak's claim token. Keycloak refuses claims
+    // from public clients without a ticket ("Public clients are not allowed to send claims"),
+    // so bob's token comes from a confidential client.
+    let app = unique("claims-app");
+    let created = admin
+        .call(
+            Method::POST,
+            "/clients",
+            Some(
+                json!({"clientId": app, "secret": "app-secret", "publicClient": false,
+                        "directAccessGrantsEnabled": true, "standardFlowEnabled": false}),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let app_uuid = admin.client_uuid(&app).await;
+    let token = answer(
+        http()
+            .post(token_url())
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", app.as_str()),
+                ("client_secret", "app-secret"),
+                ("username", "bob"),
+                ("password", "bob"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(token.status, StatusCode::OK, "{}", token.text);
+    let bob = token.body["access_token"].as_str().unwrap().to_owned();
+    let ok = answer(send(Some("acme"), Some(bob.clone())).await).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    for org in [Some("beta"), None] {
+        let refused = send(org, Some(bob.clone())).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{org:?}");
+    }
+
+    // The UMA flow: the ticket carries the claims, and Keycloak writes them into the RPT.
+    let ticket = ticket_of(&send(Some("acme"), None).await);
+    let rpt = rpt("bob", &ticket).await;
+    let permissions = &claims(&rpt)["authorization"]["permissions"];
+    assert_eq!(
+        permissions[0]["claims"],
+        json!({"org": ["acme"]}),
+        "{permissions}"
+    );
+    // Keycloak's introspection leaves the claims out: the layer reads them from the RPT.
+    let introspected = introspect(&rpt).await;
+    assert_eq!(introspected["active"], json!(true));
+    assert!(
+        introspected["permissions"][0].get("claims").is_none(),
+        "{introspected}"
+    );
+    let ok = answer(send(Some("acme"), Some(rpt.clone())).await).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    // Under another organisation the RPT does not serve; the exchange Keycloak then answers
+    // refuses.
+    let other = send(Some("beta"), Some(rpt)).await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+
+    for path in [
+        format!("/clients/{app_uuid}"),
+        format!("{server}/permission/{permission_id}"),
+        format!("{server}/policy/{policy_id}"),
+    ] {
+        let _ = admin.call(Method::DELETE, &path, None).await;
+    }
     unregister(&pat, &id).await;
 }

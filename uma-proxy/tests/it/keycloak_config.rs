@@ -116,7 +116,7 @@ async fn a_bad_keycloak_json_is_refused_with_its_key() {
         &json!({"realm": "r", "auth-server-url": "https://kc.example", "resource": "c",
                 "credentials": {"secret": "s"},
                 "policy-enforcer": {"paths": [{"name": "A", "path": "/a",
-                    "claim-information-point": {"claims": {}}}]}})
+                    "claim-information-point": {"http": {}}}]}})
         .to_string(),
     );
     let file = file.to_str().expect("a UTF-8 path");
@@ -132,6 +132,8 @@ async fn a_bad_keycloak_json_is_refused_with_its_key() {
     let status = proxy.exit_status().await;
     assert_eq!(status.code(), Some(2));
     proxy
-        .stderr_contains("`policy-enforcer.paths[0].claim-information-point`: is not supported")
+        .stderr_contains(
+            "`policy-enforcer.paths[0].claim-information-point.http`: is not supported",
+        )
         .await;
 }

@@ -1,0 +1,435 @@
+//! Pushed claims: values taken from the request and sent to the AS with the permission
+//! request, so that its policies can decide on them (Keycloak's claim information points,
+//! the `claims` provider).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use http::{HeaderMap, Method};
+
+/// The claims a route pushes to the AS, each a name and one or more value templates read
+/// from the request.
+///
+/// A template is literal text, or holds placeholders in Keycloak's syntax:
+///
+/// | Placeholder | Value |
+/// |---|---|
+/// | `{request.header['Name']}` | every value of the header (names are case-insensitive) |
+/// | `{request.parameter['name']}` | every value of the query parameter, percent-decoded (`+` is a space) |
+/// | `{request.path['name']}` | the route's capture `{name}` (a tower-uma addition; Keycloak has none) |
+/// | `{request.method}` | the method |
+/// | `{request.uri}` | the path and query as received (Keycloak gives the full URL) |
+/// | `{request.relativePath}` | the normalised path |
+///
+/// A template that is one placeholder gives all its values; within text, a placeholder gives
+/// its first value. A template whose placeholder has no value gives nothing (so does a
+/// `{request.path['name']}` the route's template lacks), and a claim without any value is not
+/// sent (as in Keycloak). Other placeholders (`request.body`, `request.cookie`,
+/// `request.remoteAddr`, `request.secure`, `keycloak.access_token`) are refused, and so are
+/// the credential headers `Authorization`, `Proxy-Authorization` and `Cookie`.
+///
+/// The values travel to the AS with the ticket request (the permission request's `claims`,
+/// as Keycloak's permission endpoint reads them) and with a permission exchange
+/// (`claim_token`, base64 of their JSON, `claim_token_format` =
+/// `urn:ietf:params:oauth:token-type:jwt`, UMA Grant §3.3.1). A permission of a token that
+/// carries `claims` (Keycloak writes the claims it decided on into the RPT) grants only a
+/// request whose pushed values it holds, claim by claim, and cached exchange answers are kept
+/// per set of pushed values.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::resources::{PushedClaims, ResourceMap, ResourceRef, Route};
+///
+/// let claims = PushedClaims::new()
+///     .claim("organisation", "{request.header['X-Org']}")?
+///     .claim("album", "{request.path['id']}")?;
+/// let map = ResourceMap::new().route(
+///     Route::new("/albums/{id}")
+///         .resource(ResourceRef::Name("albums".to_owned()))
+///         .scopes(http::Method::GET, ["view"])
+///         .push_claims(claims),
+/// );
+/// # let _ = map;
+/// # Ok::<(), tower_uma::resources::ClaimTemplateError>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct PushedClaims {
+    claims: Vec<(String, Vec<Template>)>,
+}
+
+impl fmt::Debug for PushedClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.claims.iter().map(|(n, t)| (n, t.len())))
+            .finish()
+    }
+}
+
+/// Why a claim template cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimTemplateError {
+    template: String,
+    reason: String,
+}
+
+impl fmt::Display for ClaimTemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.template, self.reason)
+    }
+}
+
+impl std::error::Error for ClaimTemplateError {}
+
+/// One value template: text and placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Template {
+    /// One placeholder and nothing else: all its values.
+    Whole(Source),
+    /// Text with placeholders, each giving its first value.
+    Mixed(Vec<Part>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Value(Source),
+}
+
+/// Where a placeholder's values come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Header(String),
+    Parameter(String),
+    Path(String),
+    Method,
+    Uri,
+    RelativePath,
+}
+
+/// The request as claims read it.
+pub(crate) struct ClaimRequest<'a> {
+    pub(crate) method: &'a Method,
+    /// The path and query as received.
+    pub(crate) uri: &'a http::Uri,
+    /// The normalised path.
+    pub(crate) path: &'a str,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) params: &'a [(String, String)],
+}
+
+/// The pushed values: each claim's name and values, in name order.
+pub(crate) type ClaimValues = BTreeMap<String, Vec<String>>;
+
+/// No pushed claims.
+pub(crate) static NO_CLAIMS: ClaimValues = ClaimValues::new();
+
+impl PushedClaims {
+    /// No claims.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a value template to the claim `name` (a claim may have several).
+    ///
+    /// # Errors
+    ///
+    /// A [`ClaimTemplateError`] for an empty name, an unclosed or unknown placeholder.
+    pub fn claim(
+        mut self,
+        name: impl Into<String>,
+        template: &str,
+    ) -> Result<Self, ClaimTemplateError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(ClaimTemplateError {
+                template: template.to_owned(),
+                reason: "the claim's name is empty".to_owned(),
+            });
+        }
+        let parsed = parse(template)?;
+        match self.claims.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, templates)) => templates.push(parsed),
+            None => self.claims.push((name, vec![parsed])),
+        }
+        Ok(self)
+    }
+
+    /// Whether no claim is configured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty()
+    }
+
+    /// The names of the route captures the templates read.
+    pub(crate) fn path_names(&self) -> impl Iterator<Item = &str> {
+        self.claims
+            .iter()
+            .flat_map(|(_, t)| t)
+            .flat_map(|t| match t {
+                Template::Whole(s) => std::slice::from_ref(s).iter().collect::<Vec<_>>(),
+                Template::Mixed(parts) => parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Value(s) => Some(s),
+                        Part::Text(_) => None,
+                    })
+                    .collect(),
+            })
+            .filter_map(|s| match s {
+                Source::Path(name) => Some(name.as_str()),
+                _ => None,
+            })
+    }
+
+    /// Renames the captures the templates read (`rename` gives the new name, if any).
+    pub(crate) fn rename_paths(&mut self, rename: impl Fn(&str) -> Option<String>) {
+        let fix = |s: &mut Source| {
+            if let Source::Path(name) = s
+                && let Some(new) = rename(name)
+            {
+                *name = new;
+            }
+        };
+        for (_, templates) in &mut self.claims {
+            for t in templates {
+                match t {
+                    Template::Whole(s) => fix(s),
+                    Template::Mixed(parts) => {
+                        for p in parts {
+                            if let Part::Value(s) = p {
+                                fix(s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The values for one request.
+    pub(crate) fn resolve(&self, req: &ClaimRequest<'_>) -> ClaimValues {
+        let mut out = ClaimValues::new();
+        for (name, templates) in &self.claims {
+            let mut values = Vec::new();
+            for t in templates {
+                match t {
+                    Template::Whole(source) => values.extend(source.values(req)),
+                    Template::Mixed(parts) => {
+                        let mut text = String::new();
+                        let complete = parts.iter().all(|p| match p {
+                            Part::Text(t) => {
+                                text.push_str(t);
+                                true
+                            }
+                            Part::Value(s) => match s.values(req).into_iter().next() {
+                                Some(v) => {
+                                    text.push_str(&v);
+                                    true
+                                }
+                                None => false,
+                            },
+                        });
+                        if complete {
+                            values.push(text);
+                        }
+                    }
+                }
+            }
+            if !values.is_empty() {
+                out.insert(name.clone(), values);
+            }
+        }
+        out
+    }
+}
+
+impl Source {
+    fn values(&self, req: &ClaimRequest<'_>) -> Vec<String> {
+        match self {
+            Self::Header(name) => req
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect(),
+            Self::Parameter(name) => req
+                .uri
+                .query()
+                .map(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .filter(|(k, _)| k == name)
+                        .map(|(_, v)| v.into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Self::Path(name) => req
+                .params
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            Self::Method => vec![req.method.as_str().to_owned()],
+            Self::Uri => vec![
+                req.uri
+                    .path_and_query()
+                    .map_or_else(|| req.uri.path().to_owned(), ToString::to_string),
+            ],
+            Self::RelativePath => vec![req.path.to_owned()],
+        }
+    }
+}
+
+fn parse(template: &str) -> Result<Template, ClaimTemplateError> {
+    let fail = |reason: &str| ClaimTemplateError {
+        template: template.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(Part::Text(rest[..open].to_owned()));
+        }
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| fail("a placeholder is not closed with `}`"))?;
+        let source = source(&after[..close]).map_err(|why| fail(&why))?;
+        parts.push(Part::Value(source));
+        rest = &after[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_owned()));
+    }
+    Ok(match parts.as_slice() {
+        [Part::Value(source)] => Template::Whole(source.clone()),
+        _ => Template::Mixed(parts),
+    })
+}
+
+fn source(inner: &str) -> Result<Source, String> {
+    let keyed = |prefix: &str| -> Option<Result<String, String>> {
+        let rest = inner.strip_prefix(prefix)?;
+        let key = rest
+            .strip_prefix("['")
+            .and_then(|r| r.strip_suffix("']"))
+            .filter(|k| !k.is_empty());
+        Some(key.map(str::to_owned).ok_or_else(|| {
+            format!("`{{{prefix}}}` needs a name in brackets: `{{{prefix}['name']}}`")
+        }))
+    };
+    if let Some(name) = keyed("request.header") {
+        let name = name?;
+        let header = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a header name"))?;
+        // Credentials would travel to the AS and into the exchange cache's keys.
+        let secret = [
+            http::header::AUTHORIZATION,
+            http::header::PROXY_AUTHORIZATION,
+            http::header::COOKIE,
+        ];
+        if secret.contains(&header) {
+            return Err(format!(
+                "the {header} header carries credentials, which are never pushed to the AS"
+            ));
+        }
+        return Ok(Source::Header(name.to_ascii_lowercase()));
+    }
+    if let Some(name) = keyed("request.parameter") {
+        return name.map(Source::Parameter);
+    }
+    if let Some(name) = keyed("request.path") {
+        return name.map(Source::Path);
+    }
+    match inner {
+        "request.method" => Ok(Source::Method),
+        "request.uri" => Ok(Source::Uri),
+        "request.relativePath" => Ok(Source::RelativePath),
+        _ if inner.starts_with("request.body") => {
+            Err("claims from the request body are not supported by tower-uma yet".to_owned())
+        }
+        _ => Err(format!(
+            "`{{{inner}}}` is not a placeholder tower-uma supports (request.header, \
+             request.parameter, request.path, request.method, request.uri, request.relativePath)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(claims: &PushedClaims, uri: &str, headers: &[(&str, &str)]) -> ClaimValues {
+        let uri: http::Uri = uri.parse().expect("a uri");
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("a name"),
+                v.parse().expect("a value"),
+            );
+        }
+        let params = [("id".to_owned(), "7".to_owned())];
+        claims.resolve(&ClaimRequest {
+            method: &Method::POST,
+            uri: &uri,
+            path: uri.path(),
+            headers: &map,
+            params: &params,
+        })
+    }
+
+    fn one(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn placeholders_read_the_request() -> Result<(), ClaimTemplateError> {
+        let claims = PushedClaims::new()
+            .claim("org", "{request.header['X-Org']}")?
+            .claim("q", "{request.parameter['q']}")?
+            .claim("album", "{request.path['id']}")?
+            .claim("what", "{request.method} {request.relativePath}")?
+            .claim("uri", "{request.uri}")?
+            .claim("fixed", "yes")?
+            .claim("fixed", "{request.header['x-missing']}")?
+            .claim("missing", "a {request.parameter['nope']}")?;
+        let got = values(
+            &claims,
+            "/albums/7?q=a+b&q=c%2Fd",
+            &[("x-org", "acme"), ("X-Org", "beta")],
+        );
+        assert_eq!(got["org"], one(&["acme", "beta"]));
+        assert_eq!(got["q"], one(&["a b", "c/d"]));
+        assert_eq!(got["album"], one(&["7"]));
+        assert_eq!(got["what"], one(&["POST /albums/7"]));
+        assert_eq!(got["uri"], one(&["/albums/7?q=a+b&q=c%2Fd"]));
+        assert_eq!(got["fixed"], one(&["yes"]));
+        // No value at all: not sent.
+        assert!(!got.contains_key("missing"));
+        Ok(())
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_refused() {
+        for (template, says) in [
+            ("{request.body['/a']}", "request body"),
+            ("{request.cookie['a']}", "not a placeholder"),
+            ("{keycloak.access_token['/sub']}", "not a placeholder"),
+            ("{request.header}", "needs a name"),
+            ("{request.header['']}", "needs a name"),
+            ("{request.header['a b']}", "not a header name"),
+            ("{request.header['Authorization']}", "credentials"),
+            ("{request.header['cookie']}", "credentials"),
+            ("{request.method", "not closed"),
+        ] {
+            let e = PushedClaims::new()
+                .claim("c", template)
+                .expect_err(template);
+            assert!(e.to_string().contains(says), "{template}: {e}");
+        }
+        assert!(PushedClaims::new().claim("", "x").is_err());
+    }
+}
