@@ -44,7 +44,8 @@ pub(crate) const fn unreachable_warning() -> HeaderValue {
     HeaderValue::from_static(UNREACHABLE_WARNING)
 }
 
-/// Renders `UMA realm="…", as_uri="…", ticket="…"`.
+/// Renders `UMA realm="…", as_uri="…", ticket="…"`, then `, resource_metadata="…"` (RFC 9728
+/// §5.1) when given.
 ///
 /// # Errors
 ///
@@ -55,6 +56,7 @@ pub(crate) fn render_challenge(
     realm: &str,
     as_uri: &str,
     ticket: &str,
+    resource_metadata: Option<&str>,
 ) -> Result<HeaderValue, ChallengeError> {
     for (param, value) in [("as_uri", as_uri), ("ticket", ticket)] {
         if value.is_empty() {
@@ -68,6 +70,10 @@ pub(crate) fn render_challenge(
     push_quoted(&mut out, "as_uri", as_uri)?;
     out.push_str(", ticket=");
     push_quoted(&mut out, "ticket", ticket)?;
+    if let Some(url) = resource_metadata {
+        out.push_str(", resource_metadata=");
+        push_quoted(&mut out, "resource_metadata", url)?;
+    }
     // Only visible ASCII and spaces were written, which a header value always accepts.
     HeaderValue::try_from(out).map_err(|_| ChallengeError::InvalidCharacter { param: "realm" })
 }
@@ -113,6 +119,9 @@ pub struct UmaChallenge {
     pub as_uri: String,
     /// The permission ticket, exactly as sent.
     pub ticket: String,
+    /// The URL of the resource's metadata (`resource_metadata`, RFC 9728 §5.1), unescaped,
+    /// if present.
+    pub resource_metadata: Option<String>,
     /// Every other auth-param, in order, with lower-cased names and unescaped values, such as
     /// `error="insufficient_scope"` sent by some resource servers.
     pub other: Vec<(String, String)>,
@@ -205,6 +214,7 @@ pub fn parse_uma_challenge(header: &str) -> Result<UmaChallenge, ChallengeError>
             .map(|index| params.remove(index).1)
     };
     let realm = take("realm");
+    let resource_metadata = take("resource_metadata");
     let mut required = |param: &'static str| match take(param) {
         None => Err(ChallengeError::MissingParam { param }),
         Some(value) if value.is_empty() => Err(ChallengeError::EmptyParam { param }),
@@ -216,6 +226,7 @@ pub fn parse_uma_challenge(header: &str) -> Result<UmaChallenge, ChallengeError>
         realm,
         as_uri,
         ticket,
+        resource_metadata,
         other: params,
     })
 }
@@ -366,7 +377,7 @@ mod tests {
     use super::*;
 
     fn render(realm: &str, as_uri: &str, ticket: &str) -> Result<String, ChallengeError> {
-        render_challenge(realm, as_uri, ticket).map(|v| v.to_str().unwrap().to_owned())
+        render_challenge(realm, as_uri, ticket, None).map(|v| v.to_str().unwrap().to_owned())
     }
 
     #[test]
@@ -470,9 +481,30 @@ mod tests {
                 realm: Some("acme".to_owned()),
                 as_uri: "https://kc.test/realms/acme".to_owned(),
                 ticket: "eyJ.a-b_c".to_owned(),
+                resource_metadata: None,
                 other: Vec::new(),
             }
         );
+    }
+
+    #[test]
+    fn resource_metadata_renders_last_and_parses_back() {
+        let url = "https://photos.test/.well-known/oauth-protected-resource";
+        let header = render_challenge("photos", "https://as.test", "tk-1", Some(url)).unwrap();
+        assert_eq!(
+            header,
+            r#"UMA realm="photos", as_uri="https://as.test", ticket="tk-1", resource_metadata="https://photos.test/.well-known/oauth-protected-resource""#
+        );
+        let parsed = parse_uma_challenge(header.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.resource_metadata.as_deref(), Some(url));
+        assert!(parsed.other.is_empty());
+        assert_eq!(
+            render_challenge("r", "a", "t", Some("https://x.test/\n")),
+            Err(ChallengeError::InvalidCharacter {
+                param: "resource_metadata"
+            })
+        );
+        assert!(render_challenge("r", "a", "t", Some("https://x.test/\u{7f}")).is_err());
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn render_challenge(
     as_uri: &str,
     ticket: &str,
 ) -> Result<HeaderValue, ChallengeError> {
-    challenge::render_challenge(realm, as_uri, ticket)
+    challenge::render_challenge(realm, as_uri, ticket, None)
 }
 
 /// The access decision's knobs and what the request needs.

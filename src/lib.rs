@@ -94,6 +94,11 @@
 //! | A path no route matches | `403` with [`Unmapped::Deny`] (default); through with [`Unmapped::Allow`] | Nothing describes it. |
 //! | A refused spelling in [`EnforcementMode::Permissive`] | through and logged, unless a route may be enforcing (an `Enforcing` override, or a resolver): then `400` | Its route is not known, so neither is its mode. |
 //!
+//! # Protected resource metadata
+//!
+//! [`UmaLayerBuilder::resource_metadata`] publishes OAuth 2.0 Protected Resource Metadata
+//! (RFC 9728) for the API; see the [`metadata`] module.
+//!
 //! # Features
 //!
 //! - `rustls` (default): TLS to the AS with rustls.
@@ -127,7 +132,9 @@ mod gate;
 mod introspect;
 #[cfg(feature = "jwt")]
 mod jwt;
+pub mod keycloak;
 mod layer;
+pub mod metadata;
 mod method_override;
 mod metrics;
 mod pipeline;

@@ -15,7 +15,7 @@
 //! | `uma_introspection_requests_total` | counter | `outcome`: `active` \| `inactive` \| `unreachable` \| `timeout` \| `status` \| `unparsable` \| `no_pat` | Calls to the AS introspection endpoint, by result (`status`: an answer other than 200). |
 //! | `uma_introspection_duration_seconds` | histogram | `outcome`: as above | Latency of those calls, in seconds. |
 //! | `uma_tickets_total` | counter | `outcome`: `issued` \| `failed` | Permission-ticket requests to the AS. |
-//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` | Access decisions, one per request the layer sees. |
+//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` \| `denied` | Access decisions, one per request the layer sees (`denied`: permission exchange refused, `403` without a ticket). |
 //! | `uma_pat_refreshes_total` | counter | `outcome`: `ok` \| `error` | Attempts to obtain a new PAT. |
 //! | `uma_as_calls_in_flight` | gauge | — | Calls to the AS in flight (all endpoints), against the layer's cap (`max_as_calls_in_flight`). |
 //! | `uma_as_calls_shed_total` | counter | `endpoint`: `token` \| `introspection` \| `permission` \| `resource_registration` \| `jwks` | AS calls not made because the cap was reached (the request was answered `403` + `Warning`). |
@@ -292,7 +292,7 @@ label_keys!(
     /// Static keys of `uma_decisions_total`.
     fn decision_key(DECISIONS, OUTCOME) {
         "allowed", "challenged", "unreachable", "unmapped", "bad_request", "public", "permissive",
-        "disabled", "method_not_allowed",
+        "disabled", "method_not_allowed", "denied",
     }
 );
 label_keys!(

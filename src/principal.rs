@@ -148,6 +148,10 @@ pub enum Rejection {
     BadRequest,
     /// `405` with `Allow`: the matched route does not list the request's method.
     MethodNotAllowed,
+    /// `403` without a ticket: permission exchange (see
+    /// [`PermissionExchange`](crate::keycloak::PermissionExchange)) asked the AS for the
+    /// permissions of the request's token, and it refused them.
+    Denied,
     /// `403`: axum's router runs a route other than the one whose rule the layer applied
     /// (checked for routes declared with `tower_uma::axum::UmaRouter`, feature `axum`).
     RouteMismatch,

@@ -32,7 +32,13 @@ start_server() {
         >"$tmp/$name.out" 2>"$tmp/$name.err" &
     pid=$!
     pids+=("$pid")
-    local waited=0
+    wait_listening "$name" "$pid"
+}
+
+# wait_listening NAME PID: waits until $tmp/NAME.out has its `listening on URL` line (the
+# process PID writes it once it serves); sets $url. Exits with NAME.err if PID dies first.
+wait_listening() {
+    local name=$1 pid=$2 waited=0
     until grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null; do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "the $name server exited:" >&2

@@ -434,6 +434,17 @@ where
             let guard = RouteGuardLayer::new(&uma, index, &entry.path, enforcement);
             router = router.route(&entry.path, entry.method_router.layer(guard));
         }
+        if let Some(doc) = uma.resource_metadata().cloned() {
+            // RFC 9728 metadata, public by the layer's own route for it.
+            let path = doc.path().to_owned();
+            router = router.route(
+                &path,
+                axum::routing::get(move || {
+                    let doc = doc.clone();
+                    async move { doc.response() }
+                }),
+            );
+        }
         Ok((router.layer(uma.clone()), uma))
     }
 

@@ -1,5 +1,5 @@
 //! The table's checks and the guard's question to the map, without an authorization server
-//! (the flows through a real one are in `tests/axum_router.rs`).
+//! (the flows through a real one are in `tests/it/axum_router.rs`).
 
 use ::axum::routing::{MethodRouter, get, post};
 use http::Method;

@@ -99,12 +99,27 @@ impl UmaLayerBuilder {
             .clone()
             .unwrap_or_else(|| trim_issuer(&self.issuer).to_owned());
         for (name, v) in [("realm", &realm), ("as_uri", &as_uri)] {
-            crate::challenge::render_challenge(v, "x", "x").map_err(|_| {
+            crate::challenge::render_challenge(v, "x", "x", None).map_err(|_| {
                 Error::config(format!(
                     "the {name} {v:?} cannot be sent in a challenge: use visible ASCII without control characters"
                 ))
             })?;
         }
+        let metadata = match &self.metadata {
+            Some(m) => {
+                let doc = m.document(
+                    trim_issuer(&self.issuer),
+                    &self.resources.scope_names(),
+                    allow_http,
+                )?;
+                if self.resolver.is_none() {
+                    let route = crate::resources::Route::public(doc.path());
+                    self.resources = std::mem::take(&mut self.resources).route(route);
+                }
+                Some(doc)
+            }
+            None => None,
+        };
         self.resources
             .validate()
             .map_err(|e| Error::config(format!("invalid resource map: {e}")))?;
@@ -124,6 +139,14 @@ impl UmaLayerBuilder {
             secret: self.client_secret.clone(),
             auth: self.client_auth,
         };
+        let exchange = self.permission_exchange.as_ref().map(|settings| {
+            Arc::new(crate::keycloak::Exchanger::new(
+                settings,
+                caller.clone(),
+                token_endpoint.clone(),
+                self.client_id.clone(),
+            ))
+        });
         let pat = Arc::new(PatProvider::new(
             caller.clone(),
             PatConfig {
@@ -187,6 +210,19 @@ impl UmaLayerBuilder {
                 endpoint,
                 dialect,
             });
+        let lazy = match (self.lazy_paths.take(), &registrar) {
+            (None, _) => None,
+            (Some(lazy), Some(r)) => Some(Arc::new(crate::keycloak::LazyResolver::new(
+                lazy,
+                Arc::clone(&client),
+                r.endpoint.clone(),
+            ))),
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "lazy paths ask the resource registration endpoint for the resources' uris;                      set one with .resource_registration_endpoint(url) or use discovery",
+                ));
+            }
+        };
         if self.resync_interval.is_zero() {
             return Err(Error::config(
                 "resource_resync_interval must be greater than zero",
@@ -206,9 +242,12 @@ impl UmaLayerBuilder {
             },
             realm,
             as_uri,
+            metadata,
             namespace,
             client,
             registrar,
+            lazy,
+            exchange,
             sync: self.sync,
             lookup_interval: self.lookup_interval,
             resync_interval: self.resync_interval,
@@ -234,9 +273,12 @@ pub(super) struct Prepared {
     jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     realm: String,
     as_uri: String,
+    metadata: Option<crate::metadata::ResourceMetadataDocument>,
     namespace: String,
     client: Arc<AsClient>,
     pub(super) registrar: Option<Registrar>,
+    lazy: Option<Arc<crate::keycloak::LazyResolver>>,
+    exchange: Option<Arc<crate::keycloak::Exchanger>>,
     pub(super) sync: ResourceSyncMode,
     lookup_interval: Duration,
     resync_interval: Duration,
@@ -271,9 +313,12 @@ impl Prepared {
             unmapped: self.unmapped,
             method_override: self.method_override,
             resolver: self.resolver,
+            lazy: self.lazy,
+            exchange: self.exchange,
             registry,
             realm: self.realm,
             as_uri: self.as_uri,
+            metadata: self.metadata,
             client: self.client,
             gate: self.gate,
             cache: self.cache,

@@ -75,6 +75,15 @@ impl Discover {
     }
 }
 
+impl Discover {
+    /// Changes the builder that discovery fills in (the Keycloak configuration sets its
+    /// realm, map and lazy paths this way).
+    pub(crate) fn configure(mut self, f: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Self {
+        self.builder = f(self.builder);
+        self
+    }
+}
+
 impl IntoFuture for Discover {
     type Output = Result<UmaLayerBuilder, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
@@ -100,7 +109,13 @@ pub struct UmaLayerBuilder {
     pub(super) resource_registration_endpoint: Option<String>,
     pub(super) jwks_uri: Option<String>,
     pub(super) resources: ResourceMap,
+    pub(super) metadata: Option<crate::metadata::ResourceMetadata>,
     pub(super) resolver: Option<Arc<dyn ResourceResolver>>,
+    pub(super) lazy_paths: Option<crate::keycloak::LazyPaths>,
+    pub(super) permission_exchange: Option<crate::keycloak::PermissionExchange>,
+    /// Paths of a Keycloak configuration without `name`: their resource is looked up by the
+    /// path at build.
+    pub(super) uri_bindings: Vec<(String, crate::keycloak::UriCell)>,
     pub(super) connect_timeout: Duration,
     pub(super) request_timeout: Duration,
     pub(super) dialect: Dialect,
@@ -163,7 +178,11 @@ impl UmaLayerBuilder {
             resource_registration_endpoint: None,
             jwks_uri: None,
             resources: ResourceMap::new(),
+            metadata: None,
             resolver: None,
+            lazy_paths: None,
+            permission_exchange: None,
+            uri_bindings: Vec::new(),
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
             dialect: Dialect::Standard,
@@ -298,11 +317,49 @@ impl UmaLayerBuilder {
         self
     }
 
+    /// Publishes OAuth 2.0 Protected Resource Metadata (RFC 9728) for the API:
+    /// [`UmaLayer::resource_metadata`] holds the document to serve, challenges may name it,
+    /// and with a [`ResourceMap`] the layer lets its well-known path through as public (a
+    /// [`resolver`](Self::resolver) of yours must answer that path itself). See the [`metadata`](crate::metadata)
+    /// module. Off by default.
+    pub fn resource_metadata(mut self, metadata: crate::metadata::ResourceMetadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
     /// Replaces the resource map with a resolver of your own (a closure
     /// `Fn(&RequestInfo) -> Resolution` works). Resources it names by name must still be
     /// declared in the map to be registered. Defaults to the resource map.
     pub fn resolver(mut self, resolver: impl ResourceResolver) -> Self {
         self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Resolves paths that no route matches at the AS, by the resources' `uris` (Keycloak's
+    /// `lazy-load-paths`; see [`LazyPaths`](crate::keycloak::LazyPaths)). Needs the resource
+    /// registration endpoint. Defaults to none: such paths are unmapped.
+    pub fn lazy_paths(mut self, lazy: crate::keycloak::LazyPaths) -> Self {
+        self.lazy_paths = Some(lazy);
+        self
+    }
+
+    /// Exchanges an active token that does not grant the request (a plain access token) for
+    /// the permissions its bearer may have, at the token endpoint, as Keycloak's enforcer does
+    /// without `user-managed-access` (see
+    /// [`PermissionExchange`](crate::keycloak::PermissionExchange)). A refusal is then `403`
+    /// without a ticket. Defaults to none: such a token is challenged with a ticket.
+    pub fn permission_exchange(mut self, exchange: crate::keycloak::PermissionExchange) -> Self {
+        self.permission_exchange = Some(exchange);
+        self
+    }
+
+    /// The paths whose resource [`build`](Self::build) looks up by the path (Keycloak's
+    /// paths without `name`); replaces earlier ones.
+    pub(crate) fn uri_bindings(
+        mut self,
+        bindings: Vec<(String, crate::keycloak::UriCell)>,
+    ) -> Self {
+        self.uri_bindings = bindings;
         self
     }
 
@@ -559,7 +616,8 @@ impl UmaLayerBuilder {
     }
 
     /// Validates the configuration, reconciles the declared resources with the AS (see
-    /// [`resource_sync`](Self::resource_sync)), and returns the layer.
+    /// [`resource_sync`](Self::resource_sync)), looks up the resources of a Keycloak
+    /// configuration's paths without `name` (see [`crate::keycloak`]), and returns the layer.
     ///
     /// # Errors
     ///
@@ -567,8 +625,9 @@ impl UmaLayerBuilder {
     /// resources are declared by name, also the errors of the sync (PAT, transport, AS
     /// answers), which say what was already changed. With a [`start_retry`](Self::start_retry)
     /// policy, transient errors of the sync are retried first.
-    pub async fn build(self) -> Result<UmaLayer, Error> {
+    pub async fn build(mut self) -> Result<UmaLayer, Error> {
         let retry = self.start_retry.clone();
+        let by_uri = std::mem::take(&mut self.uri_bindings);
         let prepared = self.prepare()?;
         let decls = prepared.map_decls();
         let ids = match &prepared.registrar {
@@ -587,6 +646,23 @@ impl UmaLayerBuilder {
             }
             _ => HashMap::new(),
         };
+        if !by_uri.is_empty() {
+            let Some(r) = &prepared.registrar else {
+                return Err(Error::config(
+                    "paths without a resource name are looked up by their uri at the resource \
+                     registration endpoint: set one with .resource_registration_endpoint(url)",
+                ));
+            };
+            for (uri, cell) in &by_uri {
+                if cell.get().is_none()
+                    && let Some(id) =
+                        crate::keycloak::resource_for_uri(&r.client, &r.endpoint, uri).await?
+                {
+                    // A layer built concurrently from the same configuration found the same.
+                    let _ = cell.set(id);
+                }
+            }
+        }
         Ok(prepared.into_layer(ids))
     }
 

@@ -164,6 +164,14 @@ impl UmaLayer {
         self.pipeline.registry()
     }
 
+    /// The RFC 9728 metadata document, when
+    /// [`resource_metadata`](UmaLayerBuilder::resource_metadata) was set: serve it at its
+    /// [`path`](crate::metadata::ResourceMetadataDocument::path) (the layer lets that path
+    /// through as public; [`UmaRouter`](crate::axum::UmaRouter) serves it by itself).
+    pub fn resource_metadata(&self) -> Option<&crate::metadata::ResourceMetadataDocument> {
+        self.pipeline.metadata()
+    }
+
     /// The `as_uri` this layer puts in its challenges.
     #[must_use]
     pub fn as_uri(&self) -> &str {

@@ -40,11 +40,14 @@ use crate::clock::Clock;
 use crate::decision::{Requirement, Rules, decide};
 use crate::gate::{AsGate, AsHealth};
 use crate::introspect::Introspection;
+use crate::keycloak::{Exchanged, Exchanger, LazyResolver};
 use crate::method_override::MethodOverride;
 use crate::principal::UmaPrincipal;
 use crate::protection::{AsClient, CallError};
 use crate::registration::ResourceRegistry;
-use crate::resources::{EnforcementMode, Protected, Resolved, Resolver, ResourceRef};
+use crate::resources::{
+    EnforcementMode, Protected, Resolved, Resolver, ResourceRef, ScopeMode, normalize_path,
+};
 use crate::token::{Bearer, BearerToken, Fingerprint, Rpt, bearer_from_headers};
 
 /// What [`Pipeline::new`] is made of; the layer's builder fills it in.
@@ -53,9 +56,14 @@ pub(crate) struct Parts {
     pub(crate) unmapped: Unmapped,
     pub(crate) method_override: MethodOverride,
     pub(crate) resolver: Resolver,
+    /// Resolves paths no route matches at the AS (lazy paths), when configured.
+    pub(crate) lazy: Option<Arc<LazyResolver>>,
+    /// Exchanges tokens that do not grant the request for permissions, when configured.
+    pub(crate) exchange: Option<Arc<Exchanger>>,
     pub(crate) registry: ResourceRegistry,
     pub(crate) realm: String,
     pub(crate) as_uri: String,
+    pub(crate) metadata: Option<crate::metadata::ResourceMetadataDocument>,
     pub(crate) client: Arc<AsClient>,
     pub(crate) gate: Arc<AsGate>,
     pub(crate) cache: IntrospectionCache,
@@ -78,9 +86,13 @@ pub(crate) struct Pipeline {
     unmapped: Unmapped,
     method_override: MethodOverride,
     resolver: Resolver,
+    lazy: Option<Arc<LazyResolver>>,
+    exchange: Option<Arc<Exchanger>>,
     registry: ResourceRegistry,
     realm: String,
     as_uri: String,
+    /// RFC 9728 metadata, when published.
+    metadata: Option<crate::metadata::ResourceMetadataDocument>,
     /// Tickets (and, through `rpt`, introspection).
     client: Arc<AsClient>,
     /// The cap and circuit breakers of every AS call (also held by the client).
@@ -144,6 +156,9 @@ pub(crate) struct Pending {
 
 /// Where [`Pending::run`] starts.
 enum Stage {
+    /// No route matches the normalised path: ask the AS for the resource whose `uris` match
+    /// it (lazy paths); `need` is a placeholder until then.
+    Lazy(String),
     /// The resource is named, and the layer knows no id for the name: look it up at the AS.
     Lookup,
     /// The token has no cached answer: introspect it (or verify it) through the cache.
@@ -169,9 +184,12 @@ impl Pipeline {
             unmapped: parts.unmapped,
             method_override: parts.method_override,
             resolver: parts.resolver,
+            lazy: parts.lazy,
+            exchange: parts.exchange,
             registry: parts.registry,
             realm: parts.realm,
             as_uri: parts.as_uri,
+            metadata: parts.metadata,
             rpt: Arc::new(RptCheck {
                 client: Arc::clone(&parts.client),
                 #[cfg(feature = "jwt")]
@@ -195,6 +213,10 @@ impl Pipeline {
 
     pub(crate) fn as_uri(&self) -> &str {
         &self.as_uri
+    }
+
+    pub(crate) fn metadata(&self) -> Option<&crate::metadata::ResourceMetadataDocument> {
+        self.metadata.as_ref()
     }
 
     pub(crate) fn enforcement(&self) -> EnforcementMode {
@@ -274,6 +296,9 @@ impl Pipeline {
                 return done(&none, Verdict::Pass(Outcome::Public), Why::new("public"));
             }
             Ok(Resolved::Unmapped) => {
+                if let Some(flow) = self.lazy_pending(span, req, layer) {
+                    return flow;
+                }
                 return done(&none, self.unmapped.verdict(layer), Why::new("no_route"));
             }
             Ok(Resolved::MethodNotAllowed { allow, enforcement }) => {
@@ -337,6 +362,10 @@ impl Pipeline {
                         req.extensions_mut().insert(principal);
                         return flow;
                     }
+                    // Permission exchange waits for the AS.
+                    Err(_) if self.exchange.is_some() => {
+                        return pending(Stage::Check(id.into_owned()));
+                    }
                     Err(denial) => denial.as_str(),
                 }
             }
@@ -353,6 +382,74 @@ impl Pipeline {
                 pending(stage)
             }
             passed @ Verdict::Pass(_) => done(&facts, passed, Why::new(reason)),
+        }
+    }
+
+    /// A request no route matches, when lazy paths are on: the asynchronous part asks the AS
+    /// for the path's resource. `None` when lazy paths are off.
+    fn lazy_pending<B, R: Default>(
+        &self,
+        span: &Span,
+        req: &Request<B>,
+        layer: Enforcement,
+    ) -> Option<Flow<R>> {
+        self.lazy.as_ref()?;
+        // The map normalised it already, or refused it.
+        let path = normalize_path(req.uri().path()).ok()?.as_str().to_owned();
+        let token = match bearer_from_headers(req.headers()) {
+            Bearer::Token(t) => Some(t),
+            Bearer::Absent => None,
+            Bearer::Malformed(why) => {
+                let verdict = layer.apply(Refusal::BadRequest);
+                let why = Why::new("malformed_credentials").text(why);
+                return Some(end(span, req, &Facts::default(), verdict, &why));
+            }
+        };
+        let fingerprint = token.as_ref().map(BearerToken::fingerprint);
+        Some(Flow::Pending(Pending {
+            span: span.clone(),
+            need: Protected {
+                resource: Cow::Owned(ResourceRef::Id(String::new())),
+                bound: None,
+                scopes: Cow::Owned(Vec::new()),
+                scope_mode: ScopeMode::All,
+                enforcement: None,
+            },
+            enforcement: layer,
+            token,
+            fingerprint,
+            stage: Stage::Lazy(path),
+        }))
+    }
+
+    /// Lazy paths: the resource the AS has for the path of a [`Stage::Lazy`] request, which
+    /// becomes an ordinary check of that resource; other stages are returned as they are.
+    ///
+    /// # Errors
+    ///
+    /// How the request ends when the AS has no resource for the path, or cannot be asked.
+    async fn resolve_lazy(
+        &self,
+        mut pending: Pending,
+        method: &http::Method,
+    ) -> Result<Pending, (Pending, Verdict, Why)> {
+        let (Stage::Lazy(path), Some(lazy)) = (&pending.stage, &self.lazy) else {
+            return Ok(pending);
+        };
+        match Box::pin(lazy.resolve(method, path)).await {
+            Ok(Some((id, need))) => {
+                pending.need = need;
+                pending.stage = Stage::Check(id);
+                Ok(pending)
+            }
+            Ok(None) => {
+                let verdict = self.unmapped.verdict(pending.enforcement);
+                Err((pending, verdict, Why::new("no_route")))
+            }
+            Err(e) => {
+                let verdict = pending.enforcement.apply(Refusal::Unreachable);
+                Err((pending, verdict, Why::new("lazy_path_failed").error(e)))
+            }
         }
     }
 
@@ -401,6 +498,18 @@ impl Pipeline {
         pending: Pending,
         mut req: Request<B>,
     ) -> Result<Request<B>, Response<R>> {
+        let pending = match self.resolve_lazy(pending, req.method()).await {
+            Ok(pending) => pending,
+            Err((pending, verdict, why)) => {
+                let facts = Facts {
+                    token: pending.fingerprint,
+                    ..Facts::default()
+                };
+                let (method, path) = (req.method(), req.uri().path());
+                conclude(&pending.span, method, path, &facts, verdict, &why)?;
+                return Ok(req);
+            }
+        };
         let mut settled = Settled::default();
         let (id, (verdict, why)) = match self.resource_id(&pending).await {
             Ok(id) => {
@@ -438,7 +547,7 @@ impl Pipeline {
     async fn resource_id(&self, pending: &Pending) -> Result<String, (Verdict, Why)> {
         let name = match &pending.stage {
             Stage::Check(id) | Stage::Ticket { id, .. } => return Ok(id.clone()),
-            Stage::Lookup => pending.need.name().unwrap_or_default(),
+            Stage::Lookup | Stage::Lazy(_) => pending.need.name().unwrap_or_default(),
         };
         match Box::pin(self.registry.lookup(name)).await {
             Ok(Some(id)) => Ok(id),
@@ -481,6 +590,19 @@ impl Pipeline {
                         settled.principal = Some(principal);
                         return (Verdict::Pass(Outcome::Allowed), Why::new("granted"));
                     }
+                    Err(denial) if self.exchange.is_some() => {
+                        let base = Arc::clone(&cached.value);
+                        let exchanged = self.exchanged(pending, token, digest, id, &base);
+                        match Box::pin(exchanged).await {
+                            Exchange::Granted(principal) => {
+                                settled.principal = Some(principal);
+                                return (Verdict::Pass(Outcome::Allowed), Why::new("exchanged"));
+                            }
+                            Exchange::Ended(verdict, why) => return (verdict, why),
+                            // Keycloak does not accept the token either: the UMA flow.
+                            Exchange::Unaccepted => denial.as_str(),
+                        }
+                    }
                     Err(denial) => denial.as_str(),
                 }
             }
@@ -508,7 +630,11 @@ impl Pipeline {
                 return (verdict, Why::new("ticket_failed").error(e));
             }
         };
-        match render_challenge(&self.realm, &self.as_uri, &ticket) {
+        let resource_metadata = self
+            .metadata
+            .as_ref()
+            .and_then(crate::metadata::ResourceMetadataDocument::challenge_param);
+        match render_challenge(&self.realm, &self.as_uri, &ticket, resource_metadata) {
             Ok(header) => (
                 Verdict::Refuse(Refusal::Challenged(header)),
                 Why::new(reason),
@@ -518,6 +644,59 @@ impl Pipeline {
                 let verdict = enforcement.apply(Refusal::Unreachable);
                 (verdict, Why::new("ticket_unusable").error(e))
             }
+        }
+    }
+
+    /// Permission exchange: the permissions the AS gives `token` for the request, decided
+    /// like an RPT's; a refusal is `403` without a ticket, a failure `403` + `Warning`, a token
+    /// the AS does not accept goes on to the UMA challenge. `base` is the token's
+    /// introspection result (inactive for a plain access token under Keycloak's RPT hint).
+    async fn exchanged(
+        &self,
+        pending: &Pending,
+        token: &BearerToken,
+        digest: Fingerprint,
+        id: &str,
+        base: &Introspection,
+    ) -> Exchange {
+        let enforcement = pending.enforcement;
+        let Some(exchanger) = &self.exchange else {
+            return Exchange::Ended(enforcement.apply(Refusal::Denied), Why::new("no_exchange"));
+        };
+        let need = &pending.need;
+        let answer = exchanger
+            .exchange(token, digest, id, &need.scopes, base)
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                let verdict = enforcement.apply(Refusal::Unreachable);
+                return Exchange::Ended(verdict, Why::new("exchange_failed").error(e));
+            }
+        };
+        let intro = match &*answer {
+            Exchanged::Granted(intro) => Arc::clone(intro),
+            Exchanged::Denied => {
+                let verdict = enforcement.apply(Refusal::Denied);
+                return Exchange::Ended(verdict, Why::new("exchange_denied"));
+            }
+            Exchanged::Unaccepted => return Exchange::Unaccepted,
+        };
+        let requirement = Requirement {
+            resource_id: id,
+            scopes: &need.scopes,
+            mode: need.scope_mode,
+        };
+        match decide(&intro, requirement, self.clock.now_unix(), self.rules) {
+            Ok(granted) => {
+                let principal = UmaPrincipal::new(Arc::clone(&intro), id, granted, digest);
+                Exchange::Granted(principal)
+            }
+            // Some permissions, not enough of them (all scopes were needed).
+            Err(_) => Exchange::Ended(
+                enforcement.apply(Refusal::Denied),
+                Why::new("exchange_denied"),
+            ),
         }
     }
 
@@ -536,6 +715,16 @@ impl Pipeline {
             })
             .await
     }
+}
+
+/// How a permission exchange ended.
+enum Exchange {
+    /// Granted, with the principal of the exchanged permissions.
+    Granted(UmaPrincipal),
+    /// Refused, or failed.
+    Ended(Verdict, Why),
+    /// The AS does not accept the token (expired, revoked, not one of its tokens).
+    Unaccepted,
 }
 
 /// What the asynchronous part learnt on its way.

@@ -59,12 +59,15 @@ pub(crate) enum Outcome {
     Challenged,
     /// The AS could not help (introspection, resource lookup or ticket): `403` + `Warning`.
     Unreachable,
+    /// Permission exchange: the AS refused the token any permission for the request: `403`
+    /// without a ticket.
+    Denied,
 }
 
 impl Outcome {
     /// Every outcome, in the order of the metric table.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::Allowed,
         Self::Challenged,
         Self::Unreachable,
@@ -74,6 +77,7 @@ impl Outcome {
         Self::Public,
         Self::Permissive,
         Self::Disabled,
+        Self::Denied,
     ];
 
     /// The label value (a contract: dashboards and alerts match on it).
@@ -88,6 +92,7 @@ impl Outcome {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Challenged => "challenged",
             Self::Unreachable => "unreachable",
+            Self::Denied => "denied",
         }
     }
 }
@@ -108,6 +113,8 @@ pub(crate) enum Refusal {
     Challenged(HeaderValue),
     /// The AS could not help: `403` + `Warning`.
     Unreachable,
+    /// Permission exchange refused: `403` without a ticket.
+    Denied,
 }
 
 impl Refusal {
@@ -118,6 +125,7 @@ impl Refusal {
             Self::MethodNotAllowed(_) => Outcome::MethodNotAllowed,
             Self::Unauthorised | Self::Challenged(_) => Outcome::Challenged,
             Self::Unreachable => Outcome::Unreachable,
+            Self::Denied => Outcome::Denied,
         }
     }
 
@@ -127,6 +135,7 @@ impl Refusal {
         let (status, rejection) = match &self {
             Self::BadRequest => (StatusCode::BAD_REQUEST, Rejection::BadRequest),
             Self::Unmapped => (StatusCode::FORBIDDEN, Rejection::Unmapped),
+            Self::Denied => (StatusCode::FORBIDDEN, Rejection::Denied),
             Self::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, Rejection::MethodNotAllowed)
             }
@@ -477,7 +486,8 @@ mod tests {
                 "method_not_allowed",
                 "public",
                 "permissive",
-                "disabled"
+                "disabled",
+                "denied"
             ]
         );
     }

@@ -245,7 +245,7 @@ fn success(answer: http::Response<Bytes>) -> Result<Value, Failure> {
 }
 
 /// Scopes as strings or `{"name": …}` objects (docs/protocol.md §4.2, §4.5).
-fn scopes_of(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn scopes_of(v: Option<&Value>) -> Vec<String> {
     let mut out: Vec<String> = v
         .and_then(Value::as_array)
         .map(|items| {

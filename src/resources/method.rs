@@ -62,8 +62,10 @@ pub(crate) fn is_case_variant(method: &Method, listed: &[Method]) -> bool {
 }
 
 /// Checks a method a route names, or says why it looks like a mistake: not upper case, or one
-/// edit away from a standard or registered method (`GTE`, `DELTE`, `PSOT`). Other extension
-/// methods (`PURGE`, `FROBNICATE`) are accepted.
+/// edit away from a standard or registered method (`GTE`, `DELTE`, `PSOT`, `PROPFIDN`). Other
+/// extension methods (`PURGE`, `FROBNICATE`) are accepted. One changed letter in a name of four
+/// letters or fewer is not taken for a typo: short words one letter apart are common
+/// (`READ`/`HEAD`, `SET`/`GET`, `PUB`/`PUT`) and are more likely methods of their own.
 pub(crate) fn check_route_method(method: &Method) -> Result<(), String> {
     let name = method.as_str();
     let upper = name.to_ascii_uppercase();
@@ -85,13 +87,20 @@ pub(crate) fn check_route_method(method: &Method) -> Result<(), String> {
     if let Some(close) = STANDARD
         .iter()
         .chain(REGISTERED.iter())
-        .find(|k| one_edit_apart(name.as_bytes(), k.as_bytes()))
+        .find(|k| looks_like_typo(name.as_bytes(), k.as_bytes()))
     {
         return Err(format!(
             "method `{name}` looks like a typo of {close}; write {close}"
         ));
     }
     Ok(())
+}
+
+/// Whether route method `a` looks like a typo of the known method `b`: one edit apart, where
+/// a single changed letter only counts in names longer than four letters.
+fn looks_like_typo(a: &[u8], b: &[u8]) -> bool {
+    let substitution = a.len() == b.len() && a.iter().zip(b).filter(|(x, y)| x != y).count() == 1;
+    one_edit_apart(a, b) && !(substitution && a.len() <= 4)
 }
 
 /// Whether `a` becomes `b` by one insertion, deletion, substitution or swap of two
@@ -154,6 +163,11 @@ mod tests {
             "PURGE",
             "FROBNICATE",
             "M-SEARCH",
+            // One letter from HEAD, GET, PUT, POST: short methods of their own.
+            "READ",
+            "SET",
+            "PUB",
+            "HOST",
         ] {
             assert_eq!(check_route_method(&m(good)), Ok(()), "{good}");
         }
@@ -162,6 +176,10 @@ mod tests {
             ("DELTE", "typo of DELETE"),
             ("POTS", "typo of POST"),
             ("PROPFIDN", "typo of PROPFIND"),
+            ("GETT", "typo of GET"),
+            ("HAED", "typo of HEAD"),
+            ("PATHC", "typo of PATCH"),
+            ("DELETR", "typo of DELETE"),
             ("delete", "write DELETE"),
             ("Get", "case variant of GET"),
             ("purge", "write PURGE"),

@@ -66,7 +66,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
-use self::method::check_route_method;
+pub(crate) use self::method::check_route_method;
 pub(crate) use self::method::is_case_variant;
 use self::path::NormalizedPath;
 pub use self::path::PathError;
@@ -194,7 +194,9 @@ pub enum EnforcementMode {
     /// refused (their route is not known).
     Permissive,
     /// No check at all: no token is read and the authorization server is not called. As a
-    /// layer's mode, it admits no route overriding it (the builder refuses them).
+    /// layer's mode, it admits no route overriding it (the builder refuses them), and no
+    /// resolver is asked: an `Enforcing` answer of a [`ResourceResolver`] has no effect under
+    /// a disabled layer.
     Disabled,
 }
 
@@ -680,6 +682,15 @@ impl Route {
     }
 }
 
+/// Adds to `allow` the methods of `more` it does not hold yet.
+fn add_methods(allow: &mut Vec<Method>, more: Vec<Method>) {
+    for method in more {
+        if !allow.contains(&method) {
+            allow.push(method);
+        }
+    }
+}
+
 /// The methods a [`Route::public`] route lets through without a token unless widened: the
 /// safe methods of RFC 9110 §9.2.1 that browsers and monitors send without credentials.
 const PUBLIC_BY_DEFAULT: [Method; 3] = [Method::GET, Method::HEAD, Method::OPTIONS];
@@ -928,7 +939,9 @@ struct Entry {
 ///
 /// Routes may only name upper-case methods, and not one that is one edit away from a
 /// standard or registered method (`GTE`, `DELTE`): such a typo would leave the real method
-/// unlisted. [`validate`](Self::validate) reports [`ResourceMapError::InvalidMethod`].
+/// unlisted. [`validate`](Self::validate) reports [`ResourceMapError::InvalidMethod`]. One
+/// changed letter in a short name (`READ`, `SET`, `PUB`: four letters or fewer) is not taken
+/// for a typo, so such extension methods can be routed.
 ///
 /// # Scopes
 ///
@@ -955,8 +968,10 @@ struct Entry {
 /// `/albums/{id}`'s handler. Such a request is decided by the other routes matching its path
 /// that take the method: by the protected one's rule when there is one (or several with the
 /// same rule); refused as [`PathError::Ambiguous`] when protected routes with different rules
-/// could take it; public when only public routes take it; `405` with the public route's
-/// methods in `Allow` when none does.
+/// could take it; public when only public routes take it; `405` when none does, with the
+/// methods of every route matching the path in `Allow`, under the strictest
+/// [`Route::enforcement`] among them (an `Enforcing` route there keeps a permissive layer from
+/// forwarding the request).
 ///
 /// # Why it works this way
 ///
@@ -975,7 +990,12 @@ struct Entry {
 ///
 /// Known limits: the map cannot see rewrites the upstream does on its own (trailing-dot
 /// stripping on Windows file servers, Unicode case folding, routing on the query string). For
-/// such upstreams, map the whole prefix with a wildcard route.
+/// such upstreams, map the whole prefix with a wildcard route. Among overlapping templates the
+/// map picks the most specific, as axum's router does; routers that try routes in the order
+/// they were registered (Express, Django) may run another one: with `/albums/:id` registered
+/// before `/albums/featured`, Express runs the `:id` handler for `GET /albums/featured`, which
+/// this map decides as the public route. Register overlapping routes there from the most
+/// specific to the least (as their documentation recommends), or give them the same rule.
 ///
 /// # Examples
 ///
@@ -1110,6 +1130,21 @@ impl ResourceMap {
                 out.push(decl.clone());
             }
         }
+        out
+    }
+
+    /// Every scope the map names (declared resources' scopes, route and `any_method` scopes),
+    /// sorted, once each: the `scopes_supported` of RFC 9728 metadata.
+    pub(crate) fn scope_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for route in self.entries.iter().map(|e| &e.route) {
+            let declared = route.decl.iter().flat_map(|d| d.resource_scopes.iter());
+            let listed = route.methods.iter().flat_map(|(_, scopes)| scopes.iter());
+            let any = route.any_method.iter().flatten();
+            out.extend(declared.chain(listed).chain(any).cloned());
+        }
+        out.sort();
+        out.dedup();
         out
     }
 
@@ -1337,12 +1372,21 @@ impl ResourceMap {
         }
         let mut chosen: Option<Resolved<'_>> = None;
         let mut public = false;
+        // When no route takes the method, the 405 names every method the routes matching
+        // here allow, under the strictest override among them: a permissive layer must not
+        // forward a method that falls through to an enforcing route's handler.
+        let mut allow = route.allowed_methods();
+        let mut enforcement = route.enforcement;
         for (other, template) in self.matching(path, lens).filter(|(i, _)| *i != index) {
-            match self.entries[other]
-                .route
-                .rule_for(template, method, path, headers)
-            {
-                None | Some(Resolved::MethodNotAllowed { .. }) => {}
+            let other = &self.entries[other].route;
+            if other.enforcement == Some(EnforcementMode::Enforcing) {
+                enforcement = other.enforcement;
+            }
+            match other.rule_for(template, method, path, headers) {
+                None => add_methods(&mut allow, other.allowed_methods()),
+                Some(Resolved::MethodNotAllowed { allow: more, .. }) => {
+                    add_methods(&mut allow, more)
+                }
                 Some(Resolved::Public) => public = true,
                 Some(rule) => match &chosen {
                     None => chosen = Some(rule),
@@ -1354,7 +1398,7 @@ impl ResourceMap {
         }
         let resolved = chosen
             .or(public.then_some(Resolved::Public))
-            .unwrap_or_else(|| route.method_not_allowed());
+            .unwrap_or(Resolved::MethodNotAllowed { allow, enforcement });
         Ok((resolved, true))
     }
 

@@ -795,13 +795,21 @@ fn public_routes_pass_safe_methods_and_hand_the_others_on() {
         resolve(Method::DELETE, "/albums/featured"),
         Ok(Resolution::protected(id("album"), ["delete"]))
     );
-    // Nothing else takes POST: refused, with the public route's methods.
-    let safe = Resolution::MethodNotAllowed {
-        allow: vec![Method::GET, Method::HEAD, Method::OPTIONS],
-        enforcement: None,
-    };
-    assert_eq!(resolve(Method::POST, "/albums/featured"), Ok(safe.clone()));
-    assert_eq!(resolve(Method::DELETE, "/health"), Ok(safe));
+    // Nothing else takes POST: refused, with the methods of every route matching there.
+    assert_eq!(
+        resolve(Method::POST, "/albums/featured"),
+        Ok(Resolution::MethodNotAllowed {
+            allow: vec![Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE],
+            enforcement: None,
+        })
+    );
+    assert_eq!(
+        resolve(Method::DELETE, "/health"),
+        Ok(Resolution::MethodNotAllowed {
+            allow: vec![Method::GET, Method::HEAD, Method::OPTIONS],
+            enforcement: None,
+        })
+    );
     // Widened by naming methods.
     assert_eq!(
         resolve(Method::POST, "/hooks/build"),

@@ -432,8 +432,21 @@ impl UmaClient {
     }
 
     pub async fn id_token(&self, user: &str, password: &str) -> String {
-        let resp: serde_json::Value = self
-            .http
+        let resp = self.password_grant(user, password).await;
+        resp["id_token"].as_str().expect("an id_token").to_owned()
+    }
+
+    /// `user`'s access token from the password grant (a plain access token, no permissions).
+    pub async fn access_token(&self, user: &str, password: &str) -> String {
+        let resp = self.password_grant(user, password).await;
+        resp["access_token"]
+            .as_str()
+            .expect("an access_token")
+            .to_owned()
+    }
+
+    async fn password_grant(&self, user: &str, password: &str) -> serde_json::Value {
+        self.http
             .post(&self.token_endpoint)
             .basic_auth(APP_ID, Some(APP_SECRET))
             .form(&[
@@ -447,8 +460,7 @@ impl UmaClient {
             .expect("token endpoint")
             .json()
             .await
-            .expect("JSON");
-        resp["id_token"].as_str().expect("an id_token").to_owned()
+            .expect("JSON")
     }
 
     /// The uma-ticket grant; returns the status and the JSON answer.

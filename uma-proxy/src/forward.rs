@@ -15,10 +15,13 @@
 //!   `X-Method-Override`, also with `_`, `.` or other punctuation for `-`, and `_method` query pairs; see
 //!   [`tower_uma::MethodOverride`]): the layer has refused them or decided on them already,
 //!   and the upstream must run the request line's method;
-//! - removes the client's forwarding headers (`Forwarded`, `X-Real-IP` and every
-//!   `X-Forwarded-*`) unless the client's address is in
+//! - removes the client's forwarding headers (`Forwarded`, `X-Real-IP`, every
+//!   `X-Forwarded-*` and the other client-address headers of proxies and CDNs: `X-Client-IP`,
+//!   `Client-IP`, `True-Client-IP`, `CF-Connecting-IP`, `Fastly-Client-IP`,
+//!   `X-Cluster-Client-IP`, `Forwarded-For`, `X-Forwarded`) unless the client's address is in
 //!   [`ForwardOptions::trusted_proxies`]; their spellings with `_`, `.` or other punctuation for `-` and the path
-//!   overrides `X-Original-URL` and `X-Rewrite-URL` are removed whoever sends them;
+//!   overrides `X-Original-URL`, `X-Rewrite-URL`, `X-Original-URI` and
+//!   `X-Envoy-Original-Path` are removed whoever sends them;
 //! - sets `X-Forwarded-For` (the client's IP, appended to the list a trusted proxy sent),
 //!   `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the `Host` the client used), keeping a
 //!   trusted proxy's own `X-Forwarded-Proto` and `X-Forwarded-Host`, and appends `for=` the
@@ -507,13 +510,28 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// `Forwarded` (RFC 7239).
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// Whether `name` says where a request came from, as a proxy would: `Forwarded`,
-/// `X-Real-IP` or any `X-Forwarded-*`, in any spelling with `_`, `.` or other punctuation for
-/// `-`.
+/// The headers besides `X-Forwarded-*` that proxies and CDNs use to say where a request came
+/// from, and that applications read for the client's address (Node's `request-ip` reads
+/// `X-Client-IP` before `X-Forwarded-For`; PHP code reads `HTTP_CLIENT_IP`).
+const CLIENT_ADDRESS: [&str; 10] = [
+    "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+];
+
+/// Whether `name` says where a request came from, as a proxy would: `Forwarded`, `X-Real-IP`,
+/// any `X-Forwarded-*` or another of [`CLIENT_ADDRESS`], in any spelling with `_`, `.` or other
+/// punctuation for `-`.
 fn is_forwarding(name: &str) -> bool {
     const PREFIX: &str = "x-forwarded-";
-    spelled_as(name, "forwarded")
-        || spelled_as(name, "x-real-ip")
+    CLIENT_ADDRESS.iter().any(|known| spelled_as(name, known))
         || (name.len() > PREFIX.len()
             && name
                 .get(..PREFIX.len())
@@ -521,9 +539,17 @@ fn is_forwarding(name: &str) -> bool {
 }
 
 /// Whether `name` asks the upstream to route another path than the request's (IIS, older
-/// Symfony and Zend): never forwarded.
+/// Symfony and Zend), or names the path a gateway saw (nginx `auth_request` setups, Envoy), which
+/// some applications route or authorise on: never forwarded.
 fn is_path_override(name: &str) -> bool {
-    spelled_as(name, "x-original-url") || spelled_as(name, "x-rewrite-url")
+    [
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+        "x-envoy-original-path",
+    ]
+    .iter()
+    .any(|known| spelled_as(name, known))
 }
 
 /// Replaces the values of the list header `name` with one: them, then `element`, joined by
@@ -604,7 +630,10 @@ fn percent_encoded(value: &str) -> HeaderValue {
 }
 
 /// Sets the three `X-Uma-*` headers; `Err(field)` when a value cannot be sent.
-fn set_principal_headers(headers: &mut HeaderMap, p: &UmaPrincipal) -> Result<(), &'static str> {
+pub(crate) fn set_principal_headers(
+    headers: &mut HeaderMap,
+    p: &UmaPrincipal,
+) -> Result<(), &'static str> {
     if let Some(sub) = p.subject() {
         headers.insert(X_UMA_SUBJECT, percent_encoded(sub));
     }

@@ -33,10 +33,11 @@
 //! # async fn start() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_path("proxy.toml".as_ref(), &Overrides::default())?;
 //! let options = ForwardOptions::default().timeout(config.upstream_timeout);
+//! let upstream = config.upstream.clone().ok_or("proxy mode needs an upstream")?;
 //!
 //! let layer = build_layer(&config).await?;
-//! let protected = layer.layer(forwarding_service(config.upstream.clone(), options.clone()));
-//! let bare = forwarding_service(config.upstream.clone(), options);
+//! let protected = layer.layer(forwarding_service(upstream.clone(), options.clone()));
+//! let bare = forwarding_service(upstream, options);
 //!
 //! let a = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let b = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -48,16 +49,20 @@
 //! ```
 
 pub mod config;
+pub mod decision;
 pub mod forward;
+pub mod metadata;
 pub mod metrics;
 pub mod server;
 pub mod trust;
 pub mod uma;
 
-pub use config::{Config, ConfigError, Dialect, Overrides};
+pub use config::{Config, ConfigError, DecisionOptions, Dialect, Mode, Overrides};
+pub use decision::{DecisionAnswer, DecisionFront};
 pub use forward::{
     BoxError, ClientAddr, Forward, ForwardOptions, ProxyBody, Upstream, forwarding_service,
 };
+pub use metadata::MetadataFront;
 pub use server::{
     Drain, LayerSlot, RunError, admin_service, admin_service_with_layer, build_layer_with_retry,
     run, serve,

@@ -18,9 +18,14 @@ use uma_proxy::{Config, Overrides, run};
 #[derive(Debug, Parser)]
 #[command(name = "uma-proxy", version)]
 struct Cli {
-    /// The configuration file (TOML).
+    /// The configuration file (TOML). Optional with --keycloak-config.
+    #[arg(long, value_name = "FILE", required_unless_present = "keycloak_config")]
+    config: Option<PathBuf>,
+    /// Keycloak's keycloak.json (or policy-enforcer.json): the authorization server, the
+    /// client and the paths, in place of [authorization_server]. Wins over the file's
+    /// `keycloak_config`.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    keycloak_config: Option<PathBuf>,
     /// Listen on this address instead of the file's `listen` (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -107,8 +112,21 @@ fn main() -> ExitCode {
     let overrides = Overrides {
         listen: cli.listen,
         upstream: cli.upstream,
+        keycloak_config: cli
+            .keycloak_config
+            .as_ref()
+            .map(|p| p.display().to_string()),
     };
-    let config = match Config::from_path(&cli.config, &overrides) {
+    let read = match (&cli.config, &cli.keycloak_config) {
+        (Some(file), _) => Config::from_path(file, &overrides),
+        (None, Some(keycloak)) => Config::from_keycloak(keycloak, &overrides),
+        // clap requires one of them.
+        (None, None) => {
+            eprintln!("error: give --config FILE or --keycloak-config FILE");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match read {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
@@ -130,8 +148,14 @@ fn main() -> ExitCode {
     }
     // Only /metrics reads the recorder: without an admin listener the metric calls stay no-ops
     // and keep nothing. `run` drains the recorder's histogram buffers on a timer.
+    let decision = matches!(config.mode, uma_proxy::config::Mode::Decision(_));
     let metrics = config.admin_listen.and_then(|_| {
-        match PrometheusBuilder::new().install_recorder() {
+        let mut builder = PrometheusBuilder::new();
+        if decision {
+            // Every series says which mode answered (proxy mode keeps its series as they were).
+            builder = builder.add_global_label("mode", "decision");
+        }
+        match builder.install_recorder() {
             Ok(handle) => Some(handle),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot install the metrics recorder; /metrics is off");

@@ -34,10 +34,12 @@ use tower::ServiceExt;
 use tower_service::Service;
 use tower_uma::{AsHealth, StartRetry, UmaLayer};
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
+use crate::decision::{DecisionAnswer, DecisionFront};
 use crate::forward::{
     ClientAddr, ForwardOptions, ProxyBody, forwarding_service, remove_uma_headers,
 };
+use crate::metadata::MetadataFront;
 use crate::metrics as m;
 use crate::trust::HostCheck;
 
@@ -276,13 +278,17 @@ pub enum RunError {
     /// The layer refused its configuration (a problem no retry can fix).
     #[error("the UMA configuration is not usable")]
     Layer(#[source] tower_uma::Error),
+    /// Proxy mode without an upstream (only a hand-built [`Config`] can say that; the file
+    /// is refused earlier).
+    #[error("mode = \"proxy\" needs an `upstream`")]
+    NoUpstream,
 }
 
 impl RunError {
     /// Whether the configuration is at fault (the binary exits with 2, else 1).
     #[must_use]
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Layer(_))
+        matches!(self, Self::Layer(_) | Self::NoUpstream)
     }
 }
 
@@ -344,6 +350,9 @@ pub async fn run(
     on_listening: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    if config.mode == Mode::Proxy && config.upstream.is_none() {
+        return Err(RunError::NoUpstream);
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -414,22 +423,23 @@ pub async fn run(
         },
     };
     let declared = config.resources.iter().filter(|r| r.decl.is_some()).count();
-    tracing::info!(
-        resources = declared,
-        upstream = %config.upstream,
-        "resources synced with the authorization server; ready"
-    );
+    match &config.upstream {
+        Some(upstream) => tracing::info!(
+            resources = declared,
+            upstream = %upstream,
+            mode = "proxy",
+            "resources synced with the authorization server; ready"
+        ),
+        None => tracing::info!(
+            resources = declared,
+            mode = "decision",
+            "resources synced with the authorization server; ready"
+        ),
+    }
     let _ = built.set(layer.clone());
     ready.store(true, Ordering::Release);
     m::ready(true);
 
-    let options = ForwardOptions::default()
-        .timeout(config.upstream_timeout)
-        .forward_authorization(config.forward_authorization)
-        .trusted_proxies(config.trusted_proxies.clone());
-    let service = tower::Layer::layer(&layer, forwarding_service(config.upstream.clone(), options));
-    // Misdirected requests are answered before the layer spends an AS call on them.
-    let service = HostCheck::new(config.allowed_hosts.clone(), service);
     let local = listener.local_addr().map_err(|source| RunError::Bind {
         what: "listen",
         addr: config.listen,
@@ -449,7 +459,31 @@ pub async fn run(
             "shutting down: no new connections; finishing requests in flight"
         );
     };
-    let drained = serve(listener, service, announced, grace).await;
+    // RFC 9728 metadata is answered by the proxy itself (the layer only makes its path
+    // public). Misdirected requests are answered before the layer spends an AS call on them.
+    let metadata = layer.resource_metadata().cloned();
+    let drained = match (&config.mode, &config.upstream) {
+        (Mode::Decision(options), _) => {
+            let service = tower::Layer::layer(&layer, DecisionAnswer);
+            let service = HostCheck::new(config.allowed_hosts.clone(), service);
+            let service = DecisionFront::new(options.clone(), service);
+            let service = MetadataFront::new(metadata, service);
+            serve(listener, service, announced, grace).await
+        }
+        (Mode::Proxy, Some(upstream)) => {
+            let options = ForwardOptions::default()
+                .timeout(config.upstream_timeout)
+                .forward_authorization(config.forward_authorization)
+                .trusted_proxies(config.trusted_proxies.clone());
+            let service =
+                tower::Layer::layer(&layer, forwarding_service(upstream.clone(), options));
+            let service = MetadataFront::new(metadata, service);
+            let service = HostCheck::new(config.allowed_hosts.clone(), service);
+            serve(listener, service, announced, grace).await
+        }
+        // Refused at the start of `run`.
+        (Mode::Proxy, None) => Drain::Complete,
+    };
     stop_admin().await;
     match drained {
         Drain::Complete => tracing::info!("stopped"),

@@ -149,6 +149,12 @@ impl TrustedProxies {
             .map(Self)
     }
 
+    /// Loopback only: `127.0.0.0/8` and `::1` (the default of `trusted_forwarders`).
+    #[must_use]
+    pub fn loopback() -> Self {
+        Self::parse(["127.0.0.0/8", "::1/128"]).unwrap_or_default()
+    }
+
     /// The list from networks already parsed.
     #[must_use]
     pub fn new(networks: Vec<Cidr>) -> Self {

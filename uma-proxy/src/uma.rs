@@ -94,8 +94,19 @@ pub(crate) async fn waiting_builder(
         .enforcement(config.enforcement)
         .unmapped(config.unmapped)
         .method_override(config.method_override)
-        .cache(config.cache.build())
-        .resources(config.resource_map());
+        .cache(config.cache.build());
+    if let Some(kc) = &config.keycloak {
+        // The dialect, realm, timeouts and lazy paths of Keycloak's file; a `realm` of the
+        // TOML file wins.
+        builder = kc.apply(builder);
+        if let Some(realm) = &config.realm {
+            builder = builder.realm(realm.clone());
+        }
+    }
+    builder = builder.resources(config.resource_map());
+    if let Some(metadata) = &config.resource_metadata {
+        builder = builder.resource_metadata(metadata.clone());
+    }
     builder = a.calls.apply(builder);
     Ok(apply_dialect(builder, a))
 }

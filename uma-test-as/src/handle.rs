@@ -230,6 +230,20 @@ impl TestAs {
         self.shared.add_resource(desc, None)
     }
 
+    /// Sets the Keycloak `uris` of resource `id` (the paths it stands for, which the Keycloak
+    /// dialect's list matches with `uri=…&matchingUri=true`); returns whether it exists.
+    pub fn set_resource_uris(&self, id: &str, uris: &[&str]) -> bool {
+        let mut store = self.shared.store();
+        let Some(resource) = store.resources.iter_mut().find(|r| r.id == id) else {
+            return false;
+        };
+        let uris = uris.iter().map(|u| serde_json::Value::from(*u)).collect();
+        resource
+            .extra
+            .insert("uris".to_owned(), serde_json::Value::Array(uris));
+        true
+    }
+
     /// The `_id` of the first resource registered under `name`.
     pub fn resource_id(&self, name: &str) -> Option<String> {
         self.shared

@@ -157,14 +157,49 @@ async fn scenario(t: &Target, pat: &str, resource_name: &str) -> Vec<(String, An
 
     // Resource set CRUD and listing.
     let rs = t.url("/authz/protection/resource_set");
+    let uris = [
+        format!("/{resource_name}/{{id}}/photos"),
+        format!("/{resource_name}-all/*"),
+    ];
     let created = send(
         h.post(&rs)
             .bearer_auth(pat)
-            .json(&json!({"name": resource_name, "type": "urn:photo-api:album", "resource_scopes": ["view", "delete"]})),
+            .json(&json!({"name": resource_name, "type": "urn:photo-api:album", "resource_scopes": ["view", "delete"], "uris": uris})),
     )
     .await;
     let id = created.body["_id"].as_str().unwrap_or_default().to_owned();
     out.push(("resource create".into(), created));
+    // Lazy paths' query: `{id}` templates, and `/prefix/*` matching its bare prefix too.
+    for (label, path) in [
+        ("a template", format!("/{resource_name}/7/photos")),
+        (
+            "a template, another path",
+            format!("/{resource_name}/7/videos"),
+        ),
+        ("a wildcard", format!("/{resource_name}-all/a/b")),
+        ("a wildcard's bare prefix", format!("/{resource_name}-all")),
+    ] {
+        let found = send(
+            // The names and paths are made of letters, digits, `-` and `/`: nothing to escape.
+            h.get(format!("{rs}?uri={path}&matchingUri=true&deep=true&max=-1"))
+                .bearer_auth(pat),
+        )
+        .await;
+        let ids: Vec<&str> = found
+            .body
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["_id"].as_str()).collect())
+            .unwrap_or_default();
+        // The same resource found, or none, on both sides (shapes compare an empty array
+        // with a non-empty one).
+        let mut compared = found.clone();
+        compared.body = if ids.contains(&id.as_str()) {
+            json!([{"found": "this test's resource"}])
+        } else {
+            json!([])
+        };
+        out.push((format!("resource list by matching uri, {label}"), compared));
+    }
     out.push((
         "resource create, same name".into(),
         send(

@@ -86,6 +86,10 @@ enum Mode {
     ProxyBare,
     /// uma-proxy's forwarding service to `--upstream` behind `UmaLayer`, RPTs cached.
     ProxyUma,
+    /// An authorization server alone (uma-test-as) for the `uma-proxy` binary: client
+    /// `bench-api`, a resource `hello` (owner `alice`, scopes `read`, `write`), `--tokens` RPTs
+    /// granting `read` on it; the `listening on` line names its issuer.
+    As,
 }
 
 /// An axum hello-world, bare or behind tower-uma, for end-to-end benchmarks.
@@ -95,7 +99,8 @@ struct Args {
     /// bare (or upstream): the app alone; layer: behind UmaLayer with an in-process AS and
     /// cached RPTs (added with Router::layer); layer-outer: the same with UmaLayer around the
     /// whole router; noop-layer: a do-nothing layer added with Router::layer; proxy-bare: uma-proxy forwarding to --upstream; proxy-uma: the same behind
-    /// UmaLayer with an in-process AS and cached RPTs.
+    /// UmaLayer with an in-process AS and cached RPTs; as: the AS alone, for the uma-proxy
+    /// binary (the `listening on` line names its issuer).
     #[arg(long, value_enum)]
     mode: Mode,
     /// proxy modes: the upstream to forward to, e.g. http://127.0.0.1:8080.
@@ -140,6 +145,9 @@ fn app() -> Router {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if matches!(args.mode, Mode::ProxyBare | Mode::ProxyUma) {
         return run_proxy(args).await;
+    }
+    if args.mode == Mode::As {
+        return run_as(args).await;
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
@@ -197,6 +205,43 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(auth) = auth {
         report_calls(&auth, tokens.len());
     }
+    Ok(())
+}
+
+/// The AS with the resource server's client and the resource `hello` (owner `alice`, scopes
+/// `read` and `write`); returns it and the resource's id.
+async fn start_as() -> Result<(TestAs, String), Box<dyn std::error::Error>> {
+    let auth = AuthServer::builder()
+        .client(RS_ID, RS_SECRET)
+        .spawn()
+        .await?;
+    let resource_id = auth.register_resource(
+        "alice",
+        ResourceDescription {
+            name: Some("hello".into()),
+            resource_scopes: vec!["read".into(), "write".into()],
+            ..ResourceDescription::default()
+        },
+    );
+    Ok((auth, resource_id))
+}
+
+/// `as`: the AS alone, with its RPTs written out, until shutdown.
+async fn run_as(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let (auth, resource_id) = start_as().await?;
+    let tokens = mint(&auth, &resource_id, args.tokens)?;
+    if let Some(path) = &args.token_file {
+        let mut body = tokens.join("\n");
+        body.push('\n');
+        std::fs::write(path, body)?;
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", auth.issuer())?;
+        out.flush()?;
+    }
+    shutdown().await;
+    report_calls(&auth, tokens.len());
     Ok(())
 }
 
@@ -354,18 +399,7 @@ where
 async fn uma_layer(
     count: usize,
 ) -> Result<(UmaLayer, TestAs, Vec<String>), Box<dyn std::error::Error>> {
-    let auth = AuthServer::builder()
-        .client(RS_ID, RS_SECRET)
-        .spawn()
-        .await?;
-    let resource_id = auth.register_resource(
-        "alice",
-        ResourceDescription {
-            name: Some("hello".into()),
-            resource_scopes: vec!["read".into(), "write".into()],
-            ..ResourceDescription::default()
-        },
-    );
+    let (auth, resource_id) = start_as().await?;
     let cache = IntrospectionCache::builder()
         .max_entries(u64::try_from(count)?.max(10_000))
         .max_ttl(Duration::from_secs(24 * 3_600))
@@ -385,6 +419,17 @@ async fn uma_layer(
         .build()
         .await?;
 
+    let tokens = mint(&auth, &resource_id, count)?;
+    Ok((layer, auth, tokens))
+}
+
+/// `count` RPTs for bob, valid for two days, granting `read` on `resource_id` (and one more
+/// permission each, so that they differ as real RPTs do).
+fn mint(
+    auth: &TestAs,
+    resource_id: &str,
+    count: usize,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let tokens: Vec<String> = (0..count)
         .map(|n| {
@@ -394,12 +439,12 @@ async fn uma_layer(
                 exp: Some(now + 2 * 24 * 3_600),
                 iat: Some(now),
                 permissions: vec![
-                    RptPermission::new(&resource_id, ["read"]),
+                    RptPermission::new(resource_id, ["read"]),
                     RptPermission::new(format!("album-{n}"), ["view"]),
                 ],
                 ..RptSpec::default()
             })
         })
         .collect();
-    Ok((layer, auth, tokens))
+    Ok(tokens)
 }

@@ -42,6 +42,7 @@
 //! of this module. Positions, key names and durations come from the workspace's `toml-diag`
 //! crate, which uma-test-as shares.
 
+mod keycloak;
 mod raw;
 mod resolve;
 #[cfg(test)]
@@ -84,6 +85,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--upstream URL`.
     pub upstream: Option<String>,
+    /// `--keycloak-config FILE`: replaces the file's `keycloak_config`.
+    pub keycloak_config: Option<String>,
 }
 
 /// A checked proxy configuration. See the crate README for every key and its default.
@@ -92,8 +95,12 @@ pub struct Overrides {
 pub struct Config {
     /// Where the proxy listens (`listen`).
     pub listen: SocketAddr,
-    /// Where requests are forwarded (`upstream`).
-    pub upstream: Upstream,
+    /// `mode`: a reverse proxy (`"proxy"`, the default) or the decision service of a
+    /// gateway (`"decision"`).
+    pub mode: Mode,
+    /// Where requests are forwarded (`upstream`); required in proxy mode, refused in decision
+    /// mode (the proxy forwards nothing there).
+    pub upstream: Option<Upstream>,
     /// The `realm` of UMA challenges (`realm`); the layer defaults to the client id.
     pub realm: Option<String>,
     /// `enforcement`: `"enforcing"` (default), `"permissive"` or `"disabled"`.
@@ -117,12 +124,50 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// `allowed_hosts`: the `Host` values answered; others get `421` (default: any host).
     pub allowed_hosts: Option<AllowedHosts>,
-    /// `[authorization_server]`.
+    /// `[authorization_server]`, or what the Keycloak configuration names.
     pub authorization_server: AsConfig,
+    /// `keycloak_config` (or `--keycloak-config`): Keycloak's `keycloak.json`, whose paths
+    /// come before `[[resources]]` in [`resource_map`](Self::resource_map).
+    pub keycloak: Option<tower_uma::keycloak::KeycloakConfig>,
     /// `[cache]`.
     pub cache: CacheConfig,
+    /// `[resource_metadata]`: RFC 9728 metadata served at
+    /// `/.well-known/oauth-protected-resource` (off without the table).
+    pub resource_metadata: Option<tower_uma::metadata::ResourceMetadata>,
     /// `[[resources]]`, in file order.
     pub resources: Vec<ResourceConfig>,
+}
+
+/// What the proxy does with a request it lets through (`mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// `mode = "proxy"` (the default): forward it to `upstream`.
+    Proxy,
+    /// `mode = "decision"`: answer a gateway's authorization request about it; see the
+    /// [`decision`](crate::decision) module.
+    Decision(DecisionOptions),
+}
+
+/// The keys of decision mode: who may ask, and where Envoy's requests name the original path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecisionOptions {
+    /// `trusted_forwarders`: the peers that may ask (default: loopback, `127.0.0.0/8` and
+    /// `::1`); anyone else gets `403`.
+    pub trusted_forwarders: TrustedProxies,
+    /// `path_prefix`: with Envoy's HTTP `ext_authz`, the prefix its authorization requests put
+    /// before the original path (`/ext_authz` for `path_prefix: /ext_authz`).
+    pub path_prefix: Option<String>,
+}
+
+impl Default for DecisionOptions {
+    fn default() -> Self {
+        Self {
+            trusted_forwarders: TrustedProxies::loopback(),
+            path_prefix: None,
+        }
+    }
 }
 
 /// How the proxy obtains its PAT (`pat_grant`).
@@ -375,11 +420,31 @@ impl Config {
         .resolve(raw, overrides)
     }
 
-    /// The resource map of `[[resources]]`.
+    /// The resource map: the Keycloak configuration's paths, if any, then `[[resources]]`.
     pub fn resource_map(&self) -> ResourceMap {
+        let start = self.keycloak.as_ref().map_or_else(
+            ResourceMap::new,
+            tower_uma::keycloak::KeycloakConfig::resource_map,
+        );
         self.resources
             .iter()
-            .fold(ResourceMap::new(), |map, r| map.route(r.route()))
+            .fold(start, |map, r| map.route(r.route()))
+    }
+
+    /// A configuration from Keycloak's `keycloak.json` alone (`uma-proxy --keycloak-config
+    /// FILE --upstream URL`): every other key at its default, `upstream` from `overrides`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the Keycloak file's key, or the missing upstream.
+    pub fn from_keycloak(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let overrides = Overrides {
+            keycloak_config: Some(path.display().to_string()),
+            ..overrides.clone()
+        };
+        Self::from_toml_str("", "--keycloak-config", &overrides, |name| {
+            std::env::var(name).ok()
+        })
     }
 }
 

@@ -14,7 +14,11 @@ use tower_uma::Dialect;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) mode: ModeRaw,
     pub(super) upstream: Option<Spanned<String>>,
+    pub(super) trusted_forwarders: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) path_prefix: Option<Spanned<String>>,
     pub(super) realm: Option<String>,
     #[serde(default)]
     pub(super) enforcement: Enforcement,
@@ -28,11 +32,22 @@ pub(super) struct RawConfig {
     pub(super) method_override: MethodOverrideRaw,
     pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
     pub(super) allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(super) authorization_server: Spanned<RawAs>,
+    pub(super) authorization_server: Option<Spanned<RawAs>>,
+    /// A Keycloak `keycloak.json` in place of `[authorization_server]` (see `keycloak.rs`).
+    pub(super) keycloak_config: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) cache: RawCache,
+    pub(super) resource_metadata: Option<Spanned<RawMetadata>>,
     #[serde(default)]
     pub(super) resources: Vec<Spanned<RawResource>>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ModeRaw {
+    #[default]
+    Proxy,
+    Decision,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -52,7 +67,7 @@ pub(super) enum UnmappedRaw {
     Allow,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum MethodOverrideRaw {
     #[default]
@@ -94,6 +109,16 @@ pub(super) struct RawAs {
     pub(super) breaker_open_interval: Option<Spanned<Dur>>,
     pub(super) breaker_max_open_interval: Option<Spanned<Dur>>,
     pub(super) resource_resync_interval: Option<Spanned<Dur>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetadata {
+    pub(super) resource: Spanned<String>,
+    pub(super) resource_name: Option<String>,
+    pub(super) resource_documentation: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) in_challenge: bool,
 }
 
 #[derive(Deserialize, Default)]

@@ -9,19 +9,21 @@ use std::time::Duration;
 use http::Method;
 use toml::Spanned;
 use toml_diag::Diagnostic;
+use tower_uma::metadata::ResourceMetadata;
 use tower_uma::{
     ClientSecret, Dialect, EnforcementMode, MethodOverride, ResourceDecl, ResourceMap,
     ResourceMapError, Unmapped,
 };
 
 use super::raw::{
-    Dur, Enforcement, MethodOverrideRaw, PatGrantKind, RawAs, RawConfig, RawResource, UnmappedRaw,
+    Dur, Enforcement, MethodOverrideRaw, ModeRaw, PatGrantKind, RawAs, RawConfig, RawMetadata,
+    RawResource, UnmappedRaw,
 };
 use super::{
     AsCallsConfig, AsConfig, CacheConfig, Config, ConfigError, DEFAULT_AS_TIMEOUT,
     DEFAULT_BREAKER_MAX_OPEN_INTERVAL, DEFAULT_BREAKER_OPEN_INTERVAL, DEFAULT_LISTEN,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, MethodScopes, Overrides, PatGrantConfig,
-    ResourceConfig,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, DecisionOptions, MethodScopes, Mode,
+    Overrides, PatGrantConfig, ResourceConfig,
 };
 use crate::forward::Upstream;
 use crate::trust::{AllowedHosts, Cidr, TrustedProxies};
@@ -33,11 +35,11 @@ pub(super) struct Resolver<'a, E> {
 }
 
 impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
-    fn at(&self, span: Range<usize>, message: String) -> ConfigError {
+    pub(super) fn at(&self, span: Range<usize>, message: String) -> ConfigError {
         ConfigError::new(self.origin, Diagnostic::at(self.text, span.start, message))
     }
 
-    fn nowhere(&self, message: String) -> ConfigError {
+    pub(super) fn nowhere(&self, message: String) -> ConfigError {
         ConfigError::new(self.origin, Diagnostic::new(message))
     }
 
@@ -80,13 +82,38 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     .map_err(|m| self.at(v.span(), format!("`admin_listen`: {m}")))
             })
             .transpose()?;
-        let upstream = match (&overrides.upstream, &raw.upstream) {
-            (Some(cli), _) => {
-                Upstream::parse(cli).map_err(|m| self.nowhere(format!("--upstream: {m}")))?
+        let mode = self.resolve_mode(&raw)?;
+        if matches!(mode, Mode::Decision(_)) && raw.method_override == MethodOverrideRaw::Decide {
+            return Err(self.nowhere(
+                "method_override = \"decide\" cannot be used with mode = \"decision\": the gateway \
+                 forwards the request as the client sent it, so the API could run another method \
+                 than the one decided; remove method_override (overrides are then refused)"
+                    .to_owned(),
+            ));
+        }
+        let upstream = match (&overrides.upstream, &raw.upstream, &mode) {
+            (Some(_), _, Mode::Decision(_)) => {
+                return Err(self.nowhere(
+                    "--upstream: mode = \"decision\" forwards nothing; remove --upstream (or set mode = \"proxy\")"
+                        .to_owned(),
+                ));
             }
-            (None, Some(v)) => Upstream::parse(v.get_ref())
-                .map_err(|m| self.at(v.span(), format!("`upstream`: {m}")))?,
-            (None, None) => {
+            (None, Some(v), Mode::Decision(_)) => {
+                return Err(self.at(
+                    v.span(),
+                    "`upstream`: mode = \"decision\" forwards nothing; remove `upstream` (or set mode = \"proxy\")"
+                        .to_owned(),
+                ));
+            }
+            (None, None, Mode::Decision(_)) => None,
+            (Some(cli), _, Mode::Proxy) => {
+                Some(Upstream::parse(cli).map_err(|m| self.nowhere(format!("--upstream: {m}")))?)
+            }
+            (None, Some(v), Mode::Proxy) => Some(
+                Upstream::parse(v.get_ref())
+                    .map_err(|m| self.at(v.span(), format!("`upstream`: {m}")))?,
+            ),
+            (None, None, Mode::Proxy) => {
                 return Err(self.nowhere(
                     "missing key `upstream`: set it in the file (upstream = \"http://127.0.0.1:9000\") or with --upstream"
                         .to_owned(),
@@ -103,7 +130,25 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             return Err(self.nowhere("`realm` is empty".to_owned()));
         }
         let (trusted_proxies, allowed_hosts) = self.resolve_trust(&raw)?;
-        let authorization_server = self.resolve_as(&raw.authorization_server)?;
+        let keycloak = self.resolve_keycloak(&raw, overrides)?;
+        let (authorization_server, as_span) = match (&raw.authorization_server, &keycloak) {
+            (Some(a), None) => (self.resolve_as(a)?, a.span()),
+            (None, Some(kc)) => (super::keycloak::as_config(kc), 0..0),
+            (Some(a), Some(_)) => {
+                return Err(self.at(
+                    a.span(),
+                    "remove [authorization_server]: the Keycloak configuration (keycloak_config or \
+                     --keycloak-config) names the authorization server and the client"
+                        .to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(self.nowhere(
+                    "missing field `authorization_server` (or `keycloak_config`, or --keycloak-config)"
+                        .to_owned(),
+                ));
+            }
+        };
         let resources = self.resolve_resources(&raw.resources)?;
         if authorization_server.issuer.is_none()
             && authorization_server
@@ -112,15 +157,17 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             && resources.iter().any(|r| r.decl.is_some())
         {
             return Err(self.at(
-                raw.authorization_server.span(),
+                as_span,
                 "[authorization_server] needs `resource_registration_endpoint` (or `issuer` for discovery): \
                  the protected [[resources]] are registered at start-up"
                     .to_owned(),
             ));
         }
+        let resource_metadata = self.resolve_metadata(raw.resource_metadata.as_ref())?;
         let c = raw.cache;
         Ok(Config {
             listen,
+            mode,
             upstream,
             realm: raw.realm,
             enforcement: match raw.enforcement {
@@ -145,6 +192,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             trusted_proxies,
             allowed_hosts,
             authorization_server,
+            keycloak,
             cache: CacheConfig {
                 enabled: c.enabled,
                 max_ttl: c.max_ttl.map(|d| d.0),
@@ -155,8 +203,90 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 skew: c.skew.map(|d| d.0),
                 cache_without_exp: c.cache_without_exp,
             },
+            resource_metadata,
             resources,
         })
+    }
+
+    /// `[resource_metadata]`: URLs checked here, at their line; the rest when the layer is
+    /// built.
+    fn resolve_metadata(
+        &self,
+        raw: Option<&Spanned<RawMetadata>>,
+    ) -> Result<Option<ResourceMetadata>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let m = raw.get_ref();
+        let url = |v: &Spanned<String>, key: &str| {
+            url::Url::parse(v.get_ref()).map(drop).map_err(|e| {
+                self.at(
+                    v.span(),
+                    format!(
+                        "[resource_metadata] `{key}`: {:?} is not an absolute URL ({e})",
+                        v.get_ref()
+                    ),
+                )
+            })
+        };
+        url(&m.resource, "resource")?;
+        let mut metadata =
+            ResourceMetadata::new(m.resource.get_ref().clone()).in_challenge(m.in_challenge);
+        if let Some(name) = &m.resource_name {
+            metadata = metadata.resource_name(name.clone());
+        }
+        if let Some(doc) = &m.resource_documentation {
+            url(doc, "resource_documentation")?;
+            metadata = metadata.resource_documentation(doc.get_ref().clone());
+        }
+        Ok(Some(metadata))
+    }
+
+    /// `mode`, and the keys of decision mode (`trusted_forwarders`, `path_prefix`), which
+    /// proxy mode refuses.
+    fn resolve_mode(&self, raw: &RawConfig) -> Result<Mode, ConfigError> {
+        if raw.mode == ModeRaw::Proxy {
+            let only = |key: &str, span: Range<usize>| {
+                self.at(
+                    span,
+                    format!("`{key}` is a key of mode = \"decision\"; this file is in proxy mode"),
+                )
+            };
+            if let Some(v) = &raw.trusted_forwarders {
+                return Err(only("trusted_forwarders", v.span()));
+            }
+            if let Some(v) = &raw.path_prefix {
+                return Err(only("path_prefix", v.span()));
+            }
+            return Ok(Mode::Proxy);
+        }
+        let mut options = DecisionOptions::default();
+        if let Some(list) = &raw.trusted_forwarders {
+            options.trusted_forwarders = self.networks(list.get_ref(), "trusted_forwarders")?;
+        }
+        if let Some(prefix) = &raw.path_prefix {
+            let p = prefix.get_ref();
+            if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') || p.contains(['?', '#', '%'])
+            {
+                return Err(self.at(
+                    prefix.span(),
+                    format!(
+                        "`path_prefix`: {p:?} is not a path prefix: write it as Envoy's `path_prefix`, e.g. \"/ext_authz\" (a leading `/`, no trailing `/`, no `?`, `#` or `%`)"
+                    ),
+                ));
+            }
+            options.path_prefix = Some(p.clone());
+        }
+        Ok(Mode::Decision(options))
+    }
+
+    /// A list of networks under `key`, each entry's error at its own line.
+    fn networks(&self, list: &[Spanned<String>], key: &str) -> Result<TrustedProxies, ConfigError> {
+        list.iter()
+            .map(|entry| {
+                Cidr::parse(entry.get_ref())
+                    .map_err(|m| self.at(entry.span(), format!("`{key}`: {m}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies::new)
     }
 
     /// `trusted_proxies` and `allowed_hosts`, each entry's error at its own line.
@@ -164,15 +294,10 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         &self,
         raw: &RawConfig,
     ) -> Result<(TrustedProxies, Option<AllowedHosts>), ConfigError> {
-        let trusted = raw
-            .trusted_proxies
-            .iter()
-            .flatten()
-            .map(|entry| {
-                Cidr::parse(entry.get_ref())
-                    .map_err(|m| self.at(entry.span(), format!("`trusted_proxies`: {m}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted = match &raw.trusted_proxies {
+            Some(list) => self.networks(list, "trusted_proxies")?,
+            None => TrustedProxies::default(),
+        };
         let allowed = match &raw.allowed_hosts {
             None => None,
             Some(list) => {
@@ -187,7 +312,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 )
             }
         };
-        Ok((TrustedProxies::new(trusted), allowed))
+        Ok((trusted, allowed))
     }
 
     fn positive(&self, d: &Spanned<Dur>, key: &str) -> Result<Duration, ConfigError> {

@@ -49,10 +49,14 @@ fn overrides_replace_the_file() {
     let o = Overrides {
         listen: Some("127.0.0.1:7000".into()),
         upstream: Some("http://127.0.0.1:7001/api/".into()),
+        ..Overrides::default()
     };
     let c = Config::from_toml_str(BASE, "p", &o, env).unwrap();
     assert_eq!(c.listen.port(), 7000);
-    assert_eq!(c.upstream.to_string(), "http://127.0.0.1:7001/api");
+    assert_eq!(
+        c.upstream.as_ref().map(ToString::to_string).as_deref(),
+        Some("http://127.0.0.1:7001/api")
+    );
 }
 
 #[test]
@@ -298,6 +302,19 @@ fn the_example_file_parses() {
 }
 
 #[test]
+fn the_gateway_example_parses() {
+    let text = include_str!("../../examples/gateways/proxy.toml");
+    let env = |n: &str| (n == "UMA_PROXY_SECRET").then(|| "photo-api-secret".to_owned());
+    let c = Config::from_toml_str(text, "proxy.toml", &Overrides::default(), env).unwrap();
+    let Mode::Decision(options) = &c.mode else {
+        panic!("{:?}", c.mode)
+    };
+    assert_eq!(options.path_prefix.as_deref(), Some("/ext_authz"));
+    assert_eq!(c.upstream, None);
+    assert_eq!(c.resources.len(), 2);
+}
+
+#[test]
 fn wso2_defaults_to_the_password_grant() {
     let text = BASE.replace("allow_http = true", "allow_http = true\ndialect = \"wso2\"");
     let e = parse(&text).unwrap_err();
@@ -460,4 +477,151 @@ fn dialect_values_are_the_librarys() {
         e.message(),
         "`dialect`: unknown dialect \"gluu\": use \"standard\", \"keycloak\" or \"wso2\""
     );
+}
+
+#[test]
+fn decision_mode_and_its_keys() {
+    let decision = BASE.replace(
+        "upstream = \"http://127.0.0.1:9000\"\n",
+        "mode = \"decision\"\n",
+    );
+    let c = parse(&decision).unwrap();
+    assert_eq!(c.upstream, None);
+    let Mode::Decision(options) = &c.mode else {
+        panic!("{:?}", c.mode)
+    };
+    assert_eq!(options, &DecisionOptions::default());
+    assert!(
+        options
+            .trusted_forwarders
+            .contains("127.0.0.9".parse().unwrap())
+    );
+    assert!(options.trusted_forwarders.contains("::1".parse().unwrap()));
+    assert!(
+        !options
+            .trusted_forwarders
+            .contains("10.0.0.1".parse().unwrap())
+    );
+    assert_eq!(parse(BASE).unwrap().mode, Mode::Proxy);
+
+    let keyed = decision.replace(
+        "mode = \"decision\"\n",
+        "mode = \"decision\"\ntrusted_forwarders = [\"10.0.0.0/8\"]\npath_prefix = \"/ext_authz\"\n",
+    );
+    let Mode::Decision(options) = parse(&keyed).unwrap().mode else {
+        panic!("decision")
+    };
+    assert!(
+        options
+            .trusted_forwarders
+            .contains("10.1.2.3".parse().unwrap())
+    );
+    assert!(
+        !options
+            .trusted_forwarders
+            .contains("127.0.0.1".parse().unwrap())
+    );
+    assert_eq!(options.path_prefix.as_deref(), Some("/ext_authz"));
+
+    for (text, line, message) in [
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\nupstream = \"http://h\"\n",
+            ),
+            Some(3),
+            "`upstream`: mode = \"decision\" forwards nothing",
+        ),
+        (
+            BASE.replace("listen", "trusted_forwarders = [\"::1\"]\nlisten"),
+            Some(1),
+            "`trusted_forwarders` is a key of mode = \"decision\"",
+        ),
+        (
+            BASE.replace("listen", "path_prefix = \"/x\"\nlisten"),
+            Some(1),
+            "`path_prefix` is a key of mode = \"decision\"",
+        ),
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\npath_prefix = \"ext/\"\n",
+            ),
+            Some(3),
+            "`path_prefix`: \"ext/\" is not a path prefix",
+        ),
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\ntrusted_forwarders = [\"10.0.0.1/8\"]\n",
+            ),
+            Some(3),
+            "`trusted_forwarders`:",
+        ),
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\nmethod_override = \"decide\"\n",
+            ),
+            None,
+            "method_override = \"decide\" cannot be used with mode = \"decision\"",
+        ),
+        (
+            BASE.replace("listen", "mode = \"gateway\"\nlisten"),
+            Some(1),
+            "unknown variant `gateway`",
+        ),
+    ] {
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line(), line, "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    let o = Overrides {
+        upstream: Some("http://127.0.0.1:7001".into()),
+        ..Overrides::default()
+    };
+    let err = Config::from_toml_str(&decision, "proxy.toml", &o, env).unwrap_err();
+    assert!(
+        err.to_string().contains("--upstream: mode = \"decision\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn resource_metadata_table() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.resource_metadata, None);
+    let text = format!(
+        "{BASE}[resource_metadata]\nresource = \"https://photos.test\"\nresource_name = \"Photos\"\nin_challenge = true\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.resource_metadata,
+        Some(
+            tower_uma::metadata::ResourceMetadata::new("https://photos.test")
+                .resource_name("Photos")
+                .in_challenge(true)
+        )
+    );
+    for (table, line, message) in [
+        (
+            "resource = \"photos.test\"\n",
+            13,
+            "[resource_metadata] `resource`: \"photos.test\" is not an absolute URL",
+        ),
+        (
+            "resource = \"https://p.test\"\nresource_documentation = \"docs\"\n",
+            14,
+            "`resource_documentation`: \"docs\" is not an absolute URL",
+        ),
+        (
+            "resource = \"https://p.test\"\ncolour = 1\n",
+            14,
+            "unknown field `colour`",
+        ),
+    ] {
+        let err = parse(&format!("{BASE}[resource_metadata]\n{table}")).unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+        assert_eq!(err.line(), Some(line), "{err}");
+    }
 }

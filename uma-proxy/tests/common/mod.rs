@@ -89,6 +89,19 @@ public = true
     )
 }
 
+/// The config of [`config`] in decision mode (`mode = "decision"`, no `upstream`), with
+/// `extra` keys at the top level.
+pub fn decision_config(as_: &TestAs, extra: &str) -> String {
+    const UNUSED: &str = "http://unused.invalid";
+    let text = config(as_, UNUSED, &format!("mode = \"decision\"\n{extra}"))
+        .replace(&format!("upstream = \"{UNUSED}\"\n"), "");
+    assert!(
+        !text.contains("upstream ="),
+        "a decision config names no upstream"
+    );
+    text
+}
+
 // ---------------------------------------------------------------------------------------------
 // The upstream.
 
@@ -316,10 +329,19 @@ impl Proxy {
     /// does not wait for it to listen.
     pub fn spawn(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let path = write_config(config);
+        let path = path.to_str().expect("a UTF-8 path");
+        let args: Vec<&str> = ["--config", path]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        Self::spawn_args(&args, env)
+    }
+
+    /// Starts the binary with exactly `args` (the secret in its environment variable); does
+    /// not wait for it to listen.
+    pub fn spawn_args(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_uma-proxy"));
-        cmd.arg("--config")
-            .arg(&path)
-            .args(args)
+        cmd.args(args)
             .env(SECRET_ENV, RS_SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -11,7 +11,9 @@ mod common;
 
 mod as_outage;
 mod config_errors;
+mod decision;
 mod e2e;
 mod forgotten_resource;
 mod inprocess;
+mod keycloak_config;
 mod upstream_view;

@@ -22,7 +22,7 @@ use crate::common::*;
 
 /// Runs the whole proxy for `config(as_, upstream, extra)` until the test ends; returns the
 /// address it listens on (known once the resources are synced).
-async fn start_run(as_: &TestAs, upstream: &str, extra: &str) -> SocketAddr {
+pub(crate) async fn start_run(as_: &TestAs, upstream: &str, extra: &str) -> SocketAddr {
     let text = config(as_, upstream, extra);
     let env = |n: &str| (n == SECRET_ENV).then(|| RS_SECRET.to_owned());
     let config = Config::from_toml_str(&text, "proxy.toml", &Overrides::default(), env).unwrap();
@@ -202,7 +202,7 @@ async fn identity_headers_say_exactly_what_the_as_said() {
 }
 
 /// Every forwarding header a client might send, in both spellings, and path overrides.
-const CLAIMS: [(&str, &str); 12] = [
+const CLAIMS: [(&str, &str); 22] = [
     ("forwarded", "for=10.0.0.1;proto=https"),
     ("x-real-ip", "10.0.0.1"),
     ("x-forwarded-for", "10.0.0.1"),
@@ -215,6 +215,16 @@ const CLAIMS: [(&str, &str); 12] = [
     ("x.forwarded.for", "10.6.6.6"),
     ("x-original-url", "/albums/1"),
     ("x-rewrite-url", "/albums/1"),
+    ("x-original-uri", "/albums/1"),
+    ("x-envoy-original-path", "/albums/1"),
+    ("x-client-ip", "10.6.6.6"),
+    ("client-ip", "10.6.6.6"),
+    ("true-client-ip", "10.6.6.6"),
+    ("cf-connecting-ip", "10.6.6.6"),
+    ("fastly-client-ip", "10.6.6.6"),
+    ("x-cluster-client-ip", "10.6.6.6"),
+    ("forwarded-for", "10.6.6.6"),
+    ("x-forwarded", "for=10.6.6.6"),
 ];
 
 /// Finding 9: a client's forwarding headers are replaced unless it is a trusted proxy.
@@ -254,8 +264,22 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         "x.forwarded.for",
         "x-original-url",
         "x-rewrite-url",
+        "x-original-uri",
+        "x-envoy-original-path",
     ] {
         assert!(h.get(name).is_none(), "{name} reached the upstream");
+    }
+    // A trusted proxy's other client-address headers pass in their usual spelling.
+    for name in [
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-forwarded",
+    ] {
+        assert!(
+            h.get(name).is_some(),
+            "{name} from a trusted proxy was dropped"
+        );
     }
 }
 
@@ -371,5 +395,80 @@ async fn an_http10_upstream_keeps_the_client_on_http11() {
         );
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello from 1.0");
+    }
+}
+
+/// Request smuggling: framings that a proxy and an upstream could read differently (both
+/// `Content-Length` and `Transfer-Encoding`, two lengths, obfuscated codings) are refused or
+/// re-framed, so the request hidden in the body (`GET /albums/1`, refused without a token)
+/// never reaches the upstream, and no forwarded request carries both framings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggled_requests_never_reach_the_upstream() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let hooks = "[[resources]]\npath = \"/hooks/*\"\npublic = true\npublic_methods = [\"POST\"]\n";
+    let addr = start_run(&as_, &up.url(), hooks).await;
+    let hidden = "GET /albums/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let chunked_hidden = format!("0\r\n\r\n{hidden}");
+    let framings = [
+        // CL.TE: a length that covers the hidden request, and chunked.
+        format!(
+            "POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_hidden}",
+            chunked_hidden.len()
+        ),
+        // TE.CL: chunked first, a short length after.
+        format!(
+            "POST /hooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n{chunked_hidden}"
+        ),
+        // Two different lengths.
+        format!(
+            "POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}",
+            hidden.len()
+        ),
+        // Obfuscated codings some parsers ignore and others honour.
+        format!(
+            "POST /hooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\nContent-Length: 0\r\n\r\n{hidden}"
+        ),
+        format!(
+            "POST /hooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n{chunked_hidden}"
+        ),
+        format!(
+            "POST /hooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n{chunked_hidden}"
+        ),
+        format!(
+            "POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: +{}\r\n\r\n{hidden}",
+            hidden.len()
+        ),
+    ];
+    for raw in &framings {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        // The proxy answers each request it reads; a refused framing closes the connection.
+        let _ = tokio::time::timeout(Duration::from_millis(500), s.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf);
+        for status in text
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &text[i + 9..i + 12])
+        {
+            assert!(
+                ["200", "400", "401", "501"].contains(&status),
+                "{raw:?} got {status}"
+            );
+        }
+    }
+    let seen = up.seen();
+    assert!(
+        !seen.is_empty(),
+        "no framing was forwarded: the test checks nothing"
+    );
+    for seen in seen {
+        assert!(!seen.uri.contains("albums"), "smuggled: {}", seen.uri);
+        assert!(
+            !(seen.headers.contains_key("content-length")
+                && seen.headers.contains_key("transfer-encoding")),
+            "both framings forwarded for {}",
+            seen.uri
+        );
     }
 }

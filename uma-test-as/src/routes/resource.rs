@@ -23,7 +23,8 @@
 //! objects and `owner` as `{"id", "name"}`; PUT → 204; DELETE → 204; unknown id → 404 with an
 //! empty body. The list takes `_id`, `name` (case-insensitive substring unless
 //! `exactName=true`), `owner`, `type`, `uri` (with `matchingUri=true`, `*` in registered
-//! patterns matches anything), `scope`, `first`, `max` and `deep=true` (full representations
+//! patterns matches anything and a `{name}` segment any one segment; as in Keycloak, that match
+//! is made after `first`/`max` have paged the list), `scope`, `first`, `max` and `deep=true` (full representations
 //! instead of ids). Without `max`, at most 100 ids are listed, as Keycloak's
 //! `Constants.DEFAULT_MAX_RESULTS` does (docs/protocol.md §4.2); a negative `max` lists them
 //! all.
@@ -414,27 +415,34 @@ fn keycloak_list<'q>(
             && param("owner").is_none_or(|o| desc.owner.as_deref() == Some(o))
             && param("type").is_none_or(|t| desc.r#type.as_deref() == Some(t))
             && param("scope").is_none_or(|s| desc.resource_scopes.iter().any(|x| x == s))
-            && param("uri").is_none_or(|uri| {
-                r.extra
-                    .get("uris")
-                    .and_then(Value::as_array)
-                    .is_some_and(|uris| {
-                        uris.iter().filter_map(Value::as_str).any(|pattern| {
-                            if flag("matchingUri") {
-                                wildcard_match(pattern, uri)
-                            } else {
-                                pattern == uri
-                            }
-                        })
-                    })
-            })
     };
+    let matching_uri = flag("matchingUri");
+    let uri_matches = |r: &&Resource| {
+        param("uri").is_none_or(|uri| {
+            r.extra
+                .get("uris")
+                .and_then(Value::as_array)
+                .is_some_and(|uris| {
+                    uris.iter().filter_map(Value::as_str).any(|pattern| {
+                        if matching_uri {
+                            uri_match(pattern, uri)
+                        } else {
+                            pattern == uri
+                        }
+                    })
+                })
+        })
+    };
+    // Keycloak matches the uris after paging (checked against 26.7): with `matchingUri`,
+    // `first` and `max` count every resource the other filters keep.
     Ok(store
         .resources
         .iter()
         .filter(matches)
+        .filter(|r| matching_uri || uri_matches(r))
         .skip(first)
         .take(max)
+        .filter(|r| !matching_uri || uri_matches(r))
         .map(|r| {
             if flag("deep") {
                 keycloak_representation(r, KeycloakView::Listed)
@@ -443,6 +451,28 @@ fn keycloak_list<'q>(
             }
         })
         .collect())
+}
+
+/// Whether the path `text` matches the registered `pattern` as Keycloak's `matchingUri` does:
+/// a `{name}` segment matches any one segment, `*` any run of characters, and a pattern
+/// ending in `/*` also its bare prefix (`/albums/*` matches `/albums`, as Keycloak 26 does).
+fn uri_match(pattern: &str, text: &str) -> bool {
+    if pattern.strip_suffix("/*") == Some(text) {
+        return true;
+    }
+    if !pattern.contains('{') {
+        return wildcard_match(pattern, text);
+    }
+    let (mut pattern_segments, mut text_segments) = (pattern.split('/'), text.split('/'));
+    loop {
+        match (pattern_segments.next(), text_segments.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(_)) if pattern_segments.clone().next().is_none() => return true,
+            (Some(p), Some(t)) if p.starts_with('{') && p.ends_with('}') && !t.is_empty() => {}
+            (Some(p), Some(t)) if wildcard_match(p, t) => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Whether `text` matches `pattern`, where `*` matches any run of characters.
@@ -558,5 +588,18 @@ mod tests {
         assert!(!wildcard_match("/exact", "/exact/more"));
         assert!(wildcard_match("*", "anything"));
         assert!(!wildcard_match("/a/*/c", "/a/b"));
+    }
+
+    #[test]
+    fn matching_uris_as_keycloak_matches_them() {
+        // Checked against Keycloak 26.7 (`?uri=…&matchingUri=true`).
+        assert!(uri_match("/k/*", "/k/a/b"));
+        assert!(uri_match("/k/*", "/k"));
+        assert!(uri_match("/x/{id}/y", "/x/7/y"));
+        assert!(!uri_match("/x/{id}/y", "/x/7/z"));
+        assert!(!uri_match("/x/{id}/y", "/x//y"));
+        assert!(uri_match("/x/{id}/*", "/x/7/y/z"));
+        assert!(!uri_match("/x/{id}", "/x/7/8"));
+        assert!(!uri_match("/k/*", "/other"));
     }
 }

@@ -1,12 +1,10 @@
 //! End-to-end behaviour of `UmaLayer` beyond the numbered checks: the whole UMA flow, path
 //! spellings, enforcement modes, start-up registration and PAT refresh under concurrency.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::{Method, StatusCode};
 use tower_uma::{
     EnforcementMode, FixedClock, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder,
@@ -733,6 +731,39 @@ async fn public_routes_pass_safe_methods_only() {
     let (status, _) = send("POST", &format!("{url}/hooks/build"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(calls.get(), 5);
+}
+
+/// A method that falls through a public route and that no route takes keeps the strictest
+/// override of the routes it could fall to, and its `405` names all their methods. Before, a
+/// permissive layer forwarded `POST /invoices/featured` (the public route's mode) although
+/// `POST /invoices/1` got `405` from the enforcing `/invoices/{id}`, whose POST handler a
+/// falling-through router could run.
+#[tokio::test]
+async fn falling_through_a_public_route_keeps_the_enforcing_override() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let map = ResourceMap::new()
+        .route(Route::public("/invoices/featured"))
+        .route(
+            Route::new("/invoices/{id}")
+                .resource_id(&r)
+                .scopes(Method::GET, ["read"])
+                .scopes(Method::DELETE, ["write"])
+                .enforcement(EnforcementMode::Enforcing),
+        );
+    let permissive = |b: UmaLayerBuilder| b.enforcement(EnforcementMode::Permissive);
+    let (url, calls) = serve_map(&as_, map, permissive).await;
+    for path in ["/invoices/1", "/invoices/featured"] {
+        let (status, allow) = send("POST", &format!("{url}{path}"), None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert!(
+            allow.as_deref().is_some_and(|a| a.contains("DELETE")),
+            "{path}: {allow:?}"
+        );
+    }
+    let (status, _) = send("GET", &format!("{url}/invoices/featured"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.get(), 1);
 }
 
 /// A path that matches a literal only when case is ignored, where a case-sensitive router

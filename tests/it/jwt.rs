@@ -3,12 +3,10 @@
 //! rotation with one JWKS refetch. The checks on forged tokens (`alg: none`, HS256 signed with
 //! the public key, unknown keys) are unit tests of the verifier (`src/jwt/tests.rs`).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::{Method, StatusCode};
 
 use tower_uma::{

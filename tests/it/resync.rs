@@ -5,11 +5,9 @@
 //! for concurrent requests, asks the ticket again, logs the AS's answer once, and lists the
 //! resource in `as_health()` while that fails.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::{Method, StatusCode};
 use tower_uma::{ResourceMap, Route};
 use uma_test_as::Endpoint;

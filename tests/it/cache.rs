@@ -2,12 +2,10 @@
 //! prove how many introspection calls each rule makes (issue "introspection cache";
 //! RFC 7662 §4, docs/protocol.md §7.7).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use tower_uma::{Clock, FixedClock, IntrospectionCache, UmaLayer};
 use uma_test_as::{Endpoint, RptPermission, RptSpec, TestAs};

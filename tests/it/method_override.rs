@@ -2,14 +2,12 @@
 //! by default on every route, or decided on and rewritten with `MethodOverride::Decide`, so
 //! that the service behind the layer never runs a method the layer did not decide on.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::any;
-use common::*;
 use http::{Method, Request, StatusCode};
 use tower_uma::{
     EnforcementMode, MethodOverride, ResourceMap, Route, UmaLayer, UmaLayerBuilder, Unmapped,

@@ -3,12 +3,10 @@
 //! on by default, and the circuit breaker per endpoint (time moved with a `FixedClock`, never
 //! slept).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use tower_uma::{AsEndpoint, BreakerState, Clock, FixedClock, UmaLayer, UmaLayerBuilder};
 use uma_test_as::{Endpoint, TestAs};

@@ -1,10 +1,8 @@
 //! The `UmaPrincipal` axum extractor (feature `axum`) behind a real layer and AS.
 
-mod common;
-
+use crate::common::*;
 use axum::Router;
 use axum::routing::get;
-use common::*;
 use http::{Method, StatusCode};
 use tower_uma::{ResourceMap, Route, UmaPrincipal};
 

@@ -1,12 +1,10 @@
 //! End-to-end conformance checks of docs/protocol.md §11 (checks 1–31 and 38–40) against a
 //! real `uma-test-as` per test, using its fault knobs for the failure cases.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use serde_json::json;
 use tower_uma::{Clock, FixedClock, IntrospectionCache, ResourceMap, Route, UmaLayer, Unmapped};
@@ -180,7 +178,7 @@ async fn check_06_whole_as_gone(f: Flavor) {
 
 async fn check_07_permission_endpoint_bad_answers(f: Flavor) {
     // Each bad answer on its own: with the circuit breaker on, the run of failures below
-    // would open the permission endpoint's circuit (tests/as_resilience.rs covers that).
+    // would open the permission endpoint's circuit (tests/it/as_resilience.rs covers that).
     let e = env_with(f, |b| b.breaker_failure_threshold(0)).await;
     e.as_.fail_next(Endpoint::Permission, 1, 500);
     expect_unreachable(&e.get("/invoices/42", None).await);
@@ -581,7 +579,7 @@ async fn check_25_different_rpts_are_introspected_separately(f: Flavor) {
 
 async fn check_26_introspection_failures_fail_closed_and_are_not_cached(f: Flavor) {
     // Each failure on its own: with the circuit breaker on, the five failures in a row below
-    // would open the introspection endpoint's circuit (tests/as_resilience.rs covers that).
+    // would open the introspection endpoint's circuit (tests/it/as_resilience.rs covers that).
     let e = env_with(f, |b| b.breaker_failure_threshold(0)).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]);
     let auth = format!("Bearer {rpt}");

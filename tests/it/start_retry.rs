@@ -2,11 +2,9 @@
 //! is not listening yet keeps trying discovery, then the PAT and the resource sync, and is
 //! built once the AS is up; a permanent refusal (a wrong client secret) ends the wait at once.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::sync::mpsc;
 use tower_uma::{StartRetry, UmaLayer};
 use uma_test_as::Endpoint;

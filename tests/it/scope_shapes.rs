@@ -3,9 +3,7 @@
 //! layer cannot read grants nothing. Driven end to end through a layer in the Keycloak
 //! dialect, with the AS's introspection answers canned.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use serde_json::{Value, json};
 use uma_test_as::Endpoint;

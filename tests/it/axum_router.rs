@@ -2,14 +2,12 @@
 //! table for axum's router and the layer, and the guard that refuses a request axum would
 //! route to a route the layer did not decide it by.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::{MethodRouter, get, post};
-use common::*;
 use http::{Method, StatusCode};
 use tower::ServiceExt as _;
 use tower_uma::axum::UmaRouter;
@@ -315,6 +313,91 @@ async fn an_invalid_table_is_refused_before_the_authorization_server_is_called()
         "{err}"
     );
     assert_eq!(as_.requests(uma_test_as::Endpoint::Token).len(), before);
+}
+
+/// RFC 9728 metadata: UmaRouter serves the document at the well-known path without a token,
+/// the layer names it in challenges when asked to, and a client finds the AS and the scopes
+/// there; the resource's path goes after the well-known segment (RFC 9728 §3.1).
+#[tokio::test]
+async fn resource_metadata_is_served_and_named_in_challenges() {
+    use tower_uma::metadata::ResourceMetadata;
+
+    let as_ = start_as().await;
+    let table = || {
+        UmaRouter::new().route("/albums/{id}", get(|| async { "album" }), |rule| {
+            rule.declare(ResourceDecl::new("album", ["view", "delete"]).with_owner("alice"))
+                .scopes(Method::GET, ["view"])
+        })
+    };
+    let metadata = ResourceMetadata::new("http://photos.test/api")
+        .resource_name("Photos")
+        .in_challenge(true);
+    let layer = discover(&as_).await.resource_metadata(metadata);
+    let url = serve_table(table(), layer).await;
+
+    let resp = send(
+        Method::GET,
+        &url,
+        "/.well-known/oauth-protected-resource/api",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()[http::header::CONTENT_TYPE],
+        "application/json"
+    );
+    let doc: serde_json::Value = resp.json().await.expect("JSON");
+    assert_eq!(doc["resource"], "http://photos.test/api");
+    assert_eq!(
+        doc["authorization_servers"],
+        serde_json::json!([as_.issuer()])
+    );
+    assert_eq!(
+        doc["scopes_supported"],
+        serde_json::json!(["delete", "view"])
+    );
+    assert_eq!(
+        doc["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
+    assert_eq!(doc["resource_name"], "Photos");
+    // Public for reading only.
+    let resp = send(
+        Method::DELETE,
+        &url,
+        "/.well-known/oauth-protected-resource/api",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    let resp = send(Method::GET, &url, "/albums/1", None).await;
+    expect_challenge(&resp, &as_);
+    let header = resp.headers()[http::header::WWW_AUTHENTICATE]
+        .to_str()
+        .expect("ASCII");
+    let challenge = tower_uma::parse_uma_challenge(header).expect("a UMA challenge");
+    assert_eq!(
+        challenge.resource_metadata.as_deref(),
+        Some("http://photos.test/.well-known/oauth-protected-resource/api")
+    );
+
+    // Off by default: no metadata path, no challenge parameter.
+    let url = serve_table(table(), discover(&as_).await).await;
+    let resp = send(
+        Method::GET,
+        &url,
+        "/.well-known/oauth-protected-resource",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "unmapped");
+    let resp = send(Method::GET, &url, "/albums/1", None).await;
+    let header = resp.headers()[http::header::WWW_AUTHENTICATE]
+        .to_str()
+        .expect("ASCII");
+    assert!(!header.contains("resource_metadata"), "{header}");
 }
 
 /// A route's own enforcement mode decides what its guard does with a disagreement, whatever

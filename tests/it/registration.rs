@@ -1,11 +1,9 @@
 //! Resource registration that reconciles (docs/protocol.md §11 checks 32–37, §4.5), the
 //! dry run, and resources registered at run time, against `uma-test-as`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use tower_uma::{
     ErrorKind, RequestInfo, Resolution, ResourceChange, ResourceDecl, ResourceMap, ResourceRef,

@@ -1,0 +1,251 @@
+//! From Keycloak's `paths` to tower-uma routes: the path syntax, and the scopes each method
+//! needs, decided the way Keycloak's `PolicyEnforcer` decides them.
+
+use std::sync::{Arc, OnceLock};
+
+use http::Method;
+
+use super::parse::{MethodEntry, PathEntry};
+use crate::resources::{RequestInfo, Resolution, ResourceRef, ResourceResolver, Route, ScopeMode};
+
+/// Every standard method (RFC 9110 §9 and PATCH): a path with `enforcement-mode: DISABLED`
+/// lets all of them through without a token.
+const ALL_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::TRACE,
+    Method::CONNECT,
+];
+
+/// The tower-uma template for a Keycloak `path`, or why there is none.
+///
+/// Keycloak's matcher (`PathMatcher`) takes `{name}` parameters, a trailing `*` and suffix
+/// patterns (`/*.html`); tower-uma's templates have whole-segment `{name}` parameters and a
+/// trailing `*` segment. What the second cannot say is refused.
+pub(crate) fn template_of(path: &str) -> Result<String, String> {
+    if path == "*" || path == "/*" {
+        return Ok("/*".to_owned());
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!(
+            "{path:?} does not start with `/`: request paths always do, so Keycloak never matches it"
+        ));
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    let mut out = String::new();
+    let mut params = 0;
+    for (i, segment) in segments.iter().enumerate() {
+        out.push('/');
+        if segment.contains('*') {
+            if i == last && *segment == "*" {
+                out.push('*');
+                continue;
+            }
+            if i == last && segment.starts_with("*.") {
+                return Err(format!(
+                    "{path:?}: the suffix pattern `*{}` (any path ending so) cannot be expressed; \
+                     tower-uma's `*` stands for whole trailing segments",
+                    &segment[1..]
+                ));
+            }
+            return Err(format!(
+                "{path:?}: `*` may only be the whole last segment (`/prefix/*`); Keycloak's `{segment}` \
+                 also matches inside a segment, which tower-uma's templates cannot say"
+            ));
+        }
+        if segment.contains('{') || segment.contains('}') {
+            let whole = segment.starts_with('{')
+                && segment.ends_with('}')
+                && segment.matches('{').count() == 1
+                && segment.matches('}').count() == 1
+                && segment.len() > 2;
+            if !whole {
+                return Err(format!(
+                    "{path:?}: a parameter must be a whole segment (`/albums/{{id}}`), not `{segment}`"
+                ));
+            }
+            // Keycloak's parameter names may hold any character but `/`; the names are not
+            // used, so they are renamed to what tower-uma's templates accept.
+            params += 1;
+            out.push_str(&format!("{{p{params}}}"));
+            continue;
+        }
+        out.push_str(segment);
+    }
+    Ok(out)
+}
+
+/// The scopes a request with `method` needs, as Keycloak's enforcer computes them
+/// (`PolicyEnforcer.getRequiredScopes`): the `methods` entry for exactly this method (its
+/// scopes and `scopes-enforcement-mode`); otherwise the method's name when
+/// `http-method-as-scope` is on, else the path's `scopes`, either matched with `ANY`. An empty
+/// list needs any valid permission for the resource.
+pub(crate) fn scopes_for(
+    method: &Method,
+    methods: &[MethodEntry],
+    path_scopes: &[String],
+    method_as_scope: bool,
+) -> (Vec<String>, ScopeMode) {
+    if let Some(entry) = methods.iter().find(|m| m.method == *method) {
+        return (entry.scopes.clone(), entry.mode);
+    }
+    let scopes = if method_as_scope {
+        vec![method.as_str().to_owned()]
+    } else {
+        path_scopes.to_vec()
+    };
+    (scopes, ScopeMode::Any)
+}
+
+/// The id of the resource a path without `name` or `id` stands for, found at the AS by the
+/// path when the layer is built (see [`crate::keycloak::UriBinding`]); unset until then, or
+/// when the AS has no such resource.
+pub(crate) type UriCell = Arc<OnceLock<String>>;
+
+/// Which resource a configured path protects.
+#[derive(Debug)]
+enum Target {
+    /// By `name` or `id`.
+    Ref(ResourceRef),
+    /// By the path, resolved at build.
+    ByUri(UriCell),
+}
+
+/// The rule of one configured path: decided per request by [`scopes_for`].
+#[derive(Debug)]
+pub(crate) struct PathRule {
+    resource: Target,
+    methods: Vec<MethodEntry>,
+    scopes: Vec<String>,
+    method_as_scope: bool,
+}
+
+impl ResourceResolver for PathRule {
+    fn resolve(&self, req: &RequestInfo<'_>) -> Resolution {
+        let resource = match &self.resource {
+            Target::Ref(resource) => resource.clone(),
+            Target::ByUri(cell) => match cell.get() {
+                Some(id) => ResourceRef::Id(id.clone()),
+                // The AS had no resource for the path: nothing can grant it (Keycloak's
+                // enforcer then denies too).
+                None => return Resolution::Unmapped,
+            },
+        };
+        let (scopes, scope_mode) = scopes_for(
+            req.method,
+            &self.methods,
+            &self.scopes,
+            self.method_as_scope,
+        );
+        Resolution::Protected {
+            resource,
+            scopes,
+            scope_mode,
+            enforcement: None,
+        }
+    }
+}
+
+/// The route of one configured path; `cell` holds the resource of a path without `name` or
+/// `id`.
+pub(crate) fn route_of(
+    entry: &PathEntry,
+    method_as_scope: bool,
+    cell: &UriCell,
+) -> Result<Route, String> {
+    let template = template_of(&entry.path)?;
+    if entry.disabled {
+        return Ok(Route::public(&template).public_methods(ALL_METHODS));
+    }
+    let resource = match (&entry.name, &entry.id) {
+        (Some(name), _) => Target::Ref(ResourceRef::Name(name.clone())),
+        (None, Some(id)) => Target::Ref(ResourceRef::Id(id.clone())),
+        (None, None) => Target::ByUri(Arc::clone(cell)),
+    };
+    Ok(Route::new(&template).resolver(PathRule {
+        resource,
+        methods: entry.methods.clone(),
+        scopes: entry.scopes.clone(),
+        method_as_scope,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keycloak_paths_become_templates() {
+        assert_eq!(template_of("/albums/{id}"), Ok("/albums/{p1}".to_owned()));
+        assert_eq!(
+            template_of("/a/{album id}/photos/{x.y}/*"),
+            Ok("/a/{p1}/photos/{p2}/*".to_owned())
+        );
+        assert_eq!(template_of("*"), Ok("/*".to_owned()));
+        assert_eq!(template_of("/*"), Ok("/*".to_owned()));
+        assert_eq!(template_of("/api/*"), Ok("/api/*".to_owned()));
+        assert_eq!(template_of("/api"), Ok("/api".to_owned()));
+    }
+
+    #[test]
+    fn what_templates_cannot_say_is_refused() {
+        for (path, says) in [
+            ("/api*", "whole last segment"),
+            ("/a/*/b", "whole last segment"),
+            ("/static/*.html", "suffix pattern `*.html`"),
+            ("/albums/{id}.json", "whole segment"),
+            ("/albums/x{id}", "whole segment"),
+            ("/albums/{}", "whole segment"),
+            ("albums/{id}", "does not start with `/`"),
+        ] {
+            let e = template_of(path).expect_err(path);
+            assert!(e.contains(says), "{path}: {e}");
+        }
+    }
+
+    fn entry(method: Method, scopes: &[&str], mode: ScopeMode) -> MethodEntry {
+        MethodEntry {
+            method,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn scopes_follow_keycloaks_enforcer() {
+        let methods = [
+            entry(Method::GET, &["view"], ScopeMode::All),
+            entry(Method::POST, &["a", "b"], ScopeMode::Any),
+        ];
+        let path = ["view".to_owned(), "edit".to_owned()];
+        assert_eq!(
+            scopes_for(&Method::GET, &methods, &path, false),
+            (vec!["view".to_owned()], ScopeMode::All)
+        );
+        assert_eq!(
+            scopes_for(&Method::POST, &methods, &path, false).1,
+            ScopeMode::Any
+        );
+        // No entry: the path's scopes, ANY. HEAD does not follow GET in Keycloak.
+        assert_eq!(
+            scopes_for(&Method::HEAD, &methods, &path, false),
+            (path.to_vec(), ScopeMode::Any)
+        );
+        // No entry, method as scope.
+        assert_eq!(
+            scopes_for(&Method::DELETE, &methods, &path, true),
+            (vec!["DELETE".to_owned()], ScopeMode::Any)
+        );
+        // Nothing at all: any permission for the resource.
+        assert_eq!(
+            scopes_for(&Method::PUT, &[], &[], false),
+            (vec![], ScopeMode::Any)
+        );
+    }
+}

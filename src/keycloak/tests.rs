@@ -1,0 +1,374 @@
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::{PathError, Resolution, ResourceRef, ScopeMode};
+
+/// A `keycloak.json` as Keycloak's console downloads it, with `enforcer` as its section.
+fn keycloak_json(enforcer: &Value) -> String {
+    json!({
+        "realm": "photos",
+        "auth-server-url": "http://127.0.0.1:8280/",
+        "ssl-required": "external",
+        "resource": "photo-api",
+        "verify-token-audience": true,
+        "credentials": {"secret": "photo-api-secret"},
+        "confidential-port": 0,
+        "policy-enforcer": enforcer,
+    })
+    .to_string()
+}
+
+fn config(enforcer: &Value) -> KeycloakConfig {
+    KeycloakConfig::from_json(&keycloak_json(enforcer)).expect("a valid configuration")
+}
+
+fn error(enforcer: &Value) -> KeycloakConfigError {
+    KeycloakConfig::from_json(&keycloak_json(enforcer)).expect_err("refused")
+}
+
+fn resolve(map: &ResourceMap, method: &Method, path: &str) -> Result<Resolution, PathError> {
+    map.resolve_request(method, path, &HeaderMap::new())
+}
+
+fn protected(name: &str, scopes: &[&str], mode: ScopeMode) -> Resolution {
+    Resolution::Protected {
+        resource: ResourceRef::Name(name.to_owned()),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        scope_mode: mode,
+        enforcement: None,
+    }
+}
+
+#[test]
+fn the_consoles_download_is_read_as_it_is() {
+    let c = config(&json!({}));
+    assert_eq!(c.issuer(), "http://127.0.0.1:8280/realms/photos");
+    assert_eq!(c.realm(), "photos");
+    assert_eq!(c.client_id(), "photo-api");
+    assert_eq!(c.client_secret().secret(), "photo-api-secret");
+    assert!(!c.user_managed_access());
+    // Without user-managed-access, Keycloak exchanges plain access tokens.
+    assert_eq!(c.permission_exchange(), Some(PermissionExchange::new()));
+    // No paths: Keycloak loads every resource; here lazy paths find them.
+    assert_eq!(c.lazy_paths(), Some(LazyPaths::new()));
+    // The secret stays out of Debug.
+    assert!(!format!("{c:?}").contains("photo-api-secret"));
+}
+
+#[test]
+fn a_standalone_policy_enforcer_json_is_read_too() {
+    let text = json!({
+        "realm": "photos",
+        "auth-server-url": "https://sso.example.com",
+        "resource": "photo-api",
+        "credentials": {"secret": "s"},
+        "enforcement-mode": "ENFORCING",
+        "user-managed-access": {},
+        "paths": [{"name": "Album", "path": "/albums/{id}", "scopes": ["view"]}],
+    })
+    .to_string();
+    let c = KeycloakConfig::from_json(&text).expect("valid");
+    assert!(c.user_managed_access());
+    assert_eq!(c.permission_exchange(), None);
+    assert_eq!(c.lazy_paths(), None);
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/albums/7"),
+        Ok(protected("Album", &["view"], ScopeMode::Any))
+    );
+}
+
+#[test]
+fn methods_scopes_and_modes_decide_as_keycloaks_enforcer_does() {
+    let c = config(&json!({
+        "paths": [
+            {"name": "Album", "path": "/albums/{id}", "scopes": ["view", "edit"],
+             "methods": [
+                {"method": "GET", "scopes": ["view"]},
+                {"method": "POST", "scopes": ["edit", "admin"], "scopes-enforcement-mode": "ANY"},
+                {"method": "PUT", "scopes": ["edit", "admin"], "scopes-enforcement-mode": "ALL"}]},
+            {"name": "Any", "path": "/any/*"},
+            {"path": "/health", "enforcement-mode": "DISABLED"},
+        ]
+    }));
+    let map = c.resource_map();
+    assert_eq!(
+        resolve(&map, &Method::GET, "/albums/1"),
+        Ok(protected("Album", &["view"], ScopeMode::All))
+    );
+    assert_eq!(
+        resolve(&map, &Method::POST, "/albums/1"),
+        Ok(protected("Album", &["edit", "admin"], ScopeMode::Any))
+    );
+    assert_eq!(
+        resolve(&map, &Method::PUT, "/albums/1"),
+        Ok(protected("Album", &["edit", "admin"], ScopeMode::All))
+    );
+    // Without an entry: the path's scopes, any one of them; never 405.
+    assert_eq!(
+        resolve(&map, &Method::DELETE, "/albums/1"),
+        Ok(protected("Album", &["view", "edit"], ScopeMode::Any))
+    );
+    // No scopes at all: any permission for the resource.
+    assert_eq!(
+        resolve(&map, &Method::PATCH, "/any/x/y"),
+        Ok(protected("Any", &[], ScopeMode::Any))
+    );
+    for method in [Method::GET, Method::POST, Method::DELETE] {
+        assert_eq!(resolve(&map, &method, "/health"), Ok(Resolution::Public));
+    }
+    assert_eq!(
+        resolve(&map, &Method::GET, "/other"),
+        Ok(Resolution::Unmapped)
+    );
+    // The same normalisation as every map.
+    assert_eq!(
+        resolve(&map, &Method::GET, "/albums/%2e%2e/admin"),
+        Err(PathError::DotSegment)
+    );
+}
+
+#[test]
+fn a_path_without_name_takes_the_resource_found_by_its_uri() {
+    let c = config(&json!({
+        "paths": [{"path": "/docs/{id}", "methods": [{"method": "GET", "scopes": ["read"]}]}]
+    }));
+    let map = c.resource_map();
+    // Not looked up yet (or the AS has none): nothing can grant it.
+    assert_eq!(
+        resolve(&map, &Method::GET, "/docs/1"),
+        Ok(Resolution::Unmapped)
+    );
+    assert_eq!(
+        enforcer_paths_by_uri(&c.parsed.enforcer.paths, &c.cells)[0].0,
+        "/docs/{id}"
+    );
+    c.cells[0].set("r-9".to_owned()).expect("unset");
+    // Every map of this configuration sees the id found at build.
+    let by_id = Resolution::Protected {
+        resource: ResourceRef::Id("r-9".to_owned()),
+        scopes: vec!["read".to_owned()],
+        scope_mode: ScopeMode::All,
+        enforcement: None,
+    };
+    assert_eq!(resolve(&map, &Method::GET, "/docs/1"), Ok(by_id.clone()));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/docs/1"),
+        Ok(by_id)
+    );
+}
+
+#[test]
+fn http_method_as_scope_names_the_scope() {
+    let c = config(&json!({
+        "http-method-as-scope": true,
+        "paths": [{"name": "R", "path": "/r",
+                   "methods": [{"method": "GET", "scopes": ["read"]}]}]
+    }));
+    let map = c.resource_map();
+    assert_eq!(
+        resolve(&map, &Method::DELETE, "/r"),
+        Ok(protected("R", &["DELETE"], ScopeMode::Any))
+    );
+    assert_eq!(
+        resolve(&map, &Method::GET, "/r"),
+        Ok(protected("R", &["read"], ScopeMode::All))
+    );
+}
+
+#[test]
+fn entries_with_the_same_path_are_merged() {
+    let c = config(&json!({
+        "paths": [
+            {"name": "A", "path": "/a", "methods": [{"method": "GET", "scopes": ["r"]}]},
+            {"name": "B", "path": "/a", "methods": [{"method": "POST", "scopes": ["w"]}]},
+        ]
+    }));
+    let map = c.resource_map();
+    assert_eq!(
+        resolve(&map, &Method::POST, "/a"),
+        Ok(protected("A", &["w"], ScopeMode::All))
+    );
+}
+
+#[test]
+fn path_cache_and_lazy_paths() {
+    let c = config(&json!({
+        "lazy-load-paths": true,
+        "http-method-as-scope": true,
+        "path-cache": {"max-entries": 5, "lifespan": 2000},
+        "paths": [{"name": "A", "path": "/a"}, {"path": "/p", "enforcement-mode": "DISABLED"}]
+    }));
+    let expected = LazyPaths::new()
+        .max_entries(5)
+        .lifespan(Some(Duration::from_secs(2)))
+        .method_as_scope(true)
+        .exclude_names(["A"]);
+    assert_eq!(c.lazy_paths(), Some(expected));
+    // A path-cache section alone turns lazy paths on, as in Keycloak; -1 never expires.
+    let c =
+        config(&json!({"path-cache": {"lifespan": -1}, "paths": [{"name": "A", "path": "/a"}]}));
+    assert_eq!(
+        c.lazy_paths(),
+        Some(LazyPaths::new().lifespan(None).exclude_names(["A"]))
+    );
+    let c = config(&json!({"paths": [{"name": "A", "path": "/a"}]}));
+    assert_eq!(c.lazy_paths(), None);
+}
+
+#[test]
+fn unsupported_keys_are_errors_naming_their_json_path() {
+    let cases = [
+        (
+            json!({"paths": [{"name": "A", "path": "/a"}, {"name": "B", "path": "/b"},
+                   {"name": "C", "path": "/c", "claim-information-point": {"claims": {}}}]}),
+            "policy-enforcer.paths[2].claim-information-point",
+        ),
+        (
+            json!({"claim-information-point": {}}),
+            "policy-enforcer.claim-information-point",
+        ),
+        (
+            json!({"on-deny-redirect-to": "/denied"}),
+            "policy-enforcer.on-deny-redirect-to",
+        ),
+        (
+            json!({"enforcement-mode": "PERMISSIVE"}),
+            "policy-enforcer.enforcement-mode",
+        ),
+        (
+            json!({"enforcement-mode": "DISABLED"}),
+            "policy-enforcer.enforcement-mode",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a", "enforcement-mode": "PERMISSIVE"}]}),
+            "policy-enforcer.paths[0].enforcement-mode",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a",
+                   "methods": [{"method": "GET", "scopes-enforcement-mode": "DISABLED"}]}]}),
+            "policy-enforcer.paths[0].methods[0].scopes-enforcement-mode",
+        ),
+    ];
+    for (enforcer, key) in cases {
+        let e = error(&enforcer);
+        assert_eq!(e.key(), key, "{e}");
+        assert!(e.message().contains("not supported"), "{e}");
+        assert!(e.to_string().starts_with(&format!("`{key}`: ")), "{e}");
+    }
+}
+
+#[test]
+fn typos_and_wrong_values_are_errors_naming_their_json_path() {
+    let cases = [
+        (
+            json!({"lazy-load-path": true}),
+            "policy-enforcer.lazy-load-path",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a", "method": []}]}),
+            "policy-enforcer.paths[0].method",
+        ),
+        (
+            json!({"path-cache": {"max-entry": 1}}),
+            "policy-enforcer.path-cache.max-entry",
+        ),
+        (
+            json!({"enforcement-mode": "enforcing"}),
+            "policy-enforcer.enforcement-mode",
+        ),
+        (
+            json!({"lazy-load-paths": "yes"}),
+            "policy-enforcer.lazy-load-paths",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a", "methods": [{"method": "get"}]}]}),
+            "policy-enforcer.paths[0].methods[0].method",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a", "methods": [{"method": "DELTE"}]}]}),
+            "policy-enforcer.paths[0].methods[0].method",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a", "scopes": ["ok", ""]}]}),
+            "policy-enforcer.paths[0].scopes[1]",
+        ),
+        (
+            json!({"paths": [{"name": "A"}]}),
+            "policy-enforcer.paths[0].path",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/static/*.html"}]}),
+            "policy-enforcer.paths[0].path",
+        ),
+        (
+            json!({"paths": [{"name": "A", "path": "/a/{id}"}, {"name": "B", "path": "/a/{x}"}]}),
+            "policy-enforcer.paths[1].path",
+        ),
+        (json!({"realm": "other"}), "policy-enforcer.realm"),
+        (
+            json!({"user-managed-access": {"x": 1}}),
+            "policy-enforcer.user-managed-access.x",
+        ),
+    ];
+    for (enforcer, key) in cases {
+        let e = error(&enforcer);
+        assert_eq!(e.key(), key, "{e}");
+    }
+}
+
+#[test]
+fn connection_keys_are_checked() {
+    let base = json!({"realm": "r", "auth-server-url": "https://kc", "resource": "c",
+                      "credentials": {"secret": "s"}});
+    let with = |key: &str, value: Value| {
+        let mut v = base.clone();
+        v[key] = value;
+        KeycloakConfig::from_json(&v.to_string())
+    };
+    let without = |key: &str| {
+        let mut v = base.clone();
+        v.as_object_mut().expect("an object").remove(key);
+        KeycloakConfig::from_json(&v.to_string())
+    };
+    assert_eq!(without("realm").expect_err("missing").key(), "realm");
+    assert_eq!(
+        without("credentials").expect_err("missing").key(),
+        "credentials.secret"
+    );
+    assert_eq!(
+        with("credentials", json!({"jwt": {}}))
+            .expect_err("jwt")
+            .key(),
+        "credentials.jwt"
+    );
+    assert_eq!(
+        with("public-client", json!(true))
+            .expect_err("public")
+            .key(),
+        "public-client"
+    );
+    assert_eq!(
+        with("truststore", json!("x.jks")).expect_err("trust").key(),
+        "truststore"
+    );
+    assert_eq!(with("colour", json!(1)).expect_err("typo").key(), "colour");
+    assert!(with("public-client", json!(false)).is_ok());
+    assert!(with("enable-cors", json!(true)).is_ok());
+    assert!(with("connection-timeout-millis", json!(500)).is_ok());
+    let e = KeycloakConfig::from_json("{").expect_err("not JSON");
+    assert_eq!(e.key(), "");
+    assert!(e.to_string().starts_with("not valid JSON"), "{e}");
+}
+
+#[test]
+fn files_are_named_in_errors() {
+    let e = KeycloakConfig::from_path("/nonexistent/keycloak.json".as_ref()).expect_err("no file");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/keycloak.json: cannot read the file"),
+        "{e}"
+    );
+}

@@ -1,0 +1,182 @@
+//! Permission exchange (issue 14, "Permission exchange for plain access tokens"), end to end
+//! against `uma-test-as` in the Keycloak dialect over loopback: a plain access token is
+//! exchanged at the token endpoint for the permissions its bearer may have (the uma-ticket
+//! grant with `permission`, `audience`, `response_mode=permissions` and the token as bearer).
+
+mod common;
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use tower_uma::keycloak::PermissionExchange;
+use tower_uma::{FixedClock, ResourceMap, Route, UmaLayer, UmaLayerBuilder};
+use uma_test_as::{Endpoint, ResourceDescription, TestAs};
+
+use common::{
+    ALICE_PW, BOB_PW, Calls, Flavor, UmaClient, expect_challenge, expect_unreachable, get_plain,
+    get_with, http, layer_builder, protected, rpt_for, start_as_in,
+};
+
+/// `GET /albums/{id}` needs `view`, `DELETE` needs `delete` (bob may only view).
+fn map(album: &str) -> ResourceMap {
+    ResourceMap::new().route(
+        Route::new("/albums/{id}")
+            .resource_id(album)
+            .scopes(Method::GET, ["view"])
+            .scopes(Method::DELETE, ["delete"]),
+    )
+}
+
+/// The exchanges the layer made: uma-ticket grants with `response_mode=permissions`.
+fn exchanges(as_: &TestAs) -> usize {
+    as_.requests(Endpoint::Token)
+        .iter()
+        .filter(|r| r.body_text().contains("response_mode=permissions"))
+        .count()
+}
+
+struct Setup {
+    as_: TestAs,
+    album: String,
+    url: String,
+    calls: Calls,
+    bob: String,
+}
+
+async fn setup(configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Setup {
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    let album = as_.register_resource(
+        "alice",
+        ResourceDescription {
+            name: Some("album".into()),
+            resource_scopes: vec!["view".into(), "delete".into()],
+            ..ResourceDescription::default()
+        },
+    );
+    let builder = layer_builder(&as_, Flavor::Keycloak)
+        .await
+        .resources(map(&album));
+    let layer: UmaLayer = configure(builder).build().await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    let bob = UmaClient::new(&as_).access_token("bob", BOB_PW).await;
+    Setup {
+        as_,
+        album,
+        url,
+        calls,
+        bob,
+    }
+}
+
+fn exchange(b: UmaLayerBuilder) -> UmaLayerBuilder {
+    b.permission_exchange(PermissionExchange::new())
+}
+
+#[tokio::test]
+async fn a_plain_access_token_is_exchanged_for_its_permissions() {
+    let s = setup(exchange).await;
+    let http = http();
+    for _ in 0..3 {
+        let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(s.calls.get(), 3);
+    // Cached per (token, resource, scopes): one exchange.
+    assert_eq!(exchanges(&s.as_), 1);
+    let grant = s
+        .as_
+        .requests(Endpoint::Token)
+        .into_iter()
+        .find(|r| r.body_text().contains("response_mode=permissions"))
+        .expect("the exchange");
+    assert_eq!(
+        grant.header("authorization"),
+        Some(format!("Bearer {}", s.bob).as_str())
+    );
+    let body = grant.body_text();
+    assert!(body.contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Auma-ticket"));
+    assert!(
+        body.contains(&format!("permission={}%23view", s.album)),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("audience={}", common::RS_ID)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_exchange_is_403_without_a_ticket_and_cached() {
+    let s = setup(exchange).await;
+    let http = http();
+    for _ in 0..2 {
+        let resp = http
+            .delete(format!("{}/albums/1", s.url))
+            .bearer_auth(&s.bob)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert!(resp.headers().get(http::header::WWW_AUTHENTICATE).is_none());
+        assert!(resp.headers().get(http::header::WARNING).is_none());
+    }
+    assert_eq!(s.calls.get(), 0);
+    assert_eq!(exchanges(&s.as_), 1);
+    // Another user's token is another cache entry: alice may not view (no policy lets her).
+    let alice = UmaClient::new(&s.as_).access_token("alice", ALICE_PW).await;
+    let resp = get_with(&http, &s.url, "/albums/1", &alice).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(exchanges(&s.as_), 2);
+}
+
+#[tokio::test]
+async fn rpts_and_requests_without_a_token_keep_the_uma_flow() {
+    let s = setup(exchange).await;
+    let http = http();
+    let resp = get_plain(&http, &s.url, "/albums/1").await;
+    expect_challenge(&resp, &s.as_);
+    let rpt = rpt_for(&s.as_, &s.album, &["view"]);
+    let resp = get_with(&http, &s.url, "/albums/1", &rpt).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(exchanges(&s.as_), 0);
+    // A token the AS does not accept: asked once (a plain access token is inactive under
+    // Keycloak's RPT hint, so only the exchange tells them apart), then challenged.
+    let resp = get_with(&http, &s.url, "/albums/1", "not-a-token").await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(exchanges(&s.as_), 1);
+}
+
+#[tokio::test]
+async fn without_exchange_a_plain_token_is_challenged() {
+    let s = setup(|b| b).await;
+    let resp = get_with(&http(), &s.url, "/albums/1", &s.bob).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(exchanges(&s.as_), 0);
+}
+
+#[tokio::test]
+async fn a_failed_exchange_is_403_with_a_warning_and_not_cached() {
+    let s = setup(exchange).await;
+    let http = http();
+    s.as_.fail_next(Endpoint::Token, 1, 503);
+    let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+    expect_unreachable(&resp);
+    let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(s.calls.get(), 1);
+}
+
+#[tokio::test]
+async fn an_exchanged_answer_is_never_used_past_the_tokens_exp() {
+    let clock = Arc::new(FixedClock::new(common::now()));
+    let layer_clock = Arc::clone(&clock);
+    let s = setup(move |b| exchange(b).clock(layer_clock)).await;
+    let http = http();
+    let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A day later the access token (and so its exchanged permissions) has expired.
+    clock.advance(86_400);
+    let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+    assert_ne!(resp.status(), StatusCode::OK);
+    assert_eq!(s.calls.get(), 1);
+}
