@@ -48,7 +48,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .dialect(dialect)
     .insecure_allow_http()
-    .await?
     .realm("photos");
 
     let (app, _uma) = UmaRouter::new()

@@ -29,7 +29,9 @@ use axum::routing::get;
 use axum::{Extension, Json};
 use http::Method;
 use serde_json::{Value, json};
-use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, UmaPrincipal, parse_uma_challenge};
+use tower_uma::{
+    ResourceDecl, ResourceMap, Route, UmaLayer, UmaPrincipal, challenge::parse_uma_challenge,
+};
 use uma_test_as::{AuthServer, Endpoint, Policy, RecordedRequest, TestAs};
 
 const ID_TOKEN: &str = "http://openid.net/specs/openid-connect-core-1_0.html#IDToken";
@@ -58,7 +60,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The protected API: one resource, "album", owned by alice, registered at start-up.
     let uma = UmaLayer::discover(authz.issuer(), "photo-api", "photo-api-secret")
         .insecure_allow_http() // the demo AS speaks plain http on loopback
-        .await?
         .realm("photos")
         .resources(
             ResourceMap::new().route(

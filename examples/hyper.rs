@@ -43,7 +43,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let uma = UmaLayer::discover("http://127.0.0.1:8180", "photo-api", "photo-api-secret")
         .insecure_allow_http()
-        .await?
         .realm("photos")
         .resources(
             ResourceMap::new().route(

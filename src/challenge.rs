@@ -18,7 +18,7 @@
 //! # Example
 //!
 //! ```
-//! use tower_uma::parse_uma_challenge;
+//! use tower_uma::challenge::parse_uma_challenge;
 //!
 //! // Keycloak's enforcer sends no spaces after the commas.
 //! let challenge = parse_uma_challenge(
@@ -27,7 +27,7 @@
 //! assert_eq!(challenge.realm.as_deref(), Some("acme"));
 //! assert_eq!(challenge.as_uri, "https://kc.test/realms/acme");
 //! assert_eq!(challenge.ticket, "eyJ.a-b_c");
-//! # Ok::<(), tower_uma::ChallengeError>(())
+//! # Ok::<(), tower_uma::challenge::ChallengeError>(())
 //! ```
 
 use http::HeaderValue;
@@ -99,7 +99,7 @@ fn push_quoted(out: &mut String, param: &'static str, value: &str) -> Result<(),
 /// # Example
 ///
 /// ```
-/// use tower_uma::parse_uma_challenge;
+/// use tower_uma::challenge::parse_uma_challenge;
 ///
 /// let challenge = parse_uma_challenge(concat!(
 ///     r#"UMA realm="photos \"2024\"", as_uri="https://as.test", ticket=tk-5b0e6c, "#,
@@ -108,7 +108,7 @@ fn push_quoted(out: &mut String, param: &'static str, value: &str) -> Result<(),
 /// assert_eq!(challenge.realm.as_deref(), Some(r#"photos "2024""#));
 /// assert_eq!(challenge.ticket, "tk-5b0e6c");
 /// assert_eq!(challenge.other, [("error".to_owned(), "insufficient_scope".to_owned())]);
-/// # Ok::<(), tower_uma::ChallengeError>(())
+/// # Ok::<(), tower_uma::challenge::ChallengeError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -146,7 +146,7 @@ pub struct UmaChallenge {
 /// # Example
 ///
 /// ```
-/// use tower_uma::{ChallengeError, parse_uma_challenge};
+/// use tower_uma::challenge::{ChallengeError, parse_uma_challenge};
 ///
 /// let challenge = parse_uma_challenge(r#"uma as_uri="https://as.test",TICKET="t1""#)?;
 /// assert_eq!((challenge.as_uri.as_str(), challenge.ticket.as_str()), ("https://as.test", "t1"));
@@ -326,7 +326,7 @@ fn is_tchar(byte: u8) -> bool {
 /// # Example
 ///
 /// ```
-/// use tower_uma::{ChallengeError, parse_uma_challenge};
+/// use tower_uma::challenge::{ChallengeError, parse_uma_challenge};
 ///
 /// let error = parse_uma_challenge(r#"UMA as_uri="https://as.test", ticket="a", ticket="b""#)
 ///     .unwrap_err();

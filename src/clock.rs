@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use tower_uma::{Clock, FixedClock};
+//! use tower_uma::clock::{Clock, FixedClock};
 //!
 //! let clock = FixedClock::new(1_767_225_600);
 //! assert_eq!(clock.now_unix(), 1_767_225_600);
@@ -40,17 +40,11 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 pub struct SystemClock;
 
 impl SystemClock {
-    /// One process-wide instance: the layer and the cache default to it, so the layer can
-    /// tell that both read the same clock and read it once per request.
+    /// One process-wide instance, so that the defaults allocate nothing.
     pub(crate) fn shared() -> Arc<dyn Clock> {
         static SHARED: OnceLock<Arc<dyn Clock>> = OnceLock::new();
         Arc::clone(SHARED.get_or_init(|| Arc::new(Self)))
     }
-}
-
-/// Whether `a` and `b` are the same clock object.
-pub(crate) fn same_clock(a: &Arc<dyn Clock>, b: &Arc<dyn Clock>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
 impl Clock for SystemClock {

@@ -54,7 +54,7 @@ pub enum Dialect {
 /// `wso2`; uma-proxy's `dialect` key takes these values.
 ///
 /// ```
-/// use tower_uma::{Dialect, ParseDialectError};
+/// use tower_uma::{Dialect, dialect::ParseDialectError};
 ///
 /// assert_eq!("keycloak".parse(), Ok(Dialect::Keycloak));
 /// assert_eq!("WSO2".parse(), Ok(Dialect::Wso2));

@@ -6,7 +6,7 @@
 //! # Example
 //!
 //! ```
-//! use tower_uma::{ErrorKind, UmaLayer};
+//! use tower_uma::{UmaLayer, error::ErrorKind};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! // A plain-http issuer is refused unless the builder says `insecure_allow_http()`.
@@ -58,6 +58,7 @@ pub enum ErrorKind {
 /// // Nothing listens on port 1: discovery cannot reach the AS.
 /// let err = UmaLayer::discover("http://127.0.0.1:1", "rs", "secret")
 ///     .insecure_allow_http()
+///     .build()
 ///     .await
 ///     .unwrap_err();
 /// assert!(err.is_transient());
@@ -197,5 +198,155 @@ impl fmt::Display for Chain<'_> {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+/// The error of parsing a setting from its name: [`EnforcementMode`](crate::EnforcementMode)
+/// (`enforcing`, `permissive`, `disabled`), [`Unmapped`](crate::resources::Unmapped) (`deny`,
+/// `allow`) or [`MethodOverride`](crate::method_override::MethodOverride) (`refuse`,
+/// `decide`). Names are compared exactly, as uma-proxy's configuration writes them.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::EnforcementMode;
+///
+/// assert_eq!("permissive".parse(), Ok(EnforcementMode::Permissive));
+/// let e = "strict".parse::<EnforcementMode>().unwrap_err();
+/// assert_eq!(e.name(), "strict");
+/// assert_eq!(e.expected(), ["enforcing", "permissive", "disabled"]);
+/// assert_eq!(
+///     e.to_string(),
+///     "unknown value `strict`, expected one of `enforcing`, `permissive`, `disabled`"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseSettingError {
+    name: String,
+    expected: &'static [&'static str],
+}
+
+impl ParseSettingError {
+    /// The name that did not parse.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The names that parse, in the order the setting documents them.
+    #[must_use]
+    pub fn expected(&self) -> &'static [&'static str] {
+        self.expected
+    }
+}
+
+impl fmt::Display for ParseSettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown value `{}`, expected ", self.name)?;
+        match self.expected {
+            [a, b] => write!(f, "`{a}` or `{b}`"),
+            names => {
+                f.write_str("one of ")?;
+                for (i, name) in names.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}`{name}`")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseSettingError {}
+
+/// Implements `Display` and `FromStr` (with [`ParseSettingError`]) for a setting whose values
+/// have names: `named_setting!(Type { Variant => "name", … })`.
+macro_rules! named_setting {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The values and their names, in the order the setting documents them.
+            const NAMED: $crate::error::Named<$ty> = $crate::error::Named {
+                values: &[$($ty::$variant),+],
+                names: &[$($name),+],
+            };
+        }
+
+        impl std::fmt::Display for $ty {
+            /// The value's name, as uma-proxy's configuration writes it.
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(Self::NAMED.name(*self))
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::error::ParseSettingError;
+
+            /// Parses a value's name, compared exactly.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::NAMED.parse(s)
+            }
+        }
+    };
+}
+pub(crate) use named_setting;
+
+/// A setting with a name per value: `names[i]` names `values[i]`.
+pub(crate) struct Named<T: 'static> {
+    pub(crate) values: &'static [T],
+    pub(crate) names: &'static [&'static str],
+}
+
+impl<T: Copy + PartialEq> Named<T> {
+    /// The value named `name`, compared exactly.
+    pub(crate) fn parse(&self, name: &str) -> Result<T, ParseSettingError> {
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| self.values[i])
+            .ok_or_else(|| ParseSettingError {
+                name: name.to_owned(),
+                expected: self.names,
+            })
+    }
+
+    /// The name of `value`.
+    pub(crate) fn name(&self, value: T) -> &'static str {
+        self.values
+            .iter()
+            .position(|v| *v == value)
+            .map_or("", |i| self.names[i])
+    }
+}
+
+#[cfg(test)]
+mod setting_tests {
+    use crate::EnforcementMode;
+    use crate::method_override::MethodOverride;
+    use crate::resources::Unmapped;
+
+    #[test]
+    fn every_setting_round_trips_by_name_and_nothing_else_parses() {
+        for mode in [
+            EnforcementMode::Enforcing,
+            EnforcementMode::Permissive,
+            EnforcementMode::Disabled,
+        ] {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
+        }
+        for unmapped in [Unmapped::Deny, Unmapped::Allow] {
+            assert_eq!(unmapped.to_string().parse(), Ok(unmapped));
+        }
+        for m in [MethodOverride::Refuse, MethodOverride::Decide] {
+            assert_eq!(m.to_string().parse(), Ok(m));
+        }
+        assert_eq!(EnforcementMode::Permissive.to_string(), "permissive");
+        assert_eq!(Unmapped::Allow.to_string(), "allow");
+        assert_eq!(MethodOverride::Decide.to_string(), "decide");
+        let e = "Deny".parse::<Unmapped>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown value `Deny`, expected `deny` or `allow`"
+        );
+        assert!("".parse::<MethodOverride>().is_err());
     }
 }

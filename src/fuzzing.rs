@@ -11,7 +11,7 @@ use crate::decision::{self, Requirement, Rules};
 use crate::introspect::Introspection;
 use crate::resources::{PathError, ScopeMode};
 use crate::token::{self, Bearer};
-use crate::{ChallengeError, challenge};
+use crate::{challenge, challenge::ChallengeError};
 
 /// What a bearer parser made of an `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,4 +143,16 @@ pub fn decide(intro: &Introspection, d: Decide<'_>) -> Result<Vec<usize>, &'stat
                 .collect()
         })
         .map_err(decision::Denial::as_str)
+}
+
+/// [`Introspection::from_json`] for an already decoded JSON value (the public API takes bytes
+/// only).
+///
+/// # Errors
+///
+/// As [`Introspection::from_json`].
+pub fn introspection_from_value(
+    value: &serde_json::Value,
+) -> Result<Introspection, crate::introspect::ParseError> {
+    Introspection::from_value(value)
 }

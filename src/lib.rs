@@ -49,7 +49,6 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let uma = UmaLayer::discover("https://as.example.com", "photo-api", "photo-api-secret")
-//!     .await?
 //!     .realm("photos")
 //!     .resources(ResourceMap::new().route(
 //!         Route::new("/albums/{id}")
@@ -106,80 +105,132 @@
 //! - `axum` (default): [`UmaPrincipal`] as an axum extractor, and the [`axum`](mod@crate::axum) module:
 //!   [`UmaRouter`](crate::axum::UmaRouter) declares each route once, with its handlers and its
 //!   rule, for axum's router and the layer's map.
-//! - `jwt`: local validation of JWT RPTs against the AS's JWKS (`RptValidation`,
-//!   `JwtValidation`).
+//! - `jwt`: local validation of JWT RPTs against the AS's JWKS (the [`jwt`](mod@crate::jwt)
+//!   module).
 //! - `fuzzing`: internal; exposes the parsers to the fuzz targets in `fuzz/`. Not an API: its
 //!   module is hidden and may change in any release.
+//!
+//! # The API
+//!
+//! At the crate root, what almost every user names:
+//!
+//! - [`UmaLayer`], [`UmaLayerBuilder`]: the layer and its configuration;
+//! - [`Uma`]: the service the layer wraps around yours;
+//! - [`UmaPrincipal`]: who was let through, in the request extensions (and an axum extractor);
+//! - [`Rejection`]: why the layer answered itself, in the response extensions;
+//! - [`ResourceMap`], [`Route`], [`ResourceDecl`]: which resource and scopes each request needs;
+//! - [`EnforcementMode`]: enforcing, permissive (log only) or disabled, for the layer or a route;
+//! - [`Dialect`]: the kind of authorization server (standard, Keycloak, WSO2);
+//! - [`IntrospectionCache`]: the cache of introspection answers, shareable between layers;
+//! - [`Error`]: what can go wrong while building the layer.
+//!
+//! Everything else lives in a module named for what it holds:
+//!
+//! - [`axum`](mod@crate::axum) (feature `axum`): [`UmaRouter`](crate::axum::UmaRouter), one
+//!   route table for axum's router and the layer, and the extractor's rejection;
+//! - [`cache`]: the cache's builder and where an answer came from;
+//! - [`challenge`]: the `WWW-Authenticate: UMA` challenge and the `Warning` of refusals, and a
+//!   parser for clients;
+//! - [`clock`]: the injectable wall clock ([`FixedClock`](crate::clock::FixedClock) for tests);
+//! - [`dialect`]: [`Dialect`] and its parse error;
+//! - [`error`]: [`Error`] and its [`ErrorKind`](crate::error::ErrorKind);
+//! - [`future`]: the service's response future;
+//! - [`health`]: the AS's health as the layer sees it, for readiness checks;
+//! - [`introspect`]: the introspection answer an [`UmaPrincipal`] carries;
+//! - [`jwt`](mod@crate::jwt) (feature `jwt`): local validation of JWT RPTs;
+//! - [`keycloak`]: Keycloak's own adapter configuration (`keycloak.json`, `policy-enforcer`),
+//!   lazy paths and the permission exchange of plain access tokens;
+//! - [`metadata`]: OAuth 2.0 Protected Resource Metadata (RFC 9728) for the API;
+//! - [`method_override`]: what the layer does with `X-HTTP-Method-Override` and its kin;
+//! - [`protection`]: how the layer authenticates to the AS and asks it for tickets;
+//! - [`refusal`]: bodies for the layer's refusals (RFC 6750-style JSON, RFC 9457
+//!   problem+json), which are empty by default;
+//! - [`registration`]: the start-up resource sync and the registry of resources;
+//! - [`resources`]: the route table in full: resolvers, scope modes, path errors;
+//! - [`start`]: waiting for an AS that is not reachable yet at start-up;
+//! - [`token`]: the secret types, their fingerprints and the bearer token's size limit.
+//!
+//! [`ResourceResolver`]: crate::resources::ResourceResolver
+//! [`AsHealth::unknown_resources`]: crate::health::AsHealth::unknown_resources
+//! [`StartRetry`]: crate::start::StartRetry
+//! [`PathError`]: crate::resources::PathError
+//! [`PathError::MethodCase`]: crate::resources::PathError::MethodCase
+//! [`PathError::LetterCase`]: crate::resources::PathError::LetterCase
+//! [`PathError::AsReceived`]: crate::resources::PathError::AsReceived
+//! [`PathError::Ambiguous`]: crate::resources::PathError::Ambiguous
+//! [`Resolution::MethodNotAllowed`]: crate::resources::Resolution::MethodNotAllowed
+//! [`Unmapped`]: crate::resources::Unmapped
+//! [`Unmapped::Deny`]: crate::resources::Unmapped::Deny
+//! [`Unmapped::Allow`]: crate::resources::Unmapped::Allow
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-mod cache;
-mod challenge;
-mod clock;
+pub mod cache;
+pub mod challenge;
+pub mod clock;
 mod decision;
-mod dialect;
+pub mod dialect;
 mod discovery;
-mod error;
+pub mod error;
 #[cfg(feature = "axum")]
 mod extract;
-mod future;
+pub mod future;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
-mod introspect;
+pub mod introspect;
 #[cfg(feature = "jwt")]
-mod jwt;
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
 pub mod keycloak;
 mod layer;
 pub mod metadata;
-mod method_override;
+pub mod method_override;
 mod metrics;
 mod pipeline;
 mod principal;
-mod protection;
-mod registration;
-mod resources;
+pub mod protection;
+pub mod refusal;
+pub mod registration;
+pub mod resources;
 mod resync;
 mod service;
-mod start;
-mod token;
+pub mod start;
+pub mod token;
 
-pub use cache::{CacheSource, IntrospectionCache, IntrospectionCacheBuilder};
-pub use challenge::{ChallengeError, UNREACHABLE_WARNING, UmaChallenge, parse_uma_challenge};
-pub use clock::{Clock, FixedClock, SystemClock};
-pub use dialect::{Dialect, ParseDialectError};
-pub use discovery::{DiscoveryDocument, WELL_KNOWN_PATH};
-pub use error::{Error, ErrorKind};
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::MissingPrincipal;
-pub use future::ResponseFuture;
-pub use gate::{AsEndpoint, AsHealth, BreakerState, EndpointHealth};
-pub use introspect::{Introspection, ParseError, Permission};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use jwt::{JwtValidation, RptValidation};
-pub use layer::{Discover, UmaLayer, UmaLayerBuilder};
-pub use method_override::{MethodOverride, strip_method_override};
-pub use pipeline::Unmapped;
+pub mod health {
+    //! The authorization server's health as the layer sees it, for readiness checks:
+    //! [`UmaLayer::as_health`](crate::UmaLayer::as_health) returns an [`AsHealth`] with the
+    //! state of each endpoint's circuit breaker, the calls in flight, and the resources the AS
+    //! forgot that are not recovered yet.
+    //!
+    //! # Example
+    //!
+    //! ```
+    //! use tower_uma::health::{AsEndpoint, AsHealth, BreakerState};
+    //!
+    //! fn ready(health: &AsHealth) -> bool {
+    //!     health.resources_known()
+    //!         && health
+    //!             .endpoint(AsEndpoint::Introspection)
+    //!             .is_none_or(|e| e.state() != BreakerState::Open)
+    //! }
+    //! # let _ = ready;
+    //! ```
+    pub use crate::gate::{AsEndpoint, AsHealth, BreakerState, EndpointHealth};
+    pub use crate::resync::UnknownResource;
+}
+
+pub use cache::IntrospectionCache;
+pub use dialect::Dialect;
+pub use error::Error;
+pub use layer::{UmaLayer, UmaLayerBuilder};
 pub use principal::{Rejection, UmaPrincipal};
-pub use protection::introspection::IntrospectionAuth;
-pub use protection::permission::PermissionBody;
-pub use protection::token::{ClientAuth, PatGrant};
-pub use registration::{
-    RegisteredResource, ResourceChange, ResourceRegistry, ResourceSync, ResourceSyncMode,
-};
-pub use resources::{
-    EnforcementMode, PathError, RequestInfo, Resolution, ResourceDecl, ResourceMap,
-    ResourceMapError, ResourceRef, ResourceResolver, Route, ScopeMode,
-};
-pub use resync::UnknownResource;
+pub use resources::{EnforcementMode, ResourceDecl, ResourceMap, Route};
 pub use service::Uma;
-pub use start::{StartAttempt, StartRetry};
-pub use token::{ClientSecret, Fingerprint, MAX_TOKEN_LEN, Pat, Rpt};
 
 // The README's code uses `tower_uma::axum`.
 #[cfg(all(doctest, feature = "axum"))]

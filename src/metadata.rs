@@ -41,8 +41,8 @@
 //! [`ResourceMetadata::in_challenge`] also adds `resource_metadata="…"` (RFC 9728 §5.1) to the
 //! layer's `WWW-Authenticate: UMA` challenges, after `realm`, `as_uri` and `ticket`; off by
 //! default, since UMA clients do not expect it.
-//! [`parse_uma_challenge`](crate::parse_uma_challenge) reads it into
-//! [`UmaChallenge::resource_metadata`](crate::UmaChallenge::resource_metadata).
+//! [`parse_uma_challenge`](crate::challenge::parse_uma_challenge) reads it into
+//! [`UmaChallenge::resource_metadata`](crate::challenge::UmaChallenge::resource_metadata).
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;

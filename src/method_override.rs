@@ -53,7 +53,7 @@ use http::{Method, Request};
 /// # Example
 ///
 /// ```
-/// use tower_uma::{MethodOverride, UmaLayer};
+/// use tower_uma::{UmaLayer, method_override::MethodOverride};
 ///
 /// // HTML forms of this API send `?_method=DELETE`: decide on DELETE, and send DELETE on.
 /// let builder = UmaLayer::builder("https://as.example.com", "photo-api", "secret")
@@ -70,6 +70,8 @@ pub enum MethodOverride {
     /// the overridden one before the inner service sees it.
     Decide,
 }
+
+crate::error::named_setting!(MethodOverride { Refuse => "refuse", Decide => "decide" });
 
 /// The override headers, lower case (as [`HeaderName`] stores them).
 const OVERRIDE_HEADERS: [&str; 3] = [
@@ -261,7 +263,7 @@ fn overridden_method(headers: &HeaderMap, uri: &Uri) -> Result<Method, &'static 
 ///
 /// ```
 /// use http::Request;
-/// use tower_uma::strip_method_override;
+/// use tower_uma::method_override::strip_method_override;
 ///
 /// let mut req = Request::get("/a?%5Fmethod=PUT").header("X_HTTP_Method", "PUT").body(())?;
 /// assert!(strip_method_override(&mut req)?);

@@ -16,11 +16,10 @@
 //! # Example
 //!
 //! ```no_run
-//! use tower_uma::{ResourceDecl, ResourceMap, ResourceSyncMode, Route, UmaLayer};
+//! use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, registration::ResourceSyncMode};
 //!
 //! # async fn run() -> Result<(), tower_uma::Error> {
 //! let builder = UmaLayer::discover("https://as.example.com", "photo-api", "secret")
-//!     .await?
 //!     .resources(ResourceMap::new().route(
 //!         Route::new("/albums/{id}").declare(ResourceDecl::new("album", ["view"])).any_method(["view"]),
 //!     ))
@@ -49,7 +48,7 @@ use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind};
 use crate::protection::Failure;
 use crate::protection::client::AsClient;
-pub use crate::protection::resource_set::RegisteredResource;
+pub(crate) use crate::protection::resource_set::RegisteredResource;
 use crate::protection::resource_set::{self, Created};
 use crate::resources::ResourceDecl;
 use crate::resync::Resync;

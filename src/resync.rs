@@ -8,7 +8,7 @@
 //!
 //! - the AS's answer (code and description) is logged once at WARN, not per request;
 //! - a resource this layer declares (in the map, or through
-//!   [`ResourceRegistry::register`](crate::ResourceRegistry::register)) is registered again
+//!   [`ResourceRegistry::register`](crate::registration::ResourceRegistry::register)) is registered again
 //!   from its declaration; one the layer only names (registered by someone else) is looked up
 //!   again by name. A route that names a resource by id cannot be recovered: that takes a
 //!   change of configuration;
@@ -18,7 +18,7 @@
 //!   away does not cancel it half-way;
 //! - the ticket is asked again, once, for the new id;
 //! - while the resource stays unknown it is listed in
-//!   [`AsHealth::unknown_resources`](crate::AsHealth::unknown_resources), and a background
+//!   [`AsHealth::unknown_resources`](crate::health::AsHealth::unknown_resources), and a background
 //!   task tries again once per interval until it succeeds: a service that fails readiness
 //!   because of it gets no requests that could retry;
 //! - each attempt is counted in `uma_resource_resyncs_total{outcome}`.
@@ -39,7 +39,7 @@ use crate::resources::ResourceRef;
 
 /// A resource the authorization server said it does not know (`invalid_resource_id`,
 /// FedAuthz §4.3), which the layer has not registered or found again yet. Listed by
-/// [`AsHealth::unknown_resources`](crate::AsHealth::unknown_resources).
+/// [`AsHealth::unknown_resources`](crate::health::AsHealth::unknown_resources).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UnknownResource {
@@ -77,7 +77,7 @@ impl UnknownResource {
         &self.reason
     }
 
-    /// One line of [`AsHealth`](crate::AsHealth)'s `Display`, e.g.
+    /// One line of [`AsHealth`](crate::health::AsHealth)'s `Display`, e.g.
     /// `resource "album" unknown id=r-1 for_ms=2300: …`.
     pub(crate) fn write_line(&self, f: &mut fmt::Formatter<'_>, now_ms: i64) -> fmt::Result {
         let for_ms = now_ms.saturating_sub(self.since_unix_millis).max(0);

@@ -19,11 +19,10 @@ use crate::error::Error;
 type OnRetry = Arc<dyn Fn(&StartAttempt<'_>) + Send + Sync>;
 
 /// How start-up waits for an authorization server that is not ready: set it with
-/// [`UmaLayerBuilder::start_retry`](crate::UmaLayerBuilder::start_retry) or
-/// [`Discover::start_retry`](crate::Discover::start_retry), or use their `wait_for_as`
-/// shortcut.
+/// [`UmaLayerBuilder::start_retry`](crate::UmaLayerBuilder::start_retry), or use its
+/// `wait_for_as` shortcut.
 ///
-/// Each phase (discovery when awaiting [`UmaLayer::discover`](crate::UmaLayer::discover),
+/// Each phase (discovery when the builder comes from [`UmaLayer::discover`](crate::UmaLayer::discover),
 /// then [`build`](crate::UmaLayerBuilder::build)) is tried, and tried again after a transient
 /// failure ([`Error::is_transient`]) until it succeeds or its wait would pass `max_wait`. The
 /// delays start at `first` (0.2 s by default), double after each failure up to `max` (10 s),
@@ -46,7 +45,6 @@ type OnRetry = Arc<dyn Fn(&StartAttempt<'_>) + Send + Sync>;
 /// // Wait up to two minutes for the AS, in discovery and in the resource sync.
 /// let layer = UmaLayer::discover("https://as.example.com", "photo-api", "secret")
 ///     .wait_for_as(Duration::from_secs(120))
-///     .await?
 ///     .resources(ResourceMap::new().route(
 ///         Route::new("/albums/{id}").declare(ResourceDecl::new("album", ["view"])).any_method(["view"]),
 ///     ))

@@ -7,11 +7,12 @@
 //! # Example
 //!
 //! ```
-//! use tower_uma::Rpt;
+//! use tower_uma::token::{ClientSecret, Fingerprint};
 //!
-//! let rpt = Rpt::new("rpt-Zk31");
-//! assert_eq!(format!("{rpt:?}"), "Rpt([redacted])");
-//! assert_eq!(rpt.fingerprint().to_string().len(), 12);
+//! let secret = ClientSecret::new("s3cr3t");
+//! assert_eq!(format!("{secret:?}"), "ClientSecret([redacted])");
+//! assert_eq!(secret.fingerprint(), Fingerprint::of(b"s3cr3t"));
+//! assert_eq!(secret.fingerprint().to_string().len(), 12);
 //! ```
 
 use std::fmt;
@@ -23,15 +24,15 @@ use sha2::{Digest, Sha256};
 
 /// Defines a secret string newtype with a redacted `Debug`, `secret()` and `fingerprint()`.
 macro_rules! secret_type {
-    ($(#[$meta:meta])* $name:ident) => {
+    ($(#[$meta:meta])* $vis:vis $name:ident) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq)]
-        pub struct $name(String);
+        $vis struct $name(String);
 
         impl $name {
             #[doc = concat!("Wraps a raw value as a [`", stringify!($name), "`].")]
             #[must_use]
-            pub fn new(value: impl Into<String>) -> Self {
+            $vis fn new(value: impl Into<String>) -> Self {
                 Self(value.into())
             }
 
@@ -43,13 +44,14 @@ macro_rules! secret_type {
             /// it, put it in an error message or use it as a map key; use
             /// [`fingerprint`](Self::fingerprint) for those.
             #[must_use]
-            pub fn secret(&self) -> &str {
+            $vis fn secret(&self) -> &str {
                 &self.0
             }
 
             /// A short, stable SHA-256 fingerprint of the value, safe to log.
             #[must_use]
-            pub fn fingerprint(&self) -> Fingerprint {
+            #[allow(dead_code, reason = "not every secret type is logged")]
+            $vis fn fingerprint(&self) -> Fingerprint {
                 Fingerprint::of(self.0.as_bytes())
             }
         }
@@ -64,15 +66,15 @@ macro_rules! secret_type {
 
 secret_type!(
     /// A requesting party token (RPT) presented by a client as a bearer token.
-    Rpt
+    pub(crate) Rpt
 );
 secret_type!(
     /// A protection API access token (PAT), the resource server's credential at the AS.
-    Pat
+    pub(crate) Pat
 );
 secret_type!(
     /// An OAuth client secret.
-    ClientSecret
+    pub ClientSecret
 );
 
 /// A SHA-256 digest of a secret, shown as its first 12 hex digits.

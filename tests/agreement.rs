@@ -76,8 +76,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
 use tower::{Layer as _, ServiceExt as _};
 use tower_uma::{
-    IntrospectionCache, ResourceMap, Route, ScopeMode, UmaLayer, UmaLayerBuilder, UmaPrincipal,
-    Unmapped,
+    IntrospectionCache, ResourceMap, Route, UmaLayer, UmaLayerBuilder, UmaPrincipal,
+    resources::{ScopeMode, Unmapped},
 };
 use uma_test_as::{ResourceDescription, RptPermission, RptSpec, TestAs};
 

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use common::*;
 use http::StatusCode;
-use tower_uma::{Clock, FixedClock, IntrospectionCache};
+use tower_uma::{
+    IntrospectionCache,
+    clock::{Clock, FixedClock},
+};
 use uma_test_as::Endpoint;
 
 #[tokio::test]
@@ -21,7 +24,6 @@ async fn an_outage_is_logged_once_summarised_and_its_end_once() {
     let r = register_invoice(&as_);
     let clock = Arc::new(FixedClock::new(now()));
     let cache = IntrospectionCache::builder()
-        .clock(Arc::clone(&clock) as Arc<dyn Clock>)
         .max_ttl(std::time::Duration::from_secs(1))
         .stale_if_error(std::time::Duration::from_secs(600))
         .build();

@@ -48,7 +48,7 @@ async fn no_secret_reaches_the_logs() {
         .to_str()
         .expect("ascii")
         .to_owned();
-    let ticket = tower_uma::parse_uma_challenge(&header)
+    let ticket = tower_uma::challenge::parse_uma_challenge(&header)
         .expect("challenge")
         .ticket;
     let id_token = client.id_token("bob", BOB_PW).await;

@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use common::*;
 use http::{Method, StatusCode};
 use tower_uma::{
-    Clock, EnforcementMode, ResourceDecl, ResourceMap, Route, Rpt, UmaLayer, UmaLayerBuilder,
+    EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, clock::Clock,
 };
 use tracing_subscriber::layer::SubscriberExt as _;
-use uma_test_as::Endpoint;
+use uma_test_as::{Endpoint, RptPermission, RptSpec};
 
 /// The fields of one event, as text (strings without quotes).
 type Fields = BTreeMap<String, String>;
@@ -145,7 +145,7 @@ async fn a_401_then_200_flow_logs_one_decision_per_request() {
     let (status, answer) = client.rpt(&ticket, Some(&id_token)).await;
     assert_eq!(status, StatusCode::OK);
     let rpt = answer["access_token"].as_str().expect("an RPT").to_owned();
-    let fingerprint = Rpt::new(rpt.as_str()).fingerprint().to_string();
+    let fingerprint = tower_uma::token::Fingerprint::of(rpt.as_bytes()).to_string();
     for cache in ["miss", "hit"] {
         let resp = get_with(&http, &url, "/albums/1", &rpt).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -339,19 +339,29 @@ async fn a_refused_cached_answer_is_decided_once() {
     let (decisions, _guard) = Decisions::capture();
     let as_ = start_as().await;
     let r = register_invoice(&as_);
+    // The permission ends at `exp`, the token an hour later: the cached answer stays fresh
+    // (60 s from its first reading) while the permission expires.
     let exp = now() + 1_000;
     let clock = Arc::new(Stepping {
         now: AtomicI64::new(exp - 10),
         step: AtomicI64::new(0),
     });
-    // The layer reads `clock`; the cache keeps the system clock.
     let layer = invoice_layer(&as_, Flavor::Standard, &r, |b: UmaLayerBuilder| {
         b.clock(Arc::clone(&clock) as Arc<dyn Clock>)
     })
     .await;
     let (url, calls) = protected(layer).await;
     let http = http();
-    let rpt = rpt_until(&as_, &r, &["read"], exp);
+    let rpt = as_.mint_rpt(RptSpec {
+        exp: Some(exp + 3_600),
+        permissions: vec![RptPermission {
+            resource_id: r.clone(),
+            resource_scopes: vec!["read".into()],
+            exp: Some(exp),
+            ..RptPermission::default()
+        }],
+        ..RptSpec::default()
+    });
     assert_eq!(
         get_with(&http, &url, "/invoices/1", &rpt).await.status(),
         StatusCode::OK

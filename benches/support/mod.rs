@@ -61,8 +61,6 @@ pub(crate) async fn layer_at(
 ) -> UmaLayer {
     UmaLayer::discover(issuer, RS_ID, RS_SECRET)
         .insecure_allow_http()
-        .await
-        .expect("discovery succeeds")
         .realm("bench")
         .resources(
             ResourceMap::new().route(

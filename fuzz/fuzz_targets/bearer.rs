@@ -12,7 +12,7 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tower_uma::MAX_TOKEN_LEN;
+use tower_uma::token::MAX_TOKEN_LEN;
 use tower_uma::fuzzing::{BearerOutcome, bearer_from_headers, parse_bearer_value};
 
 fuzz_target!(|data: &[u8]| {

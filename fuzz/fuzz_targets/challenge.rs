@@ -13,7 +13,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tower_uma::fuzzing::render_challenge;
-use tower_uma::{ChallengeError, UmaChallenge, parse_uma_challenge};
+use tower_uma::challenge::{ChallengeError, UmaChallenge, parse_uma_challenge};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -19,8 +19,8 @@
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
-use tower_uma::fuzzing::{Decide, decide};
-use tower_uma::{Introspection, ScopeMode};
+use tower_uma::fuzzing::{Decide, decide, introspection_from_value};
+use tower_uma::{introspect::Introspection, resources::ScopeMode};
 
 /// A permission's resource (or one of its scopes) by index, or another name.
 #[derive(Arbitrary, Debug)]
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let parsed = Introspection::from_json(body);
     match serde_json::from_slice::<Value>(body) {
-        Ok(value) => assert_eq!(Introspection::from_value(&value), parsed),
+        Ok(value) => assert_eq!(introspection_from_value(&value), parsed),
         Err(_) => assert!(parsed.is_err()),
     }
     let Ok(intro) = parsed else {
@@ -138,7 +138,7 @@ fn check_model(intro: &Introspection) {
         body.insert("client_id".into(), json!(client_id));
     }
     body.insert("permissions".into(), Value::Array(permissions));
-    let again = Introspection::from_value(&Value::Object(body)).expect("written back, it parses");
+    let again = introspection_from_value(&Value::Object(body)).expect("written back, it parses");
     assert_eq!(&again, intro, "not the same once written back");
 }
 

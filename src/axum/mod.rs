@@ -41,7 +41,6 @@
 //!     .public("/health", get(|| async { "ok" }))
 //!     .build(
 //!         UmaLayer::discover("https://as.example.com", "photo-api", "photo-api-secret")
-//!             .await?
 //!             .realm("photos"),
 //!     )
 //!     .await?;
@@ -61,6 +60,7 @@ use ::axum::routing::MethodRouter;
 
 use self::guard::RouteGuardLayer;
 use crate::error::Error;
+pub use crate::extract::MissingPrincipal;
 use crate::layer::{UmaLayer, UmaLayerBuilder};
 use crate::pipeline::Enforcement;
 use crate::resources::{ResourceMap, ResourceMapError, Route};
@@ -116,7 +116,7 @@ use crate::resources::{ResourceMap, ResourceMapError, Route};
 /// (method, path, both routes; never a token). This happens for spellings that two routes
 /// with the same rule, or a public route, would take (`//albums` for `/{user}/albums`, where
 /// the layer decided `/albums`), and for requests the layer let through without a rule
-/// ([`Unmapped::Allow`](crate::Unmapped::Allow)). Routes whose rule is never enforced are not
+/// ([`Unmapped::Allow`](crate::resources::Unmapped::Allow)). Routes whose rule is never enforced are not
 /// refused: under [`EnforcementMode::Disabled`](crate::EnforcementMode::Disabled) the guard
 /// checks nothing, under [`EnforcementMode::Permissive`](crate::EnforcementMode::Permissive)
 /// (without a route resolver) it logs and lets through. The guard matches the path once more
@@ -403,11 +403,11 @@ where
     ///
     /// The router routes each path to its handlers behind their [guard](Self#the-guard); the
     /// layer is put on with `Router::layer`, so it also decides the requests that no route
-    /// matches (unmapped: `403` unless [`Unmapped::Allow`](crate::Unmapped::Allow)).
+    /// matches (unmapped: `403` unless [`Unmapped::Allow`](crate::resources::Unmapped::Allow)).
     ///
     /// # Errors
     ///
-    /// A [`ErrorKind::Config`](crate::ErrorKind::Config) error when the table does not
+    /// A [`ErrorKind::Config`](crate::error::ErrorKind::Config) error when the table does not
     /// [`validate`](Self::validate) (before any call to the authorization server) or when
     /// `layer` has a [`resolver`](UmaLayerBuilder::resolver), which would replace the table;
     /// otherwise the errors of [`UmaLayerBuilder::build`].

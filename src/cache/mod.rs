@@ -25,13 +25,12 @@
 //!     .stale_if_error(Duration::from_secs(120))
 //!     .build();
 //!
-//! // Clones share their entries, so one cache can serve several layers; keys are
-//! // namespaced by the AS issuer.
+//! // Clones share their entries, so one cache can serve several layers (each layer keeps
+//! // its entries apart from those of layers that check RPTs another way).
 //! let shared = cache.clone();
 //!
-//! // A revocation hook can forget one token, or everything.
-//! shared.invalidate("https://as.example", "rpt-Zk31");
-//! cache.invalidate_all();
+//! // A revocation hook can forget everything (`UmaLayer::forget_token` forgets one token).
+//! shared.invalidate_all();
 //! assert_eq!(cache.entry_count().await, 0);
 //! # }
 //! ```
@@ -46,9 +45,18 @@
 //! - **Two clocks.** moka expires entries on `std::time::Instant`; the token's `exp` is wall
 //!   time. Each entry therefore gets moka's per-entry expiry (`Expiry::expire_after_create`)
 //!   *and* stores its wall-clock `fresh_until`/`stale_until`, re-checked on every read against
-//!   the injectable [`Clock`]. A [`FixedClock`](crate::FixedClock)-driven test and a real
-//!   clock both behave, and nothing is served past `exp − skew` even if the two clocks
-//!   disagree. The arithmetic is the pure function `lifetime::entry_lifetime`.
+//!   the injectable [`Clock`] of the layer reading it
+//!   ([`UmaLayerBuilder::clock`](crate::UmaLayerBuilder::clock)). A
+//!   [`FixedClock`](crate::clock::FixedClock)-driven test and a real clock both behave, and
+//!   nothing is served past `exp − skew` even if the two clocks disagree. The arithmetic is
+//!   the pure function `lifetime::entry_lifetime`.
+//! - **Scopes.** Each layer reads and writes the cache through its own `CacheScope`: the
+//!   issuer of its AS, how it checks RPTs (introspection, or local JWT checks with their
+//!   issuer, audiences, algorithms and leeway) and its clock. Layers that agree on the first
+//!   two share entries; others never see each other's entries, so a result one layer accepted
+//!   cannot be a hit for a layer that would have refused it. The scope's key part is private
+//!   to the cache, and the layer owns time: it passes its clock reading to lookups, and the
+//!   scope's clock to the calls the cache spawns.
 //! - **moka's `future` cache, not `sync`.** The `sync` cache's `get` is cheaper (about 400
 //!   instructions), but the crate builds moka with the `future` feature only, whose
 //!   maintenance never blocks a runtime thread. `invalidate` stays synchronous all the same
@@ -57,17 +65,16 @@
 //!   cancellation safe and a lookup only waits when it joins maintenance): a hit that grants
 //!   the request is served without a future of the layer's own; anything else takes the
 //!   asynchronous path.
-//! - **Key.** The pair (issuer, SHA-256 of the token): the token's [`Fingerprint`] digest,
-//!   namespaced by the issuer string compared exactly. Hashing the issuer into the digest
-//!   (`SHA-256(issuer || 0x00 || token)`) would cost an extra SHA-256 block per request and
+//! - **Key.** The pair (scope, SHA-256 of the token): the token's [`Fingerprint`] digest,
+//!   namespaced by the scope's key part compared exactly. Hashing the scope into the digest
+//!   (`SHA-256(scope || 0x00 || token)`) would cost an extra SHA-256 block per request and
 //!   rule out sharing the digest: the layer can pass the fingerprint it computes for its
 //!   `token.fingerprint` span field to `get_or_fetch_by_fingerprint`, so a request hashes its
 //!   token once. moka hashes the first eight bytes of the digest (uniform already) mixed with
 //!   a per-cache random seed, instead of running SipHash over all 32; equality also compares
-//!   the issuer, which is interned, so entries do not each hold a copy of it. Raw tokens are
+//!   the scope, which is interned, so entries do not each hold a copy of it. Raw tokens are
 //!   never stored.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -81,37 +88,46 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::{Equivalent, Expiry};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::introspect::Introspection;
 use crate::metrics;
 use crate::protection::CallError;
 use crate::token::{Fingerprint, Rpt};
 
 mod flight;
+mod key;
 mod lifetime;
+mod store;
 #[cfg(test)]
 mod tests;
 
 use flight::{Begin, Flights, SharedFlight, Ticket};
+// The other files' items, for the siblings (each starts with `use super::*`) and the tests.
+#[allow(unused_imports, reason = "not every item is used by a sibling")]
+use key::*;
+#[allow(unused_imports, reason = "not every item is used by a sibling")]
+use store::*;
 
 /// A shared, bounded cache of token introspection results.
 ///
 /// The layer looks every RPT up here before calling the AS's introspection endpoint
 /// ([RFC 7662]). Build one with [`builder`](Self::builder), or use [`Default`] (the defaults
 /// below) or [`disabled`](Self::disabled). Cloning is cheap and clones share their entries,
-/// so one cache can back several layers; entries are namespaced by the AS issuer, so layers
-/// talking to different authorization servers never see each other's entries. Layers sharing
-/// a cache and an issuer must check RPTs alike (the same `RptValidation`, and for JWTs the same
-/// issuer, audiences, algorithms and leeway); building a layer that would not fails with a
-/// configuration error.
+/// so one cache can back several layers. Each layer keeps its entries apart from those of
+/// layers talking to another authorization server or checking RPTs another way (another
+/// `RptValidation`, or for JWTs other issuer, audiences, algorithms or leeway): a result one
+/// layer accepted is never a hit for a layer that would have refused it. Layers that agree
+/// share entries. Time is the layer's: freshness is checked against the clock of the layer
+/// reading ([`UmaLayerBuilder::clock`](crate::UmaLayerBuilder::clock)).
 ///
 /// # What is cached, and for how long
 ///
-/// - **Keys** are the AS issuer and a SHA-256 of the token; raw tokens are never stored.
+/// - **Keys** are the layer's scope (see above) and a SHA-256 of the token; raw tokens are
+///   never stored.
 /// - **Active results** live `min(max_ttl, exp − now − skew)`: never past the token's `exp`
 ///   ([RFC 7662 §4]). A result whose `exp` is within the skew is not cached; one without
 ///   `exp` is cached only with [`cache_without_exp(true)`](IntrospectionCacheBuilder::cache_without_exp).
-///   Freshness is checked against the configured [`Clock`] on every read.
+///   Freshness is checked against the layer's [`Clock`] on every read.
 /// - **Inactive results** (`active: false`) live
 ///   [`negative_ttl`](IntrospectionCacheBuilder::negative_ttl) (5 s by default) in a
 ///   separate, separately bounded cache, so that a token repeated by a misbehaving client
@@ -129,8 +145,9 @@ use flight::{Begin, Flights, SharedFlight, Ticket};
 ///   the logs; the others at DEBUG). Never for inactive results.
 ///
 /// A revoked RPT stays usable for as long as its entry is fresh (RFC 7662 §4 names this
-/// trade-off): keep `max_ttl` short, call [`invalidate`](Self::invalidate) from a revocation
-/// hook, or turn caching off.
+/// trade-off): keep `max_ttl` short, call
+/// [`UmaLayer::forget_token`](crate::UmaLayer::forget_token) from a revocation hook, or turn
+/// caching off.
 ///
 /// # Bounds
 ///
@@ -188,11 +205,9 @@ pub struct IntrospectionCache {
 /// # Example
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::time::Duration;
-/// use tower_uma::{FixedClock, IntrospectionCache};
+/// use tower_uma::IntrospectionCache;
 ///
-/// let clock = Arc::new(FixedClock::new(1_767_225_600));
 /// let cache = IntrospectionCache::builder()
 ///     .max_entries(1_000)
 ///     .max_ttl(Duration::from_secs(120))
@@ -201,7 +216,6 @@ pub struct IntrospectionCache {
 ///     .negative_ttl(Duration::from_secs(5))
 ///     .negative_max_entries(500)
 ///     .stale_if_error(Duration::from_secs(300))
-///     .clock(clock)
 ///     .build();
 /// # let _ = cache;
 /// ```
@@ -209,7 +223,6 @@ pub struct IntrospectionCache {
 #[derive(Debug, Clone)]
 pub struct IntrospectionCacheBuilder {
     settings: Settings,
-    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,7 +248,6 @@ impl Default for IntrospectionCacheBuilder {
                 negative_max_entries: 10_000,
                 stale_if_error: Duration::ZERO,
             },
-            clock: SystemClock::shared(),
         }
     }
 }
@@ -329,22 +341,12 @@ impl IntrospectionCacheBuilder {
     /// logs. Inactive answers are never served stale.
     ///
     /// Active results then stay in memory for up to `max_ttl + grace`. While stale-if-error is
-    /// on, freshness is tracked in whole seconds of the [`clock`](Self::clock), so a sub-second
+    /// on, freshness is tracked in whole seconds of the layer's clock, so a sub-second
     /// `max_ttl` effectively becomes one second. `Duration::ZERO` turns it off.
     ///
     /// Defaults to `Duration::ZERO` (off).
     pub fn stale_if_error(mut self, grace: Duration) -> Self {
         self.settings.stale_if_error = grace;
-        self
-    }
-
-    /// The wall clock used for `exp` arithmetic and freshness checks; tests pass a
-    /// [`FixedClock`](crate::FixedClock). moka's own timers keep running on the monotonic
-    /// clock: an entry is served only while both consider it alive.
-    ///
-    /// Defaults to [`SystemClock`].
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -386,11 +388,9 @@ impl IntrospectionCacheBuilder {
                     negative_ttl: s.negative_ttl,
                     stale_grace: s.stale_if_error,
                 },
-                clock: self.clock,
                 positive,
                 negative,
                 flights: Flights::default(),
-                validation: Mutex::default(),
                 stale_log: Mutex::default(),
             })),
         }
@@ -433,7 +433,7 @@ impl CacheSource {
     /// # Example
     ///
     /// ```
-    /// use tower_uma::CacheSource;
+    /// use tower_uma::cache::CacheSource;
     ///
     /// assert_eq!(CacheSource::NegativeHit.as_str(), "negative_hit");
     /// assert!(CacheSource::Stale.is_hit());
@@ -469,185 +469,41 @@ pub(crate) struct Cached {
     pub(crate) source: CacheSource,
 }
 
-/// What entries and flights are keyed by: a token's SHA-256 and the AS issuer.
+/// One layer's handle on an [`IntrospectionCache`]: which of the cache's entries are its own,
+/// and the layer's clock.
 ///
-/// Hashes the digest only (uniform already, and the issuer rarely differs); equality compares
-/// both.
-#[derive(Clone, PartialEq, Eq)]
-struct Key {
-    digest: [u8; 32],
-    /// Interned by the flights map, so entries share it.
-    namespace: Arc<str>,
-}
-
-impl Key {
-    fn borrowed(&self) -> KeyRef<'_> {
-        KeyRef {
-            digest: &self.digest,
-            namespace: &self.namespace,
-        }
-    }
-}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(&self.digest);
-    }
-}
-
-/// A [`Key`] made of borrowed parts, for lookups that need no allocation.
-#[derive(Clone, Copy)]
-struct KeyRef<'a> {
-    digest: &'a [u8; 32],
-    namespace: &'a str,
-}
-
-impl<'a> KeyRef<'a> {
-    fn new(namespace: &'a str, fingerprint: &'a Fingerprint) -> Self {
-        Self {
-            digest: fingerprint.as_bytes(),
-            namespace,
-        }
-    }
-}
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(self.digest);
-    }
-}
-
-impl Equivalent<Key> for KeyRef<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        *self.digest == key.digest && self.namespace == &*key.namespace
-    }
-}
-
-/// moka's hasher for [`Key`]s: the first eight bytes of the SHA-256 digest, mixed with a
-/// per-cache random seed by two folded 128-bit multiplies.
-///
-/// The digest is uniform already, so hashing all of it again (moka's default SipHash) buys
-/// nothing; the seed keeps bucket placement unpredictable, so tokens ground to share digest
-/// bits still spread over the table.
-#[derive(Clone, Copy, Debug)]
-struct DigestHash {
-    seed: u64,
-    multiplier: u64,
-}
-
-impl DigestHash {
-    fn random() -> Self {
-        let state = RandomState::new();
-        Self {
-            seed: state.hash_one(0x5eed_u64),
-            // Odd, so that the multiply is a bijection on the low word.
-            multiplier: state.hash_one(0x6d75_u64) | 1,
-        }
-    }
-}
-
-impl BuildHasher for DigestHash {
-    type Hasher = DigestHasher;
-
-    fn build_hasher(&self) -> DigestHasher {
-        DigestHasher {
-            hash: self.seed,
-            multiplier: self.multiplier,
-        }
-    }
-}
-
-/// See [`DigestHash`].
-struct DigestHasher {
-    hash: u64,
-    multiplier: u64,
-}
-
-impl Hasher for DigestHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0_u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.hash = fold_multiply(self.hash ^ u64::from_le_bytes(word), self.multiplier);
-    }
-
-    fn finish(&self) -> u64 {
-        // A second round: one folded multiply leaves the low bits weakly mixed for words that
-        // differ only in their top bits.
-        fold_multiply(self.hash, FINISH_MULTIPLIER)
-    }
-}
-
-/// An odd constant (2^64 divided by the golden ratio) for [`DigestHasher::finish`].
-const FINISH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// The 128-bit product of `a` and `b`, its high half folded onto its low half.
-fn fold_multiply(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
-    let (low, high) = (product as u64, (product >> 64) as u64);
-    low ^ high
-}
-
-/// What moka stores: the shared result plus its wall-clock bookkeeping. Cloned on every hit,
-/// so it is an `Arc` and three words.
+/// The key part is the issuer of the layer's AS and how the layer checks RPTs, joined so that
+/// two different pairs can never make the same key (the issuer's length leads). Layers with the
+/// same pair share entries; no other code reads or makes the key part.
 #[derive(Clone)]
-struct Entry {
-    value: Arc<Introspection>,
-    fresh_until: i64,
-    stale_until: i64,
-    /// moka's lifetime for the entry.
-    ttl: Duration,
+pub(crate) struct CacheScope {
+    namespace: Arc<str>,
+    clock: Arc<dyn Clock>,
 }
 
-impl Entry {
-    fn new(value: &Arc<Introspection>, times: lifetime::Times) -> Self {
+impl CacheScope {
+    /// The scope of a layer whose AS is `issuer` (trimmed), that checks RPTs as `validation`
+    /// says, and reads time from `clock`.
+    pub(crate) fn new(issuer: &str, validation: &str, clock: Arc<dyn Clock>) -> Self {
         Self {
-            value: Arc::clone(value),
-            fresh_until: times.fresh_until,
-            stale_until: times.stale_until,
-            ttl: times.ttl,
+            namespace: Arc::from(format!("{}:{issuer} {validation}", issuer.len())),
+            clock,
         }
     }
-}
 
-/// Per-entry moka expiry: the lifetime computed when the entry was stored.
-struct EntryExpiry;
-
-impl Expiry<Key, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _: &Key, entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Key,
-        entry: &Entry,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.ttl)
+    /// The layer's clock: what freshness is checked against and entries are stored with.
+    fn now(&self) -> i64 {
+        self.clock.now_unix()
     }
 }
 
-struct Inner {
-    settings: Settings,
-    policy: lifetime::Policy,
-    clock: Arc<dyn Clock>,
-    /// Active results.
-    positive: Cache<Key, Entry, DigestHash>,
-    /// Inactive results; `None` when negative caching is off.
-    negative: Option<Cache<Key, Entry, DigestHash>>,
-    flights: Flights,
-    /// How the layers using each namespace check RPTs; see [`IntrospectionCache::claim`].
-    validation: Mutex<HashMap<String, String>>,
-    /// When the last stale serve was logged at WARN (clock seconds), and how many were logged
-    /// at DEBUG since.
-    stale_log: Mutex<Option<(i64, u64)>>,
+impl fmt::Debug for CacheScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheScope")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
-
-/// At most one stale serve per this many seconds is logged at WARN.
-const STALE_WARN_EVERY: i64 = 30;
 
 impl IntrospectionCache {
     /// A builder with the defaults documented on each setter.
@@ -666,18 +522,18 @@ impl IntrospectionCache {
         Self { inner: None }
     }
 
-    /// Forgets what is cached for `token` at the AS whose issuer is `namespace`, for example
-    /// from a revocation hook. Requests that arrive after this returns call the AS again; an
-    /// introspection call already in flight for the token still answers the requests waiting
-    /// for it, but its result is not kept.
+    /// Forgets what `scope` has cached for `token`, for example from a revocation hook
+    /// ([`UmaLayer::forget_token`](crate::UmaLayer::forget_token)). Requests that arrive after
+    /// this returns call the AS again; an introspection call already in flight for the token
+    /// still answers the requests waiting for it, but its result is not kept.
     ///
     /// Does not block: moka's removal normally completes on the spot; when it would have to
     /// wait (a concurrent write on the same key), an invalidation predicate hides the entry at
     /// once and moka's maintenance removes it later.
-    pub fn invalidate(&self, namespace: &str, token: &str) {
+    pub(crate) fn forget(&self, scope: &CacheScope, token: &str) {
         let Some(inner) = &self.inner else { return };
         let fingerprint = Fingerprint::of(token.as_bytes());
-        let key = KeyRef::new(namespace, &fingerprint);
+        let key = KeyRef::new(&scope.namespace, &fingerprint);
         inner.flights.revoke(key);
         invalidate_now(&inner.positive, key);
         if let Some(negative) = &inner.negative {
@@ -685,33 +541,8 @@ impl IntrospectionCache {
         }
     }
 
-    /// Records that a layer checks the RPTs of `namespace` as `validation` describes (by
-    /// introspection, or locally as JWTs with given audiences), or refuses when another layer
-    /// sharing this cache checks them differently: a result one layer accepted must not be a
-    /// cache hit for a layer that would have refused it.
-    pub(crate) fn claim(&self, namespace: &str, validation: &str) -> Result<(), String> {
-        let Some(inner) = &self.inner else {
-            return Ok(());
-        };
-        let mut claims = inner
-            .validation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match claims.get(namespace) {
-            Some(existing) if existing != validation => Err(format!(
-                "this cache already serves a layer for {namespace} that checks RPTs by \
-                 {existing}; this one checks them by {validation}. Give it a cache of its own"
-            )),
-            Some(_) => Ok(()),
-            None => {
-                claims.insert(namespace.to_owned(), validation.to_owned());
-                Ok(())
-            }
-        }
-    }
-
-    /// Forgets every cached result, for every AS sharing this cache. Calls in flight behave as
-    /// described for [`invalidate`](Self::invalidate).
+    /// Forgets every cached result, for every layer sharing this cache. Calls in flight behave
+    /// as described for [`UmaLayer::forget_token`](crate::UmaLayer::forget_token).
     pub fn invalidate_all(&self) {
         let Some(inner) = &self.inner else { return };
         inner.flights.revoke_all();
@@ -735,8 +566,8 @@ impl IntrospectionCache {
         count
     }
 
-    /// The introspection result for `token` at the AS `namespace` (its issuer): from the cache
-    /// when fresh, otherwise from `fetch`, coalesced with any concurrent miss on the same key.
+    /// The introspection result for `token` in `scope`: from the cache when fresh, otherwise
+    /// from `fetch`, coalesced with any concurrent miss on the same key.
     ///
     /// `fetch` is called on a miss to make the introspection future; the future is only
     /// polled if this request leads the call, so creating it must have no side effects. It
@@ -759,7 +590,7 @@ impl IntrospectionCache {
     )]
     pub(crate) async fn get_or_fetch<F, Fut>(
         &self,
-        namespace: &str,
+        scope: &CacheScope,
         token: &Rpt,
         fetch: F,
     ) -> Result<Cached, CallError>
@@ -770,7 +601,7 @@ impl IntrospectionCache {
         if self.inner.is_none() {
             return fetch_uncached(fetch).await;
         }
-        self.get_or_fetch_by_fingerprint(namespace, &token.fingerprint(), fetch)
+        self.get_or_fetch_by_fingerprint(scope, &token.fingerprint(), fetch)
             .await
     }
 
@@ -778,23 +609,21 @@ impl IntrospectionCache {
     /// inactive one from the negative cache): the layer's synchronous hit path, which then
     /// needs no future of its own. `None` on a miss, when the cache is disabled, or in the rare
     /// case where moka's lookup would have to wait for its maintenance; the caller then goes
-    /// through [`get_or_fetch_by_fingerprint`](Self::get_or_fetch_by_fingerprint). Also
-    /// returns the clock reading it checked freshness with.
-    pub(crate) fn peek(&self, namespace: &str, fingerprint: &Fingerprint) -> Option<(Cached, i64)> {
+    /// through [`get_or_fetch_by_fingerprint`](Self::get_or_fetch_by_fingerprint).
+    /// Freshness is checked at `now`, the layer's clock reading for the request.
+    pub(crate) fn peek(
+        &self,
+        scope: &CacheScope,
+        fingerprint: &Fingerprint,
+        now: i64,
+    ) -> Option<Cached> {
         let inner = self.inner.as_ref()?;
-        let now = inner.clock.now_unix();
         // moka's lookup is cancellation safe: a maintenance run it started and that is
         // dropped here is resumed by the next operation.
         inner
-            .lookup(&KeyRef::new(namespace, fingerprint), now)
+            .lookup(&KeyRef::new(&scope.namespace, fingerprint), now)
             .now_or_never()
             .flatten()
-            .map(|cached| (cached, now))
-    }
-
-    /// The clock freshness is checked against; `None` when disabled.
-    pub(crate) fn clock(&self) -> Option<&Arc<dyn Clock>> {
-        self.inner.as_ref().map(|inner| &inner.clock)
     }
 
     /// [`get_or_fetch`](Self::get_or_fetch) for a token known by its fingerprint
@@ -805,7 +634,7 @@ impl IntrospectionCache {
     /// As [`get_or_fetch`](Self::get_or_fetch).
     pub(crate) async fn get_or_fetch_by_fingerprint<F, Fut>(
         &self,
-        namespace: &str,
+        scope: &CacheScope,
         fingerprint: &Fingerprint,
         fetch: F,
     ) -> Result<Cached, CallError>
@@ -815,46 +644,9 @@ impl IntrospectionCache {
     {
         match &self.inner {
             None => fetch_uncached(fetch).await,
-            Some(inner) => inner.get_or_fetch(namespace, fingerprint, fetch).await,
+            Some(inner) => inner.get_or_fetch(scope, fingerprint, fetch).await,
         }
     }
-}
-
-/// Removes `key` from `cache` without waiting.
-fn invalidate_now(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
-    // moka's removal is cancellation safe: once it has taken the entry out of the map,
-    // dropping the future leaves the rest of the bookkeeping to maintenance. If it is still
-    // pending it has not removed anything yet (it waits for a retried operation or for the
-    // key's lock), and the predicate takes over.
-    if cache.invalidate(&key).now_or_never().is_none() {
-        invalidate_by_predicate(cache, key);
-    }
-}
-
-/// Makes moka ignore `key`'s current entry from now on (`get` applies registered predicates)
-/// and remove it during maintenance. An entry stored later for the key is not affected.
-fn invalidate_by_predicate(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
-    let target = Key {
-        digest: *key.digest,
-        namespace: Arc::from(key.namespace),
-    };
-    if let Err(error) = cache.invalidate_entries_if(move |k, _| *k == target) {
-        // Cannot happen: `build` enables invalidation closures on every cache.
-        tracing::error!(%error, "could not invalidate an introspection cache entry");
-    }
-}
-
-/// A disabled cache's lookup: the call itself.
-async fn fetch_uncached<F, Fut>(fetch: F) -> Result<Cached, CallError>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Introspection, CallError>>,
-{
-    let value = fetch().await?;
-    Ok(Cached {
-        value: Arc::new(value),
-        source: CacheSource::Disabled,
-    })
 }
 
 impl Default for IntrospectionCache {
@@ -872,242 +664,7 @@ impl fmt::Debug for IntrospectionCache {
             Some(inner) => d
                 .field("enabled", &true)
                 .field("settings", &inner.settings)
-                .field("clock", &inner.clock)
                 .finish_non_exhaustive(),
         }
-    }
-}
-
-impl Inner {
-    async fn get_or_fetch<F, Fut>(
-        self: &Arc<Self>,
-        namespace: &str,
-        fingerprint: &Fingerprint,
-        fetch: F,
-    ) -> Result<Cached, CallError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
-    {
-        let key = KeyRef::new(namespace, fingerprint);
-        let seen = self.flights.completions();
-        if let Some(hit) = self.lookup(&key, self.clock.now_unix()).await {
-            return Ok(hit);
-        }
-        Box::pin(self.miss(key, fingerprint, seen, fetch())).await
-    }
-
-    /// The miss path, boxed so that the hit path's future stays small.
-    async fn miss<Fut>(
-        self: &Arc<Self>,
-        key: KeyRef<'_>,
-        fingerprint: &Fingerprint,
-        seen: u64,
-        fetch: Fut,
-    ) -> Result<Cached, CallError>
-    where
-        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
-    {
-        let mut fetch = fetch;
-        let mut seen = Some(seen);
-        let (flight, source) = loop {
-            match self
-                .flights
-                .begin(key, seen.take(), fetch, |key, ticket, fut| {
-                    self.start(key, ticket, fut)
-                }) {
-                Begin::Joined(flight) => {
-                    metrics::cache_coalesced();
-                    break (flight, CacheSource::Coalesced);
-                }
-                Begin::Led(flight) => {
-                    metrics::cache_miss();
-                    break (flight, CacheSource::Miss);
-                }
-                Begin::Recheck(unused) => {
-                    fetch = unused;
-                    if let Some(hit) = self.lookup(&key, self.clock.now_unix()).await {
-                        return Ok(hit);
-                    }
-                }
-            }
-        };
-        match flight.await {
-            Ok(value) => Ok(Cached { value, source }),
-            Err(error) => self.stale_or(&key, fingerprint, error).await,
-        }
-    }
-
-    /// A fresh entry for `key`, if any: the hit path.
-    async fn lookup(&self, key: &KeyRef<'_>, now: i64) -> Option<Cached> {
-        if let Some(entry) = self.positive.get(key).await
-            && now < entry.fresh_until
-        {
-            metrics::cache_hit();
-            return Some(Cached {
-                value: entry.value,
-                source: CacheSource::Hit,
-            });
-        }
-        let entry = self.negative.as_ref()?.get(key).await?;
-        (now < entry.fresh_until).then(|| {
-            metrics::cache_negative_hit();
-            Cached {
-                value: entry.value,
-                source: CacheSource::NegativeHit,
-            }
-        })
-    }
-
-    /// Starts the flight that runs `fetch` and stores its result.
-    fn start<Fut>(self: &Arc<Self>, key: Key, ticket: Ticket, fetch: Fut) -> SharedFlight
-    where
-        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
-    {
-        // Created outside the task so that it runs even if the task is dropped unpolled.
-        let finish = FinishGuard {
-            inner: Arc::clone(self),
-            key,
-            id: ticket.id,
-        };
-        flight::spawn(async move {
-            let result = fetch.await.map(Arc::new);
-            if let Ok(value) = &result {
-                finish
-                    .inner
-                    .store(&finish.key, value, &ticket.revoked)
-                    .await;
-            }
-            drop(finish);
-            result
-        })
-    }
-
-    /// Stores a fresh answer: active results in the positive cache when their lifetime allows,
-    /// inactive ones in the negative cache when it is on. Whatever the answer, it replaces
-    /// what was stored for the key before.
-    async fn store(&self, key: &Key, value: &Arc<Introspection>, revoked: &AtomicBool) {
-        if revoked.load(Ordering::SeqCst) {
-            // Invalidated while in flight: what was stored before is gone already.
-            return;
-        }
-        let now = self.clock.now_unix();
-        if value.is_active() {
-            if let Some(negative) = &self.negative {
-                negative.invalidate(&key.borrowed()).await;
-            }
-            match self.policy.positive(now, value) {
-                Some(times) => {
-                    self.positive
-                        .insert(key.clone(), Entry::new(value, times))
-                        .await
-                }
-                None => self.positive.invalidate(&key.borrowed()).await,
-            }
-        } else {
-            // An inactive answer retires any earlier active entry, so that stale-if-error can
-            // never resurrect it.
-            self.positive.invalidate(&key.borrowed()).await;
-            if let (Some(negative), Some(times)) = (&self.negative, self.policy.negative(now)) {
-                negative.insert(key.clone(), Entry::new(value, times)).await;
-            }
-        }
-        // Checked again after inserting: an invalidation that set the flag since is seen here,
-        // and one that sets it later removes what was just inserted itself.
-        if revoked.load(Ordering::SeqCst) {
-            self.positive.invalidate(&key.borrowed()).await;
-            if let Some(negative) = &self.negative {
-                negative.invalidate(&key.borrowed()).await;
-            }
-        }
-    }
-
-    /// After a failed call: an expired active entry still within stale-if-error, or the error.
-    async fn stale_or(
-        &self,
-        key: &KeyRef<'_>,
-        fingerprint: &Fingerprint,
-        error: CallError,
-    ) -> Result<Cached, CallError> {
-        if self.policy.stale_grace.is_zero() {
-            return Err(error);
-        }
-        let Some(entry) = self.positive.get(key).await else {
-            return Err(error);
-        };
-        let now = self.clock.now_unix();
-        if now < entry.fresh_until {
-            // Another call refreshed the entry meanwhile.
-            return Ok(Cached {
-                value: entry.value,
-                source: CacheSource::Hit,
-            });
-        }
-        if now < entry.stale_until && lifetime::usable_when_stale(&entry.value, now) {
-            metrics::cache_stale_served();
-            let stale_for_secs = now - entry.fresh_until;
-            match self.stale_warning(now) {
-                Some(suppressed) => tracing::warn!(
-                    name: "uma.cache.stale_served",
-                    {
-                        token.fingerprint = %fingerprint,
-                        error = %error,
-                        stale_for_secs,
-                        suppressed,
-                    },
-                    "introspection failed; serving an expired cache entry under stale-if-error \
-                     ({suppressed} more since the last such warning, logged at DEBUG)"
-                ),
-                None => tracing::debug!(
-                    name: "uma.cache.stale_served",
-                    {
-                        token.fingerprint = %fingerprint,
-                        error = %error,
-                        stale_for_secs,
-                    },
-                    "introspection failed; serving an expired cache entry under stale-if-error"
-                ),
-            }
-            return Ok(Cached {
-                value: entry.value,
-                source: CacheSource::Stale,
-            });
-        }
-        Err(error)
-    }
-}
-
-impl Inner {
-    /// Whether a stale serve at `now` is logged at WARN: `Some(n)` with the `n` serves logged
-    /// at DEBUG since the last WARN one, when that was at least [`STALE_WARN_EVERY`] ago.
-    fn stale_warning(&self, now: i64) -> Option<u64> {
-        let mut log = self
-            .stale_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match &mut *log {
-            Some((at, since)) if now >= *at && now - *at < STALE_WARN_EVERY => {
-                *since = since.saturating_add(1);
-                None
-            }
-            _ => {
-                let suppressed = log.map_or(0, |(_, since)| since);
-                *log = Some((now, 0));
-                Some(suppressed)
-            }
-        }
-    }
-}
-
-/// Takes a flight out of the in-flight map when the flight is over, however it ends.
-struct FinishGuard {
-    inner: Arc<Inner>,
-    key: Key,
-    id: u64,
-}
-
-impl Drop for FinishGuard {
-    fn drop(&mut self) {
-        self.inner.flights.finish(&self.key, self.id);
     }
 }

@@ -119,8 +119,18 @@ fn clock() -> Arc<FixedClock> {
     Arc::new(FixedClock::new(NOW))
 }
 
-fn builder(clock: &Arc<FixedClock>) -> IntrospectionCacheBuilder {
-    IntrospectionCache::builder().clock(Arc::clone(clock) as Arc<dyn Clock>)
+fn builder() -> IntrospectionCacheBuilder {
+    IntrospectionCache::builder()
+}
+
+/// The scope of a layer at the AS `ns` that introspects, on `clock`.
+fn at(ns: &str, clock: &Arc<FixedClock>) -> CacheScope {
+    CacheScope::new(ns, "introspection", Arc::clone(clock) as Arc<dyn Clock>)
+}
+
+/// [`at`] on a clock that stays at `NOW`, for tests where time does not move.
+fn fixed(ns: &str) -> CacheScope {
+    at(ns, &clock())
 }
 
 fn active(exp: Option<i64>) -> FetchResult {
@@ -151,17 +161,17 @@ fn spawn_gated(
     exp: i64,
 ) -> tokio::task::JoinHandle<Result<Cached, CallError>> {
     let (cache, fetch) = (cache.clone(), f.gated(started, gate, active(Some(exp))));
-    tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
+    tokio::spawn(async move { cache.get_or_fetch(&fixed(AS1), &rpt("rpt-a"), fetch).await })
 }
 
 async fn source(
     cache: &IntrospectionCache,
-    ns: &str,
+    scope: &CacheScope,
     token: &Rpt,
     fetch: impl FnOnce() -> BoxFuture<'static, FetchResult>,
 ) -> CacheSource {
     cache
-        .get_or_fetch(ns, token, fetch)
+        .get_or_fetch(scope, token, fetch)
         .await
         .expect("an answer")
         .source
@@ -170,16 +180,16 @@ async fn source(
 #[tokio::test]
 async fn miss_then_hit_shares_the_same_result() {
     let clock = clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     let first = cache
-        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
     assert_eq!(first.source, CacheSource::Miss);
     let second = cache
-        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
     assert_eq!(second.source, CacheSource::Hit);
@@ -191,21 +201,39 @@ async fn miss_then_hit_shares_the_same_result() {
 #[tokio::test]
 async fn max_ttl_expires_entries_on_the_wall_clock() {
     let clock = clock();
-    let cache = builder(&clock).max_ttl(Duration::from_secs(60)).build();
+    let cache = builder().max_ttl(Duration::from_secs(60)).build();
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(59);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Hit
     );
     clock.advance(1);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 2);
@@ -215,42 +243,78 @@ async fn max_ttl_expires_entries_on_the_wall_clock() {
 async fn entries_are_never_served_past_exp() {
     // exp = now + 2 s with a 60 s maximum and no skew: served before exp, not at it.
     let clock = clock();
-    let cache = builder(&clock).skew(Duration::ZERO).build();
+    let cache = builder().skew(Duration::ZERO).build();
     let f = Fetcher::default();
     let t = rpt("rpt-short");
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 2)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 2)))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(1);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 2)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 2)))
+        )
+        .await,
         CacheSource::Hit
     );
     clock.advance(1);
     // The real moka timer would keep the entry for another second: the wall clock decides.
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 2)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 2)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 2);
 
     // With the default 5 s skew, exp = now + 10 s is served for 5 s only.
     let clock = self::clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let f = Fetcher::default();
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 10)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 10)))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(4);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 10)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 10)))
+        )
+        .await,
         CacheSource::Hit
     );
     clock.advance(1);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 10)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 10)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 2);
@@ -259,12 +323,18 @@ async fn entries_are_never_served_past_exp() {
 #[tokio::test]
 async fn exp_within_the_skew_is_not_cached() {
     let clock = clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let f = Fetcher::default();
     let t = rpt("rpt-dying");
     for _ in 0..3 {
         assert_eq!(
-            source(&cache, AS1, &t, f.answer(active(Some(NOW + 3)))).await,
+            source(
+                &cache,
+                &at(AS1, &clock),
+                &t,
+                f.answer(active(Some(NOW + 3)))
+            )
+            .await,
             CacheSource::Miss
         );
     }
@@ -278,33 +348,33 @@ async fn no_exp_is_cached_only_when_allowed() {
     let f = Fetcher::default();
     let t = rpt("rpt-forever");
 
-    let strict = builder(&clock).build();
+    let strict = builder().build();
     assert_eq!(
-        source(&strict, AS1, &t, f.answer(active(None))).await,
+        source(&strict, &at(AS1, &clock), &t, f.answer(active(None))).await,
         CacheSource::Miss
     );
     assert_eq!(
-        source(&strict, AS1, &t, f.answer(active(None))).await,
+        source(&strict, &at(AS1, &clock), &t, f.answer(active(None))).await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 2);
 
-    let lenient = builder(&clock)
+    let lenient = builder()
         .cache_without_exp(true)
         .max_ttl(Duration::from_secs(30))
         .build();
     assert_eq!(
-        source(&lenient, AS1, &t, f.answer(active(None))).await,
+        source(&lenient, &at(AS1, &clock), &t, f.answer(active(None))).await,
         CacheSource::Miss
     );
     clock.advance(29);
     assert_eq!(
-        source(&lenient, AS1, &t, f.answer(active(None))).await,
+        source(&lenient, &at(AS1, &clock), &t, f.answer(active(None))).await,
         CacheSource::Hit
     );
     clock.advance(1);
     assert_eq!(
-        source(&lenient, AS1, &t, f.answer(active(None))).await,
+        source(&lenient, &at(AS1, &clock), &t, f.answer(active(None))).await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 4);
@@ -313,15 +383,23 @@ async fn no_exp_is_cached_only_when_allowed() {
 #[tokio::test]
 async fn tokens_never_see_each_others_entries() {
     let clock = clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let f = Fetcher::default();
     let (a, b) = (rpt("rpt-alice"), rpt("rpt-bob"));
     cache
-        .get_or_fetch(AS1, &a, f.answer(active_for("alice", NOW + 3600)))
+        .get_or_fetch(
+            &at(AS1, &clock),
+            &a,
+            f.answer(active_for("alice", NOW + 3600)),
+        )
         .await
         .expect("ok");
     let bob = cache
-        .get_or_fetch(AS1, &b, f.answer(active_for("bob", NOW + 3600)))
+        .get_or_fetch(
+            &at(AS1, &clock),
+            &b,
+            f.answer(active_for("bob", NOW + 3600)),
+        )
         .await
         .expect("ok");
     assert_eq!(
@@ -329,7 +407,11 @@ async fn tokens_never_see_each_others_entries() {
         (CacheSource::Miss, Some("bob"))
     );
     let alice = cache
-        .get_or_fetch(AS1, &a, f.answer(active_for("mallory", NOW + 3600)))
+        .get_or_fetch(
+            &at(AS1, &clock),
+            &a,
+            f.answer(active_for("mallory", NOW + 3600)),
+        )
         .await
         .expect("ok");
     assert_eq!(
@@ -338,7 +420,11 @@ async fn tokens_never_see_each_others_entries() {
     );
     // A token that is a prefix of another is a different key.
     let prefix = cache
-        .get_or_fetch(AS1, &rpt("rpt-ali"), f.answer(active_for("p", NOW + 3600)))
+        .get_or_fetch(
+            &at(AS1, &clock),
+            &rpt("rpt-ali"),
+            f.answer(active_for("p", NOW + 3600)),
+        )
         .await
         .expect("ok");
     assert_eq!(prefix.source, CacheSource::Miss);
@@ -348,16 +434,24 @@ async fn tokens_never_see_each_others_entries() {
 #[tokio::test]
 async fn issuers_are_separate_namespaces() {
     let clock = clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let shared = cache.clone();
     let f = Fetcher::default();
     let t = rpt("rpt-same");
     let one = cache
-        .get_or_fetch(AS1, &t, f.answer(active_for("one", NOW + 3600)))
+        .get_or_fetch(
+            &at(AS1, &clock),
+            &t,
+            f.answer(active_for("one", NOW + 3600)),
+        )
         .await
         .expect("ok");
     let two = shared
-        .get_or_fetch(AS2, &t, f.answer(active_for("two", NOW + 3600)))
+        .get_or_fetch(
+            &at(AS2, &clock),
+            &t,
+            f.answer(active_for("two", NOW + 3600)),
+        )
         .await
         .expect("ok");
     assert_eq!(
@@ -366,7 +460,7 @@ async fn issuers_are_separate_namespaces() {
     );
     assert_eq!(f.calls(), 2);
     let again = shared
-        .get_or_fetch(AS1, &t, f.answer(active_for("x", NOW + 3600)))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active_for("x", NOW + 3600)))
         .await
         .expect("ok");
     assert_eq!(
@@ -374,7 +468,7 @@ async fn issuers_are_separate_namespaces() {
         (CacheSource::Hit, Some("one"))
     );
     let again = cache
-        .get_or_fetch(AS2, &t, f.answer(active_for("x", NOW + 3600)))
+        .get_or_fetch(&at(AS2, &clock), &t, f.answer(active_for("x", NOW + 3600)))
         .await
         .expect("ok");
     assert_eq!(
@@ -415,19 +509,25 @@ fn keys_compare_issuer_and_digest_and_hash_alike_borrowed_or_owned() {
 #[tokio::test]
 async fn errors_are_not_cached() {
     let clock = clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     let err = cache
-        .get_or_fetch(AS1, &t, f.answer(Err(status(503))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(status(503))))
         .await;
     assert_eq!(err.map(|c| c.source), Err(status(503)));
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(timeout()))).await,
+        source(&cache, &at(AS1, &clock), &t, f.answer(Err(timeout()))).await,
         CacheSource::Hit
     );
     assert_eq!(f.calls(), 2);
@@ -437,7 +537,7 @@ async fn errors_are_not_cached() {
 async fn a_thousand_concurrent_misses_make_one_call() {
     let cache = IntrospectionCache::default();
     let f = Fetcher::default();
-    let exp = SystemClock.now_unix() + 3600;
+    let exp = NOW + 3600;
     let barrier = Arc::new(Barrier::new(1000));
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -445,7 +545,9 @@ async fn a_thousand_concurrent_misses_make_one_call() {
             let fetch = f.slow(Duration::from_millis(50), active(Some(exp)));
             tokio::spawn(async move {
                 barrier.wait().await;
-                cache.get_or_fetch(AS1, &rpt("rpt-hot"), fetch).await
+                cache
+                    .get_or_fetch(&fixed(AS1), &rpt("rpt-hot"), fetch)
+                    .await
             })
         })
         .collect();
@@ -484,7 +586,7 @@ async fn errors_reach_every_waiter_and_the_next_request_retries() {
             let fetch = f.slow(Duration::from_millis(50), Err(unreachable()));
             tokio::spawn(async move {
                 barrier.wait().await;
-                cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await
+                cache.get_or_fetch(&fixed(AS1), &rpt("rpt-a"), fetch).await
             })
         })
         .collect();
@@ -495,9 +597,15 @@ async fn errors_reach_every_waiter_and_the_next_request_retries() {
         );
     }
     assert_eq!(f.calls(), 1);
-    let exp = SystemClock.now_unix() + 3600;
+    let exp = NOW + 3600;
     assert_eq!(
-        source(&cache, AS1, &rpt("rpt-a"), f.answer(active(Some(exp)))).await,
+        source(
+            &cache,
+            &fixed(AS1),
+            &rpt("rpt-a"),
+            f.answer(active(Some(exp)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 2);
@@ -508,7 +616,7 @@ async fn a_dropped_waiter_neither_cancels_nor_delays_the_others() {
     let cache = IntrospectionCache::default();
     let f = Fetcher::default();
     let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
-    let exp = SystemClock.now_unix() + 3600;
+    let exp = NOW + 3600;
 
     // The first waiter leads the call, then goes away mid-flight.
     let leader = spawn_gated(&cache, &f, &started, &gate, exp);
@@ -538,7 +646,7 @@ async fn the_call_completes_and_fills_the_cache_after_every_waiter_left() {
     let cache = IntrospectionCache::default();
     let f = Fetcher::default();
     let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
-    let exp = SystemClock.now_unix() + 3600;
+    let exp = NOW + 3600;
     let only = spawn_gated(&cache, &f, &started, &gate, exp);
     started.notified().await;
     only.abort();
@@ -553,7 +661,7 @@ async fn the_call_completes_and_fills_the_cache_after_every_waiter_left() {
     .await
     .expect("the flight finished");
     assert_eq!(
-        source(&cache, AS1, &rpt("rpt-a"), f.answer(Err(timeout()))).await,
+        source(&cache, &fixed(AS1), &rpt("rpt-a"), f.answer(Err(timeout()))).await,
         CacheSource::Hit
     );
     assert_eq!(f.calls(), 1);
@@ -562,24 +670,34 @@ async fn the_call_completes_and_fills_the_cache_after_every_waiter_left() {
 #[tokio::test]
 async fn negative_caching_is_on_by_default_for_5_seconds_and_can_be_turned_off() {
     let clock = clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let f = Fetcher::default();
     let t = rpt("rpt-junk");
     let inactive = || f.answer(Ok(Introspection::inactive()));
-    assert_eq!(source(&cache, AS1, &t, inactive()).await, CacheSource::Miss);
+    assert_eq!(
+        source(&cache, &at(AS1, &clock), &t, inactive()).await,
+        CacheSource::Miss
+    );
     clock.advance(4);
     assert_eq!(
-        source(&cache, AS1, &t, inactive()).await,
+        source(&cache, &at(AS1, &clock), &t, inactive()).await,
         CacheSource::NegativeHit
     );
     clock.advance(1);
-    assert_eq!(source(&cache, AS1, &t, inactive()).await, CacheSource::Miss);
+    assert_eq!(
+        source(&cache, &at(AS1, &clock), &t, inactive()).await,
+        CacheSource::Miss
+    );
     assert_eq!(f.calls(), 2);
 
-    let off = builder(&clock).negative_ttl(Duration::ZERO).build();
+    let off = builder().negative_ttl(Duration::ZERO).build();
     for _ in 0..2 {
         let c = off
-            .get_or_fetch(AS1, &t, f.answer(Ok(Introspection::inactive())))
+            .get_or_fetch(
+                &at(AS1, &clock),
+                &t,
+                f.answer(Ok(Introspection::inactive())),
+            )
             .await
             .expect("ok");
         assert_eq!((c.source, c.value.is_active()), (CacheSource::Miss, false));
@@ -591,18 +709,22 @@ async fn negative_caching_is_on_by_default_for_5_seconds_and_can_be_turned_off()
 #[tokio::test]
 async fn negative_entries_answer_without_a_call_until_their_ttl() {
     let clock = clock();
-    let cache = builder(&clock)
-        .negative_ttl(Duration::from_secs(10))
-        .build();
+    let cache = builder().negative_ttl(Duration::from_secs(10)).build();
     let f = Fetcher::default();
     let t = rpt("rpt-junk");
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Ok(Introspection::inactive()))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(Ok(Introspection::inactive()))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(9);
     let c = cache
-        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
     assert_eq!(
@@ -611,12 +733,18 @@ async fn negative_entries_answer_without_a_call_until_their_ttl() {
     );
     clock.advance(1);
     let c = cache
-        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
     assert_eq!((c.source, c.value.is_active()), (CacheSource::Miss, true));
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Ok(Introspection::inactive()))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(Ok(Introspection::inactive()))
+        )
+        .await,
         CacheSource::Hit
     );
     assert_eq!(f.calls(), 2);
@@ -625,7 +753,7 @@ async fn negative_entries_answer_without_a_call_until_their_ttl() {
 #[tokio::test]
 async fn a_junk_flood_is_bounded_and_does_not_evict_active_entries() {
     let clock = clock();
-    let cache = builder(&clock)
+    let cache = builder()
         .negative_ttl(Duration::from_secs(60))
         .negative_max_entries(50)
         .max_entries(100)
@@ -633,13 +761,25 @@ async fn a_junk_flood_is_bounded_and_does_not_evict_active_entries() {
     let f = Fetcher::default();
     let good = rpt("rpt-good");
     assert_eq!(
-        source(&cache, AS1, &good, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &good,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     for i in 0..500 {
         let junk = rpt(&format!("junk-{i}"));
         assert_eq!(
-            source(&cache, AS1, &junk, f.answer(Ok(Introspection::inactive()))).await,
+            source(
+                &cache,
+                &at(AS1, &clock),
+                &junk,
+                f.answer(Ok(Introspection::inactive()))
+            )
+            .await,
             CacheSource::Miss
         );
     }
@@ -654,7 +794,7 @@ async fn a_junk_flood_is_bounded_and_does_not_evict_active_entries() {
     assert!(negative.entry_count() > 0);
     assert!(cache.entry_count().await <= 51);
     assert_eq!(
-        source(&cache, AS1, &good, f.answer(Err(timeout()))).await,
+        source(&cache, &at(AS1, &clock), &good, f.answer(Err(timeout()))).await,
         CacheSource::Hit
     );
     assert_eq!(f.calls(), 501);
@@ -663,7 +803,7 @@ async fn a_junk_flood_is_bounded_and_does_not_evict_active_entries() {
 #[tokio::test]
 async fn the_weigher_bounds_memory_not_just_the_count() {
     let clock = clock();
-    let cache = builder(&clock).max_entries(20).build();
+    let cache = builder().max_entries(20).build();
     let f = Fetcher::default();
     let heavy = || {
         Ok(Introspection::active(
@@ -677,7 +817,11 @@ async fn the_weigher_bounds_memory_not_just_the_count() {
     assert!(weight > 10, "weight {weight}");
     for i in 0..10 {
         cache
-            .get_or_fetch(AS1, &rpt(&format!("heavy-{i}")), f.answer(heavy()))
+            .get_or_fetch(
+                &at(AS1, &clock),
+                &rpt(&format!("heavy-{i}")),
+                f.answer(heavy()),
+            )
             .await
             .expect("ok");
     }
@@ -687,11 +831,11 @@ async fn the_weigher_bounds_memory_not_just_the_count() {
         cache.entry_count().await
     );
 
-    let cache = builder(&clock).max_entries(20).build();
+    let cache = builder().max_entries(20).build();
     for i in 0..10 {
         cache
             .get_or_fetch(
-                AS1,
+                &at(AS1, &clock),
                 &rpt(&format!("light-{i}")),
                 f.answer(active(Some(NOW + 3600))),
             )
@@ -701,8 +845,8 @@ async fn the_weigher_bounds_memory_not_just_the_count() {
     assert_eq!(cache.entry_count().await, 10, "typical entries weigh 1");
 }
 
-fn stale_cache(clock: &Arc<FixedClock>, grace: u64) -> IntrospectionCache {
-    builder(clock)
+fn stale_cache(grace: u64) -> IntrospectionCache {
+    builder()
         .max_ttl(Duration::from_secs(10))
         .stale_if_error(Duration::from_secs(grace))
         .negative_ttl(Duration::from_secs(10))
@@ -712,28 +856,28 @@ fn stale_cache(clock: &Arc<FixedClock>, grace: u64) -> IntrospectionCache {
 #[tokio::test]
 async fn stale_if_error_serves_within_the_grace_only() {
     let clock = clock();
-    let cache = stale_cache(&clock, 30);
+    let cache = stale_cache(30);
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     let first = cache
-        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
     clock.advance(15); // fresh until +10, stale until +40
     let stale = cache
-        .get_or_fetch(AS1, &t, f.answer(Err(status(502))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(status(502))))
         .await
         .expect("served stale");
     assert_eq!(stale.source, CacheSource::Stale);
     assert!(Arc::ptr_eq(&stale.value, &first.value));
     clock.advance(24); // +39
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(unreachable()))).await,
+        source(&cache, &at(AS1, &clock), &t, f.answer(Err(unreachable()))).await,
         CacheSource::Stale
     );
     clock.advance(1); // +40: beyond the grace
     let err = cache
-        .get_or_fetch(AS1, &t, f.answer(Err(unreachable())))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(unreachable())))
         .await;
     assert_eq!(err.map(|c| c.source), Err(unreachable()));
     assert_eq!(f.calls(), 4);
@@ -742,23 +886,29 @@ async fn stale_if_error_serves_within_the_grace_only() {
 #[tokio::test]
 async fn stale_if_error_stops_at_exp_minus_skew() {
     let clock = clock();
-    let cache = stale_cache(&clock, 30);
+    let cache = stale_cache(30);
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     // fresh until +10, stale until min(+40, exp − skew = +15)
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 20)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 20)))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(14);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(timeout()))).await,
+        source(&cache, &at(AS1, &clock), &t, f.answer(Err(timeout()))).await,
         CacheSource::Stale
     );
     clock.advance(1);
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
+            .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -767,24 +917,24 @@ async fn stale_if_error_stops_at_exp_minus_skew() {
 #[tokio::test]
 async fn stale_if_error_skips_results_whose_permissions_all_expired() {
     let clock = clock();
-    let cache = stale_cache(&clock, 30);
+    let cache = stale_cache(30);
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     let p = Permission::new("r-1", ["read"]).with_exp(Some(NOW + 12));
     let answer = Ok(Introspection::active(vec![p], Some(NOW + 3600)));
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(answer)).await,
+        source(&cache, &at(AS1, &clock), &t, f.answer(answer)).await,
         CacheSource::Miss
     );
     clock.advance(11);
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(Err(timeout()))).await,
+        source(&cache, &at(AS1, &clock), &t, f.answer(Err(timeout()))).await,
         CacheSource::Stale
     );
     clock.advance(1);
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
+            .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -793,17 +943,23 @@ async fn stale_if_error_skips_results_whose_permissions_all_expired() {
 #[tokio::test]
 async fn stale_if_error_is_off_by_default() {
     let clock = clock();
-    let cache = builder(&clock).max_ttl(Duration::from_secs(10)).build();
+    let cache = builder().max_ttl(Duration::from_secs(10)).build();
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(11);
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
+            .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -812,19 +968,25 @@ async fn stale_if_error_is_off_by_default() {
 #[tokio::test]
 async fn inactive_answers_are_never_served_stale() {
     let clock = clock();
-    let cache = stale_cache(&clock, 300);
+    let cache = stale_cache(300);
     let f = Fetcher::default();
 
     // An expired negative entry plus a failing AS: the error, not the inactive answer.
     let junk = rpt("rpt-junk");
     assert_eq!(
-        source(&cache, AS1, &junk, f.answer(Ok(Introspection::inactive()))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &junk,
+            f.answer(Ok(Introspection::inactive()))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(11);
     assert!(
         cache
-            .get_or_fetch(AS1, &junk, f.answer(Err(timeout())))
+            .get_or_fetch(&at(AS1, &clock), &junk, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -833,19 +995,29 @@ async fn inactive_answers_are_never_served_stale() {
     // answer must not come back when the AS later fails.
     let t = rpt("rpt-revoked");
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(11);
     let c = cache
-        .get_or_fetch(AS1, &t, f.answer(Ok(Introspection::inactive())))
+        .get_or_fetch(
+            &at(AS1, &clock),
+            &t,
+            f.answer(Ok(Introspection::inactive())),
+        )
         .await
         .expect("ok");
     assert_eq!((c.source, c.value.is_active()), (CacheSource::Miss, false));
     clock.advance(11); // past the negative entry too
     assert!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
+            .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(timeout())))
             .await
             .is_err()
     );
@@ -854,36 +1026,64 @@ async fn inactive_answers_are_never_served_stale() {
 #[tokio::test]
 async fn invalidate_forgets_one_token_and_invalidate_all_everything() {
     let clock = clock();
-    let cache = builder(&clock)
-        .negative_ttl(Duration::from_secs(60))
-        .build();
+    let cache = builder().negative_ttl(Duration::from_secs(60)).build();
     let f = Fetcher::default();
     let (a, b, junk) = (rpt("rpt-a"), rpt("rpt-b"), rpt("rpt-junk"));
     for t in [&a, &b] {
         assert_eq!(
-            source(&cache, AS1, t, f.answer(active(Some(NOW + 3600)))).await,
+            source(
+                &cache,
+                &at(AS1, &clock),
+                t,
+                f.answer(active(Some(NOW + 3600)))
+            )
+            .await,
             CacheSource::Miss
         );
     }
     assert_eq!(
-        source(&cache, AS1, &junk, f.answer(Ok(Introspection::inactive()))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &junk,
+            f.answer(Ok(Introspection::inactive()))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(cache.entry_count().await, 3);
 
-    cache.invalidate(AS1, "rpt-a");
-    cache.invalidate(AS2, "rpt-b"); // another issuer: no effect
+    cache.forget(&at(AS1, &clock), "rpt-a");
+    cache.forget(&at(AS2, &clock), "rpt-b"); // another issuer: no effect
     assert_eq!(
-        source(&cache, AS1, &b, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &b,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Hit
     );
     assert_eq!(
-        source(&cache, AS1, &a, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &a,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
-    cache.invalidate(AS1, "rpt-junk");
+    cache.forget(&at(AS1, &clock), "rpt-junk");
     assert_eq!(
-        source(&cache, AS1, &junk, f.answer(Ok(Introspection::inactive()))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &junk,
+            f.answer(Ok(Introspection::inactive()))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 5);
@@ -892,12 +1092,24 @@ async fn invalidate_forgets_one_token_and_invalidate_all_everything() {
     assert_eq!(cache.entry_count().await, 0);
     for t in [&a, &b] {
         assert_eq!(
-            source(&cache, AS1, t, f.answer(active(Some(NOW + 3600)))).await,
+            source(
+                &cache,
+                &at(AS1, &clock),
+                t,
+                f.answer(active(Some(NOW + 3600)))
+            )
+            .await,
             CacheSource::Miss
         );
     }
     assert_eq!(
-        source(&cache, AS1, &junk, f.answer(Ok(Introspection::inactive()))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &junk,
+            f.answer(Ok(Introspection::inactive()))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 8);
@@ -909,13 +1121,13 @@ async fn invalidating_during_a_call_detaches_it() {
         let cache = IntrospectionCache::default();
         let f = Fetcher::default();
         let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
-        let exp = SystemClock.now_unix() + 3600;
+        let exp = NOW + 3600;
         let waiter = spawn_gated(&cache, &f, &started, &gate, exp);
         started.notified().await;
         if invalidate_all {
             cache.invalidate_all();
         } else {
-            cache.invalidate(AS1, "rpt-a");
+            cache.forget(&fixed(AS1), "rpt-a");
         }
         // A request after the invalidation starts its own call instead of joining.
         let after = spawn_gated(&cache, &f, &started, &gate, exp);
@@ -934,7 +1146,7 @@ async fn invalidating_during_a_call_detaches_it() {
         );
         // ...and the fresh call's result is the one kept.
         assert_eq!(
-            source(&cache, AS1, &rpt("rpt-a"), f.answer(Err(timeout()))).await,
+            source(&cache, &fixed(AS1), &rpt("rpt-a"), f.answer(Err(timeout()))).await,
             CacheSource::Hit
         );
         assert_eq!(f.calls(), 2);
@@ -946,10 +1158,10 @@ async fn a_result_that_arrives_after_invalidation_is_not_kept() {
     let cache = IntrospectionCache::default();
     let f = Fetcher::default();
     let (started, gate) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
-    let exp = SystemClock.now_unix() + 3600;
+    let exp = NOW + 3600;
     let waiter = spawn_gated(&cache, &f, &started, &gate, exp);
     started.notified().await;
-    cache.invalidate(AS1, "rpt-a");
+    cache.forget(&fixed(AS1), "rpt-a");
     gate.add_permits(1);
     assert_eq!(
         waiter.await.expect("ran").expect("answer").source,
@@ -957,7 +1169,13 @@ async fn a_result_that_arrives_after_invalidation_is_not_kept() {
     );
     assert_eq!(cache.entry_count().await, 0);
     assert_eq!(
-        source(&cache, AS1, &rpt("rpt-a"), f.answer(active(Some(exp)))).await,
+        source(
+            &cache,
+            &fixed(AS1),
+            &rpt("rpt-a"),
+            f.answer(active(Some(exp)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 2);
@@ -970,7 +1188,7 @@ async fn a_disabled_cache_always_calls_and_never_coalesces() {
     let t = rpt("rpt-a");
     for _ in 0..3 {
         assert_eq!(
-            source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+            source(&cache, &fixed(AS1), &t, f.answer(active(Some(NOW + 3600)))).await,
             CacheSource::Disabled
         );
     }
@@ -981,7 +1199,7 @@ async fn a_disabled_cache_always_calls_and_never_coalesces() {
                 cache.clone(),
                 f.slow(Duration::from_millis(30), active(None)),
             );
-            tokio::spawn(async move { cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await })
+            tokio::spawn(async move { cache.get_or_fetch(&fixed(AS1), &rpt("rpt-a"), fetch).await })
         })
         .collect();
     for t in tasks {
@@ -991,9 +1209,11 @@ async fn a_disabled_cache_always_calls_and_never_coalesces() {
         );
     }
     assert_eq!(f.calls(), 8);
-    let err = cache.get_or_fetch(AS1, &t, f.answer(Err(no_pat()))).await;
+    let err = cache
+        .get_or_fetch(&fixed(AS1), &t, f.answer(Err(no_pat())))
+        .await;
     assert_eq!(err.map(|c| c.source), Err(no_pat()));
-    cache.invalidate(AS1, "rpt-a");
+    cache.forget(&fixed(AS1), "rpt-a");
     cache.invalidate_all();
     assert_eq!(cache.entry_count().await, 0);
     assert_eq!(
@@ -1008,12 +1228,18 @@ async fn zero_capacity_or_ttl_stores_nothing_but_still_answers() {
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     for cache in [
-        builder(&clock).max_entries(0).build(),
-        builder(&clock).max_ttl(Duration::ZERO).build(),
+        builder().max_entries(0).build(),
+        builder().max_ttl(Duration::ZERO).build(),
     ] {
         for _ in 0..2 {
             assert_eq!(
-                source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+                source(
+                    &cache,
+                    &at(AS1, &clock),
+                    &t,
+                    f.answer(active(Some(NOW + 3600)))
+                )
+                .await,
                 CacheSource::Miss
             );
         }
@@ -1029,7 +1255,7 @@ fn debug_shows_settings_not_contents() {
     assert!(text.starts_with("IntrospectionCache { enabled: true, settings: Settings { max_entries: 10000, max_ttl: 60s, skew: 5s"), "{text}");
     let builder = format!("{:?}", IntrospectionCache::builder());
     assert!(
-        builder.contains("stale_if_error: 0ns") && builder.contains("SystemClock"),
+        builder.contains("stale_if_error: 0ns") && !builder.contains("clock"),
         "{builder}"
     );
     assert_eq!(CacheSource::Miss.as_str(), "miss");
@@ -1050,7 +1276,7 @@ fn cache_sources_have_stable_names() {
     }
 }
 
-/// Captures tracing events: (name, level, fields).
+/// Captures tracing events: (target and name, level, fields).
 #[derive(Clone, Default)]
 struct Events(Arc<Mutex<Vec<(String, tracing::Level, String)>>>);
 
@@ -1066,7 +1292,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
         event.record(&mut fields);
         let meta = event.metadata();
         self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
-            meta.name().to_owned(),
+            format!("{} {}", meta.target(), meta.name()),
             *meta.level(),
             fields.0,
         ));
@@ -1090,47 +1316,60 @@ fn metrics_and_the_stale_event_are_recorded() {
     ::metrics::with_local_recorder(&recorder, || {
         tracing::subscriber::with_default(subscriber, || {
             runtime.block_on(async {
-                let cache = stale_cache(&clock, 30);
+                let cache = stale_cache(30);
                 let f = Fetcher::default();
                 let exp = Some(NOW + 3600);
                 assert_eq!(
-                    source(&cache, AS1, &token, f.answer(active(exp))).await,
+                    source(&cache, &at(AS1, &clock), &token, f.answer(active(exp))).await,
                     CacheSource::Miss
                 );
                 assert_eq!(
-                    source(&cache, AS1, &token, f.answer(active(exp))).await,
+                    source(&cache, &at(AS1, &clock), &token, f.answer(active(exp))).await,
                     CacheSource::Hit
                 );
                 let junk = rpt("junk");
                 assert_eq!(
-                    source(&cache, AS1, &junk, f.answer(Ok(Introspection::inactive()))).await,
+                    source(
+                        &cache,
+                        &at(AS1, &clock),
+                        &junk,
+                        f.answer(Ok(Introspection::inactive()))
+                    )
+                    .await,
                     CacheSource::Miss
                 );
                 assert_eq!(
-                    source(&cache, AS1, &junk, f.answer(Ok(Introspection::inactive()))).await,
+                    source(
+                        &cache,
+                        &at(AS1, &clock),
+                        &junk,
+                        f.answer(Ok(Introspection::inactive()))
+                    )
+                    .await,
                     CacheSource::NegativeHit
                 );
                 clock.advance(11);
                 assert_eq!(
-                    source(&cache, AS1, &token, f.answer(Err(status(500)))).await,
+                    source(&cache, &at(AS1, &clock), &token, f.answer(Err(status(500)))).await,
                     CacheSource::Stale
                 );
                 // A refresh replaces the entry; an invalidation removes it explicitly.
                 assert_eq!(
-                    source(&cache, AS1, &token, f.answer(active(exp))).await,
+                    source(&cache, &at(AS1, &clock), &token, f.answer(active(exp))).await,
                     CacheSource::Miss
                 );
-                cache.invalidate(AS1, token.secret());
+                cache.forget(&at(AS1, &clock), token.secret());
                 cache.entry_count().await;
 
                 // Two concurrent misses on one key: one miss, one coalesced.
                 let gate = Arc::new(Semaphore::new(0));
                 let started = Arc::new(Notify::new());
                 let t2 = rpt("rpt-two");
-                let first = cache.get_or_fetch(AS1, &t2, f.gated(&started, &gate, active(exp)));
+                let scope = at(AS1, &clock);
+                let first = cache.get_or_fetch(&scope, &t2, f.gated(&started, &gate, active(exp)));
                 let second = async {
                     started.notified().await;
-                    let mut joined = pin!(cache.get_or_fetch(AS1, &t2, f.answer(active(exp))));
+                    let mut joined = pin!(cache.get_or_fetch(&scope, &t2, f.answer(active(exp))));
                     // One poll reaches the flight map and joins; only then may the call end.
                     assert!(joined.as_mut().now_or_never().is_none());
                     gate.add_permits(1);
@@ -1166,7 +1405,8 @@ fn metrics_and_the_stale_event_are_recorded() {
         .clone();
     let stale: Vec<_> = events
         .iter()
-        .filter(|(name, _, _)| name == "uma.cache.stale_served")
+        // The target stays the public module's.
+        .filter(|(name, _, _)| name == "tower_uma::cache uma.cache.stale_served")
         .collect();
     assert_eq!(stale.len(), 1, "{events:?}");
     let (_, level, fields) = stale[0];
@@ -1211,21 +1451,33 @@ fn works_without_a_tokio_runtime() {
     std::thread::spawn(|| {
         assert!(tokio::runtime::Handle::try_current().is_err());
         let clock = clock();
-        let cache = builder(&clock).build();
+        let cache = builder().build();
         let f = Fetcher::default();
         let t = rpt("rpt-a");
         block_on_without_runtime(async {
             assert_eq!(
-                source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+                source(
+                    &cache,
+                    &at(AS1, &clock),
+                    &t,
+                    f.answer(active(Some(NOW + 3600)))
+                )
+                .await,
                 CacheSource::Miss
             );
             assert_eq!(
-                source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+                source(
+                    &cache,
+                    &at(AS1, &clock),
+                    &t,
+                    f.answer(active(Some(NOW + 3600)))
+                )
+                .await,
                 CacheSource::Hit
             );
             assert!(
                 cache
-                    .get_or_fetch(AS1, &rpt("b"), f.answer(Err(timeout())))
+                    .get_or_fetch(&at(AS1, &clock), &rpt("b"), f.answer(Err(timeout())))
                     .await
                     .is_err()
             );
@@ -1285,30 +1537,55 @@ fn begin_joins_rechecks_and_revokes() {
 async fn predicate_invalidation_hides_the_entry_at_once() {
     // The fallback `invalidate` uses when moka's removal would have to wait.
     let clock = clock();
-    let cache = builder(&clock).build();
+    let cache = builder().build();
     let f = Fetcher::default();
     let (a, b) = (rpt("rpt-a"), rpt("rpt-b"));
     for t in [&a, &b] {
         assert_eq!(
-            source(&cache, AS1, t, f.answer(active(Some(NOW + 3600)))).await,
+            source(
+                &cache,
+                &at(AS1, &clock),
+                t,
+                f.answer(active(Some(NOW + 3600)))
+            )
+            .await,
             CacheSource::Miss
         );
     }
     let inner = cache.inner.as_ref().expect("enabled");
     let fingerprint = a.fingerprint();
-    invalidate_by_predicate(&inner.positive, KeyRef::new(AS1, &fingerprint));
+    let scope = at(AS1, &clock);
+    invalidate_by_predicate(&inner.positive, KeyRef::new(&scope.namespace, &fingerprint));
     // No maintenance has run: the predicate alone hides the entry.
     assert_eq!(
-        source(&cache, AS1, &a, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &a,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(
-        source(&cache, AS1, &b, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &b,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Hit
     );
     // The entry stored after the predicate is served.
     assert_eq!(
-        source(&cache, AS1, &a, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &a,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Hit
     );
     assert_eq!(cache.entry_count().await, 2);
@@ -1332,10 +1609,12 @@ async fn a_panicking_fetch_fails_its_waiters_and_is_cleaned_up() {
         let (cache, fetch) = (cache.clone(), f.slow(Duration::ZERO, active(None)));
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            cache.get_or_fetch(AS1, &rpt("rpt-a"), fetch).await
+            cache.get_or_fetch(&fixed(AS1), &rpt("rpt-a"), fetch).await
         })
     };
-    let led = cache.get_or_fetch(AS1, &rpt("rpt-a"), panicking).await;
+    let led = cache
+        .get_or_fetch(&fixed(AS1), &rpt("rpt-a"), panicking)
+        .await;
     assert_eq!(led.map(|c| c.source), Err(unreachable()));
     assert_eq!(
         joiner.await.expect("ran").map(|c| c.source),
@@ -1343,9 +1622,15 @@ async fn a_panicking_fetch_fails_its_waiters_and_is_cleaned_up() {
     );
     assert_eq!(f.calls(), 1);
     assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
-    let exp = SystemClock.now_unix() + 3600;
+    let exp = NOW + 3600;
     assert_eq!(
-        source(&cache, AS1, &rpt("rpt-a"), f.answer(active(Some(exp)))).await,
+        source(
+            &cache,
+            &fixed(AS1),
+            &rpt("rpt-a"),
+            f.answer(active(Some(exp)))
+        )
+        .await,
         CacheSource::Miss
     );
     assert_eq!(f.calls(), 2);
@@ -1356,53 +1641,79 @@ async fn peek_answers_fresh_entries_only_and_never_fetches() {
     // The layer's synchronous hit path: what `peek` returns must be exactly what a lookup
     // through `get_or_fetch` would serve without calling the AS.
     let clock = clock();
-    let cache = builder(&clock)
+    let cache = builder()
         .max_ttl(Duration::from_secs(60))
         .negative_ttl(Duration::from_secs(10))
         .build();
     let f = Fetcher::default();
     let (t, junk) = (rpt("rpt-a"), rpt("junk"));
-    assert!(cache.peek(AS1, &t.fingerprint()).is_none(), "empty cache");
+    assert!(
+        cache
+            .peek(&at(AS1, &clock), &t.fingerprint(), clock.now_unix())
+            .is_none(),
+        "empty cache"
+    );
     let stored = cache
-        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active(Some(NOW + 3600))))
         .await
         .expect("ok");
-    let (hit, now) = cache.peek(AS1, &t.fingerprint()).expect("a fresh entry");
-    assert_eq!(now, NOW, "the reading freshness was checked with");
+    let hit = cache
+        .peek(&at(AS1, &clock), &t.fingerprint(), clock.now_unix())
+        .expect("a fresh entry");
     assert_eq!(hit.source, CacheSource::Hit);
     assert!(Arc::ptr_eq(&hit.value, &stored.value));
     assert!(
-        cache.peek(AS2, &t.fingerprint()).is_none(),
+        cache
+            .peek(&at(AS2, &clock), &t.fingerprint(), clock.now_unix())
+            .is_none(),
         "another issuer"
     );
     assert!(
-        cache.peek(AS1, &junk.fingerprint()).is_none(),
+        cache
+            .peek(&at(AS1, &clock), &junk.fingerprint(), clock.now_unix())
+            .is_none(),
         "another token"
     );
 
     let _ = cache
-        .get_or_fetch(AS1, &junk, f.answer(Ok(Introspection::inactive())))
+        .get_or_fetch(
+            &at(AS1, &clock),
+            &junk,
+            f.answer(Ok(Introspection::inactive())),
+        )
         .await;
-    let (negative, _) = cache
-        .peek(AS1, &junk.fingerprint())
+    let negative = cache
+        .peek(&at(AS1, &clock), &junk.fingerprint(), clock.now_unix())
         .expect("a negative entry");
     assert_eq!(negative.source, CacheSource::NegativeHit);
     assert!(!negative.value.is_active());
 
     clock.advance(60);
     assert!(
-        cache.peek(AS1, &t.fingerprint()).is_none(),
-        "past max_ttl on the cache's clock"
+        cache
+            .peek(&at(AS1, &clock), &t.fingerprint(), clock.now_unix())
+            .is_none(),
+        "past max_ttl on the layer's clock"
     );
     let _ = cache
-        .get_or_fetch(AS1, &t, f.answer(active(Some(NOW + 3600))))
+        .get_or_fetch(&at(AS1, &clock), &t, f.answer(active(Some(NOW + 3600))))
         .await;
-    assert!(cache.peek(AS1, &t.fingerprint()).is_some(), "refreshed");
-    cache.invalidate(AS1, t.secret());
-    assert!(cache.peek(AS1, &t.fingerprint()).is_none(), "invalidated");
+    assert!(
+        cache
+            .peek(&at(AS1, &clock), &t.fingerprint(), clock.now_unix())
+            .is_some(),
+        "refreshed"
+    );
+    cache.forget(&at(AS1, &clock), t.secret());
+    assert!(
+        cache
+            .peek(&at(AS1, &clock), &t.fingerprint(), clock.now_unix())
+            .is_none(),
+        "invalidated"
+    );
     assert!(
         IntrospectionCache::disabled()
-            .peek(AS1, &t.fingerprint())
+            .peek(&at(AS1, &clock), &t.fingerprint(), clock.now_unix())
             .is_none()
     );
     assert_eq!(f.calls(), 3, "peek itself never calls the AS");
@@ -1462,19 +1773,19 @@ fn invalidating_a_call_whose_waiters_all_left_does_not_deadlock_without_a_runtim
     // waiter left, taking it out of the map drops the call, and with it the guard that
     // removes it from the map.
     within_five_seconds(|| {
-        let cache = builder(&clock()).build();
+        let cache = builder().build();
         let pending = || futures_util::future::pending::<FetchResult>().boxed();
         assert!(
             cache
-                .get_or_fetch(AS1, &rpt("rpt-a"), pending)
+                .get_or_fetch(&fixed(AS1), &rpt("rpt-a"), pending)
                 .now_or_never()
                 .is_none()
         );
-        cache.invalidate(AS1, "rpt-a");
+        cache.forget(&fixed(AS1), "rpt-a");
         assert_eq!(cache.inner.as_ref().expect("enabled").flights.len(), 0);
         assert!(
             cache
-                .get_or_fetch(AS1, &rpt("rpt-b"), pending)
+                .get_or_fetch(&fixed(AS1), &rpt("rpt-b"), pending)
                 .now_or_never()
                 .is_none()
         );
@@ -1493,10 +1804,10 @@ fn a_miss_while_the_runtime_shuts_down_does_not_deadlock() {
         let handle = runtime.handle().clone();
         drop(runtime);
         let _entered = handle.enter();
-        let cache = builder(&clock()).build();
+        let cache = builder().build();
         let f = Fetcher::default();
         let answer = block_on_without_runtime(cache.get_or_fetch(
-            AS1,
+            &fixed(AS1),
             &rpt("rpt-a"),
             f.answer(active(Some(NOW + 3600))),
         ));
@@ -1522,7 +1833,7 @@ impl Clock for RevokingClock {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
             if let Some(cache) = cache {
-                cache.invalidate(AS1, "rpt-a");
+                cache.forget(&fixed(AS1), "rpt-a");
             }
         }
         NOW
@@ -1533,7 +1844,8 @@ impl Clock for RevokingClock {
 async fn an_invalidation_that_lands_while_the_result_is_stored_is_not_undone() {
     for negative in [false, true] {
         let clock = Arc::new(RevokingClock::default());
-        let mut builder = IntrospectionCache::builder().clock(Arc::clone(&clock) as Arc<dyn Clock>);
+        let scope = CacheScope::new(AS1, "introspection", Arc::clone(&clock) as Arc<dyn Clock>);
+        let mut builder = IntrospectionCache::builder();
         if negative {
             builder = builder.negative_ttl(Duration::from_secs(60));
         }
@@ -1554,7 +1866,7 @@ async fn an_invalidation_that_lands_while_the_result_is_stored_is_not_undone() {
             .boxed()
         };
         assert_eq!(
-            source(&cache, AS1, &rpt("rpt-a"), fetch).await,
+            source(&cache, &scope, &rpt("rpt-a"), fetch).await,
             CacheSource::Miss
         );
         assert!(
@@ -1570,7 +1882,7 @@ async fn an_invalidation_that_lands_while_the_result_is_stored_is_not_undone() {
         assert_eq!(
             source(
                 &cache,
-                AS1,
+                &scope,
                 &rpt("rpt-a"),
                 f.answer(active(Some(NOW + 3600)))
             )
@@ -1586,25 +1898,43 @@ async fn a_newer_answer_that_cannot_be_cached_retires_the_stale_entry() {
     // The AS answers again, active but without `exp` (not cacheable here): the older entry
     // must not outlive that answer and come back under stale-if-error.
     let clock = clock();
-    let cache = stale_cache(&clock, 300);
+    let cache = stale_cache(300);
     let f = Fetcher::default();
     let t = rpt("rpt-a");
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(active(Some(NOW + 3600)))).await,
+        source(
+            &cache,
+            &at(AS1, &clock),
+            &t,
+            f.answer(active(Some(NOW + 3600)))
+        )
+        .await,
         CacheSource::Miss
     );
     clock.advance(11);
     let newer = Ok(Introspection::active(vec![], None));
     assert_eq!(
-        source(&cache, AS1, &t, f.answer(newer)).await,
+        source(&cache, &at(AS1, &clock), &t, f.answer(newer)).await,
         CacheSource::Miss
     );
     assert_eq!(
         cache
-            .get_or_fetch(AS1, &t, f.answer(Err(timeout())))
+            .get_or_fetch(&at(AS1, &clock), &t, f.answer(Err(timeout())))
             .await
             .map(|c| c.source),
         Err(timeout())
     );
     assert_eq!(f.calls(), 3);
+}
+
+#[test]
+fn scopes_differ_whenever_the_issuer_or_the_check_differs() {
+    let scope = |issuer: &str, check: &str| {
+        CacheScope::new(issuer, check, Arc::clone(&clock()) as Arc<dyn Clock>).namespace
+    };
+    assert_eq!(scope(AS1, "introspection"), scope(AS1, "introspection"));
+    assert_ne!(scope(AS1, "introspection"), scope(AS2, "introspection"));
+    assert_ne!(scope(AS1, "introspection"), scope(AS1, "Local (issuer …)"));
+    // The issuer's length leads, so no split of the same characters makes the same key.
+    assert_ne!(scope("https://a b", "c"), scope("https://a", "b c"));
 }

@@ -19,7 +19,7 @@
 //!   makes no calls at all. An answer that is an error but not a transient one (a `400`, a
 //!   `401` after the PAT was renewed) shows that the endpoint is up and counts as a success.
 //! - **Time.** The breaker reads the layer's [`Clock`] in milliseconds, so tests move a
-//!   [`FixedClock`](crate::FixedClock) instead of sleeping. A wall clock that jumps lets at
+//!   [`FixedClock`](crate::clock::FixedClock) instead of sleeping. A wall clock that jumps lets at
 //!   most one probe through early.
 
 use std::fmt;
@@ -173,7 +173,7 @@ impl EndpointHealth {
 /// # Example
 ///
 /// ```
-/// use tower_uma::{AsEndpoint, AsHealth, BreakerState};
+/// use tower_uma::health::{AsEndpoint, AsHealth, BreakerState};
 ///
 /// fn ready(health: &AsHealth) -> bool {
 ///     // Cached decisions still work while the AS is down: a readiness check may prefer to

@@ -1,5 +1,6 @@
-//! Token introspection (RFC 7662, FedAuthz §5): the response model. The call itself and its
-//! error are the protection client's (`crate::protection`).
+//! What the authorization server said about an RPT (RFC 7662, FedAuthz §5.1.1): an
+//! [`Introspection`] with its [`Permission`]s, parsed tolerantly from JSON. The layer caches
+//! it and hands it to the inner service in the [`UmaPrincipal`](crate::UmaPrincipal).
 
 mod intern;
 mod model;

@@ -80,7 +80,7 @@ macro_rules! time_claims {
 /// # Example
 ///
 /// ```
-/// use tower_uma::Introspection;
+/// use tower_uma::introspect::Introspection;
 ///
 /// let i = Introspection::from_json(
 ///     br#"{"active": true, "exp": 1767225600, "nbf": 0, "sub": "bob",
@@ -94,7 +94,7 @@ macro_rules! time_claims {
 /// assert_eq!(p.resource_id(), "r1");
 /// assert_eq!(p.resource_scopes().collect::<Vec<_>>(), ["read", "write"]);
 /// assert!(p.has_scope("read"));
-/// # Ok::<(), tower_uma::ParseError>(())
+/// # Ok::<(), tower_uma::introspect::ParseError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -115,7 +115,7 @@ pub struct Introspection {
 /// # Example
 ///
 /// ```
-/// use tower_uma::Permission;
+/// use tower_uma::introspect::Permission;
 ///
 /// let p = Permission::new("r1", ["view", "edit"]).with_exp(Some(1_767_225_600));
 /// assert_eq!(p.resource_id(), "r1");
@@ -294,7 +294,7 @@ impl Introspection {
     /// # Errors
     ///
     /// As [`from_json`](Self::from_json).
-    pub fn from_value(value: &Value) -> Result<Self, ParseError> {
+    pub(crate) fn from_value(value: &Value) -> Result<Self, ParseError> {
         let obj = value.as_object().ok_or(ParseError::NotAnObject)?;
         let active = obj
             .get("active")

@@ -30,6 +30,7 @@
 //!
 //! Local validation cannot see revocation: a revoked JWT RPT stays usable until its `exp`.
 
+mod algorithm;
 mod jwks;
 #[cfg(test)]
 mod tests;
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
+use jsonwebtoken::{AlgorithmFamily, Validation};
 use serde_json::{Map, Value};
 
 use crate::clock::Clock;
@@ -49,6 +50,7 @@ use crate::introspect::Introspection;
 use crate::protection::{CallError, Caller};
 use crate::token::Rpt;
 
+pub use self::algorithm::{Algorithm, ParseAlgorithmError};
 use self::jwks::{KeySet, Lookup};
 
 /// How the layer checks RPTs.
@@ -56,7 +58,7 @@ use self::jwks::{KeySet, Lookup};
 /// # Example
 ///
 /// ```
-/// use tower_uma::RptValidation;
+/// use tower_uma::jwt::RptValidation;
 ///
 /// // Opaque RPTs (WSO2, default Janssen) can only be introspected.
 /// assert_eq!(RptValidation::default(), RptValidation::Introspect);
@@ -105,8 +107,7 @@ const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// use jsonwebtoken::Algorithm;
-/// use tower_uma::JwtValidation;
+/// use tower_uma::jwt::{Algorithm, JwtValidation};
 ///
 /// let jwt = JwtValidation::new()
 ///     .issuer("https://kc.example.com/realms/acme")
@@ -174,9 +175,8 @@ impl JwtValidation {
     }
 
     /// The allow-list of header `alg` values, replacing the default one. The HMAC algorithms
-    /// (`HS256`, `HS384`, `HS512`) are refused here (the layer does not build) and at
-    /// verification: a resource server never shares a secret with the AS, and accepting them
-    /// would let a token signed with the AS's public key pass. `none` cannot be expressed.
+    /// (`HS256`, `HS384`, `HS512`) and `none` cannot be expressed (see [`Algorithm`]), and
+    /// tokens naming them are always refused.
     /// Defaults to `RS256`, `PS256`, `ES256`, `ES384` and `EdDSA`.
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algs.into_iter().collect();
@@ -239,16 +239,6 @@ impl JwtValidation {
                     .to_owned(),
             );
         }
-        if let Some(alg) = self
-            .algorithms
-            .iter()
-            .find(|a| a.family() == AlgorithmFamily::Hmac)
-        {
-            return Err(format!(
-                "JwtValidation::algorithms contains {alg:?}: HMAC algorithms are never accepted \
-                 for RPTs (the AS's public key would work as the secret); use RS*, PS*, ES* or EdDSA"
-            ));
-        }
         if self.refetch_interval < MIN_REFETCH_INTERVAL {
             return Err(format!(
                 "JwtValidation::refetch_interval is {:?}; use at least {MIN_REFETCH_INTERVAL:?}, \
@@ -270,9 +260,8 @@ impl JwtValidation {
     pub(crate) fn acceptance(&self) -> String {
         let mut audiences = self.audiences.clone();
         audiences.sort();
-        let mut algorithms: Vec<String> =
-            self.algorithms.iter().map(|a| format!("{a:?}")).collect();
-        algorithms.sort();
+        let mut algorithms: Vec<&str> = self.algorithms.iter().map(|a| a.as_str()).collect();
+        algorithms.sort_unstable();
         format!(
             "issuer {:?}, audiences {audiences:?}, algorithms {algorithms:?}, leeway {:?}",
             self.issuer.as_deref().unwrap_or_default(),
@@ -352,7 +341,7 @@ pub(crate) struct JwtVerifier {
     config: JwtValidation,
     /// One prepared `jsonwebtoken` validation per allowed algorithm: signature only, since
     /// the claims are checked here against the injectable clock.
-    validations: Vec<(Algorithm, Validation)>,
+    validations: Vec<(jsonwebtoken::Algorithm, Validation)>,
     keys: KeySet,
     clock: Arc<dyn Clock>,
 }
@@ -376,8 +365,8 @@ impl JwtVerifier {
         let validations = config
             .algorithms
             .iter()
-            .filter(|a| a.family() != AlgorithmFamily::Hmac)
-            .map(|&alg| {
+            .map(|a| a.to_jsonwebtoken())
+            .map(|alg| {
                 let mut v = Validation::new(alg);
                 v.required_spec_claims.clear();
                 v.validate_exp = false;
@@ -463,18 +452,23 @@ impl JwtVerifier {
     }
 
     /// The header's `alg`, if it is one this verifier accepts.
-    fn header_alg(&self, header: &Map<String, Value>) -> Result<Algorithm, Refusal> {
+    fn header_alg(&self, header: &Map<String, Value>) -> Result<jsonwebtoken::Algorithm, Refusal> {
         let Some(Value::String(name)) = header.get("alg") else {
             return Err(Refusal::MalformedHeader);
         };
         if name.eq_ignore_ascii_case("none") {
             return Err(Refusal::AlgNone);
         }
-        let alg = Algorithm::from_str(name).map_err(|_| Refusal::AlgUnsupported)?;
+        let alg = jsonwebtoken::Algorithm::from_str(name).map_err(|_| Refusal::AlgUnsupported)?;
         if alg.family() == AlgorithmFamily::Hmac {
             return Err(Refusal::AlgSymmetric);
         }
-        if !self.config.algorithms.contains(&alg) {
+        if !self
+            .config
+            .algorithms
+            .iter()
+            .any(|a| a.to_jsonwebtoken() == alg)
+        {
             return Err(Refusal::AlgNotAllowed);
         }
         Ok(alg)

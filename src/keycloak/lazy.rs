@@ -36,7 +36,7 @@ use crate::token::Pat;
 /// one of [`exclude_names`](Self::exclude_names) names (the resources the configuration binds
 /// to paths) is treated as no resource: its configured paths decide its rules, not the
 /// resource's generic scopes. The path the AS is asked about is the normalised path, after
-/// every refusal of [`PathError`](crate::PathError).
+/// every refusal of [`PathError`](crate::resources::PathError).
 ///
 /// # Example
 ///

@@ -1,6 +1,6 @@
 //! Keycloak's own enforcer configuration, read as it is: [`KeycloakConfig`] turns a
 //! `keycloak.json` (with its `policy-enforcer` section) or a standalone
-//! `policy-enforcer.json` into a configured [`Discover`], [`LazyPaths`] resolves
+//! `policy-enforcer.json` into a configured [`UmaLayerBuilder`], [`LazyPaths`] resolves
 //! unconfigured paths by the resources' `uris` at Keycloak, and [`PermissionExchange`]
 //! exchanges plain access tokens for permissions.
 //!
@@ -13,7 +13,7 @@
 //! let config = KeycloakConfig::from_path("keycloak.json".as_ref())?;
 //! // Discovery at {auth-server-url}/realms/{realm}, the Keycloak dialect, the client's
 //! // credentials, the paths, lazy paths.
-//! let layer = config.discover().await?.build().await?;
+//! let layer = config.discover().build().await?;
 //! # let _ = layer; Ok(()) }
 //! ```
 //!
@@ -64,11 +64,11 @@
 //! | `ssl-required`, `confidential-port`, `realm-public-key`, `use-resource-role-mappings`, `enable-cors`, `cors-*`, `expose-token`, `bearer-only`, `autodetect-bearer-only`, `enable-basic-auth`, `redirect-rewrite-rules`, `always-refresh-token`, `register-node-*`, `token-store`, `adapter-state-cookie-path`, `principal-attribute`, `turn-off-change-session-id-on-login`, `token-minimum-time-to-live`, `min-time-between-jwks-requests`, `public-key-cache-ttl`, `enable-pkce`, `ignore-oauth-query-parameter`, `verify-token-audience`, `connection-pool-size`, `connection-ttl-millis` | accepted, no effect: they concern browser sessions, CORS or the adapter's own token check |
 //! | `policy-enforcer.enforcement-mode` | `ENFORCING` (the default): [`EnforcementMode::Enforcing`](crate::EnforcementMode::Enforcing). `PERMISSIVE` and `DISABLED` are refused: Keycloak lets any valid access token through there, a rule tower-uma does not have |
 //! | `policy-enforcer.paths[]` | one route each; entries with the same `path` are merged into the first, as Keycloak does |
-//! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use, and a name Keycloak does not know denies (`403`) |
+//! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::resources::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use, and a name Keycloak does not know denies (`403`) |
 //! | `paths[].id` | the resource by id, when there is no `name` |
 //! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`) |
 //! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment and parameters inside a segment are refused |
-//! | `paths[].methods[]` | `method` (exactly as written; `HEAD` does not follow `GET`), its `scopes`, and `scopes-enforcement-mode` `ALL` ([`ScopeMode::All`](crate::ScopeMode::All), default) or `ANY`; `DISABLED` is refused (Keycloak then lets any valid token through) |
+//! | `paths[].methods[]` | `method` (exactly as written; `HEAD` does not follow `GET`), its `scopes`, and `scopes-enforcement-mode` `ALL` ([`ScopeMode::All`](crate::resources::ScopeMode::All), default) or `ANY`; `DISABLED` is refused (Keycloak then lets any valid token through) |
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |
 //! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused |
 //! | `paths[].type` | accepted, no effect |
@@ -102,7 +102,6 @@
 //!   Keycloak does at start-up, and not again: a resource created or changed later in the
 //!   console needs a restart (or a `name`).
 //!
-//! [`Discover`]: crate::Discover
 //! [`ResourceMap`]: crate::ResourceMap
 
 mod exchange;
@@ -120,7 +119,7 @@ pub(crate) use self::lazy::{LazyResolver, resource_for_uri};
 use self::parse::Parsed;
 pub(crate) use self::rule::UriCell;
 use crate::dialect::Dialect;
-use crate::layer::{Discover, UmaLayer, UmaLayerBuilder};
+use crate::layer::{UmaLayer, UmaLayerBuilder};
 use crate::resources::ResourceMap;
 use crate::token::ClientSecret;
 
@@ -341,15 +340,14 @@ impl KeycloakConfig {
         (!self.parsed.enforcer.user_managed_access).then(PermissionExchange::new)
     }
 
-    /// The discovery of the configured realm, by the configured client, with everything of
-    /// [`apply`](Self::apply) set: await it, then [`build`](UmaLayerBuilder::build).
-    pub fn discover(&self) -> Discover {
-        UmaLayer::discover(
+    /// A builder for the configured realm, by the configured client, with everything of
+    /// [`apply`](Self::apply) set; [`build`](UmaLayerBuilder::build) runs the discovery.
+    pub fn discover(&self) -> UmaLayerBuilder {
+        self.apply(UmaLayer::discover(
             self.issuer(),
             self.parsed.resource.clone(),
             self.parsed.secret.clone(),
-        )
-        .configure(|b| self.apply(b))
+        ))
     }
 }
 

@@ -4,7 +4,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{PathError, Resolution, ResourceRef, ScopeMode};
+use crate::resources::{PathError, Resolution, ResourceRef, ScopeMode};
 
 /// A `keycloak.json` as Keycloak's console downloads it, with `enforcer` as its section.
 fn keycloak_json(enforcer: &Value) -> String {

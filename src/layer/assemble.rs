@@ -1,6 +1,6 @@
 //! What [`UmaLayerBuilder::build`] makes before the resource sync: every check that needs no
 //! AS call, then the HTTP client, the gate, the protection-API client, the JWT verifier and
-//! the cache claim, in a [`Prepared`] configuration that becomes the layer.
+//! the cache scope, in a [`Prepared`] configuration that becomes the layer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::url_check::check_url;
 use super::{UmaLayer, UmaLayerBuilder};
 use crate::IntrospectionCache;
+use crate::cache::CacheScope;
 use crate::clock::Clock;
 use crate::decision::Rules;
 use crate::dialect::Dialect;
@@ -197,11 +198,13 @@ impl UmaLayerBuilder {
         };
         #[cfg(not(feature = "jwt"))]
         let validation = String::from("introspection");
-        let namespace = trim_issuer(&self.issuer).to_owned();
+        // Layers sharing the cache keep their entries apart unless they check RPTs alike.
+        let scope = CacheScope::new(
+            trim_issuer(&self.issuer),
+            &validation,
+            Arc::clone(&self.clock),
+        );
         let cache = self.cache.take().unwrap_or_default();
-        cache
-            .claim(&namespace, &validation)
-            .map_err(Error::config)?;
         let registrar = self
             .resource_registration_endpoint
             .clone()
@@ -243,7 +246,7 @@ impl UmaLayerBuilder {
             realm,
             as_uri,
             metadata,
-            namespace,
+            scope,
             client,
             registrar,
             lazy,
@@ -274,7 +277,7 @@ pub(super) struct Prepared {
     realm: String,
     as_uri: String,
     metadata: Option<crate::metadata::ResourceMetadataDocument>,
-    namespace: String,
+    scope: CacheScope,
     client: Arc<AsClient>,
     pub(super) registrar: Option<Registrar>,
     lazy: Option<Arc<crate::keycloak::LazyResolver>>,
@@ -322,7 +325,7 @@ impl Prepared {
             client: self.client,
             gate: self.gate,
             cache: self.cache,
-            namespace: self.namespace,
+            scope: self.scope,
             clock: self.clock,
             rules: self.rules,
             #[cfg(feature = "jwt")]

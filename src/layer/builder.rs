@@ -1,9 +1,7 @@
-//! [`UmaLayerBuilder`] and [`Discover`]: the setters, their defaults, and the entry points
-//! that run discovery, the build and the dry run of the resource sync.
+//! [`UmaLayerBuilder`]: the setters, their defaults, and the entry points that run discovery,
+//! the build and the dry run of the resource sync.
 
 use std::collections::HashMap;
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,76 +20,6 @@ use crate::registration::{ResourceSync, ResourceSyncMode};
 use crate::resources::{EnforcementMode, ResourceMap, ResourceResolver};
 use crate::start::StartRetry;
 use crate::token::ClientSecret;
-
-/// The pending discovery of [`UmaLayer::discover`]; await it for a [`UmaLayerBuilder`].
-#[must_use = "await it to run discovery"]
-#[derive(Debug)]
-pub struct Discover {
-    pub(super) builder: UmaLayerBuilder,
-}
-
-impl Discover {
-    /// Allows a plain `http://` issuer and endpoints. For tests and local development only.
-    /// Defaults to refusing them.
-    pub fn insecure_allow_http(mut self) -> Self {
-        self.builder = self.builder.insecure_allow_http();
-        self
-    }
-
-    /// The TCP connect timeout for every AS call. Defaults to 2 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.builder = self.builder.connect_timeout(timeout);
-        self
-    }
-
-    /// The whole-request timeout for every AS call. Defaults to 3 s.
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.builder = self.builder.request_timeout(timeout);
-        self
-    }
-
-    /// Waits up to `max_wait` for an AS that cannot be reached yet, in discovery and again
-    /// in [`build`](UmaLayerBuilder::build): a shortcut for
-    /// [`start_retry(StartRetry::new(max_wait))`](Self::start_retry). Defaults to no waiting.
-    pub fn wait_for_as(self, max_wait: Duration) -> Self {
-        self.start_retry(StartRetry::new(max_wait))
-    }
-
-    /// How discovery, and later [`build`](UmaLayerBuilder::build), wait for an AS that cannot
-    /// be reached yet (see [`StartRetry`]). Defaults to no waiting: one attempt.
-    pub fn start_retry(mut self, policy: StartRetry) -> Self {
-        self.builder = self.builder.start_retry(policy);
-        self
-    }
-}
-
-impl Discover {
-    /// The kind of AS (see [`UmaLayerBuilder::dialect`]); with [`Dialect::Wso2`], which
-    /// publishes no discovery document, awaiting makes no request. Defaults to
-    /// [`Dialect::Standard`].
-    pub fn dialect(mut self, dialect: Dialect) -> Self {
-        self.builder = self.builder.dialect(dialect);
-        self
-    }
-}
-
-impl Discover {
-    /// Changes the builder that discovery fills in (the Keycloak configuration sets its
-    /// realm, map and lazy paths this way).
-    pub(crate) fn configure(mut self, f: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Self {
-        self.builder = f(self.builder);
-        self
-    }
-}
-
-impl IntoFuture for Discover {
-    type Output = Result<UmaLayerBuilder, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.builder.discover())
-    }
-}
 
 /// Configures an [`UmaLayer`]. Every setter documents its default; [`build`](Self::build)
 /// validates everything once and says what to fix.
@@ -143,6 +71,9 @@ pub struct UmaLayerBuilder {
     pub(super) gate: GateSettings,
     pub(super) http_client: Option<reqwest::Client>,
     pub(super) allow_http: bool,
+    /// Whether [`build`](Self::build) reads the discovery document first
+    /// ([`UmaLayer::discover`]).
+    pub(super) discover: bool,
 }
 
 impl std::fmt::Debug for UmaLayerBuilder {
@@ -210,18 +141,23 @@ impl UmaLayerBuilder {
             gate: GateSettings::default(),
             http_client: None,
             allow_http: false,
+            discover: false,
         }
     }
 
     /// Reads `{issuer}/.well-known/uma2-configuration` and fills in every endpoint not set
-    /// by hand. Fails when the document's `issuer` differs from the configured one.
+    /// by hand, when the builder was made by [`UmaLayer::discover`] (once). Fails when the
+    /// document's `issuer` differs from the configured one.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an unusable issuer URL,
-    /// [`ErrorKind::Transport`](crate::ErrorKind::Transport) when the AS cannot be reached,
-    /// [`ErrorKind::Discovery`](crate::ErrorKind::Discovery) for a bad document.
-    pub async fn discover(mut self) -> Result<Self, Error> {
+    /// [`ErrorKind::Config`](crate::error::ErrorKind::Config) for an unusable issuer URL,
+    /// [`ErrorKind::Transport`](crate::error::ErrorKind::Transport) when the AS cannot be
+    /// reached, [`ErrorKind::Discovery`](crate::error::ErrorKind::Discovery) for a bad document.
+    async fn discovered(mut self) -> Result<Self, Error> {
+        if !std::mem::take(&mut self.discover) {
+            return Ok(self);
+        }
         check_url("issuer", &self.issuer, self.allow_http)?;
         if !self.dialect.has_discovery() {
             // WSO2 publishes no discovery document; its endpoints are derived in build().
@@ -291,7 +227,7 @@ impl UmaLayerBuilder {
     /// How RPTs are checked: by introspection, by verifying JWT RPTs locally against the
     /// AS's keys, or locally for JWTs and by introspection for the rest. Local results go
     /// through the same cache and decision as introspected ones. Defaults to
-    /// [`RptValidation::Introspect`](crate::RptValidation::Introspect).
+    /// [`RptValidation::Introspect`](crate::jwt::RptValidation::Introspect).
     #[cfg(feature = "jwt")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     pub fn rpt_validation(mut self, mode: crate::jwt::RptValidation) -> Self {
@@ -302,7 +238,7 @@ impl UmaLayerBuilder {
     /// The checks of local JWT validation (issuer, audiences, algorithms, key refetch
     /// interval). Unset values are filled in at build: the JWKS from discovery or
     /// [`jwks_uri`](Self::jwks_uri), the issuer, and the client id as audience. Defaults to
-    /// [`JwtValidation::new`](crate::JwtValidation::new).
+    /// [`JwtValidation::new`](crate::jwt::JwtValidation::new).
     #[cfg(feature = "jwt")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     pub fn jwt_validation(mut self, validation: crate::jwt::JwtValidation) -> Self {
@@ -439,7 +375,7 @@ impl UmaLayerBuilder {
     }
 
     /// How often a request for a resource name the layer does not know (from a resolver, or
-    /// [`ResourceRegistry::lookup`](crate::ResourceRegistry::lookup)) may list the AS's
+    /// [`ResourceRegistry::lookup`](crate::registration::ResourceRegistry::lookup)) may list the AS's
     /// resources; between two listings such names are answered from memory. Each listing
     /// reads only the resources new since the last one. Defaults to 5 s.
     pub fn resource_lookup_interval(mut self, interval: Duration) -> Self {
@@ -463,15 +399,13 @@ impl UmaLayerBuilder {
 
     /// Waits up to `max_wait` for an AS that cannot be reached yet (connection refused, a
     /// timeout, a `5xx` or `429`): a shortcut for
-    /// [`start_retry(StartRetry::new(max_wait))`](Self::start_retry). To wait in discovery
-    /// too, call [`Discover::wait_for_as`] instead (it carries over to this builder).
-    /// Defaults to no waiting.
+    /// [`start_retry(StartRetry::new(max_wait))`](Self::start_retry), which applies to
+    /// discovery too. Defaults to no waiting.
     pub fn wait_for_as(self, max_wait: Duration) -> Self {
         self.start_retry(StartRetry::new(max_wait))
     }
 
-    /// How [`build`](Self::build) (the PAT and the resource sync) and
-    /// [`discover`](Self::discover) wait for an AS that cannot be reached yet: retried with
+    /// How [`build`](Self::build) (discovery, the PAT and the resource sync) waits for an AS that cannot be reached yet: retried with
     /// capped exponential backoff and jitter while the failure is transient
     /// ([`Error::is_transient`]), returned at once otherwise. See [`StartRetry`]. Defaults to
     /// no waiting: one attempt.
@@ -503,10 +437,10 @@ impl UmaLayerBuilder {
 
     /// What to do with a request that asks for another method through
     /// `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override` or a `_method` query
-    /// parameter (see [`MethodOverride`](crate::MethodOverride)): refuse it with `400`, or
+    /// parameter (see [`MethodOverride`](crate::method_override::MethodOverride)): refuse it with `400`, or
     /// decide on the overridden method and rewrite the request to it, signals removed. The
     /// check runs before anything else, on every route and in every enforcement mode.
-    /// Defaults to [`MethodOverride::Refuse`](crate::MethodOverride::Refuse).
+    /// Defaults to [`MethodOverride::Refuse`](crate::method_override::MethodOverride::Refuse).
     pub fn method_override(mut self, method_override: MethodOverride) -> Self {
         self.method_override = method_override;
         self
@@ -525,7 +459,7 @@ impl UmaLayerBuilder {
     /// cannot be read is dropped and grants nothing (see [`Introspection::from_json`]).
     /// Defaults to the dialect's (on for Keycloak, off otherwise).
     ///
-    /// [`Introspection::from_json`]: crate::Introspection::from_json
+    /// [`Introspection::from_json`]: crate::introspect::Introspection::from_json
     pub fn insecure_empty_scopes_grant_all(mut self) -> Self {
         self.empty_scopes_grant_all = Some(true);
         self
@@ -539,15 +473,19 @@ impl UmaLayerBuilder {
     }
 
     /// The introspection cache; pass a clone of one cache to several layers to share it, or
-    /// [`IntrospectionCache::disabled`] to turn caching off. Defaults to a new cache with
+    /// [`IntrospectionCache::disabled`] to turn caching off. Layers sharing a cache share
+    /// entries only when they talk to the same AS and check RPTs alike; each reads the cache
+    /// with its own [`clock`](Self::clock). Defaults to a new cache with
     /// [`IntrospectionCache::builder`]'s defaults.
     pub fn cache(mut self, cache: IntrospectionCache) -> Self {
         self.cache = Some(cache);
         self
     }
 
-    /// The clock used for `exp`/`nbf` decisions and the circuit breakers' intervals.
-    /// Defaults to the system clock.
+    /// The layer's clock, the one source of time for its decisions: `exp`/`nbf` checks, the
+    /// introspection cache's lifetimes and freshness (the layer hands it to the cache it
+    /// uses), and the circuit breakers' intervals. Tests pass a
+    /// [`FixedClock`](crate::clock::FixedClock). Defaults to the system clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -615,20 +553,24 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// Validates the configuration, reconciles the declared resources with the AS (see
+    /// Runs discovery when the builder comes from [`UmaLayer::discover`], validates the
+    /// configuration, reconciles the declared resources with the AS (see
     /// [`resource_sync`](Self::resource_sync)), looks up the resources of a Keycloak
     /// configuration's paths without `name` (see [`crate::keycloak`]), and returns the layer.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message saying what to fix; when
-    /// resources are declared by name, also the errors of the sync (PAT, transport, AS
-    /// answers), which say what was already changed. With a [`start_retry`](Self::start_retry)
-    /// policy, transient errors of the sync are retried first.
-    pub async fn build(mut self) -> Result<UmaLayer, Error> {
-        let retry = self.start_retry.clone();
-        let by_uri = std::mem::take(&mut self.uri_bindings);
-        let prepared = self.prepare()?;
+    /// [`ErrorKind::Config`](crate::error::ErrorKind::Config) with a message saying what to
+    /// fix; the errors of discovery ([`ErrorKind::Transport`](crate::error::ErrorKind::Transport),
+    /// [`ErrorKind::Discovery`](crate::error::ErrorKind::Discovery)); when resources are
+    /// declared by name, also the errors of the sync (PAT, transport, AS answers), which say
+    /// what was already changed. With a [`start_retry`](Self::start_retry) policy, transient
+    /// errors of discovery and of the sync are retried first.
+    pub async fn build(self) -> Result<UmaLayer, Error> {
+        let mut this = self.discovered().await?;
+        let retry = this.start_retry.clone();
+        let by_uri = std::mem::take(&mut this.uri_bindings);
+        let prepared = this.prepare()?;
         let decls = prepared.map_decls();
         let ids = match &prepared.registrar {
             Some(r) if !decls.is_empty() => {
@@ -674,7 +616,7 @@ impl UmaLayerBuilder {
     ///
     /// As [`build`](Self::build).
     pub async fn check_resources(&self) -> Result<ResourceSync, Error> {
-        let prepared = self.clone().prepare()?;
+        let prepared = self.clone().discovered().await?.prepare()?;
         let decls = prepared.map_decls();
         let Some(registrar) = &prepared.registrar else {
             return Err(Error::config(

@@ -4,7 +4,7 @@
 //!   [`Uma`] that take a layer (so that `service.rs` needs only the pipeline).
 //! - `builder.rs`: [`UmaLayerBuilder`] and [`Discover`], the setters and their defaults.
 //! - `assemble.rs`: what [`build`](UmaLayerBuilder::build) checks and makes (HTTP client,
-//!   gate, protection-API client, JWT verifier, cache claim) before the resource sync.
+//!   gate, protection-API client, JWT verifier, cache scope) before the resource sync.
 //! - `url_check.rs`: the URL checks.
 //!
 //! See the [crate documentation](crate) for the request path and an example.
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-pub use self::builder::{Discover, UmaLayerBuilder};
+pub use self::builder::UmaLayerBuilder;
 use crate::IntrospectionCache;
 use crate::gate::AsHealth;
 use crate::pipeline::Pipeline;
@@ -60,20 +60,18 @@ impl<S> Uma<S> {
     pub fn new(inner: S, layer: UmaLayer) -> Self {
         Self::with_pipeline(inner, layer.pipeline)
     }
-
-    /// The layer; a shortcut for building [`Uma`] with `tower::ServiceBuilder`.
-    pub fn layer(layer: UmaLayer) -> UmaLayer {
-        layer
-    }
 }
 
 impl UmaLayer {
-    /// Starts a configuration by discovery: awaiting it reads
-    /// `{issuer}/.well-known/uma2-configuration`, checks that the document's `issuer` equals
-    /// `issuer`, and returns a builder with the endpoints filled in.
-    ///
-    /// Plain `http://` issuers are refused unless [`Discover::insecure_allow_http`] is called
-    /// before awaiting.
+    /// Starts a configuration by discovery: [`build`](UmaLayerBuilder::build) (and
+    /// [`check_resources`](UmaLayerBuilder::check_resources)) first read
+    /// `{issuer}/.well-known/uma2-configuration`, check that the document's `issuer` equals
+    /// `issuer`, and fill in every endpoint not set by hand. Every setter of the builder
+    /// applies to discovery too: [`dialect`](UmaLayerBuilder::dialect) (WSO2 has no document;
+    /// its endpoints are derived from the issuer), the timeouts,
+    /// [`start_retry`](UmaLayerBuilder::start_retry) and
+    /// [`insecure_allow_http`](UmaLayerBuilder::insecure_allow_http) (plain `http://` issuers
+    /// are refused without it).
     ///
     /// # Example
     ///
@@ -82,7 +80,6 @@ impl UmaLayer {
     ///
     /// # async fn run() -> Result<(), tower_uma::Error> {
     /// let layer = UmaLayer::discover("https://as.example.com", "photo-api", "photo-api-secret")
-    ///     .await?
     ///     .realm("photos")
     ///     .resources(ResourceMap::new().route(
     ///         Route::new("/albums/{id}").resource_id("r-9f1c").scopes(http::Method::GET, ["view"]),
@@ -95,17 +92,17 @@ impl UmaLayer {
         issuer: impl Into<String>,
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
-    ) -> Discover {
-        Discover {
-            builder: Self::builder(issuer, client_id, client_secret),
-        }
+    ) -> UmaLayerBuilder {
+        let mut builder = Self::builder(issuer, client_id, client_secret);
+        builder.discover = true;
+        builder
     }
 
     /// Starts a configuration with endpoints set by hand (no discovery), for servers without a
     /// discovery document (WSO2) or whose document is elsewhere (PingAM).
     ///
     /// `issuer` is the `as_uri` of challenges. Set at least the token, introspection and
-    /// permission endpoints, or call [`UmaLayerBuilder::discover`].
+    /// permission endpoints, or start with [`UmaLayer::discover`].
     ///
     /// # Example
     ///

@@ -34,7 +34,7 @@ pub use self::outcome::Unmapped;
 pub(crate) use self::outcome::layer_response;
 use self::outcome::{Facts, Refusal, Verdict, Why, conclude};
 use crate::IntrospectionCache;
-use crate::cache::{CacheSource, Cached};
+use crate::cache::{CacheScope, CacheSource, Cached};
 use crate::challenge::render_challenge;
 use crate::clock::Clock;
 use crate::decision::{Requirement, Rules, decide};
@@ -67,8 +67,8 @@ pub(crate) struct Parts {
     pub(crate) client: Arc<AsClient>,
     pub(crate) gate: Arc<AsGate>,
     pub(crate) cache: IntrospectionCache,
-    /// The cache's namespace: the trimmed issuer.
-    pub(crate) namespace: String,
+    /// This layer's part of the cache (its key part and the layer's clock).
+    pub(crate) scope: CacheScope,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rules: Rules,
     #[cfg(feature = "jwt")]
@@ -98,10 +98,8 @@ pub(crate) struct Pipeline {
     /// The cap and circuit breakers of every AS call (also held by the client).
     gate: Arc<AsGate>,
     cache: IntrospectionCache,
-    namespace: String,
+    scope: CacheScope,
     clock: Arc<dyn Clock>,
-    /// Whether the cache reads `clock` too, so that one reading serves both.
-    cache_shares_clock: bool,
     rules: Rules,
     /// How a cache miss checks an RPT; shared with the call the cache spawns.
     rpt: Arc<RptCheck>,
@@ -174,10 +172,6 @@ enum Stage {
 
 impl Pipeline {
     pub(crate) fn new(parts: Parts) -> Self {
-        let cache_shares_clock = parts
-            .cache
-            .clock()
-            .is_some_and(|c| crate::clock::same_clock(c, &parts.clock));
         Self {
             unrouted: Enforcement::unrouted(parts.enforcement, parts.resolver.may_enforce()),
             mode: parts.enforcement,
@@ -200,9 +194,8 @@ impl Pipeline {
             client: parts.client,
             gate: parts.gate,
             cache: parts.cache,
-            namespace: parts.namespace,
+            scope: parts.scope,
             clock: parts.clock,
-            cache_shares_clock,
             rules: parts.rules,
         }
     }
@@ -248,7 +241,7 @@ impl Pipeline {
 
     /// Forgets the cached answer for `token`.
     pub(crate) fn forget_token(&self, token: &str) {
-        self.cache.invalidate(&self.namespace, token);
+        self.cache.forget(&self.scope, token);
     }
 
     /// The synchronous part, for every request: decides it at once when it can (a cached
@@ -465,14 +458,11 @@ impl Pipeline {
         }
     }
 
-    /// The cache's answer for a token, if it has one at once, and the time to decide it at.
+    /// The cache's answer for a token, if it has one at once, and the time to decide it at:
+    /// one reading of the layer's clock serves both.
     fn peek(&self, fingerprint: &Fingerprint) -> Option<(Cached, i64)> {
-        let (cached, cache_now) = self.cache.peek(&self.namespace, fingerprint)?;
-        let now = if self.cache_shares_clock {
-            cache_now
-        } else {
-            self.clock.now_unix()
-        };
+        let now = self.clock.now_unix();
+        let cached = self.cache.peek(&self.scope, fingerprint, now)?;
         Some((cached, now))
     }
 
@@ -707,7 +697,7 @@ impl Pipeline {
         fingerprint: &Fingerprint,
     ) -> Result<Cached, CallError> {
         self.cache
-            .get_or_fetch_by_fingerprint(&self.namespace, fingerprint, || {
+            .get_or_fetch_by_fingerprint(&self.scope, fingerprint, || {
                 // Copied only on a miss: a hit copies nothing.
                 let rpt = Arc::clone(&self.rpt);
                 let token = token.to_rpt();

@@ -24,6 +24,8 @@ pub enum Unmapped {
     Allow,
 }
 
+crate::error::named_setting!(Unmapped { Deny => "deny", Allow => "allow" });
+
 impl Unmapped {
     /// The verdict on a request that matches no route, under `enforcement`.
     pub(crate) fn verdict(self, enforcement: Enforcement) -> Verdict {

@@ -27,8 +27,6 @@ async fn start_as() -> TestAs {
 async fn layer(as_: &TestAs) -> UmaLayer {
     UmaLayer::discover(as_.issuer(), "rs", "rs-secret")
         .insecure_allow_http()
-        .await
-        .expect("discovery")
         .resources(
             ResourceMap::new()
                 .route(
@@ -46,7 +44,7 @@ async fn layer(as_: &TestAs) -> UmaLayer {
 fn rpt(as_: &TestAs, resource_id: &str) -> String {
     as_.mint_rpt(RptSpec {
         sub: Some("bob".into()),
-        exp: Some(crate::clock::Clock::now_unix(&crate::SystemClock) + 600),
+        exp: Some(crate::clock::Clock::now_unix(&crate::clock::SystemClock) + 600),
         permissions: vec![RptPermission::new(resource_id, ["view"])],
         ..RptSpec::default()
     })

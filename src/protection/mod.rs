@@ -1,42 +1,63 @@
-//! The client of the authorization server (AS): every call the layer makes to it, the
-//! protection API of FedAuthz (PAT, introspection, permission tickets, resource registration)
-//! plus discovery and the JWKS.
+//! How the layer talks to the authorization server's protection API (UMA FedAuthz §1.3: the
+//! PAT, introspection, permission tickets and resource registration): the settings of
+//! [`UmaLayerBuilder`](crate::UmaLayerBuilder) that choose the client authentication
+//! ([`ClientAuth`]), the grant that obtains the PAT ([`PatGrant`]), how introspection calls
+//! authenticate ([`IntrospectionAuth`]) and the shape of permission requests
+//! ([`PermissionBody`]). Each [`Dialect`](crate::Dialect) picks defaults for them.
 //!
-//! # Layout
+//! # Example
 //!
-//! Each call is split in three parts, so that what goes on the wire can be read (and tested)
-//! without a network:
+//! ```
+//! use tower_uma::protection::{ClientAuth, IntrospectionAuth};
+//! use tower_uma::UmaLayer;
 //!
-//! - **Request builders and response parsers**, pure functions over `http::Request<Bytes>` and
-//!   `http::Response<Bytes>`, one file per endpoint: [`discovery`], [`token`] (the PAT, with
-//!   client authentication), [`introspection`], [`permission`], [`resource_set`] (resource
-//!   registration) and `jwks` (with the `jwt` feature). Their unit tests feed them canned
-//!   answers.
-//! - **A transport**, the [`Transport`] trait: sends a request and reads its whole answer, up
-//!   to a size limit. reqwest is named in one file only, [`reqwest_transport`]; the builder's
-//!   `http_client(reqwest::Client)` setter hands it a client of the user's.
-//! - **The plumbing shared by every call**: [`Caller`] takes a slot of the layer's gate (the cap
-//!   on calls in flight and the endpoint's circuit breaker, see `crate::gate`), sends, parses,
-//!   and tells the gate what the call showed about the endpoint. [`client::AsClient`] adds the
-//!   PAT: it is the one place where a `401` makes the layer drop its PAT, get a fresh one and
-//!   retry exactly once (docs/protocol.md §3.2). [`pat::PatProvider`] obtains and refreshes
-//!   the PAT; it depends on [`token`] and [`Caller`], never on the client.
-//!
-//! Every failure is one [`CallError`]: which endpoint, and what went wrong there. It knows
-//! whether trying again later may help ([`CallError::is_transient`]: what a process starting
-//! up retries on), what the call tells the circuit breaker (the gate's `AsFailure::cause`),
-//! and the metric label of an introspection or JWKS outcome. Its `Display` says what the
-//! AS answered (status, OAuth `error` code, a hint for the usual misconfigurations) and
-//! nothing else: the context ("listing registered resources") is added by the public
-//! [`Error`](crate::Error) that carries it as its source, so that a chain printer prints each
-//! cause once.
-//!
-//! # Why it works this way
-//!
-//! oauth2-rs separates its requests from its HTTP client the same way (an `AsyncHttpClient`
-//! over `http` types, and reqwest in an adapter). The layer's own twist is the gate: a call
-//! holds its slot from sending to the end of reading the body, never while it waits for a
-//! PAT, so that the token request a waiting call needs always finds a slot.
+//! let builder = UmaLayer::builder("https://as.example", "photo-api", "secret")
+//!     .client_auth(ClientAuth::Post)
+//!     .introspection_auth(IntrospectionAuth::ClientCredentials);
+//! # let _ = builder;
+//! ```
+
+// How it works inside (docs/architecture.md has the same, with the request path).
+//
+// The client of the authorization server (AS): every call the layer makes to it, the
+// protection API of FedAuthz (PAT, introspection, permission tickets, resource registration)
+// plus discovery and the JWKS.
+//
+// # Layout
+//
+// Each call is split in three parts, so that what goes on the wire can be read (and tested)
+// without a network:
+//
+// - **Request builders and response parsers**, pure functions over `http::Request<Bytes>` and
+//   `http::Response<Bytes>`, one file per endpoint: [`discovery`], [`token`] (the PAT, with
+//   client authentication), [`introspection`], [`permission`], [`resource_set`] (resource
+//   registration) and `jwks` (with the `jwt` feature). Their unit tests feed them canned
+//   answers.
+// - **A transport**, the [`Transport`] trait: sends a request and reads its whole answer, up
+//   to a size limit. reqwest is named in one file only, [`reqwest_transport`]; the builder's
+//   `http_client(reqwest::Client)` setter hands it a client of the user's.
+// - **The plumbing shared by every call**: [`Caller`] takes a slot of the layer's gate (the cap
+//   on calls in flight and the endpoint's circuit breaker, see `crate::gate`), sends, parses,
+//   and tells the gate what the call showed about the endpoint. [`client::AsClient`] adds the
+//   PAT: it is the one place where a `401` makes the layer drop its PAT, get a fresh one and
+//   retry exactly once (docs/protocol.md §3.2). [`pat::PatProvider`] obtains and refreshes
+//   the PAT; it depends on [`token`] and [`Caller`], never on the client.
+//
+// Every failure is one [`CallError`]: which endpoint, and what went wrong there. It knows
+// whether trying again later may help ([`CallError::is_transient`]: what a process starting
+// up retries on), what the call tells the circuit breaker (the gate's `AsFailure::cause`),
+// and the metric label of an introspection or JWKS outcome. Its `Display` says what the
+// AS answered (status, OAuth `error` code, a hint for the usual misconfigurations) and
+// nothing else: the context ("listing registered resources") is added by the public
+// [`Error`](crate::Error) that carries it as its source, so that a chain printer prints each
+// cause once.
+//
+// # Why it works this way
+//
+// oauth2-rs separates its requests from its HTTP client the same way (an `AsyncHttpClient`
+// over `http` types, and reqwest in an adapter). The layer's own twist is the gate: a call
+// holds its slot from sending to the end of reading the body, never while it waits for a
+// PAT, so that the token request a waiting call needs always finds a slot.
 
 use std::fmt;
 use std::sync::Arc;
@@ -60,10 +81,10 @@ pub(crate) mod token;
 
 pub(crate) use client::AsClient;
 pub(crate) use error::{Answer, CallError, Failure};
-pub(crate) use introspection::IntrospectionAuth;
+pub use introspection::IntrospectionAuth;
 pub(crate) use pat::{PatConfig, PatProvider};
-pub(crate) use permission::PermissionBody;
-pub(crate) use token::{ClientAuth, PatGrant};
+pub use permission::PermissionBody;
+pub use token::{ClientAuth, PatGrant};
 
 /// The most bytes the layer reads of any answer from the AS (discovery, tokens, introspection,
 /// tickets, registration). Real answers take a few KiB; a larger one is refused rather than

@@ -12,19 +12,19 @@ use crate::token::Pat;
 /// A resource as the AS describes it (FedAuthz §3.1), read tolerantly.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub struct RegisteredResource {
+pub(crate) struct RegisteredResource {
     /// The AS-assigned `_id`.
-    pub id: String,
+    pub(crate) id: String,
     /// `name`.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `type`.
-    pub r#type: Option<String>,
+    pub(crate) r#type: Option<String>,
     /// `description`.
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// `icon_uri`.
-    pub icon_uri: Option<String>,
+    pub(crate) icon_uri: Option<String>,
     /// `resource_scopes`, sorted.
-    pub resource_scopes: Vec<String>,
+    pub(crate) resource_scopes: Vec<String>,
 }
 
 impl RegisteredResource {

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use tower_uma::{PathError, ResourceMap, Route};
+/// use tower_uma::{ResourceMap, Route, resources::PathError};
 ///
 /// let route = Route::new("/albums/{id}").resource_id("albums").any_method(["view"]);
 /// let map = ResourceMap::new().route(route);

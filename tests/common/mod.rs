@@ -12,7 +12,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::any;
 use http::{HeaderMap, Method, StatusCode};
-use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, parse_uma_challenge};
+use tower_uma::{
+    ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder, challenge::parse_uma_challenge,
+};
 use uma_test_as::{
     AuthServer, Endpoint, Policy, ResourceDescription, RptPermission, RptSpec, TestAs,
 };
@@ -130,15 +132,13 @@ pub async fn layer_builder(as_: &TestAs, f: Flavor) -> UmaLayerBuilder {
     let builder = match f {
         Flavor::Standard | Flavor::Keycloak => UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
             .dialect(f.layer_dialect())
-            .insecure_allow_http()
-            .await
-            .expect("discovery succeeds"),
+            .insecure_allow_http(),
         Flavor::Wso2 => UmaLayer::builder(as_.issuer(), RS_ID, RS_SECRET)
             .dialect(tower_uma::Dialect::Wso2)
             .insecure_allow_http()
-            .pat_grant(tower_uma::PatGrant::Password {
+            .pat_grant(tower_uma::protection::PatGrant::Password {
                 username: "alice".into(),
-                password: tower_uma::ClientSecret::new(ALICE_PW),
+                password: tower_uma::token::ClientSecret::new(ALICE_PW),
             }),
     };
     builder
@@ -169,10 +169,10 @@ pub async fn invoice_layer(
 /// consecutive failures and wait 1 s before probing, doubling up to 4 s.
 pub fn quick_breakers(
     b: UmaLayerBuilder,
-    clock: &Arc<tower_uma::FixedClock>,
+    clock: &Arc<tower_uma::clock::FixedClock>,
     failures: u32,
 ) -> UmaLayerBuilder {
-    b.clock(Arc::clone(clock) as Arc<dyn tower_uma::Clock>)
+    b.clock(Arc::clone(clock) as Arc<dyn tower_uma::clock::Clock>)
         .breaker_failure_threshold(failures)
         .breaker_open_interval(Duration::from_secs(1), Duration::from_secs(4))
 }
@@ -255,8 +255,6 @@ pub async fn get_with(
 pub async fn discover(as_: &TestAs) -> UmaLayerBuilder {
     UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
         .insecure_allow_http()
-        .await
-        .expect("discovery succeeds")
         .realm("invoices")
         .request_timeout(Duration::from_millis(800))
         .connect_timeout(Duration::from_millis(500))

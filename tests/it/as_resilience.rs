@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use http::StatusCode;
-use tower_uma::{AsEndpoint, BreakerState, Clock, FixedClock, UmaLayer, UmaLayerBuilder};
+use tower_uma::{
+    UmaLayer, UmaLayerBuilder,
+    clock::{Clock, FixedClock},
+    health::{AsEndpoint, BreakerState},
+};
 use uma_test_as::{Endpoint, TestAs};
 
 /// Sends `n` requests at once, each with its own bearer token `{prefix}-{i}`; returns each

@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use tower::ServiceExt as _;
 use tower_uma::axum::UmaRouter;
 use tower_uma::{
-    EnforcementMode, Rejection, ResourceDecl, UmaLayerBuilder, UmaPrincipal, Unmapped,
+    EnforcementMode, Rejection, ResourceDecl, UmaLayerBuilder, UmaPrincipal, resources::Unmapped,
 };
 
 /// Counts the calls of each handler by name.
@@ -291,7 +291,9 @@ async fn a_layer_builder_with_a_resolver_is_refused() {
     let as_ = start_as().await;
     let layer = discover(&as_)
         .await
-        .resolver(|_: &tower_uma::RequestInfo<'_>| tower_uma::Resolution::Public);
+        .resolver(|_: &tower_uma::resources::RequestInfo<'_>| {
+            tower_uma::resources::Resolution::Public
+        });
     let table: UmaRouter = UmaRouter::new().public("/health", get(|| async { "ok" }));
     let err = table.build(layer).await.expect_err("refused");
     assert!(err.is_config(), "{err}");
@@ -377,7 +379,7 @@ async fn resource_metadata_is_served_and_named_in_challenges() {
     let header = resp.headers()[http::header::WWW_AUTHENTICATE]
         .to_str()
         .expect("ASCII");
-    let challenge = tower_uma::parse_uma_challenge(header).expect("a UMA challenge");
+    let challenge = tower_uma::challenge::parse_uma_challenge(header).expect("a UMA challenge");
     assert_eq!(
         challenge.resource_metadata.as_deref(),
         Some("http://photos.test/.well-known/oauth-protected-resource/api")
@@ -461,8 +463,11 @@ async fn the_guard_of_a_route_with_a_resolver_enforces_under_a_permissive_layer(
             rule.resource_id(&r).scopes(Method::GET, ["read"])
         })
         .route("/{user}/albums", ran.get("user-albums"), move |rule| {
-            rule.resolver(move |_: &tower_uma::RequestInfo<'_>| {
-                tower_uma::Resolution::protected(tower_uma::ResourceRef::Id(id.clone()), ["read"])
+            rule.resolver(move |_: &tower_uma::resources::RequestInfo<'_>| {
+                tower_uma::resources::Resolution::protected(
+                    tower_uma::resources::ResourceRef::Id(id.clone()),
+                    ["read"],
+                )
             })
         });
     let layer = discover(&as_)

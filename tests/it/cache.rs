@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use http::StatusCode;
-use tower_uma::{Clock, FixedClock, IntrospectionCache, UmaLayer};
+use tower_uma::{
+    IntrospectionCache, UmaLayer,
+    clock::{Clock, FixedClock},
+};
 use uma_test_as::{Endpoint, RptPermission, RptSpec, TestAs};
 
 struct Env {
@@ -80,7 +83,6 @@ async fn entry_never_outlives_exp() {
     let clock = Arc::new(FixedClock::new(now()));
     let cache = IntrospectionCache::builder()
         .max_ttl(Duration::from_secs(60))
-        .clock(clock.clone())
         .build();
     let e = env(cache, Some(clock.clone())).await;
     clock.set(now()); // the AS's time now that it is up
@@ -105,7 +107,6 @@ async fn exp_caps_the_lifetime_on_the_layer_clock() {
     let cache = IntrospectionCache::builder()
         .max_ttl(Duration::from_secs(3600))
         .skew(Duration::from_secs(5))
-        .clock(clock.clone())
         .build();
     let e = env(cache, Some(clock.clone())).await;
     let rpt = e.as_.mint_rpt(RptSpec {
@@ -129,7 +130,7 @@ async fn exp_caps_the_lifetime_on_the_layer_clock() {
 #[tokio::test]
 async fn permission_exp_is_checked_on_every_hit() {
     let clock = Arc::new(FixedClock::new(now()));
-    let cache = IntrospectionCache::builder().clock(clock.clone()).build();
+    let cache = IntrospectionCache::builder().build();
     let e = env(cache, Some(clock.clone())).await;
     let rpt = e.as_.mint_rpt(RptSpec {
         exp: Some(now() + 3600),
@@ -229,7 +230,6 @@ async fn stale_if_error_within_and_beyond_the_grace_window() {
         .max_ttl(Duration::from_secs(10))
         .stale_if_error(Duration::from_secs(30))
         .negative_ttl(Duration::from_secs(60))
-        .clock(clock.clone())
         .build();
     let e = env(cache, Some(clock.clone())).await;
     let rpt = rpt_for(&e.as_, &e.r, &["read"]); // exp in 60 s

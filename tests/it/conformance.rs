@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use http::StatusCode;
 use serde_json::json;
-use tower_uma::{Clock, FixedClock, IntrospectionCache, ResourceMap, Route, UmaLayer, Unmapped};
+use tower_uma::{
+    IntrospectionCache, ResourceMap, Route, UmaLayer,
+    clock::{Clock, FixedClock},
+    resources::Unmapped,
+};
 use uma_test_as::{Endpoint, RptPermission, RptSpec};
 
 struct Env {
@@ -530,7 +534,6 @@ async fn check_24_cached_result_never_outlives_exp(f: Flavor) {
         b.clock(clock.clone()).cache(
             IntrospectionCache::builder()
                 .max_ttl(Duration::from_secs(60))
-                .clock(clock.clone())
                 .build(),
         )
     })
@@ -675,9 +678,10 @@ async fn check_29_issuer_mismatch_fails_start_up_without_protection_calls(f: Fla
     let err = UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
         .dialect(f.layer_dialect())
         .insecure_allow_http()
+        .build()
         .await
         .expect_err("mismatch is an error");
-    assert_eq!(err.kind(), tower_uma::ErrorKind::Discovery);
+    assert_eq!(err.kind(), tower_uma::error::ErrorKind::Discovery);
     assert!(err.to_string().contains("issuer"), "{err}");
     assert_eq!(as_.count(Endpoint::Discovery), 1);
     for ep in [
@@ -694,6 +698,7 @@ async fn check_29_discovery_requires_https_unless_allowed(f: Flavor) {
     let as_ = start_as_in(f).await;
     let err = UmaLayer::discover(as_.issuer(), RS_ID, RS_SECRET)
         .dialect(f.layer_dialect())
+        .build()
         .await
         .expect_err("http refused");
     assert!(err.is_config());

@@ -10,7 +10,9 @@ use crate::common::*;
 use http::{Method, StatusCode};
 
 use tower_uma::{
-    FixedClock, JwtValidation, ResourceDecl, ResourceMap, Route, RptValidation, UmaLayer,
+    ResourceDecl, ResourceMap, Route, UmaLayer,
+    clock::FixedClock,
+    jwt::{JwtValidation, RptValidation},
 };
 use uma_test_as::{Endpoint, RptFormat, RptPermission, RptSpec, TestAs};
 
@@ -114,11 +116,11 @@ async fn opaque_tokens_fall_back_to_introspection() {
     );
 }
 
-/// Layers sharing a cache must check RPTs alike: a JWT one layer accepted locally (or for its
-/// audience) must not be a cache hit for a layer that would introspect it or check another
-/// audience. Such a configuration is refused when the second layer is built.
+/// Layers sharing a cache keep their entries apart unless they check RPTs alike: a JWT one
+/// layer accepted locally is no cache hit for a layer that introspects it or checks another
+/// audience, while a layer that checks alike shares the entry.
 #[tokio::test]
-async fn a_shared_cache_refuses_layers_that_check_rpts_differently() {
+async fn a_shared_cache_keeps_layers_that_check_rpts_differently_apart() {
     let as_ = as_builder()
         .rpt_format(RptFormat::Jwt)
         .spawn()
@@ -128,7 +130,7 @@ async fn a_shared_cache_refuses_layers_that_check_rpts_differently() {
     let build = |mode: RptValidation, jwt: JwtValidation| {
         let (as_, cache) = (&as_, cache.clone());
         async move {
-            discover(as_)
+            let layer = discover(as_)
                 .await
                 .resources(album_map())
                 .cache(cache)
@@ -136,45 +138,49 @@ async fn a_shared_cache_refuses_layers_that_check_rpts_differently() {
                 .jwt_validation(jwt)
                 .build()
                 .await
+                .expect("a layer builds on a shared cache whatever its RPT checks");
+            let (url, _) = protected(layer.clone()).await;
+            (layer, url)
         }
     };
-    let _first = build(RptValidation::Local, JwtValidation::new())
-        .await
-        .expect("the first layer builds");
-    // The same settings share the cache.
-    let two = JwtValidation::new().audience("b").audience(APP_ID);
-    let _second = build(RptValidation::Local, JwtValidation::new())
-        .await
-        .expect("a layer checking alike shares the cache");
-    for (mode, jwt) in [
-        (RptValidation::Introspect, JwtValidation::new()),
-        (RptValidation::LocalThenIntrospect, JwtValidation::new()),
-        (RptValidation::Local, two.clone()),
-    ] {
-        let err = build(mode, jwt).await.expect_err("refused");
-        assert_eq!(err.kind(), tower_uma::ErrorKind::Config, "{err}");
-        assert!(err.to_string().contains("cache of its own"), "{err}");
-    }
-    // Audiences are a set: the same ones in another order share a cache.
-    let other = tower_uma::IntrospectionCache::builder().build();
-    let _own = discover(&as_)
-        .await
-        .resources(album_map())
-        .cache(other.clone())
-        .rpt_validation(RptValidation::Local)
-        .jwt_validation(JwtValidation::new().audience(APP_ID).audience("b"))
-        .build()
-        .await
-        .expect("its own cache");
-    let _reordered = discover(&as_)
-        .await
-        .resources(album_map())
-        .cache(other)
-        .rpt_validation(RptValidation::Local)
-        .jwt_validation(two)
-        .build()
-        .await
-        .expect("the same audiences, in another order");
+    let (local, local_url) = build(
+        RptValidation::Local,
+        JwtValidation::new().audience(RS_ID).audience("b"),
+    )
+    .await;
+    // Audiences are a set: the same ones in another order check alike.
+    let (_, twin_url) = build(
+        RptValidation::Local,
+        JwtValidation::new().audience("b").audience(RS_ID),
+    )
+    .await;
+    let (_, other_audience_url) = build(
+        RptValidation::Local,
+        JwtValidation::new().audience("another-api"),
+    )
+    .await;
+    let (_, introspecting_url) = build(RptValidation::Introspect, JwtValidation::new()).await;
+
+    let rpt = jwt_rpt(&as_, &local);
+    assert_eq!(get(&local_url, &rpt).await, StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Jwks), 1);
+    // The twin never needed the keys: it was served the entry the first layer stored.
+    assert_eq!(get(&twin_url, &rpt).await, StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Jwks), 1, "the twin shared the entry");
+    // A layer accepting another audience checks the token itself, and refuses it.
+    assert_eq!(
+        get(&other_audience_url, &rpt).await,
+        StatusCode::UNAUTHORIZED,
+        "no cache hit across audiences"
+    );
+    // A layer that introspects asks the AS.
+    assert_eq!(as_.count(Endpoint::Introspection), 0);
+    assert_eq!(get(&introspecting_url, &rpt).await, StatusCode::OK);
+    assert_eq!(
+        as_.count(Endpoint::Introspection),
+        1,
+        "no cache hit across RPT checks"
+    );
 }
 
 #[tokio::test]

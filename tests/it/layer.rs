@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::common::*;
 use http::{Method, StatusCode};
 use tower_uma::{
-    EnforcementMode, FixedClock, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder,
-    Unmapped,
+    EnforcementMode, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder,
+    clock::FixedClock, resources::Unmapped,
 };
 use uma_test_as::Endpoint;
 
@@ -78,7 +78,7 @@ fn expect_challenge_any_realm(resp: &reqwest::Response, as_: &uma_test_as::TestA
     let value = resp.headers()[http::header::WWW_AUTHENTICATE]
         .to_str()
         .expect("ascii");
-    let c = tower_uma::parse_uma_challenge(value).expect("UMA challenge");
+    let c = tower_uma::challenge::parse_uma_challenge(value).expect("UMA challenge");
     assert_eq!(c.as_uri, as_.issuer());
     c.ticket
 }
@@ -469,7 +469,7 @@ async fn client_credentials_introspection() {
     let layer = discover(&as_)
         .await
         .resources(invoice_map(&r))
-        .introspection_auth(tower_uma::IntrospectionAuth::ClientCredentials)
+        .introspection_auth(tower_uma::protection::IntrospectionAuth::ClientCredentials)
         .token_type_hint("access_token")
         .build()
         .await

@@ -1,5 +1,5 @@
 //! tower-uma's integration tests, in one test binary: each file here was a binary of its own.
-//! After a change to the library, `cargo test` links one binary instead of thirteen, and the
+//! After a change to the library, `cargo test` links one binary instead of fifteen, and the
 //! test binaries take a third of the disk. Run one file's tests with
 //! `cargo test --test it layer::` (the module is the file's name).
 //!
@@ -25,7 +25,9 @@ mod extractor;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
+mod lazy_paths;
 mod method_override;
+mod permission_exchange;
 mod readiness;
 mod registration;
 mod resync;

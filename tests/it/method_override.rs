@@ -10,7 +10,8 @@ use axum::body::Body;
 use axum::routing::any;
 use http::{Method, Request, StatusCode};
 use tower_uma::{
-    EnforcementMode, MethodOverride, ResourceMap, Route, UmaLayer, UmaLayerBuilder, Unmapped,
+    EnforcementMode, ResourceMap, Route, UmaLayer, UmaLayerBuilder,
+    method_override::MethodOverride, resources::Unmapped,
 };
 use uma_test_as::{Endpoint, ResourceDescription, TestAs};
 

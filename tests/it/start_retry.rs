@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use tokio::sync::mpsc;
-use tower_uma::{StartRetry, UmaLayer};
+use tower_uma::{UmaLayer, start::StartRetry};
 use uma_test_as::Endpoint;
 
 /// A policy with short delays that reports each retry's phase on `tx`.
@@ -29,7 +29,6 @@ async fn the_layer_waits_for_an_as_that_starts_later() {
         UmaLayer::discover(format!("http://{addr}"), RS_ID, RS_SECRET)
             .insecure_allow_http()
             .start_retry(reporting(tx))
-            .await?
             .resources(album_map())
             .build()
             .await
@@ -67,8 +66,6 @@ async fn a_wrong_secret_fails_at_once_without_waiting() {
     let e = UmaLayer::discover(as_.issuer(), RS_ID, "not-the-secret")
         .insecure_allow_http()
         .start_retry(reporting(tx))
-        .await
-        .expect("discovery needs no secret")
         .resources(album_map())
         .build()
         .await

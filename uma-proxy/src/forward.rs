@@ -13,7 +13,7 @@
 //!   upstream's);
 //! - removes every method-override signal (`X-HTTP-Method-Override`, `X-HTTP-Method`,
 //!   `X-Method-Override`, also with `_`, `.` or other punctuation for `-`, and `_method` query pairs; see
-//!   [`tower_uma::MethodOverride`]): the layer has refused them or decided on them already,
+//!   [`tower_uma::method_override::MethodOverride`]): the layer has refused them or decided on them already,
 //!   and the upstream must run the request line's method;
 //! - removes the client's forwarding headers (`Forwarded`, `X-Real-IP`, every
 //!   `X-Forwarded-*` and the other client-address headers of proxies and CDNs: `X-Client-IP`,
@@ -79,7 +79,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
-use tower_uma::{Permission, UmaPrincipal};
+use tower_uma::{UmaPrincipal, introspect::Permission};
 
 use crate::metrics as m;
 use crate::trust::TrustedProxies;
@@ -352,7 +352,7 @@ impl Service<Request<Incoming>> for Forward {
 impl Forward {
     async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         // Defence in depth: the layer refused the signals or decided on them already.
-        match tower_uma::strip_method_override(&mut req) {
+        match tower_uma::method_override::strip_method_override(&mut req) {
             Ok(false) => {}
             Ok(true) => tracing::debug!("removed a method override the layer let through"),
             Err(e) => {

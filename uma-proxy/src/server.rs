@@ -32,7 +32,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_service::Service;
-use tower_uma::{AsHealth, StartRetry, UmaLayer};
+use tower_uma::{UmaLayer, health::AsHealth, start::StartRetry};
 
 use crate::config::{Config, Mode};
 use crate::decision::{DecisionAnswer, DecisionFront};
@@ -298,7 +298,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Builds the layer, waiting for the AS for as long as it takes with the layer's own
-/// mechanism ([`tower_uma::StartRetry::forever`]): discovery, then the PAT and the resource
+/// mechanism ([`tower_uma::start::StartRetry::forever`]): discovery, then the PAT and the resource
 /// sync, each retried with exponential backoff (0.2 s doubling up to 10 s, each delay drawn
 /// between half and all of that, and at least as long as an opened circuit breaker waits)
 /// while the AS cannot be reached, times out or answers with server errors

@@ -12,7 +12,7 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
-use tower_uma::{PatGrant, StartRetry, UmaLayer, UmaLayerBuilder};
+use tower_uma::{UmaLayer, UmaLayerBuilder, protection::PatGrant, start::StartRetry};
 
 use crate::config::{AsConfig, Config, PatGrantConfig};
 
@@ -26,13 +26,13 @@ pub async fn build_layer(config: &Config) -> Result<UmaLayer, tower_uma::Error> 
     layer_builder(config).await?.build().await
 }
 
-/// The layer's builder for `config`: discovery (unless the dialect has none) and every
-/// setting of the file, before the resource sync. [`build_layer`] builds it;
-/// `uma-proxy --check` asks it for the sync's dry run.
+/// The layer's builder for `config`: every setting of the file. Discovery (when `issuer` is
+/// set and the dialect has a discovery document) runs when the builder is used:
+/// [`build_layer`] builds it; `uma-proxy --check` asks it for the sync's dry run.
 ///
 /// # Errors
 ///
-/// Configuration and discovery errors.
+/// None today; the `Result` keeps room for settings checked here.
 pub async fn layer_builder(config: &Config) -> Result<UmaLayerBuilder, tower_uma::Error> {
     waiting_builder(config, None).await
 }
@@ -55,7 +55,7 @@ pub(crate) async fn waiting_builder(
             if let Some(retry) = retry {
                 discover = discover.start_retry(retry);
             }
-            discover.await?
+            discover
         }
         None => {
             let builder = UmaLayer::builder(a.builder_issuer(), a.client_id.clone(), secret);

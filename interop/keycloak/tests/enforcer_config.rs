@@ -19,8 +19,12 @@ use tower_uma::keycloak::KeycloakConfig;
 
 /// The layer `config` describes, on Keycloak's plain-http loopback address.
 async fn build(config: &KeycloakConfig) -> tower_uma::UmaLayer {
-    let discovered = config.discover().insecure_allow_http().await.unwrap();
-    discovered.build().await.unwrap()
+    config
+        .discover()
+        .insecure_allow_http()
+        .build()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -14,8 +14,9 @@ use common::*;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tower_uma::{
-    Dialect, IntrospectionCache, JwtValidation, ResourceDecl, ResourceMap, ResourceSyncMode, Route,
-    RptValidation, UmaLayer, UmaLayerBuilder,
+    Dialect, IntrospectionCache, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder,
+    jwt::{JwtValidation, RptValidation},
+    registration::ResourceSyncMode,
 };
 
 /// `/albums/{id}`: `GET` needs `view`, `DELETE` needs `delete`, on the resource `id`.
@@ -109,7 +110,7 @@ async fn discovery_pat_and_start() {
         .await
         .expect_err("a wrong client secret stops the start");
     // Keycloak answers 401 invalid_client to the PAT request; the start fails on the PAT.
-    assert_eq!(err.kind(), tower_uma::ErrorKind::Pat, "{err:#}");
+    assert_eq!(err.kind(), tower_uma::error::ErrorKind::Pat, "{err:#}");
     // The whole chain says what Keycloak answered (26.7 says `unauthorized_client` where
     // RFC 6749 §5.2 has `invalid_client`) and what to check; no secret in it.
     let chain = format!("{err:#}");

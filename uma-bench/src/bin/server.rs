@@ -406,7 +406,6 @@ async fn uma_layer(
         .build();
     let layer = UmaLayer::discover(auth.issuer(), RS_ID, RS_SECRET)
         .insecure_allow_http()
-        .await?
         .realm("bench")
         .resources(
             ResourceMap::new().route(

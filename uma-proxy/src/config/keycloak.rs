@@ -13,8 +13,9 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use tower_uma::Dialect;
 use tower_uma::keycloak::KeycloakConfig;
-use tower_uma::{ClientSecret, Dialect};
+use tower_uma::token::ClientSecret;
 
 use super::raw::RawConfig;
 use super::resolve::Resolver;
@@ -90,7 +91,7 @@ fn loopback_http(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, Method};
-    use tower_uma::Resolution;
+    use tower_uma::resources::Resolution;
 
     use super::*;
     use crate::Config;

@@ -58,8 +58,8 @@ use toml_diag::Diagnostic;
 pub use toml_diag::parse_duration;
 pub use tower_uma::Dialect;
 use tower_uma::{
-    ClientSecret, EnforcementMode, IntrospectionCache, MethodOverride, ResourceDecl, ResourceMap,
-    Route, Unmapped,
+    EnforcementMode, IntrospectionCache, ResourceDecl, ResourceMap, Route,
+    method_override::MethodOverride, resources::Unmapped, token::ClientSecret,
 };
 
 use crate::forward::Upstream;
@@ -118,7 +118,7 @@ pub struct Config {
     /// (`shutdown_timeout`).
     pub shutdown_timeout: Duration,
     /// `method_override`: `"refuse"` (default) or `"decide"`; see
-    /// [`tower_uma::MethodOverride`].
+    /// [`tower_uma::method_override::MethodOverride`].
     pub method_override: MethodOverride,
     /// `trusted_proxies`: the peers whose forwarding headers are kept (default: none).
     pub trusted_proxies: TrustedProxies,

@@ -3,12 +3,18 @@
 //! `Spanned` so that the resolution can name their line.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use toml::Spanned;
-use tower_uma::Dialect;
+use tower_uma::error::ParseSettingError;
+use tower_uma::method_override::MethodOverride;
+use tower_uma::resources::Unmapped;
+use tower_uma::{Dialect, EnforcementMode};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,16 +26,16 @@ pub(super) struct RawConfig {
     pub(super) trusted_forwarders: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) path_prefix: Option<Spanned<String>>,
     pub(super) realm: Option<String>,
-    #[serde(default)]
-    pub(super) enforcement: Enforcement,
-    #[serde(default)]
-    pub(super) unmapped: UnmappedRaw,
+    #[serde(default, deserialize_with = "setting")]
+    pub(super) enforcement: EnforcementMode,
+    #[serde(default, deserialize_with = "setting")]
+    pub(super) unmapped: Unmapped,
     pub(super) admin_listen: Option<Spanned<String>>,
     pub(super) forward_authorization: Option<bool>,
     pub(super) upstream_timeout: Option<Spanned<Dur>>,
     pub(super) shutdown_timeout: Option<Dur>,
-    #[serde(default)]
-    pub(super) method_override: MethodOverrideRaw,
+    #[serde(default, deserialize_with = "setting")]
+    pub(super) method_override: MethodOverride,
     pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
     pub(super) allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) authorization_server: Option<Spanned<RawAs>>,
@@ -48,31 +54,6 @@ pub(super) enum ModeRaw {
     #[default]
     Proxy,
     Decision,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Enforcement {
-    #[default]
-    Enforcing,
-    Permissive,
-    Disabled,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum UnmappedRaw {
-    #[default]
-    Deny,
-    Allow,
-}
-
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum MethodOverrideRaw {
-    #[default]
-    Refuse,
-    Decide,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +142,34 @@ impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         toml_diag::deserialize_duration(deserializer, DURATION_EXAMPLES).map(Dur)
     }
+}
+
+/// `enforcement`, `unmapped`, `method_override`: the library's own values, by the names their
+/// `FromStr` accepts. Read as toml reads a unit enum, so that the messages are serde's
+/// (``unknown variant `strict`, expected one of `enforcing`, …``, or `wanted string or table`).
+fn setting<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = ParseSettingError>,
+{
+    struct Named<T>(PhantomData<T>);
+
+    impl<'de, T: FromStr<Err = ParseSettingError>> de::Visitor<'de> for Named<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the name of a value")
+        }
+
+        fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<T, A::Error> {
+            let (name, value): (String, _) = data.variant()?;
+            de::VariantAccess::unit_variant(value)?;
+            name.parse()
+                .map_err(|e: ParseSettingError| de::Error::unknown_variant(&name, e.expected()))
+        }
+    }
+
+    deserializer.deserialize_enum("setting", &[], Named(PhantomData))
 }
 
 /// `dialect`: whatever [`Dialect`]'s `FromStr` accepts.

@@ -11,14 +11,10 @@ use toml::Spanned;
 use toml_diag::Diagnostic;
 use tower_uma::metadata::ResourceMetadata;
 use tower_uma::{
-    ClientSecret, Dialect, EnforcementMode, MethodOverride, ResourceDecl, ResourceMap,
-    ResourceMapError, Unmapped,
+    Dialect, ResourceDecl, ResourceMap, resources::ResourceMapError, token::ClientSecret,
 };
 
-use super::raw::{
-    Dur, Enforcement, MethodOverrideRaw, ModeRaw, PatGrantKind, RawAs, RawConfig, RawMetadata,
-    RawResource, UnmappedRaw,
-};
+use super::raw::{Dur, ModeRaw, PatGrantKind, RawAs, RawConfig, RawMetadata, RawResource};
 use super::{
     AsCallsConfig, AsConfig, CacheConfig, Config, ConfigError, DEFAULT_AS_TIMEOUT,
     DEFAULT_BREAKER_MAX_OPEN_INTERVAL, DEFAULT_BREAKER_OPEN_INTERVAL, DEFAULT_LISTEN,
@@ -83,7 +79,9 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             })
             .transpose()?;
         let mode = self.resolve_mode(&raw)?;
-        if matches!(mode, Mode::Decision(_)) && raw.method_override == MethodOverrideRaw::Decide {
+        if matches!(mode, Mode::Decision(_))
+            && raw.method_override == tower_uma::method_override::MethodOverride::Decide
+        {
             return Err(self.nowhere(
                 "method_override = \"decide\" cannot be used with mode = \"decision\": the gateway \
                  forwards the request as the client sent it, so the API could run another method \
@@ -170,25 +168,15 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             mode,
             upstream,
             realm: raw.realm,
-            enforcement: match raw.enforcement {
-                Enforcement::Enforcing => EnforcementMode::Enforcing,
-                Enforcement::Permissive => EnforcementMode::Permissive,
-                Enforcement::Disabled => EnforcementMode::Disabled,
-            },
-            unmapped: match raw.unmapped {
-                UnmappedRaw::Deny => Unmapped::Deny,
-                UnmappedRaw::Allow => Unmapped::Allow,
-            },
+            enforcement: raw.enforcement,
+            unmapped: raw.unmapped,
             admin_listen,
             forward_authorization: raw.forward_authorization.unwrap_or(true),
             upstream_timeout,
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
-            method_override: match raw.method_override {
-                MethodOverrideRaw::Refuse => MethodOverride::Refuse,
-                MethodOverrideRaw::Decide => MethodOverride::Decide,
-            },
+            method_override: raw.method_override,
             trusted_proxies,
             allowed_hosts,
             authorization_server,

@@ -204,7 +204,7 @@ fn endpoints_without_discovery() {
 #[test]
 fn public_methods_widen_public_entries() {
     use http::HeaderMap;
-    use tower_uma::Resolution;
+    use tower_uma::resources::Resolution;
     let text = format!(
         "{BASE}public_methods = [\"OPTIONS\"]\n\
          [[resources]]\npath = \"/health\"\npublic = true\n\
@@ -623,5 +623,54 @@ fn resource_metadata_table() {
         let err = parse(&format!("{BASE}[resource_metadata]\n{table}")).unwrap_err();
         assert!(err.to_string().contains(message), "{err}");
         assert_eq!(err.line(), Some(line), "{err}");
+    }
+}
+
+/// `enforcement`, `unmapped` and `method_override` take the library's values by the names
+/// their `FromStr` accepts; the messages for anything else stay serde's, word for word.
+#[test]
+fn settings_are_the_librarys_values_with_serdes_messages() {
+    let c = parse(&format!(
+        "enforcement = \"permissive\"\nunmapped = \"allow\"\nmethod_override = \"decide\"\n{BASE}"
+    ))
+    .unwrap();
+    assert_eq!(c.enforcement, EnforcementMode::Permissive);
+    assert_eq!(c.unmapped, Unmapped::Allow);
+    assert_eq!(c.method_override, MethodOverride::Decide);
+    for (line, message) in [
+        (
+            "enforcement = \"strict\"",
+            "line 1, column 15: `enforcement`: unknown variant `strict`, expected one of \
+             `enforcing`, `permissive`, `disabled`",
+        ),
+        (
+            "enforcement = \"Enforcing\"",
+            "line 1, column 15: `enforcement`: unknown variant `Enforcing`, expected one of \
+             `enforcing`, `permissive`, `disabled`",
+        ),
+        (
+            "enforcement = 3",
+            "line 1, column 15: `enforcement`: wanted string or table",
+        ),
+        (
+            "unmapped = \"x\"",
+            "line 1, column 12: `unmapped`: unknown variant `x`, expected `deny` or `allow`",
+        ),
+        (
+            "unmapped = true",
+            "line 1, column 12: `unmapped`: wanted string or table",
+        ),
+        (
+            "method_override = \"allow\"",
+            "line 1, column 19: `method_override`: unknown variant `allow`, expected `refuse` \
+             or `decide`",
+        ),
+        (
+            "method_override = []",
+            "line 1, column 19: `method_override`: wanted string or table",
+        ),
+    ] {
+        let e = parse(&format!("{line}\n{BASE}")).unwrap_err();
+        assert_eq!(e.to_string(), format!("proxy.toml: {message}"), "{line}");
     }
 }

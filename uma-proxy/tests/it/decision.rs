@@ -367,7 +367,7 @@ async fn resource_metadata_in_both_modes() {
     );
     let r = send(Method::GET, &format!("http://{proxy}/albums/1"), &[]).await;
     let challenge = r.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
-    let parsed = tower_uma::parse_uma_challenge(challenge).unwrap();
+    let parsed = tower_uma::challenge::parse_uma_challenge(challenge).unwrap();
     assert_eq!(
         parsed.resource_metadata.as_deref(),
         Some("http://photos.test/.well-known/oauth-protected-resource")

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use tower_uma::parse_uma_challenge;
+use tower_uma::challenge::parse_uma_challenge;
 use uma_test_as::{Endpoint, RptSpec};
 
 use crate::common::*;

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use tower_uma::parse_uma_challenge;
+use tower_uma::challenge::parse_uma_challenge;
 use uma_test_as::Endpoint;
 
 use crate::common::*;

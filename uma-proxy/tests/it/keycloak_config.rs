@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 use serde_json::json;
-use tower_uma::parse_uma_challenge;
+use tower_uma::challenge::parse_uma_challenge;
 use uma_test_as::{AuthServer, Dialect, ResourceDescription, RptSpec, TestAs};
 
 use crate::common::{Proxy, RS_ID, RS_SECRET, send, start_upstream, write_config};

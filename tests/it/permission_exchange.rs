@@ -3,16 +3,15 @@
 //! exchanged at the token endpoint for the permissions its bearer may have (the uma-ticket
 //! grant with `permission`, `audience`, `response_mode=permissions` and the token as bearer).
 
-mod common;
-
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
+use tower_uma::clock::FixedClock;
 use tower_uma::keycloak::PermissionExchange;
-use tower_uma::{FixedClock, ResourceMap, Route, UmaLayer, UmaLayerBuilder};
+use tower_uma::{ResourceMap, Route, UmaLayer, UmaLayerBuilder};
 use uma_test_as::{Endpoint, ResourceDescription, TestAs};
 
-use common::{
+use crate::common::{
     ALICE_PW, BOB_PW, Calls, Flavor, UmaClient, expect_challenge, expect_unreachable, get_plain,
     get_with, http, layer_builder, protected, rpt_for, start_as_in,
 };
@@ -100,7 +99,7 @@ async fn a_plain_access_token_is_exchanged_for_its_permissions() {
         "{body}"
     );
     assert!(
-        body.contains(&format!("audience={}", common::RS_ID)),
+        body.contains(&format!("audience={}", crate::common::RS_ID)),
         "{body}"
     );
 }
@@ -168,7 +167,7 @@ async fn a_failed_exchange_is_403_with_a_warning_and_not_cached() {
 
 #[tokio::test]
 async fn an_exchanged_answer_is_never_used_past_the_tokens_exp() {
-    let clock = Arc::new(FixedClock::new(common::now()));
+    let clock = Arc::new(FixedClock::new(crate::common::now()));
     let layer_clock = Arc::clone(&clock);
     let s = setup(move |b| exchange(b).clock(layer_clock)).await;
     let http = http();

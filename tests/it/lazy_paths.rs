@@ -2,15 +2,14 @@
 //! Keycloak dialect over loopback: paths no route matches are resolved by the resources'
 //! `uris`, through the path cache; configured paths always keep their rule.
 
-mod common;
-
 use http::StatusCode;
 use serde_json::json;
+use tower_uma::challenge::parse_uma_challenge;
 use tower_uma::keycloak::{KeycloakConfig, LazyPaths};
-use tower_uma::{ResourceMap, Route, UmaLayer, parse_uma_challenge};
+use tower_uma::{ResourceMap, Route, UmaLayer};
 use uma_test_as::{Endpoint, ResourceDescription, TestAs};
 
-use common::{
+use crate::common::{
     Flavor, expect_challenge, expect_unreachable, get_plain, get_with, http, layer_builder,
     protected, rpt_for, start_as_in,
 };
@@ -61,7 +60,7 @@ async fn lazy_layer(as_: &TestAs, map: ResourceMap, lazy: LazyPaths) -> UmaLayer
 struct Album {
     as_: TestAs,
     url: String,
-    calls: common::Calls,
+    calls: crate::common::Calls,
     rpt: String,
 }
 
@@ -233,8 +232,8 @@ async fn a_keycloak_json_configures_the_layer() {
         "realm": realm,
         "auth-server-url": as_.base_url() + "/",
         "ssl-required": "external",
-        "resource": common::RS_ID,
-        "credentials": {"secret": common::RS_SECRET},
+        "resource": crate::common::RS_ID,
+        "credentials": {"secret": crate::common::RS_SECRET},
         "confidential-port": 0,
         "policy-enforcer": {
             "user-managed-access": {},
@@ -252,8 +251,6 @@ async fn a_keycloak_json_configures_the_layer() {
     let layer = config
         .discover()
         .insecure_allow_http()
-        .await
-        .expect("discovery")
         .build()
         .await
         .expect("the layer builds");
@@ -304,8 +301,8 @@ fn keycloak_json(as_: &TestAs, enforcer: &serde_json::Value) -> String {
     json!({
         "realm": realm,
         "auth-server-url": as_.base_url(),
-        "resource": common::RS_ID,
-        "credentials": {"secret": common::RS_SECRET},
+        "resource": crate::common::RS_ID,
+        "credentials": {"secret": crate::common::RS_SECRET},
         "policy-enforcer": enforcer,
     })
     .to_string()
@@ -317,8 +314,7 @@ async fn build_from(
     enforcer: &serde_json::Value,
 ) -> Result<UmaLayer, tower_uma::Error> {
     let config = KeycloakConfig::from_json(&keycloak_json(as_, enforcer)).expect("valid");
-    let discovered = config.discover().insecure_allow_http().await?;
-    discovered.build().await
+    config.discover().insecure_allow_http().build().await
 }
 
 #[tokio::test]

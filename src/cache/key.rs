@@ -1,0 +1,124 @@
+//! The keys of entries and flights ([`Key`], [`KeyRef`]) and moka's hasher for them
+//! ([`DigestHash`]).
+
+use super::*;
+
+/// What entries and flights are keyed by: a token's SHA-256 and the layer's scope.
+///
+/// Hashes the digest only (uniform already, and the scope rarely differs); equality compares
+/// both.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Key {
+    pub(super) digest: [u8; 32],
+    /// Interned by the flights map, so entries share it.
+    pub(super) namespace: Arc<str>,
+}
+
+impl Key {
+    pub(super) fn borrowed(&self) -> KeyRef<'_> {
+        KeyRef {
+            digest: &self.digest,
+            namespace: &self.namespace,
+        }
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.digest);
+    }
+}
+
+/// A [`Key`] made of borrowed parts, for lookups that need no allocation.
+#[derive(Clone, Copy)]
+pub(super) struct KeyRef<'a> {
+    pub(super) digest: &'a [u8; 32],
+    pub(super) namespace: &'a str,
+}
+
+impl<'a> KeyRef<'a> {
+    pub(super) fn new(namespace: &'a str, fingerprint: &'a Fingerprint) -> Self {
+        Self {
+            digest: fingerprint.as_bytes(),
+            namespace,
+        }
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.digest);
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self.digest == key.digest && self.namespace == &*key.namespace
+    }
+}
+
+/// moka's hasher for [`Key`]s: the first eight bytes of the SHA-256 digest, mixed with a
+/// per-cache random seed by two folded 128-bit multiplies.
+///
+/// The digest is uniform already, so hashing all of it again (moka's default SipHash) buys
+/// nothing; the seed keeps bucket placement unpredictable, so tokens ground to share digest
+/// bits still spread over the table.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DigestHash {
+    seed: u64,
+    multiplier: u64,
+}
+
+impl DigestHash {
+    pub(super) fn random() -> Self {
+        let state = RandomState::new();
+        Self {
+            seed: state.hash_one(0x5eed_u64),
+            // Odd, so that the multiply is a bijection on the low word.
+            multiplier: state.hash_one(0x6d75_u64) | 1,
+        }
+    }
+}
+
+impl BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher {
+            hash: self.seed,
+            multiplier: self.multiplier,
+        }
+    }
+}
+
+/// See [`DigestHash`].
+pub(super) struct DigestHasher {
+    hash: u64,
+    multiplier: u64,
+}
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0_u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.hash = fold_multiply(self.hash ^ u64::from_le_bytes(word), self.multiplier);
+    }
+
+    fn finish(&self) -> u64 {
+        // A second round: one folded multiply leaves the low bits weakly mixed for words that
+        // differ only in their top bits.
+        fold_multiply(self.hash, FINISH_MULTIPLIER)
+    }
+}
+
+/// An odd constant (2^64 divided by the golden ratio) for [`DigestHasher::finish`].
+const FINISH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The 128-bit product of `a` and `b`, its high half folded onto its low half.
+fn fold_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+    let (low, high) = (product as u64, (product >> 64) as u64);
+    low ^ high
+}

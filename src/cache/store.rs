@@ -1,0 +1,353 @@
+//! The storage: what moka keeps per token ([`Entry`]), and [`Inner`], which looks entries up,
+//! starts the call on a miss, stores its answer and serves stale entries when it fails.
+
+use super::*;
+
+/// What moka stores: the shared result plus its wall-clock bookkeeping. Cloned on every hit,
+/// so it is an `Arc` and three words.
+#[derive(Clone)]
+pub(super) struct Entry {
+    pub(super) value: Arc<Introspection>,
+    fresh_until: i64,
+    stale_until: i64,
+    /// moka's lifetime for the entry.
+    ttl: Duration,
+}
+
+impl Entry {
+    pub(super) fn new(value: &Arc<Introspection>, times: lifetime::Times) -> Self {
+        Self {
+            value: Arc::clone(value),
+            fresh_until: times.fresh_until,
+            stale_until: times.stale_until,
+            ttl: times.ttl,
+        }
+    }
+}
+
+/// Per-entry moka expiry: the lifetime computed when the entry was stored.
+pub(super) struct EntryExpiry;
+
+impl Expiry<Key, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _: &Key, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        entry: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+pub(super) struct Inner {
+    pub(super) settings: Settings,
+    pub(super) policy: lifetime::Policy,
+    /// Active results.
+    pub(super) positive: Cache<Key, Entry, DigestHash>,
+    /// Inactive results; `None` when negative caching is off.
+    pub(super) negative: Option<Cache<Key, Entry, DigestHash>>,
+    pub(super) flights: Flights,
+    /// When the last stale serve was logged at WARN (clock seconds), and how many were logged
+    /// at DEBUG since.
+    pub(super) stale_log: Mutex<Option<(i64, u64)>>,
+}
+
+/// The target of the cache's events: the public module's, as before the storage had a file of
+/// its own, so that log filters and subscribers see no change.
+const LOG_TARGET: &str = "tower_uma::cache";
+
+/// At most one stale serve per this many seconds is logged at WARN.
+const STALE_WARN_EVERY: i64 = 30;
+
+/// Removes `key` from `cache` without waiting.
+pub(super) fn invalidate_now(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
+    // moka's removal is cancellation safe: once it has taken the entry out of the map,
+    // dropping the future leaves the rest of the bookkeeping to maintenance. If it is still
+    // pending it has not removed anything yet (it waits for a retried operation or for the
+    // key's lock), and the predicate takes over.
+    if cache.invalidate(&key).now_or_never().is_none() {
+        invalidate_by_predicate(cache, key);
+    }
+}
+
+/// Makes moka ignore `key`'s current entry from now on (`get` applies registered predicates)
+/// and remove it during maintenance. An entry stored later for the key is not affected.
+pub(super) fn invalidate_by_predicate(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
+    let target = Key {
+        digest: *key.digest,
+        namespace: Arc::from(key.namespace),
+    };
+    if let Err(error) = cache.invalidate_entries_if(move |k, _| *k == target) {
+        // Cannot happen: `build` enables invalidation closures on every cache.
+        tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
+    }
+}
+
+/// A disabled cache's lookup: the call itself.
+pub(super) async fn fetch_uncached<F, Fut>(fetch: F) -> Result<Cached, CallError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Introspection, CallError>>,
+{
+    let value = fetch().await?;
+    Ok(Cached {
+        value: Arc::new(value),
+        source: CacheSource::Disabled,
+    })
+}
+
+impl Inner {
+    pub(super) async fn get_or_fetch<F, Fut>(
+        self: &Arc<Self>,
+        scope: &CacheScope,
+        fingerprint: &Fingerprint,
+        fetch: F,
+    ) -> Result<Cached, CallError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
+    {
+        let key = KeyRef::new(&scope.namespace, fingerprint);
+        let seen = self.flights.completions();
+        if let Some(hit) = self.lookup(&key, scope.now()).await {
+            return Ok(hit);
+        }
+        Box::pin(self.miss(scope, key, fingerprint, seen, fetch())).await
+    }
+
+    /// The miss path, boxed so that the hit path's future stays small.
+    async fn miss<Fut>(
+        self: &Arc<Self>,
+        scope: &CacheScope,
+        key: KeyRef<'_>,
+        fingerprint: &Fingerprint,
+        seen: u64,
+        fetch: Fut,
+    ) -> Result<Cached, CallError>
+    where
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
+    {
+        let mut fetch = fetch;
+        let mut seen = Some(seen);
+        let (flight, source) = loop {
+            match self
+                .flights
+                .begin(key, seen.take(), fetch, |key, ticket, fut| {
+                    self.start(key, ticket, Arc::clone(&scope.clock), fut)
+                }) {
+                Begin::Joined(flight) => {
+                    metrics::cache_coalesced();
+                    break (flight, CacheSource::Coalesced);
+                }
+                Begin::Led(flight) => {
+                    metrics::cache_miss();
+                    break (flight, CacheSource::Miss);
+                }
+                Begin::Recheck(unused) => {
+                    fetch = unused;
+                    if let Some(hit) = self.lookup(&key, scope.now()).await {
+                        return Ok(hit);
+                    }
+                }
+            }
+        };
+        match flight.await {
+            Ok(value) => Ok(Cached { value, source }),
+            Err(error) => self.stale_or(&key, fingerprint, error, scope).await,
+        }
+    }
+
+    /// A fresh entry for `key`, if any: the hit path.
+    pub(super) async fn lookup(&self, key: &KeyRef<'_>, now: i64) -> Option<Cached> {
+        if let Some(entry) = self.positive.get(key).await
+            && now < entry.fresh_until
+        {
+            metrics::cache_hit();
+            return Some(Cached {
+                value: entry.value,
+                source: CacheSource::Hit,
+            });
+        }
+        let entry = self.negative.as_ref()?.get(key).await?;
+        (now < entry.fresh_until).then(|| {
+            metrics::cache_negative_hit();
+            Cached {
+                value: entry.value,
+                source: CacheSource::NegativeHit,
+            }
+        })
+    }
+
+    /// Starts the flight that runs `fetch` and stores its result, timed by `clock` (the
+    /// layer's).
+    fn start<Fut>(
+        self: &Arc<Self>,
+        key: Key,
+        ticket: Ticket,
+        clock: Arc<dyn Clock>,
+        fetch: Fut,
+    ) -> SharedFlight
+    where
+        Fut: Future<Output = Result<Introspection, CallError>> + Send + 'static,
+    {
+        // Created outside the task so that it runs even if the task is dropped unpolled.
+        let finish = FinishGuard {
+            inner: Arc::clone(self),
+            key,
+            id: ticket.id,
+        };
+        flight::spawn(async move {
+            let result = fetch.await.map(Arc::new);
+            if let Ok(value) = &result {
+                finish
+                    .inner
+                    .store(&finish.key, value, &ticket.revoked, &*clock)
+                    .await;
+            }
+            drop(finish);
+            result
+        })
+    }
+
+    /// Stores a fresh answer: active results in the positive cache when their lifetime allows,
+    /// inactive ones in the negative cache when it is on. Whatever the answer, it replaces
+    /// what was stored for the key before, timed by `clock` (the layer's).
+    async fn store(
+        &self,
+        key: &Key,
+        value: &Arc<Introspection>,
+        revoked: &AtomicBool,
+        clock: &dyn Clock,
+    ) {
+        if revoked.load(Ordering::SeqCst) {
+            // Invalidated while in flight: what was stored before is gone already.
+            return;
+        }
+        let now = clock.now_unix();
+        if value.is_active() {
+            if let Some(negative) = &self.negative {
+                negative.invalidate(&key.borrowed()).await;
+            }
+            match self.policy.positive(now, value) {
+                Some(times) => {
+                    self.positive
+                        .insert(key.clone(), Entry::new(value, times))
+                        .await
+                }
+                None => self.positive.invalidate(&key.borrowed()).await,
+            }
+        } else {
+            // An inactive answer retires any earlier active entry, so that stale-if-error can
+            // never resurrect it.
+            self.positive.invalidate(&key.borrowed()).await;
+            if let (Some(negative), Some(times)) = (&self.negative, self.policy.negative(now)) {
+                negative.insert(key.clone(), Entry::new(value, times)).await;
+            }
+        }
+        // Checked again after inserting: an invalidation that set the flag since is seen here,
+        // and one that sets it later removes what was just inserted itself.
+        if revoked.load(Ordering::SeqCst) {
+            self.positive.invalidate(&key.borrowed()).await;
+            if let Some(negative) = &self.negative {
+                negative.invalidate(&key.borrowed()).await;
+            }
+        }
+    }
+
+    /// After a failed call: an expired active entry still within stale-if-error, or the error.
+    async fn stale_or(
+        &self,
+        key: &KeyRef<'_>,
+        fingerprint: &Fingerprint,
+        error: CallError,
+        scope: &CacheScope,
+    ) -> Result<Cached, CallError> {
+        if self.policy.stale_grace.is_zero() {
+            return Err(error);
+        }
+        let Some(entry) = self.positive.get(key).await else {
+            return Err(error);
+        };
+        let now = scope.now();
+        if now < entry.fresh_until {
+            // Another call refreshed the entry meanwhile.
+            return Ok(Cached {
+                value: entry.value,
+                source: CacheSource::Hit,
+            });
+        }
+        if now < entry.stale_until && lifetime::usable_when_stale(&entry.value, now) {
+            metrics::cache_stale_served();
+            let stale_for_secs = now - entry.fresh_until;
+            match self.stale_warning(now) {
+                Some(suppressed) => tracing::warn!(
+                    name: "uma.cache.stale_served",
+                    target: LOG_TARGET,
+                    {
+                        token.fingerprint = %fingerprint,
+                        error = %error,
+                        stale_for_secs,
+                        suppressed,
+                    },
+                    "introspection failed; serving an expired cache entry under stale-if-error \
+                     ({suppressed} more since the last such warning, logged at DEBUG)"
+                ),
+                None => tracing::debug!(
+                    name: "uma.cache.stale_served",
+                    target: LOG_TARGET,
+                    {
+                        token.fingerprint = %fingerprint,
+                        error = %error,
+                        stale_for_secs,
+                    },
+                    "introspection failed; serving an expired cache entry under stale-if-error"
+                ),
+            }
+            return Ok(Cached {
+                value: entry.value,
+                source: CacheSource::Stale,
+            });
+        }
+        Err(error)
+    }
+}
+
+impl Inner {
+    /// Whether a stale serve at `now` is logged at WARN: `Some(n)` with the `n` serves logged
+    /// at DEBUG since the last WARN one, when that was at least [`STALE_WARN_EVERY`] ago.
+    fn stale_warning(&self, now: i64) -> Option<u64> {
+        let mut log = self
+            .stale_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &mut *log {
+            Some((at, since)) if now >= *at && now - *at < STALE_WARN_EVERY => {
+                *since = since.saturating_add(1);
+                None
+            }
+            _ => {
+                let suppressed = log.map_or(0, |(_, since)| since);
+                *log = Some((now, 0));
+                Some(suppressed)
+            }
+        }
+    }
+}
+
+/// Takes a flight out of the in-flight map when the flight is over, however it ends.
+struct FinishGuard {
+    inner: Arc<Inner>,
+    key: Key,
+    id: u64,
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        self.inner.flights.finish(&self.key, self.id);
+    }
+}
