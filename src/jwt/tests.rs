@@ -378,6 +378,24 @@ async fn every_default_algorithm_verifies() {
     assert_eq!(jwks.fetches(), 1);
 }
 
+/// An `alg` outside the allow-list is refused from the header alone: the key set is not
+/// fetched for it, whatever `kid` it names, so such tokens cannot make the layer call the AS.
+#[tokio::test]
+async fn an_alg_outside_the_allow_list_is_refused_before_any_key_lookup() {
+    let rsa = TestKey::rsa();
+    let jwks = JwksServer::new(&[rsa.jwk(Some("rsa"), None)]);
+    let v = jwks.verifier(Duration::ZERO);
+    for kid in ["rsa", "unknown"] {
+        let t = token(&rsa, "RS384", Some(kid), &claims());
+        assert_eq!(
+            verdict(&v, &t).await,
+            refused(Refusal::AlgNotAllowed),
+            "{kid}"
+        );
+    }
+    assert_eq!(jwks.fetches(), 0);
+}
+
 #[tokio::test]
 async fn keycloak_authorization_permissions_are_read_in_both_namings() {
     // docs/protocol.md §8: Keycloak puts permissions in `authorization.permissions` with
