@@ -348,6 +348,26 @@ impl AsFailure for CallError {
 mod tests {
     use super::*;
     use crate::error::Chain;
+
+    #[test]
+    fn failures_tell_the_circuit_breaker_what_the_endpoint_did() {
+        let at = |failure| CallError::new(AsEndpoint::Introspection, failure);
+        for (failure, cause) in [
+            (
+                Failure::Unreachable(Source::default()),
+                Some(Cause::Unreachable),
+            ),
+            (Failure::Timeout(Source::default()), Some(Cause::Timeout)),
+            (Failure::Status(Answer::bare(503)), Some(Cause::Status(503))),
+            (Failure::TooLarge, Some(Cause::Unparsable)),
+            (Failure::Unusable("junk".into()), Some(Cause::Unparsable)),
+            // The endpoint was not called: nothing to learn about it.
+            (Failure::NotCalled(Refusal::Open), None),
+            (Failure::Unsendable("url"), None),
+        ] {
+            assert_eq!(at(failure.clone()).cause(), cause, "{failure:?}");
+        }
+    }
     use crate::protection::canned::answer;
 
     #[test]
