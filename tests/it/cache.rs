@@ -380,3 +380,57 @@ async fn single_flight_with_a_dropped_waiter() {
         started.elapsed()
     );
 }
+
+/// Layers on one AS that would ask it differently (another client, another `token_type_hint`;
+/// RFC 7662 §4 lets an AS answer per protected resource) keep their entries apart in a shared
+/// cache: each asks the AS itself. Before, the scope named only the issuer and the way RPTs
+/// are checked, so the second layer was served the first one's answer.
+#[tokio::test]
+async fn layers_that_ask_the_as_differently_do_not_share_entries() {
+    let as_ = as_builder()
+        .client("photo-api-2", "photo-api-2-secret")
+        .spawn()
+        .await
+        .expect("the test AS starts");
+    let r = register_invoice(&as_);
+    let shared = IntrospectionCache::default();
+    let layer = |b: tower_uma::UmaLayerBuilder| async {
+        b.resources(invoice_map(&r))
+            .cache(shared.clone())
+            .build()
+            .await
+            .expect("builds")
+    };
+    let base = layer(discover(&as_).await).await;
+    let other_client = layer(
+        UmaLayer::discover(as_.issuer(), "photo-api-2", "photo-api-2-secret").insecure_allow_http(),
+    )
+    .await;
+    let hinted = layer(
+        discover(&as_)
+            .await
+            .token_type_hint("requesting_party_token"),
+    )
+    .await;
+    let same = layer(discover(&as_).await).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    let mut expected = 0;
+    for (layer, asks) in [
+        (base, true),
+        (other_client, true),
+        (hinted, true),
+        (same, false),
+    ] {
+        let (url, _) = protected(layer).await;
+        let s = http()
+            .get(format!("{url}/invoices/1"))
+            .bearer_auth(&rpt)
+            .send()
+            .await
+            .expect("answer")
+            .status();
+        assert_eq!(s, StatusCode::OK);
+        expected += u64::from(asks);
+        assert_eq!(as_.count(Endpoint::Introspection), expected);
+    }
+}
