@@ -413,6 +413,13 @@ mod tests {
     }
 
     #[test]
+    fn claims_are_empty_until_one_is_added() -> Result<(), ClaimTemplateError> {
+        assert!(PushedClaims::new().is_empty());
+        assert!(!PushedClaims::new().claim("org", "acme")?.is_empty());
+        Ok(())
+    }
+
+    #[test]
     fn debug_shows_each_claims_name_and_template_count_only() -> Result<(), ClaimTemplateError> {
         let claims = PushedClaims::new()
             .claim("org", "{request.header['X-Org']}")?
