@@ -967,6 +967,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn heap_bytes_count_a_permissions_pushed_claims() {
+        let bare = Permission::new("r", ["a"]);
+        let mut p = bare.clone();
+        p.claims = Some(Arc::new(BTreeMap::from([(
+            "org".to_owned(),
+            vec!["acme".to_owned(), "beta".to_owned()],
+        )])));
+        // Each name and value: its bytes, and a `String`'s pointer, length and capacity plus
+        // its share of the map's or the list's slot, counted as four words.
+        let string = 4 * size_of::<usize>();
+        assert_eq!(
+            p.heap_bytes(),
+            bare.heap_bytes() + (3 + string) + (4 + string) + (4 + string)
+        );
+    }
+
     /// A serializer for one struct that checks the field count announced to
     /// `serialize_struct`, which formats such as CBOR or bincode write before the fields.
     struct FieldCount;
@@ -1105,5 +1122,11 @@ mod tests {
         assert_eq!(serde::Serialize::serialize(&p, FieldCount).expect("3"), 3);
         let p = p.with_exp(Some(20)).with_iat(Some(5));
         assert_eq!(serde::Serialize::serialize(&p, FieldCount).expect("5"), 5);
+        let mut p = p;
+        p.claims = Some(Arc::new(BTreeMap::from([(
+            "org".to_owned(),
+            vec!["acme".to_owned()],
+        )])));
+        assert_eq!(serde::Serialize::serialize(&p, FieldCount).expect("6"), 6);
     }
 }

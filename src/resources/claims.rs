@@ -413,6 +413,23 @@ mod tests {
     }
 
     #[test]
+    fn claims_are_empty_until_one_is_added() -> Result<(), ClaimTemplateError> {
+        assert!(PushedClaims::new().is_empty());
+        assert!(!PushedClaims::new().claim("org", "acme")?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn debug_shows_each_claims_name_and_template_count_only() -> Result<(), ClaimTemplateError> {
+        let claims = PushedClaims::new()
+            .claim("org", "{request.header['X-Org']}")?
+            .claim("org", "fixed")?
+            .claim("album", "{request.path['id']}")?;
+        assert_eq!(format!("{claims:?}"), r#"{"org": 2, "album": 1}"#);
+        Ok(())
+    }
+
+    #[test]
     fn what_cannot_be_read_is_refused() {
         for (template, says) in [
             ("{request.body['/a']}", "request body"),
