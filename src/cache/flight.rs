@@ -223,6 +223,16 @@ impl Flights {
         drop(detached);
     }
 
+    /// The scopes' namespaces seen so far, and whether that is all of them (beyond
+    /// `MAX_INTERNED` they are no longer recorded).
+    pub(super) fn namespaces_seen(&self) -> (Vec<Arc<str>>, bool) {
+        let state = self.lock();
+        (
+            state.namespaces.clone(),
+            state.namespaces.len() < MAX_INTERNED,
+        )
+    }
+
     /// How many flights are in progress.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {

@@ -531,20 +531,29 @@ impl IntrospectionCache {
     /// this returns call the AS again; an introspection call already in flight for the token
     /// still answers the requests waiting for it, but its result is not kept.
     ///
-    /// Does not block: `scope`'s entry is removed on the spot (or, when moka would have to
-    /// wait for a concurrent write on the same key, hidden at once by an invalidation
-    /// predicate); the other scopes' entries are hidden at once by a predicate on the token's
-    /// digest, and moka's maintenance removes them later.
+    /// Does not block: the token's entry in each scope is removed on the spot (or, when moka
+    /// would have to wait for a concurrent write on the same key, hidden at once by an
+    /// invalidation predicate). Only when the cache has seen more scopes than it records (32)
+    /// does a predicate on the token's digest hide the entries of the others, which costs a
+    /// scan of the cache in moka's next maintenance.
     pub(crate) fn forget(&self, scope: &CacheScope, token: &str) {
         let Some(inner) = &self.inner else { return };
         let fingerprint = Fingerprint::of(token.as_bytes());
-        let key = KeyRef::new(&scope.namespace, &fingerprint);
         inner.flights.revoke_digest(fingerprint.as_bytes());
-        invalidate_now(&inner.positive, key);
-        invalidate_digest(&inner.positive, fingerprint.as_bytes());
-        if let Some(negative) = &inner.negative {
-            invalidate_now(negative, key);
-            invalidate_digest(negative, fingerprint.as_bytes());
+        let (seen, complete) = inner.flights.namespaces_seen();
+        let namespaces = seen.iter().map(|n| &**n);
+        for namespace in std::iter::once(&*scope.namespace).chain(namespaces) {
+            let key = KeyRef::new(namespace, &fingerprint);
+            invalidate_now(&inner.positive, key);
+            if let Some(negative) = &inner.negative {
+                invalidate_now(negative, key);
+            }
+        }
+        if !complete {
+            invalidate_digest(&inner.positive, fingerprint.as_bytes());
+            if let Some(negative) = &inner.negative {
+                invalidate_digest(negative, fingerprint.as_bytes());
+            }
         }
     }
 

@@ -1953,3 +1953,24 @@ fn scopes_differ_whenever_the_issuer_or_the_check_differs() {
     // The issuer's length leads, so no split of the same characters makes the same key.
     assert_ne!(scope("https://a b", "c"), scope("https://a", "b c"));
 }
+
+#[tokio::test]
+async fn forget_reaches_scopes_beyond_those_it_records() {
+    // More scopes than the cache records (32): the token is still forgotten in all of them.
+    let clock = clock();
+    let cache = builder().build();
+    let f = Fetcher::default();
+    let t = rpt("rpt-everywhere");
+    let scopes: Vec<CacheScope> = (0..40)
+        .map(|i| at(&format!("https://as{i}.test"), &clock))
+        .collect();
+    for scope in &scopes {
+        let got = source(&cache, scope, &t, f.answer(active(Some(NOW + 3600)))).await;
+        assert_eq!(got, CacheSource::Miss);
+    }
+    cache.forget(&scopes[0], "rpt-everywhere");
+    for scope in &scopes {
+        let got = source(&cache, scope, &t, f.answer(active(Some(NOW + 3600)))).await;
+        assert_eq!(got, CacheSource::Miss, "{scope:?}");
+    }
+}
