@@ -56,14 +56,13 @@ use futures_util::future::Either;
 use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
 use tower::Service;
 use tower_uma::UmaPrincipal;
 
 use crate::config::DecisionOptions;
 use crate::forward::{
     ClientAddr, ProxyBody, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS, X_UMA_SUBJECT, error_response,
-    set_principal_headers,
+    full_body, set_principal_headers,
 };
 
 /// `X-Forwarded-Method` (Traefik, Caddy).
@@ -238,11 +237,7 @@ impl<B> Service<Request<B>> for DecisionAnswer {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut resp = Response::new(
-            Empty::<Bytes>::new()
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        let mut resp = Response::new(full_body(Bytes::new()));
         if let Some(p) = req.extensions().get::<UmaPrincipal>()
             && let Err(what) = set_principal_headers(resp.headers_mut(), p)
         {

@@ -460,14 +460,17 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// A body of the proxy's own answers: `bytes`, in one frame.
+pub(crate) fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// The proxy's own answer: the status and its reason as plain text.
 pub(crate) fn error_response(status: StatusCode) -> Response<ProxyBody> {
     let text = format!("{}\n", status.canonical_reason().unwrap_or("error"));
-    let mut resp = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut resp = Response::new(full_body(text));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

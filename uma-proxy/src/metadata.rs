@@ -7,14 +7,12 @@ use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_util::future::Either;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
 use tower::Service;
 use tower_uma::metadata::ResourceMetadataDocument;
 
-use crate::forward::ProxyBody;
+use crate::forward::{ProxyBody, full_body};
 
 /// Answers the metadata path with `document` (`GET`, `HEAD`; `405` otherwise); hands every
 /// other request to `inner`. Without a document it only hands on.
@@ -49,11 +47,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match &self.document {
             Some(doc) if req.uri().path() == doc.path() => {
-                let resp = doc.response_to(req.method()).map(|body| {
-                    Full::new(Bytes::from(body))
-                        .map_err(|never| match never {})
-                        .boxed_unsync()
-                });
+                let resp = doc.response_to(req.method()).map(full_body);
                 Either::Left(ready(Ok(resp)))
             }
             _ => Either::Right(self.inner.call(req)),

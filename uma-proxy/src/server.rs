@@ -22,9 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -37,7 +35,7 @@ use tower_uma::{UmaLayer, health::AsHealth, start::StartRetry};
 use crate::config::{Config, Mode};
 use crate::decision::{DecisionAnswer, DecisionFront};
 use crate::forward::{
-    ClientAddr, ForwardOptions, ProxyBody, forwarding_service, remove_uma_headers,
+    ClientAddr, ForwardOptions, ProxyBody, forwarding_service, full_body, remove_uma_headers,
 };
 use crate::metadata::MetadataFront;
 use crate::metrics as m;
@@ -219,11 +217,7 @@ pub fn admin_service_with_layer(
                     "not found\n".to_owned(),
                 ),
             };
-            let mut resp = Response::new(
-                Full::new(Bytes::from(body))
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            );
+            let mut resp = Response::new(full_body(body));
             *resp.status_mut() = status;
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
