@@ -564,12 +564,8 @@ impl Route {
             .chain(&self.public_methods)
             .chain(self.methods.iter().map(|(m, _)| m));
         for method in listed {
-            let head = (*method == Method::GET).then_some(&Method::HEAD);
-            for m in std::iter::once(method).chain(head) {
-                if !out.contains(m) {
-                    out.push(m.clone());
-                }
-            }
+            let head = (*method == Method::GET).then_some(Method::HEAD);
+            add_methods(&mut out, std::iter::once(method.clone()).chain(head));
         }
         out
     }
@@ -635,7 +631,7 @@ impl Route {
 }
 
 /// Adds to `allow` the methods of `more` it does not hold yet.
-pub(super) fn add_methods(allow: &mut Vec<Method>, more: Vec<Method>) {
+pub(super) fn add_methods(allow: &mut Vec<Method>, more: impl IntoIterator<Item = Method>) {
     for method in more {
         if !allow.contains(&method) {
             allow.push(method);
