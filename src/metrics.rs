@@ -292,7 +292,7 @@ label_keys!(
     /// Static keys of `uma_decisions_total`.
     fn decision_key(DECISIONS, OUTCOME) {
         "allowed", "challenged", "unreachable", "unmapped", "bad_request", "public", "permissive",
-        "disabled", "method_not_allowed", "denied",
+        "disabled", "method_not_allowed", "denied", "misconfigured",
     }
 );
 label_keys!(

@@ -155,4 +155,7 @@ pub enum Rejection {
     /// `403`: axum's router runs a route other than the one whose rule the layer applied
     /// (checked for routes declared with `tower_uma::axum::UmaRouter`, feature `axum`).
     RouteMismatch,
+    /// `500`: the layer cannot decide as configured: the route pushes claims from the JSON
+    /// body of the request, and no [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) read it.
+    Misconfigured,
 }

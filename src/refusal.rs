@@ -240,6 +240,111 @@ fn render_refusal<B: From<Bytes>>(
     Response::from_parts(parts, B::from(rendered.body))
 }
 
+/// A Tower layer that turns the denials of an [`UmaLayer`](crate::UmaLayer) into a redirect:
+/// Keycloak's `on-deny-redirect-to`, for browser-facing apps that show a page of their own.
+///
+/// A response of the layer that carries [`Rejection::Denied`] (permission exchange refused)
+/// or [`Rejection::Unmapped`] (no route describes the request) becomes `302 Found` with
+/// `Location` set to the configured target, as Keycloak's enforcer answers a denial when the
+/// option is set. Everything else passes untouched: a `401` challenge (a UMA client needs its
+/// ticket, UMA Grant §3.3.1), the `403` + `Warning` of an unreachable AS (a redirect would
+/// hide the outage), `400`, `405`, and every response of the inner service. The redirect
+/// keeps `Cache-Control: no-store` and the [`Rejection`] in the extensions. Put it outside the
+/// [`UmaLayer`](crate::UmaLayer), like [`RefusalBodyLayer`].
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_uma::refusal::DenyRedirectLayer;
+///
+/// # fn app(uma: tower_uma::UmaLayer) -> Router {
+/// Router::new()
+///     .route("/albums/{id}", get(|| async { "an album" }))
+///     .layer(uma)
+///     .layer(DenyRedirectLayer::new(http::HeaderValue::from_static("/access-denied")))
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct DenyRedirectLayer {
+    location: HeaderValue,
+}
+
+impl DenyRedirectLayer {
+    /// Redirects denials to `location` (a path or an absolute URL, sent as it is).
+    #[must_use]
+    pub fn new(location: HeaderValue) -> Self {
+        Self { location }
+    }
+}
+
+impl<S> Layer<S> for DenyRedirectLayer {
+    type Service = DenyRedirect<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DenyRedirect {
+            inner,
+            location: self.location.clone(),
+        }
+    }
+}
+
+/// The service of [`DenyRedirectLayer`].
+#[derive(Clone, Debug)]
+pub struct DenyRedirect<S> {
+    inner: S,
+    location: HeaderValue,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for DenyRedirect<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = DenyRedirectFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        DenyRedirectFuture {
+            inner: self.inner.call(req),
+            location: Some(self.location.clone()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`DenyRedirect`].
+    #[derive(Debug)]
+    pub struct DenyRedirectFuture<F> {
+        #[pin]
+        inner: F,
+        location: Option<HeaderValue>,
+    }
+}
+
+impl<F, B, E> Future for DenyRedirectFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut resp = std::task::ready!(this.inner.poll(cx))?;
+        let denied = matches!(
+            resp.extensions().get::<Rejection>(),
+            Some(Rejection::Denied | Rejection::Unmapped)
+        );
+        if denied && let Some(location) = this.location.take() {
+            *resp.status_mut() = StatusCode::FOUND;
+            resp.headers_mut().insert(http::header::LOCATION, location);
+        }
+        Poll::Ready(Ok(resp))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +375,35 @@ mod tests {
                 ),
             )
         })
+    }
+
+    #[tokio::test]
+    async fn only_denials_of_the_layer_are_redirected() {
+        use tower::{ServiceExt, service_fn};
+        for (rejection, status, redirected) in [
+            (Some(Rejection::Denied), StatusCode::FORBIDDEN, true),
+            (Some(Rejection::Unmapped), StatusCode::FORBIDDEN, true),
+            (Some(Rejection::AsUnreachable), StatusCode::FORBIDDEN, false),
+            (Some(Rejection::Challenged), StatusCode::UNAUTHORIZED, false),
+            (Some(Rejection::BadRequest), StatusCode::BAD_REQUEST, false),
+            (None, StatusCode::FORBIDDEN, false),
+        ] {
+            let inner = service_fn(move |_req: Request<()>| async move {
+                let mut resp = refusal(rejection);
+                *resp.status_mut() = status;
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+            let svc = DenyRedirectLayer::new(HeaderValue::from_static("/denied")).layer(inner);
+            let resp = svc.oneshot(Request::new(())).await.unwrap();
+            if redirected {
+                assert_eq!(resp.status(), StatusCode::FOUND, "{rejection:?}");
+                assert_eq!(resp.headers()[http::header::LOCATION], "/denied");
+                assert_eq!(resp.extensions().get::<Rejection>(), rejection.as_ref());
+            } else {
+                assert_eq!(resp.status(), status, "{rejection:?}");
+                assert!(resp.headers().get(http::header::LOCATION).is_none());
+            }
+        }
     }
 
     #[test]

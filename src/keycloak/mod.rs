@@ -73,13 +73,13 @@
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |
 //! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused |
 //! | `paths[].type` | accepted, no effect |
-//! | `paths[].claim-information-point.claims`, `policy-enforcer.claim-information-point.claims` | [`PushedClaims`](crate::resources::PushedClaims) of the path's route: each claim a value template (or an array of them) with Keycloak's placeholders `{request.header['…']}`, `{request.parameter['…']}`, `{request.method}`, `{request.uri}`, `{request.relativePath}`, and tower-uma's `{request.path['…']}` for the path's `{…}` parameters. The section's claims go with every path; a path's own claim replaces one of the same name. Sent with the ticket request (`claims`) and the permission exchange (`claim_token`); a token's permission that carries claims grants only requests pushing those values. `{request.body[…]}`, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}` and `{keycloak.access_token[…]}` are refused, and so is the section's `claims` together with lazy paths |
+//! | `paths[].claim-information-point.claims`, `policy-enforcer.claim-information-point.claims` | [`PushedClaims`](crate::resources::PushedClaims) of the path's route: each claim a value template (or an array of them) with Keycloak's placeholders `{request.header['…']}`, `{request.parameter['…']}`, `{request.method}`, `{request.uri}`, `{request.relativePath}`, `{request.body['/pointer']}` (a field of a JSON body, read by a [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) outside the layer; uma-proxy reads bodies of at most 64 KiB itself), and tower-uma's `{request.path['…']}` for the path's `{…}` parameters. The section's claims go with every path; a path's own claim replaces one of the same name. Sent with the ticket request (`claims`) and the permission exchange (`claim_token`); a token's permission that carries claims grants only requests pushing those values. `{request.body}` without a pointer, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}` and `{keycloak.access_token[…]}` are refused, and so is the section's `claims` together with lazy paths |
 //! | `claim-information-point.http` and other providers | refused: only the `claims` provider is supported; claims from another service (`http`) are not fetched |
 //! | `policy-enforcer.http-method-as-scope` | methods without an entry need their own name as scope |
 //! | `policy-enforcer.lazy-load-paths` | [`LazyPaths`]: paths no entry matches are resolved at Keycloak by the resources' `uris` |
 //! | `policy-enforcer.path-cache.max-entries`, `.lifespan` | [`LazyPaths::max_entries`] (default 1000), [`LazyPaths::lifespan`] in milliseconds (default 30000; `-1` never expires; `0` caches nothing). As in Keycloak, a `path-cache` section turns lazy paths on by itself |
 //! | `policy-enforcer.user-managed-access` | present (`{}`): UMA only, a token that does not grant the request gets `401` with a ticket. Absent (Keycloak's default): [`PermissionExchange`] as well, a plain access token is exchanged for the permissions it may have, and a refusal is `403` without a ticket; requests without a token still get `401` with a ticket |
-//! | `policy-enforcer.on-deny-redirect-to` | refused: tower-uma answers `401` + ticket or `403`, never a redirect |
+//! | `policy-enforcer.on-deny-redirect-to` | [`KeycloakConfig::on_deny_redirect_to`] gives a [`DenyRedirectLayer`](crate::refusal::DenyRedirectLayer) to put outside the layer (uma-proxy does): a denial (`403` without a ticket: permission exchange refused, or no path matches) becomes `302 Found` to that location, as in Keycloak; `401` challenges and the `403` + `Warning` of an unreachable AS stay as they are |
 //!
 //! # Where the layer differs from Keycloak's enforcer
 //!
@@ -100,8 +100,8 @@
 //!   is refused with `403`. tower-uma exchanges plain access tokens the same way, but still
 //!   answers a request without a token (or with a token Keycloak does not accept) with `401`
 //!   and a ticket (UMA Grant §3.3.1), so that UMA clients keep working beside them.
-//! - **Pushed claims** come from the request line and headers only: Keycloak's
-//!   `{request.body[…]}`, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}`,
+//! - **Pushed claims** come from the request line, headers and JSON body fields: Keycloak's
+//!   `{request.body}` (the whole body as text), `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}`,
 //!   `{keycloak.access_token[…]}` and the `http` provider are refused; `{request.uri}` is the
 //!   path and query as received, where Keycloak gives the full URL; `{request.path['…']}` is
 //!   tower-uma's own. A token Keycloak's introspection calls inactive (a plain access token)
@@ -279,6 +279,20 @@ impl KeycloakConfig {
     #[must_use]
     pub fn client_secret(&self) -> ClientSecret {
         ClientSecret::new(self.parsed.secret.clone())
+    }
+
+    /// `on-deny-redirect-to`, if set: where [`DenyRedirectLayer`] sends denials. Not applied
+    /// by [`apply`](Self::apply): the redirect is a layer of its own, outside the
+    /// [`UmaLayer`].
+    ///
+    /// [`DenyRedirectLayer`]: crate::refusal::DenyRedirectLayer
+    #[must_use]
+    pub fn on_deny_redirect_to(&self) -> Option<crate::refusal::DenyRedirectLayer> {
+        self.parsed
+            .enforcer
+            .on_deny_redirect_to
+            .clone()
+            .map(crate::refusal::DenyRedirectLayer::new)
     }
 
     /// Whether `user-managed-access` is present.

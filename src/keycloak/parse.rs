@@ -105,6 +105,8 @@ pub(crate) struct Enforcer {
     pub(crate) user_managed_access: bool,
     /// `claim-information-point.claims` for every path.
     pub(crate) claims: ClaimTemplates,
+    /// `on-deny-redirect-to`, checked to be a header value.
+    pub(crate) on_deny_redirect_to: Option<http::HeaderValue>,
 }
 
 /// The `claims` provider's configuration: each claim's name and value templates, in order.
@@ -425,10 +427,20 @@ fn enforcer(obj: &mut Obj<'_>) -> Result<Enforcer, KeycloakConfigError> {
         }
     };
     let claims = claim_information_point(obj)?;
-    obj.unsupported(
-        "on-deny-redirect-to",
-        "tower-uma answers a denial with 401 + ticket or 403, never with a redirect",
-    )?;
+    let on_deny_redirect_to = match obj.string("on-deny-redirect-to")? {
+        None => None,
+        Some(target) => Some(
+            http::HeaderValue::from_str(&target)
+                .ok()
+                .filter(|_| !target.is_empty())
+                .ok_or_else(|| {
+                    err(
+                        &obj.path("on-deny-redirect-to"),
+                        "must be a path or URL usable as a Location header",
+                    )
+                })?,
+        ),
+    };
     let mut paths: Vec<PathEntry> = Vec::new();
     let at = obj.path("paths");
     for (i, v) in obj.array("paths")?.iter().enumerate() {
@@ -450,6 +462,7 @@ fn enforcer(obj: &mut Obj<'_>) -> Result<Enforcer, KeycloakConfigError> {
         http_method_as_scope,
         user_managed_access,
         claims,
+        on_deny_redirect_to,
     })
 }
 

@@ -232,17 +232,13 @@ fn unsupported_keys_are_errors_naming_their_json_path() {
         ),
         (
             json!({"paths": [{"name": "A", "path": "/a",
-                   "claim-information-point": {"claims": {"c": "{request.body['/x']}"}}}]}),
+                   "claim-information-point": {"claims": {"c": "{request.body}"}}}]}),
             "policy-enforcer.paths[0].claim-information-point.claims.c",
         ),
         (
             json!({"lazy-load-paths": true, "paths": [{"name": "A", "path": "/a"}],
                    "claim-information-point": {"claims": {"c": "x"}}}),
             "policy-enforcer.claim-information-point",
-        ),
-        (
-            json!({"on-deny-redirect-to": "/denied"}),
-            "policy-enforcer.on-deny-redirect-to",
         ),
         (
             json!({"enforcement-mode": "PERMISSIVE"}),
@@ -267,6 +263,19 @@ fn unsupported_keys_are_errors_naming_their_json_path() {
         assert_eq!(e.key(), key, "{e}");
         assert!(e.message().contains("not supported"), "{e}");
         assert!(e.to_string().starts_with(&format!("`{key}`: ")), "{e}");
+    }
+}
+
+#[test]
+fn on_deny_redirect_to_gives_a_redirect_layer() {
+    assert!(config(&json!({})).on_deny_redirect_to().is_none());
+    let layer = config(&json!({"on-deny-redirect-to": "/access-denied"}))
+        .on_deny_redirect_to()
+        .expect("a redirect");
+    assert!(format!("{layer:?}").contains("/access-denied"));
+    for bad in [json!(""), json!("/a\nb"), json!(7)] {
+        let e = error(&json!({"on-deny-redirect-to": bad}));
+        assert_eq!(e.key(), "policy-enforcer.on-deny-redirect-to", "{e}");
     }
 }
 
@@ -296,6 +305,7 @@ fn claim_information_points_push_claims_per_path() {
         path: "/albums/7",
         headers: &headers,
         params: &pushing.params,
+        body: None,
     });
     let v = |s: &[&str]| s.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     assert_eq!(values["org"], v(&["acme"]));

@@ -46,8 +46,8 @@ use crate::principal::UmaPrincipal;
 use crate::protection::{AsClient, CallError};
 use crate::registration::ResourceRegistry;
 use crate::resources::{
-    ClaimRequest, ClaimValues, EnforcementMode, NO_CLAIMS, Protected, Pushing, Resolved, Resolver,
-    ResourceRef, ScopeMode, normalize_path,
+    BodyRead, ClaimRequest, ClaimValues, EnforcementMode, NO_CLAIMS, Protected, Pushing, Resolved,
+    Resolver, ResourceRef, ScopeMode, is_json, normalize_path,
 };
 use crate::token::{Bearer, BearerToken, Fingerprint, Rpt, bearer_from_headers};
 
@@ -318,10 +318,17 @@ impl Pipeline {
         if let Some(outcome) = enforcement.unchecked() {
             return done(&facts, Verdict::Pass(outcome), Why::new("disabled"));
         }
-        let claims = need
-            .claims
-            .as_ref()
-            .map(|pushing| Arc::new(pushed(req, pushing)));
+        let claims = match need.claims.as_ref().map(|p| pushed(req, p)).transpose() {
+            Ok(claims) => claims.map(Arc::new),
+            Err(BodyUnread) => {
+                tracing::error!(
+                    "the route pushes claims from the JSON body, which no ClaimBodyLayer read: \
+                     put tower_uma::resources::ClaimBodyLayer outside the UmaLayer"
+                );
+                let verdict = enforcement.apply(Refusal::Misconfigured);
+                return done(&facts, verdict, Why::new("body_unread"));
+            }
+        };
         let token = match bearer_from_headers(req.headers()) {
             Bearer::Token(t) => Some(t),
             Bearer::Absent => None,
@@ -765,20 +772,31 @@ impl Pending {
     }
 }
 
+/// A route reads claims from a JSON body that no [`ClaimBodyLayer`] read.
+///
+/// [`ClaimBodyLayer`]: crate::resources::ClaimBodyLayer
+struct BodyUnread;
+
 /// The claims `pushing` reads from `req`.
-fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> ClaimValues {
+fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> Result<ClaimValues, BodyUnread> {
+    let body = match req.extensions().get::<BodyRead>() {
+        Some(read) => read.0.as_deref(),
+        None if pushing.claims.reads_body() && is_json(req.headers()) => return Err(BodyUnread),
+        None => None,
+    };
     // The route matched, so the path normalises.
     let normalized = normalize_path(req.uri().path()).ok();
     let path = normalized
         .as_ref()
         .map_or_else(|| req.uri().path(), |p| p.as_str());
-    pushing.claims.resolve(&ClaimRequest {
+    Ok(pushing.claims.resolve(&ClaimRequest {
         method: req.method(),
         uri: req.uri(),
         path,
         headers: req.headers(),
         params: &pushing.params,
-    })
+        body,
+    }))
 }
 
 /// [`conclude`] for the synchronous part: the flow that follows.

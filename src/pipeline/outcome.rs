@@ -64,12 +64,15 @@ pub(crate) enum Outcome {
     /// Permission exchange: the AS refused the token any permission for the request: `403`
     /// without a ticket.
     Denied,
+    /// The layer cannot decide as configured (a route pushes claims from the body, which no
+    /// [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) read): `500`.
+    Misconfigured,
 }
 
 impl Outcome {
     /// Every outcome, in the order of the metric table.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::Allowed,
         Self::Challenged,
         Self::Unreachable,
@@ -80,6 +83,7 @@ impl Outcome {
         Self::Permissive,
         Self::Disabled,
         Self::Denied,
+        Self::Misconfigured,
     ];
 
     /// The label value (a contract: dashboards and alerts match on it).
@@ -95,6 +99,7 @@ impl Outcome {
             Self::Challenged => "challenged",
             Self::Unreachable => "unreachable",
             Self::Denied => "denied",
+            Self::Misconfigured => "misconfigured",
         }
     }
 }
@@ -117,6 +122,8 @@ pub(crate) enum Refusal {
     Unreachable,
     /// Permission exchange refused: `403` without a ticket.
     Denied,
+    /// The layer cannot decide as configured: `500`.
+    Misconfigured,
 }
 
 impl Refusal {
@@ -128,6 +135,7 @@ impl Refusal {
             Self::Unauthorised | Self::Challenged(_) => Outcome::Challenged,
             Self::Unreachable => Outcome::Unreachable,
             Self::Denied => Outcome::Denied,
+            Self::Misconfigured => Outcome::Misconfigured,
         }
     }
 
@@ -138,6 +146,7 @@ impl Refusal {
             Self::BadRequest => (StatusCode::BAD_REQUEST, Rejection::BadRequest),
             Self::Unmapped => (StatusCode::FORBIDDEN, Rejection::Unmapped),
             Self::Denied => (StatusCode::FORBIDDEN, Rejection::Denied),
+            Self::Misconfigured => (StatusCode::INTERNAL_SERVER_ERROR, Rejection::Misconfigured),
             Self::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, Rejection::MethodNotAllowed)
             }
@@ -489,7 +498,8 @@ mod tests {
                 "public",
                 "permissive",
                 "disabled",
-                "denied"
+                "denied",
+                "misconfigured"
             ]
         );
     }

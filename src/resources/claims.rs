@@ -20,13 +20,20 @@ use http::{HeaderMap, Method};
 /// | `{request.method}` | the method |
 /// | `{request.uri}` | the path and query as received (Keycloak gives the full URL) |
 /// | `{request.relativePath}` | the normalised path |
+/// | `{request.body['/pointer']}` | the field of the JSON body at that JSON pointer (RFC 6901): a string as it is, a number or boolean as JSON writes it, each of these in an array; needs a [`ClaimBodyLayer`](super::ClaimBodyLayer) outside the layer |
 ///
 /// A template that is one placeholder gives all its values; within text, a placeholder gives
 /// its first value. A template whose placeholder has no value gives nothing (so does a
 /// `{request.path['name']}` the route's template lacks), and a claim without any value is not
-/// sent (as in Keycloak). Other placeholders (`request.body`, `request.cookie`,
-/// `request.remoteAddr`, `request.secure`, `keycloak.access_token`) are refused, and so are
-/// the credential headers `Authorization`, `Proxy-Authorization` and `Cookie`.
+/// sent (as in Keycloak). Other placeholders (`request.body` without a pointer,
+/// `request.cookie`, `request.remoteAddr`, `request.secure`, `keycloak.access_token`) are
+/// refused, and so are the credential headers `Authorization`, `Proxy-Authorization` and
+/// `Cookie`.
+///
+/// Body fields are read only from requests whose `Content-Type` is JSON, which the
+/// [`ClaimBodyLayer`](super::ClaimBodyLayer) has buffered and parsed; other requests give
+/// them no value. A JSON request for such a route that no [`ClaimBodyLayer`](super::ClaimBodyLayer)
+/// read is refused with `500`.
 ///
 /// The values travel to the AS with the ticket request (the permission request's `claims`,
 /// as Keycloak's permission endpoint reads them) and with a permission exchange
@@ -106,6 +113,8 @@ enum Source {
     Method,
     Uri,
     RelativePath,
+    /// A JSON pointer into the body.
+    Body(String),
 }
 
 /// The request as claims read it.
@@ -117,6 +126,8 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) path: &'a str,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) params: &'a [(String, String)],
+    /// The JSON body, when a [`ClaimBodyLayer`](super::ClaimBodyLayer) read one.
+    pub(crate) body: Option<&'a serde_json::Value>,
 }
 
 /// The pushed values: each claim's name and values, in name order.
@@ -162,8 +173,8 @@ impl PushedClaims {
         self.claims.is_empty()
     }
 
-    /// The names of the route captures the templates read.
-    pub(crate) fn path_names(&self) -> impl Iterator<Item = &str> {
+    /// Every placeholder of every template.
+    fn sources(&self) -> impl Iterator<Item = &Source> {
         self.claims
             .iter()
             .flat_map(|(_, t)| t)
@@ -177,10 +188,19 @@ impl PushedClaims {
                     })
                     .collect(),
             })
-            .filter_map(|s| match s {
-                Source::Path(name) => Some(name.as_str()),
-                _ => None,
-            })
+    }
+
+    /// The names of the route captures the templates read.
+    pub(crate) fn path_names(&self) -> impl Iterator<Item = &str> {
+        self.sources().filter_map(|s| match s {
+            Source::Path(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether a template reads the request body.
+    pub(crate) fn reads_body(&self) -> bool {
+        self.sources().any(|s| matches!(s, Source::Body(_)))
     }
 
     /// Renames the captures the templates read (`rename` gives the new name, if any).
@@ -278,7 +298,23 @@ impl Source {
                     .map_or_else(|| req.uri.path().to_owned(), ToString::to_string),
             ],
             Self::RelativePath => vec![req.path.to_owned()],
+            Self::Body(pointer) => match req.body.and_then(|b| b.pointer(pointer)) {
+                Some(serde_json::Value::Array(items)) => items.iter().filter_map(scalar).collect(),
+                Some(value) => scalar(value).into_iter().collect(),
+                None => Vec::new(),
+            },
         }
+    }
+}
+
+/// A JSON string as it is, a number or a boolean as JSON writes it; nothing for `null`, an
+/// object or an array.
+fn scalar(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 
@@ -344,16 +380,27 @@ fn source(inner: &str) -> Result<Source, String> {
     if let Some(name) = keyed("request.path") {
         return name.map(Source::Path);
     }
+    if let Some(pointer) = keyed("request.body") {
+        let pointer = pointer.map_err(|_| {
+            "`{request.body}` without a JSON pointer is not supported: name a field, as in \
+             `{request.body['/field']}`"
+                .to_owned()
+        })?;
+        if !pointer.starts_with('/') {
+            return Err(format!(
+                "{pointer:?} is not a JSON pointer (RFC 6901): it starts with `/`"
+            ));
+        }
+        return Ok(Source::Body(pointer));
+    }
     match inner {
         "request.method" => Ok(Source::Method),
         "request.uri" => Ok(Source::Uri),
         "request.relativePath" => Ok(Source::RelativePath),
-        _ if inner.starts_with("request.body") => {
-            Err("claims from the request body are not supported by tower-uma yet".to_owned())
-        }
         _ => Err(format!(
             "`{{{inner}}}` is not a placeholder tower-uma supports (request.header, \
-             request.parameter, request.path, request.method, request.uri, request.relativePath)"
+             request.parameter, request.path, request.method, request.uri, request.relativePath, \
+             request.body)"
         )),
     }
 }
@@ -372,12 +419,17 @@ mod tests {
             );
         }
         let params = [("id".to_owned(), "7".to_owned())];
+        let body = serde_json::json!({
+            "amount": 120, "currency": "EUR", "urgent": true, "note": null,
+            "tags": ["a", 2, {"x": 1}], "to": {"iban": "DE00"}, "a/b": "slash",
+        });
         claims.resolve(&ClaimRequest {
             method: &Method::POST,
             uri: &uri,
             path: uri.path(),
             headers: &map,
             params: &params,
+            body: Some(&body),
         })
     }
 
@@ -413,6 +465,54 @@ mod tests {
     }
 
     #[test]
+    fn body_fields_are_read_by_json_pointer() -> Result<(), ClaimTemplateError> {
+        let claims = PushedClaims::new()
+            .claim("amount", "{request.body['/amount']}")?
+            .claim(
+                "line",
+                "{request.body['/currency']} {request.body['/amount']}",
+            )?
+            .claim("urgent", "{request.body['/urgent']}")?
+            .claim("tags", "{request.body['/tags']}")?
+            .claim("first", "{request.body['/tags/0']}")?
+            .claim("iban", "{request.body['/to/iban']}")?
+            .claim("escaped", "{request.body['/a~1b']}")?
+            .claim("object", "{request.body['/to']}")?
+            .claim("null", "{request.body['/note']}")?
+            .claim("missing", "{request.body['/nope']}")?;
+        assert!(claims.reads_body());
+        let got = values(&claims, "/albums/7", &[]);
+        assert_eq!(got["amount"], one(&["120"]));
+        assert_eq!(got["line"], one(&["EUR 120"]));
+        assert_eq!(got["urgent"], one(&["true"]));
+        // An array gives its strings, numbers and booleans; objects in it give nothing.
+        assert_eq!(got["tags"], one(&["a", "2"]));
+        assert_eq!(got["first"], one(&["a"]));
+        assert_eq!(got["iban"], one(&["DE00"]));
+        assert_eq!(got["escaped"], one(&["slash"]));
+        for none in ["object", "null", "missing"] {
+            assert!(!got.contains_key(none), "{none}");
+        }
+        // Without a body (not JSON, or not read): no value.
+        let uri: http::Uri = "/albums/7".parse().expect("a uri");
+        let without = claims.resolve(&ClaimRequest {
+            method: &Method::POST,
+            uri: &uri,
+            path: "/albums/7",
+            headers: &HeaderMap::new(),
+            params: &[],
+            body: None,
+        });
+        assert!(without.is_empty());
+        assert!(
+            !PushedClaims::new()
+                .claim("a", "{request.method}")?
+                .reads_body()
+        );
+        Ok(())
+    }
+
+    #[test]
     fn claims_are_empty_until_one_is_added() -> Result<(), ClaimTemplateError> {
         assert!(PushedClaims::new().is_empty());
         assert!(!PushedClaims::new().claim("org", "acme")?.is_empty());
@@ -432,7 +532,9 @@ mod tests {
     #[test]
     fn what_cannot_be_read_is_refused() {
         for (template, says) in [
-            ("{request.body['/a']}", "request body"),
+            ("{request.body}", "JSON pointer"),
+            ("{request.body['amount']}", "not a JSON pointer"),
+            ("{request.bodyx}", "JSON pointer"),
             ("{request.cookie['a']}", "not a placeholder"),
             ("{keycloak.access_token['/sub']}", "not a placeholder"),
             ("{request.header}", "needs a name"),

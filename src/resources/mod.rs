@@ -55,6 +55,7 @@
 
 #[cfg(feature = "axum")]
 mod axum_check;
+mod body;
 mod claims;
 mod error;
 mod map;
@@ -90,6 +91,8 @@ use self::resolve::*;
 #[allow(unused_imports, reason = "not every item is used by a sibling")]
 use self::route::*;
 
+pub(crate) use self::body::{BodyRead, is_json};
+pub use self::body::{ClaimBody, ClaimBodyLayer};
 pub(crate) use self::claims::{ClaimRequest, ClaimValues, NO_CLAIMS};
 pub use self::claims::{ClaimTemplateError, PushedClaims};
 pub use self::error::ResourceMapError;

@@ -6,13 +6,13 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tower_uma::keycloak::PermissionExchange;
-use tower_uma::resources::PushedClaims;
+use tower_uma::resources::{ClaimBodyLayer, PushedClaims};
 use tower_uma::{ResourceMap, Route, UmaLayer, UmaLayerBuilder};
 use uma_test_as::{Endpoint, ResourceDescription, TestAs};
 
 use crate::common::{
     BOB_PW, Calls, Flavor, UmaClient, expect_challenge, http, layer_builder, protected, rpt_for,
-    start_as_in,
+    serve, start_as_in,
 };
 
 /// `GET /albums/{id}` needs `view`, and pushes the organisation (header), the album (path)
@@ -176,4 +176,157 @@ async fn exchanges_push_the_claims_and_are_cached_per_claims() {
         json!({"album": ["7"], "org": ["beta"]})
     );
     assert_eq!(s.calls.get(), 3);
+}
+
+/// `POST /transfers` needs `send` and pushes the JSON body's `amount` and every `tags` entry;
+/// its handler answers with the body it received.
+async fn body_setup(
+    with_body_layer: bool,
+) -> (Setup, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    let album = as_.register_resource(
+        "alice",
+        ResourceDescription {
+            name: Some("transfers".into()),
+            resource_scopes: vec!["send".into()],
+            ..ResourceDescription::default()
+        },
+    );
+    let claims = PushedClaims::new()
+        .claim("amount", "{request.body['/amount']}")
+        .and_then(|c| c.claim("tags", "{request.body['/tags']}"))
+        .expect("valid templates");
+    let map = ResourceMap::new().route(
+        Route::new("/transfers")
+            .resource_id(&album)
+            .scopes(Method::POST, ["send"])
+            .push_claims(claims),
+    );
+    let layer: UmaLayer = layer_builder(&as_, Flavor::Keycloak)
+        .await
+        .resources(map)
+        .build()
+        .await
+        .expect("the layer builds");
+    let calls = Calls::default();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, s) = (calls.clone(), seen.clone());
+    let app = axum::Router::new()
+        .route(
+            "/transfers",
+            post(move |body: String| {
+                c.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                s.lock().expect("lock").push(body.clone());
+                async move { body }
+            }),
+        )
+        .layer(layer);
+    let app = if with_body_layer {
+        app.layer(ClaimBodyLayer::new(64))
+    } else {
+        app
+    };
+    let url = format!("http://{}", serve(app).await);
+    (
+        Setup {
+            as_,
+            album,
+            url,
+            calls,
+        },
+        seen,
+    )
+}
+
+async fn post_json(
+    s: &Setup,
+    body: &str,
+    content_type: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut req = http()
+        .post(format!("{}/transfers", s.url))
+        .header("content-type", content_type)
+        .body(body.to_owned());
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.expect("an answer")
+}
+
+#[tokio::test]
+async fn claims_from_the_json_body_go_with_the_ticket_request() {
+    let (s, _) = body_setup(true).await;
+    let resp = post_json(
+        &s,
+        r#"{"amount": 120, "tags": ["x", true]}"#,
+        "application/json",
+        None,
+    )
+    .await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(
+        last_ticket_claims(&s.as_),
+        json!({"amount": ["120"], "tags": ["x", "true"]})
+    );
+    // Not JSON: the body is not read and gives no claim.
+    let resp = post_json(&s, "amount=5", "application/x-www-form-urlencoded", None).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(last_ticket_claims(&s.as_), Value::Null);
+    assert_eq!(s.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn the_body_reaches_the_handler_unchanged_and_grants_follow_the_body() {
+    let (s, seen) = body_setup(true).await;
+    let rpt = rpt_for(&s.as_, &s.album, &["send"]);
+    let answer = json!({
+        "active": true,
+        "exp": 4_102_444_800_i64,
+        "permissions": [{"rsid": s.album, "scopes": ["send"], "claims": {"amount": ["120"]}}]
+    });
+    s.as_.respond_next(
+        Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &answer.to_string(),
+    );
+    let body = "{\"amount\" : 120,\n \"note\": \"\u{e9}t\u{e9}\"}";
+    let resp = post_json(&s, body, "application/json; charset=utf-8", Some(&rpt)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.expect("a body"), body);
+    assert_eq!(seen.lock().expect("lock").as_slice(), [body.to_owned()]);
+    // The same token, cached, with another amount in the body: a new ticket.
+    let resp = post_json(&s, r#"{"amount": 5000}"#, "application/json", Some(&rpt)).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["5000"]}));
+    assert_eq!(s.calls.get(), 1);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_or_not_json_are_refused_before_the_layer() {
+    let (s, _) = body_setup(true).await;
+    let big = format!(r#"{{"amount": 1, "pad": "{}"}}"#, "x".repeat(100));
+    let resp = post_json(&s, &big, "application/json", None).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = post_json(&s, "{\"amount\": ", "application/json", None).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(s.as_.requests(Endpoint::Permission).is_empty());
+    assert_eq!(s.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn a_json_request_no_body_layer_read_is_refused_with_500() {
+    let (s, _) = body_setup(false).await;
+    let rpt = rpt_for(&s.as_, &s.album, &["send"]);
+    let resp = post_json(&s, r#"{"amount": 1}"#, "application/json", Some(&rpt)).await;
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(s.as_.requests(Endpoint::Permission).is_empty());
+    assert!(s.as_.requests(Endpoint::Introspection).is_empty());
+    // A request that is not JSON has no body claims to miss.
+    let resp = post_json(&s, "amount=1", "text/plain", None).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(s.calls.get(), 0);
 }

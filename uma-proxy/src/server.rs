@@ -471,6 +471,13 @@ pub async fn run(
                 .trusted_proxies(config.trusted_proxies.clone());
             let service =
                 tower::Layer::layer(&layer, forwarding_service(upstream.clone(), options));
+            // Keycloak's `on-deny-redirect-to`: denials become redirects (proxy mode only: a
+            // gateway asking for a decision needs the 403).
+            let redirect = config
+                .keycloak
+                .as_ref()
+                .and_then(tower_uma::keycloak::KeycloakConfig::on_deny_redirect_to);
+            let service = tower::Layer::layer(&tower::util::option_layer(redirect), service);
             let service = MetadataFront::new(metadata, service);
             let service = HostCheck::new(config.allowed_hosts.clone(), service);
             serve(listener, service, announced, grace).await

@@ -30,6 +30,27 @@ fn register(as_: &TestAs, name: &str, scopes: &[&str], uris: &[&str]) -> String 
     id
 }
 
+/// uma-proxy started from `keycloak_json` alone, in front of `upstream`; its address.
+async fn start_from_keycloak_json(
+    keycloak_json: &serde_json::Value,
+    upstream: &str,
+) -> (Proxy, std::net::SocketAddr) {
+    let file = write_config(&keycloak_json.to_string());
+    let mut proxy = Proxy::spawn_args(
+        &[
+            "--keycloak-config",
+            file.to_str().expect("a UTF-8 path"),
+            "--upstream",
+            upstream,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let addr = proxy.listening().await;
+    (proxy, addr)
+}
+
 #[tokio::test]
 async fn the_binary_starts_from_a_keycloak_json_alone() {
     let as_ = start_keycloak_as().await;
@@ -56,21 +77,7 @@ async fn the_binary_starts_from_a_keycloak_json_alone() {
             ]
         }
     });
-    let file = write_config(&keycloak_json.to_string());
-    let file = file.to_str().expect("a UTF-8 path");
-    let upstream_url = upstream.url();
-    let mut proxy = Proxy::spawn_args(
-        &[
-            "--keycloak-config",
-            file,
-            "--upstream",
-            &upstream_url,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let addr = proxy.listening().await;
+    let (_proxy, addr) = start_from_keycloak_json(&keycloak_json, &upstream.url()).await;
     let url = |path: &str| format!("http://{addr}{path}");
 
     let health = send(Method::GET, &url("/health"), &[]).await;
@@ -136,4 +143,45 @@ async fn a_bad_keycloak_json_is_refused_with_its_key() {
             "`policy-enforcer.paths[0].claim-information-point.http`: is not supported",
         )
         .await;
+}
+
+#[tokio::test]
+async fn on_deny_redirect_to_turns_denials_into_redirects() {
+    let as_ = start_keycloak_as().await;
+    let album = register(&as_, "album", &["view"], &["/albums/*"]);
+    let upstream = start_upstream().await;
+    let realm = as_.issuer().rsplit('/').next().expect("a realm").to_owned();
+    let keycloak_json = json!({
+        "realm": realm,
+        "auth-server-url": as_.base_url() + "/",
+        "resource": RS_ID,
+        "credentials": {"secret": RS_SECRET},
+        "policy-enforcer": {
+            "user-managed-access": {},
+            "on-deny-redirect-to": "/access-denied",
+            "paths": [{"name": "album", "path": "/albums/{id}", "scopes": ["view"]}]
+        }
+    });
+    let (_proxy, addr) = start_from_keycloak_json(&keycloak_json, &upstream.url()).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let bearer = format!(
+        "Bearer {}",
+        as_.mint_rpt(RptSpec::active_for(&album, ["view"], 300))
+    );
+    // No path matches: a denial, redirected as Keycloak's enforcer does.
+    let unmapped = send(Method::GET, &url("/nothing"), &[("authorization", &bearer)]).await;
+    assert_eq!(unmapped.status, StatusCode::FOUND);
+    assert_eq!(unmapped.headers[http::header::LOCATION], "/access-denied");
+    // A UMA client still gets its challenge, and a granted request passes.
+    let challenged = send(Method::GET, &url("/albums/1"), &[]).await;
+    assert_eq!(challenged.status, StatusCode::UNAUTHORIZED);
+    assert!(challenged.headers.get(http::header::LOCATION).is_none());
+    let ok = send(
+        Method::GET,
+        &url("/albums/1"),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(upstream.seen().len(), 1);
 }
