@@ -504,11 +504,17 @@ mod tests {
             body: None,
         });
         assert!(without.is_empty());
-        assert!(
-            !PushedClaims::new()
-                .claim("a", "{request.method}")?
-                .reads_body()
-        );
+        let route = |claims: PushedClaims| {
+            crate::ResourceMap::new().route(
+                crate::Route::new("/t")
+                    .resource_id("t")
+                    .any_method(["s"])
+                    .push_claims(claims),
+            )
+        };
+        assert!(route(claims).reads_body());
+        assert!(!route(PushedClaims::new().claim("a", "{request.method}")?).reads_body());
+        assert!(!crate::ResourceMap::new().reads_body());
         Ok(())
     }
 

@@ -331,6 +331,15 @@ impl ResourceMap {
         self.error.clone().map_or(Ok(()), Err)
     }
 
+    /// Whether a route pushes claims from the request body (`{request.body['…']}`): then a
+    /// [`ClaimBodyLayer`](super::ClaimBodyLayer) must read JSON bodies outside the layer.
+    #[must_use]
+    pub fn reads_body(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.route.claims.as_ref().is_some_and(|c| c.reads_body()))
+    }
+
     /// Normalises a request path and resolves the request: the entry point the layer uses.
     ///
     /// `raw_path` is the path as received (`Uri::path`). A map that does not

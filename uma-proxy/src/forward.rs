@@ -37,9 +37,12 @@
 //!   does not make the client's connection HTTP/1.0 and close it; hyper still answers an
 //!   HTTP/1.0 client in HTTP/1.0).
 //!
-//! Bodies are never collected: the request's `Incoming` body is handed to the upstream client
+//! Bodies are not collected: the request's `Incoming` body is handed to the upstream client
 //! as it is (one of unknown length, whatever the method, sent chunked), and the upstream's
 //! `Incoming` response body is boxed ([`ProxyBody`]) and streamed back frame by frame.
+//! The one exception: when routes push claims from JSON bodies, the binary reads JSON request
+//! bodies whole (at most [`CLAIM_BODY_LIMIT`](crate::server::CLAIM_BODY_LIMIT)) before the
+//! layer decides, and forwards the bytes it read ([`RequestBody`]).
 //!
 //! # Example
 //!
@@ -81,6 +84,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 use tower_uma::{UmaPrincipal, introspect::Permission};
 
+use crate::body::RequestBody;
 use crate::metrics as m;
 use crate::trust::TrustedProxies;
 
@@ -316,7 +320,7 @@ pub fn forwarding_service(upstream: Upstream, options: ForwardOptions) -> Forwar
 /// an `Arc`).
 #[derive(Clone)]
 pub struct Forward {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
     shared: Arc<Shared>,
 }
 
@@ -345,12 +349,29 @@ impl Service<Request<Incoming>> for Forward {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
+        Box::pin(async move { Ok(this.forward(req.map(RequestBody::from)).await) })
+    }
+}
+
+/// Requests whose body was read whole before (by a
+/// [`ClaimBodyLayer`](tower_uma::resources::ClaimBodyLayer)).
+impl Service<Request<RequestBody>> for Forward {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        let this = self.clone();
         Box::pin(async move { Ok(this.forward(req).await) })
     }
 }
 
 impl Forward {
-    async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward(self, mut req: Request<RequestBody>) -> Response<ProxyBody> {
         // Defence in depth: the layer refused the signals or decided on them already.
         match tower_uma::method_override::strip_method_override(&mut req) {
             Ok(false) => {}

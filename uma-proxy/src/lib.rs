@@ -48,6 +48,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod body;
 pub mod config;
 pub mod decision;
 pub mod forward;

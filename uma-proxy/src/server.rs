@@ -28,9 +28,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tower::Layer as _;
 use tower::ServiceExt;
 use tower_service::Service;
+use tower_uma::resources::ClaimBodyLayer;
 use tower_uma::{UmaLayer, health::AsHealth, start::StartRetry};
+
+use crate::body::RequestBody;
 
 use crate::config::{Config, Mode};
 use crate::decision::{DecisionAnswer, DecisionFront};
@@ -469,18 +473,27 @@ pub async fn run(
                 .timeout(config.upstream_timeout)
                 .forward_authorization(config.forward_authorization)
                 .trusted_proxies(config.trusted_proxies.clone());
-            let service =
-                tower::Layer::layer(&layer, forwarding_service(upstream.clone(), options));
-            // Keycloak's `on-deny-redirect-to`: denials become redirects (proxy mode only: a
-            // gateway asking for a decision needs the 403).
-            let redirect = config
-                .keycloak
-                .as_ref()
-                .and_then(tower_uma::keycloak::KeycloakConfig::on_deny_redirect_to);
-            let service = tower::Layer::layer(&tower::util::option_layer(redirect), service);
-            let service = MetadataFront::new(metadata, service);
-            let service = HostCheck::new(config.allowed_hosts.clone(), service);
-            serve(listener, service, announced, grace).await
+            let forward = forwarding_service(upstream.clone(), options);
+            let fronts = ProxyFronts {
+                config: &config,
+                metadata,
+                announced,
+                grace,
+            };
+            if config.resource_map().reads_body() {
+                // Claims pushed from JSON bodies: the body is read (bounded) before the layer
+                // decides, and forwarded as read.
+                let service = tower::Layer::layer(&layer, forward);
+                let service = ClaimBodyLayer::new(CLAIM_BODY_LIMIT).layer(service);
+                let service = tower::util::MapRequest::new(service, |r: Request<Incoming>| {
+                    r.map(RequestBody::from)
+                });
+                fronts.serve(listener, service).await
+            } else {
+                fronts
+                    .serve(listener, tower::Layer::layer(&layer, forward))
+                    .await
+            }
         }
         // Refused at the start of `run`.
         (Mode::Proxy, None) => Drain::Complete,
@@ -493,4 +506,39 @@ pub async fn run(
         ),
     }
     Ok(())
+}
+
+/// The most a JSON request body may weigh when routes push claims from it: `413` beyond.
+pub const CLAIM_BODY_LIMIT: usize = 64 * 1024;
+
+/// What proxy mode puts in front of the layer, and how it is served.
+struct ProxyFronts<'a, F> {
+    config: &'a Config,
+    metadata: Option<tower_uma::metadata::ResourceMetadataDocument>,
+    announced: F,
+    grace: Duration,
+}
+
+impl<F: Future<Output = ()>> ProxyFronts<'_, F> {
+    /// Serves `service` (the layer over the forwarder) behind Keycloak's
+    /// `on-deny-redirect-to` (denials become redirects; proxy mode only: a gateway asking
+    /// for a decision needs the 403), the RFC 9728 metadata and the `Host` check.
+    async fn serve<S>(self, listener: TcpListener, service: S) -> Drain
+    where
+        S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let redirect = self
+            .config
+            .keycloak
+            .as_ref()
+            .and_then(tower_uma::keycloak::KeycloakConfig::on_deny_redirect_to);
+        let service = tower::Layer::layer(&tower::util::option_layer(redirect), service);
+        let service = MetadataFront::new(self.metadata, service);
+        let service = HostCheck::new(self.config.allowed_hosts.clone(), service);
+        serve(listener, service, self.announced, self.grace).await
+    }
 }

@@ -476,11 +476,21 @@ impl Answer {
 
 /// Sends a request with `headers` and an empty body; collects the answer.
 pub async fn send(method: Method, url: &str, headers: &[(&str, &str)]) -> Answer {
+    send_with(method, url, headers, empty()).await
+}
+
+/// Sends a request with `headers` and `body`; collects the answer.
+pub async fn send_with(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: ReqBody,
+) -> Answer {
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = tokio::time::timeout(SOON, client().request(req.body(empty()).unwrap()))
+    let resp = tokio::time::timeout(SOON, client().request(req.body(body).unwrap()))
         .await
         .expect("an answer in time")
         .expect("the request succeeds");

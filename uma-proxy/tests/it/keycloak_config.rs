@@ -6,7 +6,9 @@ use serde_json::json;
 use tower_uma::challenge::parse_uma_challenge;
 use uma_test_as::{AuthServer, Dialect, ResourceDescription, RptSpec, TestAs};
 
-use crate::common::{Proxy, RS_ID, RS_SECRET, send, start_upstream, write_config};
+use sha2::Digest as _;
+
+use crate::common::{Proxy, RS_ID, RS_SECRET, send, send_with, start_upstream, write_config};
 
 async fn start_keycloak_as() -> TestAs {
     AuthServer::builder()
@@ -28,6 +30,19 @@ fn register(as_: &TestAs, name: &str, scopes: &[&str], uris: &[&str]) -> String 
     );
     assert!(as_.set_resource_uris(&id, uris));
     id
+}
+
+/// A `keycloak.json` for `as_`'s realm and the proxy's client, with `enforcer` as its
+/// `policy-enforcer` section.
+fn keycloak_json(as_: &TestAs, enforcer: &serde_json::Value) -> serde_json::Value {
+    let realm = as_.issuer().rsplit('/').next().expect("a realm").to_owned();
+    json!({
+        "realm": realm,
+        "auth-server-url": as_.base_url() + "/",
+        "resource": RS_ID,
+        "credentials": {"secret": RS_SECRET},
+        "policy-enforcer": enforcer,
+    })
 }
 
 /// uma-proxy started from `keycloak_json` alone, in front of `upstream`; its address.
@@ -150,18 +165,14 @@ async fn on_deny_redirect_to_turns_denials_into_redirects() {
     let as_ = start_keycloak_as().await;
     let album = register(&as_, "album", &["view"], &["/albums/*"]);
     let upstream = start_upstream().await;
-    let realm = as_.issuer().rsplit('/').next().expect("a realm").to_owned();
-    let keycloak_json = json!({
-        "realm": realm,
-        "auth-server-url": as_.base_url() + "/",
-        "resource": RS_ID,
-        "credentials": {"secret": RS_SECRET},
-        "policy-enforcer": {
+    let keycloak_json = keycloak_json(
+        &as_,
+        &json!({
             "user-managed-access": {},
             "on-deny-redirect-to": "/access-denied",
             "paths": [{"name": "album", "path": "/albums/{id}", "scopes": ["view"]}]
-        }
-    });
+        }),
+    );
     let (_proxy, addr) = start_from_keycloak_json(&keycloak_json, &upstream.url()).await;
     let url = |path: &str| format!("http://{addr}{path}");
     let bearer = format!(
@@ -183,5 +194,87 @@ async fn on_deny_redirect_to_turns_denials_into_redirects() {
     )
     .await;
     assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(upstream.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn claims_from_the_json_body_are_pushed_and_the_body_still_reaches_the_upstream() {
+    use http_body_util::{BodyExt, Full};
+    let as_ = start_keycloak_as().await;
+    let transfers = register(&as_, "transfers", &["send"], &["/transfers"]);
+    let upstream = start_upstream().await;
+    let keycloak_json = keycloak_json(
+        &as_,
+        &json!({
+            "user-managed-access": {},
+            "paths": [{"name": "transfers", "path": "/transfers",
+                       "methods": [{"method": "POST", "scopes": ["send"]}],
+                       "claim-information-point": {"claims": {
+                           "amount": "{request.body['/amount']}"}}}]
+        }),
+    );
+    let (_proxy, addr) = start_from_keycloak_json(&keycloak_json, &upstream.url()).await;
+    let url = format!("http://{addr}/transfers");
+    let post = |body: &str, bearer: Option<String>| {
+        let body = Full::new(bytes::Bytes::from(body.to_owned()))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let url = url.clone();
+        async move {
+            let mut headers = vec![("content-type", "application/json".to_owned())];
+            if let Some(b) = bearer {
+                headers.push(("authorization", b));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send_with(Method::POST, &url, &headers, body).await
+        }
+    };
+    // No token: a ticket asked with the body's claim.
+    let challenged = post(r#"{"amount": 120}"#, None).await;
+    assert_eq!(challenged.status, StatusCode::UNAUTHORIZED);
+    let asked = as_
+        .requests(uma_test_as::Endpoint::Permission)
+        .pop()
+        .expect("a permission request");
+    let asked: serde_json::Value = serde_json::from_slice(&asked.body).expect("JSON");
+    assert_eq!(asked[0]["claims"], json!({"amount": ["120"]}));
+    // An RPT granted under that claim: the request passes with its body intact.
+    let rpt = as_.mint_rpt(RptSpec::active_for(&transfers, ["send"], 300));
+    as_.respond_next(
+        uma_test_as::Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &json!({"active": true, "exp": 4_102_444_800_i64,
+                "permissions": [{"rsid": transfers, "scopes": ["send"],
+                                 "claims": {"amount": ["120"]}}]})
+        .to_string(),
+    );
+    let body = "{\"amount\": 120, \"memo\": \"rent\"}";
+    let ok = post(body, Some(format!("Bearer {rpt}"))).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body_len, body.len() as u64);
+    assert_eq!(
+        seen[0].body_sha256,
+        crate::common::hex(&sha2::Sha256::digest(body.as_bytes()))
+    );
+    // Another amount, same token: not granted.
+    let other = post(r#"{"amount": 9000}"#, Some(format!("Bearer {rpt}"))).await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    // Over the limit: 413 before any AS call.
+    let asked_before = as_.requests(uma_test_as::Endpoint::Permission).len();
+    let big = format!(
+        r#"{{"amount": 1, "pad": "{}"}}"#,
+        "x".repeat(uma_proxy::server::CLAIM_BODY_LIMIT)
+    );
+    let too_big = post(&big, None).await;
+    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        as_.requests(uma_test_as::Endpoint::Permission).len(),
+        asked_before
+    );
     assert_eq!(upstream.seen().len(), 1);
 }
