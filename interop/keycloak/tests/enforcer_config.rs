@@ -202,6 +202,141 @@ async fn plain_access_tokens_are_exchanged_for_permissions() {
     unregister(&pat, &id).await;
 }
 
+/// A resource Keycloak grants only to requests pushing `org=acme` (a regex policy on the
+/// context attribute `org`), and what must be deleted afterwards.
+struct AcmeOnly {
+    pat: String,
+    admin: Admin,
+    server: String,
+    /// The resource's name and id.
+    name: String,
+    id: String,
+    policy_id: String,
+    permission_id: String,
+}
+
+impl AcmeOnly {
+    async fn create() -> Self {
+        let pat = pat_of(RS_ID, RS_SECRET).await;
+        let name = unique("claims");
+        let id = register(&pat, json!({"name": name, "resource_scopes": ["view"]})).await;
+        let admin = Admin::login().await;
+        let server = format!(
+            "/clients/{}/authz/resource-server",
+            admin.client_uuid(RS_ID).await
+        );
+        let policy = admin
+            .call(
+                Method::POST,
+                &format!("{server}/policy/regex"),
+                Some(
+                    json!({"name": unique("org-acme"), "targetClaim": "org", "pattern": "^acme$",
+                            "targetContextAttributes": true, "logic": "POSITIVE"}),
+                ),
+            )
+            .await;
+        assert_eq!(policy.status, StatusCode::CREATED, "{}", policy.text);
+        let policy_id = policy.body["id"].as_str().unwrap().to_owned();
+        let permission = admin
+            .call(
+                Method::POST,
+                &format!("{server}/permission/resource"),
+                Some(json!({"name": unique("org-perm"), "resources": [id],
+                            "policies": [policy_id], "decisionStrategy": "UNANIMOUS"})),
+            )
+            .await;
+        assert_eq!(
+            permission.status,
+            StatusCode::CREATED,
+            "{}",
+            permission.text
+        );
+        let permission_id = permission.body["id"].as_str().unwrap().to_owned();
+        Self {
+            pat,
+            admin,
+            server,
+            name,
+            id,
+            policy_id,
+            permission_id,
+        }
+    }
+
+    /// A `keycloak.json` protecting `path` (`method` needs `view`) with this resource, pushing
+    /// `org` from `template`.
+    fn config(&self, path: &str, method: &str, template: &str) -> KeycloakConfig {
+        let text = json!({
+            "realm": "photos",
+            "auth-server-url": BASE,
+            "resource": RS_ID,
+            "credentials": {"secret": RS_SECRET},
+            "policy-enforcer": {
+                "paths": [
+                    {"name": self.name, "path": path,
+                     "methods": [{"method": method, "scopes": ["view"]}],
+                     "claim-information-point": {"claims": {"org": template}}}
+                ]
+            }
+        })
+        .to_string();
+        KeycloakConfig::from_json(&text).unwrap()
+    }
+
+    /// A confidential client of the realm and bob's access token from it (Keycloak refuses
+    /// claims in an exchange for tokens of public clients: "Public clients are not allowed to
+    /// send claims"). Returns the client's id at the admin API and the token.
+    async fn bob_of_a_confidential_client(&self) -> (String, String) {
+        let app = unique("claims-app");
+        let created = self
+            .admin
+            .call(
+                Method::POST,
+                "/clients",
+                Some(
+                    json!({"clientId": app, "secret": "app-secret", "publicClient": false,
+                            "directAccessGrantsEnabled": true, "standardFlowEnabled": false}),
+                ),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let app_uuid = self.admin.client_uuid(&app).await;
+        let token = answer(
+            http()
+                .post(token_url())
+                .form(&[
+                    ("grant_type", "password"),
+                    ("client_id", app.as_str()),
+                    ("client_secret", "app-secret"),
+                    ("username", "bob"),
+                    ("password", "bob"),
+                ])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(token.status, StatusCode::OK, "{}", token.text);
+        (
+            app_uuid,
+            token.body["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Deletes the client `app_uuid`, the permission, the policy and the resource.
+    async fn remove(self, app_uuid: &str) {
+        let server = &self.server;
+        for path in [
+            format!("/clients/{app_uuid}"),
+            format!("{server}/permission/{}", self.permission_id),
+            format!("{server}/policy/{}", self.policy_id),
+        ] {
+            let _ = self.admin.call(Method::DELETE, &path, None).await;
+        }
+        unregister(&self.pat, &self.id).await;
+    }
+}
+
 /// A `claim-information-point` with the `claims` provider: the organisation read from a header
 /// reaches Keycloak's policies (a regex policy on the context attribute `org`), through the
 /// permission exchange (`claim_token`) and through the ticket (`claims`), and an RPT Keycloak
@@ -209,58 +344,8 @@ async fn plain_access_tokens_are_exchanged_for_permissions() {
 #[tokio::test]
 async fn pushed_claims_reach_keycloaks_policies() {
     require_keycloak().await;
-    let pat = pat_of(RS_ID, RS_SECRET).await;
-    let name = unique("claims");
-    let id = register(&pat, json!({"name": name, "resource_scopes": ["view"]})).await;
-    // Only requests pushing org=acme: a regex policy on the pushed claims (context attributes).
-    let admin = Admin::login().await;
-    let server = format!(
-        "/clients/{}/authz/resource-server",
-        admin.client_uuid(RS_ID).await
-    );
-    let policy = admin
-        .call(
-            Method::POST,
-            &format!("{server}/policy/regex"),
-            Some(
-                json!({"name": unique("org-acme"), "targetClaim": "org", "pattern": "^acme$",
-                        "targetContextAttributes": true, "logic": "POSITIVE"}),
-            ),
-        )
-        .await;
-    assert_eq!(policy.status, StatusCode::CREATED, "{}", policy.text);
-    let policy_id = policy.body["id"].as_str().unwrap().to_owned();
-    let permission = admin
-        .call(
-            Method::POST,
-            &format!("{server}/permission/resource"),
-            Some(json!({"name": unique("org-perm"), "resources": [id],
-                        "policies": [policy_id], "decisionStrategy": "UNANIMOUS"})),
-        )
-        .await;
-    assert_eq!(
-        permission.status,
-        StatusCode::CREATED,
-        "{}",
-        permission.text
-    );
-    let permission_id = permission.body["id"].as_str().unwrap().to_owned();
-
-    let text = json!({
-        "realm": "photos",
-        "auth-server-url": BASE,
-        "resource": RS_ID,
-        "credentials": {"secret": RS_SECRET},
-        "policy-enforcer": {
-            "paths": [
-                {"name": name, "path": "/claims/{id}",
-                 "methods": [{"method": "GET", "scopes": ["view"]}],
-                 "claim-information-point": {"claims": {"org": "{request.header['X-Org']}"}}}
-            ]
-        }
-    })
-    .to_string();
-    let config = KeycloakConfig::from_json(&text).unwrap();
+    let acme = AcmeOnly::create().await;
+    let config = acme.config("/claims/{id}", "GET", "{request.header['X-Org']}");
     let url = format!("{}/claims/1", protected(build(&config).await).await);
     let send = |org: Option<&'static str>, token: Option<String>| {
         let url = url.clone();
@@ -276,39 +361,8 @@ async fn pushed_claims_reach_keycloaks_policies() {
         }
     };
 
-    // Permission exchange: the claims go as Keycloak's claim token. Keycloak refuses claims
-    // from public clients without a ticket ("Public clients are not allowed to send claims"),
-    // so bob's token comes from a confidential client.
-    let app = unique("claims-app");
-    let created = admin
-        .call(
-            Method::POST,
-            "/clients",
-            Some(
-                json!({"clientId": app, "secret": "app-secret", "publicClient": false,
-                        "directAccessGrantsEnabled": true, "standardFlowEnabled": false}),
-            ),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let app_uuid = admin.client_uuid(&app).await;
-    let token = answer(
-        http()
-            .post(token_url())
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", app.as_str()),
-                ("client_secret", "app-secret"),
-                ("username", "bob"),
-                ("password", "bob"),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(token.status, StatusCode::OK, "{}", token.text);
-    let bob = token.body["access_token"].as_str().unwrap().to_owned();
+    // Permission exchange: the claims go as Keycloak's claim token.
+    let (app_uuid, bob) = acme.bob_of_a_confidential_client().await;
     let ok = answer(send(Some("acme"), Some(bob.clone())).await).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     for org in [Some("beta"), None] {
@@ -338,13 +392,40 @@ async fn pushed_claims_reach_keycloaks_policies() {
     // refuses.
     let other = send(Some("beta"), Some(rpt)).await;
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    acme.remove(&app_uuid).await;
+}
 
-    for path in [
-        format!("/clients/{app_uuid}"),
-        format!("{server}/permission/{permission_id}"),
-        format!("{server}/policy/{policy_id}"),
-    ] {
-        let _ = admin.call(Method::DELETE, &path, None).await;
+/// The same policy, the organisation read from a field of the JSON body
+/// (`{request.body['/org']}`) that a `ClaimBodyLayer` read: Keycloak grants the exchange only
+/// for bodies pushing `acme`.
+#[tokio::test]
+async fn claims_from_a_json_body_reach_keycloaks_policies() {
+    require_keycloak().await;
+    let acme = AcmeOnly::create().await;
+    let config = acme.config("/orders", "POST", "{request.body['/customer/org']}");
+    let app = echo_app()
+        .layer(build(&config).await)
+        .layer(tower_uma::resources::ClaimBodyLayer::new(4096));
+    let url = format!("http://{}/orders", serve(app).await);
+    let (app_uuid, bob) = acme.bob_of_a_confidential_client().await;
+    let post = |body: &'static str| {
+        http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .bearer_auth(&bob)
+            .body(body)
+            .send()
+    };
+    let ok = answer(
+        post(r#"{"customer": {"org": "acme"}, "n": 1}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    for body in [r#"{"customer": {"org": "beta"}}"#, r#"{"n": 1}"#] {
+        let refused = post(body).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{body}");
     }
-    unregister(&pat, &id).await;
+    acme.remove(&app_uuid).await;
 }
