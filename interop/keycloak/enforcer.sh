@@ -12,9 +12,11 @@
 #       through is forwarded there (method, path and query, headers, body) and its answer
 #       relayed; without, the app answers 200 with {"method": …, "path": …}
 #   interop/keycloak/enforcer.sh stop [--port P]
-#       stops the app this script started on P (every one it started, without --port)
+#       stops the app this script started on P (every one it started, without --port) and
+#       deletes its log
 #
-# Its log is .work/enforcer-P.log, its pid .work/enforcer-P.pid (gitignored). It needs a Java 17
+# Its log is .work/enforcer-P.log, its pid .work/enforcer-P.pid (gitignored); a start that
+# fails prints the end of the log. It needs a Java 17
 # or later (ENFORCER_JAVA_HOME, else JAVA_HOME, else the `java` on PATH) and Maven for the
 # build; the build fetches from Maven Central only, once, into ~/.m2. Environment:
 # ENFORCER_START_TIMEOUT (seconds to wait for readiness, default 300).
@@ -113,7 +115,7 @@ start() {
 stop_one() {
   local pidfile=$1 pid i
   pid=$(cat "$pidfile" 2>/dev/null || true)
-  rm -f "$pidfile"
+  rm -f "$pidfile" "${pidfile%.pid}.log"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   for i in $(seq 1 40); do
