@@ -157,12 +157,12 @@ fn in_session(label: &'static str, token: &str, session: &str) -> Auth {
     }
 }
 
-/// Whether the user session of `token` still exists at Keycloak. Keycloak sometimes ends a
-/// session during a series of uma-ticket grants made with its tokens (its introspection then
-/// logs `user_session_not_found`); from then on uma-proxy, which introspects, challenges the
-/// session's tokens, while Keycloak's enforcer, which checks the JWT itself, accepts them until
-/// they expire. Such a request measures Keycloak's session store, not the decision: the run
-/// counts it apart.
+/// Whether the user session of `token` still exists at Keycloak. Keycloak ends a session when
+/// one of its RPTs, a few seconds old, is the bearer of a uma-ticket grant, as uma-proxy's
+/// permission exchange makes it (README.md, "Sessions Keycloak ends"); from then on uma-proxy,
+/// which introspects, challenges the session's tokens, while Keycloak's enforcer, which checks
+/// the JWT itself, accepts them until they expire. Such a request measures that, not the
+/// decision: the run counts it apart.
 async fn session_alive(token: &str) -> bool {
     http()
         .get(format!("{ISSUER}/protocol/openid-connect/userinfo"))
