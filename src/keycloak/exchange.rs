@@ -1,8 +1,8 @@
 //! Permission exchange: a plain access token that holds no permission for the request is
 //! exchanged at Keycloak's token endpoint for the permissions its bearer may have (the
 //! uma-ticket grant with `permission=RESOURCE#SCOPE,…`, `audience` and
-//! `response_mode=permissions`, the access token as bearer), as Keycloak's enforcer does
-//! without `user-managed-access`.
+//! `response_mode=permissions`, the access token as bearer, an RPT as `subject_token`), as
+//! Keycloak's enforcer does without `user-managed-access`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::gate::AsEndpoint;
 use crate::introspect::Introspection;
+use crate::protection::token::Client;
 use crate::protection::{Answer, CallError, Caller, Failure, MAX_AS_BODY};
 use crate::resources::{ClaimValues, NO_CLAIMS};
 use crate::token::{BearerToken, Fingerprint};
@@ -24,8 +25,11 @@ use crate::token::{BearerToken, Fingerprint};
 /// permissions the token's bearer may have on the resource, with the uma-ticket grant
 /// (`grant_type=urn:ietf:params:oauth:grant-type:uma-ticket`, UMA Grant §3.3.1, as Keycloak
 /// extends it): `permission=RESOURCE#SCOPE,…`, `audience` = the client id,
-/// `response_mode=permissions`, and the token as bearer. The permissions it answers are
-/// decided like an RPT's (all or any of the scopes, as the route says).
+/// `response_mode=permissions`, and the token as bearer; a token the introspection calls
+/// active (an RPT) goes as `subject_token` with the client's credentials instead, as
+/// Keycloak's own enforcer sends it, because Keycloak refuses an RPT a few seconds old as the
+/// bearer of the grant (`unauthorized_client`) and ends its user's session. The permissions
+/// it answers are decided like an RPT's (all or any of the scopes, as the route says).
 ///
 /// - A refusal (`403 access_denied`) is a `403` without a ticket
 ///   ([`Rejection::Denied`](crate::Rejection::Denied)): there is nothing the client could do
@@ -118,6 +122,8 @@ pub(crate) struct Exchanger {
     caller: Caller,
     token_endpoint: String,
     audience: String,
+    /// The layer's client credentials: they authenticate the exchange of an RPT.
+    client: Client,
     cache: Option<moka::future::Cache<Key, Arc<Exchanged>>>,
 }
 
@@ -136,6 +142,7 @@ impl Exchanger {
         caller: Caller,
         token_endpoint: String,
         audience: String,
+        client: Client,
     ) -> Self {
         let cache = (settings.max_entries > 0 && !settings.max_ttl.is_zero()).then(|| {
             moka::future::Cache::builder()
@@ -147,6 +154,7 @@ impl Exchanger {
             caller,
             token_endpoint,
             audience,
+            client,
             cache,
         }
     }
@@ -177,6 +185,7 @@ impl Exchanger {
                     scopes,
                     claims: pushed,
                 },
+                base.is_active().then_some(&self.client),
             );
             let parse = |answer| parse(answer, base, token);
             self.caller
@@ -207,14 +216,16 @@ struct Asked<'a> {
     claims: &'a ClaimValues,
 }
 
-/// The uma-ticket grant with the token as bearer, asking for the resource and scopes, with
-/// the pushed claims as a `claim_token` (base64 of their JSON, in Keycloak's
+/// The uma-ticket grant with the token as bearer (or, with `as_subject`, as `subject_token`
+/// with those client credentials), asking for the resource and scopes, with the pushed claims
+/// as a `claim_token` (base64 of their JSON, in Keycloak's
 /// `urn:ietf:params:oauth:token-type:jwt` format, UMA Grant §3.3.1) when there are any.
-fn request(
+fn request<'a>(
     token_endpoint: &str,
-    audience: &str,
-    token: &BearerToken,
+    audience: &'a str,
+    token: &'a BearerToken,
     asked: Asked<'_>,
+    as_subject: Option<&'a Client>,
 ) -> Result<http::Request<Bytes>, Failure> {
     use base64::Engine as _;
     let Asked {
@@ -229,7 +240,6 @@ fn request(
     };
     let token = std::str::from_utf8(token.as_bytes())
         .map_err(|_| Failure::Unsendable("the token cannot be sent"))?;
-    let auth = crate::protection::bearer(token)?;
     let claim_token = if claims.is_empty() {
         None
     } else {
@@ -247,7 +257,16 @@ fn request(
         form.push(("claim_token", claim_token.as_str()));
         form.push(("claim_token_format", "urn:ietf:params:oauth:token-type:jwt"));
     }
-    crate::protection::token::form_post(token_endpoint, form, None, [auth])
+    match as_subject {
+        Some(client) => {
+            form.push(("subject_token", token));
+            crate::protection::token::form_post(token_endpoint, form, Some(client), [])
+        }
+        None => {
+            let auth = crate::protection::bearer(token)?;
+            crate::protection::token::form_post(token_endpoint, form, None, [auth])
+        }
+    }
 }
 
 /// Reads the answer: `200` with the granted permissions (`rsid`, `scopes`), a refusal, or a
@@ -361,6 +380,7 @@ mod tests {
             "photo-api",
             &token,
             asked("r1", &scopes, &NO_CLAIMS),
+            None,
         )
         .expect("a request");
         assert_eq!(r.headers()[http::header::AUTHORIZATION], "Bearer tok-1");
@@ -375,6 +395,7 @@ mod tests {
             "a",
             &token,
             asked("r1", &[], &NO_CLAIMS),
+            None,
         )
         .expect("a request");
         assert!(
@@ -389,6 +410,7 @@ mod tests {
             "a",
             &token,
             asked("r1", &[], &claims),
+            None,
         )
         .expect("a request");
         let body = std::str::from_utf8(r.body()).expect("utf-8");
@@ -400,6 +422,26 @@ mod tests {
             ),
             "{body}"
         );
+        // An RPT: the subject, with the client's credentials, never the bearer.
+        let client = Client {
+            id: "photo-api".into(),
+            secret: crate::token::ClientSecret::new("s3cret".to_owned()),
+            auth: crate::protection::ClientAuth::Basic,
+        };
+        let r = request(
+            "https://kc.test/token",
+            "photo-api",
+            &token,
+            asked("r1", &scopes, &NO_CLAIMS),
+            Some(&client),
+        )
+        .expect("a request");
+        assert_eq!(
+            r.headers()[http::header::AUTHORIZATION],
+            "Basic cGhvdG8tYXBpOnMzY3JldA=="
+        );
+        let body = std::str::from_utf8(r.body()).expect("utf-8");
+        assert!(body.ends_with("&subject_token=tok-1"), "{body}");
     }
 
     fn bearer(token: &str) -> BearerToken {

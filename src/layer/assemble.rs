@@ -146,6 +146,7 @@ impl UmaLayerBuilder {
                 caller.clone(),
                 token_endpoint.clone(),
                 self.client_id.clone(),
+                client_credentials.clone(),
             ))
         });
         let pat = Arc::new(PatProvider::new(

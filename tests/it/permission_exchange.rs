@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use tower_uma::clock::FixedClock;
 use tower_uma::keycloak::PermissionExchange;
 use tower_uma::{ResourceMap, Route, UmaLayer, UmaLayerBuilder};
-use uma_test_as::{Endpoint, ResourceDescription, TestAs};
+use uma_test_as::{Endpoint, RecordedRequest, ResourceDescription, TestAs};
 
 use crate::common::{
     ALICE_PW, BOB_PW, Calls, Flavor, UmaClient, expect_challenge, expect_unreachable, get_plain,
@@ -32,6 +32,14 @@ fn exchanges(as_: &TestAs) -> usize {
         .iter()
         .filter(|r| r.body_text().contains("response_mode=permissions"))
         .count()
+}
+
+/// The first exchange the layer made.
+fn first_exchange(as_: &TestAs) -> RecordedRequest {
+    as_.requests(Endpoint::Token)
+        .into_iter()
+        .find(|r| r.body_text().contains("response_mode=permissions"))
+        .expect("the exchange")
 }
 
 struct Setup {
@@ -82,12 +90,7 @@ async fn a_plain_access_token_is_exchanged_for_its_permissions() {
     assert_eq!(s.calls.get(), 3);
     // Cached per (token, resource, scopes): one exchange.
     assert_eq!(exchanges(&s.as_), 1);
-    let grant = s
-        .as_
-        .requests(Endpoint::Token)
-        .into_iter()
-        .find(|r| r.body_text().contains("response_mode=permissions"))
-        .expect("the exchange");
+    let grant = first_exchange(&s.as_);
     assert_eq!(
         grant.header("authorization"),
         Some(format!("Bearer {}", s.bob).as_str())
@@ -126,6 +129,32 @@ async fn a_refused_exchange_is_403_without_a_ticket_and_cached() {
     let resp = get_with(&http, &s.url, "/albums/1", &alice).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(exchanges(&s.as_), 2);
+}
+
+/// An RPT that holds no permission for the request is exchanged as Keycloak's own enforcer
+/// does it: authenticated as the client, the RPT as `subject_token`, never as the bearer
+/// (Keycloak answers a uma-ticket grant whose bearer is an RPT a few seconds old with
+/// `unauthorized_client` and ends the user's session; interop/keycloak/README.md).
+#[tokio::test]
+async fn an_rpt_without_the_permission_is_exchanged_as_its_subject() {
+    let s = setup(exchange).await;
+    let http = http();
+    let other = rpt_for(&s.as_, "another-resource", &["view"]);
+    let resp = get_with(&http, &s.url, "/albums/1", &other).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let grant = first_exchange(&s.as_);
+    let auth = grant.header("authorization").unwrap_or_default();
+    assert!(auth.starts_with("Basic "), "{auth}");
+    let body = grant.body_text();
+    assert!(body.contains(&format!("subject_token={other}")), "{body}");
+    assert!(
+        body.contains(&format!("permission={}%23view", s.album)),
+        "{body}"
+    );
+    // Cached like any exchange.
+    let resp = get_with(&http, &s.url, "/albums/1", &other).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(exchanges(&s.as_), 1);
 }
 
 #[tokio::test]

@@ -34,7 +34,9 @@
 //!   belong to (resource, requesting party) like Keycloak's permission tickets, so after the
 //!   owner approves, the client presents the **same** ticket again. `claim_token` with the
 //!   ID-token format identifies the requesting party; with Keycloak's JWT format (or none)
-//!   it is pushed claims and ignored. `scope` is ignored; `response_mode=decision` answers
+//!   it is pushed claims and ignored. Authenticated as a client, `subject_token` (an active
+//!   access token or RPT) names the requesting party, as Keycloak's enforcer sends it; an
+//!   RPT as the bearer is refused (401). `scope` is ignored; `response_mode=decision` answers
 //!   `{"result": true}` and `response_mode=permissions` the granted permissions instead of
 //!   an RPT.
 //! * **WSO2**: `claim_token` (an ID token; `claim_token_format` ignored) is required; the

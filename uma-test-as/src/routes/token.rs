@@ -72,7 +72,7 @@ fn token_inner(
                     e
                 }
             })?,
-            user: None,
+            user: keycloak_subject(shared, &form, grant_type)?,
         },
     };
     let client_id = caller.client_id.as_str();
@@ -117,6 +117,37 @@ fn keycloak_bearer(
         )),
     };
     Some(caller)
+}
+
+/// Keycloak's `subject_token` on a client-authenticated uma-ticket grant, as Keycloak's own
+/// policy enforcer asks for a user's permissions: the user of that token (an access token or
+/// an RPT), which must be active, else 400 `invalid_grant`; `None` without one, or in another
+/// dialect or grant.
+fn keycloak_subject(
+    shared: &Shared,
+    form: &Form,
+    grant_type: Option<&str>,
+) -> Result<Option<String>, OAuthError> {
+    if shared.dialect != Dialect::Keycloak || grant_type != Some(UMA_TICKET_GRANT) {
+        return Ok(None);
+    }
+    let Some(token) = form.get("subject_token") else {
+        return Ok(None);
+    };
+    let now = unix_now_ms();
+    match shared.store().tokens.get(token) {
+        Some(TokenRecord::Access(access)) if access.user && access.is_active_at(now) => {
+            Ok(Some(access.sub.clone()))
+        }
+        Some(TokenRecord::Rpt {
+            spec,
+            revoked: false,
+            ..
+        }) if spec.is_active_at(now) => Ok(spec.sub.clone()),
+        _ => {
+            Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant").describe("Invalid token"))
+        }
+    }
 }
 
 /// Splits a `scope` parameter and checks every value against `allowed`.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uma_test_as::{
-    Dialect, Endpoint, ID_TOKEN_FORMAT, Policy, RptFormat, TestAs, UMA_TICKET_GRANT,
+    Dialect, Endpoint, ID_TOKEN_FORMAT, Policy, RptFormat, RptSpec, TestAs, UMA_TICKET_GRANT,
 };
 
 use crate::common::*;
@@ -642,6 +642,72 @@ async fn keycloak_grant(auth: &TestAs, extra: &[(&str, &str)]) -> Response {
     form.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     form.extend_from_slice(extra);
     token_form(auth, &form).await
+}
+
+/// Keycloak's own enforcer asks as the client, with the user's token (an access token or an
+/// RPT) as `subject_token`: that token's user is the requesting party; a token the server
+/// does not know is `400 invalid_grant`; an RPT as the bearer is refused.
+#[tokio::test]
+async fn keycloak_subject_token_names_the_requesting_party() {
+    let auth = keycloak().spawn().await.unwrap();
+    let (_pat, id) = keycloak_album(&auth).await;
+    let response = http()
+        .post(auth.endpoint_url(Endpoint::Token))
+        .basic_auth(APP.0, Some(APP.1))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", BOB.0),
+            ("password", BOB.1),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let access = ok_json(response).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut spec = RptSpec::active_for(&id, ["view"], 60);
+    spec.sub = Some(BOB.0.into());
+    let rpt = auth.mint_rpt(spec);
+    let permission = format!("{id}#view");
+    for subject in [access.as_str(), rpt.as_str()] {
+        let permissions = ok_json(
+            keycloak_grant(
+                &auth,
+                &[
+                    ("permission", permission.as_str()),
+                    ("subject_token", subject),
+                    ("response_mode", "permissions"),
+                ],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            permissions,
+            json!([{"rsid": id, "rsname": "album", "scopes": ["view"]}])
+        );
+    }
+    let response = keycloak_grant(
+        &auth,
+        &[
+            ("permission", permission.as_str()),
+            ("subject_token", "nope"),
+        ],
+    )
+    .await;
+    assert_error(response, 400, "invalid_grant").await;
+    let response = http()
+        .post(auth.endpoint_url(Endpoint::Token))
+        .bearer_auth(&rpt)
+        .form(&[
+            ("grant_type", UMA_TICKET_GRANT),
+            ("permission", permission.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
