@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -12,6 +13,8 @@ use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
+
+use super::{Resolved, ResourceMap};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -22,7 +25,6 @@ pub(crate) struct BodyRead(pub(crate) Option<Arc<serde_json::Value>>);
 
 /// Reads JSON request bodies, within a size bound, so that routes can push claims from their
 /// fields (`{request.body['/pointer']}`, see [`PushedClaims`]).
-/// claims from their fields (`{request.body['/pointer']}`, see [`PushedClaims`]).
 ///
 /// [`UmaLayer`](crate::UmaLayer) never reads bodies: it needs only the request's head, and
 /// its inner service gets the body untouched. A route whose claims read the body needs the
@@ -30,14 +32,26 @@ pub(crate) struct BodyRead(pub(crate) Option<Arc<serde_json::Value>>);
 /// buffers it: for a request whose `Content-Type` is JSON (`application/json`, or any
 /// `…/…+json`), it reads the whole body (at most the limit), parses it, leaves the parsed
 /// document in the request's extensions for the layer, and hands the inner service a body
-/// of exactly the same bytes. Other requests pass through unread.
+/// of exactly the same bytes. Other requests pass through unread. With
+/// [`only_for`](Self::only_for), only requests whose route reads the body are read: the others,
+/// JSON or not, keep their body streamed and unbounded.
 ///
 /// | request | answer |
 /// |---|---|
 /// | JSON content type, body within the limit and valid JSON | through, the same bytes, the document read by the claims |
+/// | JSON content type, empty body | through; claims from the body have no value |
 /// | JSON content type, body over the limit (by `Content-Length` or as it arrives) | `413 Payload Too Large`, before the [`UmaLayer`](crate::UmaLayer) sees it |
-/// | JSON content type, body not JSON (or not readable to its end) | `400 Bad Request` |
+/// | JSON content type, body not JSON, a key twice in one object, or not readable to its end | `400 Bad Request` |
+/// | JSON content type, body not complete within the [read timeout](Self::read_timeout) (30 s by default) | `408 Request Timeout` |
+/// | two `Content-Type` headers, one of them JSON | `400 Bad Request` |
 /// | another content type, or none | through unread; claims from the body have no value |
+///
+/// A key that appears twice in one object is refused because parsers disagree on which value
+/// counts: the claim could say one amount while the handler reads another. A request that is
+/// not JSON pushes no body claim at all, so write the AS's policies to deny when a claim they
+/// need is missing (a handler that parses `text/plain` as JSON would otherwise act on values
+/// no policy saw). Numbers beyond 64-bit integers are pushed as JSON floating-point text
+/// (`1.2345678901234568e22`): send such values as strings.
 ///
 /// A route that pushes claims from the body, reached by a JSON request that did not pass
 /// through a [`ClaimBodyLayer`], is refused with `500` (and an error in the log): its claims
@@ -63,15 +77,61 @@ pub(crate) struct BodyRead(pub(crate) Option<Arc<serde_json::Value>>);
 /// ```
 ///
 /// [`PushedClaims`]: super::PushedClaims
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ClaimBodyLayer {
+    settings: Arc<Settings>,
+}
+
+#[derive(Debug)]
+struct Settings {
     limit: usize,
+    timeout: Duration,
+    /// With [`ClaimBodyLayer::only_for`]: the map whose body-reading routes are read.
+    map: Option<ResourceMap>,
 }
 
 impl ClaimBodyLayer {
     /// A layer that reads JSON bodies of at most `limit` bytes and refuses longer ones (`413`).
     pub fn new(limit: usize) -> Self {
-        Self { limit }
+        Self {
+            settings: Arc::new(Settings {
+                limit,
+                timeout: Duration::from_secs(30),
+                map: None,
+            }),
+        }
+    }
+
+    /// How long the whole body may take to arrive (`408` after that); 30 s by default.
+    #[must_use]
+    pub fn read_timeout(self, timeout: Duration) -> Self {
+        self.with(|s| s.timeout = timeout)
+    }
+
+    /// Reads only the requests whose route in `map` (the layer's map) pushes claims from the
+    /// body; every other request keeps its body streamed, whatever its size or type.
+    #[must_use]
+    pub fn only_for(self, map: &ResourceMap) -> Self {
+        let map = map.clone();
+        self.with(|s| s.map = Some(map))
+    }
+
+    fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Arc::unwrap_or_clone(self.settings);
+        change(&mut settings);
+        Self {
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+impl Clone for Settings {
+    fn clone(&self) -> Self {
+        Self {
+            limit: self.limit,
+            timeout: self.timeout,
+            map: self.map.clone(),
+        }
     }
 }
 
@@ -81,7 +141,7 @@ impl<S> Layer<S> for ClaimBodyLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ClaimBody {
             inner,
-            limit: self.limit,
+            settings: Arc::clone(&self.settings),
         }
     }
 }
@@ -90,7 +150,21 @@ impl<S> Layer<S> for ClaimBodyLayer {
 #[derive(Clone, Debug)]
 pub struct ClaimBody<S> {
     inner: S,
-    limit: usize,
+    settings: Arc<Settings>,
+}
+
+impl Settings {
+    /// Whether the body of this JSON request is to be read.
+    fn reads<B>(&self, req: &Request<B>) -> bool {
+        let Some(map) = &self.map else {
+            return true;
+        };
+        // A request whose path does not resolve is left to the layer, which refuses it.
+        matches!(
+            map.resolve_raw(req.method(), req.uri().path(), req.headers()),
+            Ok(Resolved::Protected(need)) if need.claims.as_ref().is_some_and(|p| p.claims.reads_body())
+        )
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClaimBody<S>
@@ -110,30 +184,128 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if !is_json(req.headers()) {
-            req.extensions_mut().insert(BodyRead(None));
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // Not JSON, or a route that does not read the body: untouched. The layer finds no
+        // document and gives body claims no value (or, for a JSON request of a body-reading
+        // route, refuses with 500).
+        if !is_json(req.headers()) || !self.settings.reads(&req) {
             return Box::pin(self.inner.call(req));
+        }
+        if req.headers().get_all(CONTENT_TYPE).iter().count() > 1 {
+            tracing::debug!("two Content-Type headers on a JSON request: 400");
+            return Box::pin(async { Ok(refused(StatusCode::BAD_REQUEST)) });
         }
         // The ready service goes into the future; this one keeps a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.limit;
+        let (limit, timeout) = (self.settings.limit, self.settings.timeout);
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            let bytes = match read(&parts.headers, body, limit).await {
-                Ok(bytes) => bytes,
-                Err(status) => return Ok(refused(status)),
+            let read = tokio::time::timeout(timeout, read(&parts.headers, body, limit));
+            let bytes = match read.await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(status)) => return Ok(refused(status)),
+                Err(_) => {
+                    tracing::debug!("the JSON request body did not arrive in time: 408");
+                    return Ok(refused(StatusCode::REQUEST_TIMEOUT));
+                }
             };
-            let Ok(document) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-                tracing::debug!("the JSON request body does not parse: 400");
-                return Ok(refused(StatusCode::BAD_REQUEST));
+            let document = if bytes.is_empty() {
+                None
+            } else {
+                match parse_unique(&bytes) {
+                    Ok(document) => Some(Arc::new(document)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the JSON request body is refused: 400");
+                        return Ok(refused(StatusCode::BAD_REQUEST));
+                    }
+                }
             };
-            parts.extensions.insert(BodyRead(Some(Arc::new(document))));
+            parts.extensions.insert(BodyRead(document));
             inner
                 .call(Request::from_parts(parts, ReqBody::from(bytes)))
                 .await
         })
+    }
+}
+
+/// `bytes` as one JSON document, refusing an object that has a key twice.
+fn parse_unique(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Unique.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Builds a [`serde_json::Value`] like its own `Deserialize`, but refuses duplicate keys.
+struct Unique;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| E::custom("a number JSON cannot hold"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Self)? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(
+                    "a key appears twice in one object",
+                ));
+            }
+            let value = map.next_value_seed(Self)?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
     }
 }
 
@@ -161,22 +333,23 @@ where
     }
 }
 
-/// Whether the request says its body is JSON: `application/json` or a `+json` type, any
-/// parameters, any case.
+/// Whether the request says its body is JSON: some `Content-Type` header is
+/// `application/json` or a `+json` type, any parameters (whatever bytes they hold), any case.
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let Some((kind, sub)) = essence.split_once('/') else {
-        return false;
-    };
-    kind == "application" && (sub == "json" || sub.ends_with("+json"))
+    headers.get_all(CONTENT_TYPE).iter().any(|value| {
+        let bytes = value.as_bytes();
+        let essence = bytes
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii()
+            .to_ascii_lowercase();
+        let Some(slash) = essence.iter().position(|&b| b == b'/') else {
+            return false;
+        };
+        let (kind, sub) = (&essence[..slash], &essence[slash + 1..]);
+        kind == b"application" && (sub == b"json" || sub.ends_with(b"+json"))
+    })
 }
 
 /// The layer's own answer: `status`, an empty body, `Cache-Control: no-store`.
@@ -220,6 +393,37 @@ mod tests {
             assert!(!is_json(&headers(no)), "{no}");
         }
         assert!(!is_json(&HeaderMap::new()));
+        // Parameters are not read, whatever bytes they hold.
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes(b"application/json; x=\"\xff\"").unwrap(),
+        );
+        assert!(is_json(&odd));
+        // Any of several Content-Type headers.
+        let mut two = headers("text/plain");
+        two.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(is_json(&two));
+    }
+
+    #[test]
+    fn a_key_twice_in_one_object_is_refused() {
+        let ok = parse_unique(br#"{"a": 1, "b": {"a": 2}, "c": [{"a": 3}, {"a": 4}], "d": null}"#)
+            .unwrap();
+        assert_eq!(
+            ok,
+            serde_json::json!({"a": 1, "b": {"a": 2}, "c": [{"a": 3}, {"a": 4}], "d": null})
+        );
+        for twice in [
+            r#"{"amount": 1, "amount": 1000000}"#,
+            r#"{"to": {"iban": "A", "iban": "B"}}"#,
+            r#"[{"x": true, "x": false}]"#,
+        ] {
+            assert!(parse_unique(twice.as_bytes()).is_err(), "{twice}");
+        }
+        assert!(parse_unique(b"{} {}").is_err());
+        assert!(parse_unique(b"{\"a\": ").is_err());
+        assert_eq!(parse_unique(b"1.5e3").unwrap(), serde_json::json!(1500.0));
     }
 
     #[tokio::test]

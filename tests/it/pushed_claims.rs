@@ -180,8 +180,10 @@ async fn exchanges_push_the_claims_and_are_cached_per_claims() {
 
 /// `POST /transfers` needs `send` and pushes the JSON body's `amount` and every `tags` entry;
 /// its handler answers with the body it received.
+/// `body_layer` makes the `ClaimBodyLayer` put outside the layer, from the layer's map;
+/// `/upload` is a public route that echoes its body too.
 async fn body_setup(
-    with_body_layer: bool,
+    body_layer: impl FnOnce(&ResourceMap) -> Option<ClaimBodyLayer>,
 ) -> (Setup, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::routing::post;
     let as_ = start_as_in(Flavor::Keycloak).await;
@@ -197,12 +199,15 @@ async fn body_setup(
         .claim("amount", "{request.body['/amount']}")
         .and_then(|c| c.claim("tags", "{request.body['/tags']}"))
         .expect("valid templates");
-    let map = ResourceMap::new().route(
-        Route::new("/transfers")
-            .resource_id(&album)
-            .scopes(Method::POST, ["send"])
-            .push_claims(claims),
-    );
+    let map = ResourceMap::new()
+        .route(
+            Route::new("/transfers")
+                .resource_id(&album)
+                .scopes(Method::POST, ["send"])
+                .push_claims(claims),
+        )
+        .route(Route::public("/upload").public_methods([Method::POST]));
+    let body_layer = body_layer(&map);
     let layer: UmaLayer = layer_builder(&as_, Flavor::Keycloak)
         .await
         .resources(map)
@@ -212,20 +217,18 @@ async fn body_setup(
     let calls = Calls::default();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (c, s) = (calls.clone(), seen.clone());
+    let echo = post(move |body: String| {
+        c.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        s.lock().expect("lock").push(body.clone());
+        async move { body }
+    });
     let app = axum::Router::new()
-        .route(
-            "/transfers",
-            post(move |body: String| {
-                c.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                s.lock().expect("lock").push(body.clone());
-                async move { body }
-            }),
-        )
+        .route("/transfers", echo.clone())
+        .route("/upload", echo)
         .layer(layer);
-    let app = if with_body_layer {
-        app.layer(ClaimBodyLayer::new(64))
-    } else {
-        app
+    let app = match body_layer {
+        Some(body_layer) => app.layer(body_layer),
+        None => app,
     };
     let url = format!("http://{}", serve(app).await);
     (
@@ -257,7 +260,7 @@ async fn post_json(
 
 #[tokio::test]
 async fn claims_from_the_json_body_go_with_the_ticket_request() {
-    let (s, _) = body_setup(true).await;
+    let (s, _) = body_setup(|_| Some(ClaimBodyLayer::new(64))).await;
     let resp = post_json(
         &s,
         r#"{"amount": 120, "tags": ["x", true]}"#,
@@ -279,7 +282,7 @@ async fn claims_from_the_json_body_go_with_the_ticket_request() {
 
 #[tokio::test]
 async fn the_body_reaches_the_handler_unchanged_and_grants_follow_the_body() {
-    let (s, seen) = body_setup(true).await;
+    let (s, seen) = body_setup(|_| Some(ClaimBodyLayer::new(64))).await;
     let rpt = rpt_for(&s.as_, &s.album, &["send"]);
     let answer = json!({
         "active": true,
@@ -307,7 +310,7 @@ async fn the_body_reaches_the_handler_unchanged_and_grants_follow_the_body() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_or_not_json_are_refused_before_the_layer() {
-    let (s, _) = body_setup(true).await;
+    let (s, _) = body_setup(|_| Some(ClaimBodyLayer::new(64))).await;
     let big = format!(r#"{{"amount": 1, "pad": "{}"}}"#, "x".repeat(100));
     let resp = post_json(&s, &big, "application/json", None).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -319,7 +322,7 @@ async fn bodies_over_the_limit_or_not_json_are_refused_before_the_layer() {
 
 #[tokio::test]
 async fn a_json_request_no_body_layer_read_is_refused_with_500() {
-    let (s, _) = body_setup(false).await;
+    let (s, _) = body_setup(|_| None).await;
     let rpt = rpt_for(&s.as_, &s.album, &["send"]);
     let resp = post_json(&s, r#"{"amount": 1}"#, "application/json", Some(&rpt)).await;
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -329,4 +332,98 @@ async fn a_json_request_no_body_layer_read_is_refused_with_500() {
     let resp = post_json(&s, "amount=1", "text/plain", None).await;
     expect_challenge(&resp, &s.as_);
     assert_eq!(s.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn odd_json_requests_are_refused_or_read_as_json() {
+    let (s, _) = body_setup(|_| Some(ClaimBodyLayer::new(64))).await;
+    // A key twice: parsers disagree on which counts.
+    let resp = post_json(
+        &s,
+        r#"{"amount": 1, "amount": 9000}"#,
+        "application/json",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // Two Content-Type headers.
+    let resp = http()
+        .post(format!("{}/transfers", s.url))
+        .header("content-type", "text/plain")
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 1}"#)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(s.as_.requests(Endpoint::Permission).is_empty());
+    // Bytes outside ASCII in a parameter do not hide the JSON type.
+    let resp = http()
+        .post(format!("{}/transfers", s.url))
+        .header(
+            "content-type",
+            http::HeaderValue::from_bytes(b"application/json; x=\"\xff\"").expect("a value"),
+        )
+        .body(r#"{"amount": 7}"#)
+        .send()
+        .await
+        .expect("an answer");
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["7"]}));
+    // An empty JSON body: read, no value.
+    let resp = post_json(&s, "", "application/json", None).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(last_ticket_claims(&s.as_), Value::Null);
+    assert_eq!(s.calls.get(), 0);
+}
+
+#[tokio::test]
+async fn only_for_reads_the_bodies_of_body_claim_routes_alone() {
+    let (s, seen) = body_setup(|map| Some(ClaimBodyLayer::new(64).only_for(map))).await;
+    // A public route: a JSON body over the limit and a malformed one pass unread.
+    let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(200));
+    for body in [big.as_str(), "{not json"] {
+        let resp = http()
+            .post(format!("{}/upload", s.url))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(resp.status(), StatusCode::OK, "{body}");
+    }
+    assert_eq!(seen.lock().expect("lock").len(), 2);
+    // The body-claims route is still read and bounded.
+    let resp = post_json(&s, &big, "application/json", None).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = post_json(&s, r#"{"amount": 3}"#, "application/json", None).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["3"]}));
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_a_408() {
+    let (s, _) = body_setup(|_| {
+        Some(ClaimBodyLayer::new(64).read_timeout(std::time::Duration::from_millis(200)))
+    })
+    .await;
+    // The head and the first bytes of a 50-byte body, then nothing.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 50\r\n\r\n{\"amount\": ",
+        )
+        .await
+        .expect("written");
+    let mut answer = vec![0; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer before the test's own deadline")
+        .expect("read");
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(s.as_.requests(Endpoint::Permission).is_empty());
 }

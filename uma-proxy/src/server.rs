@@ -480,11 +480,16 @@ pub async fn run(
                 announced,
                 grace,
             };
-            if config.resource_map().reads_body() {
-                // Claims pushed from JSON bodies: the body is read (bounded) before the layer
-                // decides, and forwarded as read.
+            let map = config.resource_map();
+            if map.reads_body() {
+                // Claims pushed from JSON bodies: the body of those routes' JSON requests is
+                // read (bounded in size and time) before the layer decides, and forwarded as
+                // read; every other body streams.
                 let service = tower::Layer::layer(&layer, forward);
-                let service = ClaimBodyLayer::new(CLAIM_BODY_LIMIT).layer(service);
+                let service = ClaimBodyLayer::new(CLAIM_BODY_LIMIT)
+                    .only_for(&map)
+                    .read_timeout(config.upstream_timeout)
+                    .layer(service);
                 let service = tower::util::MapRequest::new(service, |r: Request<Incoming>| {
                     r.map(RequestBody::from)
                 });

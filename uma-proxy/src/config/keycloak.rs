@@ -147,6 +147,25 @@ public = true
     }
 
     #[test]
+    fn claims_from_the_body_are_refused_in_decision_mode() {
+        let dir = std::env::temp_dir().join(format!("uma-proxy-kc-{}-body", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let json = serde_json::json!({
+            "realm": "photos", "auth-server-url": "http://127.0.0.1:8280", "resource": "photo-api",
+            "credentials": {"secret": "s3cret"},
+            "policy-enforcer": {"paths": [{"name": "t", "path": "/t", "scopes": ["send"],
+                "claim-information-point": {"claims": {"a": "{request.body['/a']}"}}}]}
+        });
+        std::fs::write(dir.join("keycloak.json"), json.to_string()).expect("written");
+        let proxy = read(&dir, TOML, &Overrides::default()).expect("valid in proxy mode");
+        assert!(proxy.resource_map().reads_body());
+        let decision = "mode = \"decision\"\nkeycloak_config = \"keycloak.json\"\n";
+        let e = read(&dir, decision, &Overrides::default()).expect_err("decision mode");
+        assert!(e.message().contains("mode = \"decision\""), "{e}");
+        assert!(e.message().contains("request.body"), "{e}");
+    }
+
+    #[test]
     fn the_flag_wins_over_the_key() {
         let dir = keycloak_dir("flag-key", "from-key");
         let other = keycloak_dir("flag", "from-flag");

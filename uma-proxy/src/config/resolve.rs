@@ -161,6 +161,17 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     .to_owned(),
             ));
         }
+        if matches!(mode, Mode::Decision(_))
+            && keycloak
+                .as_ref()
+                .is_some_and(|k| k.resource_map().reads_body())
+        {
+            return Err(self.nowhere(
+                "claims from the request body (`{request.body[…]}`) cannot be used with mode = \
+                 \"decision\": the gateway does not send the body; use mode = \"proxy\""
+                    .to_owned(),
+            ));
+        }
         let resource_metadata = self.resolve_metadata(raw.resource_metadata.as_ref())?;
         let c = raw.cache;
         Ok(Config {

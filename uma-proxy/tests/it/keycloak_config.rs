@@ -210,7 +210,8 @@ async fn claims_from_the_json_body_are_pushed_and_the_body_still_reaches_the_ups
             "paths": [{"name": "transfers", "path": "/transfers",
                        "methods": [{"method": "POST", "scopes": ["send"]}],
                        "claim-information-point": {"claims": {
-                           "amount": "{request.body['/amount']}"}}}]
+                           "amount": "{request.body['/amount']}"}}},
+                      {"path": "/upload", "enforcement-mode": "DISABLED"}]
         }),
     );
     let (_proxy, addr) = start_from_keycloak_json(&keycloak_json, &upstream.url()).await;
@@ -277,4 +278,17 @@ async fn claims_from_the_json_body_are_pushed_and_the_body_still_reaches_the_ups
         asked_before
     );
     assert_eq!(upstream.seen().len(), 1);
+    // A route that does not read the body: the same JSON streams through, unbounded.
+    let body = Full::new(bytes::Bytes::from(big.clone()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let upload = send_with(
+        Method::POST,
+        &format!("http://{addr}/upload"),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(upload.status, StatusCode::OK);
+    assert_eq!(upstream.seen()[1].body_len, big.len() as u64);
 }
