@@ -29,7 +29,7 @@
 # charged to it (only one target is busy at a time).
 #
 # Usage: uma-bench/run-peers.sh       (from anywhere; builds, installs and fetches what it needs)
-# Settings (environment): ROUNDS=5 DURATION=5s WARMUP=1s WARM_UP_EACH=20s CONNECTIONS=32 TOKENS=20
+# Settings (environment): ROUNDS=5 DURATION=5s WARMUP=1s WARM_UP_EACH=60s CONNECTIONS=32 TOKENS=20
 #   LOADGEN_ARGS=--raw PROXY_CPU=0 CLIENT_CPU=1 CACHE_TTL=60 OATHKEEPER_VERSION=v0.40.9
 #   PEERS="nginx uma-introspect uma-jwt oathkeeper enforcer" CHART=uma-bench/peers.png
 #   OUT=target/peers (tools, logs, results: OUT/results.tsv, OUT/rounds.tsv)
@@ -40,7 +40,7 @@ root=$PWD
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
-WARM_UP_EACH=${WARM_UP_EACH:-20s}
+WARM_UP_EACH=${WARM_UP_EACH:-60s}
 CONNECTIONS=${CONNECTIONS:-32}
 TOKENS=${TOKENS:-20}
 LOADGEN_ARGS=${LOADGEN_ARGS---raw}
