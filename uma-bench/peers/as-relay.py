@@ -17,6 +17,7 @@ matter, but it runs on the load generator's core (taskset by the caller).
 
 import argparse
 import asyncio
+import signal
 import sys
 
 
@@ -126,7 +127,8 @@ async def main():
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        sys.exit(0)
+    # A background job of a script starts with SIGINT ignored: stop on SIGINT (what
+    # uma-bench/lib.sh sends) and SIGTERM explicitly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    asyncio.run(main())
