@@ -80,6 +80,7 @@ pub(crate) async fn waiting_builder(
     if let Some(u) = &a.jwks_uri {
         builder = builder.jwks_uri(u.clone());
     }
+    builder = builder.rpt_validation(a.rpt_validation);
     if let Some(u) = &a.as_uri {
         builder = builder.as_uri(u.clone());
     }

@@ -13,9 +13,11 @@
 //! error and makes the exit status 1.
 //!
 //! The last line on stdout is machine-readable:
-//! `requests=N errors=E seconds=S rps=R connections=C client_cpu=F` (`client_cpu`: this
-//! process's CPU time over the measured wall time; near 1.0 means the load generator, not the
-//! server, may be the bottleneck).
+//! `requests=N errors=E seconds=S rps=R connections=C client_cpu=F p50_ms=A p99_ms=B`
+//! (`client_cpu`: this process's CPU time over the measured wall time; near 1.0 means the load
+//! generator, not the server, may be the bottleneck; `p50_ms`, `p99_ms`: the median and 99th
+//! percentile latency of the counted requests, from writing the request to reading the whole
+//! response, in milliseconds).
 #![allow(
     clippy::print_stdout,
     reason = "the load generator reports its figures on stdout"
@@ -148,22 +150,41 @@ impl Plan {
     }
 }
 
-/// One keep-alive connection: requests until the plan says stop; returns how many completed
-/// inside the measured window.
+/// The latencies of the requests one connection completed inside the measured window, in
+/// microseconds.
+type Latencies = Vec<u32>;
+
+/// Microseconds since `t0`, saturating.
+fn micros_since(t0: Instant) -> u32 {
+    u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX)
+}
+
+/// The `q` quantile (0..=1) of sorted latencies, in milliseconds (nearest rank).
+fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1e3
+}
+
+/// One keep-alive connection: requests until the plan says stop; returns the latencies of
+/// those that completed inside the measured window.
 async fn connection(
     plan: Arc<Plan>,
     index: usize,
-) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Latencies, Box<dyn std::error::Error + Send + Sync>> {
     let stream = TcpStream::connect(plan.authority.as_str()).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let mut counted = 0;
+    let mut counted = Latencies::new();
     let mut n = index;
     while plan.take_one() {
         sender.ready().await?;
+        let t0 = Instant::now();
         let resp = sender.send_request(plan.request(n)).await?;
         let status = resp.status();
         resp.into_body().collect().await?;
@@ -171,7 +192,7 @@ async fn connection(
             plan.error(format!("status {status}"));
         }
         if plan.remaining.is_some() || Instant::now() >= plan.measure_from {
-            counted += 1;
+            counted.push(micros_since(t0));
         }
         n += plan.stride;
     }
@@ -182,13 +203,14 @@ async fn connection(
 async fn raw_connection(
     plan: Arc<Plan>,
     index: usize,
-) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Latencies, Box<dyn std::error::Error + Send + Sync>> {
     let mut stream = TcpStream::connect(plan.authority.as_str()).await?;
     stream.set_nodelay(true)?;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut counted = 0;
+    let mut counted = Latencies::new();
     let mut n = index;
     while plan.take_one() {
+        let t0 = Instant::now();
         stream.write_all(&plan.raw[n % plan.raw.len()]).await?;
         let status = loop {
             if let Some((status, len)) = parse_response(&buf)? {
@@ -203,7 +225,7 @@ async fn raw_connection(
             plan.error(format!("status {status}"));
         }
         if plan.remaining.is_some() || Instant::now() >= plan.measure_from {
-            counted += 1;
+            counted.push(micros_since(t0));
         }
         n += plan.stride;
     }
@@ -346,20 +368,23 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             tokio::time::sleep_until(measure_from.into()).await;
         }
         let cpu_at_start = cpu_seconds().unwrap_or(0.0);
-        let mut total = 0;
+        let mut latencies = Latencies::new();
         while let Some(done) = tasks.join_next().await {
-            total += done??;
+            latencies.extend(done??);
         }
+        latencies.sort_unstable();
+        let total = latencies.len() as u64;
+        let (p50, p99) = (quantile_ms(&latencies, 0.50), quantile_ms(&latencies, 0.99));
         // Requests still in flight at the deadline finish and are counted: include their time.
         let seconds = measure_from.elapsed().as_secs_f64();
         let cpu = cpu_seconds().unwrap_or(0.0) - cpu_at_start;
         let errors = plan.errors.load(Ordering::Relaxed);
         let rps = total as f64 / seconds;
         println!(
-            "uma-loadgen: {total} requests in {seconds:.2} s over {connections} connections: {rps:.0} req/s, {errors} errors"
+            "uma-loadgen: {total} requests in {seconds:.2} s over {connections} connections: {rps:.0} req/s, {errors} errors, latency p50 {p50:.3} ms, p99 {p99:.3} ms"
         );
         println!(
-            "requests={total} errors={errors} seconds={seconds:.3} rps={rps:.1} connections={connections} client_cpu={:.2}",
+            "requests={total} errors={errors} seconds={seconds:.3} rps={rps:.1} connections={connections} client_cpu={:.2} p50_ms={p50:.3} p99_ms={p99:.3}",
             cpu / seconds
         );
         if errors > 0 {

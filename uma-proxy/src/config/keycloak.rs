@@ -63,6 +63,7 @@ pub(super) fn as_config(kc: &KeycloakConfig) -> AsConfig {
         permission_endpoint: None,
         resource_registration_endpoint: None,
         jwks_uri: None,
+        rpt_validation: tower_uma::jwt::RptValidation::Introspect,
         dialect: Dialect::Keycloak,
         client_id: kc.client_id().to_owned(),
         client_secret: ClientSecret::new(kc.client_secret().secret()),

@@ -203,6 +203,9 @@ pub struct AsConfig {
     pub resource_registration_endpoint: Option<String>,
     /// `jwks_uri`: the AS key set (for local validation of JWT RPTs).
     pub jwks_uri: Option<String>,
+    /// `rpt_validation`: introspection (the default), or local verification of JWT RPTs
+    /// against the AS's key set.
+    pub rpt_validation: tower_uma::jwt::RptValidation,
     /// `dialect`.
     pub dialect: Dialect,
     /// `client_id`.

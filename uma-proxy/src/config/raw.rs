@@ -63,6 +63,15 @@ pub(super) enum PatGrantKind {
     Password,
 }
 
+/// `rpt_validation` of `[authorization_server]`.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RptValidationKind {
+    Introspect,
+    Local,
+    LocalThenIntrospect,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAs {
@@ -73,6 +82,7 @@ pub(super) struct RawAs {
     pub(super) permission_endpoint: Option<Spanned<String>>,
     pub(super) resource_registration_endpoint: Option<Spanned<String>>,
     pub(super) jwks_uri: Option<Spanned<String>>,
+    pub(super) rpt_validation: Option<RptValidationKind>,
     #[serde(default, deserialize_with = "dialect")]
     pub(super) dialect: Dialect,
     pub(super) client_id: Spanned<String>,

@@ -9,12 +9,15 @@ use std::time::Duration;
 use http::Method;
 use toml::Spanned;
 use toml_diag::Diagnostic;
+use tower_uma::jwt::RptValidation;
 use tower_uma::metadata::ResourceMetadata;
 use tower_uma::{
     Dialect, ResourceDecl, ResourceMap, resources::ResourceMapError, token::ClientSecret,
 };
 
-use super::raw::{Dur, ModeRaw, PatGrantKind, RawAs, RawConfig, RawMetadata, RawResource};
+use super::raw::{
+    Dur, ModeRaw, PatGrantKind, RawAs, RawConfig, RawMetadata, RawResource, RptValidationKind,
+};
 use super::{
     AsCallsConfig, AsConfig, CacheConfig, Config, ConfigError, DEFAULT_AS_TIMEOUT,
     DEFAULT_BREAKER_MAX_OPEN_INTERVAL, DEFAULT_BREAKER_OPEN_INTERVAL, DEFAULT_LISTEN,
@@ -509,6 +512,11 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             permission_endpoint,
             resource_registration_endpoint,
             jwks_uri,
+            rpt_validation: match a.rpt_validation {
+                None | Some(RptValidationKind::Introspect) => RptValidation::Introspect,
+                Some(RptValidationKind::Local) => RptValidation::Local,
+                Some(RptValidationKind::LocalThenIntrospect) => RptValidation::LocalThenIntrospect,
+            },
             dialect: a.dialect,
             client_id: a.client_id.get_ref().clone(),
             client_secret,

@@ -562,3 +562,47 @@ async fn methods_case_and_public_routes_through_the_proxy() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_validation_verifies_jwt_rpts_without_introspecting_them() {
+    let as_ = uma_test_as::AuthServer::builder()
+        .client(RS_ID, RS_SECRET)
+        .client(APP_ID, APP_SECRET)
+        .rpt_format(uma_test_as::RptFormat::Jwt)
+        .spawn()
+        .await
+        .expect("the test AS starts");
+    let up = start_upstream().await;
+    let text = config(&as_, &up.url(), "").replace(
+        "allow_http = true\n",
+        "allow_http = true\nrpt_validation = \"local\"\n",
+    );
+    assert!(text.contains("rpt_validation"));
+    let (proxy, addr) = Proxy::start(&text).await;
+    let album = as_.resource_id("album").unwrap();
+    let rpt = as_.mint_rpt(RptSpec::active_for(album, ["view"], 300));
+    let url = format!("http://{addr}/albums/1");
+    for _ in 0..3 {
+        let r = send(
+            Method::GET,
+            &url,
+            &[("authorization", &format!("Bearer {rpt}"))],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", proxy.stderr());
+    }
+    // The same token with its signature changed: refused, never forwarded.
+    let (head, sig) = rpt.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{head}.{flipped}{}", &sig[1..]);
+    let r = send(
+        Method::GET,
+        &url,
+        &[("authorization", &format!("Bearer {forged}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(up.seen().len(), 3);
+    assert_eq!(as_.count(Endpoint::Introspection), 0, "verified locally");
+    assert!(as_.count(Endpoint::Jwks) >= 1, "with the AS's keys");
+}
