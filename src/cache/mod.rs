@@ -394,6 +394,7 @@ impl IntrospectionCacheBuilder {
                 positive,
                 negative,
                 flights: Flights::default(),
+                hits: metrics::HotCounter::cache_hits(),
                 stale_log: Mutex::default(),
             })),
         }
