@@ -693,38 +693,70 @@ pub(crate) fn set_principal_headers(
     if let Some(client_id) = p.client_id() {
         headers.insert(X_UMA_CLIENT_ID, percent_encoded(client_id));
     }
-    let json = ascii_json(permissions_json(p.permissions()).map_err(|_| "permissions")?);
-    // Takes the buffer over (no copy); validation only, since the JSON is ASCII by now.
-    let v = HeaderValue::from_maybe_shared(Bytes::from(json)).map_err(|_| "permissions")?;
-    headers.insert(X_UMA_PERMISSIONS, v);
+    headers.insert(X_UMA_PERMISSIONS, permissions_value(p)?);
     Ok(())
+}
+
+/// The `X-Uma-Permissions` value of `p`: the JSON is written into a buffer kept by the thread,
+/// then copied once into the header value.
+fn permissions_value(p: &UmaPrincipal) -> Result<HeaderValue, &'static str> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// A buffer grown past this (an RPT with very many permissions) is not kept.
+    const KEPT: usize = 4096;
+    SCRATCH.with_borrow_mut(|json| {
+        json.clear();
+        let value = match write_permissions_json(json, p.permissions()) {
+            Ok(()) if json.iter().all(|&b| (b' '..=b'~').contains(&b)) => {
+                HeaderValue::from_bytes(json).map_err(|_| "permissions")
+            }
+            Ok(()) => HeaderValue::from_maybe_shared(Bytes::from(ascii_json(json.clone())))
+                .map_err(|_| "permissions"),
+            Err(_) => Err("permissions"),
+        };
+        if json.capacity() > KEPT {
+            *json = Vec::new();
+        }
+        value
+    })
 }
 
 /// `[{"resource_id": …, "resource_scopes": […]}, …]`, written directly: ids and scope names
 /// are nearly always plain printable ASCII, which is copied as is; anything else goes through
 /// serde_json's string escaping.
+#[cfg(test)]
 fn permissions_json<'a>(
     permissions: impl Iterator<Item = &'a Permission>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(128);
+    write_permissions_json(&mut out, permissions)?;
+    Ok(out)
+}
+
+/// Appends [`permissions_json`]'s JSON to `out`.
+fn write_permissions_json<'a>(
+    out: &mut Vec<u8>,
+    permissions: impl Iterator<Item = &'a Permission>,
+) -> Result<(), serde_json::Error> {
     out.push(b'[');
     for (i, permission) in permissions.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(br#"{"resource_id":"#);
-        json_string(&mut out, permission.resource_id())?;
+        json_string(out, permission.resource_id())?;
         out.extend_from_slice(br#","resource_scopes":["#);
         for (j, scope) in permission.resource_scopes().enumerate() {
             if j > 0 {
                 out.push(b',');
             }
-            json_string(&mut out, scope)?;
+            json_string(out, scope)?;
         }
         out.extend_from_slice(b"]}");
     }
     out.push(b']');
-    Ok(out)
+    Ok(())
 }
 
 /// Appends `s` as a JSON string.
