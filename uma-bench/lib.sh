@@ -162,6 +162,11 @@ inclusive() {
             v = $1 / n; $1 = ""; printf "    %7.0f %s\n", v, substr($0, 2) }'
 }
 
+# The token digest's SHA-256 compression function (aws-lc-rs; the sha2 crate without
+# `rustls`), counted on its own: valgrind hides the CPU's SHA extensions, so it runs in software
+# there and costs far more than natively.
+SHA_BLOCK='sha256_block_data_order|sha2::sha256::.*compress'
+
 # self_cost FILE REGEX: the instructions (self cost) of the functions of a callgrind output
 # file whose names match REGEX, summed.
 self_cost() {

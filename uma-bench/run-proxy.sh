@@ -51,8 +51,6 @@ CG_REFERENCE=${CG_REFERENCE-proxy-bare proxy-uma}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/uma-bench}
 BIN=$TARGET_DIR/release
-# The token digest's compression function (aws-lc-rs; the sha2 crate without `rustls`).
-SHA_BLOCK='sha256_block_data_order|sha2::sha256::.*compress'
 
 started=$SECONDS
 echo "== $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the CPUs skews throughput, not instruction counts)"
