@@ -587,19 +587,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hot_counters_count_in_the_recorder_current_at_each_increment() {
+        let built_with = TestRecorder::default();
+        let later = TestRecorder::default();
+        let (hits, allowed) = metrics::with_local_recorder(&built_with, || {
+            (HotCounter::cache_hits(), HotCounter::allowed_decisions())
+        });
+        // Under the recorder they were registered with: through the handles.
+        metrics::with_local_recorder(&built_with, || {
+            hits.increment();
+            decision(Outcome::Allowed, &allowed);
+        });
+        // Under another (one installed after the layer was built): through its keys.
+        metrics::with_local_recorder(&later, || {
+            hits.increment();
+            hits.increment();
+            decision(Outcome::Allowed, &allowed);
+        });
+        assert_eq!(built_with.counter(CACHE_HITS), 1);
+        assert_eq!(later.counter(CACHE_HITS), 2);
+        assert_eq!(
+            built_with.counter("uma_decisions_total{outcome=allowed}"),
+            1
+        );
+        assert_eq!(later.counter("uma_decisions_total{outcome=allowed}"), 1);
+    }
+
+    #[test]
     fn known_and_unknown_outcomes_are_recorded_with_their_label() {
         let rec = TestRecorder::default();
         metrics::with_local_recorder(&rec, || {
-            decision(Outcome::Allowed);
-            decision(Outcome::Allowed);
-            decision(Outcome::Challenged);
+            let allowed = HotCounter::allowed_decisions();
+            decision(Outcome::Allowed, &allowed);
+            decision(Outcome::Allowed, &allowed);
+            decision(Outcome::Challenged, &allowed);
             ticket("issued");
             ticket("failed");
             pat_refresh("ok");
             introspection("active", 0.01);
             introspection("status", 0.2);
             introspection("brand_new", 0.2);
-            cache_hit();
+            HotCounter::cache_hits().increment();
             cache_miss();
             cache_coalesced();
             cache_stale_served();

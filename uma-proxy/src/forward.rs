@@ -1018,6 +1018,24 @@ mod tests {
     }
 
     #[test]
+    fn each_client_gets_its_own_address() {
+        // The last address formatted is kept per thread: a new one must not get the old one.
+        for (peer, expected) in [
+            ("127.0.0.1:5555", "127.0.0.1"),
+            ("127.0.0.1:6666", "127.0.0.1"),
+            ("10.1.2.3:5555", "10.1.2.3"),
+            ("[::ffff:10.1.2.3]:7", "10.1.2.3"),
+            ("[fd00::7]:5555", "fd00::7"),
+            ("127.0.0.1:5555", "127.0.0.1"),
+        ] {
+            let mut h = HeaderMap::new();
+            let addr = ClientAddr(peer.parse().unwrap());
+            set_forwarded(&mut h, Some(addr), None, false);
+            assert_eq!(h[X_FORWARDED_FOR], expected, "{peer}");
+        }
+    }
+
+    #[test]
     fn forwarding_headers_of_trusted_proxies_are_extended() {
         let mut h = claimed();
         let addr = ClientAddr("[fd00::7]:5555".parse().unwrap());

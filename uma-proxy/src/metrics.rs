@@ -190,6 +190,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn meters_record_in_the_recorder_current_at_each_exchange() {
+        let built_with = PrometheusBuilder::new().build_recorder();
+        let later = PrometheusBuilder::new().build_recorder();
+        let meters = metrics::with_local_recorder(&built_with, UpstreamMeters::register);
+        metrics::with_local_recorder(&built_with, || {
+            meters.record("ok", Duration::from_millis(2));
+            meters.record("something_new", Duration::ZERO);
+        });
+        metrics::with_local_recorder(&later, || {
+            meters.record("timeout", Duration::from_secs(30));
+            meters.record("ok", Duration::from_millis(3));
+        });
+        let first = built_with.handle().render();
+        let second = later.handle().render();
+        for (text, line) in [
+            (
+                &first,
+                r#"uma_proxy_upstream_requests_total{outcome="ok"} 1"#,
+            ),
+            (
+                &first,
+                r#"uma_proxy_upstream_requests_total{outcome="something_new"} 1"#,
+            ),
+            (
+                &second,
+                r#"uma_proxy_upstream_requests_total{outcome="timeout"} 1"#,
+            ),
+            (
+                &second,
+                r#"uma_proxy_upstream_requests_total{outcome="ok"} 1"#,
+            ),
+            (
+                &second,
+                r#"uma_proxy_upstream_duration_seconds_count{outcome="ok"} 1"#,
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        assert!(!first.contains("timeout"), "{first}");
+    }
+
+    #[test]
     fn upstream_exchanges_are_counted_and_timed_by_outcome() {
         let recorder = PrometheusBuilder::new().build_recorder();
         metrics::with_local_recorder(&recorder, || {
