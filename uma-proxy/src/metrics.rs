@@ -7,6 +7,9 @@
 //! | `uma_proxy_upstream_duration_seconds` | histogram | `outcome`: as above | Time from forwarding to the upstream's response head. |
 //! | `uma_proxy_ready` | gauge | — | `1` once the first resource sync succeeded, `0` before. |
 //!
+//! The upstream series of the three outcomes are registered when the forwarding service is
+//! built, so they are listed (at zero) before the first request.
+//!
 //! # Memory
 //!
 //! The Prometheus recorder keeps every histogram sample in a buffer until its handle's
@@ -228,7 +231,9 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
-        assert!(!first.contains("timeout"), "{first}");
+        // Registered up front: the outcome nobody met yet is there, at zero.
+        let zero = r#"uma_proxy_upstream_requests_total{outcome="timeout"} 0"#;
+        assert!(first.lines().any(|l| l == zero), "no `{zero}` in\n{first}");
     }
 
     #[test]
