@@ -110,6 +110,69 @@ macro_rules! label_keys {
     };
 }
 
+/// A counter every request may increment (cache hits, allowed decisions), registered once
+/// with the recorder current when the cache or the layer was built, so that a request
+/// increments it without a registry lookup, and the allocation of a handle, each time.
+///
+/// While another recorder is current (one installed after the layer was built, or a test's
+/// local recorder), each increment goes to that recorder through its key, as the facade's
+/// macros would: every count lands in the recorder current at the time.
+pub(crate) struct HotCounter {
+    /// The address of the recorder `counter` belongs to.
+    recorder: usize,
+    counter: metrics::Counter,
+    key: &'static Key,
+}
+
+impl HotCounter {
+    /// Registers `key` with the current recorder.
+    fn register(key: &'static Key) -> Self {
+        metrics::with_recorder(|recorder| Self {
+            recorder: recorder_id(recorder),
+            counter: recorder.register_counter(key, &METADATA),
+            key,
+        })
+    }
+
+    /// `uma_cache_hits_total`.
+    pub(crate) fn cache_hits() -> Self {
+        Self::register(static_key!(CACHE_HITS))
+    }
+
+    /// `uma_decisions_total{outcome="allowed"}`.
+    pub(crate) fn allowed_decisions() -> Self {
+        match decision_key(Outcome::Allowed.as_str()) {
+            Some(key) => Self::register(key),
+            // `allowed` is one of the static keys.
+            None => Self::register(static_key!(DECISIONS)),
+        }
+    }
+
+    /// Increments the counter by one, in the current recorder.
+    pub(crate) fn increment(&self) {
+        metrics::with_recorder(|recorder| {
+            if recorder_id(recorder) == self.recorder {
+                self.counter.increment(1);
+            } else {
+                recorder.register_counter(self.key, &METADATA).increment(1);
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for HotCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotCounter")
+            .field("key", &self.key.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The address of `recorder`, to tell recorders apart.
+fn recorder_id(recorder: &dyn metrics::Recorder) -> usize {
+    std::ptr::from_ref(recorder).cast::<()>() as usize
+}
+
 /// Increments a counter by one.
 fn increment(key: &Key) {
     metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
@@ -218,11 +281,6 @@ pub(crate) fn describe() {
         RESOURCE_RESYNCS,
         "Attempts to register again, or find again, a resource the AS said it does not know"
     );
-}
-
-/// One request answered from a fresh positive cache entry.
-pub(crate) fn cache_hit() {
-    increment(static_key!(CACHE_HITS));
 }
 
 /// One introspection call started by the cache.
@@ -339,9 +397,14 @@ pub(crate) fn ticket(outcome: &'static str) {
     increment_labelled(ticket_key, TICKETS, OUTCOME, outcome);
 }
 
-/// One access decision, labelled with [`Outcome::as_str`].
-pub(crate) fn decision(outcome: Outcome) {
-    increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str());
+/// One access decision, labelled with [`Outcome::as_str`]; `allowed` counts the layer's
+/// allowed decisions (registered when it was built).
+pub(crate) fn decision(outcome: Outcome, allowed: &HotCounter) {
+    if outcome == Outcome::Allowed {
+        allowed.increment();
+    } else {
+        increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str());
+    }
 }
 
 /// One PAT refresh attempt that ended with `outcome` (`"ok"` or `"error"`).
@@ -524,19 +587,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hot_counters_count_in_the_recorder_current_at_each_increment() {
+        let built_with = TestRecorder::default();
+        let later = TestRecorder::default();
+        let (hits, allowed) = metrics::with_local_recorder(&built_with, || {
+            (HotCounter::cache_hits(), HotCounter::allowed_decisions())
+        });
+        // Under the recorder they were registered with: through the handles.
+        metrics::with_local_recorder(&built_with, || {
+            hits.increment();
+            decision(Outcome::Allowed, &allowed);
+        });
+        // Under another (one installed after the layer was built): through its keys.
+        metrics::with_local_recorder(&later, || {
+            hits.increment();
+            hits.increment();
+            decision(Outcome::Allowed, &allowed);
+        });
+        assert_eq!(built_with.counter(CACHE_HITS), 1);
+        assert_eq!(later.counter(CACHE_HITS), 2);
+        assert_eq!(
+            built_with.counter("uma_decisions_total{outcome=allowed}"),
+            1
+        );
+        assert_eq!(later.counter("uma_decisions_total{outcome=allowed}"), 1);
+    }
+
+    #[test]
     fn known_and_unknown_outcomes_are_recorded_with_their_label() {
         let rec = TestRecorder::default();
         metrics::with_local_recorder(&rec, || {
-            decision(Outcome::Allowed);
-            decision(Outcome::Allowed);
-            decision(Outcome::Challenged);
+            let allowed = HotCounter::allowed_decisions();
+            decision(Outcome::Allowed, &allowed);
+            decision(Outcome::Allowed, &allowed);
+            decision(Outcome::Challenged, &allowed);
             ticket("issued");
             ticket("failed");
             pat_refresh("ok");
             introspection("active", 0.01);
             introspection("status", 0.2);
             introspection("brand_new", 0.2);
-            cache_hit();
+            HotCounter::cache_hits().increment();
             cache_miss();
             cache_coalesced();
             cache_stale_served();

@@ -46,34 +46,14 @@ upstream_url=$url
 echo "== AS at $issuer, upstream at $upstream_url, $TOKENS RPTs"
 
 # The shipped defaults, plus what a deployment must say: where, which AS, which resource.
-common() {
-    cat <<TOML
-listen = "127.0.0.1:0"
-realm = "bench"
-$1
-[authorization_server]
-issuer = "$issuer"
-client_id = "bench-api"
-client_secret_env = "UMA_BENCH_SECRET"
-allow_http = true
-
-[[resources]]
-name = "hello"
-owner = "alice"
-path = "/hello"
-scopes = { GET = ["read"] }
-TOML
-}
-common "upstream = \"$upstream_url\"" >"$tmp/proxy.toml"
-common 'mode = "decision"' >"$tmp/decision.toml"
+proxy_toml "$issuer" "listen = \"127.0.0.1:0\"
+upstream = \"$upstream_url\"" >"$tmp/proxy.toml"
+proxy_toml "$issuer" "listen = \"127.0.0.1:0\"
+mode = \"decision\"" >"$tmp/decision.toml"
 
 # start_proxy NAME: the uma-proxy binary with $tmp/NAME.toml on PROXY_CPU; sets $url, $pid.
 start_proxy() {
-    UMA_BENCH_SECRET=bench-api-secret-41c9 taskset -c "$PROXY_CPU" "$BIN/uma-proxy" \
-        --config "$tmp/$1.toml" >"$tmp/$1.out" 2>"$tmp/$1.err" &
-    pid=$!
-    pids+=("$pid")
-    wait_listening "$1" "$pid"
+    start_uma_proxy "$1" "$PROXY_CPU"
 }
 start_proxy proxy
 proxy_url=$url proxy_pid=$pid

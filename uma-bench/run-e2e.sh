@@ -3,10 +3,12 @@
 #
 # 1. Throughput: both servers pinned to one core, uma-loadgen pinned to another, rounds
 #    interleaved (bare, layer, layer, bare, ...); prints every round, the medians and the ratio
-#    (target: layer >= 0.80 x bare).
+#    (target: layer >= 0.85 x bare).
 # 2. Instructions per request: each server under callgrind, sent N1 and then (in a second run)
 #    N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up. Prints both figures and the
-#    difference (target: the layer adds <= 5,000 instructions per request).
+#    difference; the token digest's SHA-256 block function is counted on a line of its own and
+#    left out of the target (valgrind hides the CPU's SHA extensions): the layer adds <= 4,000
+#    instructions per request. Each target line ends in MET or NOT MET.
 # 3. With PROFILE=1, a steady-state profile of each server: callgrind_control zeroes the
 #    counters after N1 requests and dumps them after N2 - N1 more; prints the instructions per
 #    request and the costliest functions per request (self and, for tower-uma and moka,
@@ -92,8 +94,8 @@ if [ -z "${SKIP_THROUGHPUT:-}" ]; then
     layer_med=$(median <"$tmp/layer.rps")
     awk -v b="$bare_med" -v l="$layer_med" 'BEGIN {
         r = l / b
-        printf "e2e/loopback: median bare %.0f req/s, median layer %.0f req/s, ratio layer/bare %.3f (target >= 0.80: %s)\n",
-            b, l, r, (r >= 0.80 ? "met" : "MISSED")
+        printf "e2e/loopback: median bare %.0f req/s, median layer %.0f req/s, ratio layer/bare %.3f (target >= 0.85: %s)\n",
+            b, l, r, (r >= 0.85 ? "MET" : "NOT MET")
     }'
     bare_cpu=$(median <"$tmp/bare.per-cpu")
     layer_cpu=$(median <"$tmp/layer.per-cpu")
@@ -107,9 +109,9 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
     echo "== e2e/loopback instructions per request under callgrind: N1=$N1, N2=$N2 requests," \
         "$CG_CONNECTIONS connection(s), $TOKENS cached RPTs"
     phase=$SECONDS
-    declare -A per_request
+    declare -A per_request sha
     for mode in bare layer $CG_EXTRA_MODES bare-no-token; do
-        declare -A ir
+        declare -A ir sha_ir
         for n in "$N1" "$N2"; do
             out="$OUT/callgrind.$mode.$n.out"
             rm -f "$out"
@@ -118,19 +120,24 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
             if [ "$mode" = bare-no-token ]; then extra=(); fi
             line=$(loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}")
             stop_server "$pid"
-            ir[$n]=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out")
-            if [ -z "${ir[$n]}" ]; then ir[$n]=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out"); fi
+            ir[$n]=$(callgrind_total "$out")
+            sha_ir[$n]=$(self_cost "$out" "$SHA_BLOCK")
             printf '  %-5s %6d requests: Ir %s  (%s)\n' "$mode" "$n" "${ir[$n]}" "$(field errors "$line") errors"
         done
         per_request[$mode]=$(awk -v a="${ir[$N1]}" -v b="${ir[$N2]}" -v n1="$N1" -v n2="$N2" \
             'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }')
-        echo "  $mode: $(printf '%s' "${per_request[$mode]}") instructions per request"
-        unset ir
+        sha[$mode]=$(awk -v a="${sha_ir[$N1]}" -v b="${sha_ir[$N2]}" -v n1="$N1" -v n2="$N2" \
+            'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }')
+        echo "  $mode: $(printf '%s' "${per_request[$mode]}") instructions per request (SHA-256 block function: ${sha[$mode]})"
+        unset ir sha_ir
     done
-    awk -v b="${per_request[bare]}" -v l="${per_request[layer]}" 'BEGIN {
+    awk -v b="${per_request[bare]}" -v l="${per_request[layer]}" -v s="${sha[layer]}" -v bs="${sha[bare]}" 'BEGIN {
         d = l - b
-        printf "e2e/loopback callgrind: bare %d, layer %d instructions/request; the layer adds %d (ratio %.3f; target <= 5,000: %s)\n",
-            b, l, d, l / b, (d <= 5000 ? "met" : "MISSED")
+        printf "e2e/loopback callgrind: bare %d, layer %d instructions/request; the layer adds %d (ratio %.3f)\n", b, l, d, l / b
+        printf "  the token digest'"'"'s SHA-256 block function (software under valgrind): %d instructions/request, left out below\n", s - bs
+        x = d - (s - bs)
+        printf "e2e/loopback callgrind: the layer adds %d instructions/request without it (target <= +4,000: %s)\n",
+            x, (x <= 4000 ? "MET" : "NOT MET")
     }'
     for mode in $CG_EXTRA_MODES; do
         awk -v b="${per_request[bare]}" -v m="${per_request[$mode]}" -v name="$mode" 'BEGIN {

@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# e2e/proxy: uma-proxy with cached RPTs against a bare forwarding proxy built the same way
-# (uma_proxy::forwarding_service served by uma_proxy::serve, hyper-util, no UMA) and against
-# the upstream (the axum hello-world) reached directly.
+# e2e/proxy: the uma-proxy binary as users run it (release, started from a proxy.toml with the
+# shipped defaults: metrics on through admin_listen as in the example proxy.toml, logs at info
+# on stderr) with cached RPTs, against the smallest hyper-util reverse proxy (uma-forwarder:
+# hyper server, legacy client, hop-by-hop removal, nothing else) and against the upstream (the
+# axum hello-world) reached directly. One AS (uma-bench-server --mode as), one upstream, the
+# same requests to every target: `GET /hello` with `Authorization: Bearer RPT`, the AS's RPTs
+# taken in turn.
 #
-# 1. Throughput: one upstream, the two proxies in front of it; rounds interleaved (direct,
-#    proxy-bare, proxy-uma, then proxy-uma, proxy-bare, direct, ...); prints every round, the
-#    medians and the ratios proxy-uma/proxy-bare (target >= 0.80) and proxy-bare/direct
-#    (reported only: forwarding costs several times a hello-world).
+# 1. Throughput: rounds interleaved (direct, forwarder, uma-proxy, then uma-proxy, forwarder,
+#    direct, ...); prints every round, the medians, the ratio uma-proxy/forwarder (target
+#    >= 0.80) and the same ratio per proxy CPU-second.
 # 2. Instructions per request: each proxy (only the proxy process) under callgrind, sent N1
-#    and then, in a second run, N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up.
-#    Prints both figures and the difference (target: UMA adds <= 5,000 instructions/request).
-# 3. With PROFILE=1, a steady-state profile of each proxy (as in run-e2e.sh): instructions per
-#    request and the costliest functions per request.
+#    and then, in a second run, N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up
+#    (for uma-proxy: discovery, the PAT, the resource sync and the first introspection of
+#    each RPT). The token digest's SHA-256 block function is counted on a line of its own and
+#    left out of the target (valgrind hides the CPU's SHA extensions, so it runs in software
+#    there): uma-proxy adds <= 6,000 instructions/request over uma-forwarder. For reference
+#    (CG_REFERENCE), the in-process construct of uma-bench-server: uma_proxy's forwarding
+#    service served by uma_proxy::serve without (proxy-bare) and behind UmaLayer
+#    (proxy-uma), with no metrics recorder and no log subscriber.
+# 3. With PROFILE=1, a steady-state profile of both proxies: instructions per request and the
+#    costliest functions per request.
+# Each target line ends in MET or NOT MET.
 #
-# Every server receives the same requests, `Authorization: Bearer T` included: cached RPTs
-# for proxy-uma, stand-in tokens of the same shape for the others (which forward or ignore
-# them). Both proxies forward the header upstream.
-#
-# CPUs: the proxy under test is pinned to PROXY_CPU (0); the upstream and the load generator
-# share UPSTREAM_CPU / CLIENT_CPU (1). The proxy, the thing measured, has a core of its own;
-# the upstream's work per request is the same behind both proxies. In the direct rounds the
-# upstream shares its core with the load generator, so the direct figure is an underestimate
-# of what the upstream can do alone (the proxy-bare/direct ratio is flattering, not targeted).
+# CPUs: the proxy under test is pinned to PROXY_CPU (0); the upstream, the AS and the load
+# generator share CLIENT_CPU (1). In the direct rounds the upstream shares its core with the
+# load generator (reported, not targeted).
 #
 # Usage: uma-bench/run-proxy.sh          (from anywhere; builds in release first)
 # Settings (environment): ROUNDS=6 DURATION=5s WARMUP=1s CONNECTIONS=32 TOKENS=100
 #   LOADGEN_ARGS=--raw PROXY_CPU=0 UPSTREAM_CPU=1 CLIENT_CPU=1 N1=2000 N2=12000 CG_CONNECTIONS=1
-#   SKIP_THROUGHPUT= SKIP_CALLGRIND= PROFILE= OUT=target/uma-bench
+#   CG_REFERENCE="proxy-bare proxy-uma" (empty: skip) SKIP_THROUGHPUT= SKIP_CALLGRIND= PROFILE=
+#   OUT=target/uma-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,47 +47,74 @@ UPSTREAM_CPU=${UPSTREAM_CPU:-$CLIENT_CPU}
 N1=${N1:-2000}
 N2=${N2:-12000}
 CG_CONNECTIONS=${CG_CONNECTIONS:-1}
+CG_REFERENCE=${CG_REFERENCE-proxy-bare proxy-uma}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/uma-bench}
 BIN=$TARGET_DIR/release
 
 started=$SECONDS
-echo "== $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the CPUs skews throughput, not instruction counts)"
+echo "== $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the CPUs skews throughput, not instruction counts)"
 echo "== building (release)"
-cargo build --release --locked -p uma-bench --bins
+cargo build --release --locked -p uma-bench -p uma-proxy --bins
 mkdir -p "$OUT"
 . uma-bench/lib.sh
 
-# The upstream: one hello-world for everything below, never under valgrind.
+# One AS and one upstream for everything below, never under valgrind.
+start_server as "$CLIENT_CPU" as
+issuer=$url
 start_server upstream "$UPSTREAM_CPU" upstream
 upstream_url=$url upstream_pid=$pid
-echo "== upstream (axum hello-world) at $upstream_url on CPU $UPSTREAM_CPU"
+tokens=$tmp/as.tokens
+echo "== AS at $issuer ($TOKENS RPTs), upstream (axum hello-world) at $upstream_url on CPU $UPSTREAM_CPU"
+# What users run: the example proxy.toml's admin listener (so the Prometheus recorder is on),
+# the default log level, every other setting at its default.
+proxy_toml "$issuer" "listen = \"127.0.0.1:0\"
+upstream = \"$upstream_url\"
+admin_listen = \"127.0.0.1:0\"" >"$tmp/proxy.toml"
+
+# start_target NAME CPU [PREFIX...]: starts the proxy NAME (forwarder or uma-proxy) on CPU,
+# under PREFIX; sets $url and $pid. The instance is called NAME.N (its config a copy).
+instance=0
+start_target() {
+    local name=$1 cpu=$2
+    shift 2
+    instance=$((instance + 1))
+    case $name in
+        forwarder) start_cmd "$name.$instance" "$cpu" "$@" "$BIN/uma-forwarder" --upstream "$upstream_url" ;;
+        uma-proxy)
+            cp "$tmp/proxy.toml" "$tmp/$name.$instance.toml"
+            start_uma_proxy "$name.$instance" "$cpu" "$@"
+            ;;
+    esac
+}
 
 if [ -z "${SKIP_THROUGHPUT:-}" ]; then
     echo "== e2e/proxy throughput: $ROUNDS rounds x $DURATION (after ${WARMUP} warm-up) per target," \
-        "$CONNECTIONS connections, $TOKENS cached RPTs; proxies on CPU $PROXY_CPU, upstream on CPU $UPSTREAM_CPU," \
+        "$CONNECTIONS connections; proxies on CPU $PROXY_CPU, upstream on CPU $UPSTREAM_CPU," \
         "loadgen ${LOADGEN_ARGS:-(hyper client)} on CPU $CLIENT_CPU"
     phase=$SECONDS
-    start_server proxy-bare "$PROXY_CPU" proxy-bare --upstream "$upstream_url"
-    bare_url=$url bare_pid=$pid
-    start_server proxy-uma "$PROXY_CPU" proxy-uma --upstream "$upstream_url"
+    start_target forwarder "$PROXY_CPU"
+    fwd_url=$url fwd_pid=$pid
+    start_target uma-proxy "$PROXY_CPU"
     uma_url=$url uma_pid=$pid
-    for m in direct proxy-bare proxy-uma; do
+    # Every RPT introspected once before measuring.
+    loadgen --url "$uma_url/hello" --connections 1 --requests "$TOKENS" --token-file "$tokens" >/dev/null
+    for m in direct forwarder uma-proxy; do
         : >"$tmp/$m.rps"
         : >"$tmp/$m.per-cpu"
     done
     for round in $(seq 1 "$ROUNDS"); do
-        if [ $((round % 2)) -eq 1 ]; then order="direct proxy-bare proxy-uma"; else order="proxy-uma proxy-bare direct"; fi
+        if [ $((round % 2)) -eq 1 ]; then order="direct forwarder uma-proxy"; else order="uma-proxy forwarder direct"; fi
         for mode in $order; do
             case $mode in
-                direct) u=$upstream_url p=$upstream_pid extra=(--token-file "$tmp/upstream.tokens") ;;
-                proxy-bare) u=$bare_url p=$bare_pid extra=(--token-file "$tmp/proxy-bare.tokens") ;;
-                proxy-uma) u=$uma_url p=$uma_pid extra=(--token-file "$tmp/proxy-uma.tokens") ;;
+                direct) u=$upstream_url p=$upstream_pid ;;
+                forwarder) u=$fwd_url p=$fwd_pid ;;
+                uma-proxy) u=$uma_url p=$uma_pid ;;
             esac
             before=$(cpu_ticks "$p")
             up_before=$(cpu_ticks "$upstream_pid")
             line=$(loadgen --url "$u/hello" --connections "$CONNECTIONS" --warmup "$WARMUP" \
-                --duration "$DURATION" "${extra[@]}")
+                --duration "$DURATION" --token-file "$tokens")
             after=$(cpu_ticks "$p")
             up_after=$(cpu_ticks "$upstream_pid")
             rps=$(field rps "$line")
@@ -105,66 +137,84 @@ if [ -z "${SKIP_THROUGHPUT:-}" ]; then
             fi
         done
     done
-    stop_server "$bare_pid"
+    stop_server "$fwd_pid"
     stop_server "$uma_pid"
-    grep -h 'introspection calls' "$tmp/proxy-uma.err" | sed 's/^/  proxy-uma: /' || true
     d=$(median <"$tmp/direct.rps")
-    b=$(median <"$tmp/proxy-bare.rps")
-    u=$(median <"$tmp/proxy-uma.rps")
-    awk -v d="$d" -v b="$b" -v u="$u" 'BEGIN {
-        r = u / b
-        printf "e2e/proxy: median direct %.0f, proxy-bare %.0f, proxy-uma %.0f req/s\n", d, b, u
-        printf "e2e/proxy: ratio proxy-uma/proxy-bare %.3f (target >= 0.80: %s); proxy-bare/direct %.3f, proxy-uma/direct %.3f (reported, not targeted)\n",
-            r, (r >= 0.80 ? "met" : "MISSED"), b / d, u / d
-    }'
-    bc=$(median <"$tmp/proxy-bare.per-cpu")
-    uc=$(median <"$tmp/proxy-uma.per-cpu")
-    awk -v b="$bc" -v u="$uc" 'BEGIN {
-        printf "  per proxy CPU-second: median proxy-bare %.0f, proxy-uma %.0f requests, ratio %.3f\n", b, u, u / b
+    f=$(median <"$tmp/forwarder.rps")
+    u=$(median <"$tmp/uma-proxy.rps")
+    fc=$(median <"$tmp/forwarder.per-cpu")
+    uc=$(median <"$tmp/uma-proxy.per-cpu")
+    awk -v d="$d" -v f="$f" -v u="$u" -v fc="$fc" -v uc="$uc" 'BEGIN {
+        r = u / f
+        printf "e2e/proxy: median direct %.0f, forwarder %.0f, uma-proxy %.0f req/s\n", d, f, u
+        printf "e2e/proxy: throughput uma-proxy/forwarder %.3f (target >= 0.80: %s)\n", r, (r >= 0.80 ? "MET" : "NOT MET")
+        printf "  per proxy CPU-second: median forwarder %.0f, uma-proxy %.0f requests, ratio %.3f; forwarder/direct %.3f (reported)\n",
+            fc, uc, uc / fc, f / d
     }'
     echo "  (throughput phase took $((SECONDS - phase)) s)"
 fi
 
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
     echo "== e2e/proxy instructions per request under callgrind (the proxy process only): N1=$N1, N2=$N2 requests," \
-        "$CG_CONNECTIONS connection(s), $TOKENS cached RPTs"
+        "$CG_CONNECTIONS connection(s), $TOKENS RPTs"
     phase=$SECONDS
-    declare -A per_request
-    for mode in proxy-bare proxy-uma; do
-        declare -A ir
+    declare -A per_request sha
+    for mode in forwarder uma-proxy $CG_REFERENCE; do
+        declare -A ir sha_ir
         for n in "$N1" "$N2"; do
             out="$OUT/callgrind.$mode.$n.out"
             rm -f "$out"
-            start_server "cg-$mode-$n" "$PROXY_CPU" "$mode" --upstream "$upstream_url" \
-                -- valgrind --tool=callgrind --callgrind-out-file="$out"
-            extra=(--token-file "$tmp/cg-$mode-$n.tokens")
-            line=$(loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" "${extra[@]}")
+            prefix=(valgrind --tool=callgrind --callgrind-out-file="$out")
+            case $mode in
+                forwarder | uma-proxy)
+                    start_target "$mode" "$PROXY_CPU" "${prefix[@]}"
+                    t=$tokens
+                    ;;
+                *)
+                    start_server "cg-$mode-$n" "$PROXY_CPU" "$mode" --upstream "$upstream_url" -- "${prefix[@]}"
+                    t=$tmp/cg-$mode-$n.tokens
+                    ;;
+            esac
+            line=$(loadgen --url "$url/hello" --connections "$CG_CONNECTIONS" --requests "$n" --token-file "$t")
             stop_server "$pid"
-            ir[$n]=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out")
-            if [ -z "${ir[$n]}" ]; then ir[$n]=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out"); fi
+            ir[$n]=$(callgrind_total "$out")
+            sha_ir[$n]=$(self_cost "$out" "$SHA_BLOCK")
             printf '  %-10s %6d requests: Ir %s  (%s)\n' "$mode" "$n" "${ir[$n]}" "$(field errors "$line") errors"
         done
         per_request[$mode]=$(awk -v a="${ir[$N1]}" -v b="${ir[$N2]}" -v n1="$N1" -v n2="$N2" \
             'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }')
-        echo "  $mode: ${per_request[$mode]} instructions per request"
-        unset ir
+        sha[$mode]=$(awk -v a="${sha_ir[$N1]}" -v b="${sha_ir[$N2]}" -v n1="$N1" -v n2="$N2" \
+            'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }')
+        echo "  $mode: ${per_request[$mode]} instructions per request (SHA-256 block function: ${sha[$mode]})"
+        unset ir sha_ir
     done
-    awk -v b="${per_request[proxy-bare]}" -v u="${per_request[proxy-uma]}" 'BEGIN {
-        d = u - b
-        printf "e2e/proxy callgrind: proxy-bare %d, proxy-uma %d instructions/request; UMA adds %d (ratio %.3f; target <= 5,000: %s)\n",
-            b, u, d, u / b, (d <= 5000 ? "met" : "MISSED")
+    awk -v f="${per_request[forwarder]}" -v u="${per_request[uma-proxy]}" -v s="${sha[uma-proxy]}" -v fs="${sha[forwarder]}" 'BEGIN {
+        d = u - f
+        printf "e2e/proxy callgrind: forwarder %d, uma-proxy %d instructions/request; uma-proxy adds %d\n", f, u, d
+        printf "  the token digest'"'"'s SHA-256 block function (software under valgrind): %d instructions/request, left out below\n", s - fs
+        x = d - (s - fs)
+        printf "e2e/proxy callgrind: uma-proxy adds %d instructions/request over the forwarder without it (target <= +6,000: %s)\n",
+            x, (x <= 6000 ? "MET" : "NOT MET")
     }'
-    echo "  callgrind files: $OUT/callgrind.{proxy-bare,proxy-uma}.{$N1,$N2}.out (callgrind_annotate them)"
+    for mode in $CG_REFERENCE; do
+        awk -v f="${per_request[forwarder]}" -v m="${per_request[$mode]}" -v name="$mode" 'BEGIN {
+            printf "  for reference: in-process %s %d instructions/request, %+d over the forwarder\n", name, m, m - f
+        }'
+    done
+    echo "  callgrind files: $OUT/callgrind.{forwarder,uma-proxy,...}.{$N1,$N2}.out (callgrind_annotate them)"
     echo "  (callgrind phase took $((SECONDS - phase)) s)"
 fi
 if [ -n "${PROFILE:-}" ]; then
     echo "== steady-state profiles: counters zeroed after $N1 requests, dumped after $((N2 - N1)) more"
     phase=$SECONDS
-    profile proxy-bare "$PROXY_CPU" proxy-bare --upstream "$upstream_url"
-    profile proxy-uma "$PROXY_CPU" proxy-uma --upstream "$upstream_url"
-    echo "  proxy-uma: tower-uma, uma-proxy and moka functions (inclusive), per request:"
+    for mode in forwarder uma-proxy; do
+        rm -f "$OUT/profile.$mode.out" "$OUT/profile.$mode.out".*
+        start_target "$mode" "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$OUT/profile.$mode.out"
+        profile_running "$mode" "$tokens"
+    done
+    echo "  uma-proxy: tower-uma, uma-proxy and moka functions (inclusive), per request:"
     inclusive "$profile_file" 'tower_uma|uma_proxy|moka::future::cache::Cache.*::get'
-    echo "  profiles: $OUT/profile.{proxy-bare,proxy-uma}.out.1 (callgrind_annotate --inclusive=yes FILE)"
+    echo "  profiles: $OUT/profile.{forwarder,uma-proxy}.out.1 (callgrind_annotate --inclusive=yes FILE)"
     echo "  (profile phase took $((SECONDS - phase)) s)"
 fi
 stop_server "$upstream_pid"

@@ -39,10 +39,19 @@ pub(super) struct KeyRef<'a> {
 impl<'a> KeyRef<'a> {
     pub(super) fn new(namespace: &'a str, fingerprint: &'a Fingerprint) -> Self {
         Self {
-            digest: fingerprint.as_bytes(),
+            digest: token_digest(fingerprint),
             namespace,
         }
     }
+}
+
+/// The digest a token's entries and flights are keyed by: the token's SHA-256, which the layer
+/// computes once per request as its [`Fingerprint`] (see `docs/architecture.md`, "The cache
+/// key", for why a plain cryptographic digest rather than a keyed one). Every key the cache
+/// makes from a token goes through this function, so that another derivation replaces it
+/// alone.
+pub(super) fn token_digest(fingerprint: &Fingerprint) -> &[u8; 32] {
+    fingerprint.as_bytes()
 }
 
 impl Hash for KeyRef<'_> {

@@ -394,6 +394,7 @@ impl IntrospectionCacheBuilder {
                 positive,
                 negative,
                 flights: Flights::default(),
+                hits: metrics::HotCounter::cache_hits(),
                 stale_log: Mutex::default(),
             })),
         }
@@ -539,7 +540,7 @@ impl IntrospectionCache {
     pub(crate) fn forget(&self, scope: &CacheScope, token: &str) {
         let Some(inner) = &self.inner else { return };
         let fingerprint = Fingerprint::of(token.as_bytes());
-        inner.flights.revoke_digest(fingerprint.as_bytes());
+        inner.flights.revoke_digest(key::token_digest(&fingerprint));
         let (seen, complete) = inner.flights.namespaces_seen();
         let namespaces = seen.iter().map(|n| &**n);
         for namespace in std::iter::once(&*scope.namespace).chain(namespaces) {
@@ -550,9 +551,9 @@ impl IntrospectionCache {
             }
         }
         if !complete {
-            invalidate_digest(&inner.positive, fingerprint.as_bytes());
+            invalidate_digest(&inner.positive, key::token_digest(&fingerprint));
             if let Some(negative) = &inner.negative {
-                invalidate_digest(negative, fingerprint.as_bytes());
+                invalidate_digest(negative, key::token_digest(&fingerprint));
             }
         }
     }

@@ -52,6 +52,8 @@ pub(super) struct Inner {
     /// Inactive results; `None` when negative caching is off.
     pub(super) negative: Option<Cache<Key, Entry, DigestHash>>,
     pub(super) flights: Flights,
+    /// `uma_cache_hits_total`, registered when the cache was built.
+    pub(super) hits: metrics::HotCounter,
     /// When the last stale serve was logged at WARN (clock seconds), and how many were logged
     /// at DEBUG since.
     pub(super) stale_log: Mutex<Option<(i64, u64)>>,
@@ -177,7 +179,7 @@ impl Inner {
         if let Some(entry) = self.positive.get(key).await
             && now < entry.fresh_until
         {
-            metrics::cache_hit();
+            self.hits.increment();
             return Some(Cached {
                 value: entry.value,
                 source: CacheSource::Hit,

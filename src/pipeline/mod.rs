@@ -104,6 +104,8 @@ pub(crate) struct Pipeline {
     rules: Rules,
     /// How a cache miss checks an RPT; shared with the call the cache spawns.
     rpt: Arc<RptCheck>,
+    /// `uma_decisions_total{outcome="allowed"}`, registered when the layer was built.
+    allowed: crate::metrics::HotCounter,
 }
 
 /// How an RPT the cache does not know is checked: by introspection, or locally when it is a
@@ -202,6 +204,7 @@ impl Pipeline {
             scope: parts.scope,
             clock: parts.clock,
             rules: parts.rules,
+            allowed: crate::metrics::HotCounter::allowed_decisions(),
         }
     }
 
@@ -271,7 +274,7 @@ impl Pipeline {
             Some(why) => {
                 let why = Why::new("method_override").text(why);
                 let refused = Verdict::Refuse(Refusal::BadRequest);
-                end(&span, req, &Facts::default(), refused, &why)
+                end(&self.allowed, &span, req, &Facts::default(), refused, &why)
             }
             None => self.evaluate(&span, req),
         }
@@ -279,7 +282,8 @@ impl Pipeline {
 
     /// [`start`](Self::start) after the method override.
     fn evaluate<B, R: Default>(&self, span: &Span, req: &mut Request<B>) -> Flow<R> {
-        let done = |facts: &Facts<'_>, verdict, why| end(span, req, facts, verdict, &why);
+        let done =
+            |facts: &Facts<'_>, verdict, why| end(&self.allowed, span, req, facts, verdict, &why);
         let none = Facts::default();
         let layer = Enforcement::of(self.mode, None);
         if let Some(outcome) = layer.unchecked() {
@@ -368,7 +372,8 @@ impl Pipeline {
                     Ok(granted) => {
                         let principal = UmaPrincipal::new(cached.value, &id, granted, digest);
                         let why = Why::new("granted");
-                        let flow = end(span, req, &facts, Verdict::Pass(Outcome::Allowed), &why);
+                        let allowed = Verdict::Pass(Outcome::Allowed);
+                        let flow = end(&self.allowed, span, req, &facts, allowed, &why);
                         req.extensions_mut().insert(principal);
                         return flow;
                     }
@@ -412,7 +417,14 @@ impl Pipeline {
             Bearer::Malformed(why) => {
                 let verdict = layer.apply(Refusal::BadRequest);
                 let why = Why::new("malformed_credentials").text(why);
-                return Some(end(span, req, &Facts::default(), verdict, &why));
+                return Some(end(
+                    &self.allowed,
+                    span,
+                    req,
+                    &Facts::default(),
+                    verdict,
+                    &why,
+                ));
             }
         };
         let fingerprint = token.as_ref().map(BearerToken::fingerprint);
@@ -517,7 +529,15 @@ impl Pipeline {
                     ..Facts::default()
                 };
                 let (method, path) = (req.method(), req.uri().path());
-                conclude(&pending.span, method, path, &facts, verdict, &why)?;
+                conclude(
+                    &self.allowed,
+                    &pending.span,
+                    method,
+                    path,
+                    &facts,
+                    verdict,
+                    &why,
+                )?;
                 return Ok(req);
             }
         };
@@ -537,6 +557,7 @@ impl Pipeline {
             cache: settled.cache,
         };
         conclude(
+            &self.allowed,
             &pending.span,
             req.method(),
             req.uri().path(),
@@ -801,13 +822,22 @@ fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> Result<ClaimValues, BodyUnr
 
 /// [`conclude`] for the synchronous part: the flow that follows.
 fn end<B, R: Default>(
+    allowed: &crate::metrics::HotCounter,
     span: &Span,
     req: &Request<B>,
     facts: &Facts<'_>,
     verdict: Verdict,
     why: &Why,
 ) -> Flow<R> {
-    match conclude(span, req.method(), req.uri().path(), facts, verdict, why) {
+    match conclude(
+        allowed,
+        span,
+        req.method(),
+        req.uri().path(),
+        facts,
+        verdict,
+        why,
+    ) {
         Ok(()) => Flow::Pass,
         Err(response) => Flow::Respond(response),
     }

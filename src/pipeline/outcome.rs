@@ -9,6 +9,7 @@ use tracing::{Span, field};
 
 use crate::cache::CacheSource;
 use crate::challenge::unreachable_warning;
+use crate::metrics::HotCounter;
 use crate::principal::Rejection;
 use crate::resources::{EnforcementMode, PathError};
 use crate::token::Fingerprint;
@@ -349,13 +350,14 @@ pub(crate) struct Facts<'a> {
 }
 
 /// Records how a request ended, once: the `uma.authorize` span's fields, the
-/// `uma_decisions_total` counter and a DEBUG event `decided` (never the token: its
+/// `uma_decisions_total` counter (`allowed`: the layer's, for allowed decisions) and a DEBUG event `decided` (never the token: its
 /// fingerprint); then makes the response of a refusal.
 ///
 /// # Errors
 ///
 /// The response of a refused request.
 pub(crate) fn conclude<R: Default>(
+    allowed: &HotCounter,
     span: &Span,
     method: &Method,
     path: &str,
@@ -364,7 +366,7 @@ pub(crate) fn conclude<R: Default>(
     why: &Why,
 ) -> Result<(), Response<R>> {
     let outcome = verdict.outcome();
-    crate::metrics::decision(outcome);
+    crate::metrics::decision(outcome, allowed);
     tracing::debug!(
         parent: span,
         method = %method,

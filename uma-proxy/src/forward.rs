@@ -166,6 +166,9 @@ pub struct Upstream {
     authority: Authority,
     /// Empty, or starts with `/` and has no trailing `/`.
     base_path: String,
+    /// The `Host` the upstream is sent: `HOST:PORT`, or `HOST` for port 80 (what hyper-util's
+    /// client would write when the request has none), made once.
+    host: HeaderValue,
 }
 
 impl Upstream {
@@ -213,19 +216,29 @@ impl Upstream {
             .parse()
             .map_err(|e| format!("{text:?}: unusable host: {e}"))?;
         let base_path = url.path().trim_end_matches('/').to_owned();
+        let host = if port == 80 {
+            HeaderValue::from_str(host)
+        } else {
+            HeaderValue::from_str(authority.as_str())
+        }
+        .map_err(|e| format!("{text:?}: unusable host: {e}"))?;
         Ok(Self {
             authority,
             base_path,
+            host,
         })
     }
 
     /// The upstream URI for a request's path and query.
     fn uri_for(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = pq.map_or("/", PathAndQuery::as_str);
-        let pq = if self.base_path.is_empty() {
-            PathAndQuery::try_from(pq)?
-        } else {
-            PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
+        let pq = match (pq, self.base_path.is_empty()) {
+            // The request's own, shared rather than copied and checked again.
+            (Some(pq), true) => pq.clone(),
+            (None, true) => PathAndQuery::from_static("/"),
+            (pq, false) => {
+                let pq = pq.map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
+            }
         };
         Uri::builder()
             .scheme("http")
@@ -311,22 +324,28 @@ pub fn forwarding_service(upstream: Upstream, options: ForwardOptions) -> Forwar
         .pool_idle_timeout(options.pool_idle_timeout)
         .build(connector);
     Forward {
-        client,
-        shared: Arc::new(Shared { upstream, options }),
+        shared: Arc::new(Shared {
+            client,
+            upstream,
+            options,
+            meters: m::UpstreamMeters::register(),
+        }),
     }
 }
 
-/// The forwarding service; see [`forwarding_service`]. Cloning is cheap (a pooled client and
-/// an `Arc`).
+/// The forwarding service; see [`forwarding_service`]. Cloning is cheap (an `Arc`: the
+/// service is cloned for every request).
 #[derive(Clone)]
 pub struct Forward {
-    client: Client<HttpConnector, RequestBody>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    client: Client<HttpConnector, RequestBody>,
     upstream: Upstream,
     options: ForwardOptions,
+    /// The upstream series, registered when the service is built.
+    meters: m::UpstreamMeters,
 }
 
 impl fmt::Debug for Forward {
@@ -410,7 +429,8 @@ impl Forward {
                 HeaderValue::from_static("chunked"),
             );
         }
-        headers.remove(header::HOST);
+        // The upstream's own Host (RFC 9110 §7.2): the client's named this proxy.
+        headers.insert(header::HOST, self.shared.upstream.host.clone());
         remove_uma_headers(headers);
         if !self.shared.options.forward_authorization {
             headers.remove(header::AUTHORIZATION);
@@ -436,12 +456,12 @@ impl Forward {
         let started = std::time::Instant::now();
         match tokio::time::timeout(
             self.shared.options.timeout,
-            self.client.request(upstream_req),
+            self.shared.client.request(upstream_req),
         )
         .await
         {
             Err(_) => {
-                m::upstream("timeout", started.elapsed());
+                self.shared.meters.record("timeout", started.elapsed());
                 tracing::warn!(
                     upstream = %self.shared.upstream,
                     timeout_ms = self.shared.options.timeout.as_millis() as u64,
@@ -450,12 +470,12 @@ impl Forward {
                 error_response(StatusCode::GATEWAY_TIMEOUT)
             }
             Ok(Err(e)) => {
-                m::upstream("error", started.elapsed());
+                self.shared.meters.record("error", started.elapsed());
                 tracing::warn!(upstream = %self.shared.upstream, error = %error_chain(&e), "the upstream request failed");
                 error_response(StatusCode::BAD_GATEWAY)
             }
             Ok(Ok(resp)) => {
-                m::upstream("ok", started.elapsed());
+                self.shared.meters.record("ok", started.elapsed());
                 let (mut parts, body) = resp.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
                 // hyper answers in the response's version: an HTTP/1.0 upstream would make
@@ -592,6 +612,26 @@ fn append_element(headers: &mut HeaderMap, name: HeaderName, element: &str) {
     }
 }
 
+/// `ip` as a header value. Written once per thread for the last address seen: clients come
+/// through few addresses (a load balancer, a gateway), and formatting one costs more than
+/// the rest of `X-Forwarded-For`.
+fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((seen, value)) if *seen == ip => value.clone(),
+        _ => {
+            // An address is visible ASCII: always a valid header value.
+            let value = HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            *last = Some((ip, value.clone()));
+            value
+        }
+    })
+}
+
 /// Sets the forwarding headers for a request from `client`; a `trusted` client's own are
 /// kept and extended, anyone else's removed (see the [module docs](crate::forward)).
 fn set_forwarded(
@@ -610,7 +650,17 @@ fn set_forwarded(
     });
     if let Some(ClientAddr(addr)) = client {
         let ip = addr.ip().to_canonical();
-        append_element(headers, X_FORWARDED_FOR, &ip.to_string());
+        let element = ip_value(ip);
+        if headers.contains_key(&X_FORWARDED_FOR) {
+            // A trusted proxy's list: this hop's address goes at its end.
+            append_element(
+                headers,
+                X_FORWARDED_FOR,
+                element.to_str().unwrap_or_default(),
+            );
+        } else {
+            headers.insert(X_FORWARDED_FOR, element);
+        }
         if headers.contains_key(&FORWARDED) {
             // Only a trusted proxy's is left: add this hop's element (RFC 7239 §4, §6).
             let node = match ip {
@@ -664,38 +714,70 @@ pub(crate) fn set_principal_headers(
     if let Some(client_id) = p.client_id() {
         headers.insert(X_UMA_CLIENT_ID, percent_encoded(client_id));
     }
-    let json = ascii_json(permissions_json(p.permissions()).map_err(|_| "permissions")?);
-    // Takes the buffer over (no copy); validation only, since the JSON is ASCII by now.
-    let v = HeaderValue::from_maybe_shared(Bytes::from(json)).map_err(|_| "permissions")?;
-    headers.insert(X_UMA_PERMISSIONS, v);
+    headers.insert(X_UMA_PERMISSIONS, permissions_value(p)?);
     Ok(())
+}
+
+/// The `X-Uma-Permissions` value of `p`: the JSON is written into a buffer kept by the thread,
+/// then copied once into the header value.
+fn permissions_value(p: &UmaPrincipal) -> Result<HeaderValue, &'static str> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// A buffer grown past this (an RPT with very many permissions) is not kept.
+    const KEPT: usize = 4096;
+    SCRATCH.with_borrow_mut(|json| {
+        json.clear();
+        let value = match write_permissions_json(json, p.permissions()) {
+            Ok(()) if json.iter().all(|&b| (b' '..=b'~').contains(&b)) => {
+                HeaderValue::from_bytes(json).map_err(|_| "permissions")
+            }
+            Ok(()) => HeaderValue::from_maybe_shared(Bytes::from(ascii_json(json.clone())))
+                .map_err(|_| "permissions"),
+            Err(_) => Err("permissions"),
+        };
+        if json.capacity() > KEPT {
+            *json = Vec::new();
+        }
+        value
+    })
 }
 
 /// `[{"resource_id": …, "resource_scopes": […]}, …]`, written directly: ids and scope names
 /// are nearly always plain printable ASCII, which is copied as is; anything else goes through
 /// serde_json's string escaping.
+#[cfg(test)]
 fn permissions_json<'a>(
     permissions: impl Iterator<Item = &'a Permission>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(128);
+    write_permissions_json(&mut out, permissions)?;
+    Ok(out)
+}
+
+/// Appends [`permissions_json`]'s JSON to `out`.
+fn write_permissions_json<'a>(
+    out: &mut Vec<u8>,
+    permissions: impl Iterator<Item = &'a Permission>,
+) -> Result<(), serde_json::Error> {
     out.push(b'[');
     for (i, permission) in permissions.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(br#"{"resource_id":"#);
-        json_string(&mut out, permission.resource_id())?;
+        json_string(out, permission.resource_id())?;
         out.extend_from_slice(br#","resource_scopes":["#);
         for (j, scope) in permission.resource_scopes().enumerate() {
             if j > 0 {
                 out.push(b',');
             }
-            json_string(&mut out, scope)?;
+            json_string(out, scope)?;
         }
         out.extend_from_slice(b"]}");
     }
     out.push(b']');
-    Ok(out)
+    Ok(())
 }
 
 /// Appends `s` as a JSON string.
@@ -760,6 +842,25 @@ mod tests {
             "http://localhost:80/api/x?y"
         );
         assert_eq!(up.uri_for(None).unwrap(), "http://localhost:80/api/");
+        // The Host hyper-util would write: the port only when it is not 80.
+        assert_eq!(up.host, "localhost");
+        assert_eq!(
+            Upstream::parse("http://127.0.0.1:9000").unwrap().host,
+            "127.0.0.1:9000"
+        );
+        assert_eq!(
+            Upstream::parse("http://[::1]:9000").unwrap().host,
+            "[::1]:9000"
+        );
+        // Without a base path the request's path and query are sent as they came.
+        let plain = Upstream::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(plain.uri_for(None).unwrap(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            plain
+                .uri_for(Some(&PathAndQuery::from_static("/%7Ea/b?c=%20")))
+                .unwrap(),
+            "http://127.0.0.1:9000/%7Ea/b?c=%20"
+        );
         for bad in [
             "https://a.test",
             "a.test:80",
@@ -935,6 +1036,24 @@ mod tests {
         assert_eq!(h[X_FORWARDED_HOST], "proxy:8080");
         assert_eq!(h.len(), 5, "{h:?}");
         assert!(h.contains_key("x-forwardedfor") && h.contains_key("x-forwarded-"));
+    }
+
+    #[test]
+    fn each_client_gets_its_own_address() {
+        // The last address formatted is kept per thread: a new one must not get the old one.
+        for (peer, expected) in [
+            ("127.0.0.1:5555", "127.0.0.1"),
+            ("127.0.0.1:6666", "127.0.0.1"),
+            ("10.1.2.3:5555", "10.1.2.3"),
+            ("[::ffff:10.1.2.3]:7", "10.1.2.3"),
+            ("[fd00::7]:5555", "fd00::7"),
+            ("127.0.0.1:5555", "127.0.0.1"),
+        ] {
+            let mut h = HeaderMap::new();
+            let addr = ClientAddr(peer.parse().unwrap());
+            set_forwarded(&mut h, Some(addr), None, false);
+            assert_eq!(h[X_FORWARDED_FOR], expected, "{peer}");
+        }
     }
 
     #[test]

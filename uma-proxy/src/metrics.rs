@@ -7,6 +7,9 @@
 //! | `uma_proxy_upstream_duration_seconds` | histogram | `outcome`: as above | Time from forwarding to the upstream's response head. |
 //! | `uma_proxy_ready` | gauge | — | `1` once the first resource sync succeeded, `0` before. |
 //!
+//! The upstream series of the three outcomes are registered when the forwarding service is
+//! built, so they are listed (at zero) before the first request.
+//!
 //! # Memory
 //!
 //! The Prometheus recorder keeps every histogram sample in a buffer until its handle's
@@ -62,11 +65,28 @@ impl Drop for Upkeep {
 
 /// Records one upstream exchange; `outcome` is `ok`, `error` or `timeout`.
 ///
-/// Every forwarded request comes here, so the three known outcomes use `static` keys: the
-/// facade's macros would build (allocate) a key per call for a label held in a variable.
+/// The forwarding service records through its [`UpstreamMeters`], which come here when the
+/// current recorder is not the one they were registered with.
 pub(crate) fn upstream(outcome: &'static str, elapsed: Duration) {
-    static METADATA: Metadata<'static> =
-        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+    let seconds = elapsed.as_secs_f64();
+    match static_keys(outcome) {
+        Some((count, time)) => metrics::with_recorder(|recorder| {
+            recorder.register_counter(count, &METADATA).increment(1);
+            recorder.register_histogram(time, &METADATA).record(seconds);
+        }),
+        None => {
+            metrics::counter!(UPSTREAM_REQUESTS, "outcome" => outcome).increment(1);
+            metrics::histogram!(UPSTREAM_DURATION, "outcome" => outcome).record(seconds);
+        }
+    }
+}
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The `static` keys of a known outcome's counter and histogram: the facade's macros would
+/// build (allocate) a key per call for a label held in a variable.
+fn static_keys(outcome: &str) -> Option<(&'static Key, &'static Key)> {
     macro_rules! static_keys {
         ($($value:literal),+) => {
             match outcome {
@@ -80,17 +100,67 @@ pub(crate) fn upstream(outcome: &'static str, elapsed: Duration) {
             }
         };
     }
-    let keys: Option<(&'static Key, &'static Key)> = static_keys!("ok", "error", "timeout");
-    let seconds = elapsed.as_secs_f64();
-    match keys {
-        Some((count, time)) => metrics::with_recorder(|recorder| {
-            recorder.register_counter(count, &METADATA).increment(1);
-            recorder.register_histogram(time, &METADATA).record(seconds);
-        }),
-        None => {
-            metrics::counter!(UPSTREAM_REQUESTS, "outcome" => outcome).increment(1);
-            metrics::histogram!(UPSTREAM_DURATION, "outcome" => outcome).record(seconds);
-        }
+    static_keys!("ok", "error", "timeout")
+}
+
+/// The upstream series, registered once with the recorder that was current when the
+/// forwarding service was built, so that a forwarded request records them without a registry
+/// lookup (and the allocation of a handle) each time.
+///
+/// While another recorder is current (one installed later, or a test's local recorder), a
+/// request is recorded through [`upstream`] instead: every request lands in the recorder
+/// current at the time, as with the facade's macros.
+pub(crate) struct UpstreamMeters {
+    /// The address of the recorder the handles belong to.
+    recorder: usize,
+    /// Counter and histogram per known outcome, in the order of [`OUTCOMES`].
+    handles: [(metrics::Counter, metrics::Histogram); 3],
+}
+
+/// The outcomes with pre-registered series.
+const OUTCOMES: [&str; 3] = ["ok", "error", "timeout"];
+
+/// The address of `recorder`, to tell recorders apart.
+fn recorder_id(recorder: &dyn metrics::Recorder) -> usize {
+    std::ptr::from_ref(recorder).cast::<()>() as usize
+}
+
+impl UpstreamMeters {
+    /// Registers the upstream series with the current recorder.
+    pub(crate) fn register() -> Self {
+        metrics::with_recorder(|recorder| {
+            let handles = OUTCOMES.map(|outcome| match static_keys(outcome) {
+                Some((count, time)) => (
+                    recorder.register_counter(count, &METADATA),
+                    recorder.register_histogram(time, &METADATA),
+                ),
+                // Every entry of OUTCOMES has static keys.
+                None => (metrics::Counter::noop(), metrics::Histogram::noop()),
+            });
+            Self {
+                recorder: recorder_id(recorder),
+                handles,
+            }
+        })
+    }
+
+    /// Records one upstream exchange; `outcome` is `ok`, `error` or `timeout`.
+    pub(crate) fn record(&self, outcome: &'static str, elapsed: Duration) {
+        let registered = OUTCOMES.iter().position(|o| *o == outcome);
+        metrics::with_recorder(|recorder| match registered {
+            Some(i) if recorder_id(recorder) == self.recorder => {
+                let (count, time) = &self.handles[i];
+                count.increment(1);
+                time.record(elapsed.as_secs_f64());
+            }
+            _ => upstream(outcome, elapsed),
+        });
+    }
+}
+
+impl std::fmt::Debug for UpstreamMeters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamMeters").finish_non_exhaustive()
     }
 }
 
@@ -121,6 +191,50 @@ mod tests {
     use metrics_exporter_prometheus::PrometheusBuilder;
 
     use super::*;
+
+    #[test]
+    fn meters_record_in_the_recorder_current_at_each_exchange() {
+        let built_with = PrometheusBuilder::new().build_recorder();
+        let later = PrometheusBuilder::new().build_recorder();
+        let meters = metrics::with_local_recorder(&built_with, UpstreamMeters::register);
+        metrics::with_local_recorder(&built_with, || {
+            meters.record("ok", Duration::from_millis(2));
+            meters.record("something_new", Duration::ZERO);
+        });
+        metrics::with_local_recorder(&later, || {
+            meters.record("timeout", Duration::from_secs(30));
+            meters.record("ok", Duration::from_millis(3));
+        });
+        let first = built_with.handle().render();
+        let second = later.handle().render();
+        for (text, line) in [
+            (
+                &first,
+                r#"uma_proxy_upstream_requests_total{outcome="ok"} 1"#,
+            ),
+            (
+                &first,
+                r#"uma_proxy_upstream_requests_total{outcome="something_new"} 1"#,
+            ),
+            (
+                &second,
+                r#"uma_proxy_upstream_requests_total{outcome="timeout"} 1"#,
+            ),
+            (
+                &second,
+                r#"uma_proxy_upstream_requests_total{outcome="ok"} 1"#,
+            ),
+            (
+                &second,
+                r#"uma_proxy_upstream_duration_seconds_count{outcome="ok"} 1"#,
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        // Registered up front: the outcome nobody met yet is there, at zero.
+        let zero = r#"uma_proxy_upstream_requests_total{outcome="timeout"} 0"#;
+        assert!(first.lines().any(|l| l == zero), "no `{zero}` in\n{first}");
+    }
 
     #[test]
     fn upstream_exchanges_are_counted_and_timed_by_outcome() {

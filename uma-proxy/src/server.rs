@@ -81,8 +81,10 @@ where
     S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    // Set when the grace period ends: the connections still open are dropped (closed).
-    let (abort, aborted) = tokio::sync::watch::channel(false);
+    // The connections' tasks: dropping the set when the grace period ends aborts (closes) the
+    // connections still open. Finished tasks are reaped as the loop goes, so that the set
+    // holds the open connections only; no connection polls a signal of its own per request.
+    let mut connections = tokio::task::JoinSet::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).keep_alive(true);
     tokio::pin!(shutdown);
@@ -90,6 +92,7 @@ where
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -108,15 +111,9 @@ where
             service.clone().oneshot(req)
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), per_request));
-        let mut aborted = aborted.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                ended = conn => if let Err(e) = ended {
-                    tracing::debug!(error = %e, client = %peer, "connection ended with an error");
-                },
-                Ok(_) = aborted.wait_for(|abort| *abort) => {
-                    tracing::debug!(client = %peer, "connection closed: the shutdown grace period ended");
-                }
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, client = %peer, "connection ended with an error");
             }
         });
     }
@@ -124,7 +121,13 @@ where
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => Drain::Complete,
         Err(_) => {
-            abort.send_replace(true);
+            let open = connections.len();
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+            tracing::debug!(
+                connections = open,
+                "connections closed: the shutdown grace period ended"
+            );
             Drain::TimedOut
         }
     }
