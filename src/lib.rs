@@ -199,6 +199,7 @@ pub mod resources;
 mod resync;
 mod service;
 pub mod start;
+pub mod tenant;
 pub mod token;
 
 pub mod health {

@@ -340,8 +340,53 @@ pub(crate) fn ticket(outcome: &'static str) {
 }
 
 /// One access decision, labelled with [`Outcome::as_str`].
-pub(crate) fn decision(outcome: Outcome) {
-    increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str());
+pub(crate) fn decision(outcome: Outcome, tenant: Option<&TenantKeys>) {
+    match tenant {
+        None => increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str()),
+        Some(keys) => increment(keys.key(outcome)),
+    }
+}
+
+/// The `uma_decisions_total` keys of one tenant's layer (labels `outcome` and `tenant`), one
+/// per outcome, made once when the layer is built: recording one costs what a `static` key
+/// costs.
+pub(crate) struct TenantKeys {
+    keys: Vec<Key>,
+}
+
+impl TenantKeys {
+    pub(crate) fn new(tenant: &str) -> Self {
+        let keys = Outcome::ALL
+            .iter()
+            .map(|o| tenant_decision_key(tenant, o.as_str()))
+            .collect();
+        Self { keys }
+    }
+
+    fn key(&self, outcome: Outcome) -> &Key {
+        let i = Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or_default();
+        &self.keys[i]
+    }
+}
+
+/// The `uma_decisions_total` key of `tenant` and `outcome`.
+fn tenant_decision_key(tenant: &str, outcome: &'static str) -> Key {
+    Key::from_parts(
+        DECISIONS,
+        vec![
+            Label::from_static_parts(OUTCOME, outcome),
+            Label::new("tenant", tenant.to_owned()),
+        ],
+    )
+}
+
+/// One decision of the tenants' layer itself (`no_tenant`, or `unreachable` when a lazy
+/// tenant cannot be built), under the `tenant` label `tenant`. Rare: the key is made here.
+pub(crate) fn tenant_decision(tenant: &str, outcome: &'static str) {
+    increment(&tenant_decision_key(tenant, outcome));
 }
 
 /// One PAT refresh attempt that ended with `outcome` (`"ok"` or `"error"`).
@@ -523,13 +568,38 @@ mod tests {
     use super::test_recorder::TestRecorder;
     use super::*;
 
+    /// A tenant's layer labels each outcome with its tenant, through keys made once.
+    #[test]
+    fn tenant_decisions_carry_the_tenant_label() {
+        let rec = TestRecorder::default();
+        let acme = TenantKeys::new("acme");
+        metrics::with_local_recorder(&rec, || {
+            for outcome in Outcome::ALL {
+                decision(outcome, Some(&acme));
+            }
+            decision(Outcome::Denied, Some(&acme));
+            decision(Outcome::Allowed, None);
+            tenant_decision("other", "no_tenant");
+        });
+        for outcome in Outcome::ALL {
+            let want = if outcome == Outcome::Denied { 2 } else { 1 };
+            let series = format!("{DECISIONS}{{outcome={},tenant=acme}}", outcome.as_str());
+            assert_eq!(rec.counter(&series), want, "{series}");
+        }
+        assert_eq!(rec.counter("uma_decisions_total{outcome=allowed}"), 1);
+        assert_eq!(
+            rec.counter("uma_decisions_total{outcome=no_tenant,tenant=other}"),
+            1
+        );
+    }
+
     #[test]
     fn known_and_unknown_outcomes_are_recorded_with_their_label() {
         let rec = TestRecorder::default();
         metrics::with_local_recorder(&rec, || {
-            decision(Outcome::Allowed);
-            decision(Outcome::Allowed);
-            decision(Outcome::Challenged);
+            decision(Outcome::Allowed, None);
+            decision(Outcome::Allowed, None);
+            decision(Outcome::Challenged, None);
             ticket("issued");
             ticket("failed");
             pat_refresh("ok");

@@ -155,4 +155,8 @@ pub enum Rejection {
     /// `403`: axum's router runs a route other than the one whose rule the layer applied
     /// (checked for routes declared with `tower_uma::axum::UmaRouter`, feature `axum`).
     RouteMismatch,
+    /// `404`: a [`TenantLayer`](crate::tenant::TenantLayer) found no tenant for the request
+    /// (no `Host`, path prefix, header or token issuer of a configured tenant, and none its
+    /// resolver names). Decided before any call to an authorization server.
+    UnknownTenant,
 }

@@ -42,6 +42,7 @@ use crate::gate::{AsGate, AsHealth};
 use crate::introspect::Introspection;
 use crate::keycloak::{Exchanged, Exchanger, LazyResolver};
 use crate::method_override::MethodOverride;
+use crate::metrics::TenantKeys;
 use crate::principal::UmaPrincipal;
 use crate::protection::{AsClient, CallError};
 use crate::registration::ResourceRegistry;
@@ -76,6 +77,8 @@ pub(crate) struct Parts {
     pub(crate) rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
     pub(crate) jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    /// The `tenant` label of this layer's decisions, when a tenant's (`tenant/`).
+    pub(crate) tenant: Option<TenantKeys>,
 }
 
 /// Everything the request path needs, shared by every clone of the layer and the service.
@@ -104,6 +107,8 @@ pub(crate) struct Pipeline {
     rules: Rules,
     /// How a cache miss checks an RPT; shared with the call the cache spawns.
     rpt: Arc<RptCheck>,
+    /// The decision keys with this tenant's label, when the layer is a tenant's.
+    tenant: Option<TenantKeys>,
 }
 
 /// How an RPT the cache does not know is checked: by introspection, or locally when it is a
@@ -202,7 +207,13 @@ impl Pipeline {
             scope: parts.scope,
             clock: parts.clock,
             rules: parts.rules,
+            tenant: parts.tenant,
         }
+    }
+
+    /// The decision keys of this layer's tenant, if any.
+    fn tenant(&self) -> Option<&TenantKeys> {
+        self.tenant.as_ref()
     }
 
     pub(crate) fn realm(&self) -> &str {
@@ -271,7 +282,7 @@ impl Pipeline {
             Some(why) => {
                 let why = Why::new("method_override").text(why);
                 let refused = Verdict::Refuse(Refusal::BadRequest);
-                end(&span, req, &Facts::default(), refused, &why)
+                end(self.tenant(), &span, req, &Facts::default(), refused, &why)
             }
             None => self.evaluate(&span, req),
         }
@@ -279,7 +290,8 @@ impl Pipeline {
 
     /// [`start`](Self::start) after the method override.
     fn evaluate<B, R: Default>(&self, span: &Span, req: &mut Request<B>) -> Flow<R> {
-        let done = |facts: &Facts<'_>, verdict, why| end(span, req, facts, verdict, &why);
+        let done =
+            |facts: &Facts<'_>, verdict, why| end(self.tenant(), span, req, facts, verdict, &why);
         let none = Facts::default();
         let layer = Enforcement::of(self.mode, None);
         if let Some(outcome) = layer.unchecked() {
@@ -361,7 +373,14 @@ impl Pipeline {
                     Ok(granted) => {
                         let principal = UmaPrincipal::new(cached.value, &id, granted, digest);
                         let why = Why::new("granted");
-                        let flow = end(span, req, &facts, Verdict::Pass(Outcome::Allowed), &why);
+                        let flow = end(
+                            self.tenant(),
+                            span,
+                            req,
+                            &facts,
+                            Verdict::Pass(Outcome::Allowed),
+                            &why,
+                        );
                         req.extensions_mut().insert(principal);
                         return flow;
                     }
@@ -405,7 +424,14 @@ impl Pipeline {
             Bearer::Malformed(why) => {
                 let verdict = layer.apply(Refusal::BadRequest);
                 let why = Why::new("malformed_credentials").text(why);
-                return Some(end(span, req, &Facts::default(), verdict, &why));
+                return Some(end(
+                    self.tenant(),
+                    span,
+                    req,
+                    &Facts::default(),
+                    verdict,
+                    &why,
+                ));
             }
         };
         let fingerprint = token.as_ref().map(BearerToken::fingerprint);
@@ -510,7 +536,15 @@ impl Pipeline {
                     ..Facts::default()
                 };
                 let (method, path) = (req.method(), req.uri().path());
-                conclude(&pending.span, method, path, &facts, verdict, &why)?;
+                conclude(
+                    self.tenant(),
+                    &pending.span,
+                    method,
+                    path,
+                    &facts,
+                    verdict,
+                    &why,
+                )?;
                 return Ok(req);
             }
         };
@@ -530,6 +564,7 @@ impl Pipeline {
             cache: settled.cache,
         };
         conclude(
+            self.tenant(),
             &pending.span,
             req.method(),
             req.uri().path(),
@@ -783,13 +818,22 @@ fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> ClaimValues {
 
 /// [`conclude`] for the synchronous part: the flow that follows.
 fn end<B, R: Default>(
+    tenant: Option<&TenantKeys>,
     span: &Span,
     req: &Request<B>,
     facts: &Facts<'_>,
     verdict: Verdict,
     why: &Why,
 ) -> Flow<R> {
-    match conclude(span, req.method(), req.uri().path(), facts, verdict, why) {
+    match conclude(
+        tenant,
+        span,
+        req.method(),
+        req.uri().path(),
+        facts,
+        verdict,
+        why,
+    ) {
         Ok(()) => Flow::Pass,
         Err(response) => Flow::Respond(response),
     }

@@ -68,7 +68,6 @@ pub(crate) enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order of the metric table.
-    #[cfg(test)]
     pub(crate) const ALL: [Self; 10] = [
         Self::Allowed,
         Self::Challenged,
@@ -347,6 +346,7 @@ pub(crate) struct Facts<'a> {
 ///
 /// The response of a refused request.
 pub(crate) fn conclude<R: Default>(
+    tenant: Option<&crate::metrics::TenantKeys>,
     span: &Span,
     method: &Method,
     path: &str,
@@ -355,7 +355,7 @@ pub(crate) fn conclude<R: Default>(
     why: &Why,
 ) -> Result<(), Response<R>> {
     let outcome = verdict.outcome();
-    crate::metrics::decision(outcome);
+    crate::metrics::decision(outcome, tenant);
     tracing::debug!(
         parent: span,
         method = %method,
