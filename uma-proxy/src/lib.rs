@@ -57,7 +57,7 @@ pub mod server;
 pub mod trust;
 pub mod uma;
 
-pub use config::{Config, ConfigError, DecisionOptions, Dialect, Mode, Overrides};
+pub use config::{Config, ConfigError, DecisionOptions, Dialect, Mode, Overrides, TenantConfig};
 pub use decision::{DecisionAnswer, DecisionFront};
 pub use forward::{
     BoxError, ClientAddr, Forward, ForwardOptions, ProxyBody, Upstream, forwarding_service,
@@ -65,7 +65,7 @@ pub use forward::{
 pub use metadata::MetadataFront;
 pub use server::{
     Drain, LayerSlot, RunError, admin_service, admin_service_with_layer, build_layer_with_retry,
-    run, serve,
+    build_tenants_with_retry, run, serve,
 };
 pub use trust::{AllowedHosts, HostCheck, TrustedProxies};
-pub use uma::{apply_dialect, build_layer, layer_builder};
+pub use uma::{apply_dialect, build_layer, build_tenants, layer_builder, tenant_builders};

@@ -30,6 +30,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_service::Service;
+use tower_uma::tenant::TenantLayer;
 use tower_uma::{UmaLayer, health::AsHealth, start::StartRetry};
 
 use crate::config::{Config, Mode};
@@ -304,7 +305,26 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 ///
 /// The layer's configuration errors and the AS's permanent refusals.
 pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_uma::Error> {
-    let retry = StartRetry::forever()
+    crate::uma::waiting_builder(config, Some(start_retry()))
+        .await?
+        .build()
+        .await
+}
+
+/// [`build_layer_with_retry`] for a file with `[[tenants]]`: every tenant's layer, each
+/// waiting for its own AS in the same way; the proxy is ready once all of them are.
+///
+/// # Errors
+///
+/// The first tenant's configuration error or permanent refusal (its message names the
+/// tenant).
+pub async fn build_tenants_with_retry(config: &Config) -> Result<TenantLayer, tower_uma::Error> {
+    crate::uma::tenant_layer(config, Some(start_retry())).await
+}
+
+/// How the proxy waits for an AS at start: for as long as it takes, each failure a WARN event.
+fn start_retry() -> StartRetry {
+    StartRetry::forever()
         .delays(FIRST_BACKOFF, MAX_BACKOFF)
         .on_retry(|a| {
             tracing::warn!(
@@ -314,11 +334,50 @@ pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_u
                 "the authorization server is not reachable or not ready; retrying in {:.1}s",
                 a.delay().as_secs_f64()
             );
-        });
-    crate::uma::waiting_builder(config, Some(retry))
-        .await?
-        .build()
-        .await
+        })
+}
+
+/// The layer `run` serves with: one, or the tenants' (`[[tenants]]`).
+enum Built {
+    One(UmaLayer),
+    Tenants(TenantLayer),
+}
+
+/// Builds the layer of `config`, waiting for its authorization server(s).
+async fn build_for(config: &Config) -> Result<Built, tower_uma::Error> {
+    if config.tenants.is_empty() {
+        build_layer_with_retry(config).await.map(Built::One)
+    } else {
+        build_tenants_with_retry(config).await.map(Built::Tenants)
+    }
+}
+
+/// Serves proxy mode with `layer` around the forwarding service: RFC 9728 metadata first,
+/// then `allowed_hosts`, then the layer.
+async fn serve_proxy<L>(
+    config: &Config,
+    upstream: &crate::forward::Upstream,
+    layer: &L,
+    metadata: Option<tower_uma::metadata::ResourceMetadataDocument>,
+    listener: TcpListener,
+    announced: impl Future<Output = ()>,
+) -> Drain
+where
+    L: tower::Layer<crate::forward::Forward>,
+    L::Service: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    <L::Service as Service<Request<Incoming>>>::Future: Send + 'static,
+{
+    let options = ForwardOptions::default()
+        .timeout(config.upstream_timeout)
+        .forward_authorization(config.forward_authorization)
+        .trusted_proxies(config.trusted_proxies.clone());
+    let service = layer.layer(forwarding_service(upstream.clone(), options));
+    let service = MetadataFront::new(metadata, service);
+    let service = HostCheck::new(config.allowed_hosts.clone(), service);
+    serve(listener, service, announced, config.shutdown_timeout).await
 }
 
 /// Runs the proxy of `config` until `shutdown` completes.
@@ -408,7 +467,7 @@ pub async fn run(
             stop_admin().await;
             return Ok(());
         }
-        built = build_layer_with_retry(&config) => match built {
+        built = build_for(&config) => match built {
             Ok(layer) => layer,
             Err(e) => {
                 stop_admin().await;
@@ -416,10 +475,17 @@ pub async fn run(
             }
         },
     };
-    let declared = config.resources.iter().filter(|r| r.decl.is_some()).count();
+    let declared = config.resources.iter().filter(|r| r.decl.is_some()).count()
+        + config
+            .tenants
+            .iter()
+            .flat_map(|t| &t.resources)
+            .filter(|r| r.decl.is_some())
+            .count();
     match &config.upstream {
         Some(upstream) => tracing::info!(
             resources = declared,
+            tenants = config.tenants.len(),
             upstream = %upstream,
             mode = "proxy",
             "resources synced with the authorization server; ready"
@@ -430,7 +496,9 @@ pub async fn run(
             "resources synced with the authorization server; ready"
         ),
     }
-    let _ = built.set(layer.clone());
+    if let Built::One(layer) = &layer {
+        let _ = built.set(layer.clone());
+    }
     ready.store(true, Ordering::Release);
     m::ready(true);
 
@@ -455,28 +523,25 @@ pub async fn run(
     };
     // RFC 9728 metadata is answered by the proxy itself (the layer only makes its path
     // public). Misdirected requests are answered before the layer spends an AS call on them.
-    let metadata = layer.resource_metadata().cloned();
-    let drained = match (&config.mode, &config.upstream) {
-        (Mode::Decision(options), _) => {
-            let service = tower::Layer::layer(&layer, DecisionAnswer);
+    let drained = match (&config.mode, &config.upstream, &layer) {
+        (Mode::Decision(options), _, Built::One(layer)) => {
+            let metadata = layer.resource_metadata().cloned();
+            let service = tower::Layer::layer(layer, DecisionAnswer);
             let service = HostCheck::new(config.allowed_hosts.clone(), service);
             let service = DecisionFront::new(options.clone(), service);
             let service = MetadataFront::new(metadata, service);
             serve(listener, service, announced, grace).await
         }
-        (Mode::Proxy, Some(upstream)) => {
-            let options = ForwardOptions::default()
-                .timeout(config.upstream_timeout)
-                .forward_authorization(config.forward_authorization)
-                .trusted_proxies(config.trusted_proxies.clone());
-            let service =
-                tower::Layer::layer(&layer, forwarding_service(upstream.clone(), options));
-            let service = MetadataFront::new(metadata, service);
-            let service = HostCheck::new(config.allowed_hosts.clone(), service);
-            serve(listener, service, announced, grace).await
+        (Mode::Proxy, Some(upstream), Built::One(layer)) => {
+            let metadata = layer.resource_metadata().cloned();
+            serve_proxy(&config, upstream, layer, metadata, listener, announced).await
         }
-        // Refused at the start of `run`.
-        (Mode::Proxy, None) => Drain::Complete,
+        (Mode::Proxy, Some(upstream), Built::Tenants(layer)) => {
+            serve_proxy(&config, upstream, layer, None, listener, announced).await
+        }
+        // Refused at the start of `run` (no upstream), and by the file (tenants in decision
+        // mode).
+        (Mode::Proxy, None, _) | (Mode::Decision(_), _, Built::Tenants(_)) => Drain::Complete,
     };
     stop_admin().await;
     match drained {

@@ -1,0 +1,194 @@
+//! `[[tenants]]` end to end: the binary in front of one upstream for two tenants, each with
+//! its own `uma-test-as` (tenant `acme` by `Host`, tenant `globex` by a stripped path prefix).
+//! A token of one tenant grants nothing in the other, a request no tenant takes is `404`
+//! before any AS call, one tenant's AS down leaves the other alone, the decisions carry a
+//! `tenant` label, and `--check` prints a plan per tenant.
+
+use http::{Method, StatusCode};
+use uma_test_as::{Endpoint, RptSpec, TestAs};
+
+use crate::common::*;
+
+/// Two tenants, `acme` (`Host: acme.test`) and `globex` (`/globex/…`, stripped), each with
+/// the album resource at its own AS; `extra` goes at the top level.
+fn tenants_config(acme: &TestAs, globex: &TestAs, upstream: &str, extra: &str) -> String {
+    let tenant = |name: &str, matches: &str, as_: &TestAs| {
+        format!(
+            r#"
+[[tenants]]
+name = "{name}"
+match = {matches}
+realm = "{name}-photos"
+[tenants.authorization_server]
+issuer = "{issuer}"
+client_id = "{RS_ID}"
+client_secret_env = "{SECRET_ENV}"
+allow_http = true
+timeout = "2s"
+[[tenants.resources]]
+name = "album"
+owner = "alice"
+path = "/albums/{{id}}"
+scopes = {{ GET = ["view"] }}
+"#,
+            issuer = as_.issuer()
+        )
+    };
+    format!(
+        "listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{extra}\n{}{}",
+        tenant("acme", r#"{ host = "acme.test" }"#, acme),
+        tenant(
+            "globex",
+            r#"{ path_prefix = "/globex", strip_prefix = true }"#,
+            globex
+        ),
+    )
+}
+
+/// Every call the ASes have seen.
+fn as_calls(ases: &[&TestAs]) -> u64 {
+    ases.iter()
+        .map(|a| Endpoint::ALL.iter().map(|e| a.count(*e)).sum::<u64>())
+        .sum()
+}
+
+fn token(as_: &TestAs) -> String {
+    let album = as_.resource_id("album").expect("registered at start");
+    as_.mint_rpt(RptSpec::active_for(&album, ["view"], 300))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_kept_apart_and_counted_by_name() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let text = tenants_config(&acme, &globex, &up.url(), "admin_listen = \"127.0.0.1:0\"");
+    let (proxy, addr) = Proxy::start(&text).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let (acme_token, globex_token) = (token(&acme), token(&globex));
+    assert_ne!(acme.resource_id("album"), globex.resource_id("album"));
+
+    let bearer = |t: &str| format!("Bearer {t}");
+    let acme_auth = bearer(&acme_token);
+    let ok = send(
+        Method::GET,
+        &url("/albums/1"),
+        &[("host", "acme.test"), ("authorization", &acme_auth)],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // acme's token at globex: globex's AS does not know it.
+    let other = send(
+        Method::GET,
+        &url("/globex/albums/1"),
+        &[("host", "x.test"), ("authorization", &acme_auth)],
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    let challenge = other.headers["www-authenticate"].to_str().expect("ASCII");
+    assert!(challenge.contains(&globex.issuer()), "{challenge}");
+    assert!(challenge.contains("realm=\"globex-photos\""), "{challenge}");
+    // globex's own token, its prefix stripped for the upstream.
+    let globex_auth = bearer(&globex_token);
+    let stripped = send(
+        Method::GET,
+        &url("/globex/albums/2?x=1"),
+        &[("host", "x.test"), ("authorization", &globex_auth)],
+    )
+    .await;
+    assert_eq!(stripped.status, StatusCode::OK);
+    let seen: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(seen, ["/albums/1", "/albums/2?x=1"]);
+
+    // No tenant: 404 before any AS call.
+    let before = as_calls(&[&acme, &globex]);
+    for (host, path) in [
+        ("x.test", "/albums/1"),
+        ("acme.test.evil", "/albums/1"),
+        ("x.test", "/globexx/albums/1"),
+    ] {
+        let none = send(
+            Method::GET,
+            &url(path),
+            &[("host", host), ("authorization", &acme_auth)],
+        )
+        .await;
+        assert_eq!(none.status, StatusCode::NOT_FOUND, "{host}{path}");
+    }
+    assert_eq!(as_calls(&[&acme, &globex]), before);
+    assert_eq!(up.seen().len(), 2);
+
+    let admin = proxy.admin_addr().await;
+    let metrics = send(Method::GET, &format!("http://{admin}/metrics"), &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        r#"uma_decisions_total{outcome="allowed",tenant="acme"} 1"#,
+        r#"uma_decisions_total{outcome="allowed",tenant="globex"} 1"#,
+        r#"uma_decisions_total{outcome="challenged",tenant="globex"} 1"#,
+        r#"uma_decisions_total{outcome="no_tenant",tenant="other"} 3"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_as_down_leaves_the_other_alone() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let (_proxy, addr) = Proxy::start(&tenants_config(&acme, &globex, &up.url(), "")).await;
+    let globex_auth = format!("Bearer {}", token(&globex));
+    for e in Endpoint::ALL {
+        acme.set_down(e, true);
+    }
+    let down = send(
+        Method::GET,
+        &format!("http://{addr}/albums/1"),
+        &[
+            ("host", "acme.test"),
+            ("authorization", "Bearer a-fresh-token"),
+        ],
+    )
+    .await;
+    assert_eq!(down.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        down.headers["warning"],
+        "199 - \"UMA Authorization Server Unreachable\""
+    );
+    let fine = send(
+        Method::GET,
+        &format!("http://{addr}/globex/albums/1"),
+        &[
+            ("host", "acme.test.example"),
+            ("authorization", &globex_auth),
+        ],
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::OK);
+    let challenged = send(Method::GET, &format!("http://{addr}/globex/albums/1"), &[]).await;
+    assert_eq!(challenged.status, StatusCode::UNAUTHORIZED);
+    assert!(challenged.headers.get("warning").is_none());
+}
+
+/// `--check` prints each tenant's plan under `tenant NAME:` and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_a_plan_per_tenant() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let path = write_config(&tenants_config(&acme, &globex, "http://127.0.0.1:9", ""));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uma-proxy"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .env(SECRET_ENV, RS_SECRET)
+        .output()
+        .await
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acme_at = stdout.find("tenant acme:\n+ album").expect(&stdout);
+    let globex_at = stdout.find("tenant globex:\n+ album").expect(&stdout);
+    assert!(acme_at < globex_at, "{stdout}");
+    assert!(acme.resource_id("album").is_none() && globex.resource_id("album").is_none());
+}
