@@ -90,8 +90,8 @@ async fn check(config: &Config) -> ExitCode {
         let mut out = std::io::stdout().lock();
         for (name, _, builder) in uma_proxy::tenant_builders(config) {
             let _ = writeln!(out, "tenant {name}:");
-            if let Err(code) = print_plan(&mut out, builder.check_resources().await) {
-                eprintln!("error: tenant `{name}`");
+            let context = format!("tenant `{name}`: ");
+            if let Err(code) = print_plan(&mut out, builder.check_resources().await, &context) {
                 return code;
             }
         }
@@ -102,17 +102,18 @@ async fn check(config: &Config) -> ExitCode {
         Err(e) => Err(e),
     };
     let mut out = std::io::stdout().lock();
-    match print_plan(&mut out, plan) {
+    match print_plan(&mut out, plan, "") {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     }
 }
 
-/// Prints one sync plan (or `resources are in sync`); an error goes to standard error, and
-/// is the exit code.
+/// Prints one sync plan (or `resources are in sync`); an error goes to standard error after
+/// `context`, and is the exit code.
 fn print_plan(
     out: &mut impl Write,
     plan: Result<tower_uma::registration::ResourceSync, tower_uma::Error>,
+    context: &str,
 ) -> Result<(), ExitCode> {
     match plan {
         Ok(plan) => {
@@ -125,7 +126,7 @@ fn print_plan(
         }
         Err(e) => {
             let _ = out.flush();
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {context}{}", error_chain(&e));
             Err(ExitCode::from(if e.is_config() { 2 } else { 1 }))
         }
     }
