@@ -15,7 +15,7 @@
 //! | `uma_introspection_requests_total` | counter | `outcome`: `active` \| `inactive` \| `unreachable` \| `timeout` \| `status` \| `unparsable` \| `no_pat` | Calls to the AS introspection endpoint, by result (`status`: an answer other than 200). |
 //! | `uma_introspection_duration_seconds` | histogram | `outcome`: as above | Latency of those calls, in seconds. |
 //! | `uma_tickets_total` | counter | `outcome`: `issued` \| `failed` | Permission-ticket requests to the AS. |
-//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` \| `denied` | Access decisions, one per request the layer sees (`denied`: permission exchange refused, `403` without a ticket). |
+//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` \| `denied` (\| `no_tenant` under a `TenantLayer`); `tenant` (only under a `TenantLayer`): a configured tenant's name \| `other` | Access decisions, one per request the layer sees (`denied`: permission exchange refused, `403` without a ticket; `no_tenant`: no tenant took it, `404`). |
 //! | `uma_pat_refreshes_total` | counter | `outcome`: `ok` \| `error` | Attempts to obtain a new PAT. |
 //! | `uma_as_calls_in_flight` | gauge | — | Calls to the AS in flight (all endpoints), against the layer's cap (`max_as_calls_in_flight`). |
 //! | `uma_as_calls_shed_total` | counter | `endpoint`: `token` \| `introspection` \| `permission` \| `resource_registration` \| `jwks` | AS calls not made because the cap was reached (the request was answered `403` + `Warning`). |

@@ -19,7 +19,7 @@
 //!
 //! # What stays apart
 //!
-//! - A request no tenant takes is refused with **`404`** ([`Rejection::UnknownTenant`], empty
+//! - A request no tenant takes is refused with **`404`** ([`Rejection::UnknownTenant`](crate::Rejection::UnknownTenant), empty
 //!   body, `Cache-Control: no-store`) before any call to any AS: there is no AS to name in a
 //!   challenge, and the API has no such tenant. The inner service is not called.
 //! - A token of tenant A never grants anything in tenant B: each tenant checks tokens at its
@@ -79,7 +79,7 @@
 //!     )
 //!     .build()
 //!     .await?;
-//! let app = axum::Router::new()
+//! let app: axum::Router = axum::Router::new()
 //!     .route("/albums/{id}", axum::routing::get(|| async { "an album" }))
 //!     .layer(layer);
 //! # let _ = app; Ok(()) }
