@@ -183,7 +183,11 @@ impl Shared {
             builder.metric_tenant(Arc::from(OTHER)).build().await
         };
         match lazy.live.try_get_with(name.clone(), build).await {
-            Ok(layer) => Ok(layer),
+            Ok(layer) => {
+                // The bound holds from each new tenant on (moka evicts lazily otherwise).
+                lazy.live.run_pending_tasks().await;
+                Ok(layer)
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(
                     tenant = %name,

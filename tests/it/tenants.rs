@@ -384,6 +384,57 @@ async fn lazy_tenants_are_built_once_and_fail_alone() {
     assert_eq!(calls.get(), 2);
 }
 
+/// At most `max_live_tenants` lazy tenants are kept: the least recently used is dropped, and
+/// built again (a second discovery) when asked for again.
+#[tokio::test]
+async fn lazy_tenants_beyond_the_bound_are_dropped_and_built_again() {
+    let (a, b) = tokio::join!(start_as(), start_as());
+    let issuers = Arc::new([a.issuer(), b.issuer()]);
+    let layer = TenantLayer::builder()
+        .resolver(|req| {
+            let name = req.uri.path().strip_prefix("/t/")?.split('/').next()?;
+            Some(TenantChoice::new(name).strip_prefix(format!("/t/{name}")))
+        })
+        .template(move |name| {
+            let issuer = match name {
+                "a" => issuers[0].clone(),
+                "b" => issuers[1].clone(),
+                _ => return None,
+            };
+            Some(
+                UmaLayer::discover(issuer, RS_ID, RS_SECRET)
+                    .insecure_allow_http()
+                    .resources(albums()),
+            )
+        })
+        .max_live_tenants(1)
+        .build()
+        .await
+        .expect("builds");
+    let url = format!(
+        "http://{}",
+        serve(app(Calls::default()).layer(layer.clone())).await
+    );
+    let http = http();
+    for path in [
+        "/t/a/albums/1",
+        "/t/a/albums/2",
+        "/t/b/albums/1",
+        "/t/a/albums/3",
+    ] {
+        let resp = get_plain(&http, &url, path).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(
+        a.count(Endpoint::Discovery),
+        2,
+        "a was dropped for b, then built again"
+    );
+    assert_eq!(b.count(Endpoint::Discovery), 1);
+    assert!(layer.tenant("a").is_some());
+    assert!(layer.tenant("b").is_none(), "b was dropped for a");
+}
+
 /// Build refuses what cannot work.
 #[tokio::test]
 async fn bad_tenant_configurations_are_refused() {
