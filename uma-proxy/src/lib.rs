@@ -13,7 +13,8 @@
 //! the same pieces in-process:
 //!
 //! - [`Config`]: the file, checked, with errors naming the line;
-//! - [`build_layer`] and [`apply_dialect`]: the layer from the configuration;
+//! - [`build_layer`] and [`apply_dialect`]: the layer from the configuration ([`build_tenants`]
+//!   and [`tenant_builders`] for a file with `[[tenants]]`);
 //! - [`forwarding_service`]: the forwarding service alone, i.e. a bare forwarding proxy when
 //!   served without the layer (what the benches compare with);
 //! - [`serve`]: the accept loop with `X-Uma-*` stripping and graceful shutdown;
