@@ -178,25 +178,79 @@ pub fn admin_service_with_layer(
 > + Clone
 + Send
 + 'static {
+    admin(ready, metrics, move || {
+        let health = layer.get().map(UmaLayer::as_health);
+        healthy(health.as_ref())
+    })
+}
+
+/// Where the admin service finds the tenants' layer once it is built (`[[tenants]]`).
+pub type TenantSlot = Arc<OnceLock<TenantLayer>>;
+
+/// [`admin_service`] for a file with `[[tenants]]`: once ready, `/healthz` answers `200` with
+/// `ok`, then for each tenant a line `tenant NAME authorization_server ok` (or `degraded`:
+/// a circuit open or half-open, or a protected resource the AS does not know) and that
+/// tenant's endpoint lines, as [`admin_service_with_layer`] prints them. It stays `200`
+/// whatever one tenant's state: a `503` would take every tenant out of rotation for one
+/// tenant's AS.
+pub fn admin_service_with_tenants(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+    tenants: TenantSlot,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    admin(ready, metrics, move || {
+        let mut body = "ok\n".to_owned();
+        if let Some(layer) = tenants.get() {
+            for name in layer.tenant_names() {
+                let Some(h) = layer.tenant(name).map(|t| t.as_health()) else {
+                    continue;
+                };
+                let summary = summary(&h);
+                body.push_str(&format!(
+                    "tenant {name} authorization_server {summary}\n{h}"
+                ));
+            }
+        }
+        (StatusCode::OK, body)
+    })
+}
+
+/// The admin service, whose `/healthz` once ready is what `health` says.
+fn admin(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+    health: impl Fn() -> (StatusCode, String) + Clone + Send + Sync + 'static,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
     tower::service_fn(move |req: Request<Incoming>| {
         let ready = ready.load(Ordering::Acquire);
         let metrics = metrics.clone();
-        let health = layer.get().map(UmaLayer::as_health);
+        let healthz = (ready && req.uri().path() == "/healthz").then(&health);
         async move {
             let get = req.method() == Method::GET || req.method() == Method::HEAD;
-            let (status, content_type, body) = match (get, req.uri().path()) {
-                (true, "/healthz") if ready => {
-                    let (status, body) = healthy(health.as_ref());
-                    (status, "text/plain", body)
-                }
-                (true, "/healthz") => (
+            let (status, content_type, body) = match (get, req.uri().path(), healthz) {
+                (true, "/healthz", Some((status, body))) => (status, "text/plain", body),
+                (true, "/healthz", None) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
                     "not ready: the first sync with the authorization server has not succeeded \
                      yet, or the proxy is shutting down\n"
                         .to_owned(),
                 ),
-                (true, "/metrics") => match &metrics {
+                (true, "/metrics", _) => match &metrics {
                     Some(handle) => {
                         handle.run_upkeep();
                         (StatusCode::OK, "text/plain; version=0.0.4", handle.render())
@@ -207,7 +261,7 @@ pub fn admin_service_with_layer(
                         "no metrics recorder\n".to_owned(),
                     ),
                 },
-                (false, "/healthz" | "/metrics") => (
+                (false, "/healthz" | "/metrics", _) => (
                     StatusCode::METHOD_NOT_ALLOWED,
                     "text/plain",
                     "method not allowed\n".to_owned(),
@@ -234,11 +288,7 @@ fn healthy(health: Option<&AsHealth>) -> (StatusCode, String) {
     let Some(h) = health else {
         return (StatusCode::OK, "ok\n".to_owned());
     };
-    let summary = if h.all_closed() && h.resources_known() {
-        "ok"
-    } else {
-        "degraded"
-    };
+    let summary = summary(h);
     if h.resources_known() {
         return (
             StatusCode::OK,
@@ -254,6 +304,15 @@ fn healthy(health: Option<&AsHealth>) -> (StatusCode, String) {
              them are refused\nauthorization_server {summary}\n{h}"
         ),
     )
+}
+
+/// `ok` when every circuit is closed and every protected resource known, else `degraded`.
+fn summary(h: &AsHealth) -> &'static str {
+    if h.all_closed() && h.resources_known() {
+        "ok"
+    } else {
+        "degraded"
+    }
 }
 
 /// Why [`run`] failed.
@@ -419,6 +478,7 @@ pub async fn run(
         .clone()
         .map(|handle| m::Upkeep::spawn(handle, m::UPKEEP_INTERVAL));
     let built = LayerSlot::default();
+    let tenants = TenantSlot::default();
     m::describe();
     m::ready(false);
 
@@ -436,15 +496,18 @@ pub async fn run(
             if let Ok(local) = admin_listener.local_addr() {
                 tracing::info!(address = %local, "admin listening on http://{local}");
             }
-            let service = admin_service_with_layer(Arc::clone(&ready), metrics, Arc::clone(&built));
-            Some(tokio::spawn(serve(
-                admin_listener,
-                service,
-                async {
-                    let _ = admin_stopped.await;
-                },
-                Duration::from_secs(1),
-            )))
+            let stopped = async {
+                let _ = admin_stopped.await;
+            };
+            let grace = Duration::from_secs(1);
+            let ready = Arc::clone(&ready);
+            Some(if config.tenants.is_empty() {
+                let service = admin_service_with_layer(ready, metrics, Arc::clone(&built));
+                tokio::spawn(serve(admin_listener, service, stopped, grace))
+            } else {
+                let service = admin_service_with_tenants(ready, metrics, Arc::clone(&tenants));
+                tokio::spawn(serve(admin_listener, service, stopped, grace))
+            })
         }
         None => None,
     };
@@ -496,8 +559,13 @@ pub async fn run(
             "resources synced with the authorization server; ready"
         ),
     }
-    if let Built::One(layer) = &layer {
-        let _ = built.set(layer.clone());
+    match &layer {
+        Built::One(layer) => {
+            let _ = built.set(layer.clone());
+        }
+        Built::Tenants(layer) => {
+            let _ = tenants.set(layer.clone());
+        }
     }
     ready.store(true, Ordering::Release);
     m::ready(true);

@@ -130,11 +130,28 @@ async fn tenants_are_kept_apart_and_counted_by_name() {
     }
 }
 
+/// One tenant's AS down: its requests get `403` + `Warning`, the other tenant works, and
+/// `/healthz` stays `200` with the first tenant degraded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_as_down_leaves_the_other_alone() {
     let (acme, globex) = tokio::join!(start_as(), start_as());
     let up = start_upstream().await;
-    let (_proxy, addr) = Proxy::start(&tenants_config(&acme, &globex, &up.url(), "")).await;
+    let text = tenants_config(&acme, &globex, &up.url(), "admin_listen = \"127.0.0.1:0\"").replace(
+        "timeout = \"2s\"",
+        "timeout = \"2s\"\nbreaker_failure_threshold = 1",
+    );
+    let (proxy, addr) = Proxy::start(&text).await;
+    let admin = proxy.admin_addr().await;
+    let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
+    let body = String::from_utf8_lossy(&health.body).into_owned();
+    assert_eq!(health.status, StatusCode::OK, "{body}");
+    for line in [
+        "ok",
+        "tenant acme authorization_server ok",
+        "tenant globex authorization_server ok",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
     let globex_auth = format!("Bearer {}", token(&globex));
     for e in Endpoint::ALL {
         acme.set_down(e, true);
@@ -166,6 +183,15 @@ async fn one_tenants_as_down_leaves_the_other_alone() {
     let challenged = send(Method::GET, &format!("http://{addr}/globex/albums/1"), &[]).await;
     assert_eq!(challenged.status, StatusCode::UNAUTHORIZED);
     assert!(challenged.headers.get("warning").is_none());
+    let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
+    let body = String::from_utf8_lossy(&health.body).into_owned();
+    assert_eq!(health.status, StatusCode::OK, "{body}");
+    for line in [
+        "tenant acme authorization_server degraded",
+        "tenant globex authorization_server ok",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
 }
 
 /// `--check` prints each tenant's plan under `tenant NAME:` and writes nothing.
