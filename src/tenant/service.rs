@@ -60,6 +60,9 @@ impl Lazy {
             template,
             live: moka::future::Cache::builder()
                 .max_capacity(max_live)
+                // Least recently used first: moka's default (TinyLFU) may refuse a new tenant
+                // when the live ones are used more often, which would build it per request.
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
         }
     }

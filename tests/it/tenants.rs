@@ -433,6 +433,26 @@ async fn lazy_tenants_beyond_the_bound_are_dropped_and_built_again() {
     assert_eq!(b.count(Endpoint::Discovery), 1);
     assert!(layer.tenant("a").is_some());
     assert!(layer.tenant("b").is_none(), "b was dropped for a");
+    // Least recently used, not least frequently: a tenant used often is still dropped for a
+    // new one, which is then kept (not refused admission and rebuilt on every request).
+    for _ in 0..8 {
+        let resp = get_plain(&http, &url, "/t/a/albums/1").await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..3 {
+        let resp = get_plain(&http, &url, "/t/b/albums/1").await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        b.count(Endpoint::Discovery),
+        2,
+        "b is built once more, then kept"
+    );
+    assert!(layer.tenant("b").is_some());
+    assert!(
+        layer.tenant("a").is_none(),
+        "a, less recently used, was dropped"
+    );
 }
 
 /// Build refuses what cannot work.
