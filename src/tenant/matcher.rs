@@ -15,8 +15,10 @@ use crate::error::Error;
 ///   host names one.
 /// - [`path_prefix`](Self::path_prefix): the path as received starts with the prefix, followed
 ///   by `/` or nothing (`/acme` takes `/acme` and `/acme/albums/1`, not `/acme2`). Compared
-///   byte for byte, before any decoding: `/%61cme/…` or `/ACME/…` is not `/acme/…` and is
-///   refused as unresolved rather than guessed. With [`strip_prefix`](Self::strip_prefix),
+///   byte for byte, before any decoding: `/ACME/…` is not `/acme/…`. A path that lies under
+///   a configured prefix only once normalised (`/%61cme/…`, `//acme/…`) is refused with `400`
+///   whatever the other conditions, since another tenant would take it while its inner
+///   service may read it as `/acme/…`. With [`strip_prefix`](Self::strip_prefix),
 ///   the tenant's resource map and the inner service see the path without it (`/acme/albums/1`
 ///   becomes `/albums/1`, `/acme` becomes `/`).
 /// - [`header`](Self::header): a header with exactly this value (only when a proxy in front
@@ -260,11 +262,40 @@ pub(super) fn token_issuer(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-/// Removes `prefix` from `req`'s path (`/acme/x?q` → `/x?q`, `/acme` → `/`).
-pub(super) fn strip<B>(req: &mut Request<B>, prefix: &str) {
+/// Whether the request names two hosts: a target with an authority (absolute form, or
+/// HTTP/2's `:authority`) and a `Host` header that differs from it. The match would read one,
+/// a forwarder or the inner service perhaps the other (RFC 9112 §3.2.2, RFC 9113 §8.3.1).
+pub(super) fn hosts_disagree<B>(req: &Request<B>) -> bool {
+    let Some(authority) = req.uri().authority() else {
+        return false;
+    };
+    req.headers().get_all(HOST).iter().any(|h| {
+        !h.as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    })
+}
+
+/// Whether `path`, normalised as resource maps read it (empty segments, dot segments and
+/// needless escapes gone), lies under one of `prefixes` while the path as received does not:
+/// `//globex/…` or `/%67lobex/…` would go to another tenant, whose inner service or upstream
+/// may read it as `/globex/…`. Also `true` for a path that cannot be normalised.
+pub(super) fn hides_a_prefix<'p>(path: &str, mut prefixes: impl Iterator<Item = &'p str>) -> bool {
+    if !(path.contains("//") || path.contains('%') || path.contains("/.")) {
+        // Nothing normalisation rewrites: the path as received is the normalised one.
+        return false;
+    }
+    let Ok(normal) = crate::resources::normalize_path(path) else {
+        return true;
+    };
+    prefixes.any(|p| under_prefix(normal.as_str(), p).is_some() && under_prefix(path, p).is_none())
+}
+
+/// Removes `prefix` from `req`'s path (`/acme/x?q` → `/x?q`, `/acme` → `/`); `false` when the
+/// path is not under it (nothing removed).
+pub(super) fn strip<B>(req: &mut Request<B>, prefix: &str) -> bool {
     let uri = req.uri();
     let Some(rest) = under_prefix(uri.path(), prefix) else {
-        return;
+        return false;
     };
     let path = if rest.is_empty() { "/" } else { rest };
     let rebuilt = match uri.query() {
@@ -277,8 +308,10 @@ pub(super) fn strip<B>(req: &mut Request<B>, prefix: &str) {
         parts.path_and_query = Some(pq);
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
+            return true;
         }
     }
+    false
 }
 
 /// Whether an `Authorization` header is present (for the debug event of unresolved requests).

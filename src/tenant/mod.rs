@@ -22,6 +22,12 @@
 //! - A request no tenant takes is refused with **`404`** ([`Rejection::UnknownTenant`](crate::Rejection::UnknownTenant), empty
 //!   body, `Cache-Control: no-store`) before any call to any AS: there is no AS to name in a
 //!   challenge, and the API has no such tenant. The inner service is not called.
+//! - A request whose target's authority differs from its `Host`, or whose normalised path
+//!   lies under a tenant's prefix that its path as received does not (`//globex/…`), is
+//!   refused with **`400`** ([`Rejection::BadRequest`](crate::Rejection::BadRequest)) before
+//!   any AS call: the match reads the host and path the inner service reads.
+//! - Each request a tenant takes carries a [`Tenant`] in its extensions (name, stripped
+//!   prefix): an inner service serving several tenants picks the data by it.
 //! - A token of tenant A never grants anything in tenant B: each tenant checks tokens at its
 //!   own AS (or against its own keys and issuer), keeps its own cache (a new one per tenant
 //!   unless you pass one; a cache shared between tenants keeps their entries apart by issuer,
@@ -112,6 +118,39 @@ pub struct TenantRequest<'a> {
     pub uri: &'a Uri,
     /// The headers (the bearer token among them: never log it).
     pub headers: &'a HeaderMap,
+}
+
+/// The tenant a [`TenantLayer`] picked for a request, in the request's extensions for the
+/// inner service (`axum::Extension<Tenant>`): its name, and the path prefix removed from the
+/// request, if one was. An inner service that serves several tenants' data from one store must
+/// pick the data by this name (uma-proxy sends it upstream as `X-Uma-Tenant`), never by a
+/// `Host` or path of its own reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    name: Arc<str>,
+    stripped_prefix: Option<Arc<str>>,
+}
+
+impl Tenant {
+    pub(crate) fn new(name: Arc<str>, stripped_prefix: Option<Arc<str>>) -> Self {
+        Self {
+            name,
+            stripped_prefix,
+        }
+    }
+
+    /// The tenant's name (as configured, or as the resolver named it).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path prefix removed from the request (`/globex`), when the match or the resolver's
+    /// choice strips one (uma-proxy sends it upstream as `X-Forwarded-Prefix`).
+    #[must_use]
+    pub fn stripped_prefix(&self) -> Option<&str> {
+        self.stripped_prefix.as_deref()
+    }
 }
 
 /// The tenant a [`resolver`](TenantLayerBuilder::resolver) names for a request.
@@ -298,7 +337,8 @@ impl TenantLayerBuilder {
                             .transient(e.is_transient())
                             .with_source(e)
                     })?;
-                Ok::<_, Error>(Tenant {
+                Ok::<_, Error>(Configured {
+                    seen: Tenant::new(Arc::clone(&label), matches.stripped().map(Arc::from)),
                     name: label,
                     matches,
                     layer,
@@ -318,13 +358,15 @@ impl TenantLayerBuilder {
 pub(crate) const OTHER: &str = "other";
 
 /// A configured tenant, built.
-pub(crate) struct Tenant {
+pub(crate) struct Configured {
     pub(crate) name: Arc<str>,
     pub(crate) matches: TenantMatch,
     pub(crate) layer: UmaLayer,
+    /// The request extension of its requests.
+    pub(crate) seen: Tenant,
 }
 
-impl Tenant {
+impl Configured {
     pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
         self.layer.pipeline()
     }

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::matcher::{has_credentials, strip, token_issuer};
-use super::{OTHER, TemplateFn, Tenant, TenantChoice, TenantRequest};
+use super::matcher::{has_credentials, hides_a_prefix, hosts_disagree, strip, token_issuer};
+use super::{Configured, OTHER, TemplateFn, Tenant, TenantChoice, TenantRequest};
 use crate::UmaLayer;
 use crate::error::Error;
 use crate::future::ResponseFuture;
@@ -70,28 +70,33 @@ impl Lazy {
 
 /// What every clone of the layer and the service share.
 pub(crate) struct Shared {
-    fixed: Vec<Tenant>,
+    fixed: Vec<Configured>,
     /// Whether some tenant matches on the token's issuer (the token is then read once).
     by_issuer: bool,
+    /// Whether some tenant matches on a path prefix (the path is then checked normalised).
+    by_prefix: bool,
     resolver: Option<Arc<super::ResolveFn>>,
     lazy: Option<Lazy>,
 }
 
 /// The tenant of a request.
 enum Pick<'a> {
-    Fixed(&'a Tenant),
+    Fixed(&'a Configured),
     Lazy(String),
     None,
+    /// `400`: the request names two hosts, or hides a tenant's prefix in its path spelling.
+    Bad,
 }
 
 impl Shared {
     pub(super) fn new(
-        fixed: Vec<Tenant>,
+        fixed: Vec<Configured>,
         resolver: Option<Arc<super::ResolveFn>>,
         lazy: Option<Lazy>,
     ) -> Self {
         Self {
             by_issuer: fixed.iter().any(|t| t.matches.needs_issuer()),
+            by_prefix: fixed.iter().any(|t| t.matches.prefix().is_some()),
             fixed,
             resolver,
             lazy,
@@ -124,8 +129,19 @@ impl Shared {
     }
 
     /// The request's tenant; strips the path prefix when the tenant's match (or the
-    /// resolver's choice) says so.
+    /// resolver's choice) says so, and puts the [`Tenant`] in the request's extensions.
     fn pick<B>(&self, req: &mut Request<B>) -> Pick<'_> {
+        // Which host and which path: one reading for the match, the map, the forwarder and
+        // the inner service (RFC 9112 §3.2.2 lets the target's authority override `Host`).
+        if hosts_disagree(req)
+            || (self.by_prefix
+                && hides_a_prefix(
+                    req.uri().path(),
+                    self.fixed.iter().filter_map(|t| t.matches.prefix()),
+                ))
+        {
+            return Pick::Bad;
+        }
         let issuer = if self.by_issuer {
             token_issuer(req.headers())
         } else {
@@ -139,6 +155,7 @@ impl Shared {
             if let Some(prefix) = t.matches.stripped() {
                 strip(req, prefix);
             }
+            req.extensions_mut().insert(t.seen.clone());
             return Pick::Fixed(t);
         }
         let Some(resolver) = &self.resolver else {
@@ -152,14 +169,17 @@ impl Shared {
         let Some(TenantChoice { name, strip_prefix }) = resolver(&view) else {
             return Pick::None;
         };
-        let picked = match self.fixed.iter().find(|t| *t.name == *name) {
-            Some(t) => Pick::Fixed(t),
-            None if self.lazy.is_some() => Pick::Lazy(name),
+        let (picked, label) = match self.fixed.iter().find(|t| *t.name == *name) {
+            Some(t) => (Pick::Fixed(t), Arc::clone(&t.name)),
+            None if self.lazy.is_some() => {
+                let label = Arc::from(name.as_str());
+                (Pick::Lazy(name), label)
+            }
             None => return Pick::None,
         };
-        if let Some(prefix) = strip_prefix {
-            strip(req, &prefix);
-        }
+        let stripped = strip_prefix.filter(|prefix| strip(req, prefix));
+        req.extensions_mut()
+            .insert(Tenant::new(label, stripped.map(Arc::from)));
         picked
     }
 
@@ -255,6 +275,15 @@ where
                 return crate::service::dispatch(&mut self.inner, tenant.pipeline(), req);
             }
             Pick::Lazy(name) => name,
+            Pick::Bad => {
+                crate::metrics::tenant_decision(OTHER, "bad_request");
+                tracing::debug!(outcome = "bad_request", "decided");
+                return ResponseFuture::ready(crate::pipeline::layer_response(
+                    StatusCode::BAD_REQUEST,
+                    Rejection::BadRequest,
+                    None,
+                ));
+            }
             Pick::None => {
                 let seen = (
                     req.method(),

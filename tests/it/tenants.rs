@@ -128,11 +128,86 @@ async fn a_stripped_prefix_is_gone_for_the_map_and_the_app() {
     let resp = get(&t, "x.test", "/b/albums/7?size=2", Some(&token_b)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.expect("body"), "hello from /albums/7");
-    // Not a prefix of a segment, and not decoded: no tenant.
-    for path in ["/bb/albums/7", "/%62/albums/7", "/B/albums/7"] {
+    // Not a prefix of a segment: no tenant.
+    for path in ["/bb/albums/7", "/B/albums/7"] {
         let resp = get(&t, "x.test", path, Some(&token_b)).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
     }
+    // B's prefix in another spelling, which another tenant would take and an upstream might
+    // read as `/b/…`: refused, whichever host.
+    for host in ["x.test", "a.test"] {
+        for path in ["/%62/albums/7", "//b/albums/7"] {
+            let resp = get(&t, host, path, Some(&token_b)).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{host}{path}");
+        }
+    }
+    assert_eq!(t.calls.get(), 1);
+}
+
+/// The inner service learns the tenant and the stripped prefix from the `Tenant` extension,
+/// and a request whose target names another host than its `Host` header is refused: the
+/// match and whatever serves the request must read the same host.
+#[tokio::test]
+async fn the_tenant_is_in_the_request_and_hosts_must_agree() {
+    use tower::{Layer, ServiceExt};
+    use tower_uma::tenant::Tenant;
+    let t = two().await;
+    let svc = t
+        .layer
+        .layer(tower::service_fn(|req: http::Request<()>| async move {
+            let seen = req
+                .extensions()
+                .get::<Tenant>()
+                .map(|t| format!("{} {:?}", t.name(), t.stripped_prefix()));
+            Ok::<_, std::convert::Infallible>(http::Response::new(seen.unwrap_or_default()))
+        }));
+    let send = |uri: &str, host: &str, token: &str| {
+        http::Request::builder()
+            .uri(uri)
+            .header(http::header::HOST, host)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .expect("request")
+    };
+    let token_a = rpt_for(&t.a, &album(&t.a), &["view"]);
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let resp = svc
+        .clone()
+        .oneshot(send("/b/albums/1", "x.test", &token_b))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.body(), "b Some(\"/b\")");
+    let resp = svc
+        .clone()
+        .oneshot(send("/albums/1", "a.test", &token_a))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.body(), "a None");
+    // Absolute form naming one tenant, `Host` naming another: 400, nothing called.
+    let before = as_calls(&[&t.a, &t.b]);
+    for (uri, host) in [
+        ("http://x.test/b/albums/1", "a.test"),
+        ("http://a.test/albums/1", "x.test"),
+    ] {
+        let resp = svc
+            .clone()
+            .oneshot(send(uri, host, &token_b))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri} {host}");
+        assert_eq!(
+            resp.extensions().get::<Rejection>(),
+            Some(&Rejection::BadRequest)
+        );
+    }
+    assert_eq!(as_calls(&[&t.a, &t.b]), before);
+    // The same host both ways is fine.
+    let resp = svc
+        .oneshot(send("http://a.test/albums/1", "a.test", &token_a))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
 }
 
 /// A request no tenant takes is refused with 404 before any AS call, and never reaches the app.
