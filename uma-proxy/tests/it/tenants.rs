@@ -92,12 +92,34 @@ async fn tenants_are_kept_apart_and_counted_by_name() {
     let stripped = send(
         Method::GET,
         &url("/globex/albums/2?x=1"),
-        &[("host", "x.test"), ("authorization", &globex_auth)],
+        &[
+            ("host", "x.test"),
+            ("authorization", &globex_auth),
+            ("x-uma-tenant", "acme"),
+            ("x_uma_tenant", "acme"),
+            ("x-forwarded-prefix", "/acme"),
+        ],
     )
     .await;
     assert_eq!(stripped.status, StatusCode::OK);
-    let seen: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
-    assert_eq!(seen, ["/albums/1", "/albums/2?x=1"]);
+    let seen = up.seen();
+    let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["/albums/1", "/albums/2?x=1"]);
+    // The upstream learns the tenant from the proxy alone, and the prefix it lost.
+    let tenant_of = |s: &Seen| {
+        let all: Vec<String> = s
+            .headers
+            .get_all("x-uma-tenant")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        assert!(s.headers.get("x_uma_tenant").is_none());
+        all
+    };
+    assert_eq!(tenant_of(&seen[0]), ["acme"]);
+    assert!(seen[0].headers.get("x-forwarded-prefix").is_none());
+    assert_eq!(tenant_of(&seen[1]), ["globex"]);
+    assert_eq!(seen[1].headers["x-forwarded-prefix"], "/globex");
 
     // No tenant: 404 before any AS call.
     let before = as_calls(&[&acme, &globex]);
@@ -128,6 +150,36 @@ async fn tenants_are_kept_apart_and_counted_by_name() {
     ] {
         assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
     }
+}
+
+/// A request whose target names one tenant's host while its `Host` names another is refused
+/// (`400`) before any AS call: the match and `X-Forwarded-Host` would read different hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_and_host_that_disagree_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let text = tenants_config(&acme, &globex, &up.url(), "");
+    let (_proxy, addr) = Proxy::start(&text).await;
+    let globex_token = token(&globex);
+    let before = as_calls(&[&acme, &globex]);
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let req = format!(
+        "GET http://x.test/globex/albums/1 HTTP/1.1\r\nHost: acme.test\r\n\
+         Authorization: Bearer {globex_token}\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.expect("sent");
+    let mut answer = Vec::new();
+    tokio::time::timeout(SOON, conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(as_calls(&[&acme, &globex]), before);
+    assert!(up.seen().is_empty());
 }
 
 /// One tenant's AS down: its requests get `403` + `Warning`, the other tenant works, and
