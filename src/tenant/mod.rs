@@ -44,11 +44,16 @@
 //! the realm substituted into the issuer). The start-up work (discovery, PAT, resource sync)
 //! runs once per tenant: concurrent first requests wait for one build. At most
 //! [`max_live_tenants`](TenantLayerBuilder::max_live_tenants) are kept (least recently used
-//! go first, and are built again if needed). A template that returns `None` refuses the name
-//! (`404`, no AS call); a build that fails because the AS cannot be reached answers `403` +
-//! `Warning` and is tried again by a later request; a build the AS refuses (no such realm,
-//! a wrong secret) answers `404` and is logged at WARN. Validate names in your resolver: each
-//! new name a template accepts costs a build at the AS.
+//! go first, and are built again if needed). A name outside `[A-Za-z0-9._-]{1,64}` (or `.`,
+//! `..`) never reaches the template: `404`. A template that returns `None` refuses the name
+//! (`404`, no AS call). A build that fails because the AS cannot be reached answers `403` +
+//! `Warning`, and so does every request for that tenant during a wait
+//! ([`lazy_retry_after`](TenantLayerBuilder::lazy_retry_after), 1 s by default, doubled per
+//! further failure up to 30 s) without an AS call; the next request after it tries again. A
+//! build the AS refuses (no such realm, a wrong secret) is logged at WARN and answers `404`,
+//! without a new build for 60 s. At most [`MAX_CONCURRENT_BUILDS`] builds run at once; a
+//! request that would start another is answered `403` + `Warning`. Validate names in your
+//! resolver: each new name a template accepts costs a build at the AS.
 //!
 //! # Metrics
 //!
@@ -107,6 +112,13 @@ use crate::{UmaLayer, UmaLayerBuilder};
 
 /// The default of [`TenantLayerBuilder::max_live_tenants`].
 pub const DEFAULT_MAX_LIVE_TENANTS: u64 = 100;
+
+/// The default of [`TenantLayerBuilder::lazy_retry_after`].
+pub const DEFAULT_LAZY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many lazy tenants are built at once at most; a request that would start one more build
+/// is answered `403` + `Warning` (and not remembered as a failure).
+pub const MAX_CONCURRENT_BUILDS: usize = 8;
 
 /// What a [`resolver`](TenantLayerBuilder::resolver) sees of a request.
 #[derive(Debug, Clone, Copy)]
@@ -195,6 +207,7 @@ pub struct TenantLayerBuilder {
     resolver: Option<Arc<ResolveFn>>,
     template: Option<Arc<TemplateFn>>,
     max_live: u64,
+    retry_after: std::time::Duration,
 }
 
 impl fmt::Debug for TenantLayerBuilder {
@@ -211,6 +224,7 @@ impl fmt::Debug for TenantLayerBuilder {
             .field("resolver", &self.resolver.is_some())
             .field("template", &self.template.is_some())
             .field("max_live", &self.max_live)
+            .field("retry_after", &self.retry_after)
             .finish()
     }
 }
@@ -277,6 +291,16 @@ impl TenantLayerBuilder {
     /// Configured tenants do not count. Defaults to [`DEFAULT_MAX_LIVE_TENANTS`] (100).
     pub fn max_live_tenants(mut self, max: u64) -> Self {
         self.max_live = max;
+        self
+    }
+
+    /// How long a lazy tenant whose build failed because its AS could not be reached answers
+    /// `403` + `Warning` without trying again; doubled after each further failure, up to
+    /// 30 seconds (or `after`, if longer). Defaults to [`DEFAULT_LAZY_RETRY_AFTER`] (1 s). A
+    /// build the AS refused (no such realm, a wrong secret) is not tried again for 60 seconds
+    /// (`404` meanwhile).
+    pub fn lazy_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = after;
         self
     }
 
@@ -347,7 +371,7 @@ impl TenantLayerBuilder {
         let fixed = futures_util::future::try_join_all(builds).await?;
         let lazy = self
             .template
-            .map(|template| service::Lazy::new(template, self.max_live));
+            .map(|template| service::Lazy::new(template, self.max_live, self.retry_after));
         Ok(TenantLayer {
             shared: Arc::new(service::Shared::new(fixed, self.resolver, lazy)),
         })
@@ -396,6 +420,7 @@ impl TenantLayer {
             resolver: None,
             template: None,
             max_live: DEFAULT_MAX_LIVE_TENANTS,
+            retry_after: DEFAULT_LAZY_RETRY_AFTER,
         }
     }
 

@@ -2,13 +2,17 @@
 //! runs that tenant's pipeline exactly as [`Uma`](crate::Uma) does.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
 use super::matcher::{has_credentials, hides_a_prefix, hosts_disagree, strip, token_issuer};
-use super::{Configured, OTHER, TemplateFn, Tenant, TenantChoice, TenantRequest};
+use super::{
+    Configured, MAX_CONCURRENT_BUILDS, OTHER, TemplateFn, Tenant, TenantChoice, TenantRequest,
+};
 use crate::UmaLayer;
 use crate::error::Error;
 use crate::future::ResponseFuture;
@@ -48,15 +52,75 @@ impl<S> Tenants<S> {
     }
 }
 
-/// Lazily built tenants: the template and the live ones.
+/// Lazily built tenants: the template, the live ones, and the failed builds not to try again
+/// yet.
 pub(super) struct Lazy {
     template: Arc<TemplateFn>,
     live: moka::future::Cache<String, UmaLayer>,
+    failed: moka::future::Cache<String, Failure>,
+    /// The first wait after an unreachable AS (doubled per further failure).
+    retry_after: Duration,
+    /// Builds in progress (at most [`MAX_CONCURRENT_BUILDS`]).
+    building: Arc<AtomicUsize>,
+}
+
+/// A failed build of a lazy tenant, remembered until `until`.
+#[derive(Clone, Copy, Debug)]
+struct Failure {
+    until: Instant,
+    /// The AS could not be reached (`403` + `Warning`), else it refused (`404`).
+    unreachable: bool,
+    /// The wait that was set; the next unreachable failure doubles it.
+    wait: Duration,
+}
+
+/// How long a build the AS refused is not tried again.
+const REFUSED_FOR: Duration = Duration::from_secs(60);
+/// The longest wait after unreachable failures (unless `lazy_retry_after` is longer).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How many failed names are remembered at most.
+const MAX_FAILED: u64 = 10_000;
+
+/// Whether a lazy tenant's name may reach the template: `[A-Za-z0-9._-]{1,64}`, neither `.`
+/// nor `..` (it goes into issuer URLs and logs).
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// One build slot, given back on drop.
+struct BuildSlot(Arc<AtomicUsize>);
+
+impl BuildSlot {
+    fn take(building: &Arc<AtomicUsize>) -> Option<Self> {
+        let taken = building
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_BUILDS).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then(|| Self(Arc::clone(building)))
+    }
+}
+
+impl Drop for BuildSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Lazy {
-    pub(super) fn new(template: Arc<TemplateFn>, max_live: u64) -> Self {
+    pub(super) fn new(template: Arc<TemplateFn>, max_live: u64, retry_after: Duration) -> Self {
         Self {
+            failed: moka::future::Cache::builder()
+                .max_capacity(MAX_FAILED)
+                .time_to_live(REFUSED_FOR.max(MAX_RETRY_AFTER).max(retry_after))
+                .build(),
+            retry_after,
+            building: Arc::new(AtomicUsize::new(0)),
             template,
             live: moka::future::Cache::builder()
                 .max_capacity(max_live)
@@ -196,46 +260,97 @@ impl Shared {
         if let Some(layer) = lazy.live.get(&name).await {
             return Ok(layer);
         }
+        if !valid_name(&name) {
+            return Err(unresolved(None));
+        }
+        let now = Instant::now();
+        let failed = lazy.failed.get(&name).await;
+        if let Some(f) = failed.filter(|f| f.until > now) {
+            // Not tried again yet: no AS call.
+            return Err(if f.unreachable {
+                crate::metrics::tenant_decision(OTHER, "unreachable");
+                unreachable_response()
+            } else {
+                unresolved(None)
+            });
+        }
         // The template runs inside the one build that concurrent first requests share.
         let template = Arc::clone(&lazy.template);
+        let building = Arc::clone(&lazy.building);
         let key = name.clone();
         let build = async move {
+            let Some(_slot) = BuildSlot::take(&building) else {
+                return Err(Error::config(TOO_MANY_BUILDS).transient(true));
+            };
             let Some(builder) = template(&key) else {
                 return Err(Error::config(REFUSED_NAME));
             };
             builder.metric_tenant(Arc::from(OTHER)).build().await
         };
-        match lazy.live.try_get_with(name.clone(), build).await {
+        let error = match lazy.live.try_get_with(name.clone(), build).await {
             Ok(layer) => {
                 // The bound holds from each new tenant on (moka evicts lazily otherwise).
                 lazy.live.run_pending_tasks().await;
-                Ok(layer)
+                if failed.is_some() {
+                    lazy.failed.invalidate(&name).await;
+                }
+                return Ok(layer);
             }
-            Err(e) if e.is_transient() => {
-                tracing::warn!(
-                    tenant = %name,
-                    error = format_args!("{e:#}"),
-                    "the tenant's authorization server cannot be reached; its request is refused"
-                );
-                crate::metrics::tenant_decision(OTHER, "unreachable");
-                Err(crate::pipeline::layer_response(
-                    StatusCode::FORBIDDEN,
-                    Rejection::AsUnreachable,
-                    None,
-                ))
-            }
-            Err(e) if e.to_string() == REFUSED_NAME => Err(unresolved(None)),
-            Err(e) => {
-                tracing::warn!(
-                    tenant = %name,
-                    error = format_args!("{e:#}"),
-                    "the tenant could not be built; its request is refused as unresolved"
-                );
-                Err(unresolved(None))
-            }
+            Err(e) => e,
+        };
+        let message = error.to_string();
+        if message == REFUSED_NAME {
+            return Err(unresolved(None));
+        }
+        if message == TOO_MANY_BUILDS {
+            tracing::warn!(tenant = %name, "too many tenants are being built; its request is refused");
+            crate::metrics::tenant_decision(OTHER, "unreachable");
+            return Err(unreachable_response());
+        }
+        let unreachable = error.is_transient();
+        let wait = match failed {
+            _ if !unreachable => REFUSED_FOR,
+            Some(f) if f.unreachable => (f.wait * 2).min(MAX_RETRY_AFTER.max(lazy.retry_after)),
+            _ => lazy.retry_after,
+        };
+        lazy.failed
+            .insert(
+                name.clone(),
+                Failure {
+                    until: now + wait,
+                    unreachable,
+                    wait,
+                },
+            )
+            .await;
+        if unreachable {
+            tracing::warn!(
+                tenant = %name,
+                error = format_args!("{error:#}"),
+                retry_in_ms = wait.as_millis() as u64,
+                "the tenant's authorization server cannot be reached; its request is refused"
+            );
+            crate::metrics::tenant_decision(OTHER, "unreachable");
+            Err(unreachable_response())
+        } else {
+            tracing::warn!(
+                tenant = %name,
+                error = format_args!("{error:#}"),
+                retry_in_ms = wait.as_millis() as u64,
+                "the tenant could not be built; its request is refused as unresolved"
+            );
+            Err(unresolved(None))
         }
     }
 }
+
+/// The `403` + `Warning` of a lazy tenant that cannot be built now.
+fn unreachable_response<R: Default>() -> Response<R> {
+    crate::pipeline::layer_response(StatusCode::FORBIDDEN, Rejection::AsUnreachable, None)
+}
+
+/// The error of a build not started because [`MAX_CONCURRENT_BUILDS`] are running.
+const TOO_MANY_BUILDS: &str = "too many tenants are being built at once";
 
 /// The error of a name the template refuses (answered `404` without a log line).
 const REFUSED_NAME: &str = "the template builds no tenant of this name";
@@ -306,5 +421,43 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::authorizing(Box::pin(authorize), inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_names_are_plain() {
+        for ok in ["acme", "a.b", "a_b-1", &"x".repeat(64)] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a?b",
+            "a#b",
+            "a@b",
+            "a%2e",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn build_slots_are_bounded_and_given_back() {
+        let building = Arc::new(AtomicUsize::new(0));
+        let slots: Vec<_> = (0..MAX_CONCURRENT_BUILDS)
+            .map(|_| BuildSlot::take(&building).expect("a slot"))
+            .collect();
+        assert!(BuildSlot::take(&building).is_none(), "all taken");
+        drop(slots);
+        assert_eq!(building.load(Ordering::Acquire), 0);
+        assert!(BuildSlot::take(&building).is_some());
     }
 }

@@ -387,12 +387,15 @@ async fn lazy_tenants_are_built_once_and_fail_alone() {
     let issuers = Arc::new([a.issuer(), b.issuer()]);
     let built = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&built);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let names_seen = Arc::clone(&asked);
     let layer = TenantLayer::builder()
         .resolver(|req| {
             let name = req.uri.path().strip_prefix("/t/")?.split('/').next()?;
             Some(TenantChoice::new(name).strip_prefix(format!("/t/{name}")))
         })
         .template(move |name| {
+            names_seen.fetch_add(1, Ordering::SeqCst);
             let issuer = match name {
                 "a" => issuers[0].clone(),
                 "b" => issuers[1].clone(),
@@ -406,6 +409,7 @@ async fn lazy_tenants_are_built_once_and_fail_alone() {
             )
         })
         .max_live_tenants(4)
+        .lazy_retry_after(std::time::Duration::from_millis(200))
         .build()
         .await
         .expect("builds");
@@ -439,23 +443,40 @@ async fn lazy_tenants_are_built_once_and_fail_alone() {
     let resp = get_with(&http, &url, "/t/zzz/albums/3", &token_a).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(as_calls(&[&a, &b]), before);
+    // A name that could not be a realm's never reaches the template.
+    let asked_before = asked.load(Ordering::SeqCst);
+    for bad in ["a%40x", "..", "a.b%2F..", &"x".repeat(65)] {
+        let resp = get_with(&http, &url, &format!("/t/{bad}/albums/3"), &token_a).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), asked_before);
+    assert_eq!(as_calls(&[&a, &b]), before);
 
     for e in Endpoint::ALL {
         b.set_down(e, true);
     }
     let resp = get_plain(&http, &url, "/t/b/albums/3").await;
     expect_unreachable(&resp);
+    // The failure is remembered: the next request is refused without calling B's AS.
+    let b_calls = as_calls(&[&b]);
+    let resp = get_plain(&http, &url, "/t/b/albums/3").await;
+    expect_unreachable(&resp);
+    assert_eq!(as_calls(&[&b]), b_calls, "no build while backing off");
     let resp = get_with(&http, &url, "/t/a/albums/3", &token_a).await;
     assert_eq!(resp.status(), StatusCode::OK, "a is untouched");
     for e in Endpoint::ALL {
         b.set_down(e, false);
     }
-    let resp = get_plain(&http, &url, "/t/b/albums/3").await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::UNAUTHORIZED,
-        "built once B is back"
-    );
+    // Tried again once the wait is over (polled: the wait is a timer, not a start-up).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        let status = get_plain(&http, &url, "/t/b/albums/3").await.status();
+        if status != StatusCode::FORBIDDEN || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "built once B is back");
     assert_eq!(calls.get(), 2);
 }
 
