@@ -108,6 +108,29 @@ impl TenantMatch {
         self.strip
     }
 
+    /// Whether every request `later` takes is taken by this match already (each condition set
+    /// here holds for `later`'s requests, whatever `strip_prefix` says), so that a tenant
+    /// with `later`, tried after this one, would never take a request. `/a` covers `/a` and
+    /// `/a/v2`; host `x` covers `x` with a path prefix and `x:8443`.
+    #[must_use]
+    pub fn covers(&self, later: &Self) -> bool {
+        let host = match (&self.host, &later.host) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => {
+                a == b || ((a.starts_with('[') || !a.contains(':')) && strip_port(b) == a)
+            }
+        };
+        let prefix = match (&self.path_prefix, &later.path_prefix) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => under_prefix(b, a).is_some(),
+        };
+        host && prefix
+            && (self.header.is_none() || self.header == later.header)
+            && (self.issuer.is_none() || self.issuer == later.issuer)
+    }
+
     /// Whether the token's issuer is one of the conditions.
     pub(super) fn needs_issuer(&self) -> bool {
         self.issuer.is_some()
@@ -146,7 +169,7 @@ impl TenantMatch {
             )));
         }
         if let Some(h) = &self.host
-            && (h.is_empty() || h.contains(['/', ' ', '@']))
+            && (h.is_empty() || h.contains(['/', ' ', '@']) || strip_port(h).ends_with('.'))
         {
             return Err(Error::config(format!(
                 "tenant `{tenant}`: {h:?} is not a host name"
@@ -365,6 +388,38 @@ mod tests {
     }
 
     #[test]
+    fn a_match_covers_the_narrower_ones_after_it() {
+        let m = TenantMatch::default;
+        let covered = [
+            (
+                m().path_prefix("/a"),
+                m().path_prefix("/a").strip_prefix(true),
+            ),
+            (m().path_prefix("/a"), m().path_prefix("/a/v2")),
+            (m().host("x.test"), m().host("x.test").path_prefix("/b")),
+            (m().host("x.test"), m().host("x.test:8443")),
+            (
+                m().host("x.test"),
+                m().host("x.test").token_issuer("https://as"),
+            ),
+        ];
+        for (a, b) in &covered {
+            assert!(a.covers(b), "{a:?} covers {b:?}");
+        }
+        let apart = [
+            (m().path_prefix("/a"), m().path_prefix("/ab")),
+            (m().path_prefix("/a/v2"), m().path_prefix("/a")),
+            (m().host("x.test:8443"), m().host("x.test")),
+            (m().host("x.test").path_prefix("/b"), m().host("x.test")),
+            (m().host("x.test"), m().path_prefix("/b")),
+            (m().header("x-t", "a"), m().header("x-t", "b")),
+        ];
+        for (a, b) in &apart {
+            assert!(!a.covers(b), "{a:?} does not cover {b:?}");
+        }
+    }
+
+    #[test]
     fn headers_and_issuers_must_be_exact() {
         let m = TenantMatch::default().header("x-tenant", "acme");
         let mut r = req(None, "/");
@@ -401,6 +456,7 @@ mod tests {
                 .is_ok()
         );
         assert!(TenantMatch::default().host("a/b").check("t").is_err());
+        assert!(TenantMatch::default().host("a.test.").check("t").is_err());
         assert!(TenantMatch::default().token_issuer("").check("t").is_err());
     }
 

@@ -340,10 +340,12 @@ impl TenantLayerBuilder {
             if self.tenants[..i].iter().any(|(n, _, _)| n == name) {
                 return Err(Error::config(format!("two tenants are named `{name}`")));
             }
-            if let Some((earlier, _, _)) = self.tenants[..i].iter().find(|(_, m, _)| m == matches) {
+            if let Some((earlier, _, _)) =
+                self.tenants[..i].iter().find(|(_, m, _)| m.covers(matches))
+            {
                 return Err(Error::config(format!(
-                    "tenants `{earlier}` and `{name}` have the same match: `{name}` would never \
-                     take a request"
+                    "tenant `{earlier}`, tried first, takes every request of tenant `{name}` \
+                     (the same match, or a wider one): `{name}` would never take a request"
                 )));
             }
         }

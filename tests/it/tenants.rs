@@ -563,9 +563,27 @@ async fn bad_tenant_configurations_are_refused() {
         .await
         .expect_err("same match");
     assert!(
-        err.is_config() && err.to_string().contains("same match"),
+        err.is_config() && err.to_string().contains("the same match"),
         "{err}"
     );
+    // A narrower match after a wider one would never take a request either.
+    let err = TenantLayer::builder()
+        .tenant(
+            "a",
+            TenantMatch::default().path_prefix("/a"),
+            tenant_builder(&a).await,
+        )
+        .tenant(
+            "b",
+            TenantMatch::default()
+                .path_prefix("/a/v2")
+                .strip_prefix(true),
+            tenant_builder(&a).await,
+        )
+        .build()
+        .await
+        .expect_err("shadowed");
+    assert!(err.to_string().contains("or a wider one"), "{err}");
     let err = TenantLayer::builder()
         .tenant("a", TenantMatch::default(), tenant_builder(&a).await)
         .build()

@@ -129,7 +129,8 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         }
         let (trusted_proxies, allowed_hosts) = self.resolve_trust(&raw)?;
         let keycloak = self.resolve_keycloak(&raw, overrides)?;
-        let tenants = self.resolve_tenants(&raw, &mode, keycloak.is_some())?;
+        let tenants =
+            self.resolve_tenants(&raw, &mode, keycloak.is_some(), allowed_hosts.as_ref())?;
         let (authorization_server, as_span) = match (&raw.authorization_server, &keycloak) {
             // Refused beside [[tenants]] (resolve_tenants): the first tenant's, for readers
             // of `Config::authorization_server`.

@@ -17,6 +17,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         raw: &RawConfig,
         mode: &Mode,
         keycloak: bool,
+        allowed: Option<&crate::trust::AllowedHosts>,
     ) -> Result<Vec<TenantConfig>, ConfigError> {
         let Some(first) = raw.tenants.first() else {
             return Ok(Vec::new());
@@ -67,15 +68,32 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     format!("two [[tenants]] are named `{}`", tenant.name),
                 ));
             }
-            if let Some(same) = out.iter().find(|t| t.matches == tenant.matches) {
+            if let Some(same) = out.iter().find(|t| t.matches.covers(&tenant.matches)) {
                 return Err(self.at(
                     entry.get_ref().matches.span(),
                     format!(
-                        "tenant `{}` has the same `match` as tenant `{}`, so it would never be \
-                         used",
-                        tenant.name, same.name
+                        "tenant `{}` has the same `match` as tenant `{}`, or a narrower one that \
+                         `{}` (tried first) takes every request of, so it would never be used",
+                        tenant.name, same.name, same.name
                     ),
                 ));
+            }
+            if let (Some(allowed), Some(host)) = (allowed, tenant.matches.host_name()) {
+                let served = if host.contains(':') && !host.starts_with('[') {
+                    allowed.allows(host)
+                } else {
+                    allowed.allows_name(host)
+                };
+                if !served {
+                    return Err(self.at(
+                        entry.get_ref().matches.span(),
+                        format!(
+                            "tenant `{}`: `allowed_hosts` does not list its host {host:?}, so \
+                             its requests would all be answered 421",
+                            tenant.name
+                        ),
+                    ));
+                }
             }
             out.push(tenant);
         }
@@ -265,6 +283,22 @@ client_secret = "inline"
                 ),
                 "the same `match` as tenant `acme`",
                 19,
+            ),
+            (
+                TWO.replace(
+                    "{ path_prefix = \"/globex\", strip_prefix = true }",
+                    "{ host = \"acme.test:8443\", path_prefix = \"/globex\" }",
+                ),
+                "the same `match` as tenant `acme`, or a narrower one",
+                19,
+            ),
+            (
+                TWO.replace(
+                    "upstream = \"http://127.0.0.1:9000\"",
+                    "upstream = \"http://127.0.0.1:9000\"\nallowed_hosts = [\"api.test\"]",
+                ),
+                "`allowed_hosts` does not list its host \"acme.test\"",
+                6,
             ),
             (TWO.replace("\"/globex\"", "\"globex/\""), "not one", 19),
             (
