@@ -120,8 +120,9 @@ pub const DEFAULT_LAZY_RETRY_AFTER: std::time::Duration = std::time::Duration::f
 /// is answered `403` + `Warning` (and not remembered as a failure).
 pub const MAX_CONCURRENT_BUILDS: usize = 8;
 
-/// What a [`resolver`](TenantLayerBuilder::resolver) sees of a request.
-#[derive(Debug, Clone, Copy)]
+/// What a [`resolver`](TenantLayerBuilder::resolver) sees of a request. Its `Debug` shows the
+/// method, the URI and the header names only (never a value: the bearer token is one).
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct TenantRequest<'a> {
     /// The method.
@@ -130,6 +131,19 @@ pub struct TenantRequest<'a> {
     pub uri: &'a Uri,
     /// The headers (the bearer token among them: never log it).
     pub headers: &'a HeaderMap,
+}
+
+impl fmt::Debug for TenantRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantRequest")
+            .field("method", self.method)
+            .field("uri", self.uri)
+            .field(
+                "header_names",
+                &self.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// The tenant a [`TenantLayer`] picked for a request, in the request's extensions for the
@@ -450,5 +464,31 @@ impl<S> tower_layer::Layer<S> for TenantLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         Tenants::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_request_shows_no_header_value() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer secret-rpt"),
+        );
+        let uri = Uri::from_static("/t/a/albums/1");
+        let req = TenantRequest {
+            method: &Method::GET,
+            uri: &uri,
+            headers: &headers,
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("secret-rpt"), "{shown}");
+        assert!(
+            shown.contains("authorization") && shown.contains("/t/a/albums/1"),
+            "{shown}"
+        );
     }
 }
