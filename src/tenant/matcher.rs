@@ -131,11 +131,6 @@ impl TenantMatch {
             && (self.issuer.is_none() || self.issuer == later.issuer)
     }
 
-    /// Whether the token's issuer is one of the conditions.
-    pub(super) fn needs_issuer(&self) -> bool {
-        self.issuer.is_some()
-    }
-
     /// Checks the conditions, as [`TenantLayerBuilder::build`](super::TenantLayerBuilder::build)
     /// does for tenant `tenant`: at least one condition, a usable path prefix (`/acme`: a
     /// leading `/`, no trailing `/`, no `?`, `#`, `%`, `;`, `\` or dot segment), a host name,
@@ -183,9 +178,9 @@ impl TenantMatch {
         Ok(())
     }
 
-    /// Whether `req` (whose token issuer, if a condition needs it, is `issuer`) meets every
-    /// condition.
-    pub(super) fn matches<B>(&self, req: &Request<B>, issuer: Option<&str>) -> bool {
+    /// Whether `req` (whose token issuer `issuer` reads, if a condition needs it) meets every
+    /// condition. The issuer is read last, after the cheaper conditions held.
+    pub(super) fn matches<B>(&self, req: &Request<B>, issuer: &mut LazyIssuer<'_>) -> bool {
         if let Some(want) = &self.host
             && !host_is(req, want)
         {
@@ -202,7 +197,7 @@ impl TenantMatch {
             return false;
         }
         if let Some(want) = &self.issuer
-            && issuer != Some(want.as_str())
+            && issuer.get() != Some(want.as_str())
         {
             return false;
         }
@@ -273,15 +268,41 @@ fn single_header_is(headers: &HeaderMap, name: &HeaderName, value: &HeaderValue)
 }
 
 /// The unverified `iss` of the request's bearer token, when it is a JWT. Only picks the
-/// tenant whose own validation then checks the token.
+/// tenant whose own validation then checks the token. Only `iss` is kept from the payload
+/// (the other claims are skipped, not built).
 pub(super) fn token_issuer(headers: &HeaderMap) -> Option<String> {
+    /// The one claim read; a non-string `iss` fails the parse (no issuer).
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: Option<String>,
+    }
     let crate::token::Bearer::Token(token) = crate::token::bearer_from_headers(headers) else {
         return None;
     };
-    let payload = crate::token::jwt_payload(token.as_bytes())?;
-    match payload.get("iss")? {
-        serde_json::Value::String(iss) => Some(iss.clone()),
-        _ => None,
+    let payload = crate::token::jwt_payload_bytes(token.as_bytes())?;
+    serde_json::from_slice::<Claims>(&payload).ok()?.iss
+}
+
+/// The request's token issuer, read on first need (once per request, and only when a tenant
+/// tried before the one that takes the request has an issuer condition).
+pub(super) struct LazyIssuer<'h> {
+    headers: &'h HeaderMap,
+    read: Option<Option<String>>,
+}
+
+impl<'h> LazyIssuer<'h> {
+    pub(super) fn new(headers: &'h HeaderMap) -> Self {
+        Self {
+            headers,
+            read: None,
+        }
+    }
+
+    fn get(&mut self) -> Option<&str> {
+        let headers = self.headers;
+        self.read
+            .get_or_insert_with(|| token_issuer(headers))
+            .as_deref()
     }
 }
 
@@ -346,6 +367,43 @@ pub(super) fn has_credentials(headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
+    fn empty() -> &'static HeaderMap {
+        static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(HeaderMap::new)
+    }
+
+    fn none() -> LazyIssuer<'static> {
+        LazyIssuer::new(empty())
+    }
+
+    fn issued(iss: &str) -> LazyIssuer<'static> {
+        LazyIssuer {
+            headers: empty(),
+            read: Some(Some(iss.to_owned())),
+        }
+    }
+
+    #[test]
+    fn the_issuer_is_read_only_when_a_condition_needs_it() {
+        let r = req(Some("a.test"), "/x");
+        let mut issuer = none();
+        assert!(
+            TenantMatch::default()
+                .host("a.test")
+                .matches(&r, &mut issuer)
+        );
+        let other_host = TenantMatch::default()
+            .host("b.test")
+            .token_issuer("https://a");
+        assert!(!other_host.matches(&r, &mut issuer));
+        assert!(issuer.read.is_none(), "not read");
+        let by_issuer = TenantMatch::default()
+            .host("a.test")
+            .token_issuer("https://a");
+        assert!(!by_issuer.matches(&r, &mut issuer));
+        assert_eq!(issuer.read, Some(None), "read once");
+    }
+
     fn req(host: Option<&str>, uri: &str) -> Request<()> {
         let mut b = Request::builder().uri(uri);
         if let Some(h) = host {
@@ -357,28 +415,28 @@ mod tests {
     #[test]
     fn hosts_match_without_case_and_port() {
         let m = TenantMatch::default().host("Acme.Example.com");
-        assert!(m.matches(&req(Some("acme.example.COM"), "/x"), None));
-        assert!(m.matches(&req(Some("acme.example.com:8443"), "/x"), None));
-        assert!(!m.matches(&req(Some("acme.example.com.evil"), "/x"), None));
-        assert!(!m.matches(&req(None, "/x"), None));
-        assert!(m.matches(&req(None, "http://acme.example.com:1/x"), None));
+        assert!(m.matches(&req(Some("acme.example.COM"), "/x"), &mut none()));
+        assert!(m.matches(&req(Some("acme.example.com:8443"), "/x"), &mut none()));
+        assert!(!m.matches(&req(Some("acme.example.com.evil"), "/x"), &mut none()));
+        assert!(!m.matches(&req(None, "/x"), &mut none()));
+        assert!(m.matches(&req(None, "http://acme.example.com:1/x"), &mut none()));
         let with_port = TenantMatch::default().host("acme.example.com:8443");
-        assert!(with_port.matches(&req(Some("acme.example.com:8443"), "/x"), None));
-        assert!(!with_port.matches(&req(Some("acme.example.com"), "/x"), None));
+        assert!(with_port.matches(&req(Some("acme.example.com:8443"), "/x"), &mut none()));
+        assert!(!with_port.matches(&req(Some("acme.example.com"), "/x"), &mut none()));
         let mut two = req(Some("acme.example.com"), "/x");
         two.headers_mut()
             .append(HOST, HeaderValue::from_static("acme.example.com"));
-        assert!(!m.matches(&two, None));
+        assert!(!m.matches(&two, &mut none()));
     }
 
     #[test]
     fn prefixes_end_at_a_segment_and_strip() {
         let m = TenantMatch::default().path_prefix("/acme");
-        assert!(m.matches(&req(None, "/acme"), None));
-        assert!(m.matches(&req(None, "/acme/albums/1"), None));
-        assert!(!m.matches(&req(None, "/acme2/albums/1"), None));
-        assert!(!m.matches(&req(None, "/%61cme/albums/1"), None));
-        assert!(!m.matches(&req(None, "//acme/albums/1"), None));
+        assert!(m.matches(&req(None, "/acme"), &mut none()));
+        assert!(m.matches(&req(None, "/acme/albums/1"), &mut none()));
+        assert!(!m.matches(&req(None, "/acme2/albums/1"), &mut none()));
+        assert!(!m.matches(&req(None, "/%61cme/albums/1"), &mut none()));
+        assert!(!m.matches(&req(None, "//acme/albums/1"), &mut none()));
         let mut r = req(None, "/acme/albums/1?x=1");
         strip(&mut r, "/acme");
         assert_eq!(r.uri(), "/albums/1?x=1");
@@ -423,17 +481,17 @@ mod tests {
     fn headers_and_issuers_must_be_exact() {
         let m = TenantMatch::default().header("x-tenant", "acme");
         let mut r = req(None, "/");
-        assert!(!m.matches(&r, None));
+        assert!(!m.matches(&r, &mut none()));
         r.headers_mut()
             .insert("x-tenant", HeaderValue::from_static("acme"));
-        assert!(m.matches(&r, None));
+        assert!(m.matches(&r, &mut none()));
         r.headers_mut()
             .append("x-tenant", HeaderValue::from_static("acme"));
-        assert!(!m.matches(&r, None), "two values are not one tenant");
+        assert!(!m.matches(&r, &mut none()), "two values are not one tenant");
         let m = TenantMatch::default().token_issuer("https://as/realms/a");
-        assert!(m.matches(&r, Some("https://as/realms/a")));
-        assert!(!m.matches(&r, Some("https://as/realms/b")));
-        assert!(!m.matches(&r, None));
+        assert!(m.matches(&r, &mut issued("https://as/realms/a")));
+        assert!(!m.matches(&r, &mut issued("https://as/realms/b")));
+        assert!(!m.matches(&r, &mut none()));
     }
 
     #[test]

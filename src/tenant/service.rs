@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::matcher::{has_credentials, hides_a_prefix, hosts_disagree, strip, token_issuer};
+use super::matcher::{LazyIssuer, has_credentials, hides_a_prefix, hosts_disagree, strip};
 use super::{
     Configured, MAX_CONCURRENT_BUILDS, OTHER, TemplateFn, Tenant, TenantChoice, TenantRequest,
 };
@@ -135,8 +135,6 @@ impl Lazy {
 /// What every clone of the layer and the service share.
 pub(crate) struct Shared {
     fixed: Vec<Configured>,
-    /// Whether some tenant matches on the token's issuer (the token is then read once).
-    by_issuer: bool,
     /// Whether some tenant matches on a path prefix (the path is then checked normalised).
     by_prefix: bool,
     resolver: Option<Arc<super::ResolveFn>>,
@@ -159,7 +157,6 @@ impl Shared {
         lazy: Option<Lazy>,
     ) -> Self {
         Self {
-            by_issuer: fixed.iter().any(|t| t.matches.needs_issuer()),
             by_prefix: fixed.iter().any(|t| t.matches.prefix().is_some()),
             fixed,
             resolver,
@@ -206,15 +203,11 @@ impl Shared {
         {
             return Pick::Bad;
         }
-        let issuer = if self.by_issuer {
-            token_issuer(req.headers())
-        } else {
-            None
-        };
+        let mut issuer = LazyIssuer::new(req.headers());
         if let Some(t) = self
             .fixed
             .iter()
-            .find(|t| t.matches.matches(req, issuer.as_deref()))
+            .find(|t| t.matches.matches(req, &mut issuer))
         {
             if let Some(prefix) = t.matches.stripped() {
                 strip(req, prefix);
