@@ -306,7 +306,15 @@ async fn pats_tickets_and_caches_are_per_tenant() {
         t.layer.tenant("a").expect("a"),
         t.layer.tenant("b").expect("b"),
     );
-    assert!(!std::ptr::eq(la.cache(), lb.cache()));
+    // Separate caches: emptying B's leaves A's entry, so A answers without asking its AS.
+    lb.cache().invalidate_all();
+    let resp = get(&t, "a.test", "/albums/1", Some(&token_a)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        t.a.count(Endpoint::Introspection),
+        1,
+        "A's entry outlived B's invalidate_all"
+    );
     assert_ne!(la.as_uri(), lb.as_uri());
     // Forgetting a token reaches every tenant.
     t.layer.forget_token(&token_a);

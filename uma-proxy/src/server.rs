@@ -519,11 +519,21 @@ pub async fn run(
     };
 
     tokio::pin!(shutdown);
-    tracing::info!(
-        issuer = config.authorization_server.issuer.as_deref().unwrap_or("(endpoints set one by one)"),
-        client_id = %config.authorization_server.client_id,
-        "connecting to the authorization server"
-    );
+    if config.tenants.is_empty() {
+        tracing::info!(
+            issuer = config.authorization_server.issuer.as_deref().unwrap_or("(endpoints set one by one)"),
+            client_id = %config.authorization_server.client_id,
+            "connecting to the authorization server"
+        );
+    }
+    for t in &config.tenants {
+        tracing::info!(
+            tenant = %t.name,
+            issuer = t.authorization_server.issuer.as_deref().unwrap_or("(endpoints set one by one)"),
+            client_id = %t.authorization_server.client_id,
+            "connecting to the tenant's authorization server"
+        );
+    }
     let layer = tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutdown requested before the first sync; stopping");

@@ -139,6 +139,16 @@ async fn tenants_are_kept_apart_and_counted_by_name() {
     assert_eq!(as_calls(&[&acme, &globex]), before);
     assert_eq!(up.seen().len(), 2);
 
+    // The start-up log names every tenant's issuer, not only the first.
+    for (name, issuer) in [("acme", acme.issuer()), ("globex", globex.issuer())] {
+        let all = proxy.stderr_contains(&issuer).await;
+        assert!(
+            all.lines()
+                .any(|l| l.contains("connecting") && l.contains(&issuer) && l.contains(name)),
+            "{all}"
+        );
+    }
+
     let admin = proxy.admin_addr().await;
     let metrics = send(Method::GET, &format!("http://{admin}/metrics"), &[]).await;
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
