@@ -352,6 +352,8 @@ pub(crate) fn decision(outcome: Outcome, tenant: Option<&TenantKeys>) {
 /// costs.
 pub(crate) struct TenantKeys {
     keys: Vec<Key>,
+    /// The `tenant` label, also the `tenant` field of the `decided` event.
+    name: Box<str>,
 }
 
 impl TenantKeys {
@@ -360,15 +362,19 @@ impl TenantKeys {
             .iter()
             .map(|o| tenant_decision_key(tenant, o.as_str()))
             .collect();
-        Self { keys }
+        Self {
+            keys,
+            name: tenant.into(),
+        }
+    }
+
+    /// The tenant's label.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     fn key(&self, outcome: Outcome) -> &Key {
-        let i = Outcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or_default();
-        &self.keys[i]
+        &self.keys[outcome.index()]
     }
 }
 

@@ -81,6 +81,23 @@ impl Outcome {
         Self::Denied,
     ];
 
+    /// The position of this outcome in [`ALL`](Self::ALL) (every outcome named: a new one
+    /// cannot be left out).
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Allowed => 0,
+            Self::Challenged => 1,
+            Self::Unreachable => 2,
+            Self::Unmapped => 3,
+            Self::BadRequest => 4,
+            Self::MethodNotAllowed => 5,
+            Self::Public => 6,
+            Self::Permissive => 7,
+            Self::Disabled => 8,
+            Self::Denied => 9,
+        }
+    }
+
     /// The label value (a contract: dashboards and alerts match on it).
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
@@ -363,6 +380,7 @@ pub(crate) fn conclude<R: Default>(
         resource = facts.resource,
         scopes = ?facts.scopes,
         outcome = outcome.as_str(),
+        tenant = tenant.map(crate::metrics::TenantKeys::name),
         reason = why.reason,
         token = facts.token.map(field::display),
         cache = facts.cache.map(CacheSource::as_str),
@@ -416,6 +434,13 @@ mod tests {
             Refusal::Unauthorised,
             Refusal::Unreachable,
         ]
+    }
+
+    #[test]
+    fn each_outcome_has_its_place_in_the_table() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i, "{}", o.as_str());
+        }
     }
 
     #[test]
