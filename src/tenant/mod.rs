@@ -326,7 +326,10 @@ impl TenantLayerBuilder {
     /// [`ErrorKind::Config`](crate::error::ErrorKind::Config) for no tenant and no resolver,
     /// duplicate names, a match without conditions or with a bad prefix, a template without
     /// a resolver, or `max_live_tenants(0)` with a template; otherwise the first tenant's
-    /// build error, with the tenant's name in its message.
+    /// build error, with the tenant's name in its message. The configured tenants are built
+    /// together and all must succeed: one tenant's AS down at start fails (or, with a
+    /// builder that waits for its AS, delays) the whole layer; build lazy tenants for ASes
+    /// that may be down.
     pub async fn build(self) -> Result<TenantLayer, Error> {
         if self.tenants.is_empty() && self.resolver.is_none() {
             return Err(Error::config(
