@@ -7,14 +7,18 @@
 //!   that does nothing), and `wrapped` wraps the whole router (`UmaLayer::layer(&router)`, as
 //!   `tower::ServiceBuilder` does). After criterion, an interleaved measurement (the four in
 //!   rotating order) prints the medians, the ratios and the overhead in nanoseconds per request
-//!   of each over bare (target: at most 500 ns).
+//!   of each over bare (target: at most 500 ns). `tenants` is `layer` behind a
+//!   [`TenantLayer`] of two tenants, the request taken by the second one's path prefix (kept):
+//!   the figure printed last is its cost over `layer` (target: at most 100 ns).
 //! - `token/fingerprint`: the SHA-256 of a token, computed once per request.
 //!
 //! Run with `cargo bench --bench middleware`; `cargo bench --bench middleware -- layer/hit`
-//! runs one group. The interleaved figures are printed only when the `layer/hit` group runs
+//! runs one group; `UMA_BENCH_ONLY=tenants:20000` runs 20,000 requests of one variant and
+//! nothing else (for callgrind: see [`only`]). The interleaved figures are printed only when the `layer/hit` group runs
 //! in bench mode.
 //!
 //! [`UmaLayer`]: tower_uma::UmaLayer
+//! [`TenantLayer`]: tower_uma::tenant::TenantLayer
 #![allow(clippy::print_stdout, reason = "a bench reports its figures on stdout")]
 
 mod support;
@@ -32,6 +36,7 @@ use http::{HeaderValue, Request, StatusCode};
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
 use tower_uma::Uma;
+use tower_uma::tenant::{TenantLayer, TenantMatch};
 use uma_test_as::Endpoint;
 
 /// Everything the benches share: the runtime the AS runs on, the apps and a cached RPT.
@@ -42,6 +47,7 @@ struct Fixture {
     noop: Router,
     layered: Router,
     wrapped: Uma<Router>,
+    tenants: Router,
     auth: HeaderValue,
 }
 
@@ -62,17 +68,38 @@ impl Fixture {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let (env, layered, wrapped, auth) = rt.block_on(async {
+        let (env, layered, wrapped, tenants, auth) = rt.block_on(async {
             let env = support::start().await;
-            let layer = env.layer(support::long_cache(10_000)).await;
+            let cache = support::long_cache(10_000);
+            let layer = env.layer(cache.clone()).await;
             let auth = support::bearer(&env.rpt(0));
             let wrapped = layer.layer(support::app());
             let layered = support::app().layer(layer);
-            // Fill the cache (shared by both) and check that the request is allowed.
+            // The same layer as the second of two tenants, sharing the cache (same AS and
+            // client: same entries).
+            let issuer = env.auth.issuer();
+            let tenant = |cache| support::builder_at(&issuer, &env.resource_id, cache);
+            let tenant_layer = TenantLayer::builder()
+                .tenant(
+                    "first",
+                    TenantMatch::default().path_prefix("/albums"),
+                    tenant(cache.clone()),
+                )
+                .tenant(
+                    "second",
+                    TenantMatch::default().path_prefix("/invoices"),
+                    tenant(cache),
+                )
+                .build()
+                .await
+                .expect("the tenants build");
+            let tenants = support::app().layer(tenant_layer);
+            // Fill the cache (shared by all) and check that the request is allowed.
             assert_eq!(Self::one(&layered, &auth).await, StatusCode::OK);
             assert_eq!(Self::one(&wrapped, &auth).await, StatusCode::OK);
+            assert_eq!(Self::one(&tenants, &auth).await, StatusCode::OK);
             assert_eq!(env.auth.count(Endpoint::Introspection), 1);
-            (env, layered, wrapped, auth)
+            (env, layered, wrapped, tenants, auth)
         });
         Self {
             rt,
@@ -81,6 +108,7 @@ impl Fixture {
             noop: support::app().layer(tower::layer::layer_fn(|svc| svc)),
             layered,
             wrapped,
+            tenants,
             auth,
         }
     }
@@ -111,13 +139,14 @@ impl Fixture {
             0 => self.time(&self.bare, n),
             1 => self.time(&self.noop, n),
             2 => self.time(&self.layered, n),
-            _ => self.time(&self.wrapped, n),
+            3 => self.time(&self.wrapped, n),
+            _ => self.time(&self.tenants, n),
         }
     }
 }
 
 /// The variants, in the order [`Fixture::time_variant`] numbers them.
-const VARIANTS: [&str; 4] = ["bare", "noop", "layer", "wrapped"];
+const VARIANTS: [&str; 5] = ["bare", "noop", "layer", "wrapped", "tenants"];
 
 fn layer_hit(c: &mut Criterion, fx: &Fixture) {
     let mut group = c.benchmark_group("layer/hit");
@@ -139,6 +168,10 @@ fn layer_hit(c: &mut Criterion, fx: &Fixture) {
         b.to_async(&fx.rt)
             .iter(|| Fixture::one(&fx.wrapped, &fx.auth));
     });
+    group.bench_function("tenants", |b| {
+        b.to_async(&fx.rt)
+            .iter(|| Fixture::one(&fx.tenants, &fx.auth));
+    });
     group.finish();
 }
 
@@ -159,6 +192,7 @@ fn fingerprint(c: &mut Criterion) {
 fn interleaved(fx: &Fixture, rounds: usize, per_round: u32) {
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     let mut diffs: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let mut tenant_diffs: Vec<f64> = Vec::new();
     for round in 0..rounds {
         let mut this = [0.0; VARIANTS.len()];
         for k in 0..VARIANTS.len() {
@@ -169,6 +203,7 @@ fn interleaved(fx: &Fixture, rounds: usize, per_round: u32) {
             times[which].push(*t);
             diffs[which].push(t - this[0]);
         }
+        tenant_diffs.push(this[4] - this[2]);
     }
     let medians: Vec<f64> = times.iter_mut().map(|t| support::median(t)).collect();
     let b = medians[0];
@@ -194,10 +229,31 @@ fn interleaved(fx: &Fixture, rounds: usize, per_round: u32) {
             VARIANTS[which]
         );
     }
+    let over_one = support::median(&mut tenant_diffs);
+    let verdict = if over_one <= 100.0 { "met" } else { "MISSED" };
+    println!(
+        "  tenants over layer: {over_one:.1} ns per request (median of per-round differences); \
+         target at most 100 ns: {verdict}"
+    );
+}
+
+/// `UMA_BENCH_ONLY=VARIANT:N` (a name of [`VARIANTS`]): N requests through that variant and
+/// nothing else, for instruction counts under callgrind, where the difference between two runs
+/// with different N, divided by the difference of N, is the count per request (the set-up
+/// cancels out).
+fn only() -> Option<(usize, u32)> {
+    let spec = std::env::var("UMA_BENCH_ONLY").ok()?;
+    let (name, n) = spec.split_once(':')?;
+    let which = VARIANTS.iter().position(|v| *v == name)?;
+    Some((which, n.parse().ok()?))
 }
 
 fn main() {
     let fx = Fixture::new();
+    if let Some((which, n)) = only() {
+        black_box(fx.time_variant(which, n));
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     layer_hit(&mut c, &fx);
     fingerprint(&mut c);

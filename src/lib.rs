@@ -148,6 +148,8 @@
 //! - [`registration`]: the start-up resource sync and the registry of resources;
 //! - [`resources`]: the route table in full: resolvers, scope modes, path errors;
 //! - [`start`]: waiting for an AS that is not reachable yet at start-up;
+//! - [`tenant`]: [`TenantLayer`](crate::tenant::TenantLayer), one layer for several realms or
+//!   authorization servers, each request checked by its tenant's layer;
 //! - [`token`]: the secret types, their fingerprints and the bearer token's size limit.
 //!
 //! [`ResourceResolver`]: crate::resources::ResourceResolver
@@ -199,6 +201,7 @@ pub mod resources;
 mod resync;
 mod service;
 pub mod start;
+pub mod tenant;
 pub mod token;
 
 pub mod health {

@@ -15,7 +15,7 @@
 //! | `uma_introspection_requests_total` | counter | `outcome`: `active` \| `inactive` \| `unreachable` \| `timeout` \| `status` \| `unparsable` \| `no_pat` | Calls to the AS introspection endpoint, by result (`status`: an answer other than 200). |
 //! | `uma_introspection_duration_seconds` | histogram | `outcome`: as above | Latency of those calls, in seconds. |
 //! | `uma_tickets_total` | counter | `outcome`: `issued` \| `failed` | Permission-ticket requests to the AS. |
-//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` \| `denied` | Access decisions, one per request the layer sees (`denied`: permission exchange refused, `403` without a ticket). |
+//! | `uma_decisions_total` | counter | `outcome`: `allowed` \| `challenged` \| `unreachable` \| `unmapped` \| `bad_request` \| `method_not_allowed` \| `public` \| `permissive` \| `disabled` \| `denied` (\| `no_tenant` under a `TenantLayer`); `tenant` (only under a `TenantLayer`): a configured tenant's name \| `other` | Access decisions, one per request the layer sees (`denied`: permission exchange refused, `403` without a ticket; `no_tenant`: no tenant took it, `404`). |
 //! | `uma_pat_refreshes_total` | counter | `outcome`: `ok` \| `error` | Attempts to obtain a new PAT. |
 //! | `uma_as_calls_in_flight` | gauge | — | Calls to the AS in flight (all endpoints), against the layer's cap (`max_as_calls_in_flight`). |
 //! | `uma_as_calls_shed_total` | counter | `endpoint`: `token` \| `introspection` \| `permission` \| `resource_registration` \| `jwks` | AS calls not made because the cap was reached (the request was answered `403` + `Warning`). |
@@ -397,14 +397,76 @@ pub(crate) fn ticket(outcome: &'static str) {
     increment_labelled(ticket_key, TICKETS, OUTCOME, outcome);
 }
 
-/// One access decision, labelled with [`Outcome::as_str`]; `allowed` counts the layer's
-/// allowed decisions (registered when it was built).
-pub(crate) fn decision(outcome: Outcome, allowed: &HotCounter) {
-    if outcome == Outcome::Allowed {
-        allowed.increment();
-    } else {
-        increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str());
+/// One access decision, labelled with [`Outcome::as_str`] (and a tenant's name, for a
+/// tenant's layer).
+pub(crate) fn decision(outcome: Outcome, meter: &DecisionMeter) {
+    match &meter.tenant {
+        Some(keys) => increment(keys.key(outcome)),
+        None if outcome == Outcome::Allowed => meter.allowed.increment(),
+        None => increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str()),
     }
+}
+
+/// How a layer counts its decisions: `allowed` counts its allowed decisions (registered when
+/// it was built), `tenant` holds a tenant's keys when the layer is a tenant's.
+pub(crate) struct DecisionMeter {
+    pub(crate) allowed: HotCounter,
+    pub(crate) tenant: Option<TenantKeys>,
+}
+
+impl DecisionMeter {
+    /// The tenant's name, for the `decided` event.
+    pub(crate) fn tenant_name(&self) -> Option<&str> {
+        self.tenant.as_ref().map(TenantKeys::name)
+    }
+}
+
+/// The `uma_decisions_total` keys of one tenant's layer (labels `outcome` and `tenant`), one
+/// per outcome, made once when the layer is built: recording one costs what a `static` key
+/// costs.
+pub(crate) struct TenantKeys {
+    keys: Vec<Key>,
+    /// The `tenant` label, also the `tenant` field of the `decided` event.
+    name: Box<str>,
+}
+
+impl TenantKeys {
+    pub(crate) fn new(tenant: &str) -> Self {
+        let keys = Outcome::ALL
+            .iter()
+            .map(|o| tenant_decision_key(tenant, o.as_str()))
+            .collect();
+        Self {
+            keys,
+            name: tenant.into(),
+        }
+    }
+
+    /// The tenant's label.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key(&self, outcome: Outcome) -> &Key {
+        &self.keys[outcome.index()]
+    }
+}
+
+/// The `uma_decisions_total` key of `tenant` and `outcome`.
+fn tenant_decision_key(tenant: &str, outcome: &'static str) -> Key {
+    Key::from_parts(
+        DECISIONS,
+        vec![
+            Label::from_static_parts(OUTCOME, outcome),
+            Label::new("tenant", tenant.to_owned()),
+        ],
+    )
+}
+
+/// One decision of the tenants' layer itself (`no_tenant`, or `unreachable` when a lazy
+/// tenant cannot be built), under the `tenant` label `tenant`. Rare: the key is made here.
+pub(crate) fn tenant_decision(tenant: &str, outcome: &'static str) {
+    increment(&tenant_decision_key(tenant, outcome));
 }
 
 /// One PAT refresh attempt that ended with `outcome` (`"ok"` or `"error"`).
@@ -586,12 +648,48 @@ mod tests {
     use super::test_recorder::TestRecorder;
     use super::*;
 
+    /// A tenant's layer labels each outcome with its tenant, through keys made once.
+    #[test]
+    fn tenant_decisions_carry_the_tenant_label() {
+        let rec = TestRecorder::default();
+        metrics::with_local_recorder(&rec, || {
+            let acme = DecisionMeter {
+                allowed: HotCounter::allowed_decisions(),
+                tenant: Some(TenantKeys::new("acme")),
+            };
+            let single = DecisionMeter {
+                allowed: HotCounter::allowed_decisions(),
+                tenant: None,
+            };
+            for outcome in Outcome::ALL {
+                decision(outcome, &acme);
+            }
+            decision(Outcome::Denied, &acme);
+            decision(Outcome::Allowed, &single);
+            tenant_decision("other", "no_tenant");
+        });
+        for outcome in Outcome::ALL {
+            let want = if outcome == Outcome::Denied { 2 } else { 1 };
+            let series = format!("{DECISIONS}{{outcome={},tenant=acme}}", outcome.as_str());
+            assert_eq!(rec.counter(&series), want, "{series}");
+        }
+        assert_eq!(rec.counter("uma_decisions_total{outcome=allowed}"), 1);
+        assert_eq!(
+            rec.counter("uma_decisions_total{outcome=no_tenant,tenant=other}"),
+            1
+        );
+    }
+
     #[test]
     fn hot_counters_count_in_the_recorder_current_at_each_increment() {
         let built_with = TestRecorder::default();
         let later = TestRecorder::default();
         let (hits, allowed) = metrics::with_local_recorder(&built_with, || {
-            (HotCounter::cache_hits(), HotCounter::allowed_decisions())
+            let meter = DecisionMeter {
+                allowed: HotCounter::allowed_decisions(),
+                tenant: None,
+            };
+            (HotCounter::cache_hits(), meter)
         });
         // Under the recorder they were registered with: through the handles.
         metrics::with_local_recorder(&built_with, || {
@@ -617,10 +715,13 @@ mod tests {
     fn known_and_unknown_outcomes_are_recorded_with_their_label() {
         let rec = TestRecorder::default();
         metrics::with_local_recorder(&rec, || {
-            let allowed = HotCounter::allowed_decisions();
-            decision(Outcome::Allowed, &allowed);
-            decision(Outcome::Allowed, &allowed);
-            decision(Outcome::Challenged, &allowed);
+            let meter = DecisionMeter {
+                allowed: HotCounter::allowed_decisions(),
+                tenant: None,
+            };
+            decision(Outcome::Allowed, &meter);
+            decision(Outcome::Allowed, &meter);
+            decision(Outcome::Challenged, &meter);
             ticket("issued");
             ticket("failed");
             pat_refresh("ok");

@@ -158,4 +158,8 @@ pub enum Rejection {
     /// `500`: the layer cannot decide as configured: the route pushes claims from the JSON
     /// body of the request, and no [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) read it.
     Misconfigured,
+    /// `404`: a [`TenantLayer`](crate::tenant::TenantLayer) found no tenant for the request
+    /// (no `Host`, path prefix, header or token issuer of a configured tenant, and none its
+    /// resolver names). Decided before any call to an authorization server.
+    UnknownTenant,
 }

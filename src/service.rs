@@ -61,19 +61,34 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.pipeline.start(&mut req) {
-            // Decided at once (the common case: a cached answer that grants the request): no
-            // future of the layer's own, and no clone of the inner service.
-            Flow::Pass => ResponseFuture::calling(self.inner.call(req)),
-            Flow::Respond(response) => ResponseFuture::ready(response),
-            Flow::Pending(pending) => {
-                // The ready inner service goes into the future; this one keeps a fresh clone.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let authorize = pending.run(Arc::clone(&self.pipeline), req);
-                ResponseFuture::authorizing(Box::pin(authorize), inner)
-            }
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        dispatch(&mut self.inner, &self.pipeline, req)
+    }
+}
+
+/// Checks `req` with `pipeline` and calls `inner` (ready) when it passes: the body of
+/// [`Uma`]'s `call`, shared with the tenants' service (`tenant/`), which picks the pipeline.
+pub(crate) fn dispatch<S, ReqBody, ResBody>(
+    inner: &mut S,
+    pipeline: &Arc<Pipeline>,
+    mut req: Request<ReqBody>,
+) -> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    match pipeline.start(&mut req) {
+        // Decided at once (the common case: a cached answer that grants the request): no
+        // future of the layer's own, and no clone of the inner service.
+        Flow::Pass => ResponseFuture::calling(inner.call(req)),
+        Flow::Respond(response) => ResponseFuture::ready(response),
+        Flow::Pending(pending) => {
+            // The ready inner service goes into the future; this one keeps a fresh clone.
+            let clone = inner.clone();
+            let inner = std::mem::replace(inner, clone);
+            let authorize = pending.run(Arc::clone(pipeline), req);
+            ResponseFuture::authorizing(Box::pin(authorize), inner)
         }
     }
 }

@@ -313,16 +313,21 @@ static B64TOKEN: [bool; 256] = {
     table
 };
 
-/// The JSON object in the payload of a compact JWS, if the token is one.
-pub(crate) fn jwt_payload(token: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+/// The decoded (not parsed) payload of a compact JWS, if the token is one.
+pub(crate) fn jwt_payload_bytes(token: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let mut parts = token.split(|b| *b == b'.');
     let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
         return None;
     };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
-        .ok()?;
+        .ok()
+}
+
+/// The JSON object in the payload of a compact JWS, if the token is one.
+pub(crate) fn jwt_payload(token: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let bytes = jwt_payload_bytes(token)?;
     match serde_json::from_slice(&bytes).ok()? {
         serde_json::Value::Object(map) => Some(map),
         _ => None,

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use http::{HeaderValue, Method, Request, header::AUTHORIZATION};
-use tower_uma::{IntrospectionCache, ResourceMap, Route, UmaLayer};
+use tower_uma::{IntrospectionCache, ResourceMap, Route, UmaLayer, UmaLayerBuilder};
 use uma_test_as::{AuthServer, ResourceDescription, RptPermission, RptSpec, TestAs};
 
 /// The resource server's client at the AS.
@@ -59,6 +59,18 @@ pub(crate) async fn layer_at(
     resource_id: &str,
     cache: IntrospectionCache,
 ) -> UmaLayer {
+    builder_at(issuer, resource_id, cache)
+        .build()
+        .await
+        .expect("the layer builds")
+}
+
+/// The builder of [`layer_at`]'s layer.
+pub(crate) fn builder_at(
+    issuer: &str,
+    resource_id: &str,
+    cache: IntrospectionCache,
+) -> UmaLayerBuilder {
     UmaLayer::discover(issuer, RS_ID, RS_SECRET)
         .insecure_allow_http()
         .realm("bench")
@@ -70,9 +82,6 @@ pub(crate) async fn layer_at(
             ),
         )
         .cache(cache)
-        .build()
-        .await
-        .expect("the layer builds")
 }
 
 impl Env {

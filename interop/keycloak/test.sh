@@ -51,7 +51,7 @@ cargo build -p uma-proxy --locked
 cargo test -p keycloak-interop --features keycloak --locked --no-run
 
 echo "== the Keycloak tests (t=$((SECONDS - t0))s)"
-run --test layer --test proxy --test dialect --test forgotten --test enforcer_config -- ${filter:+"$filter"}
+run --test layer --test proxy --test dialect --test forgotten --test enforcer_config --test tenants -- ${filter:+"$filter"}
 if [[ -z "$filter" || "keycloak_stopped_mid_run_and_back" == *"$filter"* ]]; then
   echo "== the outage test: Keycloak stopped and started again (t=$((SECONDS - t0))s)"
   run --test outage

@@ -278,6 +278,10 @@ impl UmaLayerBuilder {
             method_override: self.method_override,
             clock: self.clock,
             gate,
+            tenant: self
+                .metric_tenant
+                .as_deref()
+                .map(crate::metrics::TenantKeys::new),
         })
     }
 }
@@ -307,6 +311,7 @@ pub(super) struct Prepared {
     rules: Rules,
     clock: Arc<dyn Clock>,
     pub(super) gate: Arc<AsGate>,
+    tenant: Option<crate::metrics::TenantKeys>,
 }
 
 impl Prepared {
@@ -346,6 +351,7 @@ impl Prepared {
             rpt_validation: self.rpt_validation,
             #[cfg(feature = "jwt")]
             jwt: self.jwt,
+            tenant: self.tenant,
         }))
     }
 }

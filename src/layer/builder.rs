@@ -74,6 +74,8 @@ pub struct UmaLayerBuilder {
     /// Whether [`build`](Self::build) reads the discovery document first
     /// ([`UmaLayer::discover`]).
     pub(super) discover: bool,
+    /// The `tenant` label of the decisions, for a tenant's layer (`tenant/`).
+    pub(super) metric_tenant: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for UmaLayerBuilder {
@@ -142,6 +144,7 @@ impl UmaLayerBuilder {
             http_client: None,
             allow_http: false,
             discover: false,
+            metric_tenant: None,
         }
     }
 
@@ -286,6 +289,12 @@ impl UmaLayerBuilder {
     /// without a ticket. Defaults to none: such a token is challenged with a ticket.
     pub fn permission_exchange(mut self, exchange: crate::keycloak::PermissionExchange) -> Self {
         self.permission_exchange = Some(exchange);
+        self
+    }
+
+    /// Labels the layer's `uma_decisions_total` series with `tenant` (a tenant's layer).
+    pub(crate) fn metric_tenant(mut self, tenant: Arc<str>) -> Self {
+        self.metric_tenant = Some(tenant);
         self
     }
 

@@ -224,6 +224,11 @@ impl UmaLayer {
         self.pipeline.enforcement()
     }
 
+    /// The pipeline this layer checks requests with (for the tenants' service).
+    pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
     /// The layer of a built pipeline.
     pub(crate) fn from_pipeline(pipeline: Pipeline) -> Self {
         Self {

@@ -42,6 +42,7 @@ use crate::gate::{AsGate, AsHealth};
 use crate::introspect::Introspection;
 use crate::keycloak::{Exchanged, Exchanger, LazyResolver};
 use crate::method_override::MethodOverride;
+use crate::metrics::{DecisionMeter, TenantKeys};
 use crate::principal::UmaPrincipal;
 use crate::protection::{AsClient, CallError};
 use crate::registration::ResourceRegistry;
@@ -76,6 +77,8 @@ pub(crate) struct Parts {
     pub(crate) rpt_validation: crate::jwt::RptValidation,
     #[cfg(feature = "jwt")]
     pub(crate) jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    /// The `tenant` label of this layer's decisions, when a tenant's (`tenant/`).
+    pub(crate) tenant: Option<TenantKeys>,
 }
 
 /// Everything the request path needs, shared by every clone of the layer and the service.
@@ -104,8 +107,9 @@ pub(crate) struct Pipeline {
     rules: Rules,
     /// How a cache miss checks an RPT; shared with the call the cache spawns.
     rpt: Arc<RptCheck>,
-    /// `uma_decisions_total{outcome="allowed"}`, registered when the layer was built.
-    allowed: crate::metrics::HotCounter,
+    /// How decisions are counted: the hot `allowed` counter, registered when the layer was
+    /// built, and the tenant's keys when the layer is a tenant's.
+    meter: DecisionMeter,
 }
 
 /// How an RPT the cache does not know is checked: by introspection, or locally when it is a
@@ -204,10 +208,14 @@ impl Pipeline {
             scope: parts.scope,
             clock: parts.clock,
             rules: parts.rules,
-            allowed: crate::metrics::HotCounter::allowed_decisions(),
+            meter: DecisionMeter {
+                allowed: crate::metrics::HotCounter::allowed_decisions(),
+                tenant: parts.tenant,
+            },
         }
     }
 
+    /// The decision keys of this layer's tenant, if any.
     pub(crate) fn realm(&self) -> &str {
         &self.realm
     }
@@ -274,7 +282,7 @@ impl Pipeline {
             Some(why) => {
                 let why = Why::new("method_override").text(why);
                 let refused = Verdict::Refuse(Refusal::BadRequest);
-                end(&self.allowed, &span, req, &Facts::default(), refused, &why)
+                end(&self.meter, &span, req, &Facts::default(), refused, &why)
             }
             None => self.evaluate(&span, req),
         }
@@ -283,7 +291,7 @@ impl Pipeline {
     /// [`start`](Self::start) after the method override.
     fn evaluate<B, R: Default>(&self, span: &Span, req: &mut Request<B>) -> Flow<R> {
         let done =
-            |facts: &Facts<'_>, verdict, why| end(&self.allowed, span, req, facts, verdict, &why);
+            |facts: &Facts<'_>, verdict, why| end(&self.meter, span, req, facts, verdict, &why);
         let none = Facts::default();
         let layer = Enforcement::of(self.mode, None);
         if let Some(outcome) = layer.unchecked() {
@@ -372,8 +380,14 @@ impl Pipeline {
                     Ok(granted) => {
                         let principal = UmaPrincipal::new(cached.value, &id, granted, digest);
                         let why = Why::new("granted");
-                        let allowed = Verdict::Pass(Outcome::Allowed);
-                        let flow = end(&self.allowed, span, req, &facts, allowed, &why);
+                        let flow = end(
+                            &self.meter,
+                            span,
+                            req,
+                            &facts,
+                            Verdict::Pass(Outcome::Allowed),
+                            &why,
+                        );
                         req.extensions_mut().insert(principal);
                         return flow;
                     }
@@ -418,7 +432,7 @@ impl Pipeline {
                 let verdict = layer.apply(Refusal::BadRequest);
                 let why = Why::new("malformed_credentials").text(why);
                 return Some(end(
-                    &self.allowed,
+                    &self.meter,
                     span,
                     req,
                     &Facts::default(),
@@ -530,7 +544,7 @@ impl Pipeline {
                 };
                 let (method, path) = (req.method(), req.uri().path());
                 conclude(
-                    &self.allowed,
+                    &self.meter,
                     &pending.span,
                     method,
                     path,
@@ -557,7 +571,7 @@ impl Pipeline {
             cache: settled.cache,
         };
         conclude(
-            &self.allowed,
+            &self.meter,
             &pending.span,
             req.method(),
             req.uri().path(),
@@ -822,7 +836,7 @@ fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> Result<ClaimValues, BodyUnr
 
 /// [`conclude`] for the synchronous part: the flow that follows.
 fn end<B, R: Default>(
-    allowed: &crate::metrics::HotCounter,
+    meter: &DecisionMeter,
     span: &Span,
     req: &Request<B>,
     facts: &Facts<'_>,
@@ -830,7 +844,7 @@ fn end<B, R: Default>(
     why: &Why,
 ) -> Flow<R> {
     match conclude(
-        allowed,
+        meter,
         span,
         req.method(),
         req.uri().path(),

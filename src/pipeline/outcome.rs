@@ -9,7 +9,6 @@ use tracing::{Span, field};
 
 use crate::cache::CacheSource;
 use crate::challenge::unreachable_warning;
-use crate::metrics::HotCounter;
 use crate::principal::Rejection;
 use crate::resources::{EnforcementMode, PathError};
 use crate::token::Fingerprint;
@@ -72,7 +71,6 @@ pub(crate) enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order of the metric table.
-    #[cfg(test)]
     pub(crate) const ALL: [Self; 11] = [
         Self::Allowed,
         Self::Challenged,
@@ -86,6 +84,24 @@ impl Outcome {
         Self::Denied,
         Self::Misconfigured,
     ];
+
+    /// The position of this outcome in [`ALL`](Self::ALL) (every outcome named: a new one
+    /// cannot be left out).
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Allowed => 0,
+            Self::Challenged => 1,
+            Self::Unreachable => 2,
+            Self::Unmapped => 3,
+            Self::BadRequest => 4,
+            Self::MethodNotAllowed => 5,
+            Self::Public => 6,
+            Self::Permissive => 7,
+            Self::Disabled => 8,
+            Self::Denied => 9,
+            Self::Misconfigured => 10,
+        }
+    }
 
     /// The label value (a contract: dashboards and alerts match on it).
     pub(crate) const fn as_str(self) -> &'static str {
@@ -357,7 +373,7 @@ pub(crate) struct Facts<'a> {
 ///
 /// The response of a refused request.
 pub(crate) fn conclude<R: Default>(
-    allowed: &HotCounter,
+    meter: &crate::metrics::DecisionMeter,
     span: &Span,
     method: &Method,
     path: &str,
@@ -366,7 +382,7 @@ pub(crate) fn conclude<R: Default>(
     why: &Why,
 ) -> Result<(), Response<R>> {
     let outcome = verdict.outcome();
-    crate::metrics::decision(outcome, allowed);
+    crate::metrics::decision(outcome, meter);
     tracing::debug!(
         parent: span,
         method = %method,
@@ -374,6 +390,7 @@ pub(crate) fn conclude<R: Default>(
         resource = facts.resource,
         scopes = ?facts.scopes,
         outcome = outcome.as_str(),
+        tenant = meter.tenant_name(),
         reason = why.reason,
         token = facts.token.map(field::display),
         cache = facts.cache.map(CacheSource::as_str),
@@ -427,6 +444,13 @@ mod tests {
             Refusal::Unauthorised,
             Refusal::Unreachable,
         ]
+    }
+
+    #[test]
+    fn each_outcome_has_its_place_in_the_table() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i, "{}", o.as_str());
+        }
     }
 
     #[test]

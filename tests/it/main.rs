@@ -34,3 +34,4 @@ mod registration;
 mod resync;
 mod scope_shapes;
 mod start_retry;
+mod tenants;

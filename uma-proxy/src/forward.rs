@@ -26,10 +26,13 @@
 //!   `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the `Host` the client used), keeping a
 //!   trusted proxy's own `X-Forwarded-Proto` and `X-Forwarded-Host`, and appends `for=` the
 //!   client's IP to a trusted proxy's `Forwarded` (RFC 7239 §4);
-//! - removes any `X-Uma-Subject`, `X-Uma-Client-Id` and `X-Uma-Permissions` (also spelled
-//!   with `_`, `.` or other punctuation for `-`) and, when the request carries a [`UmaPrincipal`], sets them from it
-//!   (`sub` and `client_id` percent-encoded, see [`X_UMA_SUBJECT`]); drops `Authorization`
-//!   unless [`ForwardOptions::forward_authorization`];
+//! - removes any `X-Uma-Subject`, `X-Uma-Client-Id`, `X-Uma-Permissions` and `X-Uma-Tenant`
+//!   (also spelled with `_`, `.` or other punctuation for `-`) and, when the request carries a
+//!   [`UmaPrincipal`], sets the first three from it (`sub` and `client_id` percent-encoded, see
+//!   [`X_UMA_SUBJECT`]); drops `Authorization` unless [`ForwardOptions::forward_authorization`];
+//! - when a `TenantLayer` picked the request's tenant (a [`Tenant`] in its extensions), sets
+//!   `X-Uma-Tenant` to its name (see [`X_UMA_TENANT`]) and, when the tenant's path prefix was
+//!   stripped, `X-Forwarded-Prefix` to it (after a trusted proxy's own prefix, if it sent one);
 //! - sends it over a pooled HTTP/1.1 keep-alive connection and answers `502 Bad Gateway` when
 //!   the upstream cannot be reached or fails, `504 Gateway Timeout` when its response head does
 //!   not arrive within [`ForwardOptions::timeout`];
@@ -82,6 +85,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
+use tower_uma::tenant::Tenant;
 use tower_uma::{UmaPrincipal, introspect::Permission};
 
 use crate::body::RequestBody;
@@ -106,6 +110,14 @@ pub const X_UMA_CLIENT_ID: HeaderName = HeaderName::from_static("x-uma-client-id
 /// visible ASCII and spaces only: other characters (control characters, DEL, non-ASCII) are
 /// `\u` escapes, so the value can neither be split nor mangled on the way.
 pub const X_UMA_PERMISSIONS: HeaderName = HeaderName::from_static("x-uma-permissions");
+/// `X-Uma-Tenant`: the name of the tenant whose authorization server decided the request
+/// (`[[tenants]]`), percent-encoded like [`X_UMA_SUBJECT`]. An upstream serving several
+/// tenants picks the tenant's data by this header, never by `Host` or path: it is the tenant
+/// whose checks the request passed.
+pub const X_UMA_TENANT: HeaderName = HeaderName::from_static("x-uma-tenant");
+/// `X-Forwarded-Prefix`: the path prefix removed from the request (`strip_prefix`), so that
+/// an upstream can write links the client can follow.
+pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
@@ -115,7 +127,12 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 
 /// The headers the proxy alone may set; whatever a client sends under these names is removed
 /// before anything else sees the request (see [`remove_uma_headers`]).
-pub const UMA_HEADERS: [HeaderName; 3] = [X_UMA_SUBJECT, X_UMA_CLIENT_ID, X_UMA_PERMISSIONS];
+pub const UMA_HEADERS: [HeaderName; 4] = [
+    X_UMA_SUBJECT,
+    X_UMA_CLIENT_ID,
+    X_UMA_PERMISSIONS,
+    X_UMA_TENANT,
+];
 
 /// Whether the header name `name` is `canonical` with any `-` possibly spelled with another
 /// character that is not a letter or digit: CGI-style upstreams (WSGI, Rack, PHP) read
@@ -412,6 +429,7 @@ impl Forward {
         let trusted = client_addr
             .is_some_and(|ClientAddr(a)| self.shared.options.trusted_proxies.contains(a.ip()));
         let principal = parts.extensions.remove::<UmaPrincipal>();
+        let tenant = parts.extensions.remove::<Tenant>();
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
@@ -437,7 +455,9 @@ impl Forward {
         }
         // Room for the X-Forwarded-* headers and the X-Uma-* ones, so that the map grows (and
         // rehashes) at most once.
-        headers.reserve(if principal.is_some() { 6 } else { 3 });
+        headers.reserve(
+            if principal.is_some() { 6 } else { 3 } + if tenant.is_some() { 2 } else { 0 },
+        );
         if let Some(p) = &principal
             && let Err(what) = set_principal_headers(headers, p)
         {
@@ -448,6 +468,9 @@ impl Forward {
             return error_response(StatusCode::BAD_GATEWAY);
         }
         set_forwarded(headers, client_addr, original_host, trusted);
+        if let Some(tenant) = &tenant {
+            set_tenant_headers(headers, tenant);
+        }
 
         parts.uri = uri;
         parts.version = Version::HTTP_11;
@@ -677,6 +700,20 @@ fn set_forwarded(
         && let Some(host) = original_host
     {
         headers.insert(X_FORWARDED_HOST, host);
+    }
+}
+
+/// Sets `X-Uma-Tenant` and, when the tenant's prefix was stripped, `X-Forwarded-Prefix` (a
+/// trusted proxy's own prefix, the only one left by now, goes first).
+fn set_tenant_headers(headers: &mut HeaderMap, tenant: &Tenant) {
+    headers.insert(X_UMA_TENANT, percent_encoded(tenant.name()));
+    if let Some(prefix) = tenant.stripped_prefix() {
+        let outer = headers
+            .get(&X_FORWARDED_PREFIX)
+            .and_then(|v| v.to_str().ok())
+            .map_or("", |v| v.trim_end_matches('/'));
+        let joined = percent_encoded(&format!("{outer}{prefix}"));
+        headers.insert(X_FORWARDED_PREFIX, joined);
     }
 }
 

@@ -13,7 +13,8 @@
 //! the same pieces in-process:
 //!
 //! - [`Config`]: the file, checked, with errors naming the line;
-//! - [`build_layer`] and [`apply_dialect`]: the layer from the configuration;
+//! - [`build_layer`] and [`apply_dialect`]: the layer from the configuration ([`build_tenants`]
+//!   and [`tenant_builders`] for a file with `[[tenants]]`);
 //! - [`forwarding_service`]: the forwarding service alone, i.e. a bare forwarding proxy when
 //!   served without the layer (what the benches compare with);
 //! - [`serve`]: the accept loop with `X-Uma-*` stripping and graceful shutdown;
@@ -58,15 +59,15 @@ pub mod server;
 pub mod trust;
 pub mod uma;
 
-pub use config::{Config, ConfigError, DecisionOptions, Dialect, Mode, Overrides};
+pub use config::{Config, ConfigError, DecisionOptions, Dialect, Mode, Overrides, TenantConfig};
 pub use decision::{DecisionAnswer, DecisionFront};
 pub use forward::{
     BoxError, ClientAddr, Forward, ForwardOptions, ProxyBody, Upstream, forwarding_service,
 };
 pub use metadata::MetadataFront;
 pub use server::{
-    Drain, LayerSlot, RunError, admin_service, admin_service_with_layer, build_layer_with_retry,
-    run, serve,
+    Drain, LayerSlot, RunError, TenantSlot, admin_service, admin_service_with_layer,
+    admin_service_with_tenants, build_layer_with_retry, build_tenants_with_retry, run, serve,
 };
 pub use trust::{AllowedHosts, HostCheck, TrustedProxies};
-pub use uma::{apply_dialect, build_layer, layer_builder};
+pub use uma::{apply_dialect, build_layer, build_tenants, layer_builder, tenant_builders};

@@ -83,25 +83,51 @@ async fn shutdown_signal() {
     }
 }
 
-/// `--check`: the dry run of the resource sync, printed as a diff on standard output.
+/// `--check`: the dry run of the resource sync, printed as a diff on standard output; with
+/// `[[tenants]]`, one `tenant NAME:` section per tenant, in file order.
 async fn check(config: &Config) -> ExitCode {
+    if !config.tenants.is_empty() {
+        let mut out = std::io::stdout().lock();
+        for (name, _, builder) in uma_proxy::tenant_builders(config) {
+            let _ = writeln!(out, "tenant {name}:");
+            let context = format!("tenant `{name}`: ");
+            if let Err(code) = print_plan(&mut out, builder.check_resources().await, &context) {
+                return code;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let plan = match uma_proxy::layer_builder(config).await {
         Ok(builder) => builder.check_resources().await,
         Err(e) => Err(e),
     };
+    let mut out = std::io::stdout().lock();
+    match print_plan(&mut out, plan, "") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+/// Prints one sync plan (or `resources are in sync`); an error goes to standard error after
+/// `context`, and is the exit code.
+fn print_plan(
+    out: &mut impl Write,
+    plan: Result<tower_uma::registration::ResourceSync, tower_uma::Error>,
+    context: &str,
+) -> Result<(), ExitCode> {
     match plan {
         Ok(plan) => {
-            let mut out = std::io::stdout().lock();
             if plan.is_empty() {
                 let _ = writeln!(out, "resources are in sync");
             }
             let _ = write!(out, "{plan}");
             let _ = out.flush();
-            ExitCode::SUCCESS
+            Ok(())
         }
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
-            ExitCode::from(if e.is_config() { 2 } else { 1 })
+            let _ = out.flush();
+            eprintln!("error: {context}{}", error_chain(&e));
+            Err(ExitCode::from(if e.is_config() { 2 } else { 1 }))
         }
     }
 }

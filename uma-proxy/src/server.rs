@@ -28,10 +28,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tower::Layer as _;
 use tower::ServiceExt;
 use tower_service::Service;
 use tower_uma::resources::ClaimBodyLayer;
+use tower_uma::tenant::TenantLayer;
 use tower_uma::{UmaLayer, health::AsHealth, start::StartRetry};
 
 use crate::body::RequestBody;
@@ -184,25 +184,79 @@ pub fn admin_service_with_layer(
 > + Clone
 + Send
 + 'static {
+    admin(ready, metrics, move || {
+        let health = layer.get().map(UmaLayer::as_health);
+        healthy(health.as_ref())
+    })
+}
+
+/// Where the admin service finds the tenants' layer once it is built (`[[tenants]]`).
+pub type TenantSlot = Arc<OnceLock<TenantLayer>>;
+
+/// [`admin_service`] for a file with `[[tenants]]`: once ready, `/healthz` answers `200` with
+/// `ok`, then for each tenant a line `tenant NAME authorization_server ok` (or `degraded`:
+/// a circuit open or half-open, or a protected resource the AS does not know) and that
+/// tenant's endpoint lines, as [`admin_service_with_layer`] prints them. It stays `200`
+/// whatever one tenant's state: a `503` would take every tenant out of rotation for one
+/// tenant's AS.
+pub fn admin_service_with_tenants(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+    tenants: TenantSlot,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    admin(ready, metrics, move || {
+        let mut body = "ok\n".to_owned();
+        if let Some(layer) = tenants.get() {
+            for name in layer.tenant_names() {
+                let Some(h) = layer.tenant(name).map(|t| t.as_health()) else {
+                    continue;
+                };
+                let summary = summary(&h);
+                body.push_str(&format!(
+                    "tenant {name} authorization_server {summary}\n{h}"
+                ));
+            }
+        }
+        (StatusCode::OK, body)
+    })
+}
+
+/// The admin service, whose `/healthz` once ready is what `health` says.
+fn admin(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+    health: impl Fn() -> (StatusCode, String) + Clone + Send + Sync + 'static,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
     tower::service_fn(move |req: Request<Incoming>| {
         let ready = ready.load(Ordering::Acquire);
         let metrics = metrics.clone();
-        let health = layer.get().map(UmaLayer::as_health);
+        let healthz = (ready && req.uri().path() == "/healthz").then(&health);
         async move {
             let get = req.method() == Method::GET || req.method() == Method::HEAD;
-            let (status, content_type, body) = match (get, req.uri().path()) {
-                (true, "/healthz") if ready => {
-                    let (status, body) = healthy(health.as_ref());
-                    (status, "text/plain", body)
-                }
-                (true, "/healthz") => (
+            let (status, content_type, body) = match (get, req.uri().path(), healthz) {
+                (true, "/healthz", Some((status, body))) => (status, "text/plain", body),
+                (true, "/healthz", None) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
                     "not ready: the first sync with the authorization server has not succeeded \
                      yet, or the proxy is shutting down\n"
                         .to_owned(),
                 ),
-                (true, "/metrics") => match &metrics {
+                (true, "/metrics", _) => match &metrics {
                     Some(handle) => {
                         handle.run_upkeep();
                         (StatusCode::OK, "text/plain; version=0.0.4", handle.render())
@@ -213,7 +267,7 @@ pub fn admin_service_with_layer(
                         "no metrics recorder\n".to_owned(),
                     ),
                 },
-                (false, "/healthz" | "/metrics") => (
+                (false, "/healthz" | "/metrics", _) => (
                     StatusCode::METHOD_NOT_ALLOWED,
                     "text/plain",
                     "method not allowed\n".to_owned(),
@@ -240,11 +294,7 @@ fn healthy(health: Option<&AsHealth>) -> (StatusCode, String) {
     let Some(h) = health else {
         return (StatusCode::OK, "ok\n".to_owned());
     };
-    let summary = if h.all_closed() && h.resources_known() {
-        "ok"
-    } else {
-        "degraded"
-    };
+    let summary = summary(h);
     if h.resources_known() {
         return (
             StatusCode::OK,
@@ -260,6 +310,15 @@ fn healthy(health: Option<&AsHealth>) -> (StatusCode, String) {
              them are refused\nauthorization_server {summary}\n{h}"
         ),
     )
+}
+
+/// `ok` when every circuit is closed and every protected resource known, else `degraded`.
+fn summary(h: &AsHealth) -> &'static str {
+    if h.all_closed() && h.resources_known() {
+        "ok"
+    } else {
+        "degraded"
+    }
 }
 
 /// Why [`run`] failed.
@@ -311,7 +370,26 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 ///
 /// The layer's configuration errors and the AS's permanent refusals.
 pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_uma::Error> {
-    let retry = StartRetry::forever()
+    crate::uma::waiting_builder(config, Some(start_retry()))
+        .await?
+        .build()
+        .await
+}
+
+/// [`build_layer_with_retry`] for a file with `[[tenants]]`: every tenant's layer, each
+/// waiting for its own AS in the same way; the proxy is ready once all of them are.
+///
+/// # Errors
+///
+/// The first tenant's configuration error or permanent refusal (its message names the
+/// tenant).
+pub async fn build_tenants_with_retry(config: &Config) -> Result<TenantLayer, tower_uma::Error> {
+    crate::uma::tenant_layer(config, Some(start_retry())).await
+}
+
+/// How the proxy waits for an AS at start: for as long as it takes, each failure a WARN event.
+fn start_retry() -> StartRetry {
+    StartRetry::forever()
         .delays(FIRST_BACKOFF, MAX_BACKOFF)
         .on_retry(|a| {
             tracing::warn!(
@@ -321,11 +399,57 @@ pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_u
                 "the authorization server is not reachable or not ready; retrying in {:.1}s",
                 a.delay().as_secs_f64()
             );
-        });
-    crate::uma::waiting_builder(config, Some(retry))
-        .await?
-        .build()
-        .await
+        })
+}
+
+/// The layer `run` serves with: one, or the tenants' (`[[tenants]]`).
+enum Built {
+    One(UmaLayer),
+    Tenants(TenantLayer),
+}
+
+/// Builds the layer of `config`, waiting for its authorization server(s).
+async fn build_for(config: &Config) -> Result<Built, tower_uma::Error> {
+    if config.tenants.is_empty() {
+        build_layer_with_retry(config).await.map(Built::One)
+    } else {
+        build_tenants_with_retry(config).await.map(Built::Tenants)
+    }
+}
+
+/// Serves proxy mode with `layer` around the forwarding service: RFC 9728 metadata first,
+/// then `allowed_hosts`, then the layer.
+async fn serve_proxy<L>(
+    config: &Config,
+    upstream: &crate::forward::Upstream,
+    layer: &L,
+    metadata: Option<tower_uma::metadata::ResourceMetadataDocument>,
+    listener: TcpListener,
+    announced: impl Future<Output = ()>,
+) -> Drain
+where
+    L: tower::Layer<crate::forward::Forward>,
+    L::Service: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    <L::Service as Service<Request<Incoming>>>::Future: Send + 'static,
+{
+    let options = ForwardOptions::default()
+        .timeout(config.upstream_timeout)
+        .forward_authorization(config.forward_authorization)
+        .trusted_proxies(config.trusted_proxies.clone());
+    let service = layer.layer(forwarding_service(upstream.clone(), options));
+    // Keycloak's `on-deny-redirect-to`: denials become redirects (proxy mode only: a gateway
+    // asking for a decision needs the 403).
+    let redirect = config
+        .keycloak
+        .as_ref()
+        .and_then(tower_uma::keycloak::KeycloakConfig::on_deny_redirect_to);
+    let service = tower::Layer::layer(&tower::util::option_layer(redirect), service);
+    let service = MetadataFront::new(metadata, service);
+    let service = HostCheck::new(config.allowed_hosts.clone(), service);
+    serve(listener, service, announced, config.shutdown_timeout).await
 }
 
 /// Runs the proxy of `config` until `shutdown` completes.
@@ -367,6 +491,7 @@ pub async fn run(
         .clone()
         .map(|handle| m::Upkeep::spawn(handle, m::UPKEEP_INTERVAL));
     let built = LayerSlot::default();
+    let tenants = TenantSlot::default();
     m::describe();
     m::ready(false);
 
@@ -384,15 +509,18 @@ pub async fn run(
             if let Ok(local) = admin_listener.local_addr() {
                 tracing::info!(address = %local, "admin listening on http://{local}");
             }
-            let service = admin_service_with_layer(Arc::clone(&ready), metrics, Arc::clone(&built));
-            Some(tokio::spawn(serve(
-                admin_listener,
-                service,
-                async {
-                    let _ = admin_stopped.await;
-                },
-                Duration::from_secs(1),
-            )))
+            let stopped = async {
+                let _ = admin_stopped.await;
+            };
+            let grace = Duration::from_secs(1);
+            let ready = Arc::clone(&ready);
+            Some(if config.tenants.is_empty() {
+                let service = admin_service_with_layer(ready, metrics, Arc::clone(&built));
+                tokio::spawn(serve(admin_listener, service, stopped, grace))
+            } else {
+                let service = admin_service_with_tenants(ready, metrics, Arc::clone(&tenants));
+                tokio::spawn(serve(admin_listener, service, stopped, grace))
+            })
         }
         None => None,
     };
@@ -404,18 +532,28 @@ pub async fn run(
     };
 
     tokio::pin!(shutdown);
-    tracing::info!(
-        issuer = config.authorization_server.issuer.as_deref().unwrap_or("(endpoints set one by one)"),
-        client_id = %config.authorization_server.client_id,
-        "connecting to the authorization server"
-    );
+    if config.tenants.is_empty() {
+        tracing::info!(
+            issuer = config.authorization_server.issuer.as_deref().unwrap_or("(endpoints set one by one)"),
+            client_id = %config.authorization_server.client_id,
+            "connecting to the authorization server"
+        );
+    }
+    for t in &config.tenants {
+        tracing::info!(
+            tenant = %t.name,
+            issuer = t.authorization_server.issuer.as_deref().unwrap_or("(endpoints set one by one)"),
+            client_id = %t.authorization_server.client_id,
+            "connecting to the tenant's authorization server"
+        );
+    }
     let layer = tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutdown requested before the first sync; stopping");
             stop_admin().await;
             return Ok(());
         }
-        built = build_layer_with_retry(&config) => match built {
+        built = build_for(&config) => match built {
             Ok(layer) => layer,
             Err(e) => {
                 stop_admin().await;
@@ -423,10 +561,17 @@ pub async fn run(
             }
         },
     };
-    let declared = config.resources.iter().filter(|r| r.decl.is_some()).count();
+    let declared = config.resources.iter().filter(|r| r.decl.is_some()).count()
+        + config
+            .tenants
+            .iter()
+            .flat_map(|t| &t.resources)
+            .filter(|r| r.decl.is_some())
+            .count();
     match &config.upstream {
         Some(upstream) => tracing::info!(
             resources = declared,
+            tenants = config.tenants.len(),
             upstream = %upstream,
             mode = "proxy",
             "resources synced with the authorization server; ready"
@@ -437,7 +582,14 @@ pub async fn run(
             "resources synced with the authorization server; ready"
         ),
     }
-    let _ = built.set(layer.clone());
+    match &layer {
+        Built::One(layer) => {
+            let _ = built.set(layer.clone());
+        }
+        Built::Tenants(layer) => {
+            let _ = tenants.set(layer.clone());
+        }
+    }
     ready.store(true, Ordering::Release);
     m::ready(true);
 
@@ -462,49 +614,41 @@ pub async fn run(
     };
     // RFC 9728 metadata is answered by the proxy itself (the layer only makes its path
     // public). Misdirected requests are answered before the layer spends an AS call on them.
-    let metadata = layer.resource_metadata().cloned();
-    let drained = match (&config.mode, &config.upstream) {
-        (Mode::Decision(options), _) => {
-            let service = tower::Layer::layer(&layer, DecisionAnswer);
+    let drained = match (&config.mode, &config.upstream, &layer) {
+        (Mode::Decision(options), _, Built::One(layer)) => {
+            let metadata = layer.resource_metadata().cloned();
+            let service = tower::Layer::layer(layer, DecisionAnswer);
             let service = HostCheck::new(config.allowed_hosts.clone(), service);
             let service = DecisionFront::new(options.clone(), service);
             let service = MetadataFront::new(metadata, service);
             serve(listener, service, announced, grace).await
         }
-        (Mode::Proxy, Some(upstream)) => {
-            let options = ForwardOptions::default()
-                .timeout(config.upstream_timeout)
-                .forward_authorization(config.forward_authorization)
-                .trusted_proxies(config.trusted_proxies.clone());
-            let forward = forwarding_service(upstream.clone(), options);
-            let fronts = ProxyFronts {
-                config: &config,
-                metadata,
-                announced,
-                grace,
-            };
+        (Mode::Proxy, Some(upstream), Built::One(layer)) => {
+            let metadata = layer.resource_metadata().cloned();
             let map = config.resource_map();
             if map.reads_body() {
                 // Claims pushed from JSON bodies: the body of those routes' JSON requests is
                 // read (bounded in size and time) before the layer decides, and forwarded as
                 // read; every other body streams.
-                let service = tower::Layer::layer(&layer, forward);
-                let service = ClaimBodyLayer::new(CLAIM_BODY_LIMIT)
-                    .only_for(&map)
-                    .read_timeout(config.upstream_timeout)
-                    .layer(service);
-                let service = tower::util::MapRequest::new(service, |r: Request<Incoming>| {
-                    r.map(RequestBody::from)
-                });
-                fronts.serve(listener, service).await
+                let stack = tower::ServiceBuilder::new()
+                    .map_request(|r: Request<Incoming>| r.map(RequestBody::from))
+                    .layer(
+                        ClaimBodyLayer::new(CLAIM_BODY_LIMIT)
+                            .only_for(&map)
+                            .read_timeout(config.upstream_timeout),
+                    )
+                    .layer(layer.clone());
+                serve_proxy(&config, upstream, &stack, metadata, listener, announced).await
             } else {
-                fronts
-                    .serve(listener, tower::Layer::layer(&layer, forward))
-                    .await
+                serve_proxy(&config, upstream, layer, metadata, listener, announced).await
             }
         }
-        // Refused at the start of `run`.
-        (Mode::Proxy, None) => Drain::Complete,
+        (Mode::Proxy, Some(upstream), Built::Tenants(layer)) => {
+            serve_proxy(&config, upstream, layer, None, listener, announced).await
+        }
+        // Refused at the start of `run` (no upstream), and by the file (tenants in decision
+        // mode).
+        (Mode::Proxy, None, _) | (Mode::Decision(_), _, Built::Tenants(_)) => Drain::Complete,
     };
     stop_admin().await;
     match drained {
@@ -518,35 +662,3 @@ pub async fn run(
 
 /// The most a JSON request body may weigh when routes push claims from it: `413` beyond.
 pub const CLAIM_BODY_LIMIT: usize = 64 * 1024;
-
-/// What proxy mode puts in front of the layer, and how it is served.
-struct ProxyFronts<'a, F> {
-    config: &'a Config,
-    metadata: Option<tower_uma::metadata::ResourceMetadataDocument>,
-    announced: F,
-    grace: Duration,
-}
-
-impl<F: Future<Output = ()>> ProxyFronts<'_, F> {
-    /// Serves `service` (the layer over the forwarder) behind Keycloak's
-    /// `on-deny-redirect-to` (denials become redirects; proxy mode only: a gateway asking
-    /// for a decision needs the 403), the RFC 9728 metadata and the `Host` check.
-    async fn serve<S>(self, listener: TcpListener, service: S) -> Drain
-    where
-        S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        let redirect = self
-            .config
-            .keycloak
-            .as_ref()
-            .and_then(tower_uma::keycloak::KeycloakConfig::on_deny_redirect_to);
-        let service = tower::Layer::layer(&tower::util::option_layer(redirect), service);
-        let service = MetadataFront::new(self.metadata, service);
-        let service = HostCheck::new(self.config.allowed_hosts.clone(), service);
-        serve(listener, service, self.announced, self.grace).await
-    }
-}

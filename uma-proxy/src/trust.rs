@@ -250,6 +250,14 @@ impl AllowedHosts {
             .any(|p| p.host == host && p.port.is_none_or(|w| port == Some(w)))
     }
 
+    /// Whether some entry allows host `host` (no port) on some port: a `[[tenants]]` host
+    /// without a port takes requests for it on any port.
+    #[must_use]
+    pub fn allows_name(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.0.iter().any(|p| p.host == host)
+    }
+
     /// Whether a request is for an allowed host: its `Host` header (every one, and at least
     /// one unless the target is in absolute form) and its absolute-form authority, if any.
     fn admits<B>(&self, req: &Request<B>) -> bool {

@@ -12,6 +12,7 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
+use tower_uma::tenant::{TenantLayer, TenantMatch};
 use tower_uma::{UmaLayer, UmaLayerBuilder, protection::PatGrant, start::StartRetry};
 
 use crate::config::{AsConfig, Config, PatGrantConfig};
@@ -43,6 +44,30 @@ pub(crate) async fn waiting_builder(
     retry: Option<StartRetry>,
 ) -> Result<UmaLayerBuilder, tower_uma::Error> {
     let a = &config.authorization_server;
+    let mut builder = as_builder(a, retry);
+    if let Some(realm) = &config.realm {
+        builder = builder.realm(realm.clone());
+    }
+    builder = file_settings(builder, config);
+    if let Some(kc) = &config.keycloak {
+        // The dialect, realm, timeouts and lazy paths of Keycloak's file; a `realm` of the
+        // TOML file wins.
+        builder = kc.apply(builder);
+        if let Some(realm) = &config.realm {
+            builder = builder.realm(realm.clone());
+        }
+    }
+    builder = builder.resources(config.resource_map());
+    if let Some(metadata) = &config.resource_metadata {
+        builder = builder.resource_metadata(metadata.clone());
+    }
+    builder = a.calls.apply(builder);
+    Ok(apply_dialect(builder, a))
+}
+
+/// The builder of the AS in `a`: discovery when `issuer` is set (explicit endpoints override
+/// the discovered ones), else the endpoints one by one; waiting for the AS per `retry`.
+fn as_builder(a: &AsConfig, retry: Option<StartRetry>) -> UmaLayerBuilder {
     let secret = a.client_secret.secret().to_owned();
     let mut builder = match &a.issuer {
         Some(issuer) => {
@@ -84,32 +109,71 @@ pub(crate) async fn waiting_builder(
     if let Some(u) = &a.as_uri {
         builder = builder.as_uri(u.clone());
     }
-    if let Some(realm) = &config.realm {
-        builder = builder.realm(realm.clone());
-    }
     if a.allow_http {
         builder = builder.insecure_allow_http();
     }
-    builder = builder
-        .request_timeout(a.timeout)
+    builder.request_timeout(a.timeout)
+}
+
+/// The file-wide settings every layer (the one, or each tenant's) takes: enforcement,
+/// unmapped, method override, and a cache of its own with the `[cache]` settings.
+fn file_settings(builder: UmaLayerBuilder, config: &Config) -> UmaLayerBuilder {
+    builder
         .enforcement(config.enforcement)
         .unmapped(config.unmapped)
         .method_override(config.method_override)
-        .cache(config.cache.build());
-    if let Some(kc) = &config.keycloak {
-        // The dialect, realm, timeouts and lazy paths of Keycloak's file; a `realm` of the
-        // TOML file wins.
-        builder = kc.apply(builder);
-        if let Some(realm) = &config.realm {
-            builder = builder.realm(realm.clone());
-        }
-    }
-    builder = builder.resources(config.resource_map());
-    if let Some(metadata) = &config.resource_metadata {
-        builder = builder.resource_metadata(metadata.clone());
-    }
-    builder = a.calls.apply(builder);
-    Ok(apply_dialect(builder, a))
+        .cache(config.cache.build())
+}
+
+/// The name, match and layer builder of each `[[tenants]]` table, in file order (empty for a
+/// single-tenant file): `uma-proxy --check` asks each builder for its sync's dry run.
+pub fn tenant_builders(config: &Config) -> Vec<(String, TenantMatch, UmaLayerBuilder)> {
+    waiting_tenant_builders(config, None)
+}
+
+/// [`tenant_builders`], each waiting for its AS per `retry`.
+fn waiting_tenant_builders(
+    config: &Config,
+    retry: Option<&StartRetry>,
+) -> Vec<(String, TenantMatch, UmaLayerBuilder)> {
+    config
+        .tenants
+        .iter()
+        .map(|t| {
+            let a = &t.authorization_server;
+            let mut builder = as_builder(a, retry.cloned());
+            if let Some(realm) = &t.realm {
+                builder = builder.realm(realm.clone());
+            }
+            builder = file_settings(builder, config).resources(t.resource_map());
+            builder = a.calls.apply(builder);
+            (t.name.clone(), t.matches.clone(), apply_dialect(builder, a))
+        })
+        .collect()
+}
+
+/// Builds the layer of a file with `[[tenants]]`: every tenant's discovery and resource
+/// registration, concurrently.
+///
+/// # Errors
+///
+/// The first tenant's build error (its message names the tenant).
+pub async fn build_tenants(config: &Config) -> Result<TenantLayer, tower_uma::Error> {
+    tenant_layer(config, None).await
+}
+
+/// [`build_tenants`], each tenant waiting for its AS per `retry`.
+pub(crate) async fn tenant_layer(
+    config: &Config,
+    retry: Option<StartRetry>,
+) -> Result<TenantLayer, tower_uma::Error> {
+    waiting_tenant_builders(config, retry.as_ref())
+        .into_iter()
+        .fold(TenantLayer::builder(), |b, (name, matches, builder)| {
+            b.tenant(name, matches, builder)
+        })
+        .build()
+        .await
 }
 
 /// The one place where `dialect` and `pat_grant` become builder settings.

@@ -45,6 +45,7 @@
 mod keycloak;
 mod raw;
 mod resolve;
+mod tenants;
 #[cfg(test)]
 mod tests;
 
@@ -124,7 +125,8 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// `allowed_hosts`: the `Host` values answered; others get `421` (default: any host).
     pub allowed_hosts: Option<AllowedHosts>,
-    /// `[authorization_server]`, or what the Keycloak configuration names.
+    /// `[authorization_server]`, or what the Keycloak configuration names; with
+    /// `[[tenants]]`, the first tenant's (each tenant's is in [`tenants`](Self::tenants)).
     pub authorization_server: AsConfig,
     /// `keycloak_config` (or `--keycloak-config`): Keycloak's `keycloak.json`, whose paths
     /// come before `[[resources]]` in [`resource_map`](Self::resource_map).
@@ -134,8 +136,40 @@ pub struct Config {
     /// `[resource_metadata]`: RFC 9728 metadata served at
     /// `/.well-known/oauth-protected-resource` (off without the table).
     pub resource_metadata: Option<tower_uma::metadata::ResourceMetadata>,
-    /// `[[resources]]`, in file order.
+    /// `[[resources]]`, in file order (empty with `[[tenants]]`).
     pub resources: Vec<ResourceConfig>,
+    /// `[[tenants]]`, in file order: empty for a single-tenant file.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One `[[tenants]]` table: which requests are the tenant's (`match`), and its own
+/// `[authorization_server]`, `[[resources]]` and `realm`. Every other key (`enforcement`,
+/// `unmapped`, `method_override`, `[cache]`) is the file's, applied to each tenant (each
+/// tenant gets a cache of its own with the `[cache]` settings).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TenantConfig {
+    /// `name`: the tenant's name in logs, `--check` and the `tenant` metric label.
+    pub name: String,
+    /// `match`: `host`, `path_prefix` and `strip_prefix`.
+    pub matches: tower_uma::tenant::TenantMatch,
+    /// `realm`: the `realm` of the tenant's challenges (the layer defaults to the client id).
+    pub realm: Option<String>,
+    /// `[tenants.authorization_server]`: the same keys as `[authorization_server]`.
+    pub authorization_server: AsConfig,
+    /// `[[tenants.resources]]`: the same keys as `[[resources]]`.
+    pub resources: Vec<ResourceConfig>,
+    /// The 1-based line of the `[[tenants]]` table in the file.
+    pub line: usize,
+}
+
+impl TenantConfig {
+    /// The tenant's resource map.
+    pub fn resource_map(&self) -> ResourceMap {
+        self.resources
+            .iter()
+            .fold(ResourceMap::new(), |map, r| map.route(r.route()))
+    }
 }
 
 /// What the proxy does with a request it lets through (`mode`).

@@ -46,6 +46,34 @@ pub(super) struct RawConfig {
     pub(super) resource_metadata: Option<Spanned<RawMetadata>>,
     #[serde(default)]
     pub(super) resources: Vec<Spanned<RawResource>>,
+    /// `[[tenants]]`, in place of `[authorization_server]` and `[[resources]]` (see
+    /// `tenants.rs`).
+    #[serde(default)]
+    pub(super) tenants: Vec<Spanned<RawTenant>>,
+}
+
+/// One `[[tenants]]` table: its match, and the keys of the single-tenant file's
+/// `[authorization_server]`, `[[resources]]` and `realm`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub(super) name: Spanned<String>,
+    #[serde(rename = "match")]
+    pub(super) matches: Spanned<RawMatch>,
+    pub(super) realm: Option<String>,
+    pub(super) authorization_server: Spanned<RawAs>,
+    #[serde(default)]
+    pub(super) resources: Vec<Spanned<RawResource>>,
+}
+
+/// A tenant's `match`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMatch {
+    pub(super) host: Option<Spanned<String>>,
+    pub(super) path_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) strip_prefix: bool,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]

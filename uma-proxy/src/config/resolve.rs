@@ -132,7 +132,12 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         }
         let (trusted_proxies, allowed_hosts) = self.resolve_trust(&raw)?;
         let keycloak = self.resolve_keycloak(&raw, overrides)?;
+        let tenants =
+            self.resolve_tenants(&raw, &mode, keycloak.is_some(), allowed_hosts.as_ref())?;
         let (authorization_server, as_span) = match (&raw.authorization_server, &keycloak) {
+            // Refused beside [[tenants]] (resolve_tenants): the first tenant's, for readers
+            // of `Config::authorization_server`.
+            (None, None) if !tenants.is_empty() => (tenants[0].authorization_server.clone(), 0..0),
             (Some(a), None) => (self.resolve_as(a)?, a.span()),
             (None, Some(kc)) => (super::keycloak::as_config(kc), 0..0),
             (Some(a), Some(_)) => {
@@ -151,19 +156,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             }
         };
         let resources = self.resolve_resources(&raw.resources)?;
-        if authorization_server.issuer.is_none()
-            && authorization_server
-                .resource_registration_endpoint
-                .is_none()
-            && resources.iter().any(|r| r.decl.is_some())
-        {
-            return Err(self.at(
-                as_span,
-                "[authorization_server] needs `resource_registration_endpoint` (or `issuer` for discovery): \
-                 the protected [[resources]] are registered at start-up"
-                    .to_owned(),
-            ));
-        }
+        self.check_registration(&authorization_server, &resources, as_span)?;
         if matches!(mode, Mode::Decision(_))
             && keycloak
                 .as_ref()
@@ -207,7 +200,29 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             },
             resource_metadata,
             resources,
+            tenants,
         })
+    }
+
+    /// Resources declared by name need somewhere to register them.
+    pub(super) fn check_registration(
+        &self,
+        a: &AsConfig,
+        resources: &[ResourceConfig],
+        as_span: Range<usize>,
+    ) -> Result<(), ConfigError> {
+        if a.issuer.is_none()
+            && a.resource_registration_endpoint.is_none()
+            && resources.iter().any(|r| r.decl.is_some())
+        {
+            return Err(self.at(
+                as_span,
+                "[authorization_server] needs `resource_registration_endpoint` (or `issuer` for discovery): \
+                 the protected [[resources]] are registered at start-up"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     /// `[resource_metadata]`: URLs checked here, at their line; the rest when the layer is
@@ -400,7 +415,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         }
     }
 
-    fn resolve_as(&self, raw: &Spanned<RawAs>) -> Result<AsConfig, ConfigError> {
+    pub(super) fn resolve_as(&self, raw: &Spanned<RawAs>) -> Result<AsConfig, ConfigError> {
         let span = raw.span();
         let a = raw.get_ref();
         let allow_http = a.allow_http;
@@ -586,7 +601,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         })
     }
 
-    fn resolve_resources(
+    pub(super) fn resolve_resources(
         &self,
         raw: &[Spanned<RawResource>],
     ) -> Result<Vec<ResourceConfig>, ConfigError> {

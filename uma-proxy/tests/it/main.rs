@@ -16,4 +16,5 @@ mod e2e;
 mod forgotten_resource;
 mod inprocess;
 mod keycloak_config;
+mod tenants;
 mod upstream_view;

@@ -408,9 +408,13 @@ impl Admin {
 
     /// A request to `/admin/realms/photos{path}`.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut req = http()
-            .request(method, format!("{BASE}/admin/realms/photos{path}"))
-            .bearer_auth(&self.token);
+        let url = format!("{BASE}/admin/realms/photos{path}");
+        self.call_url(method, &url, body).await
+    }
+
+    /// A request to the admin API's `url` (another realm's, or the realms themselves).
+    pub async fn call_url(&self, method: Method, url: &str, body: Option<Value>) -> Answer {
+        let mut req = http().request(method, url).bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(&body);
         }

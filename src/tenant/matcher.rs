@@ -1,0 +1,549 @@
+//! [`TenantMatch`]: which requests belong to a configured tenant (its `Host`, a path prefix,
+//! a header, or the issuer of its JWT RPTs), and the prefix stripping that goes with it.
+
+use http::header::{AUTHORIZATION, HOST};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
+
+use crate::error::Error;
+
+/// Which requests belong to a tenant of a [`TenantLayer`](super::TenantLayer): every
+/// condition set here must hold (a `Host` and a path prefix, say). Set at least one.
+///
+/// - [`host`](Self::host): the request's host (the `Host` header, or the URI's authority
+///   under HTTP/2), compared without letter case; the port is ignored unless the configured
+///   host names one.
+/// - [`path_prefix`](Self::path_prefix): the path as received starts with the prefix, followed
+///   by `/` or nothing (`/acme` takes `/acme` and `/acme/albums/1`, not `/acme2`). Compared
+///   byte for byte, before any decoding: `/ACME/…` is not `/acme/…`. A path that lies under
+///   a configured prefix only once normalised (`/%61cme/…`, `//acme/…`) is refused with `400`
+///   whatever the other conditions, since another tenant would take it while its inner
+///   service may read it as `/acme/…`. With [`strip_prefix`](Self::strip_prefix),
+///   the tenant's resource map and the inner service see the path without it (`/acme/albums/1`
+///   becomes `/albums/1`, `/acme` becomes `/`).
+/// - [`header`](Self::header): a header with exactly this value (only when a proxy in front
+///   sets it, and removes the client's: a client can send any header).
+/// - [`token_issuer`](Self::token_issuer): the `iss` of the bearer token, when it is a JWT,
+///   read **without verifying the token**. It only picks the tenant; that tenant's own
+///   checks (introspection at its AS, or local validation against its keys and issuer) then
+///   decide, so a forged `iss` gets a token checked by an AS that did not issue it, which
+///   refuses it. A token whose `iss` no tenant names (or that is not a JWT, or absent) is
+///   unresolved: nothing is fetched for it.
+///
+/// # Example
+///
+/// ```
+/// use tower_uma::tenant::TenantMatch;
+///
+/// let by_host = TenantMatch::default().host("acme.api.example.com");
+/// let by_prefix = TenantMatch::default().path_prefix("/globex").strip_prefix(true);
+/// # let _ = (by_host, by_prefix);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct TenantMatch {
+    host: Option<String>,
+    path_prefix: Option<String>,
+    strip: bool,
+    header: Option<(HeaderName, HeaderValue)>,
+    issuer: Option<String>,
+}
+
+impl TenantMatch {
+    /// The request's host must be `host` (no letter case; the port is ignored unless `host`
+    /// names one, as in `api.example.com:8443`).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into().to_ascii_lowercase());
+        self
+    }
+
+    /// The request's path must start with `prefix` (`/acme`: a leading `/`, no trailing `/`),
+    /// followed by `/` or nothing. See [`strip_prefix`](Self::strip_prefix).
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Whether the path prefix is removed before the tenant's layer and the inner service see
+    /// the request. Defaults to `false`: the tenant's resource map then names the prefix.
+    pub fn strip_prefix(mut self, strip: bool) -> Self {
+        self.strip = strip;
+        self
+    }
+
+    /// The request must carry header `name` with exactly `value`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid header name or `value` not a valid header value (both are
+    /// written by the programmer, like a route).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("a valid header name");
+        let value = HeaderValue::from_str(value).expect("a valid header value");
+        self.header = Some((name, value));
+        self
+    }
+
+    /// The bearer token must be a JWT whose (unverified) `iss` is exactly `issuer`.
+    pub fn token_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The configured host, if any (for uma-proxy's `--check` and logs).
+    #[must_use]
+    pub fn host_name(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The configured path prefix, if any.
+    #[must_use]
+    pub fn prefix(&self) -> Option<&str> {
+        self.path_prefix.as_deref()
+    }
+
+    /// Whether the path prefix is stripped.
+    #[must_use]
+    pub fn strips_prefix(&self) -> bool {
+        self.strip
+    }
+
+    /// Whether every request `later` takes is taken by this match already (each condition set
+    /// here holds for `later`'s requests, whatever `strip_prefix` says), so that a tenant
+    /// with `later`, tried after this one, would never take a request. `/a` covers `/a` and
+    /// `/a/v2`; host `x` covers `x` with a path prefix and `x:8443`.
+    #[must_use]
+    pub fn covers(&self, later: &Self) -> bool {
+        let host = match (&self.host, &later.host) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => {
+                a == b || ((a.starts_with('[') || !a.contains(':')) && strip_port(b) == a)
+            }
+        };
+        let prefix = match (&self.path_prefix, &later.path_prefix) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => under_prefix(b, a).is_some(),
+        };
+        host && prefix
+            && (self.header.is_none() || self.header == later.header)
+            && (self.issuer.is_none() || self.issuer == later.issuer)
+    }
+
+    /// Checks the conditions, as [`TenantLayerBuilder::build`](super::TenantLayerBuilder::build)
+    /// does for tenant `tenant`: at least one condition, a usable path prefix (`/acme`: a
+    /// leading `/`, no trailing `/`, no `?`, `#`, `%`, `;`, `\` or dot segment), a host name,
+    /// `strip_prefix` only with a prefix.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::error::ErrorKind::Config), saying what to fix.
+    pub fn check(&self, tenant: &str) -> Result<(), Error> {
+        let none = self.host.is_none()
+            && self.path_prefix.is_none()
+            && self.header.is_none()
+            && self.issuer.is_none();
+        if none {
+            return Err(Error::config(format!(
+                "tenant `{tenant}`: its match names no host, path prefix, header or token issuer, \
+                 so it would take every request"
+            )));
+        }
+        if let Some(p) = &self.path_prefix
+            && !valid_prefix(p)
+        {
+            return Err(Error::config(format!(
+                "tenant `{tenant}`: the path prefix {p:?} is not one: write it as \"/acme\" (a \
+                 leading `/`, no trailing `/`, no `?`, `#`, `%` or `;`)"
+            )));
+        }
+        if self.strip && self.path_prefix.is_none() {
+            return Err(Error::config(format!(
+                "tenant `{tenant}`: strip_prefix needs a path_prefix"
+            )));
+        }
+        if let Some(h) = &self.host
+            && (h.is_empty() || h.contains(['/', ' ', '@']) || strip_port(h).ends_with('.'))
+        {
+            return Err(Error::config(format!(
+                "tenant `{tenant}`: {h:?} is not a host name"
+            )));
+        }
+        if self.issuer.as_deref() == Some("") {
+            return Err(Error::config(format!(
+                "tenant `{tenant}`: the token issuer is empty"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `req` (whose token issuer `issuer` reads, if a condition needs it) meets every
+    /// condition. The issuer is read last, after the cheaper conditions held.
+    pub(super) fn matches<B>(&self, req: &Request<B>, issuer: &mut LazyIssuer<'_>) -> bool {
+        if let Some(want) = &self.host
+            && !host_is(req, want)
+        {
+            return false;
+        }
+        if let Some(prefix) = &self.path_prefix
+            && under_prefix(req.uri().path(), prefix).is_none()
+        {
+            return false;
+        }
+        if let Some((name, value)) = &self.header
+            && !single_header_is(req.headers(), name, value)
+        {
+            return false;
+        }
+        if let Some(want) = &self.issuer
+            && issuer.get() != Some(want.as_str())
+        {
+            return false;
+        }
+        true
+    }
+
+    /// The prefix to strip from a request this match took, if stripping is on.
+    pub(super) fn stripped(&self) -> Option<&str> {
+        self.path_prefix.as_deref().filter(|_| self.strip)
+    }
+}
+
+/// A path prefix as uma-proxy's `path_prefix`: `/x…`, no trailing `/`, nothing a router or
+/// decoder reads differently.
+fn valid_prefix(p: &str) -> bool {
+    p.len() >= 2
+        && p.starts_with('/')
+        && !p.ends_with('/')
+        && !p.contains(['?', '#', '%', ';', '\\'])
+        && !p.split('/').any(|s| s == "." || s == "..")
+        && p.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The rest of `path` after `prefix` (`""` for the prefix itself), when `path` is under it.
+pub(super) fn under_prefix<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// Whether the request's host (the URI's authority, else the one `Host` header) is `want`
+/// (lower case), ignoring the request's port unless `want` names one.
+fn host_is<B>(req: &Request<B>, want: &str) -> bool {
+    let authority = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => {
+            let mut hosts = req.headers().get_all(HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                (Some(h), None) => match h.to_str() {
+                    Ok(h) => h,
+                    Err(_) => return false,
+                },
+                // None, or several: not this host (RFC 9112 §3.2 makes several a 400).
+                _ => return false,
+            }
+        }
+    };
+    if authority.eq_ignore_ascii_case(want) {
+        return true;
+    }
+    if want.contains(':') && !want.starts_with('[') {
+        return false;
+    }
+    strip_port(authority).eq_ignore_ascii_case(want)
+}
+
+/// `host:port` without `:port` (IPv6 literals keep their brackets).
+fn strip_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    }
+}
+
+/// Whether `headers` hold `name` once, with `value`.
+fn single_header_is(headers: &HeaderMap, name: &HeaderName, value: &HeaderValue) -> bool {
+    let mut all = headers.get_all(name).iter();
+    matches!((all.next(), all.next()), (Some(v), None) if v == value)
+}
+
+/// The unverified `iss` of the request's bearer token, when it is a JWT. Only picks the
+/// tenant whose own validation then checks the token. Only `iss` is kept from the payload
+/// (the other claims are skipped, not built).
+pub(super) fn token_issuer(headers: &HeaderMap) -> Option<String> {
+    /// The one claim read; a non-string `iss` fails the parse (no issuer).
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: Option<String>,
+    }
+    let crate::token::Bearer::Token(token) = crate::token::bearer_from_headers(headers) else {
+        return None;
+    };
+    let payload = crate::token::jwt_payload_bytes(token.as_bytes())?;
+    serde_json::from_slice::<Claims>(&payload).ok()?.iss
+}
+
+/// The request's token issuer, read on first need (once per request, and only when a tenant
+/// tried before the one that takes the request has an issuer condition).
+pub(super) struct LazyIssuer<'h> {
+    headers: &'h HeaderMap,
+    read: Option<Option<String>>,
+}
+
+impl<'h> LazyIssuer<'h> {
+    pub(super) fn new(headers: &'h HeaderMap) -> Self {
+        Self {
+            headers,
+            read: None,
+        }
+    }
+
+    fn get(&mut self) -> Option<&str> {
+        let headers = self.headers;
+        self.read
+            .get_or_insert_with(|| token_issuer(headers))
+            .as_deref()
+    }
+}
+
+/// Whether the request names two hosts: a target with an authority (absolute form, or
+/// HTTP/2's `:authority`) and a `Host` header that differs from it. The match would read one,
+/// a forwarder or the inner service perhaps the other (RFC 9112 §3.2.2, RFC 9113 §8.3.1).
+pub(super) fn hosts_disagree<B>(req: &Request<B>) -> bool {
+    let Some(authority) = req.uri().authority() else {
+        return false;
+    };
+    req.headers().get_all(HOST).iter().any(|h| {
+        !h.as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    })
+}
+
+/// Whether `path`, normalised as resource maps read it (empty segments, dot segments and
+/// needless escapes gone), lies under one of `prefixes` while the path as received does not:
+/// `//globex/…` or `/%67lobex/…` would go to another tenant, whose inner service or upstream
+/// may read it as `/globex/…`. Also `true` for a path that cannot be normalised.
+pub(super) fn hides_a_prefix<'p>(path: &str, mut prefixes: impl Iterator<Item = &'p str>) -> bool {
+    if !(path.contains("//") || path.contains('%') || path.contains("/.")) {
+        // Nothing normalisation rewrites: the path as received is the normalised one.
+        return false;
+    }
+    let Ok(normal) = crate::resources::normalize_path(path) else {
+        return true;
+    };
+    prefixes.any(|p| under_prefix(normal.as_str(), p).is_some() && under_prefix(path, p).is_none())
+}
+
+/// Removes `prefix` from `req`'s path (`/acme/x?q` → `/x?q`, `/acme` → `/`); `false` when the
+/// path is not under it (nothing removed).
+pub(super) fn strip<B>(req: &mut Request<B>, prefix: &str) -> bool {
+    let uri = req.uri();
+    let Some(rest) = under_prefix(uri.path(), prefix) else {
+        return false;
+    };
+    let path = if rest.is_empty() { "/" } else { rest };
+    let rebuilt = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+        None => PathAndQuery::try_from(path),
+    };
+    let mut parts = uri.clone().into_parts();
+    // The rest of a valid path and query is valid.
+    if let Ok(pq) = rebuilt {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether an `Authorization` header is present (for the debug event of unresolved requests).
+pub(super) fn has_credentials(headers: &HeaderMap) -> bool {
+    headers.contains_key(AUTHORIZATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> &'static HeaderMap {
+        static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(HeaderMap::new)
+    }
+
+    fn none() -> LazyIssuer<'static> {
+        LazyIssuer::new(empty())
+    }
+
+    fn issued(iss: &str) -> LazyIssuer<'static> {
+        LazyIssuer {
+            headers: empty(),
+            read: Some(Some(iss.to_owned())),
+        }
+    }
+
+    #[test]
+    fn the_issuer_is_read_only_when_a_condition_needs_it() {
+        let r = req(Some("a.test"), "/x");
+        let mut issuer = none();
+        assert!(
+            TenantMatch::default()
+                .host("a.test")
+                .matches(&r, &mut issuer)
+        );
+        let other_host = TenantMatch::default()
+            .host("b.test")
+            .token_issuer("https://a");
+        assert!(!other_host.matches(&r, &mut issuer));
+        assert!(issuer.read.is_none(), "not read");
+        let by_issuer = TenantMatch::default()
+            .host("a.test")
+            .token_issuer("https://a");
+        assert!(!by_issuer.matches(&r, &mut issuer));
+        assert_eq!(issuer.read, Some(None), "read once");
+    }
+
+    fn req(host: Option<&str>, uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header(HOST, h);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn hosts_match_without_case_and_port() {
+        let m = TenantMatch::default().host("Acme.Example.com");
+        assert!(m.matches(&req(Some("acme.example.COM"), "/x"), &mut none()));
+        assert!(m.matches(&req(Some("acme.example.com:8443"), "/x"), &mut none()));
+        assert!(!m.matches(&req(Some("acme.example.com.evil"), "/x"), &mut none()));
+        assert!(!m.matches(&req(None, "/x"), &mut none()));
+        assert!(m.matches(&req(None, "http://acme.example.com:1/x"), &mut none()));
+        let with_port = TenantMatch::default().host("acme.example.com:8443");
+        assert!(with_port.matches(&req(Some("acme.example.com:8443"), "/x"), &mut none()));
+        assert!(!with_port.matches(&req(Some("acme.example.com"), "/x"), &mut none()));
+        let mut two = req(Some("acme.example.com"), "/x");
+        two.headers_mut()
+            .append(HOST, HeaderValue::from_static("acme.example.com"));
+        assert!(!m.matches(&two, &mut none()));
+    }
+
+    #[test]
+    fn prefixes_end_at_a_segment_and_strip() {
+        let m = TenantMatch::default().path_prefix("/acme");
+        assert!(m.matches(&req(None, "/acme"), &mut none()));
+        assert!(m.matches(&req(None, "/acme/albums/1"), &mut none()));
+        assert!(!m.matches(&req(None, "/acme2/albums/1"), &mut none()));
+        assert!(!m.matches(&req(None, "/%61cme/albums/1"), &mut none()));
+        assert!(!m.matches(&req(None, "//acme/albums/1"), &mut none()));
+        let mut r = req(None, "/acme/albums/1?x=1");
+        strip(&mut r, "/acme");
+        assert_eq!(r.uri(), "/albums/1?x=1");
+        let mut r = req(None, "/acme");
+        strip(&mut r, "/acme");
+        assert_eq!(r.uri(), "/");
+    }
+
+    #[test]
+    fn a_match_covers_the_narrower_ones_after_it() {
+        let m = TenantMatch::default;
+        let covered = [
+            (
+                m().path_prefix("/a"),
+                m().path_prefix("/a").strip_prefix(true),
+            ),
+            (m().path_prefix("/a"), m().path_prefix("/a/v2")),
+            (m().host("x.test"), m().host("x.test").path_prefix("/b")),
+            (m().host("x.test"), m().host("x.test:8443")),
+            (
+                m().host("x.test"),
+                m().host("x.test").token_issuer("https://as"),
+            ),
+        ];
+        for (a, b) in &covered {
+            assert!(a.covers(b), "{a:?} covers {b:?}");
+        }
+        let apart = [
+            (m().path_prefix("/a"), m().path_prefix("/ab")),
+            (m().path_prefix("/a/v2"), m().path_prefix("/a")),
+            (m().host("x.test:8443"), m().host("x.test")),
+            (m().host("x.test").path_prefix("/b"), m().host("x.test")),
+            (m().host("x.test"), m().path_prefix("/b")),
+            (m().header("x-t", "a"), m().header("x-t", "b")),
+        ];
+        for (a, b) in &apart {
+            assert!(!a.covers(b), "{a:?} does not cover {b:?}");
+        }
+    }
+
+    #[test]
+    fn headers_and_issuers_must_be_exact() {
+        let m = TenantMatch::default().header("x-tenant", "acme");
+        let mut r = req(None, "/");
+        assert!(!m.matches(&r, &mut none()));
+        r.headers_mut()
+            .insert("x-tenant", HeaderValue::from_static("acme"));
+        assert!(m.matches(&r, &mut none()));
+        r.headers_mut()
+            .append("x-tenant", HeaderValue::from_static("acme"));
+        assert!(!m.matches(&r, &mut none()), "two values are not one tenant");
+        let m = TenantMatch::default().token_issuer("https://as/realms/a");
+        assert!(m.matches(&r, &mut issued("https://as/realms/a")));
+        assert!(!m.matches(&r, &mut issued("https://as/realms/b")));
+        assert!(!m.matches(&r, &mut none()));
+    }
+
+    #[test]
+    fn matches_are_validated() {
+        assert!(TenantMatch::default().check("t").is_err());
+        assert!(
+            TenantMatch::default()
+                .strip_prefix(true)
+                .check("t")
+                .is_err()
+        );
+        for bad in ["acme", "/", "/acme/", "/a%2e", "/a/../b", "/a?b"] {
+            let m = TenantMatch::default().path_prefix(bad);
+            assert!(m.check("t").is_err(), "{bad}");
+        }
+        assert!(
+            TenantMatch::default()
+                .path_prefix("/acme/v1")
+                .check("t")
+                .is_ok()
+        );
+        assert!(TenantMatch::default().host("a/b").check("t").is_err());
+        assert!(TenantMatch::default().host("a.test.").check("t").is_err());
+        assert!(TenantMatch::default().token_issuer("").check("t").is_err());
+    }
+
+    #[test]
+    fn the_issuer_is_read_from_a_jwt_bearer_only() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"iss":"https://a"}"#)
+        );
+        let mut h = HeaderMap::new();
+        assert_eq!(token_issuer(&h), None);
+        h.insert(
+            AUTHORIZATION,
+            format!("Bearer {jwt}").parse().expect("value"),
+        );
+        assert_eq!(token_issuer(&h).as_deref(), Some("https://a"));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer opaque-token"),
+        );
+        assert_eq!(token_issuer(&h), None);
+        let numeric = format!("{}.{}.sig", b64("{}"), b64(r#"{"iss":1}"#));
+        h.insert(
+            AUTHORIZATION,
+            format!("Bearer {numeric}").parse().expect("value"),
+        );
+        assert_eq!(token_issuer(&h), None);
+    }
+}

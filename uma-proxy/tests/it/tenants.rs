@@ -1,0 +1,282 @@
+//! `[[tenants]]` end to end: the binary in front of one upstream for two tenants, each with
+//! its own `uma-test-as` (tenant `acme` by `Host`, tenant `globex` by a stripped path prefix).
+//! A token of one tenant grants nothing in the other, a request no tenant takes is `404`
+//! before any AS call, one tenant's AS down leaves the other alone, the decisions carry a
+//! `tenant` label, and `--check` prints a plan per tenant.
+
+use http::{Method, StatusCode};
+use uma_test_as::{Endpoint, RptSpec, TestAs};
+
+use crate::common::*;
+
+/// Two tenants, `acme` (`Host: acme.test`) and `globex` (`/globex/…`, stripped), each with
+/// the album resource at its own AS; `extra` goes at the top level.
+fn tenants_config(acme: &TestAs, globex: &TestAs, upstream: &str, extra: &str) -> String {
+    let tenant = |name: &str, matches: &str, as_: &TestAs| {
+        format!(
+            r#"
+[[tenants]]
+name = "{name}"
+match = {matches}
+realm = "{name}-photos"
+[tenants.authorization_server]
+issuer = "{issuer}"
+client_id = "{RS_ID}"
+client_secret_env = "{SECRET_ENV}"
+allow_http = true
+timeout = "2s"
+[[tenants.resources]]
+name = "album"
+owner = "alice"
+path = "/albums/{{id}}"
+scopes = {{ GET = ["view"] }}
+"#,
+            issuer = as_.issuer()
+        )
+    };
+    format!(
+        "listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{extra}\n{}{}",
+        tenant("acme", r#"{ host = "acme.test" }"#, acme),
+        tenant(
+            "globex",
+            r#"{ path_prefix = "/globex", strip_prefix = true }"#,
+            globex
+        ),
+    )
+}
+
+/// Every call the ASes have seen.
+fn as_calls(ases: &[&TestAs]) -> u64 {
+    ases.iter()
+        .map(|a| Endpoint::ALL.iter().map(|e| a.count(*e)).sum::<u64>())
+        .sum()
+}
+
+fn token(as_: &TestAs) -> String {
+    let album = as_.resource_id("album").expect("registered at start");
+    as_.mint_rpt(RptSpec::active_for(&album, ["view"], 300))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_kept_apart_and_counted_by_name() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let text = tenants_config(&acme, &globex, &up.url(), "admin_listen = \"127.0.0.1:0\"");
+    let (proxy, addr) = Proxy::start(&text).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let (acme_token, globex_token) = (token(&acme), token(&globex));
+    assert_ne!(acme.resource_id("album"), globex.resource_id("album"));
+
+    let bearer = |t: &str| format!("Bearer {t}");
+    let acme_auth = bearer(&acme_token);
+    let ok = send(
+        Method::GET,
+        &url("/albums/1"),
+        &[("host", "acme.test"), ("authorization", &acme_auth)],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // acme's token at globex: globex's AS does not know it.
+    let other = send(
+        Method::GET,
+        &url("/globex/albums/1"),
+        &[("host", "x.test"), ("authorization", &acme_auth)],
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    let challenge = other.headers["www-authenticate"].to_str().expect("ASCII");
+    assert!(challenge.contains(&globex.issuer()), "{challenge}");
+    assert!(challenge.contains("realm=\"globex-photos\""), "{challenge}");
+    // globex's own token, its prefix stripped for the upstream.
+    let globex_auth = bearer(&globex_token);
+    let stripped = send(
+        Method::GET,
+        &url("/globex/albums/2?x=1"),
+        &[
+            ("host", "x.test"),
+            ("authorization", &globex_auth),
+            ("x-uma-tenant", "acme"),
+            ("x_uma_tenant", "acme"),
+            ("x-forwarded-prefix", "/acme"),
+        ],
+    )
+    .await;
+    assert_eq!(stripped.status, StatusCode::OK);
+    let seen = up.seen();
+    let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["/albums/1", "/albums/2?x=1"]);
+    // The upstream learns the tenant from the proxy alone, and the prefix it lost.
+    let tenant_of = |s: &Seen| {
+        let all: Vec<String> = s
+            .headers
+            .get_all("x-uma-tenant")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        assert!(s.headers.get("x_uma_tenant").is_none());
+        all
+    };
+    assert_eq!(tenant_of(&seen[0]), ["acme"]);
+    assert!(seen[0].headers.get("x-forwarded-prefix").is_none());
+    assert_eq!(tenant_of(&seen[1]), ["globex"]);
+    assert_eq!(seen[1].headers["x-forwarded-prefix"], "/globex");
+
+    // No tenant: 404 before any AS call.
+    let before = as_calls(&[&acme, &globex]);
+    for (host, path) in [
+        ("x.test", "/albums/1"),
+        ("acme.test.evil", "/albums/1"),
+        ("x.test", "/globexx/albums/1"),
+    ] {
+        let none = send(
+            Method::GET,
+            &url(path),
+            &[("host", host), ("authorization", &acme_auth)],
+        )
+        .await;
+        assert_eq!(none.status, StatusCode::NOT_FOUND, "{host}{path}");
+    }
+    assert_eq!(as_calls(&[&acme, &globex]), before);
+    assert_eq!(up.seen().len(), 2);
+
+    // The start-up log names every tenant's issuer, not only the first.
+    for (name, issuer) in [("acme", acme.issuer()), ("globex", globex.issuer())] {
+        let all = proxy.stderr_contains(&issuer).await;
+        assert!(
+            all.lines()
+                .any(|l| l.contains("connecting") && l.contains(&issuer) && l.contains(name)),
+            "{all}"
+        );
+    }
+
+    let admin = proxy.admin_addr().await;
+    let metrics = send(Method::GET, &format!("http://{admin}/metrics"), &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        r#"uma_decisions_total{outcome="allowed",tenant="acme"} 1"#,
+        r#"uma_decisions_total{outcome="allowed",tenant="globex"} 1"#,
+        r#"uma_decisions_total{outcome="challenged",tenant="globex"} 1"#,
+        r#"uma_decisions_total{outcome="no_tenant",tenant="other"} 3"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+}
+
+/// A request whose target names one tenant's host while its `Host` names another is refused
+/// (`400`) before any AS call: the match and `X-Forwarded-Host` would read different hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_and_host_that_disagree_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let text = tenants_config(&acme, &globex, &up.url(), "");
+    let (_proxy, addr) = Proxy::start(&text).await;
+    let globex_token = token(&globex);
+    let before = as_calls(&[&acme, &globex]);
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let req = format!(
+        "GET http://x.test/globex/albums/1 HTTP/1.1\r\nHost: acme.test\r\n\
+         Authorization: Bearer {globex_token}\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.expect("sent");
+    let mut answer = Vec::new();
+    tokio::time::timeout(SOON, conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(as_calls(&[&acme, &globex]), before);
+    assert!(up.seen().is_empty());
+}
+
+/// One tenant's AS down: its requests get `403` + `Warning`, the other tenant works, and
+/// `/healthz` stays `200` with the first tenant degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_as_down_leaves_the_other_alone() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let text = tenants_config(&acme, &globex, &up.url(), "admin_listen = \"127.0.0.1:0\"").replace(
+        "timeout = \"2s\"",
+        "timeout = \"2s\"\nbreaker_failure_threshold = 1",
+    );
+    let (proxy, addr) = Proxy::start(&text).await;
+    let admin = proxy.admin_addr().await;
+    let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
+    let body = String::from_utf8_lossy(&health.body).into_owned();
+    assert_eq!(health.status, StatusCode::OK, "{body}");
+    for line in [
+        "ok",
+        "tenant acme authorization_server ok",
+        "tenant globex authorization_server ok",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
+    let globex_auth = format!("Bearer {}", token(&globex));
+    for e in Endpoint::ALL {
+        acme.set_down(e, true);
+    }
+    let down = send(
+        Method::GET,
+        &format!("http://{addr}/albums/1"),
+        &[
+            ("host", "acme.test"),
+            ("authorization", "Bearer a-fresh-token"),
+        ],
+    )
+    .await;
+    assert_eq!(down.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        down.headers["warning"],
+        "199 - \"UMA Authorization Server Unreachable\""
+    );
+    let fine = send(
+        Method::GET,
+        &format!("http://{addr}/globex/albums/1"),
+        &[
+            ("host", "acme.test.example"),
+            ("authorization", &globex_auth),
+        ],
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::OK);
+    let challenged = send(Method::GET, &format!("http://{addr}/globex/albums/1"), &[]).await;
+    assert_eq!(challenged.status, StatusCode::UNAUTHORIZED);
+    assert!(challenged.headers.get("warning").is_none());
+    let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
+    let body = String::from_utf8_lossy(&health.body).into_owned();
+    assert_eq!(health.status, StatusCode::OK, "{body}");
+    for line in [
+        "tenant acme authorization_server degraded",
+        "tenant globex authorization_server ok",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
+}
+
+/// `--check` prints each tenant's plan under `tenant NAME:` and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_a_plan_per_tenant() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let path = write_config(&tenants_config(&acme, &globex, "http://127.0.0.1:9", ""));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uma-proxy"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .env(SECRET_ENV, RS_SECRET)
+        .output()
+        .await
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acme_at = stdout.find("tenant acme:\n+ album").expect(&stdout);
+    let globex_at = stdout.find("tenant globex:\n+ album").expect(&stdout);
+    assert!(acme_at < globex_at, "{stdout}");
+    assert!(acme.resource_id("album").is_none() && globex.resource_id("album").is_none());
+}
