@@ -135,8 +135,28 @@ impl UmaLayer {
 
     /// Forgets the cached introspection result of `token` (for revocation hooks), for every
     /// layer sharing this layer's cache: one call is enough whichever layer the hook holds.
+    ///
+    /// With a shared cache on Redis (feature `redis`,
+    /// [`IntrospectionCacheBuilder::shared`](crate::cache::IntrospectionCacheBuilder::shared)),
+    /// the shared entry is also deleted and the revocation broadcast to every replica, in a
+    /// task of its own (outside a tokio runtime, only the local cache forgets); await
+    /// [`forget_token_everywhere`](Self::forget_token_everywhere) to know when it was sent.
     pub fn forget_token(&self, token: &str) {
-        self.pipeline.forget_token(token);
+        if let Some(rest) = self.pipeline.forget_token(token)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(rest);
+        }
+    }
+
+    /// [`forget_token`](Self::forget_token), returning once the fleet was told (the shared
+    /// entry deleted and the revocation published, or that failed: Redis calls are bounded by
+    /// the shared cache's timeout, and a failure is logged and counted). Without a shared
+    /// cache it only forgets locally.
+    pub async fn forget_token_everywhere(&self, token: &str) {
+        if let Some(rest) = self.pipeline.forget_token(token) {
+            rest.await;
+        }
     }
 
     /// Forgets every cached introspection result (of every layer sharing this cache).
