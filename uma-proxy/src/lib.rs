@@ -48,6 +48,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 pub mod config;
 pub mod decision;
 pub mod forward;
@@ -64,8 +65,8 @@ pub use forward::{
 };
 pub use metadata::MetadataFront;
 pub use server::{
-    Drain, LayerSlot, RunError, admin_service, admin_service_with_layer, build_layer_with_retry,
-    run, serve,
+    Drain, LayerSlot, RunError, admin_service, admin_service_with_layer, admin_service_with_revoke,
+    build_layer_with_retry, run, serve,
 };
 pub use trust::{AllowedHosts, HostCheck, TrustedProxies};
 pub use uma::{apply_dialect, build_layer, layer_builder};

@@ -30,6 +30,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_service::Service;
+use tower_uma::token::ClientSecret;
 use tower_uma::{UmaLayer, health::AsHealth, start::StartRetry};
 
 use crate::config::{Config, Mode};
@@ -177,15 +178,55 @@ pub fn admin_service_with_layer(
 > + Clone
 + Send
 + 'static {
+    admin_service_with_revoke(ready, metrics, layer, None)
+}
+
+/// [`admin_service_with_layer`], with `POST /admin/revoke` when `admin_token` is set (the
+/// `admin_token_env` key; see the `admin` module's docs in the README): `204` once the token
+/// is forgotten (fleet-wide with `[cache.shared]`), `400`, `401` or, without a token, `404`.
+/// With a shared cache, `/healthz` adds a line `shared_cache ok` or `shared_cache degraded
+/// reachable=… subscribed=…` (the status stays `200`: requests fall back to the local cache
+/// and the AS).
+pub fn admin_service_with_revoke(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+    layer: LayerSlot,
+    admin_token: Option<ClientSecret>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let admin_token = admin_token.map(Arc::new);
     tower::service_fn(move |req: Request<Incoming>| {
         let ready = ready.load(Ordering::Acquire);
         let metrics = metrics.clone();
         let health = layer.get().map(UmaLayer::as_health);
+        let shared = layer.get().and_then(shared_health);
+        let revoking = (req.uri().path() == "/admin/revoke")
+            .then(|| (layer.get().cloned(), admin_token.clone()));
         async move {
+            if let Some((layer, token)) = revoking {
+                let resp = if req.method() == Method::POST {
+                    crate::admin::revoke(req, layer, token.as_deref()).await
+                } else {
+                    let mut resp = Response::new(full_body("method not allowed\n"));
+                    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                    resp
+                };
+                return Ok(resp);
+            }
             let get = req.method() == Method::GET || req.method() == Method::HEAD;
             let (status, content_type, body) = match (get, req.uri().path()) {
                 (true, "/healthz") if ready => {
-                    let (status, body) = healthy(health.as_ref());
+                    let (status, mut body) = healthy(health.as_ref());
+                    if let Some(line) = shared {
+                        body.push_str(&line);
+                        body.push('\n');
+                    }
                     (status, "text/plain", body)
                 }
                 (true, "/healthz") => (
@@ -224,6 +265,17 @@ pub fn admin_service_with_layer(
             Ok::<_, Infallible>(resp)
         }
     })
+}
+
+/// The `/healthz` line of the layer's shared cache, when it has one.
+#[cfg(feature = "redis")]
+fn shared_health(layer: &UmaLayer) -> Option<String> {
+    Some(layer.cache().shared()?.health().to_string())
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_health(_: &UmaLayer) -> Option<String> {
+    None
 }
 
 /// `/healthz` once ready: `200` with `ok`, then the calls to the AS when known; `503` while
@@ -377,7 +429,12 @@ pub async fn run(
             if let Ok(local) = admin_listener.local_addr() {
                 tracing::info!(address = %local, "admin listening on http://{local}");
             }
-            let service = admin_service_with_layer(Arc::clone(&ready), metrics, Arc::clone(&built));
+            let service = admin_service_with_revoke(
+                Arc::clone(&ready),
+                metrics,
+                Arc::clone(&built),
+                config.admin_token.clone(),
+            );
             Some(tokio::spawn(serve(
                 admin_listener,
                 service,
