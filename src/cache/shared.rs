@@ -292,11 +292,10 @@ impl SharedCache {
         }
     }
 
-    /// The Redis key of `token`'s entry for a layer whose cache scope is `scope`, and the
-    /// fleet id of `token` (hex). For tests that look at or tamper with Redis.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn key_for_test(&self, scope_key: &str, token: &str) -> (String, String) {
+    /// The Redis key of `token`'s entry in the scope whose key part is `scope_key`, and the
+    /// fleet id of `token` (hex).
+    #[cfg(test)]
+    fn key_for_test(&self, scope_key: &str, token: &str) -> (String, String) {
         let digest = crate::token::Fingerprint::of(token.as_bytes());
         let id = fleet_id(&self.inner.mac, digest.as_bytes());
         (self.inner.redis_key(scope_key, &id), hex(&id))
