@@ -38,5 +38,6 @@ redis-server --version
 export CI=${CI:-true}
 cargo clippy -p tower-uma -p uma-proxy --all-targets --locked --features tower-uma/axum,tower-uma/jwt,tower-uma/redis,uma-proxy/redis -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -p tower-uma -p uma-proxy --no-deps --locked --features tower-uma/axum,tower-uma/jwt,tower-uma/redis,uma-proxy/redis
-cargo test -p tower-uma --locked --features axum,jwt,redis --test shared_cache --lib cache::
+cargo test -p tower-uma --locked --features axum,jwt,redis --lib cache::shared
+cargo test -p tower-uma --locked --features axum,jwt,redis --test shared_cache
 cargo test -p uma-proxy --locked --features redis --test fleet
