@@ -176,15 +176,18 @@ async fn a_tampered_or_moved_entry_is_refused() {
         "the moved entry was refused"
     );
 
-    // Tampered: the reader's own entry, its scopes rewritten (its MAC no longer matches).
-    let text = String::from_utf8_lossy(&granted).replace("\"read\"", "\"write\"");
-    redis.set(&reader_key, text.as_bytes());
+    // Tampered: the reader's own entry, its scopes rewritten in the payload, its tag kept
+    // (only the MAC tells the two apart: the payload still parses).
+    let mut tampered = granted[..32].to_vec();
+    tampered.extend_from_slice(&replace(&granted[32..], b"\"read\"", b"\"write\""));
+    assert_ne!(tampered, granted, "the payload names the scope");
+    redis.set(&reader_key, &tampered);
     let c = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
     let before = introspections(&as_);
     assert_eq!(
         c.get(&reader).await,
         StatusCode::OK,
-        "decided on the AS's answer"
+        "decided on the AS's answer, not on the tampered `write`"
     );
     assert_eq!(
         introspections(&as_),
@@ -192,16 +195,46 @@ async fn a_tampered_or_moved_entry_is_refused() {
         "the tampered entry was refused"
     );
 
-    // Minted: a grant for a token the AS never saw, without the secret.
-    redis.set(&reader_key, b"{\"active\":true}");
+    // Minted: a well-formed, fresh grant of `read` for the writer's token, under its own
+    // key, with 32 bytes of tag made without the secret.
+    let mut payload: serde_json::Value = serde_json::from_slice(&granted[32..]).expect("json");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    payload["stored_at"] = (now + 5).into();
+    payload["fresh_until"] = (now + 3600).into();
+    let mut minted = vec![0x5a_u8; 32];
+    minted.extend_from_slice(&serde_json::to_vec(&payload).expect("json"));
+    redis.set(&writer_key, &minted);
     let d = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
     let before = introspections(&as_);
-    assert_eq!(d.get(&reader).await, StatusCode::OK);
+    assert_eq!(
+        d.get(&writer).await,
+        StatusCode::UNAUTHORIZED,
+        "the minted `read` grant was not used"
+    );
     assert_eq!(
         introspections(&as_),
         before + 1,
         "the minted entry was refused"
     );
+}
+
+/// `bytes` with every `from` replaced by `to`.
+fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The one key in Redis that is not in `known`.

@@ -41,3 +41,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc -p tower-uma -p uma-proxy --no-deps --locke
 cargo test -p tower-uma --locked --features axum,jwt,redis --lib cache::shared
 cargo test -p tower-uma --locked --features axum,jwt,redis --test shared_cache
 cargo test -p uma-proxy --locked --features redis --test fleet
+# uma-proxy's [cache.shared] configuration tests, and the bench (compiled, not run).
+cargo test -p uma-proxy --locked --features redis --lib
+cargo bench -p tower-uma --locked --features redis,axum --no-run

@@ -287,9 +287,12 @@ async fn a_tampered_entry_is_refused_by_the_fleet() {
         .to_owned();
     let stored = redis.get(&key).expect("stored");
     // Whoever can write Redis (but has no fleet secret) grants it `view`.
-    let forged = String::from_utf8_lossy(&stored).replace("\"edit\"", "\"view\"");
-    assert_ne!(forged.as_bytes(), stored.as_slice());
-    redis.set(&key, forged.as_bytes());
+    // The payload rewritten, the tag kept: only the MAC tells them apart.
+    let payload = String::from_utf8(stored[32..].to_vec()).expect("the payload is JSON");
+    let mut forged = stored[..32].to_vec();
+    forged.extend_from_slice(payload.replace("\"edit\"", "\"view\"").as_bytes());
+    assert_ne!(forged, stored);
+    redis.set(&key, &forged);
     let before = as_.count(Endpoint::Introspection);
     let seen = up.seen().len();
     assert_eq!(get(f.addrs[1], &weak).await, StatusCode::UNAUTHORIZED);
