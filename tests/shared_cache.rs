@@ -30,6 +30,18 @@ struct Replica {
 }
 
 async fn replica(as_: &TestAs, r: &str, redis: &RedisServer, timeout: Duration) -> Replica {
+    let replica = unsubscribed_replica(as_, r, redis, timeout).await;
+    replica.subscribed().await;
+    replica
+}
+
+/// A replica that may not have subscribed to the revocation channel yet.
+async fn unsubscribed_replica(
+    as_: &TestAs,
+    r: &str,
+    redis: &RedisServer,
+    timeout: Duration,
+) -> Replica {
     let shared = SharedCache::builder(redis.url(), SECRET)
         .timeout(timeout)
         .channel("tests:revoked")
@@ -44,17 +56,27 @@ async fn replica(as_: &TestAs, r: &str, redis: &RedisServer, timeout: Duration) 
         .await
         .expect("builds");
     let (url, _) = protected(layer.clone()).await;
-    let replica = Replica {
+    Replica {
         url,
         http: http(),
         layer,
         shared,
-    };
-    replica.subscribed().await;
-    replica
+    }
 }
 
 impl Replica {
+    /// Waits until the revocation channel is not subscribed.
+    async fn unsubscribed(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.shared.health().subscribed {
+            assert!(
+                Instant::now() < deadline,
+                "still subscribed {within:?} after the channel went silent"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits until the revocation channel is subscribed (Redis is not read before).
     async fn subscribed(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -69,6 +91,15 @@ impl Replica {
         get_with(&self.http, &self.url, "/invoices/1", token)
             .await
             .status()
+    }
+}
+
+/// Waits until Redis holds `n` entries.
+async fn written(redis: &RedisServer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.keys("tower-uma:*") < n {
+        assert!(Instant::now() < deadline, "not written to Redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -88,11 +119,14 @@ async fn one_introspection_serves_every_replica() {
     let c = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
     let rpt = rpt_for(&as_, &r, &["read"]);
     assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    // The shared entry is written off the request path.
+    written(&redis, 1).await;
     assert_eq!(b.get(&rpt).await, StatusCode::OK);
     assert_eq!(c.get(&rpt).await, StatusCode::OK);
     assert_eq!(introspections(&as_), 1, "one introspection for the fleet");
     // Junk is shared too (negative cache).
     assert_eq!(a.get("junk").await, StatusCode::UNAUTHORIZED);
+    written(&redis, 2).await;
     assert_eq!(b.get("junk").await, StatusCode::UNAUTHORIZED);
     assert_eq!(introspections(&as_), 2);
     // Neither token nor its SHA-256 shows in Redis.
@@ -120,7 +154,11 @@ async fn a_revocation_on_one_replica_is_honoured_by_all() {
     }
     as_.revoke(&rpt);
     let start = Instant::now();
-    replicas[0].layer.forget_token_everywhere(&rpt).await;
+    replicas[0]
+        .layer
+        .forget_token_everywhere(&rpt)
+        .await
+        .expect("sent to the fleet");
     // Each replica is asked until it refuses; no request that starts 100 ms or more after
     // the revocation may be let through.
     let refused_after = futures_util::future::join_all(replicas.iter().map(|replica| {
@@ -264,11 +302,17 @@ async fn redis_hanging_or_stopped_neither_fails_open_nor_stalls() {
     assert_eq!(a.get(&good).await, StatusCode::OK);
     // Hanging: connections stay open, nothing answers; then gone.
     redis.pause();
-    let slowest_hanging = fresh_tokens_decided_by_the_as(&as_, &r, [&a, &b]).await;
+    let (slowest_hanging, slow) = fresh_tokens_decided_by_the_as(&as_, &r, [&a, &b], timeout).await;
+    // The first call of each replica waits for the timeout and opens its circuit; a probe
+    // may wait once more. A circuit that never skipped would make every request wait.
+    assert!(
+        slow.iter().all(|&n| n <= 2),
+        "requests over timeout/2 per replica with Redis hanging: {slow:?}"
+    );
     assert!(!a.shared.health().is_up(), "the circuit opened");
     redis.resume();
     redis.stop();
-    let slowest_stopped = fresh_tokens_decided_by_the_as(&as_, &r, [&a, &b]).await;
+    let (slowest_stopped, _) = fresh_tokens_decided_by_the_as(&as_, &r, [&a, &b], timeout).await;
     eprintln!(
         "slowest request with Redis hanging: {slowest_hanging:?}, stopped: {slowest_stopped:?} \
          (timeout {timeout:?})"
@@ -284,13 +328,16 @@ async fn redis_hanging_or_stopped_neither_fails_open_nor_stalls() {
 }
 
 /// Sends fresh tokens (granting, not granting, revoked) to `replicas` in turn: each is
-/// decided on the AS's answer. Returns the slowest request's time.
+/// decided on the AS's answer. Returns the slowest request's time, and how many requests
+/// each replica took more than `timeout / 2` for.
 async fn fresh_tokens_decided_by_the_as(
     as_: &TestAs,
     r: &str,
     replicas: [&Replica; 2],
-) -> Duration {
+    timeout: Duration,
+) -> (Duration, [u32; 2]) {
     let mut slowest = Duration::ZERO;
+    let mut slow = [0_u32; 2];
     for i in 0..24 {
         let (token, expected) = match i % 3 {
             0 => (rpt_for(as_, r, &["read"]), StatusCode::OK),
@@ -303,8 +350,95 @@ async fn fresh_tokens_decided_by_the_as(
         };
         let start = Instant::now();
         let status = replicas[i % 2].get(&token).await;
-        slowest = slowest.max(start.elapsed());
+        let took = start.elapsed();
+        slowest = slowest.max(took);
+        slow[i % 2] += u32::from(took > timeout / 2);
         assert_eq!(status, expected, "request {i}");
     }
-    slowest
+    (slowest, slow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_revocation_channel_is_noticed_and_the_local_cache_emptied() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let a = replica(&as_, &r, &redis, Duration::from_millis(100)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    assert_eq!(introspections(&as_), 1);
+    // The shared entry is written off the request path; once it is there, it goes, so that
+    // only the local entry could answer the token.
+    written(&redis, 1).await;
+    redis.command(&[b"FLUSHALL"]);
+    // A Redis that hangs keeps the connection open and says nothing, like a host gone
+    // without closing it: only a PING tells.
+    redis.pause();
+    a.unsubscribed(Duration::from_secs(5)).await;
+    resumed_the_token_is_asked_again(
+        &redis,
+        &a,
+        &as_,
+        &rpt,
+        "the local entry went when the channel was subscribed again",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_hangs_empties_its_cache_when_it_subscribes() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    redis.pause();
+    let a = unsubscribed_replica(&as_, &r, &redis, Duration::from_millis(100)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK, "decided by the AS");
+    assert!(!a.shared.health().subscribed);
+    // Revocations published now are not heard by this replica.
+    resumed_the_token_is_asked_again(
+        &redis,
+        &a,
+        &as_,
+        &rpt,
+        "the answer cached before the first subscription went",
+    )
+    .await;
+}
+
+/// Resumes `redis`, waits for `a` to subscribe, and checks that `rpt` (introspected once
+/// before, and not in Redis) costs a second introspection: `a`'s local entry went.
+async fn resumed_the_token_is_asked_again(
+    redis: &RedisServer,
+    a: &Replica,
+    as_: &TestAs,
+    rpt: &str,
+    why: &str,
+) {
+    redis.resume();
+    a.subscribed().await;
+    assert_eq!(a.get(rpt).await, StatusCode::OK);
+    assert_eq!(introspections(as_), 2, "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_token_everywhere_says_when_the_fleet_was_not_told() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let a = replica(&as_, &r, &redis, Duration::from_millis(100)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    assert_eq!(a.layer.forget_token_everywhere(&rpt).await, Ok(()));
+    redis.stop();
+    assert!(
+        a.layer.forget_token_everywhere(&rpt).await.is_err(),
+        "Redis is gone: not sent"
+    );
 }

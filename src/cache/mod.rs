@@ -498,7 +498,31 @@ pub(crate) struct Cached {
 
 /// What is left of a revocation once the local cache has forgotten the token: telling the
 /// fleet (feature `redis`).
-pub(crate) type Forgetting = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+pub(crate) type Forgetting =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), RevocationNotSent>> + Send + 'static>>;
+
+/// A revocation that was applied locally but not broadcast to the fleet (feature `redis`):
+/// Redis was unreachable, failed or did not answer within the shared cache's timeout.
+/// Other replicas may keep serving their cached answer for the token until it expires;
+/// retry, or revoke the token at the authorization server and wait out `max_ttl`.
+///
+/// Returned by [`UmaLayer::forget_token_everywhere`](crate::UmaLayer::forget_token_everywhere).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the revocation was not sent to the fleet: {reason}")]
+#[non_exhaustive]
+pub struct RevocationNotSent {
+    reason: &'static str,
+}
+
+impl RevocationNotSent {
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "only the shared level fails to broadcast")
+    )]
+    pub(crate) fn new(reason: &'static str) -> Self {
+        Self { reason }
+    }
+}
 
 /// One layer's handle on an [`IntrospectionCache`]: which of the cache's entries are its own,
 /// and the layer's clock.

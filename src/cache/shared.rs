@@ -21,8 +21,9 @@
 //!   it, deletes the Redis keys of its scopes, and remembers the revocation for the longest
 //!   lifetime of an entry so that an entry stored before it is refused even if it comes back.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ use crate::gate::breaker::{Admission, Breaker, BreakerSettings};
 use crate::introspect::Introspection;
 
 use super::store::Inner;
-use super::{Key, lifetime};
+use super::{Key, RevocationNotSent, lifetime};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -51,9 +52,13 @@ const LOG_TARGET: &str = "tower_uma::cache::shared";
 const TOKEN_LABEL: &[u8] = b"tower-uma/token\0";
 const KEY_LABEL: &[u8] = b"tower-uma/key\0";
 const VALUE_LABEL: &[u8] = b"tower-uma/value\0";
+const REVOKE_LABEL: &[u8] = b"tower-uma/revoke\0";
 
 /// The layout of stored values; bumped when it changes, so that old values are ignored.
-const FORMAT: u64 = 1;
+const FORMAT: u64 = 2;
+
+/// How long the revocation channel may stay silent before a PING checks that it is alive.
+const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The fleet id of a token whose SHA-256 is `digest`: `HMAC-SHA256(secret, label ‖ digest)`.
 ///
@@ -261,6 +266,8 @@ impl SharedCacheBuilder {
                 subscriber: OnceLock::new(),
                 caches: Mutex::new(Vec::new()),
                 revoked: Mutex::new(Revoked::default()),
+                keep_ms: AtomicI64::new(0),
+                skew_ms: AtomicI64::new(0),
             }),
         })
     }
@@ -331,29 +338,36 @@ impl fmt::Debug for SharedCacheBuilder {
     }
 }
 
-/// Fleet ids revoked recently, with when (the replica's clock, seconds): a value stored
-/// before that is refused. Bounded; the oldest go first.
+/// Fleet ids revoked recently, with when (the replica's clock, milliseconds since the
+/// epoch): a value stored before that (or up to the clock skew after) is refused. A
+/// revocation is kept for as long as an entry stored before it can live (`keep_ms`), then
+/// dropped in the next prune; prunes run when the map has doubled since the last one.
 #[derive(Default)]
 struct Revoked {
-    entries: std::collections::VecDeque<([u8; 32], i64)>,
+    at: HashMap<[u8; 32], i64>,
+    next_prune: usize,
 }
 
-/// How many revocations are remembered.
-const REVOKED_KEPT: usize = 4096;
+/// The fewest revocations kept before a prune is worth it.
+const PRUNE_FLOOR: usize = 1024;
 
 impl Revoked {
-    fn add(&mut self, id: [u8; 32], at: i64) {
-        if self.entries.len() >= REVOKED_KEPT {
-            self.entries.pop_front();
+    fn add(&mut self, id: [u8; 32], at_ms: i64, keep_ms: i64) {
+        let at = self.at.entry(id).or_insert(at_ms);
+        *at = (*at).max(at_ms);
+        if self.at.len() >= self.next_prune {
+            let horizon = at_ms.saturating_sub(keep_ms);
+            self.at.retain(|_, t| *t >= horizon);
+            self.next_prune = self.at.len().saturating_mul(2).max(PRUNE_FLOOR);
         }
-        self.entries.push_back((id, at));
     }
 
-    /// Whether a value for `id` stored at `stored_at` predates a revocation of `id`.
-    fn refuses(&self, id: &[u8; 32], stored_at: i64) -> bool {
-        self.entries
-            .iter()
-            .any(|(r, at)| r == id && stored_at <= *at)
+    /// Whether a value for `id` stored at `stored_at_ms` (the writer's clock) may predate a
+    /// revocation of `id`, allowing `skew_ms` between the clocks.
+    fn refuses(&self, id: &[u8; 32], stored_at_ms: i64, skew_ms: i64) -> bool {
+        self.at
+            .get(id)
+            .is_some_and(|at| stored_at_ms <= at.saturating_add(skew_ms))
     }
 }
 
@@ -376,6 +390,12 @@ pub(super) struct Shared {
     /// The caches that use this level, told about revocations.
     caches: Mutex<Vec<Weak<Inner>>>,
     revoked: Mutex<Revoked>,
+    /// How long revocations are kept: the longest lifetime of an entry (`max_ttl` or
+    /// `negative_ttl`) plus the skew, of the caches attached (milliseconds).
+    keep_ms: AtomicI64,
+    /// The clock skew allowed between replicas: the largest `skew` of the caches attached
+    /// (milliseconds).
+    skew_ms: AtomicI64,
 }
 
 /// An entry read from Redis, authenticated.
@@ -398,6 +418,14 @@ impl Shared {
 
     /// Registers a cache to tell about revocations, and starts the subscriber if it is not.
     pub(super) fn attach(self: &Arc<Self>, cache: &Arc<Inner>) {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let policy = &cache.policy;
+        let skew = ms(policy.skew);
+        let keep = ms(policy.max_ttl.max(policy.negative_ttl))
+            .saturating_add(skew)
+            .saturating_add(1000);
+        self.skew_ms.fetch_max(skew, Ordering::SeqCst);
+        self.keep_ms.fetch_max(keep, Ordering::SeqCst);
         let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
         caches.retain(|c| c.strong_count() > 0);
         caches.push(Arc::downgrade(cache));
@@ -498,6 +526,8 @@ impl Shared {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        // A cache built outside a runtime subscribes on its first use.
+        self.start_subscriber();
         let probe = self.admit()?;
         let Some(connection) = self.connection() else {
             self.record(op, probe, false);
@@ -594,7 +624,7 @@ impl Shared {
             return Err("unknown format");
         }
         let int = |name| value.get(name).and_then(Value::as_i64);
-        let (Some(stored_at), Some(fresh_until)) = (int("stored_at"), int("fresh_until")) else {
+        let (Some(stored_at), Some(fresh_until)) = (int("stored_at_ms"), int("fresh_until")) else {
             return Err("unreadable payload");
         };
         let result = value.get("result").ok_or("unreadable payload")?;
@@ -603,7 +633,7 @@ impl Shared {
             return Ok(None);
         }
         let revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-        if revoked.refuses(id, stored_at) {
+        if revoked.refuses(id, stored_at, self.skew_ms.load(Ordering::Relaxed)) {
             return Ok(None);
         }
         Ok(Some(Found {
@@ -633,7 +663,7 @@ impl Shared {
         let redis_key = self.redis_key(&key.namespace, &id);
         let payload = json!({
             "format": FORMAT,
-            "stored_at": unix_now(),
+            "stored_at_ms": unix_now_ms(),
             "fresh_until": times.fresh_until,
             "result": to_json(value),
         });
@@ -659,61 +689,113 @@ impl Shared {
     }
 
     /// Deletes the entries of the token whose fleet id is `id` in `scopes`, and (when
-    /// `publish`) tells the fleet.
+    /// `publish`) tells the fleet. The publication is tried even if the deletion fails (the
+    /// replicas that hear it delete the entries too, and refuse any stored before).
+    ///
+    /// # Errors
+    ///
+    /// [`RevocationNotSent`] when the revocation was not published (no runtime, Redis
+    /// unreachable, failed or late); a failed deletion alone is logged and counted.
     pub(super) async fn forget(
         self: &Arc<Self>,
         id: [u8; 32],
         scopes: Vec<Arc<str>>,
         publish: bool,
-    ) {
+    ) -> Result<(), RevocationNotSent> {
         let keys: Vec<String> = scopes.iter().map(|s| self.redis_key(s, &id)).collect();
-        let channel = self.channel.clone();
-        let message = hex(&id);
         // Straight to Redis, whatever the circuit: a revocation is worth a try, and the
         // timeout bounds it.
         let Some(connection) = self.connection() else {
-            return;
+            metrics::counter!("uma_shared_cache_errors_total", "op" => "forget").increment(1);
+            return Err(RevocationNotSent::new(
+                "no Redis connection (outside a tokio runtime)",
+            ));
         };
-        let call = async move {
-            let mut c = connection;
-            if !keys.is_empty() {
-                let () = c.del(keys).await?;
+        let timeout = self.timeout;
+        let mut c = connection.clone();
+        let delete = async move {
+            if keys.is_empty() {
+                return Ok(Ok(()));
             }
-            if publish {
-                let () = c.publish(channel, message).await?;
-            }
-            Ok::<(), redis::RedisError>(())
+            tokio::time::timeout(timeout, async move { c.del::<_, ()>(keys).await }).await
         };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(())) => {
-                if publish {
-                    metrics::counter!("uma_shared_cache_revocations_total", "direction" => "sent")
-                        .increment(1);
-                }
+        let mut c = connection;
+        let message = self.revocation_message(&id);
+        let channel = self.channel.clone();
+        let send = async move {
+            if !publish {
+                return Ok(Ok(()));
             }
-            Ok(Err(error)) => {
-                metrics::counter!("uma_shared_cache_errors_total", "op" => "forget").increment(1);
-                tracing::warn!(target: LOG_TARGET, %error, "could not delete or broadcast a revocation in Redis");
-            }
-            Err(_) => {
-                metrics::counter!("uma_shared_cache_errors_total", "op" => "forget").increment(1);
-                tracing::warn!(target: LOG_TARGET, "deleting or broadcasting a revocation in Redis timed out");
-            }
+            tokio::time::timeout(timeout, async move {
+                c.publish::<_, _, ()>(channel, message).await
+            })
+            .await
+        };
+        let (deleted, sent) = futures_util::future::join(delete, send).await;
+        let failed = |what: &str, result: Result<redis::RedisResult<()>, _>| -> bool {
+            let error = match result {
+                Ok(Ok(())) => return false,
+                Ok(Err(error)) => error.to_string(),
+                Err(tokio::time::error::Elapsed { .. }) => "timed out".to_owned(),
+            };
+            metrics::counter!("uma_shared_cache_errors_total", "op" => "forget").increment(1);
+            tracing::warn!(target: LOG_TARGET, %error, "could not {what} a revocation in Redis");
+            true
+        };
+        failed("delete the entries of", deleted);
+        if failed("broadcast", sent) {
+            return Err(RevocationNotSent::new("Redis failed or timed out"));
         }
+        if publish {
+            metrics::counter!("uma_shared_cache_revocations_total", "direction" => "sent")
+                .increment(1);
+        }
+        Ok(())
+    }
+
+    /// The message that revokes `id` on the channel: `hex(id) ‖ hex(tag)`, `tag =
+    /// HMAC-SHA256(secret, "tower-uma/revoke" ‖ len(channel) ‖ channel ‖ id)`.
+    fn revocation_message(&self, id: &[u8; 32]) -> String {
+        let tag: [u8; 32] = self.revocation_mac(id).finalize().into_bytes().into();
+        let mut message = hex(id);
+        message.push_str(&hex(&tag));
+        message
+    }
+
+    fn revocation_mac(&self, id: &[u8; 32]) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        mac.update(REVOKE_LABEL);
+        mac.update(&(self.channel.len() as u64).to_be_bytes());
+        mac.update(self.channel.as_bytes());
+        mac.update(id);
+        mac
+    }
+
+    /// The fleet id a message heard on the channel revokes, if its MAC verifies.
+    fn read_revocation(&self, message: &[u8]) -> Option<[u8; 32]> {
+        if message.len() != 128 {
+            return None;
+        }
+        let (id, tag) = message.split_at(64);
+        let id = parse_hex(id)?;
+        let tag = parse_hex(tag)?;
+        self.revocation_mac(&id).verify_slice(&tag).ok()?;
+        Some(id)
     }
 
     /// The fleet id of `digest` (for the local `forget`), remembered as revoked now.
     pub(super) fn revoke(&self, digest: &[u8; 32]) -> [u8; 32] {
         let id = fleet_id(&self.mac, digest);
-        self.remember(id, unix_now());
+        self.remember(id, unix_now_ms());
         id
     }
 
-    fn remember(&self, id: [u8; 32], now: i64) {
+    fn remember(&self, id: [u8; 32], now_ms: i64) {
+        let keep = self.keep_ms.load(Ordering::Relaxed);
         self.revoked
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .add(id, now);
+            .add(id, now_ms, keep);
     }
 
     /// The keyed hash of the fleet secret, for matching local entries to a revocation.
@@ -731,8 +813,9 @@ impl Shared {
             .collect()
     }
 
-    /// A revocation heard on the channel.
-    async fn heard(self: &Arc<Self>, id: [u8; 32]) {
+    /// A revocation heard on the channel: the local entries go at once; the Redis keys of
+    /// the token in the scopes this replica saw are deleted in a task of their own.
+    fn heard(self: &Arc<Self>, id: [u8; 32]) {
         metrics::counter!("uma_shared_cache_revocations_total", "direction" => "received")
             .increment(1);
         let caches = self.caches();
@@ -746,43 +829,43 @@ impl Shared {
         scopes.dedup();
         // A replica that was writing the token's entry when the revocation was sent may have
         // written it after the sender deleted it.
-        self.forget(id, scopes, false).await;
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = shared.forget(id, scopes, false).await;
+        });
     }
 
-    /// After the channel was (re)subscribed: revocations may have been missed, so every local
-    /// entry goes.
-    fn resubscribed(&self, first: bool) {
-        if first {
-            return;
-        }
+    /// After the channel was subscribed, the first time or again: revocations may have been
+    /// missed meanwhile (a replica that started while Redis was down cached answers of the
+    /// AS without hearing them), so every local entry goes.
+    fn resubscribed(&self) {
         let caches = self.caches();
         for cache in caches {
             cache.forget_everything();
         }
-        tracing::warn!(
+        tracing::info!(
             target: LOG_TARGET,
-            "subscribed to the revocation channel again; the local cache was emptied, since \
+            "subscribed to the revocation channel; the local cache was emptied, since \
              revocations may have been missed"
         );
     }
 }
 
-/// The subscriber task: keeps the channel subscribed while the cache lives, and applies each
-/// revocation heard.
+/// The subscriber task: keeps the channel subscribed while the cache lives, applies each
+/// revocation heard, and PINGs the connection when it has been silent for [`PING_EVERY`]:
+/// a PING not answered within the deadline (a host gone without closing the connection, a
+/// NAT that dropped it) counts as a lost subscription.
 async fn subscribe(shared: Weak<Shared>) {
-    let mut first = true;
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(s) = shared.upgrade() else { return };
-        let timeout = s.timeout;
+        let deadline = s.timeout.max(Duration::from_millis(500));
         let connect = async {
             let mut pubsub = s.client.get_async_pubsub().await?;
             pubsub.subscribe(&s.channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let pubsub = match tokio::time::timeout(timeout.max(Duration::from_millis(500)), connect)
-            .await
-        {
+        let pubsub = match tokio::time::timeout(deadline, connect).await {
             Ok(Ok(p)) => Some(p),
             Ok(Err(error)) => {
                 tracing::debug!(target: LOG_TARGET, %error, "cannot subscribe to the revocation channel");
@@ -798,20 +881,30 @@ async fn subscribe(shared: Weak<Shared>) {
             continue;
         };
         backoff = Duration::from_millis(100);
-        s.resubscribed(first);
-        first = false;
+        s.resubscribed();
         s.subscribed.store(true, Ordering::SeqCst);
         s.gauge();
-        tracing::info!(target: LOG_TARGET, "subscribed to the revocation channel");
         drop(s);
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
+        let (mut sink, mut messages) = pubsub.split();
+        loop {
+            let message = match tokio::time::timeout(PING_EVERY, messages.next()).await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(_) => {
+                    let ping = tokio::time::timeout(deadline, sink.ping::<redis::Value>()).await;
+                    if matches!(ping, Ok(Ok(_))) {
+                        continue;
+                    }
+                    tracing::warn!(target: LOG_TARGET, "the revocation channel did not answer a PING in time");
+                    break;
+                }
+            };
             let Some(s) = shared.upgrade() else { return };
-            let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-            match parse_hex(&payload) {
-                Some(id) => s.heard(id).await,
+            match s.read_revocation(message.get_payload_bytes()) {
+                Some(id) => s.heard(id),
                 None => {
-                    tracing::warn!(target: LOG_TARGET, "ignored an unreadable message on the revocation channel")
+                    metrics::counter!("uma_shared_cache_rejected_total").increment(1);
+                    tracing::warn!(target: LOG_TARGET, "ignored a message on the revocation channel: unreadable or its MAC does not verify");
                 }
             }
         }
@@ -825,14 +918,13 @@ async fn subscribe(shared: Weak<Shared>) {
     }
 }
 
-/// Seconds since the epoch by the system clock: when values are stored and revocations
-/// heard, compared across replicas.
-pub(super) fn unix_now() -> i64 {
+/// Milliseconds since the epoch by the system clock: when values are stored and revocations
+/// heard, compared across replicas (within the skew).
+pub(super) fn unix_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
-
 /// The JSON an introspection result parses back from ([`Introspection::from_value`]).
 fn to_json(value: &Introspection) -> Value {
     if !value.is_active() {
@@ -948,7 +1040,7 @@ mod tests {
         let id = [9_u8; 32];
         let key = inner.redis_key("scope", &id);
         let payload = serde_json::to_vec(&json!({
-            "format": FORMAT, "stored_at": 100, "fresh_until": 200,
+            "format": FORMAT, "stored_at_ms": 100_000, "fresh_until": 200,
             "result": to_json(&Introspection::active(vec![], Some(1_000))),
         }))
         .expect("json");
@@ -973,7 +1065,7 @@ mod tests {
             inner.open(&key, &bytes[..20], &id, 150).is_err(),
             "truncated"
         );
-        inner.remember(id, 100);
+        inner.remember(id, 100_000);
         assert!(
             matches!(inner.open(&key, &bytes, &id, 150), Ok(None)),
             "revoked after"
@@ -1019,6 +1111,66 @@ mod tests {
         );
         assert_eq!(times.capped(100, 100), None, "nothing left");
         assert_eq!(times.capped(100, 90), None);
+    }
+
+    #[test]
+    fn revocation_messages_count_only_with_their_mac() {
+        let s = shared();
+        let inner = s.shared();
+        let id = [5_u8; 32];
+        let message = inner.revocation_message(&id);
+        assert_eq!(inner.read_revocation(message.as_bytes()), Some(id));
+        // A bare fleet id, as anyone who can publish on the channel could send it.
+        assert_eq!(inner.read_revocation(hex(&id).as_bytes()), None);
+        let mut forged = message.into_bytes();
+        forged[70] = if forged[70] == b'0' { b'1' } else { b'0' };
+        assert_eq!(inner.read_revocation(&forged), None, "tag altered");
+        forged = inner.revocation_message(&id).into_bytes();
+        forged[3] = if forged[3] == b'0' { b'1' } else { b'0' };
+        assert_eq!(inner.read_revocation(&forged), None, "id altered");
+        let other = SharedCache::builder("redis://127.0.0.1:1/", [3_u8; 32])
+            .channel("another-fleet")
+            .build()
+            .expect("valid");
+        let elsewhere = other.shared().revocation_message(&id);
+        assert_eq!(
+            inner.read_revocation(elsewhere.as_bytes()),
+            None,
+            "another channel's"
+        );
+    }
+
+    #[test]
+    fn revocations_are_kept_for_their_time_not_by_count() {
+        let mut revoked = Revoked::default();
+        let (keep, skew) = (60_000, 5_000);
+        revoked.add([1; 32], 1_000_000, keep);
+        // A flood of other revocations within the time does not push it out.
+        for i in 0..10_000_u32 {
+            let mut id = [0_u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            id[31] = 2;
+            revoked.add(id, 1_000_000 + i64::from(i), keep);
+        }
+        assert!(revoked.refuses(&[1; 32], 1_000_000, skew));
+        assert!(
+            revoked.refuses(&[1; 32], 1_004_000, skew),
+            "stored within the skew after"
+        );
+        assert!(!revoked.refuses(&[1; 32], 1_006_000, skew), "stored after");
+        assert!(!revoked.refuses(&[9; 32], 0, skew), "never revoked");
+        // Past its time, it goes in a prune.
+        for i in 0..30_000_u32 {
+            let mut id = [0_u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            id[31] = 3;
+            revoked.add(id, 2_000_000, keep);
+        }
+        assert!(
+            !revoked.refuses(&[1; 32], 1_000_000, skew),
+            "forgotten in time"
+        );
+        assert!(revoked.at.len() <= 30_000 + PRUNE_FLOOR);
     }
 
     #[test]

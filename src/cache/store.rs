@@ -236,9 +236,14 @@ impl Inner {
                     .await;
                 #[cfg(feature = "redis")]
                 if let (Some(shared), None) = (&finish.inner.shared, cap) {
-                    shared
-                        .put(&finish.key, value, times, &ticket.revoked, clock.now_unix())
-                        .await;
+                    // Off the request path: the waiters have their answer without waiting
+                    // for Redis to take it.
+                    let (shared, key, value) =
+                        (Arc::clone(shared), finish.key.clone(), Arc::clone(value));
+                    let (revoked, now) = (Arc::clone(&ticket.revoked), clock.now_unix());
+                    tokio::spawn(async move {
+                        shared.put(&key, &value, times, &revoked, now).await;
+                    });
                 }
                 #[cfg(not(feature = "redis"))]
                 let _ = times;
@@ -309,12 +314,12 @@ impl Inner {
     }
 
     /// Forgets the entries and calls in flight of the token whose fleet id is `id` (a
-    /// revocation heard from the fleet), in every scope. Returns the time (seconds since the
-    /// epoch) it was forgotten at.
+    /// revocation heard from the fleet), in every scope. Returns the time (milliseconds since
+    /// the epoch) it was forgotten at.
     #[cfg(feature = "redis")]
     pub(super) fn forget_fleet(&self, id: &[u8; 32]) -> i64 {
         let Some(shared) = &self.shared else {
-            return shared::unix_now();
+            return shared::unix_now_ms();
         };
         let mac = shared.mac().clone();
         let id = *id;
@@ -327,7 +332,7 @@ impl Inner {
                 tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
             }
         }
-        shared::unix_now()
+        shared::unix_now_ms()
     }
 
     /// Forgets everything (revocations may have been missed).

@@ -145,17 +145,29 @@ impl UmaLayer {
         if let Some(rest) = self.pipeline.forget_token(token)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(rest);
+            // A failure is logged and counted by the shared cache.
+            runtime.spawn(async move {
+                let _ = rest.await;
+            });
         }
     }
 
-    /// [`forget_token`](Self::forget_token), returning once the fleet was told (the shared
-    /// entry deleted and the revocation published, or that failed: Redis calls are bounded by
-    /// the shared cache's timeout, and a failure is logged and counted). Without a shared
-    /// cache it only forgets locally.
-    pub async fn forget_token_everywhere(&self, token: &str) {
-        if let Some(rest) = self.pipeline.forget_token(token) {
-            rest.await;
+    /// [`forget_token`](Self::forget_token), returning once the fleet was told: the
+    /// revocation published on the shared cache's channel (and the shared entry deleted, or
+    /// that failure logged and counted). Redis calls are bounded by the shared cache's
+    /// timeout. Without a shared cache it only forgets locally, and succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`RevocationNotSent`](crate::cache::RevocationNotSent) when the revocation could not
+    /// be published: this replica forgot the token, the others may not have.
+    pub async fn forget_token_everywhere(
+        &self,
+        token: &str,
+    ) -> Result<(), crate::cache::RevocationNotSent> {
+        match self.pipeline.forget_token(token) {
+            Some(rest) => rest.await,
+            None => Ok(()),
         }
     }
 
