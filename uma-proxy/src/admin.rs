@@ -5,9 +5,10 @@
 //! variable named by `admin_token_env`) and, like a revocation request of RFC 7009 §2.1, an
 //! `application/x-www-form-urlencoded` body with the token in `token` (`token_type_hint` and
 //! other parameters are ignored). Answers: `204` once the token is forgotten here and the
-//! revocation was sent to the fleet (or sending it failed: Redis calls are bounded by the
-//! shared cache's timeout, and a failure is logged and counted), `400` for a body without a
-//! token, `401` without the right admin token, `404` when `admin_token_env` is not set.
+//! revocation was published to the fleet, `503` when this replica forgot it but publishing
+//! failed or timed out (Redis calls are bounded by the shared cache's timeout; retry), `400`
+//! for a body without a token, `401` without the right admin token (the scheme name is
+//! case-insensitive), `404` when `admin_token_env` is not set.
 //!
 //! It only forgets what the proxy cached: revoking the token at the authorization server is
 //! the caller's business (RFC 7009), and should come first, so that the next introspection
@@ -37,7 +38,7 @@ pub(crate) async fn revoke(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
         .unwrap_or_default();
     if !same(presented.as_bytes(), expected.secret().as_bytes()) {
         let mut resp = answer(StatusCode::UNAUTHORIZED, "admin token missing or wrong\n");
@@ -75,9 +76,24 @@ pub(crate) async fn revoke(
     let Some(layer) = layer else {
         return answer(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
     };
-    layer.forget_token_everywhere(&token).await;
+    if let Err(error) = layer.forget_token_everywhere(&token).await {
+        tracing::warn!(%error, "a token was forgotten here through /admin/revoke, not in the fleet");
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "forgotten by this replica, but not sent to the fleet: retry\n",
+        );
+    }
     tracing::info!("a token was revoked through /admin/revoke");
     answer(StatusCode::NO_CONTENT, "")
+}
+
+/// The credentials of an `Authorization: Bearer …` value; the scheme's name is
+/// case-insensitive (RFC 7235 §2.1, RFC 6750 §2.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start_matches(' '))
 }
 
 fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -97,7 +113,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::same;
+    use super::{bearer, same};
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
 
     #[test]
     fn compares_whole_secrets() {

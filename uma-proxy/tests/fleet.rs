@@ -124,6 +124,15 @@ async fn revoke(
     req.send().await.unwrap().status()
 }
 
+/// Waits until Redis holds an entry.
+async fn written(redis: &RedisServer) {
+    let deadline = Instant::now() + SOON;
+    while redis.keys("tower-uma:*") == 0 {
+        assert!(Instant::now() < deadline, "no entry was written to Redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_one_introspection_and_revocation_everywhere() {
     let Some(redis) = RedisServer::start() else {
@@ -136,6 +145,8 @@ async fn three_replicas_one_introspection_and_revocation_everywhere() {
     let before = as_.count(Endpoint::Introspection);
     for addr in &f.addrs {
         assert_eq!(get(*addr, &token).await, StatusCode::OK);
+        // The shared entry is written off the request path.
+        written(&redis).await;
     }
     assert_eq!(
         as_.count(Endpoint::Introspection) - before,
@@ -199,8 +210,8 @@ async fn three_replicas_one_introspection_and_revocation_everywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stopped_mid_run_nothing_forwarded_without_a_decision() {
-    let Some(mut redis) = RedisServer::start() else {
+async fn redis_hanging_mid_run_nothing_forwarded_without_a_decision() {
+    let Some(redis) = RedisServer::start() else {
         return;
     };
     let as_ = start_as().await;
@@ -210,9 +221,12 @@ async fn redis_stopped_mid_run_nothing_forwarded_without_a_decision() {
     let good = rpt(&as_);
     assert_eq!(get(f.addrs[0], &good).await, StatusCode::OK);
     let forwarded_before = up.seen().len();
-    redis.stop();
+    // Hanging: connections stay open and nothing answers, so every Redis call not skipped
+    // by the circuit waits for the whole timeout.
+    redis.pause();
 
     let mut latencies = Vec::new();
+    let mut slow = [0_u32; 3];
     let mut allowed = 0;
     for i in 0..60 {
         // Fresh tokens: valid, revoked at the AS, junk.
@@ -227,7 +241,9 @@ async fn redis_stopped_mid_run_nothing_forwarded_without_a_decision() {
         };
         let start = Instant::now();
         let status = get(f.addrs[i % 3], &token).await;
-        latencies.push(start.elapsed());
+        let took = start.elapsed();
+        latencies.push(took);
+        slow[i % 3] += u32::from(took > timeout / 2);
         let expected = if i % 3 == 0 {
             StatusCode::OK
         } else {
@@ -243,7 +259,17 @@ async fn redis_stopped_mid_run_nothing_forwarded_without_a_decision() {
     );
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
-    eprintln!("with Redis down: p99 {p99:?}, max {:?}", latencies.last());
+    eprintln!(
+        "with Redis hanging: p99 {p99:?}, max {:?}, requests over timeout/2 per replica {slow:?}",
+        latencies.last()
+    );
+    // The first call of each replica waits for the timeout and opens its circuit; a probe
+    // may wait once more. A circuit that never skipped would make every request wait.
+    assert!(
+        slow.iter().all(|&n| n <= 2),
+        "requests over {:?} per replica: {slow:?}",
+        timeout / 2
+    );
     assert!(
         p99 < timeout * 2 + Duration::from_millis(400),
         "p99 {p99:?} is not bounded by the timeout {timeout:?}"
@@ -254,6 +280,18 @@ async fn redis_stopped_mid_run_nothing_forwarded_without_a_decision() {
         String::from_utf8_lossy(&health.body).contains("shared_cache degraded"),
         "{}",
         String::from_utf8_lossy(&health.body)
+    );
+    // A revocation that cannot be broadcast is reported, so that the caller retries.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert_eq!(
+        revoke(
+            &http,
+            f.admins[2],
+            Some(ADMIN_TOKEN),
+            &format!("token={good}")
+        )
+        .await,
+        StatusCode::SERVICE_UNAVAILABLE
     );
 }
 
