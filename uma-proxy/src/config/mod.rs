@@ -305,7 +305,9 @@ pub struct CacheConfig {
 
 /// `[cache.shared]`: a second cache level on Redis shared by the replicas of a fleet, and the
 /// channel their revocations go on (feature `redis`; see tower-uma's `SharedCache`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the URL without its user and password.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SharedCacheConfig {
     /// `url`: `redis://host:port/db`.
@@ -317,6 +319,17 @@ pub struct SharedCacheConfig {
     pub timeout: Duration,
     /// `channel` (default `tower-uma:revocations`): where revocations are published.
     pub channel: String,
+}
+
+impl std::fmt::Debug for SharedCacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCacheConfig")
+            .field("url", &shared::redact_url(&self.url))
+            .field("secret", &self.secret)
+            .field("timeout", &self.timeout)
+            .field("channel", &self.channel)
+            .finish()
+    }
 }
 
 /// `[cache.shared]`'s default `timeout`.

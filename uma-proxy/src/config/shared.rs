@@ -15,6 +15,18 @@ const MIN_SHARED_SECRET: usize = 32;
 /// The shortest admin token accepted, in bytes.
 const MIN_ADMIN_TOKEN: usize = 16;
 
+/// `url` with the user and password of its authority (`scheme://user:password@host/…`)
+/// replaced by `***`, for logs and errors.
+pub(super) fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) if url.contains("://") => format!("{scheme}://***{}", &rest[at..]),
+        Some(at) => format!("***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
     /// The value of the environment variable named at `name`, at least `min` bytes long.
     fn env_secret(
@@ -70,7 +82,10 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
             return Err(self.at(
                 r.url.span(),
-                format!("[cache.shared] `url`: {url:?} is not a redis:// URL"),
+                format!(
+                    "[cache.shared] `url`: {:?} is not a redis:// URL",
+                    redact_url(url)
+                ),
             ));
         }
         let secret = self.env_secret("secret_env", &r.secret_env, MIN_SHARED_SECRET)?;

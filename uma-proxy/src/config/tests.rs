@@ -734,6 +734,15 @@ fn cache_shared_refuses_a_missing_or_short_secret_and_a_bad_url() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("is not a redis:// URL"), "{e}");
+    let url = SHARED.replace(
+        "redis://127.0.0.1:6379/",
+        "rediss://u:hunter2-pw@127.0.0.1/",
+    );
+    let e = parse_fleet(&format!("{BASE}{url}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rediss://***@127.0.0.1/"), "{e}");
+    assert!(!e.contains("hunter2"), "the password shows: {e}");
     let e = parse_fleet(&format!("{BASE}{SHARED}timeout = \"0s\"\n"))
         .unwrap_err()
         .to_string();
@@ -779,4 +788,33 @@ fn admin_token_env_is_read_and_checked() {
         e.contains("`admin_token_env`: the environment variable `NOPE` is not set"),
         "{e}"
     );
+}
+
+#[test]
+fn redis_urls_are_shown_without_their_password() {
+    use super::shared::redact_url;
+    assert_eq!(
+        redact_url("redis://default:s3cret@cache.internal:6379/0"),
+        "redis://***@cache.internal:6379/0"
+    );
+    assert_eq!(redact_url("redis://:s3cret@h/"), "redis://***@h/");
+    assert_eq!(redact_url("redis://h:6379/0"), "redis://h:6379/0");
+    assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+    assert_eq!(
+        redact_url("redis+unix:///run/redis.sock"),
+        "redis+unix:///run/redis.sock"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn the_shared_cache_config_debug_hides_the_redis_password() {
+    let text = SHARED.replace(
+        "redis://127.0.0.1:6379/",
+        "redis://u:hunter2-pw@127.0.0.1:6379/",
+    );
+    let c = parse_fleet(&format!("{BASE}{text}")).unwrap();
+    let shown = format!("{:?}", c.cache.shared.expect("[cache.shared]"));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("redis://***@127.0.0.1:6379/"), "{shown}");
 }
