@@ -15,11 +15,18 @@
 //!   `negative_ttl` for inactive ones), as a Redis `PX` expiry and as the authenticated
 //!   `fresh_until`, which a replica that reads the entry keeps to: an entry is never served,
 //!   from Redis or from a local copy of it, past the time the replica that asked the AS gave it.
-//! - **Revocation**: the fleet id on the channel ([`SharedCacheBuilder::channel`]). Each
-//!   replica hides its local entries whose digest has that fleet id (one HMAC per entry,
-//!   applied by moka on reads and in its next maintenance), detaches its calls in flight for
-//!   it, deletes the Redis keys of its scopes, and remembers the revocation for the longest
-//!   lifetime of an entry so that an entry stored before it is refused even if it comes back.
+//! - **Revocation**: `hex(fleet id) ‖ hex(HMAC-SHA256(secret, "tower-uma/revoke" ‖
+//!   len(channel) ‖ channel ‖ fleet id))` on the channel ([`SharedCacheBuilder::channel`]);
+//!   a message whose MAC does not verify is dropped and counted. Each replica hides its local
+//!   entries whose digest has that fleet id (one HMAC per entry, applied by moka on reads and
+//!   in its next maintenance), detaches its calls in flight for it, remembers the revocation
+//!   for the longest lifetime of an entry plus the skew (by time, not by count) so that an
+//!   entry stored before it (or up to the skew after, in milliseconds of the writer's clock)
+//!   is refused even if it comes back, and deletes the Redis keys of its scopes in a task of
+//!   its own.
+//! - **Liveness**: the channel's connection is PINGed after a second of silence; no answer
+//!   within `max(timeout, 500 ms)` counts as a lost subscription. Every subscription, the
+//!   first included, empties the local cache.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -63,9 +70,13 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// The fleet id of a token whose SHA-256 is `digest`: `HMAC-SHA256(secret, label ‖ digest)`.
 ///
 /// This is what replicas agree on about a token: it names it on the revocation channel and
-/// in Redis keys. It is a keyed hash of the local cache's key (the token's SHA-256,
-/// `key.rs`), so that a replica can tell which of its entries a revocation names without
-/// keeping the tokens; kept here, apart from the local key's derivation.
+/// in Redis keys. `digest` must be the token's SHA-256 ([`Fingerprint::of`]), which is what
+/// the local cache's keys hold today (`key.rs`); a replica tells which of its entries a
+/// revocation names by this hash of their key. Should the local key stop being the token's
+/// SHA-256, the callers must pass `Fingerprint::of(token)` instead (and the local entries
+/// carry their fleet id).
+///
+/// [`Fingerprint::of`]: crate::token::Fingerprint::of
 pub(super) fn fleet_id(mac: &HmacSha256, digest: &[u8; 32]) -> [u8; 32] {
     let mut mac = mac.clone();
     mac.update(TOKEN_LABEL);
@@ -92,8 +103,17 @@ pub(super) fn fleet_id(mac: &HmacSha256, digest: &[u8; 32]) -> [u8; 32] {
 /// 16 times that), during which requests go to the local cache and the AS as if there were no
 /// shared level. Nothing read from Redis grants anything unless its MAC verifies.
 /// While the revocation channel is not subscribed, Redis is not read (a replica that cannot
-/// hear revocations must not trust entries others wrote); when the subscription comes back,
-/// the local cache is emptied, since revocations may have been missed meanwhile.
+/// hear revocations must not trust entries others wrote); whenever it is subscribed, the
+/// first time included, the local cache is emptied, since revocations may have been missed
+/// meanwhile. A channel that stays silent is PINGed every second, so that a connection that
+/// died without closing counts as lost within about a second plus `max(timeout, 500 ms)`.
+///
+/// # Limits
+///
+/// Run the Redis without persistence, or flush it when it restarts: a snapshot restored after
+/// a restart brings back entries deleted since, and a replica restarted meanwhile does not
+/// remember their revocation. [`IntrospectionCache::invalidate_all`](crate::IntrospectionCache::invalidate_all)
+/// (`UmaLayer::forget_all_tokens`) empties the local cache only, not Redis nor the fleet.
 ///
 /// # Single flight
 ///
@@ -1171,6 +1191,20 @@ mod tests {
             "forgotten in time"
         );
         assert!(revoked.at.len() <= 30_000 + PRUNE_FLOOR);
+    }
+
+    #[test]
+    fn the_fleet_id_is_a_keyed_hash_of_the_tokens_sha256() {
+        use sha2::Digest;
+        // What local keys hold, and what every replica must hash the same way.
+        let digest: [u8; 32] = Sha256::digest(b"the-token").into();
+        assert_eq!(
+            crate::token::Fingerprint::of(b"the-token").as_bytes(),
+            &digest
+        );
+        let s = shared();
+        let (_, id) = s.key_for_test("s1", "the-token");
+        assert_eq!(id, hex(&fleet_id(s.shared().mac(), &digest)));
     }
 
     #[test]

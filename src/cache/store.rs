@@ -241,9 +241,12 @@ impl Inner {
                     let (shared, key, value) =
                         (Arc::clone(shared), finish.key.clone(), Arc::clone(value));
                     let (revoked, now) = (Arc::clone(&ticket.revoked), clock.now_unix());
-                    tokio::spawn(async move {
-                        shared.put(&key, &value, times, &revoked, now).await;
-                    });
+                    // Outside a runtime there is no connection to Redis to write with.
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            shared.put(&key, &value, times, &revoked, now).await;
+                        });
+                    }
                 }
                 #[cfg(not(feature = "redis"))]
                 let _ = times;
