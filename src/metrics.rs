@@ -23,6 +23,13 @@
 //! | `uma_as_breaker_state` | gauge | `endpoint`: as above | The endpoint's circuit: `0` closed, `1` half-open (one probe allowed), `2` open. |
 //! | `uma_as_breaker_transitions_total` | counter | `endpoint`: as above; `to`: `open` \| `half_open` \| `closed` | Changes of a circuit's state. |
 //! | `uma_resource_resyncs_total` | counter | `outcome`: `registered` \| `found` \| `missing` \| `failed` | Attempts to recover a resource the AS said it does not know (`invalid_resource_id`): registered again from its declaration, found again by name, not listed by the AS, or the AS call failed. |
+//! | `uma_shared_cache_hits_total` | counter | — | Local misses answered from the fleet's shared cache on Redis (feature `redis`). |
+//! | `uma_shared_cache_misses_total` | counter | — | Local misses the shared cache did not answer. |
+//! | `uma_shared_cache_errors_total` | counter | `op`: `get` \| `put` \| `forget` \| `subscribe` | Redis calls that failed or timed out. |
+//! | `uma_shared_cache_skipped_total` | counter | — | Redis reads or writes not made: its circuit is open, or the revocation channel is not subscribed. |
+//! | `uma_shared_cache_rejected_total` | counter | — | Shared-cache values refused: their MAC did not verify, or they could not be read. |
+//! | `uma_shared_cache_revocations_total` | counter | `direction`: `sent` \| `received` | Revocations broadcast and heard on the Redis channel. |
+//! | `uma_shared_cache_up` | gauge | — | `1` while Redis answers and the revocation channel is subscribed, else `0`. |
 //!
 //! A request served through the cache increments exactly one of hits, misses, coalesced and
 //! negative hits; a stale serve additionally increments `uma_cache_stale_served_total` (the

@@ -194,11 +194,17 @@ impl Flights {
     /// requests start a new call, and each detached one removes what it stores. Their current
     /// waiters still receive their result.
     pub(super) fn revoke_digest(&self, digest: &[u8; 32]) {
+        self.revoke_matching(&|d| d == digest);
+    }
+
+    /// [`revoke_digest`](Self::revoke_digest) for the flights whose digest `matches` (a
+    /// revocation that names the token by its fleet id).
+    pub(super) fn revoke_matching(&self, matches: &dyn Fn(&[u8; 32]) -> bool) {
         let mut state = self.lock();
         let keys: Vec<Key> = state
             .map
             .keys()
-            .filter(|k| &k.digest == digest)
+            .filter(|k| matches(&k.digest))
             .cloned()
             .collect();
         let detached: Vec<Flight> = keys.iter().filter_map(|k| state.map.remove(k)).collect();

@@ -51,6 +51,31 @@ pub(super) struct Times {
     pub(super) ttl: Duration,
 }
 
+impl Times {
+    /// These times, fresh until `until` at the latest (an entry of the fleet's shared level,
+    /// which must not outlive the lifetime the replica that asked the AS gave it), or `None`
+    /// when that leaves nothing at `now`. The stale-if-error end stays as it was.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared level")
+    )]
+    pub(super) fn capped(self, now: i64, until: i64) -> Option<Self> {
+        if until >= self.fresh_until {
+            return Some(self);
+        }
+        let fresh = u64::try_from(until.checked_sub(now)?)
+            .ok()
+            .filter(|&s| s > 0)?;
+        let stale_until = self.stale_until.max(until);
+        let grace = u64::try_from(stale_until - until).unwrap_or(0);
+        Some(Self {
+            fresh_until: until,
+            stale_until,
+            ttl: Duration::from_secs(fresh.saturating_add(grace)),
+        })
+    }
+}
+
 /// The cache settings the lifetime depends on.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Policy {

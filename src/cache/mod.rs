@@ -98,11 +98,15 @@ use crate::token::{Fingerprint, Rpt};
 mod flight;
 mod key;
 mod lifetime;
+#[cfg(feature = "redis")]
+mod shared;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use flight::{Begin, Flights, SharedFlight, Ticket};
+#[cfg(feature = "redis")]
+pub use shared::{MIN_SECRET_LEN, SharedCache, SharedCacheBuilder, SharedCacheError, SharedHealth};
 // The other files' items, for the siblings (each starts with `use super::*`) and the tests.
 #[allow(unused_imports, reason = "not every item is used by a sibling")]
 use key::*;
@@ -226,6 +230,8 @@ pub struct IntrospectionCache {
 #[derive(Debug, Clone)]
 pub struct IntrospectionCacheBuilder {
     settings: Settings,
+    #[cfg(feature = "redis")]
+    shared: Option<SharedCache>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -251,6 +257,8 @@ impl Default for IntrospectionCacheBuilder {
                 negative_max_entries: 10_000,
                 stale_if_error: Duration::ZERO,
             },
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 }
@@ -353,6 +361,17 @@ impl IntrospectionCacheBuilder {
         self
     }
 
+    /// Adds the fleet's shared level on Redis (feature `redis`): see [`SharedCache`] for what
+    /// it stores, how entries are protected, and how revocations reach every replica.
+    ///
+    /// The local cache stays in front of it with these settings; give every replica the same
+    /// ones, since the replica that asks the AS sets an entry's lifetime for the fleet.
+    #[cfg(feature = "redis")]
+    pub fn shared(mut self, shared: SharedCache) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
     /// Builds the cache.
     #[must_use]
     pub fn build(self) -> IntrospectionCache {
@@ -381,23 +400,28 @@ impl IntrospectionCacheBuilder {
                 })
                 .build_with_hasher(hasher)
         });
-        IntrospectionCache {
-            inner: Some(Arc::new(Inner {
-                settings: s,
-                policy: lifetime::Policy {
-                    max_ttl: s.max_ttl,
-                    skew: s.skew,
-                    allow_without_exp: s.cache_without_exp,
-                    negative_ttl: s.negative_ttl,
-                    stale_grace: s.stale_if_error,
-                },
-                positive,
-                negative,
-                flights: Flights::default(),
-                hits: metrics::HotCounter::cache_hits(),
-                stale_log: Mutex::default(),
-            })),
+        let inner = Arc::new(Inner {
+            settings: s,
+            policy: lifetime::Policy {
+                max_ttl: s.max_ttl,
+                skew: s.skew,
+                allow_without_exp: s.cache_without_exp,
+                negative_ttl: s.negative_ttl,
+                stale_grace: s.stale_if_error,
+            },
+            positive,
+            negative,
+            flights: Flights::default(),
+            hits: metrics::HotCounter::cache_hits(),
+            stale_log: Mutex::default(),
+            #[cfg(feature = "redis")]
+            shared: self.shared.as_ref().map(|s| Arc::clone(s.shared())),
+        });
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &inner.shared {
+            shared.attach(&inner);
         }
+        IntrospectionCache { inner: Some(inner) }
     }
 }
 
@@ -473,6 +497,34 @@ pub(crate) struct Cached {
     pub(crate) source: CacheSource,
 }
 
+/// What is left of a revocation once the local cache has forgotten the token: telling the
+/// fleet (feature `redis`).
+pub(crate) type Forgetting =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), RevocationNotSent>> + Send + 'static>>;
+
+/// A revocation that was applied locally but not broadcast to the fleet (feature `redis`):
+/// Redis was unreachable, failed or did not answer within the shared cache's timeout.
+/// Other replicas may keep serving their cached answer for the token until it expires;
+/// retry, or revoke the token at the authorization server and wait out `max_ttl`.
+///
+/// Returned by [`UmaLayer::forget_token_everywhere`](crate::UmaLayer::forget_token_everywhere).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the revocation was not sent to the fleet: {reason}")]
+#[non_exhaustive]
+pub struct RevocationNotSent {
+    reason: &'static str,
+}
+
+impl RevocationNotSent {
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "only the shared level fails to broadcast")
+    )]
+    pub(crate) fn new(reason: &'static str) -> Self {
+        Self { reason }
+    }
+}
+
 /// One layer's handle on an [`IntrospectionCache`]: which of the cache's entries are its own,
 /// and the layer's clock.
 ///
@@ -537,8 +589,13 @@ impl IntrospectionCache {
     /// invalidation predicate). Only when the cache has seen more scopes than it records (32)
     /// does a predicate on the token's digest hide the entries of the others, which costs a
     /// scan of the cache in moka's next maintenance.
-    pub(crate) fn forget(&self, scope: &CacheScope, token: &str) {
-        let Some(inner) = &self.inner else { return };
+    ///
+    /// With a [`SharedCache`] (feature `redis`), returns the deletion of the shared entries
+    /// and the broadcast of the revocation to the fleet, to await or spawn.
+    pub(crate) fn forget(&self, scope: &CacheScope, token: &str) -> Option<Forgetting> {
+        let Some(inner) = &self.inner else {
+            return None;
+        };
         let fingerprint = Fingerprint::of(token.as_bytes());
         inner.flights.revoke_digest(key::token_digest(&fingerprint));
         let (seen, complete) = inner.flights.namespaces_seen();
@@ -556,6 +613,27 @@ impl IntrospectionCache {
                 invalidate_digest(negative, key::token_digest(&fingerprint));
             }
         }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &inner.shared {
+            let id = shared.revoke(fingerprint.as_bytes());
+            let mut scopes = seen;
+            if !scopes.iter().any(|n| **n == *scope.namespace) {
+                scopes.push(Arc::clone(&scope.namespace));
+            }
+            let shared = Arc::clone(shared);
+            return Some(Box::pin(
+                async move { shared.forget(id, scopes, true).await },
+            ));
+        }
+        None
+    }
+
+    /// The fleet's shared level, when the cache has one (feature `redis`).
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn shared(&self) -> Option<SharedCache> {
+        let shared = self.inner.as_ref()?.shared.as_ref()?;
+        Some(SharedCache::from_shared(Arc::clone(shared)))
     }
 
     /// Forgets every cached result, for every layer sharing this cache. Calls in flight behave

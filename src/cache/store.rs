@@ -57,6 +57,9 @@ pub(super) struct Inner {
     /// When the last stale serve was logged at WARN (clock seconds), and how many were logged
     /// at DEBUG since.
     pub(super) stale_log: Mutex<Option<(i64, u64)>>,
+    /// The fleet's shared level on Redis, when configured.
+    #[cfg(feature = "redis")]
+    pub(super) shared: Option<Arc<shared::Shared>>,
 }
 
 /// The target of the cache's events: the public module's, as before the storage had a file of
@@ -214,12 +217,41 @@ impl Inner {
             id: ticket.id,
         };
         flight::spawn(async move {
-            let result = fetch.await.map(Arc::new);
+            // The fleet's shared level first, when there is one: an entry another replica
+            // stored is kept locally no longer than it was fresh there.
+            #[cfg(feature = "redis")]
+            let found = match &finish.inner.shared {
+                Some(shared) => shared.get(&finish.key, clock.now_unix()).await,
+                None => None,
+            };
+            #[cfg(feature = "redis")]
+            let (result, cap) = match found {
+                Some(found) => (Ok(Arc::new(found.value)), Some(found.fresh_until)),
+                None => (fetch.await.map(Arc::new), None),
+            };
+            #[cfg(not(feature = "redis"))]
+            let (result, cap) = (fetch.await.map(Arc::new), None);
             if let Ok(value) = &result {
-                finish
+                let times = finish
                     .inner
-                    .store(&finish.key, value, &ticket.revoked, &*clock)
+                    .store(&finish.key, value, &ticket.revoked, &*clock, cap)
                     .await;
+                #[cfg(feature = "redis")]
+                if let (Some(shared), None) = (&finish.inner.shared, cap) {
+                    // Off the request path: the waiters have their answer without waiting
+                    // for Redis to take it.
+                    let (shared, key, value) =
+                        (Arc::clone(shared), finish.key.clone(), Arc::clone(value));
+                    let (revoked, now) = (Arc::clone(&ticket.revoked), clock.now_unix());
+                    // Outside a runtime there is no connection to Redis to write with.
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            shared.put(&key, &value, times, &revoked, now).await;
+                        });
+                    }
+                }
+                #[cfg(not(feature = "redis"))]
+                let _ = times;
             }
             drop(finish);
             result
@@ -228,24 +260,38 @@ impl Inner {
 
     /// Stores a fresh answer: active results in the positive cache when their lifetime allows,
     /// inactive ones in the negative cache when it is on. Whatever the answer, it replaces
-    /// what was stored for the key before, timed by `clock` (the layer's).
+    /// what was stored for the key before, timed by `clock` (the layer's). `cap`: when the
+    /// answer stops being fresh at the latest (an entry of the shared level).
+    ///
+    /// Returns the times the answer may be cached with (`None`: not at all), whether or not
+    /// it was stored.
     async fn store(
         &self,
         key: &Key,
         value: &Arc<Introspection>,
         revoked: &AtomicBool,
         clock: &dyn Clock,
-    ) {
+        cap: Option<i64>,
+    ) -> Option<lifetime::Times> {
+        let now = clock.now_unix();
+        let capped = |times: Option<lifetime::Times>| match cap {
+            Some(until) => times.and_then(|t| t.capped(now, until)),
+            None => times,
+        };
+        let times = if value.is_active() {
+            capped(self.policy.positive(now, value))
+        } else {
+            capped(self.policy.negative(now))
+        };
         if revoked.load(Ordering::SeqCst) {
             // Invalidated while in flight: what was stored before is gone already.
-            return;
+            return times;
         }
-        let now = clock.now_unix();
         if value.is_active() {
             if let Some(negative) = &self.negative {
                 negative.invalidate(&key.borrowed()).await;
             }
-            match self.policy.positive(now, value) {
+            match times {
                 Some(times) => {
                     self.positive
                         .insert(key.clone(), Entry::new(value, times))
@@ -257,7 +303,7 @@ impl Inner {
             // An inactive answer retires any earlier active entry, so that stale-if-error can
             // never resurrect it.
             self.positive.invalidate(&key.borrowed()).await;
-            if let (Some(negative), Some(times)) = (&self.negative, self.policy.negative(now)) {
+            if let (Some(negative), Some(times)) = (&self.negative, times) {
                 negative.insert(key.clone(), Entry::new(value, times)).await;
             }
         }
@@ -268,6 +314,39 @@ impl Inner {
             if let Some(negative) = &self.negative {
                 negative.invalidate(&key.borrowed()).await;
             }
+        }
+        times
+    }
+
+    /// Forgets the entries and calls in flight of the token whose fleet id is `id` (a
+    /// revocation heard from the fleet), in every scope. Returns the time (milliseconds since
+    /// the epoch) it was forgotten at.
+    #[cfg(feature = "redis")]
+    pub(super) fn forget_fleet(&self, id: &[u8; 32]) -> i64 {
+        let Some(shared) = &self.shared else {
+            return shared::unix_now_ms();
+        };
+        let mac = shared.mac().clone();
+        let id = *id;
+        let matches = move |digest: &[u8; 32]| shared::fleet_id(&mac, digest) == id;
+        self.flights.revoke_matching(&matches);
+        for cache in std::iter::once(&self.positive).chain(self.negative.as_ref()) {
+            let matches = matches.clone();
+            if let Err(error) = cache.invalidate_entries_if(move |k, _| matches(&k.digest)) {
+                // Cannot happen: `build` enables invalidation closures on every cache.
+                tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
+            }
+        }
+        shared::unix_now_ms()
+    }
+
+    /// Forgets everything (revocations may have been missed).
+    #[cfg(feature = "redis")]
+    pub(super) fn forget_everything(&self) {
+        self.flights.revoke_all();
+        self.positive.invalidate_all();
+        if let Some(negative) = &self.negative {
+            negative.invalidate_all();
         }
     }
 

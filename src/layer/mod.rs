@@ -135,8 +135,40 @@ impl UmaLayer {
 
     /// Forgets the cached introspection result of `token` (for revocation hooks), for every
     /// layer sharing this layer's cache: one call is enough whichever layer the hook holds.
+    ///
+    /// With a shared cache on Redis (feature `redis`,
+    /// [`IntrospectionCacheBuilder::shared`](crate::cache::IntrospectionCacheBuilder::shared)),
+    /// the shared entry is also deleted and the revocation broadcast to every replica, in a
+    /// task of its own (outside a tokio runtime, only the local cache forgets); await
+    /// [`forget_token_everywhere`](Self::forget_token_everywhere) to know when it was sent.
     pub fn forget_token(&self, token: &str) {
-        self.pipeline.forget_token(token);
+        if let Some(rest) = self.pipeline.forget_token(token)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // A failure is logged and counted by the shared cache.
+            runtime.spawn(async move {
+                let _ = rest.await;
+            });
+        }
+    }
+
+    /// [`forget_token`](Self::forget_token), returning once the fleet was told: the
+    /// revocation published on the shared cache's channel (and the shared entry deleted, or
+    /// that failure logged and counted). Redis calls are bounded by the shared cache's
+    /// timeout. Without a shared cache it only forgets locally, and succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`RevocationNotSent`](crate::cache::RevocationNotSent) when the revocation could not
+    /// be published: this replica forgot the token, the others may not have.
+    pub async fn forget_token_everywhere(
+        &self,
+        token: &str,
+    ) -> Result<(), crate::cache::RevocationNotSent> {
+        match self.pipeline.forget_token(token) {
+            Some(rest) => rest.await,
+            None => Ok(()),
+        }
     }
 
     /// Forgets every cached introspection result (of every layer sharing this cache).

@@ -255,9 +255,10 @@ impl Pipeline {
         self.gate.health().with_unknown_resources(unknown)
     }
 
-    /// Forgets the cached answer for `token`.
-    pub(crate) fn forget_token(&self, token: &str) {
-        self.cache.forget(&self.scope, token);
+    /// Forgets the cached answer for `token`; what is left is telling the fleet, when the
+    /// cache shares its entries (feature `redis`).
+    pub(crate) fn forget_token(&self, token: &str) -> Option<crate::cache::Forgetting> {
+        self.cache.forget(&self.scope, token)
     }
 
     /// The synchronous part, for every request: decides it at once when it can (a cached

@@ -49,6 +49,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 pub mod body;
 pub mod config;
 pub mod decision;
@@ -67,7 +68,8 @@ pub use forward::{
 pub use metadata::MetadataFront;
 pub use server::{
     Drain, LayerSlot, RunError, TenantSlot, admin_service, admin_service_with_layer,
-    admin_service_with_tenants, build_layer_with_retry, build_tenants_with_retry, run, serve,
+    admin_service_with_revoke, admin_service_with_tenants, build_layer_with_retry,
+    build_tenants_with_retry, run, serve,
 };
 pub use trust::{AllowedHosts, HostCheck, TrustedProxies};
 pub use uma::{apply_dialect, build_layer, build_tenants, layer_builder, tenant_builders};

@@ -32,6 +32,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 use tower_uma::resources::ClaimBodyLayer;
 use tower_uma::tenant::TenantLayer;
+use tower_uma::token::ClientSecret;
 use tower_uma::{UmaLayer, health::AsHealth, start::StartRetry};
 
 use crate::body::RequestBody;
@@ -184,10 +185,43 @@ pub fn admin_service_with_layer(
 > + Clone
 + Send
 + 'static {
-    admin(ready, metrics, move || {
-        let health = layer.get().map(UmaLayer::as_health);
-        healthy(health.as_ref())
-    })
+    admin_service_with_revoke(ready, metrics, layer, None)
+}
+
+/// [`admin_service_with_layer`], with `POST /admin/revoke` when `admin_token` is set (the
+/// `admin_token_env` key; see the `admin` module's docs in the README): `204` once the token
+/// is forgotten (fleet-wide with `[cache.shared]`), `400`, `401` or, without a token, `404`.
+/// With a shared cache, `/healthz` adds a line `shared_cache ok` or `shared_cache degraded
+/// reachable=… subscribed=…` (the status stays `200`: requests fall back to the local cache
+/// and the AS).
+pub fn admin_service_with_revoke(
+    ready: Arc<AtomicBool>,
+    metrics: Option<PrometheusHandle>,
+    layer: LayerSlot,
+    admin_token: Option<ClientSecret>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let health_layer = Arc::clone(&layer);
+    let health = move || {
+        let (status, mut body) = healthy(health_layer.get().map(UmaLayer::as_health).as_ref());
+        if let Some(line) = health_layer.get().and_then(shared_health) {
+            body.push_str(&line);
+            body.push('\n');
+        }
+        (status, body)
+    };
+    admin(
+        ready,
+        metrics,
+        health,
+        Some((layer, admin_token.map(Arc::new))),
+    )
 }
 
 /// Where the admin service finds the tenants' layer once it is built (`[[tenants]]`).
@@ -211,7 +245,7 @@ pub fn admin_service_with_tenants(
 > + Clone
 + Send
 + 'static {
-    admin(ready, metrics, move || {
+    let health = move || {
         let mut body = "ok\n".to_owned();
         if let Some(layer) = tenants.get() {
             for name in layer.tenant_names() {
@@ -225,14 +259,17 @@ pub fn admin_service_with_tenants(
             }
         }
         (StatusCode::OK, body)
-    })
+    };
+    admin(ready, metrics, health, None)
 }
 
-/// The admin service, whose `/healthz` once ready is what `health` says.
+/// The admin service, whose `/healthz` once ready is what `health` says, and which answers
+/// `POST /admin/revoke` for the layer of `revoke` (with its admin token) when given.
 fn admin(
     ready: Arc<AtomicBool>,
     metrics: Option<PrometheusHandle>,
     health: impl Fn() -> (StatusCode, String) + Clone + Send + Sync + 'static,
+    revoke: Option<(LayerSlot, Option<Arc<ClientSecret>>)>,
 ) -> impl Service<
     Request<Incoming>,
     Response = Response<ProxyBody>,
@@ -245,7 +282,21 @@ fn admin(
         let ready = ready.load(Ordering::Acquire);
         let metrics = metrics.clone();
         let healthz = (ready && req.uri().path() == "/healthz").then(&health);
+        let revoking = revoke
+            .as_ref()
+            .filter(|_| req.uri().path() == "/admin/revoke")
+            .map(|(layer, token)| (layer.get().cloned(), token.clone()));
         async move {
+            if let Some((layer, token)) = revoking {
+                let resp = if req.method() == Method::POST {
+                    crate::admin::revoke(req, layer, token.as_deref()).await
+                } else {
+                    let mut resp = Response::new(full_body("method not allowed\n"));
+                    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                    resp
+                };
+                return Ok(resp);
+            }
             let get = req.method() == Method::GET || req.method() == Method::HEAD;
             let (status, content_type, body) = match (get, req.uri().path(), healthz) {
                 (true, "/healthz", Some((status, body))) => (status, "text/plain", body),
@@ -285,6 +336,17 @@ fn admin(
             Ok::<_, Infallible>(resp)
         }
     })
+}
+
+/// The `/healthz` line of the layer's shared cache, when it has one.
+#[cfg(feature = "redis")]
+fn shared_health(layer: &UmaLayer) -> Option<String> {
+    Some(layer.cache().shared()?.health().to_string())
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_health(_: &UmaLayer) -> Option<String> {
+    None
 }
 
 /// `/healthz` once ready: `200` with `ok`, then the calls to the AS when known; `503` while
@@ -515,7 +577,12 @@ pub async fn run(
             let grace = Duration::from_secs(1);
             let ready = Arc::clone(&ready);
             Some(if config.tenants.is_empty() {
-                let service = admin_service_with_layer(ready, metrics, Arc::clone(&built));
+                let service = admin_service_with_revoke(
+                    ready,
+                    metrics,
+                    Arc::clone(&built),
+                    config.admin_token.clone(),
+                );
                 tokio::spawn(serve(admin_listener, service, stopped, grace))
             } else {
                 let service = admin_service_with_tenants(ready, metrics, Arc::clone(&tenants));

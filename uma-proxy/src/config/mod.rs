@@ -45,6 +45,7 @@
 mod keycloak;
 mod raw;
 mod resolve;
+mod shared;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -110,6 +111,9 @@ pub struct Config {
     pub unmapped: Unmapped,
     /// The admin listener (`/healthz`, `/metrics`), off unless `admin_listen` is set.
     pub admin_listen: Option<SocketAddr>,
+    /// The bearer secret of `POST /admin/revoke`, from the environment variable named by
+    /// `admin_token_env` (at least 16 bytes); without it the endpoint answers `404`.
+    pub admin_token: Option<ClientSecret>,
     /// Whether the client's `Authorization` header reaches the upstream
     /// (`forward_authorization`, default `true`).
     pub forward_authorization: bool,
@@ -332,6 +336,57 @@ pub struct CacheConfig {
     pub skew: Option<Duration>,
     /// `cache_without_exp` (default `false`).
     pub cache_without_exp: Option<bool>,
+    /// `[cache.shared]`: the fleet's cache level on Redis (feature `redis`).
+    pub shared: Option<SharedCacheConfig>,
+}
+
+/// `[cache.shared]`: a second cache level on Redis shared by the replicas of a fleet, and the
+/// channel their revocations go on (feature `redis`; see tower-uma's `SharedCache`).
+///
+/// Its `Debug` shows the URL without its user and password.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedCacheConfig {
+    /// `url`: `redis://host:port/db`.
+    pub url: String,
+    /// The fleet secret, from the environment variable named by `secret_env` (at least 32
+    /// bytes, the same on every replica).
+    pub secret: ClientSecret,
+    /// `timeout` (default 50 ms): the longest any Redis call may take.
+    pub timeout: Duration,
+    /// `channel` (default `tower-uma:revocations`): where revocations are published.
+    pub channel: String,
+}
+
+impl std::fmt::Debug for SharedCacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCacheConfig")
+            .field("url", &shared::redact_url(&self.url))
+            .field("secret", &self.secret)
+            .field("timeout", &self.timeout)
+            .field("channel", &self.channel)
+            .finish()
+    }
+}
+
+/// `[cache.shared]`'s default `timeout`.
+pub const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_millis(50);
+
+impl SharedCacheConfig {
+    /// The shared level these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// What tower-uma says of the URL or secret (the configuration checks both first).
+    #[cfg(feature = "redis")]
+    pub fn build(
+        &self,
+    ) -> Result<tower_uma::cache::SharedCache, tower_uma::cache::SharedCacheError> {
+        tower_uma::cache::SharedCache::builder(self.url.clone(), self.secret.secret().as_bytes())
+            .timeout(self.timeout)
+            .channel(self.channel.clone())
+            .build()
+    }
 }
 
 impl CacheConfig {
@@ -362,6 +417,16 @@ impl CacheConfig {
         }
         if let Some(v) = self.cache_without_exp {
             b = b.cache_without_exp(v);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            match shared.build() {
+                Ok(shared) => b = b.shared(shared),
+                // Checked when the file was read; a hand-built config may still be wrong.
+                Err(error) => {
+                    tracing::error!(%error, "[cache.shared] is not usable; running without it");
+                }
+            }
         }
         b.build()
     }

@@ -31,6 +31,7 @@ pub(super) struct RawConfig {
     #[serde(default, deserialize_with = "setting")]
     pub(super) unmapped: Unmapped,
     pub(super) admin_listen: Option<Spanned<String>>,
+    pub(super) admin_token_env: Option<Spanned<String>>,
     pub(super) forward_authorization: Option<bool>,
     pub(super) upstream_timeout: Option<Spanned<Dur>>,
     pub(super) shutdown_timeout: Option<Dur>,
@@ -151,6 +152,18 @@ pub(super) struct RawCache {
     pub(super) stale_if_error: Option<Dur>,
     pub(super) skew: Option<Dur>,
     pub(super) cache_without_exp: Option<bool>,
+    pub(super) shared: Option<Spanned<RawShared>>,
+}
+
+/// `[cache.shared]`: read whatever the build's features, so that a build without `redis`
+/// can refuse it by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShared {
+    pub(super) url: Spanned<String>,
+    pub(super) secret_env: Spanned<String>,
+    pub(super) timeout: Option<Spanned<Dur>>,
+    pub(super) channel: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

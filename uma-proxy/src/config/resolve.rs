@@ -169,6 +169,8 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             ));
         }
         let resource_metadata = self.resolve_metadata(raw.resource_metadata.as_ref())?;
+        let admin_token = self.resolve_admin_token(raw.admin_token_env.as_ref())?;
+        let shared = self.resolve_shared(raw.cache.shared.as_ref())?;
         let c = raw.cache;
         Ok(Config {
             listen,
@@ -178,6 +180,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             enforcement: raw.enforcement,
             unmapped: raw.unmapped,
             admin_listen,
+            admin_token,
             forward_authorization: raw.forward_authorization.unwrap_or(true),
             upstream_timeout,
             shutdown_timeout: raw
@@ -197,6 +200,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 stale_if_error: c.stale_if_error.map(|d| d.0),
                 skew: c.skew.map(|d| d.0),
                 cache_without_exp: c.cache_without_exp,
+                shared,
             },
             resource_metadata,
             resources,
@@ -332,7 +336,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         Ok((trusted, allowed))
     }
 
-    fn positive(&self, d: &Spanned<Dur>, key: &str) -> Result<Duration, ConfigError> {
+    pub(super) fn positive(&self, d: &Spanned<Dur>, key: &str) -> Result<Duration, ConfigError> {
         let v = d.get_ref().0;
         if v.is_zero() {
             return Err(self.at(d.span(), format!("`{key}` must be greater than zero")));

@@ -674,3 +674,147 @@ fn settings_are_the_librarys_values_with_serdes_messages() {
         assert_eq!(e.to_string(), format!("proxy.toml: {message}"), "{line}");
     }
 }
+
+fn fleet_env(name: &str) -> Option<String> {
+    match name {
+        "SECRET" => Some("s3cret".to_owned()),
+        "FLEET" => Some("f".repeat(32)),
+        "SHORT" => Some("f".repeat(31)),
+        "ADMIN" => Some("a".repeat(16)),
+        "ADMIN_SHORT" => Some("a".repeat(15)),
+        _ => None,
+    }
+}
+
+fn parse_fleet(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, "proxy.toml", &Overrides::default(), fleet_env)
+}
+
+const SHARED: &str = "[cache.shared]\nurl = \"redis://127.0.0.1:6379/\"\nsecret_env = \"FLEET\"\n";
+
+#[cfg(feature = "redis")]
+#[test]
+fn cache_shared_reads_its_keys_and_defaults() {
+    let c = parse_fleet(&format!("{BASE}{SHARED}")).unwrap();
+    let s = c.cache.shared.expect("[cache.shared]");
+    assert_eq!(s.url, "redis://127.0.0.1:6379/");
+    assert_eq!(s.secret.secret(), "f".repeat(32));
+    assert_eq!(s.timeout, DEFAULT_SHARED_TIMEOUT);
+    assert_eq!(s.channel, "tower-uma:revocations");
+    let text = format!("{BASE}{SHARED}timeout = \"20ms\"\nchannel = \"api:revoked\"\n");
+    let s = parse_fleet(&text).unwrap().cache.shared.unwrap();
+    assert_eq!(
+        (s.timeout, s.channel.as_str()),
+        (Duration::from_millis(20), "api:revoked")
+    );
+    assert!(
+        format!("{s:?}").contains("[redacted]"),
+        "the secret is not printed"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn cache_shared_refuses_a_missing_or_short_secret_and_a_bad_url() {
+    let missing = SHARED.replace("FLEET", "NOPE");
+    let e = parse_fleet(&format!("{BASE}{missing}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`secret_env`: the environment variable `NOPE` is not set"),
+        "{e}"
+    );
+    let short = SHARED.replace("FLEET", "SHORT");
+    let e = parse_fleet(&format!("{BASE}{short}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds 31 bytes; at least 32"), "{e}");
+    let url = SHARED.replace("redis://127.0.0.1:6379/", "http://127.0.0.1/");
+    let e = parse_fleet(&format!("{BASE}{url}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a redis:// URL"), "{e}");
+    let url = SHARED.replace(
+        "redis://127.0.0.1:6379/",
+        "rediss://u:hunter2-pw@127.0.0.1/",
+    );
+    let e = parse_fleet(&format!("{BASE}{url}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rediss://***@127.0.0.1/"), "{e}");
+    assert!(!e.contains("hunter2"), "the password shows: {e}");
+    let e = parse_fleet(&format!("{BASE}{SHARED}timeout = \"0s\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`timeout` must be greater than zero"), "{e}");
+    let e = parse_fleet(&format!("{BASE}{SHARED}colour = 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `colour`"), "{e}");
+}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn cache_shared_is_refused_without_the_feature() {
+    let e = parse_fleet(&format!("{BASE}{SHARED}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("[cache.shared] needs an uma-proxy built with the feature `redis`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn admin_token_env_is_read_and_checked() {
+    let with = |name: &str| {
+        let text = BASE.replacen(
+            "[authorization_server]",
+            &format!("admin_token_env = \"{name}\"\n[authorization_server]"),
+            1,
+        );
+        parse_fleet(&text)
+    };
+    assert_eq!(parse_fleet(BASE).unwrap().admin_token, None);
+    let token = with("ADMIN").unwrap().admin_token.expect("a token");
+    assert_eq!(token.secret(), "a".repeat(16));
+    let e = with("ADMIN_SHORT").unwrap_err().to_string();
+    assert!(
+        e.contains("`admin_token_env`: the environment variable `ADMIN_SHORT` holds 15 bytes"),
+        "{e}"
+    );
+    let e = with("NOPE").unwrap_err().to_string();
+    assert!(
+        e.contains("`admin_token_env`: the environment variable `NOPE` is not set"),
+        "{e}"
+    );
+}
+
+#[test]
+fn redis_urls_are_shown_without_their_password() {
+    use super::shared::redact_url;
+    assert_eq!(
+        redact_url("redis://default:s3cret@cache.internal:6379/0"),
+        "redis://***@cache.internal:6379/0"
+    );
+    assert_eq!(redact_url("redis://:s3cret@h/"), "redis://***@h/");
+    assert_eq!(redact_url("redis://h:6379/0"), "redis://h:6379/0");
+    assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+    assert_eq!(
+        redact_url("redis+unix:///run/redis.sock"),
+        "redis+unix:///run/redis.sock"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn the_shared_cache_config_debug_hides_the_redis_password() {
+    let text = SHARED.replace(
+        "redis://127.0.0.1:6379/",
+        "redis://u:hunter2-pw@127.0.0.1:6379/",
+    );
+    let c = parse_fleet(&format!("{BASE}{text}")).unwrap();
+    let shown = format!("{:?}", c.cache.shared.expect("[cache.shared]"));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("redis://***@127.0.0.1:6379/"), "{shown}");
+}

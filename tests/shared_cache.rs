@@ -1,0 +1,444 @@
+//! The fleet's shared cache level on a real `redis-server` (feature `redis`): replicas are
+//! layers with caches of their own, sharing one Redis and one `uma-test-as`, whose counters
+//! prove how many introspections were made.
+//!
+//! Each test starts its own redis-server (see `common/redis.rs`); without the binary they
+//! fail when `CI` is set and otherwise return early, saying why.
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use redis_server::RedisServer;
+use tower_uma::IntrospectionCache;
+use tower_uma::cache::SharedCache;
+use uma_test_as::{Endpoint, TestAs};
+
+const SECRET: [u8; 32] = *b"fleet-secret-for-tests-012345678";
+
+/// A replica: a layer with its own local cache, on the shared Redis.
+struct Replica {
+    url: String,
+    /// Built once: building a client takes tens of milliseconds in a debug build.
+    http: reqwest::Client,
+    layer: tower_uma::UmaLayer,
+    shared: SharedCache,
+}
+
+async fn replica(as_: &TestAs, r: &str, redis: &RedisServer, timeout: Duration) -> Replica {
+    let replica = unsubscribed_replica(as_, r, redis, timeout).await;
+    replica.subscribed().await;
+    replica
+}
+
+/// A replica that may not have subscribed to the revocation channel yet.
+async fn unsubscribed_replica(
+    as_: &TestAs,
+    r: &str,
+    redis: &RedisServer,
+    timeout: Duration,
+) -> Replica {
+    let shared = SharedCache::builder(redis.url(), SECRET)
+        .timeout(timeout)
+        .channel("tests:revoked")
+        .build()
+        .expect("valid settings");
+    let cache = IntrospectionCache::builder().shared(shared.clone()).build();
+    let layer = discover(as_)
+        .await
+        .resources(invoice_map(r))
+        .cache(cache)
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer.clone()).await;
+    Replica {
+        url,
+        http: http(),
+        layer,
+        shared,
+    }
+}
+
+impl Replica {
+    /// Waits until the revocation channel is not subscribed.
+    async fn unsubscribed(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.shared.health().subscribed {
+            assert!(
+                Instant::now() < deadline,
+                "still subscribed {within:?} after the channel went silent"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until the revocation channel is subscribed (Redis is not read before).
+    async fn subscribed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Any shared operation starts the subscriber; a cache lookup does.
+        while !self.shared.health().subscribed {
+            assert!(Instant::now() < deadline, "never subscribed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn get(&self, token: &str) -> StatusCode {
+        get_with(&self.http, &self.url, "/invoices/1", token)
+            .await
+            .status()
+    }
+}
+
+/// Waits until Redis holds `n` entries.
+async fn written(redis: &RedisServer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.keys("tower-uma:*") < n {
+        assert!(Instant::now() < deadline, "not written to Redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn introspections(as_: &TestAs) -> u64 {
+    as_.count(Endpoint::Introspection)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_introspection_serves_every_replica() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let a = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let b = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let c = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    // The shared entry is written off the request path.
+    written(&redis, 1).await;
+    assert_eq!(b.get(&rpt).await, StatusCode::OK);
+    assert_eq!(c.get(&rpt).await, StatusCode::OK);
+    assert_eq!(introspections(&as_), 1, "one introspection for the fleet");
+    // Junk is shared too (negative cache).
+    assert_eq!(a.get("junk").await, StatusCode::UNAUTHORIZED);
+    written(&redis, 2).await;
+    assert_eq!(b.get("junk").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(introspections(&as_), 2);
+    // Neither token nor its SHA-256 shows in Redis.
+    assert_eq!(redis.keys("*"), 2);
+    for key in ["*junk*", &format!("*{}*", &rpt[..16])] {
+        assert_eq!(redis.keys(key), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_replica_is_honoured_by_all() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let replicas = [
+        replica(&as_, &r, &redis, Duration::from_millis(200)).await,
+        replica(&as_, &r, &redis, Duration::from_millis(200)).await,
+        replica(&as_, &r, &redis, Duration::from_millis(200)).await,
+    ];
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    for replica in &replicas {
+        assert_eq!(replica.get(&rpt).await, StatusCode::OK);
+    }
+    as_.revoke(&rpt);
+    let start = Instant::now();
+    replicas[0]
+        .layer
+        .forget_token_everywhere(&rpt)
+        .await
+        .expect("sent to the fleet");
+    // Each replica is asked until it refuses; no request that starts 100 ms or more after
+    // the revocation may be let through.
+    let refused_after = futures_util::future::join_all(replicas.iter().map(|replica| {
+        let rpt = rpt.clone();
+        async move {
+            let mut last_let_through = None;
+            loop {
+                let asked = start.elapsed();
+                if replica.get(&rpt).await != StatusCode::OK {
+                    return (last_let_through, asked);
+                }
+                last_let_through = Some(asked);
+                assert!(
+                    asked < Duration::from_millis(100),
+                    "a replica let the revoked token through {asked:?} after the revocation"
+                );
+            }
+        }
+    }))
+    .await;
+    eprintln!(
+        "per replica, (last request let through, first request refused), by when they started \
+         after the revocation: {refused_after:?}"
+    );
+    assert_eq!(redis.keys("tower-uma:*"), 1, "only the new inactive entry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_or_moved_entry_is_refused() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let a = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let reader = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&reader).await, StatusCode::OK);
+    let reader_key = only_key(&redis, &[]);
+    // A token that may only write: GET is refused.
+    let writer = rpt_for(&as_, &r, &["write"]);
+    assert_eq!(a.get(&writer).await, StatusCode::UNAUTHORIZED);
+    let writer_key = only_key(&redis, std::slice::from_ref(&reader_key));
+    let granted = redis.get(&reader_key).expect("stored");
+
+    // Moved: the reader's entry under the writer's key.
+    redis.set(&writer_key, &granted);
+    let b = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let before = introspections(&as_);
+    assert_eq!(b.get(&writer).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        introspections(&as_),
+        before + 1,
+        "the moved entry was refused"
+    );
+
+    // Tampered: the reader's own entry, its scopes rewritten in the payload, its tag kept
+    // (only the MAC tells the two apart: the payload still parses).
+    let mut tampered = granted[..32].to_vec();
+    tampered.extend_from_slice(&replace(&granted[32..], b"\"read\"", b"\"write\""));
+    assert_ne!(tampered, granted, "the payload names the scope");
+    redis.set(&reader_key, &tampered);
+    let c = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let before = introspections(&as_);
+    assert_eq!(
+        c.get(&reader).await,
+        StatusCode::OK,
+        "decided on the AS's answer, not on the tampered `write`"
+    );
+    assert_eq!(
+        introspections(&as_),
+        before + 1,
+        "the tampered entry was refused"
+    );
+
+    // Minted: a well-formed, fresh grant of `read` for the writer's token, under its own
+    // key, with 32 bytes of tag made without the secret.
+    let mut payload: serde_json::Value = serde_json::from_slice(&granted[32..]).expect("json");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    payload["stored_at"] = (now + 5).into();
+    payload["fresh_until"] = (now + 3600).into();
+    let mut minted = vec![0x5a_u8; 32];
+    minted.extend_from_slice(&serde_json::to_vec(&payload).expect("json"));
+    redis.set(&writer_key, &minted);
+    let d = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let before = introspections(&as_);
+    assert_eq!(
+        d.get(&writer).await,
+        StatusCode::UNAUTHORIZED,
+        "the minted `read` grant was not used"
+    );
+    assert_eq!(
+        introspections(&as_),
+        before + 1,
+        "the minted entry was refused"
+    );
+}
+
+/// `bytes` with every `from` replaced by `to`.
+fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The one key in Redis that is not in `known`.
+fn only_key(redis: &RedisServer, known: &[String]) -> String {
+    let reply = redis.command(&[b"KEYS", b"tower-uma:*"]);
+    let text = String::from_utf8_lossy(&reply);
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("tower-uma:"))
+        .filter(|l| !known.iter().any(|k| k == l))
+        .collect();
+    assert_eq!(keys.len(), 1, "one new key: {keys:?}");
+    keys[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hanging_or_stopped_neither_fails_open_nor_stalls() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let timeout = Duration::from_millis(100);
+    let a = replica(&as_, &r, &redis, timeout).await;
+    let b = replica(&as_, &r, &redis, timeout).await;
+    let good = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&good).await, StatusCode::OK);
+    // Hanging: connections stay open, nothing answers; then gone.
+    redis.pause();
+    let (slowest_hanging, slow) = fresh_tokens_decided_by_the_as(&as_, &r, [&a, &b], timeout).await;
+    // The first call of each replica waits for the timeout and opens its circuit; a probe
+    // may wait once more. A circuit that never skipped would make every request wait.
+    assert!(
+        slow.iter().all(|&n| n <= 2),
+        "requests over timeout/2 per replica with Redis hanging: {slow:?}"
+    );
+    assert!(!a.shared.health().is_up(), "the circuit opened");
+    redis.resume();
+    redis.stop();
+    let (slowest_stopped, _) = fresh_tokens_decided_by_the_as(&as_, &r, [&a, &b], timeout).await;
+    eprintln!(
+        "slowest request with Redis hanging: {slowest_hanging:?}, stopped: {slowest_stopped:?} \
+         (timeout {timeout:?})"
+    );
+    // One Redis call at most per request (a probe), bounded by the timeout, plus the AS.
+    for slowest in [slowest_hanging, slowest_stopped] {
+        assert!(
+            slowest < timeout + Duration::from_millis(400),
+            "a request took {slowest:?} with Redis unusable (timeout {timeout:?})"
+        );
+    }
+    assert!(!b.shared.health().is_up());
+}
+
+/// Sends fresh tokens (granting, not granting, revoked) to `replicas` in turn: each is
+/// decided on the AS's answer. Returns the slowest request's time, and how many requests
+/// each replica took more than `timeout / 2` for.
+async fn fresh_tokens_decided_by_the_as(
+    as_: &TestAs,
+    r: &str,
+    replicas: [&Replica; 2],
+    timeout: Duration,
+) -> (Duration, [u32; 2]) {
+    let mut slowest = Duration::ZERO;
+    let mut slow = [0_u32; 2];
+    for i in 0..24 {
+        let (token, expected) = match i % 3 {
+            0 => (rpt_for(as_, r, &["read"]), StatusCode::OK),
+            1 => (rpt_for(as_, r, &["write"]), StatusCode::UNAUTHORIZED),
+            _ => {
+                let t = rpt_for(as_, r, &["read"]);
+                as_.revoke(&t);
+                (t, StatusCode::UNAUTHORIZED)
+            }
+        };
+        let start = Instant::now();
+        let status = replicas[i % 2].get(&token).await;
+        let took = start.elapsed();
+        slowest = slowest.max(took);
+        slow[i % 2] += u32::from(took > timeout / 2);
+        assert_eq!(status, expected, "request {i}");
+    }
+    (slowest, slow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_revocation_channel_is_noticed_and_the_local_cache_emptied() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let a = replica(&as_, &r, &redis, Duration::from_millis(100)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    assert_eq!(introspections(&as_), 1);
+    // The shared entry is written off the request path; once it is there, it goes, so that
+    // only the local entry could answer the token.
+    written(&redis, 1).await;
+    redis.command(&[b"FLUSHALL"]);
+    // A Redis that hangs keeps the connection open and says nothing, like a host gone
+    // without closing it: only a PING tells.
+    redis.pause();
+    a.unsubscribed(Duration::from_secs(5)).await;
+    resumed_the_token_is_asked_again(
+        &redis,
+        &a,
+        &as_,
+        &rpt,
+        "the local entry went when the channel was subscribed again",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_hangs_empties_its_cache_when_it_subscribes() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    redis.pause();
+    let a = unsubscribed_replica(&as_, &r, &redis, Duration::from_millis(100)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK, "decided by the AS");
+    assert!(!a.shared.health().subscribed);
+    // Revocations published now are not heard by this replica.
+    resumed_the_token_is_asked_again(
+        &redis,
+        &a,
+        &as_,
+        &rpt,
+        "the answer cached before the first subscription went",
+    )
+    .await;
+}
+
+/// Resumes `redis`, waits for `a` to subscribe, and checks that `rpt` (introspected once
+/// before, and not in Redis) costs a second introspection: `a`'s local entry went.
+async fn resumed_the_token_is_asked_again(
+    redis: &RedisServer,
+    a: &Replica,
+    as_: &TestAs,
+    rpt: &str,
+    why: &str,
+) {
+    redis.resume();
+    a.subscribed().await;
+    assert_eq!(a.get(rpt).await, StatusCode::OK);
+    assert_eq!(introspections(as_), 2, "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_token_everywhere_says_when_the_fleet_was_not_told() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let a = replica(&as_, &r, &redis, Duration::from_millis(100)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    assert_eq!(a.layer.forget_token_everywhere(&rpt).await, Ok(()));
+    redis.stop();
+    assert!(
+        a.layer.forget_token_everywhere(&rpt).await.is_err(),
+        "Redis is gone: not sent"
+    );
+}
