@@ -136,8 +136,7 @@ impl UmaLayer {
     /// Forgets the cached introspection result of `token` (for revocation hooks), for every
     /// layer sharing this layer's cache: one call is enough whichever layer the hook holds.
     ///
-    /// With a shared cache on Redis (feature `redis`,
-    /// [`IntrospectionCacheBuilder::shared`](crate::cache::IntrospectionCacheBuilder::shared)),
+    /// With a shared cache on Redis (feature `redis`, `IntrospectionCacheBuilder::shared`),
     /// the shared entry is also deleted and the revocation broadcast to every replica, in a
     /// task of its own (outside a tokio runtime, only the local cache forgets); await
     /// [`forget_token_everywhere`](Self::forget_token_everywhere) to know when it was sent.

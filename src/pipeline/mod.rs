@@ -30,7 +30,6 @@ use tracing::{Instrument, Span, field};
 pub(crate) use self::outcome::Enforcement;
 pub(crate) use self::outcome::Outcome;
 pub use self::outcome::Unmapped;
-#[cfg(feature = "axum")]
 pub(crate) use self::outcome::layer_response;
 use self::outcome::{Facts, Refusal, Verdict, Why, conclude};
 use crate::IntrospectionCache;
