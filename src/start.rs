@@ -111,6 +111,13 @@ impl StartRetry {
         self
     }
 
+    /// This policy without its total wait: retried until it succeeds (a tenant of a
+    /// [`TenantLayer`](crate::tenant::TenantLayer) built in the background).
+    pub(crate) fn without_max_wait(mut self) -> Self {
+        self.max_wait = None;
+        self
+    }
+
     /// The nominal delay after failed attempt `attempt` (1-based), before jitter.
     fn nominal(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(31);

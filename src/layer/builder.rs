@@ -423,6 +423,14 @@ impl UmaLayerBuilder {
         self
     }
 
+    /// Takes the [`start_retry`](Self::start_retry) policy out (a [`TenantLayer`] tries a
+    /// configured tenant once at build, then retries it in the background with this policy).
+    ///
+    /// [`TenantLayer`]: crate::tenant::TenantLayer
+    pub(crate) fn take_start_retry(&mut self) -> Option<StartRetry> {
+        self.start_retry.take()
+    }
+
     /// The global enforcement mode; routes may override it. Defaults to
     /// [`EnforcementMode::Enforcing`].
     ///

@@ -36,6 +36,9 @@
 //! - One tenant's AS being down affects only that tenant: its requests get `403` + `Warning`
 //!   (or a stale entry under stale-if-error) from its own circuit breakers, while the other
 //!   tenants' PATs, tickets, caches and breakers are their own.
+//! - One tenant's AS down at start holds no other tenant back: that tenant is *pending*, its
+//!   requests get `403` + `Warning` while it is built in the background (see
+//!   [`TenantLayerBuilder::build`]).
 //!
 //! # Lazy tenants
 //!
@@ -100,14 +103,18 @@ mod matcher;
 mod service;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use http::{HeaderMap, Method, Uri};
+use tokio::sync::Notify;
+use tracing::Instrument;
 
 pub use self::matcher::TenantMatch;
 pub use self::service::Tenants;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
+use crate::start::StartRetry;
 use crate::{UmaLayer, UmaLayerBuilder};
 
 /// The default of [`TenantLayerBuilder::max_live_tenants`].
@@ -321,15 +328,25 @@ impl TenantLayerBuilder {
     /// Builds every configured tenant's layer (discovery, PAT, resource sync; each per its
     /// builder, concurrently) and returns the layer.
     ///
+    /// Each configured tenant is tried once, whatever its builder's
+    /// [`start_retry`](UmaLayerBuilder::start_retry) policy. A tenant whose build fails
+    /// because its AS cannot be reached ([`Error::is_transient`]: no connection, a timeout,
+    /// a `5xx` or `429`) does not hold the others back: it is *pending* (logged at WARN,
+    /// listed by [`TenantLayer::pending_tenants`]), its requests get `403` + `Warning`
+    /// (the AS-unreachable answer, Grant §3.2.2 fail-closed; no AS call, no wait), and it
+    /// is built again in a background task, with the backoff of its builder's start-retry
+    /// policy (without the policy's total wait) or [`StartRetry::forever`]'s, until it
+    /// succeeds; from then on it serves like the others. Should its AS refuse the build
+    /// once reachable (a wrong secret), that is logged at WARN and tried again every 30 s.
+    /// The background task needs a Tokio runtime and ends when the layer is dropped.
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`](crate::error::ErrorKind::Config) for no tenant and no resolver,
     /// duplicate names, a match without conditions or with a bad prefix, a template without
     /// a resolver, or `max_live_tenants(0)` with a template; otherwise the first tenant's
-    /// build error, with the tenant's name in its message. The configured tenants are built
-    /// together and all must succeed: one tenant's AS down at start fails (or, with a
-    /// builder that waits for its AS, delays) the whole layer; build lazy tenants for ASes
-    /// that may be down.
+    /// build error that is not transient (a configuration error, a refusal by its AS), with
+    /// the tenant's name in its message.
     pub async fn build(self) -> Result<TenantLayer, Error> {
         if self.tenants.is_empty() && self.resolver.is_none() {
             return Err(Error::config(
@@ -369,49 +386,136 @@ impl TenantLayerBuilder {
         let builds = self
             .tenants
             .into_iter()
-            .map(|(name, matches, builder)| async move {
+            .map(|(name, matches, mut builder)| async move {
                 let label: Arc<str> = Arc::from(name.as_str());
-                let layer = builder
-                    .metric_tenant(Arc::clone(&label))
-                    .build()
-                    .await
-                    .map_err(|e| {
-                        Error::new(e.kind(), format!("tenant `{name}`"))
+                let policy = builder.take_start_retry();
+                let builder = builder.metric_tenant(Arc::clone(&label));
+                let slot = Arc::new(OnceLock::new());
+                let pending = match builder.clone().build().await {
+                    Ok(layer) => {
+                        let _ = slot.set(layer);
+                        None
+                    }
+                    Err(e) if e.is_transient() && !e.is_config() => {
+                        tracing::warn!(
+                            tenant = %name,
+                            error = format_args!("{e:#}"),
+                            "the tenant's authorization server cannot be reached; the tenant's \
+                             requests are refused (403) while it is built in the background"
+                        );
+                        Some(Pending {
+                            builder,
+                            policy: policy.unwrap_or_else(StartRetry::forever),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(Error::new(e.kind(), format!("tenant `{name}`"))
                             .transient(e.is_transient())
-                            .with_source(e)
-                    })?;
-                Ok::<_, Error>(Configured {
-                    seen: Tenant::new(Arc::clone(&label), matches.stripped().map(Arc::from)),
-                    name: label,
-                    matches,
-                    layer,
-                })
+                            .with_source(e));
+                    }
+                };
+                Ok::<_, Error>((
+                    Configured {
+                        seen: Tenant::new(Arc::clone(&label), matches.stripped().map(Arc::from)),
+                        name: label,
+                        matches,
+                        layer: slot,
+                    },
+                    pending,
+                ))
             });
-        let fixed = futures_util::future::try_join_all(builds).await?;
+        let (fixed, pending): (Vec<_>, Vec<_>) = futures_util::future::try_join_all(builds)
+            .await?
+            .into_iter()
+            .unzip();
         let lazy = self
             .template
             .map(|template| service::Lazy::new(template, self.max_live, self.retry_after));
-        Ok(TenantLayer {
-            shared: Arc::new(service::Shared::new(fixed, self.resolver, lazy)),
-        })
+        let shared = Arc::new(service::Shared::new(fixed, self.resolver, lazy));
+        for (tenant, pending) in shared.fixed().iter().zip(pending) {
+            if let Some(pending) = pending {
+                tokio::spawn(pending.build(
+                    Arc::clone(&tenant.name),
+                    Arc::downgrade(&tenant.layer),
+                    Arc::clone(shared.built()),
+                ));
+            }
+        }
+        Ok(TenantLayer { shared })
+    }
+}
+
+/// A configured tenant whose AS could not be reached at build: built in the background.
+struct Pending {
+    builder: UmaLayerBuilder,
+    /// The builder's start-up retry policy (without its total wait), or
+    /// [`StartRetry::forever`].
+    policy: StartRetry,
+}
+
+/// How long a pending tenant whose AS refused its build waits before trying again (the
+/// operator may fix the AS's side without restarting the process).
+const PENDING_REFUSED_RETRY: Duration = Duration::from_secs(30);
+
+impl Pending {
+    /// Builds the tenant (retried per its policy until it succeeds, or until the layer is
+    /// dropped), puts it in `slot` and tells `built`.
+    async fn build(self, name: Arc<str>, slot: Weak<OnceLock<UmaLayer>>, built: Arc<Notify>) {
+        let policy = self.policy.without_max_wait();
+        loop {
+            let attempt = || {
+                let builder = self.builder.clone();
+                let dropped = slot.strong_count() == 0;
+                async move {
+                    if dropped {
+                        return Err(Error::config("the tenant layer was dropped"));
+                    }
+                    builder.build().await
+                }
+            };
+            let result = crate::start::retrying(Some(&policy), "build", || Duration::ZERO, attempt)
+                .instrument(tracing::info_span!("tenant_build", tenant = %name))
+                .await;
+            let Some(cell) = slot.upgrade() else {
+                return;
+            };
+            match result {
+                Ok(layer) => {
+                    let _ = cell.set(layer);
+                    built.notify_waiters();
+                    tracing::info!(tenant = %name, "the tenant is built; its requests are served");
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    tenant = %name,
+                    error = format_args!("{e:#}"),
+                    retry_in_ms = PENDING_REFUSED_RETRY.as_millis() as u64,
+                    "the tenant's build was refused; its requests stay refused (403)"
+                ),
+            }
+            drop(cell);
+            tokio::time::sleep(PENDING_REFUSED_RETRY).await;
+        }
     }
 }
 
 /// The metric label of lazy tenants and of unresolved requests.
 pub(crate) const OTHER: &str = "other";
 
-/// A configured tenant, built.
+/// A configured tenant: built, or pending (its AS could not be reached at build; built in
+/// the background, `layer` is empty until then).
 pub(crate) struct Configured {
     pub(crate) name: Arc<str>,
     pub(crate) matches: TenantMatch,
-    pub(crate) layer: UmaLayer,
+    pub(crate) layer: Arc<OnceLock<UmaLayer>>,
     /// The request extension of its requests.
     pub(crate) seen: Tenant,
 }
 
 impl Configured {
-    pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
-        self.layer.pipeline()
+    /// Its pipeline, once built.
+    pub(crate) fn pipeline(&self) -> Option<&Arc<Pipeline>> {
+        self.layer.get().map(UmaLayer::pipeline)
     }
 }
 
@@ -443,11 +547,38 @@ impl TenantLayer {
         }
     }
 
-    /// The layer of tenant `name`: a configured one, or a lazy one while it is live (to read
-    /// its [`as_health`](UmaLayer::as_health), its registry, or forget a token there).
+    /// The layer of tenant `name`: a configured one once built (not while it is
+    /// [pending](Self::pending_tenants)), or a lazy one while it is live (to read its
+    /// [`as_health`](UmaLayer::as_health), its registry, or forget a token there).
     #[must_use]
     pub fn tenant(&self, name: &str) -> Option<UmaLayer> {
         self.shared.layer(name)
+    }
+
+    /// The configured tenants not built yet because their AS could not be reached at
+    /// [`build`](TenantLayerBuilder::build) (their requests get `403` + `Warning` while they
+    /// are built in the background), in the order they are tried.
+    pub fn pending_tenants(&self) -> impl Iterator<Item = &str> {
+        self.shared
+            .fixed()
+            .iter()
+            .filter(|t| t.layer.get().is_none())
+            .map(|t| &*t.name)
+    }
+
+    /// Waits until at least one configured tenant is built (at once when one is, or when no
+    /// tenant is configured): a process that serves nothing useful before can become ready
+    /// then, while its pending tenants are built in the background.
+    pub async fn first_tenant_built(&self) {
+        loop {
+            let mut notified = std::pin::pin!(self.shared.built().notified());
+            notified.as_mut().enable();
+            let fixed = self.shared.fixed();
+            if fixed.is_empty() || fixed.iter().any(|t| t.layer.get().is_some()) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The names of the configured tenants, in the order they are tried.

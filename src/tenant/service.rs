@@ -135,6 +135,8 @@ impl Lazy {
 /// What every clone of the layer and the service share.
 pub(crate) struct Shared {
     fixed: Vec<Configured>,
+    /// Told each time a pending configured tenant is built.
+    built: Arc<tokio::sync::Notify>,
     /// Whether some tenant matches on a path prefix (the path is then checked normalised).
     by_prefix: bool,
     resolver: Option<Arc<super::ResolveFn>>,
@@ -159,9 +161,18 @@ impl Shared {
         Self {
             by_prefix: fixed.iter().any(|t| t.matches.prefix().is_some()),
             fixed,
+            built: Arc::new(tokio::sync::Notify::new()),
             resolver,
             lazy,
         }
+    }
+
+    pub(super) fn fixed(&self) -> &[Configured] {
+        &self.fixed
+    }
+
+    pub(super) fn built(&self) -> &Arc<tokio::sync::Notify> {
+        &self.built
     }
 
     pub(super) fn names(&self) -> impl Iterator<Item = &str> {
@@ -170,7 +181,7 @@ impl Shared {
 
     pub(super) fn layer(&self, name: &str) -> Option<UmaLayer> {
         if let Some(t) = self.fixed.iter().find(|t| &*t.name == name) {
-            return Some(t.layer.clone());
+            return t.layer.get().cloned();
         }
         let live = &self.lazy.as_ref()?.live;
         live.iter()
@@ -179,8 +190,8 @@ impl Shared {
     }
 
     pub(super) fn forget_token(&self, token: &str) {
-        for t in &self.fixed {
-            t.layer.forget_token(token);
+        for layer in self.fixed.iter().filter_map(|t| t.layer.get()) {
+            layer.forget_token(token);
         }
         if let Some(lazy) = &self.lazy {
             for (_, layer) in lazy.live.iter() {
@@ -337,7 +348,8 @@ impl Shared {
     }
 }
 
-/// The `403` + `Warning` of a lazy tenant that cannot be built now.
+/// The `403` + `Warning` of a tenant that cannot be built now (lazy, or configured and
+/// pending).
 fn unreachable_response<R: Default>() -> Response<R> {
     crate::pipeline::layer_response(StatusCode::FORBIDDEN, Rejection::AsUnreachable, None)
 }
@@ -380,7 +392,13 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let name = match self.shared.pick(&mut req) {
             Pick::Fixed(tenant) => {
-                return crate::service::dispatch(&mut self.inner, tenant.pipeline(), req);
+                let Some(pipeline) = tenant.pipeline() else {
+                    // Pending: its AS could not be reached at build; no AS call here.
+                    crate::metrics::tenant_decision(&tenant.name, "unreachable");
+                    tracing::debug!(tenant = %tenant.name, outcome = "unreachable", "decided");
+                    return ResponseFuture::ready(unreachable_response());
+                };
+                return crate::service::dispatch(&mut self.inner, pipeline, req);
             }
             Pick::Lazy(name) => name,
             Pick::Bad => {

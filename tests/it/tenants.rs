@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::common::*;
 use http::{Method, StatusCode};
+use tower_uma::start::StartRetry;
 use tower_uma::tenant::{TenantChoice, TenantLayer, TenantLayerBuilder, TenantMatch};
 use tower_uma::{Rejection, ResourceDecl, ResourceMap, Route, UmaLayer, UmaLayerBuilder};
 use uma_test_as::{Endpoint, RptFormat, TestAs};
@@ -274,6 +276,108 @@ async fn one_tenants_as_down_affects_only_that_tenant() {
     let resp = get(&t, "x.test", "/b/albums/1", None).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(resp.headers().get(http::header::WARNING).is_none());
+}
+
+/// A tenant whose AS is down at build is pending: the build returns at once with the other
+/// tenant serving, the pending tenant's requests get 403 + Warning without waiting, and once
+/// its AS is back it is built in the background (per its builder's start-retry backoff) and
+/// serves. A tenant its AS refuses still fails the build.
+#[tokio::test]
+async fn a_tenant_whose_as_is_down_at_build_is_pending_then_built() {
+    let (a, b) = tokio::join!(start_as(), start_as());
+    for e in Endpoint::ALL {
+        b.set_down(e, true);
+    }
+    let quick = || {
+        StartRetry::forever()
+            .delays(Duration::from_millis(10), Duration::from_millis(50))
+            .on_retry(|_| {})
+    };
+    let build = TenantLayer::builder()
+        .tenant(
+            "a",
+            TenantMatch::default().host("a.test"),
+            tenant_builder(&a).await.start_retry(quick()),
+        )
+        .tenant(
+            "b",
+            TenantMatch::default().path_prefix("/b").strip_prefix(true),
+            tenant_builder(&b).await.start_retry(quick()),
+        )
+        .build();
+    let layer = tokio::time::timeout(Duration::from_secs(5), build)
+        .await
+        .expect("b's AS down holds nothing back")
+        .expect("a builds; b is pending");
+    assert_eq!(layer.pending_tenants().collect::<Vec<_>>(), ["b"]);
+    assert!(layer.tenant("b").is_none() && layer.tenant("a").is_some());
+    tokio::time::timeout(Duration::from_secs(1), layer.first_tenant_built())
+        .await
+        .expect("a is built");
+    let url = format!(
+        "http://{}",
+        serve(app(Calls::default()).layer(layer.clone())).await
+    );
+    let t = Two {
+        a,
+        b,
+        layer,
+        url,
+        calls: Calls::default(),
+    };
+    let token_a = rpt_for(&t.a, &album(&t.a), &["view"]);
+    let resp = get(&t, "a.test", "/albums/1", Some(&token_a)).await;
+    assert_eq!(resp.status(), StatusCode::OK, "a serves");
+    let resp = tokio::time::timeout(
+        Duration::from_secs(1),
+        get(&t, "x.test", "/b/albums/1", Some("a-token")),
+    )
+    .await
+    .expect("no wait for b's build");
+    expect_unreachable(&resp);
+    expect_unreachable(&get(&t, "x.test", "/b/albums/1", None).await);
+
+    for e in Endpoint::ALL {
+        t.b.set_down(e, false);
+    }
+    eventually("b built in the background", || {
+        t.layer.pending_tenants().next().is_none()
+    })
+    .await;
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let resp = get(&t, "x.test", "/b/albums/1", Some(&token_b)).await;
+    assert_eq!(resp.status(), StatusCode::OK, "b serves once built");
+    let resp = get(&t, "x.test", "/b/albums/1", None).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = get(&t, "a.test", "/albums/1", Some(&token_b)).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "b's token is unknown in a"
+    );
+
+    // A refusal (a wrong secret) is no outage: the build fails, naming the tenant.
+    let err = TenantLayer::builder()
+        .tenant(
+            "a",
+            TenantMatch::default().host("a.test"),
+            tenant_builder(&t.a).await,
+        )
+        .tenant(
+            "b",
+            TenantMatch::default().host("b.test"),
+            UmaLayer::discover(t.b.issuer(), RS_ID, "wrong-secret")
+                .insecure_allow_http()
+                .resources(albums())
+                .start_retry(quick()),
+        )
+        .build()
+        .await
+        .expect_err("refused by b's AS");
+    assert!(
+        !err.is_transient() && err.to_string().contains("tenant `b`"),
+        "{err}"
+    );
 }
 
 /// PATs, tickets and cache entries are each tenant's own.

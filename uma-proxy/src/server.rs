@@ -230,9 +230,12 @@ pub type TenantSlot = Arc<OnceLock<TenantLayer>>;
 /// [`admin_service`] for a file with `[[tenants]]`: once ready, `/healthz` answers `200` with
 /// `ok`, then for each tenant a line `tenant NAME authorization_server ok` (or `degraded`:
 /// a circuit open or half-open, or a protected resource the AS does not know) and that
-/// tenant's endpoint lines, as [`admin_service_with_layer`] prints them. It stays `200`
-/// whatever one tenant's state: a `503` would take every tenant out of rotation for one
-/// tenant's AS.
+/// tenant's endpoint lines, as [`admin_service_with_layer`] prints them. A tenant not built
+/// yet (its AS could not be reached at start; it is built in the background, its requests
+/// get `403` + `Warning` meanwhile) is `degraded`, followed by the line `pending: not built
+/// yet, …` instead of endpoint lines. It
+/// stays `200` whatever one tenant's state: a `503` would take every tenant out of rotation
+/// for one tenant's AS.
 pub fn admin_service_with_tenants(
     ready: Arc<AtomicBool>,
     metrics: Option<PrometheusHandle>,
@@ -250,6 +253,9 @@ pub fn admin_service_with_tenants(
         if let Some(layer) = tenants.get() {
             for name in layer.tenant_names() {
                 let Some(h) = layer.tenant(name).map(|t| t.as_health()) else {
+                    body.push_str(&format!(
+                        "tenant {name} authorization_server degraded\n{PENDING_LINE}\n"
+                    ));
                     continue;
                 };
                 let summary = summary(&h);
@@ -262,6 +268,10 @@ pub fn admin_service_with_tenants(
     };
     admin(ready, metrics, health, None)
 }
+
+/// The `/healthz` line of a tenant not built yet, under its `degraded` line.
+const PENDING_LINE: &str =
+    "pending: not built yet, its authorization server could not be reached; retrying";
 
 /// The admin service, whose `/healthz` once ready is what `health` says, and which answers
 /// `POST /admin/revoke` for the layer of `revoke` (with its admin token) when given.
@@ -439,14 +449,20 @@ pub async fn build_layer_with_retry(config: &Config) -> Result<UmaLayer, tower_u
 }
 
 /// [`build_layer_with_retry`] for a file with `[[tenants]]`: every tenant's layer, each
-/// waiting for its own AS in the same way; the proxy is ready once all of them are.
+/// waiting for its own AS in the same way. A tenant whose AS cannot be reached does not hold
+/// the others back: it is pending (its requests get `403` + `Warning`) and built in the
+/// background with the same backoff. Returns once at least one tenant is built: the proxy
+/// is ready then (a proxy whose every tenant is pending would only answer `403`s, so it
+/// stays not ready, as a single-tenant proxy does before its first sync).
 ///
 /// # Errors
 ///
 /// The first tenant's configuration error or permanent refusal (its message names the
 /// tenant).
 pub async fn build_tenants_with_retry(config: &Config) -> Result<TenantLayer, tower_uma::Error> {
-    crate::uma::tenant_layer(config, Some(start_retry())).await
+    let layer = crate::uma::tenant_layer(config, Some(start_retry())).await?;
+    layer.first_tenant_built().await;
+    Ok(layer)
 }
 
 /// How the proxy waits for an AS at start: for as long as it takes, each failure a WARN event.
@@ -635,10 +651,15 @@ pub async fn run(
             .flat_map(|t| &t.resources)
             .filter(|r| r.decl.is_some())
             .count();
+    let pending = match &layer {
+        Built::Tenants(layer) => layer.pending_tenants().count(),
+        Built::One(_) => 0,
+    };
     match &config.upstream {
         Some(upstream) => tracing::info!(
             resources = declared,
             tenants = config.tenants.len(),
+            pending,
             upstream = %upstream,
             mode = "proxy",
             "resources synced with the authorization server; ready"

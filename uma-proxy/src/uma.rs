@@ -153,11 +153,13 @@ fn waiting_tenant_builders(
 }
 
 /// Builds the layer of a file with `[[tenants]]`: every tenant's discovery and resource
-/// registration, concurrently.
+/// registration, concurrently. A tenant whose AS cannot be reached is pending (its requests
+/// get `403` + `Warning`) and built in the background; see
+/// [`TenantLayerBuilder::build`](tower_uma::tenant::TenantLayerBuilder::build).
 ///
 /// # Errors
 ///
-/// The first tenant's build error (its message names the tenant).
+/// The first tenant's build error that is not transient (its message names the tenant).
 pub async fn build_tenants(config: &Config) -> Result<TenantLayer, tower_uma::Error> {
     tenant_layer(config, None).await
 }

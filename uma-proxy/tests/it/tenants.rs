@@ -256,6 +256,92 @@ async fn one_tenants_as_down_leaves_the_other_alone() {
     }
 }
 
+/// One tenant's AS down at start: the proxy becomes ready and serves the other tenant, the
+/// pending tenant's requests get `403` + `Warning` at once, `/healthz` (`200`) shows it as
+/// degraded and pending, and once its AS is back it is built in the background and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_as_is_down_at_start_is_pending_then_served() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    for e in Endpoint::ALL {
+        acme.set_down(e, true);
+    }
+    let up = start_upstream().await;
+    let text = tenants_config(&acme, &globex, &up.url(), "admin_listen = \"127.0.0.1:0\"");
+    let (proxy, addr) = Proxy::start(&text).await;
+    let admin = proxy.admin_addr().await;
+    let healthz = || async {
+        let health = send(Method::GET, &format!("http://{admin}/healthz"), &[]).await;
+        let body = String::from_utf8_lossy(&health.body).into_owned();
+        assert_eq!(health.status, StatusCode::OK, "{body}");
+        body
+    };
+    let body = healthz().await;
+    let lines: Vec<&str> = body.lines().collect();
+    let acme_at = lines
+        .iter()
+        .position(|l| *l == "tenant acme authorization_server degraded")
+        .unwrap_or_else(|| panic!("acme is not degraded in\n{body}"));
+    assert!(
+        lines[acme_at + 1].starts_with("pending: not built yet"),
+        "{body}"
+    );
+    assert!(
+        lines.contains(&"tenant globex authorization_server ok"),
+        "{body}"
+    );
+
+    let globex_auth = format!("Bearer {}", token(&globex));
+    let fine = send(
+        Method::GET,
+        &format!("http://{addr}/globex/albums/1"),
+        &[("authorization", &globex_auth)],
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::OK);
+    let pending = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        send(
+            Method::GET,
+            &format!("http://{addr}/albums/1"),
+            &[("host", "acme.test"), ("authorization", "Bearer a-token")],
+        ),
+    )
+    .await
+    .expect("no wait for acme's build");
+    assert_eq!(pending.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        pending.headers["warning"],
+        "199 - \"UMA Authorization Server Unreachable\""
+    );
+
+    for e in Endpoint::ALL {
+        acme.set_down(e, false);
+    }
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let body = healthz().await;
+        if body
+            .lines()
+            .any(|l| l == "tenant acme authorization_server ok")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acme never built:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let acme_auth = format!("Bearer {}", token(&acme));
+    let served = send(
+        Method::GET,
+        &format!("http://{addr}/albums/1"),
+        &[("host", "acme.test"), ("authorization", &acme_auth)],
+    )
+    .await;
+    assert_eq!(served.status, StatusCode::OK);
+}
+
 /// `--check` prints each tenant's plan under `tenant NAME:` and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_prints_a_plan_per_tenant() {
