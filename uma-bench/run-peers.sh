@@ -68,7 +68,8 @@ die() {
     echo "run-peers.sh: error: $*" >&2
     exit 1
 }
-as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=../interop/apt-install.sh
+. interop/apt-install.sh
 want() { [[ " $PEERS " == *" $1 "* ]]; }
 
 say "machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
@@ -83,18 +84,8 @@ if want nginx; then
     NGINX_BIN=$(command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true)
     if [[ -z $NGINX_BIN ]]; then
         say "installing nginx-light (Debian package)"
-        # The package must not start its system service (port 80) while installing.
-        policy=/usr/sbin/policy-rc.d
-        created=0
-        if [[ ! -e $policy ]]; then
-            printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-            as_root chmod +x "$policy"
-            created=1
-        fi
-        ok=0
-        as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx-light && ok=1
-        if [[ $created == 1 ]]; then as_root rm -f "$policy"; fi
-        [[ $ok == 1 ]] || die "could not install nginx-light"
+        # Its system service (port 80) is not started.
+        apt_install nginx-light || die "could not install nginx-light"
         NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
     fi
     say "$("$NGINX_BIN" -v 2>&1)"

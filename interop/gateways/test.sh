@@ -12,7 +12,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 t0=$SECONDS
 
-as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=../apt-install.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../apt-install.sh"
 find_bin() { command -v "$1" || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true; }
 
 need=()
@@ -20,18 +21,8 @@ need=()
 [[ -n $(find_bin caddy) ]] || need+=(caddy)
 if ((${#need[@]})); then
   echo "== installing ${need[*]} (Debian packages)"
-  # Packages must not start their system service (port 80) while installing.
-  policy=/usr/sbin/policy-rc.d
-  created=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-    as_root chmod +x "$policy"
-    created=1
-  fi
-  installed=0
-  as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" && installed=1
-  if [[ $created == 1 ]]; then as_root rm -f "$policy"; fi
-  if [[ $installed != 1 ]]; then
+  # Their system services (port 80) are not started.
+  if ! apt_install "${need[@]}"; then
     echo "FAIL: could not install ${need[*]}; the gateway tests did not run" >&2
     exit 1
   fi

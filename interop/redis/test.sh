@@ -11,23 +11,12 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
-as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+. interop/apt-install.sh
 
 if ! command -v redis-server >/dev/null && [[ ! -x /usr/bin/redis-server ]]; then
   echo "== installing redis-server (Debian package)"
-  # The package must not start its system service (port 6379) while installing: each test
-  # starts its own server.
-  policy=/usr/sbin/policy-rc.d
-  created=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-    as_root chmod +x "$policy"
-    created=1
-  fi
-  installed=0
-  as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server && installed=1
-  if [[ $created == 1 ]]; then as_root rm -f "$policy"; fi
-  if [[ $installed != 1 ]]; then
+  # Its system service (port 6379) is not started: each test starts its own server.
+  if ! apt_install redis-server; then
     echo "FAIL: could not install redis-server; the shared-cache tests did not run" >&2
     exit 1
   fi
