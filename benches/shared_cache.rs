@@ -11,6 +11,8 @@
 //! Run with `cargo bench -p tower-uma --features redis --bench shared_cache`; without
 //! `--bench` every measurement is shortened to a smoke test. Needs `redis-server`
 //! (`apt-get install redis-server`); without it the bench says so and exits.
+//! `UMA_BENCH_ONLY=local-miss-redis-hit:N` (or `local-hit:N`, `local-miss-as:N`) sends N
+//! requests of that variant and nothing else, for instruction counts under callgrind.
 #![allow(clippy::print_stdout, reason = "a bench reports its figures on stdout")]
 
 #[path = "../tests/common/redis.rs"]
@@ -107,6 +109,28 @@ fn main() {
         before,
         "the reader's request was answered from Redis"
     );
+    // `UMA_BENCH_ONLY=VARIANT:N`: N requests of one variant and nothing else, for instruction
+    // counts under callgrind (two runs with different N; the difference of the totals divided
+    // by the difference of N is the count per request, set-up cancelled out).
+    if let Some((name, n)) = std::env::var("UMA_BENCH_ONLY").ok().and_then(|spec| {
+        Some((
+            spec.split_once(':')?.0.to_owned(),
+            spec.split_once(':')?.1.parse::<u32>().ok()?,
+        ))
+    }) {
+        let app = match name.as_str() {
+            "local-miss-redis-hit" => &reader,
+            "local-hit" => &local,
+            "local-miss-as" => &direct,
+            other => panic!("UMA_BENCH_ONLY: no variant {other:?}"),
+        };
+        runtime.block_on(async {
+            for _ in 0..n {
+                assert_eq!(status(app, &token).await, StatusCode::OK);
+            }
+        });
+        return;
+    }
     let mut group = c.benchmark_group("shared");
     if support::selected("shared/local-miss-redis-hit") {
         group.bench_function("local-miss-redis-hit", |b| {
