@@ -107,18 +107,9 @@ async fn token(form: &[(&str, &str)], url: &str) -> String {
 /// An RPT for `user_token` from Keycloak's uma-ticket grant for `photo-api`, with the given
 /// `permission` parameters (none: every permission the user may have).
 async fn rpt_for(user_token: &str, permissions: &[&str]) -> String {
-    let mut form = vec![("grant_type", UMA_GRANT), ("audience", RS_ID)];
-    form.extend(permissions.iter().map(|p| ("permission", *p)));
-    let a = answer(
-        http()
-            .post(token_url())
-            .bearer_auth(user_token)
-            .form(&form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let mut params = vec![("audience", RS_ID)];
+    params.extend(permissions.iter().map(|p| ("permission", *p)));
+    let a = uma_grant_with(user_token, &params).await;
     assert_eq!(a.status, StatusCode::OK, "RPT {permissions:?}: {}", a.text);
     a.body["access_token"].as_str().unwrap().to_owned()
 }

@@ -153,8 +153,16 @@ pub async fn user_token(user: &str) -> String {
 /// The uma-ticket grant as a Keycloak client makes it: the requesting party's access token as
 /// `Bearer`, the ticket, and `extra` parameters (`submit_request=true`, …).
 pub async fn uma_grant(user_token: &str, ticket: &str, extra: &[(&str, &str)]) -> Answer {
-    let mut form = vec![("grant_type", UMA_GRANT), ("ticket", ticket)];
-    form.extend_from_slice(extra);
+    let mut params = vec![("ticket", ticket)];
+    params.extend_from_slice(extra);
+    uma_grant_with(user_token, &params).await
+}
+
+/// The uma-ticket grant with the requesting party's access token as `Bearer` and `params`
+/// (a `ticket`, or `audience` and `permission`s, …).
+pub async fn uma_grant_with(user_token: &str, params: &[(&str, &str)]) -> Answer {
+    let mut form = vec![("grant_type", UMA_GRANT)];
+    form.extend_from_slice(params);
     answer(
         http()
             .post(token_url())
