@@ -11,7 +11,7 @@
 //! | `uma_cache_coalesced_total` | counter | — | Requests that waited for an introspection call another request had started. |
 //! | `uma_cache_stale_served_total` | counter | — | Requests answered from an expired positive entry because the AS call failed (stale-if-error). |
 //! | `uma_cache_negative_hits_total` | counter | — | Requests answered from the negative (`active: false`) cache. |
-//! | `uma_cache_evictions_total` | counter | `cache`: `positive` \| `negative`; `cause`: `expired` \| `size` \| `explicit` \| `replaced` | Entries removed from a cache, by reason (moka's removal cause). |
+//! | `uma_cache_evictions_total` | counter | `cache`: `positive` \| `negative`; `cause`: `expired` \| `size` \| `explicit` \| `replaced` | Entries removed from a cache, by reason: past their stale end (`expired`), evicted for the bound (`size`), forgotten (`explicit`), or stored again (`replaced`). |
 //! | `uma_introspection_requests_total` | counter | `outcome`: `active` \| `inactive` \| `unreachable` \| `timeout` \| `status` \| `unparsable` \| `no_pat` | Calls to the AS introspection endpoint, by result (`status`: an answer other than 200). |
 //! | `uma_introspection_duration_seconds` | histogram | `outcome`: as above | Latency of those calls, in seconds. |
 //! | `uma_tickets_total` | counter | `outcome`: `issued` \| `failed` | Permission-ticket requests to the AS. |

@@ -1,4 +1,4 @@
-//! The keys of entries and flights ([`Key`], [`KeyRef`]) and moka's hasher for them
+//! The keys of entries and flights ([`Key`], [`KeyRef`]) and the table's hasher for them
 //! ([`DigestHash`]).
 
 use super::*;
@@ -66,10 +66,10 @@ impl Equivalent<Key> for KeyRef<'_> {
     }
 }
 
-/// moka's hasher for [`Key`]s: the first eight bytes of the SHA-256 digest, mixed with a
+/// The table's hasher for [`Key`]s: the first eight bytes of the SHA-256 digest, mixed with a
 /// per-cache random seed by two folded 128-bit multiplies.
 ///
-/// The digest is uniform already, so hashing all of it again (moka's default SipHash) buys
+/// The digest is uniform already, so hashing all of it again (std's default SipHash) buys
 /// nothing; the seed keeps bucket placement unpredictable, so tokens ground to share digest
 /// bits still spread over the table.
 #[derive(Clone, Copy, Debug)]

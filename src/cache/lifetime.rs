@@ -1,6 +1,5 @@
 //! Entry lifetimes and weights: pure functions of wall-clock seconds and the introspection
-//! result, so that they can be tested without timers (moka's own timers run on
-//! `std::time::Instant` and cannot be driven by a test clock).
+//! result, so that they can be tested without timers or a real clock.
 
 use std::mem::size_of;
 use std::time::Duration;
@@ -47,7 +46,7 @@ pub(super) struct Times {
     pub(super) fresh_until: i64,
     /// May be served under stale-if-error while the clock reads less than this.
     pub(super) stale_until: i64,
-    /// How long moka keeps the entry (its own, monotonic timer).
+    /// How long the entry is kept from `now`: until `stale_until` (a Redis `PX` expiry too).
     pub(super) ttl: Duration,
 }
 
@@ -92,7 +91,7 @@ impl Policy {
     ///
     /// `fresh_until` is `now` plus the lifetime rounded up to a second, which never passes
     /// `exp − skew` because that lifetime is a whole number of seconds. The entry then stays in
-    /// moka for the stale-if-error grace as well, but never beyond `exp − skew`.
+    /// the table for the stale-if-error grace as well, but never beyond `exp − skew`.
     pub(super) fn positive(&self, now: i64, value: &Introspection) -> Option<Times> {
         let lifetime = entry_lifetime(
             now,

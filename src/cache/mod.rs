@@ -41,15 +41,14 @@
 //!
 //! - **Single flight without `try_get_with`.** The house style names moka's `try_get_with`
 //!   for single flight; it is not used because of its behaviour on cancellation (see above).
-//!   The in-flight map is ours, the storage is moka's.
-//! - **Two clocks.** moka expires entries on `std::time::Instant`; the token's `exp` is wall
-//!   time. Each entry therefore gets moka's per-entry expiry (`Expiry::expire_after_create`)
-//!   *and* stores its wall-clock `fresh_until`/`stale_until`, re-checked on every read against
-//!   the injectable [`Clock`] of the layer reading it
-//!   ([`UmaLayerBuilder::clock`](crate::UmaLayerBuilder::clock)). A
-//!   [`FixedClock`](crate::clock::FixedClock)-driven test and a real clock both behave, and
-//!   nothing is served past `exp − skew` even if the two clocks disagree. The arithmetic is
-//!   the pure function `lifetime::entry_lifetime`.
+//!   The in-flight map is ours, and so is the storage (`table::Table`, below).
+//! - **One clock.** Each entry stores its wall-clock `fresh_until`/`stale_until`, checked on
+//!   every read against the injectable [`Clock`] of the layer reading it
+//!   ([`UmaLayerBuilder::clock`](crate::UmaLayerBuilder::clock)); the table drops an entry
+//!   once an insert's clock reading is past its `stale_until` (no caller would serve it any
+//!   more). A [`FixedClock`](crate::clock::FixedClock)-driven test and a real clock both
+//!   behave, and nothing is served past `exp − skew`. The arithmetic is the pure function
+//!   `lifetime::entry_lifetime`.
 //! - **Scopes.** Each layer reads and writes the cache through its own `CacheScope`: the
 //!   issuer of its AS, how it checks RPTs (introspection by which client, at which endpoint,
 //!   with which hint and authentication; or local JWT checks with their issuer, key set,
@@ -58,20 +57,20 @@
 //!   cannot be a hit for a layer that would have refused it. The scope's key part is private
 //!   to the cache, and the layer owns time: it passes its clock reading to lookups, and the
 //!   scope's clock to the calls the cache spawns.
-//! - **moka's `future` cache, not `sync`.** The `sync` cache's `get` is cheaper (about 400
-//!   instructions), but the crate builds moka with the `future` feature only, whose
-//!   maintenance never blocks a runtime thread. `invalidate` stays synchronous all the same
-//!   (see its docs). A hit costs one SHA-256 of the token, one clock read, one moka `get` and
-//!   an `Arc` clone. The layer polls that `get` once, in place (moka's operations are
-//!   cancellation safe and a lookup only waits when it joins maintenance): a hit that grants
-//!   the request is served without a future of the layer's own; anything else takes the
-//!   asynchronous path.
+//! - **A table of our own, not moka.** Entries live in `table::Table`: 64 shards, each a hash
+//!   map behind a read-write lock, bounded by the entries' total weight and evicting by CLOCK
+//!   (an entry read since the hand last passed gets a second chance). A moka `get` cost about
+//!   1,500 instructions per hit (its read log, expiry arithmetic and the maintenance the log
+//!   triggers); a table `get` is one uncontended read lock, one probe and one relaxed atomic
+//!   store, under 150. Every operation is synchronous and never waits for maintenance: a hit
+//!   costs one SHA-256 of the token, one clock read, one `get` and an `Arc` clone, and a hit
+//!   that grants the request is served without a future of the layer's own.
 //! - **Key.** The pair (scope, SHA-256 of the token): the token's [`Fingerprint`] digest,
 //!   namespaced by the scope's key part compared exactly. Hashing the scope into the digest
 //!   (`SHA-256(scope || 0x00 || token)`) would cost an extra SHA-256 block per request and
 //!   rule out sharing the digest: the layer can pass the fingerprint it computes for its
 //!   `token.fingerprint` span field to `get_or_fetch_by_fingerprint`, so a request hashes its
-//!   token once. moka hashes the first eight bytes of the digest (uniform already) mixed with
+//!   token once. The table hashes the first eight bytes of the digest (uniform already) mixed with
 //!   a per-cache random seed, instead of running SipHash over all 32; equality also compares
 //!   the scope, which is interned, so entries do not each hold a copy of it. Raw tokens are
 //!   never stored.
@@ -81,13 +80,9 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::FutureExt;
-
-use moka::future::Cache;
-use moka::notification::RemovalCause;
-use moka::{Equivalent, Expiry};
+use hashbrown::Equivalent;
 
 use crate::clock::Clock;
 use crate::introspect::Introspection;
@@ -101,6 +96,7 @@ mod lifetime;
 #[cfg(feature = "redis")]
 mod shared;
 mod store;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -112,6 +108,7 @@ pub use shared::{MIN_SECRET_LEN, SharedCache, SharedCacheBuilder, SharedCacheErr
 use key::*;
 #[allow(unused_imports, reason = "not every item is used by a sibling")]
 use store::*;
+use table::Table;
 
 /// A shared, bounded cache of token introspection results.
 ///
@@ -168,8 +165,9 @@ use store::*;
 /// included, for results carrying two permissions. The negative cache holds at most
 /// [`negative_max_entries`](IntrospectionCacheBuilder::negative_max_entries) entries (10,000
 /// by default; an inactive entry takes about 500 bytes with its bookkeeping, so at most
-/// roughly 5 MB). Like any moka cache, the bound is enforced by maintenance that runs
-/// as the cache is used, so it can be exceeded briefly while new entries await admission.
+/// roughly 5 MB). The bound holds at every insert: the insert that passes it evicts (least
+/// recently read first, by the CLOCK approximation) until the total fits; an entry heavier
+/// than the whole bound is not stored.
 ///
 #[doc = include_str!("concurrent-calls.md")]
 ///
@@ -378,28 +376,9 @@ impl IntrospectionCacheBuilder {
         metrics::describe();
         let s = self.settings;
         let hasher = DigestHash::random();
-        let positive = Cache::builder()
-            .name("tower-uma introspection")
-            .max_capacity(s.max_entries)
-            .weigher(|_: &Key, entry: &Entry| lifetime::weight(&entry.value))
-            .expire_after(EntryExpiry)
-            .support_invalidation_closures()
-            .eviction_listener(|_, _, cause| {
-                metrics::cache_eviction("positive", cause_label(cause))
-            })
-            .build_with_hasher(hasher);
-        let negative = (!s.negative_ttl.is_zero()).then(|| {
-            Cache::builder()
-                .name("tower-uma introspection (inactive)")
-                .max_capacity(s.negative_max_entries)
-                .weigher(|_: &Key, entry: &Entry| lifetime::weight(&entry.value))
-                .expire_after(EntryExpiry)
-                .support_invalidation_closures()
-                .eviction_listener(|_, _, cause| {
-                    metrics::cache_eviction("negative", cause_label(cause))
-                })
-                .build_with_hasher(hasher)
-        });
+        let positive = Table::new("positive", s.max_entries, hasher);
+        let negative = (!s.negative_ttl.is_zero())
+            .then(|| Table::new("negative", s.negative_max_entries, hasher));
         let inner = Arc::new(Inner {
             settings: s,
             policy: lifetime::Policy {
@@ -422,15 +401,6 @@ impl IntrospectionCacheBuilder {
             shared.attach(&inner);
         }
         IntrospectionCache { inner: Some(inner) }
-    }
-}
-
-fn cause_label(cause: RemovalCause) -> &'static str {
-    match cause {
-        RemovalCause::Expired => "expired",
-        RemovalCause::Explicit => "explicit",
-        RemovalCause::Replaced => "replaced",
-        RemovalCause::Size => "size",
     }
 }
 
@@ -584,11 +554,9 @@ impl IntrospectionCache {
     /// this returns call the AS again; an introspection call already in flight for the token
     /// still answers the requests waiting for it, but its result is not kept.
     ///
-    /// Does not block: the token's entry in each scope is removed on the spot (or, when moka
-    /// would have to wait for a concurrent write on the same key, hidden at once by an
-    /// invalidation predicate). Only when the cache has seen more scopes than it records (32)
-    /// does a predicate on the token's digest hide the entries of the others, which costs a
-    /// scan of the cache in moka's next maintenance.
+    /// Does not wait for anything but the table's shard locks: the token's entry in each scope
+    /// is removed on the spot. Only when the cache has seen more scopes than it records (32)
+    /// are the entries of the others found by a scan of the whole cache.
     ///
     /// With a [`SharedCache`] (feature `redis`), returns the deletion of the shared entries
     /// and the broadcast of the revocation to the fleet, to await or spawn.
@@ -602,9 +570,9 @@ impl IntrospectionCache {
         let namespaces = seen.iter().map(|n| &**n);
         for namespace in std::iter::once(&*scope.namespace).chain(namespaces) {
             let key = KeyRef::new(namespace, &fingerprint);
-            invalidate_now(&inner.positive, key);
+            inner.positive.invalidate(&key);
             if let Some(negative) = &inner.negative {
-                invalidate_now(negative, key);
+                negative.invalidate(&key);
             }
         }
         if !complete {
@@ -647,15 +615,13 @@ impl IntrospectionCache {
         }
     }
 
-    /// How many entries (active and inactive) the cache holds, after running moka's pending
-    /// maintenance (expiry, eviction, invalidation). For tests and benchmarks; `0` when
+    /// How many entries (active and inactive) the cache holds, the expired ones (as of the
+    /// latest insert's clock reading) removed first. For tests and benchmarks; `0` when
     /// disabled.
     pub async fn entry_count(&self) -> u64 {
         let Some(inner) = &self.inner else { return 0 };
-        inner.positive.run_pending_tasks().await;
         let mut count = inner.positive.entry_count();
         if let Some(negative) = &inner.negative {
-            negative.run_pending_tasks().await;
             count = count.saturating_add(negative.entry_count());
         }
         count
@@ -702,8 +668,8 @@ impl IntrospectionCache {
 
     /// A stored answer for the token, if one can be had at once (a fresh active result, or an
     /// inactive one from the negative cache): the layer's synchronous hit path, which then
-    /// needs no future of its own. `None` on a miss, when the cache is disabled, or in the rare
-    /// case where moka's lookup would have to wait for its maintenance; the caller then goes
+    /// needs no future of its own. `None` on a miss or when the cache is disabled; the caller
+    /// then goes
     /// through [`get_or_fetch_by_fingerprint`](Self::get_or_fetch_by_fingerprint).
     /// Freshness is checked at `now`, the layer's clock reading for the request.
     pub(crate) fn peek(
@@ -713,12 +679,7 @@ impl IntrospectionCache {
         now: i64,
     ) -> Option<Cached> {
         let inner = self.inner.as_ref()?;
-        // moka's lookup is cancellation safe: a maintenance run it started and that is
-        // dropped here is resumed by the next operation.
-        inner
-            .lookup(&KeyRef::new(&scope.namespace, fingerprint), now)
-            .now_or_never()
-            .flatten()
+        inner.lookup(&KeyRef::new(&scope.namespace, fingerprint), now)
     }
 
     /// [`get_or_fetch`](Self::get_or_fetch) for a token known by its fingerprint

@@ -18,8 +18,8 @@
 //! - **Revocation**: `hex(fleet id) ‖ hex(HMAC-SHA256(secret, "tower-uma/revoke" ‖
 //!   len(channel) ‖ channel ‖ fleet id))` on the channel ([`SharedCacheBuilder::channel`]);
 //!   a message whose MAC does not verify is dropped and counted. Each replica hides its local
-//!   entries whose digest has that fleet id (one HMAC per entry, applied by moka on reads and
-//!   in its next maintenance), detaches its calls in flight for it, remembers the revocation
+//!   entries whose digest has that fleet id (one HMAC per entry, a scan of the local table at
+//!   once), detaches its calls in flight for it, remembers the revocation
 //!   for the longest lifetime of an entry plus the skew (by time, not by count) so that an
 //!   entry stored before it (or up to the skew after, in milliseconds of the writer's clock)
 //!   is refused even if it comes back, and deletes the Redis keys of its scopes in a task of

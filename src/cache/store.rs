@@ -1,17 +1,17 @@
-//! The storage: what moka keeps per token ([`Entry`]), and [`Inner`], which looks entries up,
+//! The storage: what the cache keeps per token ([`Entry`], in a [`Table`]), and [`Inner`],
+//! which looks entries up,
 //! starts the call on a miss, stores its answer and serves stale entries when it fails.
 
 use super::*;
 
-/// What moka stores: the shared result plus its wall-clock bookkeeping. Cloned on every hit,
-/// so it is an `Arc` and three words.
+/// What a [`Table`] stores: the shared result plus its wall-clock bookkeeping. Cloned on every
+/// hit, so it is an `Arc` and two words.
 #[derive(Clone)]
 pub(super) struct Entry {
     pub(super) value: Arc<Introspection>,
-    fresh_until: i64,
-    stale_until: i64,
-    /// moka's lifetime for the entry.
-    ttl: Duration,
+    pub(super) fresh_until: i64,
+    /// Also when the table may drop the entry: no caller serves it after that.
+    pub(super) stale_until: i64,
 }
 
 impl Entry {
@@ -20,27 +20,7 @@ impl Entry {
             value: Arc::clone(value),
             fresh_until: times.fresh_until,
             stale_until: times.stale_until,
-            ttl: times.ttl,
         }
-    }
-}
-
-/// Per-entry moka expiry: the lifetime computed when the entry was stored.
-pub(super) struct EntryExpiry;
-
-impl Expiry<Key, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _: &Key, entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Key,
-        entry: &Entry,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.ttl)
     }
 }
 
@@ -48,9 +28,9 @@ pub(super) struct Inner {
     pub(super) settings: Settings,
     pub(super) policy: lifetime::Policy,
     /// Active results.
-    pub(super) positive: Cache<Key, Entry, DigestHash>,
+    pub(super) positive: Table,
     /// Inactive results; `None` when negative caching is off.
-    pub(super) negative: Option<Cache<Key, Entry, DigestHash>>,
+    pub(super) negative: Option<Table>,
     pub(super) flights: Flights,
     /// `uma_cache_hits_total`, registered when the cache was built.
     pub(super) hits: metrics::HotCounter,
@@ -69,38 +49,9 @@ const LOG_TARGET: &str = "tower_uma::cache";
 /// At most one stale serve per this many seconds is logged at WARN.
 const STALE_WARN_EVERY: i64 = 30;
 
-/// Removes `key` from `cache` without waiting.
-pub(super) fn invalidate_now(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
-    // moka's removal is cancellation safe: once it has taken the entry out of the map,
-    // dropping the future leaves the rest of the bookkeeping to maintenance. If it is still
-    // pending it has not removed anything yet (it waits for a retried operation or for the
-    // key's lock), and the predicate takes over.
-    if cache.invalidate(&key).now_or_never().is_none() {
-        invalidate_by_predicate(cache, key);
-    }
-}
-
-/// Makes moka ignore `key`'s current entry from now on (`get` applies registered predicates)
-/// and remove it during maintenance. An entry stored later for the key is not affected.
-pub(super) fn invalidate_by_predicate(cache: &Cache<Key, Entry, DigestHash>, key: KeyRef<'_>) {
-    let target = Key {
-        digest: *key.digest,
-        namespace: Arc::from(key.namespace),
-    };
-    if let Err(error) = cache.invalidate_entries_if(move |k, _| *k == target) {
-        // Cannot happen: `build` enables invalidation closures on every cache.
-        tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
-    }
-}
-
-/// Makes moka ignore, from now on, the current entries of every scope for the token whose
-/// digest is `digest`, and remove them during maintenance.
-pub(super) fn invalidate_digest(cache: &Cache<Key, Entry, DigestHash>, digest: &[u8; 32]) {
-    let digest = *digest;
-    if let Err(error) = cache.invalidate_entries_if(move |k, _| k.digest == digest) {
-        // Cannot happen: `build` enables invalidation closures on every cache.
-        tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
-    }
+/// Removes the entries of every scope for the token whose digest is `digest`.
+pub(super) fn invalidate_digest(table: &Table, digest: &[u8; 32]) {
+    table.invalidate_if(|k| k.digest == *digest);
 }
 
 /// A disabled cache's lookup: the call itself.
@@ -129,7 +80,7 @@ impl Inner {
     {
         let key = KeyRef::new(&scope.namespace, fingerprint);
         let seen = self.flights.completions();
-        if let Some(hit) = self.lookup(&key, scope.now()).await {
+        if let Some(hit) = self.lookup(&key, scope.now()) {
             return Ok(hit);
         }
         Box::pin(self.miss(scope, key, fingerprint, seen, fetch())).await
@@ -165,7 +116,7 @@ impl Inner {
                 }
                 Begin::Recheck(unused) => {
                     fetch = unused;
-                    if let Some(hit) = self.lookup(&key, scope.now()).await {
+                    if let Some(hit) = self.lookup(&key, scope.now()) {
                         return Ok(hit);
                     }
                 }
@@ -178,8 +129,8 @@ impl Inner {
     }
 
     /// A fresh entry for `key`, if any: the hit path.
-    pub(super) async fn lookup(&self, key: &KeyRef<'_>, now: i64) -> Option<Cached> {
-        if let Some(entry) = self.positive.get(key).await
+    pub(super) fn lookup(&self, key: &KeyRef<'_>, now: i64) -> Option<Cached> {
+        if let Some(entry) = self.positive.get(key)
             && now < entry.fresh_until
         {
             self.hits.increment();
@@ -188,7 +139,7 @@ impl Inner {
                 source: CacheSource::Hit,
             });
         }
-        let entry = self.negative.as_ref()?.get(key).await?;
+        let entry = self.negative.as_ref()?.get(key)?;
         (now < entry.fresh_until).then(|| {
             metrics::cache_negative_hit();
             Cached {
@@ -234,8 +185,7 @@ impl Inner {
             if let Ok(value) = &result {
                 let times = finish
                     .inner
-                    .store(&finish.key, value, &ticket.revoked, &*clock, cap)
-                    .await;
+                    .store(&finish.key, value, &ticket.revoked, &*clock, cap);
                 #[cfg(feature = "redis")]
                 if let (Some(shared), None) = (&finish.inner.shared, cap) {
                     // Off the request path: the waiters have their answer without waiting
@@ -265,7 +215,7 @@ impl Inner {
     ///
     /// Returns the times the answer may be cached with (`None`: not at all), whether or not
     /// it was stored.
-    async fn store(
+    fn store(
         &self,
         key: &Key,
         value: &Arc<Introspection>,
@@ -287,32 +237,34 @@ impl Inner {
             // Invalidated while in flight: what was stored before is gone already.
             return times;
         }
+        let weight = lifetime::weight(value);
         if value.is_active() {
             if let Some(negative) = &self.negative {
-                negative.invalidate(&key.borrowed()).await;
+                negative.invalidate(&key.borrowed());
             }
             match times {
                 Some(times) => {
                     self.positive
-                        .insert(key.clone(), Entry::new(value, times))
-                        .await
+                        .insert(key.clone(), Entry::new(value, times), weight, now)
                 }
-                None => self.positive.invalidate(&key.borrowed()).await,
+                None => {
+                    self.positive.invalidate(&key.borrowed());
+                }
             }
         } else {
             // An inactive answer retires any earlier active entry, so that stale-if-error can
             // never resurrect it.
-            self.positive.invalidate(&key.borrowed()).await;
+            self.positive.invalidate(&key.borrowed());
             if let (Some(negative), Some(times)) = (&self.negative, times) {
-                negative.insert(key.clone(), Entry::new(value, times)).await;
+                negative.insert(key.clone(), Entry::new(value, times), weight, now);
             }
         }
         // Checked again after inserting: an invalidation that set the flag since is seen here,
         // and one that sets it later removes what was just inserted itself.
         if revoked.load(Ordering::SeqCst) {
-            self.positive.invalidate(&key.borrowed()).await;
+            self.positive.invalidate(&key.borrowed());
             if let Some(negative) = &self.negative {
-                negative.invalidate(&key.borrowed()).await;
+                negative.invalidate(&key.borrowed());
             }
         }
         times
@@ -331,11 +283,7 @@ impl Inner {
         let matches = move |digest: &[u8; 32]| shared::fleet_id(&mac, digest) == id;
         self.flights.revoke_matching(&matches);
         for cache in std::iter::once(&self.positive).chain(self.negative.as_ref()) {
-            let matches = matches.clone();
-            if let Err(error) = cache.invalidate_entries_if(move |k, _| matches(&k.digest)) {
-                // Cannot happen: `build` enables invalidation closures on every cache.
-                tracing::error!(target: LOG_TARGET, %error, "could not invalidate an introspection cache entry");
-            }
+            cache.invalidate_if(|k| matches(&k.digest));
         }
         shared::unix_now_ms()
     }
@@ -361,7 +309,7 @@ impl Inner {
         if self.policy.stale_grace.is_zero() {
             return Err(error);
         }
-        let Some(entry) = self.positive.get(key).await else {
+        let Some(entry) = self.positive.get(key) else {
             return Err(error);
         };
         let now = scope.now();
