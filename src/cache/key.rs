@@ -89,6 +89,24 @@ impl DigestHash {
     }
 }
 
+impl DigestHash {
+    /// Which shard of a table holds `digest`: its last eight bytes (independent of the first
+    /// eight, which the map hashes), mixed with the seed as the hasher mixes the first.
+    pub(super) fn shard(&self, digest: &[u8; 32]) -> usize {
+        let mut word = [0_u8; 8];
+        word.copy_from_slice(&digest[24..]);
+        let mixed = fold_multiply(
+            fold_multiply(
+                self.seed.rotate_left(32) ^ u64::from_le_bytes(word),
+                self.multiplier,
+            ),
+            FINISH_MULTIPLIER,
+        );
+        // The top bits: the best mixed by the multiplies.
+        (mixed >> 32) as usize
+    }
+}
+
 impl BuildHasher for DigestHash {
     type Hasher = DigestHasher;
 

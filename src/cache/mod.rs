@@ -159,14 +159,15 @@ use table::Table;
 /// "typical entries" (10,000 by default): each entry weighs `1 + bytes / 512`, where `bytes`
 /// approximates the parsed result's size, so an AS answer with thousands of permissions counts
 /// as many entries. Memory is thus bounded by about `max_entries × 512` bytes of introspection
-/// data plus about 400 bytes of bookkeeping per entry: at most roughly 9 MB at the default.
+/// data plus a few hundred bytes of bookkeeping per entry: at most roughly 9 MB at the
+/// default.
 /// Typical results take far less than 512 bytes (resource ids and scope names are interned):
-/// the memory bench measures about 870 bytes of resident memory per entry, bookkeeping
+/// the memory bench measures about 570 bytes of resident memory per entry, bookkeeping
 /// included, for results carrying two permissions. The negative cache holds at most
 /// [`negative_max_entries`](IntrospectionCacheBuilder::negative_max_entries) entries (10,000
 /// by default; an inactive entry takes about 500 bytes with its bookkeeping, so at most
-/// roughly 5 MB). The bound holds at every insert: the insert that passes it evicts (least
-/// recently read first, by the CLOCK approximation) until the total fits; an entry heavier
+/// roughly 5 MB). The insert that passes the bound evicts (least recently read first, by the
+/// CLOCK approximation, never the entry it stores) until the total fits; an entry heavier
 /// than the whole bound is not stored.
 ///
 #[doc = include_str!("concurrent-calls.md")]
@@ -576,9 +577,11 @@ impl IntrospectionCache {
             }
         }
         if !complete {
-            invalidate_digest(&inner.positive, key::token_digest(&fingerprint));
+            inner
+                .positive
+                .invalidate_digest(key::token_digest(&fingerprint));
             if let Some(negative) = &inner.negative {
-                invalidate_digest(negative, key::token_digest(&fingerprint));
+                negative.invalidate_digest(key::token_digest(&fingerprint));
             }
         }
         #[cfg(feature = "redis")]

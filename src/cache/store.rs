@@ -49,11 +49,6 @@ const LOG_TARGET: &str = "tower_uma::cache";
 /// At most one stale serve per this many seconds is logged at WARN.
 const STALE_WARN_EVERY: i64 = 30;
 
-/// Removes the entries of every scope for the token whose digest is `digest`.
-pub(super) fn invalidate_digest(table: &Table, digest: &[u8; 32]) {
-    table.invalidate_if(|k| k.digest == *digest);
-}
-
 /// A disabled cache's lookup: the call itself.
 pub(super) async fn fetch_uncached<F, Fut>(fetch: F) -> Result<Cached, CallError>
 where
