@@ -81,15 +81,17 @@ use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture as UpstreamResponse};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 use tower_uma::tenant::Tenant;
 use tower_uma::{UmaPrincipal, introspect::Permission};
 
 use crate::body::RequestBody;
+use crate::memo::{Memo, address_hash};
 use crate::metrics as m;
+use crate::timer::Sleeps;
 use crate::trust::TrustedProxies;
 
 /// The error type of proxy bodies.
@@ -167,9 +169,29 @@ fn remove_names(headers: &mut HeaderMap, spoofed: impl Fn(&str) -> bool) {
 /// `X.Uma.Subject`), which CGI-style upstreams (WSGI, Rack, PHP) read as the same
 /// `HTTP_X_UMA_SUBJECT` (PHP registers the `.` that Caddy passes on as `_`).
 pub fn remove_uma_headers(headers: &mut HeaderMap) {
-    remove_names(headers, |name| {
-        UMA_HEADERS.iter().any(|uma| spelled_as(name, uma.as_str()))
-    });
+    remove_names(headers, is_uma);
+}
+
+/// Whether `name` is one of [`UMA_HEADERS`] in any spelling (see [`remove_uma_headers`]).
+fn is_uma(name: &str) -> bool {
+    name.starts_with('x') && UMA_HEADERS.iter().any(|uma| spelled_as(name, uma.as_str()))
+}
+
+/// Whether the forwarding service removes the request header `name` before it sets its own:
+/// the `X-Uma-*` headers, path overrides and forwarding headers (a `trusted` proxy's kept, in
+/// their usual spelling only), in every spelling.
+fn is_spoofed(name: &str, trusted: bool) -> bool {
+    // Every one of these names starts with one of these letters (checked by a test): the
+    // usual headers are told apart at the first byte.
+    if !matches!(name.as_bytes().first(), Some(b'x' | b'f' | b'c' | b't')) {
+        return false;
+    }
+    // A trusted proxy's forwarding headers are kept in their usual spelling only.
+    let unusual = || {
+        name.bytes()
+            .any(|b| b != b'-' && !b.is_ascii_alphanumeric())
+    };
+    is_uma(name) || is_path_override(name) || (is_forwarding(name) && (!trusted || unusual()))
 }
 
 /// The address of the client a request came from, inserted into the request extensions by
@@ -257,11 +279,11 @@ impl Upstream {
                 PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
             }
         };
-        Uri::builder()
-            .scheme("http")
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        Ok(Uri::from_parts(parts)?)
     }
 }
 
@@ -346,12 +368,15 @@ pub fn forwarding_service(upstream: Upstream, options: ForwardOptions) -> Forwar
             upstream,
             options,
             meters: m::UpstreamMeters::register(),
+            sleeps: Sleeps::default(),
         }),
     }
 }
 
-/// The forwarding service; see [`forwarding_service`]. Cloning is cheap (an `Arc`: the
-/// service is cloned for every request).
+/// The forwarding service; see [`forwarding_service`]. Cloning is cheap (an `Arc`).
+///
+/// The request for the upstream is made in `call`; its [`ResponseFuture`] waits for the
+/// upstream's response head.
 #[derive(Clone)]
 pub struct Forward {
     shared: Arc<Shared>,
@@ -363,6 +388,8 @@ struct Shared {
     options: ForwardOptions,
     /// The upstream series, registered when the service is built.
     meters: m::UpstreamMeters,
+    /// The upstream timeouts' timers, kept for reuse.
+    sleeps: Sleeps,
 }
 
 impl fmt::Debug for Forward {
@@ -377,15 +404,14 @@ impl fmt::Debug for Forward {
 impl Service<Request<Incoming>> for Forward {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.forward(req.map(RequestBody::from)).await) })
+    fn call(&mut self, req: Request<Incoming>) -> ResponseFuture {
+        self.forward(req.map(RequestBody::from))
     }
 }
 
@@ -394,27 +420,62 @@ impl Service<Request<Incoming>> for Forward {
 impl Service<Request<RequestBody>> for Forward {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.forward(req).await) })
+    fn call(&mut self, req: Request<RequestBody>) -> ResponseFuture {
+        self.forward(req)
     }
 }
 
 impl Forward {
-    async fn forward(self, mut req: Request<RequestBody>) -> Response<ProxyBody> {
+    /// Sends `req` on: the request for the upstream is made here, at once, and the future
+    /// waits for the upstream's response head (at most [`ForwardOptions::timeout`]).
+    fn forward(&self, req: Request<RequestBody>) -> ResponseFuture {
+        let req = match self.upstream_request(req) {
+            Ok(req) => req,
+            Err(answer) => {
+                return ResponseFuture {
+                    state: State::Answered(answer),
+                };
+            }
+        };
+        // One clock reading for the deadline and the latency.
+        let started = std::time::Instant::now();
+        let now = tokio::time::Instant::from_std(started);
+        let deadline = now
+            .checked_add(self.shared.options.timeout)
+            .unwrap_or_else(|| crate::timer::far_future(now));
+        ResponseFuture {
+            state: State::Waiting {
+                response: self.shared.client.request(req),
+                timeout: self.shared.sleeps.until(deadline),
+                started,
+                shared: Arc::clone(&self.shared),
+            },
+        }
+    }
+
+    /// The request for the upstream (see the [module docs](crate::forward)), or the answer
+    /// to send the client instead.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error is the response, made once per refused request"
+    )]
+    fn upstream_request(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<Request<RequestBody>, Response<ProxyBody>> {
         // Defence in depth: the layer refused the signals or decided on them already.
         match tower_uma::method_override::strip_method_override(&mut req) {
             Ok(false) => {}
             Ok(true) => tracing::debug!("removed a method override the layer let through"),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot remove a method override from the query");
-                return error_response(StatusCode::BAD_REQUEST);
+                return Err(error_response(StatusCode::BAD_REQUEST));
             }
         }
         let (mut parts, body) = req.into_parts();
@@ -422,7 +483,7 @@ impl Forward {
             Ok(uri) => uri,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot build the upstream URI");
-                return error_response(StatusCode::BAD_GATEWAY);
+                return Err(error_response(StatusCode::BAD_GATEWAY));
             }
         };
         let client_addr = parts.extensions.get::<ClientAddr>().copied();
@@ -430,12 +491,6 @@ impl Forward {
             .is_some_and(|ClientAddr(a)| self.shared.options.trusted_proxies.contains(a.ip()));
         let principal = parts.extensions.remove::<UmaPrincipal>();
         let tenant = parts.extensions.remove::<Tenant>();
-        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
 
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
@@ -448,8 +503,17 @@ impl Forward {
             );
         }
         // The upstream's own Host (RFC 9110 §7.2): the client's named this proxy.
-        headers.insert(header::HOST, self.shared.upstream.host.clone());
-        remove_uma_headers(headers);
+        let original_host = headers
+            .insert(header::HOST, self.shared.upstream.host.clone())
+            .or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+        // X-Uma-* (stripped by `serve` already, unless the service is served otherwise),
+        // path overrides and forwarding headers, in one pass over the names.
+        remove_names(headers, |name| is_spoofed(name, trusted));
         if !self.shared.options.forward_authorization {
             headers.remove(header::AUTHORIZATION);
         }
@@ -465,40 +529,111 @@ impl Forward {
                 token.fingerprint = %p.token_fingerprint(),
                 "the RPT's {what} cannot be sent in a header; refusing the request"
             );
-            return error_response(StatusCode::BAD_GATEWAY);
+            return Err(error_response(StatusCode::BAD_GATEWAY));
         }
-        set_forwarded(headers, client_addr, original_host, trusted);
+        add_forwarded(headers, client_addr, original_host, trusted);
         if let Some(tenant) = &tenant {
             set_tenant_headers(headers, tenant);
         }
 
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        let upstream_req = Request::from_parts(parts, body);
+        Ok(Request::from_parts(parts, body))
+    }
+}
 
-        let started = std::time::Instant::now();
-        match tokio::time::timeout(
-            self.shared.options.timeout,
-            self.shared.client.request(upstream_req),
-        )
-        .await
-        {
-            Err(_) => {
-                self.shared.meters.record("timeout", started.elapsed());
+/// The future of [`Forward`]: the upstream's response head, within
+/// [`ForwardOptions::timeout`], made the client's response.
+pub struct ResponseFuture {
+    state: State,
+}
+
+enum State {
+    /// The proxy answers itself (the request could not be sent on).
+    Answered(Response<ProxyBody>),
+    /// The upstream request is on its way.
+    Waiting {
+        response: UpstreamResponse,
+        /// Fires at the deadline; kept for another request once done with.
+        timeout: Pin<Box<tokio::time::Sleep>>,
+        started: std::time::Instant,
+        shared: Arc<Shared>,
+    },
+    /// The response was given.
+    Done,
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Answered(_) => "answered",
+            State::Waiting { .. } => "waiting for the upstream",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // The upstream first, then the deadline, as `tokio::time::timeout` does.
+        let upstream = match &mut this.state {
+            State::Waiting {
+                response, timeout, ..
+            } => match Pin::new(response).poll(cx) {
+                Poll::Ready(result) => Some(result),
+                Poll::Pending if timeout.as_mut().poll(cx).is_ready() => None,
+                Poll::Pending => return Poll::Pending,
+            },
+            State::Answered(_) | State::Done => None,
+        };
+        Poll::Ready(Ok(match std::mem::replace(&mut this.state, State::Done) {
+            State::Waiting {
+                timeout,
+                started,
+                shared,
+                ..
+            } => {
+                shared.sleeps.keep(timeout);
+                shared.answer(upstream, started.elapsed())
+            }
+            State::Answered(answer) => answer,
+            // Polled again after its response: a caller's mistake, answered, not a panic.
+            State::Done => error_response(StatusCode::INTERNAL_SERVER_ERROR),
+        }))
+    }
+}
+
+impl Shared {
+    /// The client's response to the upstream's `result` (`None`: no response head before the
+    /// deadline), `elapsed` after sending; recorded in the metrics.
+    fn answer(
+        &self,
+        result: Option<Result<Response<Incoming>, hyper_util::client::legacy::Error>>,
+        elapsed: Duration,
+    ) -> Response<ProxyBody> {
+        match result {
+            None => {
+                self.meters.record("timeout", elapsed);
                 tracing::warn!(
-                    upstream = %self.shared.upstream,
-                    timeout_ms = self.shared.options.timeout.as_millis() as u64,
+                    upstream = %self.upstream,
+                    timeout_ms = self.options.timeout.as_millis() as u64,
                     "the upstream did not answer in time"
                 );
                 error_response(StatusCode::GATEWAY_TIMEOUT)
             }
-            Ok(Err(e)) => {
-                self.shared.meters.record("error", started.elapsed());
-                tracing::warn!(upstream = %self.shared.upstream, error = %error_chain(&e), "the upstream request failed");
+            Some(Err(e)) => {
+                self.meters.record("error", elapsed);
+                tracing::warn!(upstream = %self.upstream, error = %error_chain(&e), "the upstream request failed");
                 error_response(StatusCode::BAD_GATEWAY)
             }
-            Ok(Ok(resp)) => {
-                self.shared.meters.record("ok", started.elapsed());
+            Some(Ok(resp)) => {
+                self.meters.record("ok", elapsed);
                 let (mut parts, body) = resp.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
                 // hyper answers in the response's version: an HTTP/1.0 upstream would make
@@ -555,8 +690,26 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Whether `name` is one of [`HOP_BY_HOP`] or `Upgrade`: first by its length, which sets
+/// apart most of the headers a message carries.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    let len = name.as_str().len();
+    len < 64
+        && HOP_BY_HOP_LENGTHS & (1 << len) != 0
+        && (HOP_BY_HOP.contains(name) || name == header::UPGRADE)
+}
+
+/// The lengths of the names of [`HOP_BY_HOP`] and `Upgrade`, a bit each (checked by a test):
+/// `te` 2, `trailer` and `upgrade` 7, `connection` and `keep-alive` 10, `proxy-connection`
+/// 16, `transfer-encoding` 17, `proxy-authenticate` 18, `proxy-authorization` 19.
+const HOP_BY_HOP_LENGTHS: u64 = 1 << 2 | 1 << 7 | 1 << 10 | 1 << 16 | 1 << 17 | 1 << 18 | 1 << 19;
+
 /// Removes the hop-by-hop headers, those named by `Connection` included, and `Upgrade`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One look at each name; most messages carry none of them.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     // Split on the bytes, so that one token that is not ASCII (or not a name) does not keep
     // the others in.
     let named: Vec<HeaderName> = headers
@@ -657,20 +810,36 @@ fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
 
 /// Sets the forwarding headers for a request from `client`; a `trusted` client's own are
 /// kept and extended, anyone else's removed (see the [module docs](crate::forward)).
+#[cfg(test)]
 fn set_forwarded(
     headers: &mut HeaderMap,
     client: Option<ClientAddr>,
     original_host: Option<HeaderValue>,
     trusted: bool,
 ) {
-    // A trusted proxy's forwarding headers are kept in their usual spelling only.
-    let unusual = |name: &str| {
-        name.bytes()
-            .any(|b| b != b'-' && !b.is_ascii_alphanumeric())
-    };
-    remove_names(headers, |name| {
-        is_path_override(name) || (is_forwarding(name) && (!trusted || unusual(name)))
-    });
+    remove_names(headers, |name| is_spoofed(name, trusted));
+    add_forwarded(headers, client, original_host, trusted);
+}
+
+/// Sets the forwarding headers for a request from `client`, once the client's own are
+/// removed but a `trusted` proxy's (see [`is_spoofed`]).
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: Option<ClientAddr>,
+    original_host: Option<HeaderValue>,
+    trusted: bool,
+) {
+    if !trusted {
+        // None of the client's is left: no lookups.
+        if let Some(ClientAddr(addr)) = client {
+            headers.insert(X_FORWARDED_FOR, ip_value(addr.ip().to_canonical()));
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(host) = original_host {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        return;
+    }
     if let Some(ClientAddr(addr)) = client {
         let ip = addr.ip().to_canonical();
         let element = ip_value(ip);
@@ -745,14 +914,58 @@ pub(crate) fn set_principal_headers(
     headers: &mut HeaderMap,
     p: &UmaPrincipal,
 ) -> Result<(), &'static str> {
-    if let Some(sub) = p.subject() {
-        headers.insert(X_UMA_SUBJECT, percent_encoded(sub));
+    let values = principal_values(p)?;
+    if let Some(sub) = values.subject {
+        headers.insert(X_UMA_SUBJECT, sub);
     }
-    if let Some(client_id) = p.client_id() {
-        headers.insert(X_UMA_CLIENT_ID, percent_encoded(client_id));
+    if let Some(client_id) = values.client_id {
+        headers.insert(X_UMA_CLIENT_ID, client_id);
     }
-    headers.insert(X_UMA_PERMISSIONS, permissions_value(p)?);
+    headers.insert(X_UMA_PERMISSIONS, values.permissions);
     Ok(())
+}
+
+/// The three `X-Uma-*` values of one principal.
+#[derive(Debug, Clone)]
+struct PrincipalValues {
+    subject: Option<HeaderValue>,
+    client_id: Option<HeaderValue>,
+    permissions: HeaderValue,
+}
+
+/// The `X-Uma-*` values of `p`, made once per thread for each of the last principals seen
+/// (at most [`SETS`](crate::memo::SETS) × [`WAYS`](crate::memo::WAYS) a thread, see
+/// [`Memo`]) and shared by their requests.
+///
+/// The requests of a cached RPT carry principals that share one introspection result, so the
+/// memo finds a principal's values by the address of that result, and gives them only to a
+/// principal equal to the one they were made for: the same result (the memo's own copy of
+/// the principal keeps it alive, so its address is never another's while kept), the same
+/// resource, the same permissions granted and the same token. The values are functions of
+/// the result and the permissions granted alone, so they are never another request's, nor
+/// stale.
+fn principal_values(p: &UmaPrincipal) -> Result<PrincipalValues, &'static str> {
+    thread_local! {
+        static KEPT: std::cell::RefCell<Memo<UmaPrincipal, PrincipalValues>> =
+            const { std::cell::RefCell::new(Memo::new()) };
+    }
+    let same =
+        |kept: &UmaPrincipal| std::ptr::eq(kept.introspection(), p.introspection()) && kept == p;
+    let make = || {
+        let values = PrincipalValues {
+            subject: p.subject().map(percent_encoded),
+            client_id: p.client_id().map(percent_encoded),
+            permissions: permissions_value(p)?,
+        };
+        Ok((p.clone(), values))
+    };
+    KEPT.with_borrow_mut(|memo| {
+        memo.get_or_try_insert(
+            address_hash(std::ptr::from_ref(p.introspection())),
+            same,
+            make,
+        )
+    })
 }
 
 /// The `X-Uma-Permissions` value of `p`: the JSON is written into a buffer kept by the thread,
@@ -992,6 +1205,38 @@ mod tests {
         );
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "Gateway Timeout\n");
+    }
+
+    #[test]
+    fn the_prefilters_know_every_name() {
+        // `is_spoofed` tells names apart by their first letter, `is_hop_by_hop` by length.
+        let uma = UMA_HEADERS;
+        let scrubbed = uma
+            .iter()
+            .map(HeaderName::as_str)
+            .chain(CLIENT_ADDRESS)
+            .chain(["x-forwarded-for", "x-original-url", "x-rewrite-url"])
+            .chain(["x-original-uri", "x-envoy-original-path"]);
+        for name in scrubbed {
+            assert!(is_spoofed(name, false), "{name}");
+            assert!(
+                matches!(name.as_bytes()[0], b'x' | b'f' | b'c' | b't'),
+                "{name}"
+            );
+        }
+        for name in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for kept in [
+            "host",
+            "authorization",
+            "content-type",
+            "x-end-to-end",
+            "te-x",
+        ] {
+            let name = HeaderName::from_static(kept);
+            assert!(!is_spoofed(kept, false) && !is_hop_by_hop(&name), "{kept}");
+        }
     }
 
     #[test]

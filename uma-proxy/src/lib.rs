@@ -54,9 +54,11 @@ pub mod body;
 pub mod config;
 pub mod decision;
 pub mod forward;
+mod memo;
 pub mod metadata;
 pub mod metrics;
 pub mod server;
+mod timer;
 pub mod trust;
 pub mod uma;
 

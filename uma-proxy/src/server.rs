@@ -15,17 +15,19 @@
 //! # Ok(()) }
 //! ```
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -44,6 +46,7 @@ use crate::forward::{
 };
 use crate::metadata::MetadataFront;
 use crate::metrics as m;
+use crate::timer::KeptTimer;
 use crate::trust::HostCheck;
 
 /// How [`serve`] ended.
@@ -81,13 +84,15 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let stop = Arc::new(Stop::default());
     // The connections' tasks: dropping the set when the grace period ends aborts (closes) the
     // connections still open. Finished tasks are reaped as the loop goes, so that the set
-    // holds the open connections only; no connection polls a signal of its own per request.
+    // holds the open connections only.
     let mut connections = tokio::task::JoinSet::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).keep_alive(true);
+    // hyper's timer (for its header read timeout) reuses its timers rather than registering
+    // one per request.
+    http.timer(KeptTimer::default()).keep_alive(true);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -106,20 +111,24 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let in_place = RefCell::new(service.clone());
         let per_request = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             remove_uma_headers(req.headers_mut());
             req.extensions_mut().insert(ClientAddr(peer));
-            service.clone().oneshot(req)
+            call_ready(&in_place, &service, req)
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), per_request));
+        let conn = http.serve_connection(TokioIo::new(stream), per_request);
+        let stop = Arc::clone(&stop);
         connections.spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = stop.until_stopped(conn).await {
                 tracing::debug!(error = %e, client = %peer, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    stop.now();
+    let drained = async { while connections.join_next().await.is_some() {} };
+    match tokio::time::timeout(grace, drained).await {
         Ok(()) => Drain::Complete,
         Err(_) => {
             let open = connections.len();
@@ -132,6 +141,77 @@ where
             Drain::TimedOut
         }
     }
+}
+
+/// Tells [`serve`]'s connections to close once their request in flight (if any) is answered.
+///
+/// Each connection reads a flag when it is polled, and is woken once when the flag is set:
+/// hyper-util's `GracefulShutdown` polls a channel (and takes its lock) every time a
+/// connection is polled, that is several times per request.
+#[derive(Debug, Default)]
+struct Stop {
+    stopping: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Stop {
+    /// Tells every connection to close.
+    fn now(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    /// Serves `conn` until it ends; once [`now`](Self::now) is called, it finishes its
+    /// request in flight and closes (hyper's graceful shutdown).
+    async fn until_stopped<I, S>(
+        &self,
+        conn: hyper::server::conn::http1::Connection<I, S>,
+    ) -> Result<(), hyper::Error>
+    where
+        S: hyper::service::HttpService<Incoming, ResBody = ProxyBody>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    {
+        // Made before the flag is first read, so that a `now` after that read wakes it.
+        let woken = self.wake.notified();
+        tokio::pin!(woken, conn);
+        let mut registered = false;
+        let mut closing = false;
+        std::future::poll_fn(|cx| {
+            if !closing {
+                // The first poll registers for the wake-up (with this task's waker, which
+                // stays the same); later ones only read the flag, which `now` sets before
+                // waking.
+                let woken_now = !registered && woken.as_mut().poll(cx).is_ready();
+                registered = true;
+                if woken_now || self.stopping.load(Ordering::Acquire) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// Calls `in_place` when it is ready at once (the proxy's services always are), without
+/// cloning it; else a clone of `service` once that is ready. hyper calls a connection's
+/// service for one request at a time, so `in_place` is never borrowed already.
+fn call_ready<S, R>(
+    in_place: &RefCell<S>,
+    service: &S,
+    req: R,
+) -> Either<S::Future, tower::util::Oneshot<S, R>>
+where
+    S: Service<R, Error = Infallible> + Clone,
+{
+    if let Ok(mut s) = in_place.try_borrow_mut()
+        && let Poll::Ready(Ok(())) = s.poll_ready(&mut Context::from_waker(Waker::noop()))
+    {
+        return Either::Left(s.call(req));
+    }
+    Either::Right(service.clone().oneshot(req))
 }
 
 /// Where the admin service finds the layer once it is built, to report the state of its

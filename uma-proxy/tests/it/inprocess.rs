@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tower::{Layer, ServiceExt};
 use uma_proxy::{
     ClientAddr, Config, ForwardOptions, Overrides, ProxyBody, build_layer, forwarding_service,
@@ -334,4 +335,62 @@ async fn connections_busy_after_the_grace_period_are_closed() {
         .expect("the stuck connection was left open after serve returned")
         .unwrap();
     assert!(outcome.is_err(), "{outcome:?}");
+}
+
+/// At shutdown an idle keep-alive connection is closed at once, and a connection busy with a
+/// request gets its answer first and is closed after it: `serve` then returns `Complete`,
+/// long before the grace period ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_connections_and_lets_busy_ones_answer() {
+    let called = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (notify, held) = (Arc::clone(&called), Arc::clone(&release));
+    let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let (notify, held) = (Arc::clone(&notify), Arc::clone(&held));
+        async move {
+            if req.uri().path() == "/held" {
+                notify.notify_one();
+                held.notified().await;
+            }
+            Ok::<_, Infallible>(Response::new(ProxyBody::default()))
+        }
+    });
+    let grace = Duration::from_secs(20);
+    let (addr, stop, server) = spawn_serve(service, grace).await;
+    // An idle connection: one request answered, then nothing.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // A busy one.
+    let req = Request::get(format!("http://{addr}/held"))
+        .body(empty())
+        .unwrap();
+    let pending = tokio::spawn(client().request(req));
+    tokio::time::timeout(SOON, called.notified()).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let _ = stop.send(());
+    // The idle connection is closed without waiting for the busy one.
+    let mut rest = Vec::new();
+    tokio::time::timeout(grace / 2, idle.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection was left open at shutdown")
+        .unwrap();
+    assert!(!server.is_finished());
+    release.notify_one();
+    let resp = tokio::time::timeout(SOON, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        tokio::time::timeout(SOON, server).await.unwrap().unwrap(),
+        uma_proxy::Drain::Complete
+    );
+    assert!(started.elapsed() < grace, "{:?}", started.elapsed());
 }

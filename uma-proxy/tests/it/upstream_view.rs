@@ -472,3 +472,176 @@ async fn smuggled_requests_never_reach_the_upstream() {
         );
     }
 }
+
+/// One keep-alive connection to `addr`: sends `GET path` with `headers` and returns the status
+/// and how long the answer took.
+struct OneConnection {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http1::SendRequest<ReqBody>,
+}
+
+impl OneConnection {
+    async fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Self { addr, sender }
+    }
+
+    async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Duration) {
+        tokio::time::timeout(SOON, self.sender.ready())
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{path}: the proxy closed the connection: {e}"));
+        let mut req = Request::get(path).header("host", self.addr.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let started = std::time::Instant::now();
+        let resp = tokio::time::timeout(SOON, self.sender.send_request(req.body(empty()).unwrap()))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status();
+        resp.into_body().collect().await.unwrap();
+        (status, started.elapsed())
+    }
+}
+
+/// The `X-Uma-*` values are kept per thread for the principals seen last: requests with RPTs
+/// that differ in subject, client or permissions, sent in turn on one connection, each reach
+/// the upstream with their own values, again and again. Forty RPTs: more than one per set of
+/// the per-thread memo, so that some share a set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rpt_gets_its_own_identity_headers_on_one_connection() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "").await;
+    let scopes: [&[&str]; 3] = [&["view"], &["view", "edit"], &["delete", "view"]];
+    let rpts: Vec<_> = (0..40)
+        .map(|i| {
+            // Subjects repeat every 5, clients every 2, permissions every 3.
+            let (sub, client, scopes) = (
+                format!("user-{}", i % 5),
+                format!("app-{}", i % 2),
+                scopes[i % 3],
+            );
+            (album_rpt(&as_, scopes, &sub, &client), sub, client, scopes)
+        })
+        .collect();
+    let mut conn = OneConnection::open(addr).await;
+    for round in 0..3 {
+        for (rpt, sub, client, scopes) in &rpts {
+            let bearer = format!("Bearer {rpt}");
+            let (status, _) = conn.get("/albums/1", &[("authorization", &bearer)]).await;
+            assert_eq!(status, StatusCode::OK, "round {round}, {sub} {scopes:?}");
+            let seen = up.seen().pop().unwrap();
+            let h = &seen.headers;
+            assert_eq!(h["x-uma-subject"], sub.as_str(), "round {round}");
+            assert_eq!(h["x-uma-client-id"], client.as_str(), "round {round}");
+            let permissions: serde_json::Value =
+                serde_json::from_slice(h["x-uma-permissions"].as_bytes()).unwrap();
+            let mut got: Vec<&str> = permissions[0]["resource_scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect();
+            got.sort_unstable();
+            let mut expected = scopes.to_vec();
+            expected.sort_unstable();
+            assert_eq!(got, expected, "round {round}, {sub}: {permissions}");
+        }
+    }
+}
+
+/// A permission that expires while its RPT is cached leaves `X-Uma-Permissions` from the
+/// first request after its `exp`: the values kept for the RPT are those of the permissions
+/// granted then, not those of an earlier request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_permission_leaves_the_permissions_header() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "").await;
+    let album = as_.resource_id("album").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let edit_until = now + 2;
+    let rpt = as_.mint_rpt(RptSpec {
+        sub: Some("bob".into()),
+        permissions: vec![
+            RptPermission::new(album.clone(), ["view"]),
+            RptPermission {
+                exp: Some(edit_until),
+                ..RptPermission::new(album, ["edit"])
+            },
+        ],
+        ..RptSpec::active_for("unused", ["unused"], 300)
+    });
+    let bearer = format!("Bearer {rpt}");
+    let scopes = |seen: &Seen| -> Vec<String> {
+        let permissions: serde_json::Value =
+            serde_json::from_slice(seen.headers["x-uma-permissions"].as_bytes()).unwrap();
+        permissions
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["resource_scopes"].as_array().unwrap().clone())
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut conn = OneConnection::open(addr).await;
+    let (status, _) = conn.get("/albums/1", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(scopes(&up.seen().pop().unwrap()), ["view", "edit"]);
+    // Until a second after `exp` (Unix seconds).
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        <= edit_until
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = conn.get("/albums/1", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(scopes(&up.seen().pop().unwrap()), ["view"]);
+    assert_eq!(
+        as_.count(uma_test_as::Endpoint::Introspection),
+        1,
+        "the RPT stayed cached"
+    );
+}
+
+/// `upstream_timeout` holds for every request of a keep-alive connection, whose timers are
+/// reused from request to request: a request whose upstream is slower gets `504` after the
+/// timeout, not at once (after one that timed out, whose timer has fired) and not later; one
+/// whose upstream is quicker gets its answer, even when it takes longer than what was left of
+/// the timeout of the request before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_timeout_holds_for_every_request_of_a_connection() {
+    const TIMEOUT: Duration = Duration::from_millis(1000);
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "upstream_timeout = \"1s\"").await;
+    let mut conn = OneConnection::open(addr).await;
+    for round in 0..2 {
+        let (status, took) = conn.get("/public/a?mode=sleep&ms=5000", &[]).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "round {round}");
+        assert!(took >= TIMEOUT, "round {round}: 504 after {took:?}");
+        assert!(
+            took < Duration::from_millis(4000),
+            "round {round}: 504 after {took:?}"
+        );
+        // After a timeout: the next request's timer is not the fired one.
+        let (status, took) = conn.get("/public/b?mode=sleep&ms=400", &[]).await;
+        assert_eq!(status, StatusCode::OK, "round {round} after {took:?}");
+        // Longer than what was left of the last request's timeout (600 ms).
+        let (status, took) = conn.get("/public/c?mode=sleep&ms=800", &[]).await;
+        assert_eq!(status, StatusCode::OK, "round {round} after {took:?}");
+    }
+}
