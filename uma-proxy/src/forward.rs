@@ -444,8 +444,10 @@ impl Forward {
             }
         };
         // One clock reading for the deadline and the latency.
-        let started = std::time::Instant::now();
-        let now = tokio::time::Instant::from_std(started);
+        // Tokio's clock (the same as std's, unless a test paused it), so that the deadline
+        // is on the clock of the timer that waits for it.
+        let now = tokio::time::Instant::now();
+        let started = now.into_std();
         let deadline = now
             .checked_add(self.shared.options.timeout)
             .unwrap_or_else(|| crate::timer::far_future(now));
@@ -493,6 +495,17 @@ impl Forward {
         let tenant = parts.extensions.remove::<Tenant>();
 
         let headers = &mut parts.headers;
+        // The upstream's own Host (RFC 9110 §7.2): the client's named this proxy. Read before
+        // the hop-by-hop headers go, so that a client's `Connection: host` cannot hide it from
+        // X-Forwarded-Host (hyper's client writes the upstream's again if that takes ours).
+        let original_host = headers
+            .insert(header::HOST, self.shared.upstream.host.clone())
+            .or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
         remove_hop_by_hop(headers);
         if !body.is_end_stream() && body.size_hint().exact().is_none() {
             // A body of unknown length (the client sent it chunked) goes on chunked: left to
@@ -502,15 +515,6 @@ impl Forward {
                 HeaderValue::from_static("chunked"),
             );
         }
-        // The upstream's own Host (RFC 9110 §7.2): the client's named this proxy.
-        let original_host = headers
-            .insert(header::HOST, self.shared.upstream.host.clone())
-            .or_else(|| {
-                parts
-                    .uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            });
         // X-Uma-* (stripped by `serve` already, unless the service is served otherwise),
         // path overrides and forwarding headers, in one pass over the names.
         remove_names(headers, |name| is_spoofed(name, trusted));
@@ -555,7 +559,7 @@ enum State {
     Waiting {
         response: UpstreamResponse,
         /// Fires at the deadline; kept for another request once done with.
-        timeout: Pin<Box<tokio::time::Sleep>>,
+        timeout: crate::timer::Timer,
         started: std::time::Instant,
         shared: Arc<Shared>,
     },
@@ -587,7 +591,7 @@ impl Future for ResponseFuture {
                 response, timeout, ..
             } => match Pin::new(response).poll(cx) {
                 Poll::Ready(result) => Some(result),
-                Poll::Pending if timeout.as_mut().poll(cx).is_ready() => None,
+                Poll::Pending if timeout.poll(cx).is_ready() => None,
                 Poll::Pending => return Poll::Pending,
             },
             State::Answered(_) | State::Done => None,

@@ -196,8 +196,11 @@ impl Stop {
 }
 
 /// Calls `in_place` when it is ready at once (the proxy's services always are), without
-/// cloning it; else a clone of `service` once that is ready. hyper calls a connection's
-/// service for one request at a time, so `in_place` is never borrowed already.
+/// cloning it. Otherwise `in_place` itself goes on, in a `Oneshot` that polls it with the
+/// request's waker (its readiness may hold a reservation, a semaphore permit being waited
+/// for, which a fresh clone would queue behind for ever), and the connection keeps a new
+/// clone of `service` for its next request. hyper calls a connection's service for one
+/// request at a time, so `in_place` is never borrowed already.
 fn call_ready<S, R>(
     in_place: &RefCell<S>,
     service: &S,
@@ -206,12 +209,14 @@ fn call_ready<S, R>(
 where
     S: Service<R, Error = Infallible> + Clone,
 {
-    if let Ok(mut s) = in_place.try_borrow_mut()
-        && let Poll::Ready(Ok(())) = s.poll_ready(&mut Context::from_waker(Waker::noop()))
-    {
+    let Ok(mut s) = in_place.try_borrow_mut() else {
+        return Either::Right(service.clone().oneshot(req));
+    };
+    if let Poll::Ready(Ok(())) = s.poll_ready(&mut Context::from_waker(Waker::noop())) {
         return Either::Left(s.call(req));
     }
-    Either::Right(service.clone().oneshot(req))
+    let waiting = std::mem::replace(&mut *s, service.clone());
+    Either::Right(waiting.oneshot(req))
 }
 
 /// Where the admin service finds the layer once it is built, to report the state of its

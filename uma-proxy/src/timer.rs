@@ -28,38 +28,72 @@ const KEPT: usize = 1024;
 /// [module docs](self)).
 #[derive(Debug, Default)]
 pub(crate) struct Sleeps {
-    idle: Mutex<Vec<Pin<Box<Sleep>>>>,
+    idle: Mutex<Vec<Timer>>,
+}
+
+/// A timer handed out by [`Sleeps`], with the runtime whose time driver it is registered
+/// with: it is handed out again only in that runtime (a timer of a runtime that was dropped
+/// would fail when polled, and one of a runtime nobody drives would never fire).
+#[derive(Debug)]
+pub(crate) struct Timer {
+    runtime: tokio::runtime::Id,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Timer {
+    /// Polls the timer: ready once its deadline has passed.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.sleep.as_mut().poll(cx)
+    }
+
+    /// Moves the timer to `deadline`.
+    fn reset(&mut self, deadline: Instant) {
+        self.sleep.as_mut().reset(deadline);
+    }
 }
 
 impl Sleeps {
-    /// A timer that fires at `deadline`: an idle one reset, or a new one.
+    /// A timer that fires at `deadline`: an idle one of the current runtime reset, or a new
+    /// one.
     ///
     /// Must be called inside a Tokio runtime (a new timer belongs to the current one).
-    pub(crate) fn until(&self, deadline: Instant) -> Pin<Box<Sleep>> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+    pub(crate) fn until(&self, deadline: Instant) -> Timer {
+        let runtime = tokio::runtime::Handle::current().id();
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            // The last one kept, unless several runtimes share the service.
+            idle.iter()
+                .rposition(|t| t.runtime == runtime)
+                .map(|at| idle.swap_remove(at))
+        };
         match idle {
-            Some(mut sleep) => {
-                sleep.as_mut().reset(deadline);
-                sleep
+            Some(mut timer) => {
+                timer.reset(deadline);
+                timer
             }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
+            None => Timer {
+                runtime,
+                sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            },
         }
     }
 
-    /// Keeps `sleep` for a later [`until`](Self::until) (at most [`KEPT`] of them).
-    pub(crate) fn keep(&self, sleep: Pin<Box<Sleep>>) {
+    /// Keeps `timer` for a later [`until`](Self::until) (at most [`KEPT`] of them; when full,
+    /// one of another runtime makes room).
+    pub(crate) fn keep(&self, timer: Timer) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < KEPT {
-            idle.push(sleep);
-            return;
-        }
+        let dropped = if idle.len() < KEPT {
+            idle.push(timer);
+            None
+        } else {
+            match idle.iter().position(|t| t.runtime != timer.runtime) {
+                Some(at) => Some(std::mem::replace(&mut idle[at], timer)),
+                None => Some(timer),
+            }
+        };
         drop(idle);
-        // Full: deregistered here, outside the lock.
-        drop(sleep);
+        // Deregistered here, outside the lock.
+        drop(dropped);
     }
 
     /// How many idle timers are kept.
@@ -81,6 +115,11 @@ pub(crate) struct KeptTimer {
 }
 
 impl hyper::rt::Timer for KeptTimer {
+    fn now(&self) -> std::time::Instant {
+        // Tokio's clock, as hyper-util's `TokioTimer` reads it.
+        Instant::now().into_std()
+    }
+
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
         let now = Instant::now();
         self.sleep_until(
@@ -100,7 +139,7 @@ impl hyper::rt::Timer for KeptTimer {
     fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, deadline: std::time::Instant) {
         match sleep.as_mut().downcast_mut_pin::<KeptSleep>() {
             Some(kept) => match kept.get_mut().sleep.as_mut() {
-                Some(inner) => inner.as_mut().reset(deadline.into()),
+                Some(inner) => inner.reset(deadline.into()),
                 None => *sleep = self.sleep_until(deadline),
             },
             None => *sleep = self.sleep_until(deadline),
@@ -117,7 +156,7 @@ pub(crate) fn far_future(now: Instant) -> Instant {
 /// One of [`KeptTimer`]'s timers; back to its [`Sleeps`] when dropped.
 struct KeptSleep {
     /// `None` only while being dropped.
-    sleep: Option<Pin<Box<Sleep>>>,
+    sleep: Option<Timer>,
     sleeps: Arc<Sleeps>,
 }
 
@@ -126,7 +165,7 @@ impl Future for KeptSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.get_mut().sleep.as_mut() {
-            Some(sleep) => sleep.as_mut().poll(cx),
+            Some(sleep) => sleep.poll(cx),
             None => Poll::Ready(()),
         }
     }
@@ -158,32 +197,64 @@ mod tests {
         poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx).is_ready())).await
     }
 
+    /// Whether a [`Timer`] has fired, without waiting.
+    async fn fired_timer(timer: &mut Timer) -> bool {
+        poll_fn(|cx| Poll::Ready(timer.poll(cx).is_ready())).await
+    }
+
+    #[test]
+    fn a_timer_is_handed_out_again_only_in_its_own_runtime() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a runtime")
+        };
+        let sleeps = Sleeps::default();
+        let first = runtime();
+        first.block_on(async {
+            let mut t = sleeps.until(Instant::now() + Duration::from_millis(5));
+            poll_fn(|cx| t.poll(cx)).await;
+            sleeps.keep(t);
+        });
+        drop(first);
+        assert_eq!(sleeps.idle(), 1);
+        // Another runtime: the dropped runtime's timer would fail when polled.
+        runtime().block_on(async {
+            let mut t = sleeps.until(Instant::now() + Duration::from_millis(5));
+            assert_eq!(sleeps.idle(), 1, "the other runtime's timer was handed out");
+            poll_fn(|cx| t.poll(cx)).await;
+            sleeps.keep(t);
+        });
+        assert_eq!(sleeps.idle(), 2);
+    }
+
     #[tokio::test]
     async fn a_kept_timer_fires_at_its_new_deadline_only() {
         let sleeps = Sleeps::default();
         // One that fired while kept: reset to a later deadline, it is pending again.
         let mut first = sleeps.until(Instant::now() + Duration::from_millis(10));
-        first.as_mut().await;
+        poll_fn(|cx| first.poll(cx)).await;
         sleeps.keep(first);
         assert_eq!(sleeps.idle(), 1);
         let start = Instant::now();
         let mut second = sleeps.until(start + STEP);
         assert_eq!(sleeps.idle(), 0, "the kept timer is handed out again");
-        assert!(!fired(second.as_mut()).await, "fired at its old deadline");
-        second.as_mut().await;
+        assert!(!fired_timer(&mut second).await, "fired at its old deadline");
+        poll_fn(|cx| second.poll(cx)).await;
         assert!(start.elapsed() >= STEP, "{:?}", start.elapsed());
 
         // One still registered, moved to a later deadline: it does not fire at the old one.
         let start = Instant::now();
         let mut third = sleeps.until(start + STEP);
         // Polled once, so that Tokio's wheel holds it at `start + STEP`.
-        assert!(!fired(third.as_mut()).await);
+        assert!(!fired_timer(&mut third).await);
         sleeps.keep(third);
         let later = start + 3 * STEP;
         let mut fourth = sleeps.until(later);
         tokio::time::sleep_until(start + 2 * STEP).await;
-        assert!(!fired(fourth.as_mut()).await, "fired at its old deadline");
-        fourth.as_mut().await;
+        assert!(!fired_timer(&mut fourth).await, "fired at its old deadline");
+        poll_fn(|cx| fourth.poll(cx)).await;
         assert!(Instant::now() >= later);
     }
 

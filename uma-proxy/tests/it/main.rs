@@ -16,5 +16,6 @@ mod e2e;
 mod forgotten_resource;
 mod inprocess;
 mod keycloak_config;
+mod library;
 mod tenants;
 mod upstream_view;
