@@ -337,11 +337,20 @@ async fn connections_busy_after_the_grace_period_are_closed() {
     assert!(outcome.is_err(), "{outcome:?}");
 }
 
-/// At shutdown an idle keep-alive connection is closed at once, and a connection busy with a
-/// request gets its answer first and is closed after it: `serve` then returns `Complete`,
-/// long before the grace period ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_closes_idle_connections_and_lets_busy_ones_answer() {
+/// A service that answers `/held` once `release` is notified (notifying `called` when the
+/// request arrives) and every other path at once.
+pub(crate) fn holding_service() -> (
+    impl tower::Service<
+        Request<hyper::body::Incoming>,
+        Response = Response<ProxyBody>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static,
+    Arc<tokio::sync::Notify>,
+    Arc<tokio::sync::Notify>,
+) {
     let called = Arc::new(tokio::sync::Notify::new());
     let release = Arc::new(tokio::sync::Notify::new());
     let (notify, held) = (Arc::clone(&called), Arc::clone(&release));
@@ -355,6 +364,15 @@ async fn shutdown_closes_idle_connections_and_lets_busy_ones_answer() {
             Ok::<_, Infallible>(Response::new(ProxyBody::default()))
         }
     });
+    (service, called, release)
+}
+
+/// At shutdown an idle keep-alive connection is closed at once, and a connection busy with a
+/// request gets its answer first and is closed after it: `serve` then returns `Complete`,
+/// long before the grace period ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_connections_and_lets_busy_ones_answer() {
+    let (service, called, release) = holding_service();
     let grace = Duration::from_secs(20);
     let (addr, stop, server) = spawn_serve(service, grace).await;
     // An idle connection: one request answered, then nothing.

@@ -6,17 +6,15 @@
     reason = "test helpers: a failure is a test failure"
 )]
 
-use std::convert::Infallible;
 use std::io::{Read as _, Write as _};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt;
 use uma_proxy::body::RequestBody;
-use uma_proxy::{ForwardOptions, ProxyBody, Upstream, forwarding_service, serve};
+use uma_proxy::{ForwardOptions, Upstream, forwarding_service, serve};
 
 use crate::common::*;
 
@@ -81,19 +79,7 @@ fn one_forwarding_service_serves_a_second_runtime_after_the_first_is_gone() {
 /// second connection's request waits for the first's permit and must get it when released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_hands_a_service_that_waits_for_readiness_its_permit() {
-    let called = Arc::new(tokio::sync::Notify::new());
-    let release = Arc::new(tokio::sync::Notify::new());
-    let (notify, held) = (Arc::clone(&called), Arc::clone(&release));
-    let inner = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let (notify, held) = (Arc::clone(&notify), Arc::clone(&held));
-        async move {
-            if req.uri().path() == "/held" {
-                notify.notify_one();
-                held.notified().await;
-            }
-            Ok::<_, Infallible>(Response::new(ProxyBody::default()))
-        }
-    });
+    let (inner, called, release) = crate::inprocess::holding_service();
     let service = tower::limit::ConcurrencyLimit::new(inner, 1);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
