@@ -397,9 +397,10 @@ fn word_may_normalise(word: &[u8], after_slash: bool) -> (bool, bool) {
     bytes.copy_from_slice(word);
     // Byte i is byte i of a little-endian word: the byte after it is 8 bits up.
     let word = u64::from_le_bytes(bytes);
-    let slash = zero_bytes(word ^ splat(b'/'));
-    // `.` (0x2e) and `/` (0x2f) differ in the lowest bit only.
+    // `.` (0x2e) and `/` (0x2f) differ in the lowest bit only: `/` is the one with it set
+    // (moved to the top bit of its byte).
     let slash_or_dot = zero_bytes((word | splat(1)) ^ splat(b'/'));
+    let slash = slash_or_dot & (word << 7);
     let percent = zero_bytes(word ^ splat(b'%'));
     let before = (slash << 8) | if after_slash { 0x80 } else { 0 };
     let found = percent != 0 || before & slash_or_dot != 0;
