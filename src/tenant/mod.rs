@@ -158,31 +158,54 @@ impl fmt::Debug for TenantRequest<'_> {
 /// request, if one was. An inner service that serves several tenants' data from one store must
 /// pick the data by this name (uma-proxy sends it upstream as `X-Uma-Tenant`), never by a
 /// `Host` or path of its own reading.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant {
-    name: Arc<str>,
-    stripped_prefix: Option<Arc<str>>,
+///
+/// Cloning is one reference-count increment: a configured tenant's requests share one.
+#[derive(Clone)]
+pub struct Tenant(Arc<TenantSeen>);
+
+/// What a [`Tenant`] holds, behind its one `Arc`.
+#[derive(PartialEq, Eq)]
+struct TenantSeen {
+    name: Box<str>,
+    stripped_prefix: Option<Box<str>>,
 }
 
 impl Tenant {
-    pub(crate) fn new(name: Arc<str>, stripped_prefix: Option<Arc<str>>) -> Self {
-        Self {
-            name,
-            stripped_prefix,
-        }
+    pub(crate) fn new(name: &str, stripped_prefix: Option<&str>) -> Self {
+        Self(Arc::new(TenantSeen {
+            name: name.into(),
+            stripped_prefix: stripped_prefix.map(Box::from),
+        }))
     }
 
     /// The tenant's name (as configured, or as the resolver named it).
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The path prefix removed from the request (`/globex`), when the match or the resolver's
     /// choice strips one (uma-proxy sends it upstream as `X-Forwarded-Prefix`).
     #[must_use]
     pub fn stripped_prefix(&self) -> Option<&str> {
-        self.stripped_prefix.as_deref()
+        self.0.stripped_prefix.as_deref()
+    }
+}
+
+impl PartialEq for Tenant {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Tenant {}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("name", &self.name())
+            .field("stripped_prefix", &self.stripped_prefix())
+            .finish()
     }
 }
 
@@ -416,7 +439,7 @@ impl TenantLayerBuilder {
                 };
                 Ok::<_, Error>((
                     Configured {
-                        seen: Tenant::new(Arc::clone(&label), matches.stripped().map(Arc::from)),
+                        seen: Tenant::new(&name, matches.stripped()),
                         name: label,
                         matches,
                         layer: slot,

@@ -146,31 +146,44 @@ async fn a_stripped_prefix_is_gone_for_the_map_and_the_app() {
     assert_eq!(t.calls.get(), 1);
 }
 
+/// The tenant layer around an inner service that answers with what it learns of the request:
+/// the `Tenant` extension's name and stripped prefix, and the URI (empty without a `Tenant`).
+fn tenant_echo(
+    layer: &TenantLayer,
+) -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    use tower::Layer;
+    layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+        let seen = req
+            .extensions()
+            .get::<tower_uma::tenant::Tenant>()
+            .map(|t| format!("{} {:?} {}", t.name(), t.stripped_prefix(), req.uri()));
+        Ok(http::Response::new(seen.unwrap_or_default()))
+    }))
+}
+
+/// A GET of `uri` with `Host: host` and a bearer token, for [`tenant_echo`].
+fn send(uri: &str, host: &str, token: &str) -> http::Request<()> {
+    http::Request::builder()
+        .uri(uri)
+        .header(http::header::HOST, host)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(())
+        .expect("request")
+}
+
 /// The inner service learns the tenant and the stripped prefix from the `Tenant` extension,
 /// and a request whose target names another host than its `Host` header is refused: the
 /// match and whatever serves the request must read the same host.
 #[tokio::test]
 async fn the_tenant_is_in_the_request_and_hosts_must_agree() {
-    use tower::{Layer, ServiceExt};
-    use tower_uma::tenant::Tenant;
+    use tower::ServiceExt;
     let t = two().await;
-    let svc = t
-        .layer
-        .layer(tower::service_fn(|req: http::Request<()>| async move {
-            let seen = req
-                .extensions()
-                .get::<Tenant>()
-                .map(|t| format!("{} {:?}", t.name(), t.stripped_prefix()));
-            Ok::<_, std::convert::Infallible>(http::Response::new(seen.unwrap_or_default()))
-        }));
-    let send = |uri: &str, host: &str, token: &str| {
-        http::Request::builder()
-            .uri(uri)
-            .header(http::header::HOST, host)
-            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(())
-            .expect("request")
-    };
+    let svc = tenant_echo(&t.layer);
     let token_a = rpt_for(&t.a, &album(&t.a), &["view"]);
     let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
     let resp = svc
@@ -179,13 +192,13 @@ async fn the_tenant_is_in_the_request_and_hosts_must_agree() {
         .await
         .expect("infallible");
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.body(), "b Some(\"/b\")");
+    assert_eq!(resp.body(), "b Some(\"/b\") /albums/1");
     let resp = svc
         .clone()
         .oneshot(send("/albums/1", "a.test", &token_a))
         .await
         .expect("infallible");
-    assert_eq!(resp.body(), "a None");
+    assert_eq!(resp.body(), "a None /albums/1");
     // Absolute form naming one tenant, `Host` naming another: 400, nothing called.
     let before = as_calls(&[&t.a, &t.b]);
     for (uri, host) in [
@@ -210,6 +223,43 @@ async fn the_tenant_is_in_the_request_and_hosts_must_agree() {
         .await
         .expect("infallible");
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// A configured tenant the resolver names (no match of its own took the request) checks it,
+/// and the `Tenant` extension carries its name and the prefix the resolver's choice stripped;
+/// a name that is neither configured nor built by a template is unresolved.
+#[tokio::test]
+async fn the_resolvers_choice_is_in_the_request() {
+    use tower::ServiceExt;
+    let t = two_with(|b| {
+        b.resolver(|req| match req.uri.path().split('/').nth(1)? {
+            "via-b" => Some(TenantChoice::new("b").strip_prefix("/via-b")),
+            "albums" => Some(TenantChoice::new("a")),
+            other => Some(TenantChoice::new(other)),
+        })
+    })
+    .await;
+    let svc = tenant_echo(&t.layer);
+    let send = |uri: &str, token: &str| svc.clone().oneshot(send(uri, "nobody.test", token));
+    let token_a = rpt_for(&t.a, &album(&t.a), &["view"]);
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let resp = send("/via-b/albums/1?x=1", &token_b)
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.body(), "b Some(\"/via-b\") /albums/1?x=1");
+    // A's token in B: checked at B's AS, refused.
+    let resp = send("/via-b/albums/1", &token_a).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Named without a prefix to strip: the path as received.
+    let resp = send("/albums/1", &token_a).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.body(), "a None /albums/1");
+    // Neither configured nor built by a template: 404, before any AS call.
+    let before = as_calls(&[&t.a, &t.b]);
+    let resp = send("/zzz/albums/1", &token_a).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(as_calls(&[&t.a, &t.b]), before);
 }
 
 /// A request no tenant takes is refused with 404 before any AS call, and never reaches the app.
