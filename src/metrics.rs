@@ -128,30 +128,30 @@ pub(crate) struct HotCounter {
     /// The address of the recorder `counter` belongs to.
     recorder: usize,
     counter: metrics::Counter,
-    key: &'static Key,
+    key: Key,
 }
 
 impl HotCounter {
     /// Registers `key` with the current recorder.
-    fn register(key: &'static Key) -> Self {
+    fn register(key: Key) -> Self {
         metrics::with_recorder(|recorder| Self {
             recorder: recorder_id(recorder),
-            counter: recorder.register_counter(key, &METADATA),
+            counter: recorder.register_counter(&key, &METADATA),
             key,
         })
     }
 
     /// `uma_cache_hits_total`.
     pub(crate) fn cache_hits() -> Self {
-        Self::register(static_key!(CACHE_HITS))
+        Self::register(static_key!(CACHE_HITS).clone())
     }
 
     /// `uma_decisions_total{outcome="allowed"}`.
     pub(crate) fn allowed_decisions() -> Self {
         match decision_key(Outcome::Allowed.as_str()) {
-            Some(key) => Self::register(key),
+            Some(key) => Self::register(key.clone()),
             // `allowed` is one of the static keys.
-            None => Self::register(static_key!(DECISIONS)),
+            None => Self::register(static_key!(DECISIONS).clone()),
         }
     }
 
@@ -161,7 +161,7 @@ impl HotCounter {
             if recorder_id(recorder) == self.recorder {
                 self.counter.increment(1);
             } else {
-                recorder.register_counter(self.key, &METADATA).increment(1);
+                recorder.register_counter(&self.key, &METADATA).increment(1);
             }
         });
     }
@@ -408,6 +408,7 @@ pub(crate) fn ticket(outcome: &'static str) {
 /// tenant's layer).
 pub(crate) fn decision(outcome: Outcome, meter: &DecisionMeter) {
     match &meter.tenant {
+        Some(keys) if outcome == Outcome::Allowed => keys.allowed.increment(),
         Some(keys) => increment(keys.key(outcome)),
         None if outcome == Outcome::Allowed => meter.allowed.increment(),
         None => increment_labelled(decision_key, DECISIONS, OUTCOME, outcome.as_str()),
@@ -433,6 +434,8 @@ impl DecisionMeter {
 /// costs.
 pub(crate) struct TenantKeys {
     keys: Vec<Key>,
+    /// Its allowed decisions, the common case, registered once as a plain layer's are.
+    allowed: HotCounter,
     /// The `tenant` label, also the `tenant` field of the `decided` event.
     name: Box<str>,
 }
@@ -445,6 +448,7 @@ impl TenantKeys {
             .collect();
         Self {
             keys,
+            allowed: HotCounter::register(tenant_decision_key(tenant, Outcome::Allowed.as_str())),
             name: tenant.into(),
         }
     }
