@@ -339,6 +339,10 @@ pub(super) fn hosts_disagree<B>(req: &Request<B>) -> bool {
 /// needless escapes gone), lies under one of `prefixes` while the path as received does not:
 /// `//globex/…` or `/%67lobex/…` would go to another tenant, whose inner service or upstream
 /// may read it as `/globex/…`. Also `true` for a path that cannot be normalised.
+///
+/// It does not look at `\` or `;`: the layer's normalisation refuses those (a resource map
+/// answers `400`), and tenants' prefixes cannot contain them; an upstream that reads `\` as
+/// `/` must refuse such paths itself.
 #[inline]
 pub(super) fn hides_a_prefix<'p>(path: &str, prefixes: impl Iterator<Item = &'p str>) -> bool {
     // Without anything normalisation rewrites, the path as received is the normalised one.
@@ -496,15 +500,18 @@ mod tests {
                 assert_eq!(may_normalise(&path), slow(&path), "{path:?}");
             }
         }
-        // Each pattern at every place of a longer path, across word boundaries.
+        // Each pattern at every place of longer paths, across word boundaries and in the last
+        // partial word of every length.
         for part in ["//", "/.", "%", "/a", "./", "a.", "/é/", "é."] {
-            for at in 0..=(32 - part.len()) {
-                let path = format!(
-                    "{}{part}{}",
-                    "a".repeat(at),
-                    "a".repeat(32 - at - part.len())
-                );
-                assert_eq!(may_normalise(&path), slow(&path), "{path:?}");
+            for total in 17..=32 {
+                for at in 0..=(total - part.len()) {
+                    let path = format!(
+                        "{}{part}{}",
+                        "a".repeat(at),
+                        "a".repeat(total - at - part.len())
+                    );
+                    assert_eq!(may_normalise(&path), slow(&path), "{path:?}");
+                }
             }
         }
     }
