@@ -224,6 +224,8 @@ pub struct ResourceMap {
     rewritten_literals: bool,
     /// Every method some route names, once each.
     methods: Vec<Method>,
+    /// The routes without parameters, wildcard or resolver, by path: see [`literal`](super::literal).
+    literals: super::literal::Literals,
 }
 
 impl ResourceMap {
@@ -266,6 +268,11 @@ impl ResourceMap {
             if !self.methods.contains(method) {
                 self.methods.push(method.clone());
             }
+        }
+        if let Some(path) = template.as_ref().and_then(Template::literal_path)
+            && route.resolver.is_none()
+        {
+            self.literals.insert(path, self.entries.len());
         }
         self.entries.push(Entry { route, template });
         self
@@ -367,8 +374,54 @@ impl ResourceMap {
         headers: &HeaderMap,
     ) -> Result<Resolved<'_>, PathError> {
         self.check_method(method)?;
+        if let Some(resolved) = self.resolve_literal(method, raw_path) {
+            #[cfg(debug_assertions)]
+            {
+                let full = normalize_path(raw_path)
+                    .and_then(|path| self.resolve_normalized(method, &path, headers));
+                debug_assert_eq!(full.as_ref(), Ok(&resolved), "{method} {raw_path}");
+            }
+            return Ok(resolved);
+        }
         let path = normalize_path(raw_path)?;
         self.resolve_normalized(method, &path, headers)
+    }
+
+    /// The full resolution, without the literal routes' way (for tests comparing both).
+    #[cfg(test)]
+    pub(super) fn resolve_in_full(
+        &self,
+        method: &Method,
+        raw_path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Resolved<'_>, PathError> {
+        self.check_method(method)?;
+        let path = normalize_path(raw_path)?;
+        self.resolve_normalized(method, &path, headers)
+    }
+
+    /// Whether `raw_path` takes the literal routes' way (for tests).
+    #[cfg(test)]
+    pub(super) fn takes_literal_way(&self, method: &Method, raw_path: &str) -> bool {
+        self.resolve_literal(method, raw_path).is_some()
+    }
+
+    /// The rule of the [literal route](super::literal) whose template is `raw_path`, byte for
+    /// byte: what [`resolve_normalized`](Self::resolve_normalized) decides for it, without
+    /// normalising the path or matching templates. `None` when no such route applies, the
+    /// map's templates keep or rewrite escapes, or the route is public and does not let the
+    /// method through (it falls through to other routes): the full resolution answers then.
+    #[inline]
+    fn resolve_literal(&self, method: &Method, raw_path: &str) -> Option<Resolved<'_>> {
+        if self.error.is_some() || self.escaped_literals || self.rewritten_literals {
+            return None;
+        }
+        let route = &self.entries[self.literals.get(raw_path)?].route;
+        match route.fixed_rule(method, Vec::new) {
+            Some(rule) => Some(rule),
+            None if !route.public => Some(route.method_not_allowed()),
+            None => None,
+        }
     }
 
     /// Binds every route that protects a resource by name to the id `bind` gives that name

@@ -58,6 +58,7 @@ mod axum_check;
 mod body;
 mod claims;
 mod error;
+mod literal;
 mod map;
 mod method;
 mod path;

@@ -580,27 +580,43 @@ impl Route {
         path: &NormalizedPath<'_>,
         headers: &HeaderMap,
     ) -> Option<Resolved<'m>> {
+        let Some(resolver) = &self.resolver else {
+            return self.fixed_rule(method, || template.captures(path.segments()));
+        };
         if self.is_public_for(method) {
             return Some(Resolved::Public);
         }
         if self.public {
             return None;
         }
-        if let Some(resolver) = &self.resolver {
-            let params = template.captures(path.segments());
-            let mut resolved = Resolved::from(resolver.resolve(&RequestInfo {
-                method,
-                path: path.as_str(),
-                headers,
-                params: &params,
-            }));
-            if let (Resolved::Protected(need), Some(claims)) = (&mut resolved, &self.claims) {
-                need.claims = Some(Pushing {
-                    claims: Arc::clone(claims),
-                    params,
-                });
-            }
-            return Some(resolved);
+        let params = template.captures(path.segments());
+        let mut resolved = Resolved::from(resolver.resolve(&RequestInfo {
+            method,
+            path: path.as_str(),
+            headers,
+            params: &params,
+        }));
+        if let (Resolved::Protected(need), Some(claims)) = (&mut resolved, &self.claims) {
+            need.claims = Some(Pushing {
+                claims: Arc::clone(claims),
+                params,
+            });
+        }
+        Some(resolved)
+    }
+
+    /// [`rule_for`](Self::rule_for) of a route without a resolver, whose rule depends on the
+    /// method only; `captures` gives the template's parameters for pushed claims.
+    pub(super) fn fixed_rule<'m>(
+        &'m self,
+        method: &Method,
+        captures: impl FnOnce() -> Vec<(String, String)>,
+    ) -> Option<Resolved<'m>> {
+        if self.is_public_for(method) {
+            return Some(Resolved::Public);
+        }
+        if self.public {
+            return None;
         }
         let scopes = self.scopes_for(method)?;
         Some(match &self.resource {
@@ -612,7 +628,7 @@ impl Route {
                 enforcement: self.enforcement,
                 claims: self.claims.as_ref().map(|claims| Pushing {
                     claims: Arc::clone(claims),
-                    params: template.captures(path.segments()),
+                    params: captures(),
                 }),
             }),
             // Not reached: a valid map gives every protected route without a resolver a

@@ -250,6 +250,31 @@ impl Template {
                 })
     }
 
+    /// The path this template matches, byte for byte, when it has only literal segments,
+    /// each written in its canonical spelling without escapes (`/albums/new`, `/`): the key
+    /// of the map's [literal routes](super::literal).
+    pub(crate) fn literal_path(&self) -> Option<String> {
+        if self.wildcard {
+            return None;
+        }
+        let mut path = String::new();
+        for segment in &self.segments {
+            match segment {
+                TemplateSegment::Literal(literal, written)
+                    if !literal.has_escapes() && literal.canonical() == written =>
+                {
+                    path.push('/');
+                    path.push_str(written);
+                }
+                _ => return None,
+            }
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        Some(path)
+    }
+
     /// Whether a literal segment keeps an escape (`%21`), so that the canonical and the
     /// decoded spelling of a path may select different routes.
     pub(crate) fn has_escaped_literals(&self) -> bool {

@@ -1533,3 +1533,70 @@ fn a_bare_wildcard_counts_only_when_it_beats_the_received_match() {
     assert_eq!(resource_of(&beats, "/admin"), "ERR:AsReceived");
     assert_eq!(resource_of(&beats, "/other"), "PUBLIC");
 }
+
+/// The literal routes' way (a request whose path is a template without parameters, byte for
+/// byte) answers what the full resolution answers, in maps mixing literal, parameter,
+/// wildcard and public routes, in every case and spelling, for every method.
+#[test]
+fn literal_routes_resolve_as_the_full_resolution_does() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const TEMPLATES: &[&str] = &[
+        "/", "/a", "/A", "/a/b", "/hello", "/{p}", "/a/{p}", "/a/*", "/*", "/hello/*", "/%61",
+        "/a/b/c", "/~x", "/h%65llo",
+    ];
+    const PATHS: &[&str] = &[
+        "/", "/a", "/A", "/a/b", "/A/b", "/hello", "/HELLO", "/a/", "//a", "/a/b/c", "/%61", "/x",
+        "/a/x", "/hello/x", "/~x", "/%7Ex", "/a/./b", "/h%65llo",
+    ];
+    let methods = [Method::GET, Method::HEAD, Method::POST, Method::DELETE];
+    // (template, kind): 0 protected for every method, 1 protected for GET only, 2 public,
+    // 3 public for GET only beside protected POST.
+    let route = (0..TEMPLATES.len(), 0..4_u8).prop_map(|(t, kind)| {
+        let template = TEMPLATES[t];
+        match kind {
+            0 => Route::new(template)
+                .resource_id(format!("r{t}"))
+                .any_method(["read"]),
+            1 => Route::new(template)
+                .resource_id(format!("g{t}"))
+                .scopes(Method::GET, ["view"]),
+            2 => Route::public(template),
+            _ => Route::new(template)
+                .resource_id(format!("p{t}"))
+                .public_methods([Method::GET])
+                .scopes(Method::POST, ["write"]),
+        }
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 2_000,
+        ..Config::default()
+    });
+    let literal_ways = std::cell::Cell::new(0_u32);
+    runner
+        .run(&proptest::collection::vec(route, 1..6), |routes| {
+            let map = routes
+                .into_iter()
+                .fold(ResourceMap::new(), ResourceMap::route);
+            let headers = HeaderMap::new();
+            for path in PATHS {
+                for method in &methods {
+                    literal_ways
+                        .set(literal_ways.get() + u32::from(map.takes_literal_way(method, path)));
+                    prop_assert_eq!(
+                        map.resolve_raw(method, path, &headers),
+                        map.resolve_in_full(method, path, &headers),
+                        "{} {}",
+                        method,
+                        path
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The literal routes' way was taken, and not only a few times.
+    let literal_ways = literal_ways.get();
+    assert!(literal_ways > 2_000, "{literal_ways}");
+}
