@@ -33,7 +33,8 @@
 //! - when a `TenantLayer` picked the request's tenant (a [`Tenant`] in its extensions), sets
 //!   `X-Uma-Tenant` to its name (see [`X_UMA_TENANT`]) and, when the tenant's path prefix was
 //!   stripped, `X-Forwarded-Prefix` to it (after a trusted proxy's own prefix, if it sent one);
-//! - sends it over a pooled HTTP/1.1 keep-alive connection and answers `502 Bad Gateway` when
+//! - sends it over a pooled HTTP/1.1 keep-alive connection (the proxy's own pool for its one
+//!   upstream) and answers `502 Bad Gateway` when
 //!   the upstream cannot be reached or fails, `504 Gateway Timeout` when its response head does
 //!   not arrive within [`ForwardOptions::timeout`];
 //! - answers the client in HTTP/1.1 whatever version the upstream spoke (an HTTP/1.0 upstream
@@ -81,9 +82,6 @@ use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture as UpstreamResponse};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 use tower_uma::tenant::Tenant;
 use tower_uma::{UmaPrincipal, introspect::Permission};
@@ -91,6 +89,7 @@ use tower_uma::{UmaPrincipal, introspect::Permission};
 use crate::body::RequestBody;
 use crate::memo::{Memo, address_hash};
 use crate::metrics as m;
+use crate::pool::{Exchange, Pool, PooledBody, UpstreamError};
 use crate::timer::Sleeps;
 use crate::trust::TrustedProxies;
 
@@ -205,8 +204,8 @@ pub struct Upstream {
     authority: Authority,
     /// Empty, or starts with `/` and has no trailing `/`.
     base_path: String,
-    /// The `Host` the upstream is sent: `HOST:PORT`, or `HOST` for port 80 (what hyper-util's
-    /// client would write when the request has none), made once.
+    /// The `Host` the upstream is sent: `HOST:PORT`, or `HOST` for port 80 (what an HTTP client
+    /// would write when the request has none), made once.
     host: HeaderValue,
 }
 
@@ -268,7 +267,7 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for a request's path and query.
+    /// The upstream request's URI, in origin form, for a request's path and query.
     fn uri_for(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let pq = match (pq, self.base_path.is_empty()) {
             // The request's own, shared rather than copied and checked again.
@@ -279,9 +278,8 @@ impl Upstream {
                 PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
             }
         };
+        // Origin-form (RFC 9112 §3.2.1): the connection is to the upstream already.
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(http::uri::Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(pq);
         Ok(Uri::from_parts(parts)?)
     }
@@ -309,7 +307,8 @@ pub struct ForwardOptions {
     pub timeout: Duration,
     /// Whether the client's `Authorization` header reaches the upstream. Defaults to `true`.
     pub forward_authorization: bool,
-    /// How long an idle pooled upstream connection is kept. Defaults to 90 s.
+    /// How long an idle pooled upstream connection is kept: it is closed between this and 1.5
+    /// times this after its last response. Defaults to 90 s.
     pub pool_idle_timeout: Duration,
     /// The peers whose forwarding headers are kept (see the [module docs](crate::forward)).
     /// Defaults to none.
@@ -353,18 +352,13 @@ impl ForwardOptions {
 /// Builds the forwarding service to `upstream`: the proxy without `UmaLayer`. See the
 /// [module docs](crate::forward) for what it does to each request.
 ///
-/// Must be called inside a Tokio runtime (the connection pool spawns its tasks there).
+/// Needs no runtime to be built; it serves requests in whatever Tokio runtime polls it (its
+/// connections are made and swept there).
 pub fn forwarding_service(upstream: Upstream, options: ForwardOptions) -> Forward {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(options.pool_idle_timeout)
-        .build(connector);
+    let pool = Pool::new(upstream.authority.clone(), options.pool_idle_timeout);
     Forward {
         shared: Arc::new(Shared {
-            client,
+            pool,
             upstream,
             options,
             meters: m::UpstreamMeters::register(),
@@ -383,7 +377,8 @@ pub struct Forward {
 }
 
 struct Shared {
-    client: Client<HttpConnector, RequestBody>,
+    /// The upstream's keep-alive connections.
+    pool: Arc<Pool>,
     upstream: Upstream,
     options: ForwardOptions,
     /// The upstream series, registered when the service is built.
@@ -453,7 +448,7 @@ impl Forward {
             .unwrap_or_else(|| crate::timer::far_future(now));
         ResponseFuture {
             state: State::Waiting {
-                response: self.shared.client.request(req),
+                response: self.shared.pool.send(req),
                 timeout: self.shared.sleeps.until(deadline),
                 started,
                 shared: Arc::clone(&self.shared),
@@ -557,7 +552,7 @@ enum State {
     Answered(Response<ProxyBody>),
     /// The upstream request is on its way.
     Waiting {
-        response: UpstreamResponse,
+        response: Exchange,
         /// Fires at the deadline; kept for another request once done with.
         timeout: crate::timer::Timer,
         started: std::time::Instant,
@@ -618,7 +613,7 @@ impl Shared {
     /// deadline), `elapsed` after sending; recorded in the metrics.
     fn answer(
         &self,
-        result: Option<Result<Response<Incoming>, hyper_util::client::legacy::Error>>,
+        result: Option<Result<Response<PooledBody>, UpstreamError>>,
         elapsed: Duration,
     ) -> Response<ProxyBody> {
         match result {
@@ -1086,17 +1081,17 @@ mod tests {
         assert_eq!(
             up.uri_for(Some(&PathAndQuery::from_static("/a/b?c=d")))
                 .unwrap(),
-            "http://127.0.0.1:9000/a/b?c=d"
+            "/a/b?c=d"
         );
         let up = Upstream::parse("http://localhost/api/").unwrap();
         assert_eq!(up.to_string(), "http://localhost:80/api");
         assert_eq!(
             up.uri_for(Some(&PathAndQuery::from_static("/x?y")))
                 .unwrap(),
-            "http://localhost:80/api/x?y"
+            "/api/x?y"
         );
-        assert_eq!(up.uri_for(None).unwrap(), "http://localhost:80/api/");
-        // The Host hyper-util would write: the port only when it is not 80.
+        assert_eq!(up.uri_for(None).unwrap(), "/api/");
+        // The Host of the upstream (RFC 9110 §7.2): the port only when it is not 80.
         assert_eq!(up.host, "localhost");
         assert_eq!(
             Upstream::parse("http://127.0.0.1:9000").unwrap().host,
@@ -1108,12 +1103,12 @@ mod tests {
         );
         // Without a base path the request's path and query are sent as they came.
         let plain = Upstream::parse("http://127.0.0.1:9000").unwrap();
-        assert_eq!(plain.uri_for(None).unwrap(), "http://127.0.0.1:9000/");
+        assert_eq!(plain.uri_for(None).unwrap(), "/");
         assert_eq!(
             plain
                 .uri_for(Some(&PathAndQuery::from_static("/%7Ea/b?c=%20")))
                 .unwrap(),
-            "http://127.0.0.1:9000/%7Ea/b?c=%20"
+            "/%7Ea/b?c=%20"
         );
         for bad in [
             "https://a.test",

@@ -57,6 +57,7 @@ pub mod forward;
 mod memo;
 pub mod metadata;
 pub mod metrics;
+mod pool;
 pub mod server;
 mod timer;
 pub mod trust;
