@@ -9,7 +9,8 @@
 //! [`PooledBody`] the response carries), or at once when the response has no body.
 //!
 //! What it keeps from hyper-util's client:
-//! - the most recently used idle connection is taken first;
+//! - the most recently used idle connection that is ready for a request is taken first, and
+//!   a new one is made when none is (none is waited for);
 //! - a request that a reused connection refused before sending any of it (the upstream had
 //!   closed the connection meanwhile) is sent again, on another connection; a request that
 //!   was sent, or a failure on a fresh connection, is an error;
@@ -164,8 +165,7 @@ impl Pool {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
             };
-            // An idle connection is ready, or about to be (its last response was read whole),
-            // or closed.
+            // Ready when taken, unless closed since.
             if let Err(e) = poll_fn(|cx| sender.poll_ready(cx)).await {
                 if reused {
                     continue;
@@ -221,12 +221,19 @@ impl Pool {
         Ok(sender)
     }
 
-    /// The most recently used idle connection that is not closed.
+    /// The most recently used idle connection that is ready for a request: one still sending
+    /// its last request's body (the upstream answered before reading it all), or not yet back
+    /// to waiting for a request, is passed over; closed ones are dropped.
     fn take(&self) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((sender, _)) = idle.pop_back() {
-            if !sender.is_closed() {
-                return Some(sender);
+        let mut at = idle.len();
+        while at > 0 {
+            at -= 1;
+            let (sender, _) = &idle[at];
+            if sender.is_closed() {
+                idle.remove(at);
+            } else if sender.is_ready() {
+                return idle.remove(at).map(|(sender, _)| sender);
             }
         }
         None
@@ -447,6 +454,21 @@ mod tests {
         assert_eq!(pool.idle_count(), 0);
         assert_eq!(exchange(&pool).await, 64 * 1024);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_not_ready_for_a_request_is_passed_over() {
+        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), Duration::from_secs(90));
+        // A connection whose task never runs never asks for a request.
+        let (io, _other_end) = tokio::io::duplex(64);
+        let (sender, _connection) = http1::Builder::new()
+            .handshake::<_, RequestBody>(TokioIo::new(io))
+            .await
+            .unwrap();
+        assert!(!sender.is_ready() && !sender.is_closed());
+        pool.put(sender);
+        assert!(pool.take().is_none());
+        assert_eq!(pool.idle_count(), 1, "kept for later");
     }
 
     #[tokio::test]
