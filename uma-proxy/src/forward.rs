@@ -492,7 +492,7 @@ impl Forward {
         let headers = &mut parts.headers;
         // The upstream's own Host (RFC 9110 §7.2): the client's named this proxy. Read before
         // the hop-by-hop headers go, so that a client's `Connection: host` cannot hide it from
-        // X-Forwarded-Host (hyper's client writes the upstream's again if that takes ours).
+        // X-Forwarded-Host; set again if that took ours (nothing else writes one).
         let original_host = headers
             .insert(header::HOST, self.shared.upstream.host.clone())
             .or_else(|| {
@@ -501,7 +501,9 @@ impl Forward {
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
-        remove_hop_by_hop(headers);
+        if remove_hop_by_hop(headers) && !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, self.shared.upstream.host.clone());
+        }
         if !body.is_end_stream() && body.size_hint().exact().is_none() {
             // A body of unknown length (the client sent it chunked) goes on chunked: left to
             // itself, hyper's client would send a GET, HEAD or CONNECT without it.
@@ -703,11 +705,12 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// 16, `transfer-encoding` 17, `proxy-authenticate` 18, `proxy-authorization` 19.
 const HOP_BY_HOP_LENGTHS: u64 = 1 << 2 | 1 << 7 | 1 << 10 | 1 << 16 | 1 << 17 | 1 << 18 | 1 << 19;
 
-/// Removes the hop-by-hop headers, those named by `Connection` included, and `Upgrade`.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop headers, those named by `Connection` included, and `Upgrade`;
+/// `false` when there were none (nothing was removed).
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
     // One look at each name; most messages carry none of them.
     if !headers.keys().any(is_hop_by_hop) {
-        return;
+        return false;
     }
     // Split on the bytes, so that one token that is not ASCII (or not a name) does not keep
     // the others in.
@@ -724,6 +727,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+    true
 }
 
 /// `Forwarded` (RFC 7239).

@@ -9,6 +9,8 @@
 //! [`PooledBody`] the response carries), or at once when the response has no body.
 //!
 //! What it keeps from hyper-util's client:
+//! - new connections come from its `HttpConnector` (the name resolved off the runtime's
+//!   threads, a second address family tried after 300 ms, `TCP_NODELAY`);
 //! - the most recently used idle connection that is ready for a request is taken first, and
 //!   a new one is made when none is (none is waited for);
 //! - a request that a reused connection refused before sending any of it (the upstream had
@@ -22,7 +24,8 @@
 //! - a response body dropped before its end closes its connection (its rest cannot be told
 //!   from the next response); one that ends in an error too.
 //!
-//! At most [`MAX_IDLE`] idle connections are kept; beyond that the oldest is closed.
+//! At most [`MAX_IDLE`] idle connections are kept; beyond that the oldest is closed. A zero
+//! idle timeout keeps none: each connection serves one exchange.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -34,12 +37,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::Authority;
+use http::uri::{Authority, Uri};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service as _;
 
 use crate::body::RequestBody;
 
@@ -48,8 +52,13 @@ pub(crate) const MAX_IDLE: usize = 1024;
 
 /// The connections to the upstream (see the [module docs](self)).
 pub(crate) struct Pool {
-    /// `HOST:PORT` to connect to.
-    authority: Authority,
+    /// `http://HOST:PORT/`, what `connector` connects to.
+    uri: Uri,
+    /// hyper-util's TCP connector: the name resolved off the runtime's threads, the addresses
+    /// tried in turn with a second family after 300 ms (RFC 8305), `TCP_NODELAY`.
+    connector: HttpConnector,
+    /// Whether idle connections are kept at all (a zero idle timeout keeps none).
+    keep: bool,
     /// Idle connections, the most recently used last, each with the sweep epoch it went idle in.
     idle: Mutex<VecDeque<(SendRequest<RequestBody>, u64)>>,
     /// Sweeps so far: the pool's coarse clock.
@@ -75,7 +84,7 @@ impl Drop for Running {
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("authority", &self.authority)
+            .field("uri", &self.uri)
             .field("idle", &self.idle_count())
             .finish_non_exhaustive()
     }
@@ -85,7 +94,7 @@ impl fmt::Debug for Pool {
 #[derive(Debug)]
 pub(crate) enum UpstreamError {
     /// The TCP connection could not be made.
-    Connect(std::io::Error),
+    Connect(Box<dyn std::error::Error + Send + Sync>),
     /// The connection was made, but the request could not be sent or no response came.
     Request(hyper::Error),
 }
@@ -102,7 +111,7 @@ impl fmt::Display for UpstreamError {
 impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Connect(e) => Some(e),
+            Self::Connect(e) => Some(&**e),
             Self::Request(e) => Some(e),
         }
     }
@@ -113,10 +122,20 @@ pub(crate) type Exchange =
     Pin<Box<dyn Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send>>;
 
 impl Pool {
-    /// A pool for `authority`, closing connections idle for `idle_timeout`.
+    /// A pool for `authority`, closing connections idle for `idle_timeout` (zero: each
+    /// connection serves one exchange).
     pub(crate) fn new(authority: Authority, idle_timeout: Duration) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         Arc::new(Self {
-            authority,
+            uri: Uri::from_parts(parts).expect("an http URI with an authority and a path"),
+            connector,
+            keep: !idle_timeout.is_zero(),
             idle: Mutex::new(VecDeque::new()),
             epoch: AtomicU64::new(0),
             every: (idle_timeout / 2).max(Duration::from_millis(1)),
@@ -202,15 +221,14 @@ impl Pool {
 
     /// A new connection to the upstream; its connection task runs on its own.
     async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
-        let stream = tokio::net::TcpStream::connect(self.authority.as_str())
+        let io = self
+            .connector
+            .clone()
+            .call(self.uri.clone())
             .await
-            .map_err(UpstreamError::Connect)?;
-        // Small requests and responses go out at once.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an upstream connection");
-        }
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
         let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(io)
             .await
             .map_err(UpstreamError::Request)?;
         tokio::spawn(async move {
@@ -241,7 +259,7 @@ impl Pool {
 
     /// Keeps `sender` for another request.
     fn put(self: &Arc<Self>, sender: SendRequest<RequestBody>) {
-        if sender.is_closed() {
+        if !self.keep || sender.is_closed() {
             return;
         }
         self.sweep_later();
@@ -337,6 +355,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -507,6 +526,69 @@ mod tests {
         assert_eq!(pool.idle_count(), 0);
         exchange(&pool).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_zero_idle_timeout_keeps_no_connection() {
+        let (authority, accepted) = upstream(false).await;
+        let pool = Pool::new(authority, Duration::ZERO);
+        exchange(&pool).await;
+        assert_eq!(pool.idle_count(), 0);
+        exchange(&pool).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// The sweeping task closes idle connections on its own, and starts again in a second
+    /// runtime once the first (where it ran) is gone.
+    #[test]
+    fn the_sweeping_task_runs_in_each_runtime_the_pool_serves() {
+        use std::io::{Read, Write};
+        // An upstream on threads of its own, outliving both runtimes.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                let Ok(mut socket) = socket else { return };
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut buf = [0; 1024];
+                    while let Ok(n @ 1..) = socket.read(&mut buf) {
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if socket.write_all(ok).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let pool = Pool::new(authority, Duration::from_millis(40));
+        for _ in 0..2 {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let response = pool.send(get()).await.unwrap();
+                response.into_body().collect().await.unwrap();
+                assert_eq!(pool.idle_count(), 1);
+                assert!(pool.sweeping.load(Ordering::SeqCst));
+                // Closed 40 to 60 ms after; waited for at most 10 s.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while pool.idle_count() > 0 {
+                    assert!(tokio::time::Instant::now() < deadline, "never swept");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            drop(runtime);
+            assert!(
+                !pool.sweeping.load(Ordering::SeqCst),
+                "the task went with its runtime"
+            );
+        }
     }
 
     #[tokio::test]

@@ -112,7 +112,8 @@ async fn serve_hands_a_service_that_waits_for_readiness_its_permit() {
     assert!(r.is_ok(), "a later request on a new connection hangs too");
 }
 
-/// `Connection: host` (the client names Host hop-by-hop): X-Forwarded-Host.
+/// `Connection: host` (the client names Host hop-by-hop): X-Forwarded-Host, and the upstream
+/// still gets its own Host.
 #[tokio::test]
 async fn a_connection_header_naming_host_keeps_x_forwarded_host() {
     let up = echo_upstream();
@@ -129,4 +130,5 @@ async fn a_connection_header_naming_host_keeps_x_forwarded_host() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let head = String::from_utf8_lossy(&body).to_lowercase();
     assert!(head.contains("x-forwarded-host: public.example"), "{head}");
+    assert!(head.contains(&format!("\r\nhost: {up}\r\n")), "{head}");
 }
