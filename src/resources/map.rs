@@ -375,14 +375,24 @@ impl ResourceMap {
     ) -> Result<Resolved<'_>, PathError> {
         self.check_method(method)?;
         if let Some(resolved) = self.resolve_literal(method, raw_path) {
-            #[cfg(debug_assertions)]
-            {
-                let full = normalize_path(raw_path)
-                    .and_then(|path| self.resolve_normalized(method, &path, headers));
-                debug_assert_eq!(full.as_ref(), Ok(&resolved), "{method} {raw_path}");
-            }
+            debug_assert_eq!(
+                self.resolve_path(method, raw_path, headers).as_ref(),
+                Ok(&resolved),
+                "{method} {raw_path}"
+            );
             return Ok(resolved);
         }
+        self.resolve_path(method, raw_path, headers)
+    }
+
+    /// The full resolution of a request whose method is checked: its path normalised, then
+    /// matched against every template.
+    fn resolve_path(
+        &self,
+        method: &Method,
+        raw_path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Resolved<'_>, PathError> {
         let path = normalize_path(raw_path)?;
         self.resolve_normalized(method, &path, headers)
     }
@@ -396,8 +406,7 @@ impl ResourceMap {
         headers: &HeaderMap,
     ) -> Result<Resolved<'_>, PathError> {
         self.check_method(method)?;
-        let path = normalize_path(raw_path)?;
-        self.resolve_normalized(method, &path, headers)
+        self.resolve_path(method, raw_path, headers)
     }
 
     /// Whether `raw_path` takes the literal routes' way (for tests).

@@ -542,29 +542,9 @@ mod tests {
     /// runtime once the first (where it ran) is gone.
     #[test]
     fn the_sweeping_task_runs_in_each_runtime_the_pool_serves() {
-        use std::io::{Read, Write};
-        // An upstream on threads of its own, outliving both runtimes.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
-        std::thread::spawn(move || {
-            for socket in listener.incoming() {
-                let Ok(mut socket) = socket else { return };
-                std::thread::spawn(move || {
-                    let mut seen = Vec::new();
-                    let mut buf = [0; 1024];
-                    while let Ok(n @ 1..) = socket.read(&mut buf) {
-                        seen.extend_from_slice(&buf[..n]);
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            seen.drain(..end + 4);
-                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if socket.write_all(ok).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        // An upstream on a runtime of its own, outliving both.
+        let upstream_runtime = tokio::runtime::Runtime::new().unwrap();
+        let (authority, _) = upstream_runtime.block_on(upstream(false));
         let pool = Pool::new(authority, Duration::from_millis(40));
         for _ in 0..2 {
             let runtime = tokio::runtime::Builder::new_current_thread()
