@@ -19,7 +19,7 @@ impl ResourceMap {
             return None;
         }
         let path = normalize_path(raw_path).ok()?;
-        let index = self.select(&path, Lens::CANONICAL)?;
+        let index = self.select(path.segments(), Lens::CANONICAL)?;
         let route = &self.entries.get(index)?.route;
         (!route.public || route.is_public_for(method)).then_some(index)
     }

@@ -374,7 +374,10 @@ impl ResourceMap {
         headers: &HeaderMap,
     ) -> Result<Resolved<'_>, PathError> {
         self.check_method(method)?;
-        if let Some(resolved) = self.resolve_literal(method, raw_path) {
+        let quick = self
+            .resolve_literal(method, raw_path)
+            .or_else(|| self.resolve_plain(method, raw_path));
+        if let Some(resolved) = quick {
             debug_assert_eq!(
                 self.resolve_path(method, raw_path, headers).as_ref(),
                 Ok(&resolved),
@@ -415,6 +418,13 @@ impl ResourceMap {
         self.resolve_literal(method, raw_path).is_some()
     }
 
+    /// Whether `raw_path` takes the plain paths' way (for tests).
+    #[cfg(test)]
+    pub(super) fn takes_plain_way(&self, method: &Method, raw_path: &str) -> bool {
+        self.resolve_literal(method, raw_path).is_none()
+            && self.resolve_plain(method, raw_path).is_some()
+    }
+
     /// The rule of the [literal route](super::literal) whose template is `raw_path`, byte for
     /// byte: what [`resolve_normalized`](Self::resolve_normalized) decides for it, without
     /// normalising the path or matching templates. `None` when no such route applies, the
@@ -429,6 +439,50 @@ impl ResourceMap {
         match route.fixed_rule(method, Vec::new) {
             Some(rule) => Some(rule),
             None if !route.public => Some(route.method_not_allowed()),
+            None => None,
+        }
+    }
+
+    /// What [`resolve_normalized`](Self::resolve_normalized) decides for a path in canonical
+    /// form made of plain bytes only ([`plain_segments`]), when the decision needs none of its
+    /// cross-checks: the best route under the layer's own view matches the path's literals in
+    /// their exact case, no `*` of it matches nothing, and it has no resolver of the user's and
+    /// takes the method (or, protected, refuses it). Then no escape can make a decoding
+    /// upstream choose otherwise, a case-sensitive router chooses the same route, and a router
+    /// matching the path as received sees these very segments (the path is verbatim), so the
+    /// full resolution comes down to this route's rule. `None` in every other case, and when
+    /// a template keeps or rewrites an escape: the full resolution answers then. Debug builds
+    /// check every answer against it.
+    #[inline]
+    fn resolve_plain(&self, method: &Method, raw_path: &str) -> Option<Resolved<'_>> {
+        if self.error.is_some() || self.escaped_literals || self.rewritten_literals {
+            return None;
+        }
+        let mut spare = [""; PLAIN_SEGMENTS];
+        let segments = plain_segments(raw_path, &mut spare)?;
+        // `select` under `Lens::CANONICAL`, learning in the same pass whether the best route
+        // matches under `Lens::EXACT_CASE` too.
+        let mut best: Option<(usize, &Template, bool)> = None;
+        for (index, template) in self.templates() {
+            if let Some(exact) = template.matches_plain(segments)
+                && best.is_none_or(|(_, b, _)| template.precedence() > b.precedence())
+            {
+                best = Some((index, template, exact));
+            }
+        }
+        let Some((best, template, exact)) = best else {
+            // No route matches, nor does any as received (the same segments, the same case
+            // ignored or not).
+            return Some(Resolved::Unmapped);
+        };
+        let route = &self.entries[best].route;
+        if route.resolver.is_some() || !exact || template.wildcard_matches_nothing(segments) {
+            return None;
+        }
+        match route.fixed_rule(method, || template.captures(segments)) {
+            Some(rule) => Some(rule),
+            None if !route.public => Some(route.method_not_allowed()),
+            // A public route that does not let the method through: it falls through.
             None => None,
         }
     }
@@ -476,9 +530,9 @@ impl ResourceMap {
         if self.error.is_some() {
             return Ok(Resolved::Unmapped);
         }
-        let selected = self.select(path, Lens::CANONICAL);
+        let selected = self.select(path.segments(), Lens::CANONICAL);
         let escapes = path.has_escapes() || self.escaped_literals;
-        if escapes && self.select(path, Lens::DECODED) != selected {
+        if escapes && self.select(path.segments(), Lens::DECODED) != selected {
             return Err(PathError::Ambiguous);
         }
         // A router matching the path as received (axum's) may choose another route (an empty
@@ -513,7 +567,7 @@ impl ResourceMap {
     /// there, and each wildcard route whose bare prefix is the path and would beat it (when
     /// the application serves the bare prefix too, as `*` matching nothing here suggests).
     fn received_candidates(&self, received: &NormalizedPath<'_>) -> Vec<usize> {
-        let best = self.select(received, Lens::RECEIVED);
+        let best = self.select(received.segments(), Lens::RECEIVED);
         let best_template = best.and_then(|i| self.entries[i].template.as_ref());
         let bare = self
             .templates()
@@ -548,7 +602,7 @@ impl ResourceMap {
         let template = self.entries[best].template.as_ref();
         let exact = template.is_some_and(|t| t.matches(path.segments(), Lens::EXACT_CASE));
         if !exact || fell_through {
-            let other = match self.select(path, Lens::EXACT_CASE) {
+            let other = match self.select(path.segments(), Lens::EXACT_CASE) {
                 Some(index) => Some(decide(index, Lens::EXACT_CASE)?.0),
                 None => None,
             };
@@ -563,7 +617,7 @@ impl ResourceMap {
     }
 
     /// The index of the best matching route under `lens`, by the precedence rules.
-    pub(super) fn select(&self, path: &NormalizedPath<'_>, lens: Lens) -> Option<usize> {
+    pub(super) fn select<S: Segment>(&self, path: &[S], lens: Lens) -> Option<usize> {
         let mut best: Option<(usize, &Template)> = None;
         for (index, template) in self.matching(path, lens) {
             if best.is_none_or(|(_, b)| template.precedence() > b.precedence()) {
@@ -574,13 +628,13 @@ impl ResourceMap {
     }
 
     /// The routes whose templates match `path` under `lens`, with their index.
-    fn matching<'s>(
+    fn matching<'s, S: Segment>(
         &'s self,
-        path: &'s NormalizedPath<'_>,
+        path: &'s [S],
         lens: Lens,
     ) -> impl Iterator<Item = (usize, &'s Template)> {
         self.templates()
-            .filter(move |(_, template)| template.matches(path.segments(), lens))
+            .filter(move |(_, template)| template.matches(path, lens))
     }
 
     /// Every route's template, with the route's index.
@@ -621,7 +675,10 @@ impl ResourceMap {
         // forward a method that falls through to an enforcing route's handler.
         let mut allow = route.allowed_methods();
         let mut enforcement = route.enforcement;
-        for (other, template) in self.matching(path, lens).filter(|(i, _)| *i != index) {
+        for (other, template) in self
+            .matching(path.segments(), lens)
+            .filter(|(i, _)| *i != index)
+        {
             let other = &self.entries[other].route;
             if other.enforcement == Some(EnforcementMode::Enforcing) {
                 enforcement = other.enforcement;

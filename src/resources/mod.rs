@@ -75,10 +75,10 @@ use serde::Serialize;
 
 pub(crate) use self::method::check_route_method;
 pub(crate) use self::method::is_case_variant;
-use self::path::NormalizedPath;
 pub use self::path::PathError;
 pub(crate) use self::path::normalize_path;
-use self::template::{Lens, Template};
+use self::path::{NormalizedPath, PLAIN_SEGMENTS, plain_segments};
+use self::template::{Lens, Segment, Template};
 pub use crate::pipeline::Unmapped;
 use crate::registration::Binding;
 

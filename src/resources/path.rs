@@ -252,6 +252,47 @@ pub(crate) fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError>
     })
 }
 
+/// The most segments [`plain_segments`] splits a path into.
+pub(crate) const PLAIN_SEGMENTS: usize = 16;
+
+/// The segments of `raw` when it is in canonical form as received and made of plain bytes
+/// only (unreserved characters, sub-delims but `;`, `:` and `@`, no `%`), with no empty, `.`
+/// or `..` segment and no trailing slash, in at most [`PLAIN_SEGMENTS`] segments: then
+/// [`normalize_path`] would accept it, find it [verbatim](NormalizedPath::is_verbatim) and
+/// split it into exactly these segments, each borrowed and without escapes. `None` for every
+/// other path (which the full normalisation then accepts or refuses); the root `/` has none.
+///
+/// One pass over the bytes, no allocation: the way of requests in the common spelling.
+#[inline]
+pub(crate) fn plain_segments<'a, 'b>(
+    raw: &'a str,
+    out: &'b mut [&'a str; PLAIN_SEGMENTS],
+) -> Option<&'b [&'a str]> {
+    let rest = raw.strip_prefix('/')?;
+    if rest.is_empty() {
+        return Some(&out[..0]);
+    }
+    let bytes = rest.as_bytes();
+    let (mut count, mut start) = (0, 0);
+    for end in 0..=bytes.len() {
+        if end < bytes.len() && bytes[end] != b'/' {
+            if !PLAIN[usize::from(bytes[end])] {
+                return None;
+            }
+            continue;
+        }
+        // A segment ends at `end`: a slash, or the end of the path.
+        let segment = rest.get(start..end)?;
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return None;
+        }
+        *out.get_mut(count)? = segment;
+        count += 1;
+        start = end + 1;
+    }
+    Some(&out[..count])
+}
+
 /// Normalises one segment (the text between two slashes). `Ok(None)` for an empty segment.
 ///
 /// Also used for the literal segments of route templates, so that a template and a request

@@ -4,6 +4,36 @@
 
 use super::path::{PathSegment, normalize_segment};
 
+/// A request path segment as templates see it: [`PathSegment`], or the `&str` of a path in
+/// canonical form made of plain bytes only (see
+/// [`plain_segments`](super::path::plain_segments)), whose spellings are all the text itself.
+pub(crate) trait Segment {
+    /// The canonical spelling (only unreserved characters decoded).
+    fn canonical(&self) -> &str;
+    /// The fully percent-decoded value.
+    fn decoded(&self) -> &str;
+}
+
+impl Segment for PathSegment<'_> {
+    fn canonical(&self) -> &str {
+        PathSegment::canonical(self)
+    }
+
+    fn decoded(&self) -> &str {
+        PathSegment::decoded(self)
+    }
+}
+
+impl Segment for &str {
+    fn canonical(&self) -> &str {
+        self
+    }
+
+    fn decoded(&self) -> &str {
+        self
+    }
+}
+
 /// The name under which a trailing `*` captures the rest of the path.
 pub(crate) const WILDCARD_PARAM: &str = "*";
 
@@ -137,7 +167,7 @@ impl Template {
     }
 
     /// Whether the template matches these path segments, comparing literals as `lens` says.
-    pub(crate) fn matches(&self, path: &[PathSegment<'_>], lens: Lens) -> bool {
+    pub(crate) fn matches<S: Segment>(&self, path: &[S], lens: Lens) -> bool {
         let (n, k) = (path.len(), self.segments.len());
         let length_fits = match (self.wildcard, lens.spelling) {
             (false, _) => n == k,
@@ -146,6 +176,30 @@ impl Template {
             (true, _) => n >= k,
         };
         length_fits && self.segments_match(path, lens)
+    }
+
+    /// For the segments of a plain path (see [`plain_segments`](super::path::plain_segments)),
+    /// in one pass: `None` when the template does not match them under
+    /// [`Lens::CANONICAL`], else whether it also matches under [`Lens::EXACT_CASE`] (every
+    /// literal in the same case). What [`matches`](Self::matches) answers for both lenses.
+    pub(crate) fn matches_plain(&self, path: &[&str]) -> Option<bool> {
+        let (n, k) = (path.len(), self.segments.len());
+        if n < k || (n > k && !self.wildcard) {
+            return None;
+        }
+        let mut exact = true;
+        for (t, p) in self.segments.iter().zip(path) {
+            if let TemplateSegment::Literal(literal, _) = t {
+                let ours = literal.canonical();
+                if ours != *p {
+                    if !ours.eq_ignore_ascii_case(p) {
+                        return None;
+                    }
+                    exact = false;
+                }
+            }
+        }
+        Some(exact)
     }
 
     /// Whether the template ends in a `*` and its segments match all of `path` as received:
@@ -159,7 +213,7 @@ impl Template {
 
     /// Whether the template's segments match the first segments of `path` (which has as many
     /// or more), comparing literals as `lens` says.
-    fn segments_match(&self, path: &[PathSegment<'_>], lens: Lens) -> bool {
+    fn segments_match<S: Segment>(&self, path: &[S], lens: Lens) -> bool {
         let received = lens.spelling == Spelling::Received;
         self.segments
             .iter()
@@ -176,18 +230,15 @@ impl Template {
                         Spelling::Decoded => (literal.decoded(), p.decoded()),
                         Spelling::Received => (written.as_str(), p.canonical()),
                     };
-                    if lens.exact_case {
-                        ours == theirs
-                    } else {
-                        ours.eq_ignore_ascii_case(theirs)
-                    }
+                    // The usual spelling first: the same bytes (one comparison of the whole).
+                    ours == theirs || (!lens.exact_case && ours.eq_ignore_ascii_case(theirs))
                 }
             })
     }
 
     /// Whether the template ends in a `*` that matches no segment of `path` (`/admin/*` for
     /// `/admin`), which axum's router would not match.
-    pub(crate) fn wildcard_matches_nothing(&self, path: &[PathSegment<'_>]) -> bool {
+    pub(crate) fn wildcard_matches_nothing<S>(&self, path: &[S]) -> bool {
         self.wildcard && path.len() == self.segments.len()
     }
 
@@ -202,7 +253,7 @@ impl Template {
 
     /// The decoded captures of a matching path: each `{name}`, then `*` (the rest of the path,
     /// decoded segments joined with `/`) for a wildcard template.
-    pub(crate) fn captures(&self, path: &[PathSegment<'_>]) -> Vec<(String, String)> {
+    pub(crate) fn captures<S: Segment>(&self, path: &[S]) -> Vec<(String, String)> {
         let mut captures: Vec<(String, String)> = self
             .segments
             .iter()
@@ -216,7 +267,7 @@ impl Template {
             let rest: Vec<&str> = path
                 .iter()
                 .skip(self.segments.len())
-                .map(PathSegment::decoded)
+                .map(Segment::decoded)
                 .collect();
             captures.push((WILDCARD_PARAM.to_owned(), rest.join("/")));
         }

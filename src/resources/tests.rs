@@ -1600,3 +1600,220 @@ fn literal_routes_resolve_as_the_full_resolution_does() {
     let literal_ways = literal_ways.get();
     assert!(literal_ways > 2_000, "{literal_ways}");
 }
+
+/// The plain paths' way (a path in canonical form of plain bytes, whose best route decides
+/// without cross-checks) answers what the full resolution answers, in maps mixing literal,
+/// parameter, wildcard, public, pushing and resolver routes, for paths in every case and
+/// spelling, for every method.
+#[test]
+fn plain_paths_resolve_as_the_full_resolution_does() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const TEMPLATES: &[&str] = &[
+        "/",
+        "/a",
+        "/A",
+        "/a/b",
+        "/{p}",
+        "/a/{p}",
+        "/A/{q}",
+        "/{p}/b",
+        "/{p}/{q}",
+        "/a/*",
+        "/*",
+        "/a/{p}/*",
+        "/{p}/b/*",
+        "/a/b/c",
+        "/a/{p}/c",
+        "/~x/{p}",
+        "/x:y/{p}",
+        "/%61/{p}",
+        "/h%65llo/{p}",
+        "/{p}/{q}/{r}",
+        "/a%21/{p}",
+    ];
+    const PATHS: &[&str] = &[
+        "/",
+        "/a",
+        "/A",
+        "/a/b",
+        "/A/b",
+        "/a/B",
+        "/a/1",
+        "/A/1",
+        "/1/b",
+        "/1/B",
+        "/1/2",
+        "/a/b/c",
+        "/a/1/c",
+        "/a/1/C",
+        "/A/1/c",
+        "/a/b/c/d",
+        "/x/y/z/w",
+        "/~x/1",
+        "/x:y/1",
+        "/X:Y/1",
+        "/a/",
+        "//a",
+        "/a//b",
+        "/a/./b",
+        "/a/../b",
+        "/./a",
+        "/..",
+        "/a/%31",
+        "/%61/1",
+        "/hello/1",
+        "/a/b%20c",
+        "/a/1;x",
+        "/a/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16",
+        "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q",
+        "/a/@!$&'()*+,=-._~",
+        "/a!/1",
+        "/a%21/1",
+    ];
+    let methods = [Method::GET, Method::HEAD, Method::POST, Method::DELETE];
+    let route = (0..TEMPLATES.len(), 0..6_u8).prop_map(|(t, kind)| {
+        let template = TEMPLATES[t];
+        match kind {
+            0 => Route::new(template)
+                .resource_id(format!("r{t}"))
+                .any_method(["read"]),
+            1 => Route::new(template)
+                .resource_id(format!("g{t}"))
+                .scopes(Method::GET, ["view"]),
+            2 => Route::public(template),
+            3 => Route::new(template)
+                .resource_id(format!("p{t}"))
+                .public_methods([Method::GET])
+                .scopes(Method::POST, ["write"]),
+            4 => Route::new(template)
+                .resource_id(format!("c{t}"))
+                .any_method(["read"])
+                .push_claims(
+                    PushedClaims::new()
+                        .claim("id", "{request.path['p']}")
+                        .expect("a valid claim"),
+                ),
+            _ => Route::new(template).resolver(|info: &RequestInfo<'_>| {
+                Resolution::protected(ResourceRef::Id(format!("v{}", info.path)), ["read"])
+            }),
+        }
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 2_000,
+        ..Config::default()
+    });
+    let plain_ways = std::cell::Cell::new(0_u32);
+    runner
+        .run(&proptest::collection::vec(route, 1..7), |routes| {
+            let map = routes
+                .into_iter()
+                .fold(ResourceMap::new(), ResourceMap::route);
+            let headers = HeaderMap::new();
+            for path in PATHS {
+                for method in &methods {
+                    plain_ways.set(plain_ways.get() + u32::from(map.takes_plain_way(method, path)));
+                    prop_assert_eq!(
+                        map.resolve_raw(method, path, &headers),
+                        map.resolve_in_full(method, path, &headers),
+                        "{} {}",
+                        method,
+                        path
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The plain paths' way was taken, and not only a few times.
+    let plain_ways = plain_ways.get();
+    assert!(plain_ways > 20_000, "{plain_ways}");
+}
+
+/// `plain_segments` splits exactly the paths `normalize_path` finds verbatim without escapes,
+/// into the same segments.
+#[test]
+fn plain_segments_agree_with_the_normalisation() {
+    use super::path::{PLAIN_SEGMENTS, plain_segments};
+    let long = "/s".repeat(PLAIN_SEGMENTS);
+    let too_long = "/s".repeat(PLAIN_SEGMENTS + 1);
+    for raw in [
+        "/",
+        "",
+        "a",
+        "/a",
+        "/a/b",
+        "/A/b/",
+        "//a",
+        "/a//b",
+        "/a/./b",
+        "/a/..",
+        "/.",
+        "/..",
+        "/...",
+        "/.a",
+        "/a.",
+        "/%61",
+        "/a%20b",
+        "/a b",
+        "/a;b",
+        "/a\\b",
+        "/é",
+        "/a?b",
+        "/a#b",
+        "/~x/@/:/!$&'()*+,=",
+        "/a\u{7f}",
+        long.as_str(),
+        too_long.as_str(),
+    ] {
+        let mut spare = [""; PLAIN_SEGMENTS];
+        let plain = plain_segments(raw, &mut spare).map(<[&str]>::to_vec);
+        let full = normalize_path(raw)
+            .ok()
+            .filter(|p| p.is_verbatim() && !p.has_escapes());
+        match (&plain, &full) {
+            (Some(plain), Some(full)) => {
+                let segments: Vec<&str> = full.segments().iter().map(|s| s.canonical()).collect();
+                assert_eq!(plain, &segments, "{raw:?}");
+            }
+            (None, Some(full)) => {
+                assert!(full.segments().len() > PLAIN_SEGMENTS, "{raw:?} is plain");
+            }
+            (Some(_), None) => panic!("{raw:?} is not plain"),
+            (None, None) => {}
+        }
+    }
+}
+
+/// `Template::matches_plain` answers, in one pass, what `matches` answers under the layer's
+/// own view and under exact case.
+#[test]
+fn matching_plain_segments_in_one_pass() {
+    let templates = [
+        "/", "/a", "/A/b", "/a/{p}", "/{p}/B", "/a/*", "/*", "/a/{p}/*", "/x:y/~z",
+    ];
+    let paths: [&[&str]; 9] = [
+        &[],
+        &["a"],
+        &["A"],
+        &["a", "b"],
+        &["A", "B"],
+        &["a", "b", "c"],
+        &["q", "B"],
+        &["q", "b"],
+        &["X:Y", "~z"],
+    ];
+    for source in templates {
+        let template = Template::parse(source).unwrap();
+        for path in paths {
+            let canonical = template.matches(path, Lens::CANONICAL);
+            let exact = template.matches(path, Lens::EXACT_CASE);
+            assert_eq!(
+                template.matches_plain(path),
+                canonical.then_some(exact),
+                "{source} {path:?}"
+            );
+        }
+    }
+}
