@@ -82,7 +82,7 @@ where
         // Decided at once (the common case: a cached answer that grants the request): no
         // future of the layer's own, and no clone of the inner service.
         Flow::Pass => ResponseFuture::calling(inner.call(req)),
-        Flow::Respond(response) => ResponseFuture::ready(response),
+        Flow::Respond(response) => ResponseFuture::ready(*response),
         Flow::Pending(pending) => {
             // The ready inner service goes into the future; this one keeps a fresh clone.
             let clone = inner.clone();

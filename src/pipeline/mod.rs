@@ -140,13 +140,16 @@ impl RptCheck {
 }
 
 /// What [`Uma`](crate::Uma)'s `call` does after [`Pipeline::start`].
+///
+/// Two words: the answers that carry something are boxed, so that the common [`Pass`](Self::Pass)
+/// is not moved around as a few hundred bytes of an enum sized for a [`Pending`].
 pub(crate) enum Flow<R> {
     /// Call the inner service with the request (which carries a principal when allowed).
     Pass,
     /// Answer with the layer's own response; the inner service is not called.
-    Respond(Response<R>),
+    Respond(Box<Response<R>>),
     /// Finish with [`Pending::run`], then call the inner service or answer.
-    Pending(Pending),
+    Pending(Box<Pending>),
 }
 
 /// A request that waits for the AS: what it needs (owned), and where the asynchronous part
@@ -353,7 +356,7 @@ impl Pipeline {
         let fingerprint = token.as_ref().map(BearerToken::fingerprint);
         facts.token = fingerprint;
         let pending = |stage| {
-            Flow::Pending(Pending {
+            Flow::Pending(Box::new(Pending {
                 span: span.clone(),
                 need: need.clone().into_owned(),
                 enforcement,
@@ -361,7 +364,7 @@ impl Pipeline {
                 fingerprint,
                 claims: claims.clone(),
                 stage,
-            })
+            }))
         };
         let Some(id) = self.known_id(&need) else {
             return pending(Stage::Lookup);
@@ -442,7 +445,7 @@ impl Pipeline {
             }
         };
         let fingerprint = token.as_ref().map(BearerToken::fingerprint);
-        Some(Flow::Pending(Pending {
+        Some(Flow::Pending(Box::new(Pending {
             span: span.clone(),
             need: Protected {
                 resource: Cow::Owned(ResourceRef::Id(String::new())),
@@ -457,7 +460,7 @@ impl Pipeline {
             fingerprint,
             claims: None,
             stage: Stage::Lazy(path),
-        }))
+        })))
     }
 
     /// Lazy paths: the resource the AS has for the path of a [`Stage::Lazy`] request, which
@@ -853,7 +856,7 @@ fn end<B, R: Default>(
         why,
     ) {
         Ok(()) => Flow::Pass,
-        Err(response) => Flow::Respond(response),
+        Err(response) => Flow::Respond(Box::new(response)),
     }
 }
 

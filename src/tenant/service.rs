@@ -432,7 +432,7 @@ impl<S> Tenants<S> {
             let pipeline: &Arc<Pipeline> = layer.pipeline();
             match pipeline.start(&mut req) {
                 Flow::Pass => Ok(req),
-                Flow::Respond(response) => Err(response),
+                Flow::Respond(response) => Err(*response),
                 Flow::Pending(pending) => pending.run(Arc::clone(pipeline), req).await,
             }
         };
