@@ -53,6 +53,17 @@ const REGISTERED: [&str; 32] = [
 /// case): frameworks that upper-case methods would run that method's handler, while the
 /// map, comparing bytes, would apply another rule.
 pub(crate) fn is_case_variant(method: &Method, listed: &[Method]) -> bool {
+    // The standard methods `http` parses are spelled in upper case (the usual requests: a
+    // comparison of the variant, no look at the bytes).
+    if *method == Method::GET
+        || *method == Method::POST
+        || *method == Method::HEAD
+        || *method == Method::PUT
+        || *method == Method::DELETE
+        || *method == Method::PATCH
+    {
+        return false;
+    }
     let name = method.as_str();
     if !name.bytes().any(|b| b.is_ascii_lowercase()) {
         return false;
