@@ -24,8 +24,8 @@ pub enum BearerOutcome {
     Malformed(&'static str),
 }
 
-impl From<Bearer> for BearerOutcome {
-    fn from(bearer: Bearer) -> Self {
+impl From<Bearer<'_>> for BearerOutcome {
+    fn from(bearer: Bearer<'_>) -> Self {
         match bearer {
             Bearer::Absent => Self::Absent,
             Bearer::Token(t) => Self::Token(t.as_bytes().to_vec()),

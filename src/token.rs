@@ -15,6 +15,7 @@
 //! assert_eq!(secret.fingerprint().to_string().len(), 12);
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::header::AUTHORIZATION;
@@ -136,15 +137,24 @@ impl fmt::Debug for Fingerprint {
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// A bearer token as it stands in the request's `Authorization` header: the header value
-/// (shared, not copied) and where the token is in it. A hit in the cache needs only its
-/// fingerprint; an [`Rpt`] is made from it on a miss.
+/// (borrowed from the request, or shared, never copied) and where the token is in it. A hit
+/// in the cache needs only its fingerprint; an [`Rpt`] is made from it on a miss.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct BearerToken {
-    value: HeaderValue,
+pub(crate) struct BearerToken<'h> {
+    value: Cow<'h, HeaderValue>,
     start: usize,
 }
 
-impl BearerToken {
+impl BearerToken<'_> {
+    /// The token holding the header value itself (shared, not copied), for the requests that
+    /// wait for the AS.
+    pub(crate) fn into_owned(self) -> BearerToken<'static> {
+        BearerToken {
+            value: Cow::Owned(self.value.into_owned()),
+            start: self.start,
+        }
+    }
+
     /// The token's bytes (ASCII, checked when parsed).
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.value.as_bytes()[self.start..]
@@ -160,7 +170,7 @@ impl BearerToken {
     }
 }
 
-impl fmt::Debug for BearerToken {
+impl fmt::Debug for BearerToken<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BearerToken([redacted])")
     }
@@ -168,12 +178,12 @@ impl fmt::Debug for BearerToken {
 
 /// What the `Authorization` header of a request says about an RPT (RFC 6750 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Bearer {
+pub(crate) enum Bearer<'h> {
     /// No usable bearer credential: no header, an empty one, another scheme, or `Bearer`
     /// followed by nothing. Treated as a tokenless request (docs/protocol.md §6.4).
     Absent,
     /// A syntactically valid bearer token.
-    Token(BearerToken),
+    Token(BearerToken<'h>),
     /// A bearer credential that cannot be a token: several `Authorization` headers, bytes that
     /// are not visible ASCII, characters outside RFC 6750's `b64token`, or more than
     /// [`MAX_TOKEN_LEN`] bytes. Answered with `400 invalid_request`.
@@ -185,7 +195,7 @@ pub(crate) enum Bearer {
 /// The scheme compares case-insensitively and may be followed by one or more spaces
 /// (RFC 6750 §2.1, RFC 9110 §11.1). Works on the header's bytes: the token is checked against
 /// the `b64token` alphabet (ASCII) byte by byte, so no UTF-8 pass is needed.
-pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Bearer {
+pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Bearer<'_> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Bearer::Absent;
@@ -204,7 +214,7 @@ pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Bearer {
         && all_b64token(token)
     {
         return Bearer::Token(BearerToken {
-            value: value.clone(),
+            value: Cow::Borrowed(value),
             start: BEARER_SP.len(),
         });
     }
@@ -224,7 +234,7 @@ fn all_b64token(bytes: &[u8]) -> bool {
 
 /// Every spelling of one `Authorization` header value: blanks around the scheme and the token,
 /// `=` padding, other schemes, and the reasons for refusing a value.
-pub(crate) fn parse_value(value: &HeaderValue) -> Bearer {
+pub(crate) fn parse_value(value: &HeaderValue) -> Bearer<'_> {
     let bytes = value.as_bytes();
     if bytes.len() > MAX_TOKEN_LEN + 16 {
         return Bearer::Malformed("credentials too long");
@@ -276,12 +286,12 @@ pub(crate) fn parse_value(value: &HeaderValue) -> Bearer {
             return Bearer::Malformed("credentials are not a header value");
         };
         return Bearer::Token(BearerToken {
-            value,
+            value: Cow::Owned(value),
             start: token_start,
         });
     }
     Bearer::Token(BearerToken {
-        value: value.clone(),
+        value: Cow::Borrowed(value),
         start: token_start,
     })
 }
@@ -339,14 +349,15 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn token(b: &Bearer) -> Option<&[u8]> {
+    fn token<'b>(b: &'b Bearer<'_>) -> Option<&'b [u8]> {
         match b {
             Bearer::Token(t) => Some(t.as_bytes()),
             _ => None,
         }
     }
 
-    fn parse(values: &[&[u8]]) -> Bearer {
+    /// What `bearer_from_headers` says of these values, the token owned.
+    fn parse(values: &[&[u8]]) -> Bearer<'static> {
         let mut h = HeaderMap::new();
         for v in values {
             h.append(
@@ -354,7 +365,11 @@ mod tests {
                 HeaderValue::from_bytes(v).expect("valid header bytes"),
             );
         }
-        bearer_from_headers(&h)
+        match bearer_from_headers(&h) {
+            Bearer::Token(t) => Bearer::Token(t.into_owned()),
+            Bearer::Absent => Bearer::Absent,
+            Bearer::Malformed(why) => Bearer::Malformed(why),
+        }
     }
 
     /// Every value the fast path of `bearer_from_headers` takes must parse the same through

@@ -167,7 +167,7 @@ impl Exchanger {
     /// The token endpoint's failure (never cached).
     pub(crate) async fn exchange(
         &self,
-        token: &BearerToken,
+        token: &BearerToken<'_>,
         fingerprint: Fingerprint,
         resource: &str,
         scopes: &[String],
@@ -223,7 +223,7 @@ struct Asked<'a> {
 fn request<'a>(
     token_endpoint: &str,
     audience: &'a str,
-    token: &'a BearerToken,
+    token: &'a BearerToken<'a>,
     asked: Asked<'_>,
     as_subject: Option<&'a Client>,
 ) -> Result<http::Request<Bytes>, Failure> {
@@ -274,7 +274,7 @@ fn request<'a>(
 fn parse(
     answer: http::Response<Bytes>,
     base: &Introspection,
-    token: &BearerToken,
+    token: &BearerToken<'_>,
 ) -> Result<Exchanged, Failure> {
     let (parts, body) = answer.into_parts();
     let status = parts.status;
@@ -314,7 +314,7 @@ fn parse(
 /// `exp`, `nbf`, `iat`, `sub` and `client_id` of the token: from its introspection when it is
 /// active, else from its JWT payload (Keycloak's access tokens are JWTs; Keycloak has just
 /// accepted this one, which is what vouches for the claims).
-fn claims(base: &Introspection, token: &BearerToken) -> Map<String, Value> {
+fn claims(base: &Introspection, token: &BearerToken<'_>) -> Map<String, Value> {
     let mut object = Map::new();
     if base.is_active() {
         for (key, value) in [
@@ -364,9 +364,8 @@ mod tests {
 
     #[test]
     fn the_grant_carries_the_token_as_bearer_and_the_permission() {
-        let crate::token::Bearer::Token(token) =
-            crate::token::parse_value(&http::HeaderValue::from_static("Bearer tok-1"))
-        else {
+        let value = http::HeaderValue::from_static("Bearer tok-1");
+        let crate::token::Bearer::Token(token) = crate::token::parse_value(&value) else {
             panic!("a bearer token");
         };
         let scopes = ["view".to_owned(), "edit".to_owned()];
@@ -444,10 +443,10 @@ mod tests {
         assert!(body.ends_with("&subject_token=tok-1"), "{body}");
     }
 
-    fn bearer(token: &str) -> BearerToken {
+    fn bearer(token: &str) -> BearerToken<'static> {
         let value = http::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header");
         match crate::token::parse_value(&value) {
-            crate::token::Bearer::Token(t) => t,
+            crate::token::Bearer::Token(t) => t.into_owned(),
             other => panic!("not a bearer token: {other:?}"),
         }
     }

@@ -158,7 +158,7 @@ pub(crate) struct Pending {
     span: Span,
     need: Protected<'static>,
     enforcement: Enforcement,
-    token: Option<BearerToken>,
+    token: Option<BearerToken<'static>>,
     fingerprint: Option<Fingerprint>,
     /// The claims the request pushes, when its route pushes some.
     claims: Option<Arc<ClaimValues>>,
@@ -360,7 +360,7 @@ impl Pipeline {
                 span: span.clone(),
                 need: need.clone().into_owned(),
                 enforcement,
-                token: token.clone(),
+                token: token.clone().map(BearerToken::into_owned),
                 fingerprint,
                 claims: claims.clone(),
                 stage,
@@ -456,7 +456,7 @@ impl Pipeline {
                 claims: None,
             },
             enforcement: layer,
-            token,
+            token: token.map(BearerToken::into_owned),
             fingerprint,
             claims: None,
             stage: Stage::Lazy(path),
@@ -705,7 +705,7 @@ impl Pipeline {
     async fn exchanged(
         &self,
         pending: &Pending,
-        token: &BearerToken,
+        token: &BearerToken<'_>,
         digest: Fingerprint,
         id: &str,
         base: &Introspection,
@@ -762,7 +762,7 @@ impl Pipeline {
     /// The cache's answer for a token, from the AS (or the JWT check) on a miss.
     async fn fetch(
         &self,
-        token: &BearerToken,
+        token: &BearerToken<'_>,
         fingerprint: &Fingerprint,
     ) -> Result<Cached, CallError> {
         self.cache
