@@ -36,6 +36,25 @@ impl Granted {
             Self::List(l) => l.contains(&i),
         }
     }
+
+    /// The lowest index granted, if any.
+    fn first(&self) -> Option<usize> {
+        match self {
+            Self::Bits(0) => None,
+            Self::Bits(b) => Some(b.trailing_zeros() as usize),
+            Self::List(l) => l.iter().min().copied(),
+        }
+    }
+}
+
+/// Where a principal's resource id is kept.
+#[derive(Clone, PartialEq, Eq)]
+enum ResourceId {
+    /// In the granted permission at this index (every granted permission names the resource
+    /// the request was checked against): nothing copied, nothing counted.
+    Granted(usize),
+    /// A copy of its own (no permission granted: not made by the layer's decisions).
+    Own(Arc<str>),
 }
 
 /// The requesting party and permissions of an authorised request, inserted into the request
@@ -43,31 +62,41 @@ impl Granted {
 ///
 /// Cheap to make and to clone: it shares the (cached) introspection result instead of
 /// copying it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UmaPrincipal {
     introspection: Arc<Introspection>,
-    resource_id: Arc<str>,
+    resource_id: ResourceId,
     granted: Granted,
     token_fingerprint: Fingerprint,
 }
 
 impl UmaPrincipal {
+    /// The principal of a request checked against `resource_id` and granted by the
+    /// permissions `granted` of `introspection`, each of which names `resource_id` (as the
+    /// decision grants them).
     pub(crate) fn new(
         introspection: Arc<Introspection>,
         resource_id: &str,
         granted: Granted,
         token_fingerprint: Fingerprint,
     ) -> Self {
-        // The granted permissions name the resource already: share their copy of the id.
-        let shared = introspection
-            .permissions()
-            .iter()
-            .enumerate()
-            .find(|(i, p)| granted.contains(*i) && p.resource_id() == resource_id)
-            .map(|(_, p)| Arc::clone(p.shared_resource_id()));
+        let resource_id = match granted.first() {
+            Some(i) => {
+                debug_assert!(
+                    introspection
+                        .permissions()
+                        .iter()
+                        .enumerate()
+                        .all(|(j, p)| !granted.contains(j) || p.resource_id() == resource_id),
+                    "a granted permission names another resource"
+                );
+                ResourceId::Granted(i)
+            }
+            None => ResourceId::Own(Arc::from(resource_id)),
+        };
         Self {
-            resource_id: shared.unwrap_or_else(|| Arc::from(resource_id)),
             introspection,
+            resource_id,
             granted,
             token_fingerprint,
         }
@@ -88,7 +117,10 @@ impl UmaPrincipal {
     /// The resource this request was checked against.
     #[must_use]
     pub fn resource_id(&self) -> &str {
-        &self.resource_id
+        match &self.resource_id {
+            ResourceId::Granted(i) => self.introspection.permissions()[*i].resource_id(),
+            ResourceId::Own(id) => id,
+        }
     }
 
     /// The RPT's permissions for this resource that were valid when the request was checked.
@@ -132,6 +164,17 @@ impl UmaPrincipal {
     }
 }
 
+impl std::fmt::Debug for UmaPrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UmaPrincipal")
+            .field("introspection", &self.introspection)
+            .field("resource_id", &self.resource_id())
+            .field("granted", &self.granted)
+            .field("token_fingerprint", &self.token_fingerprint)
+            .finish()
+    }
+}
+
 /// Why the layer refused a request; attached to the extensions of the response it made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -162,4 +205,37 @@ pub enum Rejection {
     /// (no `Host`, path prefix, header or token issuer of a configured tenant, and none its
     /// resolver names). Decided before any call to an authorization server.
     UnknownTenant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intro() -> Arc<Introspection> {
+        let json = br#"{"active": true, "sub": "bob", "permissions": [
+            {"resource_id": "other", "resource_scopes": ["x"]},
+            {"resource_id": "album-1", "resource_scopes": ["view"]},
+            {"resource_id": "album-1", "resource_scopes": ["edit", "view"]}]}"#;
+        Arc::new(Introspection::from_json(json).expect("an introspection"))
+    }
+
+    /// The resource id is read from the first granted permission, or kept apart when none is
+    /// granted; either way the principal says which resource and which permissions.
+    #[test]
+    fn the_resource_id_comes_from_the_granted_permissions() {
+        let fp = Fingerprint::of(b"rpt");
+        let two = UmaPrincipal::new(intro(), "album-1", Granted::Bits(0b110), fp);
+        assert_eq!(two.resource_id(), "album-1");
+        assert_eq!(two.scopes(), ["view", "edit"]);
+        assert!(two.has_scope("edit") && !two.has_scope("x"));
+        let list = UmaPrincipal::new(intro(), "album-1", Granted::List(vec![2, 1]), fp);
+        assert_eq!(list.resource_id(), "album-1");
+        assert_eq!(list.permissions().count(), 2);
+        let none = UmaPrincipal::new(intro(), "album-9", Granted::Bits(0), fp);
+        assert_eq!(none.resource_id(), "album-9");
+        assert_eq!(none.permissions().count(), 0);
+        let debug = format!("{two:?}");
+        assert!(debug.contains("resource_id: \"album-1\""), "{debug}");
+        assert!(!debug.contains("rpt"), "{debug}");
+    }
 }

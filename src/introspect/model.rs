@@ -199,12 +199,6 @@ impl Permission {
         &self.resource_id
     }
 
-    /// The resource id, shared (for [`UmaPrincipal`](crate::UmaPrincipal), which then needs no
-    /// copy of it).
-    pub(crate) fn shared_resource_id(&self) -> &Arc<str> {
-        &self.resource_id
-    }
-
     /// The granted scopes (zero or more): sorted and without duplicates when parsed.
     pub fn resource_scopes(
         &self,
