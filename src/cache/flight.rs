@@ -63,20 +63,23 @@ struct State {
 impl State {
     /// The owned key for `key`, with its issuer interned.
     fn key(&mut self, key: KeyRef<'_>) -> Key {
-        let namespace = match self.namespaces.iter().find(|n| &***n == key.namespace) {
-            Some(interned) => Arc::clone(interned),
-            None => {
-                let fresh: Arc<str> = Arc::from(key.namespace);
-                if self.namespaces.len() < MAX_INTERNED {
-                    self.namespaces.push(Arc::clone(&fresh));
-                }
-                fresh
-            }
-        };
+        let namespace = self.intern(key.namespace, || Arc::from(key.namespace));
         Key {
             digest: *key.digest,
             namespace,
         }
+    }
+
+    /// The interned copy of `namespace`, made by `fresh` when there is none yet.
+    fn intern(&mut self, namespace: &str, fresh: impl FnOnce() -> Arc<str>) -> Arc<str> {
+        if let Some(interned) = self.namespaces.iter().find(|n| ***n == *namespace) {
+            return Arc::clone(interned);
+        }
+        let fresh = fresh();
+        if self.namespaces.len() < MAX_INTERNED {
+            self.namespaces.push(Arc::clone(&fresh));
+        }
+        fresh
     }
 }
 
@@ -227,6 +230,12 @@ impl Flights {
         // As in `revoke`.
         drop(state);
         drop(detached);
+    }
+
+    /// The interned copy of a scope's `namespace` (`namespace` itself when it is the first),
+    /// so that the keys of its entries share the scope's copy and compare by address.
+    pub(super) fn intern(&self, namespace: &Arc<str>) -> Arc<str> {
+        self.lock().intern(namespace, || Arc::clone(namespace))
     }
 
     /// The scopes' namespaces seen so far, and whether that is all of them (beyond

@@ -62,7 +62,10 @@ impl Hash for KeyRef<'_> {
 
 impl Equivalent<Key> for KeyRef<'_> {
     fn equivalent(&self, key: &Key) -> bool {
-        *self.digest == key.digest && self.namespace == &*key.namespace
+        // A layer's scope and its entries share one interned namespace (see
+        // `IntrospectionCache::adopt`): the same address and length is the same text.
+        *self.digest == key.digest
+            && (std::ptr::eq(self.namespace, &*key.namespace) || self.namespace == &*key.namespace)
     }
 }
 

@@ -669,6 +669,18 @@ impl IntrospectionCache {
             .await
     }
 
+    /// `scope` with its namespace interned by this cache, so that looking up its entries
+    /// compares namespaces by address (a layer's scope is made once, at build).
+    pub(crate) fn adopt(&self, scope: CacheScope) -> CacheScope {
+        match self.inner.as_ref() {
+            Some(inner) => CacheScope {
+                namespace: inner.flights.intern(&scope.namespace),
+                clock: scope.clock,
+            },
+            None => scope,
+        }
+    }
+
     /// A stored answer for the token, if one can be had at once (a fresh active result, or an
     /// inactive one from the negative cache): the layer's synchronous hit path, which then
     /// needs no future of its own. `None` on a miss or when the cache is disabled; the caller

@@ -1914,3 +1914,42 @@ async fn forget_reaches_scopes_beyond_those_it_records() {
         assert_eq!(got, CacheSource::Miss, "{scope:?}");
     }
 }
+
+/// A layer's scope, adopted by its cache, shares the interned namespace with the keys of its
+/// entries: lookups compare namespaces by address, and a namespace spelled alike elsewhere
+/// still compares equal by its text.
+#[test]
+fn adopted_scopes_share_the_interned_namespace() {
+    let cache = IntrospectionCache::default();
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(1_000));
+    let scope = cache.adopt(CacheScope::new(AS1, "introspection", Arc::clone(&clock)));
+    let again = cache.adopt(CacheScope::new(AS1, "introspection", Arc::clone(&clock)));
+    assert!(Arc::ptr_eq(&scope.namespace, &again.namespace));
+    let inner = cache.inner.as_ref().expect("an enabled cache");
+    let digest = [7; 32];
+    let key = inner.flights.intern(&scope.namespace);
+    assert!(Arc::ptr_eq(&key, &scope.namespace));
+    let stored = Key {
+        digest,
+        namespace: key,
+    };
+    let copy: String = scope.namespace.to_string();
+    for namespace in [&*scope.namespace, copy.as_str()] {
+        let probe = KeyRef {
+            digest: &digest,
+            namespace,
+        };
+        assert!(probe.equivalent(&stored));
+    }
+    let other = KeyRef {
+        digest: &digest,
+        namespace: "7:https://b introspection",
+    };
+    assert!(!other.equivalent(&stored));
+    let other_digest = [8; 32];
+    let probe = KeyRef {
+        digest: &other_digest,
+        namespace: &scope.namespace,
+    };
+    assert!(!probe.equivalent(&stored));
+}

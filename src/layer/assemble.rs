@@ -219,6 +219,7 @@ impl UmaLayerBuilder {
             Arc::clone(&self.clock),
         );
         let cache = self.cache.take().unwrap_or_default();
+        let scope = cache.adopt(scope);
         let registrar = self
             .resource_registration_endpoint
             .clone()
