@@ -20,7 +20,7 @@ use std::fmt;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
-#[cfg(any(test, not(feature = "rustls")))]
+#[cfg(any(test, target_arch = "x86_64", not(feature = "rustls")))]
 use sha2::{Digest, Sha256};
 
 /// Defines a secret string newtype with a redacted `Debug`, `secret()` and `fingerprint()`.
@@ -99,11 +99,17 @@ impl Fingerprint {
     }
 }
 
-/// SHA-256 through aws-lc-rs when the `rustls` feature has brought it into the build: its
-/// assembly takes about 30% fewer instructions than `sha2`'s portable code on CPUs without
-/// SHA extensions (and under valgrind, which hides them). With them, both use them.
+/// SHA-256 through aws-lc-rs when the `rustls` feature has brought it into the build and the
+/// CPU has no SHA extensions (nor under valgrind, which hides them): its assembly takes about
+/// 30% fewer instructions than `sha2`'s portable code. With them, both use them, and `sha2`,
+/// inlined, spends less around them: 76 against 81 ns for a 43-byte token, 797 against 852 ns
+/// for a 1,200-byte JWT on the project's AMD EPYC VM.
 #[cfg(feature = "rustls")]
 fn sha256(bytes: &[u8]) -> [u8; 32] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sha") {
+        return Sha256::digest(bytes).into();
+    }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let mut out = [0_u8; 32];
     out.copy_from_slice(digest.as_ref());
