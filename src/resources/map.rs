@@ -400,7 +400,8 @@ impl ResourceMap {
         self.resolve_normalized(method, &path, headers)
     }
 
-    /// The full resolution, without the literal routes' way (for tests comparing both).
+    /// The full resolution, without the quick ways (literal routes, plain paths), for tests
+    /// comparing both.
     #[cfg(test)]
     pub(super) fn resolve_in_full(
         &self,
