@@ -1549,33 +1549,48 @@ fn literal_routes_resolve_as_the_full_resolution_does() {
         "/", "/a", "/A", "/a/b", "/A/b", "/hello", "/HELLO", "/a/", "//a", "/a/b/c", "/%61", "/x",
         "/a/x", "/hello/x", "/~x", "/%7Ex", "/a/./b", "/h%65llo",
     ];
-    let methods = [Method::GET, Method::HEAD, Method::POST, Method::DELETE];
-    // (template, kind): 0 protected for every method, 1 protected for GET only, 2 public,
-    // 3 public for GET only beside protected POST.
-    let route = (0..TEMPLATES.len(), 0..4_u8).prop_map(|(t, kind)| {
-        let template = TEMPLATES[t];
-        match kind {
-            0 => Route::new(template)
-                .resource_id(format!("r{t}"))
-                .any_method(["read"]),
-            1 => Route::new(template)
-                .resource_id(format!("g{t}"))
-                .scopes(Method::GET, ["view"]),
-            2 => Route::public(template),
-            _ => Route::new(template)
-                .resource_id(format!("p{t}"))
-                .public_methods([Method::GET])
-                .scopes(Method::POST, ["write"]),
-        }
-    });
-    let literal_ways = quick_ways_agree(route, 1..6, PATHS, &methods, |map, method, path| {
+    // Protected for every method, for GET only, public, public for GET beside protected POST.
+    let route =
+        (0..TEMPLATES.len(), 0..4_u8).prop_map(|(t, kind)| random_route(TEMPLATES, t, kind));
+    let literal_ways = quick_ways_agree(route, 1..6, PATHS, |map, method, path| {
         map.takes_literal_way(method, path)
     });
     // The literal routes' way was taken, and not only a few times.
     assert!(literal_ways > 2_000, "{literal_ways}");
 }
 
-/// Resolves every path of `paths` with every method of `methods` both ways, the map's own
+/// Route `t` of `templates` of one of six kinds: 0 protected for every method, 1 protected
+/// for GET only, 2 public, 3 public for GET beside protected POST, 4 protected and pushing a
+/// claim from the path, 5 decided by a resolver.
+fn random_route(templates: &[&str], t: usize, kind: u8) -> Route {
+    let template = templates[t];
+    match kind {
+        0 => Route::new(template)
+            .resource_id(format!("r{t}"))
+            .any_method(["read"]),
+        1 => Route::new(template)
+            .resource_id(format!("g{t}"))
+            .scopes(Method::GET, ["view"]),
+        2 => Route::public(template),
+        3 => Route::new(template)
+            .resource_id(format!("p{t}"))
+            .public_methods([Method::GET])
+            .scopes(Method::POST, ["write"]),
+        4 => Route::new(template)
+            .resource_id(format!("c{t}"))
+            .any_method(["read"])
+            .push_claims(
+                PushedClaims::new()
+                    .claim("id", "{request.path['p']}")
+                    .expect("a valid claim"),
+            ),
+        _ => Route::new(template).resolver(|info: &RequestInfo<'_>| {
+            Resolution::protected(ResourceRef::Id(format!("v{}", info.path)), ["read"])
+        }),
+    }
+}
+
+/// Resolves every path of `paths` with GET, HEAD, POST and DELETE both ways, the map's own
 /// (`resolve_raw`, with its quick ways) and in full, on 2,000 random maps of `sizes` routes
 /// drawn from `route`, and fails on the first disagreement; returns how many resolutions
 /// `took_way` says took the quick way under test.
@@ -1583,7 +1598,6 @@ fn quick_ways_agree(
     route: impl proptest::strategy::Strategy<Value = Route>,
     sizes: std::ops::Range<usize>,
     paths: &[&str],
-    methods: &[Method],
     took_way: impl Fn(&ResourceMap, &Method, &str) -> bool,
 ) -> u32 {
     use proptest::prop_assert_eq;
@@ -1593,6 +1607,7 @@ fn quick_ways_agree(
         cases: 2_000,
         ..Config::default()
     });
+    let methods = [Method::GET, Method::HEAD, Method::POST, Method::DELETE];
     let ways = std::cell::Cell::new(0_u32);
     runner
         .run(&proptest::collection::vec(route, sizes), |routes| {
@@ -1601,7 +1616,7 @@ fn quick_ways_agree(
                 .fold(ResourceMap::new(), ResourceMap::route);
             let headers = HeaderMap::new();
             for path in paths {
-                for method in methods {
+                for method in &methods {
                     ways.set(ways.get() + u32::from(took_way(&map, method, path)));
                     prop_assert_eq!(
                         map.resolve_raw(method, path, &headers),
@@ -1688,35 +1703,10 @@ fn plain_paths_resolve_as_the_full_resolution_does() {
         "/a!/1",
         "/a%21/1",
     ];
-    let methods = [Method::GET, Method::HEAD, Method::POST, Method::DELETE];
-    let route = (0..TEMPLATES.len(), 0..6_u8).prop_map(|(t, kind)| {
-        let template = TEMPLATES[t];
-        match kind {
-            0 => Route::new(template)
-                .resource_id(format!("r{t}"))
-                .any_method(["read"]),
-            1 => Route::new(template)
-                .resource_id(format!("g{t}"))
-                .scopes(Method::GET, ["view"]),
-            2 => Route::public(template),
-            3 => Route::new(template)
-                .resource_id(format!("p{t}"))
-                .public_methods([Method::GET])
-                .scopes(Method::POST, ["write"]),
-            4 => Route::new(template)
-                .resource_id(format!("c{t}"))
-                .any_method(["read"])
-                .push_claims(
-                    PushedClaims::new()
-                        .claim("id", "{request.path['p']}")
-                        .expect("a valid claim"),
-                ),
-            _ => Route::new(template).resolver(|info: &RequestInfo<'_>| {
-                Resolution::protected(ResourceRef::Id(format!("v{}", info.path)), ["read"])
-            }),
-        }
-    });
-    let plain_ways = quick_ways_agree(route, 1..7, PATHS, &methods, |map, method, path| {
+    // Every kind of `random_route`, pushed claims and resolvers included.
+    let route =
+        (0..TEMPLATES.len(), 0..6_u8).prop_map(|(t, kind)| random_route(TEMPLATES, t, kind));
+    let plain_ways = quick_ways_agree(route, 1..7, PATHS, |map, method, path| {
         map.takes_plain_way(method, path)
     });
     // The plain paths' way was taken, and not only a few times.
