@@ -9,7 +9,9 @@
 //!   rotating order) prints the medians, the ratios and the overhead in nanoseconds per request
 //!   of each over bare (target: at most 500 ns). `tenants` is `layer` behind a
 //!   [`TenantLayer`] of two tenants, the request taken by the second one's path prefix (kept):
-//!   the figure printed last is its cost over `layer` (target: at most 100 ns).
+//!   the figure printed last is its cost over `layer` (target: at most 100 ns). Every variant is
+//!   the router as `axum::serve` runs it: `Router::with_state(())` turns its handlers into
+//!   routes once (called directly, a `Router` would do that per request, layers included).
 //! - `token/fingerprint`: the SHA-256 of a token, computed once per request.
 //!
 //! Run with `cargo bench --bench middleware`; `cargo bench --bench middleware -- layer/hit`
@@ -73,8 +75,8 @@ impl Fixture {
             let cache = support::long_cache(10_000);
             let layer = env.layer(cache.clone()).await;
             let auth = support::bearer(&env.rpt(0));
-            let wrapped = layer.layer(support::app());
-            let layered = support::app().layer(layer);
+            let wrapped = layer.layer(support::app().with_state(()));
+            let layered = support::app().layer(layer).with_state(());
             // The same layer as the second of two tenants, sharing the cache (same AS and
             // client: same entries).
             let issuer = env.auth.issuer();
@@ -93,7 +95,7 @@ impl Fixture {
                 .build()
                 .await
                 .expect("the tenants build");
-            let tenants = support::app().layer(tenant_layer);
+            let tenants = support::app().layer(tenant_layer).with_state(());
             // Fill the cache (shared by all) and check that the request is allowed.
             assert_eq!(Self::one(&layered, &auth).await, StatusCode::OK);
             assert_eq!(Self::one(&wrapped, &auth).await, StatusCode::OK);
@@ -104,8 +106,10 @@ impl Fixture {
         Self {
             rt,
             env,
-            bare: support::app(),
-            noop: support::app().layer(tower::layer::layer_fn(|svc| svc)),
+            bare: support::app().with_state(()),
+            noop: support::app()
+                .layer(tower::layer::layer_fn(|svc| svc))
+                .with_state(()),
             layered,
             wrapped,
             tenants,
