@@ -273,18 +273,54 @@ pub(crate) fn plain_segments<'a, 'b>(
     if rest.is_empty() {
         return Some(&out[..0]);
     }
-    if !all_plain_or_slash(rest.as_bytes()) {
+    let bytes = rest.as_bytes();
+    if !all_plain_or_slash(bytes) {
         return None;
     }
     let mut count = 0;
-    for segment in rest.split('/') {
+    let mut start = 0;
+    // The segment from `start` to the slash (or the end) at `end`; `None` when it is empty or
+    // a dot segment, or when there are too many.
+    let mut segment_to = |end: usize| -> Option<()> {
+        let segment = rest.get(start..end)?;
         if segment.is_empty() || segment == "." || segment == ".." {
             return None;
         }
         *out.get_mut(count)? = segment;
         count += 1;
+        start = end + 1;
+        Some(())
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut slashes = slash_bits(chunk);
+        while slashes != 0 {
+            // The lowest set bit is the high bit of the first slash's byte.
+            segment_to(at + (slashes.trailing_zeros() / 8) as usize)?;
+            slashes &= slashes - 1;
+        }
+        at += 8;
     }
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        if b == b'/' {
+            segment_to(at + i)?;
+        }
+    }
+    segment_to(bytes.len())?;
     Some(&out[..count])
+}
+
+/// The slashes among eight ASCII bytes: the high bit of each byte that is `/` (little-endian
+/// order, so the first byte's is the lowest), and no other bit. Exact for ASCII: XOR makes a
+/// slash byte zero, and adding `0x7f` to the low seven bits of a byte sets its high bit unless
+/// they are all zero; a byte is zero when neither that bit nor its own high bit is set.
+fn slash_bits(chunk: &[u8]) -> u64 {
+    const LOW_SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut word = [0_u8; 8];
+    word.copy_from_slice(chunk);
+    let x = u64::from_le_bytes(word) ^ 0x2f2f_2f2f_2f2f_2f2f;
+    !(((x & LOW_SEVEN) + LOW_SEVEN) | x | LOW_SEVEN)
 }
 
 /// Whether every byte is plain (see [`PLAIN`]) or a slash: eight table lookups at a time,

@@ -1717,7 +1717,7 @@ fn plain_paths_resolve_as_the_full_resolution_does() {
 /// into the same segments.
 #[test]
 fn plain_segments_agree_with_the_normalisation() {
-    use super::path::{PLAIN_SEGMENTS, plain_segments};
+    use super::path::PLAIN_SEGMENTS;
     let long = "/s".repeat(PLAIN_SEGMENTS);
     let too_long = "/s".repeat(PLAIN_SEGMENTS + 1);
     for raw in [
@@ -1749,22 +1749,50 @@ fn plain_segments_agree_with_the_normalisation() {
         long.as_str(),
         too_long.as_str(),
     ] {
-        let mut spare = [""; PLAIN_SEGMENTS];
-        let plain = plain_segments(raw, &mut spare).map(<[&str]>::to_vec);
-        let full = normalize_path(raw)
-            .ok()
-            .filter(|p| p.is_verbatim() && !p.has_escapes());
-        match (&plain, &full) {
-            (Some(plain), Some(full)) => {
-                let segments: Vec<&str> = full.segments().iter().map(|s| s.canonical()).collect();
-                assert_eq!(plain, &segments, "{raw:?}");
-            }
-            (None, Some(full)) => {
-                assert!(full.segments().len() > PLAIN_SEGMENTS, "{raw:?} is plain");
-            }
-            (Some(_), None) => panic!("{raw:?} is not plain"),
-            (None, None) => {}
+        plain_segments_agree(raw);
+    }
+}
+
+/// [`plain_segments_agree_with_the_normalisation`] on random paths, up to 40 bytes long:
+/// slashes, dots and escapes at every position of the eight-byte words the split reads.
+#[test]
+fn plain_segments_agree_on_random_paths() {
+    use proptest::strategy::Strategy;
+    use proptest::test_runner::{Config, TestRunner};
+    let byte = proptest::sample::select(vec!['a', 'Z', '/', '/', '.', '%', '2', '~', ' ', 'é']);
+    let path = proptest::collection::vec(byte, 0..40)
+        .prop_map(|chars| format!("/{}", chars.into_iter().collect::<String>()));
+    let mut runner = TestRunner::new(Config {
+        cases: 20_000,
+        ..Config::default()
+    });
+    runner
+        .run(&path, |raw| {
+            plain_segments_agree(&raw);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// `plain_segments` splits `raw` when, and as, `normalize_path` finds it verbatim without
+/// escapes, unless it has too many segments.
+fn plain_segments_agree(raw: &str) {
+    use super::path::{PLAIN_SEGMENTS, plain_segments};
+    let mut spare = [""; PLAIN_SEGMENTS];
+    let plain = plain_segments(raw, &mut spare).map(<[&str]>::to_vec);
+    let full = normalize_path(raw)
+        .ok()
+        .filter(|p| p.is_verbatim() && !p.has_escapes());
+    match (&plain, &full) {
+        (Some(plain), Some(full)) => {
+            let segments: Vec<&str> = full.segments().iter().map(|s| s.canonical()).collect();
+            assert_eq!(plain, &segments, "{raw:?}");
         }
+        (None, Some(full)) => {
+            assert!(full.segments().len() > PLAIN_SEGMENTS, "{raw:?} is plain");
+        }
+        (Some(_), None) => panic!("{raw:?} is not plain"),
+        (None, None) => {}
     }
 }
 
