@@ -426,6 +426,14 @@ impl ResourceMap {
             && self.resolve_plain(method, raw_path).is_some()
     }
 
+    /// Whether the quick ways (literal routes, plain paths) may answer at all: the map is valid
+    /// and no template keeps or rewrites an escape (a path's spelling could then select
+    /// another rule than its bytes show).
+    #[inline]
+    fn quick_ways_apply(&self) -> bool {
+        self.error.is_none() && !self.escaped_literals && !self.rewritten_literals
+    }
+
     /// The rule of the [literal route](super::literal) whose template is `raw_path`, byte for
     /// byte: what [`resolve_normalized`](Self::resolve_normalized) decides for it, without
     /// normalising the path or matching templates. `None` when no such route applies, the
@@ -433,7 +441,7 @@ impl ResourceMap {
     /// method through (it falls through to other routes): the full resolution answers then.
     #[inline]
     fn resolve_literal(&self, method: &Method, raw_path: &str) -> Option<Resolved<'_>> {
-        if self.error.is_some() || self.escaped_literals || self.rewritten_literals {
+        if !self.quick_ways_apply() {
             return None;
         }
         let route = &self.entries[self.literals.get(raw_path)?].route;
@@ -456,7 +464,7 @@ impl ResourceMap {
     /// check every answer against it.
     #[inline]
     fn resolve_plain(&self, method: &Method, raw_path: &str) -> Option<Resolved<'_>> {
-        if self.error.is_some() || self.escaped_literals || self.rewritten_literals {
+        if !self.quick_ways_apply() {
             return None;
         }
         let mut spare = [""; PLAIN_SEGMENTS];
