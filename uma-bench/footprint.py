@@ -54,11 +54,12 @@ def parse(path):
                 addr = int(pos, 0)
             except ValueError:
                 continue
-        last = addr
         if after_call:
-            # The inclusive cost of a call, at the call's address: not executions.
+            # The inclusive cost of a call, at the call's address: not executions (and not a
+            # position the next line is relative to).
             after_call = False
             continue
+        last = addr
         if len(fields) >= 3:
             counts[(obj, fn, addr)] += int(fields[2])
     return counts

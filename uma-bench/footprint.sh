@@ -23,27 +23,41 @@ variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(bare noop minimal layer wrapped tenants)
 command -v valgrind >/dev/null || { echo "footprint.sh: needs valgrind" >&2; exit 1; }
 
-echo "== building the bench (release)"
-bench=$(cargo bench --locked --bench middleware --features axum,jwt --no-run 2>&1 \
-    | sed -nE 's/.*Executable .*\(([^)]*deps\/middleware-[0-9a-f]+)\).*/\1/p' | tail -1)
-[ -x "$bench" ] || { echo "footprint.sh: no bench binary" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+echo "== building the bench (release)"
+if ! cargo bench --locked --bench middleware --features axum,jwt --no-run >"$out/build" 2>&1; then
+    cat "$out/build" >&2
+    echo "footprint.sh: the bench did not build" >&2
+    exit 1
+fi
+bench=$(sed -nE 's/.*Executable .*\(([^)]*deps\/middleware-[0-9a-f]+)\).*/\1/p' "$out/build" | tail -1)
+[ -x "$bench" ] || { echo "footprint.sh: no bench binary in cargo's output" >&2; exit 1; }
 
 # I1 misses in cachegrind's summary (on stderr).
 i1_misses() { grep -E '^==[0-9]+== I1 +misses:' "$1" | tr -d , | awk '{print $4}'; }
 
 for v in "${variants[@]}"; do
+    pids=()
     for n in "$N" $((N + 10000)); do
         UMA_BENCH_ONLY="$v:$n" valgrind --tool=callgrind --dump-instr=yes \
             --callgrind-out-file="$out/$v.$n.out" "$bench" --bench >/dev/null 2>"$out/$v.$n.err" &
+        pids+=($!)
         UMA_BENCH_ONLY="$v:$n" valgrind --tool=cachegrind --cache-sim=yes \
             --I1=32768,8,64 --D1=32768,8,64 --LL=33554432,16,64 \
             --cachegrind-out-file=/dev/null "$bench" --bench >/dev/null 2>"$out/$v.$n.cache" &
+        pids+=($!)
     done
-    wait
+    for pid in "${pids[@]}"; do
+        wait "$pid" || {
+            tail -n 20 "$out/$v".*.err "$out/$v".*.cache >&2
+            echo "footprint.sh: variant $v failed under valgrind" >&2
+            exit 1
+        }
+    done
     small=$(i1_misses "$out/$v.$N.cache")
     large=$(i1_misses "$out/$v.$((N + 10000)).cache")
+    [ -n "$small" ] && [ -n "$large" ] || { echo "footprint.sh: no I1 summary for $v" >&2; exit 1; }
     printf '%-8s ' "$v"
     python3 uma-bench/footprint.py "$out/$v.$N.out" "$out/$v.$((N + 10000)).out" 10000 "$TOP" \
         | sed "1s/\$/, $(( (large - small) / 10000 )) L1 instruction-cache misses/"
