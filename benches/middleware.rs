@@ -12,7 +12,7 @@
 //!   the figure printed last is its cost over `layer` (target: at most 100 ns). Every variant is
 //!   the router as `axum::serve` runs it: `Router::with_state(())` turns its handlers into
 //!   routes once (called directly, a `Router` would do that per request, layers included).
-//!   `minimal` is a reference, not a target: the least any layer that caches bearer tokens does
+//!   `minimal` is a reference, not a target: what a plain layer that caches bearer tokens does
 //!   per request (read `Authorization`, hash the token with the same SHA-256, look it up in a
 //!   locked map, clone what it finds into the request's extensions), added with
 //!   `Router::layer` like `layer`. What `layer` costs over it is the UMA work: the route and its
@@ -294,7 +294,7 @@ fn main() {
     );
 }
 
-/// The reference of `minimal`: the least a layer that caches bearer tokens does per request.
+/// The reference of `minimal`: what a plain layer that caches bearer tokens does per request.
 /// No route, no decision, no refusal but a bare `401`: not a usable authorisation layer.
 mod minimal {
     use std::collections::HashMap;
