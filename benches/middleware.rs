@@ -17,6 +17,9 @@
 //!   locked map, clone what it finds into the request's extensions), added with
 //!   `Router::layer` like `layer`. What `layer` costs over it is the UMA work: the route and its
 //!   rule, the token's syntax, the decision, the method-override check and the outcome's record.
+//!   `ideal`, a reference too, does that UMA work for this one request and nothing else (one
+//!   hard-wired route, no table, no modes, no record beyond a counter): what `layer` costs over
+//!   it is what being a general layer costs.
 //! - `token/fingerprint`: the SHA-256 of a token, computed once per request.
 //!
 //! Run with `cargo bench --bench middleware`; `cargo bench --bench middleware -- layer/hit`
@@ -56,6 +59,7 @@ struct Fixture {
     wrapped: Uma<Router>,
     tenants: Router,
     minimal: Router,
+    ideal: Router,
     auth: HeaderValue,
 }
 
@@ -109,10 +113,13 @@ impl Fixture {
             assert_eq!(env.auth.count(Endpoint::Introspection), 1);
             (env, layered, wrapped, tenants, auth)
         });
-        let minimal = support::app()
-            .layer(minimal::MinimalLayer::holding(&auth))
-            .with_state(());
+        let minimal = support::app().layer(minimal::holding(&auth)).with_state(());
         assert_eq!(rt.block_on(Self::one(&minimal, &auth)), StatusCode::OK);
+        let token = auth.to_str().expect("ASCII")["Bearer ".len()..].to_owned();
+        let ideal = support::app()
+            .layer(ideal::holding(&token, &env.resource_id))
+            .with_state(());
+        assert_eq!(rt.block_on(Self::one(&ideal, &auth)), StatusCode::OK);
         Self {
             rt,
             env,
@@ -124,6 +131,7 @@ impl Fixture {
             wrapped,
             tenants,
             minimal,
+            ideal,
             auth,
         }
     }
@@ -156,13 +164,16 @@ impl Fixture {
             2 => self.time(&self.layered, n),
             3 => self.time(&self.wrapped, n),
             4 => self.time(&self.tenants, n),
-            _ => self.time(&self.minimal, n),
+            5 => self.time(&self.minimal, n),
+            _ => self.time(&self.ideal, n),
         }
     }
 }
 
 /// The variants, in the order [`Fixture::time_variant`] numbers them.
-const VARIANTS: [&str; 6] = ["bare", "noop", "layer", "wrapped", "tenants", "minimal"];
+const VARIANTS: [&str; 7] = [
+    "bare", "noop", "layer", "wrapped", "tenants", "minimal", "ideal",
+];
 
 /// The variants [`interleaved`] holds to the 500 ns target (the others are references).
 const TARGETED: [&str; 3] = ["layer", "wrapped", "tenants"];
@@ -194,6 +205,10 @@ fn layer_hit(c: &mut Criterion, fx: &Fixture) {
     group.bench_function("minimal", |b| {
         b.to_async(&fx.rt)
             .iter(|| Fixture::one(&fx.minimal, &fx.auth));
+    });
+    group.bench_function("ideal", |b| {
+        b.to_async(&fx.rt)
+            .iter(|| Fixture::one(&fx.ideal, &fx.auth));
     });
     group.finish();
 }
@@ -294,61 +309,71 @@ fn main() {
     );
 }
 
-/// The reference of `minimal`: what a plain layer that caches bearer tokens does per request.
-/// No route, no decision, no refusal but a bare `401`: not a usable authorisation layer.
-mod minimal {
-    use std::collections::HashMap;
-    use std::sync::{Arc, PoisonError, RwLock};
+/// The shell of the reference layers (`minimal`, `ideal`): a layer added with `Router::layer`
+/// that passes a request its [`Check`](reference::Check) accepts, with the extension the check
+/// gives, and answers `401` otherwise. Not a usable authorisation layer: a refusal says nothing.
+mod reference {
+    use std::sync::Arc;
     use std::task::{Context, Poll};
 
     use futures_util::future::Either;
-    use http::{HeaderValue, Request, Response, StatusCode, header::AUTHORIZATION};
+    use http::{Request, Response, StatusCode};
     use tower::{Layer, Service};
-    use tower_uma::token::Fingerprint;
 
-    /// What a token was found to be, by its fingerprint.
-    type Known = Arc<RwLock<HashMap<Fingerprint, Arc<str>>>>;
+    /// What a reference layer does per request.
+    pub(crate) trait Check: Send + Sync + 'static {
+        /// What a request that passes carries.
+        type Extension: Clone + Send + Sync + 'static;
 
-    /// Adds [`Minimal`].
-    #[derive(Clone)]
-    pub(crate) struct MinimalLayer(Known);
+        /// The extension of a request that passes; `None` refuses it.
+        fn check<B>(&self, req: &Request<B>) -> Option<Self::Extension>;
+    }
 
-    impl MinimalLayer {
-        /// A layer that knows the token of `authorization` (`Bearer` and the token).
-        pub(crate) fn holding(authorization: &HeaderValue) -> Self {
-            let token = bearer(authorization).expect("a Bearer value");
-            let known = HashMap::from([(Fingerprint::of(token), Arc::from("subject"))]);
-            Self(Arc::new(RwLock::new(known)))
+    /// Adds [`Reference`] with the check `C`.
+    pub(crate) struct ReferenceLayer<C>(Arc<C>);
+
+    impl<C> ReferenceLayer<C> {
+        pub(crate) fn new(check: C) -> Self {
+            Self(Arc::new(check))
         }
     }
 
-    impl<S> Layer<S> for MinimalLayer {
-        type Service = Minimal<S>;
+    impl<C> Clone for ReferenceLayer<C> {
+        fn clone(&self) -> Self {
+            Self(Arc::clone(&self.0))
+        }
+    }
 
-        fn layer(&self, inner: S) -> Minimal<S> {
-            Minimal {
+    impl<S, C> Layer<S> for ReferenceLayer<C> {
+        type Service = Reference<S, C>;
+
+        fn layer(&self, inner: S) -> Reference<S, C> {
+            Reference {
                 inner,
-                known: Arc::clone(&self.0),
+                check: Arc::clone(&self.0),
             }
         }
     }
 
-    /// Passes a request whose bearer token it knows, with what it knows of it as an
-    /// extension; answers `401` otherwise.
-    #[derive(Clone)]
-    pub(crate) struct Minimal<S> {
+    /// The service of [`ReferenceLayer`].
+    pub(crate) struct Reference<S, C> {
         inner: S,
-        known: Known,
+        check: Arc<C>,
     }
 
-    /// The token of an `Authorization` value in the common spelling.
-    fn bearer(value: &HeaderValue) -> Option<&[u8]> {
-        value.as_bytes().strip_prefix(b"Bearer ")
+    impl<S: Clone, C> Clone for Reference<S, C> {
+        fn clone(&self) -> Self {
+            Self {
+                inner: self.inner.clone(),
+                check: Arc::clone(&self.check),
+            }
+        }
     }
 
-    impl<S, B, R: Default> Service<Request<B>> for Minimal<S>
+    impl<S, C, B, R: Default> Service<Request<B>> for Reference<S, C>
     where
         S: Service<Request<B>, Response = Response<R>>,
+        C: Check,
     {
         type Response = Response<R>;
         type Error = S::Error;
@@ -359,18 +384,9 @@ mod minimal {
         }
 
         fn call(&mut self, mut req: Request<B>) -> Self::Future {
-            let found = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(bearer)
-                .map(Fingerprint::of)
-                .and_then(|token| {
-                    let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
-                    known.get(&token).cloned()
-                });
-            match found {
-                Some(subject) => {
-                    req.extensions_mut().insert(subject);
+            match self.check.check(&req) {
+                Some(extension) => {
+                    req.extensions_mut().insert(extension);
                     Either::Left(self.inner.call(req))
                 }
                 None => {
@@ -379,6 +395,243 @@ mod minimal {
                     Either::Right(std::future::ready(Ok(refused)))
                 }
             }
+        }
+    }
+}
+
+/// The reference of `minimal`: what a plain layer that caches bearer tokens does per request.
+/// No route, no decision.
+mod minimal {
+    use std::collections::HashMap;
+    use std::sync::{Arc, PoisonError, RwLock};
+
+    use http::{HeaderValue, Request, header::AUTHORIZATION};
+    use tower_uma::token::Fingerprint;
+
+    use super::reference::{Check, ReferenceLayer};
+
+    /// Knows one token by its fingerprint; passes requests that bear it, with what it knows of
+    /// it as an extension.
+    pub(crate) struct Minimal {
+        known: RwLock<HashMap<Fingerprint, Arc<str>>>,
+    }
+
+    /// The layer that knows the token of `authorization` (`Bearer` and the token).
+    pub(crate) fn holding(authorization: &HeaderValue) -> ReferenceLayer<Minimal> {
+        let token = bearer(authorization).expect("a Bearer value");
+        let known = HashMap::from([(Fingerprint::of(token), Arc::from("subject"))]);
+        ReferenceLayer::new(Minimal {
+            known: RwLock::new(known),
+        })
+    }
+
+    /// The token of an `Authorization` value in the common spelling.
+    fn bearer(value: &HeaderValue) -> Option<&[u8]> {
+        value.as_bytes().strip_prefix(b"Bearer ")
+    }
+
+    impl Check for Minimal {
+        type Extension = Arc<str>;
+
+        fn check<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
+            let token = Fingerprint::of(bearer(req.headers().get(AUTHORIZATION)?)?);
+            let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+            known.get(&token).cloned()
+        }
+    }
+}
+
+/// The reference of `ideal`: the UMA work of this one request, written for it alone. It does
+/// what the layer's hit path must do for `GET /invoices/{id}` with a cached RPT, and nothing a
+/// general layer needs besides: refuse a method override (header or `_method`), take the path
+/// only in plain bytes without dot segments and match it to the one route, read one
+/// `Authorization` header with a `b64token`, look its SHA-256 up with a coarse clock's
+/// freshness, grant when the answer is active and in its time window and a permission of the
+/// route's resource has `read`, insert a principal (the shared answer and the granted
+/// permissions), count the decision and open the same kind of span and event (disabled, as in
+/// the bench). Anything else is refused without saying why. What `layer` costs over it is the
+/// generality of a layer: a route table, rules per method, modes, the outcome's record, the
+/// fall-backs.
+mod ideal {
+    use std::collections::HashMap;
+    use std::sync::{Arc, PoisonError, RwLock};
+
+    use http::{Method, Request, header::AUTHORIZATION};
+    use tower_uma::clock::{Clock, SystemClock};
+    use tower_uma::token::Fingerprint;
+
+    use super::reference::{Check, ReferenceLayer};
+
+    /// A permission of a cached answer.
+    struct Permission {
+        resource_id: String,
+        scopes: Vec<String>,
+        exp: Option<i64>,
+    }
+
+    /// A cached answer: what the AS said of a token.
+    pub(crate) struct Answer {
+        active: bool,
+        exp: Option<i64>,
+        nbf: Option<i64>,
+        permissions: Vec<Permission>,
+    }
+
+    /// What a request that passes carries.
+    #[derive(Clone)]
+    #[allow(dead_code, reason = "a handler would read it")]
+    pub(crate) struct Principal {
+        answer: Arc<Answer>,
+        granted: u64,
+        fingerprint: Fingerprint,
+    }
+
+    /// A cached answer and the second it stays fresh until.
+    struct Entry {
+        fresh_until: i64,
+        answer: Arc<Answer>,
+    }
+
+    /// The check; see the module.
+    pub(crate) struct Ideal {
+        known: RwLock<HashMap<Fingerprint, Entry>>,
+        resource_id: String,
+        clock: SystemClock,
+        decisions: metrics::Counter,
+    }
+
+    /// The layer guarding `/invoices/{id}` (resource `resource_id`, `GET` needs `read`) that
+    /// knows `token` as the bench's RPT: the invoice resource with `read` and `write`, and
+    /// another with `view`.
+    pub(crate) fn holding(token: &str, resource_id: &str) -> ReferenceLayer<Ideal> {
+        let clock = SystemClock::default();
+        let permission = |id: &str, scopes: &[&str]| Permission {
+            resource_id: id.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            exp: None,
+        };
+        let answer = Answer {
+            active: true,
+            exp: Some(clock.now_unix() + 7_200),
+            nbf: None,
+            permissions: vec![
+                permission(resource_id, &["read", "write"]),
+                permission("album-0", &["view"]),
+            ],
+        };
+        let entry = Entry {
+            fresh_until: clock.now_unix() + 3_600,
+            answer: Arc::new(answer),
+        };
+        ReferenceLayer::new(Ideal {
+            known: RwLock::new(HashMap::from([(Fingerprint::of(token.as_bytes()), entry)])),
+            resource_id: resource_id.to_owned(),
+            clock,
+            decisions: metrics::counter!("ideal_decisions_total", "outcome" => "allowed"),
+        })
+    }
+
+    /// Whether `b` is a `b64token` body byte (RFC 6750 §2.1).
+    const fn is_b64token(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+    }
+
+    /// The `b64token` bytes, as a table.
+    static B64TOKEN: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = is_b64token(i as u8);
+            i += 1;
+        }
+        t
+    };
+
+    /// Whether a path byte is plain: unreserved (RFC 3986 §2.3) or `/`.
+    const fn is_plain(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/')
+    }
+
+    /// The id segment of a request to `/invoices/{id}` in plain bytes, if it is one.
+    fn route(path: &str) -> Option<&str> {
+        if !path.bytes().all(is_plain) {
+            return None;
+        }
+        let id = path.strip_prefix("/invoices/")?;
+        (!id.is_empty() && !id.contains('/') && id != "." && id != "..").then_some(id)
+    }
+
+    /// Whether the request carries a method-override signal.
+    fn overridden<B>(req: &Request<B>) -> bool {
+        req.headers().keys().any(|name| {
+            matches!(
+                name.as_str(),
+                "x-http-method-override" | "x-http-method" | "x-method-override"
+            )
+        }) || req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.split('=').next() == Some("_method"))
+        })
+    }
+
+    /// The token of the one `Authorization` header, `Bearer` and a `b64token`.
+    fn token<B>(req: &Request<B>) -> Option<&[u8]> {
+        let mut values = req.headers().get_all(AUTHORIZATION).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let (scheme, token) = value.as_bytes().split_at_checked(7)?;
+        let ok = scheme.eq_ignore_ascii_case(b"bearer ")
+            && !token.is_empty()
+            && token.iter().all(|&b| B64TOKEN[usize::from(b)]);
+        ok.then_some(token)
+    }
+
+    impl Ideal {
+        /// The principal of a request the cached answer grants, if it does.
+        fn decide<B>(&self, req: &Request<B>) -> Option<Principal> {
+            if overridden(req) || req.method() != Method::GET {
+                return None;
+            }
+            let _id = route(req.uri().path())?;
+            let fingerprint = Fingerprint::of(token(req)?);
+            let now = self.clock.now_unix();
+            let answer = {
+                let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+                let entry = known.get(&fingerprint)?;
+                (now < entry.fresh_until).then(|| Arc::clone(&entry.answer))?
+            };
+            let expired = |exp: Option<i64>| exp.is_some_and(|exp| exp <= now);
+            if !answer.active || expired(answer.exp) || answer.nbf.is_some_and(|nbf| nbf > now) {
+                return None;
+            }
+            let mut granted = 0u64;
+            for (i, p) in answer.permissions.iter().enumerate().take(64) {
+                if p.resource_id == self.resource_id
+                    && !expired(p.exp)
+                    && p.scopes.iter().any(|s| s == "read")
+                {
+                    granted |= 1 << i;
+                }
+            }
+            (granted != 0).then_some(Principal {
+                answer,
+                granted,
+                fingerprint,
+            })
+        }
+    }
+
+    impl Check for Ideal {
+        type Extension = Principal;
+
+        fn check<B>(&self, req: &Request<B>) -> Option<Principal> {
+            let span = tracing::debug_span!("ideal", path = req.uri().path());
+            let principal = self.decide(req)?;
+            self.decisions.increment(1);
+            tracing::debug!(parent: &span, outcome = "allowed", "decided");
+            Some(principal)
         }
     }
 }

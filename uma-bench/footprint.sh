@@ -11,7 +11,7 @@
 # 2,700 instructions and 80 lines per request to the variants that hash the token; the native
 # path (`sha2` with the SHA extensions) runs about 22 lines.
 #
-# Usage: uma-bench/footprint.sh [VARIANT...]   (default: bare noop minimal layer wrapped tenants)
+# Usage: uma-bench/footprint.sh [VARIANT...]   (default: bare noop minimal ideal layer wrapped tenants)
 # Settings (environment): N=1000 TOP=0 (with TOP=k, each variant's k largest functions).
 # Needs valgrind (apt-get install valgrind) and python3.
 set -euo pipefail
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 N=${N:-1000}
 TOP=${TOP:-0}
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(bare noop minimal layer wrapped tenants)
+[ ${#variants[@]} -gt 0 ] || variants=(bare noop minimal ideal layer wrapped tenants)
 command -v valgrind >/dev/null || { echo "footprint.sh: needs valgrind" >&2; exit 1; }
 
 out=$(mktemp -d)
