@@ -1753,6 +1753,28 @@ fn plain_segments_agree_with_the_normalisation() {
     }
 }
 
+/// Paths of `count` segments drawn from `segment`, ending in a slash with probability
+/// `trailing`.
+fn random_path<T: AsRef<str> + std::fmt::Debug>(
+    segment: impl proptest::strategy::Strategy<Value = T>,
+    count: std::ops::Range<usize>,
+    trailing: f64,
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::strategy::Strategy;
+    (
+        proptest::collection::vec(segment, count),
+        proptest::bool::weighted(trailing),
+    )
+        .prop_map(|(segments, trailing)| {
+            let segments: Vec<&str> = segments.iter().map(AsRef::as_ref).collect();
+            let mut path = format!("/{}", segments.join("/"));
+            if trailing {
+                path.push('/');
+            }
+            path
+        })
+}
+
 /// [`plain_segments_agree_with_the_normalisation`] on random paths: mostly plain ones (1 to 20
 /// segments of 1 to 11 plain bytes, dots included, so that the eight-byte words the split
 /// reads hold slashes at every position and paths run to several words), some with a `.` or
@@ -1766,17 +1788,7 @@ fn plain_segments_agree_on_random_paths() {
         12 => proptest::collection::vec(plain, 1..12).prop_map(String::from_iter),
         1 => proptest::sample::select(vec![".", "..", "", "%2F", "a b"]).prop_map(str::to_owned),
     ];
-    let path = (
-        proptest::collection::vec(segment, 1..21),
-        proptest::bool::weighted(0.1),
-    )
-        .prop_map(|(segments, trailing)| {
-            let mut path = format!("/{}", segments.join("/"));
-            if trailing {
-                path.push('/');
-            }
-            path
-        });
+    let path = random_path(segment, 1..21, 0.1);
     let mut runner = TestRunner::new(Config {
         cases: 20_000,
         ..Config::default()
@@ -1845,4 +1857,189 @@ fn matching_plain_segments_in_one_pass() {
             );
         }
     }
+}
+
+/// The quick ways against the full resolution and against axum's router: on random maps
+/// mixing literal routes (case variants, one of 17 segments), parameters, wildcards, public
+/// routes (one letting an extension method through), pushed claims, resolvers and routes with
+/// their own `HEAD` and `any_method`, and random spellings of the request (escapes, dot and
+/// empty segments, case, a trailing slash, `;`, non-ASCII, up to 20 segments) with standard,
+/// extension and case-variant methods, `resolve_raw` answers what the full resolution answers;
+/// and whenever a quick way answers, matchit (axum's router, given the same templates) runs
+/// the route the layer decided by, or none when the layer found none. Release builds, where the
+/// `debug_assert` in `resolve_raw` is off, run it too.
+#[cfg(feature = "axum")]
+#[test]
+fn quick_ways_agree_with_the_full_resolution_and_with_matchit() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const LONG: &str = "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a";
+    const LONG_WILD: &str = "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/*";
+    const TEMPLATES: &[&str] = &[
+        "/",
+        "/a",
+        "/A",
+        "/a/b",
+        "/A/B",
+        "/a/B",
+        "/ab",
+        "/{p}",
+        "/a/{p}",
+        "/A/{q}",
+        "/{p}/b",
+        "/{p}/B",
+        "/{p}/{q}",
+        "/a/*",
+        "/A/*",
+        "/*",
+        "/a/{p}/*",
+        "/{p}/b/*",
+        "/a/b/c",
+        "/a/{p}/c",
+        "/x:y/{p}",
+        "/ab/{p}",
+        "/a/b/*",
+        "/{p}/{q}/{r}",
+        "/~x",
+        "/1/*",
+        LONG,
+        LONG_WILD,
+    ];
+    const SEGMENTS: &[&str] = &[
+        "a",
+        "a",
+        "a",
+        "A",
+        "b",
+        "B",
+        "c",
+        "ab",
+        "aB",
+        "x:y",
+        "X:Y",
+        "1",
+        "q",
+        "~x",
+        "@!$&'()*+,=",
+        "%61",
+        "%41",
+        "a%20b",
+        "%C3%A9",
+        "é",
+        ".",
+        "..",
+        "",
+        "a;b",
+        "%3B",
+        "%2F",
+        "%252e",
+    ];
+    let purge = Method::from_bytes(b"PURGE").unwrap();
+    let route = (0..TEMPLATES.len(), 0..8_u8).prop_map(move |(t, kind)| match kind {
+        6 => Route::new(TEMPLATES[t])
+            .resource_id(format!("h{t}"))
+            .scopes(Method::GET, ["view"])
+            .scopes(Method::HEAD, ["head"])
+            .any_method(["admin"])
+            .public_methods([Method::OPTIONS]),
+        7 => Route::public(TEMPLATES[t]).public_methods([purge.clone()]),
+        kind => random_route(TEMPLATES, t, kind),
+    });
+    let path = random_path(proptest::sample::select(SEGMENTS), 0..20, 0.15);
+    let fixed = [
+        "/",
+        LONG,
+        "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a",
+        "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a",
+        "/A/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a",
+        "/a/b",
+        "/A/B",
+        "/a/B",
+        "/ab",
+        "/a",
+        "/A",
+        "/1",
+        "/~x",
+    ];
+    let methods: Vec<Method> = [
+        "GET", "HEAD", "POST", "DELETE", "OPTIONS", "PURGE", "PROPFIND", "get", "Head", "purge",
+    ]
+    .iter()
+    .map(|m| Method::from_bytes(m.as_bytes()).unwrap())
+    .collect();
+    let mut runner = TestRunner::new(Config {
+        cases: 1_000,
+        ..Config::default()
+    });
+    let (literal, plain, checked) = (
+        std::cell::Cell::new(0_u32),
+        std::cell::Cell::new(0_u32),
+        std::cell::Cell::new(0_u32),
+    );
+    runner
+        .run(
+            &(
+                proptest::collection::vec(route, 1..7),
+                proptest::collection::vec(path, 1..40),
+            ),
+            |(routes, paths)| {
+                let map = routes
+                    .into_iter()
+                    .fold(ResourceMap::new(), ResourceMap::route);
+                let mut router = matchit::Router::new();
+                let mut axum_ok = map.validate().is_ok();
+                for (index, entry) in map.entries.iter().enumerate() {
+                    let t = entry.route.template.as_str();
+                    let axum_path = match t.strip_suffix('*') {
+                        Some(prefix) => format!("{prefix}{{*rest}}"),
+                        None => t.to_owned(),
+                    };
+                    axum_ok &= router.insert(axum_path, index).is_ok();
+                }
+                let headers = HeaderMap::new();
+                for path in paths.iter().map(String::as_str).chain(fixed) {
+                    for method in &methods {
+                        let quick_literal = map.takes_literal_way(method, path);
+                        let quick_plain = map.takes_plain_way(method, path);
+                        literal.set(literal.get() + u32::from(quick_literal));
+                        plain.set(plain.get() + u32::from(quick_plain));
+                        let raw = map.resolve_raw(method, path, &headers);
+                        prop_assert_eq!(
+                            &raw,
+                            &map.resolve_in_full(method, path, &headers),
+                            "{} {}",
+                            method,
+                            path
+                        );
+                        if !(axum_ok && (quick_literal || quick_plain)) {
+                            continue;
+                        }
+                        let Ok(resolved) = raw else { continue };
+                        let axum = router.at(path).ok().map(|m| *m.value);
+                        checked.set(checked.get() + 1);
+                        if resolved == Resolved::Unmapped {
+                            prop_assert_eq!(axum, None, "{} {}", method, path);
+                        } else {
+                            prop_assert_eq!(
+                                axum,
+                                map.deciding_route(&Method::GET, path),
+                                "{} {}",
+                                method,
+                                path
+                            );
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    eprintln!(
+        "literal way {}, plain way {}, checked against matchit {}",
+        literal.get(),
+        plain.get(),
+        checked.get()
+    );
+    assert!(literal.get() > 1_000 && plain.get() > 10_000 && checked.get() > 10_000);
 }
