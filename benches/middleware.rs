@@ -18,8 +18,8 @@
 //!   `Router::layer` like `layer`. What `layer` costs over it is the UMA work: the route and its
 //!   rule, the token's syntax, the decision, the method-override check and the outcome's record.
 //!   `ideal`, a reference too, does that UMA work for this one request and nothing else (one
-//!   hard-wired route, no table, no modes, no record beyond a counter): what `layer` costs over
-//!   it is what being a general layer costs.
+//!   hard-wired route, no table, no modes, no record beyond two counters): what `layer` costs
+//!   over it is what being a general layer costs.
 //! - `token/fingerprint`: the SHA-256 of a token, computed once per request.
 //!
 //! Run with `cargo bench --bench middleware`; `cargo bench --bench middleware -- layer/hit`
@@ -441,17 +441,23 @@ mod minimal {
     }
 }
 
-/// The reference of `ideal`: the UMA work of this one request, written for it alone. It does
-/// what the layer's hit path must do for `GET /invoices/{id}` with a cached RPT, and nothing a
-/// general layer needs besides: refuse a method override (header or `_method`), take the path
-/// only in plain bytes without dot segments and match it to the one route, read one
-/// `Authorization` header with a `b64token`, look its SHA-256 up with a coarse clock's
-/// freshness, grant when the answer is active and in its time window and a permission of the
-/// route's resource has `read`, insert a principal (the shared answer and the granted
-/// permissions), count the decision and open the same kind of span and event (disabled, as in
-/// the bench). Anything else is refused without saying why. What `layer` costs over it is the
-/// generality of a layer: a route table, rules per method, modes, the outcome's record, the
-/// fall-backs.
+/// The reference of `ideal`: the UMA work of this one request, written for it alone. It makes
+/// the checks the layer's hit path makes on `GET /invoices/{id}` with a cached RPT, in the
+/// simplest form that serves this request, and nothing a general layer needs besides: it
+/// refuses a method-override header (the three names, a `-` also spelled `_` or `.`) or a raw
+/// `_method` query key (the layer also decodes keys and takes header names as keys); takes the
+/// path only in the layer's plain bytes, without empty or dot segments, and matches it to its
+/// one route; reads one `Authorization` header with `Bearer` and a `b64token` of at most
+/// `MAX_TOKEN_LEN` bytes; looks the token's SHA-256 up (a map keyed by a seeded hash of eight
+/// of its bytes, as the layer's table is) with a freshness check on the same coarse clock and
+/// counts the hit; grants when the answer is active and in its time window
+/// and a permission of the route's resource, in its own window, has `read` (leeway included,
+/// zero as the layer's default); inserts a principal (the shared answer, the granted
+/// permissions as bits, the fingerprint); counts the decision and opens a span and an event at
+/// DEBUG (disabled, as in the bench). It has no route table, no rules per method, no modes, no
+/// pushed claims, no more than 64 permissions, no record beyond the counters, and refuses
+/// anything else with a bare `401`. What `layer` costs over it is what being a general layer
+/// costs.
 mod ideal {
     use std::collections::HashMap;
     use std::sync::{Arc, PoisonError, RwLock};
@@ -467,6 +473,7 @@ mod ideal {
         resource_id: String,
         scopes: Vec<String>,
         exp: Option<i64>,
+        nbf: Option<i64>,
     }
 
     /// A cached answer: what the AS said of a token.
@@ -486,6 +493,48 @@ mod ideal {
         fingerprint: Fingerprint,
     }
 
+    /// A keyed hash of the first eight bytes of a digest (its length prefix first): a folded
+    /// multiply with a per-process random seed, as the layer's cache table hashes its keys.
+    /// The digest is uniform, so eight of its bytes and a secret seed spread the keys.
+    #[derive(Clone)]
+    struct DigestHash(u64);
+
+    impl DigestHash {
+        fn random() -> Self {
+            use std::hash::{BuildHasher as _, Hasher as _};
+            let seed = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            Self(seed | 1)
+        }
+    }
+
+    struct DigestHasher(u64);
+
+    impl std::hash::BuildHasher for DigestHash {
+        type Hasher = DigestHasher;
+
+        fn build_hasher(&self) -> DigestHasher {
+            DigestHasher(self.0)
+        }
+    }
+
+    impl std::hash::Hasher for DigestHasher {
+        fn write(&mut self, bytes: &[u8]) {
+            let mut word = [0_u8; 8];
+            let n = bytes.len().min(8);
+            word[..n].copy_from_slice(&bytes[..n]);
+            let product = u128::from(self.0 ^ u64::from_le_bytes(word)) * 0x9E37_79B9_7F4A_7C15;
+            #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+            let folded = (product as u64) ^ ((product >> 64) as u64);
+            self.0 = folded;
+        }
+
+        fn finish(&self) -> u64 {
+            self.0
+        }
+    }
+
     /// A cached answer and the second it stays fresh until.
     struct Entry {
         fresh_until: i64,
@@ -494,9 +543,12 @@ mod ideal {
 
     /// The check; see the module.
     pub(crate) struct Ideal {
-        known: RwLock<HashMap<Fingerprint, Entry>>,
+        known: RwLock<HashMap<Fingerprint, Entry, DigestHash>>,
         resource_id: String,
         clock: SystemClock,
+        /// Seconds of leeway in the time checks (the layer's default: none).
+        leeway: i64,
+        hits: metrics::Counter,
         decisions: metrics::Counter,
     }
 
@@ -509,6 +561,7 @@ mod ideal {
             resource_id: id.to_owned(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             exp: None,
+            nbf: None,
         };
         let answer = Answer {
             active: true,
@@ -524,9 +577,15 @@ mod ideal {
             answer: Arc::new(answer),
         };
         ReferenceLayer::new(Ideal {
-            known: RwLock::new(HashMap::from([(Fingerprint::of(token.as_bytes()), entry)])),
+            known: RwLock::new({
+                let mut known = HashMap::with_hasher(DigestHash::random());
+                known.insert(Fingerprint::of(token.as_bytes()), entry);
+                known
+            }),
             resource_id: resource_id.to_owned(),
             clock,
+            leeway: 0,
+            hits: metrics::counter!("ideal_cache_hits_total"),
             decisions: metrics::counter!("ideal_decisions_total", "outcome" => "allowed"),
         })
     }
@@ -547,9 +606,29 @@ mod ideal {
         t
     };
 
-    /// Whether a path byte is plain: unreserved (RFC 3986 §2.3) or `/`.
+    /// Whether a path byte is plain as the layer's quick way takes it: unreserved (RFC 3986
+    /// §2.3), a sub-delim but `;`, `:`, `@`, or `/`.
     const fn is_plain(b: u8) -> bool {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/')
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+            )
     }
 
     /// The id segment of a request to `/invoices/{id}` in plain bytes, if it is one.
@@ -561,17 +640,33 @@ mod ideal {
         (!id.is_empty() && !id.contains('/') && id != "." && id != "..").then_some(id)
     }
 
-    /// Whether the request carries a method-override signal.
-    fn overridden<B>(req: &Request<B>) -> bool {
-        req.headers().keys().any(|name| {
-            matches!(
-                name.as_str(),
-                "x-http-method-override" | "x-http-method" | "x-method-override"
-            )
-        }) || req.uri().query().is_some_and(|q| {
-            q.split('&')
-                .any(|pair| pair.split('=').next() == Some("_method"))
+    /// Whether `name` is an override header's, a `-` possibly spelled `_` or `.`.
+    fn is_override_name(name: &str) -> bool {
+        [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+        ]
+        .iter()
+        .any(|canonical| {
+            canonical.len() == name.len()
+                && canonical
+                    .bytes()
+                    .zip(name.bytes())
+                    .all(|(c, n)| c == n || (c == b'-' && matches!(n, b'_' | b'.')))
         })
+    }
+
+    /// Whether the request carries a method-override signal: a header, or a `_method` key in
+    /// the query (not decoded: this request has no query).
+    fn overridden<B>(req: &Request<B>) -> bool {
+        req.headers()
+            .keys()
+            .any(|name| is_override_name(name.as_str()))
+            || req.uri().query().is_some_and(|q| {
+                q.split(['&', ';'])
+                    .any(|pair| pair.split('=').next() == Some("_method"))
+            })
     }
 
     /// The token of the one `Authorization` header, `Bearer` and a `b64token`.
@@ -584,6 +679,7 @@ mod ideal {
         let (scheme, token) = value.as_bytes().split_at_checked(7)?;
         let ok = scheme.eq_ignore_ascii_case(b"bearer ")
             && !token.is_empty()
+            && token.len() <= tower_uma::token::MAX_TOKEN_LEN
             && token.iter().all(|&b| B64TOKEN[usize::from(b)]);
         ok.then_some(token)
     }
@@ -602,14 +698,19 @@ mod ideal {
                 let entry = known.get(&fingerprint)?;
                 (now < entry.fresh_until).then(|| Arc::clone(&entry.answer))?
             };
-            let expired = |exp: Option<i64>| exp.is_some_and(|exp| exp <= now);
-            if !answer.active || expired(answer.exp) || answer.nbf.is_some_and(|nbf| nbf > now) {
+            self.hits.increment(1);
+            let leeway = self.leeway;
+            let in_window = |exp: Option<i64>, nbf: Option<i64>| {
+                exp.is_none_or(|exp| now < exp.saturating_add(leeway))
+                    && nbf.is_none_or(|nbf| now.saturating_add(leeway) >= nbf)
+            };
+            if !answer.active || !in_window(answer.exp, answer.nbf) {
                 return None;
             }
             let mut granted = 0u64;
             for (i, p) in answer.permissions.iter().enumerate().take(64) {
                 if p.resource_id == self.resource_id
-                    && !expired(p.exp)
+                    && in_window(p.exp, p.nbf)
                     && p.scopes.iter().any(|s| s == "read")
                 {
                     granted |= 1 << i;
