@@ -444,8 +444,9 @@ mod minimal {
 /// The reference of `ideal`: the UMA work of this one request, written for it alone. It makes
 /// the checks the layer's hit path makes on `GET /invoices/{id}` with a cached RPT, in the
 /// simplest form that serves this request, and nothing a general layer needs besides: it
-/// refuses a method-override header (the three names, a `-` also spelled `_` or `.`) or a raw
-/// `_method` query key (the layer also decodes keys and takes header names as keys); takes the
+/// refuses a method-override header (the three names, a `-` also spelled `_` or `.`; the layer
+/// takes any byte but a letter or digit) or a raw `_method` query key (the layer also decodes
+/// keys and takes header names as keys); takes the
 /// path only in the layer's plain bytes, without empty or dot segments, and matches it to its
 /// one route; reads one `Authorization` header with `Bearer` and a `b64token` of at most
 /// `MAX_TOKEN_LEN` bytes; looks the token's SHA-256 up (a map keyed by a seeded hash of eight

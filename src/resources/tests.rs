@@ -1863,7 +1863,7 @@ fn matching_plain_segments_in_one_pass() {
 /// mixing literal routes (case variants, one of 17 segments), parameters, wildcards, public
 /// routes (one letting an extension method through), pushed claims, resolvers and routes with
 /// their own `HEAD` and `any_method`, and random spellings of the request (escapes, dot and
-/// empty segments, case, a trailing slash, `;`, non-ASCII, up to 20 segments) with standard,
+/// empty segments, case, a trailing slash, `;`, non-ASCII, up to 19 segments) with standard,
 /// extension and case-variant methods, `resolve_raw` answers what the full resolution answers;
 /// and whenever a quick way answers, matchit (axum's router, given the same templates) runs
 /// the route the layer decided by, or none when the layer found none. Release builds, where the
