@@ -156,21 +156,55 @@ impl Fixture {
         })
     }
 
+    /// What `run` does with variant `which` (see [`VARIANTS`]).
+    fn with_variant<R: Run>(&self, which: usize, run: R) -> R::Output {
+        match which {
+            0 => run.run(self, &self.bare),
+            1 => run.run(self, &self.noop),
+            2 => run.run(self, &self.layered),
+            3 => run.run(self, &self.wrapped),
+            4 => run.run(self, &self.tenants),
+            5 => run.run(self, &self.minimal),
+            _ => run.run(self, &self.ideal),
+        }
+    }
+
     /// Nanoseconds per request over `n` requests through variant `which` (see [`VARIANTS`]).
     fn time_variant(&self, which: usize, n: u32) -> f64 {
-        match which {
-            0 => self.time(&self.bare, n),
-            1 => self.time(&self.noop, n),
-            2 => self.time(&self.layered, n),
-            3 => self.time(&self.wrapped, n),
-            4 => self.time(&self.tenants, n),
-            5 => self.time(&self.minimal, n),
-            _ => self.time(&self.ideal, n),
-        }
+        self.with_variant(which, Timed(n))
     }
 }
 
-/// The variants, in the order [`Fixture::time_variant`] numbers them.
+/// Something done with one variant, whatever its type.
+trait Run {
+    type Output;
+
+    fn run<S: App>(self, fx: &Fixture, svc: &S) -> Self::Output;
+}
+
+/// Times `n` requests ([`Fixture::time`]).
+struct Timed(u32);
+
+impl Run for Timed {
+    type Output = f64;
+
+    fn run<S: App>(self, fx: &Fixture, svc: &S) -> f64 {
+        fx.time(svc, self.0)
+    }
+}
+
+/// Measures one request under criterion.
+struct Benched<'b, 'c>(&'b mut criterion::Bencher<'c>);
+
+impl Run for Benched<'_, '_> {
+    type Output = ();
+
+    fn run<S: App>(self, fx: &Fixture, svc: &S) {
+        self.0.to_async(&fx.rt).iter(|| Fixture::one(svc, &fx.auth));
+    }
+}
+
+/// The variants, in the order [`Fixture::with_variant`] numbers them.
 const VARIANTS: [&str; 7] = [
     "bare", "noop", "layer", "wrapped", "tenants", "minimal", "ideal",
 ];
@@ -184,32 +218,9 @@ fn layer_hit(c: &mut Criterion, fx: &Fixture) {
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    group.bench_function("bare", |b| {
-        b.to_async(&fx.rt).iter(|| Fixture::one(&fx.bare, &fx.auth));
-    });
-    group.bench_function("noop", |b| {
-        b.to_async(&fx.rt).iter(|| Fixture::one(&fx.noop, &fx.auth));
-    });
-    group.bench_function("layer", |b| {
-        b.to_async(&fx.rt)
-            .iter(|| Fixture::one(&fx.layered, &fx.auth));
-    });
-    group.bench_function("wrapped", |b| {
-        b.to_async(&fx.rt)
-            .iter(|| Fixture::one(&fx.wrapped, &fx.auth));
-    });
-    group.bench_function("tenants", |b| {
-        b.to_async(&fx.rt)
-            .iter(|| Fixture::one(&fx.tenants, &fx.auth));
-    });
-    group.bench_function("minimal", |b| {
-        b.to_async(&fx.rt)
-            .iter(|| Fixture::one(&fx.minimal, &fx.auth));
-    });
-    group.bench_function("ideal", |b| {
-        b.to_async(&fx.rt)
-            .iter(|| Fixture::one(&fx.ideal, &fx.auth));
-    });
+    for (which, name) in VARIANTS.iter().enumerate() {
+        group.bench_function(*name, |b| fx.with_variant(which, Benched(b)));
+    }
     group.finish();
 }
 
