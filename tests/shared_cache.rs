@@ -442,3 +442,77 @@ async fn forget_token_everywhere_says_when_the_fleet_was_not_told() {
         "Redis is gone: not sent"
     );
 }
+
+/// A revocation sent by one replica reaches the grants another replica's permission exchange
+/// (Keycloak dialect, a plain access token) cached: that replica asks the AS again and
+/// refuses the token, instead of passing it on its cached grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_from_the_fleet_reaches_the_exchanged_grants() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    let r = register_invoice(&as_);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let shared = SharedCache::builder(redis.url(), SECRET)
+            .timeout(Duration::from_millis(200))
+            .channel("tests:revoked")
+            .build()
+            .expect("valid settings");
+        let cache = IntrospectionCache::builder().shared(shared.clone()).build();
+        let layer = layer_builder(&as_, Flavor::Keycloak)
+            .await
+            .resources(invoice_map(&r))
+            .permission_exchange(tower_uma::keycloak::PermissionExchange::new())
+            .cache(cache)
+            .build()
+            .await
+            .expect("builds");
+        let (url, _) = protected(layer.clone()).await;
+        let replica = Replica {
+            url,
+            http: http(),
+            layer,
+            shared,
+        };
+        replica.subscribed().await;
+        replicas.push(replica);
+    }
+    // A plain access token: Keycloak's introspection calls it inactive under the RPT hint,
+    // and each replica exchanges it for its permissions once.
+    let token = UmaClient::new(&as_).access_token("bob", BOB_PW).await;
+    let exchanges = || {
+        as_.requests(Endpoint::Token)
+            .iter()
+            .filter(|r| r.body_text().contains("response_mode=permissions"))
+            .count()
+    };
+    for replica in &replicas {
+        for _ in 0..2 {
+            assert_eq!(replica.get(&token).await, StatusCode::OK);
+        }
+    }
+    assert_eq!(
+        exchanges(),
+        2,
+        "one exchange per replica, then its cached grant"
+    );
+    as_.revoke(&token);
+    replicas[0]
+        .layer
+        .forget_token_everywhere(&token)
+        .await
+        .expect("sent to the fleet");
+    // The other replica hears the revocation on the channel, then asks the AS again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while replicas[1].get(&token).await == StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the other replica kept the revoked token's exchanged grant"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_ne!(replicas[0].get(&token).await, StatusCode::OK);
+    assert!(exchanges() >= 3, "the AS was asked again");
+}

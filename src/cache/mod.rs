@@ -90,6 +90,7 @@ use crate::metrics;
 use crate::protection::CallError;
 use crate::token::{Fingerprint, Rpt};
 
+mod derived;
 mod flight;
 mod key;
 mod lifetime;
@@ -100,6 +101,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use derived::{DerivedCache, Matches};
 use flight::{Begin, Flights, SharedFlight, Ticket};
 #[cfg(feature = "redis")]
 pub use shared::{MIN_SECRET_LEN, SharedCache, SharedCacheBuilder, SharedCacheError, SharedHealth};
@@ -394,6 +396,7 @@ impl IntrospectionCacheBuilder {
             flights: Flights::default(),
             hits: metrics::HotCounter::cache_hits(),
             stale_log: Mutex::default(),
+            derived: derived::Derived::default(),
             #[cfg(feature = "redis")]
             shared: self.shared.as_ref().map(|s| Arc::clone(s.shared())),
         });
@@ -540,7 +543,9 @@ impl IntrospectionCache {
 
     /// A cache that stores nothing and does not coalesce: every request calls the AS.
     ///
-    /// For deployments where a revoked token must stop working at once ([RFC 7662 §4]).
+    /// For deployments where a revoked token must stop working at once ([RFC 7662 §4]). A
+    /// layer with this cache keeps no permission-exchange grants either
+    /// ([`PermissionExchange`](crate::keycloak::PermissionExchange)).
     ///
     /// [RFC 7662 §4]: https://www.rfc-editor.org/rfc/rfc7662#section-4
     #[must_use]
@@ -567,6 +572,7 @@ impl IntrospectionCache {
         };
         let fingerprint = Fingerprint::of(token.as_bytes());
         inner.flights.revoke_digest(key::token_digest(&fingerprint));
+        inner.derived.forget(fingerprint);
         let (seen, complete) = inner.flights.namespaces_seen();
         let namespaces = seen.iter().map(|n| &**n);
         for namespace in std::iter::once(&*scope.namespace).chain(namespaces) {
@@ -615,6 +621,22 @@ impl IntrospectionCache {
         inner.positive.invalidate_all();
         if let Some(negative) = &inner.negative {
             negative.invalidate_all();
+        }
+        inner.derived.forget_all();
+    }
+
+    /// Whether the cache keeps anything (not [`disabled`](Self::disabled)).
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Registers a cache of answers derived from tokens (a layer's permission exchange), which
+    /// then forgets a token whenever this cache does: [`forget`](Self::forget), a revocation
+    /// heard from the fleet, [`invalidate_all`](Self::invalidate_all). Nothing to do for a
+    /// disabled cache, whose layers keep no derived answers either.
+    pub(crate) fn add_derived(&self, cache: std::sync::Weak<dyn DerivedCache>) {
+        if let Some(inner) = &self.inner {
+            inner.derived.add(cache);
         }
     }
 

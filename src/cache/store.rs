@@ -37,6 +37,9 @@ pub(super) struct Inner {
     /// When the last stale serve was logged at WARN (clock seconds), and how many were logged
     /// at DEBUG since.
     pub(super) stale_log: Mutex<Option<(i64, u64)>>,
+    /// The caches of answers derived from tokens (permission exchanges), which forget a token
+    /// whenever this cache does.
+    pub(super) derived: derived::Derived,
     /// The fleet's shared level on Redis, when configured.
     #[cfg(feature = "redis")]
     pub(super) shared: Option<Arc<shared::Shared>>,
@@ -280,6 +283,8 @@ impl Inner {
         for cache in std::iter::once(&self.positive).chain(self.negative.as_ref()) {
             cache.invalidate_if(|k| matches(&k.digest));
         }
+        let derived: Matches = Arc::new(move |f: &Fingerprint| matches(f.as_bytes()));
+        self.derived.forget_if(&derived);
         shared::unix_now_ms()
     }
 
@@ -291,6 +296,7 @@ impl Inner {
         if let Some(negative) = &self.negative {
             negative.invalidate_all();
         }
+        self.derived.forget_all();
     }
 
     /// After a failed call: an expired active entry still within stale-if-error, or the error.

@@ -5,11 +5,13 @@
 //! Keycloak's enforcer does without `user-managed-access`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::cache::{DerivedCache, Matches};
 use crate::gate::AsEndpoint;
 use crate::introspect::Introspection;
 use crate::protection::token::Client;
@@ -43,6 +45,12 @@ use crate::token::{BearerToken, Fingerprint};
 ///   `exp` (the decision checks it on every request): the introspection's, or for a token it
 ///   calls inactive, the `exp` of the JWT Keycloak has just accepted (a granting answer for a
 ///   token without a readable `exp` is not used). Failures are not cached.
+/// - A token's answers go whenever the layer's introspection cache forgets the token: from a
+///   revocation hook ([`UmaLayer::forget_token`](crate::UmaLayer::forget_token), for every
+///   layer sharing that cache), [`forget_all_tokens`](crate::UmaLayer::forget_all_tokens), or
+///   a revocation heard from the fleet (feature `redis`); an answer being fetched meanwhile
+///   answers the requests waiting for it and is not kept. With the introspection cache
+///   [disabled](crate::IntrospectionCache::disabled), no answer is kept: every request asks.
 /// - Requests without a token still get `401` with a ticket, and RPTs that grant the request
 ///   pass without an exchange: UMA clients keep working in the same deployment.
 /// - Since Keycloak's introspection cannot tell a plain access token from a bad one, a token
@@ -125,6 +133,9 @@ pub(crate) struct Exchanger {
     /// The layer's client credentials: they authenticate the exchange of an RPT.
     client: Client,
     cache: Option<moka::future::Cache<Key, Arc<Exchanged>>>,
+    /// How many times the cache was told to forget (see [`DerivedCache`]): an answer whose
+    /// exchange was under way meanwhile answers its own requests but is not kept.
+    forgotten: AtomicU64,
 }
 
 impl std::fmt::Debug for Exchanger {
@@ -137,17 +148,22 @@ impl std::fmt::Debug for Exchanger {
 }
 
 impl Exchanger {
+    /// The exchanger; its answers are cached only when `caching` (the layer's introspection
+    /// cache is not disabled) and the settings keep some.
     pub(crate) fn new(
         settings: &PermissionExchange,
+        caching: bool,
         caller: Caller,
         token_endpoint: String,
         audience: String,
         client: Client,
     ) -> Self {
-        let cache = (settings.max_entries > 0 && !settings.max_ttl.is_zero()).then(|| {
+        let keeps = caching && settings.max_entries > 0 && !settings.max_ttl.is_zero();
+        let cache = keeps.then(|| {
             moka::future::Cache::builder()
                 .max_capacity(settings.max_entries)
                 .time_to_live(settings.max_ttl)
+                .support_invalidation_closures()
                 .build()
         });
         Self {
@@ -156,6 +172,7 @@ impl Exchanger {
             audience,
             client,
             cache,
+            forgotten: AtomicU64::new(0),
         }
     }
 
@@ -196,15 +213,42 @@ impl Exchanger {
         match &self.cache {
             None => ask.await,
             Some(cache) => {
-                let key = Key {
+                let key = || Key {
                     token: fingerprint,
                     resource: resource.to_owned(),
                     scopes: scopes.to_vec(),
                     claims: claims.filter(|c| !c.is_empty()).cloned(),
                 };
-                cache.try_get_with(key, ask).await.map_err(|e| (*e).clone())
+                let forgotten = self.forgotten.load(Ordering::SeqCst);
+                let answer = cache.try_get_with(key(), ask).await;
+                // Told to forget while the exchange was under way: the answer may predate a
+                // revocation, so it is not kept (`forget_if` counts before it invalidates, so
+                // an answer stored after its invalidation is seen here).
+                if self.forgotten.load(Ordering::SeqCst) != forgotten {
+                    cache.invalidate(&key()).await;
+                }
+                answer.map_err(|e| (*e).clone())
             }
         }
+    }
+}
+
+impl DerivedCache for Exchanger {
+    fn forget_if(&self, matches: Matches) {
+        let Some(cache) = &self.cache else { return };
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        // Cannot fail: the cache supports invalidation closures. Entries stored before this
+        // call that match are never returned again.
+        if let Err(e) = cache.invalidate_entries_if(move |key, _| matches(&key.token)) {
+            tracing::error!(error = %e, "the permission exchange's cache could not forget a token; forgetting every answer");
+            cache.invalidate_all();
+        }
+    }
+
+    fn forget_all(&self) {
+        let Some(cache) = &self.cache else { return };
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        cache.invalidate_all();
     }
 }
 

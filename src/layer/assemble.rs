@@ -140,9 +140,15 @@ impl UmaLayerBuilder {
             secret: self.client_secret.clone(),
             auth: self.client_auth,
         };
+        // A disabled introspection cache asks the AS on every request: so does the exchange.
+        let caching = self
+            .cache
+            .as_ref()
+            .is_none_or(IntrospectionCache::is_enabled);
         let exchange = self.permission_exchange.as_ref().map(|settings| {
             Arc::new(crate::keycloak::Exchanger::new(
                 settings,
+                caching,
                 caller.clone(),
                 token_endpoint.clone(),
                 self.client_id.clone(),
@@ -220,6 +226,11 @@ impl UmaLayerBuilder {
         );
         let cache = self.cache.take().unwrap_or_default();
         let scope = cache.adopt(scope);
+        // The exchange's grants go whenever the cache forgets their token (revocations).
+        if let Some(exchanger) = &exchange {
+            let derived: Arc<dyn crate::cache::DerivedCache> = exchanger.clone();
+            cache.add_derived(Arc::downgrade(&derived));
+        }
         let registrar = self
             .resource_registration_endpoint
             .clone()

@@ -48,6 +48,8 @@ struct Setup {
     url: String,
     calls: Calls,
     bob: String,
+    /// The layer the app runs (a clone: what a revocation hook holds).
+    layer: UmaLayer,
 }
 
 async fn setup(configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Setup {
@@ -64,7 +66,7 @@ async fn setup(configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Se
         .await
         .resources(map(&album));
     let layer: UmaLayer = configure(builder).build().await.expect("the layer builds");
-    let (url, calls) = protected(layer).await;
+    let (url, calls) = protected(layer.clone()).await;
     let bob = UmaClient::new(&as_).access_token("bob", BOB_PW).await;
     Setup {
         as_,
@@ -72,6 +74,7 @@ async fn setup(configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder) -> Se
         url,
         calls,
         bob,
+        layer,
     }
 }
 
@@ -207,4 +210,106 @@ async fn an_exchanged_answer_is_never_used_past_the_tokens_exp() {
     let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
     assert_ne!(resp.status(), StatusCode::OK);
     assert_eq!(s.calls.get(), 1);
+}
+
+/// A revocation hook stops a revoked token that was granted by exchange: the exchanged grant
+/// is forgotten with the introspection result (`forget_token`, or `forget_all_tokens`), and
+/// the AS is asked again.
+#[tokio::test]
+async fn a_forgotten_token_loses_its_exchanged_grants() {
+    type Forget = fn(&UmaLayer, &str);
+    let ways: [(&str, Forget); 2] = [
+        ("forget_token", |layer, token| layer.forget_token(token)),
+        ("forget_all_tokens", |layer, _| layer.forget_all_tokens()),
+    ];
+    for (way, forget) in ways {
+        let s = setup(exchange).await;
+        let http = http();
+        let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{way}");
+        s.as_.revoke(&s.bob);
+        forget(&s.layer, &s.bob);
+        let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+        expect_challenge(&resp, &s.as_);
+        assert_eq!(
+            exchanges(&s.as_),
+            2,
+            "{way}: asked again after the revocation"
+        );
+        assert_eq!(s.calls.get(), 1, "{way}");
+    }
+}
+
+/// Forgetting one token keeps the others' grants: only the forgotten one is asked again.
+#[tokio::test]
+async fn forgetting_a_token_keeps_the_grants_of_others() {
+    let s = setup(exchange).await;
+    let http = http();
+    let other = UmaClient::new(&s.as_).access_token("bob", BOB_PW).await;
+    assert_ne!(other, s.bob);
+    for token in [&s.bob, &other] {
+        let resp = get_with(&http, &s.url, "/albums/1", token).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(exchanges(&s.as_), 2);
+    s.layer.forget_token(&s.bob);
+    for token in [&s.bob, &other] {
+        let resp = get_with(&http, &s.url, "/albums/1", token).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        exchanges(&s.as_),
+        3,
+        "only the forgotten token was exchanged again"
+    );
+}
+
+/// A grant whose exchange was under way when the token was forgotten answers the request
+/// that waited for it, but is not kept: the AS is asked again by the next request.
+#[tokio::test]
+async fn a_grant_under_way_when_its_token_is_forgotten_is_not_kept() {
+    let s = setup(exchange).await;
+    // The AS's grant was decided before the revocation and arrives after it: a canned grant
+    // of `view`, held back by the latency.
+    let grant = format!(
+        r#"[{{"rsid":"{}","rsname":"album","scopes":["view"]}}]"#,
+        s.album
+    );
+    s.as_
+        .respond_next(Endpoint::Token, 1, 200, "application/json", &grant);
+    s.as_
+        .set_latency(Endpoint::Token, std::time::Duration::from_millis(400));
+    let first = tokio::spawn({
+        let (url, bob) = (s.url.clone(), s.bob.clone());
+        async move { get_with(&http(), &url, "/albums/1", &bob).await.status() }
+    });
+    crate::common::eventually("the exchange reached the AS", || exchanges(&s.as_) == 1).await;
+    s.as_.revoke(&s.bob);
+    s.layer.forget_token(&s.bob);
+    assert_eq!(
+        first.await.expect("the request"),
+        StatusCode::OK,
+        "it waited for this grant"
+    );
+    s.as_
+        .set_latency(Endpoint::Token, std::time::Duration::ZERO);
+    let resp = get_with(&http(), &s.url, "/albums/1", &s.bob).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(exchanges(&s.as_), 2);
+}
+
+/// With the introspection cache disabled (every request asks the AS, so that a revoked token
+/// stops at once), exchanged grants are not kept either.
+#[tokio::test]
+async fn a_disabled_cache_keeps_no_exchanged_grant() {
+    let s = setup(|b| exchange(b).cache(tower_uma::IntrospectionCache::disabled())).await;
+    let http = http();
+    for _ in 0..2 {
+        let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(exchanges(&s.as_), 2);
+    s.as_.revoke(&s.bob);
+    let resp = get_with(&http, &s.url, "/albums/1", &s.bob).await;
+    expect_challenge(&resp, &s.as_);
 }
