@@ -114,8 +114,8 @@ use crate::resources::{ResourceMap, ResourceMapError, Route};
 /// decided it by that route's rule. Otherwise it answers `403` with
 /// [`Rejection::RouteMismatch`](crate::Rejection::RouteMismatch) and logs a WARN event
 /// (method, path, both routes; never a token). This happens for spellings that two routes
-/// with the same rule, or a public route, would take (`//albums` for `/{user}/albums`, where
-/// the layer decided `/albums`), and for requests the layer let through without a rule
+/// with the same rule, or a public route, would take (`/x//albums` for `/x/{user}/albums`,
+/// where the layer decided `/x/albums`), and for requests the layer let through without a rule
 /// ([`Unmapped::Allow`](crate::resources::Unmapped::Allow)). Routes whose rule is never enforced are not
 /// refused: under [`EnforcementMode::Disabled`](crate::EnforcementMode::Disabled) the guard
 /// checks nothing, under [`EnforcementMode::Permissive`](crate::EnforcementMode::Permissive)

@@ -97,7 +97,7 @@ pub(super) struct Entry {
 /// assert_eq!(resolve("/albums")?, Resolution::Public);
 /// // axum runs the protected `/{*rest}` for these.
 /// assert_eq!(resolve("/albums/"), Err(PathError::AsReceived));
-/// assert_eq!(resolve("//albums"), Err(PathError::AsReceived));
+/// assert_eq!(resolve("/albums//"), Err(PathError::AsReceived));
 /// assert_eq!(resolve("/%61lbums"), Err(PathError::AsReceived));
 /// # Ok::<(), PathError>(())
 /// ```
@@ -191,7 +191,9 @@ pub(super) struct Entry {
 /// assert_eq!(resource("/albums/new"), Some(ResourceRef::Id("album-factory".to_owned())));
 /// // `/albums/new` once decoded, but `/albums/{id}` on axum, which matches it as received.
 /// assert_eq!(resolve("/albums/%6Eew"), Err(PathError::AsReceived));
-/// assert_eq!(resource("//admin/users/"), Some(ResourceRef::Id("admin".to_owned())));
+/// assert_eq!(resource("/admin//users/"), Some(ResourceRef::Id("admin".to_owned())));
+/// // A network-path reference to an upstream that resolves the target as a URI reference.
+/// assert_eq!(resolve("//admin/users"), Err(PathError::NetworkPath));
 /// // `*` matches nothing here, and no other route could take `/admin` as received.
 /// assert_eq!(resource("/admin"), Some(ResourceRef::Id("admin".to_owned())));
 /// // A case-sensitive router has no route for it: the rule would depend on case.

@@ -29,7 +29,7 @@
 //!
 //! let headers = HeaderMap::new();
 //! assert_eq!(map.resolve_request(&Method::GET, "/health", &headers)?, Resolution::Public);
-//! match map.resolve_request(&Method::PUT, "//albums//7/", &headers)? {
+//! match map.resolve_request(&Method::PUT, "/albums//7/", &headers)? {
 //!     Resolution::Protected { resource, scopes, .. } => {
 //!         assert_eq!(resource, ResourceRef::Name("albums".to_owned()));
 //!         assert_eq!(scopes, ["edit"]);

@@ -29,6 +29,12 @@ pub enum PathError {
     /// The path does not start with `/` (asterisk-form, authority-form or an empty path).
     #[error("path does not start with a slash")]
     NotAbsolute,
+    /// The path starts with `//`, the form of a network-path reference (RFC 3986 §4.2): an
+    /// upstream that resolves the request target as a URI reference against its own address
+    /// (Node's `new URL(req.url, base)`, Python's `urllib.parse.urlsplit`) takes the first
+    /// segment for a host name and runs the rest (`//public/albums/1` reaching `/albums/1`).
+    #[error("path starts with two slashes")]
+    NetworkPath,
     /// A `%` not followed by two hexadecimal digits (`%zz`, a truncated `%4`).
     #[error("path contains an invalid percent-encoding")]
     InvalidEscape,
@@ -219,6 +225,9 @@ impl<'a> NormalizedPath<'a> {
 /// Returns the [`PathError`] describing the first offending spelling.
 pub(crate) fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    if rest.starts_with('/') {
+        return Err(PathError::NetworkPath);
+    }
     let mut segments = Vec::new();
     // Whether `raw` is canonical as it stands: no empty segment, no rewritten segment.
     let mut as_is = true;

@@ -115,7 +115,7 @@ fn verbatim_paths_and_escapes_are_told_apart() {
         let path = normalize_path(raw).unwrap();
         assert!(path.is_verbatim() && !path.has_escapes(), "{raw}");
     }
-    for raw in ["//", "/albums/1/", "/%41"] {
+    for raw in ["/albums//1", "/albums/1/", "/%41"] {
         let path = normalize_path(raw).unwrap();
         assert!(!path.is_verbatim() && !path.has_escapes(), "{raw}");
     }
@@ -132,27 +132,52 @@ fn verbatim_paths_and_escapes_are_told_apart() {
 #[test]
 fn paths_are_equal_when_their_canonical_forms_are() {
     let canonical = normalize_path("/albums/1").unwrap();
-    assert_eq!(normalize_path("//albums/%31/").unwrap(), canonical);
+    assert_eq!(normalize_path("/albums//%31/").unwrap(), canonical);
     assert_ne!(normalize_path("/albums/2").unwrap(), canonical);
     assert_ne!(normalize_path("/albums").unwrap(), canonical);
 }
 
 #[test]
 fn empty_segments_and_trailing_slashes_are_dropped() {
-    for raw in [
-        "/albums/1",
-        "//albums/1",
-        "/albums//1",
-        "/albums/1/",
-        "///albums///1///",
-    ] {
+    for raw in ["/albums/1", "/albums//1", "/albums/1/", "/albums///1///"] {
         let path = normalize_path(raw).unwrap();
         assert_eq!(path.as_str(), "/albums/1", "{raw}");
         assert_eq!(path.segments().len(), 2, "{raw}");
     }
     assert_eq!(normalize_path("/").unwrap().as_str(), "/");
-    assert_eq!(normalize_path("//").unwrap().as_str(), "/");
     assert!(normalize_path("/").unwrap().segments().is_empty());
+}
+
+#[test]
+fn a_path_that_starts_with_two_slashes_is_refused() {
+    // A network-path reference to an upstream that resolves the target as a URI reference:
+    // `//public/albums/1` is host `public`, path `/albums/1` to Node's WHATWG `URL` and to
+    // Python's `urlsplit`. Refused before anything else is looked at.
+    for raw in [
+        "//",
+        "//albums/1",
+        "///albums///1///",
+        "//public/albums/1",
+        "//%2e%2e/x",
+        "//a;b",
+    ] {
+        assert_eq!(normalize_path(raw), Err(PathError::NetworkPath), "{raw}");
+    }
+    let map = ResourceMap::new().route(Route::public("/public/*")).route(
+        Route::new("/albums/{id}")
+            .resource_id("album")
+            .any_method(["view"]),
+    );
+    let headers = HeaderMap::new();
+    for raw in ["//public/albums/1", "//albums/1"] {
+        for method in [Method::GET, Method::POST, Method::OPTIONS] {
+            assert_eq!(
+                map.resolve_request(&method, raw, &headers),
+                Err(PathError::NetworkPath),
+                "{method} {raw}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -160,7 +185,7 @@ fn canonical_paths_are_borrowed_not_copied() {
     for raw in ["/albums/1", "/a!$&'()*+,=:@b/~x-y_z.q", "/"] {
         assert!(normalize_path(raw).unwrap().is_borrowed(), "{raw}");
     }
-    for raw in ["//albums/1", "/albums/1/", "/%41", "/a b", "/caf\u{e9}"] {
+    for raw in ["/albums//1", "/albums/1/", "/%41", "/a b", "/caf\u{e9}"] {
         let path = normalize_path(raw).unwrap();
         assert!(!path.is_borrowed(), "{raw}");
     }
@@ -269,14 +294,15 @@ fn issue_spellings_never_reach_a_weaker_rule() {
     // Case variants of literals would reach the public `/*` on a case-sensitive router.
     assert_eq!(resource_of(&map, "/Albums/1"), "ERR:LetterCase");
     assert_eq!(resource_of(&map, "/ALBUMS/1"), "ERR:LetterCase");
-    assert_eq!(resource_of(&map, "//albums/1"), "album");
+    assert_eq!(resource_of(&map, "//albums/1"), "ERR:NetworkPath");
     assert_eq!(resource_of(&map, "/albums//1"), "album");
     assert_eq!(resource_of(&map, "/albums/1/"), "album");
     assert_eq!(resource_of(&map, "/%41dmin"), "ERR:LetterCase");
     assert_eq!(resource_of(&map, "/%61dmin"), "admin");
     assert_eq!(resource_of(&map, "/ADMIN/"), "ERR:LetterCase");
     assert_eq!(resource_of(&map, "/Admin/users"), "ERR:LetterCase");
-    assert_eq!(resource_of(&map, "//admin/users/"), "admin-area");
+    assert_eq!(resource_of(&map, "/admin//users/"), "admin-area");
+    assert_eq!(resource_of(&map, "//admin/users/"), "ERR:NetworkPath");
     assert_eq!(resource_of(&map, "/albums/../admin"), "ERR:DotSegment");
     assert_eq!(resource_of(&map, "/albums/%2e%2e/admin"), "ERR:DotSegment");
     assert_eq!(
@@ -302,7 +328,7 @@ fn params_keep_the_request_spelling_decoded() {
     ));
     map.validate().unwrap();
     assert_eq!(
-        get(&map, "//Users/Alice%40Example.org/files/my%20doc%2Etxt/").unwrap(),
+        get(&map, "/Users//Alice%40Example.org/files/my%20doc%2Etxt/").unwrap(),
         Resolution::Public
     );
     let seen = seen.lock().unwrap();
@@ -506,23 +532,60 @@ fn trailing_slashes_are_checked_as_received() {
 
 /// Finding: `//albums/1` was decided as `/albums/1` by a public `/{p0}/{p1}`, while axum's
 /// router lets `{p0}` take the empty first segment and runs the protected
-/// `/{p0}/albums/{p2}`.
+/// `/{p0}/albums/{p2}`. (A leading `//` is now refused outright; an empty segment further in
+/// is checked as received.)
 #[test]
 fn empty_segments_are_checked_as_received() {
-    let map = ResourceMap::new()
-        .route(Route::public("/{p0}/{p1}"))
-        .route(protect("/{p0}/albums/{p2}", "albums"));
-    map.validate().unwrap();
-    assert_eq!(resource_of(&map, "/x/albums/1"), "albums");
-    assert_eq!(resource_of(&map, "/albums/1"), "PUBLIC");
-    assert_eq!(resource_of(&map, "//albums/1"), "ERR:AsReceived");
-    // matchit gives `{p2}` no empty last segment: `/x/albums/` is the public `/x/albums`.
-    assert_eq!(resource_of(&map, "/x/albums/"), "PUBLIC");
-    // Unmapped here, but a route on axum's router.
-    let map = ResourceMap::new().route(protect("/{a}/{b}", "ab"));
-    assert_eq!(resource_of(&map, "/x"), "UNMAPPED");
-    assert_eq!(resource_of(&map, "//x"), "ERR:AsReceived");
-    assert_eq!(resource_of(&map, "/x//"), "UNMAPPED");
+    let maps = [
+        // A leading empty segment is refused before any route is looked at; matchit gives
+        // `{p2}` no empty last segment: `/x/albums/` is the public `/x/albums`.
+        (
+            vec![
+                Route::public("/{p0}/{p1}"),
+                protect("/{p0}/albums/{p2}", "albums"),
+            ],
+            vec![
+                ("/x/albums/1", "albums"),
+                ("/albums/1", "PUBLIC"),
+                ("//albums/1", "ERR:NetworkPath"),
+                ("/x/albums/", "PUBLIC"),
+            ],
+        ),
+        // The same, one segment further in.
+        (
+            vec![
+                Route::public("/{p0}/{p1}/{p2}"),
+                protect("/{p0}/{p1}/albums/{p3}", "albums"),
+            ],
+            vec![
+                ("/x/y/albums/1", "albums"),
+                ("/x/albums/1", "PUBLIC"),
+                ("/x//albums/1", "ERR:AsReceived"),
+            ],
+        ),
+        // Unmapped here, but a route on axum's router.
+        (
+            vec![protect("/{a}/{b}", "ab")],
+            vec![
+                ("/x", "UNMAPPED"),
+                ("//x", "ERR:NetworkPath"),
+                ("/x//", "UNMAPPED"),
+            ],
+        ),
+        (
+            vec![protect("/{a}/{b}/{c}", "abc")],
+            vec![("/x/y", "UNMAPPED"), ("/x//y", "ERR:AsReceived")],
+        ),
+    ];
+    for (routes, cases) in maps {
+        let map = routes
+            .into_iter()
+            .fold(ResourceMap::new(), ResourceMap::route);
+        map.validate().unwrap();
+        for (path, want) in cases {
+            assert_eq!(resource_of(&map, path), want, "{path}");
+        }
+    }
 }
 
 #[test]
@@ -547,7 +610,7 @@ fn root_template_matches_only_root() {
     let map = ResourceMap::new().route(protect("/", "root"));
     map.validate().unwrap();
     assert_eq!(resource_of(&map, "/"), "root");
-    assert_eq!(resource_of(&map, "//"), "root");
+    assert_eq!(resource_of(&map, "//"), "ERR:NetworkPath");
     assert_eq!(resource_of(&map, "/x"), "UNMAPPED");
 }
 
@@ -789,7 +852,11 @@ fn public_routes_pass_safe_methods_and_hand_the_others_on() {
         );
         assert_eq!(resolve(method, "/HEALTH/"), Err(PathError::LetterCase));
     }
-    assert_eq!(resolve(Method::GET, "//health/"), Ok(Resolution::Public));
+    assert_eq!(resolve(Method::GET, "/health//"), Ok(Resolution::Public));
+    assert_eq!(
+        resolve(Method::GET, "//health/"),
+        Err(PathError::NetworkPath)
+    );
     // Decided under the protected route that also matches.
     assert_eq!(
         resolve(Method::DELETE, "/albums/featured"),
@@ -1033,9 +1100,10 @@ fn map_as_a_resolver_and_closure_as_a_whole_resolver() {
     );
     assert_resolver(
         &map,
-        "//albums//1/",
+        "/albums//1/",
         &Resolution::protected(id("album"), ["read"]),
     );
+    assert_resolver(&map, "//albums/1", &Resolution::Unmapped);
     assert_resolver(&map, "/Albums/1", &Resolution::Unmapped);
     // Refused spellings become unmapped through the trait, never a weaker rule.
     assert_resolver(&map, "/albums/../admin", &Resolution::Unmapped);

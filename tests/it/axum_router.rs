@@ -156,7 +156,9 @@ async fn spellings_only_axum_tells_apart_never_reach_a_handler() {
     for (path, status) in [
         // The layer decides them by `/invoices/{id}`; axum has no route for them.
         ("/invoices/1/", StatusCode::NOT_FOUND),
-        ("//invoices/1", StatusCode::NOT_FOUND),
+        ("/invoices//1", StatusCode::NOT_FOUND),
+        // Refused: a network-path reference to some upstreams.
+        ("//invoices/1", StatusCode::BAD_REQUEST),
         // A case-sensitive router has no route for it: the rule would depend on case.
         ("/Invoices/1", StatusCode::BAD_REQUEST),
         ("/invoices/1;v=2", StatusCode::BAD_REQUEST),
@@ -171,13 +173,13 @@ async fn spellings_only_axum_tells_apart_never_reach_a_handler() {
     assert!(ran.names().is_empty());
 }
 
-/// Two routes with the same rule: for `//albums` the layer decides by `/albums`, axum runs
-/// `/{user}/albums` (an empty `user`). The guard refuses it.
+/// Two routes with the same rule: for `/x//albums` the layer decides by `/x/albums`, axum runs
+/// `/x/{user}/albums` (an empty `user`). The guard refuses it.
 fn same_rule_table(ran: &Ran, r: &str) -> UmaRouter {
     let rule = |rule: tower_uma::Route| rule.resource_id(r).scopes(Method::GET, ["read"]);
     UmaRouter::new()
-        .route("/albums", ran.get("albums"), rule)
-        .route("/{user}/albums", ran.get("user-albums"), rule)
+        .route("/x/albums", ran.get("albums"), rule)
+        .route("/x/{user}/albums", ran.get("user-albums"), rule)
 }
 
 #[tokio::test]
@@ -187,12 +189,12 @@ async fn the_guard_refuses_a_route_the_layer_did_not_decide_by() {
     let ran = Ran::default();
     let (url, app) = serve_app(same_rule_table(&ran, &r), discover(&as_).await).await;
     let rpt = rpt_for(&as_, &r, &["read"]);
-    let resp = send(Method::GET, &url, "//albums", Some(&rpt)).await;
+    let resp = send(Method::GET, &url, "/x//albums", Some(&rpt)).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_hygiene(&resp);
     assert!(ran.names().is_empty(), "{:?}", ran.names());
     // The refusal is the guard's.
-    let req = http::Request::get("//albums")
+    let req = http::Request::get("/x//albums")
         .header(http::header::AUTHORIZATION, format!("Bearer {rpt}"))
         .body(axum::body::Body::empty())
         .expect("request");
@@ -204,7 +206,7 @@ async fn the_guard_refuses_a_route_the_layer_did_not_decide_by() {
     );
     assert!(ran.names().is_empty(), "{:?}", ran.names());
     // Each route by its own path.
-    for path in ["/albums", "/bob/albums"] {
+    for path in ["/x/albums", "/x/bob/albums"] {
         let resp = send(Method::GET, &url, path, Some(&rpt)).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
     }
@@ -239,11 +241,11 @@ async fn the_guard_refuses_a_method_falling_through_a_public_route() {
 async fn the_guard_refuses_what_an_allowing_unmapped_setting_lets_through() {
     let as_ = start_as().await;
     let ran = Ran::default();
-    // `//albums` matches no route once normalised; axum runs `/{user}/albums` for it.
-    let table = UmaRouter::new().public("/{user}/albums", ran.get("user-albums"));
+    // `/x//albums` matches no route once normalised; axum runs `/x/{user}/albums` for it.
+    let table = UmaRouter::new().public("/x/{user}/albums", ran.get("user-albums"));
     let layer = discover(&as_).await.unmapped(Unmapped::Allow);
     let url = serve_table(table, layer).await;
-    let resp = send(Method::GET, &url, "//albums", None).await;
+    let resp = send(Method::GET, &url, "/x//albums", None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(ran.names().is_empty(), "{:?}", ran.names());
 }
@@ -268,7 +270,7 @@ async fn a_permissive_layer_logs_the_disagreement_and_lets_it_through() {
     let resp = send(
         Method::GET,
         &url,
-        "//albums",
+        "/x//albums",
         Some(&rpt_for(&as_, &r, &["read"])),
     )
     .await;
@@ -279,7 +281,7 @@ async fn a_permissive_layer_logs_the_disagreement_and_lets_it_through() {
         logs.contains("axum's router runs a route the layer did not decide this request by"),
         "{logs}"
     );
-    assert!(logs.contains("decided_by=\"/albums\""), "{logs}");
+    assert!(logs.contains("decided_by=\"/x/albums\""), "{logs}");
     assert!(
         logs.contains("outcome=\"let through (permissive)\""),
         "{logs}"
@@ -451,7 +453,7 @@ async fn the_guard_follows_its_routes_enforcement_override() {
 /// A route with a resolver may return an `Enforcing` override for any request, so its guard
 /// refuses a disagreement even under a permissive layer; a route without one follows the
 /// layer (`a_permissive_layer_logs_the_disagreement_and_lets_it_through`). The resolver
-/// returns `/albums`' rule, so that only axum and the layer disagree about `//albums`.
+/// returns `/x/albums`' rule, so that only axum and the layer disagree about `/x//albums`.
 #[tokio::test]
 async fn the_guard_of_a_route_with_a_resolver_enforces_under_a_permissive_layer() {
     let as_ = start_as().await;
@@ -459,10 +461,10 @@ async fn the_guard_of_a_route_with_a_resolver_enforces_under_a_permissive_layer(
     let ran = Ran::default();
     let id = r.clone();
     let table = UmaRouter::new()
-        .route("/albums", ran.get("albums"), |rule| {
+        .route("/x/albums", ran.get("albums"), |rule| {
             rule.resource_id(&r).scopes(Method::GET, ["read"])
         })
-        .route("/{user}/albums", ran.get("user-albums"), move |rule| {
+        .route("/x/{user}/albums", ran.get("user-albums"), move |rule| {
             rule.resolver(move |_: &tower_uma::resources::RequestInfo<'_>| {
                 tower_uma::resources::Resolution::protected(
                     tower_uma::resources::ResourceRef::Id(id.clone()),
@@ -475,11 +477,11 @@ async fn the_guard_of_a_route_with_a_resolver_enforces_under_a_permissive_layer(
         .enforcement(EnforcementMode::Permissive);
     let url = serve_table(table, layer).await;
     let rpt = rpt_for(&as_, &r, &["read"]);
-    let resp = send(Method::GET, &url, "//albums", Some(&rpt)).await;
+    let resp = send(Method::GET, &url, "/x//albums", Some(&rpt)).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(ran.names().is_empty(), "{:?}", ran.names());
     // By its own path, the route's resolver decides and the handler runs.
-    let resp = send(Method::GET, &url, "/bob/albums", Some(&rpt)).await;
+    let resp = send(Method::GET, &url, "/x/bob/albums", Some(&rpt)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(ran.names(), ["user-albums"]);
 }

@@ -147,7 +147,7 @@ async fn path_spellings_never_weaken_the_rule(f: Flavor) {
         // The rule would depend on letter case (a case-sensitive router has no such route).
         ("/Albums/1", 400),
         ("/ALBUMS/1", 400),
-        ("//albums/1", 401),
+        ("//albums/1", 400),
         ("/albums//1", 401),
         ("/albums/1/", 401),
         ("/%61lbums/1", 401),

@@ -227,6 +227,11 @@ async fn requests_that_cannot_be_decided_are_refused() {
             ("x-forwarded-method", "GET"),
             ("x-forwarded-uri", "/albums;x=1/1"),
         ],
+        // A network-path reference to an API that resolves it as a URI reference.
+        vec![
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "//public/albums/1"),
+        ],
         vec![
             ("x-forwarded-method", "delete"),
             ("x-forwarded-uri", "/albums/1"),

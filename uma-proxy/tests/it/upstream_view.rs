@@ -645,3 +645,32 @@ async fn the_upstream_timeout_holds_for_every_request_of_a_connection() {
         assert_eq!(status, StatusCode::OK, "round {round} after {took:?}");
     }
 }
+
+/// A path that starts with `//` has the form of a network-path reference: an upstream that
+/// resolves the request target as a URI reference (Node's `new URL(req.url, base)`, Python's
+/// `urlsplit`) reads `//public/albums/1` as host `public` and path `/albums/1`, the protected
+/// route, while the proxy would decide the public `/public/albums/1`. Refused, whatever route
+/// its canonical form takes; nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_starts_with_two_slashes_never_reaches_the_upstream() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let addr = start_run(&as_, &up.url(), "").await;
+    for path in [
+        "//public/albums/1",
+        "//albums/1",
+        "//",
+        "//public/albums/1?x=1",
+    ] {
+        let answer = send(Method::GET, &format!("http://{addr}{path}"), &[]).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+    }
+    assert!(up.seen().is_empty(), "{:?}", up.seen().len());
+    // The public route in its own spelling, and with an empty segment further in, passes.
+    for path in ["/public/albums/1", "/public//albums/1"] {
+        let answer = send(Method::GET, &format!("http://{addr}{path}"), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+    }
+    let seen: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(seen, ["/public/albums/1", "/public//albums/1"]);
+}
