@@ -200,7 +200,7 @@ fn method_values(query: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Whether the request carries any method-override signal.
-fn has_signal(headers: &HeaderMap, uri: &Uri) -> bool {
+pub(crate) fn has_signal(headers: &HeaderMap, uri: &Uri) -> bool {
     headers.keys().any(is_override_header)
         || uri
             .query()

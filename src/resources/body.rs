@@ -109,7 +109,9 @@ impl ClaimBodyLayer {
     }
 
     /// Reads only the requests whose route in `map` (the layer's map) pushes claims from the
-    /// body; every other request keeps its body streamed, whatever its size or type.
+    /// body, and those with a method-override signal when any route does (the layer may
+    /// decide them as another method); every other request keeps its body streamed, whatever
+    /// its size or type.
     #[must_use]
     pub fn only_for(self, map: &ResourceMap) -> Self {
         let map = map.clone();
@@ -159,6 +161,12 @@ impl Settings {
         let Some(map) = &self.map else {
             return true;
         };
+        // A method override may make the layer decide the request as another method (with
+        // `MethodOverride::Decide`), whose route may read the body: read it whenever a route
+        // does. (With `Refuse` the layer answers 400 anyway.)
+        if crate::method_override::has_signal(req.headers(), req.uri()) {
+            return map.reads_body();
+        }
         // A request whose path does not resolve is left to the layer, which refuses it.
         matches!(
             map.resolve_raw(req.method(), req.uri().path(), req.headers()),

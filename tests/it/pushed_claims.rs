@@ -185,6 +185,14 @@ async fn exchanges_push_the_claims_and_are_cached_per_claims() {
 async fn body_setup(
     body_layer: impl FnOnce(&ResourceMap) -> Option<ClaimBodyLayer>,
 ) -> (Setup, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    body_setup_with(body_layer, |b| b).await
+}
+
+/// [`body_setup`], the layer's builder configured by `configure`.
+async fn body_setup_with(
+    body_layer: impl FnOnce(&ResourceMap) -> Option<ClaimBodyLayer>,
+    configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder,
+) -> (Setup, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::routing::post;
     let as_ = start_as_in(Flavor::Keycloak).await;
     let album = as_.register_resource(
@@ -208,8 +216,7 @@ async fn body_setup(
         )
         .route(Route::public("/upload").public_methods([Method::POST]));
     let body_layer = body_layer(&map);
-    let layer: UmaLayer = layer_builder(&as_, Flavor::Keycloak)
-        .await
+    let layer: UmaLayer = configure(layer_builder(&as_, Flavor::Keycloak).await)
         .resources(map)
         .build()
         .await
@@ -399,6 +406,38 @@ async fn only_for_reads_the_bodies_of_body_claim_routes_alone() {
     let resp = post_json(&s, r#"{"amount": 3}"#, "application/json", None).await;
     expect_challenge(&resp, &s.as_);
     assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["3"]}));
+}
+
+/// With `MethodOverride::Decide`, `PUT /transfers?_method=POST` is decided as `POST`, whose
+/// route reads the body: `only_for` reads it too (it used to look at `PUT`, leave the body
+/// unread, and the layer refused with 500).
+#[tokio::test]
+async fn only_for_reads_the_body_of_a_request_decided_as_another_method() {
+    let (s, _) = body_setup_with(
+        |map| Some(ClaimBodyLayer::new(64).only_for(map)),
+        |b| b.method_override(tower_uma::method_override::MethodOverride::Decide),
+    )
+    .await;
+    for (method, path) in [
+        (reqwest::Method::PUT, "/transfers?_method=POST"),
+        (reqwest::Method::PATCH, "/transfers"),
+    ] {
+        let mut req = http()
+            .request(method.clone(), format!("{}{path}", s.url))
+            .header("content-type", "application/json")
+            .body(r#"{"amount": 5}"#);
+        if path == "/transfers" {
+            req = req.header("x-http-method-override", "POST");
+        }
+        let resp = req.send().await.expect("an answer");
+        expect_challenge(&resp, &s.as_);
+        assert_eq!(
+            last_ticket_claims(&s.as_),
+            json!({"amount": ["5"]}),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(s.calls.get(), 0);
 }
 
 #[tokio::test]
