@@ -146,9 +146,11 @@ mod tests {
 
     /// The system clock's seconds are never behind the precise clock's, and at most one
     /// second ahead (just before a second ends), through a second boundary too, which the
-    /// loop waits for (at most a second of reads). A sample where the kernel updated its
+    /// loop waits for (about a second of reads). A sample where the kernel updated its
     /// coarse clock very late (more than two ticks behind, a virtual CPU held up) proves
-    /// nothing either way: those are counted apart and must be rare.
+    /// nothing either way: those are counted apart, and must leave most samples usable. (On
+    /// a loaded two-core VM, with CI's builds beside the tests, 7% of the samples were late;
+    /// the 1,000 usable samples past the boundary are what makes the test bite.)
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn system_seconds_never_fall_behind_the_precise_clock() {
@@ -161,6 +163,11 @@ mod tests {
         let start = precise().tv_sec;
         let (mut after_the_boundary, mut samples, mut late) = (0, 0, 0);
         while after_the_boundary < 1_000 {
+            assert!(
+                precise().tv_sec < start + 10,
+                "{after_the_boundary} usable samples after the boundary in 10 s \
+                 ({late} of {samples} samples late)"
+            );
             let before = precise();
             let ours = SystemClock.now_unix();
             let coarse = clock_gettime(ClockId::RealtimeCoarse);
@@ -178,7 +185,7 @@ mod tests {
                 after_the_boundary += 1;
             }
         }
-        assert!(late * 100 <= samples, "{late} of {samples} samples late");
+        assert!(late * 2 <= samples, "{late} of {samples} samples late");
         let millis = SystemClock.now_unix_millis();
         assert!(
             (millis / 1_000 - SystemClock.now_unix()).abs() <= 1,

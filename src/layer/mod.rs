@@ -135,6 +135,9 @@ impl UmaLayer {
 
     /// Forgets the cached introspection result of `token` (for revocation hooks), for every
     /// layer sharing this layer's cache: one call is enough whichever layer the hook holds.
+    /// The grants those layers' permission exchanges
+    /// ([`PermissionExchange`](crate::keycloak::PermissionExchange)) obtained for the token go
+    /// with it.
     ///
     /// With a shared cache on Redis (feature `redis`, `IntrospectionCacheBuilder::shared`),
     /// the shared entry is also deleted and the revocation broadcast to every replica, in a
@@ -170,7 +173,8 @@ impl UmaLayer {
         }
     }
 
-    /// Forgets every cached introspection result (of every layer sharing this cache).
+    /// Forgets every cached introspection result (of every layer sharing this cache), and
+    /// every grant their permission exchanges obtained.
     pub fn forget_all_tokens(&self) {
         self.pipeline.cache().invalidate_all();
     }
