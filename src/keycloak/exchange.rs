@@ -4,8 +4,9 @@
 //! `response_mode=permissions`, the access token as bearer, an RPT as `subject_token`), as
 //! Keycloak's enforcer does without `user-managed-access`.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,7 +50,7 @@ use crate::token::{BearerToken, Fingerprint};
 ///   revocation hook ([`UmaLayer::forget_token`](crate::UmaLayer::forget_token), for every
 ///   layer sharing that cache), [`forget_all_tokens`](crate::UmaLayer::forget_all_tokens), or
 ///   a revocation heard from the fleet (feature `redis`); an answer being fetched meanwhile
-///   answers the requests waiting for it and is not kept. With the introspection cache
+///   answers the requests that were waiting for it, and no request that comes after. With the introspection cache
 ///   [disabled](crate::IntrospectionCache::disabled), no answer is kept: every request asks.
 /// - Requests without a token still get `401` with a ticket, and RPTs that grant the request
 ///   pass without an exchange: UMA clients keep working in the same deployment.
@@ -132,10 +133,63 @@ pub(crate) struct Exchanger {
     audience: String,
     /// The layer's client credentials: they authenticate the exchange of an RPT.
     client: Client,
-    cache: Option<moka::future::Cache<Key, Arc<Exchanged>>>,
-    /// How many times the cache was told to forget (see [`DerivedCache`]): an answer whose
-    /// exchange was under way meanwhile answers its own requests but is not kept.
-    forgotten: AtomicU64,
+    cache: Option<moka::future::Cache<Key, Kept>>,
+    /// What the cache was told to forget (see [`DerivedCache`]).
+    forgets: Forgets,
+}
+
+/// A cached answer, with the number of forgets the exchanger had been told of when the
+/// exchange that obtained it started.
+#[derive(Clone)]
+struct Kept {
+    since: u64,
+    answer: Arc<Exchanged>,
+}
+
+/// The forgets an exchanger was told of, numbered from 1, and what each of the latest
+/// [`FORGETS_KEPT`] forgot (`None`: everything).
+///
+/// moka's invalidation reaches the answers stored before a forget, but not an exchange under
+/// way then: its answer is stored after, and a request arriving after the forget may join it
+/// and be handed its answer. So every answer carries the count its exchange started at, and a
+/// request that read a later count takes it only when none of the forgets between matches its
+/// token (when they are older than the log keeps, it asks again).
+#[derive(Default)]
+struct Forgets {
+    count: AtomicU64,
+    log: Mutex<VecDeque<(u64, Option<Matches>)>>,
+}
+
+/// How many forgets an exchanger remembers what of.
+const FORGETS_KEPT: usize = 1024;
+
+impl Forgets {
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Records a forget; counted while the log is locked, so that a reader that sees the
+    /// count finds the record.
+    fn record(&self, matches: Option<Matches>) {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        log.push_back((n, matches));
+        if log.len() > FORGETS_KEPT {
+            log.pop_front();
+        }
+    }
+
+    /// Whether one of the forgets numbered `since + 1 ..= now` covers `token`; `true` when the
+    /// log no longer holds them all.
+    fn forgot(&self, since: u64, now: u64, token: &Fingerprint) -> bool {
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.front().is_none_or(|&(first, _)| first > since + 1) {
+            return true;
+        }
+        log.iter()
+            .filter(|(n, _)| *n > since && *n <= now)
+            .any(|(_, matches)| matches.as_ref().is_none_or(|m| m(token)))
+    }
 }
 
 impl std::fmt::Debug for Exchanger {
@@ -172,7 +226,7 @@ impl Exchanger {
             audience,
             client,
             cache,
-            forgotten: AtomicU64::new(0),
+            forgets: Forgets::default(),
         }
     }
 
@@ -192,7 +246,7 @@ impl Exchanger {
         base: &Introspection,
     ) -> Result<Arc<Exchanged>, CallError> {
         let pushed = claims.map_or(&NO_CLAIMS, |c| &**c);
-        let ask = async {
+        let ask = || async {
             let build = request(
                 &self.token_endpoint,
                 &self.audience,
@@ -210,33 +264,42 @@ impl Exchanger {
                 .await
                 .map(Arc::new)
         };
-        match &self.cache {
-            None => ask.await,
-            Some(cache) => {
-                let key = || Key {
-                    token: fingerprint,
-                    resource: resource.to_owned(),
-                    scopes: scopes.to_vec(),
-                    claims: claims.filter(|c| !c.is_empty()).cloned(),
-                };
-                let forgotten = self.forgotten.load(Ordering::SeqCst);
-                let answer = cache.try_get_with(key(), ask).await;
-                // Told to forget while the exchange was under way: the answer may predate a
-                // revocation, so it is not kept (`forget_if` counts before it invalidates, so
-                // an answer stored after its invalidation is seen here).
-                if self.forgotten.load(Ordering::SeqCst) != forgotten {
-                    cache.invalidate(&key()).await;
-                }
-                answer.map_err(|e| (*e).clone())
+        let Some(cache) = &self.cache else {
+            return ask().await;
+        };
+        let key = Key {
+            token: fingerprint,
+            resource: resource.to_owned(),
+            scopes: scopes.to_vec(),
+            claims: claims.filter(|c| !c.is_empty()).cloned(),
+        };
+        for _ in 0..2 {
+            let now = self.forgets.count();
+            let kept = async {
+                let answer = ask().await?;
+                Ok::<_, CallError>(Kept { since: now, answer })
+            };
+            let kept = cache
+                .try_get_with(key.clone(), kept)
+                .await
+                .map_err(|e| (*e).clone())?;
+            if kept.since >= now || !self.forgets.forgot(kept.since, now, &fingerprint) {
+                return Ok(kept.answer);
             }
+            // Obtained before a forget of this token that this request came after (it joined
+            // an exchange under way, or found its answer stored after the forget): not for
+            // this request, nor kept.
+            cache.invalidate(&key).await;
         }
+        // Forgotten again while asking: ask without the cache.
+        ask().await
     }
 }
 
 impl DerivedCache for Exchanger {
     fn forget_if(&self, matches: Matches) {
         let Some(cache) = &self.cache else { return };
-        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        self.forgets.record(Some(Arc::clone(&matches)));
         // Cannot fail: the cache supports invalidation closures. Entries stored before this
         // call that match are never returned again.
         if let Err(e) = cache.invalidate_entries_if(move |key, _| matches(&key.token)) {
@@ -247,7 +310,7 @@ impl DerivedCache for Exchanger {
 
     fn forget_all(&self) {
         let Some(cache) = &self.cache else { return };
-        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        self.forgets.record(None);
         cache.invalidate_all();
     }
 }
@@ -539,5 +602,34 @@ mod tests {
         // No readable exp: a grant that could outlive the token is not used.
         let opaque = bearer("opaque");
         assert!(parse(answer(200, list), &inactive, &opaque).is_err());
+    }
+}
+
+#[cfg(test)]
+mod forgets_tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_refused_only_after_a_forget_that_covers_its_token() {
+        let (a, b) = (Fingerprint::of(b"a"), Fingerprint::of(b"b"));
+        let forgets = Forgets::default();
+        assert_eq!(forgets.count(), 0);
+        forgets.record(Some(Arc::new(move |f: &Fingerprint| *f == a)));
+        assert_eq!(forgets.count(), 1);
+        // Started before the forget of `a`: refused for `a`, not for `b`.
+        assert!(forgets.forgot(0, 1, &a));
+        assert!(!forgets.forgot(0, 1, &b));
+        // Started after it: nothing between.
+        assert!(!forgets.forgot(1, 1, &a));
+        forgets.record(None);
+        assert!(forgets.forgot(1, 2, &b), "everything was forgotten");
+        assert!(!forgets.forgot(2, 2, &b));
+        // Older than the log keeps: assumed forgotten.
+        for _ in 0..FORGETS_KEPT {
+            forgets.record(Some(Arc::new(|_: &Fingerprint| false)));
+        }
+        let now = forgets.count();
+        assert!(forgets.forgot(0, now, &b));
+        assert!(!forgets.forgot(now - 1, now, &b));
     }
 }
