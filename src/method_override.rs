@@ -221,7 +221,7 @@ fn override_method(value: &[u8]) -> Result<Method, &'static str> {
 }
 
 /// The one method every signal of the request names.
-fn overridden_method(headers: &HeaderMap, uri: &Uri) -> Result<Method, &'static str> {
+pub(crate) fn overridden_method(headers: &HeaderMap, uri: &Uri) -> Result<Method, &'static str> {
     let from_headers = headers
         .iter()
         .filter(|(name, _)| is_override_header(name))

@@ -109,9 +109,9 @@ impl ClaimBodyLayer {
     }
 
     /// Reads only the requests whose route in `map` (the layer's map) pushes claims from the
-    /// body, and those with a method-override signal when any route does (the layer may
-    /// decide them as another method); every other request keeps its body streamed, whatever
-    /// its size or type.
+    /// body (for a request with a method override, the route of the method it names, as the
+    /// layer decides it with `MethodOverride::Decide`); every other request keeps its body
+    /// streamed, whatever its size or type.
     #[must_use]
     pub fn only_for(self, map: &ResourceMap) -> Self {
         let map = map.clone();
@@ -161,15 +161,24 @@ impl Settings {
         let Some(map) = &self.map else {
             return true;
         };
-        // A method override may make the layer decide the request as another method (with
-        // `MethodOverride::Decide`), whose route may read the body: read it whenever a route
-        // does. (With `Refuse` the layer answers 400 anyway.)
-        if crate::method_override::has_signal(req.headers(), req.uri()) {
-            return map.reads_body();
-        }
+        // With a method override the layer decides the request as the method it names
+        // (`MethodOverride::Decide`), or refuses it (`Refuse`, or signals it cannot use):
+        // the body is read when that method's route reads it.
+        let overridden;
+        let method = if crate::method_override::has_signal(req.headers(), req.uri()) {
+            match crate::method_override::overridden_method(req.headers(), req.uri()) {
+                Ok(method) => {
+                    overridden = method;
+                    &overridden
+                }
+                Err(_) => return false,
+            }
+        } else {
+            req.method()
+        };
         // A request whose path does not resolve is left to the layer, which refuses it.
         matches!(
-            map.resolve_raw(req.method(), req.uri().path(), req.headers()),
+            map.resolve_raw(method, req.uri().path(), req.headers()),
             Ok(Resolved::Protected(need)) if need.claims.as_ref().is_some_and(|p| p.claims.reads_body())
         )
     }

@@ -224,14 +224,16 @@ async fn body_setup_with(
     let calls = Calls::default();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (c, s) = (calls.clone(), seen.clone());
-    let echo = post(move |body: String| {
+    let echo = move |body: String| {
         c.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         s.lock().expect("lock").push(body.clone());
         async move { body }
-    });
+    };
+    // `/upload` takes any method: axum routes the method as sent, before the layer
+    // (`Router::layer`) rewrites an override.
     let app = axum::Router::new()
-        .route("/transfers", echo.clone())
-        .route("/upload", echo)
+        .route("/transfers", post(echo.clone()))
+        .route("/upload", axum::routing::any(echo))
         .layer(layer);
     let app = match body_layer {
         Some(body_layer) => app.layer(body_layer),
@@ -384,20 +386,31 @@ async fn odd_json_requests_are_refused_or_read_as_json() {
     assert_eq!(s.calls.get(), 0);
 }
 
+/// A JSON body over the tests' 64-byte limit.
+fn big_json() -> String {
+    format!(r#"{{"pad": "{}"}}"#, "x".repeat(200))
+}
+
+/// Sends `body` as JSON with `method` to `target` (a path and query); the status.
+async fn upload_json(s: &Setup, method: reqwest::Method, target: &str, body: &str) -> StatusCode {
+    http()
+        .request(method, format!("{}{target}", s.url))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("an answer")
+        .status()
+}
+
 #[tokio::test]
 async fn only_for_reads_the_bodies_of_body_claim_routes_alone() {
     let (s, seen) = body_setup(|map| Some(ClaimBodyLayer::new(64).only_for(map))).await;
     // A public route: a JSON body over the limit and a malformed one pass unread.
-    let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(200));
+    let big = big_json();
     for body in [big.as_str(), "{not json"] {
-        let resp = http()
-            .post(format!("{}/upload", s.url))
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(resp.status(), StatusCode::OK, "{body}");
+        let status = upload_json(&s, reqwest::Method::POST, "/upload", body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
     assert_eq!(seen.lock().expect("lock").len(), 2);
     // The body-claims route is still read and bounded.
@@ -438,6 +451,14 @@ async fn only_for_reads_the_body_of_a_request_decided_as_another_method() {
         );
     }
     assert_eq!(s.calls.get(), 0);
+    // Decided as a route that reads no body (the public `POST /upload`): left unread, over
+    // the limit or not JSON, as without the override.
+    let big = big_json();
+    for body in [big.as_str(), "{not json", r#"{"a":1,"a":2}"#] {
+        let status = upload_json(&s, reqwest::Method::PUT, "/upload?_method=POST", body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(s.calls.get(), 3);
 }
 
 #[tokio::test]
