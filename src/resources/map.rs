@@ -29,9 +29,11 @@ pub(super) struct Entry {
 ///   (`..`, `%2e%2e`, `.%2E`, `%2E`); an encoded slash (`%2F`, `%2f`); a backslash, literal or
 ///   `%5C`; control characters, literal or encoded (`%00`, `%0A`, `%7F`); a `;`, literal or
 ///   `%3B` (path parameters); an encoded `%` that starts another escape (`%252e`, double
-///   encoding); `?` or `#`; escapes that do not decode to UTF-8; a path not starting with `/`.
-/// - Empty segments and a trailing slash are dropped: `//albums/1`, `/albums//1` and
-///   `/albums/1/` are all `/albums/1` and get its rule, unless the path as received selects
+///   encoding); `?` or `#`; escapes that do not decode to UTF-8; a path not starting with `/`;
+///   a path starting with `//` ([`PathError::NetworkPath`]: a network-path reference to an
+///   upstream that resolves the target as a URI reference).
+/// - Empty segments further in and a trailing slash are dropped: `/albums//1` and
+///   `/albums/1/` are both `/albums/1` and get its rule, unless the path as received selects
 ///   a stricter rule (see [paths as received](#paths-as-received)).
 ///
 /// **Templates.** A template starts with `/` and is made of literal segments, `{name}`
@@ -72,7 +74,7 @@ pub(super) struct Entry {
 ///
 /// Routers that match the path as received (axum's matchit, Express without its defaults)
 /// do not see the canonical form: they keep empty segments (a `{param}` takes an empty
-/// segment when more follow: `//albums/1` is `/{a}/albums/{id}` there) and a trailing slash
+/// segment when more follow: `/x//albums/1` is `/x/{a}/albums/{id}` there) and a trailing slash
 /// (`/albums/1/` is not `/albums/{id}`), do not decode escapes (`/%61lbums` is not `/albums`,
 /// and a literal written `%7Eme` matches only that spelling), and never let a trailing `*`
 /// match nothing (`/admin` is not `/admin/{*rest}`; the application may serve the bare

@@ -80,7 +80,7 @@ pub enum PathError {
     LetterCase,
     /// The path as received selects another route on a router that matches it as sent than
     /// its canonical form selects here, and that route's rule is neither the same nor public:
-    /// axum's router (matchit) keeps empty segments (`//albums/1`) and a trailing slash, does
+    /// axum's router (matchit) keeps empty segments (`/x//albums/1`) and a trailing slash, does
     /// not decode escapes (`/%61lbums` is not `/albums`) and never lets a trailing `*` match
     /// nothing (`/admin` is not `/admin/{*rest}`), while other common routers merge, decode or
     /// match those. A rule that depends on the router cannot be right for both.
