@@ -44,6 +44,20 @@ use http::{Method, Request};
 /// upper-case the value, so `delete` would run as `DELETE`); when several signals are
 /// present, they must name the same method. Anything else is answered with `400`.
 ///
+/// `Decide` needs the layer *around* whatever routes by method: only then does the router
+/// route the method the layer rewrote. Added with axum's `Router::layer` (or inside
+/// [`UmaRouter`](crate::axum::UmaRouter)), the layer runs after axum chose the handler by the
+/// method as sent, so rewriting would decide one method and run another's handler
+/// (`DELETE /notes/1?_method=GET` decided as `GET`, run by the `DELETE` handler). With the
+/// `axum` feature, the layer refuses with `400` an override that changes the method of a
+/// request axum 0.8's router has matched to a route (`MatchedPath`: `Router::layer`,
+/// `route_layer`, and, closed rather than open, a layered service mounted with
+/// `route_service` or `nest_service` at its exact prefix), and `UmaRouter` refuses `Decide`
+/// when it is built. It cannot tell when the method was chosen elsewhere before it: a
+/// `MethodRouter::layer` or `Handler::layer` that is not on a route (a fallback, a service
+/// served or nested on its own), another major version of axum, another framework. There,
+/// keep `Refuse`.
+///
 /// Why the layer rewrites the method rather than deciding under both rules: once the signal is
 /// removed, the inner service can only run the method on the request line, so that line must
 /// carry the method the decision was made for. Keeping the signal and requiring both rules
@@ -326,11 +340,46 @@ pub(crate) fn apply<B>(mode: MethodOverride, req: &mut Request<B>) -> Result<(),
     match mode {
         MethodOverride::Refuse => Err("the request carries a method override (refused)"),
         MethodOverride::Decide => overridden_method(req.headers(), req.uri()).and_then(|method| {
+            if method != *req.method() && routed_by_method(req) {
+                // Once per process: clients choose how often this happens.
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        "a method override reached the layer after axum's router had matched \
+                         a route (the layer was added with Router::layer or route_layer, or \
+                         the service it wraps was mounted with route_service): overrides that \
+                         change the method are refused with 400; put the layer around the \
+                         whole router to decide them (logged once)"
+                    );
+                }
+                return Err("the method override came after a router matched a route");
+            }
             strip_method_override(req).map_err(|_| "the query cannot be rewritten")?;
             *req.method_mut() = method;
             Ok(())
         }),
     }
+}
+
+/// Whether axum's router (0.8) matched a route for the request before the layer runs: it puts
+/// [`MatchedPath`](axum::extract::MatchedPath) in the extensions of a request it routed to a
+/// route, before the layers added with `Router::layer` or `route_layer` (which wrap each
+/// method's handler, chosen by the method as sent) run. Rewriting the method there would
+/// decide one method and run another's handler. It is also there when the layer wraps a
+/// service mounted with `route_service`, or with `nest_service` and requested at the exact
+/// prefix, which would route the rewritten method: refused too (closed, not open).
+#[cfg(feature = "axum")]
+fn routed_by_method<B>(req: &Request<B>) -> bool {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some()
+}
+
+/// Without the `axum` feature no router is known to have routed the request.
+#[cfg(not(feature = "axum"))]
+fn routed_by_method<B>(_: &Request<B>) -> bool {
+    false
 }
 
 #[cfg(test)]

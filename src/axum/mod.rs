@@ -409,12 +409,23 @@ where
     ///
     /// A [`ErrorKind::Config`](crate::error::ErrorKind::Config) error when the table does not
     /// [`validate`](Self::validate) (before any call to the authorization server) or when
-    /// `layer` has a [`resolver`](UmaLayerBuilder::resolver), which would replace the table;
-    /// otherwise the errors of [`UmaLayerBuilder::build`].
+    /// `layer` has a [`resolver`](UmaLayerBuilder::resolver), which would replace the table,
+    /// or decides method overrides
+    /// ([`MethodOverride::Decide`](crate::method_override::MethodOverride::Decide)), which a
+    /// layer inside axum's router cannot: axum has chosen each handler by the method as sent
+    /// before the layer could rewrite it; otherwise the errors of [`UmaLayerBuilder::build`].
     pub async fn build(self, layer: UmaLayerBuilder) -> Result<(Router<S>, UmaLayer), Error> {
         let map = self
             .resource_map()
             .map_err(|e| Error::config(format!("invalid route table: {e}")))?;
+        if layer.method_override_setting() == crate::method_override::MethodOverride::Decide {
+            return Err(Error::config(
+                "UmaRouter cannot decide method overrides: axum chooses each route's handler \
+                 by the method as sent, before the layer could rewrite it; keep \
+                 MethodOverride::Refuse, or put a layer around a plain axum Router \
+                 (UmaLayer::layer) to decide them",
+            ));
+        }
         let uma = layer.resources(map).build().await?;
         if uma.map().is_none() {
             return Err(Error::config(

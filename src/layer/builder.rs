@@ -458,9 +458,20 @@ impl UmaLayerBuilder {
     /// decide on the overridden method and rewrite the request to it, signals removed. The
     /// check runs before anything else, on every route and in every enforcement mode.
     /// Defaults to [`MethodOverride::Refuse`](crate::method_override::MethodOverride::Refuse).
+    ///
+    /// `Decide` needs the layer around the whole router (`UmaLayer::layer(&router)`, or a
+    /// `ServiceBuilder` around it): inside it (axum's `Router::layer`), the router has chosen
+    /// the handler by the method as sent before the layer runs, so an override that changes
+    /// the method is refused there with `400`, and `UmaRouter` refuses the setting.
     pub fn method_override(mut self, method_override: MethodOverride) -> Self {
         self.method_override = method_override;
         self
+    }
+
+    /// The method-override setting (for `UmaRouter`, which cannot honour `Decide`).
+    #[cfg(feature = "axum")]
+    pub(crate) fn method_override_setting(&self) -> MethodOverride {
+        self.method_override
     }
 
     /// Tolerance for clock differences with the AS when checking `exp` and `nbf`.

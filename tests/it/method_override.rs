@@ -215,3 +215,85 @@ async fn decide_runs_the_overridden_method_without_the_signal() {
     }
     assert!(seen.lock().unwrap().is_empty());
 }
+
+/// `Decide` with the layer added by axum's `Router::layer`: axum has chosen the handler by the
+/// method as sent before the layer runs, so an override that changes the method would be
+/// decided as one method and run another's handler (`DELETE ?_method=GET` decided as `GET`
+/// and run by the `DELETE` handler). Refused with `400` there; around the whole router the
+/// same request is decided and run as `GET`. `UmaRouter` refuses `Decide` when it is built.
+#[tokio::test]
+async fn decide_inside_axums_router_refuses_an_override_that_changes_the_method() {
+    let as_ = start_as().await;
+    let note = register_note(&as_);
+    let ran: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let app = || {
+        let handler = |name: &'static str| {
+            let ran = Arc::clone(&ran);
+            move || async move {
+                ran.lock().expect("not poisoned").push(name);
+                name
+            }
+        };
+        Router::new().route(
+            "/notes/{id}",
+            axum::routing::get(handler("view")).delete(handler("remove")),
+        )
+    };
+    let layer = builder(&as_, &note)
+        .await
+        .method_override(MethodOverride::Decide)
+        .build()
+        .await
+        .expect("builds");
+    let reader = rpt_for(&as_, &note, &["read"]);
+
+    let inside = format!("http://{}", serve(app().layer(layer.clone())).await);
+    for (path, headers) in [
+        ("/notes/1?_method=GET", &[][..]),
+        ("/notes/1", &[("X-HTTP-Method-Override", "GET")][..]),
+    ] {
+        let resp = send(&inside, Method::DELETE, path, headers, Some(&reader)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path} {headers:?}");
+    }
+    assert!(ran.lock().expect("not poisoned").is_empty());
+    // An override naming the method as sent changes nothing: decided as DELETE, challenged.
+    let resp = send(
+        &inside,
+        Method::DELETE,
+        "/notes/1?_method=DELETE",
+        &[],
+        Some(&reader),
+    )
+    .await;
+    expect_challenge(&resp, &as_);
+    assert!(ran.lock().expect("not poisoned").is_empty());
+
+    // Around the whole router: the router routes the method the layer rewrote.
+    let wrapped = tower::Layer::layer(&layer, app());
+    let around = Router::new().fallback_service(wrapped);
+    let around = format!("http://{}", serve(around).await);
+    let resp = send(
+        &around,
+        Method::DELETE,
+        "/notes/1?_method=GET",
+        &[],
+        Some(&reader),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(*ran.lock().expect("not poisoned"), ["view"]);
+
+    let table = tower_uma::axum::UmaRouter::<()>::new().route(
+        "/notes/{id}",
+        axum::routing::get(|| async { "view" }),
+        |rule| rule.resource_id(&note).scopes(Method::GET, ["read"]),
+    );
+    let refused = table
+        .build(discover(&as_).await.method_override(MethodOverride::Decide))
+        .await
+        .expect_err("UmaRouter cannot decide overrides");
+    assert!(
+        refused.to_string().contains("method overrides"),
+        "{refused}"
+    );
+}
