@@ -50,8 +50,9 @@ use crate::token::{BearerToken, Fingerprint};
 ///   revocation hook ([`UmaLayer::forget_token`](crate::UmaLayer::forget_token), for every
 ///   layer sharing that cache), [`forget_all_tokens`](crate::UmaLayer::forget_all_tokens), or
 ///   a revocation heard from the fleet (feature `redis`); an answer being fetched meanwhile
-///   answers the requests that were waiting for it, and no request that comes after. With the introspection cache
-///   [disabled](crate::IntrospectionCache::disabled), no answer is kept: every request asks.
+///   answers the requests that were waiting for it, and no request that comes after. With
+///   the introspection cache [disabled](crate::IntrospectionCache::disabled), no answer is
+///   kept: every request asks.
 /// - Requests without a token still get `401` with a ticket, and RPTs that grant the request
 ///   pass without an exchange: UMA clients keep working in the same deployment.
 /// - Since Keycloak's introspection cannot tell a plain access token from a bad one, a token

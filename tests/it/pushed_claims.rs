@@ -185,13 +185,15 @@ async fn exchanges_push_the_claims_and_are_cached_per_claims() {
 async fn body_setup(
     body_layer: impl FnOnce(&ResourceMap) -> Option<ClaimBodyLayer>,
 ) -> (Setup, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    body_setup_with(body_layer, |b| b).await
+    body_setup_with(body_layer, |b| b, false).await
 }
 
-/// [`body_setup`], the layer's builder configured by `configure`.
+/// [`body_setup`], the layer's builder configured by `configure`, and the layer `around` the
+/// router rather than on it.
 async fn body_setup_with(
     body_layer: impl FnOnce(&ResourceMap) -> Option<ClaimBodyLayer>,
     configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder,
+    around: bool,
 ) -> (Setup, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::routing::post;
     let as_ = start_as_in(Flavor::Keycloak).await;
@@ -229,12 +231,16 @@ async fn body_setup_with(
         s.lock().expect("lock").push(body.clone());
         async move { body }
     };
-    // `/upload` takes any method: axum routes the method as sent, before the layer
-    // (`Router::layer`) rewrites an override.
-    let app = axum::Router::new()
+    let router = axum::Router::new()
         .route("/transfers", post(echo.clone()))
-        .route("/upload", axum::routing::any(echo))
-        .layer(layer);
+        .route("/upload", post(echo));
+    // Around the router (where a method override can be decided: the router then routes the
+    // method the layer rewrote), or on it with `Router::layer`.
+    let app = if around {
+        axum::Router::new().fallback_service(tower::Layer::layer(&layer, router))
+    } else {
+        router.layer(layer)
+    };
     let app = match body_layer {
         Some(body_layer) => app.layer(body_layer),
         None => app,
@@ -421,7 +427,8 @@ async fn only_for_reads_the_bodies_of_body_claim_routes_alone() {
     assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["3"]}));
 }
 
-/// With `MethodOverride::Decide`, `PUT /transfers?_method=POST` is decided as `POST`, whose
+/// With `MethodOverride::Decide` (the layer around the router, where overrides can be
+/// decided), `PUT /transfers?_method=POST` is decided as `POST`, whose
 /// route reads the body: `only_for` reads it too (it used to look at `PUT`, leave the body
 /// unread, and the layer refused with 500).
 #[tokio::test]
@@ -429,6 +436,7 @@ async fn only_for_reads_the_body_of_a_request_decided_as_another_method() {
     let (s, _) = body_setup_with(
         |map| Some(ClaimBodyLayer::new(64).only_for(map)),
         |b| b.method_override(tower_uma::method_override::MethodOverride::Decide),
+        true,
     )
     .await;
     for (method, path) in [
