@@ -221,6 +221,8 @@ async fn decide_runs_the_overridden_method_without_the_signal() {
 /// decided as one method and run another's handler (`DELETE ?_method=GET` decided as `GET`
 /// and run by the `DELETE` handler). Refused with `400` there; around the whole router the
 /// same request is decided and run as `GET`. `UmaRouter` refuses `Decide` when it is built.
+/// (The layer sees axum's `MatchedPath` with its `axum` feature only.)
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn decide_inside_axums_router_refuses_an_override_that_changes_the_method() {
     let as_ = start_as().await;
