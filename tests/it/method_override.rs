@@ -66,6 +66,16 @@ async fn builder(as_: &TestAs, note: &str) -> UmaLayerBuilder {
     discover(as_).await.resources(map).unmapped(Unmapped::Allow)
 }
 
+/// [`builder`]'s layer with `MethodOverride::Decide`.
+async fn deciding(as_: &TestAs, note: &str) -> UmaLayer {
+    builder(as_, note)
+        .await
+        .method_override(MethodOverride::Decide)
+        .build()
+        .await
+        .expect("builds")
+}
+
 async fn send(
     url: &str,
     method: Method,
@@ -155,12 +165,7 @@ async fn method_overrides_are_refused_by_default_on_every_route() {
 async fn decide_runs_the_overridden_method_without_the_signal() {
     let as_ = start_as().await;
     let note = register_note(&as_);
-    let layer = builder(&as_, &note)
-        .await
-        .method_override(MethodOverride::Decide)
-        .build()
-        .await
-        .expect("builds");
+    let layer = deciding(&as_, &note).await;
     let (url, seen) = recording(layer).await;
 
     let writer = rpt_for(&as_, &note, &["write"]);
@@ -241,12 +246,7 @@ async fn decide_inside_axums_router_refuses_an_override_that_changes_the_method(
             axum::routing::get(handler("view")).delete(handler("remove")),
         )
     };
-    let layer = builder(&as_, &note)
-        .await
-        .method_override(MethodOverride::Decide)
-        .build()
-        .await
-        .expect("builds");
+    let layer = deciding(&as_, &note).await;
     let reader = rpt_for(&as_, &note, &["read"]);
 
     let inside = format!("http://{}", serve(app().layer(layer.clone())).await);
