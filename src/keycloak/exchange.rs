@@ -184,11 +184,16 @@ impl Forgets {
     /// log no longer holds them all.
     fn forgot(&self, since: u64, now: u64, token: &Fingerprint) -> bool {
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        if log.front().is_none_or(|&(first, _)| first > since + 1) {
+        let Some(&(first, _)) = log.front() else {
+            return true;
+        };
+        if first > since + 1 {
             return true;
         }
-        log.iter()
-            .filter(|(n, _)| *n > since && *n <= now)
+        // The log is numbered without gaps: forget `since + 1` sits at `since + 1 - first`.
+        let start = usize::try_from(since + 1 - first).unwrap_or(usize::MAX);
+        log.range(start.min(log.len())..)
+            .take_while(|(n, _)| *n <= now)
             .any(|(_, matches)| matches.as_ref().is_none_or(|m| m(token)))
     }
 }
