@@ -171,6 +171,24 @@ pub fn remove_uma_headers(headers: &mut HeaderMap) {
     remove_names(headers, is_uma);
 }
 
+/// Removes from `req` every header the forwarding service would not pass on from its client
+/// (see [`ForwardOptions::trusted_proxies`]): the `X-Uma-*` headers, the path overrides
+/// (`X-Original-URL`, `X-Rewrite-URL`, …) and, unless the client (its [`ClientAddr`]) is one
+/// of `trusted`, the forwarding headers (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, …), in
+/// every spelling.
+///
+/// uma-proxy calls it before the layer, so that the layer decides on the headers the upstream
+/// receives: a claim pushed from `X-Forwarded-For` (a Keycloak `claim-information-point`)
+/// reads a trusted proxy's value or none, never one a client made up. Without a
+/// [`ClientAddr`] the client is not trusted.
+pub fn remove_untrusted_headers<B>(req: &mut Request<B>, trusted: &TrustedProxies) {
+    let trusted = req
+        .extensions()
+        .get::<ClientAddr>()
+        .is_some_and(|ClientAddr(a)| trusted.contains(a.ip()));
+    remove_names(req.headers_mut(), |name| is_spoofed(name, trusted));
+}
+
 /// Whether `name` is one of [`UMA_HEADERS`] in any spelling (see [`remove_uma_headers`]).
 fn is_uma(name: &str) -> bool {
     name.starts_with('x') && UMA_HEADERS.iter().any(|uma| spelled_as(name, uma.as_str()))

@@ -43,6 +43,7 @@ use crate::config::{Config, Mode};
 use crate::decision::{DecisionAnswer, DecisionFront};
 use crate::forward::{
     ClientAddr, ForwardOptions, ProxyBody, forwarding_service, full_body, remove_uma_headers,
+    remove_untrusted_headers,
 };
 use crate::metadata::MetadataFront;
 use crate::metrics as m;
@@ -612,6 +613,13 @@ where
     let service = tower::Layer::layer(&tower::util::option_layer(redirect), service);
     let service = MetadataFront::new(metadata, service);
     let service = HostCheck::new(config.allowed_hosts.clone(), service);
+    // The headers the upstream will not receive from this client go before anything looks at
+    // the request: the layer's claims read what the upstream reads.
+    let trusted = config.trusted_proxies.clone();
+    let service = tower::util::MapRequest::new(service, move |mut req: Request<Incoming>| {
+        remove_untrusted_headers(&mut req, &trusted);
+        req
+    });
     serve(listener, service, announced, config.shutdown_timeout).await
 }
 
@@ -620,8 +628,10 @@ where
 /// 1. Binds `listen` (and `admin_listen`, whose `/healthz` answers `503` until step 3).
 /// 2. Discovers the AS and registers the resources, retrying while the AS cannot be reached
 ///    (see [`build_layer_with_retry`]); `shutdown` during this step ends the run cleanly.
-/// 3. Calls `on_listening` with the bound address and serves: `X-Uma-*` stripping, then
-///    `allowed_hosts` ([`HostCheck`]), then the layer, then the [`forwarding_service`].
+/// 3. Calls `on_listening` with the bound address and serves: `X-Uma-*` stripping (in proxy
+///    mode also the forwarding headers of clients that are not `trusted_proxies`, and path
+///    overrides: [`remove_untrusted_headers`]), then `allowed_hosts` ([`HostCheck`]), then the
+///    layer, then the [`forwarding_service`].
 /// 4. On `shutdown`: stops accepting, waits at most `shutdown_timeout` for requests in flight.
 ///
 /// `metrics` is the handle of an installed Prometheus recorder, rendered on `/metrics`; its

@@ -292,3 +292,90 @@ async fn claims_from_the_json_body_are_pushed_and_the_body_still_reaches_the_ups
     assert_eq!(upload.status, StatusCode::OK);
     assert_eq!(upstream.seen()[1].body_len, big.len() as u64);
 }
+
+/// A claim pushed from a forwarding header (Keycloak's `claim-information-point` reading
+/// `X-Forwarded-For`) is what the upstream would receive: a trusted proxy's value, never one
+/// a direct client made up.
+#[tokio::test]
+async fn a_claim_from_a_forwarding_header_is_only_a_trusted_proxys() {
+    let as_ = start_keycloak_as().await;
+    let admin = register(&as_, "admin", &["use"], &["/admin"]);
+    let keycloak_json = keycloak_json(
+        &as_,
+        &json!({
+            "user-managed-access": {},
+            "paths": [{"name": "admin", "path": "/admin",
+                       "methods": [{"method": "GET", "scopes": ["use"]}],
+                       "claim-information-point": {"claims": {
+                           "client_ip": "{request.header['X-Forwarded-For']}"}}}]
+        }),
+    );
+    let keycloak_file = write_config(&keycloak_json.to_string());
+    // An RPT granted for requests from 10.0.0.1 (what a policy on the address would grant).
+    let rpt = as_.mint_rpt(RptSpec::active_for(&admin, ["use"], 300));
+    let bearer = format!("Bearer {rpt}");
+    for trusted in [false, true] {
+        let upstream = start_upstream().await;
+        let trust = if trusted {
+            "trusted_proxies = [\"127.0.0.0/8\"]"
+        } else {
+            ""
+        };
+        let mut proxy = Proxy::spawn(
+            &format!(
+                "listen = \"127.0.0.1:0\"\nupstream = \"{}\"\nkeycloak_config = {:?}\n{trust}\n",
+                upstream.url(),
+                keycloak_file.to_str().expect("a UTF-8 path"),
+            ),
+            &[],
+            &[],
+        );
+        let url = format!("http://{}/admin", proxy.listening().await);
+        // The test client (127.0.0.1) says it forwards for 10.0.0.1.
+        let challenged = send(Method::GET, &url, &[("x-forwarded-for", "10.0.0.1")]).await;
+        assert_eq!(
+            challenged.status,
+            StatusCode::UNAUTHORIZED,
+            "trusted: {trusted}"
+        );
+        let asked = as_
+            .requests(uma_test_as::Endpoint::Permission)
+            .pop()
+            .expect("a permission request");
+        let asked: serde_json::Value = serde_json::from_slice(&asked.body).expect("JSON");
+        let claimed = asked[0]["claims"].get("client_ip").cloned();
+        assert_eq!(
+            claimed,
+            trusted.then(|| json!(["10.0.0.1"])),
+            "trusted: {trusted}, permission request: {asked}"
+        );
+        as_.respond_next(
+            uma_test_as::Endpoint::Introspection,
+            1,
+            200,
+            "application/json",
+            &json!({"active": true, "exp": 4_102_444_800_i64,
+                    "permissions": [{"rsid": admin, "scopes": ["use"],
+                                     "claims": {"client_ip": ["10.0.0.1"]}}]})
+            .to_string(),
+        );
+        let with_rpt = send(
+            Method::GET,
+            &url,
+            &[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("authorization", bearer.as_str()),
+            ],
+        )
+        .await;
+        if trusted {
+            assert_eq!(with_rpt.status, StatusCode::OK);
+            let seen = upstream.seen();
+            assert_eq!(seen.len(), 1);
+            assert_eq!(seen[0].headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        } else {
+            assert_eq!(with_rpt.status, StatusCode::UNAUTHORIZED);
+            assert!(upstream.seen().is_empty());
+        }
+    }
+}
