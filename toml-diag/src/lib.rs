@@ -110,9 +110,42 @@ impl std::error::Error for Diagnostic {}
 /// A [`Diagnostic`] for invalid TOML and for everything the deserializer of `T` refuses
 /// (unknown keys, wrong types, missing keys, the custom errors of its fields).
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, Diagnostic> {
+    from_str_with_secrets(text, &[])
+}
+
+/// [`from_str`] for a document some of whose keys hold secrets: an error on a line assigning
+/// one of `secrets` (matched by the key's last dotted part) does not repeat the `toml` crate's
+/// message, which can quote the value (`` invalid type: integer `918273645` ``).
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Raw {
+///     #[allow(dead_code)]
+///     client_secret: String,
+/// }
+///
+/// let error = toml_diag::from_str_with_secrets::<Raw>("client_secret = 918273645\n", &["client_secret"])
+///     .err()
+///     .unwrap();
+/// assert!(!error.to_string().contains("918273645"), "{error}");
+/// assert!(error.to_string().starts_with("line 1, column 17: `client_secret`: "), "{error}");
+/// ```
+///
+/// # Errors
+///
+/// As [`from_str`].
+pub fn from_str_with_secrets<T: DeserializeOwned>(
+    text: &str,
+    secrets: &[&str],
+) -> Result<T, Diagnostic> {
     toml::from_str(text).map_err(|e| {
         let message = e.message().trim_end();
-        let message = match e.span().and_then(|span| key_of_line(text, span.start)) {
+        let key = e.span().and_then(|span| key_of_line(text, span.start));
+        let message = match key {
+            Some(key) if secrets.contains(&key.rsplit('.').next().unwrap_or(key)) => format!(
+                "`{key}`: not a valid value; write it as a string in quotes (the value is not \
+                 repeated here: the key holds a secret)"
+            ),
             Some(key) if !message.contains(&format!("`{key}`")) => format!("`{key}`: {message}"),
             _ => message.to_owned(),
         };

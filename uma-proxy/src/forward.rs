@@ -246,38 +246,40 @@ impl Upstream {
     /// # Ok::<(), String>(())
     /// ```
     pub fn parse(text: &str) -> Result<Self, String> {
+        // Messages show the URL without its user info (refused below).
+        let shown = crate::config::redact_url(text);
         let url =
-            url::Url::parse(text).map_err(|e| format!("{text:?} is not an absolute URL: {e}"))?;
+            url::Url::parse(text).map_err(|e| format!("{shown:?} is not an absolute URL: {e}"))?;
         if url.scheme() != "http" {
             return Err(format!(
-                "{text:?}: only http:// upstreams are supported (scheme {:?})",
+                "{shown:?}: only http:// upstreams are supported (scheme {:?})",
                 url.scheme()
             ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(format!(
-                "{text:?}: user info is not allowed in the upstream URL"
+                "{shown:?}: user info is not allowed in the upstream URL"
             ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!(
-                "{text:?}: the upstream URL may not have a query or a fragment"
+                "{shown:?}: the upstream URL may not have a query or a fragment"
             ));
         }
         let host = url
             .host_str()
-            .ok_or_else(|| format!("{text:?} has no host"))?;
+            .ok_or_else(|| format!("{shown:?} has no host"))?;
         let port = url.port_or_known_default().unwrap_or(80);
         let authority: Authority = format!("{host}:{port}")
             .parse()
-            .map_err(|e| format!("{text:?}: unusable host: {e}"))?;
+            .map_err(|e| format!("{shown:?}: unusable host: {e}"))?;
         let base_path = url.path().trim_end_matches('/').to_owned();
         let host = if port == 80 {
             HeaderValue::from_str(host)
         } else {
             HeaderValue::from_str(authority.as_str())
         }
-        .map_err(|e| format!("{text:?}: unusable host: {e}"))?;
+        .map_err(|e| format!("{shown:?}: unusable host: {e}"))?;
         Ok(Self {
             authority,
             base_path,

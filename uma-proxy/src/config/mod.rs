@@ -46,6 +46,8 @@ mod keycloak;
 mod raw;
 mod resolve;
 mod shared;
+
+pub(crate) use shared::redact_url;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -69,6 +71,9 @@ use crate::trust::{AllowedHosts, TrustedProxies};
 
 /// The default `listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The keys whose values are secrets: an error on their line does not quote the value.
+const SECRET_KEYS: &[&str] = &["client_secret", "resource_owner_password"];
+
 /// The default `upstream_timeout`.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default `shutdown_timeout`.
@@ -512,8 +517,8 @@ impl Config {
         overrides: &Overrides,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let raw: raw::RawConfig =
-            toml_diag::from_str(text).map_err(|d| ConfigError::new(origin, d))?;
+        let raw: raw::RawConfig = toml_diag::from_str_with_secrets(text, SECRET_KEYS)
+            .map_err(|d| ConfigError::new(origin, d))?;
         resolve::Resolver {
             text,
             origin,

@@ -32,12 +32,12 @@ pub(super) struct RawConfig {
     pub(super) unmapped: Unmapped,
     pub(super) admin_listen: Option<Spanned<String>>,
     pub(super) admin_token_env: Option<Spanned<String>>,
-    pub(super) forward_authorization: Option<bool>,
+    pub(super) forward_authorization: Option<Spanned<bool>>,
     pub(super) upstream_timeout: Option<Spanned<Dur>>,
     pub(super) shutdown_timeout: Option<Dur>,
     #[serde(default, deserialize_with = "setting")]
     pub(super) method_override: MethodOverride,
-    pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub(super) trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) authorization_server: Option<Spanned<RawAs>>,
     /// A Keycloak `keycloak.json` in place of `[authorization_server]` (see `keycloak.rs`).

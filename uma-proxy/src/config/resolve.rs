@@ -181,7 +181,10 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             unmapped: raw.unmapped,
             admin_listen,
             admin_token,
-            forward_authorization: raw.forward_authorization.unwrap_or(true),
+            forward_authorization: raw
+                .forward_authorization
+                .as_ref()
+                .is_none_or(|v| *v.get_ref()),
             upstream_timeout,
             shutdown_timeout: raw
                 .shutdown_timeout
@@ -262,7 +265,8 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
     }
 
     /// `mode`, and the keys of decision mode (`trusted_forwarders`, `path_prefix`), which
-    /// proxy mode refuses.
+    /// proxy mode refuses; decision mode refuses the forwarding service's keys
+    /// (`forward_authorization`, `trusted_proxies`, `upstream_timeout`).
     fn resolve_mode(&self, raw: &RawConfig) -> Result<Mode, ConfigError> {
         if raw.mode == ModeRaw::Proxy {
             let only = |key: &str, span: Range<usize>| {
@@ -278,6 +282,40 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 return Err(only("path_prefix", v.span()));
             }
             return Ok(Mode::Proxy);
+        }
+        // The keys of the forwarding service: in decision mode the gateway forwards, and they
+        // would do nothing (a gateway sending the client's `Authorization` on although the file
+        // says `forward_authorization = false`).
+        let proxy_only = |key: &str, span: Range<usize>, instead: &str| {
+            self.at(
+                span,
+                format!(
+                    "`{key}` is a key of mode = \"proxy\": in decision mode the gateway \
+                     forwards the request, so it would do nothing; {instead}"
+                ),
+            )
+        };
+        if let Some(v) = &raw.forward_authorization {
+            return Err(proxy_only(
+                "forward_authorization",
+                v.span(),
+                "remove `Authorization` in the gateway instead (nginx: \
+                 proxy_set_header Authorization \"\";)",
+            ));
+        }
+        if let Some(v) = &raw.trusted_proxies {
+            return Err(proxy_only(
+                "trusted_proxies",
+                v.span(),
+                "the gateways allowed to ask are `trusted_forwarders`",
+            ));
+        }
+        if let Some(v) = &raw.upstream_timeout {
+            return Err(proxy_only(
+                "upstream_timeout",
+                v.span(),
+                "the gateway's own timeout applies",
+            ));
         }
         let mut options = DecisionOptions::default();
         if let Some(list) = &raw.trusted_forwarders {
@@ -316,7 +354,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         raw: &RawConfig,
     ) -> Result<(TrustedProxies, Option<AllowedHosts>), ConfigError> {
         let trusted = match &raw.trusted_proxies {
-            Some(list) => self.networks(list, "trusted_proxies")?,
+            Some(list) => self.networks(list.get_ref(), "trusted_proxies")?,
             None => TrustedProxies::default(),
         };
         let allowed = match &raw.allowed_hosts {
@@ -352,12 +390,24 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         allow_http: bool,
     ) -> Result<Option<String>, ConfigError> {
         let Some(v) = v else { return Ok(None) };
+        // Shown without user info, which the check below refuses.
+        let shown = super::redact_url(v.get_ref());
         let url = url::Url::parse(v.get_ref()).map_err(|e| {
             self.at(
                 v.span(),
-                format!("`{key}`: {:?} is not an absolute URL: {e}", v.get_ref()),
+                format!("`{key}`: {shown:?} is not an absolute URL: {e}"),
             )
         })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.at(
+                v.span(),
+                format!(
+                    "`{key}`: {shown:?}: user info is not allowed in the authorization server's \
+                     URLs (it would be logged and sent with every call); the client authenticates \
+                     with `client_id` and `client_secret`"
+                ),
+            ));
+        }
         match url.scheme() {
             "https" => {}
             "http" if allow_http => {}
@@ -365,21 +415,20 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 return Err(self.at(
                     v.span(),
                     format!(
-                        "`{key}`: {:?} uses plain http; use https, or set allow_http = true in \
+                        "`{key}`: {shown:?} uses plain http; use https, or set allow_http = true in \
                          [authorization_server] (tests and local development only)",
-                        v.get_ref()
                     ),
                 ));
             }
             other => {
                 return Err(self.at(
                     v.span(),
-                    format!("`{key}`: {:?} has scheme {other:?}; use https", v.get_ref()),
+                    format!("`{key}`: {shown:?} has scheme {other:?}; use https"),
                 ));
             }
         }
         if url.host().is_none() {
-            return Err(self.at(v.span(), format!("`{key}`: {:?} has no host", v.get_ref())));
+            return Err(self.at(v.span(), format!("`{key}`: {shown:?} has no host")));
         }
         Ok(Some(v.get_ref().clone()))
     }
@@ -400,15 +449,16 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             (Some(v), None) => Ok(ClientSecret::new(v.get_ref().clone())),
             (None, Some(e)) => {
                 let name = e.get_ref();
+                let shown = super::shared::env_name(name);
                 match (self.env)(name) {
                     Some(value) if !value.is_empty() => Ok(ClientSecret::new(value)),
                     Some(_) => Err(self.at(
                         e.span(),
-                        format!("`{key}_env`: the environment variable `{name}` is empty"),
+                        format!("`{key}_env`: the environment variable {shown} is empty"),
                     )),
                     None => Err(self.at(
                         e.span(),
-                        format!("`{key}_env`: the environment variable `{name}` is not set"),
+                        format!("`{key}_env`: the environment variable {shown} is not set"),
                     )),
                 }
             }

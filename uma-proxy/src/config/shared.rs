@@ -17,13 +17,30 @@ const MIN_ADMIN_TOKEN: usize = 16;
 
 /// `url` with the user and password of its authority (`scheme://user:password@host/…`)
 /// replaced by `***`, for logs and errors.
-pub(super) fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) if url.contains("://") => format!("{scheme}://***{}", &rest[at..]),
         Some(at) => format!("***{}", &rest[at..]),
         None => url.to_owned(),
+    }
+}
+
+/// How an error names the environment variable `name` of a `*_env` key: quoted when it looks
+/// like one (capitals, digits and `_`, as variables are named), otherwise not at all, since a
+/// secret written where its variable's name belongs would be printed with the error.
+pub(super) fn env_name(name: &str) -> String {
+    let conventional = name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if conventional {
+        format!("`{name}`")
+    } else {
+        "named there (not shown: it is not written like a variable's name, LIKE_THIS; is it \
+         the secret itself?)"
+            .to_owned()
     }
 }
 
@@ -36,15 +53,16 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         min: usize,
     ) -> Result<ClientSecret, ConfigError> {
         let var = name.get_ref();
+        let shown = env_name(var);
         match (self.env)(var) {
             None => Err(self.at(
                 name.span(),
-                format!("`{key}`: the environment variable `{var}` is not set"),
+                format!("`{key}`: the environment variable {shown} is not set"),
             )),
             Some(v) if v.len() < min => Err(self.at(
                 name.span(),
                 format!(
-                    "`{key}`: the environment variable `{var}` holds {} bytes; at least {min} are \
+                    "`{key}`: the environment variable {shown} holds {} bytes; at least {min} are \
                      needed (e.g. `openssl rand -hex {}`)",
                     v.len(),
                     min.div_ceil(2)

@@ -567,6 +567,30 @@ fn decision_mode_and_its_keys() {
             "method_override = \"decide\" cannot be used with mode = \"decision\"",
         ),
         (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\nforward_authorization = false\n",
+            ),
+            Some(3),
+            "`forward_authorization` is a key of mode = \"proxy\"",
+        ),
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            ),
+            Some(3),
+            "`trusted_proxies` is a key of mode = \"proxy\"",
+        ),
+        (
+            decision.replace(
+                "mode = \"decision\"\n",
+                "mode = \"decision\"\nupstream_timeout = \"1s\"\n",
+            ),
+            Some(3),
+            "`upstream_timeout` is a key of mode = \"proxy\"",
+        ),
+        (
             BASE.replace("listen", "mode = \"gateway\"\nlisten"),
             Some(1),
             "unknown variant `gateway`",
@@ -817,4 +841,61 @@ fn the_shared_cache_config_debug_hides_the_redis_password() {
     let shown = format!("{:?}", c.cache.shared.expect("[cache.shared]"));
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("redis://***@127.0.0.1:6379/"), "{shown}");
+}
+
+/// No error repeats a secret: credentials in URLs, a secret written where its variable's name
+/// belongs, a secret of the wrong type.
+#[test]
+fn errors_never_repeat_a_secret() {
+    let base_as = "issuer = \"http://127.0.0.1:8180\"";
+    for (text, line, message) in [
+        (
+            BASE.replace(base_as, "issuer = \"http://rs:Pw-s3cret@127.0.0.1:8180\""),
+            Some(4),
+            "`issuer`: \"http://***@127.0.0.1:8180\": user info is not allowed",
+        ),
+        (
+            BASE.replace(
+                base_as,
+                &format!("{base_as}\nintrospection_endpoint = \"http://rs:Pw-s3cret@h/i\""),
+            ),
+            Some(5),
+            "`introspection_endpoint`: \"http://***@h/i\": user info is not allowed",
+        ),
+        (
+            BASE.replace(
+                "http://127.0.0.1:9000",
+                "http://svc:Pw-s3cret@127.0.0.1:9000",
+            ),
+            Some(2),
+            "\"http://***@127.0.0.1:9000\": user info is not allowed in the upstream URL",
+        ),
+        (
+            BASE.replace("\"SECRET\"", "\"Pw-s3cret-value\""),
+            Some(7),
+            "`client_secret_env`: the environment variable named there (not shown",
+        ),
+        (
+            BASE.replace(
+                "client_secret_env = \"SECRET\"",
+                "client_secret = 918273645",
+            ),
+            Some(7),
+            "`client_secret`: not a valid value; write it as a string in quotes",
+        ),
+    ] {
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line(), line, "{e}");
+        let e = e.to_string();
+        assert!(e.contains(message), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("918273645"), "{e}");
+    }
+    // A variable's usual name is still named.
+    let e = parse(&BASE.replace("\"SECRET\"", "\"PHOTO_API_SECRET\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the environment variable `PHOTO_API_SECRET` is not set"),
+        "{e}"
+    );
 }
