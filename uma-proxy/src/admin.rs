@@ -1,5 +1,5 @@
-//! `POST /admin/revoke` on the admin listener: forgets a token in this replica's cache and,
-//! with `[cache.shared]`, in the whole fleet's.
+//! `POST /admin/revoke` on the admin listener: forgets a token in this replica's cache (every
+//! tenant's, with `[[tenants]]`) and, with `[cache.shared]`, in the whole fleet's.
 //!
 //! The request carries `Authorization: Bearer <admin token>` (the value of the environment
 //! variable named by `admin_token_env`) and, like a revocation request of RFC 7009 §2.1, an
@@ -18,6 +18,8 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tower_uma::UmaLayer;
+use tower_uma::cache::RevocationNotSent;
+use tower_uma::tenant::TenantLayer;
 use tower_uma::token::ClientSecret;
 
 use crate::forward::{ProxyBody, full_body};
@@ -25,10 +27,41 @@ use crate::forward::{ProxyBody, full_body};
 /// The largest body read: a form with one token.
 const MAX_BODY: usize = 16 * 1024;
 
+/// What `POST /admin/revoke` forgets a token in.
+pub(crate) enum Revoker {
+    /// The layer of a single-tenant file.
+    One(UmaLayer),
+    /// Every tenant's layer (`[[tenants]]`): a revocation hook does not know the tenant.
+    Tenants(TenantLayer),
+}
+
+impl Revoker {
+    /// Forgets `token` here and tells the fleet (per layer with a shared cache).
+    async fn forget_everywhere(&self, token: &str) -> Result<(), RevocationNotSent> {
+        match self {
+            Self::One(layer) => layer.forget_token_everywhere(token).await,
+            Self::Tenants(tenants) => {
+                // Locally in every tenant first (the configured and the live ones), then
+                // each configured tenant's fleet.
+                tenants.forget_token(token);
+                let mut sent = Ok(());
+                for name in tenants.tenant_names() {
+                    if let Some(layer) = tenants.tenant(name)
+                        && let Err(e) = layer.forget_token_everywhere(token).await
+                    {
+                        sent = Err(e);
+                    }
+                }
+                sent
+            }
+        }
+    }
+}
+
 /// Answers `POST /admin/revoke`.
 pub(crate) async fn revoke(
     req: Request<Incoming>,
-    layer: Option<UmaLayer>,
+    layer: Option<Revoker>,
     admin_token: Option<&ClientSecret>,
 ) -> Response<ProxyBody> {
     let Some(expected) = admin_token else {
@@ -76,7 +109,7 @@ pub(crate) async fn revoke(
     let Some(layer) = layer else {
         return answer(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
     };
-    if let Err(error) = layer.forget_token_everywhere(&token).await {
+    if let Err(error) = layer.forget_everywhere(&token).await {
         tracing::warn!(%error, "a token was forgotten here through /admin/revoke, not in the fleet");
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,

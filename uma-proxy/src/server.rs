@@ -306,7 +306,7 @@ pub fn admin_service_with_revoke(
         ready,
         metrics,
         health,
-        Some((layer, admin_token.map(Arc::new))),
+        Some((Revoking::One(layer), admin_token.map(Arc::new))),
     )
 }
 
@@ -322,10 +322,15 @@ pub type TenantSlot = Arc<OnceLock<TenantLayer>>;
 /// yet, …` instead of endpoint lines. It
 /// stays `200` whatever one tenant's state: a `503` would take every tenant out of rotation
 /// for one tenant's AS.
+///
+/// With `admin_token` (the `admin_token_env` key) it answers `POST /admin/revoke` as
+/// [`admin_service_with_revoke`] does, forgetting the token in every tenant's cache (and
+/// telling the fleet, with `[cache.shared]`): a revocation hook does not know the tenant.
 pub fn admin_service_with_tenants(
     ready: Arc<AtomicBool>,
     metrics: Option<PrometheusHandle>,
     tenants: TenantSlot,
+    admin_token: Option<ClientSecret>,
 ) -> impl Service<
     Request<Incoming>,
     Response = Response<ProxyBody>,
@@ -334,6 +339,7 @@ pub fn admin_service_with_tenants(
 > + Clone
 + Send
 + 'static {
+    let revoking = Revoking::Tenants(Arc::clone(&tenants));
     let health = move || {
         let mut body = "ok\n".to_owned();
         if let Some(layer) = tenants.get() {
@@ -352,7 +358,28 @@ pub fn admin_service_with_tenants(
         }
         (StatusCode::OK, body)
     };
-    admin(ready, metrics, health, None)
+    admin(
+        ready,
+        metrics,
+        health,
+        Some((revoking, admin_token.map(Arc::new))),
+    )
+}
+
+/// Where `POST /admin/revoke` finds what to forget a token in, once built.
+#[derive(Clone)]
+enum Revoking {
+    One(LayerSlot),
+    Tenants(TenantSlot),
+}
+
+impl Revoking {
+    fn get(&self) -> Option<crate::admin::Revoker> {
+        match self {
+            Self::One(slot) => slot.get().cloned().map(crate::admin::Revoker::One),
+            Self::Tenants(slot) => slot.get().cloned().map(crate::admin::Revoker::Tenants),
+        }
+    }
 }
 
 /// The `/healthz` line of a tenant not built yet, under its `degraded` line.
@@ -365,7 +392,7 @@ fn admin(
     ready: Arc<AtomicBool>,
     metrics: Option<PrometheusHandle>,
     health: impl Fn() -> (StatusCode, String) + Clone + Send + Sync + 'static,
-    revoke: Option<(LayerSlot, Option<Arc<ClientSecret>>)>,
+    revoke: Option<(Revoking, Option<Arc<ClientSecret>>)>,
 ) -> impl Service<
     Request<Incoming>,
     Response = Response<ProxyBody>,
@@ -381,7 +408,7 @@ fn admin(
         let revoking = revoke
             .as_ref()
             .filter(|_| req.uri().path() == "/admin/revoke")
-            .map(|(layer, token)| (layer.get().cloned(), token.clone()));
+            .map(|(layer, token)| (layer.get(), token.clone()));
         async move {
             if let Some((layer, token)) = revoking {
                 let resp = if req.method() == Method::POST {
@@ -696,7 +723,12 @@ pub async fn run(
                 );
                 tokio::spawn(serve(admin_listener, service, stopped, grace))
             } else {
-                let service = admin_service_with_tenants(ready, metrics, Arc::clone(&tenants));
+                let service = admin_service_with_tenants(
+                    ready,
+                    metrics,
+                    Arc::clone(&tenants),
+                    config.admin_token.clone(),
+                );
                 tokio::spawn(serve(admin_listener, service, stopped, grace))
             })
         }

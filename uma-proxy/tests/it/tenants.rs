@@ -366,3 +366,62 @@ async fn check_prints_a_plan_per_tenant() {
     assert!(acme_at < globex_at, "{stdout}");
     assert!(acme.resource_id("album").is_none() && globex.resource_id("album").is_none());
 }
+
+/// `POST /admin/revoke` with `[[tenants]]`: the token is forgotten in every tenant's cache
+/// (the hook does not know the tenant), so its next request asks the AS again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_the_admin_listener_reaches_the_tenants() {
+    use http_body_util::{BodyExt, Full};
+    const ADMIN_TOKEN: &str = "admin-token-of-the-tenants-test";
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let text = tenants_config(
+        &acme,
+        &globex,
+        &up.url(),
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token_env = \"TENANTS_ADMIN\"",
+    );
+    let mut proxy = Proxy::spawn(&text, &[], &[("TENANTS_ADMIN", ADMIN_TOKEN)]);
+    let addr = proxy.listening().await;
+    let admin = proxy.admin_addr().await;
+    let acme_token = token(&acme);
+    let acme_auth = format!("Bearer {acme_token}");
+    let url = format!("http://{addr}/albums/1");
+    let headers = [("host", "acme.test"), ("authorization", acme_auth.as_str())];
+    let get = || send(Method::GET, &url, &headers);
+    assert_eq!(get().await.status, StatusCode::OK);
+    assert_eq!(get().await.status, StatusCode::OK);
+    assert_eq!(
+        acme.count(Endpoint::Introspection),
+        1,
+        "the second was cached"
+    );
+
+    let revoke = |auth: String| {
+        let body = Full::new(bytes::Bytes::from(format!("token={acme_token}")))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let url = format!("http://{admin}/admin/revoke");
+        async move {
+            let headers = [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", auth.as_str()),
+            ];
+            send_with(Method::POST, &url, &headers, body).await.status
+        }
+    };
+    assert_eq!(
+        revoke("Bearer not-the-admin-token".into()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        revoke(format!("Bearer {ADMIN_TOKEN}")).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(get().await.status, StatusCode::OK);
+    assert_eq!(
+        acme.count(Endpoint::Introspection),
+        2,
+        "forgotten: asked again"
+    );
+}
