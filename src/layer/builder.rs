@@ -566,6 +566,15 @@ impl UmaLayerBuilder {
     /// Uses your own `reqwest::Client` for every AS call (proxies, custom roots). The
     /// timeouts of this builder are then not applied: configure them on the client.
     ///
+    /// **The client must not follow redirects**: build it with
+    /// `.redirect(reqwest::redirect::Policy::none())`. reqwest follows up to 10 by default, and
+    /// on a `307` or `308` it sends the same request again, body included, to wherever the
+    /// `Location` points: the RPT being introspected, the client secret (with
+    /// [`ClientAuth::Post`]), the resource owner's password (with [`PatGrant::Password`]). The
+    /// layer refuses any answer that does not come from the URL it asked, and any redirect, as
+    /// if the AS were unreachable (`403` + `Warning`, and a warning in the log), so a redirect
+    /// never decides a request; but by then the request has already gone to the other host.
+    ///
     /// This couples your code to reqwest's major version (0.13); it is the one place the
     /// public API exposes a reqwest type. Defaults to a client built from this builder's
     /// timeouts that follows no redirects.

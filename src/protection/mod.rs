@@ -121,9 +121,10 @@ impl fmt::Display for Endpoint {
 
 /// Sends one request to the AS and reads its whole answer.
 ///
-/// An answer of any status is `Ok`: judging it is the parser's job. `Err` is one of
-/// [`Failure::Unreachable`], [`Failure::Timeout`] (the transport's own timeouts) or
-/// [`Failure::TooLarge`] (a body over `limit` bytes, refused as soon as that is known).
+/// An answer of any status but a redirect (`3xx`) is `Ok`: judging it is the parser's job.
+/// `Err` is one of [`Failure::Unreachable`] (a redirect, or an answer from a followed one,
+/// included), [`Failure::Timeout`] (the transport's own timeouts) or [`Failure::TooLarge`] (a
+/// body over `limit` bytes, refused as soon as that is known).
 pub(crate) trait Transport: fmt::Debug + Send + Sync {
     /// Sends `request`; reads at most `limit` bytes of the answer's body.
     fn send(

@@ -1,0 +1,71 @@
+//! The HTTP client of the AS calls, end to end over loopback: an AS endpoint that redirects to
+//! another host never decides a request.
+
+use crate::common::*;
+use axum::response::IntoResponse;
+use axum::routing::any;
+use http::StatusCode;
+use tower_uma::UmaLayerBuilder;
+use tower_uma::protection::{ClientAuth, IntrospectionAuth};
+use uma_test_as::Endpoint;
+
+/// A reqwest client as users build one: reqwest's defaults (it follows up to 10 redirects; no
+/// timeout), without the environment's proxy.
+fn users_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// A host whose every answer is `307 Temporary Redirect` to `to`.
+async fn redirecting_to(to: String) -> String {
+    let app = axum::Router::new().fallback(any(move || {
+        let to = to.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]).into_response() }
+    }));
+    format!("http://{}", serve(app).await)
+}
+
+/// `GET /invoices/42` with an RPT the AS `b` says is active, through a layer for `b` whose
+/// introspection endpoint is a host that redirects to `b`'s, configured by `configure`.
+/// Asserts the refusal (`403` + `Warning`, the app not called) and returns how many
+/// introspection requests `b` received. The layer sends its client credentials in the body
+/// of the introspection (`client_secret_post`): reqwest drops the `Authorization` header when
+/// it follows a redirect to another host, not the body, so `b` accepts a request it is sent
+/// and says the token is active.
+async fn refused_through_a_redirect(
+    case: &str,
+    configure: impl FnOnce(UmaLayerBuilder) -> UmaLayerBuilder,
+) -> u64 {
+    let b = start_as().await;
+    let r = register_invoice(&b);
+    let a = redirecting_to(b.endpoint_url(Endpoint::Introspection)).await;
+    let layer = invoice_layer(&b, Flavor::Standard, &r, |builder| {
+        configure(
+            builder
+                .introspection_endpoint(format!("{a}/introspect"))
+                .client_auth(ClientAuth::Post)
+                .introspection_auth(IntrospectionAuth::ClientCredentials),
+        )
+    })
+    .await;
+    let (url, calls) = protected(layer).await;
+    let resp = get_with(&http(), &url, "/invoices/42", &rpt_for(&b, &r, &["read"])).await;
+    expect_unreachable(&resp);
+    assert_eq!(calls.get(), 0, "{case}: the app is not called");
+    b.count(Endpoint::Introspection)
+}
+
+/// A client of the user's that follows redirects sends the introspection to the other host
+/// (that cannot be undone once reqwest has done it), but the answer, although it says the
+/// token is active, decides nothing: `403` + `Warning`, the app is not called.
+#[tokio::test]
+async fn an_answer_from_a_followed_redirect_is_refused() {
+    let received =
+        refused_through_a_redirect("http_client", |l| l.http_client(users_client())).await;
+    assert_eq!(
+        received, 1,
+        "the client followed the redirect (what the check is about)"
+    );
+}
