@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::builder::HttpClient;
 use super::url_check::check_url;
 use super::{UmaLayer, UmaLayerBuilder};
 use crate::IntrospectionCache;
@@ -55,11 +56,16 @@ impl UmaLayerBuilder {
         Ok(Arc::new(AsGate::new(g, Arc::clone(&self.clock), &used)))
     }
 
-    /// The transport of every AS call: the user's client, or one with this builder's timeouts.
+    /// The transport of every AS call: the user's client, or one with this builder's timeouts
+    /// (adjusted by the user's `http_client_builder`).
     pub(super) fn make_transport(&self) -> Result<Arc<dyn Transport>, Error> {
+        let (connect, request) = (self.connect_timeout, self.request_timeout);
         let transport = match &self.http_client {
-            Some(c) => ReqwestTransport::new(c.clone()),
-            None => ReqwestTransport::with_timeouts(self.connect_timeout, self.request_timeout)?,
+            Some(HttpClient::Given(c)) => ReqwestTransport::new(c.clone()),
+            Some(HttpClient::Configured(configure)) => {
+                ReqwestTransport::configured(connect, request, configure.as_ref())?
+            }
+            None => ReqwestTransport::with_timeouts(connect, request)?,
         };
         Ok(Arc::new(transport))
     }

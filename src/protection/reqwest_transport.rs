@@ -17,6 +17,10 @@ pub(crate) struct ReqwestTransport {
     client: reqwest::Client,
 }
 
+/// What the user does to the layer's `reqwest::ClientBuilder` (the builder's
+/// `http_client_builder`): proxies, roots, anything but the redirect policy.
+pub(crate) type Configure = dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync;
+
 impl ReqwestTransport {
     /// A transport over `client` (whose timeouts, proxies, roots and redirect policy then
     /// apply; an answer that comes from a followed redirect is refused all the same).
@@ -30,16 +34,32 @@ impl ReqwestTransport {
     ///
     /// A configuration error when a timeout is zero or the TLS backend cannot start.
     pub(crate) fn with_timeouts(connect: Duration, request: Duration) -> Result<Self, Error> {
+        Self::configured(connect, request, &|builder| builder)
+    }
+
+    /// A transport over a client with these timeouts, then configured by `configure` (which may
+    /// change the timeouts), and finally set to follow no redirects, whatever `configure` did.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error when a timeout is zero or the client cannot be built (the TLS
+    /// backend cannot start, or a setting of `configure` is refused by reqwest).
+    pub(crate) fn configured(
+        connect: Duration,
+        request: Duration,
+        configure: &Configure,
+    ) -> Result<Self, Error> {
         if connect.is_zero() || request.is_zero() {
             return Err(Error::config(
                 "timeouts must be greater than zero; set connect_timeout and request_timeout",
             ));
         }
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(connect)
             .timeout(request)
+            .user_agent(concat!("tower-uma/", env!("CARGO_PKG_VERSION")));
+        configure(builder)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tower-uma/", env!("CARGO_PKG_VERSION")))
             .build()
             .map(Self::new)
             .map_err(|e| Error::config("could not build the HTTP client").with_source(e))
@@ -75,7 +95,8 @@ fn refuse_redirects(asked: &reqwest::Url, answer: &reqwest::Response) -> Result<
             answered_by = %shown(answer.url()),
             status = status.as_u16(),
             "the HTTP client followed a redirect of an authorization server call; its answer is \
-             refused. Build the client with reqwest::redirect::Policy::none()"
+             refused. Build the client with reqwest::redirect::Policy::none(), or use \
+             UmaLayerBuilder::http_client_builder, which does"
         );
         Redirect::Followed
     } else if status.is_redirection() {

@@ -1,5 +1,5 @@
 //! The HTTP client of the AS calls, end to end over loopback: an AS endpoint that redirects to
-//! another host never decides a request.
+//! another host never decides a request, and the client the layer builds never follows it.
 
 use crate::common::*;
 use axum::response::IntoResponse;
@@ -68,4 +68,25 @@ async fn an_answer_from_a_followed_redirect_is_refused() {
         received, 1,
         "the client followed the redirect (what the check is about)"
     );
+}
+
+/// The client the layer builds follows no redirect, whether it is the default one or one
+/// configured with `http_client_builder` (even when the configuration asks for redirects):
+/// `403` + `Warning`, the app is not called, and the other host receives nothing.
+#[tokio::test]
+async fn the_layers_client_never_follows_a_redirect() {
+    type Configure = fn(UmaLayerBuilder) -> UmaLayerBuilder;
+    let cases: [(&str, Configure); 2] = [
+        ("default client", |l| l),
+        ("http_client_builder", |l| {
+            l.http_client_builder(|b| {
+                b.no_proxy()
+                    .redirect(reqwest::redirect::Policy::limited(10))
+            })
+        }),
+    ];
+    for (case, configure) in cases {
+        let received = refused_through_a_redirect(case, configure).await;
+        assert_eq!(received, 0, "{case}: the other host received nothing");
+    }
 }
