@@ -317,13 +317,17 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// The TCP connect timeout for every AS call. Defaults to 2 s.
+    /// The TCP connect timeout for every AS call. Defaults to 2 s. Not applied to a client
+    /// given to [`http_client`](Self::http_client).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// The whole-request timeout for every AS call. Defaults to 3 s.
+    /// The whole-request timeout for every AS call, from connecting to the end of the answer's
+    /// body: a call still running then fails as a timeout (`403` + `Warning` while serving),
+    /// whatever the HTTP client, one given to [`http_client`](Self::http_client) included.
+    /// Must be greater than zero. Defaults to 3 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -585,7 +589,9 @@ impl UmaLayerBuilder {
     /// if the AS were unreachable (`403` + `Warning`, and a warning in the log), so a redirect
     /// never decides a request; but by then the request has already gone to the other host.
     ///
-    /// The timeouts of this builder are not applied: configure them on the client.
+    /// Each AS call is bounded by [`request_timeout`](Self::request_timeout) (a call still
+    /// running then fails as a timeout); [`connect_timeout`](Self::connect_timeout) is not
+    /// applied: set it on the client, with any shorter timeouts you want.
     ///
     /// This couples your code to reqwest's major version (0.13), as
     /// [`http_client_builder`](Self::http_client_builder) does. Defaults to a client built from
@@ -604,8 +610,9 @@ impl UmaLayerBuilder {
     /// `redirect::Policy::none()`, whatever `configure` set (a redirect followed would send the
     /// request, with its token or secret, to another host; see
     /// [`http_client`](Self::http_client)), and builds the client in [`build`](Self::build).
-    /// `configure` may change the timeouts. It is called once per client built (discovery and
-    /// the layer's own calls may each build one), so it clones what it hands over:
+    /// `configure` may change the timeouts, but a call is given at most `request_timeout` in
+    /// any case. It is called once per client built (discovery and the layer's own calls may
+    /// each build one), so it clones what it hands over:
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,5 +1,8 @@
 //! The HTTP client of the AS calls, end to end over loopback: an AS endpoint that redirects to
-//! another host never decides a request, and the client the layer builds never follows it.
+//! another host never decides a request (and the client the layer builds never follows it), and
+//! a stalled AS cannot make a request hang when the user brings a client without timeouts.
+
+use std::time::Duration;
 
 use crate::common::*;
 use axum::response::IntoResponse;
@@ -89,4 +92,47 @@ async fn the_layers_client_never_follows_a_redirect() {
         let received = refused_through_a_redirect(case, configure).await;
         assert_eq!(received, 0, "{case}: the other host received nothing");
     }
+}
+
+/// An AS that accepts the introspection and never answers, with a client of the user's without
+/// any timeout: the request ends in `403` + `Warning` once `request_timeout` has passed, instead
+/// of waiting forever. (The outer bound only turns a hang into a failure; it measures nothing.)
+#[tokio::test]
+async fn a_stalled_as_with_a_users_client_ends_in_403() {
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let layer = invoice_layer(&as_, Flavor::Standard, &r, |l| {
+        l.http_client(users_client())
+            .request_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let (url, calls) = protected(layer).await;
+    as_.set_latency(Endpoint::Introspection, Duration::from_secs(3600));
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        get_with(&http(), &url, "/invoices/42", &rpt),
+    )
+    .await
+    .expect("the layer answers although the AS never does");
+    expect_unreachable(&resp);
+    assert_eq!(calls.get(), 0, "the app is not called");
+    assert_eq!(as_.count(Endpoint::Introspection), 1);
+}
+
+/// `request_timeout` bounds every call, so zero is refused at build with a client of the
+/// user's too (it used to be ignored there).
+#[tokio::test]
+async fn a_zero_request_timeout_is_refused_with_a_users_client() {
+    let as_ = start_as().await;
+    let e = discover(&as_)
+        .await
+        .resources(invoice_map("r"))
+        .http_client(users_client())
+        .request_timeout(Duration::ZERO)
+        .build()
+        .await
+        .expect_err("refused");
+    assert_eq!(e.kind(), tower_uma::error::ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("request_timeout"), "{e}");
 }
