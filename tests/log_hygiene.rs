@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use http::{Method, StatusCode};
+use tower_uma::protection::{ClientAuth, IntrospectionAuth};
 use tower_uma::{ResourceDecl, ResourceMap, Route};
 use uma_test_as::Endpoint;
 
@@ -84,6 +85,43 @@ async fn no_secret_reaches_the_logs() {
         .send()
         .await;
 
+    // A client of the user's that follows redirects, sent by the introspection endpoint to the
+    // AS's with the client secret in the body: refused, and said once at WARN, without the
+    // token, the secret, or the query of the URL it was sent to.
+    let to = format!(
+        "{}?to=junk-token-ghi",
+        as_.endpoint_url(Endpoint::Introspection)
+    );
+    let redirector = serve(axum::Router::new().fallback(axum::routing::any(move || {
+        let to = to.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
+    })))
+    .await;
+    let following = discover(&as_)
+        .await
+        .resources(
+            ResourceMap::new().route(
+                Route::new("/albums/{id}")
+                    .resource_id("whatever")
+                    .scopes(Method::GET, ["view"]),
+            ),
+        )
+        .introspection_endpoint(format!("http://{redirector}/introspect"))
+        .client_auth(ClientAuth::Post)
+        .introspection_auth(IntrospectionAuth::ClientCredentials)
+        .http_client(http.clone())
+        .build()
+        .await
+        .expect("builds");
+    let (following_url, _) = protected(following).await;
+    let resp = http
+        .get(format!("{following_url}/albums/3"))
+        .bearer_auth("junk-token-ghi")
+        .send()
+        .await
+        .expect("answer");
+    expect_unreachable(&resp);
+
     let pats: Vec<String> = as_
         .requests(Endpoint::Permission)
         .iter()
@@ -99,6 +137,12 @@ async fn no_secret_reaches_the_logs() {
         "the capture saw the layer's spans"
     );
     assert!(logs.contains("uma.introspect"));
+    assert!(
+        logs.lines().any(|l| l.contains(" WARN ")
+            && l.contains("followed a redirect")
+            && l.contains("Policy::none()")),
+        "the followed redirect is logged at WARN"
+    );
     // `cache.hit` is recorded on the `uma.authorize` span, on the synchronous hit path too.
     for fields in [
         [
@@ -128,6 +172,7 @@ async fn no_secret_reaches_the_logs() {
         ALICE_PW.to_owned(),
         "junk-token-abc".to_owned(),
         "junk-token-def".to_owned(),
+        "junk-token-ghi".to_owned(),
     ];
     secrets.extend(pats);
     for secret in &secrets {

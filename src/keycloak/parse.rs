@@ -58,7 +58,8 @@ const IGNORED_TOP: &[&str] = &[
 const UNSUPPORTED_TOP: &[(&str, &str)] = &[
     (
         "truststore",
-        "configure the trusted roots on a reqwest client (UmaLayerBuilder::http_client)",
+        "add the trusted roots to the layer's HTTP client with \
+         UmaLayerBuilder::http_client_builder(|b| b.add_root_certificate(..))",
     ),
     ("truststore-password", "see `truststore`"),
     (
@@ -77,7 +78,8 @@ const UNSUPPORTED_TOP: &[(&str, &str)] = &[
     ),
     (
         "proxy-url",
-        "configure the proxy on a reqwest client (UmaLayerBuilder::http_client)",
+        "set the proxy on the layer's HTTP client with \
+         UmaLayerBuilder::http_client_builder(|b| b.proxy(..))",
     ),
 ];
 

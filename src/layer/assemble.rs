@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::builder::HttpClient;
 use super::url_check::check_url;
 use super::{UmaLayer, UmaLayerBuilder};
 use crate::IntrospectionCache;
@@ -19,7 +20,7 @@ use crate::gate::{AsEndpoint, AsGate};
 use crate::method_override::MethodOverride;
 use crate::pipeline::{Parts, Pipeline, Unmapped};
 use crate::protection::reqwest_transport::ReqwestTransport;
-use crate::protection::{AsClient, Caller, PatConfig, PatGrant, PatProvider, Transport};
+use crate::protection::{AsClient, Caller, Deadline, PatConfig, PatGrant, PatProvider, Transport};
 use crate::registration::{Registrar, ResourceRegistry, ResourceSyncMode};
 use crate::resources::{EnforcementMode, Resolver};
 use crate::resync::Resync;
@@ -55,13 +56,23 @@ impl UmaLayerBuilder {
         Ok(Arc::new(AsGate::new(g, Arc::clone(&self.clock), &used)))
     }
 
-    /// The transport of every AS call: the user's client, or one with this builder's timeouts.
+    /// The transport of every AS call: the user's client, or one with this builder's timeouts
+    /// (adjusted by the user's `http_client_builder`), each call bounded by `request_timeout`.
     pub(super) fn make_transport(&self) -> Result<Arc<dyn Transport>, Error> {
+        let (connect, request) = (self.connect_timeout, self.request_timeout);
         let transport = match &self.http_client {
-            Some(c) => ReqwestTransport::new(c.clone()),
-            None => ReqwestTransport::with_timeouts(self.connect_timeout, self.request_timeout)?,
+            Some(HttpClient::Given(_)) if request.is_zero() => {
+                return Err(Error::config(
+                    "request_timeout must be greater than zero: it bounds every AS call",
+                ));
+            }
+            Some(HttpClient::Given(c)) => ReqwestTransport::new(c.clone()),
+            Some(HttpClient::Configured(configure)) => {
+                ReqwestTransport::configured(connect, request, configure.as_ref())?
+            }
+            None => ReqwestTransport::with_timeouts(connect, request)?,
         };
-        Ok(Arc::new(transport))
+        Ok(Arc::new(Deadline::new(transport, request)))
     }
 
     /// Everything [`build`](Self::build) checks that needs no AS call.

@@ -69,7 +69,7 @@ pub struct UmaLayerBuilder {
     pub(super) cache: Option<IntrospectionCache>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) gate: GateSettings,
-    pub(super) http_client: Option<reqwest::Client>,
+    pub(super) http_client: Option<HttpClient>,
     pub(super) allow_http: bool,
     /// Whether [`build`](Self::build) reads the discovery document first
     /// ([`UmaLayer::discover`]).
@@ -95,6 +95,15 @@ impl std::fmt::Debug for UmaLayerBuilder {
             .field("enforcement", &self.enforcement)
             .finish_non_exhaustive()
     }
+}
+
+/// The HTTP client of the AS calls, when not the layer's default.
+#[derive(Clone)]
+pub(super) enum HttpClient {
+    /// The user's own client ([`UmaLayerBuilder::http_client`]).
+    Given(reqwest::Client),
+    /// The layer's client, adjusted by the user ([`UmaLayerBuilder::http_client_builder`]).
+    Configured(Arc<crate::protection::reqwest_transport::Configure>),
 }
 
 impl UmaLayerBuilder {
@@ -308,13 +317,17 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// The TCP connect timeout for every AS call. Defaults to 2 s.
+    /// The TCP connect timeout for every AS call. Defaults to 2 s. Not applied to a client
+    /// given to [`http_client`](Self::http_client).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// The whole-request timeout for every AS call. Defaults to 3 s.
+    /// The whole-request timeout for every AS call, from connecting to the end of the answer's
+    /// body: a call still running then fails as a timeout (`403` + `Warning` while serving),
+    /// whatever the HTTP client, one given to [`http_client`](Self::http_client) included.
+    /// Must be greater than zero. Defaults to 3 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -563,14 +576,68 @@ impl UmaLayerBuilder {
         self
     }
 
-    /// Uses your own `reqwest::Client` for every AS call (proxies, custom roots). The
-    /// timeouts of this builder are then not applied: configure them on the client.
+    /// Uses your own `reqwest::Client` for every AS call. Prefer
+    /// [`http_client_builder`](Self::http_client_builder), which cannot get the redirect policy
+    /// wrong; this one is for a client you share with other code.
     ///
-    /// This couples your code to reqwest's major version (0.13); it is the one place the
-    /// public API exposes a reqwest type. Defaults to a client built from this builder's
-    /// timeouts that follows no redirects.
+    /// **The client must not follow redirects**: build it with
+    /// `.redirect(reqwest::redirect::Policy::none())`. reqwest follows up to 10 by default, and
+    /// on a `307` or `308` it sends the same request again, body included, to wherever the
+    /// `Location` points: the RPT being introspected, the client secret (with
+    /// [`ClientAuth::Post`]), the resource owner's password (with [`PatGrant::Password`]). The
+    /// layer refuses any answer that does not come from the URL it asked, and any redirect, as
+    /// if the AS were unreachable (`403` + `Warning`, and a warning in the log), so a redirect
+    /// never decides a request; but by then the request has already gone to the other host.
+    ///
+    /// Each AS call is bounded by [`request_timeout`](Self::request_timeout) (a call still
+    /// running then fails as a timeout); [`connect_timeout`](Self::connect_timeout) is not
+    /// applied: set it on the client, with any shorter timeouts you want.
+    ///
+    /// This couples your code to reqwest's major version (0.13), as
+    /// [`http_client_builder`](Self::http_client_builder) does. Defaults to a client built from
+    /// this builder's timeouts that follows no redirects. The later of the two setters wins.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http_client = Some(client);
+        self.http_client = Some(HttpClient::Given(client));
+        self
+    }
+
+    /// Configures the `reqwest::ClientBuilder` the layer builds its client with (proxies,
+    /// custom roots, client identity): the safe way to adjust the HTTP client.
+    ///
+    /// `configure` receives a builder with this builder's
+    /// [`connect_timeout`](Self::connect_timeout) and [`request_timeout`](Self::request_timeout)
+    /// and the layer's `User-Agent` already set, and returns it adjusted; the layer then sets
+    /// `redirect::Policy::none()`, whatever `configure` set (a redirect followed would send the
+    /// request, with its token or secret, to another host; see
+    /// [`http_client`](Self::http_client)), and builds the client in [`build`](Self::build).
+    /// `configure` may change the timeouts, but a call is given at most `request_timeout` in
+    /// any case. It is called once per client built (discovery and the layer's own calls may
+    /// each build one), so it clones what it hands over:
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_uma::UmaLayer;
+    ///
+    /// let proxy = reqwest::Proxy::https("http://proxy.internal:3128")?;
+    /// let layer = UmaLayer::discover("https://as.internal/realms/photos", "photo-api", "secret")
+    ///     // a private CA: `b.add_root_certificate(root.clone())` (with a TLS feature)
+    ///     .http_client_builder(move |b| b.proxy(proxy.clone()))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// This couples your code to reqwest's major version (0.13). The later of this setter and
+    /// [`http_client`](Self::http_client) wins. [`build`](Self::build) fails with
+    /// [`ErrorKind::Config`](crate::error::ErrorKind::Config) when reqwest cannot build the
+    /// client.
+    pub fn http_client_builder(
+        mut self,
+        configure: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.http_client = Some(HttpClient::Configured(Arc::new(configure)));
         self
     }
 

@@ -61,8 +61,10 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::gate::{AsEndpoint, AsGate, Pass};
@@ -121,8 +123,9 @@ impl fmt::Display for Endpoint {
 
 /// Sends one request to the AS and reads its whole answer.
 ///
-/// An answer of any status is `Ok`: judging it is the parser's job. `Err` is one of
-/// [`Failure::Unreachable`], [`Failure::Timeout`] (the transport's own timeouts) or
+/// An answer of any status but a redirect (`3xx`) is `Ok`: judging it is the parser's job.
+/// `Err` is one of [`Failure::Unreachable`] (a redirect, or an answer from a followed one,
+/// included), [`Failure::Timeout`] (the transport's own timeouts, or [`Deadline`]'s) or
 /// [`Failure::TooLarge`] (a body over `limit` bytes, refused as soon as that is known).
 pub(crate) trait Transport: fmt::Debug + Send + Sync {
     /// Sends `request`; reads at most `limit` bytes of the answer's body.
@@ -132,6 +135,55 @@ pub(crate) trait Transport: fmt::Debug + Send + Sync {
         limit: usize,
     ) -> BoxFuture<'_, Result<http::Response<Bytes>, Failure>>;
 }
+
+/// A transport whose every call ends within `deadline`, whatever the inner transport does: a
+/// call still running then fails with [`Failure::Timeout`]. The layer puts it around every
+/// transport it builds, so that a client of the user's without timeouts cannot make a request
+/// wait for a stalled AS forever (holding one of the gate's slots).
+#[derive(Debug)]
+pub(crate) struct Deadline<T> {
+    inner: T,
+    deadline: Duration,
+}
+
+impl<T> Deadline<T> {
+    /// `inner`, each call of which is given at most `deadline`.
+    pub(crate) fn new(inner: T, deadline: Duration) -> Self {
+        Self { inner, deadline }
+    }
+}
+
+impl<T: Transport> Transport for Deadline<T> {
+    fn send(
+        &self,
+        request: http::Request<Bytes>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<http::Response<Bytes>, Failure>> {
+        let call = tokio::time::timeout(self.deadline, self.inner.send(request, limit));
+        async move {
+            call.await.unwrap_or_else(|_| {
+                Err(Failure::Timeout(error::Source::new(Overdue(self.deadline))))
+            })
+        }
+        .boxed()
+    }
+}
+
+/// The cause of a [`Failure::Timeout`] found by [`Deadline`].
+#[derive(Debug)]
+struct Overdue(Duration);
+
+impl fmt::Display for Overdue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no complete answer within request_timeout ({:?})",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Overdue {}
 
 /// A transport and the gate every call through it passes: what the PAT provider, the AS client
 /// and the JWKS cache share. Cloning is two `Arc` clones.

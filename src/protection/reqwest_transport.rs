@@ -17,8 +17,13 @@ pub(crate) struct ReqwestTransport {
     client: reqwest::Client,
 }
 
+/// What the user does to the layer's `reqwest::ClientBuilder` (the builder's
+/// `http_client_builder`): proxies, roots, anything but the redirect policy.
+pub(crate) type Configure = dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync;
+
 impl ReqwestTransport {
-    /// A transport over `client` (whose timeouts, proxies and roots then apply).
+    /// A transport over `client` (whose timeouts, proxies, roots and redirect policy then
+    /// apply; an answer that comes from a followed redirect is refused all the same).
     pub(crate) fn new(client: reqwest::Client) -> Self {
         Self { client }
     }
@@ -29,16 +34,32 @@ impl ReqwestTransport {
     ///
     /// A configuration error when a timeout is zero or the TLS backend cannot start.
     pub(crate) fn with_timeouts(connect: Duration, request: Duration) -> Result<Self, Error> {
+        Self::configured(connect, request, &|builder| builder)
+    }
+
+    /// A transport over a client with these timeouts, then configured by `configure` (which may
+    /// change the timeouts), and finally set to follow no redirects, whatever `configure` did.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error when a timeout is zero or the client cannot be built (the TLS
+    /// backend cannot start, or a setting of `configure` is refused by reqwest).
+    pub(crate) fn configured(
+        connect: Duration,
+        request: Duration,
+        configure: &Configure,
+    ) -> Result<Self, Error> {
         if connect.is_zero() || request.is_zero() {
             return Err(Error::config(
                 "timeouts must be greater than zero; set connect_timeout and request_timeout",
             ));
         }
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(connect)
             .timeout(request)
+            .user_agent(concat!("tower-uma/", env!("CARGO_PKG_VERSION")));
+        configure(builder)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tower-uma/", env!("CARGO_PKG_VERSION")))
             .build()
             .map(Self::new)
             .map_err(|e| Error::config("could not build the HTTP client").with_source(e))
@@ -50,7 +71,9 @@ impl ReqwestTransport {
         limit: usize,
     ) -> Result<http::Response<Bytes>, Failure> {
         let request = reqwest::Request::try_from(request).map_err(failure)?;
+        let asked = request.url().clone();
         let mut answer = self.client.execute(request).await.map_err(failure)?;
+        refuse_redirects(&asked, &answer)?;
         let mut out = http::Response::new(Bytes::new());
         *out.status_mut() = answer.status();
         *out.version_mut() = answer.version();
@@ -59,6 +82,68 @@ impl ReqwestTransport {
         Ok(out)
     }
 }
+
+/// Refuses an answer that does not come from the URL asked (the client followed a redirect:
+/// the request, with whatever token or secret it carried, went to another URL, so its answer
+/// is not the AS's) or that is itself a redirect (never followed), as if the AS were
+/// unreachable. Logs a warning with both URLs (without their user info, query or fragment).
+fn refuse_redirects(asked: &reqwest::Url, answer: &reqwest::Response) -> Result<(), Failure> {
+    let status = answer.status();
+    let refused = if answer.url() != asked {
+        tracing::warn!(
+            url = %shown(asked),
+            answered_by = %shown(answer.url()),
+            status = status.as_u16(),
+            "the HTTP client followed a redirect of an authorization server call; its answer is \
+             refused. Build the client with reqwest::redirect::Policy::none(), or use \
+             UmaLayerBuilder::http_client_builder, which does"
+        );
+        Redirect::Followed
+    } else if status.is_redirection() {
+        tracing::warn!(
+            url = %shown(asked),
+            status = status.as_u16(),
+            "an authorization server call was answered with a redirect, which is never \
+             followed; configure the endpoint's final URL"
+        );
+        Redirect::Answered(status.as_u16())
+    } else {
+        return Ok(());
+    };
+    Err(Failure::Unreachable(Source::new(refused)))
+}
+
+/// `url` without its user info, query and fragment: what a log may show of it.
+fn shown(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// Why an answer was refused as a redirect: the cause behind its [`Failure::Unreachable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redirect {
+    /// The client followed a redirect: the answer comes from another URL.
+    Followed,
+    /// The AS answered with this redirect status.
+    Answered(u16),
+}
+
+impl std::fmt::Display for Redirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Followed => f.write_str(
+                "the HTTP client followed a redirect (build it with redirect::Policy::none())",
+            ),
+            Self::Answered(status) => write!(f, "answered a redirect ({status}), not followed"),
+        }
+    }
+}
+
+impl std::error::Error for Redirect {}
 
 impl Transport for ReqwestTransport {
     fn send(
@@ -181,5 +266,63 @@ mod tests {
         let chain = crate::error::Chain(&e).to_string();
         assert!(chain.starts_with("token endpoint unreachable: "), "{chain}");
         assert!(!chain.contains("x=1"), "no URL in the chain: {chain}");
+    }
+
+    /// A redirect is refused as if the AS were unreachable: answered (the layer's own client
+    /// follows none), or followed by a client of the user's (whose answer comes from another
+    /// URL). The cause says which; the logged URLs keep no user info or query.
+    #[tokio::test]
+    async fn redirects_are_refused_whether_followed_or_not() {
+        let app = axum::Router::new()
+            .route(
+                "/moved",
+                axum::routing::post(|| async {
+                    (
+                        http::StatusCode::TEMPORARY_REDIRECT,
+                        [(http::header::LOCATION, "/here")],
+                    )
+                }),
+            )
+            .route("/here", axum::routing::post(|| async { "{}" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        let send = |transport: ReqwestTransport| {
+            let url = format!("{base}/moved");
+            async move {
+                let request =
+                    super::super::build(http::Method::POST, &url, [], Bytes::from_static(b"x"))
+                        .expect("a request");
+                let failure = transport.send(request, 1024).await.expect_err("refused");
+                let Failure::Unreachable(_) = &failure else {
+                    panic!("{failure:?}");
+                };
+                let e =
+                    super::super::CallError::new(crate::gate::AsEndpoint::Introspection, failure);
+                crate::error::Chain(&e).to_string()
+            }
+        };
+        let layers =
+            ReqwestTransport::with_timeouts(Duration::from_secs(2), Duration::from_secs(5))
+                .expect("a client");
+        let chain = send(layers).await;
+        assert!(
+            chain.contains("answered a redirect (307), not followed"),
+            "{chain}"
+        );
+        let following = ReqwestTransport::new(
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("a client"),
+        );
+        let chain = send(following).await;
+        assert!(chain.contains("followed a redirect"), "{chain}");
+        let url: reqwest::Url = "https://user:pw@as.test:8443/t?token=x#f"
+            .parse()
+            .expect("a URL");
+        assert_eq!(shown(&url), "https://as.test:8443/t");
     }
 }

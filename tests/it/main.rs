@@ -35,3 +35,4 @@ mod resync;
 mod scope_shapes;
 mod start_retry;
 mod tenants;
+mod transport;
