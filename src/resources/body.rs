@@ -1,5 +1,6 @@
 //! [`ClaimBodyLayer`]: bounded JSON request bodies for claims pushed from the body.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,7 +48,10 @@ pub(crate) struct BodyRead(pub(crate) Option<Arc<serde_json::Value>>);
 /// | another content type, or none | through unread; claims from the body have no value |
 ///
 /// A key that appears twice in one object is refused because parsers disagree on which value
-/// counts: the claim could say one amount while the handler reads another. A request that is
+/// counts: the claim could say one amount while the handler reads another. So is a key that
+/// differs from another of its object only in case (`amount`, `AMOUNT`), as Unicode folds
+/// it (`ſ` is `s`, the Kelvin sign is `k`): Go's `encoding/json` and ASP.NET match keys
+/// case-insensitively. A request that is
 /// not JSON pushes no body claim at all, so write the AS's policies to deny when a claim they
 /// need is missing (a handler that parses `text/plain` as JSON would otherwise act on values
 /// no policy saw). Numbers beyond 64-bit integers are pushed as JSON floating-point text
@@ -313,16 +317,39 @@ impl<'de> serde::de::Visitor<'de> for Unique {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut object = serde_json::Map::new();
+        // The folded forms (see `folded`) of the keys that are not their own folded form;
+        // the others are the object's keys themselves.
+        let mut folds = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
+            let twice = match folded(&key) {
+                Cow::Borrowed(same) => object.contains_key(same) || folds.contains(same),
+                Cow::Owned(fold) => object.contains_key(&fold) || !folds.insert(fold),
+            };
+            if twice {
                 return Err(serde::de::Error::custom(
-                    "a key appears twice in one object",
+                    "a key appears twice in one object (perhaps in another case)",
                 ));
             }
             let value = map.next_value_seed(Self)?;
             object.insert(key, value);
         }
         Ok(serde_json::Value::Object(object))
+    }
+}
+
+/// `key` as parsers that match object keys case-insensitively see it: Go's `encoding/json`
+/// folds case (and reads `ſ` U+017F as `s`, the Kelvin sign U+212A as `k`), and so do
+/// ASP.NET's web defaults. Upper- then lower-casing folds every such pair; ASCII keys, the
+/// usual case, are only lower-cased.
+fn folded(key: &str) -> Cow<'_, str> {
+    if key.is_ascii() {
+        if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            key.to_ascii_lowercase().into()
+        } else {
+            key.into()
+        }
+    } else {
+        key.to_uppercase().to_lowercase().into()
     }
 }
 
@@ -435,9 +462,27 @@ mod tests {
             r#"{"amount": 1, "amount": 1000000}"#,
             r#"{"to": {"iban": "A", "iban": "B"}}"#,
             r#"[{"x": true, "x": false}]"#,
+            // Go's encoding/json and ASP.NET match keys case-insensitively.
+            r#"{"amount": 1, "AMOUNT": 1000000}"#,
+            r#"{"AMOUNT": 1, "amount": 1000000}"#,
+            r#"{"Amount": 1, "aMOUNT": 1000000}"#,
+            r#"{"AMOUNT": 1, "AMOUNT": 1000000}"#,
+            // Go folds U+017F (long s) to s and U+212A (Kelvin sign) to k.
+            "{\"mask\": 1, \"ma\u{17f}k\": 2}",
+            "{\"ma\u{17f}k\": 1, \"MASK\": 2}",
+            "{\"kind\": 1, \"\u{212a}ind\": 2}",
+            "{\"\u{212a}ind\": 1, \"KIND\": 2}",
+            "{\"\u{e9}t\u{e9}\": 1, \"\u{c9}T\u{c9}\": 2}",
         ] {
             assert!(parse_unique(twice.as_bytes()).is_err(), "{twice}");
         }
+        // Keys that differ other than in case are distinct.
+        assert!(
+            parse_unique(
+                "{\"a\": 1, \"b\": 2, \"A1\": 3, \"a_\": 4, \"\u{e9}\": 5, \"e\": 6}".as_bytes()
+            )
+            .is_ok()
+        );
         assert!(parse_unique(b"{} {}").is_err());
         assert!(parse_unique(b"{\"a\": ").is_err());
         assert_eq!(parse_unique(b"1.5e3").unwrap(), serde_json::json!(1500.0));

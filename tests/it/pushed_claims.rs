@@ -495,3 +495,28 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408() {
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     assert!(s.as_.requests(Endpoint::Permission).is_empty());
 }
+
+/// Nothing of `s` asked the AS or reached the handler.
+fn untouched(s: &Setup) {
+    assert!(s.as_.requests(Endpoint::Introspection).is_empty());
+    assert!(s.as_.requests(Endpoint::Permission).is_empty());
+    assert_eq!(s.calls.get(), 0);
+}
+
+/// Go's encoding/json and ASP.NET match keys case-insensitively (Go with Unicode's simple
+/// folding): two such keys in one object are refused like a key twice.
+#[tokio::test]
+async fn a_key_twice_under_case_folding_is_refused() {
+    let (s, _) = body_setup(|_| Some(ClaimBodyLayer::new(1024))).await;
+    let rpt = rpt_for(&s.as_, &s.album, &["send"]);
+    for body in [
+        r#"{"amount":1,"AMOUNT":1000000}"#,
+        r#"{"Amount":1,"amount":1000000}"#,
+        "{\"amount\":1,\"to\":{\"mask\":\"a\",\"ma\u{17f}k\":\"b\"}}",
+        "{\"amount\":1,\"to\":{\"kind\":\"a\",\"\u{212a}IND\":\"b\"}}",
+    ] {
+        let resp = post_json(&s, body, "application/json", Some(&rpt)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    untouched(&s);
+}
