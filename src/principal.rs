@@ -198,6 +198,11 @@ pub enum Rejection {
     /// `403`: axum's router runs a route other than the one whose rule the layer applied
     /// (checked for routes declared with `tower_uma::axum::UmaRouter`, feature `axum`).
     RouteMismatch,
+    /// `415`: the route pushes claims from the JSON body, and the request's body cannot be
+    /// read as its upstream would read it: compressed (`Content-Encoding`), JSON in another
+    /// charset than UTF-8, or not labelled JSON and not empty. Decided before any call to an
+    /// authorization server.
+    UnsupportedMediaType,
     /// `500`: the layer cannot decide as configured: the route pushes claims from the JSON
     /// body of the request, and no [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) read it.
     Misconfigured,

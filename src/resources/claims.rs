@@ -31,9 +31,12 @@ use http::{HeaderMap, Method};
 /// `Cookie`.
 ///
 /// Body fields are read only from requests whose `Content-Type` is JSON, which the
-/// [`ClaimBodyLayer`](super::ClaimBodyLayer) has buffered and parsed; other requests give
-/// them no value. A JSON request for such a route that no [`ClaimBodyLayer`](super::ClaimBodyLayer)
-/// read is refused with `500`.
+/// [`ClaimBodyLayer`](super::ClaimBodyLayer) has buffered and parsed. On a route whose claims
+/// read the body, the layer refuses with `415` a request whose body the claims cannot read
+/// as the handler would: compressed, JSON in a charset other than UTF-8, or not labelled
+/// JSON and not empty (see [`ClaimBodyLayer`](super::ClaimBodyLayer)); an empty body gives
+/// them no value. A JSON request for such a route that no
+/// [`ClaimBodyLayer`](super::ClaimBodyLayer) read is refused with `500`.
 ///
 /// The values travel to the AS with the ticket request (the permission request's `claims`,
 /// as Keycloak's permission endpoint reads them) and with a permission exchange
