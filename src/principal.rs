@@ -186,8 +186,9 @@ pub enum Rejection {
     AsUnreachable,
     /// `403`: the request matches no mapped route.
     Unmapped,
-    /// `400`: an unusable path or method spelling, malformed credentials or a refused method
-    /// override.
+    /// `400`: an unusable path or method spelling, malformed credentials, a refused method
+    /// override, or a header that a route's pushed claims read, also sent under another
+    /// spelling (`X_Org` for `X-Org`).
     BadRequest,
     /// `405` with `Allow`: the matched route does not list the request's method.
     MethodNotAllowed,

@@ -347,6 +347,10 @@ impl Pipeline {
                 let verdict = enforcement.apply(Refusal::UnsupportedMediaType);
                 return done(&facts, verdict, Why::new("unusable_body").text(why));
             }
+            Err(Unpushable::RespelledHeader) => {
+                let verdict = enforcement.apply(Refusal::BadRequest);
+                return done(&facts, verdict, Why::new("respelled_claim_header"));
+            }
         };
         let token = match bearer_from_headers(req.headers()) {
             Bearer::Token(t) => Some(t),
@@ -823,6 +827,9 @@ enum Unpushable {
     /// The route reads claims from the body, which the upstream may read otherwise than
     /// the claims would (see [`unusable_body`]): `415`.
     Media(&'static str),
+    /// The request has a header the claims read under another spelling as well, which
+    /// CGI-style upstreams read as the same header: `400`.
+    RespelledHeader,
 }
 
 /// The claims `pushing` reads from `req`.
@@ -834,6 +841,13 @@ fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> Result<ClaimValues, Unpusha
             "the body cannot be read as the claims would read it: 415"
         );
         return Err(Unpushable::Media(why));
+    }
+    if let Some(name) = pushing.claims.respelled_header(req.headers()) {
+        tracing::debug!(
+            header = name,
+            "a claimed header also comes under another spelling: 400"
+        );
+        return Err(Unpushable::RespelledHeader);
     }
     let body = match req.extensions().get::<BodyRead>() {
         Some(read) => read.0.as_deref(),

@@ -52,8 +52,8 @@ pub(crate) enum Outcome {
     /// Nothing describes the request (no route matches, or the AS has no resource of the name
     /// the resolver gave): `403`, or through with [`Unmapped::Allow`] or in permissive mode.
     Unmapped,
-    /// An unusable method or path spelling, malformed credentials or a refused method
-    /// override: `400`; or a body that a route
+    /// An unusable method or path spelling, malformed credentials, a refused method
+    /// override or a claimed header under two spellings: `400`; or a body that a route
     /// pushing claims from the body cannot read as its upstream would: `415`.
     BadRequest,
     /// The route does not list the method: `405` with `Allow`.

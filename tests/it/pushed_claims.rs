@@ -668,3 +668,26 @@ async fn a_compressed_body_is_refused_with_415() {
     expect_challenge(&resp, &s.as_);
     assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["1"]}));
 }
+
+/// CGI-style upstreams (WSGI, Rack, PHP) read `X-Org`, `X_Org` and `X.Org` as the same
+/// `HTTP_X_ORG`: a request that carries the claimed header under another spelling is refused.
+#[tokio::test]
+async fn a_claimed_header_under_another_spelling_is_refused() {
+    let s = setup(|b| b).await;
+    for other in ["x_org", "X_ORG", "x.org"] {
+        let resp = get(&s, "/albums/1", "acme", None).await;
+        expect_challenge(&resp, &s.as_);
+        let both = [("x-org", "acme"), (other, "evil")];
+        let resp = send(&s, Method::GET, "/albums/2", &both, "").await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{other}");
+        // Alone, it would give the claim no value and the handler a value.
+        let resp = send(&s, Method::GET, "/albums/3", &[(other, "evil")], "").await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{other}");
+    }
+    // Other names with `_` are not the claimed header.
+    let others = [("x-org", "acme"), ("x_orgs", "x"), ("y_org", "x")];
+    let resp = send(&s, Method::GET, "/albums/4", &others, "").await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(s.as_.requests(Endpoint::Permission).len(), 4);
+    assert_eq!(s.calls.get(), 0);
+}
