@@ -186,8 +186,9 @@ pub enum Rejection {
     AsUnreachable,
     /// `403`: the request matches no mapped route.
     Unmapped,
-    /// `400`: an unusable path or method spelling, malformed credentials or a refused method
-    /// override.
+    /// `400`: an unusable path or method spelling, malformed credentials, a refused method
+    /// override, or a header that a route's pushed claims read, also sent under another
+    /// spelling (`X_Org` for `X-Org`).
     BadRequest,
     /// `405` with `Allow`: the matched route does not list the request's method.
     MethodNotAllowed,
@@ -198,6 +199,11 @@ pub enum Rejection {
     /// `403`: axum's router runs a route other than the one whose rule the layer applied
     /// (checked for routes declared with `tower_uma::axum::UmaRouter`, feature `axum`).
     RouteMismatch,
+    /// `415`: the route pushes claims from the JSON body, and the request's body cannot be
+    /// read as its upstream would read it: compressed (`Content-Encoding`), JSON in another
+    /// charset than UTF-8, or not labelled JSON and not empty. Decided before any call to an
+    /// authorization server.
+    UnsupportedMediaType,
     /// `500`: the layer cannot decide as configured: the route pushes claims from the JSON
     /// body of the request, and no [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) read it.
     Misconfigured,

@@ -47,7 +47,7 @@ use crate::protection::{AsClient, CallError};
 use crate::registration::ResourceRegistry;
 use crate::resources::{
     BodyRead, ClaimRequest, ClaimValues, EnforcementMode, NO_CLAIMS, Protected, Pushing, Resolved,
-    Resolver, ResourceRef, ScopeMode, is_json, normalize_path,
+    Resolver, ResourceRef, ScopeMode, is_json, normalize_path, unusable_body,
 };
 use crate::token::{Bearer, BearerToken, Fingerprint, Rpt, bearer_from_headers};
 
@@ -335,13 +335,21 @@ impl Pipeline {
         }
         let claims = match need.claims.as_ref().map(|p| pushed(req, p)).transpose() {
             Ok(claims) => claims.map(Arc::new),
-            Err(BodyUnread) => {
+            Err(Unpushable::BodyUnread) => {
                 tracing::error!(
                     "the route pushes claims from the JSON body, which no ClaimBodyLayer read: \
                      put tower_uma::resources::ClaimBodyLayer outside the UmaLayer"
                 );
                 let verdict = enforcement.apply(Refusal::Misconfigured);
                 return done(&facts, verdict, Why::new("body_unread"));
+            }
+            Err(Unpushable::Media(why)) => {
+                let verdict = enforcement.apply(Refusal::UnsupportedMediaType);
+                return done(&facts, verdict, Why::new("unusable_body").text(why));
+            }
+            Err(Unpushable::RespelledHeader) => {
+                let verdict = enforcement.apply(Refusal::BadRequest);
+                return done(&facts, verdict, Why::new("respelled_claim_header"));
             }
         };
         let token = match bearer_from_headers(req.headers()) {
@@ -810,16 +818,40 @@ impl Pending {
     }
 }
 
-/// A route reads claims from a JSON body that no [`ClaimBodyLayer`] read.
+/// Why the claims a route pushes cannot be read from a request.
 ///
 /// [`ClaimBodyLayer`]: crate::resources::ClaimBodyLayer
-struct BodyUnread;
+enum Unpushable {
+    /// The route reads claims from a JSON body that no [`ClaimBodyLayer`] read: `500`.
+    BodyUnread,
+    /// The route reads claims from the body, which the upstream may read otherwise than
+    /// the claims would (see [`unusable_body`]): `415`.
+    Media(&'static str),
+    /// The request has a header the claims read under another spelling as well, which
+    /// CGI-style upstreams read as the same header: `400`.
+    RespelledHeader,
+}
 
 /// The claims `pushing` reads from `req`.
-fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> Result<ClaimValues, BodyUnread> {
+fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> Result<ClaimValues, Unpushable> {
+    let reads_body = pushing.claims.reads_body();
+    if reads_body && let Some(why) = unusable_body(req) {
+        tracing::debug!(
+            why,
+            "the body cannot be read as the claims would read it: 415"
+        );
+        return Err(Unpushable::Media(why));
+    }
+    if let Some(name) = pushing.claims.respelled_header(req.headers()) {
+        tracing::debug!(
+            header = name,
+            "a claimed header also comes under another spelling: 400"
+        );
+        return Err(Unpushable::RespelledHeader);
+    }
     let body = match req.extensions().get::<BodyRead>() {
         Some(read) => read.0.as_deref(),
-        None if pushing.claims.reads_body() && is_json(req.headers()) => return Err(BodyUnread),
+        None if reads_body && is_json(req.headers()) => return Err(Unpushable::BodyUnread),
         None => None,
     };
     // The route matched, so the path normalises.

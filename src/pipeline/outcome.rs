@@ -52,8 +52,9 @@ pub(crate) enum Outcome {
     /// Nothing describes the request (no route matches, or the AS has no resource of the name
     /// the resolver gave): `403`, or through with [`Unmapped::Allow`] or in permissive mode.
     Unmapped,
-    /// An unusable method or path spelling, malformed credentials or a refused method
-    /// override: `400`.
+    /// An unusable method or path spelling, malformed credentials, a refused method
+    /// override or a claimed header under two spellings: `400`; or a body that a route
+    /// pushing claims from the body cannot read as its upstream would: `415`.
     BadRequest,
     /// The route does not list the method: `405` with `Allow`.
     MethodNotAllowed,
@@ -141,12 +142,15 @@ pub(crate) enum Refusal {
     Denied,
     /// The layer cannot decide as configured: `500`.
     Misconfigured,
+    /// A route pushes claims from the body, which the upstream may read otherwise than the
+    /// claims: `415`.
+    UnsupportedMediaType,
 }
 
 impl Refusal {
     fn outcome(&self) -> Outcome {
         match self {
-            Self::BadRequest => Outcome::BadRequest,
+            Self::BadRequest | Self::UnsupportedMediaType => Outcome::BadRequest,
             Self::Unmapped => Outcome::Unmapped,
             Self::MethodNotAllowed(_) => Outcome::MethodNotAllowed,
             Self::Unauthorised | Self::Challenged(_) => Outcome::Challenged,
@@ -164,6 +168,10 @@ impl Refusal {
             Self::Unmapped => (StatusCode::FORBIDDEN, Rejection::Unmapped),
             Self::Denied => (StatusCode::FORBIDDEN, Rejection::Denied),
             Self::Misconfigured => (StatusCode::INTERNAL_SERVER_ERROR, Rejection::Misconfigured),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Rejection::UnsupportedMediaType,
+            ),
             Self::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, Rejection::MethodNotAllowed)
             }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, Method};
 
 /// The claims a route pushes to the AS, each a name and one or more value templates read
 /// from the request.
@@ -31,9 +31,17 @@ use http::{HeaderMap, Method};
 /// `Cookie`.
 ///
 /// Body fields are read only from requests whose `Content-Type` is JSON, which the
-/// [`ClaimBodyLayer`](super::ClaimBodyLayer) has buffered and parsed; other requests give
-/// them no value. A JSON request for such a route that no [`ClaimBodyLayer`](super::ClaimBodyLayer)
-/// read is refused with `500`.
+/// [`ClaimBodyLayer`](super::ClaimBodyLayer) has buffered and parsed. On a route whose claims
+/// read the body, the layer refuses with `415` a request whose body the claims cannot read
+/// as the handler would: compressed, JSON in a charset other than UTF-8, or not labelled
+/// JSON and not empty (see [`ClaimBodyLayer`](super::ClaimBodyLayer)); an empty body gives
+/// them no value. A JSON request for such a route that no
+/// [`ClaimBodyLayer`](super::ClaimBodyLayer) read is refused with `500`.
+///
+/// A header the templates read must come under that one spelling: a request that also (or
+/// only) carries it with `_`, `.` or other punctuation for a `-` (`X_Org` for `X-Org`) is
+/// refused with `400`, since CGI-style upstreams (WSGI, Rack, PHP) read all of them as
+/// `HTTP_X_ORG`.
 ///
 /// The values travel to the AS with the ticket request (the permission request's `claims`,
 /// as Keycloak's permission endpoint reads them) and with a permission exchange
@@ -190,6 +198,28 @@ impl PushedClaims {
             })
     }
 
+    /// A header of `headers` that CGI-style upstreams read as one the templates read, under
+    /// another spelling: the same name with `_`, `.` or other punctuation for a `-` (or the
+    /// other way round). WSGI, Rack and PHP read `X-Org` and `X_Org` both as `HTTP_X_ORG`,
+    /// so the claim could say one value while the handler reads the other.
+    pub(crate) fn respelled_header<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let claimed = || {
+            self.sources().filter_map(|s| match s {
+                Source::Header(name) => Some(name.as_str()),
+                _ => None,
+            })
+        };
+        // Most header names have only letters, digits and `-`: nothing to compare then.
+        let punctuated = |n: &str| n.bytes().any(|b| b != b'-' && !b.is_ascii_alphanumeric());
+        if !headers.keys().any(|n| punctuated(n.as_str())) && !claimed().any(punctuated) {
+            return None;
+        }
+        headers
+            .keys()
+            .map(HeaderName::as_str)
+            .find(|&name| claimed().any(|claim| name != claim && same_but_punctuation(name, claim)))
+    }
+
     /// The names of the route captures the templates read.
     pub(crate) fn path_names(&self) -> impl Iterator<Item = &str> {
         self.sources().filter_map(|s| match s {
@@ -263,6 +293,15 @@ impl PushedClaims {
         }
         out
     }
+}
+
+/// Whether the lower-case header names `a` and `b` are the same but for the punctuation in
+/// some places (`x-org`, `x_org`, `x.org`).
+fn same_but_punctuation(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(a, b)| a == b || (!a.is_ascii_alphanumeric() && !b.is_ascii_alphanumeric()))
 }
 
 impl Source {
@@ -461,6 +500,36 @@ mod tests {
         assert_eq!(got["fixed"], one(&["yes"]));
         // No value at all: not sent.
         assert!(!got.contains_key("missing"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_claimed_header_under_another_spelling_is_found() -> Result<(), ClaimTemplateError> {
+        let claims = PushedClaims::new()
+            .claim("org", "a {request.header['X-Org']}")?
+            .claim("trace", "{request.header['x_trace']}")?;
+        let headers = |names: &[&str]| {
+            let mut map = HeaderMap::new();
+            for name in names {
+                map.append(
+                    HeaderName::from_bytes(name.as_bytes()).expect("a name"),
+                    "v".parse().expect("a value"),
+                );
+            }
+            map
+        };
+        for (names, found) in [
+            (&["x-org", "x_trace", "accept"][..], None),
+            (&["x-trace"], Some("x-trace")),
+            (&["x-org", "x_org"], Some("x_org")),
+            (&["x.org"], Some("x.org")),
+            (&["x_trace", "x-trace"], Some("x-trace")),
+            (&["x_orgs", "y_org", "x__org"], None),
+        ] {
+            assert_eq!(claims.respelled_header(&headers(names)), found, "{names:?}");
+        }
+        let none = PushedClaims::new().claim("m", "{request.method}")?;
+        assert_eq!(none.respelled_header(&headers(&["x_org"])), None);
         Ok(())
     }
 

@@ -92,7 +92,7 @@ use self::resolve::*;
 #[allow(unused_imports, reason = "not every item is used by a sibling")]
 use self::route::*;
 
-pub(crate) use self::body::{BodyRead, is_json};
+pub(crate) use self::body::{BodyRead, is_json, unusable_body};
 pub use self::body::{ClaimBody, ClaimBodyLayer};
 pub(crate) use self::claims::{ClaimRequest, ClaimValues, NO_CLAIMS};
 pub use self::claims::{ClaimTemplateError, PushedClaims};

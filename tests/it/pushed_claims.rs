@@ -214,6 +214,7 @@ async fn body_setup_with(
             Route::new("/transfers")
                 .resource_id(&album)
                 .scopes(Method::POST, ["send"])
+                .scopes(Method::GET, ["send"])
                 .push_claims(claims),
         )
         .route(Route::public("/upload").public_methods([Method::POST]));
@@ -232,7 +233,7 @@ async fn body_setup_with(
         async move { body }
     };
     let router = axum::Router::new()
-        .route("/transfers", post(echo.clone()))
+        .route("/transfers", post(echo.clone()).get(echo.clone()))
         .route("/upload", post(echo));
     // Around the router (where a method override can be decided: the router then routes the
     // method the layer rewrote), or on it with `Router::layer`.
@@ -288,8 +289,8 @@ async fn claims_from_the_json_body_go_with_the_ticket_request() {
         last_ticket_claims(&s.as_),
         json!({"amount": ["120"], "tags": ["x", "true"]})
     );
-    // Not JSON: the body is not read and gives no claim.
-    let resp = post_json(&s, "amount=5", "application/x-www-form-urlencoded", None).await;
+    // No body: no claim from it.
+    let resp = post_json(&s, "", "text/plain", None).await;
     expect_challenge(&resp, &s.as_);
     assert_eq!(last_ticket_claims(&s.as_), Value::Null);
     assert_eq!(s.calls.get(), 0);
@@ -343,8 +344,8 @@ async fn a_json_request_no_body_layer_read_is_refused_with_500() {
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(s.as_.requests(Endpoint::Permission).is_empty());
     assert!(s.as_.requests(Endpoint::Introspection).is_empty());
-    // A request that is not JSON has no body claims to miss.
-    let resp = post_json(&s, "amount=1", "text/plain", None).await;
+    // A request without a body has no body claims to miss.
+    let resp = post_json(&s, "", "text/plain", None).await;
     expect_challenge(&resp, &s.as_);
     assert_eq!(s.calls.get(), 0);
 }
@@ -476,22 +477,217 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408() {
     })
     .await;
     // The head and the first bytes of a 50-byte body, then nothing.
+    let head = raw_head(
+        &s,
+        b"POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 50\r\n\r\n{\"amount\": ",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(s.as_.requests(Endpoint::Permission).is_empty());
+}
+
+/// Nothing of `s` asked the AS or reached the handler.
+fn untouched(s: &Setup) {
+    assert!(s.as_.requests(Endpoint::Introspection).is_empty());
+    assert!(s.as_.requests(Endpoint::Permission).is_empty());
+    assert_eq!(s.calls.get(), 0);
+}
+
+/// Sends `method` `path` with `headers` and `body`.
+async fn send(
+    s: &Setup,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> reqwest::Response {
+    let mut req = http()
+        .request(method, format!("{}{path}", s.url))
+        .body(body.to_owned());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("an answer")
+}
+
+/// Sends `request` (head and body, as on the wire) over a fresh connection: the first bytes
+/// of the answer.
+async fn raw_head(s: &Setup, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = s.url.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(
-            b"POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 50\r\n\r\n{\"amount\": ",
-        )
-        .await
-        .expect("written");
+    stream.write_all(request).await.expect("written");
     let mut answer = vec![0; 64];
     let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
         .await
         .expect("an answer before the test's own deadline")
         .expect("read");
-    let head = String::from_utf8_lossy(&answer[..n]);
-    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
-    assert!(s.as_.requests(Endpoint::Permission).is_empty());
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// [`raw_head`]: the answer's status code.
+async fn raw_status(s: &Setup, request: &[u8]) -> u16 {
+    let head = raw_head(s, request).await;
+    let code = head.strip_prefix("HTTP/1.1 ").expect("a status line");
+    code[..3].parse().expect("a status code")
+}
+
+/// A JSON body in a charset other than UTF-8 reads as one document here and as another where
+/// it is decoded (Express's body-parser decodes UTF-7): `415`, before the AS is asked.
+#[tokio::test]
+async fn json_in_a_charset_other_than_utf8_is_refused_with_415() {
+    let (s, _) = body_setup(|_| Some(ClaimBodyLayer::new(1024))).await;
+    let rpt = rpt_for(&s.as_, &s.album, &["send"]);
+    // Decoded as UTF-7: {"amount":1,"x":"","amount":1000000,"y":""}.
+    let utf7 =
+        r#"{"amount":1,"x":"+ACIALAAiAGEAbQBvAHUAbgB0ACIAOgAxADAAMAAwADAAMAAwACwAIgB5ACIAOgAi-"}"#;
+    for content_type in [
+        "application/json; charset=utf-7",
+        "application/json;charset=\"UTF-7\"",
+        "application/json; Charset = utf-16le",
+        "application/json; charset=utf-8; charset=utf-7",
+        "application/json; x=\"a;charset=utf-7\"",
+        "application/merge-patch+json; charset=iso-8859-1",
+    ] {
+        let resp = post_json(&s, utf7, content_type, Some(&rpt)).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
+    }
+    untouched(&s);
+    // UTF-8, in any case, quoted or not, is read.
+    for content_type in [
+        "application/json; charset=UTF-8",
+        "application/json; charset=\"utf-8\"",
+    ] {
+        let resp = post_json(&s, r#"{"amount": 2}"#, content_type, None).await;
+        expect_challenge(&resp, &s.as_);
+        assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["2"]}));
+    }
+}
+
+/// Go's encoding/json and ASP.NET match keys case-insensitively (Go with Unicode's simple
+/// folding): two such keys in one object are refused like a key twice.
+#[tokio::test]
+async fn a_key_twice_under_case_folding_is_refused() {
+    let (s, _) = body_setup(|_| Some(ClaimBodyLayer::new(1024))).await;
+    let rpt = rpt_for(&s.as_, &s.album, &["send"]);
+    for body in [
+        r#"{"amount":1,"AMOUNT":1000000}"#,
+        r#"{"Amount":1,"amount":1000000}"#,
+        "{\"amount\":1,\"to\":{\"mask\":\"a\",\"ma\u{17f}k\":\"b\"}}",
+        "{\"amount\":1,\"to\":{\"kind\":\"a\",\"\u{212a}IND\":\"b\"}}",
+    ] {
+        let resp = post_json(&s, body, "application/json", Some(&rpt)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    untouched(&s);
+}
+
+/// On a route that reads the body, a body that is not labelled JSON would push no claim while
+/// many handlers parse it anyway: `415` unless it is empty, with or without a
+/// `ClaimBodyLayer` (`only_for` or not).
+#[tokio::test]
+async fn a_body_not_labelled_json_is_refused_unless_empty() {
+    for which in 0..3 {
+        let (s, _) = body_setup(|map| match which {
+            0 => None,
+            1 => Some(ClaimBodyLayer::new(1024)),
+            _ => Some(ClaimBodyLayer::new(1024).only_for(map)),
+        })
+        .await;
+        let rpt = rpt_for(&s.as_, &s.album, &["send"]);
+        let body = r#"{"amount":1000000}"#;
+        for content_type in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "text/json",
+        ] {
+            let resp = post_json(&s, body, content_type, Some(&rpt)).await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{which} {content_type}"
+            );
+        }
+        // No Content-Type at all; a chunked body.
+        let unlabelled =
+            b"POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\n{\"amount\":1000000}";
+        assert_eq!(raw_status(&s, unlabelled).await, 415, "{which}");
+        let chunked = b"POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+            Transfer-Encoding: chunked\r\n\r\n12\r\n{\"amount\":1000000}\r\n0\r\n\r\n";
+        assert_eq!(raw_status(&s, chunked).await, 415, "{which}");
+        untouched(&s);
+        // Empty bodies: a GET, a POST with `Content-Length: 0`.
+        let resp = send(&s, Method::GET, "/transfers", &[], "").await;
+        expect_challenge(&resp, &s.as_);
+        let empty = b"POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+            Content-Length: 0\r\n\r\n";
+        assert_eq!(raw_status(&s, empty).await, 401, "{which}");
+        // A route that does not read the body takes any body.
+        let text = [("content-type", "text/plain")];
+        let resp = send(&s, Method::POST, "/upload", &text, body).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{which}");
+    }
+}
+
+/// A compressed body would be read as its compressed bytes, while frameworks decode it first
+/// (brotli has no magic bytes to tell): `415` on a route that reads the body.
+#[tokio::test]
+async fn a_compressed_body_is_refused_with_415() {
+    let (s, _) = body_setup(|_| Some(ClaimBodyLayer::new(1024))).await;
+    let bearer = format!("Bearer {}", rpt_for(&s.as_, &s.album, &["send"]));
+    for (content_type, coding) in [
+        ("application/json", "gzip"),
+        ("application/json", "br"),
+        ("application/json", "identity, deflate"),
+        ("application/json", "BR"),
+        ("text/plain", "gzip"),
+    ] {
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", content_type),
+            ("content-encoding", coding),
+        ];
+        let resp = send(&s, Method::POST, "/transfers", &headers, r#"{"amount":1}"#).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type} {coding}"
+        );
+    }
+    untouched(&s);
+    let headers = [
+        ("content-type", "application/json"),
+        ("content-encoding", "identity"),
+    ];
+    let resp = send(&s, Method::POST, "/transfers", &headers, r#"{"amount":1}"#).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(last_ticket_claims(&s.as_), json!({"amount": ["1"]}));
+}
+
+/// CGI-style upstreams (WSGI, Rack, PHP) read `X-Org`, `X_Org` and `X.Org` as the same
+/// `HTTP_X_ORG`: a request that carries the claimed header under another spelling is refused.
+#[tokio::test]
+async fn a_claimed_header_under_another_spelling_is_refused() {
+    let s = setup(|b| b).await;
+    for other in ["x_org", "X_ORG", "x.org"] {
+        let resp = get(&s, "/albums/1", "acme", None).await;
+        expect_challenge(&resp, &s.as_);
+        let both = [("x-org", "acme"), (other, "evil")];
+        let resp = send(&s, Method::GET, "/albums/2", &both, "").await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{other}");
+        // Alone, it would give the claim no value and the handler a value.
+        let resp = send(&s, Method::GET, "/albums/3", &[(other, "evil")], "").await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{other}");
+    }
+    // Other names with `_` are not the claimed header.
+    let others = [("x-org", "acme"), ("x_orgs", "x"), ("y_org", "x")];
+    let resp = send(&s, Method::GET, "/albums/4", &others, "").await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(s.as_.requests(Endpoint::Permission).len(), 4);
+    assert_eq!(s.calls.get(), 0);
 }

@@ -278,6 +278,33 @@ async fn claims_from_the_json_body_are_pushed_and_the_body_still_reaches_the_ups
         asked_before
     );
     assert_eq!(upstream.seen().len(), 1);
+    // A body the claims cannot read as the upstream would: 415 before any AS call.
+    for (content_type, coding) in [
+        ("text/plain", "identity"),
+        ("application/json; charset=utf-7", "identity"),
+        ("application/json", "br"),
+    ] {
+        let body = Full::new(bytes::Bytes::from_static(br#"{"amount": 120}"#))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let refused = send_with(
+            Method::POST,
+            &url,
+            &[("content-type", content_type), ("content-encoding", coding)],
+            body,
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type} {coding}"
+        );
+    }
+    assert_eq!(
+        as_.requests(uma_test_as::Endpoint::Permission).len(),
+        asked_before
+    );
+    assert_eq!(upstream.seen().len(), 1);
     // A route that does not read the body: the same JSON streams through, unbounded.
     let body = Full::new(bytes::Bytes::from(big.clone()))
         .map_err(|never| match never {})
