@@ -67,7 +67,7 @@
 //! | `policy-enforcer.paths[]` | one route each; entries with the same `path` are merged into the first, as Keycloak does |
 //! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::resources::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use, and a name Keycloak does not know denies (`403`) |
 //! | `paths[].id` | the resource by id, when there is no `name` |
-//! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`) |
+//! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`), whatever [`Unmapped`](crate::resources::Unmapped) says, and lazy paths do not decide it |
 //! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment and parameters inside a segment are refused |
 //! | `paths[].methods[]` | `method` (exactly as written; `HEAD` does not follow `GET`), its `scopes`, and `scopes-enforcement-mode` `ALL` ([`ScopeMode::All`](crate::resources::ScopeMode::All), default) or `ANY`; `DISABLED` is refused (Keycloak then lets any valid token through) |
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |

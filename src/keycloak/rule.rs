@@ -134,9 +134,9 @@ impl ResourceResolver for PathRule {
             Target::Ref(resource) => resource.clone(),
             Target::ByUri(cell) => match cell.get() {
                 Some(id) => ResourceRef::Id(id.clone()),
-                // The AS had no resource for the path: nothing can grant it (Keycloak's
-                // enforcer then denies too).
-                None => return Resolution::Unmapped,
+                // The AS had no resource for the path: nothing can grant it, and Keycloak's
+                // enforcer denies it (whatever `Unmapped` says; lazy paths do not re-decide it).
+                None => return Resolution::Forbidden,
             },
         };
         let (scopes, scope_mode) = scopes_for(

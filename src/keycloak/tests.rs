@@ -136,10 +136,10 @@ fn a_path_without_name_takes_the_resource_found_by_its_uri() {
         "paths": [{"path": "/docs/{id}", "methods": [{"method": "GET", "scopes": ["read"]}]}]
     }));
     let map = c.resource_map();
-    // Not looked up yet (or the AS has none): nothing can grant it.
+    // Not looked up yet (or the AS has none): nothing can grant it, whatever `Unmapped` says.
     assert_eq!(
         resolve(&map, &Method::GET, "/docs/1"),
-        Ok(Resolution::Unmapped)
+        Ok(Resolution::Forbidden)
     );
     assert_eq!(
         enforcer_paths_by_uri(&c.parsed.enforcer.paths, &c.cells)[0].0,

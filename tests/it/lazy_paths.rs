@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde_json::json;
 use tower_uma::challenge::parse_uma_challenge;
 use tower_uma::keycloak::{KeycloakConfig, LazyPaths};
+use tower_uma::resources::Unmapped;
 use tower_uma::{ResourceMap, Route, UmaLayer};
 use uma_test_as::{Endpoint, ResourceDescription, TestAs};
 
@@ -365,4 +366,48 @@ async fn a_path_without_name_is_the_resource_its_uri_names() {
     register(&as_, "docs-again", &["read"], &["/docs/{id}"]);
     let e = build_from(&as_, &enforcer).await.expect_err("ambiguous");
     assert!(e.to_string().contains("2 resources hold it"), "{e}");
+}
+
+/// An enforced path without `name` or `id` whose resource the AS does not have is denied
+/// even when unmapped paths are let through (Keycloak's enforcer denies it), and lazy paths
+/// do not decide it.
+#[tokio::test]
+async fn a_path_without_a_resource_is_denied_whatever_unmapped_says() {
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    let docs = register(&as_, "docs", &["read"], &["/docs/*"]);
+    let enforcer = json!({
+        "user-managed-access": {},
+        "lazy-load-paths": true,
+        "paths": [
+            {"name": "docs", "path": "/docs/*", "scopes": ["read"]},
+            {"path": "/admin", "scopes": ["admin"]}
+        ]
+    });
+    let config = KeycloakConfig::from_json(&keycloak_json(&as_, &enforcer)).expect("valid");
+    let layer = config
+        .discover()
+        .insecure_allow_http()
+        .unmapped(Unmapped::Allow)
+        .build()
+        .await
+        .expect("the layer builds");
+    // Created after the start: the path's lookup at start found nothing.
+    register(&as_, "late-admin", &["admin"], &["/admin"]);
+    let (url, calls) = protected(layer).await;
+    let http = http();
+    assert_eq!(
+        get_plain(&http, &url, "/admin").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let read = rpt_for(&as_, &docs, &["read"]);
+    assert_eq!(
+        get_with(&http, &url, "/admin", &read).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // Paths no entry matches still follow `unmapped`.
+    assert_eq!(
+        get_plain(&http, &url, "/elsewhere").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(calls.get(), 1);
 }
