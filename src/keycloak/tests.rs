@@ -431,3 +431,27 @@ fn files_are_named_in_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn paths_keycloak_never_matches_are_refused() {
+    // Keycloak compares request paths without a trailing or doubled `/` with the path as
+    // written: these entries never match there, and must not open `/x/public` here.
+    for (path, says) in [
+        ("/x/public/", "ends with `/`"),
+        ("/x//public", "empty segment"),
+    ] {
+        let e = error(&json!({"paths": [
+            {"name": "X", "path": "/x/*"},
+            {"path": path, "enforcement-mode": "DISABLED"},
+        ]}));
+        assert_eq!(e.key(), "policy-enforcer.paths[1].path", "{path}");
+        assert!(e.message().contains(says), "{path}: {e}");
+        assert!(e.message().contains("\"/x/public\""), "{path}: {e}");
+    }
+    // The root is a path of its own.
+    let c = config(&json!({"paths": [{"name": "Root", "path": "/"}]}));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/"),
+        Ok(protected("Root", &[], ScopeMode::Any))
+    );
+}
