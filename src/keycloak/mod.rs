@@ -85,7 +85,12 @@
 //!
 //! - **No paths.** With no `paths` (or only `DISABLED` ones) Keycloak loads every resource with
 //!   `uris` at start-up; here such a configuration turns lazy paths on, so resources added in
-//!   the console later are found too.
+//!   the console later are found too. Keycloak's matcher then weighs those resources' `uris`
+//!   against the `DISABLED` paths, and a resource matching a request more closely is enforced
+//!   (`/albums/*` beats a public `/*`); tower-uma cannot know them at start, so a `DISABLED`
+//!   path with a `*` or a `{…}` is refused there. Set `lazy-load-paths` (Keycloak then keeps
+//!   `DISABLED` paths public, and so does tower-uma), configure the protected paths, or list
+//!   the public paths one by one.
 //! - **Configured paths win.** A path an entry matches is decided by the entry, always; Keycloak
 //!   with lazy paths also asks the server for paths matched by a wildcard entry, and its cache
 //!   could then change their decision (keycloak/keycloak-client#190).
@@ -223,6 +228,7 @@ impl KeycloakConfig {
         let config = Self { parsed, cells };
         // Every path must make a route, and the routes a valid map.
         let _checked = config.try_resource_map()?;
+        config.check_public_patterns_beside_every_resource()?;
         if !config.parsed.enforcer.claims.is_empty() && config.lazy_paths().is_some() {
             return Err(KeycloakConfigError::new(
                 "policy-enforcer.claim-information-point",
@@ -299,6 +305,38 @@ impl KeycloakConfig {
     #[must_use]
     pub fn user_managed_access(&self) -> bool {
         self.parsed.enforcer.user_managed_access
+    }
+
+    /// Refuses a `DISABLED` path with a `*` or a `{…}` when Keycloak would load every resource
+    /// of the client at start-up (no enforced path, no `lazy-load-paths`).
+    ///
+    /// Keycloak's matcher then weighs each of those resources' `uris` against the configured
+    /// paths, and a resource whose `uris` match a request more closely (`/albums/*` against
+    /// `/*`, `/a/{id}` against `/a/*`, an exact uri against a parameter) is enforced. Here a
+    /// configured path always wins (resources are found by lazy paths, for paths no entry
+    /// matches), so the public path would let through what Keycloak enforces. A path without
+    /// `*` or `{…}` matches only itself, where Keycloak keeps it too.
+    fn check_public_patterns_beside_every_resource(&self) -> Result<(), KeycloakConfigError> {
+        let enforcer = &self.parsed.enforcer;
+        if enforcer.lazy_load_paths || !enforcer.paths.iter().all(|p| p.disabled) {
+            return Ok(());
+        }
+        let Some(entry) = enforcer.paths.iter().find(|p| p.path.contains(['*', '{'])) else {
+            return Ok(());
+        };
+        Err(KeycloakConfigError::new(
+            &format!("{}.path", entry.at),
+            format!(
+                "{:?} is DISABLED and no path is enforced: Keycloak then loads every resource \
+                 of the client at start-up and enforces a request whose path a resource's \
+                 `uris` match more closely than {:?} (`/albums/*` beats `/*`), which \
+                 tower-uma, deciding configured paths first, would let through. Set \
+                 `\"lazy-load-paths\": true` (Keycloak then keeps DISABLED paths public too), \
+                 add the protected resources as enforced `paths`, or list the public paths \
+                 without `*` and `{{…}}`",
+                entry.path, entry.path
+            ),
+        ))
     }
 
     /// The routes of `paths`.

@@ -455,3 +455,38 @@ fn paths_keycloak_never_matches_are_refused() {
         Ok(protected("Root", &[], ScopeMode::Any))
     );
 }
+
+#[test]
+fn public_patterns_are_refused_where_keycloak_loads_every_resource() {
+    // No enforced path and no `lazy-load-paths`: Keycloak loads every resource at start-up,
+    // and one with `uris: ["/albums/*"]` beats `/*` for `/albums/1`. Here `/*` would win.
+    for (paths, at) in [
+        (json!([{"path": "/*", "enforcement-mode": "DISABLED"}]), 0),
+        (json!([{"path": "*", "enforcement-mode": "DISABLED"}]), 0),
+        (
+            json!([{"path": "/health", "enforcement-mode": "DISABLED"},
+                   {"path": "/public/{page}", "enforcement-mode": "DISABLED"}]),
+            1,
+        ),
+    ] {
+        for extra in [json!({}), json!({"path-cache": {"lifespan": 1000}})] {
+            let mut enforcer = json!({"paths": paths.clone()});
+            enforcer
+                .as_object_mut()
+                .expect("an object")
+                .extend(extra.as_object().expect("an object").clone());
+            let e = error(&enforcer);
+            assert_eq!(e.key(), format!("policy-enforcer.paths[{at}].path"), "{e}");
+            assert!(e.message().contains("lazy-load-paths"), "{e}");
+        }
+        // With lazy paths asked for, Keycloak keeps DISABLED paths public, as tower-uma does;
+        // with an enforced path, it loads no resource at start-up.
+        config(&json!({"lazy-load-paths": true, "paths": paths.clone()}));
+        let mut with_enforced = paths.as_array().expect("an array").clone();
+        with_enforced.push(json!({"name": "A", "path": "/a"}));
+        config(&json!({"paths": with_enforced}));
+    }
+    // Paths without a pattern match only themselves, where Keycloak keeps them public too.
+    let c = config(&json!({"paths": [{"path": "/health", "enforcement-mode": "DISABLED"}]}));
+    assert!(c.lazy_paths().is_some());
+}
