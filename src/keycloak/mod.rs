@@ -68,10 +68,10 @@
 //! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::resources::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use, and a name Keycloak does not know denies (`403`) |
 //! | `paths[].id` | the resource by id, when there is no `name` |
 //! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`), whatever [`Unmapped`](crate::resources::Unmapped) says, and lazy paths do not decide it |
-//! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment and parameters inside a segment are refused |
+//! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment, parameters inside a segment, and a trailing `/` or an empty segment (`/x/`, `/x//y`: Keycloak never matches them, tower-uma would match `/x`) are refused |
 //! | `paths[].methods[]` | `method` (exactly as written; `HEAD` does not follow `GET`), its `scopes`, and `scopes-enforcement-mode` `ALL` ([`ScopeMode::All`](crate::resources::ScopeMode::All), default) or `ANY`; `DISABLED` is refused (Keycloak then lets any valid token through) |
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |
-//! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused |
+//! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused. With no enforced path and no `lazy-load-paths`, a `DISABLED` path with a `*` or a `{…}` is refused (see "No paths" below) |
 //! | `paths[].type` | accepted, no effect |
 //! | `paths[].claim-information-point.claims`, `policy-enforcer.claim-information-point.claims` | [`PushedClaims`](crate::resources::PushedClaims) of the path's route: each claim a value template (or an array of them) with Keycloak's placeholders `{request.header['…']}`, `{request.parameter['…']}`, `{request.method}`, `{request.uri}`, `{request.relativePath}`, `{request.body['/pointer']}` (a field of a JSON body, read by a [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) outside the layer; uma-proxy reads bodies of at most 64 KiB itself), and tower-uma's `{request.path['…']}` for the path's `{…}` parameters. The section's claims go with every path; a path's own claim replaces one of the same name. Sent with the ticket request (`claims`) and the permission exchange (`claim_token`); a token's permission that carries claims grants only requests pushing those values. `{request.body}` without a pointer, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}` and `{keycloak.access_token[…]}` are refused, and so is the section's `claims` together with lazy paths |
 //! | `claim-information-point.http` and other providers | refused: only the `claims` provider is supported; claims from another service (`http`) are not fetched |
@@ -96,8 +96,14 @@
 //!   could then change their decision (keycloak/keycloak-client#190).
 //! - **Matching.** Paths are matched by tower-uma's rules ([`ResourceMap`]): the request path
 //!   is normalised first and unsafe spellings are refused with `400`; among several matching
-//!   entries the most specific wins, segment by segment. Keycloak compares strings, first
-//!   match wins among its own precedence rules.
+//!   entries the most specific wins, segment by segment. Keycloak compares strings and
+//!   prefers a path matching the whole request (exact, template, or `/prefix/*` for
+//!   `/prefix`) over a trailing `*`, then more segments, then the first listed. Where two
+//!   entries with different rules match one request and the two orders would pick different
+//!   ones (a public `/api/*` and an enforced `/{tenant}/admin` for `/api/admin`; `/{y}/b`
+//!   listed before `/a/{x}` for `/a/b`), the configuration is refused, naming both entries and
+//!   the request: list the more specific template first, add an entry for that path itself,
+//!   or write paths that do not overlap.
 //! - **Resource instances.** For an entry with a `{param}`, Keycloak first looks for a resource
 //!   whose `uris` hold the concrete path (one resource per album) and uses it instead of the
 //!   named one; tower-uma decides for the named resource.
@@ -121,6 +127,7 @@
 mod exchange;
 mod lazy;
 mod parse;
+mod precedence;
 mod rule;
 
 use std::fmt;
@@ -229,6 +236,7 @@ impl KeycloakConfig {
         // Every path must make a route, and the routes a valid map.
         let _checked = config.try_resource_map()?;
         config.check_public_patterns_beside_every_resource()?;
+        precedence::check(&config.parsed.enforcer.paths)?;
         if !config.parsed.enforcer.claims.is_empty() && config.lazy_paths().is_some() {
             return Err(KeycloakConfigError::new(
                 "policy-enforcer.claim-information-point",

@@ -490,3 +490,52 @@ fn public_patterns_are_refused_where_keycloak_loads_every_resource() {
     let c = config(&json!({"paths": [{"path": "/health", "enforcement-mode": "DISABLED"}]}));
     assert!(c.lazy_paths().is_some());
 }
+
+#[test]
+fn paths_keycloak_would_weigh_otherwise_are_refused() {
+    // Keycloak: a template matching the whole path beats a trailing `*`; tower-uma: the
+    // literal `api` first. `GET /api/admin` would be public here, enforced there.
+    let e = error(&json!({"paths": [
+        {"path": "/api/*", "enforcement-mode": "DISABLED"},
+        {"name": "Admin", "path": "/{tenant}/admin", "scopes": ["admin"]},
+    ]}));
+    assert_eq!(e.key(), "policy-enforcer.paths[1].path");
+    assert!(e.message().contains("`/api/admin`"), "{e}");
+    // Keycloak: the first listed of two templates alike; tower-uma: the literal `a` first.
+    let e = error(&json!({"paths": [
+        {"name": "B", "path": "/{y}/b", "scopes": ["s"]},
+        {"path": "/a/{x}", "enforcement-mode": "DISABLED"},
+    ]}));
+    assert_eq!(e.key(), "policy-enforcer.paths[1].path");
+    assert!(e.message().contains("`/a/b`"), "{e}");
+    assert!(e.message().contains("list \"/a/{x}\" before"), "{e}");
+    // Two enforced resources swapped.
+    let e = error(&json!({"paths": [
+        {"name": "B", "path": "/{y}/b"},
+        {"name": "A", "path": "/a/{x}"},
+    ]}));
+    assert_eq!(e.key(), "policy-enforcer.paths[1].path");
+    // Written so that both agree: the more specific template first, an entry for the path.
+    let c = config(&json!({"paths": [
+        {"path": "/a/{x}", "enforcement-mode": "DISABLED"},
+        {"name": "B", "path": "/{y}/b", "scopes": ["s"]},
+    ]}));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/a/b"),
+        Ok(Resolution::Public)
+    );
+    let c = config(&json!({"paths": [
+        {"path": "/api/*", "enforcement-mode": "DISABLED"},
+        {"name": "Admin", "path": "/{tenant}/admin", "scopes": ["admin"]},
+        {"name": "Admin", "path": "/api/admin", "scopes": ["admin"]},
+    ]}));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/api/admin"),
+        Ok(protected("Admin", &["admin"], ScopeMode::Any))
+    );
+    // The same rule either way: nothing to refuse.
+    config(&json!({"paths": [
+        {"name": "Admin", "path": "/api/*", "scopes": ["admin"]},
+        {"name": "Admin", "path": "/{tenant}/admin", "scopes": ["admin"]},
+    ]}));
+}
