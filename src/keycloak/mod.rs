@@ -91,9 +91,16 @@
 //!   path with a `*` or a `{…}` is refused there. Set `lazy-load-paths` (Keycloak then keeps
 //!   `DISABLED` paths public, and so does tower-uma), configure the protected paths, or list
 //!   the public paths one by one.
-//! - **Configured paths win.** A path an entry matches is decided by the entry, always; Keycloak
-//!   with lazy paths also asks the server for paths matched by a wildcard entry, and its cache
-//!   could then change their decision (keycloak/keycloak-client#190).
+//! - **Configured paths win: more permissive than Keycloak.** A path an entry matches is
+//!   decided by the entry, always. Keycloak with lazy paths also asks the server about a path
+//!   an enforced `*` entry matches, and when a resource's `uris` match it, checks the request
+//!   against that resource (with the entry's methods): for `/api/*` bound to `api` and a
+//!   resource `reports` with `uris: ["/api/reports"]`, Keycloak wants a permission for
+//!   `reports`, tower-uma lets a permission for `api` through. (Its cache could then also
+//!   change the decision, keycloak/keycloak-client#190.) Give every resource whose `uris` fall
+//!   under a configured `*` path an entry of its own (`{"name": "reports", "path":
+//!   "/api/reports"}`), or grant the wildcard entry's resource only to those who may use every
+//!   path under it. `DISABLED` `*` entries stay public in both.
 //! - **Matching.** Paths are matched by tower-uma's rules ([`ResourceMap`]): the request path
 //!   is normalised first and unsafe spellings are refused with `400`; among several matching
 //!   entries the most specific wins, segment by segment. Keycloak compares strings and
@@ -104,9 +111,12 @@
 //!   listed before `/a/{x}` for `/a/b`), the configuration is refused, naming both entries and
 //!   the request: list the more specific template first, add an entry for that path itself,
 //!   or write paths that do not overlap.
-//! - **Resource instances.** For an entry with a `{param}`, Keycloak first looks for a resource
-//!   whose `uris` hold the concrete path (one resource per album) and uses it instead of the
-//!   named one; tower-uma decides for the named resource.
+//! - **Resource instances: more permissive than Keycloak.** For an entry with a `{param}`,
+//!   Keycloak first looks for a resource whose `uris` hold the concrete path (one resource per
+//!   album, `/albums/42`) and then grants the request only on a permission for that instance;
+//!   tower-uma decides for the named resource, so a permission for it opens every instance.
+//!   Do not make per-instance resources under a template path protected by tower-uma (or grant
+//!   the named resource only to those who may use every instance).
 //! - **Without `user-managed-access`** Keycloak issues no tickets: a request without a token
 //!   is refused with `403`. tower-uma exchanges plain access tokens the same way, but still
 //!   answers a request without a token (or with a token Keycloak does not accept) with `401`
