@@ -65,7 +65,7 @@
 //! | `ssl-required`, `confidential-port`, `realm-public-key`, `use-resource-role-mappings`, `enable-cors`, `cors-*`, `expose-token`, `bearer-only`, `autodetect-bearer-only`, `enable-basic-auth`, `redirect-rewrite-rules`, `always-refresh-token`, `register-node-*`, `token-store`, `adapter-state-cookie-path`, `principal-attribute`, `turn-off-change-session-id-on-login`, `token-minimum-time-to-live`, `min-time-between-jwks-requests`, `public-key-cache-ttl`, `enable-pkce`, `ignore-oauth-query-parameter`, `verify-token-audience`, `connection-pool-size`, `connection-ttl-millis` | accepted, no effect: they concern browser sessions, CORS or the adapter's own token check |
 //! | `policy-enforcer.enforcement-mode` | `ENFORCING` (the default): [`EnforcementMode::Enforcing`](crate::EnforcementMode::Enforcing). `PERMISSIVE` and `DISABLED` are refused: Keycloak lets any valid access token through there, a rule tower-uma does not have |
 //! | `policy-enforcer.paths[]` | one route each; entries with the same `path` are merged into the first, as Keycloak does |
-//! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::resources::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use, and a name Keycloak does not know denies (`403`) |
+//! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::resources::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use among the resources the resource server owns, as Keycloak's enforcer does (`name`, `exactName=true`, `owner` = `resource`), so a user's resource of that name is never taken; a name Keycloak does not know denies (`403`), and so does one the resource server holds twice (`403` + `Warning`, the error logged) |
 //! | `paths[].id` | the resource by id, when there is no `name` |
 //! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`), whatever [`Unmapped`](crate::resources::Unmapped) says, and lazy paths do not decide it |
 //! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment, parameters inside a segment, and a trailing `/` or an empty segment (`/x/`, `/x//y`: Keycloak never matches them, tower-uma would match `/x`) are refused |
@@ -417,7 +417,9 @@ impl KeycloakConfig {
             builder = builder.permission_exchange(exchange);
         }
         let by_uri = enforcer_paths_by_uri(&self.parsed.enforcer.paths, &self.cells);
-        builder.uri_bindings(by_uri)
+        builder
+            .uri_bindings(by_uri)
+            .names_owned_by(self.parsed.resource.clone())
     }
 
     /// Permission exchange, which Keycloak's enforcer does when `user-managed-access` is

@@ -15,10 +15,16 @@ use crate::common::{
     protected, rpt_for, start_as_in,
 };
 
-/// Registers `name` with `scopes` and Keycloak `uris`; returns its id.
+/// Registers `name` with `scopes` and Keycloak `uris`, owned by the resource server as the
+/// resources of Keycloak's console are; returns its id.
 fn register(as_: &TestAs, name: &str, scopes: &[&str], uris: &[&str]) -> String {
+    register_for(as_, crate::common::RS_ID, name, scopes, uris)
+}
+
+/// [`register`] with another owner.
+fn register_for(as_: &TestAs, owner: &str, name: &str, scopes: &[&str], uris: &[&str]) -> String {
     let id = as_.register_resource(
-        "alice",
+        owner,
         ResourceDescription {
             name: Some(name.into()),
             resource_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
@@ -410,4 +416,52 @@ async fn a_path_without_a_resource_is_denied_whatever_unmapped_says() {
         StatusCode::OK
     );
     assert_eq!(calls.get(), 1);
+}
+
+/// `paths[].name` is the resource server's own resource of that name, as Keycloak's enforcer
+/// finds it (`owner` = the client): a user's resource of the same name does not take the
+/// binding over.
+#[tokio::test]
+async fn a_name_binds_only_to_the_resource_servers_own_resource() {
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    let enforcer = json!({
+        "user-managed-access": {},
+        "paths": [{"name": "Admin", "path": "/admin/*", "scopes": ["admin"]}]
+    });
+    let layer = build_from(&as_, &enforcer).await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    let http = http();
+    // alice makes a resource called `Admin` and has every permission for it.
+    let hers = register_for(&as_, "alice", "Admin", &["admin"], &[]);
+    let rpt = rpt_for(&as_, &hers, &["admin"]);
+    assert_eq!(
+        get_with(&http, &url, "/admin/users", &rpt).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(calls.get(), 0);
+    // The resource server's own `Admin` is the one.
+    let ours = register(&as_, "Admin", &["admin"], &[]);
+    let layer = build_from(&as_, &enforcer).await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    assert_eq!(
+        get_with(&http, &url, "/admin/users", &rpt).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let granted = rpt_for(&as_, &ours, &["admin"]);
+    assert_eq!(
+        get_with(&http, &url, "/admin/users", &granted)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(calls.get(), 1);
+    // Two of its own by that name (Keycloak's console forbids it): neither is taken.
+    let twin = register(&as_, "Admin", &["admin"], &[]);
+    let layer = build_from(&as_, &enforcer).await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    for token in [&granted, &rpt_for(&as_, &twin, &["admin"])] {
+        let resp = get_with(&http, &url, "/admin/users", token).await;
+        expect_unreachable(&resp);
+    }
+    assert_eq!(calls.get(), 0);
 }
