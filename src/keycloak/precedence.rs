@@ -344,8 +344,8 @@ fn disagreement(
         format!(
             "{:?} ({}) and {:?} ({}) both match `{uri}`, which Keycloak's enforcer decides by \
              {:?} and tower-uma by {:?}: Keycloak prefers a path matching the whole request \
-             (exact or template) over a trailing `*`, then more segments, then the first \
-             listed, where tower-uma prefers, segment by segment, a literal over a `{{param}}` \
+             (exact or template) over a trailing `*`, then more segments, then fewer \
+             parameters, then the first listed, where tower-uma prefers, segment by segment, a literal over a `{{param}}` \
              over a `*`. So that both decide alike, {reorder}add an entry for `{uri}` itself \
              with the rule it should have, or write the paths so that they do not overlap",
             o.path, o.at, t.path, t.at, t.path, o.path
