@@ -177,6 +177,9 @@ pub(crate) struct Registrar {
     pub(crate) client: Arc<AsClient>,
     pub(crate) endpoint: String,
     pub(crate) dialect: Dialect,
+    /// When set, a name is looked up only among the resources this owner (the resource
+    /// server's client id) owns (Keycloak's `paths[].name`).
+    pub(crate) names_owner: Option<String>,
 }
 
 impl Registrar {
@@ -230,6 +233,14 @@ impl Registrar {
                 ));
             }
         }
+    }
+
+    /// The ids of the resources named exactly `name` and owned by `owner`, by the AS's query
+    /// (Keycloak's `ProtectedResource.findByName`: `name`, `exactName=true`, `owner`).
+    async fn find_owned(&self, name: &str, owner: &str) -> Result<Vec<String>, Error> {
+        let what = format!("looking up resource {name:?} of {owner:?}");
+        let build = |pat: &Pat| resource_set::find_named(&self.endpoint, name, owner, pat);
+        Ok(self.send(&what, build, resource_set::parse_list).await?.ids)
     }
 
     /// Every resource the AS lists for this resource server, read one by one.
@@ -468,6 +479,9 @@ struct Refresh {
     last: Option<(Instant, Option<Error>)>,
     /// The ids already read, so that a refresh reads only resources new since the last one.
     read: HashSet<String>,
+    /// With an owner for names: per name, when it was last looked up without finding one
+    /// resource, and the error if that failed.
+    misses: HashMap<String, (Instant, Option<Error>)>,
 }
 
 impl fmt::Debug for ResourceRegistry {
@@ -658,6 +672,11 @@ impl ResourceRegistry {
         if let Some(id) = self.id(name) {
             return Ok(Some(id)); // another task refreshed while we waited
         }
+        if let Some(owner) = &registrar.names_owner {
+            return self
+                .lookup_owned(registrar, owner, name, &mut refresh)
+                .await;
+        }
         if let Some((at, failure)) = &refresh.last
             && at.elapsed() < self.inner.refresh_interval
         {
@@ -704,6 +723,60 @@ impl ResourceRegistry {
             }
         }
         Ok(ids.get(name).cloned())
+    }
+
+    /// [`lookup`](Self::lookup) of a name among the resources `owner` owns: asked for by name,
+    /// at most once per refresh interval for a name not found. Several resources of that name
+    /// are an error (Keycloak's enforcer would take the first the AS lists).
+    async fn lookup_owned(
+        &self,
+        registrar: &Registrar,
+        owner: &str,
+        name: &str,
+        refresh: &mut Refresh,
+    ) -> Result<Option<String>, Error> {
+        if let Some((at, failure)) = refresh.misses.get(name)
+            && at.elapsed() < self.inner.refresh_interval
+        {
+            return failure.as_ref().map_or(Ok(None), |e| Err(e.repeat()));
+        }
+        let found = registrar.find_owned(name, owner).await.and_then(|ids| {
+            if ids.len() > 1 {
+                return Err(Error::new(
+                    ErrorKind::Registration,
+                    format!(
+                        "{} resources named {name:?} belong to {owner:?}: the layer binds the \
+                         name to none of them; rename or delete the others",
+                        ids.len()
+                    ),
+                ));
+            }
+            Ok(ids.into_iter().next())
+        });
+        match found {
+            Ok(Some(id)) => {
+                refresh.misses.remove(name);
+                self.inner
+                    .ids
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name.to_owned(), id.clone());
+                Ok(Some(id))
+            }
+            Ok(None) => {
+                refresh
+                    .misses
+                    .insert(name.to_owned(), (Instant::now(), None));
+                Ok(None)
+            }
+            Err(e) => {
+                let repeat = e.repeat();
+                refresh
+                    .misses
+                    .insert(name.to_owned(), (Instant::now(), Some(repeat)));
+                Err(e)
+            }
+        }
     }
 
     /// Registers `decl` at the AS (or finds it, when the AS already has that name) and

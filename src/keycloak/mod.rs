@@ -65,13 +65,13 @@
 //! | `ssl-required`, `confidential-port`, `realm-public-key`, `use-resource-role-mappings`, `enable-cors`, `cors-*`, `expose-token`, `bearer-only`, `autodetect-bearer-only`, `enable-basic-auth`, `redirect-rewrite-rules`, `always-refresh-token`, `register-node-*`, `token-store`, `adapter-state-cookie-path`, `principal-attribute`, `turn-off-change-session-id-on-login`, `token-minimum-time-to-live`, `min-time-between-jwks-requests`, `public-key-cache-ttl`, `enable-pkce`, `ignore-oauth-query-parameter`, `verify-token-audience`, `connection-pool-size`, `connection-ttl-millis` | accepted, no effect: they concern browser sessions, CORS or the adapter's own token check |
 //! | `policy-enforcer.enforcement-mode` | `ENFORCING` (the default): [`EnforcementMode::Enforcing`](crate::EnforcementMode::Enforcing). `PERMISSIVE` and `DISABLED` are refused: Keycloak lets any valid access token through there, a rule tower-uma does not have |
 //! | `policy-enforcer.paths[]` | one route each; entries with the same `path` are merged into the first, as Keycloak does |
-//! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::resources::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use, and a name Keycloak does not know denies (`403`) |
+//! | `paths[].name` | the resource, by name ([`ResourceRef::Name`](crate::resources::ResourceRef::Name)): Keycloak's console owns it, the layer never registers it; its id is looked up on first use among the resources the resource server owns, as Keycloak's enforcer does (`name`, `exactName=true`, `owner` = `resource`), so a user's resource of that name is never taken; a name Keycloak does not know denies (`403`), and so does one the resource server holds twice (`403` + `Warning`, the error logged) |
 //! | `paths[].id` | the resource by id, when there is no `name` |
-//! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`) |
-//! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment and parameters inside a segment are refused |
+//! | neither `name` nor `id` | the resource whose `uris` hold the path as written, else the one whose `uris` match it, looked up once when the layer is built (several: an error, as in Keycloak); none: the path is denied (`403`), whatever [`Unmapped`](crate::resources::Unmapped) says, and lazy paths do not decide it |
+//! | `paths[].path` | the route's template: `{id}` parameters (whole segments), a trailing `/*`, or `*` for everything; suffix patterns (`/*.html`), `*` inside a segment, parameters inside a segment, and a trailing `/` or an empty segment (`/x/`, `/x//y`: Keycloak never matches them, tower-uma would match `/x`) are refused |
 //! | `paths[].methods[]` | `method` (exactly as written; `HEAD` does not follow `GET`), its `scopes`, and `scopes-enforcement-mode` `ALL` ([`ScopeMode::All`](crate::resources::ScopeMode::All), default) or `ANY`; `DISABLED` is refused (Keycloak then lets any valid token through) |
 //! | `paths[].scopes` | the scopes of methods without an entry, any one of them enough; with neither, any valid permission for the resource |
-//! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused |
+//! | `paths[].enforcement-mode` | `ENFORCING` (default); `DISABLED`: a public route, every standard method passes without a token; `PERMISSIVE` is refused. With no enforced path and no `lazy-load-paths`, a `DISABLED` path with a `*` or a `{…}` is refused (see "No paths" below) |
 //! | `paths[].type` | accepted, no effect |
 //! | `paths[].claim-information-point.claims`, `policy-enforcer.claim-information-point.claims` | [`PushedClaims`](crate::resources::PushedClaims) of the path's route: each claim a value template (or an array of them) with Keycloak's placeholders `{request.header['…']}`, `{request.parameter['…']}`, `{request.method}`, `{request.uri}`, `{request.relativePath}`, `{request.body['/pointer']}` (a field of a JSON body, read by a [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) outside the layer; uma-proxy reads bodies of at most 64 KiB itself), and tower-uma's `{request.path['…']}` for the path's `{…}` parameters. The section's claims go with every path; a path's own claim replaces one of the same name. Sent with the ticket request (`claims`) and the permission exchange (`claim_token`); a token's permission that carries claims grants only requests pushing those values. `{request.body}` without a pointer, `{request.cookie[…]}`, `{request.remoteAddr}`, `{request.secure}` and `{keycloak.access_token[…]}` are refused, and so is the section's `claims` together with lazy paths |
 //! | `claim-information-point.http` and other providers | refused: only the `claims` provider is supported; claims from another service (`http`) are not fetched |
@@ -85,17 +85,38 @@
 //!
 //! - **No paths.** With no `paths` (or only `DISABLED` ones) Keycloak loads every resource with
 //!   `uris` at start-up; here such a configuration turns lazy paths on, so resources added in
-//!   the console later are found too.
-//! - **Configured paths win.** A path an entry matches is decided by the entry, always; Keycloak
-//!   with lazy paths also asks the server for paths matched by a wildcard entry, and its cache
-//!   could then change their decision (keycloak/keycloak-client#190).
+//!   the console later are found too. Keycloak's matcher then weighs those resources' `uris`
+//!   against the `DISABLED` paths, and a resource matching a request more closely is enforced
+//!   (`/albums/*` beats a public `/*`); tower-uma cannot know them at start, so a `DISABLED`
+//!   path with a `*` or a `{…}` is refused there. Set `lazy-load-paths` (Keycloak then keeps
+//!   `DISABLED` paths public, and so does tower-uma), configure the protected paths, or list
+//!   the public paths one by one.
+//! - **Configured paths win: more permissive than Keycloak.** A path an entry matches is
+//!   decided by the entry, always. Keycloak with lazy paths also asks the server about a path
+//!   an enforced `*` entry matches, and when a resource's `uris` match it, checks the request
+//!   against that resource (with the entry's methods): for `/api/*` bound to `api` and a
+//!   resource `reports` with `uris: ["/api/reports"]`, Keycloak wants a permission for
+//!   `reports`, tower-uma lets a permission for `api` through. (Its cache could then also
+//!   change the decision, keycloak/keycloak-client#190.) Give every resource whose `uris` fall
+//!   under a configured `*` path an entry of its own (`{"name": "reports", "path":
+//!   "/api/reports"}`), or grant the wildcard entry's resource only to those who may use every
+//!   path under it. `DISABLED` `*` entries stay public in both.
 //! - **Matching.** Paths are matched by tower-uma's rules ([`ResourceMap`]): the request path
 //!   is normalised first and unsafe spellings are refused with `400`; among several matching
-//!   entries the most specific wins, segment by segment. Keycloak compares strings, first
-//!   match wins among its own precedence rules.
-//! - **Resource instances.** For an entry with a `{param}`, Keycloak first looks for a resource
-//!   whose `uris` hold the concrete path (one resource per album) and uses it instead of the
-//!   named one; tower-uma decides for the named resource.
+//!   entries the most specific wins, segment by segment. Keycloak compares strings and
+//!   prefers a path matching the whole request (exact, template, or `/prefix/*` for
+//!   `/prefix`) over a trailing `*`, then more segments, then the first listed. Where two
+//!   entries with different rules match one request and the two orders would pick different
+//!   ones (a public `/api/*` and an enforced `/{tenant}/admin` for `/api/admin`; `/{y}/b`
+//!   listed before `/a/{x}` for `/a/b`), the configuration is refused, naming both entries and
+//!   the request: list the more specific template first, add an entry for that path itself,
+//!   or write paths that do not overlap.
+//! - **Resource instances: more permissive than Keycloak.** For an entry with a `{param}`,
+//!   Keycloak first looks for a resource whose `uris` hold the concrete path (one resource per
+//!   album, `/albums/42`) and then grants the request only on a permission for that instance;
+//!   tower-uma decides for the named resource, so a permission for it opens every instance.
+//!   Do not make per-instance resources under a template path protected by tower-uma (or grant
+//!   the named resource only to those who may use every instance).
 //! - **Without `user-managed-access`** Keycloak issues no tickets: a request without a token
 //!   is refused with `403`. tower-uma exchanges plain access tokens the same way, but still
 //!   answers a request without a token (or with a token Keycloak does not accept) with `401`
@@ -116,6 +137,7 @@
 mod exchange;
 mod lazy;
 mod parse;
+mod precedence;
 mod rule;
 
 use std::fmt;
@@ -223,6 +245,8 @@ impl KeycloakConfig {
         let config = Self { parsed, cells };
         // Every path must make a route, and the routes a valid map.
         let _checked = config.try_resource_map()?;
+        config.check_public_patterns_beside_every_resource()?;
+        precedence::check(&config.parsed.enforcer.paths)?;
         if !config.parsed.enforcer.claims.is_empty() && config.lazy_paths().is_some() {
             return Err(KeycloakConfigError::new(
                 "policy-enforcer.claim-information-point",
@@ -301,6 +325,38 @@ impl KeycloakConfig {
         self.parsed.enforcer.user_managed_access
     }
 
+    /// Refuses a `DISABLED` path with a `*` or a `{…}` when Keycloak would load every resource
+    /// of the client at start-up (no enforced path, no `lazy-load-paths`).
+    ///
+    /// Keycloak's matcher then weighs each of those resources' `uris` against the configured
+    /// paths, and a resource whose `uris` match a request more closely (`/albums/*` against
+    /// `/*`, `/a/{id}` against `/a/*`, an exact uri against a parameter) is enforced. Here a
+    /// configured path always wins (resources are found by lazy paths, for paths no entry
+    /// matches), so the public path would let through what Keycloak enforces. A path without
+    /// `*` or `{…}` matches only itself, where Keycloak keeps it too.
+    fn check_public_patterns_beside_every_resource(&self) -> Result<(), KeycloakConfigError> {
+        let enforcer = &self.parsed.enforcer;
+        if enforcer.lazy_load_paths || !enforcer.paths.iter().all(|p| p.disabled) {
+            return Ok(());
+        }
+        let Some(entry) = enforcer.paths.iter().find(|p| p.path.contains(['*', '{'])) else {
+            return Ok(());
+        };
+        Err(KeycloakConfigError::new(
+            &format!("{}.path", entry.at),
+            format!(
+                "{:?} is DISABLED and no path is enforced: Keycloak then loads every resource \
+                 of the client at start-up and enforces a request whose path a resource's \
+                 `uris` match more closely than {:?} (`/albums/*` beats `/*`), which \
+                 tower-uma, deciding configured paths first, would let through. Set \
+                 `\"lazy-load-paths\": true` (Keycloak then keeps DISABLED paths public too), \
+                 add the protected resources as enforced `paths`, or list the public paths \
+                 without `*` and `{{…}}`",
+                entry.path, entry.path
+            ),
+        ))
+    }
+
     /// The routes of `paths`.
     pub fn resource_map(&self) -> ResourceMap {
         // Checked when the configuration was read.
@@ -361,7 +417,9 @@ impl KeycloakConfig {
             builder = builder.permission_exchange(exchange);
         }
         let by_uri = enforcer_paths_by_uri(&self.parsed.enforcer.paths, &self.cells);
-        builder.uri_bindings(by_uri)
+        builder
+            .uri_bindings(by_uri)
+            .names_owned_by(self.parsed.resource.clone())
     }
 
     /// Permission exchange, which Keycloak's enforcer does when `user-managed-access` is

@@ -39,6 +39,30 @@ pub(crate) fn template_of(path: &str) -> Result<String, String> {
         ));
     };
     let segments: Vec<&str> = rest.split('/').collect();
+    // Keycloak compares the request path, without empty segments or a trailing `/`, with the
+    // path as written: a path with either never matches there, where tower-uma's map would
+    // match it as if written without (a public one would open a path Keycloak enforces).
+    if path != "/" && segments.contains(&"") {
+        let tidy = format!(
+            "/{}",
+            segments
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/")
+        );
+        let what = if path.ends_with('/') {
+            "ends with `/`"
+        } else {
+            "has an empty segment (`//`)"
+        };
+        return Err(format!(
+            "{path:?} {what}: Keycloak's enforcer never matches such a path (it compares request \
+             paths without trailing or doubled `/`), where tower-uma would match it as {tidy:?}; \
+             write {tidy:?} if that is meant, or remove the entry"
+        ));
+    }
     let last = segments.len() - 1;
     let mut out = String::new();
     let mut params = 0;
@@ -134,9 +158,9 @@ impl ResourceResolver for PathRule {
             Target::Ref(resource) => resource.clone(),
             Target::ByUri(cell) => match cell.get() {
                 Some(id) => ResourceRef::Id(id.clone()),
-                // The AS had no resource for the path: nothing can grant it (Keycloak's
-                // enforcer then denies too).
-                None => return Resolution::Unmapped,
+                // The AS had no resource for the path: nothing can grant it, and Keycloak's
+                // enforcer denies it (whatever `Unmapped` says; lazy paths do not re-decide it).
+                None => return Resolution::Forbidden,
             },
         };
         let (scopes, scope_mode) = scopes_for(
@@ -230,6 +254,7 @@ mod tests {
         assert_eq!(template_of("/*"), Ok("/*".to_owned()));
         assert_eq!(template_of("/api/*"), Ok("/api/*".to_owned()));
         assert_eq!(template_of("/api"), Ok("/api".to_owned()));
+        assert_eq!(template_of("/"), Ok("/".to_owned()));
     }
 
     #[test]
@@ -242,6 +267,10 @@ mod tests {
             ("/albums/x{id}", "whole segment"),
             ("/albums/{}", "whole segment"),
             ("albums/{id}", "does not start with `/`"),
+            ("/x/public/", "ends with `/`"),
+            ("/x//public", "empty segment"),
+            ("//x", "empty segment"),
+            ("/x/*/", "ends with `/`"),
         ] {
             let e = template_of(path).expect_err(path);
             assert!(e.contains(says), "{path}: {e}");

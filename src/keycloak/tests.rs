@@ -136,10 +136,10 @@ fn a_path_without_name_takes_the_resource_found_by_its_uri() {
         "paths": [{"path": "/docs/{id}", "methods": [{"method": "GET", "scopes": ["read"]}]}]
     }));
     let map = c.resource_map();
-    // Not looked up yet (or the AS has none): nothing can grant it.
+    // Not looked up yet (or the AS has none): nothing can grant it, whatever `Unmapped` says.
     assert_eq!(
         resolve(&map, &Method::GET, "/docs/1"),
-        Ok(Resolution::Unmapped)
+        Ok(Resolution::Forbidden)
     );
     assert_eq!(
         enforcer_paths_by_uri(&c.parsed.enforcer.paths, &c.cells)[0].0,
@@ -430,4 +430,112 @@ fn files_are_named_in_errors() {
             .starts_with("/nonexistent/keycloak.json: cannot read the file"),
         "{e}"
     );
+}
+
+#[test]
+fn paths_keycloak_never_matches_are_refused() {
+    // Keycloak compares request paths without a trailing or doubled `/` with the path as
+    // written: these entries never match there, and must not open `/x/public` here.
+    for (path, says) in [
+        ("/x/public/", "ends with `/`"),
+        ("/x//public", "empty segment"),
+    ] {
+        let e = error(&json!({"paths": [
+            {"name": "X", "path": "/x/*"},
+            {"path": path, "enforcement-mode": "DISABLED"},
+        ]}));
+        assert_eq!(e.key(), "policy-enforcer.paths[1].path", "{path}");
+        assert!(e.message().contains(says), "{path}: {e}");
+        assert!(e.message().contains("\"/x/public\""), "{path}: {e}");
+    }
+    // The root is a path of its own.
+    let c = config(&json!({"paths": [{"name": "Root", "path": "/"}]}));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/"),
+        Ok(protected("Root", &[], ScopeMode::Any))
+    );
+}
+
+#[test]
+fn public_patterns_are_refused_where_keycloak_loads_every_resource() {
+    // No enforced path and no `lazy-load-paths`: Keycloak loads every resource at start-up,
+    // and one with `uris: ["/albums/*"]` beats `/*` for `/albums/1`. Here `/*` would win.
+    for (paths, at) in [
+        (json!([{"path": "/*", "enforcement-mode": "DISABLED"}]), 0),
+        (json!([{"path": "*", "enforcement-mode": "DISABLED"}]), 0),
+        (
+            json!([{"path": "/health", "enforcement-mode": "DISABLED"},
+                   {"path": "/public/{page}", "enforcement-mode": "DISABLED"}]),
+            1,
+        ),
+    ] {
+        for extra in [json!({}), json!({"path-cache": {"lifespan": 1000}})] {
+            let mut enforcer = json!({"paths": paths.clone()});
+            enforcer
+                .as_object_mut()
+                .expect("an object")
+                .extend(extra.as_object().expect("an object").clone());
+            let e = error(&enforcer);
+            assert_eq!(e.key(), format!("policy-enforcer.paths[{at}].path"), "{e}");
+            assert!(e.message().contains("lazy-load-paths"), "{e}");
+        }
+        // With lazy paths asked for, Keycloak keeps DISABLED paths public, as tower-uma does;
+        // with an enforced path, it loads no resource at start-up.
+        config(&json!({"lazy-load-paths": true, "paths": paths.clone()}));
+        let mut with_enforced = paths.as_array().expect("an array").clone();
+        with_enforced.push(json!({"name": "A", "path": "/a"}));
+        config(&json!({"paths": with_enforced}));
+    }
+    // Paths without a pattern match only themselves, where Keycloak keeps them public too.
+    let c = config(&json!({"paths": [{"path": "/health", "enforcement-mode": "DISABLED"}]}));
+    assert!(c.lazy_paths().is_some());
+}
+
+#[test]
+fn paths_keycloak_would_weigh_otherwise_are_refused() {
+    // Keycloak: a template matching the whole path beats a trailing `*`; tower-uma: the
+    // literal `api` first. `GET /api/admin` would be public here, enforced there.
+    let e = error(&json!({"paths": [
+        {"path": "/api/*", "enforcement-mode": "DISABLED"},
+        {"name": "Admin", "path": "/{tenant}/admin", "scopes": ["admin"]},
+    ]}));
+    assert_eq!(e.key(), "policy-enforcer.paths[1].path");
+    assert!(e.message().contains("`/api/admin`"), "{e}");
+    // Keycloak: the first listed of two templates alike; tower-uma: the literal `a` first.
+    let e = error(&json!({"paths": [
+        {"name": "B", "path": "/{y}/b", "scopes": ["s"]},
+        {"path": "/a/{x}", "enforcement-mode": "DISABLED"},
+    ]}));
+    assert_eq!(e.key(), "policy-enforcer.paths[1].path");
+    assert!(e.message().contains("`/a/b`"), "{e}");
+    assert!(e.message().contains("list \"/a/{x}\" before"), "{e}");
+    // Two enforced resources swapped.
+    let e = error(&json!({"paths": [
+        {"name": "B", "path": "/{y}/b"},
+        {"name": "A", "path": "/a/{x}"},
+    ]}));
+    assert_eq!(e.key(), "policy-enforcer.paths[1].path");
+    // Written so that both agree: the more specific template first, an entry for the path.
+    let c = config(&json!({"paths": [
+        {"path": "/a/{x}", "enforcement-mode": "DISABLED"},
+        {"name": "B", "path": "/{y}/b", "scopes": ["s"]},
+    ]}));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/a/b"),
+        Ok(Resolution::Public)
+    );
+    let c = config(&json!({"paths": [
+        {"path": "/api/*", "enforcement-mode": "DISABLED"},
+        {"name": "Admin", "path": "/{tenant}/admin", "scopes": ["admin"]},
+        {"name": "Admin", "path": "/api/admin", "scopes": ["admin"]},
+    ]}));
+    assert_eq!(
+        resolve(&c.resource_map(), &Method::GET, "/api/admin"),
+        Ok(protected("Admin", &["admin"], ScopeMode::Any))
+    );
+    // The same rule either way: nothing to refuse.
+    config(&json!({"paths": [
+        {"name": "Admin", "path": "/api/*", "scopes": ["admin"]},
+        {"name": "Admin", "path": "/{tenant}/admin", "scopes": ["admin"]},
+    ]}));
 }

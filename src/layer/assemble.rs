@@ -249,6 +249,7 @@ impl UmaLayerBuilder {
                 client: Arc::clone(&client),
                 endpoint,
                 dialect,
+                names_owner: self.names_owner.clone(),
             });
         let lazy = match (self.lazy_paths.take(), &registrar) {
             (None, _) => None,

@@ -44,6 +44,9 @@ pub struct UmaLayerBuilder {
     /// Paths of a Keycloak configuration without `name`: their resource is looked up by the
     /// path at build.
     pub(super) uri_bindings: Vec<(String, crate::keycloak::UriCell)>,
+    /// Names are resolved only to resources this owner (the client id) owns, as Keycloak's
+    /// enforcer resolves `paths[].name`.
+    pub(super) names_owner: Option<String>,
     pub(super) connect_timeout: Duration,
     pub(super) request_timeout: Duration,
     pub(super) dialect: Dialect,
@@ -125,6 +128,7 @@ impl UmaLayerBuilder {
             lazy_paths: None,
             permission_exchange: None,
             uri_bindings: Vec::new(),
+            names_owner: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
             dialect: Dialect::Standard,
@@ -314,6 +318,14 @@ impl UmaLayerBuilder {
         bindings: Vec<(String, crate::keycloak::UriCell)>,
     ) -> Self {
         self.uri_bindings = bindings;
+        self
+    }
+
+    /// Resolves resource names only to resources `owner` (the resource server's client id)
+    /// owns, by the AS's exact-name query, as Keycloak's enforcer resolves `paths[].name`; a
+    /// name held by several such resources resolves to none.
+    pub(crate) fn names_owned_by(mut self, owner: String) -> Self {
+        self.names_owner = Some(owner);
         self
     }
 

@@ -314,6 +314,12 @@ impl Pipeline {
                 }
                 return done(&none, self.unmapped.verdict(layer), Why::new("no_route"));
             }
+            // A route whose resource the AS does not have: denied as an unknown resource
+            // name is, whatever `Unmapped` says, and not looked up by lazy paths.
+            Ok(Resolved::Forbidden) => {
+                let verdict = layer.apply(Refusal::Unmapped);
+                return done(&none, verdict, Why::new("unknown_resource"));
+            }
             Ok(Resolved::MethodNotAllowed { allow, enforcement }) => {
                 let verdict =
                     Enforcement::of(self.mode, enforcement).apply(Refusal::MethodNotAllowed(allow));

@@ -69,6 +69,24 @@ pub(crate) fn list(
     send(http::Method::GET, &url, None, pat)
 }
 
+/// `GET {endpoint}?name=…&exactName=true&owner=…&max=-1`: the ids of the resources of that
+/// exact name owned by `owner` (Keycloak's query; `max=-1` lists them all).
+pub(crate) fn find_named(
+    endpoint: &str,
+    name: &str,
+    owner: &str,
+    pat: &Pat,
+) -> Result<http::Request<Bytes>, Failure> {
+    let mut url = url::Url::parse(endpoint)
+        .map_err(|_| Failure::Unsendable("the resource registration endpoint is not a URL"))?;
+    url.query_pairs_mut()
+        .append_pair("name", name)
+        .append_pair("exactName", "true")
+        .append_pair("owner", owner)
+        .append_pair("max", "-1");
+    send(http::Method::GET, url.as_str(), None, pat)
+}
+
 /// `GET {endpoint}/{id}`.
 pub(crate) fn read(endpoint: &str, id: &str, pat: &Pat) -> Result<http::Request<Bytes>, Failure> {
     send(http::Method::GET, &item_url(endpoint, id), None, pat)

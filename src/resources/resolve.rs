@@ -105,6 +105,11 @@ pub enum Resolution {
     Public,
     /// Nothing maps the request; the layer's enforcement mode decides (enforcing denies).
     Unmapped,
+    /// A route matches the request but nothing can grant it (a resource the AS does not
+    /// have): refused with `403` in enforcing mode, whatever
+    /// [`Unmapped`](crate::resources::Unmapped) says, and never resolved at the AS by lazy
+    /// paths.
+    Forbidden,
     /// A route matches the path but does not list the method: the layer answers `405 Method
     /// Not Allowed` with `Allow` (RFC 9110 §15.5.6) in enforcing mode.
     MethodNotAllowed {
@@ -174,6 +179,8 @@ pub(crate) enum Resolved<'m> {
     Public,
     /// See [`Resolution::Unmapped`].
     Unmapped,
+    /// See [`Resolution::Forbidden`].
+    Forbidden,
     /// See [`Resolution::MethodNotAllowed`].
     MethodNotAllowed {
         allow: Vec<Method>,
@@ -193,6 +200,7 @@ impl Resolved<'_> {
             },
             Self::Public => Resolution::Public,
             Self::Unmapped => Resolution::Unmapped,
+            Self::Forbidden => Resolution::Forbidden,
             Self::MethodNotAllowed { allow, enforcement } => {
                 Resolution::MethodNotAllowed { allow, enforcement }
             }
@@ -218,6 +226,7 @@ impl From<Resolution> for Resolved<'_> {
             }),
             Resolution::Public => Self::Public,
             Resolution::Unmapped => Self::Unmapped,
+            Resolution::Forbidden => Self::Forbidden,
             Resolution::MethodNotAllowed { allow, enforcement } => {
                 Self::MethodNotAllowed { allow, enforcement }
             }

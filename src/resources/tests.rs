@@ -33,6 +33,7 @@ fn resource_for(map: &ResourceMap, method: &Method, path: &str) -> String {
         }) => format!("name:{name}"),
         Ok(Resolution::Public) => "PUBLIC".to_owned(),
         Ok(Resolution::Unmapped) => "UNMAPPED".to_owned(),
+        Ok(Resolution::Forbidden) => "FORBIDDEN".to_owned(),
         Ok(Resolution::MethodNotAllowed { allow, .. }) => {
             let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
             format!("405:{}", allow.join(","))

@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde_json::json;
 use tower_uma::challenge::parse_uma_challenge;
 use tower_uma::keycloak::{KeycloakConfig, LazyPaths};
+use tower_uma::resources::Unmapped;
 use tower_uma::{ResourceMap, Route, UmaLayer};
 use uma_test_as::{Endpoint, ResourceDescription, TestAs};
 
@@ -14,10 +15,16 @@ use crate::common::{
     protected, rpt_for, start_as_in,
 };
 
-/// Registers `name` with `scopes` and Keycloak `uris`; returns its id.
+/// Registers `name` with `scopes` and Keycloak `uris`, owned by the resource server as the
+/// resources of Keycloak's console are; returns its id.
 fn register(as_: &TestAs, name: &str, scopes: &[&str], uris: &[&str]) -> String {
+    register_for(as_, crate::common::RS_ID, name, scopes, uris)
+}
+
+/// [`register`] with another owner.
+fn register_for(as_: &TestAs, owner: &str, name: &str, scopes: &[&str], uris: &[&str]) -> String {
     let id = as_.register_resource(
-        "alice",
+        owner,
         ResourceDescription {
             name: Some(name.into()),
             resource_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
@@ -365,4 +372,96 @@ async fn a_path_without_name_is_the_resource_its_uri_names() {
     register(&as_, "docs-again", &["read"], &["/docs/{id}"]);
     let e = build_from(&as_, &enforcer).await.expect_err("ambiguous");
     assert!(e.to_string().contains("2 resources hold it"), "{e}");
+}
+
+/// An enforced path without `name` or `id` whose resource the AS does not have is denied
+/// even when unmapped paths are let through (Keycloak's enforcer denies it), and lazy paths
+/// do not decide it.
+#[tokio::test]
+async fn a_path_without_a_resource_is_denied_whatever_unmapped_says() {
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    let docs = register(&as_, "docs", &["read"], &["/docs/*"]);
+    let enforcer = json!({
+        "user-managed-access": {},
+        "lazy-load-paths": true,
+        "paths": [
+            {"name": "docs", "path": "/docs/*", "scopes": ["read"]},
+            {"path": "/admin", "scopes": ["admin"]}
+        ]
+    });
+    let config = KeycloakConfig::from_json(&keycloak_json(&as_, &enforcer)).expect("valid");
+    let layer = config
+        .discover()
+        .insecure_allow_http()
+        .unmapped(Unmapped::Allow)
+        .build()
+        .await
+        .expect("the layer builds");
+    // Created after the start: the path's lookup at start found nothing.
+    register(&as_, "late-admin", &["admin"], &["/admin"]);
+    let (url, calls) = protected(layer).await;
+    let http = http();
+    assert_eq!(
+        get_plain(&http, &url, "/admin").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let read = rpt_for(&as_, &docs, &["read"]);
+    assert_eq!(
+        get_with(&http, &url, "/admin", &read).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // Paths no entry matches still follow `unmapped`.
+    assert_eq!(
+        get_plain(&http, &url, "/elsewhere").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(calls.get(), 1);
+}
+
+/// `paths[].name` is the resource server's own resource of that name, as Keycloak's enforcer
+/// finds it (`owner` = the client): a user's resource of the same name does not take the
+/// binding over.
+#[tokio::test]
+async fn a_name_binds_only_to_the_resource_servers_own_resource() {
+    let as_ = start_as_in(Flavor::Keycloak).await;
+    let enforcer = json!({
+        "user-managed-access": {},
+        "paths": [{"name": "Admin", "path": "/admin/*", "scopes": ["admin"]}]
+    });
+    let layer = build_from(&as_, &enforcer).await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    let http = http();
+    // alice makes a resource called `Admin` and has every permission for it.
+    let hers = register_for(&as_, "alice", "Admin", &["admin"], &[]);
+    let rpt = rpt_for(&as_, &hers, &["admin"]);
+    assert_eq!(
+        get_with(&http, &url, "/admin/users", &rpt).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(calls.get(), 0);
+    // The resource server's own `Admin` is the one.
+    let ours = register(&as_, "Admin", &["admin"], &[]);
+    let layer = build_from(&as_, &enforcer).await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    assert_eq!(
+        get_with(&http, &url, "/admin/users", &rpt).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let granted = rpt_for(&as_, &ours, &["admin"]);
+    assert_eq!(
+        get_with(&http, &url, "/admin/users", &granted)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(calls.get(), 1);
+    // Two of its own by that name (Keycloak's console forbids it): neither is taken.
+    let twin = register(&as_, "Admin", &["admin"], &[]);
+    let layer = build_from(&as_, &enforcer).await.expect("the layer builds");
+    let (url, calls) = protected(layer).await;
+    for token in [&granted, &rpt_for(&as_, &twin, &["admin"])] {
+        let resp = get_with(&http, &url, "/admin/users", token).await;
+        expect_unreachable(&resp);
+    }
+    assert_eq!(calls.get(), 0);
 }

@@ -19,9 +19,11 @@ async fn start_keycloak_as() -> TestAs {
         .expect("the test AS starts")
 }
 
+/// Registers a resource owned by the resource server, as Keycloak's console makes them (a
+/// `paths[].name` binds only to such a resource).
 fn register(as_: &TestAs, name: &str, scopes: &[&str], uris: &[&str]) -> String {
     let id = as_.register_resource(
-        "alice",
+        RS_ID,
         ResourceDescription {
             name: Some(name.into()),
             resource_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
