@@ -84,13 +84,13 @@
 //! # Where the layer differs from Keycloak's enforcer
 //!
 //! - **No paths.** With no `paths` (or only `DISABLED` ones) Keycloak loads every resource with
-//!   `uris` at start-up; here such a configuration turns lazy paths on, so resources added in
-//!   the console later are found too. Keycloak's matcher then weighs those resources' `uris`
-//!   against the `DISABLED` paths, and a resource matching a request more closely is enforced
-//!   (`/albums/*` beats a public `/*`); tower-uma cannot know them at start, so a `DISABLED`
-//!   path with a `*` or a `{…}` is refused there. Set `lazy-load-paths` (Keycloak then keeps
-//!   `DISABLED` paths public, and so does tower-uma), configure the protected paths, or list
-//!   the public paths one by one.
+//!   `uris` at start-up; here no paths at all turns lazy paths on, so resources added in the
+//!   console later are found too. With only `DISABLED` paths, Keycloak's matcher weighs those
+//!   resources' `uris` against them (in a hash map's order), and a resource matching a request
+//!   more closely, or as closely and tried first, is enforced (`/albums/*` beats a public
+//!   `/*`, the Default Resource's `/*` may beat a public `/`); tower-uma cannot know them at
+//!   start, so such a configuration is refused. Set `lazy-load-paths` (Keycloak then keeps
+//!   `DISABLED` paths public, and so does tower-uma) or configure the protected paths.
 //! - **Configured paths win: more permissive than Keycloak.** A path an entry matches is
 //!   decided by the entry, always. Keycloak with lazy paths also asks the server about a path
 //!   an enforced `*` entry matches, and when a resource's `uris` match it, checks the request
@@ -325,33 +325,40 @@ impl KeycloakConfig {
         self.parsed.enforcer.user_managed_access
     }
 
-    /// Refuses a `DISABLED` path with a `*` or a `{…}` when Keycloak would load every resource
-    /// of the client at start-up (no enforced path, no `lazy-load-paths`).
+    /// Refuses `DISABLED` paths when Keycloak would load every resource of the client at
+    /// start-up (no enforced path, no `lazy-load-paths`).
     ///
     /// Keycloak's matcher then weighs each of those resources' `uris` against the configured
-    /// paths, and a resource whose `uris` match a request more closely (`/albums/*` against
-    /// `/*`, `/a/{id}` against `/a/*`, an exact uri against a parameter) is enforced. Here a
-    /// configured path always wins (resources are found by lazy paths, for paths no entry
-    /// matches), so the public path would let through what Keycloak enforces. A path without
-    /// `*` or `{…}` matches only itself, where Keycloak keeps it too.
+    /// paths, in the order of a hash map: a resource whose `uris` match a request more
+    /// closely (`/albums/*` against `/*`, `/a/{id}` against `/a/*`), or as closely and tried
+    /// first (`/api/*` against `/api`, the Default Resource's `/*` against `/`), is enforced.
+    /// Here a configured path always wins (resources are found by lazy paths, for paths no
+    /// entry matches), so a public path could let through what Keycloak enforces, and which
+    /// one depends on Keycloak's hashing. No paths at all is not refused: every path is then
+    /// resolved at Keycloak, as lazy paths do.
     fn check_public_patterns_beside_every_resource(&self) -> Result<(), KeycloakConfigError> {
         let enforcer = &self.parsed.enforcer;
         if enforcer.lazy_load_paths || !enforcer.paths.iter().all(|p| p.disabled) {
             return Ok(());
         }
-        let Some(entry) = enforcer.paths.iter().find(|p| p.path.contains(['*', '{'])) else {
+        let Some(entry) = enforcer
+            .paths
+            .iter()
+            .find(|p| p.path.contains(['*', '{']))
+            .or_else(|| enforcer.paths.first())
+        else {
             return Ok(());
         };
         Err(KeycloakConfigError::new(
             &format!("{}.path", entry.at),
             format!(
                 "{:?} is DISABLED and no path is enforced: Keycloak then loads every resource \
-                 of the client at start-up and enforces a request whose path a resource's \
-                 `uris` match more closely than {:?} (`/albums/*` beats `/*`), which \
-                 tower-uma, deciding configured paths first, would let through. Set \
-                 `\"lazy-load-paths\": true` (Keycloak then keeps DISABLED paths public too), \
-                 add the protected resources as enforced `paths`, or list the public paths \
-                 without `*` and `{{…}}`",
+                 of the client at start-up and tries their `uris` with the configured paths \
+                 (in a hash map's order), enforcing a request a resource's `uris` match more \
+                 closely than {:?}, or as closely and tried first (`/albums/*` beats `/*`; \
+                 `/api/*` may beat `/api`), which tower-uma, deciding configured paths first, \
+                 would let through. Set `\"lazy-load-paths\": true` (Keycloak then keeps \
+                 DISABLED paths public too), or add the protected resources as enforced `paths`",
                 entry.path, entry.path
             ),
         ))

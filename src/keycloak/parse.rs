@@ -333,9 +333,20 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, KeycloakConfigError> {
         v.filter(|s| !s.is_empty())
             .ok_or_else(|| err(key, "is missing"))
     };
+    let auth_server_url = need(outer.auth_server_url, "auth-server-url")?;
+    // Credentials in the URL would be logged with it and sent on every call (the client
+    // authenticates with `credentials.secret`); the message does not repeat the URL.
+    if url::Url::parse(&auth_server_url).map_or(auth_server_url.contains('@'), |u| {
+        !u.username().is_empty() || u.password().is_some()
+    }) {
+        return Err(err(
+            "auth-server-url",
+            "has user info (user:password@); the client authenticates with credentials.secret",
+        ));
+    }
     Ok(Parsed {
         realm: need(outer.realm, "realm")?,
-        auth_server_url: need(outer.auth_server_url, "auth-server-url")?,
+        auth_server_url,
         resource: need(outer.resource, "resource")?,
         secret: need(outer.secret, "credentials.secret")?,
         connect_timeout,

@@ -215,6 +215,9 @@ fn shared_paths(
                 .iter()
                 .map(|s| s.segs.len())
                 .filter(|n| *n > least)
+                // One past each length too: a third entry of some length can make both
+                // orders agree there and leave the disagreement one segment longer.
+                .flat_map(|n| [n, n + 1])
                 .chain([least, least + 1])
                 .collect();
             lengths.sort_unstable();

@@ -414,6 +414,12 @@ fn connection_keys_are_checked() {
         "truststore"
     );
     assert_eq!(with("colour", json!(1)).expect_err("typo").key(), "colour");
+    // Credentials in the AS's URL: refused, and not repeated.
+    for url in ["https://rs:pw-s3cret@kc", "https://rs:pw#s3cret@kc/auth"] {
+        let e = with("auth-server-url", json!(url)).expect_err("user info");
+        assert_eq!(e.key(), "auth-server-url", "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
     assert!(with("public-client", json!(false)).is_ok());
     assert!(with("enable-cors", json!(true)).is_ok());
     assert!(with("connection-timeout-millis", json!(500)).is_ok());
@@ -486,13 +492,34 @@ fn public_patterns_are_refused_where_keycloak_loads_every_resource() {
         with_enforced.push(json!({"name": "A", "path": "/a"}));
         config(&json!({"paths": with_enforced}));
     }
-    // Paths without a pattern match only themselves, where Keycloak keeps them public too.
-    let c = config(&json!({"paths": [{"path": "/health", "enforcement-mode": "DISABLED"}]}));
-    assert!(c.lazy_paths().is_some());
+    // Paths without a pattern too: a resource with `uris: ["/api/*"]` matches `/api` as
+    // closely, and Keycloak tries the resources and the paths in a hash map's order
+    // (Keycloak's Default Resource, `/*`, beats a DISABLED `/` that way).
+    for path in ["/", "/api", "/health"] {
+        let e = error(&json!({"paths": [{"path": path, "enforcement-mode": "DISABLED"}]}));
+        assert_eq!(e.key(), "policy-enforcer.paths[0].path", "{e}");
+        assert!(e.message().contains("lazy-load-paths"), "{e}");
+        let c = config(&json!({"lazy-load-paths": true,
+                               "paths": [{"path": path, "enforcement-mode": "DISABLED"}]}));
+        assert!(c.lazy_paths().is_some());
+    }
+    // No paths at all: every path is resolved at Keycloak.
+    assert!(config(&json!({"paths": []})).lazy_paths().is_some());
 }
 
 #[test]
 fn paths_keycloak_would_weigh_otherwise_are_refused() {
+    // A third entry that agrees at one length must not hide a disagreement one longer:
+    // Keycloak takes `/{tenant}/*` (the first of two `*` alike) for `/public/x/y`, tower-uma
+    // the literal `public`.
+    for first in ["/{tenant}/{page}", "/public/{page}"] {
+        let e = error(&json!({"paths": [
+            {"path": first, "enforcement-mode": "DISABLED"},
+            {"name": "Tenant", "path": "/{tenant}/*", "scopes": ["use"]},
+            {"path": "/public/*", "enforcement-mode": "DISABLED"},
+        ]}));
+        assert!(e.message().contains("`/public/"), "{e}");
+    }
     // Keycloak: a template matching the whole path beats a trailing `*`; tower-uma: the
     // literal `api` first. `GET /api/admin` would be public here, enforced there.
     let e = error(&json!({"paths": [

@@ -35,11 +35,17 @@ pub(super) fn check_url(name: &str, value: &str, allow_http: bool) -> Result<(),
     Ok(())
 }
 
-/// `value` with whatever precedes an `@` in its authority replaced by `***`.
+/// `value` with its user info (`scheme://user:password@`) replaced by `***`.
 fn without_user_info(value: &str) -> String {
     let (scheme, rest) = value.split_once("://").unwrap_or(("", value));
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
+    // The authority ends at the first `/`, `?` or `#`; but in a URL that does not parse, a
+    // password may hold one unescaped (and so end it early): then all up to the last `@` goes.
+    let end = if url::Url::parse(value).is_ok() {
+        rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    } else {
+        rest.len()
+    };
+    match rest[..end].rfind('@') {
         Some(at) if value.contains("://") => format!("{scheme}://***{}", &rest[at..]),
         Some(at) => format!("***{}", &rest[at..]),
         None => value.to_owned(),
@@ -68,6 +74,9 @@ mod tests {
             "http://rs:s3cret-pw@as.test",
             "ftp://rs:s3cret-pw@as.test",
             "https://rs:s3cret-pw@/nohost",
+            "https://rs:s3cret#pw@as.test/realms/a",
+            "https://rs:s3cret?pw@as.test",
+            "https://rs:s3cret/pw@as.test",
         ] {
             let e = check_url("issuer", url, false).unwrap_err().to_string();
             assert!(!e.contains("s3cret") && !e.contains("rs@"), "{e}");

@@ -373,8 +373,9 @@ impl<'de> serde::de::Visitor<'de> for Unique {
 
 /// `key` as parsers that match object keys case-insensitively see it: Go's `encoding/json`
 /// folds case (and reads `ſ` U+017F as `s`, the Kelvin sign U+212A as `k`), and so do
-/// ASP.NET's web defaults. Upper- then lower-casing folds every such pair; ASCII keys, the
-/// usual case, are only lower-cased.
+/// ASP.NET's web defaults. Lower-, upper- then lower-casing folds every such pair (`ß` and
+/// `ẞ` too, which upper-casing alone keeps apart); ASCII keys, the usual case, are only
+/// lower-cased.
 fn folded(key: &str) -> Cow<'_, str> {
     if key.is_ascii() {
         if key.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -383,7 +384,7 @@ fn folded(key: &str) -> Cow<'_, str> {
             key.into()
         }
     } else {
-        key.to_uppercase().to_lowercase().into()
+        key.to_lowercase().to_uppercase().to_lowercase().into()
     }
 }
 
@@ -677,6 +678,9 @@ mod tests {
             "{\"kind\": 1, \"\u{212a}ind\": 2}",
             "{\"\u{212a}ind\": 1, \"KIND\": 2}",
             "{\"\u{e9}t\u{e9}\": 1, \"\u{c9}T\u{c9}\": 2}",
+            // Go folds U+00DF (sharp s) and U+1E9E (capital sharp s), which upper-casing
+            // alone keeps apart.
+            "{\"stra\u{df}e\": 1, \"STRA\u{1e9e}E\": 2}",
         ] {
             assert!(parse_unique(twice.as_bytes()).is_err(), "{twice}");
         }

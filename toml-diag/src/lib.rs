@@ -113,9 +113,9 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, Diagnostic> {
     from_str_with_secrets(text, &[])
 }
 
-/// [`from_str`] for a document some of whose keys hold secrets: an error on a line assigning
-/// one of `secrets` (matched by the key's last dotted part) does not repeat the `toml` crate's
-/// message, which can quote the value (`` invalid type: integer `918273645` ``).
+/// [`from_str`] for a document some of whose keys hold secrets: an error on a line that names
+/// one of `secrets` (as its key, quoted, or in an inline table) does not repeat the `toml`
+/// crate's message, which can quote the value (`` invalid type: integer `918273645` ``).
 ///
 /// ```
 /// #[derive(serde::Deserialize)]
@@ -141,10 +141,23 @@ pub fn from_str_with_secrets<T: DeserializeOwned>(
     toml::from_str(text).map_err(|e| {
         let message = e.message().trim_end();
         let key = e.span().and_then(|span| key_of_line(text, span.start));
+        // The line names a secret's key (as the key, quoted, or inside an inline table).
+        let secret_line = e.span().is_some_and(|span| {
+            let start = text
+                .get(..span.start)
+                .and_then(|t| t.rfind('\n'))
+                .map_or(0, |i| i + 1);
+            let line = text
+                .get(start..)
+                .and_then(|t| t.lines().next())
+                .unwrap_or("");
+            secrets.iter().any(|s| line.contains(s))
+        });
         let message = match key {
-            Some(key) if secrets.contains(&key.rsplit('.').next().unwrap_or(key)) => format!(
-                "`{key}`: not a valid value; write it as a string in quotes (the value is not \
-                 repeated here: the key holds a secret)"
+            _ if secret_line => format!(
+                "{}not a valid value; write it as a string in quotes (the value is not \
+                 repeated here: the line holds a secret)",
+                key.map(|k| format!("`{k}`: ")).unwrap_or_default()
             ),
             Some(key) if !message.contains(&format!("`{key}`")) => format!("`{key}`: {message}"),
             _ => message.to_owned(),

@@ -72,7 +72,13 @@ use crate::trust::{AllowedHosts, TrustedProxies};
 /// The default `listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The keys whose values are secrets: an error on their line does not quote the value.
-const SECRET_KEYS: &[&str] = &["client_secret", "resource_owner_password"];
+/// (`client_secret` also covers `client_secret_env`, whose value may be the secret by mistake.)
+const SECRET_KEYS: &[&str] = &[
+    "client_secret",
+    "resource_owner_password",
+    "admin_token_env",
+    "secret_env",
+];
 
 /// The default `upstream_timeout`.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
