@@ -186,7 +186,46 @@ pub fn remove_untrusted_headers<B>(req: &mut Request<B>, trusted: &TrustedProxie
         .extensions()
         .get::<ClientAddr>()
         .is_some_and(|ClientAddr(a)| trusted.contains(a.ip()));
-    remove_names(req.headers_mut(), |name| is_spoofed(name, trusted));
+    let headers = req.headers_mut();
+    remove_names(headers, |name| is_spoofed(name, trusted));
+    remove_connection_options(headers);
+}
+
+/// Removes the headers a `Connection` header names (RFC 9110 §7.6.1), which the forwarding
+/// service would remove as hop-by-hop anyway, so that the layer decides without them, as the
+/// upstream will run the request: `Connection: X-Org` must not leave a claim read from
+/// `X-Org` in force for a request the upstream receives without it, nor `Connection:
+/// Content-Type` a body read as JSON that the upstream reads as a form. `Host`,
+/// `Content-Length` and `Transfer-Encoding` stay until the forwarding service (it sets the
+/// upstream's `Host` and frames the body itself): the host check and the layer's reading of
+/// the body's length need them.
+fn remove_connection_options(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
+        return;
+    }
+    let named: Vec<HeaderName> = connection_options(headers)
+        .filter(|name| {
+            ![
+                header::HOST,
+                header::CONTENT_LENGTH,
+                header::TRANSFER_ENCODING,
+            ]
+            .contains(name)
+        })
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+}
+
+/// The header names the `Connection` headers list, split on the bytes, so that one token
+/// that is not ASCII (or not a name) does not keep the others in.
+fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
 }
 
 /// Whether `name` is one of [`UMA_HEADERS`] in any spelling (see [`remove_uma_headers`]).
@@ -290,12 +329,19 @@ impl Upstream {
     /// The upstream request's URI, in origin form, for a request's path and query.
     fn uri_for(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let pq = match (pq, self.base_path.is_empty()) {
-            // The request's own, shared rather than copied and checked again.
-            (Some(pq), true) => pq.clone(),
+            // The request's own, shared rather than copied and checked again, when it has a
+            // path: an absolute-form target without one (`http://host?x=1`) has the path `/`
+            // (RFC 9112 §3.2.2), which the layer decided on.
+            (Some(pq), true) if pq.as_str().starts_with('/') => pq.clone(),
             (None, true) => PathAndQuery::from_static("/"),
-            (pq, false) => {
-                let pq = pq.map_or("/", PathAndQuery::as_str);
-                PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
+            (pq, _) => {
+                let path = pq.map_or("/", PathAndQuery::path);
+                let query = pq.and_then(PathAndQuery::query);
+                let base = &self.base_path;
+                PathAndQuery::try_from(match query {
+                    Some(query) => format!("{base}{path}?{query}"),
+                    None => format!("{base}{path}"),
+                })?
             }
         };
         // Origin-form (RFC 9112 §3.2.1): the connection is to the upstream already.
@@ -732,14 +778,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
     if !headers.keys().any(is_hop_by_hop) {
         return false;
     }
-    // Split on the bytes, so that one token that is not ASCII (or not a name) does not keep
-    // the others in.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-        .collect();
+    let named: Vec<HeaderName> = connection_options(headers).collect();
     for name in named {
         headers.remove(name);
     }
@@ -1134,6 +1173,15 @@ mod tests {
                 .unwrap(),
             "/%7Ea/b?c=%20"
         );
+        // An absolute-form target without a path (`http://host?x=1`) has the path `/`.
+        let no_path = PathAndQuery::try_from("?x=1").unwrap();
+        assert_eq!(no_path.path(), "/");
+        assert_eq!(plain.uri_for(Some(&no_path)).unwrap(), "/?x=1");
+        assert_eq!(up.uri_for(Some(&no_path)).unwrap(), "/api/?x=1");
+        assert_eq!(
+            up.uri_for(Some(&PathAndQuery::from_static("/x?"))).unwrap(),
+            "/api/x?"
+        );
         for bad in [
             "https://a.test",
             "a.test:80",
@@ -1285,6 +1333,48 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-end-to-end"));
+    }
+
+    #[test]
+    fn connection_options_go_before_the_layer_but_host_and_framing_stay() {
+        let mut req = Request::new(());
+        let h = req.headers_mut();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Org, Content-Type, Host, Content-Length"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("transfer-encoding, authorization"),
+        );
+        for (name, value) in [
+            ("x-org", "acme"),
+            ("content-type", "application/json"),
+            ("host", "proxy.test"),
+            ("content-length", "2"),
+            ("authorization", "Bearer t"),
+            ("x-end-to-end", "kept"),
+        ] {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        remove_untrusted_headers(&mut req, &TrustedProxies::default());
+        let h = req.headers();
+        for gone in ["x-org", "content-type", "authorization"] {
+            assert!(!h.contains_key(gone), "{gone}: {h:?}");
+        }
+        for kept in [
+            "connection",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "x-end-to-end",
+        ] {
+            assert!(h.contains_key(kept), "{kept}: {h:?}");
+        }
     }
 
     #[test]

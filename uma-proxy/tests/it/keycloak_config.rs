@@ -408,3 +408,146 @@ async fn a_claim_from_a_forwarding_header_is_only_a_trusted_proxys() {
         }
     }
 }
+
+/// The `transfers` resource and a proxy from a `keycloak.json` whose one path,
+/// `/transfers`, pushes `claims` (Keycloak's `claim-information-point`) for `method`
+/// (scope `send`); an RPT whose permission was granted under the claims `granted`, cached at
+/// its first use. Returns the proxy, its address, the upstream and the `Authorization` value
+/// (and the AS, to keep).
+async fn transfers_under_claims(
+    method: &str,
+    claims: serde_json::Value,
+    granted: serde_json::Value,
+) -> (
+    (TestAs, Proxy),
+    std::net::SocketAddr,
+    crate::common::Upstream,
+    String,
+) {
+    let as_ = start_keycloak_as().await;
+    let transfers = register(&as_, "transfers", &["send"], &["/transfers"]);
+    let upstream = start_upstream().await;
+    let keycloak_json = keycloak_json(
+        &as_,
+        &json!({
+            "user-managed-access": {},
+            "paths": [{"name": "transfers", "path": "/transfers",
+                       "methods": [{"method": method, "scopes": ["send"]}],
+                       "claim-information-point": {"claims": claims}}]
+        }),
+    );
+    let (proxy, addr) = start_from_keycloak_json(&keycloak_json, &upstream.url()).await;
+    let rpt = as_.mint_rpt(RptSpec::active_for(&transfers, ["send"], 300));
+    // Introspected once, then cached for the rest of the test.
+    as_.respond_next(
+        uma_test_as::Endpoint::Introspection,
+        1,
+        200,
+        "application/json",
+        &json!({"active": true, "exp": 4_102_444_800_i64,
+                "permissions": [{"rsid": transfers, "scopes": ["send"],
+                                 "claims": granted}]})
+        .to_string(),
+    );
+    ((as_, proxy), addr, upstream, format!("Bearer {rpt}"))
+}
+
+/// Review (forwarding path): `Connection` names headers that the forwarding service removes
+/// as hop-by-hop, but only *after* the layer has decided. A client can therefore make the
+/// layer decide on a header the upstream never receives. Here the claims read the JSON body
+/// because its `Content-Type` says JSON (`amount = 120`, which the RPT was granted under);
+/// `Connection: Content-Type` then removes that label on the way to the upstream, which
+/// reads the same bytes as whatever an unlabelled body is to it. Rack (Rails, Sinatra) parses
+/// an unlabelled POST body as a form: `{"amount": 120, "memo": "&amount=9000&"}` is
+/// `amount=9000` there. The layer refuses an unlabelled non-empty body on such a route with
+/// `415` precisely for this reason; `Connection` gets one past it.
+#[tokio::test]
+async fn a_connection_header_cannot_remove_the_content_type_the_claims_read_the_body_under() {
+    use http_body_util::{BodyExt, Full};
+    let (_kept, addr, upstream, bearer) = transfers_under_claims(
+        "POST",
+        json!({"amount": "{request.body['/amount']}"}),
+        json!({"amount": ["120"]}),
+    )
+    .await;
+    let url = format!("http://{addr}/transfers");
+    let body = r#"{"amount": 120, "memo": "&amount=9000&"}"#;
+    let post = |extra: Option<(&'static str, &'static str)>| {
+        let body = Full::new(bytes::Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("authorization", bearer.as_str()),
+        ];
+        headers.extend(extra);
+        let url = url.clone();
+        async move { send_with(Method::POST, &url, &headers, body).await }
+    };
+    // Control: the same request without `Connection` passes with its label.
+    let plain = post(None).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(
+        upstream.seen()[0].headers["content-type"],
+        "application/json"
+    );
+
+    let hidden = post(Some(("connection", "Content-Type"))).await;
+    if hidden.status == StatusCode::OK {
+        let seen = upstream.seen();
+        assert_eq!(
+            seen[1].headers.get("content-type"),
+            Some(&http::HeaderValue::from_static("application/json")),
+            "allowed under the claims of a JSON body, but the upstream received that body \
+             without its Content-Type (it went as hop-by-hop, after the decision): {:?}",
+            seen[1].headers
+        );
+    }
+}
+
+/// Review (forwarding path): the same with a claim read from a header. The RPT was granted
+/// under `org = acme` (`X-Org: acme`); `Connection: X-Org` makes the forwarding service
+/// remove `X-Org` after the layer decided on it, so the upstream runs a request the AS
+/// decided for organisation `acme` without any organisation (an API that then falls back to
+/// the caller's default organisation, or to all of them, runs what no policy checked). The
+/// README says a header claim "reads the headers the upstream will receive".
+#[tokio::test]
+async fn a_connection_header_cannot_remove_a_header_a_claim_read() {
+    let (_kept, addr, upstream, bearer) = transfers_under_claims(
+        "GET",
+        json!({"org": "{request.header['X-Org']}"}),
+        json!({"org": ["acme"]}),
+    )
+    .await;
+    let url = format!("http://{addr}/transfers");
+    // Control: with the header, as granted.
+    let plain = send(
+        Method::GET,
+        &url,
+        &[("x-org", "acme"), ("authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(upstream.seen()[0].headers["x-org"], "acme");
+
+    let hidden = send(
+        Method::GET,
+        &url,
+        &[
+            ("x-org", "acme"),
+            ("connection", "X-Org"),
+            ("authorization", bearer.as_str()),
+        ],
+    )
+    .await;
+    if hidden.status == StatusCode::OK {
+        let seen = upstream.seen();
+        assert_eq!(
+            seen[1].headers.get("x-org"),
+            Some(&http::HeaderValue::from_static("acme")),
+            "allowed under the claim org = acme read from X-Org, but the upstream received no \
+             X-Org (removed as hop-by-hop after the decision): {:?}",
+            seen[1].headers
+        );
+    }
+}

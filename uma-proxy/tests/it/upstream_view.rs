@@ -674,3 +674,39 @@ async fn a_path_that_starts_with_two_slashes_never_reaches_the_upstream() {
     let seen: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
     assert_eq!(seen, ["/public/albums/1", "/public//albums/1"]);
 }
+
+/// Review (forwarding path): the upstream's base path joined with the request's target. An
+/// absolute-form target without a path (`GET http://host?x=1`) is the path `/` to the layer
+/// (`Uri::path` of an empty path), and `/` goes to the upstream as `BASE/`; but the forwarding
+/// service joins `BASE` with the target's path-and-query *as written*, `?x=1`, and the
+/// upstream receives `BASE?x=1`: a path no origin-form request can reach (`BASE` without its
+/// slash, which routers such as axum's tell from `BASE/`), run under the rule of `/` (public
+/// here) rather than any rule of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_runs_the_path_the_layer_decided_for_an_absolute_form_target() {
+    let as_ = start_as().await;
+    let up = start_upstream().await;
+    let root = "[[resources]]\npath = \"/\"\npublic = true\n";
+    let addr = start_run(&as_, &format!("{}/api", up.url()), root).await;
+    // Origin form: `/` is `/api/` upstream.
+    assert_eq!(
+        raw_status(
+            addr,
+            "GET /?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .await,
+        200
+    );
+    // Absolute form, the same path `/` as the layer reads it.
+    let absolute = "GET http://x?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let status = raw_status(addr, absolute).await;
+    let seen: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(seen[0], "/api/?x=1");
+    if status == 200 {
+        assert_eq!(
+            seen.get(1).map(String::as_str),
+            Some("/api/?x=1"),
+            "decided as `/` (public), forwarded as another path: {seen:?}"
+        );
+    }
+}
