@@ -357,6 +357,10 @@ impl Pipeline {
                 let verdict = enforcement.apply(Refusal::BadRequest);
                 return done(&facts, verdict, Why::new("respelled_claim_header"));
             }
+            Err(Unpushable::RespelledParameter) => {
+                let verdict = enforcement.apply(Refusal::BadRequest);
+                return done(&facts, verdict, Why::new("respelled_claim_parameter"));
+            }
         };
         let token = match bearer_from_headers(req.headers()) {
             Bearer::Token(t) => Some(t),
@@ -836,6 +840,9 @@ enum Unpushable {
     /// The request has a header the claims read under another spelling as well, which
     /// CGI-style upstreams read as the same header: `400`.
     RespelledHeader,
+    /// The query spells a parameter the claims read so that some upstreams read another
+    /// value for it (another case, `.` for `_`, `org[]`, a `;` separator): `400`.
+    RespelledParameter,
 }
 
 /// The claims `pushing` reads from `req`.
@@ -854,6 +861,13 @@ fn pushed<B>(req: &Request<B>, pushing: &Pushing) -> Result<ClaimValues, Unpusha
             "a claimed header also comes under another spelling: 400"
         );
         return Err(Unpushable::RespelledHeader);
+    }
+    if let Some(name) = pushing.claims.respelled_parameter(req.uri().query()) {
+        tracing::debug!(
+            parameter = %name,
+            "a claimed query parameter is spelled so that upstreams may read another value: 400"
+        );
+        return Err(Unpushable::RespelledParameter);
     }
     let body = match req.extensions().get::<BodyRead>() {
         Some(read) => read.0.as_deref(),

@@ -220,6 +220,59 @@ impl PushedClaims {
             .find(|&name| claimed().any(|claim| name != claim && same_but_punctuation(name, claim)))
     }
 
+    /// A query parameter the templates read whose value an upstream may read otherwise than
+    /// the claim does, by its name as the query spells it (percent-decoded): the name in
+    /// another spelling that some frameworks bind to it (ASP.NET matches names in any case,
+    /// PHP turns `.` and spaces into `_`, drops leading spaces, ends a name at a NUL byte and
+    /// reads `org[]` as `org`), or a pair that splitting the query on `;` as well as `&` (Rack
+    /// before 3.0, Python before 3.9.2) reads otherwise: a claimed pair hidden in another's
+    /// value (`x=1;org=acme`), or a claimed value holding a `;`.
+    pub(crate) fn respelled_parameter(&self, query: Option<&str>) -> Option<String> {
+        let query = query?;
+        let mut claimed = self
+            .sources()
+            .filter_map(|s| match s {
+                Source::Parameter(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .peekable();
+        claimed.peek()?;
+        let claimed: Vec<&str> = claimed.collect();
+        let folded: Vec<String> = claimed.iter().map(|n| fold_parameter(n)).collect();
+        let key = |pair: &str| {
+            let name = pair.split('=').next().unwrap_or_default();
+            url::form_urlencoded::parse(name.as_bytes())
+                .next()
+                .map(|(k, _)| k.into_owned())
+                .unwrap_or_default()
+        };
+        // Each pair as `&` and `;` split the query: a respelled name, or a claimed name.
+        let mut exact_by_both = 0_usize;
+        for pair in query.split(['&', ';']) {
+            let name = key(pair);
+            let fold = fold_parameter(&name);
+            if let Some(i) = folded.iter().position(|f| *f == fold) {
+                if name != claimed[i] {
+                    return Some(name);
+                }
+                exact_by_both += 1;
+            }
+        }
+        // The same pairs as `&` alone splits the query: a claimed pair whose text holds a `;`,
+        // or fewer claimed pairs than the split on both found (one hid in another's value).
+        let mut exact_by_ampersand = 0_usize;
+        for pair in query.split('&') {
+            let name = key(pair);
+            if let Some(claim) = claimed.iter().find(|c| **c == name) {
+                if pair.contains(';') {
+                    return Some((*claim).to_owned());
+                }
+                exact_by_ampersand += 1;
+            }
+        }
+        (exact_by_both != exact_by_ampersand).then(|| claimed[0].to_owned())
+    }
+
     /// The names of the route captures the templates read.
     pub(crate) fn path_names(&self) -> impl Iterator<Item = &str> {
         self.sources().filter_map(|s| match s {
@@ -297,6 +350,20 @@ impl PushedClaims {
 
 /// Whether the lower-case header names `a` and `b` are the same but for the punctuation in
 /// some places (`x-org`, `x_org`, `x.org`).
+/// A query parameter's name as the frameworks that bind names loosely see it: from its first
+/// non-blank character to its first NUL or `[`, `.` and spaces as `_`, in lower case.
+fn fold_parameter(name: &str) -> String {
+    let name = name.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let end = name.find(['\0', '[']).unwrap_or(name.len());
+    name[..end]
+        .chars()
+        .map(|c| match c {
+            '.' | ' ' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
 fn same_but_punctuation(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
@@ -530,6 +597,45 @@ mod tests {
         }
         let none = PushedClaims::new().claim("m", "{request.method}")?;
         assert_eq!(none.respelled_header(&headers(&["x_org"])), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_claimed_parameter_an_upstream_may_read_otherwise_is_found()
+    -> Result<(), ClaimTemplateError> {
+        let claims = PushedClaims::new()
+            .claim("amount", "{request.parameter['amount']}")?
+            .claim("org", "x {request.parameter['o_rg']}")?;
+        for (query, found) in [
+            // As the claims read them: one or several exact pairs, other parameters.
+            ("amount=1&o_rg=acme&page=2", None),
+            ("amount=1&amount=2", None),
+            ("amounts=1&AMOUNTx=2&o_rgs=3&page=a;b", None),
+            ("", None),
+            // Another case (ASP.NET binds it).
+            ("AMOUNT=9000&amount=120", Some("AMOUNT")),
+            ("Amount=9000", Some("Amount")),
+            // PHP: `.` and spaces for `_`, leading spaces, a NUL, brackets.
+            ("o.rg=globex", Some("o.rg")),
+            ("o+rg=globex", Some("o rg")),
+            ("%20amount=9000", Some(" amount")),
+            ("amount%00=9000&amount=1", Some("amount\0")),
+            ("amount[]=9000", Some("amount[]")),
+            ("amount%5Bx%5D=9000", Some("amount[x]")),
+            // Split on `;` too (Rack before 3.0, Python before 3.9.2).
+            ("x=1;amount=9000&amount=1", Some("amount")),
+            ("amount=1;x=2", Some("amount")),
+            ("x=1;AMOUNT=9000", Some("AMOUNT")),
+        ] {
+            assert_eq!(
+                claims.respelled_parameter(Some(query)).as_deref(),
+                found,
+                "{query:?}"
+            );
+        }
+        assert_eq!(claims.respelled_parameter(None), None);
+        let none = PushedClaims::new().claim("m", "{request.header['X-Org']}")?;
+        assert_eq!(none.respelled_parameter(Some("AMOUNT=1;x=2")), None);
         Ok(())
     }
 

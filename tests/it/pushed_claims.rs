@@ -691,3 +691,33 @@ async fn a_claimed_header_under_another_spelling_is_refused() {
     assert_eq!(s.as_.requests(Endpoint::Permission).len(), 4);
     assert_eq!(s.calls.get(), 0);
 }
+
+/// A claimed query parameter that some upstreams read under another spelling (ASP.NET in any
+/// case, PHP with `.` for `_` or as `q[]`) or split otherwise (on `;`, Rack before 3.0): the
+/// claim could carry one value while the handler reads another, so the request is refused
+/// before any AS call, whatever its token.
+#[tokio::test]
+async fn a_claimed_parameter_an_upstream_may_read_otherwise_is_refused() {
+    let s = setup(|b| b).await;
+    let rpt = rpt_for(&s.as_, &s.album, &["view"]);
+    for query in [
+        "q=1&Q=9000",
+        "Q=9000",
+        "q%5B%5D=9000",
+        "%20q=9000",
+        "x=1;q=9000&q=1",
+        "q=1;x=2",
+    ] {
+        let resp = get(&s, &format!("/albums/7?{query}"), "acme", Some(&rpt)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    assert_eq!(s.as_.count(Endpoint::Introspection), 0);
+    // Exact pairs and other parameters are read as before.
+    let resp = get(&s, "/albums/7?q=1&q=2&qq=3&page=a;b", "acme", None).await;
+    expect_challenge(&resp, &s.as_);
+    assert_eq!(
+        last_ticket_claims(&s.as_),
+        json!({"album": ["7"], "org": ["acme"], "q": ["1", "2"]})
+    );
+    assert_eq!(s.calls.get(), 0);
+}
