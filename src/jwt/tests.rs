@@ -605,6 +605,41 @@ async fn after_the_interval_one_unknown_kid_refetches_and_the_next_does_not() {
     assert_eq!(jwks.fetches(), 3);
 }
 
+/// Keys the AS stops publishing stop verifying: here the AS replaced the key behind `kid`
+/// `sig-1` (kids named by purpose rather than by thumbprint are common, and RFC 7517 §4.5 only
+/// asks for distinct kids within one set). An hour on, well past the refetch interval, the
+/// verifier still holds the old key: nothing refetches a set whose kids are all known, and a
+/// signature that fails under a known kid refetches nothing either. So the replaced key keeps
+/// verifying whatever its holder signs, and the AS's new tokens are refused for good.
+#[tokio::test]
+async fn a_key_replaced_under_its_kid_stops_verifying_and_the_new_one_is_fetched() {
+    let old = TestKey::p256();
+    let new = TestKey::p256();
+    let jwks = JwksServer::new(&[old.jwk(Some("sig-1"), None)]);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = jwks.verifier_on(Duration::from_secs(30), clock.clone());
+    let long_lived = with(claims(), "exp", json!(NOW + 86_400));
+    let by_old = token(&old, "ES256", Some("sig-1"), &long_lived);
+    assert!(matches!(verdict(&v, &by_old).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 1);
+
+    // The AS replaces the key and keeps its kid; an hour passes.
+    jwks.set_keys(&[new.jwk(Some("sig-1"), None)]);
+    clock.advance(3600);
+    assert_eq!(
+        verdict(&v, &by_old).await,
+        refused(Refusal::Signature),
+        "a key the AS has not published for an hour still verifies (JWKS fetches: {})",
+        jwks.fetches()
+    );
+    let by_new = token(&new, "ES256", Some("sig-1"), &long_lived);
+    assert!(
+        matches!(verdict(&v, &by_new).await, Verdict::Verified(_)),
+        "the AS's current key is never fetched (JWKS fetches: {})",
+        jwks.fetches()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_misses_share_one_fetch() {
     let key = TestKey::p256();
