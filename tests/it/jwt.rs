@@ -354,3 +354,45 @@ async fn a_retired_signing_key_does_not_verify_rpts_forever() {
          never refetched while every kid is known (JWKS fetches by the layer: {layer_fetches})"
     );
 }
+
+/// A `jwks_uri` with user info is refused, and the error never shows the password
+/// (`check_url`'s rule for every configured URL). One that does not even parse (a password
+/// holding `#`, a bad port) is refused by `JwtValidation`'s own check first, whose message
+/// quotes the URL as given: password included.
+#[tokio::test]
+async fn a_jwks_uri_password_never_shows_in_the_build_error() {
+    let as_ = as_builder()
+        .rpt_format(RptFormat::Jwt)
+        .spawn()
+        .await
+        .expect("AS");
+    for bad in [
+        "https://rs:s3cret-pw@as.test/certs",
+        "https://rs:s3cret-pw@as.test:99999/certs",
+        "https://rs:s3cret#pw@as.test/certs",
+    ] {
+        let through_jwt_validation = discover(&as_)
+            .await
+            .resources(album_map())
+            .rpt_validation(RptValidation::Local)
+            .jwt_validation(JwtValidation::new().jwks_uri(bad))
+            .build()
+            .await
+            .expect_err("a jwks_uri with user info");
+        let through_the_builder = discover(&as_)
+            .await
+            .resources(album_map())
+            .rpt_validation(RptValidation::Local)
+            .jwks_uri(bad)
+            .build()
+            .await
+            .expect_err("a jwks_uri with user info");
+        for err in [through_jwt_validation, through_the_builder] {
+            assert!(err.is_config(), "{err}");
+            assert!(
+                !err.to_string().contains("s3cret"),
+                "the password of {bad:?} shows in: {err}"
+            );
+        }
+    }
+}
