@@ -217,8 +217,10 @@ impl JwtValidation {
         match url::Url::parse(uri) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => {
+                // Never the user info: a URL that does not parse may hold a password.
+                let shown = crate::layer::url_check::without_user_info(uri);
                 return Err(format!(
-                    "the jwks_uri {uri:?} is not an absolute http(s) URL with a host"
+                    "the jwks_uri {shown:?} is not an absolute http(s) URL with a host"
                 ));
             }
         }

@@ -1051,6 +1051,16 @@ fn validate_says_what_to_fix() {
         let e = config(bad).validate().expect_err(bad);
         assert!(e.contains("absolute http(s) URL with a host"), "{e}");
     }
+    // A URL that does not parse may hold a password: the message never shows the user info.
+    for bad in [
+        "https://rs:s3cret-pw@as.test:99999/jwks",
+        "https://rs:s3cret#pw@as.test/jwks",
+        "ftp://rs:s3cret-pw@as.test/jwks",
+    ] {
+        let e = config(bad).validate().expect_err(bad);
+        assert!(e.contains("***@as.test"), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("rs:"), "{e}");
+    }
     assert_eq!(config("http://127.0.0.1:8080/jwks").validate(), Ok(()));
     let e = JwtValidation::new()
         .jwks_uri("https://as.test/jwks")
