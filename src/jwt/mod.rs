@@ -221,7 +221,9 @@ impl JwtValidation {
     /// If that refetch fails (the JWKS is unreachable or answers an error), the cached keys
     /// keep verifying, and the fetch is retried once per refetch interval: a JWKS outage
     /// does not stop local validation. A key that a successful fetch no longer lists never
-    /// verifies again.
+    /// verifies again. An RPT verified before stays accepted while the introspection cache
+    /// keeps its result ([`max_ttl`](crate::cache::IntrospectionCacheBuilder::max_ttl), 60 s
+    /// by default).
     ///
     /// Between 1 s and 24 h. Defaults to 5 minutes.
     pub fn jwks_max_age(mut self, d: Duration) -> Self {
