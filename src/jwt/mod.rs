@@ -16,8 +16,13 @@
 //! 3. the key: found by `kid` in the JWKS from the configured `jwks_uri` (never from the
 //!    token's `jku`, `jwk`, `x5u` or `x5c`); a token without `kid` is tried only when the set
 //!    holds exactly one key; the key's type and curve, and its JWK `alg` when it has one, must
-//!    fit the header `alg`;
-//! 4. the signature;
+//!    fit the header `alg`. The set is refetched (at most once per
+//!    [`refetch_interval`](JwtValidation::refetch_interval)) for an unknown `kid` and when it
+//!    is older than [`jwks_max_age`](JwtValidation::jwks_max_age), so a key the AS stops
+//!    publishing stops verifying;
+//! 4. the signature; when it fails, the set is refetched under the same limit and the token
+//!    tried once more if the AS now publishes another key under that `kid` (a key replaced
+//!    under its `kid`);
 //! 5. `iss` equals the configured issuer (a trailing `/` is ignored, as in discovery);
 //! 6. `aud` is present and names one of the accepted audiences (RFC 7519 §4.1.3);
 //! 7. `exp` is present and in the future, `nbf` (if any) is not, both within the leeway,
@@ -96,6 +101,13 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// The shortest refetch interval [`JwtValidation::refetch_interval`] accepts.
 const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The default of [`JwtValidation::jwks_max_age`].
+const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(5 * 60);
+
+/// The bounds of [`JwtValidation::jwks_max_age`].
+const MIN_JWKS_MAX_AGE: Duration = Duration::from_secs(1);
+const MAX_JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// Settings of local JWT RPT verification, used with [`RptValidation::Local`] and
 /// [`RptValidation::LocalThenIntrospect`].
 ///
@@ -115,6 +127,7 @@ const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
 ///     .audience("photo-api-v2")
 ///     .algorithms([Algorithm::RS256, Algorithm::PS256])
 ///     .refetch_interval(Duration::from_secs(60))
+///     .jwks_max_age(Duration::from_secs(600))
 ///     .leeway(Duration::from_secs(5));
 /// // The JWKS location normally comes from discovery; set it when the AS publishes none.
 /// let jwt = jwt.jwks_uri("https://kc.example.com/realms/acme/protocol/openid-connect/certs");
@@ -128,6 +141,7 @@ pub struct JwtValidation {
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     refetch_interval: Duration,
+    jwks_max_age: Duration,
     leeway: Duration,
 }
 
@@ -146,6 +160,7 @@ impl JwtValidation {
             audiences: Vec::new(),
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             refetch_interval: Duration::from_secs(30),
+            jwks_max_age: DEFAULT_JWKS_MAX_AGE,
             leeway: Duration::ZERO,
         }
     }
@@ -185,12 +200,34 @@ impl JwtValidation {
         self
     }
 
-    /// How often an unknown `kid` may trigger a refetch of the key set (and how long a
-    /// failed fetch is not retried), measured on the layer's
-    /// [`clock`](crate::UmaLayerBuilder::clock). Concurrent misses share one fetch. At least
-    /// one second. Defaults to 30 s.
+    /// How often the key set may be refetched, whatever asks for it: an unknown `kid`, a
+    /// set older than [`jwks_max_age`](Self::jwks_max_age), or a signature that fails under
+    /// a cached key. Also how long a failed fetch is not retried. Measured on the layer's
+    /// [`clock`](crate::UmaLayerBuilder::clock). Concurrent lookups share one fetch, so
+    /// whatever tokens arrive, the layer never fetches the JWKS more often than this. At
+    /// least one second. Defaults to 30 s.
     pub fn refetch_interval(mut self, d: Duration) -> Self {
         self.refetch_interval = d;
+        self
+    }
+
+    /// How long the fetched key set is used before the next verification refetches it (and
+    /// waits for it), so that a key the AS removes from its JWKS (retired, or replaced under
+    /// the same `kid`) stops verifying RPTs within about this long. A `Cache-Control:
+    /// max-age` on the JWKS answer is honoured when it is shorter. Measured on the layer's
+    /// [`clock`](crate::UmaLayerBuilder::clock); the refetch is limited by
+    /// [`refetch_interval`](Self::refetch_interval) like any other.
+    ///
+    /// If that refetch fails (the JWKS is unreachable or answers an error), the cached keys
+    /// keep verifying, and the fetch is retried once per refetch interval: a JWKS outage
+    /// does not stop local validation. A key that a successful fetch no longer lists never
+    /// verifies again. An RPT verified before stays accepted while the introspection cache
+    /// keeps its result ([`max_ttl`](crate::cache::IntrospectionCacheBuilder::max_ttl), 60 s
+    /// by default).
+    ///
+    /// Between 1 s and 24 h. Defaults to 5 minutes.
+    pub fn jwks_max_age(mut self, d: Duration) -> Self {
+        self.jwks_max_age = d;
         self
     }
 
@@ -217,8 +254,10 @@ impl JwtValidation {
         match url::Url::parse(uri) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => {
+                // Never the user info: a URL that does not parse may hold a password.
+                let shown = crate::layer::url_check::without_user_info(uri);
                 return Err(format!(
-                    "the jwks_uri {uri:?} is not an absolute http(s) URL with a host"
+                    "the jwks_uri {shown:?} is not an absolute http(s) URL with a host"
                 ));
             }
         }
@@ -245,6 +284,13 @@ impl JwtValidation {
                 "JwtValidation::refetch_interval is {:?}; use at least {MIN_REFETCH_INTERVAL:?}, \
                  or tokens with invented kids make the layer hammer the JWKS",
                 self.refetch_interval
+            ));
+        }
+        if !(MIN_JWKS_MAX_AGE..=MAX_JWKS_MAX_AGE).contains(&self.jwks_max_age) {
+            return Err(format!(
+                "JwtValidation::jwks_max_age is {:?}; use between {MIN_JWKS_MAX_AGE:?} and \
+                 {MAX_JWKS_MAX_AGE:?}",
+                self.jwks_max_age
             ));
         }
         if self.leeway > MAX_LEEWAY {
@@ -382,6 +428,7 @@ impl JwtVerifier {
             caller,
             config.jwks_uri.clone().unwrap_or_default(),
             config.refetch_interval,
+            config.jwks_max_age,
             Arc::clone(&clock),
         );
         Self {
@@ -426,23 +473,32 @@ impl JwtVerifier {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Ok(Verdict::Refused(Refusal::MalformedHeader)),
         };
-        let key = match self.keys.find(kid, alg).await? {
+        let mut key = match self.keys.find(kid, alg).await? {
             Lookup::Found(key) => key,
-            Lookup::Incompatible => return Ok(Verdict::Refused(Refusal::KeyMismatch)),
-            Lookup::Missing if kid.is_none() => return Ok(Verdict::Refused(Refusal::NoKid)),
-            Lookup::Missing => return Ok(Verdict::Refused(Refusal::UnknownKid)),
+            missing => return Ok(Verdict::Refused(no_key(&missing, kid))),
         };
         let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == alg) else {
             return Ok(Verdict::Refused(Refusal::AlgNotAllowed));
         };
-        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
-            Ok(data) => data.claims,
-            Err(e) => {
-                let why = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => Refusal::Signature,
-                    _ => Refusal::MalformedToken,
-                };
-                return Ok(Verdict::Refused(why));
+        let mut retried = false;
+        let claims = loop {
+            let e = match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+                Ok(data) => break data.claims,
+                Err(e) => e,
+            };
+            if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) {
+                return Ok(Verdict::Refused(Refusal::MalformedToken));
+            }
+            if retried {
+                return Ok(Verdict::Refused(Refusal::Signature));
+            }
+            // The AS may have replaced the key under this kid: once, with what it publishes
+            // now (one rate-limited refetch), if that is another key.
+            retried = true;
+            match self.keys.after_bad_signature(kid, alg, &key).await {
+                Lookup::Found(fresh) if !Arc::ptr_eq(&fresh, &key) => key = fresh,
+                Lookup::Found(_) => return Ok(Verdict::Refused(Refusal::Signature)),
+                missing => return Ok(Verdict::Refused(no_key(&missing, kid))),
             }
         };
         Ok(
@@ -474,6 +530,15 @@ impl JwtVerifier {
             return Err(Refusal::AlgNotAllowed);
         }
         Ok(alg)
+    }
+}
+
+/// Why a lookup found no key to verify with (`lookup` is not [`Lookup::Found`]).
+fn no_key(lookup: &Lookup, kid: Option<&str>) -> Refusal {
+    match lookup {
+        Lookup::Incompatible => Refusal::KeyMismatch,
+        Lookup::Missing if kid.is_none() => Refusal::NoKid,
+        Lookup::Missing | Lookup::Found(_) => Refusal::UnknownKid,
     }
 }
 

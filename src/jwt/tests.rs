@@ -193,6 +193,8 @@ struct JwksState {
     jwks: Mutex<Value>,
     /// When non-zero, answer with this status instead of the set.
     status: AtomicU16,
+    /// The `Cache-Control` header of the answer, if any.
+    cache_control: Mutex<Option<String>>,
 }
 
 /// A JWKS endpoint answered by a canned transport, counting its fetches.
@@ -212,7 +214,12 @@ impl JwksServer {
                 return Ok(answer(status, "jwks unavailable"));
             }
             let body = answers.jwks.lock().expect("lock").to_string();
-            Ok(answer(200, body))
+            let mut ok = answer(200, body);
+            if let Some(cc) = answers.cache_control.lock().expect("lock").as_deref() {
+                let value = http::HeaderValue::from_str(cc).expect("a header value");
+                ok.headers_mut().insert(http::header::CACHE_CONTROL, value);
+            }
+            Ok(ok)
         });
         Self { state, canned }
     }
@@ -223,6 +230,10 @@ impl JwksServer {
 
     fn set_body(&self, body: Value) {
         *self.state.jwks.lock().expect("lock") = body;
+    }
+
+    fn set_cache_control(&self, value: &str) {
+        *self.state.cache_control.lock().expect("lock") = Some(value.to_owned());
     }
 
     fn fetches(&self) -> usize {
@@ -243,9 +254,14 @@ impl JwksServer {
 
     /// A verifier whose refetch interval (and claims) run on `clock`.
     fn verifier_on(&self, interval: Duration, clock: Arc<FixedClock>) -> JwtVerifier {
+        self.verifier_with(config(JWKS_URI).refetch_interval(interval), clock)
+    }
+
+    /// A verifier with `config` (whose `jwks_uri` is never dialled), on `clock`.
+    fn verifier_with(&self, config: JwtValidation, clock: Arc<FixedClock>) -> JwtVerifier {
         JwtVerifier::new(
             Caller::new(self.canned.transport(), Arc::default()),
-            config(JWKS_URI).refetch_interval(interval),
+            config,
             clock,
         )
     }
@@ -603,6 +619,277 @@ async fn after_the_interval_one_unknown_kid_refetches_and_the_next_does_not() {
     );
     assert_eq!(verdict(&v, &second).await, refused(Refusal::UnknownKid));
     assert_eq!(jwks.fetches(), 3);
+}
+
+/// Keys the AS stops publishing stop verifying: here the AS replaced the key behind `kid`
+/// `sig-1` (kids named by purpose rather than by thumbprint are common, and RFC 7517 §4.5 only
+/// asks for distinct kids within one set). An hour on, well past the refetch interval, the
+/// verifier still holds the old key: nothing refetches a set whose kids are all known, and a
+/// signature that fails under a known kid refetches nothing either. So the replaced key keeps
+/// verifying whatever its holder signs, and the AS's new tokens are refused for good.
+#[tokio::test]
+async fn a_key_replaced_under_its_kid_stops_verifying_and_the_new_one_is_fetched() {
+    let old = TestKey::p256();
+    let new = TestKey::p256();
+    let jwks = JwksServer::new(&[old.jwk(Some("sig-1"), None)]);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = jwks.verifier_on(Duration::from_secs(30), clock.clone());
+    let long_lived = with(claims(), "exp", json!(NOW + 86_400));
+    let by_old = token(&old, "ES256", Some("sig-1"), &long_lived);
+    assert!(matches!(verdict(&v, &by_old).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 1);
+
+    // The AS replaces the key and keeps its kid; an hour passes.
+    jwks.set_keys(&[new.jwk(Some("sig-1"), None)]);
+    clock.advance(3600);
+    assert_eq!(
+        verdict(&v, &by_old).await,
+        refused(Refusal::Signature),
+        "a key the AS has not published for an hour still verifies (JWKS fetches: {})",
+        jwks.fetches()
+    );
+    let by_new = token(&new, "ES256", Some("sig-1"), &long_lived);
+    assert!(
+        matches!(verdict(&v, &by_new).await, Verdict::Verified(_)),
+        "the AS's current key is never fetched (JWKS fetches: {})",
+        jwks.fetches()
+    );
+}
+
+/// Within its maximum age the cached set answers alone; once older, the next lookup refetches
+/// it and decides with the fresh set: a key the AS no longer publishes is unknown.
+#[tokio::test]
+async fn a_key_removed_from_the_jwks_verifies_until_the_max_age_and_not_after() {
+    let kept = TestKey::p256();
+    let removed = TestKey::p256();
+    let jwks = JwksServer::new(&[
+        kept.jwk(Some("kept"), None),
+        removed.jwk(Some("gone"), None),
+    ]);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let config = config(JWKS_URI)
+        .refetch_interval(Duration::from_secs(30))
+        .jwks_max_age(Duration::from_secs(120));
+    let v = jwks.verifier_with(config, clock.clone());
+    let long_lived = with(claims(), "exp", json!(NOW + 86_400));
+    let by_removed = token(&removed, "ES256", Some("gone"), &long_lived);
+    let by_kept = token(&kept, "ES256", Some("kept"), &long_lived);
+    assert!(matches!(
+        verdict(&v, &by_removed).await,
+        Verdict::Verified(_)
+    ));
+    assert_eq!(jwks.fetches(), 1);
+
+    jwks.set_keys(&[kept.jwk(Some("kept"), None)]);
+    clock.advance(119);
+    assert!(
+        matches!(verdict(&v, &by_removed).await, Verdict::Verified(_)),
+        "within the maximum age the cached set answers"
+    );
+    assert_eq!(jwks.fetches(), 1, "no fetch within the maximum age");
+    clock.advance(1);
+    assert_eq!(verdict(&v, &by_removed).await, refused(Refusal::UnknownKid));
+    assert_eq!(jwks.fetches(), 2, "one refetch at the maximum age");
+    assert!(matches!(verdict(&v, &by_kept).await, Verdict::Verified(_)));
+    assert_eq!(verdict(&v, &by_removed).await, refused(Refusal::UnknownKid));
+    assert_eq!(
+        jwks.fetches(),
+        2,
+        "the fresh set answers until it is old in turn"
+    );
+    assert_eq!(v.keys.len(), 1);
+}
+
+/// The refetch of an old set is limited like any other: however many tokens arrive after the
+/// maximum age, one shared fetch, then none until the refetch interval has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_lookups_after_the_max_age_make_one_fetch() {
+    let key = TestKey::p256();
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = Arc::new(jwks.verifier_on(Duration::from_secs(30), clock.clone()));
+    let long_lived = with(claims(), "exp", json!(NOW + 86_400));
+    let t = Arc::new(token(&key, "ES256", Some("k1"), &long_lived));
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 1);
+
+    // A burst past the (default, 5 min) maximum age: one fetch, which everyone waits for.
+    clock.advance(301);
+    jwks.delay(Duration::from_millis(150));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let v = Arc::clone(&v);
+            let t = Arc::clone(&t);
+            tokio::spawn(async move { v.check(&t).await })
+        })
+        .collect();
+    for task in tasks {
+        let verdict = task.await.expect("join").expect("no fetch error");
+        assert!(matches!(verdict, Verdict::Verified(_)), "{verdict:?}");
+    }
+    assert_eq!(jwks.fetches(), 2, "one fetch for the burst");
+    // One after another, too.
+    clock.advance(301);
+    for _ in 0..50 {
+        assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    }
+    assert_eq!(jwks.fetches(), 3, "one fetch for fifty lookups");
+
+    // A maximum age shorter than the refetch interval (here the AS's `max-age=0`) refetches
+    // no more often than the interval allows.
+    jwks.set_cache_control("max-age=0");
+    clock.advance(301);
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 4);
+    for _ in 0..3 {
+        clock.advance(10);
+        for _ in 0..20 {
+            assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+        }
+    }
+    assert_eq!(jwks.fetches(), 5, "30 s later, one more; never more often");
+}
+
+/// During a JWKS outage an old set keeps verifying (availability); the fetch is retried once
+/// per interval, and the first one that succeeds decides.
+#[tokio::test]
+async fn a_failed_max_age_refetch_keeps_the_cached_keys() {
+    let key = TestKey::p256();
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = jwks.verifier_on(Duration::from_secs(30), clock.clone());
+    let long_lived = with(claims(), "exp", json!(NOW + 86_400));
+    let t = token(&key, "ES256", Some("k1"), &long_lived);
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+
+    jwks.fail_with(503);
+    clock.advance(301);
+    for _ in 0..5 {
+        assert!(
+            matches!(verdict(&v, &t).await, Verdict::Verified(_)),
+            "a failed refetch keeps the cached keys"
+        );
+    }
+    assert_eq!(jwks.fetches(), 2, "one attempt per interval");
+    clock.advance(30);
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 3, "retried after the interval");
+
+    // The JWKS is back, without the key: the next allowed fetch decides.
+    jwks.fail_with(0);
+    jwks.set_keys(&[TestKey::p256().jwk(Some("k2"), None)]);
+    clock.advance(30);
+    assert_eq!(verdict(&v, &t).await, refused(Refusal::UnknownKid));
+    assert_eq!(jwks.fetches(), 4);
+}
+
+/// A signature that fails under a known kid refetches the set (the AS may have replaced the
+/// key under that kid), but no more often than the refetch interval, whatever is forged.
+#[tokio::test]
+async fn forged_signatures_under_a_known_kid_refetch_at_most_once_per_interval() {
+    let key = TestKey::p256();
+    let forger = TestKey::p256();
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = jwks.verifier_on(Duration::from_secs(30), clock.clone());
+    let ok = token(&key, "ES256", Some("k1"), &claims());
+    assert!(matches!(verdict(&v, &ok).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 1);
+
+    let forged = token(&forger, "ES256", Some("k1"), &claims());
+    for _ in 0..20 {
+        assert_eq!(verdict(&v, &forged).await, refused(Refusal::Signature));
+    }
+    assert_eq!(jwks.fetches(), 1, "not within the interval");
+    clock.advance(30);
+    for _ in 0..20 {
+        assert_eq!(verdict(&v, &forged).await, refused(Refusal::Signature));
+    }
+    assert_eq!(jwks.fetches(), 2, "one refetch per interval");
+    assert!(matches!(verdict(&v, &ok).await, Verdict::Verified(_)));
+
+    // A failed refetch refuses the signature; it is no fetch error, since a key was cached.
+    jwks.fail_with(500);
+    clock.advance(30);
+    assert_eq!(verdict(&v, &forged).await, refused(Refusal::Signature));
+    assert_eq!(jwks.fetches(), 3);
+    assert!(matches!(verdict(&v, &ok).await, Verdict::Verified(_)));
+}
+
+/// A key replaced under its kid within the maximum age: the first token signed by the new key
+/// refetches the set and is verified with the new key; the old key is gone.
+#[tokio::test]
+async fn a_bad_signature_picks_up_a_key_replaced_under_its_kid() {
+    let old = TestKey::p256();
+    let new = TestKey::p256();
+    let jwks = JwksServer::new(&[old.jwk(Some("sig-1"), None)]);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = jwks.verifier_on(Duration::from_secs(30), clock.clone());
+    let by_old = token(&old, "ES256", Some("sig-1"), &claims());
+    assert!(matches!(verdict(&v, &by_old).await, Verdict::Verified(_)));
+
+    jwks.set_keys(&[new.jwk(Some("sig-1"), None)]);
+    clock.advance(30);
+    let by_new = token(&new, "ES256", Some("sig-1"), &claims());
+    assert!(matches!(verdict(&v, &by_new).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 2, "one refetch, then one more try");
+    assert_eq!(verdict(&v, &by_old).await, refused(Refusal::Signature));
+    assert!(matches!(verdict(&v, &by_new).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 2);
+}
+
+/// The AS's `Cache-Control: max-age` shortens the maximum age, never lengthens it.
+#[tokio::test]
+async fn a_shorter_cache_control_max_age_is_honoured_and_a_longer_one_is_not() {
+    let key = TestKey::p256();
+    let jwks = JwksServer::new(&[key.jwk(Some("k1"), None)]);
+    jwks.set_cache_control("public, max-age=60");
+    let clock = Arc::new(FixedClock::new(NOW));
+    let v = jwks.verifier_on(Duration::from_secs(10), clock.clone());
+    let long_lived = with(claims(), "exp", json!(NOW + 86_400));
+    let t = token(&key, "ES256", Some("k1"), &long_lived);
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    clock.advance(59);
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 1);
+    clock.advance(1);
+    jwks.set_cache_control("max-age=86400");
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 2, "refetched after the AS's 60 s");
+    // A day is longer than the configured 5 minutes: the 5 minutes count.
+    clock.advance(299);
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(jwks.fetches(), 2);
+    clock.advance(1);
+    assert!(matches!(verdict(&v, &t).await, Verdict::Verified(_)));
+    assert_eq!(
+        jwks.fetches(),
+        3,
+        "refetched after the configured 5 minutes"
+    );
+}
+
+#[test]
+fn cache_control_max_age_is_read_leniently() {
+    let max_age = |values: &[&str]| {
+        let mut headers = http::HeaderMap::new();
+        for v in values {
+            headers.append(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_str(v).expect("a header value"),
+            );
+        }
+        jwks::cache_control_max_age(&headers)
+    };
+    let secs = |s| Some(Duration::from_secs(s));
+    assert_eq!(max_age(&[]), None);
+    assert_eq!(max_age(&["no-cache"]), None);
+    assert_eq!(max_age(&["public, max-age=600"]), secs(600));
+    assert_eq!(max_age(&["Max-Age = \"90\" ,must-revalidate"]), secs(90));
+    assert_eq!(max_age(&["max-age=600", "max-age=60"]), secs(60));
+    assert_eq!(max_age(&["s-maxage=5, max-age=600"]), secs(600));
+    assert_eq!(max_age(&["max-age=-1", "max-age=soon"]), None);
+    assert_eq!(max_age(&["max-age=0"]), secs(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1016,6 +1303,16 @@ fn validate_says_what_to_fix() {
         let e = config(bad).validate().expect_err(bad);
         assert!(e.contains("absolute http(s) URL with a host"), "{e}");
     }
+    // A URL that does not parse may hold a password: the message never shows the user info.
+    for bad in [
+        "https://rs:s3cret-pw@as.test:99999/jwks",
+        "https://rs:s3cret#pw@as.test/jwks",
+        "ftp://rs:s3cret-pw@as.test/jwks",
+    ] {
+        let e = config(bad).validate().expect_err(bad);
+        assert!(e.contains("***@as.test"), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("rs:"), "{e}");
+    }
     assert_eq!(config("http://127.0.0.1:8080/jwks").validate(), Ok(()));
     let e = JwtValidation::new()
         .jwks_uri("https://as.test/jwks")
@@ -1041,6 +1338,22 @@ fn validate_says_what_to_fix() {
     );
     let e = config("https://as.test/jwks").refetch_interval(MIN_REFETCH_INTERVAL);
     assert_eq!(e.validate(), Ok(()), "the bound itself is allowed");
+    assert_eq!(JwtValidation::new().jwks_max_age, DEFAULT_JWKS_MAX_AGE);
+    for bad in [
+        Duration::ZERO,
+        Duration::from_millis(999),
+        MAX_JWKS_MAX_AGE + Duration::from_secs(1),
+    ] {
+        let e = config("https://as.test/jwks").jwks_max_age(bad);
+        assert!(
+            e.validate().expect_err("max age").contains("jwks_max_age"),
+            "{bad:?}"
+        );
+    }
+    for bound in [MIN_JWKS_MAX_AGE, MAX_JWKS_MAX_AGE] {
+        let e = config("https://as.test/jwks").jwks_max_age(bound);
+        assert_eq!(e.validate(), Ok(()), "the bound {bound:?} is allowed");
+    }
 }
 
 #[test]

@@ -252,7 +252,7 @@ impl UmaLayerBuilder {
     }
 
     /// The checks of local JWT validation (issuer, audiences, algorithms, key refetch
-    /// interval). Unset values are filled in at build: the JWKS from discovery or
+    /// interval and maximum age). Unset values are filled in at build: the JWKS from discovery or
     /// [`jwks_uri`](Self::jwks_uri), the issuer, and the client id as audience. Defaults to
     /// [`JwtValidation::new`](crate::jwt::JwtValidation::new).
     #[cfg(feature = "jwt")]

@@ -11,7 +11,7 @@
 
 mod assemble;
 mod builder;
-mod url_check;
+pub(crate) mod url_check;
 
 use std::sync::Arc;
 

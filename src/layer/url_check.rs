@@ -35,8 +35,9 @@ pub(super) fn check_url(name: &str, value: &str, allow_http: bool) -> Result<(),
     Ok(())
 }
 
-/// `value` with its user info (`scheme://user:password@`) replaced by `***`.
-fn without_user_info(value: &str) -> String {
+/// `value` with its user info (`scheme://user:password@`) replaced by `***`, for messages
+/// that quote a configured URL (also those checked elsewhere, such as a `jwks_uri`).
+pub(crate) fn without_user_info(value: &str) -> String {
     let (scheme, rest) = value.split_once("://").unwrap_or(("", value));
     // The authority ends at the first `/`, `?` or `#`; but in a URL that does not parse, a
     // password may hold one unescaped (and so end it early): then all up to the last `@` goes.

@@ -293,3 +293,106 @@ fn base64_url(s: &str) -> String {
 }
 
 per_dialect!(local_validation_per_dialect);
+
+/// A key the AS has retired (removed from its JWKS, as after a compromise or the end of a
+/// rotation) stops verifying RPTs once the cached key set is old: the uma-test-as docs say as
+/// much of "a resource server that refetches the JWKS". The layer refetches only on an
+/// unknown `kid`, so after the usual rotation (the new key's tokens made it refetch once,
+/// with both keys published) nothing ever refetches again, and the retired key is trusted
+/// for the life of the process: whoever holds it keeps minting RPTs this layer accepts.
+#[tokio::test]
+async fn a_retired_signing_key_does_not_verify_rpts_forever() {
+    const DAY: i64 = 24 * 3600;
+    let jwt = JwtValidation::new().refetch_interval(Duration::from_secs(10));
+    let clock = Arc::new(FixedClock::new(now()));
+    let (as_, layer, url) = setup_on(RptValidation::Local, jwt, Some(clock.clone())).await;
+    let resource_id = layer.resource_id("album").expect("registered");
+    let mint = || {
+        as_.mint_rpt(RptSpec {
+            sub: Some("bob".into()),
+            client_id: Some(APP_ID.into()),
+            exp: Some(now() + 7 * DAY),
+            iat: Some(now()),
+            permissions: vec![RptPermission {
+                resource_id: resource_id.clone(),
+                resource_scopes: vec!["view".into()],
+                ..RptPermission::default()
+            }],
+            ..RptSpec::default()
+        })
+    };
+    // Two RPTs signed by the first key; the second is never presented until the end, so no
+    // cache entry answers for it.
+    let old_key = mint();
+    let old_key_unseen = mint();
+    assert_eq!(get(&url, &old_key).await, StatusCode::OK);
+    // Rotation: a new key is published beside the old one; its first token makes the layer
+    // refetch once (the refetch interval has passed on the layer's clock).
+    let old_kid = as_.signing_kid();
+    as_.rotate_signing_key();
+    clock.advance(10);
+    assert_eq!(get(&url, &mint()).await, StatusCode::OK);
+    assert_eq!(as_.count(Endpoint::Jwks), 2, "one refetch for the new kid");
+    // The AS retires the old key: its JWKS no longer holds it.
+    as_.retire_old_keys();
+    let layer_fetches = as_.count(Endpoint::Jwks);
+    let jwks = http()
+        .get(as_.endpoint_url(Endpoint::Jwks))
+        .send()
+        .await
+        .expect("the JWKS answers")
+        .text()
+        .await
+        .expect("a body");
+    assert!(!jwks.contains(&old_kid), "retired: {jwks}");
+    // Two days later a token signed by the retired key still passes.
+    clock.advance(2 * DAY);
+    assert_eq!(
+        get(&url, &old_key_unseen).await,
+        StatusCode::UNAUTHORIZED,
+        "an RPT signed by a key the AS retired two days ago is still accepted: the key set is \
+         never refetched while every kid is known (JWKS fetches by the layer: {layer_fetches})"
+    );
+}
+
+/// A `jwks_uri` with user info is refused, and the error never shows the password
+/// (`check_url`'s rule for every configured URL). One that does not even parse (a password
+/// holding `#`, a bad port) is refused by `JwtValidation`'s own check first, whose message
+/// quotes the URL as given: password included.
+#[tokio::test]
+async fn a_jwks_uri_password_never_shows_in_the_build_error() {
+    let as_ = as_builder()
+        .rpt_format(RptFormat::Jwt)
+        .spawn()
+        .await
+        .expect("AS");
+    for bad in [
+        "https://rs:s3cret-pw@as.test/certs",
+        "https://rs:s3cret-pw@as.test:99999/certs",
+        "https://rs:s3cret#pw@as.test/certs",
+    ] {
+        let through_jwt_validation = discover(&as_)
+            .await
+            .resources(album_map())
+            .rpt_validation(RptValidation::Local)
+            .jwt_validation(JwtValidation::new().jwks_uri(bad))
+            .build()
+            .await
+            .expect_err("a jwks_uri with user info");
+        let through_the_builder = discover(&as_)
+            .await
+            .resources(album_map())
+            .rpt_validation(RptValidation::Local)
+            .jwks_uri(bad)
+            .build()
+            .await
+            .expect_err("a jwks_uri with user info");
+        for err in [through_jwt_validation, through_the_builder] {
+            assert!(err.is_config(), "{err}");
+            assert!(
+                !err.to_string().contains("s3cret"),
+                "the password of {bad:?} shows in: {err}"
+            );
+        }
+    }
+}
