@@ -755,3 +755,71 @@ async fn bad_tenant_configurations_are_refused() {
     let err = TenantLayer::builder().build().await.expect_err("nothing");
     assert!(err.is_config());
 }
+
+/// The tenant layer around an inner service that answers with the tenant it was given and
+/// the host it reads itself: the first `Host` line (what `HeaderMap::get`, axum-extra's `Host`
+/// and uma-proxy's `X-Forwarded-Host` take), and that value's host as an authority
+/// (`http::uri::Authority::host`, as `new URL("http://" + host)` or `urlsplit` read it).
+fn host_echo(
+    layer: &TenantLayer,
+) -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    use tower::Layer;
+    layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+        let tenant = req
+            .extensions()
+            .get::<tower_uma::tenant::Tenant>()
+            .map(|t| t.name().to_owned());
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let authority_host = host
+            .parse::<http::uri::Authority>()
+            .map(|a| a.host().to_owned())
+            .unwrap_or_default();
+        Ok(http::Response::new(format!(
+            "tenant {tenant:?}, Host {host:?}, its host {authority_host:?}"
+        )))
+    }))
+}
+
+/// Two `Host` lines (RFC 9112 §3.2: a server MUST answer `400`). The match reads no host in
+/// them, so a request for `a.test`, which tenant `a` takes with one `Host` line, goes to
+/// tenant `b` (path prefix `/b`, any host) when the line is repeated, while the inner service
+/// and an upstream's `X-Forwarded-Host` read `a.test`: the client picks which tenant decides
+/// a request the inner service takes for `a.test`'s. Refused like a target whose authority
+/// differs from its `Host`.
+#[tokio::test]
+async fn a_request_with_two_host_lines_is_refused() {
+    use tower::ServiceExt;
+    let t = two().await;
+    let svc = host_echo(&t.layer);
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    // One line: tenant `a` takes it (its map has no `/b/albums/{id}`), `b` is never asked.
+    let one = svc
+        .clone()
+        .oneshot(send("/b/albums/1", "a.test", &token_b))
+        .await
+        .expect("infallible");
+    assert_ne!(one.status(), StatusCode::OK, "{}", one.body());
+    let before = as_calls(&[&t.a, &t.b]);
+    let mut twice = send("/b/albums/1", "a.test", &token_b);
+    twice
+        .headers_mut()
+        .append(http::header::HOST, http::HeaderValue::from_static("a.test"));
+    let resp = svc.oneshot(twice).await.expect("infallible");
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "two Host lines were read as no host; the inner service saw: {}",
+        resp.body()
+    );
+    assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
+}
