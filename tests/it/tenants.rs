@@ -823,3 +823,48 @@ async fn a_request_with_two_host_lines_is_refused() {
     );
     assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
 }
+
+/// A `Host` value that is not `host[:port]` (RFC 9112 §3.2: `400` for an invalid `Host`):
+/// `a.test:1@c.test` is matched as host `a.test` with a "port" `1@c.test`, while as an
+/// authority (user info `a.test:1`) it names host `c.test`. A token of tenant `a` is granted
+/// by `a`'s AS for a request whose host, read as a URL parser reads it, is tenant `c`'s.
+#[tokio::test]
+async fn a_host_that_is_not_a_host_and_port_is_refused() {
+    use tower::ServiceExt;
+    let (a, c) = tokio::join!(start_as(), start_as());
+    let layer = TenantLayer::builder()
+        .tenant(
+            "a",
+            TenantMatch::default().host("a.test"),
+            tenant_builder(&a).await,
+        )
+        .tenant(
+            "c",
+            TenantMatch::default().host("c.test"),
+            tenant_builder(&c).await,
+        )
+        .build()
+        .await
+        .expect("both tenants build");
+    let svc = host_echo(&layer);
+    let token_a = rpt_for(&a, &album(&a), &["view"]);
+    let ok = svc
+        .clone()
+        .oneshot(send("/albums/1", "a.test", &token_a))
+        .await
+        .expect("infallible");
+    assert_eq!(ok.status(), StatusCode::OK, "{}", ok.body());
+    for host in ["a.test:1@c.test", "a.test:@c.test", "a.test:x"] {
+        let resp = svc
+            .clone()
+            .oneshot(send("/albums/1", host, &token_a))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "Host {host:?} was matched to a tenant; the inner service saw: {}",
+            resp.body()
+        );
+    }
+}
