@@ -868,3 +868,40 @@ async fn a_host_that_is_not_a_host_and_port_is_refused() {
         );
     }
 }
+
+/// The router of the module documentation, the README and `examples/tenants.rs`:
+/// `Router::new().route("/albums/{id}", …).layer(layer)`, with a tenant whose path prefix is
+/// stripped. axum runs `Router::layer` after routing: it routes the path as received
+/// (`/b/albums/1`: no route, the fallback), while the tenant's map decides on the stripped
+/// `/albums/1`. So the layer asks `b`'s AS and grants, and the album handler never runs: the
+/// route the layer decided by is not the route axum serves (here the fallback's `404`;
+/// with routes that match the prefixed path, another handler than the one decided for).
+#[tokio::test]
+async fn the_documented_router_serves_a_tenant_whose_prefix_is_stripped() {
+    let t = two().await;
+    let app: axum::Router = axum::Router::new()
+        .route(
+            "/albums/{id}",
+            axum::routing::get(
+                |uri: http::Uri| async move { format!("an album at {}", uri.path()) },
+            ),
+        )
+        .layer(t.layer.clone());
+    let url = format!("http://{}", serve(app).await);
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let resp = http()
+        .get(format!("{url}/b/albums/1"))
+        .header(http::header::HOST, "x.test")
+        .bearer_auth(&token_b)
+        .send()
+        .await
+        .expect("the app answers");
+    let status = resp.status();
+    let body = resp.text().await.expect("body");
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "an album at /albums/1"),
+        "b's AS was asked {} time(s) and granted; axum routed the unstripped path",
+        t.b.count(Endpoint::Introspection)
+    );
+}
