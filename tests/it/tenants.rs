@@ -905,3 +905,53 @@ async fn the_documented_router_serves_a_tenant_whose_prefix_is_stripped() {
         t.b.count(Endpoint::Introspection)
     );
 }
+
+/// A path prefix with a character that is not unreserved (`+`, which `valid_prefix` accepts,
+/// as it accepts `@`, `:`, `!`, `,` …), spelled escaped: `/b%2Bx/…`. Normalisation keeps that
+/// escape (only unreserved ones are decoded), so the check for a prefix in another spelling
+/// does not see `b`'s prefix in it, and tenant `a` (by host) takes the request, while an
+/// upstream or router that decodes the path reads `/b+x/…`: the case of `/%62/albums/7` in
+/// `a_stripped_prefix_is_gone_for_the_map_and_the_app`, which is refused (`400`).
+#[tokio::test]
+async fn a_prefix_with_a_reserved_character_is_found_in_its_escaped_spelling() {
+    use tower::ServiceExt;
+    let (a, b) = tokio::join!(start_as(), start_as());
+    let layer = TenantLayer::builder()
+        .tenant(
+            "a",
+            TenantMatch::default().host("a.test"),
+            tenant_builder(&a).await,
+        )
+        .tenant(
+            "b",
+            TenantMatch::default()
+                .path_prefix("/b+x")
+                .strip_prefix(true),
+            tenant_builder(&b).await,
+        )
+        .build()
+        .await
+        .expect("both tenants build");
+    let svc = tenant_echo(&layer);
+    let token_b = rpt_for(&b, &album(&b), &["view"]);
+    let ok = svc
+        .clone()
+        .oneshot(send("/b+x/albums/7", "x.test", &token_b))
+        .await
+        .expect("infallible");
+    assert_eq!(ok.body(), "b Some(\"/b+x\") /albums/7");
+    for path in ["/b%2Bx/albums/7", "/b%2bx/albums/7"] {
+        let resp = svc
+            .clone()
+            .oneshot(send(path, "a.test", &token_b))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "{path} on a.test, which a decoding upstream reads as b's /b+x/albums/7, was not \
+             refused: {:?}",
+            resp.extensions().get::<tower_uma::Rejection>()
+        );
+    }
+}
