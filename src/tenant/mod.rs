@@ -22,10 +22,15 @@
 //! - A request no tenant takes is refused with **`404`** ([`Rejection::UnknownTenant`](crate::Rejection::UnknownTenant), empty
 //!   body, `Cache-Control: no-store`) before any call to any AS: there is no AS to name in a
 //!   challenge, and the API has no such tenant. The inner service is not called.
-//! - A request whose target's authority differs from its `Host`, or whose normalised path
-//!   lies under a tenant's prefix that its path as received does not (`//globex/…`), is
-//!   refused with **`400`** ([`Rejection::BadRequest`](crate::Rejection::BadRequest)) before
-//!   any AS call: the match reads the host and path the inner service reads.
+//! - A request with several `Host` lines, a `Host` (or target authority) that is not
+//!   `host[:port]` (user info, an empty or non-numeric port), a target's authority that
+//!   differs from its `Host`, or a normalised path that lies under a tenant's prefix that its
+//!   path as received does not (`//globex/…`), is refused with **`400`**
+//!   ([`Rejection::BadRequest`](crate::Rejection::BadRequest)) before any AS call, whatever
+//!   the tenants match on: the match reads the host and path the inner service reads (RFC 9112
+//!   §3.2). So is an HTTP/1.1 request with no host at all (no `Host`, no absolute-form
+//!   target) when some configured tenant matches on the host; without such a tenant it is
+//!   matched as a request without a host.
 //! - Each request a tenant takes carries a [`Tenant`] in its extensions (name, stripped
 //!   prefix): an inner service serving several tenants picks the data by it.
 //! - A token of tenant A never grants anything in tenant B: each tenant checks tokens at its

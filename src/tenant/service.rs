@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::matcher::{LazyIssuer, has_credentials, hides_a_prefix, hosts_disagree, strip};
+use super::matcher::{LazyIssuer, has_credentials, hides_a_prefix, request_host, strip};
 use super::{
     Configured, MAX_CONCURRENT_BUILDS, OTHER, TemplateFn, Tenant, TenantChoice, TenantRequest,
 };
@@ -139,6 +139,9 @@ pub(crate) struct Shared {
     built: Arc<tokio::sync::Notify>,
     /// Whether some tenant matches on a path prefix (the path is then checked normalised).
     by_prefix: bool,
+    /// Whether some tenant matches on the host (an HTTP/1.1 request without one is then
+    /// refused).
+    by_host: bool,
     resolver: Option<Arc<super::ResolveFn>>,
     lazy: Option<Lazy>,
 }
@@ -148,7 +151,9 @@ enum Pick<'a> {
     Fixed(&'a Configured),
     Lazy(String),
     None,
-    /// `400`: the request names two hosts, or hides a tenant's prefix in its path spelling.
+    /// `400`: the request names several hosts or a host that is not `host[:port]`, has no
+    /// host in HTTP/1.1 while a tenant matches on it, or hides a tenant's prefix in its path
+    /// spelling.
     Bad,
 }
 
@@ -160,6 +165,7 @@ impl Shared {
     ) -> Self {
         Self {
             by_prefix: fixed.iter().any(|t| t.matches.prefix().is_some()),
+            by_host: fixed.iter().any(|t| t.matches.host_name().is_some()),
             fixed,
             built: Arc::new(tokio::sync::Notify::new()),
             resolver,
@@ -208,8 +214,15 @@ impl Shared {
     fn pick<B>(&self, req: &mut Request<B>) -> Pick<'_> {
         // Which host and which path: one reading for the match, the map, the forwarder and
         // the inner service (RFC 9112 §3.2.2 lets the target's authority override `Host`).
+        // Several `Host` lines, one that is not `host[:port]`, or one that differs from the
+        // target's authority: 400 whatever the tenants match on (RFC 9112 §3.2).
+        let Ok(host) = request_host(req) else {
+            return Pick::Bad;
+        };
         let path = req.uri().path();
-        if hosts_disagree(req)
+        // No host at all in HTTP/1.1 (RFC 9112 §3.2) while a tenant matches on it: 400 rather
+        // than letting another tenant take it.
+        if (host.is_none() && self.by_host && req.version() == http::Version::HTTP_11)
             || (self.by_prefix
                 && hides_a_prefix(path, self.fixed.iter().filter_map(|t| t.matches.prefix())))
         {
@@ -219,7 +232,7 @@ impl Shared {
         let Some(t) = self
             .fixed
             .iter()
-            .find(|t| t.matches.matches_at(req, path, &mut issuer))
+            .find(|t| t.matches.matches_at(req, path, host, &mut issuer))
         else {
             return self.resolve(req);
         };
@@ -456,7 +469,8 @@ where
     ResponseFuture::ready(unreachable_response())
 }
 
-/// The `400` of a request that names two hosts or hides a tenant's prefix.
+/// The `400` of a request whose host cannot be read as one (see [`Pick::Bad`]) or that hides
+/// a tenant's prefix.
 #[cold]
 #[inline(never)]
 fn bad_request<S, ReqBody, ResBody>() -> ResponseFuture<S, ReqBody>
