@@ -75,7 +75,7 @@
 //! use tower_uma::tenant::{TenantLayer, TenantMatch};
 //! use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer};
 //!
-//! # async fn run() -> Result<(), tower_uma::Error> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let map = || {
 //!     ResourceMap::new().route(
 //!         Route::new("/albums/{id}")
@@ -98,11 +98,27 @@
 //!     )
 //!     .build()
 //!     .await?;
-//! let app: axum::Router = axum::Router::new()
-//!     .route("/albums/{id}", axum::routing::get(|| async { "an album" }))
-//!     .layer(layer);
-//! # let _ = app; Ok(()) }
+//! let router: axum::Router = axum::Router::new()
+//!     .route("/albums/{id}", axum::routing::get(|| async { "an album" }));
+//! // Around the whole router, not `Router::layer`: globex's prefix is stripped, and axum
+//! // must route the stripped path.
+//! let app = tower::Layer::layer(&layer, router);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(
+//!     listener,
+//!     axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+//! )
+//! .await?;
+//! # Ok(()) }
 //! ```
+//!
+//! **Wrap the router when a prefix is stripped.** axum runs the layers added with
+//! `Router::layer` after it has routed the request, so it would route the path as received
+//! (`/globex/albums/1`, no such route) while the tenant's map decided on the stripped
+//! `/albums/1`; wrapping the router (`layer.layer(router)`, or `ServiceBuilder`) strips the
+//! prefix first, so the router routes what was decided. With the `axum` feature, a tenant
+//! layer that strips a prefix of a request axum's router already matched to a route logs an
+//! ERROR (once) and answers `500`.
 
 mod matcher;
 mod service;

@@ -155,6 +155,9 @@ enum Pick<'a> {
     /// host in HTTP/1.1 while a tenant matches on it, or hides a tenant's prefix in its path
     /// spelling.
     Bad,
+    /// `500`: a tenant that strips its prefix took a request axum's router had already
+    /// routed (the layer was added with `Router::layer`), by the path with the prefix.
+    Misrouted,
 }
 
 impl Shared {
@@ -237,6 +240,9 @@ impl Shared {
             return self.resolve(req);
         };
         if let Some(prefix) = t.matches.stripped() {
+            if routed_by_axum(req) {
+                return Pick::Misrouted;
+            }
             strip(req, prefix);
         }
         req.extensions_mut().insert(t.seen.clone());
@@ -262,6 +268,9 @@ impl Shared {
             return Pick::None;
         }
         let stripped = strip_prefix.filter(|prefix| strip(req, prefix));
+        if stripped.is_some() && routed_by_axum(req) {
+            return Pick::Misrouted;
+        }
         req.extensions_mut()
             .insert(Tenant::new(&name, stripped.as_deref()));
         match fixed {
@@ -421,6 +430,7 @@ where
             },
             Pick::Lazy(name) => self.call_lazy(name, req),
             Pick::Bad => bad_request(),
+            Pick::Misrouted => misrouted(),
             Pick::None => no_tenant(&req),
         }
     }
@@ -483,6 +493,53 @@ where
     ResponseFuture::ready(crate::pipeline::layer_response(
         StatusCode::BAD_REQUEST,
         Rejection::BadRequest,
+        None,
+    ))
+}
+
+/// Whether axum's router (0.8) routed the request to a route before the layer runs: it puts
+/// [`MatchedPath`](axum::extract::MatchedPath) in the extensions of a request it routed, before
+/// the layers added with `Router::layer` or `route_layer` run. Stripping a prefix there would
+/// decide on one path while axum serves the route of another. (It is also there when the
+/// layer wraps a service mounted with `route_service`, or with `nest_service` and requested
+/// at the exact prefix: refused too, closed rather than open.)
+#[cfg(feature = "axum")]
+fn routed_by_axum<B>(req: &Request<B>) -> bool {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some()
+}
+
+/// Without the `axum` feature no router is known to have routed the request.
+#[cfg(not(feature = "axum"))]
+fn routed_by_axum<B>(_: &Request<B>) -> bool {
+    false
+}
+
+/// The `500` of a request a stripping tenant took after axum's router had routed it (see
+/// [`Pick::Misrouted`]); logged at ERROR once per process.
+#[cold]
+#[inline(never)]
+fn misrouted<S, ReqBody, ResBody>() -> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            "a tenant that strips its path prefix took a request axum's router had already \
+             routed by the path with the prefix (the TenantLayer was added with Router::layer \
+             or route_layer): such requests are refused with 500; wrap the whole router in \
+             the layer (`tenant_layer.layer(router)`) so that axum routes the stripped path \
+             (logged once)"
+        );
+    }
+    crate::metrics::tenant_decision(OTHER, "misconfigured");
+    tracing::debug!(outcome = "misconfigured", "decided");
+    ResponseFuture::ready(crate::pipeline::layer_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Rejection::Misconfigured,
         None,
     ))
 }
