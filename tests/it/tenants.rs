@@ -824,6 +824,51 @@ async fn a_request_with_two_host_lines_is_refused() {
     assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
 }
 
+/// An HTTP/1.1 request with no host at all (no `Host`, no absolute-form target; RFC 9112 §3.2:
+/// `400`) while a tenant matches on the host: refused, rather than left to the tenants that
+/// do not look at the host. Without a tenant that matches on the host it is matched as before,
+/// and HTTP/1.0 (where `Host` is optional) is never refused for it.
+#[tokio::test]
+async fn an_http11_request_without_a_host_is_refused_when_a_tenant_matches_on_it() {
+    use tower::ServiceExt;
+    let t = two().await;
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let no_host = |version| {
+        http::Request::get("/b/albums/1")
+            .version(version)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token_b}"))
+            .body(())
+            .expect("request")
+    };
+    let before = as_calls(&[&t.a, &t.b]);
+    let resp = tenant_echo(&t.layer)
+        .oneshot(no_host(http::Version::HTTP_11))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
+    let resp = tenant_echo(&t.layer)
+        .oneshot(no_host(http::Version::HTTP_10))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.body(), "b Some(\"/b\") /albums/1");
+    // Prefix tenants only: the host is not read, the request is b's.
+    let b = TenantLayer::builder()
+        .tenant(
+            "b",
+            TenantMatch::default().path_prefix("/b").strip_prefix(true),
+            tenant_builder(&t.b).await,
+        )
+        .build()
+        .await
+        .expect("builds");
+    let resp = tenant_echo(&b)
+        .oneshot(no_host(http::Version::HTTP_11))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.body(), "b Some(\"/b\") /albums/1");
+}
+
 /// A `Host` value that is not `host[:port]` (RFC 9112 §3.2: `400` for an invalid `Host`):
 /// `a.test:1@c.test` is matched as host `a.test` with a "port" `1@c.test`, while as an
 /// authority (user info `a.test:1`) it names host `c.test`. A token of tenant `a` is granted
@@ -869,25 +914,30 @@ async fn a_host_that_is_not_a_host_and_port_is_refused() {
     }
 }
 
-/// The router of the module documentation, the README and `examples/tenants.rs`:
-/// `Router::new().route("/albums/{id}", …).layer(layer)`, with a tenant whose path prefix is
-/// stripped. axum runs `Router::layer` after routing: it routes the path as received
-/// (`/b/albums/1`: no route, the fallback), while the tenant's map decides on the stripped
-/// `/albums/1`. So the layer asks `b`'s AS and grants, and the album handler never runs: the
-/// route the layer decided by is not the route axum serves (here the fallback's `404`;
-/// with routes that match the prefixed path, another handler than the one decided for).
+/// The router of the module documentation, the README and `examples/tenants.rs`, with a
+/// tenant whose path prefix is stripped. axum runs `Router::layer` after routing: it would
+/// route the path as received (`/b/albums/1`: no route, the fallback), while the tenant's map
+/// decides on the stripped `/albums/1`, so the route the layer decided by would not be the
+/// route axum serves. The documentation therefore wraps the whole router in the layer
+/// (`layer.layer(router)`, served with `axum::ServiceExt::into_make_service`): the router then
+/// routes the stripped path, and the album handler serves it.
 #[tokio::test]
 async fn the_documented_router_serves_a_tenant_whose_prefix_is_stripped() {
+    use tower::Layer as _;
     let t = two().await;
-    let app: axum::Router = axum::Router::new()
-        .route(
-            "/albums/{id}",
-            axum::routing::get(
-                |uri: http::Uri| async move { format!("an album at {}", uri.path()) },
-            ),
-        )
-        .layer(t.layer.clone());
-    let url = format!("http://{}", serve(app).await);
+    let router: axum::Router = axum::Router::new().route(
+        "/albums/{id}",
+        axum::routing::get(|uri: http::Uri| async move { format!("an album at {}", uri.path()) }),
+    );
+    let app = t.layer.clone().layer(router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        let _ = axum::serve(listener, app).await;
+    });
     let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
     let resp = http()
         .get(format!("{url}/b/albums/1"))
@@ -904,18 +954,84 @@ async fn the_documented_router_serves_a_tenant_whose_prefix_is_stripped() {
         "b's AS was asked {} time(s) and granted; axum routed the unstripped path",
         t.b.count(Endpoint::Introspection)
     );
+    // The host tenant, unstripped, is served by the same router.
+    let token_a = rpt_for(&t.a, &album(&t.a), &["view"]);
+    let resp = http()
+        .get(format!("{url}/albums/1"))
+        .header(http::header::HOST, "a.test")
+        .bearer_auth(&token_a)
+        .send()
+        .await
+        .expect("the app answers");
+    assert_eq!(resp.status(), StatusCode::OK);
 }
 
-/// A path prefix with a character that is not unreserved (`+`, which `valid_prefix` accepts,
-/// as it accepts `@`, `:`, `!`, `,` …), spelled escaped: `/b%2Bx/…`. Normalisation keeps that
-/// escape (only unreserved ones are decoded), so the check for a prefix in another spelling
-/// does not see `b`'s prefix in it, and tenant `a` (by host) takes the request, while an
-/// upstream or router that decodes the path reads `/b+x/…`: the case of `/%62/albums/7` in
+/// The layer added with `Router::layer` instead, and a route that matches the path with the
+/// prefix: axum has routed the request to `/b/albums/{id}`'s handler before the layer strips
+/// the prefix and decides on `/albums/1`. The layer sees axum's `MatchedPath` and refuses
+/// (`500`, `Rejection::Misconfigured`) before any AS call; the handler never runs.
+#[tokio::test]
+async fn a_stripping_tenant_behind_router_layer_is_refused() {
+    let t = two().await;
+    let app: axum::Router = axum::Router::new()
+        .route(
+            "/b/albums/{id}",
+            axum::routing::get(|| async { "the prefixed route" }),
+        )
+        .layer(t.layer.clone());
+    let url = format!("http://{}", serve(app).await);
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let before = as_calls(&[&t.a, &t.b]);
+    let resp = http()
+        .get(format!("{url}/b/albums/1"))
+        .header(http::header::HOST, "x.test")
+        .bearer_auth(&token_b)
+        .send()
+        .await
+        .expect("the app answers");
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(resp.text().await.expect("body"), "");
+    assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
+}
+
+/// A path prefix with a character that is not unreserved (`+`, as `@`, `:`, `!`, `,` …) can be
+/// spelled escaped: `/b%2Bx/…`. Normalisation keeps that escape (only unreserved ones are
+/// decoded), so the check for a prefix in another spelling would not see `b`'s prefix in it,
+/// and tenant `a` (by host) would take the request, while an upstream or router that decodes
+/// the path reads `/b+x/…`: the case of `/%62/albums/7` in
 /// `a_stripped_prefix_is_gone_for_the_map_and_the_app`, which is refused (`400`).
+///
+/// Such a prefix is refused when the layer is built (a configuration error naming it), so no
+/// escaped spelling can hide it; a prefix of unreserved characters only is found in every
+/// escaped spelling of its characters, and the request refused (`400`).
 #[tokio::test]
 async fn a_prefix_with_a_reserved_character_is_found_in_its_escaped_spelling() {
     use tower::ServiceExt;
     let (a, b) = tokio::join!(start_as(), start_as());
+    for reserved in ["/b+x", "/b@x", "/b:x", "/b!x", "/b,x", "/b=x"] {
+        let err = TenantLayer::builder()
+            .tenant(
+                "a",
+                TenantMatch::default().host("a.test"),
+                tenant_builder(&a).await,
+            )
+            .tenant(
+                "b",
+                TenantMatch::default()
+                    .path_prefix(reserved)
+                    .strip_prefix(true),
+                tenant_builder(&b).await,
+            )
+            .build()
+            .await
+            .expect_err("a prefix with a reserved character is refused");
+        assert!(err.is_config(), "{reserved}: {err}");
+        assert!(
+            err.to_string().contains(&format!("{reserved:?}")),
+            "{reserved}: {err}"
+        );
+    }
+    // Unreserved characters only: every escaped spelling of them is found.
     let layer = TenantLayer::builder()
         .tenant(
             "a",
@@ -925,7 +1041,7 @@ async fn a_prefix_with_a_reserved_character_is_found_in_its_escaped_spelling() {
         .tenant(
             "b",
             TenantMatch::default()
-                .path_prefix("/b+x")
+                .path_prefix("/b-x~y")
                 .strip_prefix(true),
             tenant_builder(&b).await,
         )
@@ -936,11 +1052,16 @@ async fn a_prefix_with_a_reserved_character_is_found_in_its_escaped_spelling() {
     let token_b = rpt_for(&b, &album(&b), &["view"]);
     let ok = svc
         .clone()
-        .oneshot(send("/b+x/albums/7", "x.test", &token_b))
+        .oneshot(send("/b-x~y/albums/7", "x.test", &token_b))
         .await
         .expect("infallible");
-    assert_eq!(ok.body(), "b Some(\"/b+x\") /albums/7");
-    for path in ["/b%2Bx/albums/7", "/b%2bx/albums/7"] {
+    assert_eq!(ok.body(), "b Some(\"/b-x~y\") /albums/7");
+    for path in [
+        "/b%2Dx~y/albums/7",
+        "/b%2dx~y/albums/7",
+        "/b-x%7Ey/albums/7",
+        "/b-x%7ey/albums/7",
+    ] {
         let resp = svc
             .clone()
             .oneshot(send(path, "a.test", &token_b))
@@ -949,7 +1070,7 @@ async fn a_prefix_with_a_reserved_character_is_found_in_its_escaped_spelling() {
         assert_eq!(
             resp.status(),
             StatusCode::BAD_REQUEST,
-            "{path} on a.test, which a decoding upstream reads as b's /b+x/albums/7, was not \
+            "{path} on a.test, which a decoding upstream reads as b's /b-x~y/albums/7, was not \
              refused: {:?}",
             resp.extensions().get::<tower_uma::Rejection>()
         );
