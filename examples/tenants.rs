@@ -12,8 +12,10 @@
 //! 2. bob gets an RPT for it from acme's AS → `200`;
 //! 3. the same RPT at `/globex/albums/42` → `401` from globex's AS: acme's token grants nothing
 //!    at globex, although both call their resource `album`;
-//! 4. a request no tenant takes → `404`, and neither AS was called;
-//! 5. acme's AS goes down → acme's requests get `403` + `Warning`; globex is untouched.
+//! 4. bob gets an RPT from globex's AS → `200`, and the API saw `/albums/42` (the prefix
+//!    stripped, the router wrapped by the layer so that it routes the stripped path);
+//! 5. a request no tenant takes → `404`, and neither AS was called;
+//! 6. acme's AS goes down → acme's requests get `403` + `Warning`; globex is untouched.
 //!
 //! It ends in a few seconds and exits 0.
 #![allow(
@@ -85,12 +87,14 @@ async fn main() -> Result<(), Failure> {
         )
         .build()
         .await?;
-    let app = Router::new()
-        .route(
-            "/albums/{id}",
-            get(|uri: http::Uri| async move { format!("an album; the API saw {}", uri.path()) }),
-        )
-        .layer(layer);
+    let router = Router::new().route(
+        "/albums/{id}",
+        get(|uri: http::Uri| async move { format!("an album; the API saw {}", uri.path()) }),
+    );
+    // The layer wraps the whole router (not `Router::layer`, which axum runs after routing):
+    // globex's prefix is stripped first, so axum routes `/albums/{id}` for `/globex/albums/…`.
+    let app = tower::Layer::layer(&layer, router);
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -122,10 +126,20 @@ async fn main() -> Result<(), Failure> {
 
     println!("3. the same RPT at /globex/albums/42");
     let resp = get("/globex/albums/42", None, Some(&rpt)).await?;
-    challenge(&resp, &globex)?;
+    let globex_ticket = challenge(&resp, &globex)?;
     println!("   acme's RPT grants nothing at globex");
 
-    println!("4. GET /albums/42 for a host no tenant has");
+    println!("4. bob trades globex's ticket for an RPT at globex's AS, and retries");
+    let globex_rpt = self::rpt(&http, &globex, &globex_ticket).await?;
+    let resp = get("/globex/albums/42", None, Some(&globex_rpt)).await?;
+    expect(resp.status(), 200)?;
+    let body = resp.text().await?;
+    println!("   200 {body}");
+    if !body.ends_with(" /albums/42") {
+        return Err(format!("the API did not see the stripped path: {body}").into());
+    }
+
+    println!("5. GET /albums/42 for a host no tenant has");
     let before = calls(&acme) + calls(&globex);
     let resp = get("/albums/42", Some("nobody.localhost"), Some(&rpt)).await?;
     expect(resp.status(), 404)?;
@@ -135,7 +149,7 @@ async fn main() -> Result<(), Failure> {
         return Err("an AS was called for a request no tenant takes".into());
     }
 
-    println!("5. acme's AS goes down");
+    println!("6. acme's AS goes down");
     for e in Endpoint::ALL {
         acme.set_down(e, true);
     }

@@ -205,7 +205,10 @@ pub enum Rejection {
     /// authorization server.
     UnsupportedMediaType,
     /// `500`: the layer cannot decide as configured: the route pushes claims from the JSON
-    /// body of the request, and no [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) read it.
+    /// body of the request, and no [`ClaimBodyLayer`](crate::resources::ClaimBodyLayer) read it;
+    /// or a [`TenantLayer`](crate::tenant::TenantLayer) tenant that strips its path prefix
+    /// took a request axum's router had already routed (the layer added with `Router::layer`
+    /// instead of around the router).
     Misconfigured,
     /// `404`: a [`TenantLayer`](crate::tenant::TenantLayer) found no tenant for the request
     /// (no `Host`, path prefix, header or token issuer of a configured tenant, and none its

@@ -516,3 +516,212 @@ async fn a_revocation_from_the_fleet_reaches_the_exchanged_grants() {
     assert_ne!(replicas[0].get(&token).await, StatusCode::OK);
     assert!(exchanges() >= 3, "the AS was asked again");
 }
+
+/// A layer on `cache` whose scope is its own (the issuer `issuer`, the AS's endpoints named one
+/// by one): one tenant of many sharing one cache and the fleet's Redis.
+async fn scoped_layer(
+    as_: &TestAs,
+    r: &str,
+    issuer: String,
+    cache: &IntrospectionCache,
+) -> tower_uma::UmaLayer {
+    tower_uma::UmaLayer::builder(issuer, RS_ID, RS_SECRET)
+        .insecure_allow_http()
+        .realm("invoices")
+        .token_endpoint(as_.endpoint_url(Endpoint::Token))
+        .introspection_endpoint(as_.endpoint_url(Endpoint::Introspection))
+        .permission_endpoint(as_.endpoint_url(Endpoint::Permission))
+        .resources(invoice_map(r))
+        .cache(cache.clone())
+        .build()
+        .await
+        .expect("builds")
+}
+
+/// A cache shared by 33 layers (tenants of one process, one scope each). A token that one of
+/// them cached in Redis is revoked at the AS and through another layer's
+/// `forget_token_everywhere` (a revocation hook knows no tenant; `forget_token` forgets a
+/// token "in every layer's entries"). The local entries go, the revocation is published,
+/// but the shared entry of the 33rd scope stays in Redis: the sender deletes the keys of the
+/// 32 scopes its cache records, and so does every replica that hears it. A replica that did
+/// not hear the revocation (started after it, or resubscribed after a cut) reads the entry,
+/// its MAC verifies, and it grants the revoked token until the entry's end of freshness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_deletes_the_shared_entry_of_every_scope() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let fleet_cache = || {
+        let shared = SharedCache::builder(redis.url(), SECRET)
+            .timeout(Duration::from_millis(200))
+            .channel("tests:revoked")
+            .build()
+            .expect("valid settings");
+        (
+            IntrospectionCache::builder().shared(shared.clone()).build(),
+            shared,
+        )
+    };
+    let issuer = |i: usize| format!("{}/tenants/t{i}", as_.issuer());
+    let (cache, shared) = fleet_cache();
+    let mut layers = Vec::new();
+    for i in 0..33 {
+        layers.push(scoped_layer(&as_, &r, issuer(i), &cache).await);
+    }
+    let a = Replica {
+        url: protected(layers[32].clone()).await.0,
+        http: http(),
+        layer: layers[32].clone(),
+        shared,
+    };
+    a.subscribed().await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    written(&redis, 1).await;
+
+    as_.revoke(&rpt);
+    layers[0]
+        .forget_token_everywhere(&rpt)
+        .await
+        .expect("sent to the fleet");
+    // (Not asked again here: its inactive answer would overwrite the entry.) Every replica
+    // that hears the revocation has had time to delete its keys.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = redis.keys("tower-uma:*");
+
+    // A replica started after the revocation, with the same tenant.
+    let (cache, shared) = fleet_cache();
+    let layer = scoped_layer(&as_, &r, issuer(32), &cache).await;
+    let b = Replica {
+        url: protected(layer.clone()).await.0,
+        http: http(),
+        layer,
+        shared,
+    };
+    b.subscribed().await;
+    assert_ne!(
+        b.get(&rpt).await,
+        StatusCode::OK,
+        "a replica started after the revocation granted the revoked token from Redis \
+         ({left} tower-uma key(s) left after the revocation; the revoked token's active entry \
+         among them)"
+    );
+}
+
+/// Lazy tenants (`TenantLayer` with a resolver and a template), each with a cache of its own
+/// on the fleet's Redis, at most one live: tenant `x` caches a token in Redis, then `y`'s
+/// first request drops `x`. The token is revoked at the AS and through the tenant layer
+/// (`TenantLayer::forget_token`, "in every tenant"): it reaches the live tenants only, and
+/// the replicas that hear the revocation delete the keys of the scopes their live caches
+/// record, so `x`'s entry stays in Redis, and a replica that did not hear the revocation
+/// grants the revoked token from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_deletes_the_shared_entry_of_a_tenant_no_longer_live() {
+    use tower_uma::tenant::{TenantChoice, TenantLayer};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let replica = |live: u64| {
+        let shared = SharedCache::builder(redis.url(), SECRET)
+            .timeout(Duration::from_millis(200))
+            .channel("tests:revoked")
+            .build()
+            .expect("valid settings");
+        let (issuer, token_url, introspection_url, permission_url) = (
+            as_.issuer(),
+            as_.endpoint_url(Endpoint::Token),
+            as_.endpoint_url(Endpoint::Introspection),
+            as_.endpoint_url(Endpoint::Permission),
+        );
+        let r = r.clone();
+        let template_shared = shared.clone();
+        let layer = TenantLayer::builder()
+            .resolver(|req| {
+                let name = req.uri.path().strip_prefix("/t/")?.split('/').next()?;
+                Some(TenantChoice::new(name).strip_prefix(format!("/t/{name}")))
+            })
+            .template(move |name| {
+                Some(
+                    tower_uma::UmaLayer::builder(
+                        format!("{issuer}/tenants/{name}"),
+                        RS_ID,
+                        RS_SECRET,
+                    )
+                    .insecure_allow_http()
+                    .realm("invoices")
+                    .token_endpoint(token_url.clone())
+                    .introspection_endpoint(introspection_url.clone())
+                    .permission_endpoint(permission_url.clone())
+                    .resources(invoice_map(&r))
+                    .cache(
+                        IntrospectionCache::builder()
+                            .shared(template_shared.clone())
+                            .build(),
+                    ),
+                )
+            })
+            .max_live_tenants(live);
+        (layer, shared)
+    };
+    let subscribed = |shared: &SharedCache| {
+        let shared = shared.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !shared.health().subscribed {
+                assert!(Instant::now() < deadline, "never subscribed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let (builder, shared) = replica(1);
+    let tenants = builder.build().await.expect("builds");
+    let url = format!(
+        "http://{}",
+        serve(app(Calls::default()).layer(tenants.clone())).await
+    );
+    let http = http();
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(
+        get_with(&http, &url, "/t/x/invoices/1", &rpt)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    subscribed(&shared).await;
+    // Asked again once subscribed (the first subscription empties the local cache), so
+    // that the answer goes to Redis.
+    assert_eq!(
+        get_with(&http, &url, "/t/x/invoices/1", &rpt)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    written(&redis, 1).await;
+    // `y` takes the one live place.
+    let _ = get_with(&http, &url, "/t/y/invoices/1", "junk").await;
+    eventually("x dropped", || tenants.tenant("x").is_none()).await;
+
+    as_.revoke(&rpt);
+    tenants.forget_token(&rpt);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = redis.keys("tower-uma:*");
+
+    let (builder, shared) = replica(10);
+    let fresh = builder.build().await.expect("builds");
+    let url = format!("http://{}", serve(app(Calls::default()).layer(fresh)).await);
+    // Builds x (its first request also starts the subscriber), then asks once subscribed.
+    let _ = get_with(&http, &url, "/t/x/invoices/1", "junk").await;
+    subscribed(&shared).await;
+    assert_ne!(
+        get_with(&http, &url, "/t/x/invoices/1", &rpt)
+            .await
+            .status(),
+        StatusCode::OK,
+        "a replica started after the revocation granted the revoked token from Redis \
+         ({left} tower-uma key(s) left after the revocation)"
+    );
+}

@@ -12,10 +12,14 @@ use crate::error::Error;
 ///
 /// - [`host`](Self::host): the request's host (the `Host` header, or the URI's authority
 ///   under HTTP/2), compared without letter case; the port is ignored unless the configured
-///   host names one.
+///   host names one. A request with several `Host` lines, or a `Host` (or target authority)
+///   that is not `host[:port]` (user info as in `a.test:1@c.test`, an empty or non-numeric
+///   port), is refused with `400` whatever the tenants match on (RFC 9112 §3.2); so is an
+///   HTTP/1.1 request with no host at all when some tenant matches on the host.
 /// - [`path_prefix`](Self::path_prefix): the path as received starts with the prefix, followed
 ///   by `/` or nothing (`/acme` takes `/acme` and `/acme/albums/1`, not `/acme2`). Compared
-///   byte for byte, before any decoding: `/ACME/…` is not `/acme/…`. A path that lies under
+///   byte for byte, before any decoding: `/ACME/…` is not `/acme/…`. A prefix holds only
+///   unreserved characters (letters, digits, `-`, `.`, `_`, `~`) and `/`. A path that lies under
 ///   a configured prefix only once normalised (`/%61cme/…`, `//acme/…`) is refused with `400`
 ///   whatever the other conditions, since another tenant would take it while its inner
 ///   service may read it as `/acme/…`. With [`strip_prefix`](Self::strip_prefix),
@@ -51,14 +55,19 @@ pub struct TenantMatch {
 
 impl TenantMatch {
     /// The request's host must be `host` (no letter case; the port is ignored unless `host`
-    /// names one, as in `api.example.com:8443`).
+    /// names one, as in `api.example.com:8443`). `host` must be a `host[:port]`, without a
+    /// trailing `.` ([`build`](super::TenantLayerBuilder::build) checks).
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into().to_ascii_lowercase());
         self
     }
 
     /// The request's path must start with `prefix` (`/acme`: a leading `/`, no trailing `/`),
-    /// followed by `/` or nothing. See [`strip_prefix`](Self::strip_prefix).
+    /// followed by `/` or nothing. See [`strip_prefix`](Self::strip_prefix). The prefix may
+    /// hold letters, digits, `-`, `.`, `_`, `~` and `/` only (RFC 3986's unreserved
+    /// characters): a reserved one (`+`, `@`, `:`, `!`, …) can be sent escaped (`/b%2Bx`),
+    /// a spelling the layer would not find the prefix in, so
+    /// [`build`](super::TenantLayerBuilder::build) refuses it.
     pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.path_prefix = Some(prefix.into());
         self
@@ -133,8 +142,9 @@ impl TenantMatch {
 
     /// Checks the conditions, as [`TenantLayerBuilder::build`](super::TenantLayerBuilder::build)
     /// does for tenant `tenant`: at least one condition, a usable path prefix (`/acme`: a
-    /// leading `/`, no trailing `/`, no `?`, `#`, `%`, `;`, `\` or dot segment), a host name,
-    /// `strip_prefix` only with a prefix.
+    /// leading `/`, no trailing `/`, no dot segment, only unreserved characters, RFC 3986
+    /// §2.3, and `/`), a `host[:port]` (no user info, a numeric port), `strip_prefix` only
+    /// with a prefix.
     ///
     /// # Errors
     ///
@@ -155,7 +165,9 @@ impl TenantMatch {
         {
             return Err(Error::config(format!(
                 "tenant `{tenant}`: the path prefix {p:?} is not one: write it as \"/acme\" (a \
-                 leading `/`, no trailing `/`, no `?`, `#`, `%` or `;`)"
+                 leading `/`, no trailing `/`, no dot segment, and only letters, digits, `-`, \
+                 `.`, `_`, `~` and `/`: a reserved character such as `+`, `@` or `:` may be sent \
+                 escaped, a spelling the prefix is not found in)"
             )));
         }
         if self.strip && self.path_prefix.is_none() {
@@ -164,10 +176,11 @@ impl TenantMatch {
             )));
         }
         if let Some(h) = &self.host
-            && (h.is_empty() || h.contains(['/', ' ', '@']) || strip_port(h).ends_with('.'))
+            && (!is_host_port(h) || strip_port(h).ends_with('.'))
         {
             return Err(Error::config(format!(
-                "tenant `{tenant}`: {h:?} is not a host name"
+                "tenant `{tenant}`: {h:?} is not a host name with an optional port (write it \
+                 as \"api.example.com\" or \"api.example.com:8443\")"
             )));
         }
         if self.issuer.as_deref() == Some("") {
@@ -182,21 +195,24 @@ impl TenantMatch {
     /// condition.
     #[cfg(test)]
     pub(super) fn matches<B>(&self, req: &Request<B>, issuer: &mut LazyIssuer<'_>) -> bool {
-        self.matches_at(req, req.uri().path(), issuer)
+        let host = request_host(req).ok().flatten();
+        self.matches_at(req, req.uri().path(), host, issuer)
     }
 
-    /// Whether `req`, whose path is `path` (read once for all tenants) and whose token issuer
-    /// `issuer` reads if a condition needs it, meets every condition. The issuer is read last,
-    /// after the cheaper conditions held.
+    /// Whether `req`, whose path is `path` and whose host is `host` (both read once for all
+    /// tenants; the host validated by [`request_host`]) and whose token issuer `issuer` reads
+    /// if a condition needs it, meets every condition. The issuer is read last, after the
+    /// cheaper conditions held.
     #[inline]
     pub(super) fn matches_at<B>(
         &self,
         req: &Request<B>,
         path: &str,
+        host: Option<&str>,
         issuer: &mut LazyIssuer<'_>,
     ) -> bool {
         if let Some(want) = &self.host
-            && !host_is(req, want)
+            && !host_is(host, want)
         {
             return false;
         }
@@ -225,15 +241,18 @@ impl TenantMatch {
     }
 }
 
-/// A path prefix as uma-proxy's `path_prefix`: `/x…`, no trailing `/`, nothing a router or
-/// decoder reads differently.
+/// A path prefix as uma-proxy's `path_prefix`: `/x…`, no trailing `/`, no dot segment, and
+/// only unreserved characters (RFC 3986 §2.3: letters, digits, `-`, `.`, `_`, `~`) and `/`.
+/// A reserved character (`+`, `@`, `:`, `!`, `,`, …) may be sent escaped (`%2B`), which
+/// normalisation keeps as it is while a decoding router or upstream reads the character, so
+/// the prefix could be reached in a spelling no check recognises.
 fn valid_prefix(p: &str) -> bool {
     p.len() >= 2
         && p.starts_with('/')
         && !p.ends_with('/')
-        && !p.contains(['?', '#', '%', ';', '\\'])
         && !p.split('/').any(|s| s == "." || s == "..")
-        && p.bytes().all(|b| b.is_ascii_graphic())
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~'))
 }
 
 /// The rest of `path` after `prefix` (`""` for the prefix itself), when `path` is under it.
@@ -243,22 +262,11 @@ pub(super) fn under_prefix<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
-/// Whether the request's host (the URI's authority, else the one `Host` header) is `want`
+/// Whether `host`, the request's validated `host[:port]` (see [`request_host`]), is `want`
 /// (lower case), ignoring the request's port unless `want` names one.
-fn host_is<B>(req: &Request<B>, want: &str) -> bool {
-    let authority = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => {
-            let mut hosts = req.headers().get_all(HOST).iter();
-            match (hosts.next(), hosts.next()) {
-                (Some(h), None) => match h.to_str() {
-                    Ok(h) => h,
-                    Err(_) => return false,
-                },
-                // None, or several: not this host (RFC 9112 §3.2 makes several a 400).
-                _ => return false,
-            }
-        }
+fn host_is(host: Option<&str>, want: &str) -> bool {
+    let Some(authority) = host else {
+        return false;
     };
     if authority.eq_ignore_ascii_case(want) {
         return true;
@@ -267,6 +275,73 @@ fn host_is<B>(req: &Request<B>, want: &str) -> bool {
         return false;
     }
     strip_port(authority).eq_ignore_ascii_case(want)
+}
+
+/// The request's host (RFC 9112 §3.2, §3.2.2; RFC 9113 §8.3.1): the target's authority
+/// (absolute form, HTTP/2's `:authority`) if it has one, else its one `Host` line; `Ok(None)`
+/// when it has neither. `Err` (answered `400`) for several `Host` lines, a `Host` or an
+/// authority that is not `host[:port]` (user info, an empty or non-numeric port, no host), or
+/// a `Host` that differs from the target's authority: the match would read one host, a
+/// forwarder or the inner service perhaps another.
+#[inline]
+pub(super) fn request_host<B>(req: &Request<B>) -> Result<Option<&str>, BadHost> {
+    let mut lines = req.headers().get_all(HOST).iter();
+    let line = match (lines.next(), lines.next()) {
+        (None, _) => None,
+        (Some(h), None) => Some(h.to_str().map_err(|_| BadHost)?),
+        (Some(_), Some(_)) => return Err(BadHost),
+    };
+    let host = match (req.uri().authority(), line) {
+        (Some(target), Some(line)) if !line.eq_ignore_ascii_case(target.as_str()) => {
+            return Err(BadHost);
+        }
+        (Some(target), _) => target.as_str(),
+        (None, Some(line)) => line,
+        (None, None) => return Ok(None),
+    };
+    if is_host_port(host) {
+        Ok(Some(host))
+    } else {
+        Err(BadHost)
+    }
+}
+
+/// A request whose host cannot be read as one `host[:port]` (see [`request_host`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BadHost;
+
+/// Whether `text` is a `host[:port]` authority: a host (a name, an IPv4 address or a bracketed
+/// IP literal) and an optional port of 1 to 5 digits up to 65535, with no user info. Plain
+/// names (letters, digits, `-`, `.`) are checked in place; anything else is parsed as an
+/// [`Authority`](http::uri::Authority), as uma-proxy's `allowed_hosts` reads it.
+fn is_host_port(text: &str) -> bool {
+    let (host, port) = match text.rfind(':') {
+        Some(i) if !text[i..].contains(']') => (&text[..i], Some(&text[i + 1..])),
+        _ => (text, None),
+    };
+    if let Some(port) = port
+        && !(port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok())
+    {
+        // Empty, not digits, or too large (`a.test:`, `a.test:x`, `a.test:1@c.test`).
+        return false;
+    }
+    if host.is_empty() {
+        return false;
+    }
+    if host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+    {
+        return true;
+    }
+    // IP literals and the rarer reg-name characters: what an authority parser reads as a host
+    // must be all of `host` (no user info, nothing after it).
+    match text.parse::<http::uri::Authority>() {
+        Ok(a) => !a.as_str().contains('@') && a.host().len() == host.len(),
+        Err(_) => false,
+    }
 }
 
 /// `host:port` without `:port` (IPv6 literals keep their brackets).
@@ -320,19 +395,6 @@ impl<'h> LazyIssuer<'h> {
             .get_or_insert_with(|| token_issuer(headers))
             .as_deref()
     }
-}
-
-/// Whether the request names two hosts: a target with an authority (absolute form, or
-/// HTTP/2's `:authority`) and a `Host` header that differs from it. The match would read one,
-/// a forwarder or the inner service perhaps the other (RFC 9112 §3.2.2, RFC 9113 §8.3.1).
-pub(super) fn hosts_disagree<B>(req: &Request<B>) -> bool {
-    let Some(authority) = req.uri().authority() else {
-        return false;
-    };
-    req.headers().get_all(HOST).iter().any(|h| {
-        !h.as_bytes()
-            .eq_ignore_ascii_case(authority.as_str().as_bytes())
-    })
 }
 
 /// Whether `path`, normalised as resource maps read it (empty segments, dot segments and
@@ -534,6 +596,58 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_one_host_and_port() {
+        for ok in [
+            "a.test",
+            "A.Test:8443",
+            "a.test:1",
+            "a.test:65535",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "a_b.test",
+        ] {
+            assert!(is_host_port(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "a.test:",
+            "a.test:x",
+            "a.test:+80",
+            "a.test:65536",
+            "a.test:000080",
+            "a.test:1@c.test",
+            "a.test:@c.test",
+            "u@a.test",
+            "a.test/x",
+            "a b",
+            "[::1]:",
+            "[::1]x",
+        ] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+        let mut two = req(Some("a.test"), "/x");
+        two.headers_mut()
+            .append(HOST, HeaderValue::from_static("a.test"));
+        assert_eq!(request_host(&two), Err(BadHost));
+        assert_eq!(request_host(&req(Some("a.test:x"), "/x")), Err(BadHost));
+        assert_eq!(request_host(&req(None, "/x")), Ok(None));
+        assert_eq!(
+            request_host(&req(Some("A.test:1"), "/x")),
+            Ok(Some("A.test:1"))
+        );
+        assert_eq!(
+            request_host(&req(Some("a.TEST"), "http://a.test/x")),
+            Ok(Some("a.test"))
+        );
+        assert_eq!(
+            request_host(&req(Some("b.test"), "http://a.test/x")),
+            Err(BadHost)
+        );
+    }
+
+    #[test]
     fn prefixes_end_at_a_segment_and_strip() {
         let m = TenantMatch::default().path_prefix("/acme");
         assert!(m.matches(&req(None, "/acme"), &mut none()));
@@ -607,16 +721,35 @@ mod tests {
                 .check("t")
                 .is_err()
         );
-        for bad in ["acme", "/", "/acme/", "/a%2e", "/a/../b", "/a?b"] {
+        for bad in [
+            "acme", "/", "/acme/", "/a%2e", "/a/../b", "/a?b", "/b+x", "/a@b", "/a:b", "/a!b",
+            "/a,b", "/a;b", "/a=b", "/a$b", "/a&b", "/a'b", "/a(b", "/a*b", "/a\\b", "/é",
+        ] {
             let m = TenantMatch::default().path_prefix(bad);
             assert!(m.check("t").is_err(), "{bad}");
         }
-        assert!(
-            TenantMatch::default()
-                .path_prefix("/acme/v1")
-                .check("t")
-                .is_ok()
-        );
+        for ok in ["/acme/v1", "/a-b_c.d~e", "/A9"] {
+            assert!(
+                TenantMatch::default().path_prefix(ok).check("t").is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "a.test:1@c.test",
+            "a.test:",
+            "a.test:x",
+            "u@a.test",
+            "a b",
+            "",
+        ] {
+            assert!(
+                TenantMatch::default().host(bad).check("t").is_err(),
+                "{bad}"
+            );
+        }
+        for ok in ["a.test", "a.test:8443", "[::1]:8080", "127.0.0.1"] {
+            assert!(TenantMatch::default().host(ok).check("t").is_ok(), "{ok}");
+        }
         assert!(TenantMatch::default().host("a/b").check("t").is_err());
         assert!(TenantMatch::default().host("a.test.").check("t").is_err());
         assert!(TenantMatch::default().token_issuer("").check("t").is_err());

@@ -22,10 +22,15 @@
 //! - A request no tenant takes is refused with **`404`** ([`Rejection::UnknownTenant`](crate::Rejection::UnknownTenant), empty
 //!   body, `Cache-Control: no-store`) before any call to any AS: there is no AS to name in a
 //!   challenge, and the API has no such tenant. The inner service is not called.
-//! - A request whose target's authority differs from its `Host`, or whose normalised path
-//!   lies under a tenant's prefix that its path as received does not (`//globex/…`), is
-//!   refused with **`400`** ([`Rejection::BadRequest`](crate::Rejection::BadRequest)) before
-//!   any AS call: the match reads the host and path the inner service reads.
+//! - A request with several `Host` lines, a `Host` (or target authority) that is not
+//!   `host[:port]` (user info, an empty or non-numeric port), a target's authority that
+//!   differs from its `Host`, or a normalised path that lies under a tenant's prefix that its
+//!   path as received does not (`//globex/…`), is refused with **`400`**
+//!   ([`Rejection::BadRequest`](crate::Rejection::BadRequest)) before any AS call, whatever
+//!   the tenants match on: the match reads the host and path the inner service reads (RFC 9112
+//!   §3.2). So is an HTTP/1.1 request with no host at all (no `Host`, no absolute-form
+//!   target) when some configured tenant matches on the host; without such a tenant it is
+//!   matched as a request without a host.
 //! - Each request a tenant takes carries a [`Tenant`] in its extensions (name, stripped
 //!   prefix): an inner service serving several tenants picks the data by it.
 //! - A token of tenant A never grants anything in tenant B: each tenant checks tokens at its
@@ -70,7 +75,7 @@
 //! use tower_uma::tenant::{TenantLayer, TenantMatch};
 //! use tower_uma::{ResourceDecl, ResourceMap, Route, UmaLayer};
 //!
-//! # async fn run() -> Result<(), tower_uma::Error> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let map = || {
 //!     ResourceMap::new().route(
 //!         Route::new("/albums/{id}")
@@ -93,11 +98,27 @@
 //!     )
 //!     .build()
 //!     .await?;
-//! let app: axum::Router = axum::Router::new()
-//!     .route("/albums/{id}", axum::routing::get(|| async { "an album" }))
-//!     .layer(layer);
-//! # let _ = app; Ok(()) }
+//! let router: axum::Router = axum::Router::new()
+//!     .route("/albums/{id}", axum::routing::get(|| async { "an album" }));
+//! // Around the whole router, not `Router::layer`: globex's prefix is stripped, and axum
+//! // must route the stripped path.
+//! let app = tower::Layer::layer(&layer, router);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(
+//!     listener,
+//!     axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+//! )
+//! .await?;
+//! # Ok(()) }
 //! ```
+//!
+//! **Wrap the router when a prefix is stripped.** axum runs the layers added with
+//! `Router::layer` after it has routed the request, so it would route the path as received
+//! (`/globex/albums/1`, no such route) while the tenant's map decided on the stripped
+//! `/albums/1`; wrapping the router (`layer.layer(router)`, or `ServiceBuilder`) strips the
+//! prefix first, so the router routes what was decided. With the `axum` feature, a tenant
+//! layer that strips a prefix of a request axum's router already matched to a route logs an
+//! ERROR (once) and answers `500`.
 
 mod matcher;
 mod service;

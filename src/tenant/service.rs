@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::matcher::{LazyIssuer, has_credentials, hides_a_prefix, hosts_disagree, strip};
+use super::matcher::{LazyIssuer, has_credentials, hides_a_prefix, request_host, strip};
 use super::{
     Configured, MAX_CONCURRENT_BUILDS, OTHER, TemplateFn, Tenant, TenantChoice, TenantRequest,
 };
@@ -139,6 +139,9 @@ pub(crate) struct Shared {
     built: Arc<tokio::sync::Notify>,
     /// Whether some tenant matches on a path prefix (the path is then checked normalised).
     by_prefix: bool,
+    /// Whether some tenant matches on the host (an HTTP/1.1 request without one is then
+    /// refused).
+    by_host: bool,
     resolver: Option<Arc<super::ResolveFn>>,
     lazy: Option<Lazy>,
 }
@@ -148,8 +151,13 @@ enum Pick<'a> {
     Fixed(&'a Configured),
     Lazy(String),
     None,
-    /// `400`: the request names two hosts, or hides a tenant's prefix in its path spelling.
+    /// `400`: the request names several hosts or a host that is not `host[:port]`, has no
+    /// host in HTTP/1.1 while a tenant matches on it, or hides a tenant's prefix in its path
+    /// spelling.
     Bad,
+    /// `500`: a tenant that strips its prefix took a request axum's router had already
+    /// routed (the layer was added with `Router::layer`), by the path with the prefix.
+    Misrouted,
 }
 
 impl Shared {
@@ -160,6 +168,7 @@ impl Shared {
     ) -> Self {
         Self {
             by_prefix: fixed.iter().any(|t| t.matches.prefix().is_some()),
+            by_host: fixed.iter().any(|t| t.matches.host_name().is_some()),
             fixed,
             built: Arc::new(tokio::sync::Notify::new()),
             resolver,
@@ -208,8 +217,15 @@ impl Shared {
     fn pick<B>(&self, req: &mut Request<B>) -> Pick<'_> {
         // Which host and which path: one reading for the match, the map, the forwarder and
         // the inner service (RFC 9112 §3.2.2 lets the target's authority override `Host`).
+        // Several `Host` lines, one that is not `host[:port]`, or one that differs from the
+        // target's authority: 400 whatever the tenants match on (RFC 9112 §3.2).
+        let Ok(host) = request_host(req) else {
+            return Pick::Bad;
+        };
         let path = req.uri().path();
-        if hosts_disagree(req)
+        // No host at all in HTTP/1.1 (RFC 9112 §3.2) while a tenant matches on it: 400 rather
+        // than letting another tenant take it.
+        if (host.is_none() && self.by_host && req.version() == http::Version::HTTP_11)
             || (self.by_prefix
                 && hides_a_prefix(path, self.fixed.iter().filter_map(|t| t.matches.prefix())))
         {
@@ -219,11 +235,14 @@ impl Shared {
         let Some(t) = self
             .fixed
             .iter()
-            .find(|t| t.matches.matches_at(req, path, &mut issuer))
+            .find(|t| t.matches.matches_at(req, path, host, &mut issuer))
         else {
             return self.resolve(req);
         };
         if let Some(prefix) = t.matches.stripped() {
+            if routed_by_axum(req) {
+                return Pick::Misrouted;
+            }
             strip(req, prefix);
         }
         req.extensions_mut().insert(t.seen.clone());
@@ -249,6 +268,9 @@ impl Shared {
             return Pick::None;
         }
         let stripped = strip_prefix.filter(|prefix| strip(req, prefix));
+        if stripped.is_some() && routed_by_axum(req) {
+            return Pick::Misrouted;
+        }
         req.extensions_mut()
             .insert(Tenant::new(&name, stripped.as_deref()));
         match fixed {
@@ -408,6 +430,7 @@ where
             },
             Pick::Lazy(name) => self.call_lazy(name, req),
             Pick::Bad => bad_request(),
+            Pick::Misrouted => misrouted(),
             Pick::None => no_tenant(&req),
         }
     }
@@ -456,7 +479,8 @@ where
     ResponseFuture::ready(unreachable_response())
 }
 
-/// The `400` of a request that names two hosts or hides a tenant's prefix.
+/// The `400` of a request whose host cannot be read as one (see [`Pick::Bad`]) or that hides
+/// a tenant's prefix.
 #[cold]
 #[inline(never)]
 fn bad_request<S, ReqBody, ResBody>() -> ResponseFuture<S, ReqBody>
@@ -469,6 +493,53 @@ where
     ResponseFuture::ready(crate::pipeline::layer_response(
         StatusCode::BAD_REQUEST,
         Rejection::BadRequest,
+        None,
+    ))
+}
+
+/// Whether axum's router (0.8) routed the request to a route before the layer runs: it puts
+/// [`MatchedPath`](axum::extract::MatchedPath) in the extensions of a request it routed, before
+/// the layers added with `Router::layer` or `route_layer` run. Stripping a prefix there would
+/// decide on one path while axum serves the route of another. (It is also there when the
+/// layer wraps a service mounted with `route_service`, or with `nest_service` and requested
+/// at the exact prefix: refused too, closed rather than open.)
+#[cfg(feature = "axum")]
+fn routed_by_axum<B>(req: &Request<B>) -> bool {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some()
+}
+
+/// Without the `axum` feature no router is known to have routed the request.
+#[cfg(not(feature = "axum"))]
+fn routed_by_axum<B>(_: &Request<B>) -> bool {
+    false
+}
+
+/// The `500` of a request a stripping tenant took after axum's router had routed it (see
+/// [`Pick::Misrouted`]); logged at ERROR once per process.
+#[cold]
+#[inline(never)]
+fn misrouted<S, ReqBody, ResBody>() -> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            "a tenant that strips its path prefix took a request axum's router had already \
+             routed by the path with the prefix (the TenantLayer was added with Router::layer \
+             or route_layer): such requests are refused with 500; wrap the whole router in \
+             the layer (`tenant_layer.layer(router)`) so that axum routes the stripped path \
+             (logged once)"
+        );
+    }
+    crate::metrics::tenant_decision(OTHER, "misconfigured");
+    tracing::debug!(outcome = "misconfigured", "decided");
+    ResponseFuture::ready(crate::pipeline::layer_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Rejection::Misconfigured,
         None,
     ))
 }

@@ -755,3 +755,324 @@ async fn bad_tenant_configurations_are_refused() {
     let err = TenantLayer::builder().build().await.expect_err("nothing");
     assert!(err.is_config());
 }
+
+/// The tenant layer around an inner service that answers with the tenant it was given and
+/// the host it reads itself: the first `Host` line (what `HeaderMap::get`, axum-extra's `Host`
+/// and uma-proxy's `X-Forwarded-Host` take), and that value's host as an authority
+/// (`http::uri::Authority::host`, as `new URL("http://" + host)` or `urlsplit` read it).
+fn host_echo(
+    layer: &TenantLayer,
+) -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    use tower::Layer;
+    layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+        let tenant = req
+            .extensions()
+            .get::<tower_uma::tenant::Tenant>()
+            .map(|t| t.name().to_owned());
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let authority_host = host
+            .parse::<http::uri::Authority>()
+            .map(|a| a.host().to_owned())
+            .unwrap_or_default();
+        Ok(http::Response::new(format!(
+            "tenant {tenant:?}, Host {host:?}, its host {authority_host:?}"
+        )))
+    }))
+}
+
+/// Two `Host` lines (RFC 9112 §3.2: a server MUST answer `400`). The match reads no host in
+/// them, so a request for `a.test`, which tenant `a` takes with one `Host` line, goes to
+/// tenant `b` (path prefix `/b`, any host) when the line is repeated, while the inner service
+/// and an upstream's `X-Forwarded-Host` read `a.test`: the client picks which tenant decides
+/// a request the inner service takes for `a.test`'s. Refused like a target whose authority
+/// differs from its `Host`.
+#[tokio::test]
+async fn a_request_with_two_host_lines_is_refused() {
+    use tower::ServiceExt;
+    let t = two().await;
+    let svc = host_echo(&t.layer);
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    // One line: tenant `a` takes it (its map has no `/b/albums/{id}`), `b` is never asked.
+    let one = svc
+        .clone()
+        .oneshot(send("/b/albums/1", "a.test", &token_b))
+        .await
+        .expect("infallible");
+    assert_ne!(one.status(), StatusCode::OK, "{}", one.body());
+    let before = as_calls(&[&t.a, &t.b]);
+    let mut twice = send("/b/albums/1", "a.test", &token_b);
+    twice
+        .headers_mut()
+        .append(http::header::HOST, http::HeaderValue::from_static("a.test"));
+    let resp = svc.oneshot(twice).await.expect("infallible");
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "two Host lines were read as no host; the inner service saw: {}",
+        resp.body()
+    );
+    assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
+}
+
+/// An HTTP/1.1 request with no host at all (no `Host`, no absolute-form target; RFC 9112 §3.2:
+/// `400`) while a tenant matches on the host: refused, rather than left to the tenants that
+/// do not look at the host. Without a tenant that matches on the host it is matched as before,
+/// and HTTP/1.0 (where `Host` is optional) is never refused for it.
+#[tokio::test]
+async fn an_http11_request_without_a_host_is_refused_when_a_tenant_matches_on_it() {
+    use tower::ServiceExt;
+    let t = two().await;
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let no_host = |version| {
+        http::Request::get("/b/albums/1")
+            .version(version)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token_b}"))
+            .body(())
+            .expect("request")
+    };
+    let before = as_calls(&[&t.a, &t.b]);
+    let resp = tenant_echo(&t.layer)
+        .oneshot(no_host(http::Version::HTTP_11))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
+    let resp = tenant_echo(&t.layer)
+        .oneshot(no_host(http::Version::HTTP_10))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.body(), "b Some(\"/b\") /albums/1");
+    // Prefix tenants only: the host is not read, the request is b's.
+    let b = TenantLayer::builder()
+        .tenant(
+            "b",
+            TenantMatch::default().path_prefix("/b").strip_prefix(true),
+            tenant_builder(&t.b).await,
+        )
+        .build()
+        .await
+        .expect("builds");
+    let resp = tenant_echo(&b)
+        .oneshot(no_host(http::Version::HTTP_11))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.body(), "b Some(\"/b\") /albums/1");
+}
+
+/// A `Host` value that is not `host[:port]` (RFC 9112 §3.2: `400` for an invalid `Host`):
+/// `a.test:1@c.test` is matched as host `a.test` with a "port" `1@c.test`, while as an
+/// authority (user info `a.test:1`) it names host `c.test`. A token of tenant `a` is granted
+/// by `a`'s AS for a request whose host, read as a URL parser reads it, is tenant `c`'s.
+#[tokio::test]
+async fn a_host_that_is_not_a_host_and_port_is_refused() {
+    use tower::ServiceExt;
+    let (a, c) = tokio::join!(start_as(), start_as());
+    let layer = TenantLayer::builder()
+        .tenant(
+            "a",
+            TenantMatch::default().host("a.test"),
+            tenant_builder(&a).await,
+        )
+        .tenant(
+            "c",
+            TenantMatch::default().host("c.test"),
+            tenant_builder(&c).await,
+        )
+        .build()
+        .await
+        .expect("both tenants build");
+    let svc = host_echo(&layer);
+    let token_a = rpt_for(&a, &album(&a), &["view"]);
+    let ok = svc
+        .clone()
+        .oneshot(send("/albums/1", "a.test", &token_a))
+        .await
+        .expect("infallible");
+    assert_eq!(ok.status(), StatusCode::OK, "{}", ok.body());
+    for host in ["a.test:1@c.test", "a.test:@c.test", "a.test:x"] {
+        let resp = svc
+            .clone()
+            .oneshot(send("/albums/1", host, &token_a))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "Host {host:?} was matched to a tenant; the inner service saw: {}",
+            resp.body()
+        );
+    }
+}
+
+/// The router of the module documentation, the README and `examples/tenants.rs`, with a
+/// tenant whose path prefix is stripped. axum runs `Router::layer` after routing: it would
+/// route the path as received (`/b/albums/1`: no route, the fallback), while the tenant's map
+/// decides on the stripped `/albums/1`, so the route the layer decided by would not be the
+/// route axum serves. The documentation therefore wraps the whole router in the layer
+/// (`layer.layer(router)`, served with `axum::ServiceExt::into_make_service`): the router then
+/// routes the stripped path, and the album handler serves it.
+#[tokio::test]
+async fn the_documented_router_serves_a_tenant_whose_prefix_is_stripped() {
+    use tower::Layer as _;
+    let t = two().await;
+    let router: axum::Router = axum::Router::new().route(
+        "/albums/{id}",
+        axum::routing::get(|uri: http::Uri| async move { format!("an album at {}", uri.path()) }),
+    );
+    let app = t.layer.clone().layer(router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        let _ = axum::serve(listener, app).await;
+    });
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let resp = http()
+        .get(format!("{url}/b/albums/1"))
+        .header(http::header::HOST, "x.test")
+        .bearer_auth(&token_b)
+        .send()
+        .await
+        .expect("the app answers");
+    let status = resp.status();
+    let body = resp.text().await.expect("body");
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "an album at /albums/1"),
+        "b's AS was asked {} time(s) and granted; axum routed the unstripped path",
+        t.b.count(Endpoint::Introspection)
+    );
+    // The host tenant, unstripped, is served by the same router.
+    let token_a = rpt_for(&t.a, &album(&t.a), &["view"]);
+    let resp = http()
+        .get(format!("{url}/albums/1"))
+        .header(http::header::HOST, "a.test")
+        .bearer_auth(&token_a)
+        .send()
+        .await
+        .expect("the app answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// The layer added with `Router::layer` instead, and a route that matches the path with the
+/// prefix: axum has routed the request to `/b/albums/{id}`'s handler before the layer strips
+/// the prefix and decides on `/albums/1`. The layer sees axum's `MatchedPath` and refuses
+/// (`500`, `Rejection::Misconfigured`) before any AS call; the handler never runs.
+#[tokio::test]
+async fn a_stripping_tenant_behind_router_layer_is_refused() {
+    let t = two().await;
+    let app: axum::Router = axum::Router::new()
+        .route(
+            "/b/albums/{id}",
+            axum::routing::get(|| async { "the prefixed route" }),
+        )
+        .layer(t.layer.clone());
+    let url = format!("http://{}", serve(app).await);
+    let token_b = rpt_for(&t.b, &album(&t.b), &["view"]);
+    let before = as_calls(&[&t.a, &t.b]);
+    let resp = http()
+        .get(format!("{url}/b/albums/1"))
+        .header(http::header::HOST, "x.test")
+        .bearer_auth(&token_b)
+        .send()
+        .await
+        .expect("the app answers");
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(resp.text().await.expect("body"), "");
+    assert_eq!(as_calls(&[&t.a, &t.b]), before, "no AS asked");
+}
+
+/// A path prefix with a character that is not unreserved (`+`, as `@`, `:`, `!`, `,` …) can be
+/// spelled escaped: `/b%2Bx/…`. Normalisation keeps that escape (only unreserved ones are
+/// decoded), so the check for a prefix in another spelling would not see `b`'s prefix in it,
+/// and tenant `a` (by host) would take the request, while an upstream or router that decodes
+/// the path reads `/b+x/…`: the case of `/%62/albums/7` in
+/// `a_stripped_prefix_is_gone_for_the_map_and_the_app`, which is refused (`400`).
+///
+/// Such a prefix is refused when the layer is built (a configuration error naming it), so no
+/// escaped spelling can hide it; a prefix of unreserved characters only is found in every
+/// escaped spelling of its characters, and the request refused (`400`).
+#[tokio::test]
+async fn a_prefix_with_a_reserved_character_is_found_in_its_escaped_spelling() {
+    use tower::ServiceExt;
+    let (a, b) = tokio::join!(start_as(), start_as());
+    for reserved in ["/b+x", "/b@x", "/b:x", "/b!x", "/b,x", "/b=x"] {
+        let err = TenantLayer::builder()
+            .tenant(
+                "a",
+                TenantMatch::default().host("a.test"),
+                tenant_builder(&a).await,
+            )
+            .tenant(
+                "b",
+                TenantMatch::default()
+                    .path_prefix(reserved)
+                    .strip_prefix(true),
+                tenant_builder(&b).await,
+            )
+            .build()
+            .await
+            .expect_err("a prefix with a reserved character is refused");
+        assert!(err.is_config(), "{reserved}: {err}");
+        assert!(
+            err.to_string().contains(&format!("{reserved:?}")),
+            "{reserved}: {err}"
+        );
+    }
+    // Unreserved characters only: every escaped spelling of them is found.
+    let layer = TenantLayer::builder()
+        .tenant(
+            "a",
+            TenantMatch::default().host("a.test"),
+            tenant_builder(&a).await,
+        )
+        .tenant(
+            "b",
+            TenantMatch::default()
+                .path_prefix("/b-x~y")
+                .strip_prefix(true),
+            tenant_builder(&b).await,
+        )
+        .build()
+        .await
+        .expect("both tenants build");
+    let svc = tenant_echo(&layer);
+    let token_b = rpt_for(&b, &album(&b), &["view"]);
+    let ok = svc
+        .clone()
+        .oneshot(send("/b-x~y/albums/7", "x.test", &token_b))
+        .await
+        .expect("infallible");
+    assert_eq!(ok.body(), "b Some(\"/b-x~y\") /albums/7");
+    for path in [
+        "/b%2Dx~y/albums/7",
+        "/b%2dx~y/albums/7",
+        "/b-x%7Ey/albums/7",
+        "/b-x%7ey/albums/7",
+    ] {
+        let resp = svc
+            .clone()
+            .oneshot(send(path, "a.test", &token_b))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "{path} on a.test, which a decoding upstream reads as b's /b-x~y/albums/7, was not \
+             refused: {:?}",
+            resp.extensions().get::<tower_uma::Rejection>()
+        );
+    }
+}

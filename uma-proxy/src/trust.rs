@@ -7,8 +7,8 @@
 //! `Host` the upstream builds links or tenant choices from. The forwarding service removes
 //! the forwarding headers of any peer not in `trusted_proxies` (see the
 //! [`forward`](crate::forward) module), and [`HostCheck`] answers `421 Misdirected Request`
-//! (RFC 9110 §15.5.20) to requests for a host not in `allowed_hosts`, before the UMA layer
-//! spends an AS call on them.
+//! (RFC 9110 §15.5.20) to requests for a host not in `allowed_hosts`, and `400` to requests
+//! with several `Host` lines (RFC 9112 §3.2), before the UMA layer spends an AS call on them.
 //!
 //! # Example
 //!
@@ -276,18 +276,26 @@ impl AllowedHosts {
     }
 }
 
-/// A service that answers `421 Misdirected Request` to requests whose `Host` header (or
-/// absolute-form target, `GET http://host/ HTTP/1.1`) names a host that
-/// [`AllowedHosts`] does not allow, and hands every other request to the inner service.
-/// Without a list it hands on every request.
+/// A service that answers `400 Bad Request` to requests with several `Host` lines (RFC 9112
+/// §3.2: the proxy, its tenant match and the upstream could each read another), `421
+/// Misdirected Request` to requests whose `Host` header (or absolute-form target,
+/// `GET http://host/ HTTP/1.1`) names a host that [`AllowedHosts`] does not allow, and hands
+/// every other request to the inner service. Without a list it hands on every request with at
+/// most one `Host` line.
 #[derive(Clone, Debug)]
 pub struct HostCheck<S> {
     allowed: Option<Arc<AllowedHosts>>,
     inner: S,
 }
 
+/// Whether `req` carries more than one `Host` line.
+fn several_hosts<B>(req: &Request<B>) -> bool {
+    req.headers().get_all(header::HOST).iter().nth(1).is_some()
+}
+
 impl<S> HostCheck<S> {
-    /// Wraps `inner`; `None` allows every host.
+    /// Wraps `inner`; `None` allows every host (requests with several `Host` lines are refused
+    /// all the same).
     pub fn new(allowed: Option<AllowedHosts>, inner: S) -> Self {
         Self {
             allowed: allowed.map(Arc::new),
@@ -309,6 +317,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if several_hosts(&req) {
+            tracing::debug!("refusing a request with several Host lines");
+            return Either::Left(ready(Ok(error_response(StatusCode::BAD_REQUEST))));
+        }
         if let Some(allowed) = &self.allowed
             && !allowed.admits(&req)
         {
@@ -434,5 +446,28 @@ mod tests {
         assert!(!h.admits(&req("/", &["good.test", "evil.test"])));
         assert!(!h.admits(&req("http://evil.test/", &["good.test"])));
         assert!(!h.admits(&req("http://good.test/", &["evil.test"])));
+        assert!(!several_hosts(&req("/", &["good.test"])));
+        assert!(!several_hosts(&req("/", &[])));
+        assert!(several_hosts(&req("/", &["good.test", "good.test"])));
+    }
+
+    /// Several `Host` lines get `400` (RFC 9112 §3.2), with `allowed_hosts` or without, even
+    /// when each line names an allowed host; one line is handed on.
+    #[tokio::test]
+    async fn several_host_lines_are_refused() {
+        use tower::ServiceExt as _;
+        let inner = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(error_response(StatusCode::OK))
+        });
+        for allowed in [None, Some(AllowedHosts::parse(["good.test"]).unwrap())] {
+            let check = HostCheck::new(allowed, inner);
+            let mut two = Request::get("/").header(header::HOST, "good.test");
+            two = two.header(header::HOST, "good.test");
+            let resp = check.clone().oneshot(two.body(()).unwrap()).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+            let one = Request::get("/").header(header::HOST, "good.test");
+            let resp = check.oneshot(one.body(()).unwrap()).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
     }
 }

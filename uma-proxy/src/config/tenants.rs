@@ -302,6 +302,16 @@ client_secret = "inline"
             ),
             (TWO.replace("\"/globex\"", "\"globex/\""), "not one", 19),
             (
+                TWO.replace("\"/globex\"", "\"/glo+bex\""),
+                "only letters, digits, `-`, `.`, `_`, `~` and `/`",
+                19,
+            ),
+            (
+                TWO.replace("\"acme.test\"", "\"acme.test:1@globex.test\""),
+                "is not a host name with an optional port",
+                5,
+            ),
+            (
                 TWO.replace("{ host = \"acme.test\" }", "{ strip_prefix = true }"),
                 "every request",
                 5,

@@ -425,3 +425,76 @@ async fn a_revocation_on_the_admin_listener_reaches_the_tenants() {
         "forgotten: asked again"
     );
 }
+
+/// Sends `head` (the request line and header lines, without the blank line) to the proxy at
+/// `addr` on a connection of its own, and returns the whole answer.
+async fn raw_request(addr: std::net::SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    conn.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("sent");
+    let mut answer = Vec::new();
+    tokio::time::timeout(SOON, conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A request with two `Host` lines naming `acme.test` (RFC 9112 §3.2: a server MUST answer
+/// `400`). With one line, `acme` takes the request (its host); with two, the match reads no
+/// host, so `globex` (any host, path `/globex`) decides it and the upstream gets
+/// `X-Uma-Tenant: globex` with `X-Forwarded-Host: acme.test`: the match and
+/// `X-Forwarded-Host` read different hosts, as with the target and `Host` that disagree
+/// above, and the client chose which tenant decides a request for `acme.test`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_two_host_lines_is_refused() {
+    let (acme, globex) = tokio::join!(start_as(), start_as());
+    let up = start_upstream().await;
+    let text = tenants_config(
+        &acme,
+        &globex,
+        &up.url(),
+        "allowed_hosts = [\"acme.test\", \"globex.test\"]",
+    );
+    let (_proxy, addr) = Proxy::start(&text).await;
+    let globex_token = token(&globex);
+    let one = raw_request(
+        addr,
+        &format!(
+            "GET /globex/albums/1 HTTP/1.1\r\nHost: acme.test\r\n\
+             Authorization: Bearer {globex_token}\r\n"
+        ),
+    )
+    .await;
+    assert!(!one.starts_with("HTTP/1.1 200 "), "acme takes it: {one}");
+    let before = as_calls(&[&acme, &globex]);
+    let answer = raw_request(
+        addr,
+        &format!(
+            "GET /globex/albums/1 HTTP/1.1\r\nHost: acme.test\r\nHost: acme.test\r\n\
+             Authorization: Bearer {globex_token}\r\n"
+        ),
+    )
+    .await;
+    let forwarded: Vec<String> = up
+        .seen()
+        .iter()
+        .map(|s| {
+            format!(
+                "X-Uma-Tenant {:?}, X-Forwarded-Host {:?}",
+                s.headers.get("x-uma-tenant"),
+                s.headers.get("x-forwarded-host")
+            )
+        })
+        .collect();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 "),
+        "two Host lines were not refused; the upstream got {forwarded:?}; answer: {answer}"
+    );
+    assert_eq!(as_calls(&[&acme, &globex]), before);
+    assert!(forwarded.is_empty());
+}
