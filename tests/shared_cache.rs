@@ -94,10 +94,27 @@ impl Replica {
     }
 }
 
+/// How many cache entries Redis holds (revocation markers not counted).
+fn entries(redis: &RedisServer) -> usize {
+    redis.keys("tower-uma:*") - redis.keys("tower-uma:revoked:*")
+}
+
+/// The one revocation marker in Redis.
+fn only_marker(redis: &RedisServer) -> String {
+    let reply = redis.command(&[b"KEYS", b"tower-uma:revoked:*"]);
+    let text = String::from_utf8_lossy(&reply);
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("tower-uma:revoked:"))
+        .collect();
+    assert_eq!(keys.len(), 1, "one marker: {keys:?}");
+    keys[0].to_owned()
+}
+
 /// Waits until Redis holds `n` entries.
 async fn written(redis: &RedisServer, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while redis.keys("tower-uma:*") < n {
+    while entries(redis) < n {
         assert!(Instant::now() < deadline, "not written to Redis");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -183,7 +200,12 @@ async fn a_revocation_on_one_replica_is_honoured_by_all() {
         "per replica, (last request let through, first request refused), by when they started \
          after the revocation: {refused_after:?}"
     );
-    assert_eq!(redis.keys("tower-uma:*"), 1, "only the new inactive entry");
+    assert_eq!(entries(&redis), 1, "only the new inactive entry");
+    assert_eq!(
+        redis.keys("tower-uma:revoked:*"),
+        1,
+        "and the token's revocation marker"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,10 +218,12 @@ async fn a_tampered_or_moved_entry_is_refused() {
     let a = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
     let reader = rpt_for(&as_, &r, &["read"]);
     assert_eq!(a.get(&reader).await, StatusCode::OK);
+    written(&redis, 1).await;
     let reader_key = only_key(&redis, &[]);
     // A token that may only write: GET is refused.
     let writer = rpt_for(&as_, &r, &["write"]);
     assert_eq!(a.get(&writer).await, StatusCode::UNAUTHORIZED);
+    written(&redis, 2).await;
     let writer_key = only_key(&redis, std::slice::from_ref(&reader_key));
     let granted = redis.get(&reader_key).expect("stored");
 
@@ -723,5 +747,130 @@ async fn a_revocation_deletes_the_shared_entry_of_a_tenant_no_longer_live() {
         StatusCode::OK,
         "a replica started after the revocation granted the revoked token from Redis \
          ({left} tower-uma key(s) left after the revocation)"
+    );
+}
+
+/// A replica on `redis` whose cache allows `skew` between clocks, on `channel`.
+async fn replica_with(
+    as_: &TestAs,
+    r: &str,
+    redis: &RedisServer,
+    channel: &str,
+    skew: Duration,
+) -> Replica {
+    let shared = SharedCache::builder(redis.url(), SECRET)
+        .timeout(Duration::from_millis(200))
+        .channel(channel)
+        .build()
+        .expect("valid settings");
+    let cache = IntrospectionCache::builder()
+        .skew(skew)
+        .shared(shared.clone())
+        .build();
+    let layer = discover(as_)
+        .await
+        .resources(invoice_map(r))
+        .cache(cache)
+        .build()
+        .await
+        .expect("builds");
+    let (url, _) = protected(layer.clone()).await;
+    let replica = Replica {
+        url,
+        http: http(),
+        layer,
+        shared,
+    };
+    replica.subscribed().await;
+    replica
+}
+
+/// A write racing a revocation: replica `a` asks the AS before the revocation, gets its
+/// answer (active) after, and writes it to Redis after the revocation's deletions, without
+/// hearing it (here: on another channel; in a fleet, its write may simply go out before the
+/// message comes in). Its entry is refused by every replica that reads it later, since it
+/// was asked for before the revocation: its authenticated time is that of the asking, which
+/// the token's revocation marker is compared with, not that of the writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_asked_for_before_a_revocation_and_written_after_it_is_refused() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let skew = Duration::from_millis(100);
+    let a = replica_with(&as_, &r, &redis, "tests:elsewhere", skew).await;
+    let b = replica_with(&as_, &r, &redis, "tests:revoked", skew).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+
+    as_.set_latency(Endpoint::Introspection, Duration::from_millis(500));
+    let asked = {
+        let (http, url, rpt) = (a.http.clone(), a.url.clone(), rpt.clone());
+        tokio::spawn(async move { get_with(&http, &url, "/invoices/1", &rpt).await.status() })
+    };
+    // Within the layer's request timeout (800 ms).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    b.layer
+        .forget_token_everywhere(&rpt)
+        .await
+        .expect("sent to the fleet");
+    assert_eq!(asked.await.expect("ran"), StatusCode::OK, "answered before");
+    written(&redis, 1).await;
+    as_.set_latency(Endpoint::Introspection, Duration::ZERO);
+    // Revoked at the AS too (its answer to `a` crossed the revocation).
+    as_.revoke(&rpt);
+
+    let c = replica_with(&as_, &r, &redis, "tests:revoked", skew).await;
+    let before = introspections(&as_);
+    assert_ne!(
+        c.get(&rpt).await,
+        StatusCode::OK,
+        "a replica started after the revocation granted the revoked token from an entry \
+         asked for before it"
+    );
+    assert_eq!(introspections(&as_), before + 1, "the entry was refused");
+}
+
+/// A revocation marker that cannot be read (here: overwritten by someone who can write
+/// Redis) refuses the entry read with it, even a MAC-valid one put back after the
+/// revocation deleted it; and a revocation whose marker cannot be written is reported as
+/// not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_or_unwritten_marker_fails_closed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let as_ = start_as().await;
+    let r = register_invoice(&as_);
+    let a = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let rpt = rpt_for(&as_, &r, &["read"]);
+    assert_eq!(a.get(&rpt).await, StatusCode::OK);
+    written(&redis, 1).await;
+    let key = only_key(&redis, &[]);
+    let granted = redis.get(&key).expect("stored");
+    a.layer
+        .forget_token_everywhere(&rpt)
+        .await
+        .expect("sent to the fleet");
+    assert_eq!(entries(&redis), 0, "deleted");
+    // The entry put back, the marker garbled; the AS still says active.
+    redis.set(&key, &granted);
+    let marker = only_marker(&redis);
+    redis.set(&marker, b"never");
+    let b = replica(&as_, &r, &redis, Duration::from_millis(200)).await;
+    let before = introspections(&as_);
+    assert_eq!(b.get(&rpt).await, StatusCode::OK, "the AS's answer");
+    assert_eq!(
+        introspections(&as_),
+        before + 1,
+        "the entry read with an unreadable marker was refused"
+    );
+
+    // Markers cannot be written (the one command that writes them is denied).
+    let reply = redis.command(&[b"ACL", b"SETUSER", b"default", b"-eval"]);
+    assert_eq!(reply, b"+OK\r\n");
+    assert!(
+        a.layer.forget_token_everywhere(&rpt).await.is_err(),
+        "a revocation without its marker is not sent"
     );
 }

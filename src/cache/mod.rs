@@ -476,10 +476,11 @@ pub(crate) struct Cached {
 pub(crate) type Forgetting =
     std::pin::Pin<Box<dyn Future<Output = Result<(), RevocationNotSent>> + Send + 'static>>;
 
-/// A revocation that was applied locally but not broadcast to the fleet (feature `redis`):
-/// Redis was unreachable, failed or did not answer within the shared cache's timeout.
-/// Other replicas may keep serving their cached answer for the token until it expires;
-/// retry, or revoke the token at the authorization server and wait out `max_ttl`.
+/// A revocation that was applied locally but not broadcast to the fleet, or whose marker was
+/// not written to Redis (feature `redis`): Redis was unreachable, failed or did not answer
+/// within the shared cache's timeout. Other replicas may keep serving their cached answer
+/// for the token, or a shared entry of it, until it expires; retry, or revoke the token at
+/// the authorization server and wait out `max_ttl`.
 ///
 /// Returned by [`UmaLayer::forget_token_everywhere`](crate::UmaLayer::forget_token_everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -564,8 +565,10 @@ impl IntrospectionCache {
     /// is removed on the spot. Only when the cache has seen more scopes than it records (32)
     /// are the entries of the others found by a scan of the whole cache.
     ///
-    /// With a [`SharedCache`] (feature `redis`), returns the deletion of the shared entries
-    /// and the broadcast of the revocation to the fleet, to await or spawn.
+    /// With a [`SharedCache`] (feature `redis`), returns the writing of the token's revocation
+    /// marker (which refuses its shared entries of every scope), the deletion of the shared
+    /// entries of the scopes this cache records and the broadcast of the revocation to the
+    /// fleet, to await or spawn.
     pub(crate) fn forget(&self, scope: &CacheScope, token: &str) -> Option<Forgetting> {
         let Some(inner) = &self.inner else {
             return None;
@@ -592,15 +595,15 @@ impl IntrospectionCache {
         }
         #[cfg(feature = "redis")]
         if let Some(shared) = &inner.shared {
-            let id = shared.revoke(fingerprint.as_bytes());
+            let (id, at) = shared.revoke(fingerprint.as_bytes());
             let mut scopes = seen;
             if !scopes.iter().any(|n| **n == *scope.namespace) {
                 scopes.push(Arc::clone(&scope.namespace));
             }
             let shared = Arc::clone(shared);
-            return Some(Box::pin(
-                async move { shared.forget(id, scopes, true).await },
-            ));
+            return Some(Box::pin(async move {
+                shared.forget(id, scopes, Some(at)).await
+            }));
         }
         None
     }

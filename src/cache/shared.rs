@@ -8,22 +8,34 @@
 //!   SHA-256(token))` ([`fleet_id`]). Neither the token nor its unkeyed digest ever leaves
 //!   the process.
 //! - **Value**: `tag ‖ payload`, `tag = HMAC-SHA256(secret, "tower-uma/value" ‖ key ‖
-//!   payload)`, `payload` the JSON of the introspection result with the time it was stored
-//!   and the time it stops being fresh. A value whose tag does not verify (written by someone
-//!   without the secret, or copied from another key) is dropped, counted and logged.
+//!   payload)`, `payload` the JSON of the introspection result (format 3) with the time its
+//!   writer started asking the AS for it (`asked_at_ms`, before the call) and the time it
+//!   stops being fresh, at most `max(max_ttl, negative_ttl)` after that asking. A value whose
+//!   tag does not verify (written by someone without the secret, or copied from another key)
+//!   or of another format (format 2 had the time of writing instead) is dropped, counted and
+//!   logged.
 //! - **Lifetime**: the local cache's own rules (`min(max_ttl, exp − skew)` for active results,
 //!   `negative_ttl` for inactive ones), as a Redis `PX` expiry and as the authenticated
 //!   `fresh_until`, which a replica that reads the entry keeps to: an entry is never served,
 //!   from Redis or from a local copy of it, past the time the replica that asked the AS gave it.
-//! - **Revocation**: `hex(fleet id) ‖ hex(HMAC-SHA256(secret, "tower-uma/revoke" ‖
+//! - **Revocation marker**: `{prefix}revoked:{hex(HMAC-SHA256(secret, "tower-uma/marker" ‖
+//!   fleet id))}`, holding the revocation time (milliseconds since the epoch, the revoking
+//!   replica's clock), written by the replica that revokes (a later time is never replaced
+//!   by an earlier one), for `max(max_ttl, negative_ttl) + 2 × skew + 2 s`. Every read of a
+//!   shared entry fetches the token's marker in the same `MGET`, and refuses an entry asked
+//!   for at or before the marker's time plus the skew, whatever scope wrote it and whether or
+//!   not any cache of that scope is still alive; a marker that is not a number refuses the
+//!   entry, and a read that fails uses neither.
+//! - **Revocation message**: `hex(fleet id) ‖ hex(HMAC-SHA256(secret, "tower-uma/revoke" ‖
 //!   len(channel) ‖ channel ‖ fleet id))` on the channel ([`SharedCacheBuilder::channel`]);
 //!   a message whose MAC does not verify is dropped and counted. Each replica hides its local
 //!   entries whose digest has that fleet id (one HMAC per entry, a scan of the local table at
 //!   once), detaches its calls in flight for it, remembers the revocation
 //!   for the longest lifetime of an entry plus the skew (by time, not by count) so that an
-//!   entry stored before it (or up to the skew after, in milliseconds of the writer's clock)
+//!   entry asked for before it (or up to the skew after, in milliseconds of the writer's clock)
 //!   is refused even if it comes back, and deletes the Redis keys of its scopes in a task of
-//!   its own.
+//!   its own. That deletion (and the sender's) only tidies up: the marker is what keeps
+//!   the entries of other scopes, and those written after it, from being used.
 //! - **Liveness**: the channel's connection is PINGed after a second of silence; no answer
 //!   within `max(timeout, 500 ms)` counts as a lost subscription. Every subscription, the
 //!   first included, empties the local cache.
@@ -60,9 +72,20 @@ const TOKEN_LABEL: &[u8] = b"tower-uma/token\0";
 const KEY_LABEL: &[u8] = b"tower-uma/key\0";
 const VALUE_LABEL: &[u8] = b"tower-uma/value\0";
 const REVOKE_LABEL: &[u8] = b"tower-uma/revoke\0";
+const MARKER_LABEL: &[u8] = b"tower-uma/marker\0";
 
 /// The layout of stored values; bumped when it changes, so that old values are ignored.
-const FORMAT: u64 = 2;
+/// 3: `asked_at_ms`, when the writer started asking for the answer (2 had `stored_at_ms`,
+/// when it wrote it, which a revocation marker cannot be compared with safely).
+const FORMAT: u64 = 3;
+
+/// Writes a revocation marker unless one with a later time is there: `KEYS[1]` the marker,
+/// `ARGV[1]` the revocation time (milliseconds since the epoch), `ARGV[2]` its lifetime
+/// (milliseconds). A marker whose value is not a number is replaced.
+const MARK_SCRIPT: &str = "local at = tonumber(ARGV[1]) \
+local cur = tonumber(redis.call('GET', KEYS[1]) or '') \
+if cur == nil or cur < at then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end \
+return 1";
 
 /// How long the revocation channel may stay silent before a PING checks that it is alive.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -91,8 +114,24 @@ pub(super) fn fleet_id(mac: &HmacSha256, digest: &[u8; 32]) -> [u8; 32] {
 /// On a local miss the cache reads Redis before the authorization server, and writes what
 /// the AS answered there, with the local cache's lifetime rules, so that a token costs one
 /// introspection per lifetime for the whole fleet instead of one per replica.
-/// [`UmaLayer::forget_token`](crate::UmaLayer::forget_token) deletes the shared entry and
-/// broadcasts the revocation: every replica drops its own entry.
+/// [`UmaLayer::forget_token`](crate::UmaLayer::forget_token) writes the token's revocation
+/// marker, deletes the shared entries it knows and broadcasts the revocation: every replica
+/// drops its own entry.
+///
+/// # What a revocation guarantees
+///
+/// Once [`UmaLayer::forget_token_everywhere`](crate::UmaLayer::forget_token_everywhere)
+/// returned `Ok` (the marker written and the revocation published), no replica of the fleet
+/// uses a shared entry of the token asked for at or before the revocation: not one of
+/// another scope (a 33rd layer on one cache, a lazy tenant no longer live), not one written
+/// to Redis after the revocation by a replica whose call to the AS crossed it, and not on
+/// a replica that never heard the broadcast (started after it, or resubscribed after a cut:
+/// the marker is read with every entry). This holds while the replicas have the same
+/// `max_ttl`, `negative_ttl` and `skew`, their clocks are within `skew` of each other, and
+/// nobody with write access to Redis deletes the marker. Entries asked for after the
+/// revocation (plus the skew) are used: revoke the token at the AS first. Local entries are
+/// dropped by the broadcast, and by every (re)subscription.
+/// When it returns `Err`, the marker or the publication may be missing; retry.
 ///
 /// # Failures
 ///
@@ -111,8 +150,8 @@ pub(super) fn fleet_id(mac: &HmacSha256, digest: &[u8; 32]) -> [u8; 32] {
 /// # Limits
 ///
 /// Run the Redis without persistence, or flush it when it restarts: a snapshot restored after
-/// a restart brings back entries deleted since, and a replica restarted meanwhile does not
-/// remember their revocation. [`IntrospectionCache::invalidate_all`](crate::IntrospectionCache::invalidate_all)
+/// a restart brings back entries deleted since without the markers written since, and a
+/// replica restarted meanwhile does not remember their revocation. [`IntrospectionCache::invalidate_all`](crate::IntrospectionCache::invalidate_all)
 /// (`UmaLayer::forget_all_tokens`) empties the local cache only, not Redis nor the fleet.
 ///
 /// # Single flight
@@ -287,6 +326,7 @@ impl SharedCacheBuilder {
                 caches: Mutex::new(Vec::new()),
                 revoked: Mutex::new(Revoked::default()),
                 keep_ms: AtomicI64::new(0),
+                life_ms: AtomicI64::new(0),
                 skew_ms: AtomicI64::new(0),
             }),
         })
@@ -359,8 +399,8 @@ impl fmt::Debug for SharedCacheBuilder {
 }
 
 /// Fleet ids revoked recently, with when (the replica's clock, milliseconds since the
-/// epoch): a value stored before that (or up to the clock skew after) is refused. A
-/// revocation is kept for as long as an entry stored before it can live (`keep_ms`), then
+/// epoch): a value asked for before that (or up to the clock skew after) is refused. A
+/// revocation is kept for as long as an entry asked for before it can live (`keep_ms`), then
 /// dropped in the next prune; prunes run when the map has doubled since the last one.
 #[derive(Default)]
 struct Revoked {
@@ -382,7 +422,7 @@ impl Revoked {
         }
     }
 
-    /// Whether a value for `id` stored at `stored_at_ms` (the writer's clock) may predate a
+    /// Whether a value for `id` asked for at `stored_at_ms` (the writer's clock) may predate a
     /// revocation of `id`, allowing `skew_ms` between the clocks.
     fn refuses(&self, id: &[u8; 32], stored_at_ms: i64, skew_ms: i64) -> bool {
         self.at
@@ -413,6 +453,10 @@ pub(super) struct Shared {
     /// How long revocations are kept: the longest lifetime of an entry (`max_ttl` or
     /// `negative_ttl`) plus the skew, of the caches attached (milliseconds).
     keep_ms: AtomicI64,
+    /// The longest lifetime of an entry (`max_ttl` or `negative_ttl`) of the caches attached
+    /// (milliseconds): an entry written to Redis is fresh for at most this long after its
+    /// writer started asking the AS, and a revocation marker outlives it.
+    life_ms: AtomicI64,
     /// The clock skew allowed between replicas: the largest `skew` of the caches attached
     /// (milliseconds).
     skew_ms: AtomicI64,
@@ -441,10 +485,10 @@ impl Shared {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let policy = &cache.policy;
         let skew = ms(policy.skew);
-        let keep = ms(policy.max_ttl.max(policy.negative_ttl))
-            .saturating_add(skew)
-            .saturating_add(1000);
+        let life = ms(policy.max_ttl.max(policy.negative_ttl));
+        let keep = life.saturating_add(skew).saturating_add(1000);
         self.skew_ms.fetch_max(skew, Ordering::SeqCst);
+        self.life_ms.fetch_max(life, Ordering::SeqCst);
         self.keep_ms.fetch_max(keep, Ordering::SeqCst);
         let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
         caches.retain(|c| c.strong_count() > 0);
@@ -590,19 +634,38 @@ impl Shared {
         mac
     }
 
-    /// The authenticated entry for `key` in Redis, if there is one fresh at `now`.
+    /// The Redis key of the revocation marker of the token whose fleet id is `id`:
+    /// `{prefix}revoked:{hex(HMAC-SHA256(secret, "tower-uma/marker" ‖ fleet id))}`.
+    fn marker_key(&self, id: &[u8; 32]) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(MARKER_LABEL);
+        mac.update(id);
+        let tag: [u8; 32] = mac.finalize().into_bytes().into();
+        format!("{}revoked:{}", self.prefix, hex(&tag))
+    }
+
+    /// The authenticated entry for `key` in Redis, if there is one fresh at `now` that no
+    /// revocation marker read with it (in the same MGET) refuses.
     pub(super) async fn get(self: &Arc<Self>, key: &Key, now: i64) -> Option<Found> {
         let id = fleet_id(&self.mac, &key.digest);
         let redis_key = self.redis_key(&key.namespace, &id);
-        let k = redis_key.clone();
-        let bytes: Option<Vec<u8>> = self
-            .call("get", |mut c| async move { c.get(k).await })
+        let keys = [redis_key.clone(), self.marker_key(&id)];
+        // Both or neither: a failed or late read uses no entry.
+        let read: Vec<Option<Vec<u8>>> = self
+            .call("get", |mut c| async move { c.mget(&keys).await })
             .await?;
+        let mut read = read.into_iter();
+        let (bytes, marker) = (read.next().flatten(), read.next().flatten());
         let Some(bytes) = bytes else {
             metrics::counter!("uma_shared_cache_misses_total").increment(1);
             return None;
         };
-        match self.open(&redis_key, &bytes, &id, now) {
+        let opened = match marker.as_deref().map(read_marker) {
+            Some(None) => Err("its token's revocation marker is unreadable"),
+            Some(Some(at)) => self.open(&redis_key, &bytes, &id, now, Some(at)),
+            None => self.open(&redis_key, &bytes, &id, now, None),
+        };
+        match opened {
             Ok(Some(found)) => {
                 metrics::counter!("uma_shared_cache_hits_total").increment(1);
                 Some(found)
@@ -624,13 +687,15 @@ impl Shared {
     }
 
     /// Checks and reads a stored value: `Ok(None)` for one that is no longer fresh or
-    /// predates a revocation, `Err` for one that fails its MAC or cannot be read.
+    /// predates a revocation (heard, or `marker`: the time in the token's revocation marker),
+    /// `Err` for one that fails its MAC or cannot be read.
     fn open(
         &self,
         redis_key: &str,
         bytes: &[u8],
         id: &[u8; 32],
         now: i64,
+        marker: Option<i64>,
     ) -> Result<Option<Found>, &'static str> {
         if bytes.len() < 32 {
             return Err("too short to carry a MAC");
@@ -644,7 +709,7 @@ impl Shared {
             return Err("unknown format");
         }
         let int = |name| value.get(name).and_then(Value::as_i64);
-        let (Some(stored_at), Some(fresh_until)) = (int("stored_at_ms"), int("fresh_until")) else {
+        let (Some(asked_at), Some(fresh_until)) = (int("asked_at_ms"), int("fresh_until")) else {
             return Err("unreadable payload");
         };
         let result = value.get("result").ok_or("unreadable payload")?;
@@ -652,8 +717,14 @@ impl Shared {
         if now >= fresh_until {
             return Ok(None);
         }
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        // Asked at or before the revocation (within the skew between the clocks): the AS
+        // may have answered before it.
+        if marker.is_some_and(|at| asked_at <= at.saturating_add(skew)) {
+            return Ok(None);
+        }
         let revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-        if revoked.refuses(id, stored_at, self.skew_ms.load(Ordering::Relaxed)) {
+        if revoked.refuses(id, asked_at, skew) {
             return Ok(None);
         }
         Ok(Some(Found {
@@ -664,6 +735,11 @@ impl Shared {
 
     /// Writes what the AS answered for `key`, with the local cache's lifetime rules, unless
     /// the call was revoked meanwhile; deletes it again if it was revoked while writing.
+    ///
+    /// `asked_at_ms` is when this replica started asking (the system clock, before the
+    /// call to the AS): a revocation marker at or after it refuses the entry, whenever it
+    /// was written. The entry is fresh for at most the longest lifetime after it, so that
+    /// the marker outlives it.
     pub(super) async fn put(
         self: &Arc<Self>,
         key: &Key,
@@ -671,9 +747,19 @@ impl Shared {
         times: Option<lifetime::Times>,
         revoked: &AtomicBool,
         now: i64,
+        asked_at_ms: i64,
     ) {
         let Some(times) = times else { return };
-        let Ok(ttl_ms) = u64::try_from((times.fresh_until - now).saturating_mul(1000)) else {
+        // `now` is the layer's clock (the system clock but in tests); what is left of the
+        // lifetime is measured on the system clock, as `asked_at_ms` is.
+        let elapsed_ms = unix_now_ms().saturating_sub(asked_at_ms).max(0);
+        let left_ms = self
+            .life_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(elapsed_ms);
+        let latest = now.saturating_add(left_ms.div_euclid(1000));
+        let fresh_until = times.fresh_until.min(latest);
+        let Ok(ttl_ms) = u64::try_from((fresh_until - now).saturating_mul(1000)) else {
             return;
         };
         if ttl_ms == 0 || revoked.load(Ordering::SeqCst) {
@@ -683,8 +769,8 @@ impl Shared {
         let redis_key = self.redis_key(&key.namespace, &id);
         let payload = json!({
             "format": FORMAT,
-            "stored_at_ms": unix_now_ms(),
-            "fresh_until": times.fresh_until,
+            "asked_at_ms": asked_at_ms,
+            "fresh_until": fresh_until,
             "result": to_json(value),
         });
         let Ok(payload) = serde_json::to_vec(&payload) else {
@@ -708,20 +794,28 @@ impl Shared {
         }
     }
 
-    /// Deletes the entries of the token whose fleet id is `id` in `scopes`, and (when
-    /// `publish`) tells the fleet. The publication is tried even if the deletion fails (the
-    /// replicas that hear it delete the entries too, and refuse any stored before).
+    /// Deletes the entries of the token whose fleet id is `id` in `scopes`, and, when
+    /// `revoked_at` is given (the sender's revocation, milliseconds since the epoch), writes
+    /// the token's revocation marker and tells the fleet. The three are sent at once; the
+    /// marker and the publication are tried even if the deletion fails.
+    ///
+    /// The marker is what refuses the token's entries of every scope, including those no
+    /// cache of this process knows or that no replica hearing the publication knows: a value
+    /// asked for at or before `revoked_at` (within the skew) is never used while the marker
+    /// lives, which is longer than any such value stays fresh. The deletion only tidies up.
     ///
     /// # Errors
     ///
-    /// [`RevocationNotSent`] when the revocation was not published (no runtime, Redis
-    /// unreachable, failed or late); a failed deletion alone is logged and counted.
+    /// [`RevocationNotSent`] when the marker was not written or the revocation was not
+    /// published (no runtime, Redis unreachable, failed or late); a failed deletion alone is
+    /// logged and counted.
     pub(super) async fn forget(
         self: &Arc<Self>,
         id: [u8; 32],
         scopes: Vec<Arc<str>>,
-        publish: bool,
+        revoked_at: Option<i64>,
     ) -> Result<(), RevocationNotSent> {
+        let publish = revoked_at.is_some();
         let keys: Vec<String> = scopes.iter().map(|s| self.redis_key(s, &id)).collect();
         // Straight to Redis, whatever the circuit: a revocation is worth a try, and the
         // timeout bounds it.
@@ -739,6 +833,32 @@ impl Shared {
             }
             tokio::time::timeout(timeout, async move { c.del::<_, ()>(keys).await }).await
         };
+        let mut c = connection.clone();
+        let marker = self.marker_key(&id);
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        // Outlives every entry asked for up to the skew after the revocation (fresh at most
+        // `life_ms` after its asking, by a clock up to the skew off), with a second to spare.
+        let marker_ms = self
+            .life_ms
+            .load(Ordering::Relaxed)
+            .saturating_add(skew.saturating_mul(2))
+            .saturating_add(2000);
+        let mark = async move {
+            let Some(at) = revoked_at else {
+                return Ok(Ok(()));
+            };
+            tokio::time::timeout(timeout, async move {
+                redis::cmd("EVAL")
+                    .arg(MARK_SCRIPT)
+                    .arg(1)
+                    .arg(marker)
+                    .arg(at)
+                    .arg(marker_ms)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+        };
         let mut c = connection;
         let message = self.revocation_message(&id);
         let channel = self.channel.clone();
@@ -751,7 +871,7 @@ impl Shared {
             })
             .await
         };
-        let (deleted, sent) = futures_util::future::join(delete, send).await;
+        let (deleted, marked, sent) = futures_util::future::join3(delete, mark, send).await;
         let failed = |what: &str, result: Result<redis::RedisResult<()>, _>| -> bool {
             let error = match result {
                 Ok(Ok(())) => return false,
@@ -763,8 +883,14 @@ impl Shared {
             true
         };
         failed("delete the entries of", deleted);
+        let unmarked = failed("mark", marked);
         if failed("broadcast", sent) {
             return Err(RevocationNotSent::new("Redis failed or timed out"));
+        }
+        if unmarked {
+            return Err(RevocationNotSent::new(
+                "the revocation marker was not written to Redis (failed or timed out)",
+            ));
         }
         if publish {
             metrics::counter!("uma_shared_cache_revocations_total", "direction" => "sent")
@@ -803,11 +929,13 @@ impl Shared {
         Some(id)
     }
 
-    /// The fleet id of `digest` (for the local `forget`), remembered as revoked now.
-    pub(super) fn revoke(&self, digest: &[u8; 32]) -> [u8; 32] {
+    /// The fleet id of `digest` (for the local `forget`), remembered as revoked now, and
+    /// when (milliseconds since the epoch), for its revocation marker.
+    pub(super) fn revoke(&self, digest: &[u8; 32]) -> ([u8; 32], i64) {
         let id = fleet_id(&self.mac, digest);
-        self.remember(id, unix_now_ms());
-        id
+        let now = unix_now_ms();
+        self.remember(id, now);
+        (id, now)
     }
 
     fn remember(&self, id: [u8; 32], now_ms: i64) {
@@ -851,7 +979,7 @@ impl Shared {
         // written it after the sender deleted it.
         let shared = Arc::clone(self);
         tokio::spawn(async move {
-            let _ = shared.forget(id, scopes, false).await;
+            let _ = shared.forget(id, scopes, None).await;
         });
     }
 
@@ -972,6 +1100,12 @@ fn to_json(value: &Introspection) -> Value {
     Value::Object(obj)
 }
 
+/// The revocation time a marker holds (milliseconds since the epoch); `None` when it is not
+/// a number, which refuses the entry read with it.
+fn read_marker(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
 fn hex(bytes: &[u8; 32]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(64);
@@ -1060,35 +1194,82 @@ mod tests {
         let id = [9_u8; 32];
         let key = inner.redis_key("scope", &id);
         let payload = serde_json::to_vec(&json!({
-            "format": FORMAT, "stored_at_ms": 100_000, "fresh_until": 200,
+            "format": FORMAT, "asked_at_ms": 100_000, "fresh_until": 200,
             "result": to_json(&Introspection::active(vec![], Some(1_000))),
         }))
         .expect("json");
         let tag = inner.value_mac(&key, &payload).finalize().into_bytes();
         let mut bytes = tag.to_vec();
         bytes.extend_from_slice(&payload);
-        assert!(matches!(inner.open(&key, &bytes, &id, 150), Ok(Some(_))));
+        assert!(matches!(
+            inner.open(&key, &bytes, &id, 150, None),
+            Ok(Some(_))
+        ));
         assert!(
-            matches!(inner.open(&key, &bytes, &id, 200), Ok(None)),
+            matches!(inner.open(&key, &bytes, &id, 200, None), Ok(None)),
             "not fresh"
         );
         let other = inner.redis_key("scope", &[8_u8; 32]);
         assert!(
-            inner.open(&other, &bytes, &id, 150).is_err(),
+            inner.open(&other, &bytes, &id, 150, None).is_err(),
             "moved to another token"
         );
         let mut altered = bytes.clone();
         let last = altered.len() - 2;
         altered[last] ^= 1;
-        assert!(inner.open(&key, &altered, &id, 150).is_err(), "altered");
         assert!(
-            inner.open(&key, &bytes[..20], &id, 150).is_err(),
+            inner.open(&key, &altered, &id, 150, None).is_err(),
+            "altered"
+        );
+        assert!(
+            inner.open(&key, &bytes[..20], &id, 150, None).is_err(),
             "truncated"
+        );
+        // A revocation marker at or after the asking refuses it; one before does not.
+        assert!(
+            matches!(inner.open(&key, &bytes, &id, 150, Some(100_000)), Ok(None)),
+            "marked at the asking"
+        );
+        assert!(
+            matches!(
+                inner.open(&key, &bytes, &id, 150, Some(99_999)),
+                Ok(Some(_))
+            ),
+            "marked before the asking"
+        );
+        // The old layout (the time of writing, not of asking) is refused whatever it says.
+        let old = serde_json::to_vec(&json!({
+            "format": 2, "stored_at_ms": 100_000, "fresh_until": 200,
+            "result": to_json(&Introspection::active(vec![], Some(1_000))),
+        }))
+        .expect("json");
+        let mut old_bytes = inner.value_mac(&key, &old).finalize().into_bytes().to_vec();
+        old_bytes.extend_from_slice(&old);
+        assert!(
+            inner.open(&key, &old_bytes, &id, 150, None).is_err(),
+            "format 2"
         );
         inner.remember(id, 100_000);
         assert!(
-            matches!(inner.open(&key, &bytes, &id, 150), Ok(None)),
+            matches!(inner.open(&key, &bytes, &id, 150, None), Ok(None)),
             "revoked after"
+        );
+    }
+
+    #[test]
+    fn markers_are_read_as_numbers_and_keyed_by_the_fleet_id_alone() {
+        assert_eq!(read_marker(b"1765100000123"), Some(1_765_100_000_123));
+        assert_eq!(read_marker(b""), None);
+        assert_eq!(read_marker(b"soon"), None);
+        let s = shared();
+        let inner = s.shared();
+        let (a, b) = (inner.marker_key(&[1; 32]), inner.marker_key(&[2; 32]));
+        assert_ne!(a, b);
+        assert!(a.starts_with("tower-uma:revoked:"));
+        assert!(!a.contains(&hex(&[1; 32])), "not the fleet id itself");
+        assert_ne!(
+            a,
+            format!("tower-uma:revoked:{}", &inner.redis_key("", &[1; 32])[10..])
         );
     }
 

@@ -168,6 +168,10 @@ impl Inner {
         flight::spawn(async move {
             // The fleet's shared level first, when there is one: an entry another replica
             // stored is kept locally no longer than it was fresh there.
+            // Before anything is asked: a revocation marker at or after this refuses what the
+            // answer is written to Redis as.
+            #[cfg(feature = "redis")]
+            let asked_at_ms = shared::unix_now_ms();
             #[cfg(feature = "redis")]
             let found = match &finish.inner.shared {
                 Some(shared) => shared.get(&finish.key, clock.now_unix()).await,
@@ -194,7 +198,9 @@ impl Inner {
                     // Outside a runtime there is no connection to Redis to write with.
                     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                         runtime.spawn(async move {
-                            shared.put(&key, &value, times, &revoked, now).await;
+                            shared
+                                .put(&key, &value, times, &revoked, now, asked_at_ms)
+                                .await;
                         });
                     }
                 }

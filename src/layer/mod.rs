@@ -140,8 +140,8 @@ impl UmaLayer {
     /// with it.
     ///
     /// With a shared cache on Redis (feature `redis`, `IntrospectionCacheBuilder::shared`),
-    /// the shared entry is also deleted and the revocation broadcast to every replica, in a
-    /// task of its own (outside a tokio runtime, only the local cache forgets); await
+    /// the token's revocation marker is also written to Redis, its shared entries deleted and
+    /// the revocation broadcast to every replica, in a task of its own (outside a tokio runtime, only the local cache forgets); await
     /// [`forget_token_everywhere`](Self::forget_token_everywhere) to know when it was sent.
     pub fn forget_token(&self, token: &str) {
         if let Some(rest) = self.pipeline.forget_token(token)
@@ -154,15 +154,20 @@ impl UmaLayer {
         }
     }
 
-    /// [`forget_token`](Self::forget_token), returning once the fleet was told: the
-    /// revocation published on the shared cache's channel (and the shared entry deleted, or
-    /// that failure logged and counted). Redis calls are bounded by the shared cache's
-    /// timeout. Without a shared cache it only forgets locally, and succeeds.
+    /// [`forget_token`](Self::forget_token), returning once the fleet was told: the token's
+    /// revocation marker written to Redis and the revocation published on the shared cache's
+    /// channel (and the shared entries deleted, or that failure logged and counted). From
+    /// then on no replica uses a shared entry of the token asked for before the revocation,
+    /// whatever layer wrote it, even one that did not hear the broadcast (see
+    /// [`SharedCache`](crate::cache::SharedCache#what-a-revocation-guarantees)). Redis calls
+    /// are bounded by the shared cache's timeout. Without a shared cache it only forgets
+    /// locally, and succeeds.
     ///
     /// # Errors
     ///
-    /// [`RevocationNotSent`](crate::cache::RevocationNotSent) when the revocation could not
-    /// be published: this replica forgot the token, the others may not have.
+    /// [`RevocationNotSent`](crate::cache::RevocationNotSent) when the marker could not be
+    /// written or the revocation could not be published: this replica forgot the token, the
+    /// others may not have, and a replica that did not hear it may use a shared entry.
     pub async fn forget_token_everywhere(
         &self,
         token: &str,
