@@ -318,6 +318,25 @@ impl<T: Copy + PartialEq> Named<T> {
     }
 }
 
+/// `url` as tower-uma's errors and logs quote a configured URL: with its user info
+/// (`scheme://user:password@`) replaced by `***`, also where a lenient parser finds user info
+/// the text hides (`https:///user:pw@host`) or a password holds an unescaped `/`, `?` or `#`.
+/// For messages of your own that name a URL from configuration.
+///
+/// ```
+/// use tower_uma::error::url_without_user_info;
+///
+/// assert_eq!(
+///     url_without_user_info("redis://default:s3cret@cache.internal:6379/0"),
+///     "redis://***@cache.internal:6379/0"
+/// );
+/// assert_eq!(url_without_user_info("https://as.test/x"), "https://as.test/x");
+/// ```
+#[must_use]
+pub fn url_without_user_info(url: &str) -> String {
+    crate::layer::url_check::without_user_info(url)
+}
+
 #[cfg(test)]
 mod setting_tests {
     use crate::EnforcementMode;

@@ -158,8 +158,8 @@ impl UmaLayer {
     /// revocation marker written to Redis and the revocation published on the shared cache's
     /// channel (and the shared entries deleted, or that failure logged and counted). From
     /// then on no replica uses a shared entry of the token asked for before the revocation,
-    /// whatever layer wrote it, even one that did not hear the broadcast (see
-    /// [`SharedCache`](crate::cache::SharedCache#what-a-revocation-guarantees)). Redis calls
+    /// whatever layer wrote it, even one that did not hear the broadcast (see "What a
+    /// revocation guarantees" in `SharedCache`'s documentation, feature `redis`). Redis calls
     /// are bounded by the shared cache's timeout. Without a shared cache it only forgets
     /// locally, and succeeds.
     ///

@@ -38,18 +38,40 @@ pub(super) fn check_url(name: &str, value: &str, allow_http: bool) -> Result<(),
 /// `value` with its user info (`scheme://user:password@`) replaced by `***`, for messages
 /// that quote a configured URL (also those checked elsewhere, such as a `jwks_uri`).
 pub(crate) fn without_user_info(value: &str) -> String {
-    let (scheme, rest) = value.split_once("://").unwrap_or(("", value));
-    // The authority ends at the first `/`, `?` or `#`; but in a URL that does not parse, a
-    // password may hold one unescaped (and so end it early): then all up to the last `@` goes.
-    let end = if url::Url::parse(value).is_ok() {
-        rest.find(['/', '?', '#']).unwrap_or(rest.len())
-    } else {
-        rest.len()
-    };
-    match rest[..end].rfind('@') {
-        Some(at) if value.contains("://") => format!("{scheme}://***{}", &rest[at..]),
-        Some(at) => format!("***{}", &rest[at..]),
-        None => value.to_owned(),
+    if let Ok(mut parsed) = url::Url::parse(value) {
+        if parsed.username().is_empty() && parsed.password().is_none() {
+            return value.to_owned();
+        }
+        // The authority as `url` reads it: after the scheme and however many slashes (or
+        // backslashes, for http and https: `https:///user:pw@host` has user info), up to
+        // the first `/`, `?`, `#` or `\`; the user info is all of it to its last `@`.
+        let (scheme, rest) = value.split_once(':').unwrap_or(("", value));
+        let rest = rest.trim_start_matches(['/', '\\']);
+        let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            let shown = format!("{scheme}://***{}", &rest[at..]);
+            let shows = |part: &str| !part.is_empty() && shown.contains(part);
+            if !shows(parsed.username()) && !parsed.password().is_some_and(shows) {
+                return shown;
+            }
+        }
+        // Otherwise the URL as `url` writes it, without its user info.
+        if parsed.set_username("").is_ok() && parsed.set_password(None).is_ok() {
+            let written = parsed.to_string();
+            if let Some((scheme, rest)) = written.split_once("://") {
+                return format!("{scheme}://***@{rest}");
+            }
+        }
+        return format!("{scheme}://***");
+    }
+    // One that does not parse may hold a password with an unescaped `/`, `?` or `#`: all up
+    // to its last `@` goes.
+    match (value.split_once("://"), value.rfind('@')) {
+        (Some((scheme, _)), Some(at)) if at > scheme.len() => {
+            format!("{scheme}://***{}", &value[at..])
+        }
+        (_, Some(at)) => format!("***{}", &value[at..]),
+        (_, None) => value.to_owned(),
     }
 }
 
@@ -78,6 +100,10 @@ mod tests {
             "https://rs:s3cret#pw@as.test/realms/a",
             "https://rs:s3cret?pw@as.test",
             "https://rs:s3cret/pw@as.test",
+            // `url` reads user info here too, whatever the slashes.
+            "https:///rs:s3cret@as.test/x",
+            "https:/rs:s3cret@as.test/x",
+            "HTTPS:///rs:s3cret@as.test",
         ] {
             let e = check_url("issuer", url, false).unwrap_err().to_string();
             assert!(!e.contains("s3cret") && !e.contains("rs@"), "{e}");

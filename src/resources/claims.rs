@@ -2,6 +2,7 @@
 //! request, so that its policies can decide on them (Keycloak's claim information points,
 //! the `claims` provider).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -228,42 +229,45 @@ impl PushedClaims {
     /// before 3.0, Python before 3.9.2) reads otherwise: a claimed pair hidden in another's
     /// value (`x=1;org=acme`), or a claimed value holding a `;`.
     pub(crate) fn respelled_parameter(&self, query: Option<&str>) -> Option<String> {
-        let query = query?;
-        let mut claimed = self
+        let query = query.filter(|q| !q.is_empty())?;
+        let claimed: Vec<&str> = self
             .sources()
             .filter_map(|s| match s {
                 Source::Parameter(name) => Some(name.as_str()),
                 _ => None,
             })
-            .peekable();
-        claimed.peek()?;
-        let claimed: Vec<&str> = claimed.collect();
-        let folded: Vec<String> = claimed.iter().map(|n| fold_parameter(n)).collect();
-        let key = |pair: &str| {
-            let name = pair.split('=').next().unwrap_or_default();
-            url::form_urlencoded::parse(name.as_bytes())
+            .collect();
+        if claimed.is_empty() {
+            return None;
+        }
+        // The pair's name, percent-decoded (borrowed unless it holds an escape or a `+`).
+        fn name(pair: &str) -> Cow<'_, str> {
+            let raw = pair.split('=').next().unwrap_or_default();
+            url::form_urlencoded::parse(raw.as_bytes())
                 .next()
-                .map(|(k, _)| k.into_owned())
-                .unwrap_or_default()
-        };
+                .map_or(Cow::Borrowed(""), |(name, _)| name)
+        }
         // Each pair as `&` and `;` split the query: a respelled name, or a claimed name.
         let mut exact_by_both = 0_usize;
         for pair in query.split(['&', ';']) {
-            let name = key(pair);
-            let fold = fold_parameter(&name);
-            if let Some(i) = folded.iter().position(|f| *f == fold) {
-                if name != claimed[i] {
-                    return Some(name);
+            let name = name(pair);
+            let mut exact = false;
+            for claim in &claimed {
+                if same_parameter(&name, claim) {
+                    if *name != **claim {
+                        return Some(name.into_owned());
+                    }
+                    exact = true;
                 }
-                exact_by_both += 1;
             }
+            exact_by_both += usize::from(exact);
         }
         // The same pairs as `&` alone splits the query: a claimed pair whose text holds a `;`,
         // or fewer claimed pairs than the split on both found (one hid in another's value).
         let mut exact_by_ampersand = 0_usize;
         for pair in query.split('&') {
-            let name = key(pair);
-            if let Some(claim) = claimed.iter().find(|c| **c == name) {
+            let name = name(pair);
+            if let Some(claim) = claimed.iter().find(|c| **c == &*name) {
                 if pair.contains(';') {
                     return Some((*claim).to_owned());
                 }
@@ -348,22 +352,30 @@ impl PushedClaims {
     }
 }
 
-/// Whether the lower-case header names `a` and `b` are the same but for the punctuation in
-/// some places (`x-org`, `x_org`, `x.org`).
-/// A query parameter's name as the frameworks that bind names loosely see it: from its first
-/// non-blank character to its first NUL or `[`, `.` and spaces as `_`, in lower case.
-fn fold_parameter(name: &str) -> String {
+/// A query parameter's name as the frameworks that bind names loosely see it, one character
+/// at a time: from its first non-blank character to its first NUL, up to a `[` that a `]`
+/// follows (PHP's array syntax, `q[]`, `q[x]`), with `.`, spaces and an unmatched `[` as `_`
+/// (PHP), in lower case (ASP.NET).
+fn fold_parameter(name: &str) -> impl Iterator<Item = char> + '_ {
     let name = name.trim_start_matches(|c: char| c.is_ascii_whitespace());
-    let end = name.find(['\0', '[']).unwrap_or(name.len());
-    name[..end]
-        .chars()
-        .map(|c| match c {
-            '.' | ' ' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+    let name = &name[..name.find('\0').unwrap_or(name.len())];
+    let name = match name.find('[') {
+        Some(i) if name[i + 1..].contains(']') => &name[..i],
+        _ => name,
+    };
+    name.chars().map(|c| match c {
+        '.' | ' ' | '[' => '_',
+        c => c.to_ascii_lowercase(),
+    })
 }
 
+/// Whether some framework binds the query parameter names `a` and `b` to one name.
+fn same_parameter(a: &str, b: &str) -> bool {
+    fold_parameter(a).eq(fold_parameter(b))
+}
+
+/// Whether the lower-case header names `a` and `b` are the same but for the punctuation in
+/// some places (`x-org`, `x_org`, `x.org`).
 fn same_but_punctuation(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
@@ -622,6 +634,12 @@ mod tests {
             ("amount%00=9000&amount=1", Some("amount\0")),
             ("amount[]=9000", Some("amount[]")),
             ("amount%5Bx%5D=9000", Some("amount[x]")),
+            // An unmatched `[` is a `_` to PHP (`o[rg` is `o_rg`), and so are later ones.
+            ("o_rg=acme&o[rg=globex", Some("o[rg")),
+            ("o_rg=acme&o%5Brg=globex", Some("o[rg")),
+            ("o[rg=globex", Some("o[rg")),
+            ("o_rg[]=globex", Some("o_rg[]")),
+            ("o[rg]=x", None),
             // Split on `;` too (Rack before 3.0, Python before 3.9.2).
             ("x=1;amount=9000&amount=1", Some("amount")),
             ("amount=1;x=2", Some("amount")),

@@ -288,6 +288,9 @@ pub(super) fn request_host<B>(req: &Request<B>) -> Result<Option<&str>, BadHost>
     let mut lines = req.headers().get_all(HOST).iter();
     let line = match (lines.next(), lines.next()) {
         (None, _) => None,
+        // An empty `Host` is what RFC 9112 §3.2 asks of a client whose target has no
+        // authority: no host, as when it is missing.
+        (Some(h), None) if h.is_empty() => None,
         (Some(h), None) => Some(h.to_str().map_err(|_| BadHost)?),
         (Some(_), Some(_)) => return Err(BadHost),
     };
@@ -633,6 +636,12 @@ mod tests {
         assert_eq!(request_host(&two), Err(BadHost));
         assert_eq!(request_host(&req(Some("a.test:x"), "/x")), Err(BadHost));
         assert_eq!(request_host(&req(None, "/x")), Ok(None));
+        // An empty `Host` (RFC 9112 §3.2) is no host.
+        assert_eq!(request_host(&req(Some(""), "/x")), Ok(None));
+        assert_eq!(
+            request_host(&req(Some(""), "http://a.test/x")),
+            Ok(Some("a.test"))
+        );
         assert_eq!(
             request_host(&req(Some("A.test:1"), "/x")),
             Ok(Some("A.test:1"))

@@ -203,29 +203,35 @@ fn remove_connection_options(headers: &mut HeaderMap) {
     if !headers.contains_key(header::CONNECTION) {
         return;
     }
-    let named: Vec<HeaderName> = connection_options(headers)
-        .filter(|name| {
-            ![
-                header::HOST,
-                header::CONTENT_LENGTH,
-                header::TRANSFER_ENCODING,
-            ]
-            .contains(name)
-        })
-        .collect();
+    let named = connection_options(headers);
     for name in named {
-        headers.remove(name);
+        if ![
+            header::HOST,
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+        ]
+        .contains(&name)
+        {
+            headers.remove(name);
+        }
     }
 }
 
-/// The header names the `Connection` headers list, split on the bytes, so that one token
-/// that is not ASCII (or not a name) does not keep the others in.
-fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+/// The headers that the `Connection` headers name and the message carries, split on the
+/// bytes, so that one token that is not ASCII (or not a name) does not keep the others in.
+/// The usual `close` and `keep-alive` are passed over, and a name is made only for a header
+/// the message has: most messages allocate nothing here.
+fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+        .filter_map(|t| std::str::from_utf8(t).ok())
+        .filter(|t| headers.contains_key(*t))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect()
 }
 
 /// Whether `name` is one of [`UMA_HEADERS`] in any spelling (see [`remove_uma_headers`]).
@@ -778,7 +784,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
     if !headers.keys().any(is_hop_by_hop) {
         return false;
     }
-    let named: Vec<HeaderName> = connection_options(headers).collect();
+    let named = connection_options(headers);
     for name in named {
         headers.remove(name);
     }

@@ -18,19 +18,7 @@ const MIN_ADMIN_TOKEN: usize = 16;
 /// `url` with the user and password of its authority (`scheme://user:password@host/…`)
 /// replaced by `***`, for logs and errors.
 pub(crate) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    // The authority ends at the first `/`, `?` or `#`; but in a URL that does not parse, a
-    // password may hold one unescaped (and so end it early): then all up to the last `@` goes.
-    let end = if url::Url::parse(url).is_ok() {
-        rest.find(['/', '?', '#']).unwrap_or(rest.len())
-    } else {
-        rest.len()
-    };
-    match rest[..end].rfind('@') {
-        Some(at) if url.contains("://") => format!("{scheme}://***{}", &rest[at..]),
-        Some(at) => format!("***{}", &rest[at..]),
-        None => url.to_owned(),
-    }
+    tower_uma::error::url_without_user_info(url)
 }
 
 /// How an error names the environment variable `name` of a `*_env` key: quoted when it looks

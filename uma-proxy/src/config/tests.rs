@@ -828,6 +828,22 @@ fn redis_urls_are_shown_without_their_password() {
         redact_url("redis+unix:///run/redis.sock"),
         "redis+unix:///run/redis.sock"
     );
+    // `url` reads user info whatever the slashes of a special scheme.
+    for url in [
+        "https:///rs:s3cret@as.test/x",
+        "https:/rs:s3cret@as.test/x",
+        "HTTPS:///rs:s3cret@as.test",
+    ] {
+        let shown = redact_url(url);
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("rs@"),
+            "{shown}"
+        );
+    }
+    assert_eq!(
+        redact_url("https:///rs:s3cret@as.test/x"),
+        "https://***@as.test/x"
+    );
 }
 
 #[cfg(feature = "redis")]
