@@ -970,6 +970,7 @@ async fn the_documented_router_serves_a_tenant_whose_prefix_is_stripped() {
 /// prefix: axum has routed the request to `/b/albums/{id}`'s handler before the layer strips
 /// the prefix and decides on `/albums/1`. The layer sees axum's `MatchedPath` and refuses
 /// (`500`, `Rejection::Misconfigured`) before any AS call; the handler never runs.
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn a_stripping_tenant_behind_router_layer_is_refused() {
     let t = two().await;
