@@ -340,7 +340,7 @@ pub(crate) fn apply<B>(mode: MethodOverride, req: &mut Request<B>) -> Result<(),
     match mode {
         MethodOverride::Refuse => Err("the request carries a method override (refused)"),
         MethodOverride::Decide => overridden_method(req.headers(), req.uri()).and_then(|method| {
-            if method != *req.method() && routed_by_method(req) {
+            if method != *req.method() && routed_by_axum(req) {
                 // Once per process: clients choose how often this happens.
                 static WARNED: std::sync::atomic::AtomicBool =
                     std::sync::atomic::AtomicBool::new(false);
@@ -365,12 +365,13 @@ pub(crate) fn apply<B>(mode: MethodOverride, req: &mut Request<B>) -> Result<(),
 /// Whether axum's router (0.8) matched a route for the request before the layer runs: it puts
 /// [`MatchedPath`](axum::extract::MatchedPath) in the extensions of a request it routed to a
 /// route, before the layers added with `Router::layer` or `route_layer` (which wrap each
-/// method's handler, chosen by the method as sent) run. Rewriting the method there would
-/// decide one method and run another's handler. It is also there when the layer wraps a
-/// service mounted with `route_service`, or with `nest_service` and requested at the exact
-/// prefix, which would route the rewritten method: refused too (closed, not open).
+/// method's handler, chosen by the method and path as sent) run. Rewriting the method there
+/// would decide one method and run another's handler; stripping a tenant's path prefix there
+/// (`tenant/`) would decide one path while axum serves the route of another. It is also there
+/// when the layer wraps a service mounted with `route_service`, or with `nest_service` and
+/// requested at the exact prefix: refused too (closed, not open).
 #[cfg(feature = "axum")]
-fn routed_by_method<B>(req: &Request<B>) -> bool {
+pub(crate) fn routed_by_axum<B>(req: &Request<B>) -> bool {
     req.extensions()
         .get::<axum::extract::MatchedPath>()
         .is_some()
@@ -378,7 +379,7 @@ fn routed_by_method<B>(req: &Request<B>) -> bool {
 
 /// Without the `axum` feature no router is known to have routed the request.
 #[cfg(not(feature = "axum"))]
-fn routed_by_method<B>(_: &Request<B>) -> bool {
+pub(crate) fn routed_by_axum<B>(_: &Request<B>) -> bool {
     false
 }
 

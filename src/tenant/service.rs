@@ -240,7 +240,7 @@ impl Shared {
             return self.resolve(req);
         };
         if let Some(prefix) = t.matches.stripped() {
-            if routed_by_axum(req) {
+            if crate::method_override::routed_by_axum(req) {
                 return Pick::Misrouted;
             }
             strip(req, prefix);
@@ -268,7 +268,7 @@ impl Shared {
             return Pick::None;
         }
         let stripped = strip_prefix.filter(|prefix| strip(req, prefix));
-        if stripped.is_some() && routed_by_axum(req) {
+        if stripped.is_some() && crate::method_override::routed_by_axum(req) {
             return Pick::Misrouted;
         }
         req.extensions_mut()
@@ -495,25 +495,6 @@ where
         Rejection::BadRequest,
         None,
     ))
-}
-
-/// Whether axum's router (0.8) routed the request to a route before the layer runs: it puts
-/// [`MatchedPath`](axum::extract::MatchedPath) in the extensions of a request it routed, before
-/// the layers added with `Router::layer` or `route_layer` run. Stripping a prefix there would
-/// decide on one path while axum serves the route of another. (It is also there when the
-/// layer wraps a service mounted with `route_service`, or with `nest_service` and requested
-/// at the exact prefix: refused too, closed rather than open.)
-#[cfg(feature = "axum")]
-fn routed_by_axum<B>(req: &Request<B>) -> bool {
-    req.extensions()
-        .get::<axum::extract::MatchedPath>()
-        .is_some()
-}
-
-/// Without the `axum` feature no router is known to have routed the request.
-#[cfg(not(feature = "axum"))]
-fn routed_by_axum<B>(_: &Request<B>) -> bool {
-    false
 }
 
 /// The `500` of a request a stripping tenant took after axum's router had routed it (see
